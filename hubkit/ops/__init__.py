@@ -1,0 +1,11 @@
+"""Layer 2: the op registry and the op families (one file each).
+
+Importing this package registers every op and the Tensor operator overloads.
+"""
+
+from hubkit.ops import state  # noqa: F401  (registers Placeholder, Const, Variable, updates)
+from hubkit.ops.api import *  # noqa: F403
+from hubkit.ops.api import __all__ as _api_all
+from hubkit.ops.registry import get_op, register_op, registered_ops
+
+__all__ = [*_api_all, "get_op", "register_op", "registered_ops"]

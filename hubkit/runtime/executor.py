@@ -1,0 +1,291 @@
+"""The executor: a small interpreter over a compiled, pruned, topologically ordered plan.
+
+``Session.run`` compiles a :class:`Plan` once per (graph version, fetches, fed tensors), caches it
+on the graph, and then each call only converts feeds, walks the plan's steps over a list of
+slots, and frees each intermediate after its last use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import FeedError, GraphError, HubkitError, OpError
+from hubkit.graph import Graph, Node, Tensor, format_shape, get_default_graph
+from hubkit.graph.shapes import is_compatible
+from hubkit.ops.registry import get_op
+
+__all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
+
+
+class Plan:
+    """A compiled program: which nodes run, in what order, reading and writing which slots."""
+
+    __slots__ = ("feed_slots", "fetch_slots", "nodes", "num_slots", "steps", "copy_slots")
+
+    def __init__(self, steps, num_slots, feed_slots, fetch_slots, nodes, copy_slots) -> None:
+        self.steps = steps  # (fn, kwargs, in_slots, out_slots, free_slots, node)
+        self.num_slots = num_slots
+        self.feed_slots = feed_slots
+        self.fetch_slots = fetch_slots  # slot per fetch, or -1 for a fetched op (returns None)
+        self.nodes = nodes
+        self.copy_slots = copy_slots  # fetched slots whose arrays belong to a variable or a constant
+
+    def run(self, feed_values: list[Any], intermediates: dict[str, Any] | None = None) -> list[Any]:
+        values: list[Any] = [None] * self.num_slots
+        for slot, v in zip(self.feed_slots, feed_values):
+            values[slot] = v
+        for fn, kwargs, ins, outs, frees, node in self.steps:
+            try:
+                res = fn(*[values[i] for i in ins], **kwargs)
+            except HubkitError:
+                raise
+            except Exception as e:  # a kernel failing on data: name the node, never a bare NumPy error
+                raise OpError(f"Op {node.op} node {node.name!r} failed: {type(e).__name__}: {e}") from e
+            if len(outs) == 1:
+                values[outs[0]] = res
+            elif outs:
+                for o, r in zip(outs, res):
+                    values[o] = r
+            if intermediates is not None:
+                for t, o in zip(node.outputs, outs):
+                    intermediates[t.name] = values[o]
+            for i in frees:
+                values[i] = None
+        out = []
+        for s in self.fetch_slots:
+            v = None if s < 0 else values[s]
+            if s in self.copy_slots and isinstance(v, np.ndarray):
+                v = np.array(v, copy=True)
+            out.append(v)
+        return out
+
+
+def _order(graph: Graph, targets: list[Node], fed: set[Tensor]) -> list[Node]:
+    """Nodes the targets need (fed tensors cut the graph), pure nodes before stateful ones."""
+    needed: set[Node] = set()
+    stack = list(targets)
+    while stack:
+        n = stack.pop()
+        if n in needed:
+            continue
+        needed.add(n)
+        for t in n.inputs:
+            if t not in fed:
+                stack.append(t.node)
+        stack.extend(n.control_inputs)
+    # Creation order is a topological order. Stateful nodes (variable updates) and whatever waits on
+    # them go last, so no read in this run sees a half-applied update.
+    ordered = [n for n in graph._nodes if n in needed]
+    late: set[Node] = set()
+    for n in ordered:
+        if get_op(n.op).stateful or any(c in late for c in n.control_inputs) or any(
+            t.node in late for t in n.inputs if t not in fed
+        ):
+            late.add(n)
+    return [n for n in ordered if n not in late] + [n for n in ordered if n in late]
+
+
+def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]) -> Plan:
+    """Builds the plan computing ``fetches`` from ``feeds``; checks every needed placeholder is fed."""
+    fed = set(feeds)
+    targets = [f.node if isinstance(f, Tensor) else f for f in fetches]
+    nodes = [n for n in _order(graph, targets, fed)]
+    slot_of: dict[Tensor, int] = {}
+    for t in feeds:
+        slot_of[t] = len(slot_of)
+    compute = []
+    for n in nodes:
+        if all(t in fed for t in n.outputs) and n.outputs:
+            continue
+        if n.op == "Placeholder":
+            fetch_names = sorted(f.name for f in fetches)
+            raise FeedError(
+                f"Placeholder {n.name!r} must be fed a value to compute {fetch_names}; "
+                f"fed: {sorted(t.name for t in feeds)}."
+            )
+        compute.append(n)
+        for t in n.outputs:
+            slot_of[t] = len(slot_of)
+    last_use: dict[int, int] = {}
+    for i, n in enumerate(compute):
+        for t in n.inputs:
+            last_use[slot_of[t]] = i
+    fetch_slots = []
+    for f in fetches:
+        fetch_slots.append(slot_of[f] if isinstance(f, Tensor) else -1)
+    keep = set(fetch_slots) | {slot_of[t] for t in feeds}
+    frees_at: dict[int, list[int]] = {}
+    for slot, i in last_use.items():
+        if slot not in keep:
+            frees_at.setdefault(i, []).append(slot)
+    # Slots never read (outputs nobody uses) are freed right after they are produced.
+    steps = []
+    copy_slots = set()
+    for i, n in enumerate(compute):
+        opdef = get_op(n.op)
+        kwargs = dict(n.attrs)
+        if opdef.prepare is not None:
+            kwargs.update(opdef.prepare(n))
+        ins = tuple(slot_of[t] for t in n.inputs)
+        outs = tuple(slot_of[t] for t in n.outputs)
+        frees = list(frees_at.get(i, ()))
+        frees.extend(s for s in outs if s not in last_use and s not in keep)
+        steps.append((opdef.forward, kwargs, ins, outs, tuple(frees), n))
+        if opdef.aliases_input:
+            copy_slots.update(outs)
+    return Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, compute, copy_slots)
+
+
+def convert_feed(t: Tensor, value: Any, what: str = "Placeholder") -> np.ndarray:
+    """Converts a fed value to ``t``'s dtype, refusing lossy kinds and shapes contradicting ``t.shape``."""
+    dt = t.dtype
+    if isinstance(value, np.ndarray) and value.dtype == dt.np_dtype:
+        arr = value
+    elif dt.name == "string":
+        arr = np.asarray(value, dtype=object)
+        flat = arr.reshape(-1)
+        for i, x in enumerate(flat):
+            if isinstance(x, bytes):
+                flat[i] = x.decode("utf-8")
+            elif not isinstance(x, str):
+                raise FeedError(
+                    f"{what} {t.node.name!r} expects strings, got {type(x).__name__} value {x!r}."
+                )
+    else:
+        if isinstance(value, Tensor):
+            raise FeedError(f"{what} {t.node.name!r} was fed the symbolic tensor {value.name!r}; feed an array.")
+        try:
+            src = np.asarray(value)
+        except (ValueError, TypeError) as e:
+            raise FeedError(f"{what} {t.node.name!r} cannot take {type(value).__name__} value: {e}") from None
+        ok = src.dtype == dt.np_dtype or (
+            src.dtype.kind in "biuf" and np.can_cast(src.dtype, dt.np_dtype, "same_kind")
+        ) or (src.dtype.kind in "biu" and dt.is_floating)
+        if not ok:
+            raise FeedError(
+                f"{what} {t.node.name!r} has dtype {dt.name}; cannot safely convert a value of dtype {src.dtype}."
+            )
+        arr = src.astype(dt.np_dtype, copy=False)
+    if not is_compatible(t.shape, arr.shape):
+        raise FeedError(
+            f"{what} {t.node.name!r} has shape {format_shape(t.shape)}; "
+            f"the fed value has shape {format_shape(tuple(arr.shape))}."
+        )
+    return arr
+
+
+class _Fetches:
+    """Flattens any nesting of lists, tuples and dicts of fetches, and rebuilds results in that shape."""
+
+    def __init__(self, graph: Graph, fetches: Any) -> None:
+        self.flat: list[Tensor | Node] = []
+        self.build = self._walk(graph, fetches)
+
+    def _walk(self, graph: Graph, f: Any) -> Callable[[list], Any]:
+        if isinstance(f, (list, tuple)) and not hasattr(f, "_fields"):
+            parts = [self._walk(graph, x) for x in f]
+            kind = type(f)
+            return lambda r: kind(p(r) for p in parts)
+        if isinstance(f, Mapping):
+            keys = list(f)
+            parts = [self._walk(graph, f[k]) for k in keys]
+            return lambda r: {k: p(r) for k, p in zip(keys, parts)}
+        item = _as_fetch(graph, f)
+        i = len(self.flat)
+        self.flat.append(item)
+        return lambda r: r[i]
+
+
+def _as_fetch(graph: Graph, f: Any) -> Tensor | Node:
+    if isinstance(f, str):
+        return graph.get_tensor(f) if ":" in f else graph.get_node(f)
+    if isinstance(f, (Tensor, Node)):
+        if f.graph is not graph:
+            raise GraphError(f"Fetch {f.name!r} belongs to another graph than this session's.")
+        return f
+    hook = getattr(f, "_as_graph_tensor", None)
+    if hook is not None:
+        return hook(graph)
+    raise GraphError(f"Cannot fetch {f!r}: expected a Tensor, a Node, a Variable or a name.")
+
+
+class Session:
+    """Runs parts of a graph. Holds no values: variables hold their own.
+
+    Args:
+        graph: the graph to run; the default graph when None.
+
+    >>> import hubkit as hk
+    >>> g = hk.Graph()
+    >>> with g.as_default():
+    ...     x = hk.placeholder(hk.float32, [None])
+    ...     y = x * 2.0
+    >>> hk.Session(g).run(y, {x: [1.0, 2.0]})
+    array([2., 4.], dtype=float32)
+    """
+
+    def __init__(self, graph: Graph | None = None) -> None:
+        self.graph = graph or get_default_graph()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        """Sessions hold no resources; kept for TensorFlow-1 familiarity."""
+
+    def run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None) -> Any:
+        """Computes ``fetches`` (a tensor, op, name or any nesting of them) given ``feed_dict``.
+
+        Raises:
+            FeedError: a needed placeholder is not fed, or a fed value has the wrong dtype or shape.
+            OpError: a kernel failed on the data (the message names the node).
+        """
+        return self._run(fetches, feed_dict, None)
+
+    def run_with_intermediates(self, fetches: Any, feed_dict: Mapping[Any, Any] | None = None):
+        """Like :meth:`run`, also returning ``{tensor name: value}`` of every tensor computed (debugging)."""
+        inter: dict[str, Any] = {}
+        return self._run(fetches, feed_dict, inter), inter
+
+    def _run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None, inter: dict | None) -> Any:
+        g = self.graph
+        if isinstance(fetches, Tensor) and fetches.graph is g:
+            flat, build = [fetches], None
+        else:
+            spec = _Fetches(g, fetches)
+            flat, build = spec.flat, spec.build
+        feeds: list[Tensor] = []
+        values: list[Any] = []
+        if feed_dict:
+            for k, v in feed_dict.items():
+                t = _as_fetch(g, k)
+                if not isinstance(t, Tensor):
+                    raise FeedError(f"Cannot feed {k!r}: only tensors can be fed.")
+                feeds.append(t)
+                values.append(convert_feed(t, v))
+        plan = self.plan(flat, feeds)
+        out = plan.run(values, inter)
+        return out[0] if build is None else build(out)
+
+    def plan(self, fetches: list[Tensor | Node], feeds: list[Tensor]) -> Plan:
+        """The cached plan for these fetches and fed tensors (compiled on first use)."""
+        state = self.graph.state
+        cache = state.get("plans")
+        if cache is None or state.get("plans_version") != self.graph.version:
+            # Nodes were added: plans stay valid, but drop them so the cache cannot grow without bound.
+            cache = state["plans"] = {}
+            state["plans_version"] = self.graph.version
+        key = (tuple(fetches), tuple(feeds))
+        plan = cache.get(key)
+        if plan is None:
+            if len(cache) > 256:
+                cache.clear()
+            plan = compile_plan(self.graph, list(fetches), list(feeds))
+            cache[key] = plan
+        return plan

@@ -1,0 +1,149 @@
+"""Reverse-mode differentiation over the graph: gradients are new nodes, fetched like any tensor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hubkit.errors import GraphError
+from hubkit.graph import Node, Tensor, convert_to_tensor
+from hubkit.ops.registry import get_op
+
+__all__ = ["IndexedSlices", "gradients"]
+
+
+@dataclass(frozen=True)
+class IndexedSlices:
+    """A sparse gradient: ``dense[indices[i]] += values[i]``; only these rows are non-zero.
+
+    Attributes:
+        values: tensor of shape ``[n, *row_shape]``.
+        indices: int tensor of shape ``[n]`` (may repeat).
+        dense: the tensor whose gradient this is (gives the dense shape and dtype).
+    """
+
+    values: Tensor
+    indices: Tensor
+    dense: Tensor
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def to_dense(self) -> Tensor:
+        from hubkit.ops import api
+
+        return api.scatter_to_dense(self.values, self.indices, self.dense)
+
+
+def _as_x(graph, x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    hook = getattr(x, "_as_graph_tensor", None)
+    if hook is None:
+        raise GraphError(f"Cannot differentiate with respect to {x!r}: expected a Tensor or a Variable.")
+    return hook(graph)
+
+
+def _aggregate(parts: list[Any]) -> Any:
+    from hubkit.ops import api
+
+    if len(parts) == 1:
+        return parts[0]
+    if all(isinstance(p, IndexedSlices) for p in parts):
+        return IndexedSlices(
+            api.concat([p.values for p in parts], axis=0),
+            api.concat([p.indices for p in parts], axis=0),
+            parts[0].dense,
+        )
+    dense = [p.to_dense() if isinstance(p, IndexedSlices) else p for p in parts]
+    return api.add_n(dense)
+
+
+def gradients(ys: Any, xs: Any, grad_ys: Any = None, name: str = "gradients") -> list[Any]:
+    """Symbolic gradients of ``sum(ys)`` with respect to each of ``xs``.
+
+    Args:
+        ys: a tensor or a list of tensors.
+        xs: a tensor or Variable, or a list of them.
+        grad_ys: optional upstream gradients, one per y (default: ones).
+        name: name scope of the gradient nodes.
+
+    Returns:
+        One entry per x: a Tensor, an :class:`IndexedSlices` (sparse rows, e.g. from a gather), or
+        None when y does not depend on x.
+
+    >>> import hubkit as hk
+    >>> g = hk.Graph()
+    >>> with g.as_default():
+    ...     x = hk.placeholder(hk.float64, [])
+    ...     (dx,) = hk.gradients(x * x, [x])
+    >>> float(hk.Session(g).run(dx, {x: 3.0}))
+    6.0
+    """
+    ys_list = list(ys) if isinstance(ys, (list, tuple)) else [ys]
+    xs_list = list(xs) if isinstance(xs, (list, tuple)) else [xs]
+    if not ys_list:
+        raise GraphError("gradients() needs at least one y.")
+    graph = ys_list[0].graph
+    from hubkit.ops import api
+
+    with graph.as_default(), graph.name_scope(name):
+        ys_t = [convert_to_tensor(y, graph=graph) for y in ys_list]
+        xs_t = [_as_x(graph, x) for x in xs_list]
+        xset = set(xs_t)
+        # Nodes downstream of some x ...
+        depends: set[Node] = set()
+        for n in graph._nodes:
+            if any(t in xset or t.node in depends for t in n.inputs):
+                depends.add(n)
+        # ... and upstream of some y.
+        upstream: set[Node] = set()
+        stack = [y.node for y in ys_t]
+        while stack:
+            n = stack.pop()
+            if n in upstream:
+                continue
+            upstream.add(n)
+            stack.extend(t.node for t in n.inputs)
+        relevant = depends & upstream
+        grads: dict[Tensor, list[Any]] = {}
+        gys = list(grad_ys) if isinstance(grad_ys, (list, tuple)) else [grad_ys] * len(ys_t)
+        for y, gy in zip(ys_t, gys):
+            if not y.dtype.is_floating:
+                raise GraphError(f"Cannot differentiate {y.name!r} of dtype {y.dtype.name}; it must be float.")
+            g0 = api.ones_like(y) if gy is None else convert_to_tensor(gy, dtype=y.dtype, graph=graph)
+            grads.setdefault(y, []).append(g0)
+        for n in reversed(graph._nodes):
+            if n not in relevant:
+                continue
+            outs = [grads.get(t) for t in n.outputs]
+            if all(o is None for o in outs):
+                continue
+            opdef = get_op(n.op)
+            if not opdef.differentiable:
+                continue
+            agg = [None if o is None else _aggregate(o) for o in outs]
+            for i, t in enumerate(n.outputs):
+                if agg[i] is not None:
+                    grads[t] = [agg[i]]
+            agg = [a.to_dense() if isinstance(a, IndexedSlices) else a for a in agg]
+            if len(n.outputs) == 1:
+                in_grads = opdef.vjp(agg[0], n.outputs[0], *n.inputs, **n.attrs)
+            else:
+                in_grads = opdef.vjp(tuple(agg), n.outputs, *n.inputs, **n.attrs)
+            if len(in_grads) != len(n.inputs):
+                raise GraphError(f"Gradient of op {n.op!r} returned {len(in_grads)} values for {len(n.inputs)} inputs.")
+            for t, gt in zip(n.inputs, in_grads):
+                if gt is None or not t.dtype.is_floating:
+                    continue
+                if t.node not in relevant and t not in xset:
+                    continue
+                grads.setdefault(t, []).append(gt)
+        result = []
+        for x in xs_t:
+            parts = grads.get(x)
+            result.append(None if not parts else _aggregate(parts))
+    return result
+
+

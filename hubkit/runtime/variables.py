@@ -1,0 +1,193 @@
+"""Variables: named, mutable NumPy arrays that graphs read and optimizers update in place."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import GraphError
+from hubkit.graph import DType, Graph, GraphKeys, Tensor, as_dtype, format_shape, get_default_graph
+from hubkit.graph.shapes import is_compatible, normalize_shape
+
+__all__ = ["Variable"]
+
+
+class Variable:
+    """A named array that lives outside any session; graphs read it and update ops write it.
+
+    Args:
+        initial_value: an array-like, or None when ``initializer`` is given.
+        name: the variable's name (a module-relative path such as ``"dense/kernel"``).
+        trainable: whether optimizers update it by default.
+        dtype: element type; defaults to the initial value's (float values become float32).
+        shape: required with ``initializer``.
+        initializer: a declarative initializer (``hubkit.initializers.*``) run lazily, on first read.
+
+    >>> v = Variable([1.0, 2.0], name="v")
+    >>> v.assign([3.0, 4.0]); v.value
+    array([3., 4.], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        initial_value: Any = None,
+        name: str | None = None,
+        trainable: bool = True,
+        dtype: Any = None,
+        shape: Any = None,
+        initializer: Any = None,
+    ) -> None:
+        self.name = name or "Variable"
+        self.trainable = bool(trainable)
+        self.initializer = initializer
+        self._lock = threading.Lock()
+        if initial_value is None:
+            if initializer is None:
+                raise GraphError(f"Variable {self.name!r} needs an initial_value or an initializer.")
+            sh = normalize_shape(shape)
+            if sh is None or any(d is None for d in sh):
+                raise GraphError(f"Variable {self.name!r} needs a fully known shape, got {format_shape(sh)}.")
+            self.dtype: DType = as_dtype(dtype or "float32")
+            self.shape: tuple = sh
+            self._value: np.ndarray | None = None
+        else:
+            arr = np.asarray(initial_value)
+            if dtype is None:
+                dt = as_dtype("float32") if arr.dtype.kind == "f" else as_dtype(arr.dtype)
+            else:
+                dt = as_dtype(dtype)
+            self.dtype = dt
+            self._value = np.array(arr, dtype=dt.np_dtype, copy=True)
+            self.shape = tuple(self._value.shape)
+
+    # -- value -------------------------------------------------------------------------------------
+    @property
+    def value(self) -> np.ndarray:
+        """The current value (created from the initializer on first read)."""
+        v = self._value
+        if v is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = np.asarray(self.initializer(self.shape, self.dtype), dtype=self.dtype.np_dtype)
+                v = self._value
+        return v
+
+    def numpy(self) -> np.ndarray:
+        """A copy of the current value."""
+        return np.array(self.value, copy=True)
+
+    @property
+    def is_initialized(self) -> bool:
+        return self._value is not None
+
+    def _set_storage(self, array: np.ndarray) -> None:
+        """Replaces the backing array without a copy (used by loaders for memory-mapped values)."""
+        self._check(array, "load")
+        self._value = array
+
+    def _check(self, arr: np.ndarray, what: str) -> None:
+        if not is_compatible(self.shape, arr.shape):
+            raise GraphError(
+                f"Cannot {what} variable {self.name!r}: shape {format_shape(tuple(arr.shape))} does not match "
+                f"{format_shape(self.shape)}."
+            )
+
+    def _coerce(self, value: Any, what: str) -> np.ndarray:
+        arr = np.asarray(value)
+        if arr.dtype != self.dtype.np_dtype:
+            if not np.can_cast(arr.dtype, self.dtype.np_dtype, "same_kind") and not (
+                arr.dtype.kind in "iub" and self.dtype.is_floating
+            ):
+                raise GraphError(f"Cannot {what} variable {self.name!r} ({self.dtype.name}) with {arr.dtype} values.")
+            arr = arr.astype(self.dtype.np_dtype)
+        return arr
+
+    def _writable(self) -> np.ndarray:
+        v = self.value
+        if not v.flags.writeable:
+            v = np.array(v, copy=True)
+            self._value = v
+        return v
+
+    def assign(self, value: Any) -> None:
+        """Sets the value (copied into the existing buffer when it can be written)."""
+        arr = self._coerce(value, "assign")
+        self._check(arr, "assign")
+        if self._value is None:
+            self._value = np.array(arr, copy=True)
+            return
+        np.copyto(self._writable(), arr)
+
+    def assign_add(self, delta: Any) -> None:
+        arr = self._coerce(delta, "update")
+        v = self._writable()
+        np.add(v, arr, out=v)
+
+    def assign_sub(self, delta: Any) -> None:
+        arr = self._coerce(delta, "update")
+        v = self._writable()
+        np.subtract(v, arr, out=v)
+
+    def scatter_sub(self, indices: Any, updates: Any) -> None:
+        """``value[indices] -= updates``, accumulating repeated indices; only those rows are touched."""
+        v = self._writable()
+        np.subtract.at(v, np.asarray(indices), self._coerce(updates, "update"))
+
+    # -- graphs ------------------------------------------------------------------------------------
+    def _as_graph_tensor(self, graph: Graph) -> Tensor:
+        """The tensor reading this variable in ``graph`` (one read node per graph)."""
+        bound = graph.state.setdefault("variable_nodes_by_id", {})
+        t = bound.get(id(self))
+        if t is not None:
+            return t
+        name = self.name if not graph.has_node(self.name) else None
+        with graph.name_scope(None):
+            node = graph.create_node(
+                "Variable",
+                [],
+                {
+                    "dtype": self.dtype,
+                    "shape": self.shape,
+                    "trainable": self.trainable,
+                    "initializer": getattr(self.initializer, "config", None),
+                },
+                [(self.dtype, self.shape)],
+                name=name or graph.unique_name(self.name.replace(":", "_")),
+                unique=False,
+                control_inputs=(),
+            )
+        graph.variables[node.name] = self
+        graph.variable_tensors[node.name] = node.outputs[0]
+        bound[id(self)] = node.outputs[0]
+        return node.outputs[0]
+
+    def tensor(self, graph: Graph | None = None) -> Tensor:
+        """This variable's read tensor in ``graph`` (default graph when None)."""
+        return self._as_graph_tensor(graph or get_default_graph())
+
+    def __repr__(self) -> str:
+        return f"<hubkit.Variable {self.name!r} shape={format_shape(self.shape)} dtype={self.dtype.name}>"
+
+    # Operators act on the variable's tensor in the default graph, as TF1 variables do.
+    def __add__(self, o): return self.tensor() + o
+    def __radd__(self, o): return o + self.tensor()
+    def __sub__(self, o): return self.tensor() - o
+    def __rsub__(self, o): return o - self.tensor()
+    def __mul__(self, o): return self.tensor() * o
+    def __rmul__(self, o): return o * self.tensor()
+    def __truediv__(self, o): return self.tensor() / o
+    def __rtruediv__(self, o): return o / self.tensor()
+    def __matmul__(self, o): return self.tensor() @ o
+    def __rmatmul__(self, o): return o @ self.tensor()
+    def __neg__(self): return -self.tensor()
+    def __pow__(self, o): return self.tensor() ** o
+    def __getitem__(self, k): return self.tensor()[k]
+
+
+def register_in_collections(graph: Graph, var: Variable) -> None:
+    """Adds ``var`` to GLOBAL_VARIABLES and, when trainable, TRAINABLE_VARIABLES of ``graph``."""
+    graph.add_to_collection(GraphKeys.GLOBAL_VARIABLES, var)
+    if var.trainable:
+        graph.add_to_collection(GraphKeys.TRAINABLE_VARIABLES, var)
