@@ -1,0 +1,1 @@
+"""Operator overloads of Tensor (filled in by its owner)."""
