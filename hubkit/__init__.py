@@ -5,18 +5,17 @@ subpackage lists the names it lifts to the top level in its ``__top_level__``.
 """
 
 from hubkit import graph as _graph
+from hubkit import hub as _hub
+from hubkit import initializers, layers, losses, nn, regularizers, text, train  # namespaces
+from hubkit import module as _module
 from hubkit import ops as _ops
 from hubkit import runtime as _runtime
 from hubkit.errors import *  # noqa: F403
 from hubkit.errors import __all__ as _errors_all
 from hubkit.graph import *  # noqa: F403
-from hubkit.graph import bool_ as bool  # noqa: A001  (hubkit.bool, as tf.bool)
+from hubkit.graph import bool_ as bool  # hubkit.bool, as tf.bool
 from hubkit.ops import *  # noqa: F403
 from hubkit.runtime import *  # noqa: F403
-
-from hubkit import initializers, layers, losses, nn, regularizers, text, train  # noqa: I001  (namespaces)
-from hubkit import hub as _hub
-from hubkit import module as _module
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 from hubkit.errors import GraphError
 
-Shape = Optional[tuple]  # tuple[int | None, ...] or None when even the rank is unknown
+Shape = Optional[tuple]  # noqa: UP045 -- a runtime alias; tuple[int | None, ...] or None when even the rank is unknown
 
 __all__ = ["Shape", "broadcast_shapes", "format_shape", "is_compatible", "merge_shapes", "normalize_shape"]
 

@@ -23,7 +23,7 @@ __all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
 class Plan:
     """A compiled program: which nodes run, in what order, reading and writing which slots."""
 
-    __slots__ = ("feed_slots", "fetch_slots", "nodes", "num_slots", "steps", "copy_slots")
+    __slots__ = ("copy_slots", "feed_slots", "fetch_slots", "nodes", "num_slots", "steps")
 
     def __init__(self, steps, num_slots, feed_slots, fetch_slots, nodes, copy_slots) -> None:
         self.steps = steps  # (fn, kwargs, in_slots, out_slots, free_slots, node)
