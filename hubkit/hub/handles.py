@@ -1,0 +1,157 @@
+"""What a handle is: parsing and normalising local paths, ``file://`` and ``http(s)://`` handles.
+
+A normalised handle names one thing whatever way it was spelled (case of scheme and host, trailing
+slashes), so it can key the cache: :func:`cache_key` is a hash of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import urllib.parse
+
+from hubkit.errors import ResolveError
+
+__all__ = [
+    "MARKER",
+    "cache_key",
+    "is_archive_name",
+    "is_url",
+    "normalize_handle",
+    "registry_parts",
+    "split_sha256_pin",
+    "url_to_path",
+]
+
+MARKER = "hubkit_module.pb"
+"""File present at the root of every complete module directory (written last by export)."""
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
+_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_REGISTRY_PATH = re.compile(rf"^(?P<prefix>.*)/(?P<publisher>{_NAME_PART})/(?P<name>{_NAME_PART})/(?P<version>[0-9]+)$")
+
+
+def is_url(handle: str) -> bool:
+    """Returns whether ``handle`` has a URL scheme (``file``, ``http``, ``https``, ...)."""
+    scheme = urllib.parse.urlsplit(handle).scheme
+    # A one-letter scheme is a Windows drive letter ("C:\\models"), not a URL.
+    return len(scheme) > 1 and "://" in handle
+
+
+def is_archive_name(path: str) -> bool:
+    """Returns whether a path or URL path names a gzipped tar archive."""
+    lowered = path.lower()
+    return lowered.endswith(".tar.gz") or lowered.endswith(".tgz")
+
+
+def normalize_handle(handle: str) -> str:
+    """Returns the canonical spelling of a handle.
+
+    URLs get a lowercase scheme and host and lose trailing slashes; local paths become absolute.
+
+    >>> normalize_handle("HTTPS://Models.Example.org/acme/text/2/")
+    'https://models.example.org/acme/text/2'
+
+    Args:
+        handle: A local path or a URL.
+
+    Returns:
+        The normalised handle.
+
+    Raises:
+        ResolveError: The handle is not a non-empty string.
+    """
+    if not isinstance(handle, str) or not handle.strip():
+        raise ResolveError(f"A module handle must be a non-empty string, got {handle!r}.")
+    handle = handle.strip()
+    if not is_url(handle):
+        return os.path.abspath(os.path.expanduser(handle))
+    parts = urllib.parse.urlsplit(handle)
+    path = parts.path.rstrip("/") if parts.path not in ("", "/") else parts.path
+    return urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, parts.fragment))
+
+
+def split_sha256_pin(url: str) -> tuple[str, str | None]:
+    """Splits an optional ``#sha256=<hex>`` pin off a URL.
+
+    >>> split_sha256_pin("https://h/m.tar.gz#sha256=" + "AB" * 32)[1] == "ab" * 32
+    True
+
+    Args:
+        url: A URL, maybe with a fragment.
+
+    Returns:
+        ``(url_without_fragment, lowercase_hex_or_None)``.
+
+    Raises:
+        ResolveError: The URL has a fragment that is not a sha256 pin.
+    """
+    base, _, fragment = url.partition("#")
+    if not fragment:
+        return base, None
+    match = _PIN.match(fragment)
+    if match is None:
+        raise ResolveError(f"URL fragment {fragment!r} of {url!r} is not a pin; expected '#sha256=<64 hex digits>'.")
+    return base, match.group(1).lower()
+
+
+def registry_parts(url: str) -> tuple[str, str, str, int] | None:
+    """Splits a registry version URL ``<root>/<publisher>/<name>/<N>``.
+
+    >>> registry_parts("https://h/hub/acme/text-embedding/2")
+    ('https://h/hub', 'acme', 'text-embedding', 2)
+
+    Args:
+        url: An ``http(s)://`` URL without query or fragment.
+
+    Returns:
+        ``(root_url, publisher, name, version)``, or ``None`` if the URL has another shape.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.query or parts.fragment:
+        return None
+    match = _REGISTRY_PATH.match(parts.path.rstrip("/"))
+    if match is None:
+        return None
+    root = urllib.parse.urlunsplit((parts.scheme, parts.netloc, match["prefix"], "", ""))
+    return root, match["publisher"], match["name"], int(match["version"])
+
+
+def url_to_path(url: str) -> str:
+    """Returns the local path of a ``file://`` URL.
+
+    Args:
+        url: A ``file://`` URL such as ``file:///data/m.tar.gz``.
+
+    Returns:
+        The absolute local path.
+
+    Raises:
+        ResolveError: The URL names a remote host.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ResolveError(f"File URL {url!r} names host {parts.netloc!r}; only local files are supported.")
+    return os.path.abspath(urllib.parse.unquote(parts.path))
+
+
+def cache_key(normalized_handle: str) -> str:
+    """Returns the cache directory name of a normalised handle: a hex hash of it.
+
+    >>> len(cache_key("https://h/acme/text/1"))
+    40
+
+    Args:
+        normalized_handle: Output of :func:`normalize_handle` (plus anything else that identifies the content).
+
+    Returns:
+        A 40-character lowercase hex string.
+    """
+    return hashlib.sha1(normalized_handle.encode("utf-8")).hexdigest()
+
+
+def is_sha256_hex(value: object) -> bool:
+    """Returns whether ``value`` is 64 lowercase hex digits."""
+    return isinstance(value, str) and _SHA256_HEX.match(value) is not None

@@ -1,0 +1,432 @@
+"""Publishing modules into a static registry root, and checking a root for consistency.
+
+Layout of a registry root (plain files, served by any static web server)::
+
+    index.json                       every module: its versions, latest version, description
+    index.html                       a human catalog of the same
+    <publisher>/<name>/index.json    versions of one module
+    <publisher>/<name>/<N>.tar.gz    the module archive (immutable)
+    <publisher>/<name>/<N>.json      its manifest: sha256, size, format version, signatures, ...
+
+:func:`publish` writes the archive, then the manifest, then the indexes, each to a temp name then
+renamed. Indexes are rebuilt from the manifests on disk, so concurrent publishes of different modules
+never lose each other's entries and a crashed publish is repaired by the next one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from hubkit.errors import HubkitError, RegistryError
+from hubkit.hub.handles import MARKER
+
+__all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
+
+FORMAT_VERSION = 1
+MIN_HUBKIT_VERSION = {1: "0.1.0"}  # oldest hubkit able to load each format version
+_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MANIFEST = re.compile(r"^([1-9][0-9]*)\.json$")
+_ARCHIVE = re.compile(r"^([1-9][0-9]*)\.tar\.gz$")
+
+Validator = Callable[[str], dict[str, Any]]
+
+
+def _shape_list(shape: Any) -> list[int | None] | None:
+    """A static shape as JSON: a list with null for unknown dimensions, or null for unknown rank."""
+    from hubkit.graph.shapes import normalize_shape
+
+    normalized = normalize_shape(getattr(shape, "dims", shape))
+    return None if normalized is None else list(normalized)
+
+
+def _info_dict(infos: dict[str, Any]) -> dict[str, Any]:
+    result = {}
+    for key in sorted(infos):
+        info = infos[key]
+        dtype = getattr(info, "dtype", None)
+        get_shape = getattr(info, "get_shape", None)
+        shape = get_shape() if callable(get_shape) else getattr(info, "shape", None)
+        result[key] = {"dtype": getattr(dtype, "name", str(dtype)), "shape": _shape_list(shape)}
+    return result
+
+
+def summarize_module(module_dir: str) -> dict[str, Any]:
+    """Loads a module directory with the module layer and describes it for a manifest.
+
+    This is the default ``validate`` step of :func:`publish`: a module that does not load is not published.
+
+    Args:
+        module_dir: An exported module directory.
+
+    Returns:
+        ``{"format_version": int, "variants": [{"tags": [...], "signatures": {name: {"inputs": ..., "outputs": ...}}}]}``
+        where inputs and outputs map names to ``{"dtype": str, "shape": list | None}``.
+
+    Raises:
+        HubkitError: The module does not load (e.g. ``FormatError``).
+    """
+    from hubkit.module import load_module_spec  # lazy: the hub layer sits above the module layer
+
+    spec = load_module_spec(module_dir)
+    variants = []
+    for tags in sorted(spec.get_tags(), key=lambda t: sorted(t)):
+        signatures = {}
+        for name in sorted(spec.get_signature_names(tags=tags)):
+            signatures[name] = {
+                "inputs": _info_dict(spec.get_input_info_dict(signature=name, tags=tags)),
+                "outputs": _info_dict(spec.get_output_info_dict(signature=name, tags=tags)),
+            }
+        variants.append({"tags": sorted(tags), "signatures": signatures})
+    return {"format_version": _marker_format(module_dir), "variants": variants}
+
+
+def _marker_format(module_dir: str) -> int:
+    try:
+        from hubkit.format import hubkit_module_pb2
+
+        marker = hubkit_module_pb2.ModuleDef()
+        with open(os.path.join(module_dir, MARKER), "rb") as f:
+            marker.ParseFromString(f.read())
+        return int(marker.format) or FORMAT_VERSION
+    except (ImportError, AttributeError):
+        return FORMAT_VERSION
+
+
+def _check_name(name: str) -> tuple[str, str]:
+    parts = name.split("/") if isinstance(name, str) else []
+    if len(parts) != 2 or not all(_NAME_PART.match(p) for p in parts):
+        raise RegistryError(
+            f"Module name {name!r} is not of the form 'publisher/name' (letters, digits, '.', '_', '-'; "
+            "starting with a letter or digit)."
+        )
+    return parts[0], parts[1]
+
+
+def _module_files(module_dir: str) -> list[tuple[str, str]]:
+    """Returns (archive name, path) for every directory and file, sorted; refuses anything else."""
+    entries = []
+    for directory, dirnames, filenames in os.walk(module_dir):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            path = os.path.join(directory, name)
+            relative = os.path.relpath(path, module_dir).replace(os.sep, "/")
+            if os.path.islink(path) or not (os.path.isfile(path) or os.path.isdir(path)):
+                raise RegistryError(f"Module file {relative!r} in {module_dir!r} is not a regular file or directory.")
+            entries.append((relative, path))
+    return sorted(entries)
+
+
+def pack_module(module_dir: str, out: io.BufferedIOBase, compresslevel: int = 6) -> None:
+    """Writes a deterministic ``.tar.gz`` of a module directory to ``out``.
+
+    Entries are sorted, with mtime 0, uid/gid 0, no user names and fixed modes (0o755 dirs, 0o644 files);
+    the gzip header carries mtime 0 and no file name. The same directory always gives the same bytes.
+
+    Args:
+        module_dir: The module directory; its files go to the archive root.
+        out: A binary file opened for writing.
+        compresslevel: gzip level.
+
+    Raises:
+        RegistryError: The directory holds a symlink or a special file.
+    """
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=compresslevel) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for relative, path in _module_files(module_dir):
+            info = tarfile.TarInfo(relative)
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if os.path.isdir(path):
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                info.mode = 0o644
+                info.size = os.path.getsize(path)
+                with open(path, "rb") as f:
+                    tar.addfile(info, f)
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.hasher.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+
+def _write_exclusive(final: str, write: Callable[[Any], None]) -> None:
+    """Writes via a temp file, then links it to ``final`` only if ``final`` does not exist yet."""
+    temp = f"{final}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(temp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temp, final)  # atomic and never overwrites: two publishers cannot both win
+        except FileExistsError:
+            raise RegistryError(f"{final!r} already exists; published versions are immutable.") from None
+        except OSError:
+            if os.path.exists(final):
+                raise RegistryError(f"{final!r} already exists; published versions are immutable.") from None
+            os.replace(temp, final)  # filesystems without hard links
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _write_replace(final: str, data: bytes) -> None:
+    temp = f"{final}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(temp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, final)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _dump(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _published_versions(module_root: str) -> set[int]:
+    try:
+        names = os.listdir(module_root)
+    except FileNotFoundError:
+        return set()
+    return {int(m[1]) for n in names if (m := _MANIFEST.match(n) or _ARCHIVE.match(n))}
+
+
+def publish(
+    module_dir: str,
+    registry_root: str,
+    name: str = "acme/text-embedding",
+    version: int | None = None,
+    description: str = "",
+    *,
+    validate: Validator | None = None,
+) -> dict[str, Any]:
+    """Publishes a module directory as ``<registry_root>/<publisher>/<name>/<version>``.
+
+    Validates the module by loading it, packs ``<N>.tar.gz`` deterministically, writes the ``<N>.json``
+    manifest, then rebuilds ``<publisher>/<name>/index.json``, the root ``index.json`` and ``index.html``,
+    each through a temp file renamed into place.
+
+    Args:
+        module_dir: An exported module directory (holding ``hubkit_module.pb``).
+        registry_root: The registry's root directory (created if missing).
+        name: ``"publisher/name"``.
+        version: A positive integer; defaults to one more than the highest published version.
+        description: One line describing the module, shown in the indexes and the catalog.
+        validate: Loads and describes the module (see :func:`summarize_module`, the default).
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        RegistryError: Bad name or version, the version exists already, or the module is not valid.
+    """
+    publisher, short_name = _check_name(name)
+    if not os.path.isfile(os.path.join(module_dir, MARKER)):
+        raise RegistryError(f"{module_dir!r} is not a hubkit module directory: it has no {MARKER!r}.")
+    validate = validate or summarize_module
+    try:
+        summary = validate(module_dir)
+    except HubkitError as exc:
+        raise RegistryError(f"Module {module_dir!r} does not load, so it cannot be published: {exc}") from exc
+    module_root = os.path.join(registry_root, publisher, short_name)
+    existing = _published_versions(module_root)
+    if version is None:
+        version = max(existing, default=0) + 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise RegistryError(f"Version {version!r} is not a positive integer.")
+    if version in existing:
+        raise RegistryError(f"Module {name!r} version {version} is already published in {registry_root!r}; "
+                            f"versions are immutable (published: {sorted(existing)}).")
+    os.makedirs(module_root, exist_ok=True)
+    archive_path = os.path.join(module_root, f"{version}.tar.gz")
+    digest: dict[str, Any] = {}
+
+    def write_archive(f: Any) -> None:
+        writer = _HashingWriter(f)
+        pack_module(module_dir, writer)  # type: ignore[arg-type]
+        digest.update(sha256=writer.hasher.hexdigest(), size=writer.size)
+
+    _write_exclusive(archive_path, write_archive)
+    from hubkit import __version__
+
+    format_version = int(summary.get("format_version", FORMAT_VERSION))
+    manifest = {
+        "name": name,
+        "version": version,
+        "archive": f"{version}.tar.gz",
+        "sha256": digest["sha256"],
+        "size": digest["size"],
+        "format_version": format_version,
+        "min_hubkit_version": MIN_HUBKIT_VERSION.get(format_version, __version__),
+        "producer": f"hubkit {__version__}",
+        "description": description,
+        "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "variants": summary.get("variants", []),
+    }
+    try:
+        _write_exclusive(os.path.join(module_root, f"{version}.json"), lambda f: f.write(_dump(manifest)))
+    except RegistryError:
+        os.unlink(archive_path)
+        raise
+    rebuild_indexes(registry_root)
+    return manifest
+
+
+def read_manifest(path: str) -> dict[str, Any]:
+    """Reads a ``<N>.json`` manifest.
+
+    Raises:
+        RegistryError: The file is missing or is not a JSON object.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"Manifest {path!r} cannot be read: {exc}.") from None
+    if not isinstance(value, dict):
+        raise RegistryError(f"Manifest {path!r} is not a JSON object.")
+    return value
+
+
+def _module_roots(registry_root: str) -> list[tuple[str, str]]:
+    roots = []
+    for publisher in sorted(os.listdir(registry_root)):
+        publisher_dir = os.path.join(registry_root, publisher)
+        if not _NAME_PART.match(publisher) or not os.path.isdir(publisher_dir):
+            continue
+        for name in sorted(os.listdir(publisher_dir)):
+            if _NAME_PART.match(name) and os.path.isdir(os.path.join(publisher_dir, name)):
+                roots.append((f"{publisher}/{name}", os.path.join(publisher_dir, name)))
+    return roots
+
+
+def rebuild_indexes(registry_root: str) -> dict[str, Any]:
+    """Rewrites every module ``index.json``, the root ``index.json`` and ``index.html`` from the manifests.
+
+    Returns:
+        The root index written.
+    """
+    from hubkit.hub.catalog import render_catalog
+
+    modules: dict[str, Any] = {}
+    manifests: dict[str, list[dict[str, Any]]] = {}
+    for name, module_root in _module_roots(registry_root):
+        versions = []
+        for number in sorted(_published_versions(module_root)):
+            manifest_path = os.path.join(module_root, f"{number}.json")
+            if not os.path.isfile(manifest_path) or not os.path.isfile(os.path.join(module_root, f"{number}.tar.gz")):
+                continue  # a publish in progress (or crashed): not listed until both files exist
+            manifest = read_manifest(manifest_path)
+            versions.append(manifest)
+        if not versions:
+            continue
+        entries = [
+            {k: m.get(k) for k in ("version", "sha256", "size", "description", "published_at", "format_version")}
+            for m in versions
+        ]
+        latest = versions[-1]
+        _write_replace(os.path.join(module_root, "index.json"),
+                       _dump({"name": name, "latest": latest["version"], "versions": entries}))
+        modules[name] = {
+            "latest": latest["version"],
+            "versions": [m["version"] for m in versions],
+            "description": latest.get("description", ""),
+        }
+        manifests[name] = versions
+    root_index = {"format": "hubkit-registry", "format_version": 1, "modules": modules}
+    _write_replace(os.path.join(registry_root, "index.json"), _dump(root_index))
+    _write_replace(os.path.join(registry_root, "index.html"), render_catalog(manifests).encode("utf-8"))
+    return root_index
+
+
+def check_registry(registry_root: str) -> list[str]:
+    """Checks that every index entry resolves and every archive matches its manifest.
+
+    Args:
+        registry_root: A registry root directory.
+
+    Returns:
+        One sentence per problem found; empty when the registry is consistent.
+    """
+    problems: list[str] = []
+    index_path = os.path.join(registry_root, "index.json")
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            root_index = json.load(f)
+        modules = root_index["modules"]
+        if not isinstance(modules, dict):
+            raise TypeError("'modules' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"Root index {index_path!r} is missing or malformed: {exc}."]
+    on_disk = {name for name, _ in _module_roots(registry_root)}
+    for name in sorted(on_disk - set(modules)):
+        problems.append(f"Module directory {name!r} is not listed in the root index.json.")
+    for name in sorted(modules):
+        module_root = os.path.join(registry_root, *name.split("/"))
+        listed = modules[name].get("versions", []) if isinstance(modules[name], dict) else []
+        try:
+            with open(os.path.join(module_root, "index.json"), encoding="utf-8") as f:
+                module_versions = [v["version"] for v in json.load(f)["versions"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            problems.append(f"Module {name!r} has no readable index.json.")
+            module_versions = []
+        if sorted(module_versions) != sorted(listed):
+            problems.append(f"Module {name!r}: root index lists versions {sorted(listed)}, "
+                            f"its index.json lists {sorted(module_versions)}.")
+        for number in sorted(set(listed) | set(module_versions)):
+            problems.extend(_check_version(name, module_root, number))
+    return problems
+
+
+def _check_version(name: str, module_root: str, number: int) -> list[str]:
+    label = f"{name}/{number}"
+    try:
+        manifest = read_manifest(os.path.join(module_root, f"{number}.json"))
+    except RegistryError as exc:
+        return [f"Version {label!r}: {exc}"]
+    archive = os.path.join(module_root, f"{number}.tar.gz")
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with open(archive, "rb") as f:
+            while chunk := f.read(1 << 20):
+                hasher.update(chunk)
+                size += len(chunk)
+    except OSError:
+        return [f"Version {label!r}: archive {archive!r} is missing."]
+    problems = []
+    if size != manifest.get("size"):
+        problems.append(f"Version {label!r}: archive has {size} bytes, manifest says {manifest.get('size')!r}.")
+    if hasher.hexdigest() != manifest.get("sha256"):
+        problems.append(f"Version {label!r}: archive sha256 {hasher.hexdigest()} does not match the manifest.")
+    return problems

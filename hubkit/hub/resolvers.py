@@ -1,0 +1,415 @@
+"""Resolvers turn handles into local module directories; :func:`resolve` runs the chain.
+
+Each resolver has ``is_supported(handle)`` and ``__call__(handle) -> str``. The chain asks resolvers
+registered by the user first (newest first), then the built-in ones; when none supports a handle, the
+error lists what each one accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from hubkit.errors import DownloadError, IntegrityError, ResolveError
+from hubkit.hub.cache import Cache, InstallContext
+from hubkit.hub.config import HubConfig
+from hubkit.hub.extract import ExtractedFile, safe_extract
+from hubkit.hub.handles import (
+    MARKER,
+    cache_key,
+    is_archive_name,
+    is_sha256_hex,
+    is_url,
+    normalize_handle,
+    registry_parts,
+    split_sha256_pin,
+    url_to_path,
+)
+from hubkit.hub.http import HttpClient, progress_bar
+
+__all__ = [
+    "FileUrlResolver",
+    "HttpArchiveResolver",
+    "HttpRegistryResolver",
+    "LocalArchiveResolver",
+    "LocalPathResolver",
+    "Resolver",
+    "ResolverChain",
+    "check_module_dir",
+    "register_resolver",
+    "registry_latest",
+    "resolve",
+    "unregister_resolver",
+]
+
+FORMAT_VERSION = 1
+_user_resolvers: list[Any] = []
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    """What the chain needs from a resolver (the built-in ones also have a ``description``)."""
+
+    def is_supported(self, handle: str) -> bool:
+        """Returns whether this resolver can resolve ``handle``."""
+
+    def __call__(self, handle: str) -> str:
+        """Returns a local directory holding the complete module named by ``handle``."""
+
+
+def check_module_dir(path: str, handle: str) -> str:
+    """Returns ``path`` if it is a directory holding a module marker, else raises.
+
+    Args:
+        path: Local directory.
+        handle: How the user named it (for the message).
+
+    Raises:
+        ResolveError: The directory does not exist or has no ``hubkit_module.pb``.
+    """
+    if not os.path.isdir(path):
+        raise ResolveError(f"Module directory {path!r} (from handle {handle!r}) does not exist.")
+    if not os.path.isfile(os.path.join(path, MARKER)):
+        raise ResolveError(
+            f"Directory {path!r} (from handle {handle!r}) is not a hubkit module: it has no {MARKER!r} "
+            "(an export that did not finish, or not a module at all)."
+        )
+    return path
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in str(version).split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+class _BuiltinResolver:
+    description = ""
+
+    def __init__(self, config: HubConfig | None = None) -> None:
+        self.config = config or HubConfig.from_env()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description})"
+
+
+class LocalPathResolver(_BuiltinResolver):
+    """A path on this machine to a module directory: resolves to itself."""
+
+    description = "a local module directory"
+
+    def is_supported(self, handle: str) -> bool:
+        return not is_url(handle) and not is_archive_name(handle)
+
+    def __call__(self, handle: str) -> str:
+        return check_module_dir(os.path.abspath(os.path.expanduser(handle)), handle)
+
+
+class FileUrlResolver(_BuiltinResolver):
+    """A ``file://`` URL of a module directory: resolves to that directory."""
+
+    description = "file:// URL of a module directory"
+
+    def is_supported(self, handle: str) -> bool:
+        return handle.lower().startswith("file://") and not is_archive_name(split_sha256_pin(handle)[0])
+
+    def __call__(self, handle: str) -> str:
+        return check_module_dir(url_to_path(handle), handle)
+
+
+def _install_archive(
+    config: HubConfig,
+    key: str,
+    handle: str,
+    fetch: Callable[[InstallContext], tuple[str, dict[str, Any]]],
+) -> str:
+    """Shared path of every archive resolver: cache lookup, then fetch + safe extract + atomic install."""
+    cache = Cache(config)
+
+    def produce(ctx: InstallContext) -> tuple[list[ExtractedFile], dict[str, Any]]:
+        archive, extra = fetch(ctx)
+        source = extra.get("source", handle)
+        files = safe_extract(archive, ctx.module_dir, config.max_extract_bytes, config.max_extract_members, source)
+        if not os.path.isfile(os.path.join(ctx.module_dir, MARKER)):
+            raise DownloadError(f"Archive {source!r} does not hold a hubkit module: it has no {MARKER!r} at its root.")
+        return files, extra
+
+    return cache.get_or_install(key, handle, produce)
+
+
+class LocalArchiveResolver(_BuiltinResolver):
+    """A local ``.tar.gz`` (path or ``file://`` URL, optionally ``#sha256=`` pinned): extracted into the cache."""
+
+    description = "local path or file:// URL of a .tar.gz, optionally with #sha256=<hex>"
+
+    def is_supported(self, handle: str) -> bool:
+        scheme_ok = handle.lower().startswith("file://") or not is_url(handle)
+        return scheme_ok and is_archive_name(handle.partition("#")[0])
+
+    def __call__(self, handle: str) -> str:
+        base, pin = split_sha256_pin(handle)
+        path = url_to_path(base) if is_url(base) else os.path.abspath(os.path.expanduser(base))
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            raise ResolveError(f"Archive {path!r} (from handle {handle!r}) does not exist.") from None
+        # The file may be replaced in place, so its size and mtime are part of what the entry holds.
+        normalized = normalize_handle(handle)
+        key = cache_key(f"{normalized}\n{stat.st_size}\n{stat.st_mtime_ns}")
+
+        def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:
+            digest = _sha256_of(path)
+            if pin is not None and digest != pin:
+                raise IntegrityError(f"Archive {path!r} has sha256 {digest}, but the handle pins {pin}.")
+            return path, {"source": path, "archive_sha256": digest, "archive_size": stat.st_size}
+
+        return _install_archive(self.config, key, normalized, fetch)
+
+
+def _download(config: HubConfig, ctx: InstallContext, url: str, size: int | None, sha256: str | None) -> dict[str, Any]:
+    client = HttpClient(config)
+    bar = progress_bar(config, size, "/".join(url.rsplit("/", 3)[-3:]))
+
+    def on_progress(count: int) -> None:
+        ctx.touch()
+        if bar is not None:
+            bar.update(count)
+
+    try:
+        result = client.download(url, ctx.part_path, expected_size=size, on_progress=on_progress)
+    finally:
+        client.close()
+        if bar is not None:
+            bar.close()
+    if size is not None and result.size != size:
+        raise IntegrityError(f"Download of {url!r} has {result.size} bytes, but its manifest declares {size}.")
+    if sha256 is not None and result.sha256 != sha256:
+        raise IntegrityError(f"Download of {url!r} has sha256 {result.sha256}, but {sha256} was expected.")
+    return {"source": url, "archive_sha256": result.sha256, "archive_size": result.size}
+
+
+def _offline_error(config: HubConfig, handle: str) -> ResolveError:
+    return ResolveError(
+        f"Module {handle!r} is not in the cache {config.cache_dir!r}, and HUBKIT_OFFLINE is set so it cannot "
+        "be downloaded; unset HUBKIT_OFFLINE or download it first with `hubkit download`."
+    )
+
+
+class HttpArchiveResolver(_BuiltinResolver):
+    """An ``http(s)://`` URL of a ``.tar.gz``, optionally pinned with ``#sha256=<hex>``."""
+
+    description = "http(s):// URL of a .tar.gz, optionally with #sha256=<hex>"
+
+    def is_supported(self, handle: str) -> bool:
+        return handle.lower().startswith(("http://", "https://")) and is_archive_name(handle.partition("#")[0])
+
+    def __call__(self, handle: str) -> str:
+        normalized = normalize_handle(handle)
+        url, pin = split_sha256_pin(normalized)
+        key = cache_key(normalized)
+        cache = Cache(self.config)
+        hit = cache.lookup(key)
+        if hit is not None:
+            return hit
+        if self.config.offline:
+            raise _offline_error(self.config, handle)
+        return _install_archive(
+            self.config, key, normalized, lambda ctx: (ctx.part_path, _download(self.config, ctx, url, None, pin))
+        )
+
+
+class HttpRegistryResolver(_BuiltinResolver):
+    """A registry version URL ``http(s)://host/prefix/<publisher>/<name>/<N>``: manifest, then verified archive."""
+
+    description = "http(s):// registry URL .../<publisher>/<name>/<version>"
+
+    def is_supported(self, handle: str) -> bool:
+        return registry_parts(normalize_handle(handle)) is not None if is_url(handle) else False
+
+    def __call__(self, handle: str) -> str:
+        normalized = normalize_handle(handle)
+        key = cache_key(normalized)
+        cache = Cache(self.config)
+        hit = cache.lookup(key)
+        if hit is not None:
+            return hit
+        if self.config.offline:
+            raise _offline_error(self.config, handle)
+
+        def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:
+            client = HttpClient(self.config)
+            try:
+                manifest = client.get_json(f"{normalized}.json")
+            finally:
+                client.close()
+            sha256, size = _check_manifest(manifest, f"{normalized}.json")
+            extra = _download(self.config, ctx, f"{normalized}.tar.gz", size, sha256)
+            extra["manifest"] = manifest
+            return ctx.part_path, extra
+
+        return _install_archive(self.config, key, normalized, fetch)
+
+
+def _check_manifest(manifest: Any, url: str) -> tuple[str, int]:
+    if not isinstance(manifest, dict):
+        raise DownloadError(f"Manifest {url!r} is not a JSON object; the URL does not serve a hubkit module.")
+    sha256, size = manifest.get("sha256"), manifest.get("size")
+    if not is_sha256_hex(sha256) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise DownloadError(f"Manifest {url!r} lacks a valid 'sha256' and 'size'; the URL does not serve a hubkit module.")
+    fmt = manifest.get("format_version", FORMAT_VERSION)
+    if fmt != FORMAT_VERSION:
+        raise ResolveError(f"Module {url!r} uses format version {fmt!r}; this hubkit reads version {FORMAT_VERSION}.")
+    from hubkit import __version__
+
+    minimum = manifest.get("min_hubkit_version")
+    if minimum and _version_tuple(minimum) > _version_tuple(__version__):
+        raise ResolveError(f"Module {url!r} needs hubkit >= {minimum}, but this is hubkit {__version__}; please upgrade.")
+    return sha256, size
+
+
+def _sha256_of(path: str) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+class ResolverChain:
+    """An ordered list of resolvers; the first that supports a handle resolves it.
+
+    Args:
+        resolvers: The resolvers, asked in order.
+    """
+
+    def __init__(self, resolvers: list[Any]) -> None:
+        self.resolvers = list(resolvers)
+
+    def __call__(self, handle: str) -> str:
+        """Resolves ``handle`` with the first resolver that supports it.
+
+        Raises:
+            ResolveError: No resolver supports the handle (the message lists every one tried).
+        """
+        if not isinstance(handle, (str, os.PathLike)):
+            raise ResolveError(f"A module handle must be a string or path, got {type(handle).__name__}: {handle!r}.")
+        handle = os.fspath(handle)
+        for resolver in self.resolvers:
+            if resolver.is_supported(handle):
+                return resolver(handle)
+        tried = "; ".join(repr(r) for r in self.resolvers)
+        hint = ""
+        if is_url(handle) and handle.lower().startswith(("http://", "https://")):
+            hint = (" A registry handle needs an explicit version (.../<publisher>/<name>/<N>); "
+                    "hubkit.registry_latest(url) finds the newest one.")
+        raise ResolveError(f"No resolver supports handle {handle!r}; tried: {tried}.{hint}")
+
+
+def default_resolvers(config: HubConfig | None = None) -> list[Any]:
+    """Returns the chain :func:`resolve` uses: user resolvers (newest first), then the built-in ones."""
+    config = config or HubConfig.from_env()
+    builtins = [
+        LocalArchiveResolver(config),
+        LocalPathResolver(config),
+        FileUrlResolver(config),
+        HttpArchiveResolver(config),
+        HttpRegistryResolver(config),
+    ]
+    return [*reversed(_user_resolvers), *builtins]
+
+
+def resolve(handle: str | os.PathLike[str], config: HubConfig | None = None) -> str:
+    """Returns a local directory holding the complete module named by ``handle``.
+
+    Local module directories resolve to themselves; archives and URLs are fetched into the cache once and
+    served from it afterwards with no network request.
+
+    >>> resolve("/no/such/dir")
+    Traceback (most recent call last):
+    ...
+    hubkit.errors.ResolveError: Module directory '/no/such/dir' (from handle '/no/such/dir') does not exist.
+
+    Args:
+        handle: A local path, ``file://`` URL, registry version URL or ``.tar.gz`` URL.
+        config: Hub settings; defaults to :meth:`HubConfig.from_env`.
+
+    Returns:
+        An absolute path to the module directory.
+
+    Raises:
+        ResolveError: No resolver supports the handle, or the module is not cached while offline.
+        DownloadError: The download failed or did not hold a module.
+        IntegrityError: Downloaded bytes do not match the manifest or the pin.
+    """
+    return ResolverChain(default_resolvers(config))(os.fspath(handle))
+
+
+def register_resolver(resolver: Any) -> None:
+    """Adds a resolver that is asked before the built-in ones (the last registered is asked first).
+
+    Args:
+        resolver: An object with ``is_supported(handle) -> bool`` and ``__call__(handle) -> str``.
+
+    Raises:
+        ResolveError: The object lacks either method.
+    """
+    if not callable(getattr(resolver, "is_supported", None)) or not callable(resolver):
+        raise ResolveError(f"Resolver {resolver!r} needs an is_supported(handle) method and a __call__(handle).")
+    _user_resolvers.append(resolver)
+
+
+def unregister_resolver(resolver: Any) -> None:
+    """Removes a resolver added by :func:`register_resolver`.
+
+    Raises:
+        ResolveError: It was not registered.
+    """
+    try:
+        _user_resolvers.remove(resolver)
+    except ValueError:
+        raise ResolveError(f"Resolver {resolver!r} is not registered.") from None
+
+
+def registry_latest(url: str, config: HubConfig | None = None) -> str:
+    """Returns the newest pinned version handle of a registry module ``.../<publisher>/<name>``.
+
+    Loading never picks "latest" on its own; call this explicitly and load (or record) the handle it returns.
+
+    Args:
+        url: ``http(s)://host/prefix/<publisher>/<name>`` or ``file://`` / local path of the same layout.
+        config: Hub settings; defaults to :meth:`HubConfig.from_env`.
+
+    Returns:
+        ``url + "/<N>"`` for the highest published version ``N``.
+
+    Raises:
+        ResolveError: The module has no published versions, or offline mode is on.
+        DownloadError: The index could not be fetched.
+    """
+    config = config or HubConfig.from_env()
+    base = normalize_handle(url)
+    index_url = f"{base}/index.json"
+    if base.lower().startswith(("http://", "https://")):
+        client = HttpClient(config)
+        try:
+            index = client.get_json(index_url)
+        finally:
+            client.close()
+    else:
+        import json
+
+        path = url_to_path(index_url) if is_url(base) else index_url
+        try:
+            with open(path, encoding="utf-8") as f:
+                index = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ResolveError(f"Could not read module index {path!r}: {exc}.") from None
+    versions = index.get("versions") if isinstance(index, dict) else None
+    numbers = sorted(v["version"] for v in versions or [] if isinstance(v, dict) and isinstance(v.get("version"), int))
+    if not numbers:
+        raise ResolveError(f"Module index {index_url!r} lists no versions.")
+    return f"{base}/{numbers[-1]}"

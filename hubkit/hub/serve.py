@@ -1,0 +1,104 @@
+"""A development server for a registry root: static files on 127.0.0.1, with Range requests.
+
+``python -m http.server`` works too (hubkit restarts a download it cannot resume), but this one also
+answers ``Range`` requests, sets the right ``Content-Type`` for ``.json`` and ``.tar.gz`` and marks
+archives immutable, like the nginx config in ``registry/``. It is for development, not production.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import re
+import shutil
+from typing import Any
+
+__all__ = ["RegistryRequestHandler", "make_server"]
+
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory read-only (GET/HEAD) with single-range support."""
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".json": "application/json",
+        ".gz": "application/gzip",
+        ".html": "text/html; charset=utf-8",
+    }
+    server_version = "hubkit-registry"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if getattr(self.server, "quiet", False):
+            return
+        super().log_message(format, *args)
+
+    def send_head(self) -> Any:
+        path = self.translate_path(self.path)
+        if os.path.isdir(path) or not os.path.isfile(path):
+            return super().send_head()
+        try:
+            f = open(path, "rb")  # noqa: SIM115  (closed by the base class after copyfile)
+        except OSError:
+            self.send_error(404, "File not found")
+            return None
+        size = os.fstat(f.fileno()).st_size
+        start, end = 0, size - 1
+        match = _RANGE.match(self.headers.get("Range", ""))
+        if match:
+            start = int(match[1])
+            end = min(int(match[2]), size - 1) if match[2] else size - 1
+            if start >= size or start > end:
+                f.close()
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if path.endswith(".tar.gz"):
+            self.send_header("Cache-Control", "public, max-age=31536000, immutable")
+        else:
+            self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        f.seek(start)
+        self._remaining = end - start + 1
+        return f
+
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        remaining = getattr(self, "_remaining", None)
+        if remaining is None:
+            shutil.copyfileobj(source, outputfile)
+            return
+        while remaining > 0:
+            chunk = source.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            outputfile.write(chunk)
+            remaining -= len(chunk)
+
+
+def make_server(root: str, port: int = 0, host: str = "127.0.0.1", quiet: bool = False) -> http.server.ThreadingHTTPServer:
+    """Returns a threading HTTP server for ``root`` bound to ``host:port`` (port 0: any free port).
+
+    Args:
+        root: The registry root directory.
+        port: TCP port; 0 picks a free one (read it back from ``server.server_address``).
+        host: Interface to bind; keep the default 127.0.0.1 for a development server.
+        quiet: Do not log each request to stderr.
+    """
+
+    def handler(*args: Any, **kwargs: Any) -> RegistryRequestHandler:
+        return RegistryRequestHandler(*args, directory=root, **kwargs)
+
+    server = http.server.ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    server.quiet = quiet  # type: ignore[attr-defined]
+    return server
