@@ -1,7 +1,11 @@
 """The public op functions of every family, gathered in one namespace."""
 
+from hubkit.ops.conv import *  # noqa: F403
+from hubkit.ops.conv import __all__ as _conv_all
 from hubkit.ops.elementwise import *  # noqa: F403
 from hubkit.ops.elementwise import __all__ as _elementwise_all
+from hubkit.ops.nn import *  # noqa: F403
+from hubkit.ops.nn import __all__ as _nn_all
 from hubkit.ops.reduce import *  # noqa: F403
 from hubkit.ops.reduce import __all__ as _reduce_all
 from hubkit.ops.shape import *  # noqa: F403
@@ -9,7 +13,9 @@ from hubkit.ops.shape import __all__ as _shape_all
 from hubkit.ops.state import assign, assign_add, assign_sub, group, scatter_sub
 
 __all__ = [
+    *_conv_all,
     *_elementwise_all,
+    *_nn_all,
     *_reduce_all,
     *_shape_all,
     "assign",
