@@ -1,1 +1,22 @@
-"""Operator overloads of Tensor (filled in by its owner)."""
+"""The functions behind Tensor's Python operators (``+ - * / @ ** -x abs() < > []``)."""
+
+from hubkit.graph.tensor import register_operator
+from hubkit.ops import elementwise as _ew
+from hubkit.ops.shape import getitem
+
+__all__: list[str] = []
+
+for _name, _fn in {
+    "add": _ew.add,
+    "subtract": _ew.subtract,
+    "multiply": _ew.multiply,
+    "divide": _ew.divide,
+    "matmul": _ew.matmul,
+    "pow": _ew.pow,
+    "negative": _ew.negative,
+    "abs": _ew.abs,
+    "less": _ew.less,
+    "greater": _ew.greater,
+    "getitem": getitem,
+}.items():
+    register_operator(_name, _fn)
