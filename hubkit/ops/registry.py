@@ -44,6 +44,7 @@ class OpDef:
     prepare: Callable[[Node], dict] | None
     aliases_input: bool
     doc: str
+    module: str = ""  # the module declaring the op (its family), e.g. "hubkit.ops.elementwise"
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -69,6 +70,7 @@ def register_op(cls: type) -> type:
         prepare=getattr(cls, "prepare", None),
         aliases_input=getattr(cls, "aliases_input", False),
         doc=(cls.__doc__ or "").strip(),
+        module=cls.__module__,
     )
     return cls
 
