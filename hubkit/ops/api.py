@@ -1,5 +1,6 @@
 """The public op functions of every family, gathered in one namespace."""
 
+from hubkit.ops import sparse as _sparse  # noqa: F401  (registers its ops; public in hubkit.nn, hubkit.text)
 from hubkit.ops.conv import *  # noqa: F403
 from hubkit.ops.conv import __all__ as _conv_all
 from hubkit.ops.elementwise import *  # noqa: F403
@@ -11,6 +12,8 @@ from hubkit.ops.reduce import __all__ as _reduce_all
 from hubkit.ops.shape import *  # noqa: F403
 from hubkit.ops.shape import __all__ as _shape_all
 from hubkit.ops.state import assign, assign_add, assign_sub, group, scatter_sub
+from hubkit.ops.text import *  # noqa: F403
+from hubkit.ops.text import __all__ as _text_all
 
 __all__ = [
     *_conv_all,
@@ -18,6 +21,7 @@ __all__ = [
     *_nn_all,
     *_reduce_all,
     *_shape_all,
+    *_text_all,
     "assign",
     "assign_add",
     "assign_sub",

@@ -1,0 +1,199 @@
+"""Vocabulary files, the stable out-of-vocabulary fingerprint, and tokenize-and-lookup kernels.
+
+A vocabulary file holds one token per line (UTF-8, ``\\n`` or ``\\r\\n`` line ends); a token's id is
+its line number from 0. When a token appears twice, its first line wins.
+
+Out-of-vocabulary tokens are hashed into ``num_oov_buckets`` extra ids with FNV-1a 64 over the
+token's UTF-8 bytes (offset basis 0xcbf29ce484222325, prime 0x100000001b3, arithmetic mod 2**64):
+``id = vocab_size + fnv1a64(token) % num_oov_buckets``. Unlike Python's ``hash()`` this does not
+depend on the process (``PYTHONHASHSEED``), the machine or the Python version.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from itertools import chain, repeat
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import OpError
+from hubkit.ops import _numba, _numba_kernels
+
+__all__ = ["Vocabulary", "fingerprint64", "load_vocabulary", "tokenize_and_lookup"]
+
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+# What `strip_punctuation` removes: characters that are neither word characters nor whitespace.
+PUNCTUATION = re.compile(r"[^\w\s]")
+
+# Byte classes for the ASCII fast path, matching str.split() and PUNCTUATION on ASCII text:
+# 0 token character ([A-Za-z0-9_]), 1 whitespace (what str.isspace() accepts), 2 anything else.
+_CHAR_CLASS = np.full(256, 2, dtype=np.int8)
+for _b in range(128):
+    _c = chr(_b)
+    if _c.isspace():
+        _CHAR_CLASS[_b] = 1
+    elif _c.isalnum() or _c == "_":
+        _CHAR_CLASS[_b] = 0
+
+
+def fingerprint64(token: str) -> int:
+    """FNV-1a 64 of the UTF-8 bytes of ``token``: the same value in every process and on every machine.
+
+    >>> fingerprint64("")
+    14695981039346656037
+    >>> hex(fingerprint64("a"))
+    '0xaf63dc4c8601ec8c'
+    """
+    h = _FNV_OFFSET
+    for b in token.encode("utf-8"):
+        h = ((h ^ b) * _FNV_PRIME) & _MASK64
+    return h
+
+
+class Vocabulary:
+    """The tokens of one vocabulary file, with a dict for the NumPy path and a hash table for Numba's.
+
+    Attributes:
+        path: the file it was read from.
+        size: the number of lines (ids ``0 .. size - 1``).
+    """
+
+    def __init__(self, path: str, data: bytes) -> None:
+        self.path = path
+        data = data.replace(b"\r\n", b"\n")
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        try:
+            words = data.decode("utf-8").split("\n") if data else []
+        except UnicodeDecodeError as e:
+            raise OpError(f"Vocabulary file {path!r} is not UTF-8 text: {e}.") from None
+        self.size = len(words)
+        # dict() keeps the last of equal keys; feeding it backwards makes the first line win.
+        self.ids: dict[str, int] = dict(zip(reversed(words), range(self.size - 1, -1, -1)))
+        self._data = data
+        self._table: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()
+
+    def lookup(self, tokens: list[str], num_oov_buckets: int, default_value: int) -> np.ndarray:
+        """int64 ids of ``tokens``: the line number, else an OOV bucket, else ``default_value``."""
+        ids = np.fromiter(map(self.ids.get, tokens, repeat(-1)), dtype=np.int64, count=len(tokens))
+        missing = np.flatnonzero(ids < 0)
+        if missing.size:
+            if num_oov_buckets > 0:
+                ids[missing] = [self.size + fingerprint64(tokens[i]) % num_oov_buckets for i in missing]
+            else:
+                ids[missing] = default_value
+        return ids
+
+    def numba_table(self) -> tuple[Any, ...]:
+        """(slot_hash, slot_id, bytes, starts, lengths) for the Numba kernels, built once."""
+        table = self._table
+        if table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = self._build_table()
+                table = self._table
+        return table
+
+    def _build_table(self) -> tuple[Any, ...]:
+        vocab_bytes = np.frombuffer(self._data, dtype=np.uint8)
+        lengths = np.fromiter(map(len, self._data.split(b"\n")), np.int64) if self.size else np.zeros(0, np.int64)
+        starts = np.zeros(self.size, np.int64)
+        if self.size:
+            np.cumsum(lengths[:-1] + 1, out=starts[1:])
+        capacity = 1 << max(4, int(2 * self.size).bit_length())
+        slot_hash = np.zeros(capacity, np.uint64)
+        slot_id = np.full(capacity, -1, np.int64)
+        build = _numba.kernel(_numba_kernels.build_vocab_table)
+        if build is None:
+            raise RuntimeError("The vocabulary hash table is only used by the Numba kernels.")
+        build(vocab_bytes, starts, lengths, slot_hash, slot_id)
+        return slot_hash, slot_id, vocab_bytes, starts, lengths
+
+
+def load_vocabulary(path: str, cache: dict[Any, Vocabulary] | None = None) -> Vocabulary:
+    """Reads the vocabulary file at ``path``; ``cache`` (keyed by path, mtime and size) avoids re-reading.
+
+    Raises:
+        OpError: the file is missing, unreadable or not UTF-8.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise OpError(f"Cannot read vocabulary file {path!r}: {e.strerror or e}.") from None
+    key = (path, st.st_mtime_ns, st.st_size)
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise OpError(f"Cannot read vocabulary file {path!r}: {e.strerror or e}.") from None
+    vocab = Vocabulary(path, data)
+    if cache is not None:
+        cache.clear()  # one table per path and version is enough; older versions are dead weight
+        cache[key] = vocab
+    return vocab
+
+
+def normalize(sentences: list[str], lower: bool, strip_punctuation: bool) -> list[str]:
+    """Lower-cases and/or deletes punctuation, as the fused op does before splitting."""
+    if lower:
+        sentences = [s.lower() for s in sentences]
+    if strip_punctuation:
+        sub = PUNCTUATION.sub
+        sentences = [sub("", s) for s in sentences]
+    return sentences
+
+
+def tokenize_and_lookup(
+    sentences: np.ndarray,
+    vocab: Vocabulary,
+    *,
+    lower: bool,
+    strip_punctuation: bool,
+    num_oov_buckets: int,
+    default_value: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, row ids, number of rows) of the whitespace tokens of each sentence of a 1-D string array."""
+    items = sentences.tolist()
+    n = len(items)
+    fast = _numba.kernel(_numba_kernels.tokenize_lookup)
+    if fast is not None:
+        joined = "\n".join(items)
+        if joined.isascii():  # O(1) in CPython; ASCII text is bytes = characters, so offsets are lengths
+            return _tokenize_lookup_ascii(
+                fast, joined, items, vocab, lower, strip_punctuation, num_oov_buckets, default_value
+            )
+    items = normalize(items, lower, strip_punctuation)
+    parts = [s.split() for s in items]
+    counts = np.fromiter(map(len, parts), dtype=np.int64, count=n)
+    tokens = list(chain.from_iterable(parts))
+    ids = vocab.lookup(tokens, num_oov_buckets, default_value)
+    row_ids = np.repeat(np.arange(n, dtype=np.int64), counts)
+    return ids, row_ids, np.array(n, dtype=np.int64)
+
+
+def _tokenize_lookup_ascii(fast, joined, items, vocab, lower, strip, num_oov_buckets, default_value):
+    n = len(items)
+    buf = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    sizes = np.fromiter(map(len, items), dtype=np.int64, count=n)
+    offsets = np.zeros(n, np.int64)
+    if n:
+        np.cumsum(sizes[:-1] + 1, out=offsets[1:])
+    slot_hash, slot_id, vocab_bytes, starts, lengths = vocab.numba_table()
+    most = buf.size // 2 + 1  # tokens are separated by at least one byte
+    out_ids = np.empty(most, np.int64)
+    out_rows = np.empty(most, np.int64)
+    scratch = np.empty(max(1, int(sizes.max()) if n else 1), np.uint8)
+    count = fast(
+        buf, offsets, sizes, _CHAR_CLASS, lower, strip, slot_hash, slot_id, vocab_bytes, starts, lengths,
+        vocab.size, num_oov_buckets, default_value, scratch, out_ids, out_rows,
+    )
+    return out_ids[:count].copy(), out_rows[:count].copy(), np.array(n, dtype=np.int64)

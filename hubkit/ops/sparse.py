@@ -1,0 +1,266 @@
+"""Op family: sparse. Ragged batches of ids and ``embedding_lookup_sparse`` with a sparse-row gradient.
+
+A :class:`RaggedTensor` is a batch of variable-length rows kept flat: ``values[m]`` belongs to row
+``row_ids[m]``, and ``num_rows`` counts the rows (rows without values included). Tokenizers in
+:mod:`hubkit.text` produce them and ``embedding_lookup_sparse`` consumes them.
+
+The gradient of ``embedding_lookup_sparse`` with respect to ``params`` is an
+:class:`hubkit.runtime.IndexedSlices` holding one row per looked-up id, so an optimizer step
+touches only the rows that were used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import GraphError, OpError
+from hubkit.graph import Tensor, convert_to_tensor, get_default_graph, int64
+from hubkit.graph.shapes import format_shape
+from hubkit.ops import _numba, _numba_kernels
+from hubkit.ops.registry import apply, describe, infer_error, register_op
+
+__all__ = ["RaggedTensor", "embedding_lookup_sparse"]
+
+COMBINERS = {"sum": _numba_kernels.SUM, "mean": _numba_kernels.MEAN, "sqrtn": _numba_kernels.SQRTN}
+
+
+@dataclass(frozen=True)
+class RaggedTensor:
+    """Variable-length rows stored flat.
+
+    Attributes:
+        values: ``[M, ...]`` the values of every row, row after row.
+        row_ids: int64 ``[M]``, the row of each value (non-decreasing when made by a tokenizer).
+        num_rows: int64 scalar, the number of rows.
+    """
+
+    values: Tensor
+    row_ids: Tensor
+    num_rows: Tensor
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def with_values(self, values: Tensor) -> RaggedTensor:
+        """The same rows holding other ``values`` (e.g. the ids of these tokens)."""
+        return RaggedTensor(values, self.row_ids, self.num_rows)
+
+
+# -- forward -----------------------------------------------------------------------------------------
+def _check_ids(ids: np.ndarray, row_ids: np.ndarray, vocab: int, num_rows: int, bad: int) -> None:
+    raise OpError(
+        f"embedding_lookup_sparse: id {int(ids[bad])} of value {bad} (row {int(row_ids[bad])}) is outside "
+        f"params with {vocab} rows, or its row is outside [0, {num_rows})."
+    )
+
+
+def _denominators(ids, row_ids, weights, combiner: int, num_rows: int) -> np.ndarray:
+    """Per-row norm: 1 (sum), sum of weights (mean) or sqrt of the sum of squared weights (sqrtn)."""
+    if combiner == _numba_kernels.SUM:
+        return np.ones(num_rows)
+    w = np.ones(ids.shape[0]) if weights is None else weights.astype(np.float64)
+    if combiner == _numba_kernels.SQRTN:
+        return np.sqrt(np.bincount(row_ids, weights=w * w, minlength=num_rows))
+    return np.bincount(row_ids, weights=w, minlength=num_rows)
+
+
+def _valid(ids, row_ids, weights, vocab: int, num_rows: int):
+    """Drops ids < 0 (TF's safe_embedding_lookup_sparse behaviour) and checks the rest."""
+    if ids.size and ids.min() < 0:
+        keep = ids >= 0
+        ids, row_ids = ids[keep], row_ids[keep]
+        weights = None if weights is None else weights[keep]
+    if ids.size:
+        bad = np.flatnonzero((ids >= vocab) | (row_ids < 0) | (row_ids >= num_rows))
+        if bad.size:
+            _check_ids(ids, row_ids, vocab, num_rows, int(bad[0]))
+    return ids, row_ids, weights
+
+
+def combine_numpy(params, ids, row_ids, num_rows: int, weights, combiner: int) -> np.ndarray:
+    """The NumPy kernel of :func:`embedding_lookup_sparse`."""
+    ids, row_ids, weights = _valid(ids, row_ids, weights, params.shape[0], num_rows)
+    out = np.zeros((num_rows, *params.shape[1:]), dtype=params.dtype)
+    if not ids.size:
+        return out
+    rows = np.take(params, ids, axis=0)
+    if weights is not None:
+        rows *= weights.astype(params.dtype).reshape((-1,) + (1,) * (rows.ndim - 1))
+    if row_ids.size > 1 and np.any(row_ids[1:] < row_ids[:-1]):
+        order = np.argsort(row_ids, kind="stable")
+        rows, row_ids = rows[order], row_ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], row_ids[1:] != row_ids[:-1])))
+    out[row_ids[starts]] = np.add.reduceat(rows, starts, axis=0)
+    if combiner != _numba_kernels.SUM:
+        den = _denominators(ids, row_ids, weights, combiner, num_rows)
+        scale = np.divide(1.0, den, out=np.zeros_like(den), where=den > 0).astype(params.dtype)
+        out *= scale.reshape((-1,) + (1,) * (out.ndim - 1))
+    return out
+
+
+def _flat_params(params: np.ndarray) -> np.ndarray:
+    return params.reshape(params.shape[0], -1)
+
+
+def combine(params, ids, row_ids, num_rows, weights, combiner: int) -> np.ndarray:
+    """Numba kernel when enabled and the shapes allow it, else :func:`combine_numpy`."""
+    n = int(num_rows)
+    fast = _numba.kernel(_numba_kernels.sparse_combine)
+    if fast is None or params.ndim < 1 or params.dtype.kind != "f":
+        return combine_numpy(params, ids, row_ids, n, weights, combiner)
+    flat = _flat_params(params)
+    out = np.zeros((n, flat.shape[1]), dtype=params.dtype)
+    den = np.zeros(n)
+    w = np.zeros(0, params.dtype) if weights is None else weights.astype(params.dtype, copy=False)
+    bad = fast(flat, ids, row_ids, w, weights is not None, combiner, out, den)
+    if bad >= 0:
+        _check_ids(ids, row_ids, params.shape[0], n, bad)
+    return out.reshape((n, *params.shape[1:]))
+
+
+def combine_grad(grad, ids, row_ids, weights, combiner: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values, indices) of the params gradient: one scaled row of ``grad`` per id >= 0."""
+    num_rows = grad.shape[0]
+    fast = _numba.kernel(_numba_kernels.sparse_combine_grad)
+    if fast is not None and grad.dtype.kind == "f":
+        flat = grad.reshape(num_rows, -1)
+        values = np.empty((ids.shape[0], flat.shape[1]), dtype=grad.dtype)
+        indices = np.empty(ids.shape[0], dtype=np.int64)
+        w = np.zeros(0, grad.dtype) if weights is None else weights.astype(grad.dtype, copy=False)
+        k = fast(flat, ids, row_ids, w, weights is not None, combiner, np.zeros(num_rows), values, indices)
+        return values[:k].reshape((k, *grad.shape[1:])), indices[:k]
+    if ids.size and ids.min() < 0:
+        keep = ids >= 0
+        ids, row_ids = ids[keep], row_ids[keep]
+        weights = None if weights is None else weights[keep]
+    den = _denominators(ids, row_ids, weights, combiner, num_rows)
+    inv = np.divide(1.0, den, out=np.zeros_like(den), where=den > 0)
+    scale = inv[row_ids] if weights is None else inv[row_ids] * weights
+    values = np.take(grad, row_ids, axis=0)
+    values *= scale.astype(grad.dtype).reshape((-1,) + (1,) * (values.ndim - 1))
+    return values, ids.astype(np.int64, copy=False)
+
+
+@register_op
+class EmbeddingLookupSparse:
+    """Combines the ``params`` rows of each ragged row's ids: ``sum``, ``mean`` or ``sqrtn`` (weighted).
+
+    Inputs: params ``[V, ...]``, ids ``[M]``, row_ids ``[M]``, num_rows ``[]`` and optionally
+    weights ``[M]``. Ids < 0 are skipped; rows without ids give zeros.
+    """
+
+    def infer(params, ids, row_ids, num_rows, *weights, combiner):
+        if not params.dtype.is_floating:
+            raise infer_error(f"params must be floating-point, got {describe(params)}.")
+        if params.shape is not None and len(params.shape) < 1:
+            raise infer_error(f"params must have rank >= 1, got {describe(params)}.")
+        for t, what in ((ids, "ids"), (row_ids, "row_ids")):
+            if not t.dtype.is_integer:
+                raise infer_error(f"{what} must be integers, got {describe(t)}.")
+            if t.shape is not None and len(t.shape) != 1:
+                raise infer_error(f"{what} must be 1-D, got {describe(t)}.")
+        if not num_rows.dtype.is_integer or num_rows.shape not in (None, ()):
+            raise infer_error(f"num_rows must be an integer scalar, got {describe(num_rows)}.")
+        if weights and (weights[0].dtype is not params.dtype):
+            raise infer_error(f"weights must have the dtype of params ({params.dtype.name}), got {describe(weights[0])}.")
+        if combiner not in COMBINERS:
+            raise infer_error(f"Unknown combiner {combiner!r}; expected one of {sorted(COMBINERS)}.")
+        row_shape = (None,) if params.shape is None else params.shape[1:]
+        return params.dtype, (None, *row_shape) if params.shape is not None else None
+
+    def forward(params, ids, row_ids, num_rows, *weights, combiner):
+        return combine(params, ids, row_ids, num_rows, weights[0] if weights else None, COMBINERS[combiner])
+
+    def vjp(g, out, params, ids, row_ids, num_rows, *weights, combiner):
+        from hubkit.runtime.gradients import IndexedSlices
+
+        values, indices = apply("EmbeddingLookupSparseGrad", g, ids, row_ids, *weights, combiner=combiner)
+        # Weights get no gradient: as in TensorFlow, they are treated as given (e.g. tf-idf scores).
+        return (IndexedSlices(values, indices, params), None, None, None, *(None for _ in weights))
+
+
+@register_op
+class EmbeddingLookupSparseGrad:
+    """The rows of the params gradient of ``EmbeddingLookupSparse`` -> (values ``[K, ...]``, indices ``[K]``)."""
+
+    differentiable = False
+
+    def infer(g, ids, row_ids, *weights, combiner):
+        row_shape = None if g.shape is None else g.shape[1:]
+        return [(g.dtype, None if row_shape is None else (None, *row_shape)), (int64, (None,))]
+
+    def forward(g, ids, row_ids, *weights, combiner):
+        return combine_grad(g, ids, row_ids, weights[0] if weights else None, COMBINERS[combiner])
+
+
+# -- the public function -------------------------------------------------------------------------------
+def _as_ragged(ids: Any, what: str) -> tuple[Any, Any, Any]:
+    if isinstance(ids, RaggedTensor):
+        return ids.values, ids.row_ids, ids.num_rows
+    if isinstance(ids, (tuple, list)) and len(ids) == 3:
+        return tuple(ids)
+    raise GraphError(
+        f"embedding_lookup_sparse: {what} must be a RaggedTensor (e.g. from a vocabulary table's lookup) or a "
+        f"(values, row_ids, num_rows) tuple, got {type(ids).__name__}."
+    )
+
+
+def _int_tensor(value: Any, graph) -> Tensor:
+    return value if isinstance(value, Tensor) else convert_to_tensor(value, dtype=int64, graph=graph)
+
+
+def embedding_lookup_sparse(
+    params: Any, ids: Any, weights: Any = None, combiner: str = "sqrtn", name: str | None = None
+) -> Tensor:
+    """One combined embedding per row of a ragged batch of ids, as ``tf.nn.embedding_lookup_sparse``.
+
+    For row ``r`` with ids ``i_m`` and weights ``w_m`` (1 when ``weights`` is None):
+    ``sum`` gives ``sum_m w_m params[i_m]``, ``mean`` divides that by ``sum_m w_m`` and ``sqrtn`` by
+    ``sqrt(sum_m w_m**2)``. Rows without ids (and ids < 0, which are skipped, as TensorFlow's
+    ``safe_embedding_lookup_sparse`` does) contribute zeros. The gradient with respect to ``params``
+    is an ``IndexedSlices`` with one row per used id, so training updates only those rows.
+
+    Args:
+        params: ``[vocab, dim...]`` embedding table (a Variable or a tensor).
+        ids: a :class:`RaggedTensor` of int ids, or a ``(values, row_ids, num_rows)`` tuple.
+        weights: None, or float weights with one value per id (a RaggedTensor or a flat tensor).
+        combiner: ``"sqrtn"`` (default), ``"mean"`` or ``"sum"``.
+        name: node name.
+
+    Returns:
+        A ``[num_rows, dim...]`` tensor.
+
+    Raises:
+        GraphError: unknown combiner, or inputs of the wrong dtype or rank.
+
+    >>> import hubkit as hk
+    >>> g = hk.Graph()
+    >>> with g.as_default():
+    ...     table = hk.constant([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
+    ...     rows = hk.text.RaggedTensor(hk.constant([0, 2, 1]), hk.constant([0, 0, 2], hk.int64),
+    ...                                 hk.constant(3, hk.int64))
+    ...     out = hk.nn.embedding_lookup_sparse(table, rows, combiner="sum")
+    >>> hk.Session(g).run(out)
+    array([[4., 4.],
+           [0., 0.],
+           [0., 1.]], dtype=float32)
+    """
+    if combiner not in COMBINERS:
+        raise GraphError(f"embedding_lookup_sparse: unknown combiner {combiner!r}; expected one of {sorted(COMBINERS)}.")
+    values, row_ids, num_rows = _as_ragged(ids, "ids")
+    graph = next((t.graph for t in (values, row_ids, num_rows) if isinstance(t, Tensor)), None)
+    if graph is None and isinstance(params, Tensor):
+        graph = params.graph
+    graph = graph or get_default_graph()
+    params_t = convert_to_tensor(params, graph=graph)
+    inputs = [params_t, _int_tensor(values, graph), _int_tensor(row_ids, graph), _int_tensor(num_rows, graph)]
+    if weights is not None:
+        w = weights.values if isinstance(weights, RaggedTensor) else weights
+        inputs.append(w if isinstance(w, Tensor) else convert_to_tensor(w, dtype=params_t.dtype, graph=graph))
+    if params_t.shape is not None and len(params_t.shape) == 0:
+        raise GraphError(f"embedding_lookup_sparse: params must have rank >= 1, got {format_shape(params_t.shape)}.")
+    return apply("EmbeddingLookupSparse", *inputs, name=name or "embedding_lookup_sparse", combiner=combiner)
