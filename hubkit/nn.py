@@ -26,6 +26,7 @@ from hubkit.ops.nn import (
     softmax_cross_entropy_with_logits,
     sparse_softmax_cross_entropy_with_logits,
 )
+from hubkit.ops.sparse import embedding_lookup_sparse
 
 __all__ = [
     "avg_pool",
@@ -37,6 +38,7 @@ __all__ = [
     "dropout",
     "elu",
     "embedding_lookup",
+    "embedding_lookup_sparse",
     "gelu",
     "l2_normalize",
     "layer_norm",
