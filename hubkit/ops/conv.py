@@ -20,6 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, convert_to_tensor, get_default_graph
 from hubkit.ops.registry import apply, describe, infer_error, register_op
+from hubkit.ops.shape import shape as shape_of
 
 __all__ = ["avg_pool", "avg_pool2d", "conv2d", "conv2d_transpose", "max_pool", "max_pool2d"]
 
@@ -293,9 +294,7 @@ def _input_grad(g: Tensor, w: Tensor, like: Tensor, attrs: dict) -> Tensor:
     hw = tuple(like.shape[1:3]) if like.shape is not None else (None, None)
     extra = []
     if None in hw:
-        from hubkit.ops import shape as _shape_ops
-
-        extra = [_shape_ops.shape(like)]
+        extra = [shape_of(like)]
     return apply("Conv2DBackpropInput", g, w, *extra, input_hw=list(hw), **attrs)
 
 
@@ -457,9 +456,7 @@ class AvgPool:
         hw = tuple(x.shape[1:3]) if x.shape is not None else (None, None)
         extra = []
         if None in hw:
-            from hubkit.ops import shape as _shape_ops
-
-            extra = [_shape_ops.shape(x)]
+            extra = [shape_of(x)]
         return (apply("AvgPoolGrad", g, *extra, input_hw=list(hw), **attrs),)
 
 

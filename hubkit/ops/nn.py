@@ -18,8 +18,8 @@ from hubkit.graph import Tensor, bool_, convert_to_tensor, get_default_graph
 from hubkit.graph.shapes import merge_shapes
 from hubkit.ops import elementwise as _ew
 from hubkit.ops import reduce as _rd
-from hubkit.ops import shape as _sh
 from hubkit.ops.registry import apply, describe, infer_error, register_op
+from hubkit.ops.shape import expand_dims, gather, squeeze
 
 __all__ = [
     "batch_normalization",
@@ -452,7 +452,7 @@ def embedding_lookup(params: Any, ids: Any, name: str | None = None) -> Tensor:
                 f"embedding_lookup: sharded params are not supported; got a list of {len(params)} tensors."
             )
         params = params[0]
-    return _sh.gather(params, ids, name=name or "embedding_lookup")
+    return gather(params, ids, name=name or "embedding_lookup")
 
 
 def _axes(axes: Any) -> list[int]:
@@ -479,7 +479,7 @@ def moments(x: Any, axes: Any, keepdims: bool = False, name: str | None = None) 
         sq = _ew.square(_ew.subtract(xt, _ew.stop_gradient(mean)))
         variance = _rd.reduce_mean(sq, axis=ax, keepdims=keepdims)
         if not keepdims:
-            mean = _sh.squeeze(mean, axis=ax)
+            mean = squeeze(mean, axis=ax)
     return mean, variance
 
 
@@ -605,7 +605,7 @@ class SparseSoftmaxCrossEntropyWithLogits:
         _no_backprop_grad(outs, g_backprop)
         if g is None:
             return None, None
-        return None, _ew.multiply(_sh.expand_dims(g, -1), outs[1])
+        return None, _ew.multiply(expand_dims(g, -1), outs[1])
 
 
 @register_op
@@ -637,7 +637,7 @@ class SoftmaxCrossEntropyWithLogits:
         _no_backprop_grad(outs, g_backprop)
         if g is None:
             return None, None
-        g1 = _sh.expand_dims(g, -1)
+        g1 = expand_dims(g, -1)
         return (
             _ew.multiply(g1, _ew.negative(log_softmax(logits))),
             _ew.multiply(g1, outs[1]),
