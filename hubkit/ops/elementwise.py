@@ -185,8 +185,10 @@ class AddN:
         if len(xs) == 1:
             return np.array(xs[0], copy=True)
         out = np.add(xs[0], xs[1])
-        for x in xs[2:]:
-            np.add(out, x, out=out)
+        if len(xs) > 2:
+            out = np.asarray(out)  # a reduction may hand us NumPy scalars; accumulate in place
+            for x in xs[2:]:
+                np.add(out, x, out=out)
         return out
 
     def vjp(g, out, *xs):
