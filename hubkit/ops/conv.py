@@ -378,7 +378,8 @@ class Conv2DBackpropInput:
         return kernels["conv2d_backprop_input"](g, w, hw, strides, dilations, pads)
 
     def vjp(gg, out, g, w, sizes=None, *, input_hw, **attrs):
-        return apply("Conv2D", gg, w, **attrs), _filter_grad(gg, g, w.shape, attrs), None
+        grads = (apply("Conv2D", gg, w, **attrs), _filter_grad(gg, g, w.shape, attrs))
+        return grads if sizes is None else (*grads, None)
 
 
 @register_op
@@ -476,7 +477,8 @@ class AvgPoolGrad:
         return kernels["avg_pool_grad"](g, hw, ksize, strides, pads)
 
     def vjp(gg, out, g, sizes=None, *, input_hw, **attrs):
-        return apply("AvgPool", gg, **attrs), None
+        grad = apply("AvgPool", gg, **attrs)
+        return (grad,) if sizes is None else (grad, None)
 
 
 # -- public functions --------------------------------------------------------------------------------

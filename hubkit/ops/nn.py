@@ -146,9 +146,18 @@ class Elu:
 
 
 @register_op
-class EluGrad(_GradOfActivation):
+class EluGrad:
+    """``g`` where the ELU output is positive, ``g * (y + 1)`` elsewhere."""
+
+    def infer(g, y):
+        return g.dtype, g.shape
+
     def forward(g, y):
         return np.where(y > 0, g, g * (y + 1))
+
+    def vjp(gg, out, g, y):
+        negative_part = _ew.cast(_ew.less_equal(y, 0.0), g.dtype)
+        return apply("EluGrad", gg, y), _ew.multiply(_ew.multiply(gg, g), negative_part)
 
 
 def relu(x: Any, name: str | None = None) -> Tensor:
