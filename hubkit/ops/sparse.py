@@ -64,8 +64,8 @@ def _denominators(ids, row_ids, weights, combiner: int, num_rows: int) -> np.nda
         return np.ones(num_rows)
     w = np.ones(ids.shape[0]) if weights is None else weights.astype(np.float64)
     if combiner == _numba_kernels.SQRTN:
-        return np.sqrt(np.bincount(row_ids, weights=w * w, minlength=num_rows))
-    return np.bincount(row_ids, weights=w, minlength=num_rows)
+        return np.sqrt(np.bincount(row_ids, weights=w * w, minlength=num_rows).astype(np.float64))
+    return np.bincount(row_ids, weights=w, minlength=num_rows).astype(np.float64)  # int64 when empty
 
 
 def _valid(ids, row_ids, weights, vocab: int, num_rows: int):
