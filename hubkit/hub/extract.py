@@ -8,6 +8,7 @@ links, devices and FIFOs are refused, and so are archives that would expand beyo
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import posixpath
@@ -109,7 +110,9 @@ def safe_extract(
     seen: set[str] = set()
     total = 0
     try:
-        with tarfile.open(archive_path, mode="r|gz") as archive:
+        # gzip.GzipFile (not tarfile's own "r|gz") checks the CRC and length trailer, so a truncated
+        # archive fails instead of extracting the members that happen to precede the cut.
+        with gzip.GzipFile(archive_path, mode="rb") as unzipped, tarfile.open(fileobj=unzipped, mode="r|") as archive:
             for count, member in enumerate(archive, start=1):
                 if count > max_members:
                     raise UnsafeArchiveError(f"Archive {source!r} has more than {max_members} entries; refusing it.")
@@ -136,6 +139,8 @@ def safe_extract(
                     )
                 seen.add(relative)
                 written.append(_copy_member(archive, member, target, relative))
+            while unzipped.read(_COPY_CHUNK):  # the rest (tar padding), up to and including the gzip trailer
+                pass
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
         raise UnsafeArchiveError(f"Archive {source!r} has entries that collide with each other ({exc}).") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:

@@ -157,8 +157,8 @@ class LocalArchiveResolver(_BuiltinResolver):
             stat = os.stat(path)
         except FileNotFoundError:
             raise ResolveError(f"Archive {path!r} (from handle {handle!r}) does not exist.") from None
-        # The file may be replaced in place, so its size and mtime are part of what the entry holds.
-        normalized = normalize_handle(handle)
+        # Keyed by the file (however it was named) and, since it may be replaced in place, its size and mtime.
+        normalized = path if pin is None else f"{path}#sha256={pin}"
         key = cache_key(f"{normalized}\n{stat.st_size}\n{stat.st_mtime_ns}")
 
         def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:

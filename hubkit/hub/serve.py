@@ -85,7 +85,13 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
             remaining -= len(chunk)
 
 
-def make_server(root: str, port: int = 0, host: str = "127.0.0.1", quiet: bool = False) -> http.server.ThreadingHTTPServer:
+def make_server(
+    root: str,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    quiet: bool = False,
+    handler_class: type[RegistryRequestHandler] = RegistryRequestHandler,
+) -> http.server.ThreadingHTTPServer:
     """Returns a threading HTTP server for ``root`` bound to ``host:port`` (port 0: any free port).
 
     Args:
@@ -93,10 +99,11 @@ def make_server(root: str, port: int = 0, host: str = "127.0.0.1", quiet: bool =
         port: TCP port; 0 picks a free one (read it back from ``server.server_address``).
         host: Interface to bind; keep the default 127.0.0.1 for a development server.
         quiet: Do not log each request to stderr.
+        handler_class: The request handler (a subclass adds behaviour, e.g. fault injection in tests).
     """
 
     def handler(*args: Any, **kwargs: Any) -> RegistryRequestHandler:
-        return RegistryRequestHandler(*args, directory=root, **kwargs)
+        return handler_class(*args, directory=root, **kwargs)
 
     server = http.server.ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

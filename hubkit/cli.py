@@ -1,0 +1,264 @@
+"""The ``hubkit`` command line: inspect, download and cache modules, publish and serve registries.
+
+Every command exits 0 on success and non-zero on failure with one line on stderr (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hubkit.errors import HubkitError
+
+__all__ = ["main"]
+
+
+class _CliError(Exception):
+    """A failure worth one line on stderr and exit status 1."""
+
+
+def _format_bytes(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"  # pragma: no cover
+
+
+def _read_safetensors_header(path: str) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise _CliError(f"Variable file {path!r} is truncated.")
+        (length,) = struct.unpack("<Q", raw)
+        if length > 100 << 20:
+            raise _CliError(f"Variable file {path!r} has an implausible header length {length}.")
+        try:
+            header = json.loads(f.read(length))
+        except ValueError:
+            raise _CliError(f"Variable file {path!r} has a corrupt header.") from None
+    header.pop("__metadata__", None)
+    return header
+
+
+def _variables(module_dir: str) -> list[tuple[str, str, list[int], int]]:
+    """(name, dtype, shape, bytes) of every stored variable, read from safetensors headers only."""
+    found = []
+    variables_dir = os.path.join(module_dir, "variables")
+    for name in sorted(os.listdir(variables_dir)) if os.path.isdir(variables_dir) else []:
+        if name.endswith(".safetensors"):
+            for key, info in _read_safetensors_header(os.path.join(variables_dir, name)).items():
+                start, end = info.get("data_offsets", (0, 0))
+                found.append((key, str(info.get("dtype")), list(info.get("shape", [])), end - start))
+    return sorted(found)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from hubkit.hub import resolve, summarize_module
+
+    module_dir = resolve(args.handle)
+    print(f"Module {args.handle!r}")
+    print(f"  directory: {module_dir}")
+    summary = summarize_module(module_dir)
+    print(f"  format version: {summary['format_version']}")
+    for variant in summary["variants"]:
+        print(f"  tags {{{', '.join(variant['tags'])}}}:")
+        for name, signature in variant["signatures"].items():
+            print(f"    signature {name!r}")
+            for kind in ("inputs", "outputs"):
+                for key, info in signature[kind].items():
+                    shape = "<unknown>" if info["shape"] is None else str(info["shape"])
+                    print(f"      {kind[:-1]:6} {key}: {info['dtype']} {shape}")
+    variables = _variables(module_dir)
+    total = sum(v[3] for v in variables)
+    print(f"  variables: {len(variables)}, {_format_bytes(total)}")
+    for name, dtype, shape, size in variables:
+        print(f"    {name}: {dtype} {shape} ({_format_bytes(size)})")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from hubkit.hub import resolve
+
+    print(resolve(args.handle))
+    return 0
+
+
+def _cache() -> Any:
+    from hubkit.hub import Cache, HubConfig
+
+    return Cache(HubConfig.from_env())
+
+
+def _cmd_cache_ls(args: argparse.Namespace) -> int:
+    cache = _cache()
+    entries = list(cache.entries())
+    print(f"Cache {cache.root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+    for entry in entries:
+        state = "complete" if entry.complete else "INCOMPLETE"
+        fetched = entry.descriptor.get("fetched_at", "?")
+        print(f"  {entry.key}  {_format_bytes(entry.size):>9}  {fetched}  {state}  {entry.handle}")
+    return 0
+
+
+def _cmd_cache_rm(args: argparse.Namespace) -> int:
+    from hubkit.hub import normalize_handle
+
+    cache = _cache()
+    wanted = normalize_handle(args.handle)
+    matches = [e for e in cache.entries() if e.handle == wanted]
+    if not matches:
+        raise _CliError(f"Handle {args.handle!r} is not in the cache {cache.root!r}.")
+    for entry in matches:
+        cache.remove(entry.key)
+        print(f"removed {entry.path}")
+    return 0
+
+
+def _cmd_cache_prune(args: argparse.Namespace) -> int:
+    removed = _cache().prune(everything=args.all)
+    for path in removed:
+        print(f"removed {path}")
+    print(f"{len(removed)} item(s) removed")
+    return 0
+
+
+def _cmd_cache_verify(args: argparse.Namespace) -> int:
+    cache = _cache()
+    problems = []
+    count = 0
+    for entry in cache.entries():
+        count += 1
+        problems.extend(cache.verify(entry))
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise _CliError(f"{len(problems)} problem(s) in {count} cache entries; `hubkit cache prune` or "
+                        "`hubkit cache rm HANDLE` removes broken entries.")
+    print(f"{count} cache entries verified, all intact")
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from hubkit.hub import publish
+
+    manifest = publish(args.module_dir, args.root, name=args.name, version=args.version, description=args.description)
+    print(f"published {manifest['name']} version {manifest['version']} "
+          f"({_format_bytes(manifest['size'])}, sha256 {manifest['sha256']}) to {args.root}")
+    return 0
+
+
+def _cmd_registry_check(args: argparse.Namespace) -> int:
+    from hubkit.hub import check_registry
+
+    problems = check_registry(args.root)
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise _CliError(f"Registry {args.root!r} has {len(problems)} problem(s).")
+    print(f"Registry {args.root!r} is consistent")
+    return 0
+
+
+def _cmd_registry_latest(args: argparse.Namespace) -> int:
+    from hubkit.hub import registry_latest
+
+    print(registry_latest(args.url))
+    return 0
+
+
+def _cmd_registry_serve(args: argparse.Namespace) -> int:
+    from hubkit.hub.serve import make_server
+
+    if not os.path.isdir(args.root):
+        raise _CliError(f"Registry root {args.root!r} is not a directory.")
+    server = make_server(args.root, port=args.port)
+    host, port = server.server_address[:2]
+    print(f"Serving registry {args.root} at http://{host}:{port}/ (development server; Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the argument parser of the ``hubkit`` command."""
+    parser = argparse.ArgumentParser(prog="hubkit", description="Use, cache and publish hubkit modules.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="show a module's signatures, inputs, outputs and variables")
+    info.add_argument("handle")
+    info.set_defaults(run=_cmd_info)
+
+    download = commands.add_parser("download", help="fetch a module into the cache and print its directory")
+    download.add_argument("handle")
+    download.set_defaults(run=_cmd_download)
+
+    cache = commands.add_parser("cache", help="inspect and maintain the module cache").add_subparsers(
+        dest="cache_command", required=True, metavar="ACTION")
+    cache.add_parser("ls", help="list cache entries").set_defaults(run=_cmd_cache_ls)
+    rm = cache.add_parser("rm", help="remove the entry of a handle")
+    rm.add_argument("handle")
+    rm.set_defaults(run=_cmd_cache_rm)
+    prune = cache.add_parser("prune", help="remove incomplete entries, leftovers and stale locks")
+    prune.add_argument("--all", action="store_true", help="remove every entry")
+    prune.set_defaults(run=_cmd_cache_prune)
+    cache.add_parser("verify", help="re-hash every entry against its completion record").set_defaults(
+        run=_cmd_cache_verify)
+
+    publish = commands.add_parser("publish", help="publish a module directory into a registry root")
+    publish.add_argument("module_dir")
+    publish.add_argument("root")
+    publish.add_argument("--name", required=True, help="publisher/name")
+    publish.add_argument("--version", type=int, default=None, help="default: the next integer")
+    publish.add_argument("--description", default="")
+    publish.set_defaults(run=_cmd_publish)
+
+    registry = commands.add_parser("registry", help="check or serve a registry root").add_subparsers(
+        dest="registry_command", required=True, metavar="ACTION")
+    check = registry.add_parser("check", help="verify indexes, manifests and archives")
+    check.add_argument("root")
+    check.set_defaults(run=_cmd_registry_check)
+    latest = registry.add_parser("latest", help="print the newest version handle of .../<publisher>/<name>")
+    latest.add_argument("url")
+    latest.set_defaults(run=_cmd_registry_latest)
+    serve = registry.add_parser("serve", help="serve a registry root on 127.0.0.1 (development only)")
+    serve.add_argument("root")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_cmd_registry_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``hubkit`` command.
+
+    Args:
+        argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 on success, 1 on failure, 2 on bad usage (argparse), 130 on Ctrl-C.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (HubkitError, _CliError) as exc:
+        print(f"hubkit: error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"hubkit: error: {exc.strerror or exc} ({exc.filename!r})" if exc.filename else f"hubkit: error: {exc}",
+              file=sys.stderr)
+    except KeyboardInterrupt:
+        print("hubkit: interrupted", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
