@@ -676,10 +676,14 @@ class SigmoidCrossEntropyWithLogits:
         )
 
 
-def _labels_logits(labels: Any, logits: Any, fn: str) -> tuple[Any, Any]:
+def _labels_logits(labels: Any, logits: Any, fn: str, float_labels: bool = True) -> tuple[Tensor, Tensor]:
+    """Both as tensors; labels given as data take the logits' float dtype (or stay integers)."""
     if labels is None or logits is None:
         raise GraphError(f"{fn} needs both labels and logits.")
-    return labels, logits
+    g = next((t.graph for t in (logits, labels) if isinstance(t, Tensor)), None) or get_default_graph()
+    logits_t = convert_to_tensor(logits, graph=g)
+    dtype = logits_t.dtype if float_labels and not isinstance(labels, Tensor) else None
+    return convert_to_tensor(labels, dtype=dtype, graph=g), logits_t
 
 
 def sparse_softmax_cross_entropy_with_logits(
@@ -696,7 +700,7 @@ def sparse_softmax_cross_entropy_with_logits(
         The loss per example, shaped like ``labels``. A label outside ``[0, num_classes)`` fails
         when the graph runs.
     """
-    labels, logits = _labels_logits(labels, logits, "sparse_softmax_cross_entropy_with_logits")
+    labels, logits = _labels_logits(labels, logits, "sparse_softmax_cross_entropy_with_logits", False)
     loss, _ = apply("SparseSoftmaxCrossEntropyWithLogits", labels, logits, name=name or "SparseSoftmaxCrossEntropy")
     return loss
 
