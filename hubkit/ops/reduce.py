@@ -55,7 +55,8 @@ class Sum(_Reduce):
     """Sum over ``axis`` (every axis when None)."""
 
     def forward(x, *, axis=None, keepdims=False):
-        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+        # dtype= keeps small ints from being accumulated (and returned) as int64.
+        return np.add.reduce(x, axis=axis, dtype=x.dtype, keepdims=keepdims)
 
     def vjp(g, out, x, *, axis=None, keepdims=False):
         return (_spread(g, x, axis, keepdims),)
@@ -114,7 +115,7 @@ class Prod(_Reduce):
     """Product over ``axis``; the gradient ``prod / x`` assumes no element is zero."""
 
     def forward(x, *, axis=None, keepdims=False):
-        return np.multiply.reduce(x, axis=axis, keepdims=keepdims)
+        return np.multiply.reduce(x, axis=axis, dtype=x.dtype, keepdims=keepdims)
 
     def vjp(g, out, x, *, axis=None, keepdims=False):
         return (divide(_spread(multiply(g, out), x, axis, keepdims), x),)
@@ -168,7 +169,7 @@ class SumToShape:
         axes = tuple(range(lead)) + tuple(
             lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1
         )
-        return np.add.reduce(g, axis=axes, keepdims=True).reshape(shape)
+        return np.add.reduce(g, axis=axes, dtype=g.dtype, keepdims=True).reshape(shape)
 
     def vjp(grad, out, g, like):
         return broadcast_like(grad, g), None

@@ -628,7 +628,7 @@ class TileGrad:
 
     def forward(g, like, *, multiples):
         split = [n for pair in zip(multiples, like.shape) for n in pair]
-        return np.add.reduce(g.reshape(split), axis=tuple(range(0, len(split), 2)))
+        return np.add.reduce(g.reshape(split), axis=tuple(range(0, len(split), 2)), dtype=g.dtype)
 
     def vjp(grad, out, g, like, *, multiples):
         return apply("Tile", grad, multiples=multiples), None
