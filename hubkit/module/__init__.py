@@ -1,5 +1,30 @@
-"""module (filled in by its owner)."""
+"""Layer 4: defining modules, instantiating and calling them, exporting and loading the on-disk format."""
 
-__all__: list[str] = []
+from hubkit.module.assets import add_asset
+from hubkit.module.builder import add_signature, attach_message
+from hubkit.module.create import create_module_spec
+from hubkit.module.loader import load_module_spec
+from hubkit.module.module import Module
+from hubkit.module.signatures import TensorInfo
+from hubkit.module.spec import ModuleSpec
+
+__all__ = [
+    "Module",
+    "ModuleSpec",
+    "TensorInfo",
+    "add_asset",
+    "add_signature",
+    "attach_message",
+    "create_module_spec",
+    "load_module_spec",
+]
 # Names lifted into the top-level hubkit namespace.
-__top_level__: list[str] = []
+__top_level__: list[str] = [
+    "Module",
+    "ModuleSpec",
+    "add_asset",
+    "add_signature",
+    "attach_message",
+    "create_module_spec",
+    "load_module_spec",
+]

@@ -1,0 +1,72 @@
+"""Writing a module directory: temp dir, graph, variables, assets, marker last, then rename into place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+
+from hubkit.errors import FormatError
+from hubkit.format import hubkit_module_pb2 as pb
+from hubkit.format.graph_codec import write_graph_file
+from hubkit.format.marker import write_marker
+from hubkit.format.safetensors_io import write_store
+from hubkit.module.assets import copy_assets
+from hubkit.module.loader import VARIABLES_DIR
+from hubkit.module.spec import ModuleSpec
+from hubkit.runtime.variables import Variable
+
+__all__ = ["export_module"]
+
+
+def _producer() -> str:
+    from hubkit import __version__
+
+    return f"hubkit {__version__}"
+
+
+def _check_target(path: str) -> None:
+    if os.path.lexists(path) and (not os.path.isdir(path) or os.listdir(path)):
+        raise FormatError(f"Cannot export a module to {path!r}: it already exists and is not an empty directory.")
+
+
+def export_module(
+    spec: ModuleSpec,
+    variables: Mapping[str, Variable],
+    path: str | os.PathLike,
+    max_shard_bytes: int | None = None,
+) -> None:
+    """Writes ``spec`` with the values of ``variables`` (module-relative name -> Variable) to ``path``.
+
+    Raises:
+        FormatError: ``path`` exists and is not an empty directory, a value cannot be stored, or an
+            asset's file is gone.
+    """
+    path = os.path.abspath(os.fspath(path))
+    _check_target(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        graph = pb.ModuleGraph()
+        graph.CopyFrom(spec._proto)
+        write_graph_file(tmp, graph)
+        os.mkdir(os.path.join(tmp, VARIABLES_DIR))
+        write_store(os.path.join(tmp, VARIABLES_DIR), {n: v.value for n, v in variables.items()}, max_shard_bytes)
+        copy_assets(spec._asset_sources, tmp)
+        write_marker(tmp, _producer())
+        os.chmod(tmp, 0o755 & ~_umask())
+        _check_target(path)
+        if os.path.isdir(path):
+            os.rmdir(path)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,71 @@
+"""``load_module_spec``: reads and validates a module directory (a local path or any resolvable handle)."""
+
+from __future__ import annotations
+
+import os
+
+from hubkit.errors import FormatError, ResolveError
+from hubkit.format.graph_codec import GRAPH_FILE, read_graph_file
+from hubkit.format.marker import read_marker
+from hubkit.format.safetensors_io import read_store_index
+from hubkit.graph import format_shape
+from hubkit.module.assets import resolve_asset
+from hubkit.module.spec import ModuleSpec
+
+__all__ = ["load_module_spec", "resolve_module_dir"]
+
+VARIABLES_DIR = "variables"
+
+
+def resolve_module_dir(handle: str | os.PathLike) -> str:
+    """A local directory for ``handle``: an existing directory as is, anything else through ``hubkit.hub.resolve``."""
+    path = os.fspath(handle)
+    if os.path.isdir(path):
+        return os.path.abspath(path)
+    from hubkit import hub  # imported here: the hub layer sits above this one
+
+    resolve = getattr(hub, "resolve", None)
+    if resolve is None:
+        raise ResolveError(f"Module handle {path!r} is not an existing directory, and no resolver is available.")
+    return os.path.abspath(resolve(path))
+
+
+def load_module_spec(handle: str | os.PathLike) -> ModuleSpec:
+    """Reads the module at ``handle`` and checks everything it can without running it.
+
+    Args:
+        handle: a module directory, or a URL / ``file://`` handle the hub layer resolves.
+
+    Returns:
+        The module's :class:`ModuleSpec`; ``hubkit.Module(spec)`` maps its variables.
+
+    Raises:
+        FormatError: naming the file and the problem: missing marker, corrupt or truncated
+            ``graph.pb``, unknown format version, required feature or op, a variable whose stored
+            dtype or shape differs from the graph's, a missing variables file, an asset outside ``assets/``.
+        ResolveError: the handle cannot be turned into a local directory.
+    """
+    directory = resolve_module_dir(handle)
+    read_marker(directory)
+    proto = read_graph_file(directory)
+    where = f"Module graph {os.path.join(directory, GRAPH_FILE)!r}"
+    asset_sources = {}
+    for vp in proto.variants:
+        for ad in vp.assets:
+            asset_sources[ad.filename] = resolve_asset(directory, ad.filename, where)
+    variables_dir = os.path.join(directory, VARIABLES_DIR)
+    entries = read_store_index(variables_dir) if proto.variables else {}
+    spec = ModuleSpec(proto, where=where, module_dir=directory, asset_sources=asset_sources, store_entries=entries)
+    for name, info in spec.variables.items():
+        entry = entries.get(name)
+        if entry is None:
+            raise FormatError(f"Variables in {variables_dir!r} have no value for the variable {name!r}.")
+        if entry.dtype != info.dtype.np_dtype or entry.shape != info.shape:
+            raise FormatError(
+                f"Variables file {os.path.join(variables_dir, entry.file)!r} stores {name!r} as {entry.dtype} "
+                f"{format_shape(entry.shape)}, but the graph declares {info.dtype.name} {format_shape(info.shape)}."
+            )
+    extra = sorted(set(entries) - set(spec.variables))
+    if extra:
+        raise FormatError(f"Variables in {variables_dir!r} hold values for unknown variables {extra}.")
+    return spec

@@ -1,0 +1,327 @@
+"""``Module``: an instantiated module spec with its own variables, callable eagerly or inside a graph."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import FormatError, GraphError, ResolveError, SignatureError
+from hubkit.format.safetensors_io import map_tensors
+from hubkit.graph import Graph, GraphKeys, Tensor, get_default_graph
+from hubkit.module.assets import ASSET_FILEPATHS
+from hubkit.module.loader import load_module_spec
+from hubkit.module.signatures import (
+    SignatureSpec,
+    TensorInfo,
+    convert_eager_input,
+    convert_symbolic_input,
+    pack_inputs,
+)
+from hubkit.module.spec import ModuleSpec, Variant, normalize_tags
+from hubkit.ops.check import check_graph
+from hubkit.ops.importer import NodeSpec, import_nodes, nodes_needed
+from hubkit.runtime.executor import Plan, compile_plan
+from hubkit.runtime.variables import Variable
+
+__all__ = ["Module"]
+
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$")
+_GRAPH_STATE_KEY = "hubkit.modules"  # graph.state: id(module) -> {"module", "var_scope"}
+
+
+class _StoredValue:
+    """Stands in for an initializer of a variable whose value was mapped from a file."""
+
+    config = None
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array = array
+
+    def __call__(self, shape: Any, dtype: Any) -> np.ndarray:
+        return self._array
+
+
+def _is_symbolic(value: Any) -> bool:
+    return isinstance(value, Tensor) or (hasattr(value, "_as_graph_tensor") and not isinstance(value, np.ndarray))
+
+
+class Module:
+    """A module ready to run: a spec (graph variants, signatures) plus its own variable values.
+
+    Args:
+        spec: a :class:`ModuleSpec`, a module directory, or a handle the hub layer resolves.
+        trainable: whether graphs using the module may train its variables (see ``__call__``).
+        name: name scope of the module's nodes and variables when used inside a graph.
+        tags: selects the graph variant (default: the empty tag set).
+
+    Raises:
+        SignatureError: no variant has these tags (the error lists the available tag sets).
+        FormatError: the module on disk is invalid.
+
+    >>> import hubkit as hk
+    >>> def module_fn():
+    ...     x = hk.placeholder(hk.float32, [None, 2], name="x")
+    ...     hk.add_signature(inputs=x, outputs=x * 3.0)
+    >>> m = hk.Module(hk.create_module_spec(module_fn))
+    >>> m([[1.0, 2.0]])
+    array([[3., 6.]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        spec: ModuleSpec | str | os.PathLike,
+        trainable: bool = False,
+        name: str = "module",
+        tags: Any = None,
+    ) -> None:
+        if isinstance(spec, (str, os.PathLike)):
+            spec = load_module_spec(spec)
+        elif not isinstance(spec, ModuleSpec):
+            raise ResolveError(f"Module() needs a ModuleSpec, a module directory or a handle, got {type(spec).__name__}.")
+        if not isinstance(name, str) or not _MODULE_NAME.match(name):
+            raise GraphError(f"Invalid module name {name!r}; use letters, digits, '_', '.' and '-'.")
+        self._spec = spec
+        self._trainable = bool(trainable)
+        self._name = name
+        self._tags = normalize_tags(tags)
+        self._variant: Variant = spec._variant(self._tags)
+        self._variables = self._make_variables()
+        self._graph = Graph()
+        self._eager_tensors = self._import(self._graph, prefix="", var_scope=None, only=None, symbolic=False).tensors
+        try:
+            check_graph(self._graph, require_bound_variables=True)
+        except GraphError as e:
+            raise self._format_error(e) from None
+        self._plans: dict[tuple[str, bool], tuple[Plan, tuple[str, ...], tuple[str, ...]]] = {}
+
+    # -- construction ----------------------------------------------------------------------------
+    def _format_error(self, e: GraphError) -> Exception:
+        if self._spec.module_dir is None:
+            return e
+        return FormatError(f"{self._spec._location()}: {e}")
+
+    def _make_variables(self) -> dict[str, Variable]:
+        spec = self._spec
+        stored = {}
+        if spec.module_dir is not None and spec._store_entries:
+            stored = map_tensors(spec._stored_path(), spec._store_entries)
+        out = {}
+        for name, info in sorted(spec.variables.items()):
+            full = f"{self._name}/{name}"
+            trainable = self._trainable and info.trainable
+            if name in stored:
+                var = Variable(initializer=_StoredValue(stored[name]), shape=info.shape, dtype=info.dtype, name=full,
+                               trainable=trainable)
+                var._set_storage(stored[name])
+            else:
+                value, initializer = spec._initial_value(name)
+                if value is not None:
+                    var = Variable(value, name=full, trainable=trainable, dtype=info.dtype)
+                elif initializer is not None:
+                    var = Variable(initializer=initializer, shape=info.shape, dtype=info.dtype, name=full,
+                                   trainable=trainable)
+                else:
+                    raise FormatError(f"{spec._location()}: the variable {name!r} has neither a value nor an initializer.")
+            out[name] = var
+        return out
+
+    def _bind_variable(self, graph: Graph, node_name: str, spec: NodeSpec, symbolic: bool) -> Tensor:
+        """The tensor reading this module's variable ``spec.name`` in ``graph`` (created once per graph)."""
+        var = self._variables[spec.name]
+        bound = graph.state.setdefault("variable_nodes_by_id", {})
+        t = bound.get(id(var))
+        if t is not None:
+            return t
+        attrs = {"dtype": var.dtype, "shape": var.shape, "trainable": var.trainable,
+                 "initializer": spec.attrs.get("initializer")}
+        saved, graph._control_stack = graph._control_stack, []  # a variable read never waits on anything
+        try:
+            node = graph.create_node("Variable", [], attrs, [(var.dtype, var.shape)], name=node_name, unique=False)
+        finally:
+            graph._control_stack = saved
+        t = node.outputs[0]
+        graph.variables[node.name] = var
+        graph.variable_tensors[node.name] = t
+        bound[id(var)] = t
+        if symbolic and self._trainable:
+            graph.add_to_collection(GraphKeys.GLOBAL_VARIABLES, var)
+            if var.trainable:
+                graph.add_to_collection(GraphKeys.TRAINABLE_VARIABLES, var)
+        return t
+
+    def _import(self, graph: Graph, *, prefix: str, var_scope: str | None, only: set[str] | None, symbolic: bool,
+                input_map: dict[str, Tensor] | None = None):
+        def bind(spec: NodeSpec) -> Tensor:
+            node_name = spec.name if var_scope is None else f"{var_scope}/{spec.name}"
+            return self._bind_variable(graph, node_name, spec, symbolic)
+
+        try:
+            return import_nodes(self._variant.nodes, graph, prefix=prefix, input_map=input_map, bind_variable=bind,
+                                only=only)
+        except GraphError as e:
+            raise (self._format_error(e) if not symbolic else e) from None
+
+    # -- calling ---------------------------------------------------------------------------------
+    def __call__(self, inputs: Any = None, *, signature: str | None = None, as_dict: bool | None = None) -> Any:
+        """Runs a signature now (NumPy values) or adds it to the graph being built (hubkit tensors).
+
+        Args:
+            inputs: a dict keyed by input name, or a single value for a one-input signature.
+            signature: signature name (default ``"default"``).
+            as_dict: return every output in a dict instead of ``outputs["default"]``.
+
+        Returns:
+            NumPy arrays (eager) or tensors (symbolic): ``outputs["default"]``, or the dict of outputs.
+
+        Raises:
+            SignatureError: unknown signature, inputs that do not match it (missing and extra keys are
+                listed), values of the wrong dtype or shape, or no ``default`` output without ``as_dict``.
+
+        Used symbolically, the signature's computation is added to the tensors' graph under a fresh
+        name scope, reading this module's variables (shared by every call). With ``trainable=True``
+        the variables join the graph's GLOBAL_VARIABLES and TRAINABLE_VARIABLES collections, and the
+        module's REGULARIZATION_LOSSES and UPDATE_OPS join the graph's.
+        """
+        sig = self._variant.signature(signature)
+        packed = pack_inputs(sig, inputs)
+        as_dict = bool(as_dict)
+        if not as_dict and "default" not in sig.outputs:
+            raise SignatureError(
+                f"Signature {sig.name!r} has no 'default' output; pass as_dict=True to get its outputs "
+                f"{sorted(sig.outputs)}."
+            )
+        if any(_is_symbolic(v) for v in packed.values()):
+            return self._call_symbolic(sig, packed, as_dict)
+        entry = self._plans.get((sig.name, as_dict))
+        if entry is None:
+            entry = self._compile(sig, as_dict)
+        plan, in_keys, out_keys = entry
+        results = plan.run([convert_eager_input(sig, k, packed[k]) for k in in_keys])
+        return dict(zip(out_keys, results)) if as_dict else results[0]
+
+    def _compile(self, sig: SignatureSpec, as_dict: bool):
+        out_keys = tuple(sig.outputs) if as_dict else ("default",)
+        in_keys = tuple(sig.inputs)
+        fetches = [self._eager_tensors[sig.outputs[k].name] for k in out_keys]
+        feeds = [self._eager_tensors[sig.inputs[k].name] for k in in_keys]
+        entry = (compile_plan(self._graph, list(fetches), feeds), in_keys, out_keys)
+        self._plans[(sig.name, as_dict)] = entry
+        return entry
+
+    def _call_symbolic(self, sig: SignatureSpec, packed: dict[str, Any], as_dict: bool):
+        graph = next((v.graph for v in packed.values() if isinstance(v, Tensor)), None) or get_default_graph()
+        tensors = {k: convert_symbolic_input(sig, k, v, graph) for k, v in packed.items()}
+        modules = graph.state.setdefault(_GRAPH_STATE_KEY, {})
+        known = modules.get(id(self))
+        first = known is None or known["module"] is not self
+        scope = graph.unique_name(self._name)
+        if first:
+            known = modules[id(self)] = {"module": self, "var_scope": scope}
+        input_map = {sig.inputs[k].name: t for k, t in tensors.items()}
+        out_keys = tuple(sig.outputs) if as_dict else ("default",)
+        targets = [sig.outputs[k].name for k in out_keys]
+        update_items: list[tuple[str, str]] = []
+        loss_items: list[tuple[str, str]] = []
+        if self._trainable:
+            update_items = self._reachable(GraphKeys.UPDATE_OPS, input_map)
+            if first:
+                loss_items = self._reachable(GraphKeys.REGULARIZATION_LOSSES, input_map)
+        only = nodes_needed(self._variant.nodes, targets + [n for _, n in update_items + loss_items], stop_at=input_map)
+        result = self._import(graph, prefix=scope + "/", var_scope=known["var_scope"], only=only, symbolic=True,
+                              input_map=input_map)
+        for kind, name in update_items:
+            graph.add_to_collection(GraphKeys.UPDATE_OPS, result.nodes[name] if kind == "node" else result.tensors[name])
+        for kind, name in loss_items:
+            if kind == "tensor":
+                graph.add_to_collection(GraphKeys.REGULARIZATION_LOSSES, result.tensors[name])
+        for node in result.nodes.values():
+            if node.op == "AssetPath":
+                graph.add_to_collection(ASSET_FILEPATHS, node.outputs[0])
+        outputs = {k: result.tensor(sig.outputs[k].name) for k in out_keys}
+        return outputs if as_dict else outputs["default"]
+
+    def _reachable(self, key: str, input_map: dict[str, Tensor]) -> list[tuple[str, str]]:
+        """Items of a collection computable from the mapped inputs (no other placeholder needed)."""
+        nodes = {n.name: n for n in self._variant.nodes}
+        out = []
+        for kind, name in self._variant.collections.get(key, ()):
+            if kind == "variable":
+                continue
+            needed = nodes_needed(self._variant.nodes, [name], stop_at=input_map)
+            if not any(nodes[n].op == "Placeholder" for n in needed):
+                out.append((kind, name))
+        return out
+
+    # -- introspection ---------------------------------------------------------------------------
+    def get_signature_names(self) -> list[str]:
+        """Signature names of the selected variant, sorted."""
+        return sorted(self._variant.signatures)
+
+    def get_input_info_dict(self, signature: str | None = None) -> dict[str, TensorInfo]:
+        """Input name -> :class:`TensorInfo` of a signature (default ``"default"``)."""
+        return dict(self._variant.signature(signature).inputs)
+
+    def get_output_info_dict(self, signature: str | None = None) -> dict[str, TensorInfo]:
+        """Output name -> :class:`TensorInfo` of a signature."""
+        return dict(self._variant.signature(signature).outputs)
+
+    def get_attached_message(self, key: str, message_type: Any, required: bool = False):
+        """The message attached under ``key`` to the selected variant (see ``ModuleSpec.get_attached_message``)."""
+        return self._spec.get_attached_message(key, message_type, tags=self._tags, required=required)
+
+    @property
+    def variables(self) -> list[Variable]:
+        """Every variable of the module, sorted by module-relative name."""
+        return list(self._variables.values())
+
+    @property
+    def variable_map(self) -> dict[str, Variable]:
+        """Module-relative name (``"dense/kernel"``) -> Variable, sorted by name."""
+        return dict(self._variables)
+
+    @property
+    def trainable_variables(self) -> list[Variable]:
+        """The variables optimizers may update: none unless ``trainable=True``."""
+        return [v for v in self._variables.values() if v.trainable]
+
+    @property
+    def spec(self) -> ModuleSpec:
+        return self._spec
+
+    @property
+    def tags(self) -> frozenset[str]:
+        return self._tags
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def export(self, path: str | os.PathLike, *, max_shard_bytes: int | None = None) -> None:
+        """Writes the module (every variant, current variable values, assets) to the directory ``path``.
+
+        The files are written into a temporary directory next to ``path`` and renamed into place;
+        the marker is written last. Exporting the same module twice gives byte-identical files.
+        Variables larger than ``max_shard_bytes`` in total (default 2 GiB) are split in shards.
+
+        Raises:
+            FormatError: ``path`` exists and is not an empty directory, or a value cannot be stored.
+        """
+        from hubkit.module.exporter import export_module
+
+        export_module(self._spec, self._variables, path, max_shard_bytes)
+
+    def __repr__(self) -> str:
+        where = self._spec.module_dir or "create_module_spec"
+        tags = "{" + ", ".join(repr(t) for t in sorted(self._tags)) + "}" if self._tags else "set()"
+        lines = [f"<hubkit.Module {self._name!r} from {where!r} tags={tags} trainable={self._trainable} "
+                 f"variables={len(self._variables)}"]
+        lines += [f"  {self._variant.signatures[s].describe()}" for s in sorted(self._variant.signatures)]
+        return "\n".join(lines) + ">"
+
