@@ -496,6 +496,9 @@ class UnsortedSegmentSum:
             check_dtype(num_segments, "i", "num_segments")
             value = _const_value(num_segments)
             n = None if value is None else int(value)
+        elif _const_value(segment_ids) is not None:
+            ids = _const_value(segment_ids)
+            n = int(ids.max()) + 1 if ids.size else 0
         if data.shape is None or segment_ids.shape is None:
             return data.dtype, None
         k = len(segment_ids.shape)
