@@ -85,7 +85,8 @@ CONV_CASES = [
     ((2, 7, 6, 3), (3, 3, 3, 4), (1, 1), "SAME", (1, 1)),
     ((2, 7, 6, 3), (3, 3, 3, 4), (2, 2), "SAME", (1, 1)),
     ((1, 7, 7, 2), (4, 4, 2, 3), (2, 2), "SAME", (1, 1)),  # odd total padding: 1 top, 2 bottom
-    ((2, 8, 9, 20), (3, 2, 20, 5), (2, 3), "VALID", (1, 1)),  # many channels: the per-tap path
+    ((2, 8, 9, 20), (3, 2, 20, 5), (2, 3), "VALID", (1, 1)),
+    ((1, 6, 7, 64), (3, 2, 64, 3), (2, 1), "SAME", (1, 2)),  # many channels: the per-tap path
     ((2, 9, 9, 3), (3, 3, 3, 2), (1, 1), "SAME", (2, 2)),
     ((1, 9, 8, 17), (2, 3, 17, 4), (1, 2), "VALID", (2, 1)),
     ((2, 5, 6, 3), (3, 3, 3, 2), (1, 2), [(1, 0), (2, 1)], (1, 1)),
@@ -125,17 +126,15 @@ def test_both_kernel_paths_agree():
     w = rng.standard_normal((3, 3, 5, 4))
     g = rng.standard_normal((2, 5, 4, 4))
     pads = ((1, 1), (1, 1))
-    old = conv_ops._IM2COL_MAX_CHANNELS
-    try:
-        results = []
-        for threshold in (0, 100):
-            conv_ops._IM2COL_MAX_CHANNELS = threshold
+    results = []
+    for threshold in (0, 1000):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(conv_ops, "_IM2COL_MAX_CHANNELS", threshold)
+            mp.setattr(conv_ops, "_IM2COL_FILTER_GRAD_MAX_CHANNELS", threshold)
             results.append((
                 conv_ops._conv2d_nhwc(x, w, (2, 2), (1, 1), pads),
                 conv_ops._conv2d_backprop_filter_nhwc(x, g, (3, 3), (2, 2), (1, 1), pads),
             ))
-    finally:
-        conv_ops._IM2COL_MAX_CHANNELS = old
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 

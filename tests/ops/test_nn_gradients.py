@@ -140,6 +140,16 @@ def test_gradient_matches_finite_differences(name):
     check_vjp(op_fn, inputs, ops=ops, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("conv2d")))
+def test_conv_gradients_on_the_per_tap_kernel_path(name, monkeypatch):
+    from hubkit.ops import conv as conv_ops
+
+    monkeypatch.setattr(conv_ops, "_IM2COL_MAX_CHANNELS", 0)
+    monkeypatch.setattr(conv_ops, "_IM2COL_FILTER_GRAD_MAX_CHANNELS", 0)
+    op_fn, inputs, ops = CASES[name]
+    check_vjp(op_fn, inputs, ops=ops, rtol=1e-5, atol=1e-6)
+
+
 def test_second_order_through_conv2d_transpose_and_filter_grad():
     # The gradient of a conv gradient is again a conv: differentiate hk.gradients itself.
     def grad_of_conv(x, w):
