@@ -226,9 +226,11 @@ class HttpClient:
                             raise _Retryable("range request refused")
                     elif response.status_code == 416:
                         raise _Retryable("range request refused")
-                    stream = response.raw.stream(self.config.chunk_size, decode_content=False)
                     first = state["received"] == 0
-                    for chunk in stream:
+                    expected_here = _content_length(response)
+                    got_here = 0
+                    for chunk in _chunks(response.raw, self.config.chunk_size):
+                        got_here += len(chunk)
                         if first:
                             self._check_archive_start(url, response, chunk)
                             first = False
@@ -243,6 +245,8 @@ class HttpClient:
                             on_progress(len(chunk))
                     if first:
                         self._check_archive_start(url, response, b"")
+                    if expected_here is not None and got_here < expected_here:
+                        raise _Retryable(f"connection closed after {state['received']} bytes")
                 except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                     out.flush()
                     raise _Retryable(f"connection broke after {state['received']} bytes: {exc}") from None
@@ -266,6 +270,24 @@ class HttpClient:
                 f"{url!r} does not serve a hubkit module: expected a .tar.gz archive but got "
                 f"{'an HTML page' if _looks_like_html(response.headers.get('Content-Type', ''), head[:64]) else 'other content'}."
             )
+
+
+def _content_length(response: Any) -> int | None:
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _chunks(raw: Any, size: int) -> Any:
+    """Yields the body as it arrives (at most ``size`` bytes at a time), not in blocking ``size`` pieces,
+    so progress and the lock's liveness are recorded even on a slow link."""
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # urllib3 < 2
+        yield from raw.stream(size, decode_content=False)
+        return
+    while chunk := read1(size, decode_content=False):
+        yield chunk
 
 
 def progress_bar(config: HubConfig, total: int | None, description: str) -> Any:

@@ -16,6 +16,15 @@ ARCHIVE = "/acme/echo/1.tar.gz"
 MANIFEST = "/acme/echo/1.json"
 
 
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _sha256(path):
+    return hashlib.sha256(_read(path)).hexdigest()
+
+
 def _cache_dirs(config):
     if not os.path.isdir(config.cache_dir):
         return []
@@ -41,8 +50,7 @@ def test_registry_handle_downloads_once_then_hits_cache(hub_env, registry_server
     # The descriptor says what the entry holds.
     entry = Cache(hub_env).entries().__next__()
     assert entry.handle == normalize_handle(handle) and entry.complete
-    assert entry.descriptor["archive_sha256"] == hashlib.sha256(
-        open(os.path.join(registry_server.root, ARCHIVE[1:]), "rb").read()).hexdigest()
+    assert entry.descriptor["archive_sha256"] == _sha256(os.path.join(registry_server.root, ARCHIVE[1:]))
     assert "fetched_at" in entry.descriptor
 
 
@@ -80,7 +88,7 @@ def test_wrong_sha256_raises_integrity_error_and_caches_nothing(hub_env, registr
 
 def test_truncated_archive_on_server_is_an_integrity_error(hub_env, registry_server):
     archive = os.path.join(registry_server.root, ARCHIVE[1:])
-    data = open(archive, "rb").read()
+    data = _read(archive)
     with open(archive, "wb") as f:
         f.write(data[:-40])
     with pytest.raises(IntegrityError, match="manifest declares"):
@@ -89,9 +97,9 @@ def test_truncated_archive_on_server_is_an_integrity_error(hub_env, registry_ser
 
 
 def test_truncated_unpinned_archive_url_is_a_corrupted_archive(hub_env, registry_server, tmp_path):
-    data = open(os.path.join(registry_server.root, ARCHIVE[1:]), "rb").read()
+    data = _read(os.path.join(registry_server.root, ARCHIVE[1:]))
     (tmp_path / "registry" / "cut.tar.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DownloadError, match="corrupted or not a .tar.gz"):
+    with pytest.raises(DownloadError, match=r"corrupted or not a \.tar\.gz"):
         resolve(f"{registry_server.url}/cut.tar.gz")
     assert _cache_dirs(hub_env) == []
 
@@ -167,7 +175,7 @@ def test_connection_refused_is_a_download_error(hub_env, monkeypatch):
 
 def test_archive_url_with_and_without_pin(hub_env, registry_server, fake_module):
     archive = os.path.join(registry_server.root, ARCHIVE[1:])
-    digest = hashlib.sha256(open(archive, "rb").read()).hexdigest()
+    digest = _sha256(archive)
     assert _same_tree(resolve(f"{registry_server.url}{ARCHIVE}"), fake_module)
     assert _same_tree(resolve(f"{registry_server.url}{ARCHIVE}#sha256={digest}"), fake_module)
     with pytest.raises(IntegrityError, match="but 0000"):
@@ -179,7 +187,7 @@ def test_archive_without_marker_is_not_a_module(hub_env, registry_server):
 
     build_archive([file_entry("README", b"hi")], path=os.path.join(registry_server.root, "plain.tar.gz"),
                   with_marker=False)
-    with pytest.raises(DownloadError, match="has no 'hubkit_module.pb'"):
+    with pytest.raises(DownloadError, match=r"has no 'hubkit_module\.pb'"):
         resolve(f"{registry_server.url}/plain.tar.gz")
     assert _cache_dirs(hub_env) == []
 
@@ -286,7 +294,7 @@ def test_file_urls_and_local_archives(hub_env, registry_root, fake_module, tmp_p
     extracted = resolve(f"file://{archive}")
     assert _same_tree(extracted, fake_module) and extracted.startswith(hub_env.cache_dir)
     assert resolve(archive) == extracted  # a plain path to the archive names the same file
-    digest = hashlib.sha256(open(archive, "rb").read()).hexdigest()
+    digest = _sha256(archive)
     assert _same_tree(resolve(f"file://{archive}#sha256={digest}"), fake_module)
     with pytest.raises(IntegrityError):
         resolve(f"file://{archive}#sha256={'2' * 64}")
@@ -297,7 +305,7 @@ def test_file_urls_and_local_archives(hub_env, registry_root, fake_module, tmp_p
 def test_local_directory_without_marker(hub_env, tmp_path):
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "graph.pb").write_bytes(b"x")
-    with pytest.raises(ResolveError, match="has no 'hubkit_module.pb'"):
+    with pytest.raises(ResolveError, match=r"has no 'hubkit_module\.pb'"):
         resolve(str(tmp_path / "half"))
     with pytest.raises(ResolveError, match="does not exist"):
         resolve(str(tmp_path / "nothing"))
@@ -351,8 +359,9 @@ def test_bad_environment_values(monkeypatch, tmp_path):
 
 
 def test_default_cache_dir_is_per_user_not_tmp(monkeypatch):
-    import platformdirs
     import tempfile
+
+    import platformdirs
 
     monkeypatch.delenv("HUBKIT_CACHE_DIR", raising=False)
     from hubkit.hub import default_cache_dir
