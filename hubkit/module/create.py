@@ -73,7 +73,8 @@ def _encode_signatures(builder: ModuleBuilder, out: pb.GraphVariant, tags: froze
     for name in sorted(builder.signatures):
         ins, outs = builder.signatures[name]
         needed = nodes_needed(nodes, [t.name for t in outs.values()], stop_at=[t.name for t in ins.values()])
-        strays = sorted(n.name for n in graph.nodes if n.name in needed and n.op == "Placeholder")
+        own = {t.node.name for t in ins.values()}
+        strays = sorted(n.name for n in graph.nodes if n.name in needed - own and n.op == "Placeholder")
         if strays:
             raise SignatureError(
                 f"Signature {name!r} (tags {sorted(tags)}) computes its outputs from the placeholders {strays}, "
