@@ -235,13 +235,16 @@ def _max_pool_grad_nhwc(x: np.ndarray, out: np.ndarray, g: np.ndarray, ksize, st
     xp = _pad_hw(x, pads, -np.inf)
     dxp = np.zeros(xp.shape, dtype=g.dtype)
     out_hw = out.shape[1:3]
-    taken = np.zeros(out.shape, dtype=bool)
+    free = np.ones(out.shape, dtype=bool)  # windows whose maximum is not found yet
+    hit = np.empty(out.shape, dtype=bool)
+    contrib = np.empty(g.shape, dtype=g.dtype)
     for i in range(ksize[0]):
         for j in range(ksize[1]):
-            hit = _window(xp, i, j, out_hw, strides, (1, 1)) == out
-            hit &= ~taken
-            taken |= hit
-            _window(dxp, i, j, out_hw, strides, (1, 1))[...] += np.where(hit, g, 0)
+            np.equal(_window(xp, i, j, out_hw, strides, (1, 1)), out, out=hit)
+            hit &= free
+            free ^= hit
+            np.multiply(g, hit, out=contrib)
+            _window(dxp, i, j, out_hw, strides, (1, 1))[...] += contrib
     (pt, _), (pl, _) = pads
     return dxp[:, pt : pt + x.shape[1], pl : pl + x.shape[2]]
 
