@@ -1,0 +1,563 @@
+"""``Layer``: an object that owns variables, tracks sub-layers and builds its computation on call.
+
+Any :class:`~hubkit.Variable` or :class:`Layer` assigned as an attribute, or held in a list, tuple
+or dict attribute, is tracked: it shows up in ``variables``, ``submodules`` and checkpoints.
+Weights are created by :meth:`Layer.build` on the first call, so a layer needs only its output
+size. Calling a layer on symbolic tensors adds its ops to the tensors' graph, reading the same
+variables every time (weights are shared between calls, even across graphs); calling it on NumPy
+arrays runs it now and returns arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import GraphError
+from hubkit.graph import Graph, GraphKeys, Tensor, as_dtype, format_shape, placeholder
+from hubkit.graph.shapes import merge_shapes
+from hubkit.runtime import Session, Variable
+
+__all__ = ["CallRecord", "Layer", "get_layer_class", "register_layer"]
+
+
+# -- naming ----------------------------------------------------------------------------------------
+_names_lock = threading.Lock()
+_name_counts: dict[str, int] = {}
+
+
+def to_snake_case(name: str) -> str:
+    """``Conv2DTranspose`` -> ``conv2d_transpose``, ``Dense`` -> ``dense``."""
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    s = re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+    return s.replace("2_d", "2d").replace("1_d", "1d").replace("3_d", "3d")
+
+
+def unique_layer_name(base: str) -> str:
+    """Process-wide unique names as Keras gives them: ``dense``, ``dense_1``, ``dense_2``..."""
+    with _names_lock:
+        n = _name_counts.get(base, 0)
+        _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+# -- recording of calls (the functional API's topology) ---------------------------------------------
+class _CallState(threading.local):
+    def __init__(self) -> None:
+        self.depth = 0  # > 0 inside a layer's call: nested calls are not recorded
+        self.scopes: list[str] = []  # names of the layers being built, for variable names
+
+
+_call_state = _CallState()
+
+
+@contextlib.contextmanager
+def suppress_recording() -> Iterator[None]:
+    """Layer calls inside this block are not recorded as functional-model connections."""
+    _call_state.depth += 1
+    try:
+        yield
+    finally:
+        _call_state.depth -= 1
+
+
+class CallRecord:
+    """One call of a layer on symbolic tensors (a Keras "node").
+
+    Attributes:
+        layer: the layer called.
+        inputs: the inputs as passed (a tensor, or a list/tuple/dict of tensors).
+        kwargs: the plain-data keyword arguments of the call (e.g. ``training=True``).
+        outputs: the outputs as returned.
+    """
+
+    __slots__ = ("inputs", "kwargs", "layer", "outputs")
+
+    def __init__(self, layer: Layer, inputs: Any, kwargs: dict[str, Any], outputs: Any) -> None:
+        self.layer = layer
+        self.inputs = inputs
+        self.kwargs = kwargs
+        self.outputs = outputs
+
+    @property
+    def flat_inputs(self) -> list[Tensor]:
+        return flatten(self.inputs)
+
+    @property
+    def flat_outputs(self) -> list[Tensor]:
+        return flatten(self.outputs)
+
+
+def layer_history(graph: Graph) -> dict[Tensor, tuple[CallRecord, int]]:
+    """``tensor -> (record, index in the record's flat outputs)`` for every recorded call in ``graph``."""
+    return graph.state.setdefault("layer_history", {})
+
+
+def flatten(structure: Any) -> list[Any]:
+    """The leaves of a tensor, list, tuple or dict (dicts in insertion order)."""
+    if isinstance(structure, dict):
+        return [leaf for v in structure.values() for leaf in flatten(v)]
+    if isinstance(structure, (list, tuple)):
+        return [leaf for v in structure for leaf in flatten(v)]
+    return [structure]
+
+
+def map_structure(fn: Any, structure: Any) -> Any:
+    """Applies ``fn`` to every leaf, keeping the list/tuple/dict structure."""
+    if isinstance(structure, dict):
+        return {k: map_structure(fn, v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(map_structure(fn, v) for v in structure)
+    return fn(structure)
+
+
+def _graph_of(structure: Any) -> Graph | None:
+    graph = None
+    for leaf in flatten(structure):
+        if isinstance(leaf, Tensor):
+            if graph is not None and leaf.graph is not graph:
+                raise GraphError(f"Layer inputs come from different graphs ({leaf.name!r} is from another one).")
+            graph = leaf.graph
+    return graph
+
+
+def _is_trackable(value: Any) -> bool:
+    if isinstance(value, (Variable, Layer)):
+        return True
+    if isinstance(value, dict):
+        return any(_is_trackable(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_is_trackable(v) for v in value)
+    return getattr(value, "_checkpoint_children", None) is not None
+
+
+# -- Layer -----------------------------------------------------------------------------------------
+class Layer:
+    """Base class of layers: tracked state, build-on-first-call and shared weights.
+
+    Subclasses override :meth:`build` (create weights with :meth:`add_weight`) and :meth:`call`
+    (the computation, given symbolic tensors), and :meth:`get_config` when their constructor
+    takes arguments.
+
+    Args:
+        trainable: whether the layer's variables are trained.
+        name: the layer's name; a unique one from the class name ("dense", "dense_1") when None.
+        dtype: the dtype of the weights (float32 by default).
+
+    >>> import numpy as np, hubkit as hk
+    >>> class Scale(hk.layers.Layer):
+    ...     def build(self, input_shape):
+    ...         self.w = self.add_weight("w", [input_shape[-1]], initializer="ones")
+    ...     def call(self, x):
+    ...         return x * self.w
+    >>> s = Scale(name="scale")
+    >>> s(np.array([[1.0, 2.0]], np.float32))
+    array([[1., 2.]], dtype=float32)
+    >>> [v.name for v in s.variables]
+    ['scale/w']
+    """
+
+    # Axes of the input whose size the weights depend on; a later call must agree on them.
+    input_check_axes: tuple[int, ...] = (-1,)
+
+    def __init__(self, trainable: bool = True, name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}.")
+        object.__setattr__(self, "_hk_internal", True)
+        self._name = name or unique_layer_name(to_snake_case(type(self).__name__))
+        self._trainable = bool(trainable)
+        self._dtype = as_dtype(dtype or "float32")
+        self.built = False
+        self._weights: dict[str, Variable] = {}
+        self._regularizers: dict[str, Any] = {}
+        self._build_shapes: list[tuple | None] | None = None
+        self._inbound: list[CallRecord] = []
+        self._deferred: dict[str, Any] = {}  # checkpoint values waiting for their weight
+        self._eager_cache: dict[Any, Any] = {}
+
+    # -- tracking ----------------------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name.startswith("_") or "_deferred" not in self.__dict__ or not self._deferred:
+            return
+        if _is_trackable(value):
+            self._hand_down_deferred(name, value)
+
+    def _hand_down_deferred(self, name: str, value: Any) -> None:
+        """Passes checkpointed values waiting under ``name`` to the object just assigned there."""
+        from hubkit.train.checkpoint import apply_deferred
+
+        prefix = name + "/"
+        mine = {k: p for k, p in self._deferred.items() if k == name or k.startswith(prefix)}
+        for k in mine:
+            del self._deferred[k]
+        apply_deferred(value, {k[len(prefix) :] if k != name else "": p for k, p in mine.items()})
+
+    def _tracked_attributes(self) -> list[tuple[str, Any]]:
+        """Public attributes holding variables or layers, in assignment order."""
+        return [(k, v) for k, v in self.__dict__.items() if not k.startswith("_") and _is_trackable(v)]
+
+    def _checkpoint_children(self) -> list[tuple[str, Any]]:
+        """Named dependencies for checkpoints: weights by their name, then tracked attributes."""
+        children: list[tuple[str, Any]] = list(self._weights.items())
+        seen = {id(v) for v in self._weights.values()}
+        for name, value in self._tracked_attributes():
+            for path, leaf in _leaves(name, value):
+                if id(leaf) not in seen:
+                    seen.add(id(leaf))
+                    children.append((path, leaf))
+        return children
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def submodules(self) -> list[Layer]:
+        """Every layer tracked by this one, recursively, depth first, each once."""
+        out: list[Layer] = []
+        seen = {id(self)}
+
+        def visit(layer: Layer) -> None:
+            for child in layer._direct_sublayers():
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    out.append(child)
+                    visit(child)
+
+        visit(self)
+        return out
+
+    def _direct_sublayers(self) -> list[Layer]:
+        return [leaf for _, v in self._tracked_attributes() for leaf in flatten(v) if isinstance(leaf, Layer)]
+
+    def _own_variables(self) -> list[Variable]:
+        out = list(self._weights.values())
+        for _, v in self._tracked_attributes():
+            out.extend(leaf for leaf in flatten(v) if isinstance(leaf, Variable))
+        return out
+
+    @property
+    def variables(self) -> list[Variable]:
+        """Every variable of this layer and its sub-layers, each once, in a stable order."""
+        out: list[Variable] = []
+        seen: set[int] = set()
+        for layer in [self, *self.submodules]:
+            for v in layer._own_variables():
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    weights = variables
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        """``layer.trainable = False`` freezes this layer and all its sub-layers."""
+        self._trainable = bool(value)
+        for sub in self.submodules:
+            sub._trainable = bool(value)
+
+    @property
+    def trainable_variables(self) -> list[Variable]:
+        return [v for v in self.variables if self._is_trained(v)]
+
+    trainable_weights = trainable_variables
+
+    @property
+    def non_trainable_variables(self) -> list[Variable]:
+        return [v for v in self.variables if not self._is_trained(v)]
+
+    non_trainable_weights = non_trainable_variables
+
+    def _is_trained(self, var: Variable) -> bool:
+        if not var.trainable:
+            return False
+        for layer in [self, *self.submodules]:
+            if any(v is var for v in layer._own_variables()):
+                return layer._trainable
+        return False
+
+    def count_params(self) -> int:
+        """The number of scalars in this layer's variables."""
+        return int(sum(int(np.prod(v.shape)) for v in self.variables))
+
+    # -- weights -----------------------------------------------------------------------------------
+    def add_weight(
+        self,
+        name: str,
+        shape: Any,
+        initializer: Any = "glorot_uniform",
+        trainable: bool = True,
+        dtype: Any = None,
+        regularizer: Any = None,
+    ) -> Variable:
+        """Creates a variable owned by this layer (usually from :meth:`build`).
+
+        Args:
+            name: the weight's name inside the layer ("kernel"); the variable is named
+                ``"<layer path>/<name>"``.
+            shape: its fully known shape.
+            initializer: a name ("zeros", "ones", "random_normal", "glorot_uniform", ...), a config,
+                or an initializer object from ``hubkit.initializers``.
+            trainable: whether optimizers update it.
+            dtype: its dtype (the layer's dtype by default).
+            regularizer: a ``hubkit.regularizers`` object; its loss joins the graph's
+                REGULARIZATION_LOSSES whenever the layer is called.
+
+        Returns:
+            The new :class:`~hubkit.Variable`.
+        """
+        from hubkit import initializers
+
+        if name in self._weights:
+            raise GraphError(f"Layer {self.name!r} already has a weight named {name!r}.")
+        scopes = _call_state.scopes
+        scope = "/".join(scopes if scopes[-1:] == [self.name] else [*scopes, self.name])
+        var = Variable(
+            name=f"{scope}/{name}",
+            shape=shape,
+            dtype=dtype or self._dtype,
+            initializer=initializers.get(initializer),
+            trainable=trainable,
+        )
+        self._weights[name] = var
+        if regularizer is not None:
+            from hubkit import regularizers
+
+            self._regularizers[name] = regularizers.get(regularizer)
+        pending = self._deferred.pop(name, None)
+        if pending is not None:
+            var.assign(pending.value)
+            pending.consumed = True
+        return var
+
+    # -- to override -------------------------------------------------------------------------------
+    def build(self, input_shape: Any) -> None:
+        """Creates the layer's weights, given the static shape(s) of its first input."""
+
+    def call(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """The computation on symbolic tensors; override it."""
+        return inputs
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments as plain data; ``from_config`` rebuilds an equal layer."""
+        return {"name": self.name, "trainable": self.trainable, "dtype": self._dtype.name}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Builds a layer from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        """The static output shape for ``input_shape``, found by building a throwaway graph."""
+        graph = Graph()
+        with graph.as_default():
+            x = map_structure(lambda s: placeholder(self._dtype, s), input_shape)
+            with suppress_recording():
+                y = self(x)
+        return map_structure(lambda t: t.shape, y)
+
+    # -- calling -----------------------------------------------------------------------------------
+    def __call__(self, inputs: Any, *args: Any, training: Any = None, **kwargs: Any) -> Any:
+        """Applies the layer: symbolic tensors build ops in their graph; arrays run now.
+
+        Raises:
+            GraphError: the input's shape contradicts the shape the weights were built for.
+        """
+        graph = _graph_of(inputs)
+        if graph is None:
+            return self._eager_call(inputs, args, training, kwargs)
+        with graph.as_default():
+            self._maybe_build(inputs)
+            call_kwargs = dict(kwargs)
+            if training is not None and self._call_takes("training"):
+                call_kwargs["training"] = training
+            _call_state.scopes.append(self.name)
+            try:
+                with suppress_recording(), graph.name_scope(self.name):
+                    outputs = self.call(inputs, *args, **call_kwargs)
+            finally:
+                _call_state.scopes.pop()
+            self._add_regularization_losses(graph)
+        if _call_state.depth == 0 and not args:
+            self._record(graph, inputs, {"training": training, **kwargs} if training is not None else kwargs, outputs)
+        return outputs
+
+    def _call_takes(self, arg: str) -> bool:
+        cache = type(self).__dict__.get("_hk_call_args")
+        if cache is None:
+            params = inspect.signature(self.call).parameters
+            takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            cache = (set(params), takes_all)
+            type.__setattr__(type(self), "_hk_call_args", cache)
+        return arg in cache[0] or cache[1]
+
+    def _maybe_build(self, inputs: Any) -> None:
+        shapes = [t.shape if isinstance(t, Tensor) else None for t in flatten(inputs)]
+        if not self.built:
+            _call_state.scopes.append(self.name)
+            try:
+                self.build(map_structure(lambda t: t.shape if isinstance(t, Tensor) else None, inputs))
+            finally:
+                _call_state.scopes.pop()
+            self.built = True
+            self._build_shapes = shapes
+            return
+        if self._build_shapes is not None and (self._weights or self.input_check_axes == "all"):
+            self._check_input_shapes(shapes)
+
+    def _check_input_shapes(self, shapes: list[tuple | None]) -> None:
+        built = self._build_shapes or []
+        for old, new in zip(built, shapes):
+            if old is None or new is None:
+                continue
+            ok = len(old) == len(new)
+            if ok and self.input_check_axes == "all":
+                ok = merge_shapes(old[1:], new[1:]) is not False
+            elif ok:
+                ok = all(
+                    old[a] is None or new[a] is None or old[a] == new[a]
+                    for a in self.input_check_axes
+                    if -len(old) <= a < len(old)
+                )
+            if not ok:
+                raise GraphError(
+                    f"Layer {self.name!r} was built for inputs of shape {format_shape(old)} and cannot be "
+                    f"called on inputs of shape {format_shape(new)}."
+                )
+
+    def _add_regularization_losses(self, graph: Graph) -> None:
+        if not self._regularizers:
+            return
+        done = graph.state.setdefault("layer_regularized", set())
+        for name, reg in self._regularizers.items():
+            var = self._weights[name]
+            if id(var) in done:
+                continue
+            done.add(id(var))
+            with graph.name_scope(f"{self.name}/{name}_regularizer"):
+                graph.add_to_collection(GraphKeys.REGULARIZATION_LOSSES, reg(var._as_graph_tensor(graph)))
+
+    def _record(self, graph: Graph, inputs: Any, kwargs: dict[str, Any], outputs: Any) -> None:
+        record = CallRecord(self, inputs, dict(kwargs), outputs)
+        self._inbound.append(record)
+        history = layer_history(graph)
+        for i, t in enumerate(flatten(outputs)):
+            if isinstance(t, Tensor):
+                history[t] = (record, i)
+
+    def _eager_call(self, inputs: Any, args: tuple, training: Any, kwargs: dict[str, Any]) -> Any:
+        """Runs the layer on arrays through a small graph cached per input signature."""
+        arrays = map_structure(_as_array, inputs)
+        leaves = flatten(arrays)
+        key = (
+            repr(map_structure(lambda a: (a.dtype.str, a.shape[1:] if a.ndim else ()), arrays)),
+            training,
+            repr(sorted(kwargs.items())),
+            len(args),
+        )
+        entry = self._eager_cache.get(key)
+        if entry is None:
+            graph = Graph()
+            with graph.as_default():
+                feeds = map_structure(
+                    lambda a: placeholder(a.dtype, (None, *a.shape[1:]) if a.ndim else ()), arrays
+                )
+                with suppress_recording():
+                    outputs = self(feeds, *args, training=training, **kwargs)
+                updates = graph.get_collection(GraphKeys.UPDATE_OPS) if training else []
+            entry = (Session(graph), flatten(feeds), outputs, updates)
+            self._eager_cache[key] = entry
+        session, feeds, outputs, updates = entry
+        result = session.run([outputs, updates], dict(zip(feeds, leaves)))
+        return result[0]
+
+    # -- functional-API views ----------------------------------------------------------------------
+    @property
+    def inbound_calls(self) -> list[CallRecord]:
+        """The recorded calls of this layer on symbolic tensors, oldest first."""
+        return list(self._inbound)
+
+    def _single_call(self, what: str) -> CallRecord:
+        if not self._inbound:
+            raise GraphError(f"Layer {self.name!r} has never been called on symbolic tensors, so it has no {what}.")
+        if len(self._inbound) > 1:
+            raise GraphError(
+                f"Layer {self.name!r} was called {len(self._inbound)} times, so its {what} is ambiguous; use "
+                f"layer.inbound_calls[i].{what}s instead."
+            )
+        return self._inbound[0]
+
+    @property
+    def input(self) -> Any:
+        return self._single_call("input").inputs
+
+    @property
+    def output(self) -> Any:
+        return self._single_call("output").outputs
+
+    def __repr__(self) -> str:
+        return f"<hubkit.layers.{type(self).__name__} {self.name!r}>"
+
+
+def _as_array(value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype == np.float64:
+        arr = arr.astype(np.float32)  # Python floats become float32, as constants do
+    return arr
+
+
+def _leaves(name: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """``(path, leaf)`` for a tracked attribute: ``attr``, ``attr/0``, ``attr/key``..."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(f"{name}/{escape_name(str(k))}", v)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _leaves(f"{name}/{i}", v)
+    elif isinstance(value, (Variable, Layer)) or getattr(value, "_checkpoint_children", None) is not None:
+        yield name, value
+
+
+def escape_name(name: str) -> str:
+    """Escapes a name for use as one component of a checkpoint key (as TensorFlow does)."""
+    return name.replace(".", "..").replace("/", ".S")
+
+
+# -- the class registry used by from_config ---------------------------------------------------------
+_LAYER_CLASSES: dict[str, type] = {}
+
+
+def register_layer(cls: type) -> type:
+    """Makes ``cls`` known to ``Model.from_config`` by its class name (built-in layers use this)."""
+    _LAYER_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def get_layer_class(name: str, custom_objects: dict[str, Any] | None = None) -> type:
+    """The layer class called ``name``, looking in ``custom_objects`` first."""
+    if custom_objects and name in custom_objects:
+        return custom_objects[name]
+
+    try:
+        return _LAYER_CLASSES[name]
+    except KeyError:
+        known = sorted({*_LAYER_CLASSES, *(custom_objects or {})})
+        raise GraphError(
+            f"Unknown layer class {name!r}; pass it in custom_objects. Known classes: {known}."
+        ) from None

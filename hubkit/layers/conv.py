@@ -1,0 +1,135 @@
+"""Convolution layer classes: Conv2D and Conv2DTranspose (NHWC)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hubkit.errors import GraphError
+from hubkit.graph import Tensor, format_shape
+from hubkit.layers.base import Layer, register_layer
+from hubkit.layers.core import activation_name, config_of, get_activation
+
+__all__ = ["Conv2D", "Conv2DTranspose"]
+
+
+def _pair(value: Any, what: str, layer: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    items = tuple(int(v) for v in value)
+    if len(items) != 2:
+        raise GraphError(f"Layer {layer!r}: {what} must be an int or a pair of ints, got {value!r}.")
+    return items  # type: ignore[return-value]
+
+
+def _padding(value: str, layer: str) -> str:
+    p = str(value).upper()
+    if p not in ("SAME", "VALID"):
+        raise GraphError(f"Layer {layer!r}: padding must be one of ['same', 'valid'], got {value!r}.")
+    return p
+
+
+class _Conv(Layer):
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: str = "valid",
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", self.name)
+        self.strides = _pair(strides, "strides", self.name)
+        self.padding = _padding(padding, self.name)
+        self.activation = activation
+        self._activation_fn = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+
+    def _channels(self, input_shape: Any) -> int:
+        if input_shape is None or len(input_shape) != 4 or input_shape[-1] is None:
+            raise GraphError(
+                f"Layer {self.name!r} needs NHWC inputs with known channels, got {format_shape(input_shape)}."
+            )
+        return int(input_shape[-1])
+
+    def _kernel_shape(self, channels: int) -> list[int]:
+        raise NotImplementedError
+
+    def build(self, input_shape: Any) -> None:
+        kshape = self._kernel_shape(self._channels(input_shape))
+        self.kernel = self.add_weight("kernel", kshape, self.kernel_initializer, regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.bias = self.add_weight(
+                "bias", [self.filters], self.bias_initializer, regularizer=self.bias_regularizer
+            )
+
+    def _finish(self, y: Tensor) -> Tensor:
+        import hubkit as hk
+
+        if self.use_bias:
+            y = hk.nn.bias_add(y, self.bias)
+        return self._activation_fn(y) if self._activation_fn is not None else y
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding.lower(),
+            "activation": activation_name(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": config_of(self.kernel_initializer),
+            "bias_initializer": config_of(self.bias_initializer),
+            "kernel_regularizer": config_of(self.kernel_regularizer),
+            "bias_regularizer": config_of(self.bias_regularizer),
+        }
+
+
+@register_layer
+class Conv2D(_Conv):
+    """2-D convolution over NHWC images: kernel ``[kh, kw, in_channels, filters]``.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: an int or ``(kh, kw)``.
+        strides: an int or ``(sh, sw)``.
+        padding: "valid" or "same".
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+            bias_regularizer: as in :class:`Dense`.
+        **kwargs: ``name``, ``trainable``, ``dtype``.
+    """
+
+    def _kernel_shape(self, channels: int) -> list[int]:
+        return [*self.kernel_size, channels, self.filters]
+
+    def call(self, inputs: Tensor) -> Tensor:
+        import hubkit as hk
+
+        return self._finish(hk.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding))
+
+
+@register_layer
+class Conv2DTranspose(_Conv):
+    """Transposed 2-D convolution (upsampling): kernel ``[kh, kw, filters, in_channels]``, as in Keras."""
+
+    def _kernel_shape(self, channels: int) -> list[int]:
+        return [*self.kernel_size, self.filters, channels]
+
+    def call(self, inputs: Tensor) -> Tensor:
+        import hubkit as hk
+
+        return self._finish(
+            hk.nn.conv2d_transpose(inputs, self.kernel, strides=self.strides, padding=self.padding)
+        )

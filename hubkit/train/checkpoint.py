@@ -1,0 +1,463 @@
+"""Object-based checkpoints: ``Checkpoint``, its restore status, and ``CheckpointManager``.
+
+A checkpoint saves every variable reachable from its root objects, keyed by the path of attribute
+names leading to it (``model/dense_1/kernel/.ATTRIBUTES/VARIABLE_VALUE``), plus each optimizer's
+slot variables keyed to the variable they belong to
+(``model/dense_1/kernel/.OPTIMIZER_SLOT/optimizer/m/.ATTRIBUTES/VARIABLE_VALUE``), as TensorFlow's
+object-based checkpoints do. Restoring walks the same paths through the live objects, so a partial
+object structure restores just what it names, and a value whose layer is not built yet waits until
+the layer creates the variable (deferred restore).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import CheckpointError
+from hubkit.graph import format_shape
+from hubkit.runtime import Variable
+from hubkit.train import checkpoint_io
+
+__all__ = ["Checkpoint", "CheckpointManager", "CheckpointStatus", "apply_deferred"]
+
+VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+SLOT_MARKER = "/.OPTIMIZER_SLOT/"
+
+
+def _escape(name: str) -> str:
+    return name.replace(".", "..").replace("/", ".S")
+
+
+# -- the object graph -------------------------------------------------------------------------------
+def _is_optimizer(obj: Any) -> bool:
+    return callable(getattr(obj, "get_slot", None)) and callable(getattr(obj, "variables", None))
+
+
+def _slot_names(opt: Any) -> list[str]:
+    names = getattr(opt, "get_slot_names", None)
+    if callable(names):
+        return list(names())
+    return list(getattr(opt, "slot_names", ()))
+
+
+def _get_slot(opt: Any, var: Variable, name: str) -> Variable | None:
+    try:
+        return opt.get_slot(var, name)
+    except (KeyError, LookupError, ValueError):
+        return None
+
+
+def _optimizer_children(opt: Any) -> list[tuple[str, Any]]:
+    """An optimizer's own (non-slot) variables, named by the last part of their names."""
+    own = getattr(opt, "_checkpoint_children", None)
+    if callable(own):
+        return list(own())
+    named = getattr(opt, "_non_slot", None)
+    if isinstance(named, dict):  # hubkit.train optimizers: their own variables by role ("beta1_power")
+        return [(_escape(str(k)), v) for k, v in sorted(named.items())]
+    slot_ids = _slot_ids(opt)
+    out: list[tuple[str, Any]] = []
+    used: set[str] = set()
+    for v in opt.variables():
+        if id(v) in slot_ids:
+            continue
+        short = v.name.rsplit("/", 1)[-1]
+        name = _escape(short if short not in used else v.name)
+        used.add(short)
+        out.append((name, v))
+    return out
+
+
+def _slot_ids(opt: Any) -> set[int]:
+    """Ids of every slot variable, found through the slot table when the optimizer exposes one."""
+    table = getattr(opt, "_slots", None)
+    ids: set[int] = set()
+    if isinstance(table, dict):
+        for value in table.values():
+            items = value.values() if isinstance(value, dict) else [value]
+            ids.update(id(v) for v in items if isinstance(v, Variable))
+    return ids
+
+
+def children(obj: Any) -> list[tuple[str, Any]]:
+    """The named dependencies of ``obj`` in the checkpoint object graph."""
+    own = getattr(obj, "_checkpoint_children", None)
+    if callable(own) and not _is_optimizer(obj):
+        return list(own())
+    if _is_optimizer(obj):
+        return _optimizer_children(obj)
+    if isinstance(obj, dict):
+        return [(_escape(str(k)), v) for k, v in obj.items()]
+    if isinstance(obj, (list, tuple)):
+        return [(str(i), v) for i, v in enumerate(obj)]
+    return []
+
+
+def _walk(root: Any) -> tuple[list[tuple[str, Variable]], list[tuple[str, Any]]]:
+    """Breadth-first walk: ``(path, variable)`` pairs and ``(path, optimizer)`` pairs, each object once."""
+    variables: list[tuple[str, Variable]] = []
+    optimizers: list[tuple[str, Any]] = []
+    seen: set[int] = {id(root)}
+    queue: list[tuple[str, Any]] = [("", root)]
+    while queue:
+        path, obj = queue.pop(0)
+        for name, child in children(obj):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            child_path = f"{path}/{name}" if path else name
+            if isinstance(child, Variable):
+                variables.append((child_path, child))
+            else:
+                if _is_optimizer(child):
+                    optimizers.append((child_path, child))
+                queue.append((child_path, child))
+    return variables, optimizers
+
+
+def _slot_entries(
+    variables: list[tuple[str, Variable]], optimizers: list[tuple[str, Any]]
+) -> Iterator[tuple[str, Any, Variable, str]]:
+    """``(slot key, optimizer, variable, slot name)`` for every slot name of every optimizer and variable."""
+    for opt_path, opt in optimizers:
+        for slot in _slot_names(opt):
+            for var_path, var in variables:
+                yield f"{var_path}{SLOT_MARKER}{opt_path}/{_escape(slot)}{VALUE_SUFFIX}", opt, var, slot
+
+
+def collect_values(root: Any) -> list[tuple[str, np.ndarray, str | None]]:
+    """Every ``(key, value, variable name)`` a checkpoint of ``root`` holds."""
+    variables, optimizers = _walk(root)
+    out = [(f"{p}{VALUE_SUFFIX}", v.value, v.name) for p, v in variables]
+    for key, opt, var, slot in _slot_entries(variables, optimizers):
+        s = _get_slot(opt, var, slot)
+        if s is not None:
+            out.append((key, s.value, s.name))
+    return out
+
+
+# -- deferred restore ---------------------------------------------------------------------------------
+class _Pending:
+    __slots__ = ("consumed", "key", "value")
+
+    def __init__(self, key: str, value: np.ndarray) -> None:
+        self.key = key
+        self.value = value
+        self.consumed = False
+
+
+def _assign(var: Variable, pending: Any) -> None:
+    value = np.asarray(pending.value)
+    if tuple(value.shape) != tuple(var.shape):
+        raise CheckpointError(
+            f"Checkpoint value {pending.key!r} has shape {format_shape(tuple(value.shape))}, but variable "
+            f"{var.name!r} has shape {format_shape(tuple(var.shape))}."
+        )
+    var.assign(value)
+    pending.consumed = True
+
+
+def _deliver(obj: Any, rel: str, pending: Any) -> bool:
+    """Routes a value to the variable at relative path ``rel`` under ``obj``, or parks it (deferred).
+
+    Returns False when no live object can take it now or later.
+    """
+    if rel == "":
+        if isinstance(obj, Variable):
+            _assign(obj, pending)
+            return True
+        return False
+    for name, child in children(obj):
+        if rel == name or rel.startswith(name + "/"):
+            return _deliver(child, rel[len(name) + 1 :], pending)
+    deferred = getattr(obj, "_deferred", None)
+    if isinstance(deferred, dict):  # a layer: the weight appears when it is built
+        deferred[rel] = pending
+        return True
+    if _is_optimizer(obj):  # an optimizer creates its own variables on first minimize
+        obj.__dict__.setdefault("_hk_deferred_vars", {})[rel] = pending
+        return True
+    return False
+
+
+def apply_deferred(obj: Any, values: dict[str, Any]) -> None:
+    """Hands parked checkpoint values to an object just attached to a layer (used by ``Layer``)."""
+    for rel, pending in values.items():
+        if not _deliver(obj, rel, pending):
+            pending.consumed = False
+
+
+def apply_deferred_slots(optimizer: Any) -> None:
+    """Assigns restored slot and optimizer values whose variables now exist (after ``minimize``)."""
+    waiting = optimizer.__dict__.get("_hk_deferred_slots", [])
+    still = []
+    for var, slot, pending in waiting:
+        s = _get_slot(optimizer, var, slot)
+        if s is None:
+            still.append((var, slot, pending))
+        else:
+            _assign(s, pending)
+    optimizer.__dict__["_hk_deferred_slots"] = still
+    parked = optimizer.__dict__.get("_hk_deferred_vars", {})
+    if parked:
+        names = dict(_optimizer_children(optimizer))
+        for rel in list(parked):
+            if rel in names:
+                _assign(names[rel], parked.pop(rel))
+
+
+# -- status -------------------------------------------------------------------------------------------
+class CheckpointStatus:
+    """What a restore matched; returned by :meth:`Checkpoint.restore`.
+
+    Attributes:
+        path: the checkpoint restored (None when restoring from nothing).
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        unused_keys: list[str],
+        missing_keys: list[str],
+        pending: list[Any],
+        optimizers: list[Any],
+    ) -> None:
+        self.path = path
+        self._unused = sorted(unused_keys)
+        self._missing = sorted(missing_keys)
+        self._pending = pending
+        self._optimizers = optimizers
+
+    def run_restore_ops(self) -> None:
+        """Assigns restored optimizer slots whose variables were created since the restore."""
+        for opt in self._optimizers:
+            apply_deferred_slots(opt)
+
+    def _waiting(self) -> list[str]:
+        self.run_restore_ops()
+        return sorted(p.key for p in self._pending if not p.consumed)
+
+    def assert_consumed(self) -> CheckpointStatus:
+        """Raises unless every value was used and every object got a value.
+
+        Raises:
+            CheckpointError: listing, sorted, the checkpoint keys no object took (or still waiting for
+                their layer to be built) and the objects the checkpoint had no value for.
+        """
+        if self.path is None:
+            raise CheckpointError("Nothing was restored: the checkpoint path was None.")
+        problems = []
+        unused = sorted({*self._unused, *self._waiting()})
+        if unused:
+            problems.append(f"values no object has taken (yet): {unused}")
+        if self._missing:
+            problems.append(f"objects without a value: {self._missing}")
+        if problems:
+            raise CheckpointError(f"Checkpoint {self.path!r} was not consumed exactly; " + "; ".join(problems) + ".")
+        return self
+
+    def assert_existing_objects_matched(self) -> CheckpointStatus:
+        """Raises unless every variable that existed at restore time got a value.
+
+        Raises:
+            CheckpointError: listing the keys of the existing variables without a value, sorted.
+        """
+        if self.path is None:
+            raise CheckpointError("Nothing was restored: the checkpoint path was None.")
+        if self._missing:
+            raise CheckpointError(f"Checkpoint {self.path!r} has no value for existing objects {self._missing}.")
+        return self
+
+    def expect_partial(self) -> CheckpointStatus:
+        """Accepts a partial restore (kept for TensorFlow familiarity; nothing is checked)."""
+        return self
+
+
+# -- Checkpoint ---------------------------------------------------------------------------------------
+class Checkpoint:
+    """Saves and restores the variables of a group of objects (layers, models, optimizers, variables).
+
+    Args:
+        **trackables: the root's named dependencies, e.g. ``model=model, optimizer=opt``.
+
+    >>> import os, tempfile, hubkit as hk
+    >>> v = hk.Variable([1.0, 2.0])
+    >>> ckpt = hk.Checkpoint(v=v)
+    >>> path = ckpt.save(os.path.join(tempfile.mkdtemp(), "ckpt"))
+    >>> os.path.basename(path)
+    'ckpt-1'
+    >>> v.assign([0.0, 0.0]); _ = ckpt.restore(path).assert_consumed(); v.value
+    array([1., 2.], dtype=float32)
+    """
+
+    def __init__(self, **trackables: Any) -> None:
+        for name, obj in trackables.items():
+            if obj is None or isinstance(obj, (int, float, str, bytes)):
+                raise CheckpointError(
+                    f"Checkpoint dependency {name!r} must be a layer, model, optimizer or variable, "
+                    f"got {type(obj).__name__}."
+                )
+        object.__setattr__(self, "_children", dict(trackables))
+        object.__setattr__(self, "_save_counter", None)
+
+    def __getattr__(self, name: str) -> Any:
+        children = self.__dict__.get("_children", {})
+        if name in children:
+            return children[name]
+        raise AttributeError(f"Checkpoint has no dependency {name!r}; it has {sorted(children)}.")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._children[name] = value
+
+    def _checkpoint_children(self) -> list[tuple[str, Any]]:
+        out = list(self._children.items())
+        if self._save_counter is not None:
+            out.append(("save_counter", self._save_counter))
+        return out
+
+    @property
+    def save_counter(self) -> Variable:
+        """How many times :meth:`save` ran (restored with the checkpoint)."""
+        if self._save_counter is None:
+            object.__setattr__(self, "_save_counter", Variable(np.int64(0), name="save_counter", trainable=False))
+        return self._save_counter
+
+    def write(self, path: str) -> str:
+        """Writes a checkpoint at the exact prefix ``path`` (no numbering, no state file).
+
+        Returns:
+            ``path``.
+        """
+        return checkpoint_io.write_checkpoint(os.fspath(path), collect_values(self))
+
+    def save(self, file_prefix: str) -> str:
+        """Writes ``<file_prefix>-<n>`` where n counts the saves, and records it as the latest.
+
+        Returns:
+            The checkpoint's path prefix.
+        """
+        counter = self.save_counter
+        counter.assign(counter.value + 1)
+        path = self.write(f"{os.fspath(file_prefix)}-{int(counter.value)}")
+        directory = os.path.dirname(os.path.abspath(path))
+        state = checkpoint_io.read_state(directory) or {}
+        kept = [p for p in state.get("all_model_checkpoint_paths", []) if p != os.path.basename(path)]
+        checkpoint_io.write_state(directory, path, [*kept, path])
+        return path
+
+    def read(self, path: str) -> CheckpointStatus:
+        """Same as :meth:`restore`."""
+        return self.restore(path)
+
+    def restore(self, path: str | None) -> CheckpointStatus:
+        """Restores every object this checkpoint names from ``path`` (a prefix or a directory).
+
+        Values are matched by object path. Values for layers that are not built yet are applied
+        when they are built; optimizer slots when the optimizer creates them.
+
+        Returns:
+            A :class:`CheckpointStatus` to check what matched.
+
+        Raises:
+            CheckpointError: the checkpoint cannot be read, or a value's shape contradicts its variable.
+        """
+        if path is None:
+            return CheckpointStatus(None, [], [], [], [])
+        reader = checkpoint_io.load_checkpoint(os.fspath(path))
+        keys = set(reader.keys())
+        if "save_counter" + VALUE_SUFFIX in keys:
+            _ = self.save_counter
+        variables, optimizers = _walk(self)
+        used: set[str] = set()
+        missing: list[str] = []
+        pending: list[_Pending] = []
+        for p, var in variables:
+            key = p + VALUE_SUFFIX
+            if key in keys:
+                _assign(var, _Pending(key, reader.get_tensor(key)))
+                used.add(key)
+            else:
+                missing.append(key)
+        for key, opt, var, slot in _slot_entries(variables, optimizers):
+            s = _get_slot(opt, var, slot)
+            if key in keys:
+                item = _Pending(key, reader.get_tensor(key))
+                used.add(key)
+                if s is not None:
+                    _assign(s, item)
+                else:
+                    opt.__dict__.setdefault("_hk_deferred_slots", []).append((var, slot, item))
+                    pending.append(item)
+            elif s is not None:
+                missing.append(key)
+        unused: list[str] = []
+        for key in sorted(keys - used):
+            if SLOT_MARKER in key or not key.endswith(VALUE_SUFFIX):
+                unused.append(key)
+                continue
+            item = _Pending(key, reader.get_tensor(key))
+            if _deliver(self, key[: -len(VALUE_SUFFIX)], item):
+                if not item.consumed:
+                    pending.append(item)
+            else:
+                unused.append(key)
+        return CheckpointStatus(reader.prefix, unused, missing, pending, [o for _, o in optimizers])
+
+
+class CheckpointManager:
+    """Numbers, keeps and deletes the checkpoints of one ``Checkpoint`` in a directory.
+
+    Args:
+        checkpoint: the :class:`Checkpoint` to save.
+        directory: where the checkpoints and the ``checkpoint`` state file go.
+        max_to_keep: how many of the newest checkpoints to keep (None keeps all).
+        checkpoint_name: the file prefix inside ``directory``.
+    """
+
+    def __init__(
+        self, checkpoint: Checkpoint, directory: str, max_to_keep: int | None = 5, checkpoint_name: str = "ckpt"
+    ) -> None:
+        if max_to_keep is not None and max_to_keep < 1:
+            raise CheckpointError(f"max_to_keep must be a positive number or None, got {max_to_keep!r}.")
+        self._checkpoint = checkpoint
+        self.directory = os.fspath(directory)
+        self.max_to_keep = max_to_keep
+        self._prefix = os.path.join(self.directory, checkpoint_name)
+        state = checkpoint_io.read_state(self.directory) or {}
+        names = state.get("all_model_checkpoint_paths", [])
+        self._kept = [
+            os.path.join(self.directory, n)
+            for n in names
+            if os.path.exists(os.path.join(self.directory, n) + checkpoint_io.INDEX_SUFFIX)
+        ]
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """The kept checkpoints' prefixes, oldest first."""
+        return list(self._kept)
+
+    @property
+    def latest_checkpoint(self) -> str | None:
+        """The newest kept checkpoint's prefix, or None."""
+        return self._kept[-1] if self._kept else None
+
+    def save(self, checkpoint_number: int | None = None) -> str:
+        """Saves a new checkpoint numbered by the save counter (or ``checkpoint_number``) and prunes old ones.
+
+        Returns:
+            The new checkpoint's prefix.
+        """
+        counter = self._checkpoint.save_counter
+        counter.assign(counter.value + 1)
+        number = int(counter.value) if checkpoint_number is None else int(checkpoint_number)
+        path = self._checkpoint.write(f"{self._prefix}-{number}")
+        self._kept = [p for p in self._kept if p != path] + [path]
+        if self.max_to_keep is not None:
+            while len(self._kept) > self.max_to_keep:
+                checkpoint_io.remove_checkpoint(self._kept.pop(0))
+        checkpoint_io.write_state(self.directory, path, self._kept)
+        return path
