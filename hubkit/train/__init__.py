@@ -1,5 +1,10 @@
 """Training: optimizers (``hubkit.train.Adam(1e-3).minimize(loss)``) and the global step."""
 
+from hubkit.train.checkpoint import Checkpoint, CheckpointManager, CheckpointStatus
+from hubkit.train.checkpoint_io import CheckpointReader, latest_checkpoint, list_variables, load_checkpoint
+from hubkit.train.exporter import LatestModuleExporter
+from hubkit.train.functional import Input, InputLayer
+from hubkit.train.model import Model
 from hubkit.train.optimizers import (
     Adagrad,
     Adam,
@@ -10,16 +15,35 @@ from hubkit.train.optimizers import (
     create_global_step,
     get_global_step,
 )
+from hubkit.train.training import History
 
 __all__: list[str] = [
     "Adagrad",
     "Adam",
+    "Checkpoint",
+    "CheckpointManager",
+    "CheckpointReader",
+    "CheckpointStatus",
     "GradientDescent",
+    "History",
+    "Input",
+    "InputLayer",
+    "LatestModuleExporter",
+    "Model",
     "Momentum",
     "Optimizer",
     "RMSProp",
     "create_global_step",
     "get_global_step",
+    "latest_checkpoint",
+    "list_variables",
+    "load_checkpoint",
 ]
 # Names lifted into the top-level hubkit namespace.
-__top_level__: list[str] = []
+__top_level__: list[str] = [
+    "Checkpoint",
+    "CheckpointManager",
+    "Input",
+    "LatestModuleExporter",
+    "Model",
+]
