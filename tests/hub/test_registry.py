@@ -1,0 +1,148 @@
+"""Publishing into a static registry root: layout, determinism, immutability, indexes, catalog, checks."""
+
+import gzip
+import hashlib
+import json
+import os
+import tarfile
+
+import pytest
+
+from hubkit.errors import FormatError, RegistryError
+from hubkit.hub import check_registry, pack_module, publish
+from tests.hub.helpers import fake_validate, make_fake_module
+
+
+def _load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_publish_layout_and_manifest(tmp_path, fake_module):
+    root = str(tmp_path / "reg")
+    manifest = publish(fake_module, root, name="acme/echo", description="Echoes.", validate=fake_validate)
+    module_root = os.path.join(root, "acme", "echo")
+    assert sorted(os.listdir(module_root)) == ["1.json", "1.tar.gz", "index.json"]
+    assert sorted(os.listdir(root)) == ["acme", "index.html", "index.json"]
+    with open(os.path.join(module_root, "1.tar.gz"), "rb") as f:
+        data = f.read()
+    assert manifest == _load(os.path.join(module_root, "1.json"))
+    assert manifest["sha256"] == hashlib.sha256(data).hexdigest() and manifest["size"] == len(data)
+    assert manifest["version"] == 1 and manifest["format_version"] == 1 and manifest["min_hubkit_version"]
+    assert manifest["description"] == "Echoes."
+    assert manifest["variants"][0]["signatures"]["default"]["inputs"]["default"] == {"dtype": "float32",
+                                                                                     "shape": [None, 3]}
+    index = _load(os.path.join(module_root, "index.json"))
+    assert index["latest"] == 1 and [v["version"] for v in index["versions"]] == [1]
+    assert index["versions"][0]["sha256"] == manifest["sha256"]
+    root_index = _load(os.path.join(root, "index.json"))
+    assert root_index["modules"] == {"acme/echo": {"latest": 1, "versions": [1], "description": "Echoes."}}
+    assert check_registry(root) == []
+
+
+def test_archive_is_deterministic(tmp_path):
+    first = make_fake_module(str(tmp_path / "a"), extra_files=5)
+    second = make_fake_module(str(tmp_path / "b"), extra_files=5)
+    os.utime(os.path.join(second, "graph.pb"), (1, 1))
+    os.chmod(os.path.join(second, "graph.pb"), 0o600)
+    blobs = []
+    for module in (first, second):
+        path = str(tmp_path / f"{os.path.basename(module)}.tar.gz")
+        with open(path, "wb") as f:
+            pack_module(module, f)
+        with open(path, "rb") as f:
+            blobs.append(f.read())
+    assert blobs[0] == blobs[1]
+    with gzip.open(tmp_path / "a.tar.gz") as gz, tarfile.open(fileobj=gz) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names) and "hubkit_module.pb" in names and "variables/variables.safetensors" in names
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "", "")}
+    assert {m.mode for m in members if m.isfile()} == {0o644} and {m.mode for m in members if m.isdir()} == {0o755}
+    assert blobs[0][4:8] == b"\0\0\0\0"  # gzip header mtime
+
+
+def test_versions_default_to_next_and_are_immutable(tmp_path, fake_module):
+    root = str(tmp_path / "reg")
+    assert publish(fake_module, root, name="acme/echo", validate=fake_validate)["version"] == 1
+    assert publish(fake_module, root, name="acme/echo", version=5, validate=fake_validate)["version"] == 5
+    assert publish(fake_module, root, name="acme/echo", validate=fake_validate)["version"] == 6
+    with open(os.path.join(root, "acme", "echo", "5.tar.gz"), "rb") as f:
+        before = f.read()
+    with pytest.raises(RegistryError, match=r"version 5 is already published .*\[1, 5, 6\]"):
+        publish(fake_module, root, name="acme/echo", version=5, validate=fake_validate)
+    with open(os.path.join(root, "acme", "echo", "5.tar.gz"), "rb") as f:
+        assert f.read() == before
+    assert _load(os.path.join(root, "acme", "echo", "index.json"))["latest"] == 6
+    assert [n for n in os.listdir(os.path.join(root, "acme", "echo")) if "tmp" in n] == []
+
+
+def test_two_modules_share_the_root_index(tmp_path, fake_module):
+    root = str(tmp_path / "reg")
+    publish(fake_module, root, name="acme/echo", validate=fake_validate)
+    publish(fake_module, root, name="other/thing", description="<b>bold</b>", validate=fake_validate)
+    assert sorted(_load(os.path.join(root, "index.json"))["modules"]) == ["acme/echo", "other/thing"]
+    with open(os.path.join(root, "index.html")) as f:
+        page = f.read()
+    assert "acme/echo" in page and "other/thing" in page and "2 modules" in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page
+    assert 'data-path="other/thing/1"' in page and "hubkit.Module(" in page
+    assert "default" in page and "float32" in page  # signatures are listed
+
+
+@pytest.mark.parametrize("name", ["echo", "acme/echo/x", "../echo", "acme/.hidden", "acme/", 7])
+def test_bad_names_are_refused(tmp_path, fake_module, name):
+    with pytest.raises(RegistryError, match="publisher/name"):
+        publish(fake_module, str(tmp_path / "reg"), name=name, validate=fake_validate)
+
+
+@pytest.mark.parametrize("version", [0, -1, True, "2"])
+def test_bad_versions_are_refused(tmp_path, fake_module, version):
+    with pytest.raises(RegistryError, match="not a positive integer"):
+        publish(fake_module, str(tmp_path / "reg"), name="acme/echo", version=version, validate=fake_validate)
+
+
+def test_invalid_module_is_not_published(tmp_path, fake_module):
+    def broken(module_dir):
+        raise FormatError("graph.pb is truncated.")
+
+    root = tmp_path / "reg"
+    with pytest.raises(RegistryError, match=r"does not load, so it cannot be published: graph\.pb is truncated"):
+        publish(fake_module, str(root), name="acme/echo", validate=broken)
+    assert not root.exists()
+    with pytest.raises(RegistryError, match=r"has no 'hubkit_module\.pb'"):
+        publish(str(tmp_path), str(root), name="acme/echo", validate=fake_validate)
+
+
+def test_module_with_symlink_is_not_published(tmp_path, fake_module):
+    os.symlink("/etc/passwd", os.path.join(fake_module, "assets", "link"))
+    with pytest.raises(RegistryError, match=r"'assets/link' .* is not a regular file"):
+        publish(fake_module, str(tmp_path / "reg"), name="acme/echo", validate=fake_validate)
+    assert not os.path.exists(tmp_path / "reg" / "acme" / "echo" / "1.tar.gz")
+
+
+def test_check_registry_finds_problems(tmp_path, fake_module):
+    root = str(tmp_path / "reg")
+    publish(fake_module, root, name="acme/echo", validate=fake_validate)
+    publish(fake_module, root, name="acme/echo", validate=fake_validate)
+    with open(os.path.join(root, "acme", "echo", "1.tar.gz"), "ab") as f:
+        f.write(b"junk")
+    os.unlink(os.path.join(root, "acme", "echo", "2.tar.gz"))
+    os.makedirs(os.path.join(root, "stray", "module"))
+    problems = check_registry(root)
+    text = "\n".join(problems)
+    assert "'acme/echo/1': archive has" in text and "does not match the manifest" in text
+    assert "'acme/echo/2': archive" in text and "is missing" in text
+    assert "'stray/module' is not listed" in text
+    assert check_registry(str(tmp_path / "nothing"))[0].startswith("Root index")
+
+
+def test_crashed_publish_leftovers_are_not_listed(tmp_path, fake_module):
+    root = str(tmp_path / "reg")
+    publish(fake_module, root, name="acme/echo", validate=fake_validate)
+    # A publish that died after writing its archive but before its manifest.
+    with open(os.path.join(root, "acme", "echo", "2.tar.gz"), "wb") as f:
+        f.write(b"partial")
+    from hubkit.hub import rebuild_indexes
+
+    assert rebuild_indexes(root)["modules"]["acme/echo"]["versions"] == [1]
