@@ -220,6 +220,10 @@ class Module:
         scope = graph.unique_name(self._name)
         if first:
             known = modules[id(self)] = {"module": self, "var_scope": scope}
+            # Every variable of the variant is bound at the first call, in name order, so the
+            # graph's collections list them all whatever signature is called first.
+            for spec in sorted((n for n in self._variant.nodes if n.op == "Variable"), key=lambda n: n.name):
+                self._bind_variable(graph, f"{scope}/{spec.name}", spec, symbolic=True)
         input_map = {sig.inputs[k].name: t for k, t in tensors.items()}
         out_keys = tuple(sig.outputs) if as_dict else ("default",)
         targets = [sig.outputs[k].name for k in out_keys]
