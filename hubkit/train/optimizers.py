@@ -194,7 +194,8 @@ class Optimizer:
 
     def variables(self) -> list[Variable]:
         """Every variable this optimizer created: slots (per variable) and its own (e.g. beta powers)."""
-        return list(self._created)
+        own = list(self._non_slot.values())
+        return [v for v in self._created if not any(v is o for o in own)] + own
 
     # -- helpers for subclasses -----------------------------------------------------------------
     def _rate(self, value: Any, dtype: DType) -> Tensor:
