@@ -11,6 +11,7 @@ the layer creates the variable (deferred restore).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -184,6 +185,16 @@ def _deliver(obj: Any, rel: str, pending: Any) -> bool:
     return False
 
 
+def _find(obj: Any, rel: str) -> Any:
+    """The live object at relative path ``rel`` under ``obj``, or None."""
+    if rel == "":
+        return obj
+    for name, child in children(obj):
+        if rel == name or rel.startswith(name + "/"):
+            return _find(child, rel[len(name) + 1 :])
+    return None
+
+
 def apply_deferred(obj: Any, values: dict[str, Any]) -> None:
     """Hands parked checkpoint values to an object just attached to a layer (used by ``Layer``)."""
     for rel, pending in values.items():
@@ -195,10 +206,11 @@ def apply_deferred_slots(optimizer: Any) -> None:
     """Assigns restored slot and optimizer values whose variables now exist (after ``minimize``)."""
     waiting = optimizer.__dict__.get("_hk_deferred_slots", [])
     still = []
-    for var, slot, pending in waiting:
-        s = _get_slot(optimizer, var, slot)
+    for find_var, slot, pending in waiting:
+        var = find_var()
+        s = None if var is None else _get_slot(optimizer, var, slot)
         if s is None:
-            still.append((var, slot, pending))
+            still.append((find_var, slot, pending))
         else:
             _assign(s, pending)
     optimizer.__dict__["_hk_deferred_slots"] = still
@@ -390,14 +402,27 @@ class Checkpoint:
                 if s is not None:
                     _assign(s, item)
                 else:
-                    opt.__dict__.setdefault("_hk_deferred_slots", []).append((var, slot, item))
+                    opt.__dict__.setdefault("_hk_deferred_slots", []).append((lambda v=var: v, slot, item))
                     pending.append(item)
             elif s is not None:
                 missing.append(key)
         unused: list[str] = []
+        live_optimizers = dict(optimizers)
         for key in sorted(keys - used):
-            if SLOT_MARKER in key or not key.endswith(VALUE_SUFFIX):
+            if not key.endswith(VALUE_SUFFIX):
                 unused.append(key)
+                continue
+            if SLOT_MARKER in key:  # a slot of a variable that does not exist yet
+                var_path, _, rest = key[: -len(VALUE_SUFFIX)].partition(SLOT_MARKER)
+                opt_path, _, slot = rest.rpartition("/")
+                opt = live_optimizers.get(opt_path)
+                if opt is None or slot.replace(".S", "/").replace("..", ".") not in _slot_names(opt):
+                    unused.append(key)
+                    continue
+                item = _Pending(key, reader.get_tensor(key))
+                finder = functools.partial(_find, self, var_path)
+                opt.__dict__.setdefault("_hk_deferred_slots", []).append((finder, slot, item))
+                pending.append(item)
                 continue
             item = _Pending(key, reader.get_tensor(key))
             if _deliver(self, key[: -len(VALUE_SUFFIX)], item):
