@@ -86,10 +86,13 @@ def sparse_combine_grad(grad, ids, row_ids, weights, has_weights, combiner, den,
 
 
 # -- vocabulary tables and tokenization ---------------------------------------------------------
-# Numba calls only compiled functions, so the hash-table probe is written out in both kernels below.
-def build_vocab_table(vocab_bytes, starts, lengths, slot_hash, slot_id):
+# The table is one uint64 array [capacity, 4]; a slot holds (hash, id + 1, start, length) of an entry,
+# id + 1 == 0 marking an empty slot. Keeping a slot in one cache line matters: a batch lookup runs
+# right after the embedding gather has flushed the caches. Numba calls only compiled functions, so
+# the probe is written out in both kernels below.
+def build_vocab_table(vocab_bytes, starts, lengths, slots):
     """Inserts every vocabulary entry into an open-addressing table (the first of duplicates wins)."""
-    mask = np.uint64(slot_hash.shape[0] - 1)
+    mask = np.uint64(slots.shape[0] - 1)
     for i in range(starts.shape[0]):
         s = starts[i]
         n = lengths[i]
@@ -98,12 +101,12 @@ def build_vocab_table(vocab_bytes, starts, lengths, slot_hash, slot_id):
             h = (h ^ np.uint64(vocab_bytes[s + j])) * FNV_PRIME
         slot = np.int64(h & mask)
         duplicate = False
-        while slot_id[slot] >= 0:
-            other = slot_id[slot]
-            if slot_hash[slot] == h and lengths[other] == n:
+        while slots[slot, 1] != 0:
+            if slots[slot, 0] == h and np.int64(slots[slot, 3]) == n:
+                other = np.int64(slots[slot, 2])
                 same = True
                 for j in range(n):
-                    if vocab_bytes[s + j] != vocab_bytes[starts[other] + j]:
+                    if vocab_bytes[s + j] != vocab_bytes[other + j]:
                         same = False
                         break
                 if same:
@@ -111,22 +114,28 @@ def build_vocab_table(vocab_bytes, starts, lengths, slot_hash, slot_id):
                     break
             slot = (slot + 1) & np.int64(mask)
         if not duplicate:
-            slot_hash[slot] = h
-            slot_id[slot] = i
+            slots[slot, 0] = h
+            slots[slot, 1] = np.uint64(i + 1)
+            slots[slot, 2] = np.uint64(s)
+            slots[slot, 3] = np.uint64(n)
 
 
 def tokenize_lookup(
-    buf, offsets, sizes, char_class, lower, strip, slot_hash, slot_id, vocab_bytes, starts, lengths,
-    vocab_size, num_oov, default, scratch, out_ids, out_rows,
+    buf, offsets, sizes, char_class, lower, strip, slots, vocab_bytes, vocab_size, num_oov, default, norm,
+    token_hash, token_start, token_length, out_ids, out_rows,
 ):
     """Splits each ASCII sentence ``buf[offsets[r]:offsets[r] + sizes[r]]`` on whitespace and looks up ids.
 
     ``char_class`` maps a byte to 0 (token character), 1 (whitespace) or 2 (punctuation, dropped
     when ``strip``); ``lower`` lower-cases A-Z. Writes ids and sentence numbers to ``out_ids`` and
     ``out_rows`` and returns how many tokens there were.
+
+    Two passes: the first normalizes tokens into ``norm`` and hashes them (sequential memory), the
+    second probes the table. The probes of different tokens do not depend on each other, so the
+    CPU overlaps their cache misses, which a single interleaved pass prevents (measured ~2x).
     """
-    mask = np.uint64(slot_hash.shape[0] - 1)
     n = 0
+    q = 0
     for r in range(offsets.shape[0]):
         p = offsets[r]
         end = p + sizes[r]
@@ -141,23 +150,9 @@ def tokenize_lookup(
             p += 1
             if c == 1:
                 if length > 0:
-                    found = -1
-                    slot = np.int64(h & mask)
-                    while slot_id[slot] >= 0:
-                        sid = slot_id[slot]
-                        if slot_hash[slot] == h and lengths[sid] == length:
-                            same = True
-                            for j in range(length):
-                                if scratch[j] != vocab_bytes[starts[sid] + j]:
-                                    same = False
-                                    break
-                            if same:
-                                found = sid
-                                break
-                        slot = (slot + 1) & np.int64(mask)
-                    if found < 0:
-                        found = vocab_size + np.int64(h % np.uint64(num_oov)) if num_oov > 0 else default
-                    out_ids[n] = found
+                    token_hash[n] = h
+                    token_start[n] = q - length
+                    token_length[n] = length
                     out_rows[n] = r
                     n += 1
                     length = 0
@@ -167,7 +162,30 @@ def tokenize_lookup(
                 continue
             if lower and 65 <= b <= 90:
                 b += 32
-            scratch[length] = b
+            norm[q] = b
+            q += 1
             length += 1
             h = (h ^ np.uint64(b)) * FNV_PRIME
+    mask = np.uint64(slots.shape[0] - 1)
+    for k in range(n):
+        h = token_hash[k]
+        ts = token_start[k]
+        length = token_length[k]
+        found = -1
+        slot = np.int64(h & mask)
+        while slots[slot, 1] != 0:
+            if slots[slot, 0] == h and np.int64(slots[slot, 3]) == length:
+                start = np.int64(slots[slot, 2])
+                same = True
+                for j in range(length):
+                    if norm[ts + j] != vocab_bytes[start + j]:
+                        same = False
+                        break
+                if same:
+                    found = np.int64(slots[slot, 1]) - 1
+                    break
+            slot = (slot + 1) & np.int64(mask)
+        if found < 0:
+            found = vocab_size + np.int64(h % np.uint64(num_oov)) if num_oov > 0 else default
+        out_ids[k] = found
     return n

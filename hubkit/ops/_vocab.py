@@ -77,7 +77,7 @@ class Vocabulary:
         # dict() keeps the last of equal keys; feeding it backwards makes the first line win.
         self.ids: dict[str, int] = dict(zip(reversed(words), range(self.size - 1, -1, -1)))
         self._data = data
-        self._table: tuple[Any, ...] | None = None
+        self._table: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
 
     def lookup(self, tokens: list[str], num_oov_buckets: int, default_value: int) -> np.ndarray:
@@ -91,8 +91,8 @@ class Vocabulary:
                 ids[missing] = default_value
         return ids
 
-    def numba_table(self) -> tuple[Any, ...]:
-        """(slot_hash, slot_id, bytes, starts, lengths) for the Numba kernels, built once."""
+    def numba_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, vocabulary bytes) for the Numba kernels, built once."""
         table = self._table
         if table is None:
             with self._lock:
@@ -101,20 +101,19 @@ class Vocabulary:
                 table = self._table
         return table
 
-    def _build_table(self) -> tuple[Any, ...]:
+    def _build_table(self) -> tuple[np.ndarray, np.ndarray]:
         vocab_bytes = np.frombuffer(self._data, dtype=np.uint8)
         lengths = np.fromiter(map(len, self._data.split(b"\n")), np.int64) if self.size else np.zeros(0, np.int64)
         starts = np.zeros(self.size, np.int64)
         if self.size:
             np.cumsum(lengths[:-1] + 1, out=starts[1:])
         capacity = 1 << max(4, int(2 * self.size).bit_length())
-        slot_hash = np.zeros(capacity, np.uint64)
-        slot_id = np.full(capacity, -1, np.int64)
+        slots = np.zeros((capacity, 4), np.uint64)
         build = _numba.kernel(_numba_kernels.build_vocab_table)
         if build is None:
             raise RuntimeError("The vocabulary hash table is only used by the Numba kernels.")
-        build(vocab_bytes, starts, lengths, slot_hash, slot_id)
-        return slot_hash, slot_id, vocab_bytes, starts, lengths
+        build(vocab_bytes, starts, lengths, slots)
+        return slots, vocab_bytes
 
 
 def load_vocabulary(path: str, cache: dict[Any, Vocabulary] | None = None) -> Vocabulary:
@@ -187,13 +186,13 @@ def _tokenize_lookup_ascii(fast, joined, items, vocab, lower, strip, num_oov_buc
     offsets = np.zeros(n, np.int64)
     if n:
         np.cumsum(sizes[:-1] + 1, out=offsets[1:])
-    slot_hash, slot_id, vocab_bytes, starts, lengths = vocab.numba_table()
+    slots, vocab_bytes = vocab.numba_table()
     most = buf.size // 2 + 1  # tokens are separated by at least one byte
     out_ids = np.empty(most, np.int64)
     out_rows = np.empty(most, np.int64)
-    scratch = np.empty(max(1, int(sizes.max()) if n else 1), np.uint8)
     count = fast(
-        buf, offsets, sizes, _CHAR_CLASS, lower, strip, slot_hash, slot_id, vocab_bytes, starts, lengths,
-        vocab.size, num_oov_buckets, default_value, scratch, out_ids, out_rows,
+        buf, offsets, sizes, _CHAR_CLASS, lower, strip, slots, vocab_bytes, vocab.size, num_oov_buckets,
+        default_value, np.empty(buf.size, np.uint8), np.empty(most, np.uint64), np.empty(most, np.int64),
+        np.empty(most, np.int64), out_ids, out_rows,
     )
     return out_ids[:count].copy(), out_rows[:count].copy(), np.array(n, dtype=np.int64)

@@ -62,7 +62,10 @@ def _denominators(ids, row_ids, weights, combiner: int, num_rows: int) -> np.nda
     """Per-row norm: 1 (sum), sum of weights (mean) or sqrt of the sum of squared weights (sqrtn)."""
     if combiner == _numba_kernels.SUM:
         return np.ones(num_rows)
-    w = np.ones(ids.shape[0]) if weights is None else weights.astype(np.float64)
+    if weights is None:
+        counts = np.bincount(row_ids, minlength=num_rows).astype(np.float64)
+        return np.sqrt(counts) if combiner == _numba_kernels.SQRTN else counts
+    w = weights.astype(np.float64)
     if combiner == _numba_kernels.SQRTN:
         return np.sqrt(np.bincount(row_ids, weights=w * w, minlength=num_rows).astype(np.float64))
     return np.bincount(row_ids, weights=w, minlength=num_rows).astype(np.float64)  # int64 when empty
@@ -70,31 +73,39 @@ def _denominators(ids, row_ids, weights, combiner: int, num_rows: int) -> np.nda
 
 def _valid(ids, row_ids, weights, vocab: int, num_rows: int):
     """Drops ids < 0 (TF's safe_embedding_lookup_sparse behaviour) and checks the rest."""
-    if ids.size and ids.min() < 0:
+    if ids.min() < 0:
         keep = ids >= 0
         ids, row_ids = ids[keep], row_ids[keep]
         weights = None if weights is None else weights[keep]
-    if ids.size:
+        if not ids.size:
+            return ids, row_ids, weights
+    if ids.max() >= vocab or row_ids.min() < 0 or row_ids.max() >= num_rows:
         bad = np.flatnonzero((ids >= vocab) | (row_ids < 0) | (row_ids >= num_rows))
-        if bad.size:
-            _check_ids(ids, row_ids, vocab, num_rows, int(bad[0]))
+        _check_ids(ids, row_ids, vocab, num_rows, int(bad[0]))
     return ids, row_ids, weights
 
 
 def combine_numpy(params, ids, row_ids, num_rows: int, weights, combiner: int) -> np.ndarray:
     """The NumPy kernel of :func:`embedding_lookup_sparse`."""
-    ids, row_ids, weights = _valid(ids, row_ids, weights, params.shape[0], num_rows)
+    if type(params) is not np.ndarray:  # e.g. a memmap: plain arrays avoid its per-result bookkeeping
+        params = params.view(np.ndarray)
     out = np.zeros((num_rows, *params.shape[1:]), dtype=params.dtype)
     if not ids.size:
         return out
-    rows = np.take(params, ids, axis=0)
+    ids, row_ids, weights = _valid(ids, row_ids, weights, params.shape[0], num_rows)
+    if not ids.size:
+        return out
+    rows = params.take(ids, axis=0)
     if weights is not None:
         rows *= weights.astype(params.dtype).reshape((-1,) + (1,) * (rows.ndim - 1))
-    if row_ids.size > 1 and np.any(row_ids[1:] < row_ids[:-1]):
-        order = np.argsort(row_ids, kind="stable")
-        rows, row_ids = rows[order], row_ids[order]
-    starts = np.flatnonzero(np.concatenate(([True], row_ids[1:] != row_ids[:-1])))
-    out[row_ids[starts]] = np.add.reduceat(rows, starts, axis=0)
+    if num_rows == 1:
+        out[0] = rows.sum(axis=0)
+    else:
+        if row_ids.size > 1 and (row_ids[1:] < row_ids[:-1]).any():
+            order = np.argsort(row_ids, kind="stable")
+            rows, row_ids = rows[order], row_ids[order]
+        starts = np.flatnonzero(np.concatenate(([True], row_ids[1:] != row_ids[:-1])))
+        out[row_ids[starts]] = np.add.reduceat(rows, starts, axis=0)
     if combiner != _numba_kernels.SUM:
         den = _denominators(ids, row_ids, weights, combiner, num_rows)
         scale = np.divide(1.0, den, out=np.zeros_like(den), where=den > 0).astype(params.dtype)

@@ -1,0 +1,139 @@
+"""Text-embedding throughput: hubkit's module vs a hand-written NumPy baseline, in one process.
+
+Usage: ``python scripts/bench_text.py [--vocab 100000] [--dim 300] [--seconds 2]``
+
+Builds a 100,000-word vocabulary (+10 OOV buckets) with random 300-dim vectors, exports it with
+scripts/export_text_embedding.py, loads the module and embeds random sentences of 5-40 words
+(about 3% unknown words). Reports sentences/second at batch 1 and batch 1024 for the NumPy and
+the Numba kernels against the baseline (a per-sentence Python loop: ``str.split``, dict lookup,
+NumPy gather, sum, divide by sqrt(n)), plus ``import hubkit`` time and the module's load time,
+each in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from export_text_embedding import export_words
+
+import hubkit as hk
+from hubkit.ops import _numba
+
+NUM_OOV_BUCKETS = 10
+
+
+def random_words(rng: np.random.Generator, n: int) -> list[str]:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    words: set[str] = set()
+    while len(words) < n:
+        for length in rng.integers(2, 11, size=n - len(words) + 100):
+            words.add("".join(rng.choice(letters, size=length)))
+    return sorted(words)[:n]
+
+
+def random_sentences(rng: np.random.Generator, words: list[str], n: int) -> list[str]:
+    vocab = np.array(words, dtype=object)
+    out = []
+    for length in rng.integers(5, 41, size=n):
+        tokens = list(vocab[rng.integers(0, len(vocab), size=length)])
+        for i in np.flatnonzero(rng.random(length) < 0.03):
+            tokens[i] = tokens[i] + "xq"  # an unknown word
+        out.append(" ".join(tokens))
+    return out
+
+
+class Baseline:
+    """The straightforward per-sentence loop a user would write without hubkit."""
+
+    def __init__(self, words: list[str], embeddings: np.ndarray) -> None:
+        self.ids = {w: i for i, w in enumerate(words)}
+        self.table = np.concatenate([embeddings, np.zeros((NUM_OOV_BUCKETS, embeddings.shape[1]), np.float32)])
+        self.oov = len(words)  # unknown words share one zero row (cheaper than hashing: favours the baseline)
+
+    def __call__(self, sentences: list[str]) -> np.ndarray:
+        out = np.zeros((len(sentences), self.table.shape[1]), np.float32)
+        get, oov = self.ids.get, self.oov
+        for i, sentence in enumerate(sentences):
+            ids = [get(w, oov) for w in sentence.split()]
+            if ids:
+                out[i] = self.table[ids].sum(axis=0) / np.sqrt(len(ids))
+        return out
+
+
+def throughput(fn, sentences: list[str], batch: int, seconds: float) -> float:
+    """Sentences per second of ``fn`` over consecutive batches (best of three timed rounds)."""
+    batches = [sentences[i : i + batch] for i in range(0, len(sentences) - batch + 1, batch)]
+    fn(batches[0])  # warm-up: plans, kernels, page cache
+    best = 0.0
+    for _ in range(3):
+        done, start, k = 0, time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 3:
+            fn(batches[k % len(batches)])
+            done += batch
+            k += 1
+        best = max(best, done / (time.perf_counter() - start))
+    return best
+
+
+def subprocess_seconds(code: str, repeat: int = 5) -> float:
+    """The best wall time printed by ``code`` run in ``repeat`` fresh interpreters."""
+    times = []
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        times.append(float(out.strip().splitlines()[-1]))
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    words = random_words(rng, args.vocab)
+    embeddings = rng.normal(size=(args.vocab, args.dim)).astype(np.float32)
+    sentences = random_sentences(rng, words, 8192)
+    baseline = Baseline(words, embeddings)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "text_module")
+        export_words(words, embeddings, path, num_oov_buckets=NUM_OOV_BUCKETS)
+        size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs) / 1e6
+        module = hk.Module(path)
+        # Same numbers for in-vocabulary sentences (unknown words differ by design: hashed vs one row).
+        known = [" ".join(words[j] for j in rng.integers(0, len(words), size=7)) for _ in range(4)]
+        np.testing.assert_allclose(module(known), baseline(known), rtol=1e-4, atol=1e-5)
+
+        print(f"vocabulary {args.vocab} words + {NUM_OOV_BUCKETS} OOV buckets, dim {args.dim}, module {size_mb:.0f} MB")
+        print(f"{'batch':>6} {'kernels':>8} {'hubkit sent/s':>14} {'baseline sent/s':>16} {'ratio':>6}")
+        for batch in (1, 1024):
+            base = throughput(baseline, sentences, batch, args.seconds)
+            for kernels in ("numpy", "numba"):
+                if _numba.set_numba_enabled(kernels == "numba") != (kernels == "numba"):
+                    print(f"{batch:>6} {kernels:>8} {'(numba not available)':>14}")
+                    continue
+                ours = throughput(module, sentences, batch, args.seconds)
+                print(f"{batch:>6} {kernels:>8} {ours:>14,.0f} {base:>16,.0f} {ours / base:>5.2f}x")
+        _numba.set_numba_enabled(None)
+
+        t_import = subprocess_seconds("import time; t = time.perf_counter(); import hubkit; print(time.perf_counter() - t)")
+        t_load = subprocess_seconds(
+            "import time, hubkit; t = time.perf_counter(); "
+            f"hubkit.Module({path!r}); print(time.perf_counter() - t)"
+        )
+        print(f"import hubkit: {t_import:.3f} s (target < 0.3 s)")
+        print(f"Module(path) of the {size_mb:.0f} MB text module: {t_load:.3f} s (target < 0.2 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
