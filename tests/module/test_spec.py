@@ -117,7 +117,7 @@ def test_attached_messages():
     assert spec.get_attached_message("absent", wrappers_pb2.Int64Value) is None
     with pytest.raises(hk.SignatureError, match=r"no attached message 'absent'.*\['meta', 'size'\]"):
         spec.get_attached_message("absent", wrappers_pb2.Int64Value, required=True)
-    with pytest.raises(hk.SignatureError, match="not a 'google.protobuf.StringValue'"):
+    with pytest.raises(hk.SignatureError, match=r"not a 'google\.protobuf\.StringValue'"):
         spec.get_attached_message("size", wrappers_pb2.StringValue)
     assert hk.Module(spec, tags={"big"}).get_attached_message("size", wrappers_pb2.Int64Value).value == 100
 
