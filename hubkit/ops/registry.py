@@ -21,6 +21,8 @@ are copied).
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +61,8 @@ def register_op(cls: type) -> type:
     if differentiable and not hasattr(cls, "vjp"):
         raise TypeError(f"Op {name!r} must define vjp or set differentiable = False.")
     if name in _REGISTRY:
+        if _source_file(_REGISTRY[name].module) == _source_file(cls.__module__):
+            return cls  # the same file imported a second time (e.g. by a doctest collector): keep the first
         raise TypeError(f"Op {name!r} is registered twice.")
     _REGISTRY[name] = OpDef(
         name=name,
@@ -73,6 +77,12 @@ def register_op(cls: type) -> type:
         module=cls.__module__,
     )
     return cls
+
+
+def _source_file(module_name: str) -> str | None:
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    return os.path.realpath(path) if path else None
 
 
 def get_op(name: str) -> OpDef:
