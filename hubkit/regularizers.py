@@ -131,6 +131,7 @@ def get(identifier: Any) -> Regularizer | None:
     """
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
+    params: dict[str, Any]
     if isinstance(identifier, str):
         name, params = identifier, {}
     elif isinstance(identifier, dict) and isinstance(identifier.get("class_name"), str):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,6 +54,7 @@ def _activation(activation: Any) -> Callable[[Tensor], Tensor] | None:
 
 
 def _float_input(inputs: Any, layer: str, min_rank: int = 1) -> Tensor:
+    """``inputs`` as a float tensor of known rank >= ``min_rank`` (so ``x.shape`` is a tuple after it)."""
     x = convert_to_tensor(inputs)
     if not x.dtype.is_floating:
         raise GraphError(f"{layer} needs float inputs; {x.name!r} has dtype {x.dtype.name}.")
@@ -63,7 +64,7 @@ def _float_input(inputs: Any, layer: str, min_rank: int = 1) -> Tensor:
 
 
 def _last_dim(x: Tensor, layer: str, axis: int = -1) -> int:
-    dim = x.shape[axis]
+    dim = cast(tuple, x.shape)[axis]
     if dim is None:
         raise GraphError(
             f"{layer} needs a known size of axis {axis} to create its variables; {x.name!r} has shape "
@@ -289,7 +290,7 @@ def batch_normalization(
         A tensor like ``inputs``.
     """
     x = _float_input(inputs, "batch_normalization", 1)
-    rank = len(x.shape)
+    rank = len(cast(tuple, x.shape))
     if not -rank <= axis < rank:
         raise GraphError(f"batch_normalization axis {axis} is out of range for inputs of rank {rank}.")
     axis %= rank
@@ -375,7 +376,7 @@ def layer_norm(
         A tensor like ``inputs``.
     """
     x = _float_input(inputs, "layer_norm", 1)
-    rank = len(x.shape)
+    rank = len(cast(tuple, x.shape))
     if not -rank <= axis < rank:
         raise GraphError(f"layer_norm axis {axis} is out of range for inputs of rank {rank}.")
     axis %= rank

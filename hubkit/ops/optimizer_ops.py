@@ -16,7 +16,7 @@ import numpy as np
 
 from hubkit.errors import GraphError
 from hubkit.graph import Node, Tensor, format_shape
-from hubkit.graph.shapes import is_compatible
+from hubkit.graph.shapes import merge_shapes
 from hubkit.ops.registry import infer_error, register_op
 
 __all__: list[str] = []  # used through hubkit.train optimizers, not as public functions
@@ -40,7 +40,7 @@ def _check(what: str, variables: list[Tensor], lr: Tensor, grad: Tensor, indices
     if lr.shape is not None and lr.shape != ():
         raise infer_error(f"{what}: the learning rate {lr.name!r} must be a scalar, got {format_shape(lr.shape)}.")
     if indices is None:
-        if not is_compatible(var.shape, grad.shape) and not is_compatible(grad.shape, var.shape):
+        if merge_shapes(var.shape, grad.shape) is False:
             raise infer_error(
                 f"{what} of {var.name!r}: gradient shape {format_shape(grad.shape)} does not match "
                 f"{format_shape(var.shape)}."

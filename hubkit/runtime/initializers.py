@@ -354,6 +354,8 @@ def get(identifier: Any) -> Initializer | None:
     """
     if identifier is None or isinstance(identifier, Initializer):
         return identifier
+    name: Any
+    params: dict[str, Any]
     if isinstance(identifier, str):
         name, params = identifier, {}
     elif isinstance(identifier, dict):

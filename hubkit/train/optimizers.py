@@ -20,7 +20,7 @@ array([ 0.5, -1. ], dtype=float32)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class Optimizer:
         name: the optimizer's name: the name scope of its ops and the suffix of its slot variables.
     """
 
-    slot_specs: ClassVar[tuple[tuple[str, Any], ...]] = ()
+    slot_specs: tuple[tuple[str, Any], ...] = ()
 
     def __init__(self, learning_rate: Any, name: str) -> None:
         self.learning_rate = _check_rate(learning_rate, "learning_rate")
