@@ -108,7 +108,12 @@ class Cache:
         Args:
             key: The entry key (see :func:`hubkit.hub.handles.cache_key`).
         """
-        entry = os.path.join(self.root, key)
+        return self.lookup_in(self.root, key)
+
+    @staticmethod
+    def lookup_in(root: str, key: str) -> str | None:
+        """:meth:`lookup` in the cache rooted at ``root`` (the hot path of a cache hit)."""
+        entry = os.path.join(root, key)
         record = _read_json(os.path.join(entry, COMPLETE))
         if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
             return None

@@ -6,6 +6,7 @@ slashes), so it can key the cache: :func:`cache_key` is a hash of it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -17,6 +18,7 @@ __all__ = [
     "MARKER",
     "cache_key",
     "is_archive_name",
+    "is_sha256_hex",
     "is_url",
     "normalize_handle",
     "registry_parts",
@@ -67,7 +69,12 @@ def normalize_handle(handle: str) -> str:
         raise ResolveError(f"A module handle must be a non-empty string, got {handle!r}.")
     handle = handle.strip()
     if not is_url(handle):
-        return os.path.abspath(os.path.expanduser(handle))
+        return os.path.abspath(os.path.expanduser(handle))  # depends on the working directory: not memoized
+    return _normalize_url(handle)
+
+
+@functools.lru_cache(maxsize=256)
+def _normalize_url(handle: str) -> str:
     parts = urllib.parse.urlsplit(handle)
     path = parts.path.rstrip("/") if parts.path not in ("", "/") else parts.path
     return urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, parts.fragment))
@@ -97,6 +104,7 @@ def split_sha256_pin(url: str) -> tuple[str, str | None]:
     return base, match.group(1).lower()
 
 
+@functools.lru_cache(maxsize=256)
 def registry_parts(url: str) -> tuple[str, str, str, int] | None:
     """Splits a registry version URL ``<root>/<publisher>/<name>/<N>``.
 
@@ -137,6 +145,7 @@ def url_to_path(url: str) -> str:
     return os.path.abspath(urllib.parse.unquote(parts.path))
 
 
+@functools.lru_cache(maxsize=256)
 def cache_key(normalized_handle: str) -> str:
     """Returns the cache directory name of a normalised handle: a hex hash of it.
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.hub.cache import Cache, InstallContext
-from hubkit.hub.config import HubConfig
+from hubkit.hub.config import HubConfig, default_cache_dir
 from hubkit.hub.extract import ExtractedFile, safe_extract
 from hubkit.hub.handles import (
     MARKER,
@@ -91,7 +91,19 @@ class _BuiltinResolver:
     description = ""
 
     def __init__(self, config: HubConfig | None = None) -> None:
-        self.config = config or HubConfig.from_env()
+        self._config = config
+
+    @property
+    def config(self) -> HubConfig:
+        """Settings, read from the environment on first use (a cache hit needs only the cache dir)."""
+        if self._config is None:
+            self._config = HubConfig.from_env()
+        return self._config
+
+    def cached(self, key: str) -> str | None:
+        """The module directory of a complete cache entry, found without reading the full settings."""
+        cache_dir = self._config.cache_dir if self._config is not None else default_cache_dir()
+        return Cache.lookup_in(cache_dir, key)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description})"
@@ -211,8 +223,7 @@ class HttpArchiveResolver(_BuiltinResolver):
         normalized = normalize_handle(handle)
         url, pin = split_sha256_pin(normalized)
         key = cache_key(normalized)
-        cache = Cache(self.config)
-        hit = cache.lookup(key)
+        hit = self.cached(key)
         if hit is not None:
             return hit
         if self.config.offline:
@@ -228,13 +239,12 @@ class HttpRegistryResolver(_BuiltinResolver):
     description = "http(s):// registry URL .../<publisher>/<name>/<version>"
 
     def is_supported(self, handle: str) -> bool:
-        return registry_parts(normalize_handle(handle)) is not None if is_url(handle) else False
+        return handle[:8].lower().startswith(("http://", "https://")) and registry_parts(normalize_handle(handle)) is not None
 
     def __call__(self, handle: str) -> str:
         normalized = normalize_handle(handle)
         key = cache_key(normalized)
-        cache = Cache(self.config)
-        hit = cache.lookup(key)
+        hit = self.cached(key)
         if hit is not None:
             return hit
         if self.config.offline:
@@ -311,7 +321,6 @@ class ResolverChain:
 
 def default_resolvers(config: HubConfig | None = None) -> list[Any]:
     """Returns the chain :func:`resolve` uses: user resolvers (newest first), then the built-in ones."""
-    config = config or HubConfig.from_env()
     builtins = [
         LocalArchiveResolver(config),
         LocalPathResolver(config),

@@ -1,0 +1,225 @@
+"""Benchmark of the hub layer, against baselines run in the same process.
+
+1. Cache hit: ``hubkit.Module(url)`` of a small module already in the cache vs ``hubkit.Module(local_path)``
+   (target: within 1.2x).
+2. Download + install of a large module (``--size-mb``, default 500) from a server on 127.0.0.1 vs ``curl``
+   of the same archive to a file (or a plain ``requests`` streaming download when curl is missing)
+   (target: at least 0.7x of its throughput), with the peak RSS of the downloading process
+   (target: under 100 MB whatever the size).
+
+    python scripts/bench_hub.py                 # full run (500 MB)
+    python scripts/bench_hub.py --size-mb 50    # quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+import hubkit
+from hubkit.hub.serve import make_server
+
+_CHILD_RESOLVE = """
+import os, sys, time
+import hubkit
+
+def peak_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+import requests, urllib3, tqdm, platformdirs  # loaded before the baseline, so it counts only the download
+baseline = peak_rss_mb()
+start = time.perf_counter()
+path = hubkit.resolve(sys.argv[1])
+elapsed = time.perf_counter() - start
+print(elapsed, baseline, peak_rss_mb())
+"""
+
+_CHILD_REQUESTS = """
+import sys, time, requests
+start = time.perf_counter()
+with requests.get(sys.argv[1], stream=True, timeout=60) as r, open(sys.argv[2], "wb") as f:
+    for chunk in r.iter_content(1 << 20):
+        f.write(chunk)
+print(time.perf_counter() - start)
+"""
+
+
+def _small_module_fn() -> None:
+    x = hubkit.placeholder(hubkit.float32, [None, 64])
+    h = hubkit.matmul(x, hubkit.get_variable("dense/kernel", [64, 64], initializer=hubkit.initializers.get("glorot_uniform")))
+    y = hubkit.matmul(hubkit.nn.relu(h) if hasattr(hubkit.nn, "relu") else h,
+                      hubkit.get_variable("out/kernel", [64, 8], initializer=hubkit.initializers.get("glorot_uniform")))
+    hubkit.add_signature(inputs=x, outputs=y)
+
+
+def _serve(root: str) -> tuple[str, object]:
+    server = make_server(root, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def _start_nginx(root: str, workdir: str) -> tuple[str, subprocess.Popen] | None:
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if binary is None:
+        return None
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(here, "registry", "nginx.conf")) as f:
+        site = f.read().replace("listen 8080;", f"listen 127.0.0.1:{port};").replace("/srv/hubkit-registry", root)
+    prefix = os.path.join(workdir, "nginx")
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    temp = "\n".join(f"{k}_temp_path {prefix}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    user = "user root;" if os.geteuid() == 0 else ""
+    with open(os.path.join(prefix, "nginx.conf"), "w") as f:
+        f.write(f"{user}\ndaemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log;\n"
+                f"events {{ worker_connections 64; }}\nhttp {{ access_log off; include /etc/nginx/mime.types;\n{temp}\n{site}\n}}\n")
+    process = subprocess.Popen([binary, "-p", prefix, "-c", os.path.join(prefix, "nginx.conf")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return f"http://127.0.0.1:{port}", process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    return None
+
+
+def bench_cache_hit(workdir: str, repeats: int) -> None:
+    local = os.path.join(workdir, "small")
+    hubkit.Module(hubkit.create_module_spec(_small_module_fn)).export(local)
+    root = os.path.join(workdir, "registry-small")
+    hubkit.publish(local, root, name="bench/small")
+    base, server = _serve(root)
+    url = f"{base}/bench/small/1"
+    hubkit.Module(url)  # fill the cache
+    hubkit.Module(local)
+    by_url, by_path = [], []
+    for _ in range(repeats):
+        for timings, handle in ((by_url, url), (by_path, local)):
+            start = time.perf_counter()
+            hubkit.Module(handle)
+            timings.append(time.perf_counter() - start)
+    server.shutdown()  # type: ignore[attr-defined]
+    url_ms, path_ms = statistics.median(by_url) * 1e3, statistics.median(by_path) * 1e3
+    resolve_us = statistics.median(_time_resolve(url, repeats)) * 1e6
+    print(f"cache hit: Module(url) {url_ms:.3f} ms vs Module(path) {path_ms:.3f} ms -> "
+          f"ratio {url_ms / path_ms:.3f}x (target <= 1.2x); resolve(url) alone {resolve_us:.0f} us")
+
+
+def _time_resolve(url: str, repeats: int) -> list[float]:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        hubkit.resolve(url)
+        timings.append(time.perf_counter() - start)
+    return timings
+
+
+def _make_big_module(path: str, size_mb: int) -> None:
+    os.makedirs(os.path.join(path, "variables"))
+    os.makedirs(os.path.join(path, "assets"))
+    rng = np.random.default_rng(0)
+    with open(os.path.join(path, "variables", "variables.safetensors"), "wb") as f:
+        for _ in range(size_mb):  # float32 weights: incompressible, like real ones
+            f.write(rng.standard_normal(1 << 18, dtype=np.float32).tobytes())
+    for name in ("graph.pb", "hubkit_module.pb"):
+        with open(os.path.join(path, name), "wb") as f:
+            f.write(b"\x08\x01")
+
+
+def bench_download(workdir: str, size_mb: int, server_kind: str) -> None:
+    module = os.path.join(workdir, "big")
+    _make_big_module(module, size_mb)
+    root = os.path.join(workdir, "registry-big")
+    start = time.perf_counter()
+    manifest = hubkit.publish(module, root, name="bench/big", validate=lambda d: {"format_version": 1})
+    print(f"published {size_mb} MB module in {time.perf_counter() - start:.1f} s "
+          f"(archive {manifest['size'] / 1e6:.0f} MB)")
+    shutil.rmtree(module)
+    started = None
+    if server_kind in ("auto", "nginx"):
+        started = _start_nginx(root, workdir)
+    if started is None:
+        base, server = _serve(root)
+        kind = "hubkit dev server"
+    else:
+        base, server = started
+        kind = "nginx"
+    url = f"{base}/bench/big/1"
+    archive_url = f"{url}.tar.gz"
+    env = {**os.environ, "HUBKIT_CACHE_DIR": os.path.join(workdir, "cache"), "HUBKIT_PROGRESS": "0",
+           "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    target = os.path.join(workdir, "curl.out")
+    curl = shutil.which("curl")
+    hub_times, base_times, peaks, baselines = [], [], [], []
+    for _ in range(2):
+        shutil.rmtree(env["HUBKIT_CACHE_DIR"], ignore_errors=True)
+        out = subprocess.run([sys.executable, "-c", _CHILD_RESOLVE, url], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        hub_times.append(float(out[0]))
+        baselines.append(float(out[1]))
+        peaks.append(float(out[2]))
+        if curl:
+            start = time.perf_counter()
+            subprocess.run([curl, "-sSf", "--noproxy", "127.0.0.1", "-o", target, archive_url], check=True)
+            base_times.append(time.perf_counter() - start)
+        else:
+            out = subprocess.run([sys.executable, "-c", _CHILD_REQUESTS, archive_url, target], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            base_times.append(float(out))
+        os.unlink(target)
+    if kind == "nginx":
+        server.terminate()  # type: ignore[attr-defined]
+        server.wait(10)  # type: ignore[attr-defined]
+    else:
+        server.shutdown()  # type: ignore[attr-defined]
+    size = manifest["size"] / 1e6
+    hub_best, base_best = min(hub_times), min(base_times)
+    baseline_name = "curl" if curl else "requests streaming"
+    print(f"download+install ({kind}): hubkit {size / hub_best:.0f} MB/s ({hub_best:.2f} s) vs {baseline_name} "
+          f"{size / base_best:.0f} MB/s ({base_best:.2f} s) -> {base_best / hub_best:.2f}x of {baseline_name} "
+          f"(target >= 0.7x)")
+    print(f"peak RSS of the downloading process: {max(peaks):.0f} MB "
+          f"(of which {max(peaks) - min(baselines):.0f} MB above the {min(baselines):.0f} MB after imports; "
+          f"target < 100 MB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=500, help="size of the large module's variables")
+    parser.add_argument("--repeats", type=int, default=200, help="cache-hit loads per handle")
+    parser.add_argument("--server", choices=("auto", "nginx", "dev"), default="auto")
+    parser.add_argument("--skip-download", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hubkit-bench-", dir=os.environ.get("HUBKIT_BENCH_DIR")) as workdir:
+        os.environ["HUBKIT_CACHE_DIR"] = os.path.join(workdir, "cache-small")
+        os.environ["HUBKIT_PROGRESS"] = "0"
+        os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1"
+        bench_cache_hit(workdir, args.repeats)
+        if not args.skip_download:
+            bench_download(workdir, args.size_mb, args.server)
+
+
+if __name__ == "__main__":
+    main()
