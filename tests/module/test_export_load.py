@@ -215,3 +215,19 @@ def test_assets_travel_with_nested_modules(tmp_path):
 def test_add_asset_needs_an_existing_file(tmp_path):
     with pytest.raises(hk.GraphError, match="not an existing file"):
         hk.create_module_spec(_vocab_module_fn([tmp_path / "missing.txt"]))
+
+
+def test_handles_that_are_not_directories_go_through_the_hub_resolver(mlp_spec, tmp_path, monkeypatch):
+    import hubkit.hub
+
+    hk.Module(mlp_spec).export(tmp_path / "mlp")
+    seen = []
+
+    def fake_resolve(handle):
+        seen.append(handle)
+        return str(tmp_path / "mlp")
+
+    monkeypatch.setattr(hubkit.hub, "resolve", fake_resolve)
+    m = hk.Module("https://models.example.org/acme/mlp/1")
+    assert seen == ["https://models.example.org/acme/mlp/1"]
+    assert m.spec.module_dir == str(tmp_path / "mlp")
