@@ -1,0 +1,108 @@
+"""Image feature extractor at batch 32: hubkit (NumPy and Numba kernels) vs onnxruntime, same weights.
+
+Usage: ``python scripts/bench_image.py [--image-size 96] [--batch 32] [--seconds 3]``
+
+Exports the CNN of scripts/export_image_features.py, loads it, and builds the same network as an
+ONNX graph with ``onnx.helper`` (NHWC input transposed to NCHW, Conv/Relu/MaxPool, global average).
+Checks both give the same features, then prints images/second and the ratio. Skips the onnxruntime
+half when onnx or onnxruntime is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from export_image_features import BLOCKS, export, init_weights
+
+import hubkit as hk
+from hubkit.ops import _numba
+
+
+def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int):
+    """An onnxruntime session computing the same features, or None when onnx/onnxruntime are missing."""
+    try:
+        import onnx
+        import onnxruntime
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    nodes = [helper.make_node("Transpose", ["images"], ["x0"], perm=[0, 3, 1, 2])]
+    inits = []
+    x = "x0"
+    for i, ((w, b), (_, pool)) in enumerate(zip(weights, BLOCKS)):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), f"w{i}"))  # HWIO -> OIHW
+        inits.append(numpy_helper.from_array(b, f"b{i}"))
+        nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[3, 3], auto_pad="SAME_UPPER"))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
+        x = f"r{i}"
+        if pool:
+            nodes.append(helper.make_node("MaxPool", [x], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]))
+            x = f"p{i}"
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["g"]))
+    nodes.append(helper.make_node("Flatten", ["g"], ["features"], axis=1))
+    graph = helper.make_graph(
+        nodes, "features",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [None, image_size, image_size, 3])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, BLOCKS[-1][0]])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 8)  # onnx may be newer than what onnxruntime reads
+    onnx.checker.check_model(model)
+    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def images_per_second(fn, batch: np.ndarray, seconds: float) -> float:
+    fn(batch)  # warm-up
+    best = 0.0
+    for _ in range(3):
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            fn(batch)
+            done += batch.shape[0]
+        best = max(best, done / (time.perf_counter() - start))
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    images = np.random.default_rng(1).random((args.batch, args.image_size, args.image_size, 3), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "image_features")
+        export(path, args.image_size, seed=0)
+        module = hk.Module(path)
+        session = onnx_session(init_weights(0), args.image_size)
+        ref = None
+        if session is not None:
+            ref = session.run(["features"], {"images": images})[0]
+            np.testing.assert_allclose(module(images), ref, rtol=1e-3, atol=1e-4)
+            ort = images_per_second(lambda x: session.run(["features"], {"images": x}), images, args.seconds)
+            print(f"onnxruntime: {ort:8.1f} images/s")
+        else:
+            print("onnxruntime: not installed (pip install onnx onnxruntime), skipped")
+        for kernels in ("numpy", "numba"):
+            if _numba.set_numba_enabled(kernels == "numba") != (kernels == "numba"):
+                print(f"hubkit ({kernels}): numba not available, skipped")
+                continue
+            ours = images_per_second(module, images, args.seconds)
+            ratio = f"  onnxruntime is {ort / ours:.2f}x faster (target <= 3x)" if session is not None else ""
+            print(f"hubkit ({kernels}): {ours:8.1f} images/s{ratio}")
+        _numba.set_numba_enabled(None)
+    print(f"batch {args.batch}, {args.image_size}x{args.image_size}x3 images, conv blocks {[c for c, _ in BLOCKS]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
