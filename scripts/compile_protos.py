@@ -1,4 +1,4 @@
-"""Regenerates hubkit/format/*_pb2.py from the .proto files next to them, with grpc_tools' protoc.
+"""Regenerates hubkit/format/*_pb2.py and their *_pb2.pyi type stubs from the .proto files, with grpc_tools' protoc.
 
 Usage: ``python scripts/compile_protos.py`` (needs ``pip install grpcio-tools``, part of the ``dev`` extra).
 The generated files are committed; the protobuf runtime pinned in pyproject.toml must accept the gencode
@@ -24,7 +24,7 @@ def main() -> int:
         return 1
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     protos = sorted(str(p.relative_to(ROOT)) for p in FORMAT_DIR.glob("*.proto"))
-    args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={ROOT}", *protos]
+    args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={ROOT}", f"--pyi_out={ROOT}", *protos]
     status = protoc.main(args)
     if status == 0:
         print("compiled", ", ".join(protos))

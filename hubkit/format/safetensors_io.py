@@ -81,7 +81,7 @@ def _write_file(path: str, arrays: Mapping[str, np.ndarray]) -> None:
         f.write(text)
         for name in order:
             arr = np.ascontiguousarray(arrays[name], dtype=arrays[name].dtype.newbyteorder("<"))
-            f.write(memoryview(arr.reshape(-1)).cast("B") if arr.size else b"")
+            f.write(arr.reshape(-1).view(np.uint8).data if arr.size else b"")
         f.flush()
         os.fsync(f.fileno())
 

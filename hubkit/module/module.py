@@ -12,7 +12,7 @@ from hubkit.errors import FormatError, GraphError, ResolveError, SignatureError
 from hubkit.format.safetensors_io import map_tensors
 from hubkit.graph import Graph, GraphKeys, Tensor, get_default_graph
 from hubkit.module.assets import ASSET_FILEPATHS
-from hubkit.module.loader import load_module_spec
+from hubkit.module.loader import VARIABLES_DIR, load_module_spec
 from hubkit.module.signatures import (
     SignatureSpec,
     TensorInfo,
@@ -107,7 +107,7 @@ class Module:
         spec = self._spec
         stored = {}
         if spec.module_dir is not None and spec._store_entries:
-            stored = map_tensors(spec._stored_path(), spec._store_entries)
+            stored = map_tensors(os.path.join(spec.module_dir, VARIABLES_DIR), spec._store_entries)
         out = {}
         for name, info in sorted(spec.variables.items()):
             full = f"{self._name}/{name}"

@@ -10,7 +10,6 @@ values are; ``Module(spec)`` makes the values.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -282,6 +281,3 @@ class ModuleSpec:
     def _initial_value(self, name: str):
         """(stored array or None, initializer or None) for one variable; the array is not copied."""
         return self._initial_values.get(name), self._initializers.get(name)
-
-    def _stored_path(self) -> str | None:
-        return None if self._module_dir is None else os.path.join(self._module_dir, "variables")

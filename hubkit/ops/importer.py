@@ -143,9 +143,9 @@ def import_nodes(
         if not is_registered(spec.op):
             raise GraphError(f"Node {spec.name!r} uses the unknown op {spec.op!r}.")
         if spec.op == "Variable" and bind_variable is not None:
-            t = bind_variable(spec)
-            result.nodes[spec.name] = t.node
-            result.tensors[f"{spec.name}:0"] = t
+            read = bind_variable(spec)
+            result.nodes[spec.name] = read.node
+            result.tensors[f"{spec.name}:0"] = read
             continue
         inputs = []
         for name in spec.inputs:
