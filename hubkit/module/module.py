@@ -89,6 +89,28 @@ class Module:
         self._tags = normalize_tags(tags)
         self._variant: Variant = spec._variant(self._tags)
         self._variables = self._make_variables()
+        self._build_eager_graph()
+
+    def with_tags(self, tags: Any) -> Module:
+        """The same module (same ``Variable`` objects, name and trainability) running another variant.
+
+        A layer that trains a module's ``{"train"}`` variant and serves its default variant uses
+        ``m.with_tags(set())`` so both read and update one set of weights.
+
+        Raises:
+            SignatureError: no variant has these tags.
+        """
+        other = object.__new__(Module)
+        other._spec, other._trainable, other._name = self._spec, self._trainable, self._name
+        other._tags = normalize_tags(tags)
+        other._variant = self._spec._variant(other._tags)
+        other._variables = self._variables
+        other._build_eager_graph()
+        return other
+
+    # -- construction ----------------------------------------------------------------------------
+    def _build_eager_graph(self) -> None:
+        """Imports the variant into the module's private graph (rechecking every node) for eager calls."""
         self._graph = Graph()
         self._eager_tensors = self._import(self._graph, prefix="", var_scope=None, only=None, symbolic=False).tensors
         try:
@@ -97,7 +119,6 @@ class Module:
             raise self._format_error(e) from None
         self._plans: dict[tuple[str, bool], tuple[Plan, tuple[str, ...], tuple[str, ...]]] = {}
 
-    # -- construction ----------------------------------------------------------------------------
     def _format_error(self, e: GraphError) -> Exception:
         if self._spec.module_dir is None:
             return e

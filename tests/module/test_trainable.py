@@ -161,3 +161,22 @@ def test_fine_tuning_train_variant(fns, rng, tmp_path):
         var.assign(m.variable_map[name].numpy())
     np.testing.assert_array_equal(tuned(xv), same_values(xv))
     assert not np.allclose(tuned(xv), hk.Module(str(tmp_path / "v1"))(xv))
+
+
+def test_with_tags_shares_variables_across_variants(fns, rng):
+    train = hk.Module(fns.bn_spec(), trainable=True, tags={"train"})
+    serve = train.with_tags(set())
+    assert serve.tags == frozenset() and serve.variables == train.variables
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 3])
+        y_train, y_serve = train(x), serve(x)
+        step = hk.group(*g.get_collection(UPDATE_OPS))
+    assert len(g.get_collection(hk.GraphKeys.GLOBAL_VARIABLES)) == len(train.variables)  # bound once
+    xv = (rng.normal(size=(16, 3)) + 2.0).astype(np.float32)
+    before = serve(xv)
+    hk.Session(g).run([y_train, step], {x: xv})
+    assert not np.allclose(serve(xv), before)  # the served variant sees the trained statistics
+    np.testing.assert_allclose(hk.Session(g).run(y_serve, {x: xv}), serve(xv), rtol=1e-6)
+    with pytest.raises(hk.SignatureError, match="available tag sets"):
+        train.with_tags({"nope"})
