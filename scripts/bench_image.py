@@ -60,15 +60,20 @@ def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int):
     return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def images_per_second(fn, batch: np.ndarray, seconds: float) -> float:
-    fn(batch)  # warm-up
-    best = 0.0
+def images_per_second(fns: dict[str, object], batch: np.ndarray, seconds: float) -> dict[str, float]:
+    """Images per second of each ``fn``: best of 3 rounds, the contenders interleaved round by round."""
+    best = dict.fromkeys(fns, 0.0)
     for _ in range(3):
-        done, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 3:
-            fn(batch)
-            done += batch.shape[0]
-        best = max(best, done / (time.perf_counter() - start))
+        for name, fn in fns.items():
+            if name in ("numpy", "numba"):
+                _numba.set_numba_enabled(name == "numba")
+            fn(batch)  # warm-up
+            done, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / 3 / len(fns):
+                fn(batch)
+                done += batch.shape[0]
+            best[name] = max(best[name], done / (time.perf_counter() - start))
+    _numba.set_numba_enabled(None)
     return best
 
 
@@ -84,22 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         export(path, args.image_size, seed=0)
         module = hk.Module(path)
         session = onnx_session(init_weights(0), args.image_size)
-        ref = None
+        contenders = {"numpy": module}
+        if _numba.set_numba_enabled(True):
+            contenders["numba"] = module
+        _numba.set_numba_enabled(None)
         if session is not None:
             ref = session.run(["features"], {"images": images})[0]
             np.testing.assert_allclose(module(images), ref, rtol=1e-3, atol=1e-4)
-            ort = images_per_second(lambda x: session.run(["features"], {"images": x}), images, args.seconds)
-            print(f"onnxruntime: {ort:8.1f} images/s")
+            contenders["onnxruntime"] = lambda x: session.run(["features"], {"images": x})
         else:
             print("onnxruntime: not installed (pip install onnx onnxruntime), skipped")
-        for kernels in ("numpy", "numba"):
-            if _numba.set_numba_enabled(kernels == "numba") != (kernels == "numba"):
-                print(f"hubkit ({kernels}): numba not available, skipped")
-                continue
-            ours = images_per_second(module, images, args.seconds)
-            ratio = f"  onnxruntime is {ort / ours:.2f}x faster (target <= 3x)" if session is not None else ""
-            print(f"hubkit ({kernels}): {ours:8.1f} images/s{ratio}")
-        _numba.set_numba_enabled(None)
+        rates = images_per_second(contenders, images, args.seconds * len(contenders))
+        for name, rate in rates.items():
+            ratio = ""
+            if name != "onnxruntime" and "onnxruntime" in rates:
+                ratio = f"  onnxruntime is {rates['onnxruntime'] / rate:.2f}x faster (target <= 3x)"
+            print(f"{name:>12}: {rate:8.1f} images/s{ratio}")
     print(f"batch {args.batch}, {args.image_size}x{args.image_size}x3 images, conv blocks {[c for c, _ in BLOCKS]}")
     return 0
 

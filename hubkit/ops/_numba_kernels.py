@@ -14,6 +14,16 @@ FNV_PRIME = np.uint64(0x100000001B3)
 
 SUM, MEAN, SQRTN = 0, 1, 2
 
+# Byte classes of the ASCII tokenizer, matching str.split() and the [^\w\s] punctuation pattern:
+# 0 token character ([A-Za-z0-9_]), 1 whitespace (what str.isspace() accepts), 2 anything else.
+# A global array is a compile-time constant to Numba, one argument less to unbox per call.
+CHAR_CLASS = np.full(256, 2, dtype=np.int8)
+for _b in range(128):
+    if chr(_b).isspace():
+        CHAR_CLASS[_b] = 1
+    elif chr(_b).isalnum() or chr(_b) == "_":
+        CHAR_CLASS[_b] = 0
+
 
 # -- sparse embedding combiners --------------------------------------------------------------------
 def sparse_combine(params, ids, row_ids, weights, has_weights, combiner, out, den):
@@ -120,24 +130,27 @@ def build_vocab_table(vocab_bytes, starts, lengths, slots):
             slots[slot, 3] = np.uint64(n)
 
 
-def tokenize_lookup(
-    buf, offsets, sizes, char_class, lower, strip, slots, vocab_bytes, vocab_size, num_oov, default, norm,
-    token_hash, token_start, token_length, out_ids, out_rows,
-):
-    """Splits each ASCII sentence ``buf[offsets[r]:offsets[r] + sizes[r]]`` on whitespace and looks up ids.
+def tokenize_lookup(buf, sizes, lower, strip, slots, vocab_bytes, vocab_size, num_oov, default, norm, work):
+    """Splits ASCII sentences on whitespace and looks up the ids of their tokens.
 
-    ``char_class`` maps a byte to 0 (token character), 1 (whitespace) or 2 (punctuation, dropped
-    when ``strip``); ``lower`` lower-cases A-Z. Writes ids and sentence numbers to ``out_ids`` and
-    ``out_rows`` and returns how many tokens there were.
+    ``buf`` holds the sentences joined by one separator byte, ``sizes`` their lengths. Bytes are
+    classified by ``CHAR_CLASS``: punctuation is dropped when ``strip``, A-Z lower-cased when
+    ``lower``. Fills ``work[0]`` (ids) and ``work[1]`` (sentence of each id) and returns how many
+    tokens there were; ``norm`` and ``work[2:]`` are scratch.
 
     Two passes: the first normalizes tokens into ``norm`` and hashes them (sequential memory), the
     second probes the table. The probes of different tokens do not depend on each other, so the
     CPU overlaps their cache misses, which a single interleaved pass prevents (measured ~2x).
     """
+    out_ids = work[0]
+    out_rows = work[1]
+    token_hash = work[2]
+    token_start = work[3]
+    token_length = work[4]
     n = 0
     q = 0
-    for r in range(offsets.shape[0]):
-        p = offsets[r]
+    p = 0
+    for r in range(sizes.shape[0]):
         end = p + sizes[r]
         length = 0
         h = FNV_OFFSET
@@ -146,11 +159,11 @@ def tokenize_lookup(
             b = 0
             if p < end:
                 b = buf[p]
-                c = char_class[b]
+                c = CHAR_CLASS[b]
             p += 1
             if c == 1:
                 if length > 0:
-                    token_hash[n] = h
+                    token_hash[n] = np.int64(h)  # stored as int64 bits; compared as uint64 below
                     token_start[n] = q - length
                     token_length[n] = length
                     out_rows[n] = r
@@ -168,7 +181,7 @@ def tokenize_lookup(
             h = (h ^ np.uint64(b)) * FNV_PRIME
     mask = np.uint64(slots.shape[0] - 1)
     for k in range(n):
-        h = token_hash[k]
+        h = np.uint64(token_hash[k])
         ts = token_start[k]
         length = token_length[k]
         found = -1

@@ -31,16 +31,6 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 # What `strip_punctuation` removes: characters that are neither word characters nor whitespace.
 PUNCTUATION = re.compile(r"[^\w\s]")
 
-# Byte classes for the ASCII fast path, matching str.split() and PUNCTUATION on ASCII text:
-# 0 token character ([A-Za-z0-9_]), 1 whitespace (what str.isspace() accepts), 2 anything else.
-_CHAR_CLASS = np.full(256, 2, dtype=np.int8)
-for _b in range(128):
-    _c = chr(_b)
-    if _c.isspace():
-        _CHAR_CLASS[_b] = 1
-    elif _c.isalnum() or _c == "_":
-        _CHAR_CLASS[_b] = 0
-
 
 def fingerprint64(token: str) -> int:
     """FNV-1a 64 of the UTF-8 bytes of ``token``: the same value in every process and on every machine.
@@ -183,16 +173,11 @@ def _tokenize_lookup_ascii(fast, joined, items, vocab, lower, strip, num_oov_buc
     n = len(items)
     buf = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
     sizes = np.fromiter(map(len, items), dtype=np.int64, count=n)
-    offsets = np.zeros(n, np.int64)
-    if n:
-        np.cumsum(sizes[:-1] + 1, out=offsets[1:])
     slots, vocab_bytes = vocab.numba_table()
     most = buf.size // 2 + 1  # tokens are separated by at least one byte
-    out_ids = np.empty(most, np.int64)
-    out_rows = np.empty(most, np.int64)
+    work = np.empty((5, most), np.int64)  # ids, rows, hashes (as uint64), token starts, token lengths
     count = fast(
-        buf, offsets, sizes, _CHAR_CLASS, lower, strip, slots, vocab_bytes, vocab.size, num_oov_buckets,
-        default_value, np.empty(buf.size, np.uint8), np.empty(most, np.uint64), np.empty(most, np.int64),
-        np.empty(most, np.int64), out_ids, out_rows,
+        buf, sizes, lower, strip, slots, vocab_bytes, vocab.size, num_oov_buckets, default_value,
+        np.empty(buf.size, np.uint8), work,
     )
-    return out_ids[:count].copy(), out_rows[:count].copy(), np.array(n, dtype=np.int64)
+    return work[0, :count], work[1, :count], np.array(n, dtype=np.int64)

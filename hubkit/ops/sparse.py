@@ -113,24 +113,27 @@ def combine_numpy(params, ids, row_ids, num_rows: int, weights, combiner: int) -
     return out
 
 
-def _flat_params(params: np.ndarray) -> np.ndarray:
-    return params.reshape(params.shape[0], -1)
+_NO_WEIGHTS = {np.dtype(np.float32): np.zeros(0, np.float32), np.dtype(np.float64): np.zeros(0, np.float64)}
 
 
 def combine(params, ids, row_ids, num_rows, weights, combiner: int) -> np.ndarray:
     """Numba kernel when enabled and the shapes allow it, else :func:`combine_numpy`."""
     n = int(num_rows)
     fast = _numba.kernel(_numba_kernels.sparse_combine)
-    if fast is None or params.ndim < 1 or params.dtype.kind != "f":
+    if fast is None or params.dtype.kind != "f" or params.ndim < 1:
         return combine_numpy(params, ids, row_ids, n, weights, combiner)
-    flat = _flat_params(params)
+    if type(params) is not np.ndarray:  # a memmap: its subclass bookkeeping costs more than the kernel
+        params = params.view(np.ndarray)
+    flat = params if params.ndim == 2 else params.reshape(params.shape[0], -1)
     out = np.zeros((n, flat.shape[1]), dtype=params.dtype)
     den = np.zeros(n)
-    w = np.zeros(0, params.dtype) if weights is None else weights.astype(params.dtype, copy=False)
+    w = _NO_WEIGHTS.get(params.dtype) if weights is None else weights.astype(params.dtype, copy=False)
+    if w is None:
+        w = np.zeros(0, params.dtype)
     bad = fast(flat, ids, row_ids, w, weights is not None, combiner, out, den)
     if bad >= 0:
         _check_ids(ids, row_ids, params.shape[0], n, bad)
-    return out.reshape((n, *params.shape[1:]))
+    return out if params.ndim == 2 else out.reshape((n, *params.shape[1:]))
 
 
 def combine_grad(grad, ids, row_ids, weights, combiner: int) -> tuple[np.ndarray, np.ndarray]:
