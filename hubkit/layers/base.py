@@ -169,7 +169,6 @@ class Layer:
     def __init__(self, trainable: bool = True, name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}.")
-        object.__setattr__(self, "_hk_internal", True)
         self._name = name or unique_layer_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         self._dtype = as_dtype(dtype or "float32")

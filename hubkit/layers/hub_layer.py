@@ -77,7 +77,7 @@ class HubLayer(Layer):
 
     def _module_for(self, training: bool) -> Any:
         primary = self._primary()
-        if self.tags is not None or not (training and self._module_trainable):
+        if self.tags is not None or not (training and self._module_trainable and self.trainable):
             return primary
         if _TRAIN not in primary.spec.get_tags():
             return primary

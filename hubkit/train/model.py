@@ -169,8 +169,10 @@ class Model(TrainingMixin, Layer):
         return map_structure(lambda t: mapping[t], self._output_structure)
 
     def __call__(self, inputs: Any, *args: Any, training: Any = None, **kwargs: Any) -> Any:
-        if isinstance(inputs, dict) and not isinstance(self._input_structure, dict):
-            inputs = self._match_inputs(inputs)
+        if isinstance(inputs, dict):  # validated, and in the order the model's inputs were declared
+            flat = self._match_inputs(inputs)
+            is_dict = isinstance(self._input_structure, dict)
+            inputs = dict(zip(self.input_names, flat)) if is_dict else flat
         elif isinstance(inputs, tuple):
             inputs = list(inputs)
         return super().__call__(inputs, *args, training=training, **kwargs)

@@ -301,3 +301,14 @@ def test_training_flag_reaches_dropout_and_batch_norm(graph, rng):
     np.testing.assert_allclose(bn.moving_mean.value, xs.mean(0), rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.value, xs.var(0), rtol=1e-4)
     np.testing.assert_array_equal(model.predict(xs), model.predict(xs))
+
+
+def test_dict_inputs_in_any_key_order(graph, rng):
+    a, b = hk.Input((2,), name="a"), hk.Input((3,), name="b")
+    model = hk.Model({"a": a, "b": b}, {"sum": L.Dense(1, name="sum")(L.Concatenate()([a, b]))})
+    xa, xb = rng.normal(size=(4, 2)), rng.normal(size=(4, 3))
+    out = model.predict({"b": xb, "a": xa})
+    assert set(out) == {"sum"} and out["sum"].shape == (4, 1)
+    x2a, x2b = hk.Input((2,)), hk.Input((3,))
+    nested = hk.Model([x2a, x2b], model({"b": x2b, "a": x2a})["sum"])
+    np.testing.assert_allclose(nested.predict([xa, xb]), out["sum"], rtol=1e-6)
