@@ -83,11 +83,7 @@ class HubLayer(Layer):
             return primary
         module = self._modules.get(_TRAIN)
         if module is None:
-            from hubkit.module import Module
-
-            module = Module(primary.spec, trainable=True, name=self.name, tags=_TRAIN)
-            _share_variables(module, primary)
-            self._modules[_TRAIN] = module
+            module = self._modules[_TRAIN] = primary.with_tags(_TRAIN)  # same Variable objects
         return module
 
     @property
@@ -129,15 +125,3 @@ class HubLayer(Layer):
             "tags": self.tags,
         }
 
-
-def _share_variables(module: Any, source: Any) -> None:
-    """Makes ``module`` (another variant of ``source``'s spec) read ``source``'s variables."""
-    mine, theirs = module.variable_map, source.variable_map
-    if set(mine) != set(theirs):
-        raise GraphError(
-            f"Module variants disagree on their variables: {sorted(set(mine) ^ set(theirs))}; they cannot share them."
-        )
-    for name, var in mine.items():
-        if tuple(var.shape) != tuple(theirs[name].shape):
-            raise GraphError(f"Module variants disagree on the shape of variable {name!r}.")
-    module._variables = dict(theirs)
