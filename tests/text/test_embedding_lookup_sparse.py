@@ -154,3 +154,20 @@ def test_optimizer_step_leaves_unused_rows_bitwise_unchanged(kernels, optimizer)
     untouched = np.setdiff1d(np.arange(50), used)
     assert after[untouched].tobytes() == before[untouched].tobytes()
     assert not np.allclose(after[used], before[used])
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_numpy_combiner_in_small_blocks(monkeypatch, chunk):
+    """The NumPy kernel gathers rows block by block; block edges must not split or drop rows."""
+    from hubkit.ops import sparse
+
+    monkeypatch.setattr(sparse, "_CHUNK", chunk)
+    params = RNG.normal(size=(9, 4))
+    ids = RNG.integers(-1, 9, size=40)
+    row_ids = np.sort(RNG.integers(0, 12, size=40))
+    weights = RNG.random(40) + 0.1
+    for combiner in ("sum", "mean", "sqrtn"):
+        code = sparse.COMBINERS[combiner]
+        got = sparse.combine_numpy(params, ids, row_ids, 13, weights, code)
+        want = reference(params, ids, row_ids, 13, weights, combiner)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
