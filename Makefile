@@ -24,7 +24,7 @@ demo: $(STAMP_DEMO)
 
 test: $(STAMP_TEST)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 lint: $(STAMP_TEST)
 	$(PY) -m ruff check .
