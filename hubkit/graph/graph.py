@@ -328,7 +328,8 @@ def _as_array(value: Any, dtype: DType | None) -> np.ndarray:
         return np.asarray(arr.astype(str), dtype=object) if arr.size else np.empty(arr.shape, object)
     if dtype is None:
         if arr.dtype.kind == "f":
-            dtype = as_dtype("float32")
+            explicit = isinstance(value, (np.ndarray, np.generic)) and arr.dtype in (np.float32, np.float64)
+            dtype = as_dtype(arr.dtype if explicit else "float32")  # an explicit NumPy dtype is kept
         elif arr.dtype.kind in "iu":
             if isinstance(value, (np.ndarray, np.generic)) and arr.dtype in (np.int32, np.int64):
                 dtype = as_dtype(arr.dtype)  # an explicit NumPy dtype is kept
