@@ -3,6 +3,7 @@
 from hubkit.module.assets import add_asset
 from hubkit.module.builder import add_signature, attach_message
 from hubkit.module.create import create_module_spec
+from hubkit.module.image_util import attach_image_module_info, get_expected_image_size, get_num_image_channels
 from hubkit.module.loader import load_module_spec
 from hubkit.module.module import Module
 from hubkit.module.signatures import TensorInfo
@@ -14,8 +15,11 @@ __all__ = [
     "TensorInfo",
     "add_asset",
     "add_signature",
+    "attach_image_module_info",
     "attach_message",
     "create_module_spec",
+    "get_expected_image_size",
+    "get_num_image_channels",
     "load_module_spec",
 ]
 # Names lifted into the top-level hubkit namespace.
@@ -26,5 +30,7 @@ __top_level__: list[str] = [
     "add_signature",
     "attach_message",
     "create_module_spec",
+    "get_expected_image_size",
+    "get_num_image_channels",
     "load_module_spec",
 ]

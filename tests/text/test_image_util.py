@@ -59,3 +59,8 @@ def test_several_inputs_need_a_name():
     assert get_expected_image_size(spec, input_name="right") == [4, 4]
     with pytest.raises(hk.SignatureError, match=r"no input 'middle'; expected one of \['left', 'right'\]"):
         get_expected_image_size(spec, input_name="middle")
+
+
+def test_top_level_names_are_the_image_util_functions():
+    assert hk.get_expected_image_size is get_expected_image_size
+    assert hk.get_num_image_channels is get_num_image_channels
