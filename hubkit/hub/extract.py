@@ -8,14 +8,15 @@ links, devices and FIFOs are refused, and so are archives that would expand beyo
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import io
 import os
 import posixpath
 import tarfile
 import zlib
 
 from hubkit.errors import DownloadError
+from hubkit.hub.gzipstream import GunzipReader
 
 __all__ = ["ExtractedFile", "UnsafeArchiveError", "merge_relative_path", "safe_extract"]
 
@@ -110,9 +111,13 @@ def safe_extract(
     seen: set[str] = set()
     total = 0
     try:
-        # gzip.GzipFile (not tarfile's own "r|gz") checks the CRC and length trailer, so a truncated
-        # archive fails instead of extracting the members that happen to precede the cut.
-        with gzip.GzipFile(archive_path, mode="rb") as unzipped, tarfile.open(fileobj=unzipped, mode="r|") as archive:
+        # GunzipReader (not tarfile's own "r|gz") checks every gzip member's CRC and length trailer, so a
+        # truncated archive fails instead of extracting the members that happen to precede the cut.
+        with (
+            open(archive_path, "rb") as raw,
+            io.BufferedReader(GunzipReader(raw, _COPY_CHUNK), _COPY_CHUNK) as unzipped,
+            tarfile.open(fileobj=unzipped, mode="r|", bufsize=_COPY_CHUNK) as archive,
+        ):
             for count, member in enumerate(archive, start=1):
                 if count > max_members:
                     raise UnsafeArchiveError(f"Archive {source!r} has more than {max_members} entries; refusing it.")

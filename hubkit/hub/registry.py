@@ -16,7 +16,6 @@ never lose each other's entries and a crashed publish is repaired by the next on
 from __future__ import annotations
 
 import datetime
-import gzip
 import hashlib
 import io
 import json
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hubkit.errors import HubkitError, RegistryError
+from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
 from hubkit.hub.handles import MARKER
 
 __all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
@@ -35,6 +35,9 @@ __all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild
 FORMAT_VERSION = 1
 MIN_HUBKIT_VERSION = {1: "0.1.0"}  # oldest hubkit able to load each format version
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PACK_BUFFER = 1 << 20
+_STORE_MIN_SIZE = 1 << 20  # smaller files are always compressed: switching gzip members costs bytes
+_SAMPLE_SIZE = 256 << 10
 _MANIFEST = re.compile(r"^([1-9][0-9]*)\.json$")
 _ARCHIVE = re.compile(r"^([1-9][0-9]*)\.tar\.gz$")
 
@@ -130,20 +133,22 @@ def pack_module(module_dir: str, out: io.BufferedIOBase, compresslevel: int = 6)
     """Writes a deterministic ``.tar.gz`` of a module directory to ``out``.
 
     Entries are sorted, with mtime 0, uid/gid 0, no user names and fixed modes (0o755 dirs, 0o644 files);
-    the gzip header carries mtime 0 and no file name. The same directory always gives the same bytes.
+    gzip headers carry mtime 0 and no file name. The same directory always gives the same bytes.
+    Large files that do not compress (weights) are stored rather than deflated, so installing them is
+    not held back by decompression (see :mod:`hubkit.hub.gzipstream`).
 
     Args:
         module_dir: The module directory; its files go to the archive root.
         out: A binary file opened for writing.
-        compresslevel: gzip level.
+        compresslevel: gzip level for compressible data.
 
     Raises:
         RegistryError: The directory holds a symlink or a special file.
     """
-    with (
-        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=compresslevel) as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
+    gz = GzipMembersWriter(out, compresslevel)
+    # Mode "w" (not the buffered "w|") writes each entry straight through, so a level switch applies
+    # exactly to the file it was chosen for.
+    with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_PACK_BUFFER) as tar:
         for relative, path in _module_files(module_dir):
             info = tarfile.TarInfo(relative)
             info.mtime = 0
@@ -153,11 +158,17 @@ def pack_module(module_dir: str, out: io.BufferedIOBase, compresslevel: int = 6)
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
                 tar.addfile(info)
-            else:
-                info.mode = 0o644
-                info.size = os.path.getsize(path)
-                with open(path, "rb") as f:
-                    tar.addfile(info, f)
+                continue
+            info.mode = 0o644
+            info.size = os.path.getsize(path)
+            with open(path, "rb") as f:
+                if info.size >= _STORE_MIN_SIZE:
+                    gz.set_level(choose_level(f.read(_SAMPLE_SIZE), compresslevel))
+                    f.seek(0)
+                else:
+                    gz.set_level(compresslevel)
+                tar.addfile(info, f)
+    gz.close()
 
 
 class _HashingWriter(io.RawIOBase):
