@@ -7,7 +7,6 @@ exponential backoff (honouring ``Retry-After``); proxies come from the environme
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 import logging
@@ -58,6 +57,8 @@ def _retry_after_seconds(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # lazy: only for the rare HTTP-date form of Retry-After
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

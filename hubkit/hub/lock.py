@@ -13,13 +13,18 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import time
 import uuid
 
 __all__ = ["LockFile", "LockHolder", "pid_alive"]
 
 _log = logging.getLogger("hubkit.hub")
+
+
+def _hostname() -> str:
+    import socket  # lazy: keeps `import hubkit` fast
+
+    return socket.gethostname()
 
 
 def pid_alive(pid: int) -> bool:
@@ -56,7 +61,7 @@ class LockHolder:
 
     def is_dead(self) -> bool:
         """Returns whether the holder is known to be dead: a missing process on this very host."""
-        return self.host == socket.gethostname() and not pid_alive(self.pid)
+        return self.host == _hostname() and not pid_alive(self.pid)
 
     def __repr__(self) -> str:
         return f"LockHolder(host={self.host!r}, pid={self.pid}, id={self.lock_id!r})"
@@ -90,7 +95,7 @@ class LockFile:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        payload = {"host": socket.gethostname(), "pid": os.getpid(), "id": self.lock_id, "created": time.time()}
+        payload = {"host": _hostname(), "pid": os.getpid(), "id": self.lock_id, "created": time.time()}
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f)
         self.held = True
