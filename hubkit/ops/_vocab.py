@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import OpError
-from hubkit.ops import _numba, _numba_kernels
+from hubkit.ops import _numba, _numba_kernels, _vocab_numpy
 
 __all__ = ["Vocabulary", "fingerprint64", "load_vocabulary", "tokenize_and_lookup"]
 
@@ -68,6 +68,7 @@ class Vocabulary:
         self.ids: dict[str, int] = dict(zip(reversed(words), range(self.size - 1, -1, -1)))
         self._data = data
         self._table: tuple[np.ndarray, np.ndarray] | None = None
+        self._key_table: _vocab_numpy.KeyTable | None = None
         self._lock = threading.Lock()
 
     def lookup(self, tokens: list[str], num_oov_buckets: int, default_value: int) -> np.ndarray:
@@ -89,6 +90,16 @@ class Vocabulary:
                 if self._table is None:
                     self._table = self._build_table()
                 table = self._table
+        return table
+
+    def key_table(self) -> _vocab_numpy.KeyTable:
+        """The table of the vectorised NumPy kernel, built once."""
+        table = self._key_table
+        if table is None:
+            with self._lock:
+                if self._key_table is None:
+                    self._key_table = _vocab_numpy.KeyTable(list(self.ids), list(self.ids.values()))
+                table = self._key_table
         return table
 
     def _build_table(self) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +142,11 @@ def load_vocabulary(path: str, cache: dict[Any, Vocabulary] | None = None) -> Vo
     return vocab
 
 
+# Below this many bytes a batch is tokenized by str.split and dict lookups: the vectorised kernel's
+# fixed cost of some 50 NumPy calls only pays off on larger batches.
+VECTORIZED_MIN_BYTES = 2048
+
+
 def normalize(sentences: list[str], lower: bool, strip_punctuation: bool) -> list[str]:
     """Lower-cases and/or deletes punctuation, as the fused op does before splitting."""
     if lower:
@@ -154,12 +170,22 @@ def tokenize_and_lookup(
     items = sentences.tolist()
     n = len(items)
     fast = _numba.kernel(_numba_kernels.tokenize_lookup)
-    if fast is not None:
+    if fast is not None or n > 1:
         joined = "\n".join(items)
-        if joined.isascii():  # O(1) in CPython; ASCII text is bytes = characters, so offsets are lengths
-            return _tokenize_lookup_ascii(
-                fast, joined, items, vocab, lower, strip_punctuation, num_oov_buckets, default_value
-            )
+        # isascii() is O(1) in CPython; in ASCII text bytes are characters, so offsets are lengths.
+        if joined.isascii():
+            if fast is not None:
+                return _tokenize_lookup_ascii(
+                    fast, joined, items, vocab, lower, strip_punctuation, num_oov_buckets, default_value
+                )
+            if len(joined) >= VECTORIZED_MIN_BYTES:
+                ids, row_ids = _vocab_numpy.tokenize_lookup_ascii(
+                    joined.encode("ascii"), np.fromiter(map(len, items), dtype=np.int64, count=n),
+                    vocab.key_table(), lambda tokens: vocab.lookup(tokens, num_oov_buckets, default_value),
+                    lower=lower, strip=strip_punctuation, vocab_size=vocab.size, num_oov_buckets=num_oov_buckets,
+                    default_value=default_value,
+                )
+                return ids, row_ids, np.array(n, dtype=np.int64)
     items = normalize(items, lower, strip_punctuation)
     parts = [s.split() for s in items]
     counts = np.fromiter(map(len, parts), dtype=np.int64, count=n)
