@@ -31,16 +31,17 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 # Forward and filter gradient build the im2col patch matrix a block of images at a time into a
 # reused per-thread buffer (written sequentially by kh*kw slice copies, or kh copies of kw*c-long
 # runs when the rows are contiguous), then one BLAS matmul per block writes straight into the
-# output. Measured on the batch-32 benchmark shapes with one BLAS thread (ms, before -> after):
-# 96x96 3->32 12.0 -> 7.5, 48x48 32->64 37.7 -> 28.6, 24x24 64->96 26.2 -> 18.8 (the matmul alone
-# takes 5.7, 23.7, 20.8), so the patch copies cost little next to the matmul. Blocks of ~8 MB stay
-# in cache between the copy and the matmul. The per-tap path (kh*kw matmuls accumulated, no patch
-# copy) is kept for very wide inputs, where each tap's matmul is already large, and for patch
-# matrices of a single image too big to buffer.
+# output. Measured on the batch-32 benchmark shapes (3x3 SAME, float32) with one OpenBLAS thread,
+# forward ms before (one unblocked im2col below 64 channels, else per-tap matmuls) -> after:
+# 96x96 3->32 12.3 -> 12.6, 48x48 32->64 39 -> 28, 24x24 64->96 27 -> 19, 12x12 96->128 10.5 -> 9.2
+# (the matmuls alone: 5.7, 23.7, 20.8, 9.5; filter gradient 84 -> 71 in all). Blocks of 4 MB
+# beat 1-2 MB slightly and 16-64 MB by 20-30% (the copy and the matmul then share the cache).
+# The per-tap path (kh*kw matmuls accumulated, no patch copy) is kept for very wide inputs, where
+# each tap's matmul is already large, and for one image's patches too big to buffer.
 _IM2COL_MAX_CHANNELS = 512
 _IM2COL_FILTER_GRAD_MAX_CHANNELS = 512
 _IM2COL_MAX_BYTES = 256 << 20
-_PATCH_BLOCK_BYTES = 8 << 20
+_PATCH_BLOCK_BYTES = 4 << 20
 _ROW_RUN_MAX_CHANNELS = 16  # below this, copy whole kw*c runs from a padded copy (c=3: 9.5 -> 3.5 ms)
 _scratch = threading.local()
 
