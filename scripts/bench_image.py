@@ -1,16 +1,22 @@
 """Image feature extractor at batch 32: hubkit (NumPy and Numba kernels) vs onnxruntime, same weights.
 
-Usage: ``python scripts/bench_image.py [--image-size 96] [--batch 32] [--seconds 3]``
+Usage: ``python scripts/bench_image.py [--image-size 96] [--batch 32] [--seconds 3] [--threads 1]``
 
 Exports the CNN of scripts/export_image_features.py, loads it, and builds the same network as an
 ONNX graph with ``onnx.helper`` (NHWC input transposed to NCHW, Conv/Relu/MaxPool, global average).
 Checks both give the same features, then prints images/second and the ratio. Skips the onnxruntime
 half when onnx or onnxruntime is not installed.
+
+Like is compared with like: ``--threads N`` gives onnxruntime N intra-op threads and NumPy's
+OpenBLAS N threads (set at run time through the library's own ``*_set_num_threads``), and the
+output states both, plus the OpenBLAS kernel family in use (``OPENBLAS_CORETYPE`` overrides it).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import glob
 import os
 import sys
 import tempfile
@@ -26,7 +32,41 @@ import hubkit as hk
 from hubkit.ops import _numba
 
 
-def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int):
+def _openblas() -> ctypes.CDLL | None:
+    """NumPy's bundled OpenBLAS (already loaded, so this is the same library instance), or None."""
+    libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    for path in glob.glob(os.path.join(libs, "*openblas*.so*")):
+        try:
+            return ctypes.CDLL(path)
+        except OSError:
+            continue
+    return None
+
+
+def _blas_symbol(lib: ctypes.CDLL | None, suffix: str):
+    for prefix in ("scipy_openblas_", "openblas_"):
+        for tail in ("64_", "_64_", ""):
+            fn = getattr(lib, f"{prefix}{suffix}{tail}", None) if lib is not None else None
+            if fn is not None:
+                return fn
+    return None
+
+
+def set_blas_threads(threads: int) -> str:
+    """Sets OpenBLAS's thread count; returns a description of the BLAS for the report."""
+    lib = _openblas()
+    setter, corename = _blas_symbol(lib, "set_num_threads"), _blas_symbol(lib, "get_corename")
+    if setter is None:
+        return "BLAS threads not controlled (set OPENBLAS_NUM_THREADS)"
+    setter(ctypes.c_int(threads))  # the 64-bit-int build still takes a C int here
+    core = ""
+    if corename is not None:
+        corename.restype = ctypes.c_char_p
+        core = f", {corename().decode()} kernels"
+    return f"OpenBLAS {threads} thread(s){core}"
+
+
+def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int, threads: int = 0):
     """An onnxruntime session computing the same features, or None when onnx/onnxruntime are missing."""
     try:
         import onnx
@@ -57,7 +97,12 @@ def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 8)  # onnx may be newer than what onnxruntime reads
     onnx.checker.check_model(model)
-    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per physical core)
+    options.inter_op_num_threads = 1
+    # Idle workers must not spin: they would steal the cores from the contender run next.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
 def images_per_second(fns: dict[str, object], batch: np.ndarray, seconds: float) -> dict[str, float]:
@@ -82,13 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=1, help="threads for both onnxruntime and OpenBLAS (default 1)")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be at least 1")
+    blas = set_blas_threads(args.threads)
     images = np.random.default_rng(1).random((args.batch, args.image_size, args.image_size, 3), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "image_features")
         export(path, args.image_size, seed=0)
         module = hk.Module(path)
-        session = onnx_session(init_weights(0), args.image_size)
+        session = onnx_session(init_weights(0), args.image_size, args.threads)
         contenders = {"numpy": module}
         if _numba.set_numba_enabled(True):
             contenders["numba"] = module
@@ -105,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             if name != "onnxruntime" and "onnxruntime" in rates:
                 ratio = f"  onnxruntime is {rates['onnxruntime'] / rate:.2f}x faster (target <= 3x)"
             print(f"{name:>12}: {rate:8.1f} images/s{ratio}")
+    ort = f"onnxruntime {args.threads} intra-op thread(s)" if session is not None else "no onnxruntime"
     print(f"batch {args.batch}, {args.image_size}x{args.image_size}x3 images, conv blocks {[c for c, _ in BLOCKS]}")
+    print(f"threads: {ort}; hubkit: {blas}; Numba kernels single-threaded")
     return 0
 
 
