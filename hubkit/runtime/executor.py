@@ -15,7 +15,9 @@ import numpy as np
 from hubkit.errors import FeedError, GraphError, HubkitError, OpError
 from hubkit.graph import Graph, Node, Tensor, format_shape, get_default_graph
 from hubkit.graph.shapes import is_compatible
+from hubkit.ops._numba import numba_enabled
 from hubkit.ops.registry import get_op
+from hubkit.runtime.fusion import fuse_plan
 
 __all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
 
@@ -23,7 +25,7 @@ __all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
 class Plan:
     """A compiled program: which nodes run, in what order, reading and writing which slots."""
 
-    __slots__ = ("copy_slots", "feed_slots", "fetch_slots", "nodes", "num_slots", "steps")
+    __slots__ = ("copy_slots", "feed_slots", "fetch_slots", "nodes", "num_slots", "steps", "unfused")
 
     def __init__(self, steps, num_slots, feed_slots, fetch_slots, nodes, copy_slots) -> None:
         self.steps = steps  # (fn, kwargs, in_slots, out_slots, free_slots, node)
@@ -32,6 +34,7 @@ class Plan:
         self.fetch_slots = fetch_slots  # slot per fetch, or -1 for a fetched op (returns None)
         self.nodes = nodes
         self.copy_slots = copy_slots  # fetched slots whose arrays belong to a variable or a constant
+        self.unfused: Plan | None = None  # this plan before fusion, which hides intermediates
 
     def run(self, feed_values: list[Any], intermediates: dict[str, Any] | None = None) -> list[Any]:
         values: list[Any] = [None] * self.num_slots
@@ -136,7 +139,10 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
         steps.append((opdef.forward, kwargs, ins, outs, tuple(frees), n))
         if opdef.aliases_input:
             copy_slots.update(outs)
-    return Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, compute, copy_slots)
+    plan = Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, compute, copy_slots)
+    if numba_enabled():  # elementwise chains run as one Numba kernel where measurement says it pays
+        plan = fuse_plan(plan)
+    return plan
 
 
 def convert_feed(t: Tensor, value: Any, what: str = "Placeholder") -> np.ndarray:
@@ -270,6 +276,8 @@ class Session:
                 feeds.append(t)
                 values.append(convert_feed(t, v))
         plan = self.plan(flat, feeds)
+        if inter is not None and plan.unfused is not None:
+            plan = plan.unfused
         out = plan.run(values, inter)
         return out[0] if build is None else build(out)
 

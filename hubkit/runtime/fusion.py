@@ -1,0 +1,525 @@
+"""Fusion of elementwise chains: an optional plan pass running each chain as one Numba kernel.
+
+:func:`fuse_plan` rewrites a compiled :class:`~hubkit.runtime.executor.Plan`. It finds maximal
+groups of elementwise steps (``relu(x + b)``, ``x * sigmoid(x)``, the pieces of ``gelu``, ...)
+whose intermediates have a single reader, are not fetched and are not fed, and replaces each group
+by one step running a small program: an int opcode array, operand slots and scalar constants.
+One compiled kernel (:func:`run_program`) interprets every program. It is a *block* interpreter,
+as numexpr's virtual machine: it walks the output in blocks of :data:`BLOCK` elements and runs each
+instruction over a whole block held in L1-resident registers, so the dispatch costs once per block,
+the inner loops vectorize, memory is read and written once, and no temporaries are allocated.
+No code is generated from strings.
+
+A group is fused only where measurement says it pays (:func:`_worth_fusing`, per-op costs measured
+with ``scripts/bench_fusion.py``) and, at run time, only when the chain has at least
+:data:`MIN_ELEMENTS` elements and its operands are C-contiguous arrays of the group's dtype shaped
+like the output, like its trailing axes (a bias) or holding one element. Anything else runs the
+group's original NumPy steps, so results never depend on the path beyond float rounding.
+
+Graphs are unchanged: gradients and serialization never see fusion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import HubkitError, OpError
+from hubkit.ops import _numba
+from hubkit.ops.registry import get_op
+
+__all__ = ["BLOCK", "MIN_ELEMENTS", "FusedChain", "compiled_kernel", "fuse_plan", "run_program"]
+
+BLOCK = 2048  # elements per register: a few registers stay in the L2 cache
+MIN_ELEMENTS = 8192  # below this NumPy's per-op cost is lower than a kernel call (bench_fusion.py)
+MAX_OPERANDS = 4  # array operands per kernel call: one Numba specialization per dtype
+_MIN_PERIOD = 128  # a bias shorter than this is tiled, so blocks stay long
+
+# -- the instruction set --------------------------------------------------------------------------------
+# An instruction is (opcode, destination register, source a, source b). LOAD's a is an operand
+# index, CONST's a is an index into the constants array; other sources are registers.
+(LOAD, CONST, NEG, ABS, EXP, LOG, LOG1P, SQRT, RSQRT, SQUARE, TANH, SIGMOID, RELU, RELU6, SOFTPLUS, ERF,
+ CUBE, ADD, SUB, MUL, DIV, MAX, MIN, POW) = range(24)
+_FIRST_BINARY = ADD
+FULL, SUFFIX, SCALAR = 0, 1, 2  # how an operand maps onto the output's flat index
+# Constants every program starts with, typed like its registers (a bare 1.0 would promote float32).
+_ZERO, _ONE, _HALF, _SIX = 0, 1, 2, 3
+_BASE_CONSTANTS = (0.0, 1.0, 0.5, 6.0)
+
+_UNARY = {
+    "Neg": NEG, "Abs": ABS, "Exp": EXP, "Log": LOG, "Log1p": LOG1P, "Sqrt": SQRT, "Rsqrt": RSQRT,
+    "Square": SQUARE, "Tanh": TANH, "Sigmoid": SIGMOID, "Relu": RELU, "Relu6": RELU6,
+    "Softplus": SOFTPLUS, "Erf": ERF,
+}
+_BINARY = {
+    "Add": ADD, "BiasAdd": ADD, "Sub": SUB, "Mul": MUL, "RealDiv": DIV, "Maximum": MAX,
+    "Minimum": MIN, "Pow": POW,
+}
+
+# Cost in ns per element of each op inside the kernel ("fused") and as a NumPy step ("numpy"),
+# float32 / float64, measured on the development machine (AMD EPYC, AVX-512, no SVML) with
+# ``scripts/bench_fusion.py --ops`` and, for cheap ops, from whole chains (a NumPy step also pays
+# a memory pass and a temporary). Numba calls the C library's scalar exp/log/tanh where NumPy has
+# SIMD versions, so chains of those stay NumPy; NumPy's erf (float64 through Python's math.erf),
+# softplus and x ** 3 (powf of negative bases: the tanh gelu) are slower than the kernel's.
+_CHEAP = ((0.1, 0.25, 0.15, 0.35), {NEG, ABS, SQRT, RSQRT, SQUARE, CUBE, RELU, RELU6, ADD, SUB, MUL, DIV, MAX, MIN})
+_COST: dict[int, tuple[float, float, float, float]] = {  # opcode -> (fused32, numpy32, fused64, numpy64)
+    **{code: _CHEAP[0] for code in _CHEAP[1]},
+    CUBE: (0.1, 40.0, 0.15, 40.0),
+    EXP: (2.9, 0.34, 3.3, 0.63),
+    LOG: (2.8, 0.25, 3.1, 0.58),
+    LOG1P: (9.0, 0.29, 6.0, 0.60),
+    TANH: (17.3, 0.17, 9.2, 0.83),
+    SIGMOID: (11.0, 0.32, 8.7, 1.25),
+    SOFTPLUS: (18.4, 24.3, 14.8, 25.0),
+    ERF: (6.9, 18.5, 9.1, 79.3),
+    POW: (5.1, 1.0, 8.9, 1.6),
+}
+
+
+def run_program(program, constants, operands, kinds, out, period):  # pragma: no cover - compiled by Numba
+    """Runs ``program`` over every element of ``out`` (flat, C order), one block at a time.
+
+    Args:
+        program: int32 [num_instructions, 4] rows of (opcode, destination, a, b); the last
+            instruction's destination holds the result.
+        constants: the program's scalar constants, of ``out``'s dtype (starting with 0, 1, 0.5, 6).
+        operands: a tuple of :data:`MAX_OPERANDS` flat arrays of ``out``'s dtype (unused ones are dummies).
+        kinds: int32 per operand: FULL (indexed like ``out``), SUFFIX (indexed modulo ``period``) or
+            SCALAR (its one element everywhere).
+        out: the flat output array.
+        period: the length of SUFFIX operands (``out.size`` when there are none).
+    """
+    n = out.shape[0]
+    num_regs = 0
+    for i in range(program.shape[0]):
+        num_regs = max(num_regs, program[i, 1] + 1)
+    regs = np.empty((num_regs, BLOCK), out.dtype)
+    zero, one, half, six = constants[0], constants[1], constants[2], constants[3]
+    result = program[program.shape[0] - 1, 1]
+    start = 0
+    while start < n:
+        offset = start % period
+        m = min(BLOCK, n - start, period - offset)
+        for i in range(program.shape[0]):
+            code = program[i, 0]
+            rd = regs[program[i, 1]]
+            if code == LOAD:
+                k = program[i, 2]
+                src = operands[k]
+                kind = kinds[k]
+                if kind == FULL:
+                    block = src[start:start + m]
+                    for j in range(m):
+                        rd[j] = block[j]
+                elif kind == SUFFIX:
+                    block = src[offset:offset + m]
+                    for j in range(m):
+                        rd[j] = block[j]
+                else:
+                    v = src[0]
+                    for j in range(m):
+                        rd[j] = v
+            elif code == CONST:
+                v = constants[program[i, 2]]
+                for j in range(m):
+                    rd[j] = v
+            elif code < _FIRST_BINARY:
+                ra = regs[program[i, 2]]
+                if code == NEG:
+                    for j in range(m):
+                        rd[j] = -ra[j]
+                elif code == ABS:
+                    for j in range(m):
+                        rd[j] = abs(ra[j])
+                elif code == EXP:
+                    for j in range(m):
+                        rd[j] = np.exp(ra[j])
+                elif code == LOG:
+                    for j in range(m):
+                        rd[j] = np.log(ra[j])
+                elif code == LOG1P:
+                    for j in range(m):
+                        rd[j] = np.log1p(ra[j])
+                elif code == SQRT:
+                    for j in range(m):
+                        rd[j] = np.sqrt(ra[j])
+                elif code == RSQRT:
+                    for j in range(m):
+                        rd[j] = one / np.sqrt(ra[j])
+                elif code == SQUARE:
+                    for j in range(m):
+                        rd[j] = ra[j] * ra[j]
+                elif code == CUBE:
+                    for j in range(m):
+                        rd[j] = ra[j] * ra[j] * ra[j]
+                elif code == TANH:
+                    for j in range(m):
+                        rd[j] = np.tanh(ra[j])
+                elif code == SIGMOID:  # as the NumPy kernel: (1 + tanh(x / 2)) / 2 never overflows
+                    for j in range(m):
+                        rd[j] = half * (one + np.tanh(ra[j] * half))
+                elif code == RELU:  # NaN stays NaN, as np.maximum(x, 0)
+                    for j in range(m):
+                        v = ra[j]
+                        rd[j] = zero if v < zero else v
+                elif code == RELU6:
+                    for j in range(m):
+                        v = ra[j]
+                        rd[j] = zero if v < zero else (six if v > six else v)
+                elif code == SOFTPLUS:  # np.logaddexp(0, x) without overflow
+                    for j in range(m):
+                        v = ra[j]
+                        rd[j] = (zero if v < zero else v) + np.log1p(np.exp(-abs(v)))
+                elif code == ERF:
+                    for j in range(m):
+                        rd[j] = math.erf(ra[j])
+            else:
+                ra = regs[program[i, 2]]
+                rb = regs[program[i, 3]]
+                if code == ADD:
+                    for j in range(m):
+                        rd[j] = ra[j] + rb[j]
+                elif code == SUB:
+                    for j in range(m):
+                        rd[j] = ra[j] - rb[j]
+                elif code == MUL:
+                    for j in range(m):
+                        rd[j] = ra[j] * rb[j]
+                elif code == DIV:
+                    for j in range(m):
+                        rd[j] = ra[j] / rb[j]
+                elif code == MAX:  # NaN-propagating, as np.maximum
+                    for j in range(m):
+                        a = ra[j]
+                        b = rb[j]
+                        rd[j] = a if (a >= b or a != a) else b
+                elif code == MIN:
+                    for j in range(m):
+                        a = ra[j]
+                        b = rb[j]
+                        rd[j] = a if (a <= b or a != a) else b
+                elif code == POW:
+                    for j in range(m):
+                        rd[j] = ra[j] ** rb[j]
+        res = regs[result]
+        dst = out[start:start + m]
+        for j in range(m):
+            dst[j] = res[j]
+        start += m
+
+
+# -- the chain step ---------------------------------------------------------------------------------------
+_COMPILED: list[Any] = []
+
+
+def compiled_kernel() -> Any:
+    """:func:`run_program` compiled by Numba (cached on disk), or None when Numba is off or broken.
+
+    Compiled with NumPy's error model, so ``x / 0`` gives inf or NaN as in NumPy instead of raising
+    (which also lets the division loops vectorize).
+    """
+    if not _numba.numba_enabled():
+        return None
+    if _COMPILED:
+        return _COMPILED[0]
+    try:
+        import numba
+    except Exception:  # numba present but broken: the NumPy steps run
+        return None
+    if not numba.config.CACHE_DIR:
+        numba.config.CACHE_DIR = _numba.cache_dir()
+    _COMPILED.append(numba.njit(cache=True, nogil=True, error_model="numpy")(run_program))
+    return _COMPILED[0]
+
+
+_DUMMY = {np.dtype(np.float32): np.zeros(1, np.float32), np.dtype(np.float64): np.zeros(1, np.float64)}
+
+
+class FusedChain:
+    """One plan step computing a group of elementwise steps with :func:`run_program`.
+
+    Called with the group's array operands (in ``in_slots`` order); returns the group's output.
+    Falls back to the group's original steps when Numba is off, the output is small, or an operand
+    is not a C-contiguous array of the group's dtype that maps onto the output's flat index.
+    """
+
+    __slots__ = ("constant_slots", "constants", "dtype", "in_slots", "primary", "program", "steps")
+
+    def __init__(self, program, constants, dtype, steps, in_slots, constant_slots, primary) -> None:
+        self.program = program  # int32 [n, 4]
+        self.constants = constants  # the program's constants, of dtype
+        self.dtype = dtype
+        self.steps = steps  # the group's original plan steps, in order
+        self.in_slots = in_slots  # slots of the array operands
+        self.constant_slots = constant_slots  # {slot: value} of folded scalar constants
+        self.primary = primary  # the operand expected to be shaped like the output
+
+    def __call__(self, *arrays: Any) -> Any:
+        first = arrays[self.primary]
+        if type(first) is not np.ndarray or first.size < MIN_ELEMENTS:
+            return self.unfused(*arrays)
+        kernel = compiled_kernel()
+        if kernel is None:
+            return self.unfused(*arrays)
+        shape = first.shape
+        dtype = self.dtype
+        for a in arrays:
+            if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+                return self.unfused(*arrays)
+            if a.size > first.size:
+                first, shape = a, a.shape
+        n = first.size
+        period = n
+        kinds = []
+        flat = []
+        for a in arrays:
+            if a.shape == shape:
+                kinds.append(FULL)
+            elif a.size == 1 and a.ndim <= len(shape):
+                kinds.append(SCALAR)
+            else:
+                core = a.shape
+                while core and core[0] == 1:
+                    core = core[1:]
+                if shape[len(shape) - len(core):] != core or (period != n and period != a.size):
+                    return self.unfused(*arrays)  # broadcasts along a middle axis: NumPy does it
+                period = a.size
+                kinds.append(SUFFIX)
+            flat.append(a.reshape(-1))
+        if period < _MIN_PERIOD:
+            reps = -(-_MIN_PERIOD // period)
+            period *= reps
+            flat = [np.tile(a, reps) if k == SUFFIX else a for a, k in zip(flat, kinds)]
+        flat.extend([_DUMMY[dtype]] * (MAX_OPERANDS - len(flat)))
+        out = np.empty(shape, dtype)
+        kernel(self.program, self.constants, tuple(flat), np.array(kinds + [SCALAR] * (MAX_OPERANDS - len(kinds)),
+               np.int32), out.reshape(-1), period)
+        return out
+
+    def unfused(self, *arrays: Any) -> Any:
+        """Runs the group's original NumPy steps."""
+        values = dict(self.constant_slots)
+        values.update(zip(self.in_slots, arrays))
+        res = None
+        for fn, kwargs, ins, outs, _frees, node in self.steps:
+            try:
+                res = fn(*[values[i] for i in ins], **kwargs)
+            except HubkitError:
+                raise
+            except Exception as e:  # name the node that failed, as the executor does
+                raise OpError(f"Op {node.op} node {node.name!r} failed: {type(e).__name__}: {e}") from e
+            values[outs[0]] = res
+        return res
+
+
+# -- the plan pass ------------------------------------------------------------------------------------------
+def _is_fusible(step: tuple) -> bool:
+    node = step[5]
+    if (node.op not in _UNARY and node.op not in _BINARY) or len(node.outputs) != 1:
+        return False
+    dtype = node.outputs[0].dtype
+    return dtype.name in ("float32", "float64") and all(t.dtype is dtype for t in node.inputs)
+
+
+def _scalar_constant(step: tuple) -> Any:
+    """The value of a Const step holding one float element, else None."""
+    node = step[5]
+    if node.op != "Const" or not node.outputs[0].dtype.is_floating:
+        return None
+    value = np.asarray(node.attrs["value"])
+    return value.reshape(-1)[0] if value.size == 1 else None
+
+
+def _may_fit(shape: Any, out: Any) -> bool:
+    """False when static shapes prove an operand broadcasts along an axis the kernel cannot index."""
+    if shape is None or out is None:
+        return True
+    if len(shape) > len(out):
+        return False
+    core = tuple(shape)
+    while core and core[0] == 1:
+        core = core[1:]
+    tail = tuple(out)[len(out) - len(core):]
+    return all(a is None or b is None or a == b for a, b in zip(core, tail))
+
+
+class _ProgramBuilder:
+    """Emits the instructions of one group, from its sink back to its operands (a tree walk)."""
+
+    def __init__(self, steps, producer, members, constant_slots) -> None:
+        self.steps, self.producer, self.members = steps, producer, members
+        self.constant_slots = constant_slots
+        self.code: list[tuple[int, int, int, int]] = []
+        self.constants: list[float] = list(_BASE_CONSTANTS)
+        self.operands: list[int] = []  # operand slots in load order
+        self.loaded: dict[int, int] = {}  # operand slot -> its register (kept to the end)
+        self.free: list[int] = []
+        self.num_regs = 0
+        self.opcodes: list[int] = []
+
+    def _alloc(self) -> int:
+        if self.free:
+            return self.free.pop()
+        self.num_regs += 1
+        return self.num_regs - 1
+
+    def _release(self, reg: int, temporary: bool) -> None:
+        if temporary:
+            self.free.append(reg)
+            self.free.sort(reverse=True)
+
+    def _constant(self, value: float) -> int:
+        self.constants.append(float(value))
+        return len(self.constants) - 1
+
+    def emit(self, slot: int) -> tuple[int, bool]:
+        """Emits code computing ``slot``; returns its register and whether it is a temporary."""
+        if slot in self.loaded:
+            return self.loaded[slot], False
+        if slot in self.constant_slots:
+            reg = self._alloc()
+            self.code.append((CONST, reg, self._constant(self.constant_slots[slot]), 0))
+            return reg, True
+        k = self.producer.get(slot)
+        if k not in self.members:
+            reg = self._alloc()
+            self.loaded[slot] = reg
+            self.code.append((LOAD, reg, len(self.operands), 0))
+            self.operands.append(slot)
+            return reg, False
+        node, ins = self.steps[k][5], self.steps[k][2]
+        if node.op in _UNARY:
+            code, b, tb = _UNARY[node.op], 0, False
+            a, ta = self.emit(ins[0])
+        elif node.op == "Pow" and self.constant_slots.get(ins[1]) in (2.0, 3.0):
+            code, b, tb = SQUARE if self.constant_slots[ins[1]] == 2.0 else CUBE, 0, False
+            a, ta = self.emit(ins[0])
+        else:
+            code = _BINARY[node.op]
+            a, ta = self.emit(ins[0])
+            b, tb = (a, ta) if ins[1] == ins[0] else self.emit(ins[1])
+        # A fresh destination: a loop writing over its own source fails LLVM's overlap check and runs
+        # scalar (measured 3x slower), so sources are released only after the destination is taken.
+        reg = self._alloc()
+        self._release(a, ta)
+        if b != a:
+            self._release(b, tb)
+        self.code.append((code, reg, a, b))
+        self.opcodes.append(code)
+        return reg, True
+
+
+def _worth_fusing(opcodes: Sequence[int], dtype: np.dtype) -> bool:
+    """Whether the measured per-element costs say one kernel pass beats the NumPy steps.
+
+    A lone op must be at least three times as fast in the kernel: fusion saves it no memory pass.
+    """
+    col = 0 if dtype == np.float32 else 2
+    fused = sum(_COST[code][col] for code in opcodes)
+    numpy = sum(_COST[code][col + 1] for code in opcodes)
+    return fused < numpy if len(opcodes) > 1 else 3 * fused < numpy
+
+
+def fuse_plan(plan: Any) -> Any:
+    """Returns ``plan`` with its profitable elementwise chains fused, or ``plan`` itself if none is.
+
+    The returned plan keeps the original in ``unfused`` (used when every intermediate is wanted).
+    """
+    steps = plan.steps
+    producer: dict[int, int] = {}
+    readers: dict[int, set[int]] = {}
+    stateful_upto = [0]
+    for i, step in enumerate(steps):
+        for s in step[3]:
+            producer[s] = i
+        for s in step[2]:
+            readers.setdefault(s, set()).add(i)
+        stateful_upto.append(stateful_upto[-1] + bool(get_op(step[5].op).stateful))
+    keep = set(plan.fetch_slots) | set(plan.feed_slots)
+    fusible = [_is_fusible(step) for step in steps]
+    constants = {}
+    for step in steps:
+        value = _scalar_constant(step)
+        if value is not None and step[3][0] not in keep:
+            constants[step[3][0]] = value
+    taken: set[int] = set()
+    chains: dict[int, tuple[FusedChain, set[int]]] = {}
+    for sink in reversed(range(len(steps))):
+        if not fusible[sink] or sink in taken:
+            continue
+        taken.add(sink)
+        members = _grow(steps, sink, producer, readers, keep, fusible, taken, stateful_upto)
+        chain = _make_chain(steps, sink, members, producer, constants)
+        if chain is not None:
+            taken |= members
+            chains[sink] = (chain, members)
+    if not chains:
+        return plan
+    return _rewrite(plan, chains, readers, constants)
+
+
+def _grow(steps, sink, producer, readers, keep, fusible, taken, stateful_upto) -> set[int]:
+    """The steps feeding ``sink`` only, transitively, that can run inside its kernel."""
+    members = {sink}
+    stack = [sink]
+    while stack:
+        k = stack.pop()
+        for s in steps[k][2]:
+            p = producer.get(s)
+            if (p is None or p in members or p in taken or not fusible[p] or s in keep
+                    or readers[s] != {k} or stateful_upto[sink] != stateful_upto[p]):
+                continue  # a stateful step in between may change what p reads
+            members.add(p)
+            stack.append(p)
+    return members
+
+
+def _make_chain(steps, sink, members, producer, constants) -> FusedChain | None:
+    out = steps[sink][5].outputs[0]
+    if out.shape is not None and all(d is not None for d in out.shape) and math.prod(out.shape) < MIN_ELEMENTS:
+        return None
+    used_constants = {s: constants[s] for k in members for s in steps[k][2] if s in constants}
+    builder = _ProgramBuilder(steps, producer, members, used_constants)
+    builder.emit(steps[sink][3][0])
+    if len(builder.operands) > MAX_OPERANDS or not builder.operands:
+        return None
+    tensors = {s: t for k in members for s, t in zip(steps[k][2], steps[k][5].inputs)}
+    if not all(_may_fit(tensors[s].shape, out.shape) for s in builder.operands):
+        return None
+    dtype = np.dtype(out.dtype.np_dtype)
+    if not _worth_fusing(builder.opcodes, dtype):
+        return None
+    ranks = [len(tensors[s].shape) if tensors[s].shape is not None else 0 for s in builder.operands]
+    return FusedChain(
+        program=np.array(builder.code, dtype=np.int32),
+        constants=np.array(builder.constants, dtype=dtype),
+        dtype=dtype,
+        steps=[steps[k] for k in sorted(members)],
+        in_slots=tuple(builder.operands),
+        constant_slots=used_constants,
+        primary=ranks.index(max(ranks)),
+    )
+
+
+def _rewrite(plan, chains, readers, constants):
+    fused_members = set().union(*(members for _, members in chains.values()))
+    # A folded constant's step goes when every reader now runs inside a kernel.
+    dropped = {i for i, step in enumerate(plan.steps)
+               if step[3] and step[3][0] in constants and readers.get(step[3][0], set()) <= fused_members}
+    new_steps = []
+    for i, step in enumerate(plan.steps):
+        if i in chains:
+            chain, members = chains[i]
+            internal = {s for k in members for s in plan.steps[k][3]} - set(step[3])
+            frees = tuple(dict.fromkeys(
+                s for k in sorted(members) for s in plan.steps[k][4] if s not in internal))
+            new_steps.append((chain, {}, chain.in_slots, step[3], frees, step[5]))
+        elif i not in fused_members and i not in dropped:
+            new_steps.append(step)
+    fused = type(plan)(new_steps, plan.num_slots, plan.feed_slots, plan.fetch_slots, plan.nodes, plan.copy_slots)
+    fused.unfused = plan
+    return fused
