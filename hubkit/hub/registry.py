@@ -27,12 +27,13 @@ from collections.abc import Callable
 from typing import Any
 
 from hubkit.errors import HubkitError, RegistryError
+from hubkit.format import FORMAT_VERSION
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
 from hubkit.hub.handles import MARKER
+from hubkit.hub.hashing import sha256_file
 
 __all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
 
-FORMAT_VERSION = 1
 MIN_HUBKIT_VERSION = {1: "0.1.0"}  # oldest hubkit able to load each format version
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PACK_BUFFER = 1 << 20
@@ -426,18 +427,13 @@ def _check_version(name: str, module_root: str, number: int) -> list[str]:
     except RegistryError as exc:
         return [f"Version {label!r}: {exc}"]
     archive = os.path.join(module_root, f"{number}.tar.gz")
-    hasher = hashlib.sha256()
-    size = 0
     try:
-        with open(archive, "rb") as f:
-            while chunk := f.read(1 << 20):
-                hasher.update(chunk)
-                size += len(chunk)
+        digest, size = sha256_file(archive)
     except OSError:
         return [f"Version {label!r}: archive {archive!r} is missing."]
     problems = []
     if size != manifest.get("size"):
         problems.append(f"Version {label!r}: archive has {size} bytes, manifest says {manifest.get('size')!r}.")
-    if hasher.hexdigest() != manifest.get("sha256"):
-        problems.append(f"Version {label!r}: archive sha256 {hasher.hexdigest()} does not match the manifest.")
+    if digest != manifest.get("sha256"):
+        problems.append(f"Version {label!r}: archive sha256 {digest} does not match the manifest.")
     return problems

@@ -7,12 +7,12 @@ error lists what each one accepts.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
+from hubkit.format import FORMAT_VERSION
 from hubkit.hub.cache import Cache, InstallContext
 from hubkit.hub.config import HubConfig, default_cache_dir
 from hubkit.hub.extract import ExtractedFile, safe_extract
@@ -27,6 +27,7 @@ from hubkit.hub.handles import (
     split_sha256_pin,
     url_to_path,
 )
+from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "unregister_resolver",
 ]
 
-FORMAT_VERSION = 1
 _user_resolvers: list[Any] = []
 
 
@@ -174,7 +174,7 @@ class LocalArchiveResolver(_BuiltinResolver):
         key = cache_key(f"{normalized}\n{stat.st_size}\n{stat.st_mtime_ns}")
 
         def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:
-            digest = _sha256_of(path)
+            digest, _ = sha256_file(path)
             if pin is not None and digest != pin:
                 raise IntegrityError(f"Archive {path!r} has sha256 {digest}, but the handle pins {pin}.")
             return path, {"source": path, "archive_sha256": digest, "archive_size": stat.st_size}
@@ -279,14 +279,6 @@ def _check_manifest(manifest: Any, url: str) -> tuple[str, int]:
     if minimum and _version_tuple(minimum) > _version_tuple(__version__):
         raise ResolveError(f"Module {url!r} needs hubkit >= {minimum}, but this is hubkit {__version__}; please upgrade.")
     return sha256, size
-
-
-def _sha256_of(path: str) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 class ResolverChain:
