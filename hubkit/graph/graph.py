@@ -321,10 +321,23 @@ def placeholder(dtype: Any, shape: Any = None, name: str | None = None) -> Tenso
 def _as_array(value: Any, dtype: DType | None) -> np.ndarray:
     if isinstance(value, Tensor):
         raise GraphError(f"constant() needs a concrete value, got the tensor {value.name!r}.")
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nesting such as [[1, 2], [3]]
+        raise GraphError(f"Cannot make a constant from {value!r}: {str(e).rstrip('.')}.") from None
     if arr.dtype.kind in "USO":
         if dtype is not None and dtype.name != "string":
             raise GraphError(f"Cannot make a {dtype.name} constant from strings {value!r}.")
+        if arr.dtype.kind == "O":
+            bad = [x for x in arr.reshape(-1) if not isinstance(x, (str, bytes))]
+            if bad:
+                raise GraphError(
+                    f"Cannot make a constant from {type(bad[0]).__name__} value {bad[0]!r}; "
+                    "expected numbers, bools or strings."
+                )
+            arr = np.asarray([x.decode("utf-8") if isinstance(x, bytes) else x for x in arr.reshape(-1)],
+                             dtype=object).reshape(arr.shape)
+            return arr
         return np.asarray(arr.astype(str), dtype=object) if arr.size else np.empty(arr.shape, object)
     if dtype is None:
         if arr.dtype.kind == "f":
@@ -340,6 +353,12 @@ def _as_array(value: Any, dtype: DType | None) -> np.ndarray:
             dtype = as_dtype("bool")
         else:
             raise GraphError(f"Cannot make a constant from {value!r} of dtype {arr.dtype}.")
+    if dtype.is_integer and arr.dtype.kind in "iu" and arr.size:
+        info = np.iinfo(dtype.np_dtype)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise GraphError(f"Cannot convert {value!r} to {dtype.name}: it is outside [{info.min}, {info.max}].")
+    if dtype.is_integer and arr.dtype.kind == "f" and arr.size and not np.all(np.isfinite(arr)):
+        raise GraphError(f"Cannot convert {value!r} to {dtype.name}: it holds NaN or infinity.")
     out = arr.astype(dtype.np_dtype)
     if dtype.is_numeric and arr.dtype.kind == "f" and dtype.is_integer and not np.array_equal(out, arr):
         raise GraphError(f"Cannot convert {value!r} to {dtype.name} without losing its fraction.")

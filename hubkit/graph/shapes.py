@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Optional
 
+import numpy as np
+
 from hubkit.errors import GraphError
 
 Shape = Optional[tuple]  # noqa: UP045 -- a runtime alias; tuple[int | None, ...] or None when even the rank is unknown
@@ -23,14 +25,19 @@ def normalize_shape(shape: Iterable | int | None) -> Shape:
     if isinstance(shape, int):
         shape = (shape,)
     out = []
-    for d in shape:
-        if d is None or (isinstance(d, int) and d < 0):
-            out.append(None)
-        else:
-            try:
-                out.append(int(d))
-            except (TypeError, ValueError):
-                raise GraphError(f"Invalid dimension {d!r} in shape {shape!r}; expected ints or None.") from None
+    try:
+        dims = list(shape)
+    except TypeError:
+        raise GraphError(f"Invalid shape {shape!r}; expected a list of ints or None.") from None
+    for d in dims:
+        if d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d == -1):
+            out.append(None)  # -1 means unknown, as in TensorFlow
+            continue
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+            raise GraphError(
+                f"Invalid dimension {d!r} in shape {shape!r}; expected non-negative ints, or None (or -1) for unknown."
+            )
+        out.append(int(d))
     return tuple(out)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.errors import GraphError
+from hubkit.errors import GraphError, OpError
 from hubkit.graph import DType, Tensor, as_dtype, float32, format_shape, int32, int64
 from hubkit.graph.shapes import Shape as StaticShape
 from hubkit.graph.shapes import merge_shapes
@@ -85,6 +85,13 @@ def _reshaped(x_shape: StaticShape, target: Sequence[int | None]) -> tuple:
         return tuple(fill if d == -1 else d for d in target)
     if n_in is not None and None not in target and n_in != n_rest:
         raise infer_error(f"cannot reshape {format_shape(x_shape)} ({n_in} elements) to {target}.")
+    if x_shape is not None and not known_in and None not in target:
+        # Some input dims are unknown: the element count is a multiple of the known ones' product.
+        known = int(np.prod([d for d in x_shape if d is not None], dtype=np.int64))
+        if known and n_rest % known:
+            raise infer_error(
+                f"cannot reshape {format_shape(x_shape)} to {target}: {n_rest} elements is never a multiple of {known}."
+            )
     return tuple(target)
 
 
@@ -429,6 +436,9 @@ class Gather:
         return params.dtype, (*params.shape[:a], *indices.shape, *params.shape[a + 1 :])
 
     def forward(params, indices, *, axis=0):
+        if indices.size and indices.min() < 0:  # np.take would wrap around; TF refuses them too
+            bad = int(indices.min())
+            raise OpError(f"Gather index {bad} is negative; indices must be in [0, {params.shape[axis]}).")
         return np.take(params, indices, axis=axis)
 
     def vjp(g, out, params, indices, *, axis=0):
@@ -528,6 +538,8 @@ class OneHot:
 
     def infer(indices, *, depth, on_value, off_value, dtype, axis):
         check_dtype(indices, "i", "indices")
+        if depth < 0:
+            raise infer_error(f"depth must be non-negative, got {depth}.")
         if indices.shape is None:
             return dtype, None
         a = _axis(axis, indices.ndim + 1)

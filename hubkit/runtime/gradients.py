@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hubkit.errors import GraphError
-from hubkit.graph import Node, Tensor, convert_to_tensor
+from hubkit.graph import Node, Tensor, convert_to_tensor, format_shape
+from hubkit.graph.shapes import merge_shapes
 from hubkit.ops.registry import get_op
 
 __all__ = ["IndexedSlices", "gradients"]
@@ -108,11 +109,24 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, name: str = "gradients") ->
             stack.extend(t.node for t in n.inputs)
         relevant = depends & upstream
         grads: dict[Tensor, list[Any]] = {}
-        gys = list(grad_ys) if isinstance(grad_ys, (list, tuple)) else [grad_ys] * len(ys_t)
+        if grad_ys is None:
+            gys = [None] * len(ys_t)
+        elif isinstance(grad_ys, (list, tuple)) and len(grad_ys) == len(ys_t):
+            gys = list(grad_ys)
+        elif not isinstance(grad_ys, (list, tuple)) and len(ys_t) == 1:
+            gys = [grad_ys]
+        else:
+            n = len(grad_ys) if isinstance(grad_ys, (list, tuple)) else 1
+            raise GraphError(f"gradients() got {n} grad_ys for {len(ys_t)} ys; give one per y (or None).")
         for y, gy in zip(ys_t, gys):
             if not y.dtype.is_floating:
                 raise GraphError(f"Cannot differentiate {y.name!r} of dtype {y.dtype.name}; it must be float.")
             g0 = api.ones_like(y) if gy is None else convert_to_tensor(gy, dtype=y.dtype, graph=graph)
+            if merge_shapes(g0.shape, y.shape) is False:
+                raise GraphError(
+                    f"grad_ys entry for {y.name!r} has shape {format_shape(g0.shape)}; "
+                    f"it must match the shape of y, {format_shape(y.shape)}."
+                )
             grads.setdefault(y, []).append(g0)
         for n in reversed(graph._nodes):
             if n not in relevant:

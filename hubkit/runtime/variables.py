@@ -53,7 +53,14 @@ class Variable:
             self.shape: tuple = sh
             self._value: np.ndarray | None = None
         else:
-            arr = np.asarray(initial_value)
+            try:
+                arr = np.asarray(initial_value)
+            except (ValueError, TypeError) as e:  # ragged nesting such as [[1, 2], [3]]
+                raise GraphError(f"Variable {self.name!r}: cannot use {initial_value!r} as a value: {e}") from None
+            if arr.dtype.kind not in "biuf":
+                raise GraphError(
+                    f"Variable {self.name!r} needs a numeric or bool value, got dtype {arr.dtype} ({initial_value!r})."
+                )
             if dtype is None:
                 dt = as_dtype("float32") if arr.dtype.kind == "f" else as_dtype(arr.dtype)
             else:
