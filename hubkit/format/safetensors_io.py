@@ -165,7 +165,33 @@ def _entries_of(path: str, file: str) -> tuple[int, dict[str, TensorEntry]]:
                 f"claims bytes [{begin}, {end}) of {data_size}."
             )
         out[name] = TensorEntry(file, dtype, shape, data_start + begin, data_start + end)
+    _check_coverage(path, out, data_start, data_size)
     return data_start, out
+
+
+def _check_coverage(path: str, entries: Mapping[str, TensorEntry], data_start: int, data_size: int) -> None:
+    """Refuses byte ranges that overlap, leave holes, or leave bytes unclaimed, as the reference library does.
+
+    Overlapping ranges would make two variables share memory; the safetensors reference reader
+    requires the ranges, sorted by offset, to tile the data section exactly.
+    """
+    where = f"Variables file {path!r}"
+    previous, at = "", 0
+    for name in sorted(entries, key=lambda k: (entries[k].begin, entries[k].end, k)):
+        begin, end = entries[name].begin - data_start, entries[name].end - data_start
+        if begin != at:
+            problem = "overlaps" if begin < at else f"leaves a {begin - at}-byte hole after"
+            after = f"{previous!r}, which ends at byte {at}" if previous else "the start of the data"
+            raise FormatError(
+                f"{where} is corrupt: {name!r} (bytes [{begin}, {end})) {problem} {after}; tensors must cover the "
+                "data section without overlaps or holes."
+            )
+        previous, at = name, end
+    if at != data_size:
+        raise FormatError(
+            f"{where} is corrupt: its tensors cover {at} of its {data_size} data bytes; tensors must cover the data "
+            "section without overlaps or holes."
+        )
 
 
 def read_store_index(directory: str) -> dict[str, TensorEntry]:

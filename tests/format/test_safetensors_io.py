@@ -72,3 +72,39 @@ def test_header_claiming_bytes_beyond_the_file(tmp_path):
     (tmp_path / "variables.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 8)
     with pytest.raises(hk.FormatError, match=r"'x' \(F32 \[4\]\) claims bytes \[0, 16\) of 8"):
         read_store_index(str(tmp_path))
+
+
+def _write_raw(tmp_path, header: dict, data_bytes: int) -> None:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    (tmp_path / "variables.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + b"\0" * data_bytes)
+
+
+def test_overlapping_entries_are_refused(tmp_path):
+    # Two variables over the same bytes would share memory: writing one would change the other.
+    _write_raw(tmp_path, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                          "b": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, 8)
+    with pytest.raises(hk.FormatError, match=r"'b' \(bytes \[0, 8\)\) overlaps 'a', which ends at byte 8"):
+        read_store_index(str(tmp_path))
+    with pytest.raises(safetensors.SafetensorError):  # the reference reader refuses it too
+        safetensors.numpy.load_file(str(tmp_path / "variables.safetensors"))
+
+
+def test_holes_and_unclaimed_bytes_are_refused(tmp_path):
+    _write_raw(tmp_path, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                          "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}, 12)
+    with pytest.raises(hk.FormatError, match=r"'b' \(bytes \[8, 12\)\) leaves a 4-byte hole after 'a'"):
+        read_store_index(str(tmp_path))
+    _write_raw(tmp_path, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, 8)
+    with pytest.raises(hk.FormatError, match=r"'a' .* hole after the start of the data"):
+        read_store_index(str(tmp_path))
+    _write_raw(tmp_path, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, 8)
+    with pytest.raises(hk.FormatError, match="cover 4 of its 8 data bytes"):
+        read_store_index(str(tmp_path))
+
+
+def test_empty_tensors_may_share_an_offset(tmp_path):
+    _write_raw(tmp_path, {"e1": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+                          "e2": {"dtype": "F32", "shape": [0, 3], "data_offsets": [0, 0]},
+                          "x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, 4)
+    assert sorted(read_store_index(str(tmp_path))) == ["e1", "e2", "x"]
