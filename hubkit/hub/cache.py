@@ -5,7 +5,7 @@ Layout of a cache root::
     <key>/                     key = sha1 of the normalised handle
       module/                  the module directory handed to the loader
       descriptor.json          what the entry holds: handle, source URL, archive sha256, fetch time
-      complete.json            completion record, written last: every file with its size and sha256
+      complete.json            completion record, written last: every file with its size and checksum
     <key>.lock                 held while one process downloads the entry
     .<key>.<token>.part        a private download in progress (temp file next to the cache)
     .<key>.<token>.tmp/        a private entry being built, renamed to <key>/ when complete
@@ -28,6 +28,7 @@ import re
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -55,11 +56,14 @@ class InstallContext:
         module_dir: Empty private directory to fill with the module's files.
         part_path: Private temp file path next to the cache, for the download.
         touch: Call regularly while making progress, so waiters do not take the lock over.
+        extracted: Set by a producer that already extracted the archive into ``module_dir`` (while
+            downloading it) once the archive is verified: the files written.
     """
 
     module_dir: str
     part_path: str
     touch: Callable[[], None]
+    extracted: list[ExtractedFile] | None = None
 
 
 @dataclasses.dataclass
@@ -184,7 +188,7 @@ class Cache:
                 **extra,
             }
             _write_json(os.path.join(temp_entry, DESCRIPTOR), descriptor)
-            record = {"files": {f.path: {"size": f.size, "sha256": f.sha256} for f in files}}
+            record = {"files": {f.path: _file_record(f) for f in files}}
             _write_json(os.path.join(temp_entry, COMPLETE), record)  # last: marks the entry complete
             return self._move_into_place(key, temp_entry)
         finally:
@@ -277,7 +281,7 @@ class Cache:
         return holder is not None and holder.lock_id == token and not holder.is_dead()
 
     def verify(self, entry: CacheEntry) -> list[str]:
-        """Re-hashes an entry's files against its completion record.
+        """Re-checksums an entry's files against its completion record (sha256 or CRC-32, whichever it holds).
 
         Returns:
             One sentence per problem; empty when the entry is intact.
@@ -289,11 +293,12 @@ class Cache:
         for relative, info in sorted(record["files"].items()):
             path = os.path.join(entry.module_dir, relative)
             try:
-                digest = _sha256_file(path)
+                sha256, crc32, size = _checksums(path, want_sha256="sha256" in info)
             except OSError:
                 problems.append(f"Entry {entry.key} for {entry.handle!r} is missing file {relative!r}.")
                 continue
-            if digest != info.get("sha256"):
+            expected = (info.get("sha256"), info.get("crc32"), info.get("size"))
+            if (sha256 if "sha256" in info else None, crc32 if "crc32" in info else None, size) != expected:
                 problems.append(f"Entry {entry.key} for {entry.handle!r} has a modified file {relative!r}.")
         return problems
 
@@ -330,9 +335,23 @@ def _tree_size(path: str) -> int:
     return total
 
 
-def _sha256_file(path: str) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+def _file_record(file: ExtractedFile) -> dict[str, Any]:
+    record: dict[str, Any] = {"size": file.size}
+    if file.sha256 is not None:
+        record["sha256"] = file.sha256
+    if file.crc32 is not None:
+        record["crc32"] = file.crc32
+    return record
+
+
+def _checksums(path: str, want_sha256: bool) -> tuple[str | None, int, int]:
+    """The sha256 (if wanted), CRC-32 and size of a file."""
+    hasher = hashlib.sha256() if want_sha256 else None
+    crc = size = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(4 << 20):
+            if hasher is not None:
+                hasher.update(chunk)
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return (hasher.hexdigest() if hasher is not None else None), crc, size

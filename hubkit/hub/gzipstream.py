@@ -115,16 +115,24 @@ class GunzipReader(io.RawIOBase):
                 return None
         return rest
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if not len(view):  # decompress(max_length=0) would mean "no limit"
-            return 0
+    def read_piece(self, limit: int) -> bytes:
+        """Returns the next decompressed bytes (between 1 and ``limit`` of them), or ``b""`` at the end.
+
+        The bytes come straight from the decompressor, so a caller that writes them on (extraction)
+        copies nothing more.
+
+        Raises:
+            EOFError: The input ends before the last member's end-of-stream marker.
+            zlib.error: The input is corrupt (including a CRC or length trailer mismatch).
+        """
+        if limit <= 0:  # decompress(max_length=0) would mean "no limit"
+            return b""
         while not self._done:
             if not self._pending:
                 self._pending = self.raw.read(self.chunk_size)
                 if not self._pending:
                     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-            out = self._decompressor.decompress(self._pending, len(view))
+            out = self._decompressor.decompress(self._pending, limit)
             self._pending = self._decompressor.unconsumed_tail
             if self._decompressor.eof:
                 # At the end of a member all leftover input is in unused_data (CPython may leave a stale
@@ -134,6 +142,11 @@ class GunzipReader(io.RawIOBase):
                 self._pending = following or b""
                 self._done = following is None
             if out:
-                view[: len(out)] = out
-                return len(out)
-        return 0
+                return out
+        return b""
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        out = self.read_piece(len(view))
+        view[: len(out)] = out
+        return len(out)

@@ -10,21 +10,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.hub.config import HubConfig
 
-__all__ = ["GZIP_MAGIC", "DownloadResult", "HttpClient"]
+__all__ = ["GZIP_MAGIC", "DownloadFollower", "DownloadResult", "HttpClient"]
 
 _log = logging.getLogger("hubkit.hub")
 
 GZIP_MAGIC = b"\x1f\x8b"
 _RETRY_STATUS = frozenset({408, 429})
 _MAX_DOCUMENT_BYTES = 64 << 20
+_MIN_READ = 64 << 10  # first (and smallest) piece of a download body
+_FAST_READ_SECONDS = 0.05  # a full piece read faster than this doubles the next one (up to chunk_size)
+_SLOW_READ_SECONDS = 0.5  # a piece taking longer than this halves the next one
 
 
 class _Retryable(Exception):
@@ -33,6 +37,16 @@ class _Retryable(Exception):
     def __init__(self, message: str, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class DownloadFollower(Protocol):
+    """What :meth:`HttpClient.download` tells about the file it writes (see ``follower`` there)."""
+
+    def advance(self, available: int) -> None:
+        """The file now holds ``available`` bytes, all written to the OS."""
+
+    def restart(self) -> None:
+        """The download is about to truncate the file and start over from byte 0."""
 
 
 class DownloadResult:
@@ -185,16 +199,21 @@ class HttpClient:
         destination: str,
         expected_size: int | None = None,
         on_progress: Callable[[int], None] | None = None,
+        follower: DownloadFollower | None = None,
     ) -> DownloadResult:
         """Streams ``url`` into the file ``destination`` while hashing it, resuming with ``Range`` on failures.
 
-        Memory stays flat: bytes go from the socket to the file and the hash in ``chunk_size`` pieces.
+        Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes,
+        written to the file and hashed from there.
 
         Args:
             url: The archive URL.
             destination: A private temp file path; it is created or truncated.
             expected_size: Byte count to expect; more bytes than this abort the download early.
             on_progress: Called with the number of new bytes after each chunk.
+            follower: Told how many bytes the file holds after each write (``advance``) and before the
+                download starts over from byte 0 (``restart``): e.g. a
+                :class:`~hubkit.hub.extract.BackgroundExtraction` reading the file as it grows.
 
         Returns:
             The size and sha256 of what was downloaded.
@@ -203,59 +222,80 @@ class HttpClient:
             DownloadError: HTTP failure after retries, 404, or a response that is not a gzip archive.
             IntegrityError: The server sent more bytes than ``expected_size``.
         """
-        with open(destination, "wb") as out:
-            state = {"received": 0, "hasher": hashlib.sha256()}
+        import http.client  # lazy, like requests (which imports it anyway)
 
-            def restart() -> None:
-                out.seek(0)
-                out.truncate()
-                state["received"] = 0
-                state["hasher"] = hashlib.sha256()
+        buffer = bytearray(max(self.config.chunk_size, _MIN_READ))
+        view = memoryview(buffer)
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        state = {"received": 0, "hasher": hashlib.sha256()}
 
-            def attempt() -> DownloadResult:
-                import requests
-                import urllib3
+        def restart() -> None:
+            if follower is not None:
+                follower.restart()
+            os.ftruncate(fd, 0)
+            state["received"] = 0
+            state["hasher"] = hashlib.sha256()
 
-                received = state["received"]
-                headers = {"Range": f"bytes={received}-"} if received else None
-                response = self._request(url, headers)
-                try:
-                    if received and not self._accepts_resume(response, received):
-                        _log.info("Server does not resume %s; starting over.", url)
-                        restart()
-                        if response.status_code != 200:
-                            raise _Retryable("range request refused")
-                    elif response.status_code == 416:
+        def attempt() -> DownloadResult:
+            import requests
+            import urllib3
+
+            received = state["received"]
+            headers = {"Range": f"bytes={received}-"} if received else None
+            response = self._request(url, headers)
+            try:
+                if received and not self._accepts_resume(response, received):
+                    _log.info("Server does not resume %s; starting over.", url)
+                    restart()
+                    if response.status_code != 200:
                         raise _Retryable("range request refused")
-                    first = state["received"] == 0
-                    expected_here = _content_length(response)
-                    got_here = 0
-                    for chunk in _chunks(response.raw, self.config.chunk_size):
-                        got_here += len(chunk)
-                        if first:
-                            self._check_archive_start(url, response, chunk)
-                            first = False
-                        out.write(chunk)
-                        state["hasher"].update(chunk)
-                        state["received"] += len(chunk)
-                        if expected_size is not None and state["received"] > expected_size:
-                            raise IntegrityError(
-                                f"Download of {url!r} is larger than the {expected_size} bytes its manifest declares."
-                            )
-                        if on_progress is not None:
-                            on_progress(len(chunk))
+                elif response.status_code == 416:
+                    raise _Retryable("range request refused")
+                first = state["received"] == 0
+                expected_here = _content_length(response)
+                got_here = 0
+                readinto = _body_readinto(response)
+                hasher = state["hasher"]
+                size, started = _MIN_READ, time.monotonic()
+                while count := readinto(view[:size]):
+                    # Fill large pieces on a fast link (fewer, bigger reads and writes), small ones on a slow
+                    # link (so progress, the lock's liveness and the resumable file keep up).
+                    now = time.monotonic()
+                    if count == size and now - started < _FAST_READ_SECONDS:
+                        size = min(size * 2, len(view))
+                    elif now - started > _SLOW_READ_SECONDS:
+                        size = max(size // 2, _MIN_READ)
+                    started = now
+                    chunk = view[:count]
                     if first:
-                        self._check_archive_start(url, response, b"")
-                    if expected_here is not None and got_here < expected_here:
-                        raise _Retryable(f"connection closed after {state['received']} bytes")
-                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                    out.flush()
-                    raise _Retryable(f"connection broke after {state['received']} bytes: {exc}") from None
-                finally:
-                    response.close()
-                return DownloadResult(state["received"], state["hasher"].hexdigest())
+                        self._check_archive_start(url, response, bytes(chunk[:64]))
+                        first = False
+                    _write_all(fd, chunk, state["received"])
+                    hasher.update(chunk)
+                    got_here += count
+                    state["received"] += count
+                    if follower is not None:
+                        follower.advance(state["received"])
+                    if expected_size is not None and state["received"] > expected_size:
+                        raise IntegrityError(
+                            f"Download of {url!r} is larger than the {expected_size} bytes its manifest declares."
+                        )
+                    if on_progress is not None:
+                        on_progress(count)
+                if first:
+                    self._check_archive_start(url, response, b"")
+                if expected_here is not None and got_here < expected_here:
+                    raise _Retryable(f"connection closed after {state['received']} bytes")
+            except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+                raise _Retryable(f"connection broke after {state['received']} bytes: {exc}") from None
+            finally:
+                response.close()
+            return DownloadResult(state["received"], state["hasher"].hexdigest())
 
+        try:
             return self._with_retries(url, attempt)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _accepts_resume(response: Any, received: int) -> bool:
@@ -280,15 +320,36 @@ def _content_length(response: Any) -> int | None:
         return None
 
 
-def _chunks(raw: Any, size: int) -> Any:
-    """Yields the body as it arrives (at most ``size`` bytes at a time), not in blocking ``size`` pieces,
-    so progress and the lock's liveness are recorded even on a slow link."""
+def _body_readinto(response: Any) -> Callable[[memoryview], int]:
+    """Returns ``readinto(view) -> count`` reading the raw (undecoded) body; 0 at its end.
+
+    Through urllib3 a body arrives as new ``bytes`` of ~100 KB (one ``recv`` each); the underlying
+    ``http.client`` response fills a reusable buffer with no extra copy and handles ``Content-Length``
+    and chunked encoding itself (an early close raises ``IncompleteRead``). That one is used when it is
+    there and nothing was read through urllib3 yet; otherwise (e.g. a mocked response) urllib3 is.
+    """
+    import http.client
+
+    raw = response.raw
+    fp = getattr(raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse) and not getattr(raw, "_fp_bytes_read", 0):
+        return fp.readinto
     read1 = getattr(raw, "read1", None)
-    if read1 is None:  # urllib3 < 2
-        yield from raw.stream(size, decode_content=False)
-        return
-    while chunk := read1(size, decode_content=False):
-        yield chunk
+
+    def readinto(view: memoryview) -> int:
+        chunk = read1(len(view), decode_content=False) if read1 is not None else raw.read(len(view), decode_content=False)
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    return readinto
+
+
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
+    """Writes all of ``data`` at ``offset`` (``pwrite``: the position never depends on earlier short writes)."""
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data = data[written:]
+        offset += written
 
 
 def progress_bar(config: HubConfig, total: int | None, description: str) -> Any:

@@ -15,7 +15,7 @@ from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.format import FORMAT_VERSION
 from hubkit.hub.cache import Cache, InstallContext
 from hubkit.hub.config import HubConfig, default_cache_dir
-from hubkit.hub.extract import ExtractedFile, safe_extract
+from hubkit.hub.extract import BackgroundExtraction, ExtractedFile, safe_extract
 from hubkit.hub.handles import (
     MARKER,
     cache_key,
@@ -145,7 +145,9 @@ def _install_archive(
     def produce(ctx: InstallContext) -> tuple[list[ExtractedFile], dict[str, Any]]:
         archive, extra = fetch(ctx)
         source = extra.get("source", handle)
-        files = safe_extract(archive, ctx.module_dir, config.max_extract_bytes, config.max_extract_members, source)
+        files = ctx.extracted  # set when the download extracted while downloading
+        if files is None:
+            files = safe_extract(archive, ctx.module_dir, config.max_extract_bytes, config.max_extract_members, source)
         if not os.path.isfile(os.path.join(ctx.module_dir, MARKER)):
             raise DownloadError(f"Archive {source!r} does not hold a hubkit module: it has no {MARKER!r} at its root.")
         return files, extra
@@ -191,16 +193,21 @@ def _download(config: HubConfig, ctx: InstallContext, url: str, size: int | None
         if bar is not None:
             bar.update(count)
 
-    try:
-        result = client.download(url, ctx.part_path, expected_size=size, on_progress=on_progress)
-    finally:
-        client.close()
-        if bar is not None:
-            bar.close()
-    if size is not None and result.size != size:
-        raise IntegrityError(f"Download of {url!r} has {result.size} bytes, but its manifest declares {size}.")
-    if sha256 is not None and result.sha256 != sha256:
-        raise IntegrityError(f"Download of {url!r} has sha256 {result.sha256}, but {sha256} was expected.")
+    # A second thread extracts the archive while it downloads; its work only counts (ctx.extracted) once
+    # the whole archive's size and sha256 are verified, and is discarded with the temp entry otherwise.
+    limits = (config.max_extract_bytes, config.max_extract_members, url)
+    with BackgroundExtraction(ctx.part_path, ctx.module_dir, *limits) as extraction:
+        try:
+            result = client.download(url, ctx.part_path, expected_size=size, on_progress=on_progress, follower=extraction)
+        finally:
+            client.close()
+            if bar is not None:
+                bar.close()
+        if size is not None and result.size != size:
+            raise IntegrityError(f"Download of {url!r} has {result.size} bytes, but its manifest declares {size}.")
+        if sha256 is not None and result.sha256 != sha256:
+            raise IntegrityError(f"Download of {url!r} has sha256 {result.sha256}, but {sha256} was expected.")
+        ctx.extracted = extraction.finish()
     return {"source": url, "archive_sha256": result.sha256, "archive_size": result.size}
 
 
