@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,47 @@ def _spec_stub(node: Node):
     return NodeSpec(node.name, node.op, tuple(t.name for t in node.inputs), tuple(c.name for c in node.control_inputs))
 
 
+def _check_tags_and_args(module_fn: Callable[..., Any], tags_and_args: Any) -> list[tuple[frozenset[str], dict]]:
+    """Validates ``[(tags, kwargs), ...]`` before any ``module_fn`` runs; returns normalized pairs."""
+    if isinstance(tags_and_args, (str, bytes, Mapping)) or not isinstance(tags_and_args, Iterable):
+        raise SignatureError(
+            f"tags_and_args must be a list of (tags, kwargs) pairs, got {type(tags_and_args).__name__}."
+        )
+    try:
+        signature = inspect.signature(module_fn)
+    except (TypeError, ValueError):  # some builtins have no introspectable signature
+        signature = None
+    out = []
+    for item in tags_and_args:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise SignatureError(
+                f"tags_and_args item {item!r} is not a (tags, kwargs) pair such as ({{'train'}}, {{}})."
+            )
+        tags, kwargs = item
+        if tags is not None and not isinstance(tags, (set, frozenset, list, tuple, str)):
+            raise SignatureError(
+                f"tags_and_args item {item!r} has tags of type {type(tags).__name__}; use a set of strings."
+            )
+        try:
+            tags = normalize_tags(tags)
+        except SignatureError as e:
+            raise SignatureError(f"tags_and_args item {item!r} has invalid tags: {e}") from None
+        kwargs = {} if kwargs is None else kwargs
+        if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+            raise SignatureError(
+                f"tags_and_args item {item!r} has kwargs that are not a dict with string keys."
+            )
+        if signature is not None:
+            try:
+                signature.bind(**kwargs)
+            except TypeError as e:
+                raise SignatureError(
+                    f"module_fn cannot be called with the kwargs {sorted(kwargs)} of tags {sorted(tags)}: {e}."
+                ) from None
+        out.append((tags, dict(kwargs)))
+    return out
+
+
 def create_module_spec(
     module_fn: Callable[..., Any],
     tags_and_args: Iterable[tuple[Iterable[str], dict[str, Any]]] | None = None,
@@ -115,7 +157,9 @@ def create_module_spec(
         A :class:`ModuleSpec` with initializers (and snapshots of inner modules' values), no values.
 
     Raises:
-        SignatureError: duplicate tag sets, or a variant without signatures.
+        SignatureError: ``module_fn`` is not callable, ``tags_and_args`` is not a list of
+            ``(tags, kwargs)`` pairs (tags a set of strings, kwargs a dict ``module_fn`` accepts),
+            duplicate tag sets, or a variant without signatures.
         GraphError: a collection the module cannot carry, an invalid graph, inconsistent variables.
 
     >>> import hubkit as hk
@@ -126,16 +170,17 @@ def create_module_spec(
     >>> spec.get_tags()
     [frozenset(), frozenset({'double'})]
     """
-    pairs = [(set(), {})] if tags_and_args is None else list(tags_and_args)
+    if not callable(module_fn):
+        raise SignatureError(f"create_module_spec() needs a callable module_fn, got {type(module_fn).__name__}.")
+    pairs = [(frozenset(), {})] if tags_and_args is None else _check_tags_and_args(module_fn, tags_and_args)
     drop = set(drop_collections or ())
     seen: list[frozenset[str]] = []
     built = []
     for tags, kwargs in pairs:
-        tags = normalize_tags(tags)
         if tags in seen:
             raise SignatureError(f"tags_and_args lists the tag set {sorted(tags)} twice.")
         seen.append(tags)
-        graph, builder = _run_module_fn(module_fn, dict(kwargs or {}))
+        graph, builder = _run_module_fn(module_fn, kwargs)
         if not builder.signatures:
             raise SignatureError(f"module_fn for tags {sorted(tags)} added no signature; call hubkit.add_signature().")
         check_graph(graph)

@@ -64,6 +64,51 @@ def test_duplicate_tag_sets_are_refused(fns):
         hk.create_module_spec(fns.plus_one_module_fn, [({"a", "b"}, {}), (["b", "a"], {})])
 
 
+def test_module_fn_must_be_callable():
+    with pytest.raises(hk.SignatureError, match="needs a callable module_fn, got int"):
+        hk.create_module_spec(5)
+
+
+@pytest.mark.parametrize(
+    ("tags_and_args", "message"),
+    [
+        ([{"train"}], r"item \{'train'\} is not a \(tags, kwargs\) pair"),
+        ([("train", {}, {})], r"item \('train', \{\}, \{\}\) is not a \(tags, kwargs\) pair"),
+        ([(5, {})], r"item \(5, \{\}\) has tags of type int; use a set of strings"),
+        ([({"a", 3}, {})], r"has invalid tags: Tags must be non-empty strings, got 3"),
+        ([({"a"}, ["x"])], r"item \(\{'a'\}, \['x'\]\) has kwargs that are not a dict with string keys"),
+        ({"train": {}}, "must be a list of .tags, kwargs. pairs, got dict"),
+        (5, "must be a list of .tags, kwargs. pairs, got int"),
+    ],
+)
+def test_malformed_tags_and_args_are_refused(fns, tags_and_args, message):
+    with pytest.raises(hk.SignatureError, match=message):
+        hk.create_module_spec(fns.plus_one_module_fn, tags_and_args)
+
+
+def test_kwargs_module_fn_does_not_accept_are_refused_before_it_runs(fns):
+    calls = []
+
+    def module_fn(scale=1.0):
+        calls.append(scale)
+        x = hk.placeholder(hk.float32, [None])
+        hk.add_signature(inputs=x, outputs=x * scale)
+
+    with pytest.raises(hk.SignatureError, match=r"cannot be called with the kwargs \['nope', 'scale'\] of tags \['train'\]"):
+        hk.create_module_spec(module_fn, [(set(), {}), ({"train"}, {"scale": 2.0, "nope": 1})])
+    assert calls == []  # validated up front: no variant was built
+    with pytest.raises(hk.SignatureError, match="'x'"):
+        hk.create_module_spec(lambda x: fns.plus_one_module_fn(), [(set(), {})])
+
+
+def test_type_errors_inside_module_fn_propagate():
+    def module_fn():
+        raise TypeError("a bug inside module_fn")
+
+    with pytest.raises(TypeError, match="a bug inside module_fn"):
+        hk.create_module_spec(module_fn)
+
+
 def test_add_signature_outside_module_fn():
     with pytest.raises(hk.SignatureError, match="inside a module_fn"):
         hk.add_signature(inputs=None, outputs=None)
