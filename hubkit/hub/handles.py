@@ -18,10 +18,12 @@ __all__ = [
     "MARKER",
     "cache_key",
     "is_archive_name",
+    "is_registry_name_part",
     "is_sha256_hex",
     "is_url",
     "normalize_handle",
     "registry_parts",
+    "split_module_name",
     "split_sha256_pin",
     "url_to_path",
 ]
@@ -32,7 +34,14 @@ MARKER = "hubkit_module.pb"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
 _NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_REGISTRY_PATH = re.compile(rf"^(?P<prefix>.*)/(?P<publisher>{_NAME_PART})/(?P<name>{_NAME_PART})/(?P<version>[0-9]+)$")
+_NAME_PART_RE = re.compile(rf"^{_NAME_PART}$")
+# Suffixes of the files a registry writes (index.json, index.html, <N>.json, <N>.tar.gz): a publisher or
+# module directory named like one would shadow or be mistaken for a registry file.
+_RESERVED_SUFFIXES = (".json", ".html", ".gz")
+_RESERVED_INFIX = ".tmp-"  # temp files of a publish in progress
+_REGISTRY_PATH = re.compile(
+    rf"^(?P<prefix>.*)/(?P<publisher>{_NAME_PART})/(?P<name>{_NAME_PART})/(?P<version>[1-9][0-9]*)$"
+)
 
 
 def is_url(handle: str) -> bool:
@@ -46,6 +55,35 @@ def is_archive_name(path: str) -> bool:
     """Returns whether a path or URL path names a gzipped tar archive."""
     lowered = path.lower()
     return lowered.endswith(".tar.gz") or lowered.endswith(".tgz")
+
+
+def is_registry_name_part(part: object) -> bool:
+    """Returns whether ``part`` may be a publisher or module name in a registry.
+
+    A name part starts with a letter or digit and holds only letters, digits, ``.``, ``_`` and ``-``; it
+    must not look like a file the registry writes (ending in ``.json``, ``.html`` or ``.gz``) or a publish
+    temp file (containing ``.tmp-``). Publishing and checking a registry and parsing registry URLs all use
+    this one rule.
+
+    >>> [is_registry_name_part(p) for p in ("text-embedding", "index.json", "1.tar.gz", ".hidden", "v1.2")]
+    [True, False, False, False, True]
+    """
+    if not isinstance(part, str) or _NAME_PART_RE.match(part) is None:
+        return False
+    lowered = part.lower()
+    return not lowered.endswith(_RESERVED_SUFFIXES) and _RESERVED_INFIX not in lowered
+
+
+def split_module_name(name: object) -> tuple[str, str] | None:
+    """Splits a registry module name ``"publisher/name"``; ``None`` unless both parts are valid.
+
+    >>> split_module_name("acme/text-embedding"), split_module_name("acme/index.json")
+    (('acme', 'text-embedding'), None)
+    """
+    parts = name.split("/") if isinstance(name, str) else []
+    if len(parts) != 2 or not all(is_registry_name_part(p) for p in parts):
+        return None
+    return parts[0], parts[1]
 
 
 def normalize_handle(handle: str) -> str:
@@ -121,7 +159,7 @@ def registry_parts(url: str) -> tuple[str, str, str, int] | None:
     if parts.scheme not in ("http", "https") or parts.query or parts.fragment:
         return None
     match = _REGISTRY_PATH.match(parts.path.rstrip("/"))
-    if match is None:
+    if match is None or split_module_name(f"{match['publisher']}/{match['name']}") is None:
         return None
     root = urllib.parse.urlunsplit((parts.scheme, parts.netloc, match["prefix"], "", ""))
     return root, match["publisher"], match["name"], int(match["version"])

@@ -29,13 +29,12 @@ from typing import Any
 from hubkit.errors import HubkitError, RegistryError
 from hubkit.format import FORMAT_VERSION
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
-from hubkit.hub.handles import MARKER
+from hubkit.hub.handles import MARKER, is_registry_name_part, split_module_name
 from hubkit.hub.hashing import sha256_file
 
 __all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
 
 MIN_HUBKIT_VERSION = {1: "0.1.0"}  # oldest hubkit able to load each format version
-_NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _PACK_BUFFER = 1 << 20
 _STORE_MIN_SIZE = 1 << 20  # smaller files are always compressed: switching gzip members costs bytes
 _SAMPLE_SIZE = 256 << 10
@@ -107,13 +106,13 @@ def _marker_format(module_dir: str) -> int:
 
 
 def _check_name(name: str) -> tuple[str, str]:
-    parts = name.split("/") if isinstance(name, str) else []
-    if len(parts) != 2 or not all(_NAME_PART.match(p) for p in parts):
+    parts = split_module_name(name)
+    if parts is None:
         raise RegistryError(
             f"Module name {name!r} is not of the form 'publisher/name' (letters, digits, '.', '_', '-'; "
-            "starting with a letter or digit)."
+            "starting with a letter or digit; not ending in '.json', '.html' or '.gz', nor containing '.tmp-')."
         )
-    return parts[0], parts[1]
+    return parts
 
 
 def _module_files(module_dir: str) -> list[tuple[str, str]]:
@@ -334,10 +333,10 @@ def _module_roots(registry_root: str) -> list[tuple[str, str]]:
     roots = []
     for publisher in sorted(os.listdir(registry_root)):
         publisher_dir = os.path.join(registry_root, publisher)
-        if not _NAME_PART.match(publisher) or not os.path.isdir(publisher_dir):
+        if not is_registry_name_part(publisher) or not os.path.isdir(publisher_dir):
             continue
         for name in sorted(os.listdir(publisher_dir)):
-            if _NAME_PART.match(name) and os.path.isdir(os.path.join(publisher_dir, name)):
+            if is_registry_name_part(name) and os.path.isdir(os.path.join(publisher_dir, name)):
                 roots.append((f"{publisher}/{name}", os.path.join(publisher_dir, name)))
     return roots
 

@@ -264,11 +264,31 @@ class HttpRegistryResolver(_BuiltinResolver):
             finally:
                 client.close()
             sha256, size = _check_manifest(manifest, f"{normalized}.json")
+            _check_manifest_identity(manifest, f"{normalized}.json", normalized)
             extra = _download(self.config, ctx, f"{normalized}.tar.gz", size, sha256)
             extra["manifest"] = manifest
             return ctx.part_path, extra
 
         return _install_archive(self.config, key, normalized, fetch)
+
+
+def _check_manifest_identity(manifest: dict[str, Any], url: str, handle: str) -> None:
+    """Refuses a manifest that describes another module or version than the registry URL names.
+
+    Manifests written by :func:`hubkit.publish` always hold ``name`` and ``version``; a manifest from
+    another tool may omit them, but one that states them must agree with the URL.
+    """
+    parts = registry_parts(handle)
+    if parts is None:  # pragma: no cover - the resolver only handles registry URLs
+        return
+    _, publisher, name, version = parts
+    expected = (f"{publisher}/{name}", version)
+    stated = (manifest.get("name", expected[0]), manifest.get("version", expected[1]))
+    if stated != expected or isinstance(stated[1], bool):
+        raise DownloadError(
+            f"Manifest {url!r} describes module {stated[0]!r} version {stated[1]!r}, but the handle {handle!r} "
+            f"names module {expected[0]!r} version {expected[1]}; the registry is inconsistent."
+        )
 
 
 def _check_manifest(manifest: Any, url: str) -> tuple[str, int]:

@@ -8,9 +8,11 @@ from hubkit.errors import ResolveError
 from hubkit.hub.handles import (
     cache_key,
     is_archive_name,
+    is_registry_name_part,
     is_url,
     normalize_handle,
     registry_parts,
+    split_module_name,
     split_sha256_pin,
     url_to_path,
 )
@@ -41,6 +43,21 @@ def test_registry_parts():
     assert registry_parts("https://h/acme/text-embedding/2.tar.gz") is None
     assert registry_parts("https://h/acme/text/2?x=1") is None
     assert registry_parts("file:///acme/text/2") is None
+    # Versions are positive integers spelled without leading zeros: one version, one URL, one cache entry.
+    for version in ("0", "01", "007", "-1"):
+        assert registry_parts(f"https://h/acme/text/{version}") is None
+    assert registry_parts("https://h/acme/index.json/1") is None  # not a name a registry can hold
+
+
+def test_registry_name_rule_is_shared():
+    good = ["acme", "text-embedding", "v1.2", "a_b", "9lives", "json"]
+    bad = ["", ".hidden", "-x", "index.json", "index.html", "INDEX.JSON", "1.json", "2.tar.gz", "x.gz",
+           "a.tmp-0123", "a/b", "a b", None, 7]
+    assert [p for p in good if not is_registry_name_part(p)] == []
+    assert [p for p in bad if is_registry_name_part(p)] == []
+    assert split_module_name("acme/text") == ("acme", "text")
+    for name in ("acme", "acme/text/x", "acme/index.json", "index.html/x", "acme/", None):
+        assert split_module_name(name) is None
 
 
 def test_sha256_pin():

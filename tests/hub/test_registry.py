@@ -90,10 +90,28 @@ def test_two_modules_share_the_root_index(tmp_path, fake_module):
     assert "default" in page and "float32" in page  # signatures are listed
 
 
-@pytest.mark.parametrize("name", ["echo", "acme/echo/x", "../echo", "acme/.hidden", "acme/", 7])
+@pytest.mark.parametrize("name", [
+    "echo", "acme/echo/x", "../echo", "acme/.hidden", "acme/", 7,
+    # Names of files the registry writes: a directory of that name would shadow them.
+    "index.json/x", "index.html/x", "acme/index.json", "acme/INDEX.HTML", "acme/1.json", "acme/2.tar.gz",
+    "acme/x.tmp-0123abcd", "acme.json/echo", "acme/echo.gz",
+])
 def test_bad_names_are_refused(tmp_path, fake_module, name):
+    root = tmp_path / "reg"
     with pytest.raises(RegistryError, match="publisher/name"):
-        publish(fake_module, str(tmp_path / "reg"), name=name, validate=fake_validate)
+        publish(fake_module, str(root), name=name, validate=fake_validate)
+    assert not root.exists()
+
+
+def test_reserved_name_cannot_brick_a_registry(tmp_path, fake_module):
+    root = str(tmp_path / "reg")
+    publish(fake_module, root, name="acme/echo", validate=fake_validate)
+    for name in ("index.json/x", "acme/index.json"):
+        with pytest.raises(RegistryError, match=r"not ending in '\.json'"):
+            publish(fake_module, root, name=name, validate=fake_validate)
+    assert os.path.isfile(os.path.join(root, "index.json")) and os.path.isfile(os.path.join(root, "acme", "echo", "index.json"))
+    assert publish(fake_module, root, name="acme/echo", validate=fake_validate)["version"] == 2
+    assert check_registry(root) == []
 
 
 @pytest.mark.parametrize("version", [0, -1, True, "2"])

@@ -118,6 +118,27 @@ def test_404_says_module_or_version_does_not_exist(hub_env, registry_server):
     assert registry_server.count("/acme/echo/7.json") == 1  # a 404 is not retried
 
 
+def test_manifest_of_another_module_or_version_is_refused(hub_env, registry_server):
+    # A registry whose acme/other/3 files are copies of acme/echo/1: the manifest says so.
+    source = os.path.join(registry_server.root, "acme", "echo")
+    target = os.path.join(registry_server.root, "acme", "other")
+    os.makedirs(target)
+    shutil.copy(os.path.join(source, "1.json"), os.path.join(target, "3.json"))
+    shutil.copy(os.path.join(source, "1.tar.gz"), os.path.join(target, "3.tar.gz"))
+    handle = f"{registry_server.url}/acme/other/3"
+    with pytest.raises(DownloadError, match=r"describes module 'acme/echo' version 1, but the handle .* names "
+                                            r"module 'acme/other' version 3"):
+        resolve(handle)
+    assert registry_server.count("/acme/other/3.tar.gz") == 0 and _cache_dirs(hub_env) == []
+
+
+@pytest.mark.parametrize("version", ["0", "01"])
+def test_version_zero_or_with_leading_zeros_is_not_a_registry_handle(hub_env, registry_server, version):
+    with pytest.raises(ResolveError, match="No resolver supports handle"):
+        resolve(f"{registry_server.url}/acme/echo/{version}")
+    assert registry_server.requests == []
+
+
 def test_500_then_success(hub_env, registry_server):
     registry_server.faults[MANIFEST] = ["500"]
     registry_server.faults[ARCHIVE] = ["500", "503-retry-after"]
