@@ -63,8 +63,8 @@ def add_signature(name: str | None = None, inputs: Any = None, outputs: Any = No
         outputs: a tensor (meaning ``{"default": tensor}``) or a dict name -> tensor.
 
     Raises:
-        SignatureError: called outside ``module_fn``, an input that is not a placeholder, or a value
-            that is not a tensor of the module's graph.
+        SignatureError: called outside ``module_fn``, an input that is not a placeholder, one
+            placeholder under two input names, or a value that is not a tensor of the module's graph.
 
     >>> import hubkit as hk
     >>> def module_fn():
@@ -79,6 +79,7 @@ def add_signature(name: str | None = None, inputs: Any = None, outputs: Any = No
         raise SignatureError(f"Invalid signature name {name!r}; use letters, digits, '_', '.' and '-'.")
     ins = _as_dict(inputs, "input", name)
     outs = _as_dict(outputs, "output", name)
+    keys_of: dict[str, str] = {}
     for key, t in ins.items():
         if not isinstance(t, Tensor) or t.graph is not builder.graph:
             raise SignatureError(f"Signature {name!r} input {key!r} must be a placeholder of the module, got {t!r}.")
@@ -86,6 +87,13 @@ def add_signature(name: str | None = None, inputs: Any = None, outputs: Any = No
             raise SignatureError(
                 f"Signature {name!r} input {key!r} must be a placeholder, but {t.name!r} is a {t.node.op}."
             )
+        if t.name in keys_of:
+            first, second = sorted((keys_of[t.name], key))
+            raise SignatureError(
+                f"Signature {name!r} inputs {first!r} and {second!r} are the same placeholder {t.name!r}; "
+                "each input needs its own placeholder."
+            )
+        keys_of[t.name] = key
     for key, t in list(outs.items()):
         if hasattr(t, "_as_graph_tensor") and not isinstance(t, Tensor):
             t = outs[key] = t._as_graph_tensor(builder.graph)

@@ -44,6 +44,15 @@ def test_inputs_must_be_placeholders():
         hk.create_module_spec(module_fn)
 
 
+def test_one_placeholder_under_two_input_names_is_refused():
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None], name="x")
+        hk.add_signature(inputs={"b": x, "a": x}, outputs=x * 2.0)
+
+    with pytest.raises(hk.SignatureError, match=r"Signature 'default' inputs 'a' and 'b' are the same placeholder 'x:0'"):
+        hk.create_module_spec(module_fn)
+
+
 def test_outputs_needing_other_placeholders_are_refused():
     def module_fn():
         x = hk.placeholder(hk.float32, [None], name="x")
