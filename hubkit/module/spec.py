@@ -99,10 +99,15 @@ def _decode_signature(sd: pb.SignatureDef, nodes: dict[str, NodeSpec], where: st
             if node_name not in nodes:
                 raise FormatError(f"{where}: {info.key!r} names the tensor {name!r}, which is not in the graph.")
             part[info.key] = TensorInfo(name, dtype, shape)
+    keys_of: dict[str, str] = {}
     for key, info in parts[0].items():
         node = nodes[split_tensor_name(info.name)[0]]
         if node.op != "Placeholder" or node.attrs.get("dtype") is not info.dtype:
             raise FormatError(f"{where}: input {key!r} is not a {info.dtype.name} placeholder.")
+        if info.name in keys_of:
+            first, second = sorted((keys_of[info.name], key))
+            raise FormatError(f"{where}: inputs {first!r} and {second!r} are the same placeholder {info.name!r}.")
+        keys_of[info.name] = key
     return SignatureSpec(sd.name, parts[0], parts[1])
 
 

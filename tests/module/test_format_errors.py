@@ -106,6 +106,17 @@ def test_input_of_missing_node(module_dir):
         _load(module_dir)
 
 
+def test_signature_feeding_one_placeholder_twice(module_dir):
+    graph = _graph(module_dir)
+    signature = graph.variants[0].signatures[0]
+    extra = signature.inputs.add()
+    extra.CopyFrom(signature.inputs[0])
+    extra.key = "again"
+    _write_graph(module_dir, graph)
+    with pytest.raises(hk.FormatError, match=r"graph.pb.*inputs 'again' and 'default' are the same placeholder 'x:0'"):
+        _load(module_dir)
+
+
 def test_corrupt_array_attribute(module_dir):
     graph = _graph(module_dir)
     const = next(n for n in graph.variants[0].nodes if n.name == "scale")
