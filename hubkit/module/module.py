@@ -10,7 +10,8 @@ import numpy as np
 
 from hubkit.errors import FormatError, GraphError, ResolveError, SignatureError
 from hubkit.format.safetensors_io import map_tensors
-from hubkit.graph import Graph, GraphKeys, Tensor, get_default_graph
+from hubkit.graph import Graph, GraphKeys, Tensor, format_shape, get_default_graph
+from hubkit.graph.shapes import merge_shapes
 from hubkit.module.assets import ASSET_FILEPATHS
 from hubkit.module.loader import VARIABLES_DIR, load_module_spec
 from hubkit.module.signatures import (
@@ -46,6 +47,24 @@ class _StoredValue:
 
 def _is_symbolic(value: Any) -> bool:
     return isinstance(value, Tensor) or (hasattr(value, "_as_graph_tensor") and not isinstance(value, np.ndarray))
+
+
+def _with_declared_shape(sig: SignatureSpec, key: str, t: Tensor, created: set[int]) -> Tensor:
+    """Gives an output tensor the signature's declared shape where inference knows less (as TF Hub does).
+
+    Only tensors this call created are refined; an output that is one of the caller's own tensors
+    (an input passed through) or a shared variable read keeps its shape.
+    """
+    declared = sig.outputs[key].shape
+    merged = merge_shapes(t.shape, declared)
+    if merged is False:
+        raise SignatureError(
+            f"Signature {sig.name!r} output {key!r} is declared with shape {format_shape(declared)}, but the tensor "
+            f"{t.name!r} computed from the given inputs has shape {format_shape(t.shape)}."
+        )
+    if merged != t.shape and id(t.node) in created:
+        t.shape = merged
+    return t
 
 
 class Module:
@@ -265,7 +284,8 @@ class Module:
         for node in result.nodes.values():
             if node.op == "AssetPath":
                 graph.add_to_collection(ASSET_FILEPATHS, node.outputs[0])
-        outputs = {k: result.tensor(sig.outputs[k].name) for k in out_keys}
+        created = {id(n) for n in result.nodes.values() if n.op != "Variable"}
+        outputs = {k: _with_declared_shape(sig, k, result.tensor(sig.outputs[k].name), created) for k in out_keys}
         return outputs if as_dict else outputs["default"]
 
     def _reachable(self, key: str, input_map: dict[str, Tensor]) -> list[tuple[str, str]]:

@@ -124,6 +124,51 @@ def test_symbolic_input_errors(plus_one_spec):
     assert hk.Session(g).run(out, {a: [1.0, 1.0]}).tolist() == [3.0, 4.0]
 
 
+def test_symbolic_outputs_get_the_declared_shapes(mlp_spec, rng):
+    m = hk.Module(mlp_spec)
+    g = hk.Graph()
+    with g.as_default():
+        unknown_rank = hk.placeholder(hk.float32)
+        logits = m(unknown_rank)
+        hidden = m(unknown_rank, signature="hidden", as_dict=True)
+        assert logits.shape == (None, 3)  # inference alone gives unknown rank
+        assert hidden["activations"].shape == (None, 5) and hidden["sum"].shape == (None,)
+        assert m(hk.placeholder(hk.float32, [7, 4])).shape == (7, 3)  # a more specific inferred shape stays
+    x = rng.normal(size=(2, 4)).astype(np.float32)
+    np.testing.assert_allclose(hk.Session(g).run(logits, {unknown_rank: x}), m(x), rtol=1e-6)
+
+
+def test_symbolic_call_does_not_reshape_the_callers_tensors():
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 2], name="x")
+        hk.add_signature(inputs=x, outputs=x)
+
+    m = hk.Module(hk.create_module_spec(module_fn))
+    with hk.Graph().as_default():
+        p = hk.placeholder(hk.float32)
+        assert m(p) is p and p.shape is None
+
+
+def test_declared_output_shape_contradicting_inference(tmp_path):
+    from hubkit.format import hubkit_module_pb2 as pb
+
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 4], name="x")
+        hk.add_signature(inputs=x, outputs=hk.layers.dense(x, 2, name="d"))
+
+    hk.Module(hk.create_module_spec(module_fn)).export(tmp_path / "m")
+    graph = pb.ModuleGraph.FromString((tmp_path / "m" / "graph.pb").read_bytes())
+    graph.variants[0].signatures[0].outputs[0].shape.dims[1] = 3
+    (tmp_path / "m" / "graph.pb").write_bytes(graph.SerializeToString())
+    m = hk.Module(str(tmp_path / "m"))
+    with hk.Graph().as_default(), pytest.raises(
+        hk.SignatureError,
+        match=r"output 'default' is declared with shape \[None, 3\], but the tensor 'module/d/BiasAdd:0' .* has "
+        r"shape \[None, 2\]",
+    ):
+        m(hk.placeholder(hk.float32, [None, 4]))
+
+
 def test_not_trainable_adds_nothing_to_collections(mlp_spec):
     m = hk.Module(mlp_spec)
     assert m.trainable_variables == [] and all(not v.trainable for v in m.variables)
