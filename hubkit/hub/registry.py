@@ -9,28 +9,36 @@ Layout of a registry root (plain files, served by any static web server)::
     <publisher>/<name>/<N>.json      its manifest: sha256, size, format version, signatures, ...
 
 :func:`publish` writes the archive, then the manifest, then the indexes, each to a temp name then
-renamed. Indexes are rebuilt from the manifests on disk, so concurrent publishes of different modules
-never lose each other's entries and a crashed publish is repaired by the next one.
+renamed. Indexes are rebuilt from the manifests on disk under a lock file (``.index.lock``, created
+with ``O_EXCL``; see :mod:`hubkit.hub.lock`), and a rebuild re-lists the versions on disk after writing
+and starts over if they changed, so concurrent publishes never lose each other's entries (even when a
+stale lock was taken over) and a crashed publish is repaired by the next one. A malformed manifest is
+left out of the indexes with a warning (and reported by :func:`check_registry`); it never stops
+publishing other versions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import tarfile
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hubkit.errors import HubkitError, RegistryError
 from hubkit.format import FORMAT_VERSION
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
-from hubkit.hub.handles import MARKER, is_registry_name_part, split_module_name
+from hubkit.hub.handles import MARKER, is_registry_name_part, is_sha256_hex, split_module_name
 from hubkit.hub.hashing import sha256_file
+from hubkit.hub.lock import LockFile
 
 __all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
 
@@ -40,6 +48,12 @@ _STORE_MIN_SIZE = 1 << 20  # smaller files are always compressed: switching gzip
 _SAMPLE_SIZE = 256 << 10
 _MANIFEST = re.compile(r"^([1-9][0-9]*)\.json$")
 _ARCHIVE = re.compile(r"^([1-9][0-9]*)\.tar\.gz$")
+_INDEX_LOCK = ".index.lock"  # a hidden file: static servers configured as in registry/ never serve it
+INDEX_LOCK_STALE_AFTER = 120.0  # seconds without progress after which a live holder's index lock is taken over
+_LOCK_POLL = 0.05
+_MAX_REBUILDS = 10
+_sleep = time.sleep  # waiting for the index lock (tests observe it)
+_log = logging.getLogger("hubkit.hub")
 
 Validator = Callable[[str], dict[str, Any]]
 
@@ -329,6 +343,84 @@ def read_manifest(path: str) -> dict[str, Any]:
     return value
 
 
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _manifest_problem(manifest: dict[str, Any], name: str, number: int) -> str | None:
+    """What makes a manifest unfit for the indexes and the catalog, or ``None`` if it is fit."""
+    version = manifest.get("version")
+    if not _is_positive_int(version) or version != number:
+        return f"its 'version' is {version!r}, but its file name says {number}"
+    if manifest.get("name", name) != name:
+        return f"its 'name' is {manifest.get('name')!r}, but it lies in the directory of {name!r}"
+    size = manifest.get("size")
+    if not is_sha256_hex(manifest.get("sha256")) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return "it lacks a valid 'sha256' (64 lowercase hex digits) and 'size' (bytes)"
+    if not isinstance(manifest.get("description", ""), str):
+        return f"its 'description' is {manifest.get('description')!r}, not a string"
+    variants = manifest.get("variants", [])
+    if not isinstance(variants, list) or not all(
+        isinstance(v, dict) and isinstance(v.get("tags", []), list) and isinstance(v.get("signatures", {}), dict)
+        for v in variants
+    ):
+        return "its 'variants' is not a list of {'tags': [...], 'signatures': {...}} objects"
+    return None
+
+
+def _load_manifest(module_root: str, name: str, number: int) -> dict[str, Any]:
+    """Reads and checks the manifest of version ``number`` of module ``name``.
+
+    Raises:
+        RegistryError: The manifest is unreadable or does not describe that version of that module.
+    """
+    path = os.path.join(module_root, f"{number}.json")
+    manifest = read_manifest(path)
+    problem = _manifest_problem(manifest, name, number)
+    if problem is not None:
+        raise RegistryError(f"Manifest {path!r} is malformed: {problem}.")
+    return manifest
+
+
+def _complete_versions(module_root: str) -> list[int]:
+    """Versions whose manifest and archive both exist (a publish in progress or crashed has only one)."""
+    return sorted(
+        number for number in _published_versions(module_root)
+        if os.path.isfile(os.path.join(module_root, f"{number}.json"))
+        and os.path.isfile(os.path.join(module_root, f"{number}.tar.gz"))
+    )
+
+
+def _listing(registry_root: str) -> dict[str, list[int]]:
+    return {name: _complete_versions(module_root) for name, module_root in _module_roots(registry_root)}
+
+
+@contextlib.contextmanager
+def _index_lock(registry_root: str) -> Iterator[LockFile | None]:
+    """Holds ``<root>/.index.lock`` while the indexes are rebuilt; yields the lock (``None`` if unsupported)."""
+    lock = LockFile(os.path.join(registry_root, _INDEX_LOCK), INDEX_LOCK_STALE_AFTER)
+    waiting_logged = False
+    while True:
+        try:
+            if lock.try_acquire():
+                break
+        except OSError as exc:  # e.g. no O_EXCL: go on, the re-listing after writing still converges
+            _log.warning("Could not create lock %s (%s); rebuilding the indexes without it.", lock.path, exc)
+            yield None
+            return
+        if lock.take_over_if_stale() is not None:
+            continue
+        if not waiting_logged:
+            _log.warning("Waiting for lock %s held by %r (another publish is rebuilding the indexes).",
+                         lock.path, lock.holder())
+            waiting_logged = True
+        _sleep(_LOCK_POLL)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def _module_roots(registry_root: str) -> list[tuple[str, str]]:
     roots = []
     for publisher in sorted(os.listdir(registry_root)):
@@ -344,21 +436,41 @@ def _module_roots(registry_root: str) -> list[tuple[str, str]]:
 def rebuild_indexes(registry_root: str) -> dict[str, Any]:
     """Rewrites every module ``index.json``, the root ``index.json`` and ``index.html`` from the manifests.
 
+    Runs under the registry's index lock, and starts over when the versions on disk changed while it
+    wrote (a publish whose lock wait was cut short), so the indexes written last list every version
+    whose publish finished. Versions with a malformed manifest are left out with a warning.
+
+    Args:
+        registry_root: The registry root directory.
+
     Returns:
         The root index written.
     """
+    with _index_lock(registry_root) as lock:
+        for _ in range(_MAX_REBUILDS):
+            listed, root_index = _rebuild_once(registry_root, lock)
+            if _listing(registry_root) == listed:
+                break
+    return root_index
+
+
+def _rebuild_once(registry_root: str, lock: LockFile | None) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """One rebuild: returns the complete versions it saw on disk and the root index it wrote."""
     from hubkit.hub.catalog import render_catalog
 
+    listed: dict[str, list[int]] = {}
     modules: dict[str, Any] = {}
     manifests: dict[str, list[dict[str, Any]]] = {}
     for name, module_root in _module_roots(registry_root):
+        if lock is not None:
+            lock.touch()
         versions = []
-        for number in sorted(_published_versions(module_root)):
-            manifest_path = os.path.join(module_root, f"{number}.json")
-            if not os.path.isfile(manifest_path) or not os.path.isfile(os.path.join(module_root, f"{number}.tar.gz")):
-                continue  # a publish in progress (or crashed): not listed until both files exist
-            manifest = read_manifest(manifest_path)
-            versions.append(manifest)
+        listed[name] = _complete_versions(module_root)
+        for number in listed[name]:
+            try:
+                versions.append(_load_manifest(module_root, name, number))
+            except RegistryError as exc:
+                _log.warning("Leaving %s version %d out of the indexes: %s", name, number, exc)
         if not versions:
             continue
         entries = [
@@ -377,7 +489,7 @@ def rebuild_indexes(registry_root: str) -> dict[str, Any]:
     root_index = {"format": "hubkit-registry", "format_version": 1, "modules": modules}
     _write_replace(os.path.join(registry_root, "index.json"), _dump(root_index))
     _write_replace(os.path.join(registry_root, "index.html"), render_catalog(manifests).encode("utf-8"))
-    return root_index
+    return listed, root_index
 
 
 def check_registry(registry_root: str) -> list[str]:
@@ -399,30 +511,63 @@ def check_registry(registry_root: str) -> list[str]:
             raise TypeError("'modules' is not an object")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [f"Root index {index_path!r} is missing or malformed: {exc}."]
-    on_disk = {name for name, _ in _module_roots(registry_root)}
-    for name in sorted(on_disk - set(modules)):
+    on_disk = dict(_module_roots(registry_root))
+    for name in sorted(set(on_disk) - set(modules)):
         problems.append(f"Module directory {name!r} is not listed in the root index.json.")
+    checked: set[tuple[str, int]] = set()
     for name in sorted(modules):
+        if split_module_name(name) is None:  # never joined into a path: it could point outside the root
+            problems.append(f"Root index lists module {name!r}, which is not a valid 'publisher/name'.")
+            continue
         module_root = os.path.join(registry_root, *name.split("/"))
-        listed = modules[name].get("versions", []) if isinstance(modules[name], dict) else []
-        try:
-            with open(os.path.join(module_root, "index.json"), encoding="utf-8") as f:
-                module_versions = [v["version"] for v in json.load(f)["versions"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            problems.append(f"Module {name!r} has no readable index.json.")
+        entry = modules[name]
+        listed = _version_numbers(entry.get("versions") if isinstance(entry, dict) else None)
+        if listed is None:
+            problems.append(f"Root index entry of module {name!r} has malformed 'versions'; "
+                            "expected a list of positive integers.")
+            listed = []
+        module_versions = _module_index_versions(module_root)
+        if module_versions is None:
+            problems.append(f"Module {name!r} has no readable index.json (a list of versions, each with a "
+                            "positive integer 'version').")
             module_versions = []
         if sorted(module_versions) != sorted(listed):
             problems.append(f"Module {name!r}: root index lists versions {sorted(listed)}, "
                             f"its index.json lists {sorted(module_versions)}.")
         for number in sorted(set(listed) | set(module_versions)):
             problems.extend(_check_version(name, module_root, number))
+            checked.add((name, number))
+    for name, module_root in sorted(on_disk.items()):
+        for number in _complete_versions(module_root):
+            if (name, number) not in checked:
+                problems.append(f"Version {name + '/' + str(number)!r} is on disk but not listed in the indexes.")
+                problems.extend(_check_version(name, module_root, number))
     return problems
+
+
+def _version_numbers(value: Any) -> list[int] | None:
+    """``value`` if it is a list of positive integers, else ``None``."""
+    if not isinstance(value, list) or not all(_is_positive_int(v) for v in value):
+        return None
+    return value
+
+
+def _module_index_versions(module_root: str) -> list[int] | None:
+    """The versions a module's ``index.json`` lists, or ``None`` if it is missing or malformed."""
+    try:
+        with open(os.path.join(module_root, "index.json"), encoding="utf-8") as f:
+            entries = json.load(f)["versions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    return _version_numbers([e.get("version") for e in entries])
 
 
 def _check_version(name: str, module_root: str, number: int) -> list[str]:
     label = f"{name}/{number}"
     try:
-        manifest = read_manifest(os.path.join(module_root, f"{number}.json"))
+        manifest = _load_manifest(module_root, name, number)
     except RegistryError as exc:
         return [f"Version {label!r}: {exc}"]
     archive = os.path.join(module_root, f"{number}.tar.gz")

@@ -164,3 +164,138 @@ def test_crashed_publish_leftovers_are_not_listed(tmp_path, fake_module):
     from hubkit.hub import rebuild_indexes
 
     assert rebuild_indexes(root)["modules"]["acme/echo"]["versions"] == [1]
+
+
+@pytest.mark.parametrize("lock_works", [True, False], ids=["index-lock", "no-lock-relist"])
+def test_concurrent_publishes_keep_each_others_index_entries(tmp_path, fake_module, monkeypatch, lock_works):
+    """Publisher A lists the modules, then B publishes before A writes: A must not drop B's entry."""
+    import threading
+
+    import hubkit.hub.registry as registry
+
+    root = str(tmp_path / "reg")
+    real_module_roots, real_sleep = registry._module_roots, registry._sleep
+    a_listed, b_progress = threading.Event(), threading.Event()
+
+    def module_roots(path):
+        found = real_module_roots(path)
+        if threading.current_thread().name == "A" and not a_listed.is_set():
+            a_listed.set()
+            b_progress.wait(10)  # B publishes (no lock) or waits for A's lock meanwhile
+        return found
+
+    def sleep(seconds):
+        b_progress.set()  # B is waiting for the index lock A holds
+        real_sleep(seconds)
+
+    def refuse_lock(self):
+        raise OSError("O_EXCL is not supported here")
+
+    monkeypatch.setattr(registry, "_module_roots", module_roots)
+    monkeypatch.setattr(registry, "_sleep", sleep)
+    if not lock_works:
+        monkeypatch.setattr(registry.LockFile, "try_acquire", refuse_lock)
+    errors = []
+
+    def run(name, first_wait=None):
+        try:
+            if first_wait is not None:
+                assert first_wait.wait(10)
+            publish(fake_module, root, name=name, validate=fake_validate)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            b_progress.set()
+
+    threads = [threading.Thread(target=run, args=("acme/a",), name="A"),
+               threading.Thread(target=run, args=("acme/b", a_listed), name="B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    assert sorted(_load(os.path.join(root, "index.json"))["modules"]) == ["acme/a", "acme/b"]
+    assert check_registry(root) == []
+    assert not os.path.exists(os.path.join(root, ".index.lock"))
+
+
+def test_index_lock_of_a_dead_publisher_is_taken_over(tmp_path, fake_module):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(30)
+    root = tmp_path / "reg"
+    root.mkdir()
+    (root / ".index.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "id": "dead"}))
+    assert publish(fake_module, str(root), name="acme/echo", validate=fake_validate)["version"] == 1
+    assert _load(root / "index.json")["modules"]["acme/echo"]["versions"] == [1]
+    assert not (root / ".index.lock").exists()
+
+
+@pytest.mark.parametrize("bad", [b"{bad", b"{}", b"[]", b'{"version": 2}', b'{"version": "1"}'])
+def test_malformed_manifest_does_not_stop_publishing(tmp_path, fake_module, bad, caplog):
+    root = str(tmp_path / "reg")
+    good = publish(fake_module, root, name="acme/a", validate=fake_validate)
+    with open(os.path.join(root, "acme", "a", "1.json"), "wb") as f:
+        f.write(bad)
+    with caplog.at_level("WARNING", logger="hubkit.hub"):
+        assert publish(fake_module, root, name="acme/b", validate=fake_validate)["version"] == 1
+        assert publish(fake_module, root, name="acme/a", validate=fake_validate)["version"] == 2
+    assert "Leaving acme/a version 1 out of the indexes" in caplog.text
+    modules = _load(os.path.join(root, "index.json"))["modules"]
+    assert modules["acme/b"]["versions"] == [1] and modules["acme/a"]["versions"] == [2]
+    assert [v["version"] for v in _load(os.path.join(root, "acme", "a", "index.json"))["versions"]] == [2]
+    problems = check_registry(root)
+    assert len(problems) == 2, problems
+    assert "'acme/a/1' is on disk but not listed" in problems[0]
+    assert problems[1].startswith("Version 'acme/a/1': Manifest") and ("malformed" in problems[1]
+                                                                       or "cannot be read" in problems[1]
+                                                                       or "not a JSON object" in problems[1])
+    assert good["sha256"] not in "".join(problems)
+
+
+def test_manifest_version_must_match_its_file_number(tmp_path, fake_module):
+    root = str(tmp_path / "reg")
+    manifest = publish(fake_module, root, name="acme/a", validate=fake_validate)
+    manifest["version"] = True  # a bool is not a version, even though True == 1
+    with open(os.path.join(root, "acme", "a", "1.json"), "w") as f:
+        json.dump(manifest, f)
+    from hubkit.hub import rebuild_indexes
+
+    assert rebuild_indexes(root)["modules"] == {}
+    assert any("its 'version' is True, but its file name says 1" in p for p in check_registry(root))
+
+
+def test_check_registry_reports_malformed_index_entries(tmp_path, fake_module, monkeypatch):
+    import hubkit.hub.registry as registry
+
+    root = str(tmp_path / "reg")
+    publish(fake_module, root, name="acme/echo", validate=fake_validate)
+    index = _load(os.path.join(root, "index.json"))
+    index["modules"].update({
+        "../../etc": {"versions": [1]},
+        "acme/index.json": {"versions": [1]},
+        "acme/strange": {"versions": ["1", None, [2]]},
+        "acme/nothing": 5,
+    })
+    index["modules"]["acme/echo"]["versions"] = [1, 0, True]
+    with open(os.path.join(root, "index.json"), "w") as f:
+        json.dump(index, f)
+    os.makedirs(os.path.join(root, "acme", "strange"))
+    with open(os.path.join(root, "acme", "strange", "index.json"), "w") as f:
+        json.dump({"versions": [{"version": "1"}, 3]}, f)
+    hashed = []
+    real_sha256_file = registry.sha256_file
+    monkeypatch.setattr(registry, "sha256_file", lambda path: hashed.append(path) or real_sha256_file(path))
+    problems = check_registry(root)
+    text = "\n".join(problems)
+    assert "Root index lists module '../../etc', which is not a valid 'publisher/name'." in text
+    assert "Root index lists module 'acme/index.json', which is not a valid" in text
+    assert "Root index entry of module 'acme/echo' has malformed 'versions'" in text
+    assert "Root index entry of module 'acme/strange' has malformed 'versions'" in text
+    assert "Module 'acme/strange' has no readable index.json" in text
+    assert "Root index entry of module 'acme/nothing' has malformed 'versions'" in text
+    root_real = os.path.realpath(root)
+    assert hashed and all(os.path.realpath(p).startswith(root_real + os.sep) for p in hashed)
