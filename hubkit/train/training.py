@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import FeedError, GraphError
-from hubkit.graph import Graph, GraphKeys, Tensor, placeholder
+from hubkit.graph import Graph, GraphKeys, Tensor, format_shape, placeholder
 from hubkit.layers.base import suppress_recording
 from hubkit.runtime import Session
 from hubkit.runtime.executor import convert_feed
@@ -41,6 +41,8 @@ def _clip(p: Tensor) -> Tensor:
     return _hk().clip_by_value(p, 1e-7, 1.0 - 1e-7)
 
 
+# Losses on probabilities that hubkit.losses has no twin for (it works on logits); everything else
+# below delegates to hubkit.losses, which checks the labels' shape against the predictions'.
 def _sparse_ce(labels: Tensor, probs: Tensor) -> Tensor:
     hk = _hk()
     onehot = hk.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
@@ -52,42 +54,31 @@ def _categorical_ce(labels: Tensor, probs: Tensor) -> Tensor:
     return hk.reduce_mean(-hk.reduce_sum(labels * hk.log(_clip(probs)), axis=-1))
 
 
-def _binary_ce(labels: Tensor, probs: Tensor) -> Tensor:
-    hk = _hk()
-    p = _clip(probs)
-    return hk.reduce_mean(-(labels * hk.log(p) + (1.0 - labels) * hk.log(1.0 - p)))
+def _from_losses(name: str, **kwargs: Any) -> Callable[[Tensor, Tensor], Tensor]:
+    """``hubkit.losses.<name>`` as ``fn(labels, predictions)``, kept out of the LOSSES collection."""
 
-
-def _mse(labels: Tensor, preds: Tensor) -> Tensor:
-    hk = _hk()
-    return hk.reduce_mean(hk.square(preds - labels))
-
-
-def _mae(labels: Tensor, preds: Tensor) -> Tensor:
-    hk = _hk()
-    return hk.reduce_mean(hk.abs(preds - labels))
-
-
-def _from_logits(name: str) -> Callable[[Tensor, Tensor], Tensor]:
-    def loss(labels: Tensor, logits: Tensor) -> Tensor:
+    def loss(labels: Tensor, predictions: Tensor) -> Tensor:
         fn = getattr(_hk().losses, name)
-        return fn(labels, logits, loss_collection=None)
+        return fn(labels, predictions, loss_collection=None, **kwargs)
 
     loss.__name__ = name
     return loss
 
 
+_mae = _from_losses("absolute_difference")
+_mse = _from_losses("mean_squared_error")
+
 _LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "binary_crossentropy": _binary_ce,
+    "binary_crossentropy": _from_losses("log_loss", epsilon=1e-7),
     "categorical_crossentropy": _categorical_ce,
     "mae": _mae,
     "mean_absolute_error": _mae,
     "mean_squared_error": _mse,
     "mse": _mse,
-    "sigmoid_cross_entropy": _from_logits("sigmoid_cross_entropy"),
-    "softmax_cross_entropy": _from_logits("softmax_cross_entropy"),
+    "sigmoid_cross_entropy": _from_losses("sigmoid_cross_entropy"),
+    "softmax_cross_entropy": _from_losses("softmax_cross_entropy"),
     "sparse_categorical_crossentropy": _sparse_ce,
-    "sparse_softmax_cross_entropy": _from_logits("sparse_softmax_cross_entropy"),
+    "sparse_softmax_cross_entropy": _from_losses("sparse_softmax_cross_entropy"),
 }
 _SPARSE = {"sparse_categorical_crossentropy", "sparse_softmax_cross_entropy"}
 
@@ -207,8 +198,12 @@ class _Heads:
             return [default] * n
         return [value] * n
 
-    def is_sparse(self, i: int) -> bool:
-        return isinstance(self.losses[i], str) and self.losses[i] in _SPARSE
+    def kind(self, i: int) -> str:
+        """``"sparse"`` (class ids), ``"dense"`` (targets shaped like the output) or ``"custom"`` (a callable)."""
+        loss = self.losses[i]
+        if not isinstance(loss, str):
+            return "custom"
+        return "sparse" if loss in _SPARSE else "dense"
 
 
 class _Program:
@@ -285,18 +280,43 @@ class TrainingMixin:
         if isinstance(y, dict):
             y = {k: v for k, v in y.items() if k in names or k not in heads.names}
         arrays = self._arrays(y, names, [None] * len(names), "targets")
-        out = []
-        k = 0
-        for i, f in enumerate(heads.fns):
-            if f is None:
-                continue
-            arr = arrays[k]
-            k += 1
-            if heads.is_sparse(i) or (arr.dtype.kind in "iub" and self._outputs[i].ndim != arr.ndim):
-                out.append(arr.astype(np.int64, copy=False))
-            else:
-                out.append(arr.astype(self._outputs[i].dtype.np_dtype, copy=False))
-        return out
+        targets = iter(arrays)
+        return [self._target(i, next(targets)) for i, f in enumerate(heads.fns) if f is not None]
+
+    def _target(self, i: int, arr: np.ndarray) -> np.ndarray:
+        """Targets of output ``i`` shaped and typed for its loss, as Keras adapts them.
+
+        Sparse losses take integer class ids shaped like the output without its last axis; the
+        other named losses take targets shaped like the output. A trailing axis of size 1 is added
+        or dropped to get there; any other difference is refused rather than broadcast.
+        """
+        heads = self._require_compiled()
+        name, output = heads.names[i], self._outputs[i]
+        if arr.dtype.kind not in "biuf":
+            raise FeedError(f"Model {self.name!r} output {name!r}: targets must be numbers, got dtype {arr.dtype}.")
+        shape = output.shape
+        kind = heads.kind(i)
+        if shape is None:
+            return arr.astype(np.int64 if kind == "sparse" else output.dtype.np_dtype, copy=False)
+        want = shape[:-1] if kind == "sparse" else shape
+        if arr.ndim == len(want) - 1 and want and want[-1] == 1:
+            arr = arr[..., np.newaxis]
+        elif arr.ndim == len(want) + 1 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        fits = arr.ndim == len(want) and all(w is None or w == a for w, a in zip(want, arr.shape))
+        if kind == "custom":  # the loss function decides; integer ids of another rank stay integers
+            if not fits and arr.dtype.kind in "iub":
+                return arr.astype(np.int64, copy=False)
+            return arr.astype(output.dtype.np_dtype, copy=False)
+        if not fits:
+            hint = f" (sparse class ids are shaped like the output without its last axis: {format_shape(want)})"
+            raise FeedError(
+                f"Model {self.name!r} output {name!r} has shape {format_shape(shape)}; the targets for it have "
+                f"shape {format_shape(arr.shape)}{hint if kind == 'sparse' else ''}."
+            )
+        if kind == "sparse":
+            return _class_ids(self.name, name, arr, shape[-1])
+        return arr.astype(output.dtype.np_dtype, copy=False)
 
     def _require_compiled(self) -> _Heads:
         if self._heads is None:
@@ -519,6 +539,24 @@ class TrainingMixin:
         if isinstance(self._output_structure, (list, tuple)):
             return results
         return results[0]
+
+
+def _class_ids(model: str, output: str, arr: np.ndarray, classes: int | None) -> np.ndarray:
+    """``arr`` as int64 class ids, refusing fractions, NaN and ids outside ``[0, classes)``."""
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            raise FeedError(
+                f"Model {model!r} output {output!r}: sparse targets must be integer class ids; got "
+                f"{float(arr[bad].ravel()[0]):g} ({int(bad.sum())} of {arr.size} targets are not)."
+            )
+    ids = arr.astype(np.int64, copy=False)
+    if ids.size and classes is not None and (ids.min() < 0 or ids.max() >= classes):
+        raise FeedError(
+            f"Model {model!r} output {output!r}: class ids must be in [0, {classes}); got ids from "
+            f"{int(ids.min())} to {int(ids.max())}."
+        )
+    return ids
 
 
 def _as_list(structure: Any) -> list[Any]:

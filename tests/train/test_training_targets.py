@@ -1,0 +1,86 @@
+"""fit/evaluate adapt targets to each output as Keras does, and refuse what they cannot adapt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hubkit as hk
+from hubkit import layers as L
+
+
+def regression_model(loss="mse", metrics=None):
+    x = hk.Input((4,), name="feat")
+    model = hk.Model(x, L.Dense(1, name="out")(x))
+    model.compile(hk.train.GradientDescent(0.0), loss, metrics=metrics)
+    return model
+
+
+def classifier(loss="sparse_softmax_cross_entropy"):
+    x = hk.Input((4,), name="feat")
+    model = hk.Model(x, L.Dense(3, name="cls")(x))
+    model.compile(hk.train.GradientDescent(0.0), loss)
+    return model
+
+
+@pytest.mark.parametrize("loss", ["mse", "mae"])
+def test_one_dimensional_regression_targets_are_expanded_not_broadcast(graph, rng, loss):
+    model = regression_model(loss, metrics=["mse", "mae"])
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    y = rng.normal(size=8).astype(np.float32)
+    p = model.predict(x)[:, 0]
+    got = model.evaluate(x, y, batch_size=8)
+    # NumPy reference on the (8,) vs (8,) difference, never the (8, 8) broadcast.
+    np.testing.assert_allclose(got["mse"], np.mean((p - y) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(got["mae"], np.mean(np.abs(p - y)), rtol=1e-5)
+    assert got == model.evaluate(x, y[:, None], batch_size=8)
+    assert got == model.evaluate(x, y[:, None, None], batch_size=8)  # a trailing 1 is dropped too
+
+
+def test_integer_regression_targets_are_cast_to_the_output_dtype(graph, rng):
+    model = regression_model()
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    y = rng.integers(-3, 3, size=8)
+    p = model.predict(x)[:, 0]
+    np.testing.assert_allclose(model.evaluate(x, y, batch_size=8)["loss"], np.mean((p - y) ** 2), rtol=1e-5)
+    assert len(model.fit(x, y, epochs=1, verbose=0)["loss"]) == 1
+
+
+def test_a_target_shape_that_does_not_fit_the_output_is_refused(graph, rng):
+    model = regression_model()
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    with pytest.raises(hk.FeedError, match=r"output 'out' has shape \[None, 1\]; the targets for it have shape \[8, 3\]"):
+        model.fit(x, rng.normal(size=(8, 3)), verbose=0)
+    with pytest.raises(hk.FeedError, match="targets must be numbers"):
+        model.evaluate(x, np.array(["a"] * 8))
+
+
+def test_one_hot_targets_for_a_sparse_loss_are_refused(graph, rng):
+    model = classifier()
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    with pytest.raises(hk.FeedError, match=r"output 'cls' has shape \[None, 3\].*\[8, 3\].*without its last axis"):
+        model.fit(x, np.eye(3)[rng.integers(0, 3, 8)], verbose=0)
+
+
+@pytest.mark.parametrize("loss", ["sparse_softmax_cross_entropy", "sparse_categorical_crossentropy"])
+def test_sparse_labels_must_be_integral_and_in_range(graph, rng, loss):
+    model = classifier(loss)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    labels = rng.integers(0, 3, 8).astype(np.float32)
+    model.evaluate(x, labels)  # integral floats are fine
+    model.evaluate(x, labels[:, None].astype(np.int32))  # so is a trailing axis of size 1
+    with pytest.raises(hk.FeedError, match=r"integer class ids; got 2\.7"):
+        model.evaluate(x, np.where(np.arange(8) == 3, 2.7, labels))
+    with pytest.raises(hk.FeedError, match="integer class ids; got nan"):
+        model.fit(x, np.where(np.arange(8) == 0, np.nan, labels), verbose=0)
+    with pytest.raises(hk.FeedError, match=r"class ids must be in \[0, 3\); got ids from 0 to 5"):
+        model.fit(x, np.where(np.arange(8) == 0, 5, labels), verbose=0)
+
+
+def test_sparse_loss_matches_numpy(graph, rng):
+    model = classifier()
+    x = rng.normal(size=(8, 4)).astype(np.float64)
+    labels = rng.integers(0, 3, 8)
+    logits = model.predict(x).astype(np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    np.testing.assert_allclose(model.evaluate(x, labels, batch_size=8)["loss"], -logp[np.arange(8), labels].mean(), rtol=1e-5)
