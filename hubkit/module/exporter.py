@@ -56,7 +56,7 @@ def export_module(
         write_store(os.path.join(tmp, VARIABLES_DIR), {n: v.value for n, v in variables.items()}, max_shard_bytes)
         copy_assets(spec._asset_sources, tmp)
         write_marker(tmp, _producer())
-        os.chmod(tmp, 0o755 & ~_umask())
+        _set_modes(tmp)
         _check_target(path)
         if os.path.isdir(path):
             os.rmdir(path)
@@ -66,7 +66,28 @@ def export_module(
         raise
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+_DIR_MODE = 0o755
+_FILE_MODE = 0o644
+
+
+def _allowed_mode_bits(private_dir: str) -> int:
+    """The permission bits the process umask (and any default ACL) lets new directories have.
+
+    Learnt by creating a probe directory with mode 0o777 inside ``private_dir``: reading the umask
+    with ``os.umask`` would have to change it, a race with files other threads create meanwhile.
+    """
+    probe = os.path.join(private_dir, ".mode-probe")
+    os.mkdir(probe, 0o777)
+    try:
+        return os.stat(probe).st_mode & 0o777
+    finally:
+        os.rmdir(probe)
+
+
+def _set_modes(root: str) -> None:
+    """Gives every directory mode 0o755 and every file 0o644, narrowed by the umask: deterministic exports."""
+    allowed = _allowed_mode_bits(root)
+    for directory, _, files in os.walk(root):
+        os.chmod(directory, _DIR_MODE & allowed)
+        for name in files:
+            os.chmod(os.path.join(directory, name), _FILE_MODE & allowed)

@@ -51,6 +51,48 @@ def test_double_export_is_byte_identical(fns, tmp_path):
     assert _tree(tmp_path / "c") == a
 
 
+def _modes(path) -> dict[str, int]:
+    out = {".": os.stat(path).st_mode & 0o777}
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            p = os.path.join(root, name)
+            out[os.path.relpath(p, path)] = os.stat(p).st_mode & 0o777
+    return out
+
+
+@pytest.mark.parametrize(("umask", "dir_mode", "file_mode"), [(0o002, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_export_modes_are_fixed_and_never_wider_than_the_umask(tmp_path, umask, dir_mode, file_mode):
+    (tmp_path / "vocab.txt").write_text("a\n")
+    os.chmod(tmp_path / "vocab.txt", 0o777)
+
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 2], name="x")
+        hk.add_asset(tmp_path / "vocab.txt")
+        hk.add_signature(inputs=x, outputs=hk.layers.dense(x, 1, name="dense"))
+
+    m = hk.Module(hk.create_module_spec(module_fn))
+    previous = os.umask(umask)
+    try:
+        m.export(tmp_path / "m")
+    finally:
+        os.umask(previous)
+    modes = _modes(tmp_path / "m")
+    assert "assets/vocab.txt" in modes and "variables/variables.safetensors" in modes
+    for name, mode in modes.items():
+        expected = dir_mode if os.path.isdir(tmp_path / "m" / name) else file_mode
+        assert mode == expected, (name, oct(mode))
+
+
+def test_export_never_changes_the_process_umask(mlp_spec, tmp_path, monkeypatch):
+    # Changing the umask, even briefly, races with files other threads create meanwhile.
+    def forbidden(mask):
+        raise AssertionError(f"export called os.umask({mask:#o})")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    hk.Module(mlp_spec).export(tmp_path / "m")
+    assert os.path.exists(tmp_path / "m" / "hubkit_module.pb")
+
+
 def test_export_refuses_non_empty_target_and_leaves_no_temp(mlp_spec, tmp_path):
     m = hk.Module(mlp_spec)
     (tmp_path / "taken").mkdir()
