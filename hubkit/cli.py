@@ -177,7 +177,11 @@ def _cmd_registry_serve(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.root):
         raise _CliError(f"Registry root {args.root!r} is not a directory.")
-    server = make_server(args.root, port=args.port)
+    try:
+        server = make_server(args.root, port=args.port)
+    except (OSError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise _CliError(f"Cannot serve on 127.0.0.1:{args.port}: {reason}.") from None
     host, port = server.server_address[:2]
     print(f"Serving registry {args.root} at http://{host}:{port}/ (development server; Ctrl-C stops it)", flush=True)
     try:
@@ -187,6 +191,17 @@ def _cmd_registry_serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number 0-65535 (0 picks a free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 picks a free port)")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     latest.set_defaults(run=_cmd_registry_latest)
     serve = registry.add_parser("serve", help="serve a registry root on 127.0.0.1 (development only)")
     serve.add_argument("root")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port 0-65535 (0: any free port)")
     serve.set_defaults(run=_cmd_registry_serve)
     return parser
 

@@ -102,3 +102,24 @@ def test_info_prints_variables(hub_env, fake_module, capsys, monkeypatch):
     assert "signature 'default'" in out and "input  default: float32 [None, 3]" in out
     assert "dense/kernel: F32 [3, 2] (24 B)" in out and "variables: 1, 24 B" in out
 
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_registry_serve_rejects_bad_ports(registry_root, port, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["registry", "serve", registry_root, "--port", port])
+    assert info.value.code == 2
+    assert f"{port!r} is not a port number (0-65535" in capsys.readouterr().err
+
+
+def test_registry_serve_port_in_use_is_one_line(registry_root):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "hubkit", "registry", "serve", registry_root, "--port", str(port)],
+                                capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"hubkit: error: Cannot serve on 127.0.0.1:{port}: ") and result.stderr.count("\n") == 1
