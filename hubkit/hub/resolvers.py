@@ -322,11 +322,13 @@ class ResolverChain:
         """Resolves ``handle`` with the first resolver that supports it.
 
         Raises:
-            ResolveError: No resolver supports the handle (the message lists every one tried).
+            ResolveError: The handle is empty, or no resolver supports it (the message lists every one tried).
         """
         if not isinstance(handle, (str, os.PathLike)):
             raise ResolveError(f"A module handle must be a string or path, got {type(handle).__name__}: {handle!r}.")
         handle = os.fspath(handle)
+        if not isinstance(handle, str) or not handle.strip():  # "" would resolve to the working directory
+            raise ResolveError(f"A module handle must be a non-empty path or URL, got {handle!r}.")
         for resolver in self.resolvers:
             if resolver.is_supported(handle):
                 return resolver(handle)

@@ -332,6 +332,15 @@ def test_local_directory_without_marker(hub_env, tmp_path):
         resolve(str(tmp_path / "nothing"))
 
 
+@pytest.mark.parametrize("handle", ["", "   ", "\t\n", b"/x"])
+def test_empty_handle_is_refused_not_the_working_directory(hub_env, fake_module, monkeypatch, handle):
+    monkeypatch.chdir(fake_module)  # a module directory: "" must not quietly resolve to it
+    with pytest.raises(ResolveError, match="must be a"):
+        resolve(handle)
+    with pytest.raises(ResolveError, match="must be a"):
+        hubkit.hub.ResolverChain([hubkit.hub.resolvers.LocalPathResolver()])(handle)
+
+
 def test_unsupported_handle_lists_what_was_tried(hub_env):
     with pytest.raises(ResolveError) as info:
         resolve("https://example.invalid/acme/text-embedding")
