@@ -177,11 +177,13 @@ class _Heads:
         if isinstance(metrics, dict):
             per = self._per_output(metrics, "metrics", default=[])
         else:
-            per = [list(metrics)] * len(names)
+            per = [[metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics)] * len(names)
         self.metrics = [[get_metric(m) for m in (ms if isinstance(ms, (list, tuple)) else [ms])] for ms in per]
         self.fns = [None if item is None else get_loss(item) for item in self.losses]
         if all(f is None for f in self.fns):
-            raise GraphError("compile() needs a loss for at least one output.")
+            raise GraphError(
+                f"compile() needs a loss for at least one output of {names}: a callable or one of {sorted(_LOSSES)}."
+            )
 
     def _per_output(self, value: Any, what: str, default: Any = None) -> list[Any]:
         n = len(self.names)
@@ -261,8 +263,15 @@ class TrainingMixin:
                 raise FeedError(f"Model {self.name!r} has {len(names)} {what} {names}; pass a list or a dict.")
             items = [data]
         out = []
-        for _name, t, item in zip(names, tensors, items):
+        for name, t, item in zip(names, tensors, items):
+            if item is None:
+                raise FeedError(f"Model {self.name!r} {what} {name!r}: got None instead of an array.")
             arr = np.asarray(item)
+            if arr.ndim == 0:
+                raise FeedError(
+                    f"Model {self.name!r} {what} {name!r}: expected an array with one row per example, got the "
+                    f"scalar {item!r}."
+                )
             if t is not None:
                 arr = convert_feed(t, arr, what=f"Model {what[:-1]}")
             out.append(arr)
@@ -270,6 +279,20 @@ class TrainingMixin:
         if len(n) > 1:
             raise FeedError(f"Model {self.name!r} {what} have different numbers of examples: {sorted(n)}.")
         return out
+
+    def _xy(self, x: Any, y: Any, what: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Inputs and targets, checked to have one target row per input row."""
+        xs = self._x(x)
+        if y is None:
+            heads = self._require_compiled()
+            names = [n for n, f in zip(heads.names, heads.fns) if f is not None]
+            raise FeedError(f"{what}() needs targets y for the model's outputs {names}, because their losses compare against them.")
+        ys = self._y(y)
+        if xs and ys and len(xs[0]) != len(ys[0]):
+            raise FeedError(
+                f"{what}(): the inputs have {len(xs[0])} examples but the targets have {len(ys[0])}; they must match."
+            )
+        return xs, ys
 
     def _x(self, x: Any) -> list[np.ndarray]:
         return self._arrays(x, self.input_names, self.inputs, "inputs")
@@ -446,7 +469,9 @@ class TrainingMixin:
             FeedError: the data does not fit the inputs or targets.
         """
         self._require_compiled()
-        xs, ys = self._x(x), self._y(y)
+        _check_count(batch_size, "batch_size")
+        _check_count(epochs, "epochs")
+        xs, ys = self._xy(x, y, "fit")
         n = len(xs[0]) if xs else 0
         if validation_data is None and validation_split:
             if not 0.0 < validation_split < 1.0:
@@ -456,14 +481,13 @@ class TrainingMixin:
             xs, ys, n = [a[:cut] for a in xs], [a[:cut] for a in ys], cut
             val_arrays = validation_data
         elif validation_data is not None:
-            vx, vy = validation_data
-            val_arrays = (self._x(vx), self._y(vy))
+            if not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
+                raise FeedError("validation_data must be a pair (x_val, y_val).")
+            val_arrays = self._xy(validation_data[0], validation_data[1], "fit (validation_data)")
         else:
             val_arrays = None
         if n == 0:
             raise FeedError("fit() needs at least one training example.")
-        if batch_size < 1:
-            raise FeedError(f"batch_size must be positive, got {batch_size!r}.")
         program = self._train_program(ys)
         start = int(self._fit_epoch.value) if initial_epoch is None else int(initial_epoch)
         history = History()
@@ -515,7 +539,10 @@ class TrainingMixin:
         Returns:
             ``{"loss": ..., "<metric>": ...}``.
         """
-        result = self._evaluate_arrays(self._x(x), self._y(y), batch_size)
+        self._require_compiled()
+        _check_count(batch_size, "batch_size")
+        xs, ys = self._xy(x, y, "evaluate")
+        result = self._evaluate_arrays(xs, ys, batch_size)
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
         return result
@@ -526,6 +553,7 @@ class TrainingMixin:
         Returns:
             An array for a single output, else a list (or dict, for dict outputs) of arrays.
         """
+        _check_count(batch_size, "batch_size")
         xs = self._x(x)
         program = self._predict_program()
         n = len(xs[0])
@@ -539,6 +567,12 @@ class TrainingMixin:
         if isinstance(self._output_structure, (list, tuple)):
             return results
         return results[0]
+
+
+def _check_count(value: Any, what: str) -> None:
+    """Refuses anything but a positive integer (``batch_size``, ``epochs``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise FeedError(f"{what} must be a positive integer, got {value!r}.")
 
 
 def _class_ids(model: str, output: str, arr: np.ndarray, classes: int | None) -> np.ndarray:

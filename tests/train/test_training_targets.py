@@ -84,3 +84,53 @@ def test_sparse_loss_matches_numpy(graph, rng):
     logits = model.predict(x).astype(np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     np.testing.assert_allclose(model.evaluate(x, labels, batch_size=8)["loss"], -logp[np.arange(8), labels].mean(), rtol=1e-5)
+
+
+# -- bad arguments to fit / evaluate / predict / compile ------------------------------------------------
+def test_inputs_and_targets_must_have_as_many_examples(graph, rng):
+    model = classifier()
+    x, y = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 3, 50)
+    with pytest.raises(hk.FeedError, match="fit\\(\\): the inputs have 50 examples but the targets have 40"):
+        model.fit(x, y[:40], verbose=0, shuffle=False)
+    with pytest.raises(hk.FeedError, match="evaluate\\(\\): the inputs have 10 examples but the targets have 50"):
+        model.evaluate(x[:10], y)
+    with pytest.raises(hk.FeedError, match="inputs have 50 examples but the targets have 5"):
+        model.fit(x, y, validation_data=(x, y[:5]), verbose=0)
+
+
+def test_fit_and_evaluate_need_targets(graph, rng):
+    model = classifier()
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    with pytest.raises(hk.FeedError, match=r"fit\(\) needs targets y for the model's outputs \['cls'\]"):
+        model.fit(x, None, verbose=0)
+    with pytest.raises(hk.FeedError, match=r"evaluate\(\) needs targets y"):
+        model.evaluate(x, None)
+    with pytest.raises(hk.FeedError, match="one row per example, got the scalar 3"):
+        model.evaluate(x, 3)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "32", True])
+def test_batch_size_and_epochs_must_be_positive_integers(graph, rng, bad):
+    model = classifier()
+    x, y = rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    with pytest.raises(hk.FeedError, match="batch_size must be a positive integer"):
+        model.predict(x, batch_size=bad)
+    with pytest.raises(hk.FeedError, match="batch_size must be a positive integer"):
+        model.evaluate(x, y, batch_size=bad)
+    with pytest.raises(hk.FeedError, match="batch_size must be a positive integer"):
+        model.fit(x, y, batch_size=bad, verbose=0)
+    with pytest.raises(hk.FeedError, match="epochs must be a positive integer"):
+        model.fit(x, y, epochs=bad, verbose=0)
+
+
+def test_compile_refuses_missing_losses_and_unknown_names_listing_the_choices(graph):
+    x = hk.Input((4,))
+    model = hk.Model(x, L.Dense(1, name="out")(x))
+    with pytest.raises(hk.GraphError, match=r"needs a loss for at least one output of \['out'\].*'binary_crossentropy'"):
+        model.compile("adam")
+    with pytest.raises(hk.GraphError, match=r"Unknown optimizer 'adamx'; .*\['adagrad', 'adam', 'momentum'"):
+        model.compile("adamx", "mse")
+    with pytest.raises(hk.GraphError, match=r"Unknown loss 'nope'; .*\['binary_crossentropy'"):
+        model.compile("adam", "nope")
+    model.compile("adam", "mse", metrics="mae")  # one metric name, not its letters
+    assert model.evaluate(np.ones((2, 4), np.float32), np.ones(2)).keys() == {"loss", "mae"}
