@@ -106,12 +106,25 @@ def _cmd_cache_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_cache_rm(args: argparse.Namespace) -> int:
+def _cache_handles(handle: str) -> set[str]:
+    """The handles a cache entry for ``handle`` may record: normalised, and as its resolver records it."""
     from hubkit.hub import normalize_handle
+    from hubkit.hub.resolvers import default_resolvers
 
+    names = {normalize_handle(handle)}
+    for resolver in default_resolvers():
+        if resolver.is_supported(handle):
+            cache_handle = getattr(resolver, "cache_handle", None)
+            if callable(cache_handle):
+                names.add(cache_handle(handle))
+            break
+    return names
+
+
+def _cmd_cache_rm(args: argparse.Namespace) -> int:
     cache = _cache()
-    wanted = normalize_handle(args.handle)
-    matches = [e for e in cache.entries() if e.handle == wanted]
+    wanted = _cache_handles(args.handle)
+    matches = [e for e in cache.entries() if e.handle in wanted]
     if not matches:
         raise _CliError(f"Handle {args.handle!r} is not in the cache {cache.root!r}.")
     for entry in matches:
@@ -121,7 +134,18 @@ def _cmd_cache_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_cache_prune(args: argparse.Namespace) -> int:
-    removed = _cache().prune(everything=args.all)
+    from hubkit.hub.resolvers import LocalArchiveResolver
+
+    cache = _cache()
+    removed = cache.prune(everything=args.all)
+    local_archives = LocalArchiveResolver(cache.config)
+    for entry in cache.entries():
+        # A local archive's entry is keyed by its size and mtime: once the file changed (or is gone) no
+        # resolve can hit the entry again. With --verify, entries whose files were modified go too.
+        stale = local_archives.is_supported(entry.handle) and local_archives.is_stale(entry.handle, entry.key)
+        if stale or (args.verify and cache.verify(entry)):
+            cache.remove(entry.key)
+            removed.append(entry.path)
     for path in removed:
         print(f"removed {path}")
     print(f"{len(removed)} item(s) removed")
@@ -138,8 +162,8 @@ def _cmd_cache_verify(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        raise _CliError(f"{len(problems)} problem(s) in {count} cache entries; `hubkit cache prune` or "
-                        "`hubkit cache rm HANDLE` removes broken entries.")
+        raise _CliError(f"{len(problems)} problem(s) in {count} cache entries; `hubkit cache rm HANDLE` or "
+                        "`hubkit cache prune --verify` removes the broken entries.")
     print(f"{count} cache entries verified, all intact")
     return 0
 
@@ -223,8 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     rm = cache.add_parser("rm", help="remove the entry of a handle")
     rm.add_argument("handle")
     rm.set_defaults(run=_cmd_cache_rm)
-    prune = cache.add_parser("prune", help="remove incomplete entries, leftovers and stale locks")
+    prune = cache.add_parser("prune", help="remove incomplete entries, entries of changed local archives, "
+                                           "leftovers and stale locks")
     prune.add_argument("--all", action="store_true", help="remove every entry")
+    prune.add_argument("--verify", action="store_true",
+                       help="also re-hash every entry and remove those with modified files (slow)")
     prune.set_defaults(run=_cmd_cache_prune)
     cache.add_parser("verify", help="re-hash every entry against its completion record").set_defaults(
         run=_cmd_cache_verify)

@@ -105,6 +105,10 @@ class _BuiltinResolver:
         cache_dir = self._config.cache_dir if self._config is not None else default_cache_dir()
         return Cache.lookup_in(cache_dir, key)
 
+    def cache_handle(self, handle: str) -> str:
+        """The handle as recorded in the descriptor of its cache entry (``hubkit cache rm`` matches on it)."""
+        return normalize_handle(handle)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description})"
 
@@ -164,16 +168,38 @@ class LocalArchiveResolver(_BuiltinResolver):
         scheme_ok = handle.lower().startswith("file://") or not is_url(handle)
         return scheme_ok and is_archive_name(handle.partition("#")[0])
 
-    def __call__(self, handle: str) -> str:
+    def cache_handle(self, handle: str) -> str:
+        """The archive's absolute path, plus ``#sha256=<hex>`` when pinned, however the handle spelled it."""
         base, pin = split_sha256_pin(handle)
         path = url_to_path(base) if is_url(base) else os.path.abspath(os.path.expanduser(base))
+        return path if pin is None else f"{path}#sha256={pin}"
+
+    @staticmethod
+    def _key(normalized: str, stat: os.stat_result) -> str:
+        # Keyed by the file (however it was named) and, since it may be replaced in place, its size and mtime.
+        return cache_key(f"{normalized}\n{stat.st_size}\n{stat.st_mtime_ns}")
+
+    def is_stale(self, recorded_handle: str, key: str) -> bool:
+        """Returns whether a cache entry of this resolver can no longer be hit: its archive changed or is gone.
+
+        Args:
+            recorded_handle: The entry's recorded handle (see :meth:`cache_handle`).
+            key: The entry's key.
+        """
+        path = split_sha256_pin(recorded_handle)[0]
+        try:
+            return self._key(recorded_handle, os.stat(path)) != key
+        except OSError:
+            return True
+
+    def __call__(self, handle: str) -> str:
+        normalized = self.cache_handle(handle)
+        path, pin = split_sha256_pin(normalized)
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             raise ResolveError(f"Archive {path!r} (from handle {handle!r}) does not exist.") from None
-        # Keyed by the file (however it was named) and, since it may be replaced in place, its size and mtime.
-        normalized = path if pin is None else f"{path}#sha256={pin}"
-        key = cache_key(f"{normalized}\n{stat.st_size}\n{stat.st_mtime_ns}")
+        key = self._key(normalized, stat)
 
         def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:
             digest, _ = sha256_file(path)

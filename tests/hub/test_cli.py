@@ -123,3 +123,49 @@ def test_registry_serve_port_in_use_is_one_line(registry_root):
                                 capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"hubkit: error: Cannot serve on 127.0.0.1:{port}: ") and result.stderr.count("\n") == 1
+
+
+def test_cache_rm_finds_local_archive_entries_however_named(hub_env, registry_root, capsys):
+    from hubkit.hub import resolve
+
+    archive = os.path.join(registry_root, "acme", "echo", "1.tar.gz")
+    for spelling in (f"file://{archive}", archive, os.path.relpath(archive)):
+        resolve(f"file://{archive}")
+        assert main(["cache", "rm", spelling]) == 0, spelling
+        assert capsys.readouterr().out.startswith("removed ")
+        assert main(["cache", "ls"]) == 0 and "0 entries" in capsys.readouterr().out
+
+
+def test_cache_prune_drops_entries_of_changed_local_archives(hub_env, registry_root, registry_server, capsys):
+    from hubkit.hub import resolve
+
+    archive = os.path.join(registry_root, "acme", "echo", "1.tar.gz")
+    first = resolve(archive)
+    remote = resolve(f"{registry_server.url}/acme/echo/1")
+    assert main(["cache", "prune"]) == 0 and "0 item(s) removed" in capsys.readouterr().out
+    stat = os.stat(archive)
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # replaced in place: a new entry
+    second = resolve(archive)
+    assert second != first
+    assert main(["cache", "prune"]) == 0
+    out = capsys.readouterr().out
+    assert os.path.dirname(first) in out and "1 item(s) removed" in out
+    assert os.path.isdir(second) and os.path.isdir(remote) and not os.path.exists(first)
+    os.unlink(archive)  # gone: its entry can never be hit again
+    assert main(["cache", "prune"]) == 0 and "1 item(s) removed" in capsys.readouterr().out
+    assert not os.path.exists(second) and os.path.isdir(remote)
+
+
+def test_cache_verify_points_to_commands_that_remove_modified_entries(hub_env, registry_server, capsys):
+    handle = f"{registry_server.url}/acme/echo/1"
+    assert main(["download", handle]) == 0
+    path = capsys.readouterr().out.strip()
+    with open(os.path.join(path, "graph.pb"), "r+b") as f:  # same size: the entry still looks complete
+        f.write(b"Z")
+    assert main(["cache", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert "`hubkit cache rm HANDLE` or `hubkit cache prune --verify`" in err and "`hubkit cache prune` " not in err
+    assert main(["cache", "prune"]) == 0 and "0 item(s) removed" in capsys.readouterr().out
+    assert main(["cache", "prune", "--verify"]) == 0 and "1 item(s) removed" in capsys.readouterr().out
+    assert not os.path.exists(path)
+    assert main(["cache", "verify"]) == 0
