@@ -11,6 +11,7 @@ touches only the rows that were used.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,9 +75,13 @@ def _denominators(counts, row_ids, weights, combiner: int, num_rows: int) -> np.
     return np.bincount(row_ids, weights=w, minlength=num_rows).astype(np.float64)  # int64 when empty
 
 
+_UNSIGNED = {np.dtype(f"i{n}"): np.dtype(f"u{n}") for n in (1, 2, 4, 8)}
+
+
 def _as_unsigned(x: np.ndarray) -> np.ndarray:
     """``x`` with negative values seen as huge ones, so one ``max()`` checks both ends of a range."""
-    return x.view(f"u{x.dtype.itemsize}") if x.dtype.kind == "i" else x
+    unsigned = _UNSIGNED.get(x.dtype)
+    return x if unsigned is None else x.view(unsigned)
 
 
 def _valid(ids, row_ids, weights, vocab: int, num_rows: int):
@@ -143,10 +148,28 @@ def _sum_rows_by_position(params, ids, weights, out, rows, starts, counts) -> No
     out[rows] = acc
 
 
+def _combine_one_row(params, ids, row_ids, combiner: int) -> np.ndarray | None:
+    """One unweighted row with valid ids (one sentence), in a few NumPy calls; None for anything else."""
+    if ids.min() < 0 or row_ids.any():
+        return None  # ids to skip, or rows to report: the general path handles them
+    try:
+        rows = params.take(ids, axis=0)
+    except IndexError:  # an id past the table: the general path names it
+        return None
+    total = np.add.reduce(rows, axis=0, keepdims=True)
+    if combiner != _numba_kernels.SUM:
+        total *= params.dtype.type(1.0 / (math.sqrt(ids.size) if combiner == _numba_kernels.SQRTN else ids.size))
+    return total
+
+
 def combine_numpy(params, ids, row_ids, num_rows: int, weights, combiner: int) -> np.ndarray:
     """The NumPy kernel of :func:`embedding_lookup_sparse`."""
     if type(params) is not np.ndarray:  # e.g. a memmap: plain arrays avoid its per-result bookkeeping
         params = params.view(np.ndarray)
+    if num_rows == 1 and weights is None and ids.size and ids.shape == row_ids.shape:
+        out = _combine_one_row(params, ids, row_ids, combiner)
+        if out is not None:
+            return out
     out = np.zeros((num_rows, *params.shape[1:]), dtype=params.dtype)
     if not ids.size:
         return out
