@@ -137,6 +137,10 @@ def _is_trackable(value: Any) -> bool:
     return getattr(value, "_checkpoint_children", None) is not None
 
 
+# A frozen layer keeps each variable's own ``trainable`` flag here (on the variable) to restore it.
+_OWN_TRAINABLE = "_hk_own_trainable"
+
+
 # -- Layer -----------------------------------------------------------------------------------------
 class Layer:
     """Base class of layers: tracked state, build-on-first-call and shared weights.
@@ -266,10 +270,27 @@ class Layer:
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
-        """``layer.trainable = False`` freezes this layer and all its sub-layers."""
-        self._trainable = bool(value)
-        for sub in self.submodules:
-            sub._trainable = bool(value)
+        """``layer.trainable = False`` freezes this layer and all its sub-layers.
+
+        The variables' own ``Variable.trainable`` flags follow, so optimizers (whose default
+        ``var_list`` is the trainable variables the loss reaches) leave them alone too; setting it
+        back to True restores each variable's own flag (a variable created non-trainable stays so).
+        """
+        for layer in [self, *self.submodules]:
+            layer._trainable = bool(value)
+            layer._sync_variable_flags()
+
+    def _sync_variable_flags(self) -> None:
+        """Sets ``Variable.trainable`` of this layer's own variables from ``self._trainable``."""
+        for var in self._own_variables():
+            saved = var.__dict__.get(_OWN_TRAINABLE)
+            if not self._trainable:
+                if saved is None:
+                    setattr(var, _OWN_TRAINABLE, bool(var.trainable))
+                var.trainable = False
+            elif saved is not None:
+                var.trainable = saved
+                delattr(var, _OWN_TRAINABLE)
 
     @property
     def trainable_variables(self) -> list[Variable]:
@@ -335,6 +356,8 @@ class Layer:
             trainable=trainable,
         )
         self._weights[name] = var
+        if not self._trainable:
+            self._sync_variable_flags()
         if regularizer is not None:
             from hubkit import regularizers
 
@@ -416,6 +439,8 @@ class Layer:
                 _call_state.scopes.pop()
             self.built = True
             self._build_shapes = shapes
+            if not self._trainable:  # weights created while frozen start frozen
+                self._sync_variable_flags()
             return
         if self._build_shapes is not None and (self._weights or self.input_check_axes == "all"):
             self._check_input_shapes(shapes)
