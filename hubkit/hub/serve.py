@@ -2,7 +2,9 @@
 
 ``python -m http.server`` works too (hubkit restarts a download it cannot resume), but this one also
 answers ``Range`` requests, sets the right ``Content-Type`` for ``.json`` and ``.tar.gz`` and marks
-archives immutable, like the nginx config in ``registry/``. It is for development, not production.
+archives immutable, like the nginx config in ``registry/``. Like that config, it never serves hidden
+files or directories (``.index.lock``, ``.git``) nor the ``*.tmp-*`` leftovers of an interrupted publish.
+It is for development, not production.
 """
 
 from __future__ import annotations
@@ -11,11 +13,22 @@ import http.server
 import os
 import re
 import shutil
+import urllib.parse
 from typing import Any
 
-__all__ = ["RegistryRequestHandler", "make_server"]
+__all__ = ["RegistryRequestHandler", "is_hidden_path", "make_server"]
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+def is_hidden_path(url_path: str) -> bool:
+    """Returns whether a request path names a hidden file or directory or a publish leftover (never served).
+
+    >>> [is_hidden_path(p) for p in ("/acme/echo/1.json", "/.git/config", "/a/%2Eindex.lock", "/a/b/1.json.tmp-ab")]
+    [False, True, True, True]
+    """
+    path = urllib.parse.unquote(url_path.split("?", 1)[0].split("#", 1)[0])
+    return any(part.startswith(".") or ".tmp-" in part for part in path.split("/"))
 
 
 class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
@@ -35,6 +48,9 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
         super().log_message(format, *args)
 
     def send_head(self) -> Any:
+        if is_hidden_path(self.path):
+            self.send_error(404, "File not found")
+            return None
         path = self.translate_path(self.path)
         if os.path.isdir(path) or not os.path.isfile(path):
             return super().send_head()

@@ -8,6 +8,7 @@ import pytest
 
 from hubkit.errors import DownloadError
 from hubkit.hub import registry_latest, resolve
+from tests.hub.test_serve import HIDDEN, plant_hidden
 
 pytestmark = pytest.mark.nginx
 
@@ -54,3 +55,13 @@ def test_nginx_hides_publish_leftovers(nginx_server, registry_root):
     with pytest.raises(urllib.error.HTTPError) as info:
         _get(f"{nginx_server}/acme/echo/2.tar.gz.tmp-0123abcd")
     assert info.value.code == 404
+
+
+
+@pytest.mark.parametrize("url_path", HIDDEN)
+def test_nginx_never_serves_hidden_files_or_leftovers(nginx_server, registry_root, url_path):
+    plant_hidden(registry_root)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        _get(f"{nginx_server}{url_path}")
+    assert info.value.code == 404
+    assert _get(f"{nginx_server}/acme/echo/index.json")[0] == 200  # the real index is still served
