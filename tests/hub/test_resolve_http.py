@@ -294,18 +294,93 @@ def test_read_only_cache_hit_writes_nothing(hub_env, registry_server, monkeypatc
         assert resolve(handle) == path
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_cache_dir_hit(hub_env, registry_server):
+def _resolve_in_child(handle, cache_dir, timeout=60):
+    """Resolves in a forked child (as user nobody when we are root, since root ignores permissions).
+
+    Returns ``(outcome, cache_writable)``: ``"ok:<path>"`` or ``"error:<type>: <message>"``, and whether the
+    child could create a file in the cache directory.
+    """
+    import select
+    import signal
+    import time
+    import warnings
+
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with the server thread running
+        pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 0
+        try:
+            os.close(read_end)
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                with open(os.path.join(cache_dir, "probe"), "w"):
+                    writable = True
+            except OSError:
+                writable = False
+            try:
+                outcome = "ok:" + resolve(handle)
+            except Exception as exc:
+                outcome = f"error:{type(exc).__name__}: {exc}"
+            os.write(write_end, f"{int(writable)}{outcome}".encode())
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+    if time.monotonic() >= deadline:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail(f"the child resolving {handle!r} did not finish within {timeout} s")
+    _, status = os.waitpid(pid, 0)
+    report = b"".join(chunks).decode()
+    assert os.waitstatus_to_exitcode(status) == 0 and report, f"the child failed: status {status}, {report!r}"
+    return report[1:], report[0] == "1"
+
+
+def test_read_only_cache_dir_hit(hub_env, registry_server, monkeypatch):
+    import stat
+    import tempfile
+
+    # A cache outside pytest's tmp dirs (those are private to their owner, so user nobody could not reach it).
+    cache_dir = tempfile.mkdtemp(prefix="hubkit-ro-cache-")
+    parent = os.path.dirname(cache_dir)
+    assert os.stat(parent).st_mode & stat.S_IXOTH, f"{parent} must be traversable by every user"
+    monkeypatch.setenv("HUBKIT_CACHE_DIR", cache_dir)
     handle = f"{registry_server.url}/acme/echo/1"
     path = resolve(handle)
-    dirs = [hub_env.cache_dir] + [os.path.join(d, x) for d, xs, _ in os.walk(hub_env.cache_dir) for x in xs]
-    for d in dirs:
-        os.chmod(d, 0o555)
+    requests = len(registry_server.requests)
+    walked = list(os.walk(cache_dir))
     try:
-        assert resolve(handle) == path
+        for directory, _, files in walked:
+            for name in files:
+                os.chmod(os.path.join(directory, name), 0o444)
+            os.chmod(directory, 0o555)
+        outcome, writable = _resolve_in_child(handle, cache_dir)
+        assert not writable, "the cache directory must be read-only for the child, or this test proves nothing"
+        assert outcome == f"ok:{path}"
+        assert len(registry_server.requests) == requests  # a hit makes no request
     finally:
-        for d in dirs:
-            os.chmod(d, 0o755)
+        for directory, _, _ in walked:
+            os.chmod(directory, 0o755)
+        shutil.rmtree(cache_dir)
 
 
 def test_file_urls_and_local_archives(hub_env, registry_root, fake_module, tmp_path):
