@@ -83,6 +83,16 @@ def _as_variable(graph: Graph, v: Any) -> Variable:
     raise GraphError(f"Optimizers update hubkit.Variable objects; {v!r} is not one.")
 
 
+def _refuse_non_trainable(variables: Sequence[Variable], what: str) -> None:
+    """Non-trainable variables (a frozen layer's, a ``Module(trainable=False)``'s) must never change."""
+    frozen = sorted({v.name for v in variables if not v.trainable})
+    if frozen:
+        raise GraphError(
+            f"{what} holds non-trainable variables {frozen}; optimizers update only trainable variables "
+            "(those of a frozen layer or a Module(trainable=False) never change)."
+        )
+
+
 def _check_rate(value: Any, what: str) -> Any:
     if isinstance(value, Tensor):
         return value
@@ -122,15 +132,20 @@ class Optimizer:
 
         Args:
             loss: a float tensor (summed when not a scalar).
-            var_list: variables to differentiate; default: every trainable variable of
-                ``loss.graph`` that ``loss`` depends on.
+            var_list: variables to differentiate, all trainable; default: every trainable variable
+                of ``loss.graph`` that ``loss`` depends on.
 
         Returns:
             ``(gradient, variable)`` pairs; a gradient is a Tensor, an ``IndexedSlices`` or None.
+
+        Raises:
+            GraphError: ``var_list`` holds a non-trainable variable (all such are named, sorted), or
+                there is no variable to optimize.
         """
         loss = convert_to_tensor(loss)
         graph = loss.graph
         variables = _reachable_trainable(loss) if var_list is None else [_as_variable(graph, v) for v in var_list]
+        _refuse_non_trainable(variables, "var_list")
         if not variables:
             raise GraphError(f"Loss {loss.name!r} depends on no trainable variable; there is nothing to optimize.")
         grads = gradients(loss, variables)
@@ -142,7 +157,8 @@ class Optimizer:
         """An op that applies each gradient to its variable, in place, and increments ``global_step``.
 
         Raises:
-            GraphError: every gradient is None (the loss does not depend on the variables).
+            GraphError: every gradient is None (the loss does not depend on the variables), or a
+                variable is not trainable.
         """
         pairs = [(g, v) for g, v in grads_and_vars if g is not None]
         if not pairs:
@@ -150,6 +166,7 @@ class Optimizer:
             raise GraphError(f"No gradient flows to any of the variables {names}; check the loss depends on them.")
         first = pairs[0][0]
         graph = (first.values if isinstance(first, IndexedSlices) else first).graph
+        _refuse_non_trainable([_as_variable(graph, v) for _, v in pairs], "grads_and_vars")
         updates: list[Node] = []
         with graph.as_default(), graph.name_scope(name or self.name):
             lr_cache: dict[DType, Tensor] = {}

@@ -272,3 +272,33 @@ def test_mlp_training_reaches_the_numpy_loss(case):
     assert theirs[-1] < threshold, f"the NumPy reference itself did not train ({theirs[-1]} >= {threshold})"
     assert ours[-1] < threshold
     assert ours[-1] == pytest.approx(theirs[-1], rel=1e-6)
+
+
+def test_non_trainable_variables_are_refused_in_var_list_and_grads_and_vars():
+    g = hk.Graph()
+    with g.as_default():
+        a = hk.get_variable("a", [2])
+        zeta = hk.get_variable("zeta", [2], trainable=False)
+        beta = hk.get_variable("beta", [2], trainable=False)
+        loss = hk.reduce_sum(a * zeta * beta)
+        opt = hk.train.GradientDescent(0.1)
+        with pytest.raises(hk.GraphError, match=r"var_list holds non-trainable variables \['beta', 'zeta'\]"):
+            opt.minimize(loss, var_list=[a, zeta, beta])
+        with pytest.raises(hk.GraphError, match=r"grads_and_vars holds non-trainable variables \['zeta'\]"):
+            opt.apply_gradients(zip(hk.gradients(loss, [a, zeta]), [a, zeta]))
+        before = zeta.value.copy()
+        hk.Session(g).run(opt.minimize(loss, var_list=[a]))
+    np.testing.assert_array_equal(zeta.value, before)
+
+
+def test_a_frozen_module_cannot_be_trained_through_an_explicit_var_list():
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 3], name="x")
+        hk.add_signature(inputs=x, outputs=hk.layers.dense(x, 2, name="dense"))
+
+    module = hk.Module(hk.create_module_spec(module_fn), trainable=False)
+    with hk.Graph().as_default():
+        x = hk.placeholder(hk.float32, [None, 3])
+        loss = hk.reduce_sum(hk.square(module(x)))
+        with pytest.raises(hk.GraphError, match=r"non-trainable variables \['module/dense/bias', 'module/dense/kernel'\]"):
+            hk.train.Adam(0.1).minimize(loss, var_list=module.variables)
