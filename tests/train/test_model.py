@@ -165,12 +165,13 @@ def test_multi_input_multi_output_with_loss_weights(graph, rng):
         loss_weights={"priority": 1.0, "department": 0.2},
     )
     x, y = ticket_data(rng)
-    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    history = model.fit(x, y, batch_size=32, epochs=6, verbose=0)
     assert set(history) == {"loss", "priority_loss", "department_loss"}
-    for i in range(4):
+    for i in range(6):
         expected = history["priority_loss"][i] + 0.2 * history["department_loss"][i]
         assert history["loss"][i] == pytest.approx(expected, rel=1e-5)
-    assert history["priority_loss"][-1] < 0.8 * history["priority_loss"][0]
+    # Unseeded initial weights: after 6 epochs the ratio measured 0.58-0.63 over 8 runs (4 epochs was ~0.8).
+    assert history["priority_loss"][-1] < 0.75 * history["priority_loss"][0]
     priority, department = model.predict([x["title"], x["body"], x["tags"]])
     assert priority.shape == (256, 1) and department.shape == (256, 4)
     with pytest.raises(hk.FeedError, match=r"missing \['tags'\]"):
