@@ -45,7 +45,12 @@ class _StoredValue:
         return self._array
 
 
+_CONCRETE_TYPES = frozenset((list, tuple, np.ndarray, str, bytes, int, float, bool))  # never _as_graph_tensor
+
+
 def _is_symbolic(value: Any) -> bool:
+    if type(value) in _CONCRETE_TYPES:  # the usual eager call: skip a failing hasattr lookup
+        return False
     return isinstance(value, Tensor) or (hasattr(value, "_as_graph_tensor") and not isinstance(value, np.ndarray))
 
 

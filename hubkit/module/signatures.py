@@ -19,6 +19,8 @@ from hubkit.graph.shapes import is_compatible, merge_shapes
 
 __all__ = ["SignatureSpec", "TensorInfo", "convert_eager_input", "convert_symbolic_input", "pack_inputs"]
 
+_STR_ONLY = frozenset((str,))  # element types of a string feed needing no conversion
+
 
 class TensorInfo:
     """The dtype and static shape of a signature input or output.
@@ -116,13 +118,14 @@ def convert_eager_input(sig: SignatureSpec, key: str, value: Any) -> np.ndarray:
     elif dt.name == "string":
         arr = np.asarray(value, dtype=object)
         flat = arr.reshape(-1)
-        for i, x in enumerate(flat):
-            if isinstance(x, bytes):
-                flat[i] = x.decode("utf-8")
-            elif not isinstance(x, str):
-                raise SignatureError(
-                    f"Signature {sig.name!r} input {key!r} expects strings, got the {type(x).__name__} {x!r}."
-                )
+        if not set(map(type, flat.tolist())) <= _STR_ONLY:  # one C-speed pass; the loop decodes or refuses
+            for i, x in enumerate(flat):
+                if isinstance(x, bytes):
+                    flat[i] = x.decode("utf-8")
+                elif not isinstance(x, str):
+                    raise SignatureError(
+                        f"Signature {sig.name!r} input {key!r} expects strings, got the {type(x).__name__} {x!r}."
+                    )
     else:
         try:
             src = np.asarray(value)

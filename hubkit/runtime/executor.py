@@ -21,6 +21,8 @@ from hubkit.runtime.fusion import fuse_plan
 
 __all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
 
+_STR_ONLY = frozenset((str,))  # element types of a string feed needing no conversion
+
 
 class Plan:
     """A compiled program: which nodes run, in what order, reading and writing which slots."""
@@ -153,13 +155,14 @@ def convert_feed(t: Tensor, value: Any, what: str = "Placeholder") -> np.ndarray
     elif dt.name == "string":
         arr = np.asarray(value, dtype=object)
         flat = arr.reshape(-1)
-        for i, x in enumerate(flat):
-            if isinstance(x, bytes):
-                flat[i] = x.decode("utf-8")
-            elif not isinstance(x, str):
-                raise FeedError(
-                    f"{what} {t.node.name!r} expects strings, got {type(x).__name__} value {x!r}."
-                )
+        if not set(map(type, flat.tolist())) <= _STR_ONLY:  # one C-speed pass; the loop decodes or refuses
+            for i, x in enumerate(flat):
+                if isinstance(x, bytes):
+                    flat[i] = x.decode("utf-8")
+                elif not isinstance(x, str):
+                    raise FeedError(
+                        f"{what} {t.node.name!r} expects strings, got {type(x).__name__} value {x!r}."
+                    )
     else:
         if isinstance(value, Tensor):
             raise FeedError(f"{what} {t.node.name!r} was fed the symbolic tensor {value.name!r}; feed an array.")
