@@ -247,7 +247,7 @@ class FusedChain:
     is not a C-contiguous array of the group's dtype that maps onto the output's flat index.
     """
 
-    __slots__ = ("constant_slots", "constants", "dtype", "in_slots", "primary", "program", "steps")
+    __slots__ = ("constants", "dtype", "in_slots", "local_steps", "primary", "program", "steps", "values")
 
     def __init__(self, program, constants, dtype, steps, in_slots, constant_slots, primary) -> None:
         self.program = program  # int32 [n, 4]
@@ -255,21 +255,45 @@ class FusedChain:
         self.dtype = dtype
         self.steps = steps  # the group's original plan steps, in order
         self.in_slots = in_slots  # slots of the array operands
-        self.constant_slots = constant_slots  # {slot: value} of folded scalar constants
         self.primary = primary  # the operand expected to be shaped like the output
+        # The fallback runs the steps over a local list: operands, folded constants, then results.
+        self.values = tuple(constant_slots.values())
+        local = {s: i for i, s in enumerate([*in_slots, *constant_slots])}
+        self.local_steps = []
+        for fn, kwargs, ins, outs, _frees, _node in steps:
+            self.local_steps.append((fn, kwargs, tuple(local[s] for s in ins)))
+            local[outs[0]] = len(local)
 
     def __call__(self, *arrays: Any) -> Any:
         first = arrays[self.primary]
-        if type(first) is not np.ndarray or first.size < MIN_ELEMENTS:
-            return self.unfused(*arrays)
+        if type(first) is np.ndarray and first.size >= MIN_ELEMENTS:
+            out = self._fused(arrays)
+            if out is not None:
+                return out
+        # The group's original NumPy steps, over a local list: operands, folded constants, results.
+        # Inline (no further call): small batches come here on every run.
+        values = [*arrays, *self.values]
+        try:
+            for fn, kwargs, ins in self.local_steps:
+                values.append(fn(*[values[i] for i in ins], **kwargs))
+        except HubkitError:
+            raise
+        except Exception as e:  # name the node that failed, as the executor does
+            node = self.steps[len(values) - len(arrays) - len(self.values)][5]
+            raise OpError(f"Op {node.op} node {node.name!r} failed: {type(e).__name__}: {e}") from e
+        return values[-1]
+
+    def _fused(self, arrays: tuple) -> np.ndarray | None:
+        """The output computed by the kernel, or None when the operands do not suit it."""
         kernel = compiled_kernel()
         if kernel is None:
-            return self.unfused(*arrays)
+            return None
+        first = arrays[self.primary]
         shape = first.shape
         dtype = self.dtype
         for a in arrays:
             if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
-                return self.unfused(*arrays)
+                return None
             if a.size > first.size:
                 first, shape = a, a.shape
         n = first.size
@@ -286,7 +310,7 @@ class FusedChain:
                 while core and core[0] == 1:
                     core = core[1:]
                 if shape[len(shape) - len(core):] != core or (period != n and period != a.size):
-                    return self.unfused(*arrays)  # broadcasts along a middle axis: NumPy does it
+                    return None  # broadcasts along a middle axis: NumPy does it
                 period = a.size
                 kinds.append(SUFFIX)
             flat.append(a.reshape(-1))
@@ -295,25 +319,10 @@ class FusedChain:
             period *= reps
             flat = [np.tile(a, reps) if k == SUFFIX else a for a, k in zip(flat, kinds)]
         flat.extend([_DUMMY[dtype]] * (MAX_OPERANDS - len(flat)))
+        kinds.extend([SCALAR] * (MAX_OPERANDS - len(kinds)))
         out = np.empty(shape, dtype)
-        kernel(self.program, self.constants, tuple(flat), np.array(kinds + [SCALAR] * (MAX_OPERANDS - len(kinds)),
-               np.int32), out.reshape(-1), period)
+        kernel(self.program, self.constants, tuple(flat), np.array(kinds, np.int32), out.reshape(-1), period)
         return out
-
-    def unfused(self, *arrays: Any) -> Any:
-        """Runs the group's original NumPy steps."""
-        values = dict(self.constant_slots)
-        values.update(zip(self.in_slots, arrays))
-        res = None
-        for fn, kwargs, ins, outs, _frees, node in self.steps:
-            try:
-                res = fn(*[values[i] for i in ins], **kwargs)
-            except HubkitError:
-                raise
-            except Exception as e:  # name the node that failed, as the executor does
-                raise OpError(f"Op {node.op} node {node.name!r} failed: {type(e).__name__}: {e}") from e
-            values[outs[0]] = res
-        return res
 
 
 # -- the plan pass ------------------------------------------------------------------------------------------
