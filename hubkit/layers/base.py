@@ -363,9 +363,10 @@ class Layer:
 
             self._regularizers[name] = regularizers.get(regularizer)
         pending = self._deferred.pop(name, None)
-        if pending is not None:
-            var.assign(pending.value)
-            pending.consumed = True
+        if pending is not None:  # a restored value waiting for this weight: checked like any other
+            from hubkit.train.checkpoint import assign_value
+
+            assign_value(var, pending)
         return var
 
     # -- to override -------------------------------------------------------------------------------

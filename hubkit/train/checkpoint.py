@@ -23,7 +23,7 @@ from hubkit.graph import format_shape
 from hubkit.runtime import Variable
 from hubkit.train import checkpoint_io
 
-__all__ = ["Checkpoint", "CheckpointManager", "CheckpointStatus", "apply_deferred"]
+__all__ = ["Checkpoint", "CheckpointManager", "CheckpointStatus", "apply_deferred", "assign_value", "check_value"]
 
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 SLOT_MARKER = "/.OPTIMIZER_SLOT/"
@@ -151,15 +151,53 @@ class _Pending:
         self.consumed = False
 
 
-def _assign(var: Variable, pending: Any) -> None:
+def check_value(var: Variable, pending: Any) -> None:
+    """Raises unless the checkpoint value ``pending`` fits ``var`` in shape and dtype.
+
+    Raises:
+        CheckpointError: naming the checkpoint key, the variable and both shapes or dtypes.
+    """
     value = np.asarray(pending.value)
     if tuple(value.shape) != tuple(var.shape):
         raise CheckpointError(
             f"Checkpoint value {pending.key!r} has shape {format_shape(tuple(value.shape))}, but variable "
             f"{var.name!r} has shape {format_shape(tuple(var.shape))}."
         )
-    var.assign(value)
+    want = var.dtype.np_dtype
+    is_text, wants_text = value.dtype.kind in "OUS", want.kind in "OUS"
+    if is_text != wants_text or (not is_text and value.dtype != want):
+        raise CheckpointError(
+            f"Checkpoint value {pending.key!r} has dtype {value.dtype.name}, but variable {var.name!r} has "
+            f"dtype {var.dtype.name}."
+        )
+
+
+def assign_value(var: Variable, pending: Any) -> None:
+    """Checks ``pending`` against ``var``, then assigns it and marks it consumed."""
+    check_value(var, pending)
+    var.assign(np.asarray(pending.value))
     pending.consumed = True
+
+
+def _route(obj: Any, rel: str, pending: Any) -> Any:
+    """Where a value for relative path ``rel`` under ``obj`` goes, without putting it there.
+
+    Returns:
+        ``(variable, None)`` for a live variable, ``(None, parking dict)`` for a value that waits
+        for its layer to be built or its optimizer to create it (deferred), or None when no live
+        object can take it now or later.
+    """
+    if rel == "":
+        return (obj, None) if isinstance(obj, Variable) else None
+    for name, child in children(obj):
+        if rel == name or rel.startswith(name + "/"):
+            return _route(child, rel[len(name) + 1 :], pending)
+    deferred = getattr(obj, "_deferred", None)
+    if isinstance(deferred, dict):  # a layer: the weight appears when it is built
+        return None, (deferred, rel)
+    if _is_optimizer(obj):  # an optimizer creates its own variables on first minimize
+        return None, (obj.__dict__.setdefault("_hk_deferred_vars", {}), rel)
+    return None
 
 
 def _deliver(obj: Any, rel: str, pending: Any) -> bool:
@@ -167,22 +205,16 @@ def _deliver(obj: Any, rel: str, pending: Any) -> bool:
 
     Returns False when no live object can take it now or later.
     """
-    if rel == "":
-        if isinstance(obj, Variable):
-            _assign(obj, pending)
-            return True
+    route = _route(obj, rel, pending)
+    if route is None:
         return False
-    for name, child in children(obj):
-        if rel == name or rel.startswith(name + "/"):
-            return _deliver(child, rel[len(name) + 1 :], pending)
-    deferred = getattr(obj, "_deferred", None)
-    if isinstance(deferred, dict):  # a layer: the weight appears when it is built
-        deferred[rel] = pending
-        return True
-    if _is_optimizer(obj):  # an optimizer creates its own variables on first minimize
-        obj.__dict__.setdefault("_hk_deferred_vars", {})[rel] = pending
-        return True
-    return False
+    var, parking = route
+    if var is not None:
+        assign_value(var, pending)
+    else:
+        table, key = parking
+        table[key] = pending
+    return True
 
 
 def _find(obj: Any, rel: str) -> Any:
@@ -212,14 +244,19 @@ def apply_deferred_slots(optimizer: Any) -> None:
         if s is None:
             still.append((find_var, slot, pending))
         else:
-            _assign(s, pending)
+            assign_value(s, pending)
     optimizer.__dict__["_hk_deferred_slots"] = still
     parked = optimizer.__dict__.get("_hk_deferred_vars", {})
     if parked:
         names = dict(_optimizer_children(optimizer))
         for rel in list(parked):
             if rel in names:
-                _assign(names[rel], parked.pop(rel))
+                assign_value(names[rel], parked.pop(rel))
+
+
+def _park_slot(optimizer: Any, entry: tuple[Any, str, Any]) -> None:
+    """Parks a slot value until ``optimizer`` creates the slot (see :func:`apply_deferred_slots`)."""
+    optimizer.__dict__.setdefault("_hk_deferred_slots", []).append(entry)
 
 
 # -- status -------------------------------------------------------------------------------------------
@@ -387,10 +424,14 @@ class Checkpoint:
         used: set[str] = set()
         missing: list[str] = []
         pending: list[_Pending] = []
+        # Nothing changes until every value is checked: (variable, value) pairs to assign, and
+        # ``apply()`` callbacks that park values for objects that do not exist yet.
+        assignments: list[tuple[Variable, _Pending]] = []
+        parkings: list[Any] = []
         for p, var in variables:
             key = p + VALUE_SUFFIX
             if key in keys:
-                _assign(var, _Pending(key, reader.get_tensor(key)))
+                assignments.append((var, _Pending(key, reader.get_tensor(key))))
                 used.add(key)
             else:
                 missing.append(key)
@@ -400,9 +441,10 @@ class Checkpoint:
                 item = _Pending(key, reader.get_tensor(key))
                 used.add(key)
                 if s is not None:
-                    _assign(s, item)
+                    assignments.append((s, item))
                 else:
-                    opt.__dict__.setdefault("_hk_deferred_slots", []).append((lambda v=var: v, slot, item))
+                    entry = (lambda v=var: v, slot, item)
+                    parkings.append(functools.partial(_park_slot, opt, entry))
                     pending.append(item)
             elif s is not None:
                 missing.append(key)
@@ -420,16 +462,27 @@ class Checkpoint:
                     unused.append(key)
                     continue
                 item = _Pending(key, reader.get_tensor(key))
-                finder = functools.partial(_find, self, var_path)
-                opt.__dict__.setdefault("_hk_deferred_slots", []).append((finder, slot, item))
+                entry = (functools.partial(_find, self, var_path), slot, item)
+                parkings.append(functools.partial(_park_slot, opt, entry))
                 pending.append(item)
                 continue
             item = _Pending(key, reader.get_tensor(key))
-            if _deliver(self, key[: -len(VALUE_SUFFIX)], item):
-                if not item.consumed:
-                    pending.append(item)
-            else:
+            route = _route(self, key[: -len(VALUE_SUFFIX)], item)
+            if route is None:
                 unused.append(key)
+            elif route[0] is not None:
+                assignments.append((route[0], item))
+            else:
+                table, rel = route[1]
+                parkings.append(functools.partial(table.__setitem__, rel, item))
+                pending.append(item)
+        for var, item in assignments:
+            check_value(var, item)
+        for var, item in assignments:
+            var.assign(np.asarray(item.value))
+            item.consumed = True
+        for park in parkings:
+            park()
         return CheckpointStatus(reader.prefix, unused, missing, pending, [o for _, o in optimizers])
 
 
