@@ -141,6 +141,30 @@ def _is_trackable(value: Any) -> bool:
 _OWN_TRAINABLE = "_hk_own_trainable"
 
 
+class UnexpectedArgumentsError(TypeError):
+    """A layer constructor got keyword arguments it does not know (a ``TypeError``, as Python raises).
+
+    Attributes:
+        keys: the refused argument names, sorted.
+    """
+
+    def __init__(self, class_name: str, keys: list[str]) -> None:
+        super().__init__(f"{class_name} got unexpected keyword arguments {keys}.")
+        self.keys = keys
+
+
+# Every layer's get_config holds these; from_config applies them itself when a constructor lacks them.
+_BASE_CONFIG_KEYS = ("dtype", "name", "trainable")
+
+
+def _init_parameters(cls: type) -> tuple[set[str], bool]:
+    """The keyword parameters of ``cls.__init__`` and whether it takes ``**kwargs``."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    names = {p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return names, takes_any
+
+
 # -- Layer -----------------------------------------------------------------------------------------
 class Layer:
     """Base class of layers: tracked state, build-on-first-call and shared weights.
@@ -172,7 +196,7 @@ class Layer:
 
     def __init__(self, trainable: bool = True, name: str | None = None, dtype: Any = None, **kwargs: Any) -> None:
         if kwargs:
-            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}.")
+            raise UnexpectedArgumentsError(type(self).__name__, sorted(kwargs))
         self._name = name or unique_layer_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         self._dtype = as_dtype(dtype or "float32")
@@ -383,8 +407,44 @@ class Layer:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Layer:
-        """Builds a layer from :meth:`get_config`'s output."""
-        return cls(**config)
+        """Builds a layer from :meth:`get_config`'s output.
+
+        As in Keras, the config holds the constructor's keyword arguments. ``name``, ``trainable``
+        and ``dtype`` (which :meth:`get_config` always returns) are applied after construction when
+        a subclass's constructor does not take them.
+
+        Raises:
+            GraphError: ``config`` is not a dict, or the constructor refuses it (the class and the
+                refused keys are named).
+        """
+        if not isinstance(config, dict):
+            raise GraphError(f"{cls.__name__}.from_config needs a dict, got {type(config).__name__}.")
+        kwargs = dict(config)
+        accepted, takes_any = _init_parameters(cls)
+        later = {}
+        if not takes_any:
+            later = {k: kwargs.pop(k) for k in _BASE_CONFIG_KEYS if k in kwargs and k not in accepted}
+            refused = sorted(k for k in kwargs if k not in accepted)
+            if refused:
+                raise GraphError(
+                    f"Cannot build layer class {cls.__name__!r} from its config: the constructor takes no "
+                    f"arguments {refused}; it takes {sorted(accepted)}."
+                )
+        try:
+            layer = cls(**kwargs)
+        except UnexpectedArgumentsError as e:
+            raise GraphError(
+                f"Cannot build layer class {cls.__name__!r} from its config: the constructor refuses the keys {e.keys}."
+            ) from None
+        except TypeError as e:
+            raise GraphError(f"Cannot build layer class {cls.__name__!r} from config keys {sorted(kwargs)}: {e}") from e
+        if "name" in later:
+            layer._name = str(later["name"])
+        if "dtype" in later:
+            layer._dtype = as_dtype(later["dtype"] or "float32")
+        if "trainable" in later:
+            layer.trainable = bool(later["trainable"])
+        return layer
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         """The static output shape for ``input_shape``, found by building a throwaway graph."""

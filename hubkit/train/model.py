@@ -235,10 +235,13 @@ class Model(TrainingMixin, Layer):
         Raises:
             GraphError: a layer class is unknown or the config is inconsistent.
         """
+        _check_config(config)
         layers: dict[str, Layer] = {}
         produced: dict[tuple[str, int], list[Any]] = {}
         for item in config["layers"]:
             layer_cls = get_layer_class(item["class_name"], custom_objects)
+            if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
+                raise GraphError(f"custom_objects[{item['class_name']!r}] must be a Layer subclass, got {layer_cls!r}.")
             if issubclass(layer_cls, Model):
                 layer = layer_cls.from_config(item["config"], custom_objects)
             else:
@@ -276,6 +279,32 @@ class Model(TrainingMixin, Layer):
         from hubkit.train.summary import print_summary
 
         print_summary(self, line_length=line_length, print_fn=print_fn)
+
+
+_CONFIG_KEYS = ("calls", "inputs", "layers", "outputs")
+
+
+def _check_config(config: Any) -> None:
+    """Refuses a model config whose structure is not :meth:`Model.get_config`'s."""
+    if not isinstance(config, dict):
+        raise GraphError(f"Model.from_config needs a dict from Model.get_config(), got {type(config).__name__}.")
+    missing = [k for k in _CONFIG_KEYS if k not in config]
+    if missing:
+        raise GraphError(f"Model config lacks the keys {missing}; a model config has {list(_CONFIG_KEYS)}.")
+    for key in ("layers", "calls"):
+        if not isinstance(config[key], list) or not all(isinstance(item, dict) for item in config[key]):
+            raise GraphError(f"Model config {key!r} must be a list of dicts, got {config[key]!r}.")
+    for i, item in enumerate(config["layers"]):
+        if not isinstance(item.get("class_name"), str) or not isinstance(item.get("config"), dict):
+            raise GraphError(
+                f"Model config layer {i} must be {{'class_name': str, 'config': dict}}, got {sorted(item)} "
+                f"({item!r})."
+            )
+    for i, call in enumerate(config["calls"]):
+        if not isinstance(call.get("layer"), str) or "inputs" not in call or not isinstance(call.get("kwargs", {}), dict):
+            raise GraphError(
+                f"Model config call {i} must be {{'layer': str, 'inputs': ..., 'kwargs': dict}}, got {call!r}."
+            )
 
 
 def _is_ref(value: Any) -> bool:
