@@ -98,7 +98,7 @@ class Vocabulary:
         if table is None:
             with self._lock:
                 if self._key_table is None:
-                    self._key_table = _vocab_numpy.KeyTable(list(self.ids), list(self.ids.values()))
+                    self._key_table = _vocab_numpy.KeyTable(self._data)
                 table = self._key_table
         return table
 

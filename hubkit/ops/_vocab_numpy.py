@@ -72,34 +72,35 @@ class KeyTable:
     empty slot. Lookups compare the whole key, so a hit is an exact match.
     """
 
-    def __init__(self, words: list[str], ids: list[int]) -> None:
-        data = [w.encode("utf-8") for w in words]
-        lengths = np.fromiter(map(len, data), dtype=np.int64, count=len(data))
-        keep = (lengths >= 1) & (lengths <= KEY_BYTES)
-        starts = np.zeros(len(data), dtype=np.int64)
-        if len(data):
-            np.cumsum(lengths[:-1], out=starts[1:])
-        buf = _padded(b"".join(data))
-        starts, lengths = starts[keep], lengths[keep]
-        w0, w1 = _words(buf, starts, lengths)
-        meta = ((np.asarray(ids, dtype=np.int64)[keep] + 1) << 5 | lengths).astype(np.uint64)
-        bits = max(4, int(4 * max(1, starts.size) - 1).bit_length())  # load factor <= 1/4: short probes
+    def __init__(self, lines: bytes) -> None:
+        """Builds the table of ``lines`` (UTF-8, ``\\n``-separated); line ``i`` has id ``i``.
+
+        Equal lines are all inserted, but the first one always sits earlier on their common probe
+        sequence (an insertion round gives a contested slot to the lowest line), so it is found.
+        """
+        buf = np.frombuffer(lines, dtype=np.uint8)
+        newlines = np.flatnonzero(buf == 10)
+        starts = np.concatenate(([0], newlines + 1)) if buf.size else np.zeros(0, dtype=np.int64)
+        lengths = (np.append(newlines, buf.size) if buf.size else starts) - starts
+        ids = np.flatnonzero((lengths >= 1) & (lengths <= KEY_BYTES))
+        starts, lengths = starts[ids], lengths[ids]
+        w0, w1 = _words(_padded(buf), starts, lengths)
+        meta = ((ids + 1) << 5 | lengths).astype(np.uint64)
+        bits = max(4, int(4 * max(1, ids.size) - 1).bit_length())  # load factor <= 1/4: short probes
         self.mask = (1 << bits) - 1
         self.shift = np.uint64(64 - bits)
         self.slots = np.zeros((1 << bits, 3), dtype=np.uint64)
         slot = _home(w0, w1, lengths, self.shift)
-        pending = np.arange(starts.size)
+        pending = np.arange(ids.size)
+        owner = np.full(1 << bits, ids.size, dtype=np.int64)
         while pending.size:  # insert all keys at once, one probe step per round
             free = self.slots[slot, 2] == 0
-            cand_slots = slot[free]
-            # Several keys may want the same free slot: the first takes it, the others move on.
-            taken, first = np.unique(cand_slots, return_index=True)
-            winners = pending[free][first]
+            np.minimum.at(owner, slot[free], pending[free])  # a contested free slot goes to the lowest line
+            placed = free & (owner[slot] == pending)
+            taken, winners = slot[placed], pending[placed]
             self.slots[taken, 0] = w0[winners]
             self.slots[taken, 1] = w1[winners]
             self.slots[taken, 2] = meta[winners]
-            placed = np.zeros(pending.size, dtype=bool)
-            placed[np.flatnonzero(free)[first]] = True
             pending, slot = pending[~placed], (slot[~placed] + 1) & self.mask
 
     def find(self, w0: np.ndarray, w1: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

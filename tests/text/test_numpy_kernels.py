@@ -96,7 +96,7 @@ def test_random_batch_over_a_big_vocabulary_with_crowded_slots(monkeypatch, tmp_
 
 def test_key_table_finds_every_word_once():
     words = [f"w{i}" for i in range(1000)] + ["é" * 8]
-    table = _vocab_numpy.KeyTable(words, list(range(len(words))))
+    table = _vocab_numpy.KeyTable("\n".join(words).encode())
     data = "".join(words).encode()
     buf = _vocab_numpy._padded(data)
     lengths = np.array([len(w.encode()) for w in words])
@@ -104,6 +104,16 @@ def test_key_table_finds_every_word_once():
     ids, unresolved = table.find(*_vocab_numpy._words(buf, starts, lengths), lengths)
     assert ids.tolist() == list(range(len(words))) and unresolved.size == 0
     assert int((table.slots[:, 2] != 0).sum()) == len(words)
+
+
+def test_key_table_first_of_equal_lines_wins():
+    lines = ["x", "a", "b", "a", "", "b", "a"] * 3  # crowded: every key inserted 6 or 9 times
+    table = _vocab_numpy.KeyTable("\n".join(lines).encode())
+    keys = ["a", "b", "x"]
+    data = "".join(keys).encode()
+    lengths = np.ones(3, dtype=np.int64)
+    ids, _ = table.find(*_vocab_numpy._words(_vocab_numpy._padded(data), np.arange(3), lengths), lengths)
+    assert ids.tolist() == [1, 2, 0]
 
 
 def test_column_fnv_is_fingerprint64():
@@ -160,6 +170,22 @@ def test_combiner_sums_each_row_in_token_order_like_a_loop():
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     want = np.stack([params[ids[s : s + n]].sum(axis=0) for s, n in zip(starts, lengths)])
     assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+@pytest.mark.parametrize(("ids", "row_ids"), [([4, 0, 4], [0, 0, 0]), ([4, -1, 2], [0, 0, 0]), ([-1], [0])])
+def test_combiner_of_one_row(combiner, ids, row_ids):
+    params = RNG.normal(size=(5, 3)).astype(np.float32)
+    ids, row_ids = np.array(ids), np.array(row_ids)
+    got = sparse.combine_numpy(params, ids, row_ids, 1, None, sparse.COMBINERS[combiner])
+    assert got.shape == (1, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, reference(params, ids, row_ids, 1, None, combiner), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("ids", "row_ids", "message"), [([0, 5], [0, 0], "id 5 of value 1"), ([0, 1], [0, 1], "row 1")])
+def test_combiner_of_one_row_reports_bad_ids_and_rows(ids, row_ids, message):
+    with pytest.raises(OpError, match=message):
+        sparse.combine_numpy(np.ones((5, 2)), np.array(ids), np.array(row_ids), 1, None, 0)
 
 
 def test_combiner_reports_mismatched_ids_and_row_ids():
