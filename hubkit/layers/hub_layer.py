@@ -104,6 +104,12 @@ class HubLayer(Layer):
     def call(self, inputs: Any, training: Any = None) -> Any:
         module = self._module_for(bool(training) if not hasattr(training, "graph") else True)
         if self.output_key is None:
+            names = module.get_output_info_dict(signature=self.signature)
+            if "default" not in names:
+                raise SignatureError(
+                    f"HubLayer {self.name!r}: signature {self.signature or 'default'!r} has no 'default' output; "
+                    f"pick one with output_key= among {sorted(names)}."
+                )
             return module(inputs, signature=self.signature)
         outputs = module(inputs, signature=self.signature, as_dict=True)
         if self.output_key not in outputs:
