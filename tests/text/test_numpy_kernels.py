@@ -146,7 +146,9 @@ def reference(params, ids, row_ids, num_rows, weights, combiner):
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("sort", [True, False])
 @pytest.mark.parametrize("row_shape", [(5,), (2, 3)])
-def test_combiner_by_position_and_long_rows(combiner, weighted, sort, row_shape):
+@pytest.mark.parametrize("block_bytes", [1 << 18, 100])
+def test_combiner_by_position_and_long_rows(monkeypatch, combiner, weighted, sort, row_shape, block_bytes):
+    monkeypatch.setattr(sparse, "_BLOCK_BYTES", block_bytes)  # 100: two or three rows at a time
     params = RNG.normal(size=(30, *row_shape))
     lengths = RNG.integers(0, 6, size=200)
     lengths[[3, 50]] = [150, 90]  # rows far longer than the others are summed one by one
@@ -160,8 +162,10 @@ def test_combiner_by_position_and_long_rows(combiner, weighted, sort, row_shape)
     np.testing.assert_allclose(got, reference(params, ids, row_ids, 203, weights, combiner), rtol=1e-12, atol=1e-12)
 
 
-def test_combiner_sums_each_row_in_token_order_like_a_loop():
+@pytest.mark.parametrize("block_bytes", [1 << 18, 1000])
+def test_combiner_sums_each_row_in_token_order_like_a_loop(monkeypatch, block_bytes):
     """float32 sums by position equal a per-row ``take(...).sum(axis=0)`` bit for bit."""
+    monkeypatch.setattr(sparse, "_BLOCK_BYTES", block_bytes)
     params = RNG.normal(size=(1000, 64)).astype(np.float32)
     lengths = RNG.integers(1, 41, size=300)
     row_ids = np.repeat(np.arange(300), lengths)
