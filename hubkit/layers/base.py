@@ -157,6 +157,13 @@ class UnexpectedArgumentsError(TypeError):
 _BASE_CONFIG_KEYS = ("dtype", "name", "trainable")
 
 
+def positive_int(value: Any, what: str, layer: str) -> int:
+    """``value`` as a positive int, or a GraphError naming the layer and the argument."""
+    if isinstance(value, (bool, float)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise GraphError(f"Layer {layer!r}: {what} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
 def _init_parameters(cls: type) -> tuple[set[str], bool]:
     """The keyword parameters of ``cls.__init__`` and whether it takes ``**kwargs``."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]

@@ -6,7 +6,7 @@ from typing import Any
 
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
-from hubkit.layers.base import Layer, register_layer
+from hubkit.layers.base import Layer, positive_int, register_layer
 from hubkit.layers.core import activation_name, config_of, get_activation
 
 __all__ = ["Conv2D", "Conv2DTranspose"]
@@ -44,7 +44,7 @@ class _Conv(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.filters = int(filters)
+        self.filters = positive_int(filters, "filters", self.name)
         self.kernel_size = _pair(kernel_size, "kernel_size", self.name)
         self.strides = _pair(strides, "strides", self.name)
         self.padding = _padding(padding, self.name)

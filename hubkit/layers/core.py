@@ -7,7 +7,7 @@ from typing import Any
 
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
-from hubkit.layers.base import Layer, register_layer
+from hubkit.layers.base import Layer, positive_int, register_layer
 
 __all__ = ["Activation", "Dense", "Dropout", "Embedding", "get_activation"]
 
@@ -94,9 +94,7 @@ class Dense(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if int(units) <= 0:
-            raise GraphError(f"Dense layer {self.name!r} needs a positive number of units, got {units!r}.")
-        self.units = int(units)
+        self.units = positive_int(units, "units", self.name)
         self.activation = activation
         self._activation_fn = get_activation(activation)
         self.use_bias = bool(use_bias)
@@ -175,8 +173,8 @@ class Embedding(Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.input_dim = int(input_dim)
-        self.output_dim = int(output_dim)
+        self.input_dim = positive_int(input_dim, "input_dim", self.name)
+        self.output_dim = positive_int(output_dim, "output_dim", self.name)
         self.embeddings_initializer = embeddings_initializer
         self.embeddings_regularizer = embeddings_regularizer
 
