@@ -162,7 +162,7 @@ def _make_big_module(path: str, size_mb: int) -> None:
             f.write(b"\x08\x01")
 
 
-def bench_download(workdir: str, size_mb: int, server_kind: str, rounds: int) -> None:
+def bench_download(workdir: str, size_mb: int, server_kind: str, rounds: int, verbose: bool = False) -> None:
     module = os.path.join(workdir, "big")
     _make_big_module(module, size_mb)
     root = os.path.join(workdir, "registry-big")
@@ -215,6 +215,9 @@ def bench_download(workdir: str, size_mb: int, server_kind: str, rounds: int) ->
         server.shutdown()  # type: ignore[attr-defined]
     size = manifest["size"] / 1e6
     baseline_name = "curl" if curl else "requests streaming"
+    if verbose:
+        for i, (hub, down, base) in enumerate(zip(hub_times, download_times, base_times)):
+            print(f"  round {i}: hubkit {hub:.2f} s, download alone {down:.2f} s, {baseline_name} {base:.2f} s")
     for label, pick in (("best", min), ("median", statistics.median)):
         hub, down, base = pick(hub_times), pick(download_times), pick(base_times)
         print(f"download+install ({kind}, {label} of {rounds}): hubkit {size / hub:.0f} MB/s ({hub:.2f} s) vs "
@@ -232,6 +235,7 @@ def main() -> None:
     parser.add_argument("--server", choices=("auto", "nginx", "dev"), default="auto")
     parser.add_argument("--rounds", type=int, default=5, help="download rounds (each: hubkit, download alone, curl)")
     parser.add_argument("--skip-download", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="print every download round")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hubkit-bench-", dir=os.environ.get("HUBKIT_BENCH_DIR")) as workdir:
         os.environ["HUBKIT_CACHE_DIR"] = os.path.join(workdir, "cache-small")
@@ -239,7 +243,7 @@ def main() -> None:
         os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1"
         bench_cache_hit(workdir, args.repeats)
         if not args.skip_download:
-            bench_download(workdir, args.size_mb, args.server, args.rounds)
+            bench_download(workdir, args.size_mb, args.server, args.rounds, args.verbose)
 
 
 if __name__ == "__main__":
