@@ -15,11 +15,11 @@ import numpy as np
 
 from hubkit.errors import GraphError, SignatureError
 from hubkit.graph import DType, Graph, Shape, Tensor, convert_to_tensor, format_shape
-from hubkit.graph.shapes import is_compatible, merge_shapes
+from hubkit.graph.shapes import merge_shapes
+from hubkit.graph.values import convert_value
 
 __all__ = ["SignatureSpec", "TensorInfo", "convert_eager_input", "convert_symbolic_input", "pack_inputs"]
 
-_STR_ONLY = frozenset((str,))  # element types of a string feed needing no conversion
 
 
 class TensorInfo:
@@ -112,42 +112,7 @@ def pack_inputs(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
 def convert_eager_input(sig: SignatureSpec, key: str, value: Any) -> np.ndarray:
     """Converts a concrete value to the input's dtype and checks it against the declared shape."""
     info = sig.inputs[key]
-    dt = info.dtype
-    if isinstance(value, np.ndarray) and value.dtype == dt.np_dtype:
-        arr = value
-    elif dt.name == "string":
-        arr = np.asarray(value, dtype=object)
-        flat = arr.reshape(-1)
-        if not set(map(type, flat.tolist())) <= _STR_ONLY:  # one C-speed pass; the loop decodes or refuses
-            for i, x in enumerate(flat):
-                if isinstance(x, bytes):
-                    flat[i] = x.decode("utf-8")
-                elif not isinstance(x, str):
-                    raise SignatureError(
-                        f"Signature {sig.name!r} input {key!r} expects strings, got the {type(x).__name__} {x!r}."
-                    )
-    else:
-        try:
-            src = np.asarray(value)
-        except (ValueError, TypeError) as e:
-            raise SignatureError(
-                f"Signature {sig.name!r} input {key!r} cannot take this {type(value).__name__}: {e}"
-            ) from None
-        ok = src.dtype == dt.np_dtype or (
-            src.dtype.kind in "biuf" and np.can_cast(src.dtype, dt.np_dtype, "same_kind")
-        ) or (src.dtype.kind in "biu" and dt.is_floating)
-        if not ok:
-            raise SignatureError(
-                f"Signature {sig.name!r} input {key!r} has dtype {dt.name}; a value of dtype {src.dtype} "
-                "cannot be converted to it safely."
-            )
-        arr = src.astype(dt.np_dtype, copy=False)
-    if not is_compatible(info.shape, arr.shape):
-        raise SignatureError(
-            f"Signature {sig.name!r} input {key!r} has shape {format_shape(info.shape)}; the value given has "
-            f"shape {format_shape(tuple(arr.shape))}."
-        )
-    return arr
+    return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureError)
 
 
 def convert_symbolic_input(sig: SignatureSpec, key: str, value: Any, graph: Graph) -> Tensor:

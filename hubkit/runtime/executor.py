@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import FeedError, GraphError, HubkitError, OpError
-from hubkit.graph import Graph, Node, Tensor, format_shape, get_default_graph
-from hubkit.graph.shapes import is_compatible
+from hubkit.graph import Graph, Node, Tensor, get_default_graph
+from hubkit.graph.values import convert_value
 from hubkit.ops._numba import numba_enabled
 from hubkit.ops.registry import get_op
 from hubkit.runtime.fusion import fuse_plan
 
 __all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
 
-_STR_ONLY = frozenset((str,))  # element types of a string feed needing no conversion
 
 
 class Plan:
@@ -96,7 +95,10 @@ def _order(graph: Graph, targets: list[Node], fed: set[Tensor]) -> list[Node]:
 def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]) -> Plan:
     """Builds the plan computing ``fetches`` from ``feeds``; checks every needed placeholder is fed."""
     fed = set(feeds)
-    targets = [f.node if isinstance(f, Tensor) else f for f in fetches]
+    if len(fed) != len(feeds):
+        raise FeedError(f"A tensor is fed more than once: {sorted(t.name for t in feeds)}.")
+    # A fetched tensor that is also fed is returned as fed: its node need not run.
+    targets = [f.node if isinstance(f, Tensor) else f for f in fetches if f not in fed]
     nodes = [n for n in _order(graph, targets, fed)]
     slot_of: dict[Tensor, int] = {}
     for t in feeds:
@@ -149,41 +151,7 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
 
 def convert_feed(t: Tensor, value: Any, what: str = "Placeholder") -> np.ndarray:
     """Converts a fed value to ``t``'s dtype, refusing lossy kinds and shapes contradicting ``t.shape``."""
-    dt = t.dtype
-    if isinstance(value, np.ndarray) and value.dtype == dt.np_dtype:
-        arr = value
-    elif dt.name == "string":
-        arr = np.asarray(value, dtype=object)
-        flat = arr.reshape(-1)
-        if not set(map(type, flat.tolist())) <= _STR_ONLY:  # one C-speed pass; the loop decodes or refuses
-            for i, x in enumerate(flat):
-                if isinstance(x, bytes):
-                    flat[i] = x.decode("utf-8")
-                elif not isinstance(x, str):
-                    raise FeedError(
-                        f"{what} {t.node.name!r} expects strings, got {type(x).__name__} value {x!r}."
-                    )
-    else:
-        if isinstance(value, Tensor):
-            raise FeedError(f"{what} {t.node.name!r} was fed the symbolic tensor {value.name!r}; feed an array.")
-        try:
-            src = np.asarray(value)
-        except (ValueError, TypeError) as e:
-            raise FeedError(f"{what} {t.node.name!r} cannot take {type(value).__name__} value: {e}") from None
-        ok = src.dtype == dt.np_dtype or (
-            src.dtype.kind in "biuf" and np.can_cast(src.dtype, dt.np_dtype, "same_kind")
-        ) or (src.dtype.kind in "biu" and dt.is_floating)
-        if not ok:
-            raise FeedError(
-                f"{what} {t.node.name!r} has dtype {dt.name}; cannot safely convert a value of dtype {src.dtype}."
-            )
-        arr = src.astype(dt.np_dtype, copy=False)
-    if not is_compatible(t.shape, arr.shape):
-        raise FeedError(
-            f"{what} {t.node.name!r} has shape {format_shape(t.shape)}; "
-            f"the fed value has shape {format_shape(tuple(arr.shape))}."
-        )
-    return arr
+    return convert_value(value, t.dtype, t.shape, f"{what} {t.node.name!r}", FeedError)
 
 
 class _Fetches:
@@ -208,17 +176,17 @@ class _Fetches:
         return lambda r: r[i]
 
 
-def _as_fetch(graph: Graph, f: Any) -> Tensor | Node:
+def _as_fetch(graph: Graph, f: Any, what: str = "Fetch") -> Tensor | Node:
     if isinstance(f, str):
         return graph.get_tensor(f) if ":" in f else graph.get_node(f)
     if isinstance(f, (Tensor, Node)):
         if f.graph is not graph:
-            raise GraphError(f"Fetch {f.name!r} belongs to another graph than this session's.")
+            raise GraphError(f"{what} {f.name!r} belongs to another graph than this session's.")
         return f
     hook = getattr(f, "_as_graph_tensor", None)
     if hook is not None:
         return hook(graph)
-    raise GraphError(f"Cannot fetch {f!r}: expected a Tensor, a Node, a Variable or a name.")
+    raise GraphError(f"Cannot {what.lower()} {f!r}: expected a Tensor, a Node, a Variable or a name.")
 
 
 class Session:
@@ -273,9 +241,11 @@ class Session:
         values: list[Any] = []
         if feed_dict:
             for k, v in feed_dict.items():
-                t = _as_fetch(g, k)
+                t = _as_fetch(g, k, "Feed")
                 if not isinstance(t, Tensor):
                     raise FeedError(f"Cannot feed {k!r}: only tensors can be fed.")
+                if t in feeds:  # e.g. by tensor and by name: which value wins would be arbitrary
+                    raise FeedError(f"Tensor {t.name!r} is fed twice (again as {k!r}); feed each tensor once.")
                 feeds.append(t)
                 values.append(convert_feed(t, v))
         plan = self.plan(flat, feeds)

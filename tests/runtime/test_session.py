@@ -67,11 +67,11 @@ def test_feed_validation(graph):
     i = hk.placeholder(hk.int32, [None], name="ids")
     f = hk.placeholder(hk.float32, [None, 3], name="f")
     sess = hk.Session(graph)
-    with pytest.raises(hk.FeedError, match=r"'ids' has dtype int32; cannot safely convert a value of dtype float64"):
+    with pytest.raises(hk.FeedError, match=r"'ids' has dtype int32; a value of dtype float64 cannot be converted to it safely"):
         sess.run(i + 1, {i: np.array([1.5])})
-    with pytest.raises(hk.FeedError, match=r"'f' has shape \[None, 3\]; the fed value has shape \[2, 4\]"):
+    with pytest.raises(hk.FeedError, match=r"'f' has shape \[None, 3\]; the value given has shape \[2, 4\]"):
         sess.run(f * 1.0, {f: np.zeros((2, 4))})
-    with pytest.raises(hk.FeedError, match="cannot safely convert"):
+    with pytest.raises(hk.FeedError, match="cannot be converted to it safely"):
         sess.run(f * 1.0, {f: np.array([["a", "b", "c"]])})
     out = sess.run(f * 1.0, {f: np.array([[1, 2, 3]], np.int64)})  # ints convert to floats
     assert out.dtype == np.float32
