@@ -19,7 +19,7 @@ import numpy as np
 
 from hubkit.errors import GraphError, OpError
 from hubkit.graph import Tensor, convert_to_tensor, get_default_graph, int64
-from hubkit.graph.shapes import format_shape
+from hubkit.graph.shapes import format_shape, merge_shapes
 from hubkit.ops import _numba, _numba_kernels
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 
@@ -52,6 +52,32 @@ class RaggedTensor:
 
 
 # -- forward -----------------------------------------------------------------------------------------
+def check_ragged(ids: np.ndarray, row_ids: np.ndarray, weights: np.ndarray | None, num_rows: int) -> None:
+    """Refuses ids, row_ids and weights of different lengths (or not 1-D) and a negative ``num_rows``.
+
+    Runs before any kernel: the Numba kernels index ``row_ids`` and ``weights`` by the position of
+    each id and would read past the end of a shorter array.
+
+    Raises:
+        OpError: naming the three lengths, or the bad ``num_rows``.
+    """
+    if ids.ndim != 1 or row_ids.ndim != 1 or (weights is not None and weights.ndim != 1):
+        shapes = [ids.shape, row_ids.shape] + ([] if weights is None else [weights.shape])
+        raise OpError(
+            "embedding_lookup_sparse: ids, row_ids and weights must be 1-D, got shapes "
+            f"{', '.join(format_shape(s) for s in shapes)}."
+        )
+    n = ids.shape[0]
+    if row_ids.shape[0] != n or (weights is not None and weights.shape[0] != n):
+        weights_part = "" if weights is None else f", weights {weights.shape[0]}"
+        raise OpError(
+            f"embedding_lookup_sparse: ids has {n} values, row_ids {row_ids.shape[0]}{weights_part}; "
+            "they must be equal."
+        )
+    if num_rows < 0:
+        raise OpError(f"embedding_lookup_sparse: num_rows must be >= 0, got {num_rows}.")
+
+
 def _check_ids(ids: np.ndarray, row_ids: np.ndarray, vocab: int, num_rows: int, bad: int) -> None:
     raise OpError(
         f"embedding_lookup_sparse: id {int(ids[bad])} of value {bad} (row {int(row_ids[bad])}) is outside "
@@ -86,8 +112,6 @@ def _as_unsigned(x: np.ndarray) -> np.ndarray:
 
 def _valid(ids, row_ids, weights, vocab: int, num_rows: int):
     """Drops ids < 0 (TF's safe_embedding_lookup_sparse behaviour) and checks the rest."""
-    if ids.shape != row_ids.shape:
-        raise OpError(f"embedding_lookup_sparse: ids has {ids.size} values but row_ids has {row_ids.size}.")
     outside = _as_unsigned(ids).max() >= vocab  # an id < 0 (skipped) or one past the table (an error)
     if outside and ids.min() < 0:
         keep = ids >= 0
@@ -171,9 +195,10 @@ def _combine_one_row(params, ids, row_ids, combiner: int) -> np.ndarray | None:
 
 def combine_numpy(params, ids, row_ids, num_rows: int, weights, combiner: int) -> np.ndarray:
     """The NumPy kernel of :func:`embedding_lookup_sparse`."""
+    check_ragged(ids, row_ids, weights, num_rows)
     if type(params) is not np.ndarray:  # e.g. a memmap: plain arrays avoid its per-result bookkeeping
         params = params.view(np.ndarray)
-    if num_rows == 1 and weights is None and ids.size and ids.shape == row_ids.shape:
+    if num_rows == 1 and weights is None and ids.size:
         out = _combine_one_row(params, ids, row_ids, combiner)
         if out is not None:
             return out
@@ -220,6 +245,7 @@ def combine(params, ids, row_ids, num_rows, weights, combiner: int) -> np.ndarra
     fast = _numba.kernel(_numba_kernels.sparse_combine)
     if fast is None or params.dtype.kind != "f" or params.ndim < 1:
         return combine_numpy(params, ids, row_ids, n, weights, combiner)
+    check_ragged(ids, row_ids, weights, n)
     if type(params) is not np.ndarray:  # a memmap: its subclass bookkeeping costs more than the kernel
         params = params.view(np.ndarray)
     flat = params if params.ndim == 2 else params.reshape(params.shape[0], -1)
@@ -235,8 +261,21 @@ def combine(params, ids, row_ids, num_rows, weights, combiner: int) -> np.ndarra
 
 
 def combine_grad(grad, ids, row_ids, weights, combiner: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values, indices) of the params gradient: one scaled row of ``grad`` per id >= 0."""
+    """(values, indices) of the params gradient: one scaled row of ``grad`` per id >= 0.
+
+    Raises:
+        OpError: ids, row_ids and weights of different lengths, or the row of an id >= 0 outside
+            ``[0, len(grad))``.
+    """
     num_rows = grad.shape[0]
+    check_ragged(ids, row_ids, weights, num_rows)
+    if row_ids.size and _as_unsigned(row_ids).max() >= num_rows:  # a row < 0 is seen as a huge one
+        bad = np.flatnonzero((ids >= 0) & ((row_ids < 0) | (row_ids >= num_rows)))
+        if bad.size:  # rows of skipped ids (< 0) are never read, as in the forward kernels
+            raise OpError(
+                f"embedding_lookup_sparse gradient: row {int(row_ids[bad[0]])} of value {int(bad[0])} is "
+                f"outside [0, {num_rows})."
+            )
     fast = _numba.kernel(_numba_kernels.sparse_combine_grad)
     if fast is not None and grad.dtype.kind == "f":
         flat = grad.reshape(num_rows, -1)
@@ -255,6 +294,19 @@ def combine_grad(grad, ids, row_ids, weights, combiner: int) -> tuple[np.ndarray
     values = np.take(grad, row_ids, axis=0)
     values *= scale.astype(grad.dtype).reshape((-1,) + (1,) * (values.ndim - 1))
     return values, ids.astype(np.int64, copy=False)
+
+
+def _merge_lengths(ids, row_ids, *weights) -> None:
+    """Static check that ids, row_ids and weights (when given) are 1-D with one length."""
+    tensors = [("ids", ids), ("row_ids", row_ids)] + [("weights", w) for w in weights]
+    merged: Any = (None,)
+    for _, t in tensors:
+        merged = merge_shapes(merged, t.shape)
+        if merged is False:
+            break
+    if merged is False:
+        listed = ", ".join(f"{what} {format_shape(t.shape)}" for what, t in tensors)
+        raise infer_error(f"ids, row_ids and weights must be 1-D with one length, got {listed}.")
 
 
 @register_op
@@ -279,6 +331,7 @@ class EmbeddingLookupSparse:
             raise infer_error(f"num_rows must be an integer scalar, got {describe(num_rows)}.")
         if weights and (weights[0].dtype is not params.dtype):
             raise infer_error(f"weights must have the dtype of params ({params.dtype.name}), got {describe(weights[0])}.")
+        _merge_lengths(ids, row_ids, *weights)
         if combiner not in COMBINERS:
             raise infer_error(f"Unknown combiner {combiner!r}; expected one of {sorted(COMBINERS)}.")
         row_shape = (None,) if params.shape is None else params.shape[1:]
@@ -302,6 +355,7 @@ class EmbeddingLookupSparseGrad:
     differentiable = False
 
     def infer(g, ids, row_ids, *weights, combiner):
+        _merge_lengths(ids, row_ids, *weights)
         row_shape = None if g.shape is None else g.shape[1:]
         return [(g.dtype, None if row_shape is None else (None, *row_shape)), (int64, (None,))]
 

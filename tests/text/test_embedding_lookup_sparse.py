@@ -171,3 +171,96 @@ def test_numpy_combiner_in_small_blocks(monkeypatch, chunk):
         got = sparse.combine_numpy(params, ids, row_ids, 13, weights, code)
         want = reference(params, ids, row_ids, 13, weights, combiner)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def run_fed(ids, row_ids, num_rows, weights=None, combiner="sum", grad=False):
+    """Runs the op on placeholders of unknown length, so only the kernels' own checks can refuse."""
+    g = hk.Graph()
+    with g.as_default():
+        params = hk.Variable(np.arange(12, dtype=np.float32).reshape(4, 3), name="p")
+        ids_p, rows_p = hk.placeholder(hk.int64, [None]), hk.placeholder(hk.int64, [None])
+        n_p = hk.placeholder(hk.int64, [])
+        w_p = None if weights is None else hk.placeholder(hk.float32, [None])
+        out = hk.nn.embedding_lookup_sparse(params, (ids_p, rows_p, n_p), weights=w_p, combiner=combiner)
+        fetch = out
+        if grad:
+            (gr,) = hk.gradients(hk.reduce_sum(out), [params])
+            fetch = [gr.values, gr.indices]
+    feed = {ids_p: np.asarray(ids, np.int64), rows_p: np.asarray(row_ids, np.int64), n_p: num_rows}
+    if weights is not None:
+        feed[w_p] = np.asarray(weights, np.float32)
+    return hk.Session(g).run(fetch, feed)
+
+
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize(
+    ("ids", "row_ids", "weights", "message"),
+    [
+        ([0, 1, 2], [0, 0, 1], [1.0], "ids has 3 values, row_ids 3, weights 1; they must be equal"),
+        ([0, 1, 2], [0, 0, 1], [1.0, 2.0, 3.0, 4.0], "ids has 3 values, row_ids 3, weights 4"),
+        ([0, 1, 2, 3], [0, 0], None, "ids has 4 values, row_ids 2; they must be equal"),
+        ([0], [0, 1, 1], None, "ids has 1 values, row_ids 3; they must be equal"),
+    ],
+)
+def test_lengths_that_differ_are_refused_before_any_kernel(kernels, combiner, grad, ids, row_ids, weights, message):
+    with pytest.raises(hk.OpError, match=message):
+        run_fed(ids, row_ids, 2, weights, combiner, grad)
+
+
+def test_many_ids_with_one_weight_never_read_past_the_weights(kernels):
+    # The Numba kernel read weights[m] for every id: 5,000,000 ids and one weight crashed the process.
+    ids = np.zeros(5_000_000, np.int64)
+    with pytest.raises(hk.OpError, match="ids has 5000000 values, row_ids 5000000, weights 1"):
+        run_fed(ids, ids, 1, [1.0], "mean")
+
+
+def test_negative_num_rows_is_an_op_error(kernels):
+    with pytest.raises(hk.OpError, match="num_rows must be >= 0, got -1"):
+        run_fed([0], [0], -1)
+
+
+def _grad_op(g_value, ids, row_ids, weights=None, combiner="sum"):
+    from hubkit.ops.registry import apply
+
+    graph = hk.Graph()
+    with graph.as_default():
+        extra = [] if weights is None else [hk.constant(np.asarray(weights, np.float64))]
+        args = [hk.placeholder(hk.float64, None), hk.placeholder(hk.int64, None), hk.placeholder(hk.int64, None)]
+        values, indices = apply("EmbeddingLookupSparseGrad", *args, *extra, combiner=combiner)
+    feed = dict(zip(args, (np.asarray(g_value, np.float64), np.asarray(ids, np.int64), np.asarray(row_ids, np.int64))))
+    return hk.Session(graph).run([values, indices], feed)
+
+
+@pytest.mark.parametrize("bad_row", [2, 7, -1, -(2**40)])
+@pytest.mark.parametrize("combiner", ["sum", "mean", "sqrtn"])
+def test_gradient_refuses_rows_outside_the_upstream_gradient(kernels, bad_row, combiner):
+    # The Numba gradient kernel indexed its scratch and grad by these rows unchecked; NumPy wrapped -1.
+    with pytest.raises(hk.OpError, match=rf"row {bad_row} of value 1 is outside \[0, 2\)"):
+        _grad_op(np.ones((2, 3)), [0, 1, 2], [0, bad_row, 1], combiner=combiner)
+
+
+def test_gradient_ignores_the_rows_of_skipped_ids(kernels):
+    values, indices = _grad_op(np.ones((2, 3)), [0, -1, 2], [0, 9, 1], combiner="mean")
+    assert indices.tolist() == [0, 2] and values.tolist() == [[1.0] * 3, [1.0] * 3]
+
+
+def test_gradient_op_refuses_lengths_that_differ(kernels):
+    with pytest.raises(hk.OpError, match="ids has 2 values, row_ids 2, weights 3; they must be equal"):
+        _grad_op(np.ones((2, 3)), [0, 1], [0, 1], weights=[1.0, 2.0, 3.0])
+
+
+def test_static_lengths_that_differ_are_a_graph_error():
+    g = hk.Graph()
+    with g.as_default():
+        table = hk.constant(np.ones((4, 2), np.float32))
+        rag = hk.text.RaggedTensor(hk.constant([0, 1, 2], hk.int64), hk.constant([0, 0, 1], hk.int64),
+                                   hk.constant(2, hk.int64))
+        with pytest.raises(hk.GraphError, match=r"got ids \[3\], row_ids \[3\], weights \[1\]"):
+            hk.nn.embedding_lookup_sparse(table, rag, weights=hk.constant([1.0]))
+        with pytest.raises(hk.GraphError, match=r"got ids \[3\], row_ids \[2\]"):
+            hk.nn.embedding_lookup_sparse(table, (rag.values, hk.constant([0, 1], hk.int64), rag.num_rows))
+        with pytest.raises(hk.GraphError, match=r"weights \[3, 1\]"):
+            hk.nn.embedding_lookup_sparse(table, rag, weights=hk.constant(np.ones((3, 1), np.float32)))
+        ok = hk.nn.embedding_lookup_sparse(table, rag, weights=hk.placeholder(hk.float32, [None]))
+    assert ok.shape == (None, 2)

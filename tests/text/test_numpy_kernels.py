@@ -193,6 +193,6 @@ def test_combiner_of_one_row_reports_bad_ids_and_rows(ids, row_ids, message):
 
 
 def test_combiner_reports_mismatched_ids_and_row_ids():
-    with pytest.raises(OpError, match="ids has 3 values but row_ids has 2"):
+    with pytest.raises(OpError, match="ids has 3 values, row_ids 2; they must be equal"):
         sparse.combine_numpy(np.ones((4, 2)), np.array([0, 1, 2]), np.array([0, 1]), 2, None, 0)
 
