@@ -5,52 +5,7 @@ JSON-able data) and is deterministic when seeded; :func:`get` accepts a name, a 
 initializer. The implementations live in :mod:`hubkit.runtime.initializers`.
 """
 
-from hubkit.runtime.initializers import (
-    Constant,
-    Initializer,
-    Ones,
-    RandomNormal,
-    RandomUniform,
-    TruncatedNormal,
-    VarianceScaling,
-    Zeros,
-    constant,
-    get,
-    glorot_normal,
-    glorot_uniform,
-    he_normal,
-    he_uniform,
-    lecun_normal,
-    lecun_uniform,
-    ones,
-    random_normal,
-    random_uniform,
-    truncated_normal,
-    variance_scaling,
-    zeros,
-)
+from hubkit.runtime import initializers as _impl
+from hubkit.runtime.initializers import *  # noqa: F403 -- the public names are exactly _impl.__all__
 
-__all__ = [
-    "Constant",
-    "Initializer",
-    "Ones",
-    "RandomNormal",
-    "RandomUniform",
-    "TruncatedNormal",
-    "VarianceScaling",
-    "Zeros",
-    "constant",
-    "get",
-    "glorot_normal",
-    "glorot_uniform",
-    "he_normal",
-    "he_uniform",
-    "lecun_normal",
-    "lecun_uniform",
-    "ones",
-    "random_normal",
-    "random_uniform",
-    "truncated_normal",
-    "variance_scaling",
-    "zeros",
-]
+__all__ = _impl.__all__
