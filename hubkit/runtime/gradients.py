@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,22 @@ class IndexedSlices:
         from hubkit.ops import api
 
         return api.scatter_to_dense(self.values, self.indices, self.dense)
+
+
+def upstream_nodes(nodes: Iterable[Node]) -> set[Node]:
+    """``nodes`` and every node they read data from, transitively (control inputs are not followed).
+
+    Both differentiation and the optimizers' choice of variables ask what a value depends on.
+    """
+    seen: set[Node] = set()
+    stack = list(nodes)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(t.node for t in n.inputs)
+    return seen
 
 
 def _as_x(graph, x: Any) -> Tensor:
@@ -99,15 +116,7 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, name: str = "gradients") ->
             if any(t in xset or t.node in depends for t in n.inputs):
                 depends.add(n)
         # ... and upstream of some y.
-        upstream: set[Node] = set()
-        stack = [y.node for y in ys_t]
-        while stack:
-            n = stack.pop()
-            if n in upstream:
-                continue
-            upstream.add(n)
-            stack.extend(t.node for t in n.inputs)
-        relevant = depends & upstream
+        relevant = depends & upstream_nodes(y.node for y in ys_t)
         grads: dict[Tensor, list[Any]] = {}
         if grad_ys is None:
             gys = [None] * len(ys_t)

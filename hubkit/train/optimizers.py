@@ -39,7 +39,7 @@ from hubkit.graph import (
 from hubkit.ops import api
 from hubkit.ops.registry import apply_op
 from hubkit.runtime import initializers
-from hubkit.runtime.gradients import IndexedSlices, gradients
+from hubkit.runtime.gradients import IndexedSlices, gradients, upstream_nodes
 from hubkit.runtime.variables import Variable, register_in_collections
 
 __all__ = [
@@ -59,14 +59,7 @@ GLOBAL_STEP = "global_step"
 def _reachable_trainable(loss: Tensor) -> list[Variable]:
     """Trainable variables bound in ``loss.graph`` whose read node ``loss`` depends on (graph order)."""
     graph = loss.graph
-    seen: set[Node] = set()
-    stack = [loss.node]
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(t.node for t in n.inputs)
+    seen = upstream_nodes([loss.node])
     out = []
     for name, t in graph.variable_tensors.items():
         var = graph.variables.get(name)
