@@ -105,6 +105,16 @@ class _BuiltinResolver:
         cache_dir = self._config.cache_dir if self._config is not None else default_cache_dir()
         return Cache.lookup_in(cache_dir, key)
 
+    def _cached_download(self, key: str, handle: str) -> str | None:
+        """The cached module directory of a handle that is downloaded on a miss; a miss while offline is refused."""
+        hit = self.cached(key)
+        if hit is None and self.config.offline:
+            raise ResolveError(
+                f"Module {handle!r} is not in the cache {self.config.cache_dir!r}, and HUBKIT_OFFLINE is set so it "
+                "cannot be downloaded; unset HUBKIT_OFFLINE or download it first with `hubkit download`."
+            )
+        return hit
+
     def cache_handle(self, handle: str) -> str:
         """The handle as recorded in the descriptor of its cache entry (``hubkit cache rm`` matches on it)."""
         return normalize_handle(handle)
@@ -237,13 +247,6 @@ def _download(config: HubConfig, ctx: InstallContext, url: str, size: int | None
     return {"source": url, "archive_sha256": result.sha256, "archive_size": result.size}
 
 
-def _offline_error(config: HubConfig, handle: str) -> ResolveError:
-    return ResolveError(
-        f"Module {handle!r} is not in the cache {config.cache_dir!r}, and HUBKIT_OFFLINE is set so it cannot "
-        "be downloaded; unset HUBKIT_OFFLINE or download it first with `hubkit download`."
-    )
-
-
 class HttpArchiveResolver(_BuiltinResolver):
     """An ``http(s)://`` URL of a ``.tar.gz``, optionally pinned with ``#sha256=<hex>``."""
 
@@ -256,11 +259,9 @@ class HttpArchiveResolver(_BuiltinResolver):
         normalized = normalize_handle(handle)
         url, pin = split_sha256_pin(normalized)
         key = cache_key(normalized)
-        hit = self.cached(key)
+        hit = self._cached_download(key, handle)
         if hit is not None:
             return hit
-        if self.config.offline:
-            raise _offline_error(self.config, handle)
         return _install_archive(
             self.config, key, normalized, lambda ctx: (ctx.part_path, _download(self.config, ctx, url, None, pin))
         )
@@ -277,11 +278,9 @@ class HttpRegistryResolver(_BuiltinResolver):
     def __call__(self, handle: str) -> str:
         normalized = normalize_handle(handle)
         key = cache_key(normalized)
-        hit = self.cached(key)
+        hit = self._cached_download(key, handle)
         if hit is not None:
             return hit
-        if self.config.offline:
-            raise _offline_error(self.config, handle)
 
         def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:
             client = HttpClient(self.config)
