@@ -4,8 +4,10 @@ String tensors hold Python ``str`` objects in NumPy object arrays. Tokenization 
 representation: a flat ``values`` tensor, an int64 ``row_ids`` tensor naming the sentence of each
 value, and an int64 scalar ``num_rows`` (so trailing empty sentences are not lost).
 
-Vocabulary ops take the vocabulary file as a string scalar input, normally an ``AssetPath`` tensor
-(``hubkit.add_asset``) so the file travels with an exported module; the table is read once per
+Vocabulary ops take the vocabulary file as a string scalar input: an ``AssetPath`` tensor
+(``hubkit.add_asset``), so the file travels with an exported module, or a placeholder fed at run
+time; any other producer (a constant path) is refused when the graph is built or loaded, as it
+would make a published module read files of the consumer's machine. The table is read once per
 compiled plan and shared by the plans of a graph (see :mod:`hubkit.ops._vocab` for the file format
 and the stable out-of-vocabulary hash). None of these ops is differentiable.
 """
@@ -120,14 +122,28 @@ class _TableSlot:
         return self.vocab
 
 
+# Where a vocabulary op may read its file path from: a module asset (copied by export, pointed at the
+# module's own copy on load) or a placeholder the caller feeds at run time. A constant path would be
+# read wherever the graph runs: a published module could name any file of the consumer's machine.
+VOCAB_SOURCES = ("AssetPath", "Placeholder")
+
+
+def _check_vocab_source(vocab_file, what: str) -> None:
+    op = vocab_file.node.op
+    if op not in VOCAB_SOURCES:
+        raise infer_error(
+            f"{what} comes from the {op} node {vocab_file.node.name!r}; it must come from one of "
+            f"{sorted(VOCAB_SOURCES)} (hubkit.add_asset(path), so the file travels with the module, or a "
+            "placeholder fed at run time)."
+        )
+
+
 def static_path(node: Node) -> str | None:
-    """The file path a vocabulary input carries when known before running (asset or string constant)."""
+    """The file path a vocabulary input carries when known before running (an asset's current path)."""
     if node.op == "AssetPath":
         from hubkit.ops.assets import asset_source
 
         return asset_source(node)
-    if node.op == "Const" and node.attrs.get("dtype") is string and np.ndim(node.attrs["value"]) == 0:
-        return str(np.asarray(node.attrs["value"]).item())
     return None
 
 
@@ -157,6 +173,7 @@ class VocabLookup:
     def infer(tokens, vocab_file, *, num_oov_buckets=0, default_value=-1):
         _check_string(tokens, "VocabLookup tokens")
         _check_string(vocab_file, "VocabLookup vocabulary file")
+        _check_vocab_source(vocab_file, "The vocabulary file path")
         _check_vocab_attrs(num_oov_buckets, default_value)
         return int64, tokens.shape
 
@@ -182,6 +199,7 @@ class TokenizeLookup:
     def infer(sentences, vocab_file, *, lower=False, strip_punctuation=False, num_oov_buckets=0, default_value=-1):
         _check_string(sentences, "TokenizeLookup sentences")
         _check_string(vocab_file, "TokenizeLookup vocabulary file")
+        _check_vocab_source(vocab_file, "The vocabulary file path")
         if sentences.shape is not None and len(sentences.shape) != 1:
             raise infer_error(f"TokenizeLookup needs a 1-D tensor of strings, got {format_shape(sentences.shape)}.")
         _check_vocab_attrs(num_oov_buckets, default_value)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from hubkit.errors import GraphError, HubkitError
-from hubkit.graph import Tensor, constant, convert_to_tensor, string
+from hubkit.graph import Tensor, convert_to_tensor, string
 from hubkit.ops import _vocab
 from hubkit.ops.registry import apply
 from hubkit.ops.sparse import RaggedTensor
-from hubkit.ops.text import static_path
+from hubkit.ops.text import VOCAB_SOURCES, static_path
 
 __all__ = ["VocabularyTable", "vocabulary_table"]
 
@@ -83,22 +85,35 @@ class VocabularyTable:
         )
 
 
+def _as_asset(path: str, graph: Any = None) -> Tensor:
+    """An ``AssetPath`` tensor for ``path`` (in ``graph``, else the default graph): export copies the file."""
+    from hubkit.module.assets import add_asset
+
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise GraphError(f"Vocabulary file {path!r} does not exist.")
+    if graph is None:
+        return add_asset(path, name="vocabulary_file")
+    with graph.as_default():
+        return add_asset(path, name="vocabulary_file")
+
+
 def _as_file_tensor(asset: Any) -> Tensor:
     if isinstance(asset, Tensor):
         if asset.dtype is not string or asset.shape not in (None, ()):
             raise GraphError(f"A vocabulary file must be a string scalar tensor, got {asset.name!r}.")
+        node = asset.node
+        if node.op == "Const":  # a path known now: registered as an asset, so it travels with the module
+            return _as_asset(str(np.asarray(node.attrs["value"]).item()), asset.graph)
+        if node.op not in VOCAB_SOURCES:
+            raise GraphError(
+                f"A vocabulary file tensor must come from one of {sorted(VOCAB_SOURCES)} (hubkit.add_asset or a "
+                f"placeholder fed at run time), got {asset.name!r} from a {node.op} node: a computed path would "
+                "not travel with an exported module."
+            )
         return asset
     if isinstance(asset, (str, os.PathLike)):
-        path = os.path.abspath(os.fspath(asset))
-        if not os.path.isfile(path):
-            raise GraphError(f"Vocabulary file {path!r} does not exist.")
-        try:  # inside a module definition the file becomes an asset that travels with the module
-            from hubkit.module import add_asset
-        except ImportError:
-            add_asset = None
-        if add_asset is not None:
-            return add_asset(path)
-        return constant(path, dtype=string, name="vocabulary_file")
+        return _as_asset(os.fspath(asset))
     raise GraphError(f"A vocabulary file must be a path or a string tensor from hubkit.add_asset, got {asset!r}.")
 
 
@@ -106,8 +121,10 @@ def vocabulary_table(asset: Any, num_oov_buckets: int = 0, default_value: int = 
     """A lookup table from the vocabulary file ``asset`` (one token per line; a token's id is its line).
 
     Args:
-        asset: ``hubkit.add_asset(path)`` (so the file is exported with the module), another string
-            scalar tensor, or a path (registered with ``add_asset`` when that is available).
+        asset: ``hubkit.add_asset(path)`` (so the file is exported with the module), a path or a
+            string constant (both registered with ``add_asset``), or a string scalar placeholder
+            fed with the path at run time. Other string tensors are refused (GraphError): a
+            computed path would not travel with an exported module.
         num_oov_buckets: how many ids after the vocabulary unknown tokens are hashed into.
         default_value: the id of unknown tokens when ``num_oov_buckets`` is 0.
 

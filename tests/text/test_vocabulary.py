@@ -175,3 +175,50 @@ def test_big_vocabulary_parity_between_kernels(tmp_path):
             _numba.set_numba_enabled(None)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_constant_path_becomes_an_asset_copied_on_export(tmp_path, kernels):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root\npassword123\n")
+
+    def module_fn():
+        s = hk.placeholder(hk.string, [None], name="s")
+        table = hk.text.vocabulary_table(hk.constant(str(secret)))
+        hk.add_signature("default", {"s": s}, {"default": table.lookup(s)})
+
+    out = tmp_path / "m"
+    hk.Module(hk.create_module_spec(module_fn)).export(str(out))
+    assert (out / "assets" / "secret.txt").read_text() == "root\npassword123\n"
+    secret.write_text("other\nhunter2\n")  # the module reads its own copy, never the publisher's path
+    assert hk.Module(str(out))(["hunter2", "password123", "root"]).tolist() == [-1, 1, 0]
+
+
+def test_a_computed_vocabulary_path_is_refused(tmp_path, vocab_file):
+    g = hk.Graph()
+    with g.as_default():
+        computed = hk.text.regex_replace(hk.constant(vocab_file), "x", "x")
+        with pytest.raises(hk.GraphError, match=r"must come from one of \['AssetPath', 'Placeholder'\]"):
+            hk.text.vocabulary_table(computed)
+        from hubkit.ops.registry import apply
+
+        for op, first in (("VocabLookup", ["a"]), ("TokenizeLookup", ["a b"])):
+            with pytest.raises(hk.GraphError, match=rf"{op} node 'bad': .* from the Const node"):
+                apply(op, hk.constant(first), hk.constant(vocab_file), name="bad")
+
+
+@pytest.mark.parametrize("op", ["VocabLookup", "TokenizeLookup"])
+def test_loading_a_module_whose_vocabulary_is_a_constant_path_is_refused(tmp_path, monkeypatch, vocab_file, op):
+    """A module written by an older or hostile producer must not read a file of the consumer's machine."""
+    from hubkit.ops import text as text_ops
+    from hubkit.ops.registry import apply
+
+    def module_fn():
+        s = hk.placeholder(hk.string, [None], name="s")
+        out = apply(op, s, hk.constant(vocab_file), name="lookup")
+        hk.add_signature("default", {"s": s}, {"default": out if op == "VocabLookup" else out[0]})
+
+    with monkeypatch.context() as patch:  # let the producer write the graph the check now refuses
+        patch.setattr(text_ops, "_check_vocab_source", lambda *args: None)
+        hk.Module(hk.create_module_spec(module_fn)).export(str(tmp_path / "m"))
+    with pytest.raises(hk.HubkitError, match=rf"{op} node 'lookup'.* from the Const node"):
+        hk.Module(str(tmp_path / "m"))(["the"])
