@@ -1,7 +1,8 @@
 """Vocabulary files, the stable out-of-vocabulary fingerprint, and tokenize-and-lookup kernels.
 
 A vocabulary file holds one token per line (UTF-8, ``\\n`` or ``\\r\\n`` line ends); a token's id is
-its line number from 0. When a token appears twice, its first line wins.
+its line number from 0. When a token appears twice, its first line wins. A leading UTF-8 byte-order
+mark (``EF BB BF``, as some editors on Windows write) is not part of the first token.
 
 Out-of-vocabulary tokens are hashed into ``num_oov_buckets`` extra ids with FNV-1a 64 over the
 token's UTF-8 bytes (offset basis 0xcbf29ce484222325, prime 0x100000001b3, arithmetic mod 2**64):
@@ -27,6 +28,7 @@ __all__ = ["Vocabulary", "fingerprint64", "load_vocabulary", "tokenize_and_looku
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
 _MASK64 = 0xFFFFFFFFFFFFFFFF
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 # What `strip_punctuation` removes: characters that are neither word characters nor whitespace.
 PUNCTUATION = re.compile(r"[^\w\s]")
@@ -56,6 +58,8 @@ class Vocabulary:
 
     def __init__(self, path: str, data: bytes) -> None:
         self.path = path
+        if data.startswith(_UTF8_BOM):
+            data = data[len(_UTF8_BOM) :]
         data = data.replace(b"\r\n", b"\n")
         if data.endswith(b"\n"):
             data = data[:-1]

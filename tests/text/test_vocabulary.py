@@ -222,3 +222,18 @@ def test_loading_a_module_whose_vocabulary_is_a_constant_path_is_refused(tmp_pat
         hk.Module(hk.create_module_spec(module_fn)).export(str(tmp_path / "m"))
     with pytest.raises(hk.HubkitError, match=rf"{op} node 'lookup'.* from the Const node"):
         hk.Module(str(tmp_path / "m"))(["the"])
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_a_leading_byte_order_mark_is_not_part_of_the_first_token(tmp_path, kernels, newline):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + newline.join([b"hello", b"world", "日本".encode()]) + newline)
+    g = hk.Graph()
+    with g.as_default():
+        table = hk.text.vocabulary_table(str(path), num_oov_buckets=2)
+        ids = table.lookup(["hello", "\ufeffhello", "world", "日本"])
+        fused = table.tokenize_and_lookup(["hello world " * 200, "hello"])
+    assert table.vocab_size == 3
+    got, fused_ids = hk.Session(g).run([ids, fused.values])
+    assert got.tolist() == [0, 3 + fingerprint64("\ufeffhello") % 2, 1, 2]
+    assert fused_ids.tolist() == [0, 1] * 200 + [0]
