@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import interleaved
 
 import hubkit as hk
 
@@ -136,22 +136,6 @@ def onnx_session(w: list[np.ndarray]):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-# -- timing ----------------------------------------------------------------------------------------
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, inner: int) -> dict[str, tuple[float, float]]:
-    """(min, median) seconds per call of each function, timing them in turn ``repeats`` times."""
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():  # warm up: plans compiled, caches hot
-        for _ in range(max(2, inner // 4)):
-            fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / inner)
-    return {k: (min(v), statistics.median(v)) for k, v in samples.items()}
-
-
 def fmt(seconds: float) -> str:
     return f"{seconds * 1e6:9.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms"
 
@@ -180,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         if ort_sess is not None:
             fns["onnxruntime"] = lambda d=data: ort_sess.run(None, {"x": d})
-        res = interleaved(fns, max(3, int(repeats * scale)), inner)
+        res = interleaved(fns, max(3, int(repeats * scale)), inner, warmup=max(2, inner // 4))
         base = res["numpy"][0]
         ratio = res["hubkit"][0] / base
         target = TARGETS[batch]
@@ -207,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy": lambda: ref.step(data, lab),
         "hubkit": lambda: sess.run(train_op, {x: data, labels: lab}),
     }
-    res = interleaved(fns, max(3, int(40 * scale)), 5)
+    res = interleaved(fns, max(3, int(40 * scale)), 5, warmup=2)
     ratio = res["hubkit"][0] / res["numpy"][0]
     ok &= ratio <= TARGETS["train"]
     print(

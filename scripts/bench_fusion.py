@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import interleaved
 
 import hubkit as hk
 from hubkit.ops import _numba
@@ -44,14 +45,8 @@ def chains(x: hk.Tensor, b: hk.Tensor) -> dict[str, hk.Tensor]:
 
 
 def best_interleaved(fns: list[Callable[[], object]], rounds: int, repeats: int) -> list[float]:
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                fn()
-            best[i] = min(best[i], (time.perf_counter() - t0) / repeats)
-    return best
+    """Fastest seconds per call of each function, over ``rounds`` interleaved samples (no warm-up)."""
+    return [t.best for t in interleaved(dict(enumerate(fns)), rounds, repeats, warmup=0).values()]
 
 
 def bench_chains(quick: bool, dtypes: list[str]) -> None:

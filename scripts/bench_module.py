@@ -18,12 +18,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import interleaved
 
 import hubkit as hk
 
@@ -31,20 +32,6 @@ import hubkit as hk
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _interleaved(fns: dict[str, Callable[[], object]], repeats: int, inner: int) -> dict[str, tuple[float, float]]:
-    """name -> (median, min) seconds per call, timing each function in turn ``repeats`` times."""
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()  # warm up: compile plans, touch pages
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / inner)
-    return {k: (statistics.median(v), min(v)) for k, v in samples.items()}
 
 
 def mlp_module_fn():
@@ -70,8 +57,8 @@ def bench_call(root: str, repeats: int) -> None:
         x = np.random.default_rng(0).standard_normal((batch, 784)).astype(np.float32)
         np.testing.assert_array_equal(m(x), sess.run(y_t, {x_t: x}))
         inner = 200 if batch == 1 else 20
-        res = _interleaved({"module": lambda x=x: m(x), "session": lambda x=x: sess.run(y_t, {x_t: x})}, repeats, inner)
-        (mm, mmin), (sm, smin) = res["module"], res["session"]
+        res = interleaved({"module": lambda x=x: m(x), "session": lambda x=x: sess.run(y_t, {x_t: x})}, repeats, inner)
+        (mmin, mm), (smin, sm) = res["module"], res["session"]
         target = "<= 1.3x" if batch == 1 else ""
         print(f"{batch:>6} {mm * 1e6:>10.1f} us {sm * 1e6:>10.1f} us {mm / sm:>6.2f}x  ({mmin / smin:.2f}x)  {target}")
 

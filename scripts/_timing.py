@@ -1,0 +1,43 @@
+"""Interleaved timing shared by the benchmarks: the contenders take turns, so load from other work
+on a shared machine falls on all of them alike rather than on whichever ran during it."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Hashable, Mapping
+from typing import NamedTuple, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class Timing(NamedTuple):
+    """Seconds per call of one function: the fastest sample and the median one."""
+
+    best: float
+    median: float
+
+
+def interleaved(fns: Mapping[K, Callable[[], object]], repeats: int, inner: int, warmup: int = 1) -> dict[K, Timing]:
+    """Times each function ``repeats`` times in turn; a sample is the mean of ``inner`` back-to-back calls.
+
+    Args:
+        fns: the contenders by name.
+        repeats: samples per function.
+        inner: calls per sample (many for fast calls, so the clock's resolution does not matter).
+        warmup: untimed calls of each function first (plans compiled, caches and pages warm).
+
+    Returns:
+        The :class:`Timing` of each function, under its name.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[K, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / inner)
+    return {k: Timing(min(v), statistics.median(v)) for k, v in samples.items()}
