@@ -12,10 +12,11 @@ hubkit.regularizers.l1_l2(l1=0.1, l2=0.2)
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor
+from hubkit.runtime.declarative import Declarative, from_identifier
 
 __all__ = ["Regularizer", "get", "l1", "l1_l2", "l2"]
 
@@ -30,13 +31,11 @@ def _scale(value: Any, what: str) -> float:
     return s
 
 
-class Regularizer:
+class Regularizer(Declarative):
     """Base class: ``__call__(tensor)`` builds the scalar penalty of ``tensor`` in its graph."""
 
-    class_name: ClassVar[str] = ""
-
-    def _params(self) -> dict[str, float]:
-        raise NotImplementedError
+    kind = "regularizer"
+    namespace = "hubkit.regularizers"
 
     def _terms(self) -> tuple[float, float]:
         """(l1 scale, l2 scale)."""
@@ -57,21 +56,6 @@ class Regularizer:
             if loss is None:
                 loss = constant(0.0, dtype=t.dtype)
         return loss
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Plain, JSON-able data that :func:`get` turns back into an equal regularizer."""
-        return {"class_name": self.class_name, "config": self._params()}
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.config == self.config  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(repr(self))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"hubkit.regularizers.{self.class_name}({args})"
 
 
 class l1(Regularizer):  # lower-case: the public name is the TF one
@@ -129,21 +113,4 @@ def get(identifier: Any) -> Regularizer | None:
     Raises:
         GraphError: the name is unknown or the config does not fit.
     """
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    params: dict[str, Any]
-    if isinstance(identifier, str):
-        name, params = identifier, {}
-    elif isinstance(identifier, dict) and isinstance(identifier.get("class_name"), str):
-        name, params = identifier["class_name"], identifier.get("config") or {}
-    else:
-        raise GraphError(
-            f"Cannot use {identifier!r} as a regularizer; pass a name, a config dict or a hubkit.regularizers object."
-        )
-    cls = _BY_NAME.get(name)
-    if cls is None:
-        raise GraphError(f"Unknown regularizer {name!r}; expected one of {sorted(_BY_NAME)}.")
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise GraphError(f"Bad config {params!r} for regularizer {name!r}: {e}.") from None
+    return from_identifier(identifier, Regularizer, _BY_NAME)

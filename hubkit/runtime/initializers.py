@@ -21,6 +21,7 @@ import numpy as np
 
 from hubkit.errors import GraphError
 from hubkit.graph import DType, as_dtype, normalize_shape
+from hubkit.runtime.declarative import Declarative, from_identifier
 
 __all__ = [
     "Constant",
@@ -48,10 +49,12 @@ __all__ = [
 ]
 
 
-class Initializer:
+class Initializer(Declarative):
     """Base class: subclasses define ``class_name``, ``_params()`` and ``_generate(shape, np_dtype)``."""
 
-    class_name: ClassVar[str] = ""
+    kind = "initializer"
+    namespace = "hubkit.initializers"
+    identifier_hint = "(use hubkit.initializers.constant(value) for values)"
 
     def __call__(self, shape: Any, dtype: Any = "float32") -> np.ndarray:
         """Returns a new array of ``shape`` and ``dtype`` (a hubkit dtype, its name or a NumPy dtype)."""
@@ -65,24 +68,6 @@ class Initializer:
 
     def _generate(self, shape: tuple[int, ...], dtype: DType) -> np.ndarray:
         raise NotImplementedError
-
-    def _params(self) -> dict[str, Any]:
-        return {}
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """Plain, JSON-able data that :func:`get` turns back into an equal initializer."""
-        return {"class_name": self.class_name, "config": self._params()}
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.config == self.config  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(repr(self))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
-        return f"hubkit.initializers.{self.class_name}({args})"
 
 
 def _rng(seed: int | None) -> np.random.Generator:
@@ -352,28 +337,4 @@ def get(identifier: Any) -> Initializer | None:
     >>> get("zeros")((2,), "int32")
     array([0, 0], dtype=int32)
     """
-    if identifier is None or isinstance(identifier, Initializer):
-        return identifier
-    name: Any
-    params: dict[str, Any]
-    if isinstance(identifier, str):
-        name, params = identifier, {}
-    elif isinstance(identifier, dict):
-        name = identifier.get("class_name")
-        params = identifier.get("config") or {}
-        if not isinstance(name, str) or not isinstance(params, dict):
-            raise GraphError(
-                f"An initializer config needs a 'class_name' string and a 'config' dict, got {identifier!r}."
-            )
-    else:
-        raise GraphError(
-            f"Cannot use {identifier!r} as an initializer; pass a name, a config dict or a "
-            "hubkit.initializers object (use hubkit.initializers.constant(value) for values)."
-        )
-    cls = _BY_NAME.get(name)
-    if cls is None:
-        raise GraphError(f"Unknown initializer {name!r}; expected one of {sorted(_BY_NAME)}.")
-    try:
-        return cls(**params)
-    except TypeError as e:
-        raise GraphError(f"Bad config {params!r} for initializer {name!r}: {e}.") from None
+    return from_identifier(identifier, Initializer, _BY_NAME)
