@@ -381,13 +381,28 @@ def _sizes_hw(sizes: np.ndarray | None, input_hw) -> tuple[int, int]:
     return input_hw[0], input_hw[1]
 
 
+def _size_of(like: Tensor) -> tuple[list, list[Tensor]]:
+    """The ``input_hw`` attr of a gradient op shaped like ``like``, and its run-time size input when needed."""
+    hw = list(like.shape[1:3]) if like.shape is not None else [None, None]
+    return hw, ([shape_of(like)] if None in hw else [])
+
+
+def _check_filters(w: Tensor, x: Tensor) -> tuple:
+    """``(height, width, in_channels, out_channels)`` of HWIO filters ``w`` applied to images like ``x``."""
+    if w.shape is not None and len(w.shape) != 4:
+        raise infer_error(f"filters {describe(w)} must have rank 4 [height, width, in_channels, out_channels].")
+    kh, kw, c, o = w.shape if w.shape is not None else (None,) * 4
+    if w.dtype is not x.dtype:
+        raise infer_error(f"filters {describe(w)} must have the dtype of the input {describe(x)}.")
+    if kh is None or kw is None:
+        raise infer_error(f"filters {describe(w)} must have a known height and width.")
+    return kh, kw, c, o
+
+
 def _input_grad(g: Tensor, w: Tensor, like: Tensor, attrs: dict) -> Tensor:
     """The gradient with respect to a conv input shaped like ``like`` (its size read at run time if needed)."""
-    hw = tuple(like.shape[1:3]) if like.shape is not None else (None, None)
-    extra = []
-    if None in hw:
-        extra = [shape_of(like)]
-    return apply("Conv2DBackpropInput", g, w, *extra, input_hw=list(hw), **attrs)
+    hw, extra = _size_of(like)
+    return apply("Conv2DBackpropInput", g, w, *extra, input_hw=hw, **attrs)
 
 
 def _filter_grad(x: Tensor, g: Tensor, w_shape, attrs: dict) -> Tensor:
@@ -400,13 +415,7 @@ class Conv2D:
 
     def infer(x, w, *, strides, dilations, padding):
         n, h, wd, c = _check_image(x, "input")
-        if w.shape is not None and len(w.shape) != 4:
-            raise infer_error(f"filters {describe(w)} must have rank 4 [height, width, in_channels, out_channels].")
-        kh, kw, wc, o = w.shape if w.shape is not None else (None,) * 4
-        if w.dtype is not x.dtype:
-            raise infer_error(f"filters {describe(w)} must have the dtype of the input {describe(x)}.")
-        if kh is None or kw is None:
-            raise infer_error(f"filters {describe(w)} must have a known height and width.")
+        kh, kw, wc, o = _check_filters(w, x)
         if not _same(c, wc):
             raise infer_error(
                 f"input {describe(x)} has {c} channels but filters {describe(w)} expect {wc} "
@@ -436,13 +445,7 @@ class Conv2DBackpropInput:
 
     def infer(g, w, sizes=None, *, input_hw, strides, dilations, padding):
         n, oh, ow, o = _check_image(g, "input")
-        if w.shape is not None and len(w.shape) != 4:
-            raise infer_error(f"filters {describe(w)} must have rank 4.")
-        kh, kw, c, wo = w.shape if w.shape is not None else (None,) * 4
-        if w.dtype is not g.dtype:
-            raise infer_error(f"filters {describe(w)} must have the dtype of {describe(g)}.")
-        if kh is None or kw is None:
-            raise infer_error(f"filters {describe(w)} must have a known height and width.")
+        kh, kw, c, wo = _check_filters(w, g)
         if not _same(o, wo):
             raise infer_error(
                 f"input {describe(g)} has {o} channels but filters {describe(w)} take {wo} "
@@ -546,11 +549,8 @@ class AvgPool:
         return kernels["avg_pool"](x, ksize, strides, pads)
 
     def vjp(g, out, x, **attrs):
-        hw = tuple(x.shape[1:3]) if x.shape is not None else (None, None)
-        extra = []
-        if None in hw:
-            extra = [shape_of(x)]
-        return (apply("AvgPoolGrad", g, *extra, input_hw=list(hw), **attrs),)
+        hw, extra = _size_of(x)
+        return (apply("AvgPoolGrad", g, *extra, input_hw=hw, **attrs),)
 
 
 @register_op
