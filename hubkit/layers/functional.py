@@ -73,7 +73,15 @@ def _last_dim(x: Tensor, layer: str, axis: int = -1) -> int:
     return dim
 
 
-def _finish(y: Tensor, activation: Any) -> Tensor:
+def _finish(
+    y: Tensor, units: int, use_bias: bool, bias_initializer: Any, bias_regularizer: Any, trainable: bool, activation: Any
+) -> Tensor:
+    """``activation(y + bias)``, making the ``[units]`` bias variable (default zeros) when ``use_bias``."""
+    if use_bias:
+        bias = get_variable(
+            "bias", [units], y.dtype, bias_initializer or initializers.zeros(), trainable, bias_regularizer
+        )
+        y = nn.bias_add(y, bias)
     fn = _activation(activation)
     return y if fn is None else fn(y)
 
@@ -117,12 +125,7 @@ def dense(
             "kernel", [_last_dim(x, "dense"), int(units)], x.dtype, kernel_initializer, trainable, kernel_regularizer
         )
         y = api.matmul(x, kernel)
-        if use_bias:
-            bias = get_variable(
-                "bias", [int(units)], x.dtype, bias_initializer or initializers.zeros(), trainable, bias_regularizer
-            )
-            y = nn.bias_add(y, bias)
-        return _finish(y, activation)
+        return _finish(y, int(units), use_bias, bias_initializer, bias_regularizer, trainable, activation)
 
 
 def embedding(
@@ -233,12 +236,25 @@ def conv2d(
         y = nn.conv2d(
             x, kernel, strides=_pair(strides, "strides"), padding=pad, dilations=_pair(dilation_rate, "dilation_rate")
         )
-        if use_bias:
-            bias = get_variable(
-                "bias", [int(filters)], x.dtype, bias_initializer or initializers.zeros(), trainable, bias_regularizer
-            )
-            y = nn.bias_add(y, bias)
-        return _finish(y, activation)
+        return _finish(y, int(filters), use_bias, bias_initializer, bias_regularizer, trainable, activation)
+
+
+def _feature_axis(x: Tensor, axis: int, layer: str) -> tuple[int, list[int]]:
+    """``axis`` made non-negative, and the shape of per-feature variables broadcasting along it."""
+    rank = len(cast(tuple, x.shape))
+    if not -rank <= axis < rank:
+        raise GraphError(f"{layer} axis {axis} is out of range for inputs of rank {rank}.")
+    axis %= rank
+    return axis, [_last_dim(x, layer, axis)] + [1] * (rank - 1 - axis)
+
+
+def _scale_and_offset(
+    shape: list[int], dtype: Any, center: bool, scale: bool, beta_init: Any, gamma_init: Any, trainable: bool
+) -> tuple[Any, Any]:
+    """The learned ``gamma`` (default ones) and ``beta`` (default zeros) of a normalization, None where off."""
+    gamma = get_variable("gamma", shape, dtype, gamma_init or initializers.ones(), trainable) if scale else None
+    beta = get_variable("beta", shape, dtype, beta_init or initializers.zeros(), trainable) if center else None
+    return gamma, beta
 
 
 def _is_python_bool(value: Any) -> bool:
@@ -290,23 +306,13 @@ def batch_normalization(
         A tensor like ``inputs``.
     """
     x = _float_input(inputs, "batch_normalization", 1)
-    rank = len(cast(tuple, x.shape))
-    if not -rank <= axis < rank:
-        raise GraphError(f"batch_normalization axis {axis} is out of range for inputs of rank {rank}.")
-    axis %= rank
-    channels = _last_dim(x, "batch_normalization", axis)
-    reduce_axes = [i for i in range(rank) if i != axis]
-    stat_shape = [channels] if axis == rank - 1 else [channels] + [1] * (rank - 1 - axis)
+    axis, stat_shape = _feature_axis(x, axis, "batch_normalization")
+    reduce_axes = [i for i in range(len(cast(tuple, x.shape))) if i != axis]
     if not _is_python_bool(training):
         training = convert_to_tensor(training, dtype=bool_)
     with variable_scope(name, default_name="batch_normalization", reuse=reuse):
         dt = x.dtype
-        gamma = (
-            get_variable("gamma", stat_shape, dt, gamma_initializer or initializers.ones(), trainable) if scale else None
-        )
-        beta = (
-            get_variable("beta", stat_shape, dt, beta_initializer or initializers.zeros(), trainable) if center else None
-        )
+        gamma, beta = _scale_and_offset(stat_shape, dt, center, scale, beta_initializer, gamma_initializer, trainable)
         moving_mean = get_variable(
             "moving_mean", stat_shape, dt, moving_mean_initializer or initializers.zeros(), trainable=False
         )
@@ -376,15 +382,9 @@ def layer_norm(
         A tensor like ``inputs``.
     """
     x = _float_input(inputs, "layer_norm", 1)
-    rank = len(cast(tuple, x.shape))
-    if not -rank <= axis < rank:
-        raise GraphError(f"layer_norm axis {axis} is out of range for inputs of rank {rank}.")
-    axis %= rank
-    features = _last_dim(x, "layer_norm", axis)
-    shape = [features] + [1] * (rank - 1 - axis)
+    axis, shape = _feature_axis(x, axis, "layer_norm")
     with variable_scope(name, default_name="layer_norm", reuse=reuse):
-        gamma = get_variable("gamma", shape, x.dtype, gamma_initializer or initializers.ones(), trainable) if scale else None
-        beta = get_variable("beta", shape, x.dtype, beta_initializer or initializers.zeros(), trainable) if center else None
+        gamma, beta = _scale_and_offset(shape, x.dtype, center, scale, beta_initializer, gamma_initializer, trainable)
         return nn.layer_norm(x, gamma, beta, axis=axis, epsilon=epsilon)
 
 
