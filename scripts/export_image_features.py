@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
 import hubkit as hk
 from hubkit.module.image_util import attach_image_module_info
+
+_SCRIPTS = str(Path(__file__).resolve().parent)
+if _SCRIPTS not in sys.path:  # scripts/ helpers, also when this file is loaded by path
+    sys.path.insert(0, _SCRIPTS)
+from _cli_errors import run_cli  # noqa: E402
 
 # (output channels, max-pool after) per conv block; the feature size is the last block's channels.
 BLOCKS = ((32, True), (64, True), (96, True), (128, False))
@@ -75,13 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.image_size < 8:
         parser.error("--image-size must be at least 8 (three 2x2 poolings)")
-    try:
-        export(args.export_path, args.image_size, args.seed)
-    except (hk.HubkitError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"exported {args.export_path}")
-    return 0
+    return run_cli(lambda: export(args.export_path, args.image_size, args.seed), f"exported {args.export_path}")
 
 
 if __name__ == "__main__":

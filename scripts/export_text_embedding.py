@@ -5,8 +5,10 @@ Usage::
     python scripts/export_text_embedding.py --embedding-file glove.6B.50d.txt --export-path /tmp/glove50 \\
         [--num-oov-buckets N] [--preprocess]
 
-The input has one word per line followed by its vector (``word 0.1 -0.2 ...``); a word2vec header
-line (``<count> <dim>``) is skipped. The module follows the text-embedding common signature
+The input is UTF-8 text with one word per line followed by its vector, separated by single spaces
+(``word 0.1 -0.2 ...``); a word2vec header line (``<count> <dim>``) is checked and skipped. A bad
+file (not UTF-8, a word containing whitespace, a value that is not a finite number, lines of
+different lengths, a word listed twice) stops the script with one ``error:`` line naming the line. The module follows the text-embedding common signature
 (docs/common_signatures.md):
 
 - ``default``: ``sentences`` string ``[None]`` -> ``default`` float32 ``[None, dim]``: each sentence
@@ -26,46 +28,128 @@ import argparse
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
 import hubkit as hk
 
+_SCRIPTS = str(Path(__file__).resolve().parent)
+if _SCRIPTS not in sys.path:  # scripts/ helpers, also when this file is loaded by path
+    sys.path.insert(0, _SCRIPTS)
+from _cli_errors import run_cli  # noqa: E402
+
 VOCAB_ASSET = "tokens.txt"
+
+
+def _decode(path: str, data: bytes) -> str:
+    """The UTF-8 text of ``data`` without a leading byte-order mark; FormatError naming the line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise hk.FormatError(
+            f"Embedding file {path!r}: line {line} is not UTF-8 text (byte 0x{data[e.start]:02x}); "
+            "save the file as UTF-8."
+        ) from None
+
+
+def _is_header(line: str) -> bool:
+    parts = line.split()
+    return len(parts) == 2 and all(p.isdigit() for p in parts)
+
+
+def _parse_line(path: str, number: int, line: str) -> tuple[str, list[str]]:
+    """(word, value fields) of one line; the word is everything before the first space."""
+    word, _, rest = line.rstrip().partition(" ")
+    if not word:
+        raise hk.FormatError(f"Embedding file {path!r}: line {number} starts with a space, so its word is empty.")
+    if any(ch.isspace() for ch in word):
+        raise hk.FormatError(
+            f"Embedding file {path!r}: line {number}: the word {word!r} contains whitespace, which a whitespace "
+            "tokenizer never produces (fields must be separated by single spaces)."
+        )
+    return word, rest.split()
 
 
 def read_embedding_file(path: str) -> tuple[list[str], np.ndarray]:
     """Words and a float32 ``[len(words), dim]`` matrix from a GloVe/word2vec text file.
 
+    The file is UTF-8 (a leading byte-order mark is ignored), one ``word v1 v2 ...`` line per word
+    separated by single spaces; blank lines are skipped and a word2vec header (``<count> <dim>``)
+    is checked against the vectors.
+
     Raises:
-        hubkit.FormatError: an empty file, a line with the wrong number of values, or a word
-            containing whitespace that a whitespace tokenizer could never produce.
+        hubkit.FormatError: naming the line: text that is not UTF-8, an empty file, a word
+            containing whitespace (a whitespace tokenizer could never produce it), a value that
+            is not a number or not a finite float32 (NaN, inf, 1e400), a line with a different
+            number of values than the first, a word listed twice, or a header that does not
+            match the vectors.
     """
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    if lines and len(lines[0].split()) == 2 and all(p.isdigit() for p in lines[0].split()):
-        lines = lines[1:]  # word2vec header: "<count> <dim>"
-    lines = [line for line in lines if line.strip()]
+    with open(path, "rb") as f:
+        text = _decode(path, f.read())
+    lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    header = None
+    if lines and _is_header(lines[0][1]):
+        header = [int(p) for p in lines[0][1].split()]  # word2vec: "<count> <dim>"
+        lines = lines[1:]
     if not lines:
         raise hk.FormatError(f"Embedding file {path!r} holds no vectors.")
-    words, rests = [], []
-    for line in lines:
-        word, _, rest = line.rstrip().partition(" ")
+    words: list[str] = []
+    fields: list[str] = []
+    first_line: dict[str, int] = {}
+    dim = -1
+    for number, line in lines:
+        word, values = _parse_line(path, number, line)
+        if dim < 0:
+            dim = len(values)
+            if dim == 0:
+                raise hk.FormatError(f"Embedding file {path!r}: line {number} (word {word!r}) has no values.")
+        if len(values) != dim:
+            raise hk.FormatError(
+                f"Embedding file {path!r}: line {number}: the line for word {word!r} has {len(values)} values; "
+                f"expected {dim}."
+            )
+        if word in first_line:
+            raise hk.FormatError(
+                f"Embedding file {path!r}: line {number} lists the word {word!r} again (first on line "
+                f"{first_line[word]})."
+            )
+        first_line[word] = number
         words.append(word)
-        rests.append(rest)
-    dim = len(rests[0].split())
-    values = np.array(" ".join(rests).split(), dtype=np.float32)
-    if dim == 0 or values.size != dim * len(words):
-        counts = [len(r.split()) for r in rests]
-        bad = next(i for i, c in enumerate(counts) if c != dim) if dim else 0
+        fields.extend(values)
+    if header is not None and header != [len(words), dim]:
         raise hk.FormatError(
-            f"Embedding file {path!r}: line for word {words[bad]!r} has {counts[bad]} values; expected {dim}."
+            f"Embedding file {path!r}: the header promises {header[0]} vectors of {header[1]} values, but the file "
+            f"holds {len(words)} of {dim}."
         )
-    if len(set(words)) != len(words):
-        seen: set[str] = set()
-        dup = next(w for w in words if w in seen or seen.add(w))
-        raise hk.FormatError(f"Embedding file {path!r} lists the word {dup!r} twice.")
+    values = _to_float32(path, fields, lines, dim)
     return words, values.reshape(len(words), dim)
+
+
+def _to_float32(path: str, fields: list[str], lines: list[tuple[int, str]], dim: int) -> np.ndarray:
+    """The fields as finite float32 numbers; FormatError naming the line of the first bad one."""
+    bad = None
+    with np.errstate(over="ignore"):
+        try:
+            values = np.array(fields, dtype=np.float64).astype(np.float32)
+        except ValueError:
+            values = None
+            for k, field in enumerate(fields):
+                try:
+                    float(field)
+                except ValueError:
+                    bad = k
+                    break
+    if values is not None:
+        finite = np.isfinite(values)
+        if finite.all():
+            return values
+        bad = int(np.argmin(finite))
+    number, line = lines[bad // dim]
+    word = line.partition(" ")[0]
+    what = "is not a number" if values is None else "is not a finite float32 (NaN, infinite or too large)"
+    raise hk.FormatError(f"Embedding file {path!r}: line {number}: value {fields[bad]!r} of word {word!r} {what}.")
 
 
 def make_module_spec(vocab_file: str, embeddings: np.ndarray, num_oov_buckets: int, preprocess: bool) -> hk.ModuleSpec:
@@ -112,13 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.num_oov_buckets < 0:
         parser.error("--num-oov-buckets must be >= 0")
-    try:
-        export(args.embedding_file, args.export_path, args.num_oov_buckets, args.preprocess)
-    except (hk.HubkitError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"exported {args.export_path}")
-    return 0
+    return run_cli(
+        lambda: export(args.embedding_file, args.export_path, args.num_oov_buckets, args.preprocess),
+        f"exported {args.export_path}",
+    )
 
 
 if __name__ == "__main__":

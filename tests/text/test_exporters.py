@@ -161,3 +161,65 @@ def test_vocabulary_table_given_a_path_registers_an_asset(tmp_path):
     hk.Module(hk.create_module_spec(module_fn)).export(str(out))
     vocab.unlink()
     assert hk.Module(str(out))(["b", "a", "z"]).tolist() == [1, 0, -1]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"hello 1 2\nworld 3 x\n", r"line 2: value 'x' of word 'world' is not a number\."),
+        (b"hello nan 1\n", r"line 1: value 'nan' of word 'hello' is not a finite float32"),
+        (b"a 1 2\nhello 1 inf\n", r"line 2: value 'inf' of word 'hello' is not a finite float32"),
+        (b"hello 1e400 2\n", r"line 1: value '1e400' of word 'hello' is not a finite float32"),
+        (b"hello 4e38 2\n", r"line 1: value '4e38' of word 'hello' is not a finite float32"),  # float32 overflow
+        (b"hello\tworld 1 2\nfoo 1 2\n", r"line 1: the word 'hello\\tworld' contains whitespace"),
+        (b"hello 1 2\n\xc2\xa0x 1 2\n", r"line 2: the word '\\xa0x' contains whitespace"),
+        (b"hello 1 2\nx\xc2\x85y 1 2\n", r"line 2: the word 'x\\x85y' contains whitespace"),  # U+0085
+        (b"a 1 2\n 1 2\n", r"line 2 starts with a space, so its word is empty"),
+        (b"ok 1 2\n\xff\xfe bad\n", r"line 2 is not UTF-8 text \(byte 0xff\)"),
+        (b"a 1 2\n\nb 1 2 3\n", r"line 3: the line for word 'b' has 3 values; expected 2"),
+        (b"a 1 2\nb 3 4\na 5 6\n", r"line 3 lists the word 'a' again \(first on line 1\)"),
+        (b"3 2\na 1 2\nb 3 4\n", r"header promises 3 vectors of 2 values, but the file holds 2 of 2"),
+        (b"2 2\n", r"holds no vectors"),
+        (b"a\n", r"line 1 \(word 'a'\) has no values"),
+    ],
+)
+def test_text_exporter_refuses_bad_files_with_one_line_and_no_traceback(tmp_path, capsys, content, message):
+    exporter = load_script("export_text_embedding")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content)
+    with pytest.raises(hk.FormatError, match=message):
+        exporter.read_embedding_file(str(bad))
+    assert exporter.main(["--embedding-file", str(bad), "--export-path", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Embedding file") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_text_exporter_ignores_a_byte_order_mark_and_crlf(tmp_path):
+    exporter = load_script("export_text_embedding")
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf2 2\r\nhello 1 2\r\nworld 3 4\r\n")
+    words, vectors = exporter.read_embedding_file(str(path))
+    assert words == ["hello", "world"] and vectors.tolist() == [[1, 2], [3, 4]] and vectors.dtype == np.float32
+    exporter.export(str(path), str(tmp_path / "m"))
+    assert (tmp_path / "m" / "assets" / "tokens.txt").read_bytes() == b"hello\nworld\n"
+    np.testing.assert_allclose(hk.Module(str(tmp_path / "m"))(["hello"]), [[1.0, 2.0]])
+
+
+def test_exporter_scripts_exit_with_one_error_line_when_run(tmp_path):
+    """Run as programs: a missing file and an unwritable export path give status 1 and one stderr line."""
+    import subprocess
+    import sys
+
+    cases = [
+        ["export_text_embedding.py", "--embedding-file", str(tmp_path / "missing.txt"), "--export-path",
+         str(tmp_path / "a")],
+        ["export_image_features.py", "--export-path", str(tmp_path / "file.txt" / "sub"), "--image-size", "8"],
+    ]
+    (tmp_path / "file.txt").write_text("not a directory")
+    for script, *args in cases:
+        proc = subprocess.run(
+            [sys.executable, os.path.join(SCRIPTS, script), *args], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
