@@ -109,18 +109,9 @@ def compute_weighted_loss(
     lt = convert_to_tensor(losses, graph=_graph_of(losses))
     g = lt.graph
     with g.name_scope(scope or "weighted_loss"):
-        if _is_number(weights):
+        scalar = _is_number(weights)
+        if scalar:
             weighted = lt if weights == 1.0 else _ew.multiply(lt, float(weights))
-            if reduction == Reduction.NONE:
-                out = weighted
-            elif reduction == Reduction.SUM:
-                out = _rd.reduce_sum(weighted)
-            elif reduction == Reduction.MEAN and weights == 0.0:
-                out = _rd.reduce_sum(weighted)  # 0, as TF's safe division gives
-            elif reduction == Reduction.MEAN:
-                out = _rd.reduce_mean(lt)
-            else:  # a non-zero scalar weight counts every element; zero gives 0 either way
-                out = _rd.reduce_mean(weighted)
         else:
             w = convert_to_tensor(weights, dtype=lt.dtype, graph=g) if not isinstance(weights, Tensor) else weights
             if w.dtype is not lt.dtype:
@@ -133,20 +124,25 @@ def compute_weighted_loss(
                     f"losses {lt.name!r} of shape {format_shape(lt.shape)}."
                 )
             weighted = _ew.multiply(lt, w)
-            if reduction == Reduction.NONE:
-                out = weighted
-            elif reduction == Reduction.SUM:
-                out = _rd.reduce_sum(weighted)
-            elif reduction == Reduction.SUM_OVER_BATCH_SIZE:
-                out = _rd.reduce_mean(weighted)
+        if reduction == Reduction.NONE:
+            out = weighted
+        elif reduction == Reduction.SUM:
+            out = _rd.reduce_sum(weighted)
+        elif scalar and reduction == Reduction.MEAN:
+            # The mean over weight-sum of a scalar weight is the plain mean; a zero weight gives 0, as
+            # TF's safe division does.
+            out = _rd.reduce_sum(weighted) if weights == 0.0 else _rd.reduce_mean(lt)
+        elif scalar or reduction == Reduction.SUM_OVER_BATCH_SIZE:
+            # A non-zero scalar weight counts every element; zero gives 0 either way.
+            out = _rd.reduce_mean(weighted)
+        else:
+            if reduction == Reduction.MEAN:
+                denom = _rd.reduce_sum(_ew.multiply(w, _ew.ones_like(lt)))
             else:
-                if reduction == Reduction.MEAN:
-                    denom = _rd.reduce_sum(_ew.multiply(w, _ew.ones_like(lt)))
-                else:
-                    present = _ew.cast(_ew.not_equal(w, 0.0), lt.dtype)
-                    denom = _rd.reduce_sum(_ew.multiply(present, _ew.ones_like(lt)))
-                # A zero denominator has a zero numerator: max(denominator, 1) is TF's safe division.
-                out = _ew.divide(_rd.reduce_sum(weighted), _ew.maximum(denom, 1.0))
+                present = _ew.cast(_ew.not_equal(w, 0.0), lt.dtype)
+                denom = _rd.reduce_sum(_ew.multiply(present, _ew.ones_like(lt)))
+            # A zero denominator has a zero numerator: max(denominator, 1) is TF's safe division.
+            out = _ew.divide(_rd.reduce_sum(weighted), _ew.maximum(denom, 1.0))
     if loss_collection is not None:
         g.add_to_collection(loss_collection, out)
     return out
