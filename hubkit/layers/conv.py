@@ -6,8 +6,8 @@ from typing import Any
 
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
-from hubkit.layers.base import Layer, positive_int, register_layer
-from hubkit.layers.core import activation_name, config_of, get_activation
+from hubkit.layers.base import positive_int, register_layer
+from hubkit.layers.core import KernelLayer
 
 __all__ = ["Conv2D", "Conv2DTranspose"]
 
@@ -28,7 +28,7 @@ def _padding(value: str, layer: str) -> str:
     return p
 
 
-class _Conv(Layer):
+class _Conv(KernelLayer):
     def __init__(
         self,
         filters: int,
@@ -43,18 +43,13 @@ class _Conv(Layer):
         bias_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, **kwargs
+        )
         self.filters = positive_int(filters, "filters", self.name)
         self.kernel_size = _pair(kernel_size, "kernel_size", self.name)
         self.strides = _pair(strides, "strides", self.name)
         self.padding = _padding(padding, self.name)
-        self.activation = activation
-        self._activation_fn = get_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = kernel_regularizer
-        self.bias_regularizer = bias_regularizer
 
     def _channels(self, input_shape: Any) -> int:
         if input_shape is None or len(input_shape) != 4 or input_shape[-1] is None:
@@ -67,19 +62,7 @@ class _Conv(Layer):
         raise NotImplementedError
 
     def build(self, input_shape: Any) -> None:
-        kshape = self._kernel_shape(self._channels(input_shape))
-        self.kernel = self.add_weight("kernel", kshape, self.kernel_initializer, regularizer=self.kernel_regularizer)
-        if self.use_bias:
-            self.bias = self.add_weight(
-                "bias", [self.filters], self.bias_initializer, regularizer=self.bias_regularizer
-            )
-
-    def _finish(self, y: Tensor) -> Tensor:
-        import hubkit as hk
-
-        if self.use_bias:
-            y = hk.nn.bias_add(y, self.bias)
-        return self._activation_fn(y) if self._activation_fn is not None else y
+        self._add_kernel_and_bias(self._kernel_shape(self._channels(input_shape)), self.filters)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -88,12 +71,7 @@ class _Conv(Layer):
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding.lower(),
-            "activation": activation_name(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": config_of(self.kernel_initializer),
-            "bias_initializer": config_of(self.bias_initializer),
-            "kernel_regularizer": config_of(self.kernel_regularizer),
-            "bias_regularizer": config_of(self.bias_regularizer),
+            **self._kernel_config(),
         }
 
 
@@ -117,7 +95,7 @@ class Conv2D(_Conv):
     def call(self, inputs: Tensor) -> Tensor:
         import hubkit as hk
 
-        return self._finish(hk.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding))
+        return self._bias_and_activation(hk.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding))
 
 
 @register_layer
@@ -130,6 +108,6 @@ class Conv2DTranspose(_Conv):
     def call(self, inputs: Tensor) -> Tensor:
         import hubkit as hk
 
-        return self._finish(
+        return self._bias_and_activation(
             hk.nn.conv2d_transpose(inputs, self.kernel, strides=self.strides, padding=self.padding)
         )

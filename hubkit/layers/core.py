@@ -62,8 +62,58 @@ def config_of(obj: Any) -> Any:
     return config if config is not None else repr(obj)
 
 
+class KernelLayer(Layer):
+    """Base of layers with a kernel, an optional bias and an activation (Dense, Conv2D, ...).
+
+    Holds the arguments they share, makes the kernel and bias, applies bias and activation, and
+    gives those arguments' config; a subclass adds its own sizes and its ``call``.
+    """
+
+    def __init__(
+        self,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.activation = activation
+        self._activation_fn = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+        self.kernel_regularizer = kernel_regularizer
+        self.bias_regularizer = bias_regularizer
+
+    def _add_kernel_and_bias(self, kernel_shape: list[Any], units: int) -> None:
+        self.kernel = self.add_weight("kernel", kernel_shape, self.kernel_initializer, regularizer=self.kernel_regularizer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", [units], self.bias_initializer, regularizer=self.bias_regularizer)
+
+    def _bias_and_activation(self, y: Tensor) -> Tensor:
+        import hubkit as hk
+
+        if self.use_bias:
+            y = hk.nn.bias_add(y, self.bias)
+        return self._activation_fn(y) if self._activation_fn is not None else y
+
+    def _kernel_config(self) -> dict[str, Any]:
+        """The shared arguments as plain data, for the subclass's ``get_config``."""
+        return {
+            "activation": activation_name(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": config_of(self.kernel_initializer),
+            "bias_initializer": config_of(self.bias_initializer),
+            "kernel_regularizer": config_of(self.kernel_regularizer),
+            "bias_regularizer": config_of(self.bias_regularizer),
+        }
+
+
 @register_layer
-class Dense(Layer):
+class Dense(KernelLayer):
     """``activation(inputs @ kernel + bias)``, on the last axis of the inputs.
 
     Args:
@@ -93,26 +143,17 @@ class Dense(Layer):
         bias_regularizer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer, **kwargs
+        )
         self.units = positive_int(units, "units", self.name)
-        self.activation = activation
-        self._activation_fn = get_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = kernel_regularizer
-        self.bias_regularizer = bias_regularizer
 
     def build(self, input_shape: Any) -> None:
         if input_shape is None or not input_shape or input_shape[-1] is None:
             raise GraphError(
                 f"Dense layer {self.name!r} needs inputs with a known last dimension, got {format_shape(input_shape)}."
             )
-        self.kernel = self.add_weight(
-            "kernel", [input_shape[-1], self.units], self.kernel_initializer, regularizer=self.kernel_regularizer
-        )
-        if self.use_bias:
-            self.bias = self.add_weight("bias", [self.units], self.bias_initializer, regularizer=self.bias_regularizer)
+        self._add_kernel_and_bias([input_shape[-1], self.units], self.units)
 
     def call(self, inputs: Tensor) -> Tensor:
         import hubkit as hk
@@ -133,20 +174,13 @@ class Dense(Layer):
                     f"Dense layer {self.name!r} supports at most one unknown leading dimension, got "
                     f"{format_shape(x.shape)}."
                 )
-        if self.use_bias:
-            y = hk.nn.bias_add(y, self.bias)
-        return self._activation_fn(y) if self._activation_fn is not None else y
+        return self._bias_and_activation(y)
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": activation_name(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": config_of(self.kernel_initializer),
-            "bias_initializer": config_of(self.bias_initializer),
-            "kernel_regularizer": config_of(self.kernel_regularizer),
-            "bias_regularizer": config_of(self.bias_regularizer),
+            **self._kernel_config(),
         }
 
 
