@@ -573,6 +573,16 @@ def _check_logits(logits: Tensor) -> None:
         raise infer_error(f"logits {describe(logits)} must have rank 1 or more.")
 
 
+def _labels_like_logits(labels: Tensor, logits: Tensor):
+    """The merged static shape of dense ``labels`` that must match ``logits`` in dtype and shape."""
+    if labels.dtype is not logits.dtype:
+        raise infer_error(f"labels {describe(labels)} must have the dtype of logits {describe(logits)}.")
+    shape = merge_shapes(labels.shape, logits.shape)
+    if shape is False:
+        raise infer_error(f"labels {describe(labels)} must have the shape of logits {describe(logits)}.")
+    return shape
+
+
 def _no_backprop_grad(outs, g_backprop) -> None:
     if g_backprop is not None:
         raise GraphError(f"Node {outs[1].node.name!r}: the backprop output of a cross-entropy has no gradient.")
@@ -623,11 +633,7 @@ class SoftmaxCrossEntropyWithLogits:
 
     def infer(labels, logits):
         _check_logits(logits)
-        if labels.dtype is not logits.dtype:
-            raise infer_error(f"labels {describe(labels)} must have the dtype of logits {describe(logits)}.")
-        shape = merge_shapes(labels.shape, logits.shape)
-        if shape is False:
-            raise infer_error(f"labels {describe(labels)} must have the shape of logits {describe(logits)}.")
+        shape = _labels_like_logits(labels, logits)
         return [(logits.dtype, None if shape is None else shape[:-1]), (logits.dtype, shape)]
 
     def forward(labels, logits):
@@ -659,11 +665,7 @@ class SigmoidCrossEntropyWithLogits:
 
     def infer(labels, logits):
         _float_like(logits)
-        if labels.dtype is not logits.dtype:
-            raise infer_error(f"labels {describe(labels)} must have the dtype of logits {describe(logits)}.")
-        shape = merge_shapes(labels.shape, logits.shape)
-        if shape is False:
-            raise infer_error(f"labels {describe(labels)} must have the shape of logits {describe(logits)}.")
+        shape = _labels_like_logits(labels, logits)
         return logits.dtype, shape
 
     def forward(labels, logits):
