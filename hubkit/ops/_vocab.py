@@ -81,7 +81,10 @@ class Vocabulary:
         if -1 in found:  # a C-speed scan: cheaper than NumPy calls on a sentence's few tokens
             if num_oov_buckets > 0:
                 size = self.size
-                found = [i if i >= 0 else size + fingerprint64(t) % num_oov_buckets for i, t in zip(found, tokens)]
+                try:
+                    found = [i if i >= 0 else size + fingerprint64(t) % num_oov_buckets for i, t in zip(found, tokens)]
+                except UnicodeEncodeError:
+                    raise _unencodable(tokens) from None
             else:
                 found = [i if i >= 0 else default_value for i in found]
         return np.array(found, dtype=np.int64)
@@ -119,6 +122,40 @@ class Vocabulary:
             raise RuntimeError("The vocabulary hash table is only used by the Numba kernels.")
         build(vocab_bytes, starts, lengths, slots)
         return slots, vocab_bytes
+
+
+class UnencodableTokenError(OpError):
+    """A token holding a lone surrogate, which has no UTF-8 bytes to hash into an OOV bucket.
+
+    Attributes:
+        position: the token's index in the flat list of looked-up tokens.
+    """
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+def _describe_unencodable(token: str) -> str:
+    at = next(k for k, ch in enumerate(token) if 0xD800 <= ord(ch) <= 0xDFFF)
+    return (
+        f"{token!r} holds the lone surrogate {token[at]!r} at character {at}, which is not valid Unicode "
+        "text and has no UTF-8 bytes to hash into an out-of-vocabulary bucket (decode the text with a "
+        "proper codec, or without errors='surrogateescape')"
+    )
+
+
+def _unencodable(tokens: list[str]) -> UnencodableTokenError:
+    position = next(k for k, t in enumerate(tokens) if not _encodable(t))
+    return UnencodableTokenError(f"Token {position} {_describe_unencodable(tokens[position])}.", position)
+
+
+def _encodable(token: str) -> bool:
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_vocabulary(path: str, cache: dict[Any, Vocabulary] | None = None) -> Vocabulary:
@@ -192,14 +229,27 @@ def tokenize_and_lookup(
                 return ids, row_ids, np.array(n, dtype=np.int64)
     items = normalize(items, lower, strip_punctuation)
     if n == 1:
-        ids = vocab.lookup(items[0].split(), num_oov_buckets, default_value)
+        tokens = items[0].split()
+        try:
+            ids = vocab.lookup(tokens, num_oov_buckets, default_value)
+        except UnencodableTokenError as e:
+            raise _in_sentence(e, tokens, 0, e.position) from None
         return ids, np.zeros(ids.size, dtype=np.int64), np.array(1, dtype=np.int64)
     parts = [s.split() for s in items]
     counts = np.fromiter(map(len, parts), dtype=np.int64, count=n)
     tokens = list(chain.from_iterable(parts))
-    ids = vocab.lookup(tokens, num_oov_buckets, default_value)
+    try:
+        ids = vocab.lookup(tokens, num_oov_buckets, default_value)
+    except UnencodableTokenError as e:
+        row = int(np.searchsorted(np.cumsum(counts), e.position, side="right"))
+        raise _in_sentence(e, tokens, row, e.position - int(counts[:row].sum())) from None
     row_ids = np.repeat(np.arange(n, dtype=np.int64), counts)
     return ids, row_ids, np.array(n, dtype=np.int64)
+
+
+def _in_sentence(e: UnencodableTokenError, tokens: list[str], row: int, index: int) -> UnencodableTokenError:
+    token = tokens[e.position]
+    return UnencodableTokenError(f"Sentence {row}, token {index}: {_describe_unencodable(token)}.", e.position)
 
 
 def _tokenize_lookup_ascii(fast, joined, items, vocab, lower, strip, num_oov_buckets, default_value):

@@ -237,3 +237,20 @@ def test_a_leading_byte_order_mark_is_not_part_of_the_first_token(tmp_path, kern
     got, fused_ids = hk.Session(g).run([ids, fused.values])
     assert got.tolist() == [0, 3 + fingerprint64("\ufeffhello") % 2, 1, 2]
     assert fused_ids.tolist() == [0, 1] * 200 + [0]
+
+
+def test_a_lone_surrogate_with_oov_buckets_is_a_clear_op_error(vocab_file, kernels):
+    with pytest.raises(hk.OpError, match=r"Token 2 'x\\ud800' holds the lone surrogate '\\ud800' at character 1") as e:
+        lookup(vocab_file, ["the", "dog", "x\ud800"], num_oov_buckets=3)
+    assert "UnicodeEncodeError" not in str(e.value) and "codec" in str(e.value)
+    cases = [
+        (["the \ud800"], r"Sentence 0, token 1: '\\ud800' holds the lone surrogate"),
+        (["a b", "", "cat x\udcff y"], r"Sentence 2, token 1: 'x\\udcff' holds the lone surrogate '\\udcff' at character 1"),
+    ]
+    for sentences, message in cases:
+        with pytest.raises(hk.OpError, match=message) as e:
+            fused(vocab_file, sentences, num_oov_buckets=3)
+        assert "UnicodeEncodeError" not in str(e.value)
+    # Without buckets an unknown token simply gets the default id.
+    assert lookup(vocab_file, ["x\ud800"]).tolist() == [-1]
+    assert fused(vocab_file, ["the \ud800"])[0].tolist() == [0, -1]
