@@ -223,3 +223,12 @@ def test_exporter_scripts_exit_with_one_error_line_when_run(tmp_path):
         )
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_tokens_signature_gives_minus_one_for_unknown_words_without_buckets(tmp_path, kernels):
+    exporter = load_script("export_text_embedding")
+    exporter.export_words(["the", "cat"], np.array([[1.0, 0.0], [0.0, 2.0]], np.float32), str(tmp_path / "m"))
+    module = hk.Module(str(tmp_path / "m"))
+    tokens = module(["cat zebra the", "zebra"], signature="tokens", as_dict=True)
+    assert tokens["default"].tolist() == [1, -1, 0, -1] and tokens["row_ids"].tolist() == [0, 0, 0, 1]
+    np.testing.assert_allclose(module(["cat zebra the", "zebra"]), [[1 / np.sqrt(2), np.sqrt(2)], [0.0, 0.0]])
