@@ -61,6 +61,12 @@ def check_ragged(ids: np.ndarray, row_ids: np.ndarray, weights: np.ndarray | Non
     Raises:
         OpError: naming the three lengths, or the bad ``num_rows``.
     """
+    shape = ids.shape  # one comparison of shapes per array: this runs on every call, even for one sentence
+    if len(shape) != 1 or row_ids.shape != shape or (weights is not None and weights.shape != shape) or num_rows < 0:
+        _ragged_error(ids, row_ids, weights, num_rows)
+
+
+def _ragged_error(ids: np.ndarray, row_ids: np.ndarray, weights: np.ndarray | None, num_rows: int) -> None:
     if ids.ndim != 1 or row_ids.ndim != 1 or (weights is not None and weights.ndim != 1):
         shapes = [ids.shape, row_ids.shape] + ([] if weights is None else [weights.shape])
         raise OpError(
@@ -74,8 +80,7 @@ def check_ragged(ids: np.ndarray, row_ids: np.ndarray, weights: np.ndarray | Non
             f"embedding_lookup_sparse: ids has {n} values, row_ids {row_ids.shape[0]}{weights_part}; "
             "they must be equal."
         )
-    if num_rows < 0:
-        raise OpError(f"embedding_lookup_sparse: num_rows must be >= 0, got {num_rows}.")
+    raise OpError(f"embedding_lookup_sparse: num_rows must be >= 0, got {num_rows}.")
 
 
 def _check_ids(ids: np.ndarray, row_ids: np.ndarray, vocab: int, num_rows: int, bad: int) -> None:
@@ -245,7 +250,9 @@ def combine(params, ids, row_ids, num_rows, weights, combiner: int) -> np.ndarra
     fast = _numba.kernel(_numba_kernels.sparse_combine)
     if fast is None or params.dtype.kind != "f" or params.ndim < 1:
         return combine_numpy(params, ids, row_ids, n, weights, combiner)
-    check_ragged(ids, row_ids, weights, n)
+    shape = ids.shape  # check_ragged, inlined: a call costs as much as the check on one sentence
+    if len(shape) != 1 or row_ids.shape != shape or (weights is not None and weights.shape != shape) or n < 0:
+        _ragged_error(ids, row_ids, weights, n)
     if type(params) is not np.ndarray:  # a memmap: its subclass bookkeeping costs more than the kernel
         params = params.view(np.ndarray)
     flat = params if params.ndim == 2 else params.reshape(params.shape[0], -1)
