@@ -139,9 +139,22 @@ class Module:
         self._eager_tensors = self._import(self._graph, prefix="", var_scope=None, only=None, symbolic=False).tensors
         try:
             check_graph(self._graph, require_bound_variables=True)
+            self._check_declared_signatures()
         except GraphError as e:
             raise self._format_error(e) from None
         self._plans: dict[tuple[str, bool], tuple[Plan, tuple[str, ...], tuple[str, ...]]] = {}
+
+    def _check_declared_signatures(self) -> None:
+        """Every signature tensor's declared dtype and shape must agree with what the graph computes."""
+        for sig in self._variant.signatures.values():
+            for part, infos in (("input", sig.inputs), ("output", sig.outputs)):
+                for key, info in sorted(infos.items()):
+                    t = self._eager_tensors[info.name]
+                    if t.dtype is not info.dtype or merge_shapes(t.shape, info.shape) is False:
+                        raise GraphError(
+                            f"signature {sig.name!r} declares {part} {key!r} as {info.dtype.name} "
+                            f"{format_shape(info.shape)}, but the graph computes {t.dtype.name} {format_shape(t.shape)}."
+                        )
 
     def _format_error(self, e: GraphError) -> Exception:
         if self._spec.module_dir is None:
