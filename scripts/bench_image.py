@@ -5,7 +5,8 @@ Usage: ``python scripts/bench_image.py [--image-size 96] [--batch 32] [--seconds
 Exports the CNN of scripts/export_image_features.py, loads it, and builds the same network as an
 ONNX graph with ``onnx.helper`` (NHWC input transposed to NCHW, Conv/Relu/MaxPool, global average).
 Checks both give the same features, then prints images/second and the ratio. Skips the onnxruntime
-half when onnx or onnxruntime is not installed.
+half when onnx or onnxruntime is not installed. The NumPy kernels also run with Winograd off
+(every conv through the blocked im2col), so the Winograd gain is measured in the same run.
 
 Like is compared with like: ``--threads N`` gives onnxruntime N intra-op threads and NumPy's
 OpenBLAS N threads (set at run time through the library's own ``*_set_num_threads``), and the
@@ -30,6 +31,15 @@ from export_image_features import BLOCKS, export, init_weights
 
 import hubkit as hk
 from hubkit.ops import _numba
+from hubkit.ops import conv as conv_ops
+
+_WINOGRAD_MIN_CHANNELS = conv_ops._WINOGRAD_MIN_CHANNELS
+
+
+def configure(name: str) -> None:
+    """Sets the kernels contender ``name`` runs with: Numba on or off, Winograd on or off."""
+    _numba.set_numba_enabled(name == "numba")
+    conv_ops._WINOGRAD_MIN_CHANNELS = 1 << 30 if name == "numpy, no Winograd" else _WINOGRAD_MIN_CHANNELS
 
 
 def _openblas() -> ctypes.CDLL | None:
@@ -113,15 +123,16 @@ def images_per_second(fns: dict[str, object], batch: np.ndarray, seconds: float)
     """
     best = dict.fromkeys(fns, float("inf"))
     for name, fn in fns.items():  # warm-up: compile, allocate, fill caches
-        _numba.set_numba_enabled(name != "numpy")
+        configure(name)
         fn(batch)
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         for name, fn in fns.items():
-            _numba.set_numba_enabled(name != "numpy")
+            configure(name)
             t0 = time.perf_counter()
             fn(batch)
             best[name] = min(best[name], time.perf_counter() - t0)
+    configure("numpy")
     _numba.set_numba_enabled(None)
     return {name: batch.shape[0] / t for name, t in best.items()}
 
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         export(path, args.image_size, seed=0)
         module = hk.Module(path)
         session = onnx_session(init_weights(0), args.image_size, args.threads)
-        contenders = {"numpy": module}
+        contenders = {"numpy": module, "numpy, no Winograd": module}
         if _numba.set_numba_enabled(True):
             contenders["numba"] = module
         _numba.set_numba_enabled(None)
@@ -157,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = ""
             if name != "onnxruntime" and "onnxruntime" in rates:
                 ratio = f"  onnxruntime is {rates['onnxruntime'] / rate:.2f}x faster (target <= 3x)"
-            print(f"{name:>12}: {rate:8.1f} images/s{ratio}")
+            print(f"{name:>18}: {rate:8.1f} images/s{ratio}")
     ort = f"onnxruntime {args.threads} intra-op thread(s)" if session is not None else "no onnxruntime"
     print(f"batch {args.batch}, {args.image_size}x{args.image_size}x3 images, conv blocks {[c for c, _ in BLOCKS]}")
     print(f"threads: {ort}; hubkit: {blas}; Numba kernels single-threaded")
