@@ -13,6 +13,15 @@
 Each download round runs, one after the other: hubkit's resolve (download + verify + extract) in a
 fresh process with an empty cache, hubkit's download alone (``HttpClient.download``: what extraction
 adds on top of it), and curl. The best and the median round are reported.
+
+``--levers`` instead times, in this one process and interleaved round by round, ``hubkit.resolve`` with
+each CPU-per-byte lever of the install switched off alone (and all of them off) against all on, and curl:
+
+- ``stored-copy``: stored deflate blocks copied as views of the input instead of going through zlib;
+- ``skip-crc``: no gzip CRC-32 when the archive's sha256 is pinned (verified before anything is used);
+- ``in-memory``: downloaded pieces handed to the extraction thread in lent buffers, not read back from
+  the temp file;
+- ``member-crc``: a file's CRC-32 for the completion record taken from its own gzip member.
 """
 
 from __future__ import annotations
@@ -162,7 +171,9 @@ def _make_big_module(path: str, size_mb: int) -> None:
             f.write(b"\x08\x01")
 
 
-def bench_download(workdir: str, size_mb: int, server_kind: str, rounds: int, verbose: bool = False) -> None:
+def bench_download(
+    workdir: str, size_mb: int, server_kind: str, rounds: int, verbose: bool = False, levers: bool = False
+) -> None:
     module = os.path.join(workdir, "big")
     _make_big_module(module, size_mb)
     root = os.path.join(workdir, "registry-big")
@@ -182,6 +193,15 @@ def bench_download(workdir: str, size_mb: int, server_kind: str, rounds: int, ve
         kind = "nginx"
     url = f"{base}/bench/big/1"
     archive_url = f"{url}.tar.gz"
+    if levers:
+        print(f"levers, in-process resolve ({kind}, {rounds} interleaved rounds; load {os.getloadavg()[0]:.1f}):")
+        bench_levers(url, os.path.join(workdir, "cache-levers"), manifest["size"] / 1e6, rounds, shutil.which("curl"), workdir)
+        if kind == "nginx":
+            server.terminate()  # type: ignore[attr-defined]
+            server.wait(10)  # type: ignore[attr-defined]
+        else:
+            server.shutdown()  # type: ignore[attr-defined]
+        return
     env = {**os.environ, "HUBKIT_CACHE_DIR": os.path.join(workdir, "cache"), "HUBKIT_PROGRESS": "0",
            "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     target = os.path.join(workdir, "curl.out")
@@ -223,9 +243,57 @@ def bench_download(workdir: str, size_mb: int, server_kind: str, rounds: int, ve
         print(f"download+install ({kind}, {label} of {rounds}): hubkit {size / hub:.0f} MB/s ({hub:.2f} s) vs "
               f"{baseline_name} {size / base:.0f} MB/s ({base:.2f} s) -> {base / hub:.2f}x of {baseline_name} "
               f"(target >= 0.7x); hubkit download alone (hashing, no extraction) {size / down:.0f} MB/s")
-    print(f"peak RSS of the downloading process: {max(peaks):.0f} MB "
+    print(f"load average {os.getloadavg()[0]:.1f}; peak RSS of the downloading process: {max(peaks):.0f} MB "
           f"(of which {max(peaks) - min(baselines):.0f} MB above the {min(baselines):.0f} MB after imports; "
           f"target < 100 MB)")
+
+
+_LEVERS = ("stored-copy", "skip-crc", "in-memory", "member-crc")
+
+
+def _set_levers(off: set[str]) -> None:
+    """Switches the named levers off (and every other one on) for the next in-process resolve."""
+    from hubkit.hub import extract, resolvers
+    from hubkit.hub.gzipstream import GunzipReader
+
+    GunzipReader.copy_stored = "stored-copy" not in off
+    GunzipReader.reuse_member_crc = "member-crc" not in off
+    attrs: dict[str, object] = {}
+    if "in-memory" in off:
+        attrs["buffer"] = None  # HttpClient.download then keeps its own buffer; the extractor reads the file
+    if "skip-crc" in off:
+        def __init__(self, *args, **kwargs):  # the constructor of the class built below
+            kwargs["check_crc"] = True
+            extract.BackgroundExtraction.__init__(self, *args, **kwargs)
+
+        attrs["__init__"] = __init__
+    resolvers.BackgroundExtraction = type("Variant", (extract.BackgroundExtraction,), attrs) if attrs else extract.BackgroundExtraction
+
+
+def bench_levers(url: str, cache: str, size: float, rounds: int, curl: str | None, workdir: str) -> None:
+    variants = {"all on": set(), **{f"{lever} off": {lever} for lever in _LEVERS}, "all off": set(_LEVERS)}
+    times: dict[str, list[float]] = {name: [] for name in [*variants, "curl"]}
+    target = os.path.join(workdir, "curl.out")
+    os.environ["HUBKIT_CACHE_DIR"] = cache
+    for _ in range(rounds):
+        for name, off in variants.items():
+            shutil.rmtree(cache, ignore_errors=True)
+            _set_levers(off)
+            start = time.perf_counter()
+            hubkit.resolve(url)
+            times[name].append(time.perf_counter() - start)
+        if curl:
+            start = time.perf_counter()
+            subprocess.run([curl, "-sSf", "--noproxy", "127.0.0.1", "-o", target, f"{url}.tar.gz"], check=True)
+            times["curl"].append(time.perf_counter() - start)
+            os.unlink(target)
+    _set_levers(set())
+    shutil.rmtree(cache, ignore_errors=True)
+    curl_best = min(times["curl"]) if curl else None
+    for name, values in times.items():
+        best, median = min(values), statistics.median(values)
+        ratio = f", {curl_best / best:.2f}x of curl's best" if curl_best else ""
+        print(f"  {name:16s} best {best:.3f} s ({size / best:.0f} MB/s), median {median:.3f} s{ratio}")
 
 
 def main() -> None:
@@ -236,6 +304,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="download rounds (each: hubkit, download alone, curl)")
     parser.add_argument("--skip-download", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print every download round")
+    parser.add_argument("--levers", action="store_true", help="A/B of the install's levers instead (in process)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hubkit-bench-", dir=os.environ.get("HUBKIT_BENCH_DIR")) as workdir:
         os.environ["HUBKIT_CACHE_DIR"] = os.path.join(workdir, "cache-small")
@@ -243,7 +312,7 @@ def main() -> None:
         os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1"
         bench_cache_hit(workdir, args.repeats)
         if not args.skip_download:
-            bench_download(workdir, args.size_mb, args.server, args.rounds, args.verbose)
+            bench_download(workdir, args.size_mb, args.server, args.rounds, args.verbose, args.levers)
 
 
 if __name__ == "__main__":

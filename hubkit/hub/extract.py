@@ -12,6 +12,7 @@ being downloaded, reading the growing temp file up to what the download has writ
 
 from __future__ import annotations
 
+import collections
 import os
 import posixpath
 import tarfile
@@ -33,7 +34,7 @@ __all__ = [
 
 _READ_CHUNK = 1 << 20  # compressed bytes read at a time
 _PIECE = 4 << 20  # most decompressed bytes held at once (memory stays flat whatever the archive size)
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class UnsafeArchiveError(DownloadError):
@@ -153,6 +154,19 @@ class _ForwardStream:
             self.view(min(position - self._position, _PIECE))
         return self._position
 
+    def copy_to(self, fd: int, size: int) -> int | None:
+        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32 (``None``: see ``GunzipReader.copy_to``)."""
+        crc = None
+        self._position += size
+        if self._piece:  # left over from reading the header
+            part = self._piece[:size]
+            self._piece = self._piece[len(part) :]
+            size -= len(part)
+            crc = zlib.crc32(part)
+            while part:
+                part = part[os.write(fd, part) :]
+        return self._gunzip.copy_to(fd, size, crc)
+
     def drain(self) -> None:
         """Reads to the end of the gzip stream (tar padding, then every member's checked trailer)."""
         self._piece = memoryview(b"")
@@ -166,6 +180,7 @@ def safe_extract(
     max_bytes: int,
     max_members: int = 100_000,
     source: str | None = None,
+    check_crc: bool = True,
 ) -> list[ExtractedFile]:
     """Extracts a ``.tar.gz`` into the existing empty directory ``destination``.
 
@@ -175,6 +190,8 @@ def safe_extract(
         max_bytes: Refuse the archive once its files add up to more than this many bytes.
         max_members: Refuse the archive once it has more than this many entries.
         source: How to name the archive in error messages (e.g. its URL); defaults to the path.
+        check_crc: Check each gzip member's CRC-32. Pass ``False`` only when the archive's pinned sha256
+            was verified, or will be before anything extracted is used (it then proves the content).
 
     Returns:
         The regular files written, in archive order.
@@ -184,10 +201,12 @@ def safe_extract(
         DownloadError: The archive is corrupted or is not a ``.tar.gz``.
     """
     with open(archive_path, "rb", buffering=0) as raw:
-        return extract_stream(raw, destination, max_bytes, max_members, source or archive_path)
+        return extract_stream(raw, destination, max_bytes, max_members, source or archive_path, check_crc)
 
 
-def extract_stream(raw: Any, destination: str, max_bytes: int, max_members: int, source: str) -> list[ExtractedFile]:
+def extract_stream(
+    raw: Any, destination: str, max_bytes: int, max_members: int, source: str, check_crc: bool = True
+) -> list[ExtractedFile]:
     """:func:`safe_extract` from any binary source with ``read(n)`` (a file, or a growing download).
 
     Args:
@@ -196,6 +215,7 @@ def extract_stream(raw: Any, destination: str, max_bytes: int, max_members: int,
         max_bytes: Refuse the archive once its files add up to more than this many bytes.
         max_members: Refuse the archive once it has more than this many entries.
         source: How to name the archive in error messages.
+        check_crc: As for :func:`safe_extract`.
 
     Returns:
         The regular files written, in archive order.
@@ -207,9 +227,9 @@ def extract_stream(raw: Any, destination: str, max_bytes: int, max_members: int,
     written: list[ExtractedFile] = []
     seen: set[str] = set()
     total = 0
-    # GunzipReader (not tarfile's own "r|gz") checks every gzip member's CRC and length trailer, so a
+    # GunzipReader (not tarfile's own "r|gz") checks every gzip member's length (and CRC) trailer, so a
     # truncated archive fails instead of extracting the members that happen to precede the cut.
-    stream = _ForwardStream(GunzipReader(raw, _READ_CHUNK))
+    stream = _ForwardStream(GunzipReader(raw, _READ_CHUNK, check_crc))
     try:
         with tarfile.open(fileobj=stream, mode="r:") as archive:  # type: ignore[call-overload]
             for count, member in enumerate(archive, start=1):
@@ -253,18 +273,24 @@ def extract_stream(raw: Any, destination: str, max_bytes: int, max_members: int,
 def _copy_member(stream: _ForwardStream, member: tarfile.TarInfo, target: str, relative: str) -> ExtractedFile:
     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
     fd = os.open(target, _OPEN_FLAGS, 0o644)
-    crc = 0
-    left = member.size
     try:
-        while left:
-            view = stream.view(min(left, _PIECE))
-            left -= len(view)
-            crc = zlib.crc32(view, crc)
-            while view:
-                view = view[os.write(fd, view) :]
+        crc = stream.copy_to(fd, member.size)
+        if crc is None:  # not computed on the way (CRC checks off, file not alone in its member): read it back
+            crc = _file_crc32(fd, member.size)
     finally:
         os.close(fd)
     return ExtractedFile(posixpath.normpath(relative), member.size, crc32=crc)
+
+
+def _file_crc32(fd: int, size: int) -> int:
+    crc = offset = 0
+    while offset < size:
+        chunk = os.pread(fd, min(_PIECE, size - offset), offset)
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        offset += len(chunk)
+    return crc
 
 
 class _Abandoned(Exception):
@@ -274,12 +300,16 @@ class _Abandoned(Exception):
 class BackgroundExtraction:
     """Extracts an archive in a second thread while another thread is still downloading it.
 
-    The download thread writes the archive to ``archive_path`` and reports after every write how many
-    bytes the file holds (:meth:`advance`); the extraction thread reads the file only up to there,
-    waiting for more. zlib, CRC-32 and file I/O release the GIL, so the two threads use two cores.
+    The download thread receives each piece into a buffer lent by :meth:`buffer`, writes it to
+    ``archive_path`` (kept for ``Range`` resume and for a restart) and hands it over with
+    :meth:`advance`; the extraction thread decompresses straight from these buffers, so nothing is
+    read back from the file. At most ``buffers`` pieces are in flight: :meth:`buffer` blocks while all
+    are queued or in use (backpressure), so memory stays at ``buffers`` x the piece size. A download
+    that does not borrow buffers (only calls :meth:`advance`) is followed through the file instead,
+    never past what was written. zlib, CRC-32 and file I/O release the GIL, so the threads use two cores.
+
     Nothing here decides whether the archive is trusted: the caller verifies the download's sha256 and
     size and only then uses what :meth:`finish` returns; on any failure the destination is thrown away.
-
     Use as a context manager: leaving the block stops and joins the thread, so nothing writes into the
     destination afterwards.
 
@@ -289,16 +319,33 @@ class BackgroundExtraction:
         max_bytes: As for :func:`safe_extract`.
         max_members: As for :func:`safe_extract`.
         source: How to name the archive in error messages (e.g. its URL).
+        check_crc: As for :func:`safe_extract`.
+        buffers: How many download pieces may be in flight at once.
     """
 
-    def __init__(self, archive_path: str, destination: str, max_bytes: int, max_members: int, source: str) -> None:
+    def __init__(
+        self,
+        archive_path: str,
+        destination: str,
+        max_bytes: int,
+        max_members: int,
+        source: str,
+        check_crc: bool = True,
+        buffers: int = 8,
+    ) -> None:
         self.archive_path = archive_path
         self.destination = destination
-        self._limits = (max_bytes, max_members, source)
+        self._limits = (max_bytes, max_members, source, check_crc)
         self._condition = threading.Condition()
         self._available = 0
+        self._queue: collections.deque[Any] = collections.deque()  # views of lent buffers, or (start, end) of the file
+        self._free: list[bytearray] = []
+        self._lent = 0  # buffers created so far (at most ``buffers``)
+        self._max_buffers = max(1, buffers)
+        self._filling: memoryview | None = None  # lent to the download, not handed back yet
         self._download_done = False
         self._abandoned = False
+        self._running = True
         self._files: list[ExtractedFile] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="hubkit-extract", daemon=True)
@@ -312,11 +359,47 @@ class BackgroundExtraction:
 
     # -- called by the download thread ---------------------------------------------------------------
 
-    def advance(self, available: int) -> None:
-        """Reports that the archive file now holds ``available`` bytes, all written to the OS."""
+    def buffer(self, size: int) -> memoryview:
+        """Lends a buffer of ``size`` bytes to receive the next piece into; blocks while all are in flight.
+
+        The piece is handed over by the next :meth:`advance`; until then, asking again returns the same
+        buffer. Once the extraction has stopped (finished, failed or abandoned), a private buffer is
+        returned without waiting.
+        """
         with self._condition:
+            if self._filling is not None and len(self._filling) >= size:
+                return self._filling
+            while self._running and not self._abandoned and not self._free and self._lent >= self._max_buffers:
+                self._condition.wait()
+            if not self._running or self._abandoned:
+                self._filling = None
+                return memoryview(bytearray(size))
+            if self._free:
+                block = self._free.pop()
+                if len(block) < size:
+                    block = bytearray(size)
+            else:
+                block = bytearray(size)
+                self._lent += 1
+            self._filling = memoryview(block)
+            return self._filling
+
+    def advance(self, available: int) -> None:
+        """Reports that the archive file now holds ``available`` bytes, all written to the OS.
+
+        The new bytes are handed over from the start of the buffer last lent by :meth:`buffer`, or, if
+        none was lent, read from the file.
+        """
+        with self._condition:
+            if self._running and not self._abandoned and available > self._available:
+                count = available - self._available
+                if self._filling is not None:
+                    self._queue.append(self._filling[:count])
+                else:
+                    self._queue.append((self._available, available))
+            self._filling = None
             self._available = available
-            self._condition.notify()
+            self._condition.notify_all()
 
     def restart(self) -> None:
         """The download starts over from byte 0: stop following it (:meth:`finish` extracts afterwards)."""
@@ -326,8 +409,9 @@ class BackgroundExtraction:
         """Stops the extraction thread and waits for it; what it wrote stays for the caller to delete."""
         with self._condition:
             self._abandoned = True
-            self._condition.notify()
+            self._condition.notify_all()
         self._thread.join()
+        self._queue.clear()
 
     def finish(self) -> list[ExtractedFile]:
         """Waits for the extraction of the complete, verified archive and returns the files written.
@@ -341,7 +425,7 @@ class BackgroundExtraction:
         """
         with self._condition:
             self._download_done = True
-            self._condition.notify()
+            self._condition.notify_all()
         self._thread.join()
         if self._abandoned:  # the download started over: extract the finished file from scratch
             _empty_directory(self.destination)
@@ -354,7 +438,7 @@ class BackgroundExtraction:
     # -- the extraction thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        reader = _GrowingFileReader(self)
+        reader = _PieceReader(self)
         try:
             self._files = extract_stream(reader, self.destination, *self._limits)
         except _Abandoned:
@@ -363,33 +447,54 @@ class BackgroundExtraction:
             self._error = exc
         finally:
             reader.close()
+            with self._condition:
+                self._running = False
+                self._queue.clear()
+                self._condition.notify_all()
 
-    def _wait_for(self, position: int) -> int:
-        """Blocks until the file holds more than ``position`` bytes; returns the count (``position`` at the end)."""
+    def _next_piece(self, done_with: Any) -> Any:
+        """Takes back a consumed buffer; waits for the next queued piece (``None`` at the end)."""
         with self._condition:
-            while not self._abandoned and self._available <= position and not self._download_done:
+            if done_with is not None:
+                self._free.append(done_with)
+                self._condition.notify_all()
+            while not self._abandoned and not self._queue and not self._download_done:
                 self._condition.wait()
             if self._abandoned:
                 raise _Abandoned()
-            return self._available
+            return self._queue.popleft() if self._queue else None
 
 
-class _GrowingFileReader:
-    """Reads the archive file front to back, never past what the download reported as written."""
+class _PieceReader:
+    """The downloaded archive for the extraction thread, piece by piece as the download hands them over.
+
+    ``read`` returns a whole piece (a view of a lent buffer, valid until the next ``read``, which gives
+    the buffer back), or bytes read from the file for a piece that was only written there.
+    """
 
     def __init__(self, owner: BackgroundExtraction) -> None:
         self._owner = owner
         self._fd: int | None = None
-        self._position = 0
+        self._held: Any = None  # the buffer behind the last piece returned
+        self._range: tuple[int, int] | None = None  # what is left of a file-only piece
 
-    def read(self, size: int) -> bytes:
-        available = self._owner._wait_for(self._position)
-        if available <= self._position:
-            return b""
+    def read(self, size: int) -> Any:
+        if self._range is None:
+            held, self._held = self._held, None
+            piece = self._owner._next_piece(held.obj if held is not None else None)
+            if piece is None:
+                return b""
+            if isinstance(piece, memoryview):
+                self._held = piece
+                return piece
+            self._range = piece
+        start, end = self._range
         if self._fd is None:
             self._fd = os.open(self._owner.archive_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        data = os.pread(self._fd, min(size, available - self._position), self._position)
-        self._position += len(data)
+        data = os.pread(self._fd, min(size, end - start), start)
+        if not data:
+            raise EOFError("The archive file is shorter than the download reported.")
+        self._range = (start + len(data), end) if start + len(data) < end else None
         return data
 
     def close(self) -> None:

@@ -149,7 +149,9 @@ def pack_module(module_dir: str, out: io.BufferedIOBase, compresslevel: int = 6)
     Entries are sorted, with mtime 0, uid/gid 0, no user names and fixed modes (0o755 dirs, 0o644 files);
     gzip headers carry mtime 0 and no file name. The same directory always gives the same bytes.
     Large files that do not compress (weights) are stored rather than deflated, so installing them is
-    not held back by decompression (see :mod:`hubkit.hub.gzipstream`).
+    not held back by decompression (see :mod:`hubkit.hub.gzipstream`), and every large file's data is
+    a gzip member of its own, so an installer finds its CRC-32 in that member's trailer. ``tar xzf``,
+    ``gzip`` and Python's ``tarfile`` read such multi-member archives like any other.
 
     Args:
         module_dir: The module directory; its files go to the archive root.
@@ -176,11 +178,10 @@ def pack_module(module_dir: str, out: io.BufferedIOBase, compresslevel: int = 6)
             info.mode = 0o644
             info.size = os.path.getsize(path)
             with open(path, "rb") as f:
-                if info.size >= _STORE_MIN_SIZE:
-                    gz.set_level(choose_level(f.read(_SAMPLE_SIZE), compresslevel))
+                if info.size >= _STORE_MIN_SIZE:  # its data in a member of its own, right after its header
+                    header = len(info.tobuf(tar.format, tar.encoding, tar.errors))
+                    gz.isolate(header, info.size, choose_level(f.read(_SAMPLE_SIZE), compresslevel))
                     f.seek(0)
-                else:
-                    gz.set_level(compresslevel)
                 tar.addfile(info, f)
     gz.close()
 

@@ -231,8 +231,10 @@ def _download(config: HubConfig, ctx: InstallContext, url: str, size: int | None
 
     # A second thread extracts the archive while it downloads; its work only counts (ctx.extracted) once
     # the whole archive's size and sha256 are verified, and is discarded with the temp entry otherwise.
+    # With a pinned sha256 (manifest or #sha256=) the gzip CRC-32s are redundant and skipped: integrity
+    # rests on the sha256, checked before finish() and the rename. Without a pin the CRCs are checked.
     limits = (config.max_extract_bytes, config.max_extract_members, url)
-    with BackgroundExtraction(ctx.part_path, ctx.module_dir, *limits) as extraction:
+    with BackgroundExtraction(ctx.part_path, ctx.module_dir, *limits, check_crc=sha256 is None) as extraction:
         try:
             result = client.download(url, ctx.part_path, expected_size=size, on_progress=on_progress, follower=extraction)
         finally:
