@@ -19,8 +19,6 @@ each CPU-per-byte lever of the install switched off alone (and all of them off) 
 
 - ``stored-copy``: stored deflate blocks copied as views of the input instead of going through zlib;
 - ``skip-crc``: no gzip CRC-32 when the archive's sha256 is pinned (verified before anything is used);
-- ``in-memory``: downloaded pieces handed to the extraction thread in lent buffers, not read back from
-  the temp file;
 - ``member-crc``: a file's CRC-32 for the completion record taken from its own gzip member.
 """
 
@@ -172,7 +170,7 @@ def _make_big_module(path: str, size_mb: int) -> None:
 
 
 def bench_download(
-    workdir: str, size_mb: int, server_kind: str, rounds: int, verbose: bool = False, levers: bool = False
+    workdir: str, size_mb: int, server_kind: str, rounds: int, verbose: bool = False, levers: bool | str = False
 ) -> None:
     module = os.path.join(workdir, "big")
     _make_big_module(module, size_mb)
@@ -195,7 +193,8 @@ def bench_download(
     archive_url = f"{url}.tar.gz"
     if levers:
         print(f"levers, in-process resolve ({kind}, {rounds} interleaved rounds; load {os.getloadavg()[0]:.1f}):")
-        bench_levers(url, os.path.join(workdir, "cache-levers"), manifest["size"] / 1e6, rounds, shutil.which("curl"), workdir)
+        bench_levers(url, os.path.join(workdir, "cache-levers"), manifest["size"] / 1e6, rounds, shutil.which("curl"),
+                     workdir, None if levers is True else levers)
         if kind == "nginx":
             server.terminate()  # type: ignore[attr-defined]
             server.wait(10)  # type: ignore[attr-defined]
@@ -248,7 +247,7 @@ def bench_download(
           f"target < 100 MB)")
 
 
-_LEVERS = ("stored-copy", "skip-crc", "in-memory", "member-crc")
+_LEVERS = ("stored-copy", "skip-crc", "member-crc")
 
 
 def _set_levers(off: set[str]) -> None:
@@ -259,8 +258,6 @@ def _set_levers(off: set[str]) -> None:
     GunzipReader.copy_stored = "stored-copy" not in off
     GunzipReader.reuse_member_crc = "member-crc" not in off
     attrs: dict[str, object] = {}
-    if "in-memory" in off:
-        attrs["buffer"] = None  # HttpClient.download then keeps its own buffer; the extractor reads the file
     if "skip-crc" in off:
         def __init__(self, *args, **kwargs):  # the constructor of the class built below
             kwargs["check_crc"] = True
@@ -270,18 +267,24 @@ def _set_levers(off: set[str]) -> None:
     resolvers.BackgroundExtraction = type("Variant", (extract.BackgroundExtraction,), attrs) if attrs else extract.BackgroundExtraction
 
 
-def bench_levers(url: str, cache: str, size: float, rounds: int, curl: str | None, workdir: str) -> None:
+def bench_levers(
+    url: str, cache: str, size: float, rounds: int, curl: str | None, workdir: str, only: str | None = None
+) -> None:
     variants = {"all on": set(), **{f"{lever} off": {lever} for lever in _LEVERS}, "all off": set(_LEVERS)}
+    if only is not None:
+        variants = {"all on": set(), f"{only} off": {only}}
     times: dict[str, list[float]] = {name: [] for name in [*variants, "curl"]}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}  # CPU seconds of both threads
     target = os.path.join(workdir, "curl.out")
     os.environ["HUBKIT_CACHE_DIR"] = cache
     for _ in range(rounds):
         for name, off in variants.items():
             shutil.rmtree(cache, ignore_errors=True)
             _set_levers(off)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             hubkit.resolve(url)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
         if curl:
             start = time.perf_counter()
             subprocess.run([curl, "-sSf", "--noproxy", "127.0.0.1", "-o", target, f"{url}.tar.gz"], check=True)
@@ -293,7 +296,8 @@ def bench_levers(url: str, cache: str, size: float, rounds: int, curl: str | Non
     for name, values in times.items():
         best, median = min(values), statistics.median(values)
         ratio = f", {curl_best / best:.2f}x of curl's best" if curl_best else ""
-        print(f"  {name:16s} best {best:.3f} s ({size / best:.0f} MB/s), median {median:.3f} s{ratio}")
+        used = f"; CPU best {min(cpu[name]):.3f} s, median {statistics.median(cpu[name]):.3f} s" if name in cpu else ""
+        print(f"  {name:16s} best {best:.3f} s ({size / best:.0f} MB/s), median {median:.3f} s{ratio}{used}")
 
 
 def main() -> None:
@@ -304,7 +308,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="download rounds (each: hubkit, download alone, curl)")
     parser.add_argument("--skip-download", action="store_true")
     parser.add_argument("--verbose", action="store_true", help="print every download round")
-    parser.add_argument("--levers", action="store_true", help="A/B of the install's levers instead (in process)")
+    parser.add_argument("--levers", nargs="?", const=True, default=False, choices=(True, *_LEVERS),
+                        help="A/B of the install's levers instead (in process); name one to compare only it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hubkit-bench-", dir=os.environ.get("HUBKIT_BENCH_DIR")) as workdir:
         os.environ["HUBKIT_CACHE_DIR"] = os.path.join(workdir, "cache-small")

@@ -12,7 +12,6 @@ being downloaded, reading the growing temp file up to what the download has writ
 
 from __future__ import annotations
 
-import collections
 import os
 import posixpath
 import tarfile
@@ -300,16 +299,14 @@ class _Abandoned(Exception):
 class BackgroundExtraction:
     """Extracts an archive in a second thread while another thread is still downloading it.
 
-    The download thread receives each piece into a buffer lent by :meth:`buffer`, writes it to
-    ``archive_path`` (kept for ``Range`` resume and for a restart) and hands it over with
-    :meth:`advance`; the extraction thread decompresses straight from these buffers, so nothing is
-    read back from the file. At most ``buffers`` pieces are in flight: :meth:`buffer` blocks while all
-    are queued or in use (backpressure), so memory stays at ``buffers`` x the piece size. A download
-    that does not borrow buffers (only calls :meth:`advance`) is followed through the file instead,
-    never past what was written. zlib, CRC-32 and file I/O release the GIL, so the threads use two cores.
-
+    The download thread writes the archive to ``archive_path`` and reports after every write how many
+    bytes the file holds (:meth:`advance`); the extraction thread reads the file only up to there,
+    waiting for more. zlib, CRC-32 and file I/O release the GIL, so the two threads use two cores.
+    (Handing the received pieces over in memory instead, through a bounded pool of buffers, was
+    measured and did not win: see docs/performance.md.)
     Nothing here decides whether the archive is trusted: the caller verifies the download's sha256 and
     size and only then uses what :meth:`finish` returns; on any failure the destination is thrown away.
+
     Use as a context manager: leaving the block stops and joins the thread, so nothing writes into the
     destination afterwards.
 
@@ -320,32 +317,18 @@ class BackgroundExtraction:
         max_members: As for :func:`safe_extract`.
         source: How to name the archive in error messages (e.g. its URL).
         check_crc: As for :func:`safe_extract`.
-        buffers: How many download pieces may be in flight at once.
     """
 
     def __init__(
-        self,
-        archive_path: str,
-        destination: str,
-        max_bytes: int,
-        max_members: int,
-        source: str,
-        check_crc: bool = True,
-        buffers: int = 8,
+        self, archive_path: str, destination: str, max_bytes: int, max_members: int, source: str, check_crc: bool = True
     ) -> None:
         self.archive_path = archive_path
         self.destination = destination
         self._limits = (max_bytes, max_members, source, check_crc)
         self._condition = threading.Condition()
         self._available = 0
-        self._queue: collections.deque[Any] = collections.deque()  # views of lent buffers, or (start, end) of the file
-        self._free: list[bytearray] = []
-        self._lent = 0  # buffers created so far (at most ``buffers``)
-        self._max_buffers = max(1, buffers)
-        self._filling: memoryview | None = None  # lent to the download, not handed back yet
         self._download_done = False
         self._abandoned = False
-        self._running = True
         self._files: list[ExtractedFile] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="hubkit-extract", daemon=True)
@@ -359,47 +342,11 @@ class BackgroundExtraction:
 
     # -- called by the download thread ---------------------------------------------------------------
 
-    def buffer(self, size: int) -> memoryview:
-        """Lends a buffer of ``size`` bytes to receive the next piece into; blocks while all are in flight.
-
-        The piece is handed over by the next :meth:`advance`; until then, asking again returns the same
-        buffer. Once the extraction has stopped (finished, failed or abandoned), a private buffer is
-        returned without waiting.
-        """
-        with self._condition:
-            if self._filling is not None and len(self._filling) >= size:
-                return self._filling
-            while self._running and not self._abandoned and not self._free and self._lent >= self._max_buffers:
-                self._condition.wait()
-            if not self._running or self._abandoned:
-                self._filling = None
-                return memoryview(bytearray(size))
-            if self._free:
-                block = self._free.pop()
-                if len(block) < size:
-                    block = bytearray(size)
-            else:
-                block = bytearray(size)
-                self._lent += 1
-            self._filling = memoryview(block)
-            return self._filling
-
     def advance(self, available: int) -> None:
-        """Reports that the archive file now holds ``available`` bytes, all written to the OS.
-
-        The new bytes are handed over from the start of the buffer last lent by :meth:`buffer`, or, if
-        none was lent, read from the file.
-        """
+        """Reports that the archive file now holds ``available`` bytes, all written to the OS."""
         with self._condition:
-            if self._running and not self._abandoned and available > self._available:
-                count = available - self._available
-                if self._filling is not None:
-                    self._queue.append(self._filling[:count])
-                else:
-                    self._queue.append((self._available, available))
-            self._filling = None
             self._available = available
-            self._condition.notify_all()
+            self._condition.notify()
 
     def restart(self) -> None:
         """The download starts over from byte 0: stop following it (:meth:`finish` extracts afterwards)."""
@@ -409,9 +356,8 @@ class BackgroundExtraction:
         """Stops the extraction thread and waits for it; what it wrote stays for the caller to delete."""
         with self._condition:
             self._abandoned = True
-            self._condition.notify_all()
+            self._condition.notify()
         self._thread.join()
-        self._queue.clear()
 
     def finish(self) -> list[ExtractedFile]:
         """Waits for the extraction of the complete, verified archive and returns the files written.
@@ -425,7 +371,7 @@ class BackgroundExtraction:
         """
         with self._condition:
             self._download_done = True
-            self._condition.notify_all()
+            self._condition.notify()
         self._thread.join()
         if self._abandoned:  # the download started over: extract the finished file from scratch
             _empty_directory(self.destination)
@@ -438,7 +384,7 @@ class BackgroundExtraction:
     # -- the extraction thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        reader = _PieceReader(self)
+        reader = _GrowingFileReader(self)
         try:
             self._files = extract_stream(reader, self.destination, *self._limits)
         except _Abandoned:
@@ -447,54 +393,33 @@ class BackgroundExtraction:
             self._error = exc
         finally:
             reader.close()
-            with self._condition:
-                self._running = False
-                self._queue.clear()
-                self._condition.notify_all()
 
-    def _next_piece(self, done_with: Any) -> Any:
-        """Takes back a consumed buffer; waits for the next queued piece (``None`` at the end)."""
+    def _wait_for(self, position: int) -> int:
+        """Blocks until the file holds more than ``position`` bytes; returns the count (``position`` at the end)."""
         with self._condition:
-            if done_with is not None:
-                self._free.append(done_with)
-                self._condition.notify_all()
-            while not self._abandoned and not self._queue and not self._download_done:
+            while not self._abandoned and self._available <= position and not self._download_done:
                 self._condition.wait()
             if self._abandoned:
                 raise _Abandoned()
-            return self._queue.popleft() if self._queue else None
+            return self._available
 
 
-class _PieceReader:
-    """The downloaded archive for the extraction thread, piece by piece as the download hands them over.
-
-    ``read`` returns a whole piece (a view of a lent buffer, valid until the next ``read``, which gives
-    the buffer back), or bytes read from the file for a piece that was only written there.
-    """
+class _GrowingFileReader:
+    """Reads the archive file front to back, never past what the download reported as written."""
 
     def __init__(self, owner: BackgroundExtraction) -> None:
         self._owner = owner
         self._fd: int | None = None
-        self._held: Any = None  # the buffer behind the last piece returned
-        self._range: tuple[int, int] | None = None  # what is left of a file-only piece
+        self._position = 0
 
-    def read(self, size: int) -> Any:
-        if self._range is None:
-            held, self._held = self._held, None
-            piece = self._owner._next_piece(held.obj if held is not None else None)
-            if piece is None:
-                return b""
-            if isinstance(piece, memoryview):
-                self._held = piece
-                return piece
-            self._range = piece
-        start, end = self._range
+    def read(self, size: int) -> bytes:
+        available = self._owner._wait_for(self._position)
+        if available <= self._position:
+            return b""
         if self._fd is None:
             self._fd = os.open(self._owner.archive_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        data = os.pread(self._fd, min(size, end - start), start)
-        if not data:
-            raise EOFError("The archive file is shorter than the download reported.")
-        self._range = (start + len(data), end) if start + len(data) < end else None
+        data = os.pread(self._fd, min(size, available - self._position), self._position)
+        self._position += len(data)
         return data
 
     def close(self) -> None:

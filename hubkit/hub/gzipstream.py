@@ -372,11 +372,15 @@ class GunzipReader(io.RawIOBase):
             EOFError: The input ends early.
             zlib.error: The input is corrupt.
         """
+        if not count:
+            return crc or 0
         if crc is None:
             self._settle()
         fresh = self.reuse_member_crc and crc is None and self._size == 0 and self._state in (_BLOCK, _ZLIB)
+        if fresh and not self.check_crc and self._state == _BLOCK:
+            self._start_block()  # a stored member's trailer will hold the CRC; a compressed one's is unknown
         member_crc = fresh and self.check_crc
-        trailer_crc = fresh and not self.check_crc and self._state == _BLOCK
+        trailer_crc = fresh and not self.check_crc and self._state == _STORED
         compute = not member_crc and not trailer_crc
         running = crc or 0
         views: list[Any] = []

@@ -40,15 +40,10 @@ class _Retryable(Exception):
 
 
 class DownloadFollower(Protocol):
-    """What :meth:`HttpClient.download` tells about the file it writes (see ``follower`` there).
-
-    A follower may also have ``buffer(size) -> memoryview``: the download then receives each piece into
-    the buffer it lends (which may block, to hold the download back) and hands it over with ``advance``.
-    """
+    """What :meth:`HttpClient.download` tells about the file it writes (see ``follower`` there)."""
 
     def advance(self, available: int) -> None:
-        """The file now holds ``available`` bytes, all written to the OS (the new ones are at the start
-        of the buffer last lent, if the follower lends buffers)."""
+        """The file now holds ``available`` bytes, all written to the OS."""
 
     def restart(self) -> None:
         """The download is about to truncate the file and start over from byte 0."""
@@ -208,8 +203,8 @@ class HttpClient:
     ) -> DownloadResult:
         """Streams ``url`` into the file ``destination`` while hashing it, resuming with ``Range`` on failures.
 
-        Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes
-        (or into buffers the follower lends), written to the file and hashed from there.
+        Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes,
+        written to the file and hashed from there.
 
         Args:
             url: The archive URL.
@@ -217,9 +212,8 @@ class HttpClient:
             expected_size: Byte count to expect; more bytes than this abort the download early.
             on_progress: Called with the number of new bytes after each chunk.
             follower: Told how many bytes the file holds after each write (``advance``) and before the
-                download starts over from byte 0 (``restart``); if it lends buffers (``buffer``), each
-                piece is received into one and handed over: e.g. a
-                :class:`~hubkit.hub.extract.BackgroundExtraction` extracting while the download runs.
+                download starts over from byte 0 (``restart``): e.g. a
+                :class:`~hubkit.hub.extract.BackgroundExtraction` reading the file as it grows.
 
         Returns:
             The size and sha256 of what was downloaded.
@@ -262,15 +256,8 @@ class HttpClient:
                 got_here = 0
                 readinto = _body_readinto(response)
                 hasher = state["hasher"]
-                lend = getattr(follower, "buffer", None)
-                size, started, target = _MIN_READ, time.monotonic(), view
-                while True:
-                    if lend is not None:
-                        target = lend(len(view))  # may wait while the follower catches up
-                        started = time.monotonic()  # that wait says nothing about the link
-                    count = readinto(target[:size])
-                    if not count:
-                        break
+                size, started = _MIN_READ, time.monotonic()
+                while count := readinto(view[:size]):
                     # Fill large pieces on a fast link (fewer, bigger reads and writes), small ones on a slow
                     # link (so progress, the lock's liveness and the resumable file keep up).
                     now = time.monotonic()
@@ -279,7 +266,7 @@ class HttpClient:
                     elif now - started > _SLOW_READ_SECONDS:
                         size = max(size // 2, _MIN_READ)
                     started = now
-                    chunk = target[:count]
+                    chunk = view[:count]
                     if first:
                         self._check_archive_start(url, response, bytes(chunk[:64]))
                         first = False

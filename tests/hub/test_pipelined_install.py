@@ -199,3 +199,44 @@ def test_sparse_entries_are_refused(tmp_path):
     build_archive([special_entry("assets/holes", tarfile.GNUTYPE_SPARSE)], path=archive)
     with pytest.raises(UnsafeArchiveError, match="sparse file"):
         safe_extract(archive, dest, 1 << 20)
+
+
+def _corrupt_copy(server, name):
+    """Serves a copy of the archive with one bit flipped inside the stored weights; returns its URL."""
+    with open(server.archive, "rb") as f:
+        data = bytearray(f.read())
+    data[-_WEIGHTS // 4] ^= 0x01  # stored payload: only the CRC (unpinned) or the sha256 (pinned) notices
+    with open(os.path.join(server.root, name), "wb") as f:
+        f.write(data)
+    return f"{server.url}/{name}"
+
+
+def test_pinned_corrupt_stored_payload_is_caught_by_the_sha256(hub_env, big_server):
+    import hashlib
+
+    with open(big_server.archive, "rb") as f:
+        pin = hashlib.sha256(f.read()).hexdigest()
+    url = _corrupt_copy(big_server, "bad.tar.gz")
+    with pytest.raises(IntegrityError, match="sha256"):  # CRCs skipped: the pin proves the content
+        resolve(f"{url}#sha256={pin}")
+    assert _cache_leftovers(hub_env) == []
+    good = os.path.join(big_server.root, "good.tar.gz")
+    os.link(big_server.archive, good)
+    assert os.path.isfile(os.path.join(resolve(f"{big_server.url}/good.tar.gz#sha256={pin}"), "hubkit_module.pb"))
+
+
+def test_pinned_install_skips_the_crcs_and_unpinned_checks_them(hub_env, big_server, monkeypatch):
+    from hubkit.hub import extract
+
+    seen = []
+    original = extract.GunzipReader.__init__
+
+    def init(self, raw, chunk_size=1 << 20, check_crc=True):
+        seen.append(check_crc)
+        original(self, raw, chunk_size, check_crc)
+
+    monkeypatch.setattr(extract.GunzipReader, "__init__", init)
+    resolve(f"{big_server.url}/acme/big/1")  # the manifest pins the sha256
+    os.link(big_server.archive, os.path.join(big_server.root, "plain.tar.gz"))
+    resolve(f"{big_server.url}/plain.tar.gz")
+    assert seen == [False, True]
