@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 
@@ -24,7 +24,7 @@ def normalize_shape(shape: Iterable | int | None) -> Shape:
         return None
     if isinstance(shape, int):
         shape = (shape,)
-    out = []
+    out: list[int | None] = []
     try:
         dims = list(shape)
     except TypeError:
@@ -57,7 +57,7 @@ def is_compatible(static: Shape, concrete: Sequence[int]) -> bool:
     return all(s is None or s == c for s, c in zip(static, concrete))
 
 
-def merge_shapes(a: Shape, b: Shape) -> Shape | bool:
+def merge_shapes(a: Shape, b: Shape) -> Shape | Literal[False]:
     """The most specific shape compatible with both, or ``False`` when they contradict."""
     if a is None:
         return b
@@ -73,7 +73,7 @@ def merge_shapes(a: Shape, b: Shape) -> Shape | bool:
     return tuple(out)
 
 
-def broadcast_shapes(a: Shape, b: Shape) -> Shape | bool:
+def broadcast_shapes(a: Shape, b: Shape) -> Shape | Literal[False]:
     """NumPy broadcasting of two static shapes; ``False`` when they cannot broadcast."""
     if a is None or b is None:
         return None

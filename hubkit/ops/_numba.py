@@ -90,10 +90,11 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any] | None:
         except Exception:  # numba present but broken (e.g. incompatible NumPy): use NumPy kernels
             _STATE.enabled = False
             return None
-        if not numba.config.CACHE_DIR:
+        # numba.config sets its attributes from the environment at run time: mypy cannot see them.
+        if not numba.config.CACHE_DIR:  # type: ignore[attr-defined]
             # Read by numba's cache locator each time a function is compiled, so setting it here
             # (rather than in os.environ before import) is enough and leaves the environment alone.
-            numba.config.CACHE_DIR = cache_dir()
+            numba.config.CACHE_DIR = cache_dir()  # type: ignore[attr-defined]
         jitted = numba.njit(cache=True, nogil=True)(fn)
         _STATE.compiled[fn] = jitted
         return jitted

@@ -161,6 +161,7 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pads, out: np.ndarray) -> None:
                 y = out[b0:b1, 2 * r0 : 2 * r1].reshape(bs, rs, 2, tw, 2, k).transpose(2, 4, 0, 1, 3, 5)
                 _output_transform(m6, sums, y)
             else:
+                assert y_buf is not None  # allocated above whenever the output is odd-sized
                 yb = y_buf[: 4 * tiles * k].reshape(bs, rs, 2, tw, 2, k)
                 _output_transform(m6, sums, yb.transpose(2, 4, 0, 1, 3, 5))
                 rows_out = min(oh, 2 * r1) - 2 * r0

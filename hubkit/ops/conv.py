@@ -677,6 +677,7 @@ def conv2d_transpose(
     xt = convert_to_tensor(x, graph=g)
     wt = convert_to_tensor(filters, graph=g)
     extra: list[Tensor] = []
+    hw: list[int | None]
     if isinstance(output_shape, Tensor):
         hw = [None, None]
         extra = [output_shape]

@@ -1,12 +1,15 @@
 """The functions behind Tensor's Python operators (``+ - * / @ ** -x abs() < > []``)."""
 
+from collections.abc import Callable
+from typing import Any
+
 from hubkit.graph.tensor import register_operator
 from hubkit.ops import elementwise as _ew
 from hubkit.ops.shape import getitem
 
 __all__: list[str] = []
 
-for _name, _fn in {
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "add": _ew.add,
     "subtract": _ew.subtract,
     "multiply": _ew.multiply,
@@ -18,5 +21,6 @@ for _name, _fn in {
     "less": _ew.less,
     "greater": _ew.greater,
     "getitem": getitem,
-}.items():
+}
+for _name, _fn in _FUNCTIONS.items():
     register_operator(_name, _fn)

@@ -72,8 +72,7 @@ def _reshaped(x_shape: StaticShape, target: Sequence[int | None]) -> tuple:
     for d in target:
         if d is not None and d < -1:
             raise infer_error(f"shape {target} has a negative dimension other than -1.")
-    known_in = x_shape is not None and None not in x_shape
-    n_in = int(np.prod(x_shape, dtype=np.int64)) if known_in else None
+    n_in = int(np.prod(x_shape, dtype=np.int64)) if x_shape is not None and None not in x_shape else None
     rest = [d for d in target if d not in (-1, None)]
     n_rest = int(np.prod(rest, dtype=np.int64))
     if -1 in target:
@@ -85,7 +84,7 @@ def _reshaped(x_shape: StaticShape, target: Sequence[int | None]) -> tuple:
         return tuple(fill if d == -1 else d for d in target)
     if n_in is not None and None not in target and n_in != n_rest:
         raise infer_error(f"cannot reshape {format_shape(x_shape)} ({n_in} elements) to {target}.")
-    if x_shape is not None and not known_in and None not in target:
+    if x_shape is not None and n_in is None and None not in target:
         # Some input dims are unknown: the element count is a multiple of the known ones' product.
         known = int(np.prod([d for d in x_shape if d is not None], dtype=np.int64))
         if known and n_rest % known:
@@ -686,15 +685,15 @@ def _int_list(value: Any, what: str) -> list[int]:
     return [int(v) for v in items]
 
 
-def _shape_tensor(dims: Any) -> tuple[list[int] | None, Tensor | None]:
+def _shape_tensor(dims: Any) -> list[int] | Tensor:
     """A shape argument as a static list of ints, or as a 1-D int tensor."""
     if isinstance(dims, Tensor) or hasattr(dims, "_as_graph_tensor"):
-        return None, as_tensor(dims)
+        return as_tensor(dims)
     items = list(dims) if isinstance(dims, (list, tuple)) else [dims]
     if any(isinstance(d, Tensor) for d in items):
         parts = [cast(d, int32) if isinstance(d, Tensor) else d for d in items]
-        return None, stack([as_tensor(p, dtype=int32) for p in parts])
-    return _int_list([-1 if d is None else d for d in items], "shape"), None
+        return stack([as_tensor(p, dtype=int32) for p in parts])
+    return _int_list([-1 if d is None else d for d in items], "shape")
 
 
 def reshape(x: Any, shape: Any, name: str | None = None) -> Tensor:
@@ -705,10 +704,10 @@ def reshape(x: Any, shape: Any, name: str | None = None) -> Tensor:
     ...     hk.reshape(hk.placeholder(hk.float32, [None, 2, 3]), [-1, 6]).shape
     (None, 6)
     """
-    static, dynamic = _shape_tensor(shape)
-    if dynamic is None:
-        return apply("Reshape", x, shape=static, name=name)
-    return apply("Reshape", x, dynamic, shape=None, name=name)
+    target = _shape_tensor(shape)
+    if isinstance(target, Tensor):
+        return apply("Reshape", x, target, shape=None, name=name)
+    return apply("Reshape", x, shape=target, name=name)
 
 
 def transpose(x: Any, perm: Sequence[int] | None = None, name: str | None = None) -> Tensor:
@@ -832,13 +831,13 @@ def rank(x: Any, name: str | None = None) -> Tensor:
 
 def fill(dims: Any, value: Any, name: str | None = None) -> Tensor:
     """A tensor of shape ``dims`` (ints, or a 1-D int tensor) filled with the scalar ``value``."""
-    static, dynamic = _shape_tensor(dims)
-    if dynamic is None:
-        if any(d < 0 for d in static):
+    shape = _shape_tensor(dims)
+    if not isinstance(shape, Tensor):
+        if any(d < 0 for d in shape):
             raise GraphError(f"fill needs known, non-negative dims, got {dims!r}.")
-        dynamic = as_tensor(static, dtype=int32)
-    v = as_tensor(value, graph=dynamic.graph)
-    return apply("Fill", dynamic, v, name=name)
+        shape = as_tensor(shape, dtype=int32)
+    v = as_tensor(value, graph=shape.graph)
+    return apply("Fill", shape, v, name=name)
 
 
 def zeros(shape: Any, dtype: Any = float32, name: str | None = None) -> Tensor:

@@ -143,9 +143,11 @@ class Group:
 
     differentiable = False
 
+    @staticmethod
     def infer():
         return []
 
+    @staticmethod
     def forward():
         return None
 

@@ -72,6 +72,7 @@ class RegexReplace:
         _check_string(x, "RegexReplace input")
         return string, x.shape
 
+    @staticmethod
     def prepare(node: Node) -> dict[str, Any]:
         return {"regex": compile_pattern(node.attrs["pattern"], f"RegexReplace node {node.name!r}")}
 
@@ -177,6 +178,7 @@ class VocabLookup:
         _check_vocab_attrs(num_oov_buckets, default_value)
         return int64, tokens.shape
 
+    @staticmethod
     def prepare(node: Node) -> dict[str, Any]:
         return _table_slot(node, 1)
 
@@ -205,6 +207,7 @@ class TokenizeLookup:
         _check_vocab_attrs(num_oov_buckets, default_value)
         return [(int64, (None,)), (int64, (None,)), (int64, ())]
 
+    @staticmethod
     def prepare(node: Node) -> dict[str, Any]:
         return _table_slot(node, 1)
 

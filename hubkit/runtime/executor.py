@@ -130,7 +130,7 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
             frees_at.setdefault(i, []).append(slot)
     # Slots never read (outputs nobody uses) are freed right after they are produced.
     steps = []
-    copy_slots = set()
+    copy_slots: set[int] = set()
     for i, n in enumerate(compute):
         opdef = get_op(n.op)
         kwargs = dict(n.attrs)
@@ -232,6 +232,7 @@ class Session:
 
     def _run(self, fetches: Any, feed_dict: Mapping[Any, Any] | None, inter: dict | None) -> Any:
         g = self.graph
+        flat: list[Tensor | Node]
         if isinstance(fetches, Tensor) and fetches.graph is g:
             flat, build = [fetches], None
         else:

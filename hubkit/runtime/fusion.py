@@ -230,8 +230,8 @@ def compiled_kernel() -> Any:
         import numba
     except Exception:  # numba present but broken: the NumPy steps run
         return None
-    if not numba.config.CACHE_DIR:
-        numba.config.CACHE_DIR = _numba.cache_dir()
+    if not numba.config.CACHE_DIR:  # type: ignore[attr-defined]  # set from the environment at run time
+        numba.config.CACHE_DIR = _numba.cache_dir()  # type: ignore[attr-defined]
     _COMPILED.append(numba.njit(cache=True, nogil=True, error_model="numpy")(run_program))
     return _COMPILED[0]
 

@@ -146,15 +146,17 @@ def gradients(ys: Any, xs: Any, grad_ys: Any = None, name: str = "gradients") ->
             opdef = get_op(n.op)
             if not opdef.differentiable:
                 continue
+            vjp = opdef.vjp
+            assert vjp is not None  # register_op requires a vjp of every differentiable op
             agg = [None if o is None else _aggregate(o) for o in outs]
             for i, t in enumerate(n.outputs):
                 if agg[i] is not None:
                     grads[t] = [agg[i]]
             agg = [a.to_dense() if isinstance(a, IndexedSlices) else a for a in agg]
             if len(n.outputs) == 1:
-                in_grads = opdef.vjp(agg[0], n.outputs[0], *n.inputs, **n.attrs)
+                in_grads = vjp(agg[0], n.outputs[0], *n.inputs, **n.attrs)
             else:
-                in_grads = opdef.vjp(tuple(agg), n.outputs, *n.inputs, **n.attrs)
+                in_grads = vjp(tuple(agg), n.outputs, *n.inputs, **n.attrs)
             if len(in_grads) != len(n.inputs):
                 raise GraphError(f"Gradient of op {n.op!r} returned {len(in_grads)} values for {len(n.inputs)} inputs.")
             for t, gt in zip(n.inputs, in_grads):
