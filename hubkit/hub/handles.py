@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import urllib.parse
+from typing import TypeGuard
 
 from hubkit.errors import ResolveError
 
@@ -199,6 +200,6 @@ def cache_key(normalized_handle: str) -> str:
     return hashlib.sha1(normalized_handle.encode("utf-8")).hexdigest()
 
 
-def is_sha256_hex(value: object) -> bool:
+def is_sha256_hex(value: object) -> TypeGuard[str]:
     """Returns whether ``value`` is 64 lowercase hex digits."""
     return isinstance(value, str) and _SHA256_HEX.match(value) is not None

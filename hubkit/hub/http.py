@@ -14,10 +14,13 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.hub.config import HubConfig
+
+if TYPE_CHECKING:
+    from _hashlib import HASH
 
 __all__ = ["GZIP_MAGIC", "DownloadFollower", "DownloadResult", "HttpClient"]
 
@@ -47,6 +50,13 @@ class DownloadFollower(Protocol):
 
     def restart(self) -> None:
         """The download is about to truncate the file and start over from byte 0."""
+
+
+class _Transfer(TypedDict):
+    """What a download wrote so far, kept across its retries."""
+
+    received: int
+    hasher: HASH  # sha256 of the bytes received
 
 
 class DownloadResult:
@@ -227,7 +237,7 @@ class HttpClient:
         buffer = bytearray(max(self.config.chunk_size, _MIN_READ))
         view = memoryview(buffer)
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-        state = {"received": 0, "hasher": hashlib.sha256()}
+        state: _Transfer = {"received": 0, "hasher": hashlib.sha256()}
 
         def restart() -> None:
             if follower is not None:

@@ -164,7 +164,11 @@ def pack_module(module_dir: str, out: io.BufferedIOBase, compresslevel: int = 6)
     gz = GzipMembersWriter(out, compresslevel)
     # Mode "w" (not the buffered "w|") writes each entry straight through, so a level switch applies
     # exactly to the file it was chosen for.
-    with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_PACK_BUFFER) as tar:
+    # The tarfile stub lacks the (undocumented) copybufsize and wants a readable, seekable fileobj,
+    # which writing never uses.
+    with tarfile.open(  # type: ignore[call-overload]
+        fileobj=gz, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_PACK_BUFFER
+    ) as tar:
         for relative, path in _module_files(module_dir):
             info = tarfile.TarInfo(relative)
             info.mtime = 0
