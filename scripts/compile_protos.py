@@ -1,4 +1,4 @@
-"""Regenerates hubkit/format/*_pb2.py and their *_pb2.pyi type stubs from the .proto files, with grpc_tools' protoc.
+"""Regenerates hubkit/{format,module}/*_pb2.py and their *_pb2.pyi type stubs from the .proto files, with grpc_tools' protoc.
 
 Usage: ``python scripts/compile_protos.py`` (needs ``pip install grpcio-tools``, part of the ``dev`` extra).
 The generated files are committed; the protobuf runtime pinned in pyproject.toml must accept the gencode
@@ -11,11 +11,11 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FORMAT_DIR = ROOT / "hubkit" / "format"
+PROTO_DIRS = (ROOT / "hubkit" / "format", ROOT / "hubkit" / "module")
 
 
 def main() -> int:
-    """Compiles every .proto in hubkit/format; returns the protoc exit status."""
+    """Compiles every .proto in hubkit/format and hubkit/module; returns the protoc exit status."""
     try:
         import grpc_tools
         from grpc_tools import protoc
@@ -23,7 +23,7 @@ def main() -> int:
         print("grpc_tools is not installed: pip install grpcio-tools", file=sys.stderr)
         return 1
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
-    protos = sorted(str(p.relative_to(ROOT)) for p in FORMAT_DIR.glob("*.proto"))
+    protos = sorted(str(p.relative_to(ROOT)) for d in PROTO_DIRS for p in d.glob("*.proto"))
     args = ["protoc", f"-I{ROOT}", f"-I{include}", f"--python_out={ROOT}", f"--pyi_out={ROOT}", *protos]
     status = protoc.main(args)
     if status == 0:

@@ -31,7 +31,7 @@ _INT32_LIMIT = 2**31  # the message stores int32 fields
 
 
 def _positive_int32(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 < value < _INT32_LIMIT:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 < int(value) < _INT32_LIMIT:
         raise GraphError(
             f"attach_image_module_info: {what} must be a positive integer below 2**31, got {value!r}."
         )
