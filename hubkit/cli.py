@@ -77,8 +77,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     variables = _variables(module_dir)
     total = sum(v[3] for v in variables)
     print(f"  variables: {len(variables)}, {_format_bytes(total)}")
-    for name, dtype, shape, size in variables:
-        print(f"    {name}: {dtype} {shape} ({_format_bytes(size)})")
+    for name, dtype, dims, size in variables:
+        print(f"    {name}: {dtype} {dims} ({_format_bytes(size)})")
     return 0
 
 
@@ -207,6 +207,7 @@ def _cmd_registry_serve(args: argparse.Namespace) -> int:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise _CliError(f"Cannot serve on 127.0.0.1:{args.port}: {reason}.") from None
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # an AF_INET address is (str, int); the stub allows bytes for other families
     print(f"Serving registry {args.root} at http://{host}:{port}/ (development server; Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()
