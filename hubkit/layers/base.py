@@ -164,7 +164,7 @@ def positive_int(value: Any, what: str, layer: str) -> int:
     return int(value)
 
 
-def _init_parameters(cls: type) -> tuple[set[str], bool]:
+def _init_parameters(cls: type[Layer]) -> tuple[set[str], bool]:
     """The keyword parameters of ``cls.__init__`` and whether it takes ``**kwargs``."""
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)

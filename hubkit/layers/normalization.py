@@ -8,6 +8,7 @@ from hubkit.errors import GraphError
 from hubkit.graph import GraphKeys, Tensor, format_shape
 from hubkit.layers.base import Layer, register_layer
 from hubkit.layers.core import config_of
+from hubkit.runtime import Variable
 
 __all__ = ["BatchNormalization", "LayerNormalization"]
 
@@ -81,6 +82,7 @@ class BatchNormalization(Layer):
         import hubkit as hk
 
         a = _axis(self, self.axis, x.shape)
+        assert x.shape is not None  # _axis raised otherwise
         if v is None or a == len(x.shape) - 1:
             return v
         shape = [1] * len(x.shape)
@@ -95,6 +97,9 @@ class BatchNormalization(Layer):
         gamma = self.gamma if self.scale else None
         beta = self.beta if self.center else None
         a = _axis(self, self.axis, inputs.shape)
+        assert inputs.shape is not None  # _axis raised otherwise
+        mean: Tensor | Variable
+        variance: Tensor | Variable
         if training and self.trainable:
             axes = [i for i in range(len(inputs.shape)) if i != a]
             mean, variance = hk.nn.moments(inputs, axes)

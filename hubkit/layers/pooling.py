@@ -105,11 +105,11 @@ class UpSampling2D(Layer):
         import hubkit as hk
 
         _check_rank(self, inputs, 4)
-        _, h, w, c = inputs.shape
-        if h is None or w is None or c is None:
+        if inputs.shape is None or None in inputs.shape[1:]:
             raise GraphError(
                 f"Layer {self.name!r} needs known height, width and channels, got {format_shape(inputs.shape)}."
             )
+        _, h, w, c = inputs.shape
         sh, sw = self.size
         x = hk.reshape(inputs, [-1, h, 1, w, 1, c])
         x = hk.tile(x, [1, 1, sh, 1, sw, 1])

@@ -147,6 +147,14 @@ def test_reshaping_merging_and_embedding():
         hk.layers.Add(name="Add")(a)
 
 
+def test_upsampling_needs_known_spatial_dims():
+    # An unknown-rank input once failed unpacking its shape (TypeError) instead of naming the layer.
+    with hk.Graph().as_default():
+        for shape in (None, [None, None, 3, 2]):
+            with pytest.raises(hk.GraphError, match=r"'up'.*known height, width and channels"):
+                hk.layers.UpSampling2D(name="up")(hk.placeholder(hk.float32, shape))
+
+
 def test_normalization_layers_against_numpy():
     x = np.random.default_rng(1).normal(2.0, 3.0, size=(8, 5)).astype(np.float32)
     ln = hk.layers.LayerNormalization()
