@@ -133,7 +133,7 @@ def _slot_entries(
 def collect_values(root: Any) -> list[tuple[str, np.ndarray, str | None]]:
     """Every ``(key, value, variable name)`` a checkpoint of ``root`` holds."""
     variables, optimizers = _walk(root)
-    out = [(f"{p}{VALUE_SUFFIX}", v.value, v.name) for p, v in variables]
+    out: list[tuple[str, np.ndarray, str | None]] = [(f"{p}{VALUE_SUFFIX}", v.value, v.name) for p, v in variables]
     for key, opt, var, slot in _slot_entries(variables, optimizers):
         s = _get_slot(opt, var, slot)
         if s is not None:

@@ -153,8 +153,8 @@ class CheckpointReader:
             )
         self._shards = [os.path.join(os.path.dirname(path), str(n)) for n in index.get("shards", [])]
         self._entries: dict[str, dict[str, Any]] = index.get("entries", {})
-        for key, e in self._entries.items():
-            self._validate(key, e)
+        for key, entry in self._entries.items():
+            self._validate(key, entry)
 
     def _validate(self, key: str, e: Any) -> None:
         try:

@@ -83,12 +83,12 @@ class LatestModuleExporter:
 
         reader = checkpoint_io.load_checkpoint(os.fspath(checkpoint_path))
         by_name: dict[str, str] = {}
-        for key in reader.get_variable_to_shape_map():
-            saved = reader.variable_name(key)
-            if saved is not None and "/.OPTIMIZER_SLOT/" not in key:
-                by_name.setdefault(saved, key)
+        for stored in reader.get_variable_to_shape_map():
+            saved = reader.variable_name(stored)
+            if saved is not None and "/.OPTIMIZER_SLOT/" not in stored:
+                by_name.setdefault(saved, stored)
         module = Module(self._spec(), name="module")
-        missing = []
+        missing: list[str] = []
         for var_name, var in module.variable_map.items():
             key = self._lookup(reader, var_name, by_name)
             if key is None:

@@ -242,6 +242,7 @@ class Model(TrainingMixin, Layer):
             layer_cls = get_layer_class(item["class_name"], custom_objects)
             if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
                 raise GraphError(f"custom_objects[{item['class_name']!r}] must be a Layer subclass, got {layer_cls!r}.")
+            layer: Layer
             if issubclass(layer_cls, Model):
                 layer = layer_cls.from_config(item["config"], custom_objects)
             else:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from hubkit.graph import Graph, GraphKeys, Tensor, format_shape, placeholder
 from hubkit.layers.base import suppress_recording
 from hubkit.runtime import Session
 from hubkit.runtime.executor import convert_feed
+
+if TYPE_CHECKING:
+    from hubkit.runtime import Variable
 
 __all__ = ["History", "TrainingMixin", "get_loss", "get_metric"]
 
@@ -45,7 +48,13 @@ def _clip(p: Tensor) -> Tensor:
 # below delegates to hubkit.losses, which checks the labels' shape against the predictions'.
 def _sparse_ce(labels: Tensor, probs: Tensor) -> Tensor:
     hk = _hk()
-    onehot = hk.one_hot(labels, probs.shape[-1], dtype=probs.dtype)
+    depth = None if not probs.shape else probs.shape[-1]
+    if depth is None:
+        raise GraphError(
+            f"sparse_categorical_crossentropy needs predictions with a known number of classes (last axis); "
+            f"{probs.name!r} has shape {format_shape(probs.shape)}."
+        )
+    onehot = hk.one_hot(labels, depth, dtype=probs.dtype)
     return hk.reduce_mean(-hk.reduce_sum(onehot * hk.log(_clip(probs)), axis=-1))
 
 
@@ -221,6 +230,25 @@ class _Program:
 class TrainingMixin:
     """compile / fit / evaluate / predict for :class:`~hubkit.Model` (mixed into it)."""
 
+    if TYPE_CHECKING:  # what the methods below use of Model and its Layer base
+        _inputs: list[Tensor]
+        _outputs: list[Tensor]
+        _input_structure: Any
+        _output_structure: Any
+        _fit_epoch: Variable
+
+        @property
+        def name(self) -> str: ...
+        @property
+        def inputs(self) -> list[Tensor]: ...
+        @property
+        def input_names(self) -> list[str]: ...
+        @property
+        def output_names(self) -> list[str]: ...
+        @property
+        def trainable_variables(self) -> list[Variable]: ...
+        def __call__(self, inputs: Any, *args: Any, training: Any = None, **kwargs: Any) -> Any: ...
+
     def _init_training(self) -> None:
         self.optimizer: Any = None
         self._heads: _Heads | None = None
@@ -247,7 +275,7 @@ class TrainingMixin:
         self._programs = {}
 
     # -- data ---------------------------------------------------------------------------------------
-    def _arrays(self, data: Any, names: list[str], tensors: list[Tensor], what: str) -> list[np.ndarray]:
+    def _arrays(self, data: Any, names: list[str], tensors: Sequence[Tensor | None], what: str) -> list[np.ndarray]:
         if isinstance(data, dict):
             missing = sorted(set(names) - set(data))
             extra = sorted(set(data) - set(names))

@@ -7,6 +7,7 @@ import pytest
 
 import hubkit as hk
 from hubkit import layers as L
+from hubkit.train.training import get_loss
 
 
 def regression_model(loss="mse", metrics=None):
@@ -84,6 +85,15 @@ def test_sparse_loss_matches_numpy(graph, rng):
     logits = model.predict(x).astype(np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     np.testing.assert_allclose(model.evaluate(x, labels, batch_size=8)["loss"], -logp[np.arange(8), labels].mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [None, [None, None]])
+def test_sparse_probability_loss_needs_a_known_number_of_classes(graph, shape):
+    # An unknown class count once reached one_hot as None (a TypeError) instead of this GraphError.
+    loss = get_loss("sparse_categorical_crossentropy")
+    probs = hk.placeholder(hk.float32, shape, name="probs")
+    with pytest.raises(hk.GraphError, match=r"known number of classes.*'probs:0'"):
+        loss(hk.placeholder(hk.int64, [None]), probs)
 
 
 # -- bad arguments to fit / evaluate / predict / compile ------------------------------------------------
