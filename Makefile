@@ -28,6 +28,7 @@ test: $(STAMP_TEST)
 
 lint: $(STAMP_TEST)
 	$(PY) -m ruff check .
+	$(PY) -m mypy hubkit
 
 bench: $(STAMP_TEST)
 	$(PY) scripts/bench_engine.py
