@@ -254,7 +254,7 @@ def _published_versions(module_root: str) -> set[int]:
 def publish(
     module_dir: str,
     registry_root: str,
-    name: str = "acme/text-embedding",
+    name: str,
     version: int | None = None,
     description: str = "",
     *,
@@ -269,7 +269,7 @@ def publish(
     Args:
         module_dir: An exported module directory (holding ``hubkit_module.pb``).
         registry_root: The registry's root directory (created if missing).
-        name: ``"publisher/name"``.
+        name: ``"publisher/name"`` (required: the module's identity in the registry, e.g. ``"acme/text-embedding"``).
         version: A positive integer; defaults to one more than the highest published version.
         description: One line describing the module, shown in the indexes and the catalog.
         validate: Loads and describes the module (see :func:`summarize_module`, the default).
