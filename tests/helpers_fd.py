@@ -1,8 +1,9 @@
 """Finite-difference gradient checks shared by every op family's gradient table.
 
-A table module checks its cases with :func:`check_vjp` and declares what it covers with
-:func:`cover`, so the coverage test in ``tests/ops/test_gradients_table.py`` can assert that every
-op of every family some collected table claims is either checked or ``differentiable = False``::
+A test module checks gradients (with :func:`check_vjp` or its own finite differences) and declares
+the ops it checks with :func:`cover`, next to the check. The coverage test in
+``tests/ops/test_gradients_table.py`` imports every test module that calls :func:`cover` and asserts
+that every differentiable op hubkit registers, of every family, is covered::
 
     from tests.helpers_fd import check_vjp, cover
     cover("hubkit.ops.nn", ["Relu", "Softmax"])
@@ -17,18 +18,20 @@ import numpy as np
 
 import hubkit as hk
 
-__all__ = ["CHECKED_FAMILIES", "COVERED", "check_vjp", "cover"]
+__all__ = ["COVERED", "check_vjp", "cover"]
 
-# Op types whose gradients some table checks against finite differences.
-COVERED: set[str] = set()
-# Modules (op families) whose every op the coverage test checks; tables add their own family.
-CHECKED_FAMILIES: set[str] = set()
+# Op type whose gradient some test checks against finite differences -> the family it was declared in.
+COVERED: dict[str, str] = {}
 
 
 def cover(family_module: str, op_types: Iterable[str]) -> None:
-    """Declares that a table checks the gradients of ``op_types``, ops of ``family_module``."""
-    CHECKED_FAMILIES.add(family_module)
-    COVERED.update(op_types)
+    """Declares that the calling test module checks the gradients of ``op_types``, ops of ``family_module``.
+
+    The coverage test checks that each op is registered by ``family_module``, so a renamed op or a
+    typo cannot pass for coverage.
+    """
+    for op_type in op_types:
+        COVERED[op_type] = family_module
 
 
 def _float64(a: Any) -> np.ndarray:

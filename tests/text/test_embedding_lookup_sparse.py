@@ -7,6 +7,7 @@ import pytest
 
 import hubkit as hk
 from hubkit.runtime import IndexedSlices
+from tests.helpers_fd import cover
 
 RNG = np.random.default_rng(7)
 
@@ -114,6 +115,9 @@ def test_gradient_is_sparse_and_matches_the_dense_gradient(kernels, combiner, id
             expected[v, d] = np.sum(reference(unit, ids, row_ids, num_rows, weights, combiner) * upstream)
     np.testing.assert_allclose(dense, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(hk.Session(g).run(grad.to_dense()), expected, rtol=1e-10, atol=1e-12)
+
+
+cover("hubkit.ops.sparse", ["EmbeddingLookupSparse"])  # its vjp, checked by the test below
 
 
 def test_finite_differences_through_a_nonlinear_loss(kernels):
