@@ -3,12 +3,22 @@ on a shared machine falls on all of them alike rather than on whichever ran duri
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import NamedTuple, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+
+def load_header() -> str:
+    """The machine's load average (1, 5, 15 min) and CPU count, for the first line of a benchmark's output.
+
+    The figures of a shared machine depend on what else runs: readers compare runs by this line.
+    """
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min) on {os.cpu_count()} CPUs"
 
 
 class Timing(NamedTuple):

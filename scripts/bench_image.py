@@ -1,6 +1,7 @@
 """Image feature extractor at batch 32: hubkit (NumPy and Numba kernels) vs onnxruntime, same weights.
 
 Usage: ``python scripts/bench_image.py [--image-size 96] [--batch 32] [--seconds 10] [--threads 1]``
+``[--per-layer | --blas | --thresholds | --bias-relu]``
 
 Exports the CNN of scripts/export_image_features.py, loads it, and builds the same network as an
 ONNX graph with ``onnx.helper`` (NHWC input transposed to NCHW, Conv/Relu/MaxPool, global average).
@@ -11,6 +12,18 @@ half when onnx or onnxruntime is not installed. The NumPy kernels also run with 
 Like is compared with like: ``--threads N`` gives onnxruntime N intra-op threads and NumPy's
 OpenBLAS N threads (set at run time through the library's own ``*_set_num_threads``), and the
 output states both, plus the OpenBLAS kernel family in use (``OPENBLAS_CORETYPE`` overrides it).
+
+The other modes time one piece each, its contenders interleaved in this process (best of the rounds):
+
+- ``--per-layer``: each conv layer of the network at ``--batch``, im2col vs Winograd (forced on
+  even where the default keeps im2col), in ms, with the ratio and the variant the default picks;
+- ``--blas``: a 2048^3 float32 matmul, GFLOP/s of the BLAS as loaded (``OPENBLAS_CORETYPE`` must
+  be set before Python starts to change the kernels);
+- ``--thresholds``: Winograd vs im2col speed (im2col time / Winograd time) over input channel
+  counts at 48x48 (batch 32) and over tile counts, the figures behind ``_WINOGRAD_MIN_CHANNELS``
+  and ``_WINOGRAD_MIN_TILES`` in ``hubkit/ops/conv.py``;
+- ``--bias-relu``: ``relu(bias_add(x, b))`` on the block-1 activations (batch x 96 x 96 x 32):
+  the plan unfused vs fused (Numba) vs NumPy writing the ReLU in place into the bias-add result.
 """
 
 from __future__ import annotations
@@ -27,13 +40,16 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _timing import interleaved, load_header
 from export_image_features import BLOCKS, export, init_weights
 
 import hubkit as hk
 from hubkit.ops import _numba
 from hubkit.ops import conv as conv_ops
+from hubkit.runtime.executor import compile_plan
 
 _WINOGRAD_MIN_CHANNELS = conv_ops._WINOGRAD_MIN_CHANNELS
+_WINOGRAD_MIN_TILES = conv_ops._WINOGRAD_MIN_TILES
 
 
 def configure(name: str) -> None:
@@ -137,16 +153,131 @@ def images_per_second(fns: dict[str, object], batch: np.ndarray, seconds: float)
     return {name: batch.shape[0] / t for name, t in best.items()}
 
 
+# -- single-piece modes --------------------------------------------------------------------------------
+def _conv_fn(x: np.ndarray, w: np.ndarray, mode: str):
+    """A call of the forward conv kernel (3x3 SAME, stride 1) with Winograd forced ``mode`` ("im2col"/"winograd")."""
+    _, pads = conv_ops._runtime_geometry(x.shape[1:3], w.shape[:2], (1, 1), (1, 1), "SAME")
+    conv = conv_ops.kernels["conv2d"]
+
+    def run() -> np.ndarray:
+        force = mode == "winograd"
+        conv_ops._WINOGRAD_MIN_CHANNELS = 1 if force else 1 << 30
+        conv_ops._WINOGRAD_MIN_TILES = 0 if force else _WINOGRAD_MIN_TILES
+        try:
+            return conv(x, w, (1, 1), (1, 1), pads)
+        finally:
+            conv_ops._WINOGRAD_MIN_CHANNELS, conv_ops._WINOGRAD_MIN_TILES = _WINOGRAD_MIN_CHANNELS, _WINOGRAD_MIN_TILES
+
+    return run
+
+
+def _im2col_vs_winograd(n: int, hw: int, c: int, k: int, rounds: int) -> tuple[float, float, str]:
+    """(im2col s, Winograd s, what the default picks) of one 3x3 SAME conv, interleaved, after checking they agree."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, hw, hw, c), dtype=np.float32)
+    w = (rng.standard_normal((3, 3, c, k)) / np.sqrt(9 * c)).astype(np.float32)
+    fns = {"im2col": _conv_fn(x, w, "im2col"), "winograd": _conv_fn(x, w, "winograd")}
+    ref = fns["im2col"]()
+    np.testing.assert_allclose(fns["winograd"](), ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max()))
+    t = interleaved(fns, rounds, 1, warmup=1)
+    picked = "winograd" if conv_ops._use_winograd(x, (3, 3), (1, 1), (1, 1), (hw, hw)) else "im2col"
+    return t["im2col"].best, t["winograd"].best, picked
+
+
+def bench_per_layer(batch: int, image_size: int, rounds: int) -> None:
+    print(f"per conv layer, batch {batch}, best of {rounds} interleaved calls (ms): im2col vs Winograd F(2x2, 3x3)")
+    hw, c = image_size, 3
+    for k, pool in BLOCKS:
+        t_im, t_wino, picked = _im2col_vs_winograd(batch, hw, c, k, rounds)
+        print(f"  {hw}x{hw} {c:>3}->{k:<3}  im2col {t_im * 1e3:6.1f}  Winograd {t_wino * 1e3:6.1f}  "
+              f"im2col/Winograd {t_im / t_wino:4.2f}x  (default: {picked})")
+        c = k
+        hw = hw // 2 if pool else hw
+
+
+def bench_thresholds(rounds: int) -> None:
+    print("Winograd vs im2col speed (im2col time / Winograd time; above 1: Winograd wins), best of "
+          f"{rounds} interleaved calls; defaults: >= {_WINOGRAD_MIN_CHANNELS} input channels, >= {_WINOGRAD_MIN_TILES} tiles")
+    cases = [(32, 48, c, 32) for c in (3, 8, 16, 24, 32)]
+    cases += [(1, 4, 256, 256), (1, 7, 128, 128), (4, 7, 128, 128), (16, 7, 128, 128)]
+    for n, hw, c, k in cases:
+        tiles = n * (-(-hw // 2)) ** 2
+        t_im, t_wino, picked = _im2col_vs_winograd(n, hw, c, k, rounds)
+        print(f"  batch {n:>2} {hw:>2}x{hw:<2} {c:>3}->{k:<3} ({tiles:>5} tiles): im2col {t_im * 1e3:7.2f} ms, "
+              f"Winograd {t_wino * 1e3:7.2f} ms -> {t_im / t_wino:4.2f}x  (default: {picked})")
+
+
+def bench_blas() -> None:
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    t = interleaved({"matmul": lambda: np.matmul(a, b, out=out)}, 5, 1, warmup=1)["matmul"]
+    flops = 2 * n**3
+    print(f"{n}^3 float32 matmul: best {flops / t.best / 1e9:.0f} GFLOP/s, median {flops / t.median / 1e9:.0f} GFLOP/s "
+          f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')})")
+
+
+def bench_bias_relu(batch: int, image_size: int, rounds: int) -> None:
+    channels = BLOCKS[0][0]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, image_size, image_size, channels), dtype=np.float32)
+    b = rng.standard_normal(channels, dtype=np.float32)
+    g = hk.Graph()
+    with g.as_default():
+        xt = hk.placeholder(hk.float32, [None, image_size, image_size, channels])
+        bt = hk.placeholder(hk.float32, [channels])
+        y = hk.nn.relu(hk.nn.bias_add(xt, bt))
+    if not _numba.set_numba_enabled(True):
+        print("numba is not available: no fused plan to time")
+    plan = compile_plan(g, [y], [xt, bt])
+    _numba.set_numba_enabled(None)
+    unfused = plan.unfused or plan
+
+    def in_place() -> np.ndarray:
+        out = np.add(x, b)
+        return np.maximum(out, 0, out=out)
+
+    fns = {"unfused plan": lambda: unfused.run([x, b]), "fused plan": lambda: plan.run([x, b]), "NumPy in place": in_place}
+    ref = in_place()
+    for name in ("unfused plan", "fused plan"):
+        np.testing.assert_array_equal(fns[name]()[0], ref)
+    t = interleaved(fns, rounds, 1, warmup=1)
+    print(f"relu(bias_add(x, b)) on {batch}x{image_size}x{image_size}x{channels} float32 ({x.nbytes / 1e6:.0f} MB), "
+          f"min of {rounds} interleaved calls{'' if plan.unfused else ' (not fused: the two plans are the same)'}:")
+    for name, timing in t.items():
+        print(f"  {name:>14}: {timing.best * 1e3:6.2f} ms  ({t['unfused plan'].best / timing.best:4.2f}x the unfused plan's speed)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0, help="total measuring time (default 10)")
     parser.add_argument("--threads", type=int, default=1, help="threads for both onnxruntime and OpenBLAS (default 1)")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the single-piece modes (default 7)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--per-layer", action="store_true", help="time each conv layer: im2col vs Winograd")
+    mode.add_argument("--blas", action="store_true", help="GFLOP/s of a 2048^3 float32 matmul with the loaded BLAS")
+    mode.add_argument("--thresholds", action="store_true", help="Winograd vs im2col over channel and tile counts")
+    mode.add_argument("--bias-relu", action="store_true", help="relu(bias_add) unfused vs fused vs NumPy in place")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
     blas = set_blas_threads(args.threads)
+    print(f"{load_header()}; hubkit: {blas}")
+    if args.per_layer:
+        bench_per_layer(args.batch, args.image_size, args.rounds)
+        return 0
+    if args.blas:
+        bench_blas()
+        return 0
+    if args.thresholds:
+        bench_thresholds(args.rounds)
+        return 0
+    if args.bias_relu:
+        bench_bias_relu(args.batch, args.image_size, args.rounds)
+        return 0
     images = np.random.default_rng(1).random((args.batch, args.image_size, args.image_size, 3), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "image_features")
