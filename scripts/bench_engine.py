@@ -7,9 +7,15 @@ Implementations are interleaved, each timed over many repeats; the reported time
 (and the median) per call, and ratios are taken against NumPy measured in the same run.
 
 Targets (issue 2): batch 1 within 1.3x of NumPy, batch 64 and 4096 within 1.05x, training step
-within 1.5x.
+within 1.5x. When Numba is enabled the MLP's plan is fused (``bias_add + relu``); at batch 1 the
+fused plan is also timed against the same plan unfused (``plan.unfused``), both through ``Plan.run``.
 
-Usage: ``.venv/bin/python scripts/bench_engine.py [--quick]``
+``--overhead`` instead measures the executor's own cost: ``Session.run`` of chains of N ``Add``
+steps (``h = h + h`` on a 4-element array, compiled without fusion) against the same N ``np.add``
+calls, for several N; the least-squares line through (N, hubkit - NumPy) gives the per-call and
+the per-step overhead. N = 0 is ``Session.run`` fetching its fed placeholder (a plan of no steps).
+
+Usage: ``.venv/bin/python scripts/bench_engine.py [--quick] [--overhead]``
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _timing import interleaved
+from _timing import interleaved, load_header
 
 import hubkit as hk
+from hubkit.ops import _numba
 
 SIZES = (784, 512, 512, 10)
 TARGETS = {1: 1.3, 64: 1.05, 4096: 1.05, "train": 1.5}
@@ -136,6 +143,65 @@ def onnx_session(w: list[np.ndarray]):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def bench_overhead(scale: float) -> None:
+    """Per-call and per-step cost of ``Session.run`` over the same ``np.add`` calls made directly."""
+    lengths = (0, 1, 4, 16, 64)
+    value = np.ones(4, np.float32)
+    fns: dict[tuple[str, int], Callable[[], object]] = {}
+    previous = _numba.numba_enabled()
+    _numba.set_numba_enabled(False)  # plans compiled below stay unfused: every Add is its own step
+    for n in lengths:
+        g = hk.Graph()
+        with g.as_default():
+            x = hk.placeholder(hk.float32, [None], name="x")
+            h = x
+            for _ in range(n):
+                h = h + h
+        sess = hk.Session(g)
+        np.testing.assert_array_equal(sess.run(h, {x: value}), value * 2.0**n)  # compiles and caches the plan
+
+        def direct(n: int = n) -> np.ndarray:
+            v = value
+            for _ in range(n):
+                v = np.add(v, v)
+            return v
+
+        fns[("numpy", n)] = direct
+        fns[("hubkit", n)] = lambda sess=sess, h=h, x=x: sess.run(h, {x: value})
+    res = interleaved(fns, max(5, int(30 * scale)), 500, warmup=50)
+    _numba.set_numba_enabled(None if previous else False)
+    print("Session.run of a chain of N Add steps vs N np.add calls (4 elements), min (median) per call:")
+    extra = []
+    for n in lengths:
+        ours, base = res[("hubkit", n)], res[("numpy", n)]
+        extra.append(ours.best - base.best)
+        print(f"  N = {n:>2}: numpy {base.best * 1e6:6.2f} us ({base.median * 1e6:.2f} us) | hubkit {ours.best * 1e6:6.2f} us "
+              f"({ours.median * 1e6:.2f} us) | overhead {(ours.best - base.best) * 1e6:.2f} us")
+    slope, intercept = np.polyfit(np.array(lengths, float), np.array(extra), 1)
+    print(f"least squares over N: Session.run costs {intercept * 1e6:.2f} us per call + {slope * 1e6:.2f} us per "
+          f"plan step over the kernels (N = 0, a plan of no steps: {res[('hubkit', 0)].best * 1e6:.2f} us)")
+
+
+def bench_fusion_batch1(sess: hk.Session, x: hk.Tensor, logits: hk.Tensor, w: list[np.ndarray], scale: float) -> None:
+    """The MLP's fused plan vs the same plan unfused at batch 1, both through ``Plan.run``."""
+    plan = sess.plan([logits], [x])
+    if plan.unfused is None:
+        print("MLP plan at batch 1: not fused (Numba off or nothing to fuse)")
+        return
+    data = np.random.default_rng(1).standard_normal((1, SIZES[0])).astype(np.float32)
+    np.testing.assert_array_equal(plan.run([data])[0], plan.unfused.run([data])[0])
+    fns: dict[str, Callable[[], object]] = {
+        "numpy": lambda: numpy_forward(data, w),
+        "unfused": lambda: plan.unfused.run([data]),  # type: ignore[union-attr]
+        "fused": lambda: plan.run([data]),
+    }
+    res = interleaved(fns, max(3, int(60 * scale)), 200, warmup=50)
+    fused, unfused = res["fused"].best, res["unfused"].best
+    print(f"MLP plan at batch 1 ({len(plan.unfused.steps)} steps unfused, {len(plan.steps)} fused), Plan.run: "
+          f"unfused {fmt(unfused).strip()} -> fused {fmt(fused).strip()} (fused/unfused {fused / unfused:.3f}x, "
+          f"{(fused - unfused) * 1e6:+.1f} us); numpy {fmt(res['numpy'].best).strip()}")
+
+
 def fmt(seconds: float) -> str:
     return f"{seconds * 1e6:9.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:9.2f} ms"
 
@@ -143,8 +209,13 @@ def fmt(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run, noisier)")
+    parser.add_argument("--overhead", action="store_true", help="per-call and per-step cost of Session.run instead")
     args = parser.parse_args(argv)
     scale = 0.2 if args.quick else 1.0
+    print(load_header())
+    if args.overhead:
+        bench_overhead(scale)
+        return 0
     rng = np.random.default_rng(0)
     w = make_weights(rng)
     g, x, labels, logits, loss, train_op = hubkit_mlp(w)
@@ -175,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         if ort_sess is not None:
             line += f" | onnxruntime {fmt(res['onnxruntime'][0])} = hubkit/ort {res['hubkit'][0] / res['onnxruntime'][0]:.2f}x"
         print(line)
+        if batch == 1:
+            bench_fusion_batch1(sess, x, logits, w, scale)
 
     batch = 256
     data = rng.standard_normal((batch, SIZES[0])).astype(np.float32)
