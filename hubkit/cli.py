@@ -280,6 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Points stdout at the null device, so the interpreter's final flush of a closed pipe is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no real file (a test's capture): nothing to flush at exit
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``hubkit`` command.
 
@@ -287,11 +297,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, 1 on failure, 2 on bad usage (argparse), 130 on Ctrl-C.
+        The exit status: 0 on success, 1 on failure, 2 on bad usage (argparse), 130 on Ctrl-C, 141
+        (128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe) when the reader
+        of stdout went away, as in ``hubkit info URL | head -3``; nothing is printed then.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # argparse itself ignores a closed pipe for --help and usage
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit where it cannot be handled
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except (HubkitError, _CliError) as exc:
         print(f"hubkit: error: {exc}", file=sys.stderr)
     except OSError as exc:

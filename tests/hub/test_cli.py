@@ -169,3 +169,32 @@ def test_cache_verify_points_to_commands_that_remove_modified_entries(hub_env, r
     assert main(["cache", "prune", "--verify"]) == 0 and "1 item(s) removed" in capsys.readouterr().out
     assert not os.path.exists(path)
     assert main(["cache", "verify"]) == 0
+
+
+def _run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess:
+    """Runs ``hubkit args`` with stdout a pipe whose reader is already closed (``hubkit ... | head``)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # before the start, so every write fails: no race with a reader
+    try:
+        return subprocess.run([sys.executable, "-m", "hubkit", *args], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, cwd=REPO)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(("args", "status"), [(["info"], 141), (["--help"], 0)])  # argparse ignores it for --help
+def test_closed_stdout_pipe_exits_quietly(args, status, hub_env, tmp_path):
+    import hubkit as hk
+
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 3], name="x")
+        hk.add_signature(inputs=x, outputs=hk.layers.dense(x, 2, name="dense"))
+
+    module_dir = str(tmp_path / "module")
+    hk.Module(hk.create_module_spec(module_fn)).export(module_dir)
+    args = [*args, module_dir] if args == ["info"] else args
+    ok = subprocess.run([sys.executable, "-m", "hubkit", *args], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert ok.returncode == 0 and ok.stdout.count("\n") >= 3 and ok.stderr == ""  # output that `head -3` would cut
+
+    result = _run_into_closed_pipe(*args)
+    assert (result.returncode, result.stderr) == (status, "")
