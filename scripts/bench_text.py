@@ -1,6 +1,6 @@
 """Text-embedding throughput: hubkit's module vs a hand-written NumPy baseline, in one process.
 
-Usage: ``python scripts/bench_text.py [--vocab 100000] [--dim 300] [--seconds 2]``
+Usage: ``python scripts/bench_text.py [--vocab 100000] [--dim 300] [--seconds 2] [--stages]``
 
 Builds a 100,000-word vocabulary (+10 OOV buckets) with random 300-dim vectors, exports it with
 scripts/export_text_embedding.py, loads the module and embeds random sentences of 5-40 words
@@ -8,6 +8,13 @@ scripts/export_text_embedding.py, loads the module and embeds random sentences o
 the Numba kernels against the baseline (a per-sentence Python loop: ``str.split``, dict lookup,
 NumPy gather, sum, divide by sqrt(n)), plus ``import hubkit`` time and the module's load time,
 each in a fresh subprocess.
+
+``--stages`` instead times each stage of the module's work at batch 1024 (the same vocabulary and
+sentences), contenders interleaved in this process, best of ``--rounds``: the string input check
+(vs ``np.asarray(..., dtype=object)``), tokenize + lookup (vectorised NumPy vs the dict path vs
+Numba, and the baseline's ``str.split`` + dict loop), the combiner (NumPy vs Numba vs the
+baseline's per-sentence gather and sum), the bare gather of all rows, and the key-table build
+(vs building the vocabulary's dict).
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _timing import interleaved, load_header
 from export_text_embedding import export_words
 
 import hubkit as hk
-from hubkit.ops import _numba
+from hubkit.errors import FeedError
+from hubkit.graph.values import convert_value
+from hubkit.ops import _numba, _numba_kernels, _vocab, _vocab_numpy, sparse
 
 NUM_OOV_BUCKETS = 10
 
@@ -105,17 +115,112 @@ def subprocess_seconds(code: str, repeat: int = 5) -> float:
     return min(times)
 
 
+def _with_kernels(numba: bool, fn):
+    """``fn`` run with the Numba kernels switched on or off (the switch is read on every op call)."""
+
+    def run():
+        _numba.set_numba_enabled(numba)
+        return fn()
+
+    return run
+
+
+def bench_stages(words: list[str], baseline: Baseline, sentences: list[str], batch: int, rounds: int) -> None:
+    """Each stage of the module's work on one batch, against what the baseline does for it."""
+    texts = sentences[:batch]
+    arr = np.asarray(texts, dtype=object)
+    data = "\n".join(words).encode()
+    vocab = _vocab.Vocabulary("<bench>", data)
+    oov = NUM_OOV_BUCKETS
+
+    def tokenize(numba: bool, vectorised: bool = True):
+        def run():
+            _vocab.VECTORIZED_MIN_BYTES = 2048 if vectorised else 1 << 62
+            try:
+                return _vocab.tokenize_and_lookup(
+                    arr, vocab, lower=False, strip_punctuation=False, num_oov_buckets=oov, default_value=-1
+                )
+            finally:
+                _vocab.VECTORIZED_MIN_BYTES = 2048
+
+        return _with_kernels(numba, run)
+
+    def baseline_tokenize():
+        get, unknown = baseline.ids.get, baseline.oov
+        return [[get(w, unknown) for w in s.split()] for s in texts]
+
+    runs = {"numpy (vectorised)": tokenize(False), "numpy (dict path)": tokenize(False, vectorised=False),
+            "baseline split + dict": baseline_tokenize}
+    if _numba.set_numba_enabled(True):
+        runs["numba"] = tokenize(True)
+    ids, row_ids, _ = runs["numpy (dict path)"]()
+    for name in ("numpy (vectorised)", "numba"):
+        if name in runs:
+            got = runs[name]()
+            np.testing.assert_array_equal(got[0], ids)
+            np.testing.assert_array_equal(got[1], row_ids)
+    table = baseline.table
+    per_sentence = [ids[row_ids == i] for i in range(batch)]
+
+    def baseline_combine():
+        out = np.zeros((batch, table.shape[1]), np.float32)
+        for i, sid in enumerate(per_sentence):
+            out[i] = table[sid].sum(axis=0) / np.sqrt(len(sid))
+        return out
+
+    combiners = {
+        "numpy": _with_kernels(False, lambda: sparse.combine(table, ids, row_ids, batch, None, _numba_kernels.SQRTN)),
+        "baseline per-sentence": baseline_combine,
+    }
+    if "numba" in runs:
+        combiners["numba"] = _with_kernels(True, lambda: sparse.combine(table, ids, row_ids, batch, None,
+                                                                        _numba_kernels.SQRTN))
+    want = baseline_combine()
+    for fn in combiners.values():
+        np.testing.assert_allclose(fn(), want, rtol=1e-5, atol=1e-6)
+    stages = {
+        "string input check": {
+            "convert_value": lambda: convert_value(texts, hk.string, (None,), "Placeholder 'sentences'", FeedError),
+            "np.asarray(object)": lambda: np.asarray(texts, dtype=object),
+        },
+        "tokenize + lookup": runs,
+        "combiner (sqrtn)": combiners,
+        "bare gather": {"table.take(ids)": lambda: table.take(ids, axis=0)},
+        "key table build": {"KeyTable": lambda: _vocab_numpy.KeyTable(data),
+                            "dict of the words": lambda: dict(zip(words, range(len(words))))},
+    }
+    _numba.set_numba_enabled(None)
+    gathered = ids.size * table.shape[1] * table.itemsize
+    print(f"stages at batch {batch} ({ids.size} tokens, {gathered / 1e6:.1f} MB of gathered rows from a "
+          f"{table.nbytes / 1e6:.0f} MB table), best (median) of {rounds} interleaved calls:")
+    for stage, fns in stages.items():
+        res = interleaved(fns, rounds, 1, warmup=1)
+        _numba.set_numba_enabled(None)
+        first = next(iter(res.values())).best
+        print(f"  {stage}:")
+        for name, t in res.items():
+            unit, scale = ("us", 1e6) if t.best < 1e-3 else ("ms", 1e3)
+            print(f"    {name:>24}: {t.best * scale:8.2f} {unit} ({t.median * scale:.2f} {unit})  "
+                  f"{t.best / first:5.2f}x the first")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--stages", action="store_true", help="time each stage at batch 1024 instead")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds of --stages (default 15)")
     args = parser.parse_args(argv)
+    print(load_header())
     rng = np.random.default_rng(0)
     words = random_words(rng, args.vocab)
     embeddings = rng.normal(size=(args.vocab, args.dim)).astype(np.float32)
     sentences = random_sentences(rng, words, 8192)
     baseline = Baseline(words, embeddings)
+    if args.stages:
+        bench_stages(words, baseline, sentences, 1024, args.rounds)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "text_module")
         export_words(words, embeddings, path, num_oov_buckets=NUM_OOV_BUCKETS)
