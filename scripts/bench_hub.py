@@ -10,6 +10,9 @@
     python scripts/bench_hub.py                 # full run (500 MB)
     python scripts/bench_hub.py --size-mb 50    # quick run
 
+``--verbose`` also prints every round and hashlib's sha256 throughput on this CPU (1 MB pieces, as
+the download hashes them).
+
 Each download round runs, one after the other: hubkit's resolve (download + verify + extract) in a
 fresh process with an empty cache, hubkit's download alone (``HttpClient.download``: what extraction
 adds on top of it), and curl. The best and the median round are reported.
@@ -25,6 +28,7 @@ each CPU-per-byte lever of the install switched off alone (and all of them off) 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -35,6 +39,7 @@ import threading
 import time
 
 import numpy as np
+from _timing import load_header
 
 import hubkit
 from hubkit.hub.serve import make_server
@@ -77,6 +82,25 @@ with requests.get(sys.argv[1], stream=True, timeout=60) as r, open(sys.argv[2], 
         f.write(chunk)
 print(time.perf_counter() - start)
 """
+
+
+def sha256_mb_per_s(megabytes: int = 64, rounds: int = 3) -> tuple[float, bool]:
+    """(MB/s of hashlib's sha256 over 1 MB pieces, best of ``rounds``; whether the CPU has SHA-NI)."""
+    data = memoryview(np.random.default_rng(0).bytes(megabytes << 20))
+    best = float("inf")
+    for _ in range(rounds):
+        h = hashlib.sha256()
+        start = time.perf_counter()
+        for i in range(0, len(data), 1 << 20):
+            h.update(data[i : i + (1 << 20)])
+        h.digest()
+        best = min(best, time.perf_counter() - start)
+    try:
+        with open("/proc/cpuinfo") as f:
+            sha_ni = " sha_ni" in f.read()
+    except OSError:
+        sha_ni = False
+    return len(data) / 1e6 / best, sha_ni
 
 
 def _small_module_fn() -> None:
@@ -237,6 +261,9 @@ def bench_download(
     if verbose:
         for i, (hub, down, base) in enumerate(zip(hub_times, download_times, base_times)):
             print(f"  round {i}: hubkit {hub:.2f} s, download alone {down:.2f} s, {baseline_name} {base:.2f} s")
+        rate, sha_ni = sha256_mb_per_s()
+        print(f"hashlib sha256: {rate:.0f} MB/s in 1 MB pieces (CPU {'has' if sha_ni else 'lacks'} SHA-NI); "
+              f"the download's {size:.0f} MB would take {size / rate:.2f} s of it")
     for label, pick in (("best", min), ("median", statistics.median)):
         hub, down, base = pick(hub_times), pick(download_times), pick(base_times)
         print(f"download+install ({kind}, {label} of {rounds}): hubkit {size / hub:.0f} MB/s ({hub:.2f} s) vs "
@@ -311,6 +338,7 @@ def main() -> None:
     parser.add_argument("--levers", nargs="?", const=True, default=False, choices=(True, *_LEVERS),
                         help="A/B of the install's levers instead (in process); name one to compare only it")
     args = parser.parse_args()
+    print(load_header())
     with tempfile.TemporaryDirectory(prefix="hubkit-bench-", dir=os.environ.get("HUBKIT_BENCH_DIR")) as workdir:
         os.environ["HUBKIT_CACHE_DIR"] = os.path.join(workdir, "cache-small")
         os.environ["HUBKIT_PROGRESS"] = "0"
