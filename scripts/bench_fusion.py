@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _timing import interleaved
+from _timing import interleaved, load_header
 
 import hubkit as hk
 from hubkit.ops import _numba
@@ -140,6 +140,7 @@ def main() -> None:
     parser.add_argument("--ops", action="store_true", help="measure per-opcode costs instead")
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     args = parser.parse_args()
+    print(load_header())
     if not _numba.numba_enabled():
         raise SystemExit("Numba is off (HUBKIT_NUMBA=0 or numba missing): there is no fused path to time.")
     if args.ops:

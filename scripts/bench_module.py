@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _timing import interleaved
+from _timing import interleaved, load_header
 
 import hubkit as hk
 
@@ -98,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and 50 MB instead of 200 MB")
     args = parser.parse_args()
+    print(load_header())
     with tempfile.TemporaryDirectory() as root:
         bench_call(root, repeats=5 if args.quick else 15)
         bench_load(root, repeats=3 if args.quick else 7, megabytes=50 if args.quick else 200)
