@@ -24,9 +24,16 @@ __all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
 
 
 class Plan:
-    """A compiled program: which nodes run, in what order, reading and writing which slots."""
+    """A compiled program: which nodes run, in what order, reading and writing which slots.
 
-    __slots__ = ("copy_slots", "feed_slots", "fetch_slots", "nodes", "num_slots", "steps", "unfused")
+    Leaf nodes do not run as steps: constants sit in ``template`` (copied into each run's slots) and
+    variable reads are looked up once at the start of a run (``var_reads``).
+    """
+
+    __slots__ = (
+        "copy_slots", "feed_slots", "fetch_slots", "leaf_names", "nodes", "num_slots", "steps", "template",
+        "unfused", "var_reads",
+    )
 
     def __init__(self, steps, num_slots, feed_slots, fetch_slots, nodes, copy_slots) -> None:
         self.steps = steps  # (fn, kwargs, in_slots, out_slots, free_slots, node)
@@ -36,11 +43,39 @@ class Plan:
         self.nodes = nodes
         self.copy_slots = copy_slots  # fetched slots whose arrays belong to a variable or a constant
         self.unfused: Plan | None = None  # this plan before fusion, which hides intermediates
+        self.template: list[Any] = [None] * num_slots
+        self.var_reads: tuple[tuple[int, Any], ...] = ()
+        self.leaf_names: tuple[tuple[str, int], ...] = ()  # (tensor name, slot) of preloaded leaves
+
+    def preload_leaves(self) -> Plan:
+        """Moves ``Const`` and ``Variable`` steps out of the step list (they cost a step each per run)."""
+        template = list(self.template)
+        var_reads = list(self.var_reads)
+        names = list(self.leaf_names)
+        steps = []
+        for step in self.steps:
+            _, kwargs, _, outs, _, node = step
+            if node.op in ("Const", "Variable") and not node.control_inputs:
+                if node.op == "Const":
+                    template[outs[0]] = kwargs["value"]
+                else:
+                    var_reads.append((outs[0], kwargs["variable"]))
+                names.append((node.outputs[0].name, outs[0]))
+            else:
+                steps.append(step)
+        self.steps, self.template = steps, template
+        self.var_reads, self.leaf_names = tuple(var_reads), tuple(names)
+        return self
 
     def run(self, feed_values: list[Any], intermediates: dict[str, Any] | None = None) -> list[Any]:
-        values: list[Any] = [None] * self.num_slots
+        values: list[Any] = self.template.copy()
+        for slot, var in self.var_reads:
+            values[slot] = var.value
         for slot, v in zip(self.feed_slots, feed_values):
             values[slot] = v
+        if intermediates is not None:
+            for name, slot in self.leaf_names:
+                intermediates[name] = values[slot]
         for fn, kwargs, ins, outs, frees, node in self.steps:
             try:
                 res = fn(*[values[i] for i in ins], **kwargs)
@@ -146,7 +181,9 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
     plan = Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, compute, copy_slots)
     if numba_enabled():  # elementwise chains run as one Numba kernel where measurement says it pays
         plan = fuse_plan(plan)
-    return plan
+    if plan.unfused is not None:
+        plan.unfused.preload_leaves()
+    return plan.preload_leaves()
 
 
 def convert_feed(t: Tensor, value: Any, what: str = "Placeholder") -> np.ndarray:
