@@ -33,6 +33,8 @@ __all__ = [
 
 _READ_CHUNK = 1 << 20  # compressed bytes read at a time
 _PIECE = 4 << 20  # most decompressed bytes held at once (memory stays flat whatever the archive size)
+_MAX_HEADER_BYTES = 1 << 20  # largest extended header (PAX record, GNU long name) read into memory
+_TAR_OVERHEAD_PER_ENTRY = 4 << 10  # header, long-name/PAX headers and padding of one ordinary entry
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -114,10 +116,12 @@ class _ForwardStream:
     hands member data out without copying it.
     """
 
-    def __init__(self, gunzip: GunzipReader) -> None:
+    def __init__(self, gunzip: GunzipReader, limit: int, source: str) -> None:
         self._gunzip = gunzip
         self._piece = memoryview(b"")
         self._position = 0
+        self._limit = limit  # most decompressed bytes the whole stream may hold (files + tar overhead)
+        self._source = source
 
     def tell(self) -> int:
         return self._position
@@ -125,6 +129,11 @@ class _ForwardStream:
     def view(self, size: int) -> memoryview:
         """Returns the next 1 to ``size`` bytes (``size`` > 0); raises ``EOFError`` at the end."""
         if not self._piece:
+            if self._position >= self._limit:
+                raise UnsafeArchiveError(
+                    f"Archive {self._source!r} decompresses to more than {self._limit} bytes (files plus tar "
+                    "headers); refusing it as a possible decompression bomb."
+                )
             self._piece = memoryview(self._gunzip.read_piece(_PIECE))
             if not self._piece:
                 raise EOFError("The archive ends in the middle of an entry.")
@@ -136,6 +145,11 @@ class _ForwardStream:
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             raise tarfile.ReadError("Unbounded read of a streamed archive.")
+        if size > _MAX_HEADER_BYTES:  # tarfile reads only headers (long names, PAX records) through here
+            raise UnsafeArchiveError(
+                f"Archive {self._source!r} has an entry header of {size} bytes (more than {_MAX_HEADER_BYTES}); "
+                "refusing it as a possible decompression bomb."
+            )
         parts = []
         while size > 0:
             try:
@@ -168,9 +182,15 @@ class _ForwardStream:
 
     def drain(self) -> None:
         """Reads to the end of the gzip stream (tar padding, then every member's checked trailer)."""
+        self._position += len(self._piece)
         self._piece = memoryview(b"")
-        while self._gunzip.read_piece(_PIECE):
-            pass
+        while piece := self._gunzip.read_piece(_PIECE):
+            self._position += len(piece)
+            if self._position > self._limit:
+                raise UnsafeArchiveError(
+                    f"Archive {self._source!r} has more than {self._limit} decompressed bytes after its last "
+                    "entry; refusing it as a possible decompression bomb."
+                )
 
 
 def safe_extract(
@@ -228,7 +248,10 @@ def extract_stream(
     total = 0
     # GunzipReader (not tarfile's own "r|gz") checks every gzip member's length (and CRC) trailer, so a
     # truncated archive fails instead of extracting the members that happen to precede the cut.
-    stream = _ForwardStream(GunzipReader(raw, _READ_CHUNK, check_crc))
+    # Besides the files' own bytes, a tar stream holds a 512-byte header and up to 511 bytes of padding per
+    # entry (a few headers for long names), and the end-of-archive blocks.
+    limit = max_bytes + max_members * _TAR_OVERHEAD_PER_ENTRY + _MAX_HEADER_BYTES
+    stream = _ForwardStream(GunzipReader(raw, _READ_CHUNK, check_crc), limit, source)
     try:
         with tarfile.open(fileobj=stream, mode="r:") as archive:  # type: ignore[call-overload]
             for count, member in enumerate(archive, start=1):
