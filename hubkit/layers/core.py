@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hubkit import nn
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
 from hubkit.layers.base import Layer, positive_int, register_layer
@@ -12,36 +13,34 @@ from hubkit.layers.base import Layer, positive_int, register_layer
 __all__ = ["Activation", "Dense", "Dropout", "Embedding", "get_activation"]
 
 
-def _activations() -> dict[str, Callable[[Tensor], Tensor]]:
-    import hubkit as hk
-
-    return {
-        "elu": hk.nn.elu,
-        "gelu": hk.nn.gelu,
-        "leaky_relu": hk.nn.leaky_relu,
-        "linear": hk.identity,
-        "log_softmax": hk.nn.log_softmax,
-        "relu": hk.nn.relu,
-        "relu6": hk.nn.relu6,
-        "sigmoid": hk.sigmoid,
-        "softmax": hk.nn.softmax,
-        "softplus": hk.softplus,
-        "tanh": hk.tanh,
-    }
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {
+    "elu": nn.elu,
+    "gelu": nn.gelu,
+    "leaky_relu": nn.leaky_relu,
+    "linear": None,
+    "log_softmax": nn.log_softmax,
+    "relu": nn.relu,
+    "relu6": nn.relu6,
+    "sigmoid": nn.sigmoid,
+    "softmax": nn.softmax,
+    "softplus": nn.softplus,
+    "tanh": nn.tanh,
+}
 
 
 def get_activation(activation: str | Callable[[Tensor], Tensor] | None) -> Callable[[Tensor], Tensor] | None:
     """The activation function for a name ("relu", "softmax", ...), a callable, or None (linear).
+
+    Used by the layer objects and the layer functions alike.
 
     Raises:
         GraphError: the name is unknown; the message lists the known names.
     """
     if activation is None or callable(activation):
         return activation
-    table = _activations()
-    if activation not in table:
-        raise GraphError(f"Unknown activation {activation!r}; expected one of {sorted(table)}.")
-    return None if activation == "linear" else table[activation]
+    if isinstance(activation, str) and activation in _ACTIVATIONS:
+        return _ACTIVATIONS[activation]
+    raise GraphError(f"Unknown activation {activation!r}; expected a callable or one of {sorted(_ACTIVATIONS)}.")
 
 
 def activation_name(activation: Any) -> Any:

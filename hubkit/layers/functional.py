@@ -16,7 +16,6 @@ Pass ``name=`` and ``reuse=True`` (or ``hubkit.AUTO_REUSE``) to share a layer's 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
@@ -24,34 +23,12 @@ import numpy as np
 from hubkit import nn
 from hubkit.errors import GraphError
 from hubkit.graph import GraphKeys, Tensor, bool_, constant, convert_to_tensor, format_shape
+from hubkit.layers.core import get_activation
 from hubkit.ops import api
 from hubkit.runtime import initializers
 from hubkit.runtime.scopes import get_variable, variable_scope
 
 __all__ = ["batch_normalization", "conv2d", "dense", "dropout", "embedding", "flatten", "layer_norm"]
-
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor] | None] = {
-    "elu": nn.elu,
-    "gelu": nn.gelu,
-    "leaky_relu": nn.leaky_relu,
-    "linear": None,
-    "log_softmax": nn.log_softmax,
-    "relu": nn.relu,
-    "relu6": nn.relu6,
-    "sigmoid": nn.sigmoid,
-    "softmax": nn.softmax,
-    "softplus": nn.softplus,
-    "tanh": nn.tanh,
-}
-
-
-def _activation(activation: Any) -> Callable[[Tensor], Tensor] | None:
-    if activation is None or callable(activation):
-        return activation
-    if isinstance(activation, str) and activation in _ACTIVATIONS:
-        return _ACTIVATIONS[activation]
-    raise GraphError(f"Unknown activation {activation!r}; expected a callable or one of {sorted(_ACTIVATIONS)}.")
-
 
 def _float_input(inputs: Any, layer: str, min_rank: int = 1) -> Tensor:
     """``inputs`` as a float tensor of known rank >= ``min_rank`` (so ``x.shape`` is a tuple after it)."""
@@ -82,7 +59,7 @@ def _finish(
             "bias", [units], y.dtype, bias_initializer or initializers.zeros(), trainable, bias_regularizer
         )
         y = nn.bias_add(y, bias)
-    fn = _activation(activation)
+    fn = get_activation(activation)
     return y if fn is None else fn(y)
 
 
