@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hubkit.graph import DType, Graph, Tensor, convert_to_tensor, format_shape, get_default_graph, int64
+from hubkit.graph import DType, Graph, Tensor, convert_to_tensor, get_default_graph, int64
 from hubkit.graph.shapes import Shape, broadcast_shapes
-from hubkit.ops.registry import apply, infer_error
+from hubkit.ops.registry import apply, describe, infer_error
 
 __all__ = [
     "as_tensor",
@@ -52,11 +52,6 @@ def operands(*values: Any) -> list[Tensor]:
     return [
         t if t is not None else convert_to_tensor(v, dtype=dtype, graph=graph) for t, v in zip(tensors, values)
     ]
-
-
-def describe(t: Tensor) -> str:
-    """``'x:0' [None, 4] float32`` for error messages."""
-    return f"{t.name!r} {format_shape(t.shape)} {t.dtype.name}"
 
 
 def check_dtype(t: Tensor, kinds: str, what: str) -> None:
