@@ -54,8 +54,7 @@ def _sparse_ce(labels: Tensor, probs: Tensor) -> Tensor:
             f"sparse_categorical_crossentropy needs predictions with a known number of classes (last axis); "
             f"{probs.name!r} has shape {format_shape(probs.shape)}."
         )
-    onehot = hk.one_hot(labels, depth, dtype=probs.dtype)
-    return hk.reduce_mean(-hk.reduce_sum(onehot * hk.log(_clip(probs)), axis=-1))
+    return _categorical_ce(hk.one_hot(labels, depth, dtype=probs.dtype), probs)
 
 
 def _categorical_ce(labels: Tensor, probs: Tensor) -> Tensor:
@@ -194,6 +193,11 @@ class _Heads:
                 f"compile() needs a loss for at least one output of {names}: a callable or one of {sorted(_LOSSES)}."
             )
 
+    @property
+    def target_names(self) -> list[str]:
+        """The outputs with a loss, which are the ones that take targets."""
+        return [n for n, f in zip(self.names, self.fns) if f is not None]
+
     def _per_output(self, value: Any, what: str, default: Any = None) -> list[Any]:
         n = len(self.names)
         if isinstance(value, dict):
@@ -312,8 +316,7 @@ class TrainingMixin:
         """Inputs and targets, checked to have one target row per input row."""
         xs = self._x(x)
         if y is None:
-            heads = self._require_compiled()
-            names = [n for n, f in zip(heads.names, heads.fns) if f is not None]
+            names = self._require_compiled().target_names
             raise FeedError(f"{what}() needs targets y for the model's outputs {names}, because their losses compare against them.")
         ys = self._y(y)
         if xs and ys and len(xs[0]) != len(ys[0]):
@@ -327,7 +330,7 @@ class TrainingMixin:
 
     def _y(self, y: Any) -> list[np.ndarray]:
         heads = self._require_compiled()
-        names = [n for n, f in zip(heads.names, heads.fns) if f is not None]
+        names = heads.target_names
         if isinstance(y, dict):
             y = {k: v for k, v in y.items() if k in names or k not in heads.names}
         arrays = self._arrays(y, names, [None] * len(names), "targets")
@@ -393,7 +396,7 @@ class TrainingMixin:
         losses: list[Tensor] = []
         metrics: list[Tensor] = []
         names: list[str] = []
-        multi = len([f for f in heads.fns if f is not None]) > 1 or len(outputs) > 1
+        multi = len(heads.target_names) > 1 or len(outputs) > 1
         with graph.as_default():
             k = 0
             for i, fn in enumerate(heads.fns):
@@ -415,7 +418,7 @@ class TrainingMixin:
             regs = graph.get_collection(GraphKeys.REGULARIZATION_LOSSES)
             terms = weighted + [hk.cast(r, "float32") for r in regs]
             total = terms[0] if len(terms) == 1 else hk.add_n(terms)
-        loss_names = [f"{n}_loss" for n, f in zip(heads.names, heads.fns) if f is not None] if multi else []
+        loss_names = [f"{n}_loss" for n in heads.target_names] if multi else []
         per_output = losses if multi else []
         return labels, total, per_output + metrics, loss_names + names
 
@@ -505,9 +508,8 @@ class TrainingMixin:
             if not 0.0 < validation_split < 1.0:
                 raise FeedError(f"validation_split must be in (0, 1), got {validation_split!r}.")
             cut = int(n * (1.0 - validation_split))
-            validation_data = ([a[cut:] for a in xs], [a[cut:] for a in ys])
+            val_arrays = ([a[cut:] for a in xs], [a[cut:] for a in ys])
             xs, ys, n = [a[:cut] for a in xs], [a[:cut] for a in ys], cut
-            val_arrays = validation_data
         elif validation_data is not None:
             if not isinstance(validation_data, (list, tuple)) or len(validation_data) != 2:
                 raise FeedError("validation_data must be a pair (x_val, y_val).")
@@ -521,7 +523,6 @@ class TrainingMixin:
         history = History()
         names = ["loss", *program.names]
         arrays = xs + ys
-        run = program.plan.run
         for epoch in range(start, start + epochs):
             began = time.perf_counter()
             if shuffle:
@@ -529,12 +530,7 @@ class TrainingMixin:
                 epoch_arrays = [a[order] for a in arrays]
             else:
                 epoch_arrays = arrays
-            sums = np.zeros(len(names))
-            for b in range(0, n, batch_size):
-                out = run([a[b : b + batch_size] for a in epoch_arrays])
-                count = min(batch_size, n - b)
-                sums += np.array(out[1:], dtype=np.float64) * count
-            logs = dict(zip(names, (sums / n).tolist()))
+            logs = dict(zip(names, _mean_over_batches(program, epoch_arrays, batch_size)))
             if val_arrays is not None:
                 val = self._evaluate_arrays(val_arrays[0], val_arrays[1], batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
@@ -552,14 +548,7 @@ class TrainingMixin:
     # -- evaluate / predict -------------------------------------------------------------------------
     def _evaluate_arrays(self, xs: list[np.ndarray], ys: list[np.ndarray], batch_size: int) -> dict[str, float]:
         program = self._eval_program(ys)
-        names = ["loss", *program.names]
-        n = len(xs[0])
-        sums = np.zeros(len(names))
-        arrays = xs + ys
-        for b in range(0, n, batch_size):
-            out = program.plan.run([a[b : b + batch_size] for a in arrays])
-            sums += np.array(out[1:], dtype=np.float64) * min(batch_size, n - b)
-        return dict(zip(names, (sums / max(n, 1)).tolist()))
+        return dict(zip(["loss", *program.names], _mean_over_batches(program, xs + ys, batch_size)))
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 32, verbose: int = 0) -> dict[str, float]:
         """The loss and metrics on ``(x, y)`` in inference mode, averaged over the examples.
@@ -595,6 +584,21 @@ class TrainingMixin:
         if isinstance(self._output_structure, (list, tuple)):
             return results
         return results[0]
+
+
+def _mean_over_batches(program: _Program, arrays: list[np.ndarray], batch_size: int) -> list[float]:
+    """Runs ``program`` batch by batch; the per-example mean of every fetch after the first.
+
+    The first fetch is the train step (or a repeat of the loss, for evaluation); the others are
+    batch means, weighted here by the batch's size so a short last batch counts for what it holds.
+    """
+    n = len(arrays[0])
+    run = program.plan.run
+    sums = np.zeros(len(program.names) + 1)
+    for b in range(0, n, batch_size):
+        out = run([a[b : b + batch_size] for a in arrays])
+        sums += np.array(out[1:], dtype=np.float64) * min(batch_size, n - b)
+    return (sums / max(n, 1)).tolist()
 
 
 def _check_count(value: Any, what: str) -> None:
