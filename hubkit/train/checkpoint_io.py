@@ -15,6 +15,7 @@ The directory's ``checkpoint`` file (JSON) names the latest checkpoint and the o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -54,17 +55,9 @@ def _atomic_write(path: str, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _ignore_missing():
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-class _ignore_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        return kind is not None and issubclass(kind, FileNotFoundError)
 
 
 def _shard_name(prefix: str, i: int, n: int) -> str:
@@ -292,9 +285,9 @@ def remove_checkpoint(prefix: str) -> None:
     """Deletes a checkpoint's files: the index first, so it stops counting as a checkpoint at once."""
     directory = os.path.dirname(os.path.abspath(prefix))
     base = os.path.basename(prefix)
-    with _ignore_missing():
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(prefix + INDEX_SUFFIX)
     for name in os.listdir(directory):
         if name.startswith(base + ".data-"):
-            with _ignore_missing():
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(directory, name))
