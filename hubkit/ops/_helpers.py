@@ -33,7 +33,10 @@ def _graph_of(values: Sequence[Any]) -> Graph:
 
 
 def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tensor:
-    """``value`` as a tensor of ``graph`` (default graph); Python data becomes a constant of ``dtype``."""
+    """``value`` as a tensor of ``graph`` (a tensor's own graph, else the default graph); Python data
+    becomes a constant of ``dtype``."""
+    if graph is None and isinstance(value, Tensor):
+        graph = value.graph
     return convert_to_tensor(value, dtype=dtype if not _is_symbolic(value) else None, graph=graph)
 
 

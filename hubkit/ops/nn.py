@@ -18,6 +18,7 @@ from hubkit.graph import Tensor, bool_, convert_to_tensor, get_default_graph
 from hubkit.graph.shapes import merge_shapes
 from hubkit.ops import elementwise as _ew
 from hubkit.ops import reduce as _rd
+from hubkit.ops._helpers import as_tensor
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 from hubkit.ops.shape import expand_dims, gather, squeeze
 
@@ -52,10 +53,6 @@ def _float_like(x: Tensor):
 def _check_axis(x: Tensor, axis: int) -> None:
     if x.shape is not None and not -len(x.shape) <= axis < len(x.shape):
         raise infer_error(f"axis {axis} is out of range for input {describe(x)} of rank {len(x.shape)}.")
-
-
-def _tensor(x: Any) -> Tensor:
-    return convert_to_tensor(x, graph=x.graph if isinstance(x, Tensor) else get_default_graph())
 
 
 # -- activations with fused gradients ------------------------------------------------------------------
@@ -200,7 +197,7 @@ def gelu(x: Any, approximate: bool = False, name: str | None = None) -> Tensor:
     Returns:
         A tensor like ``x``.
     """
-    xt = _tensor(x)
+    xt = as_tensor(x)
     with xt.graph.name_scope(name or "Gelu"):
         if approximate:
             inner = _ew.multiply(
@@ -375,7 +372,7 @@ def dropout(
     """
     if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0.0 <= rate < 1.0:
         raise GraphError(f"dropout: rate must be a number in [0, 1); got {rate!r}.")
-    xt = _tensor(x)
+    xt = as_tensor(x)
     if isinstance(training, (bool, np.bool_)) and not training:
         return xt
     if noise_shape is not None:
@@ -480,7 +477,7 @@ def moments(x: Any, axes: Any, keepdims: bool = False, name: str | None = None) 
     Returns:
         ``(mean, variance)``.
     """
-    xt = _tensor(x)
+    xt = as_tensor(x)
     ax = _axes(axes)
     with xt.graph.name_scope(name or "moments"):
         mean = _rd.reduce_mean(xt, axis=ax, keepdims=True)
@@ -514,7 +511,7 @@ def batch_normalization(
     Returns:
         A tensor like ``x``.
     """
-    xt = _tensor(x)
+    xt = as_tensor(x)
     with xt.graph.name_scope(name or "batchnorm"):
         inv = _ew.rsqrt(_ew.add(variance, float(variance_epsilon)))
         if scale is not None:
@@ -546,7 +543,7 @@ def layer_norm(
     Returns:
         A tensor like ``x``.
     """
-    xt = _tensor(x)
+    xt = as_tensor(x)
     with xt.graph.name_scope(name or "layer_norm"):
         mean, variance = moments(xt, axis, keepdims=True)
         y = _ew.multiply(_ew.subtract(xt, mean), _ew.rsqrt(_ew.add(variance, float(epsilon))))
@@ -559,7 +556,7 @@ def layer_norm(
 
 def l2_normalize(x: Any, axis: Any = None, epsilon: float = 1e-12, name: str | None = None) -> Tensor:
     """``x / sqrt(max(sum(x**2, axis), epsilon))``, as ``tf.math.l2_normalize``."""
-    xt = _tensor(x)
+    xt = as_tensor(x)
     ax = None if axis is None else _axes(axis)
     with xt.graph.name_scope(name or "l2_normalize"):
         square_sum = _rd.reduce_sum(_ew.square(xt), axis=ax, keepdims=True)

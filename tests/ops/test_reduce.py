@@ -100,3 +100,14 @@ def test_unbroadcast_returns_g_when_shapes_prove_no_broadcast(graph):
     got = hk.Session(graph).run([reduced, unbroadcast(gb, one)], {gb: np.ones((5, 3)), bias: np.zeros(3), one: [[0]]})
     np.testing.assert_allclose(got[0], [5, 5, 5])
     np.testing.assert_allclose(got[1], [[15]])
+
+
+
+@pytest.mark.parametrize("fn", [hk.reduce_sum, hk.argmax, hk.transpose, hk.nn.softmax])
+def test_a_tensor_of_another_graph_builds_in_its_own_graph(fn):
+    g = hk.Graph()  # never made the default graph: the op must follow its input
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [2, 3])
+    y = fn(x)
+    assert y.graph is g
+    assert hk.Session(g).run(y, {x: X[0, :2, :3]}).shape == y.shape
