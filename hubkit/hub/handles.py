@@ -16,7 +16,6 @@ from typing import TypeGuard
 from hubkit.errors import ResolveError
 
 __all__ = [
-    "MARKER",
     "cache_key",
     "is_archive_name",
     "is_registry_name_part",
@@ -28,9 +27,6 @@ __all__ = [
     "split_sha256_pin",
     "url_to_path",
 ]
-
-MARKER = "hubkit_module.pb"
-"""File present at the root of every complete module directory (written last by export)."""
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")

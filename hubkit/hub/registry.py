@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from hubkit.errors import HubkitError, RegistryError
-from hubkit.format import FORMAT_VERSION
+from hubkit.format import FORMAT_VERSION, MARKER_FILE, read_marker
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
-from hubkit.hub.handles import MARKER, is_registry_name_part, is_sha256_hex, split_module_name
+from hubkit.hub.handles import is_registry_name_part, is_sha256_hex, split_module_name
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.lock import LockFile
 
@@ -104,19 +104,7 @@ def summarize_module(module_dir: str) -> dict[str, Any]:
                 "outputs": _info_dict(spec.get_output_info_dict(signature=name, tags=tags)),
             }
         variants.append({"tags": sorted(tags), "signatures": signatures})
-    return {"format_version": _marker_format(module_dir), "variants": variants}
-
-
-def _marker_format(module_dir: str) -> int:
-    try:
-        from hubkit.format import hubkit_module_pb2
-
-        marker = hubkit_module_pb2.ModuleDef()
-        with open(os.path.join(module_dir, MARKER), "rb") as f:
-            marker.ParseFromString(f.read())
-        return int(marker.format) or FORMAT_VERSION
-    except (ImportError, AttributeError):
-        return FORMAT_VERSION
+    return {"format_version": read_marker(module_dir).format, "variants": variants}
 
 
 def _check_name(name: str) -> tuple[str, str]:
@@ -281,8 +269,8 @@ def publish(
         RegistryError: Bad name or version, the version exists already, or the module is not valid.
     """
     publisher, short_name = _check_name(name)
-    if not os.path.isfile(os.path.join(module_dir, MARKER)):
-        raise RegistryError(f"{module_dir!r} is not a hubkit module directory: it has no {MARKER!r}.")
+    if not os.path.isfile(os.path.join(module_dir, MARKER_FILE)):
+        raise RegistryError(f"{module_dir!r} is not a hubkit module directory: it has no {MARKER_FILE!r}.")
     validate = validate or summarize_module
     try:
         summary = validate(module_dir)

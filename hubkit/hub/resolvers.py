@@ -12,12 +12,11 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
-from hubkit.format import FORMAT_VERSION
+from hubkit.format import FORMAT_VERSION, MARKER_FILE
 from hubkit.hub.cache import Cache, InstallContext
 from hubkit.hub.config import HubConfig, default_cache_dir
 from hubkit.hub.extract import BackgroundExtraction, ExtractedFile, safe_extract
 from hubkit.hub.handles import (
-    MARKER,
     cache_key,
     is_archive_name,
     is_sha256_hex,
@@ -71,9 +70,9 @@ def check_module_dir(path: str, handle: str) -> str:
     """
     if not os.path.isdir(path):
         raise ResolveError(f"Module directory {path!r} (from handle {handle!r}) does not exist.")
-    if not os.path.isfile(os.path.join(path, MARKER)):
+    if not os.path.isfile(os.path.join(path, MARKER_FILE)):
         raise ResolveError(
-            f"Directory {path!r} (from handle {handle!r}) is not a hubkit module: it has no {MARKER!r} "
+            f"Directory {path!r} (from handle {handle!r}) is not a hubkit module: it has no {MARKER_FILE!r} "
             "(an export that did not finish, or not a module at all)."
         )
     return path
@@ -162,8 +161,8 @@ def _install_archive(
         files = ctx.extracted  # set when the download extracted while downloading
         if files is None:
             files = safe_extract(archive, ctx.module_dir, config.max_extract_bytes, config.max_extract_members, source)
-        if not os.path.isfile(os.path.join(ctx.module_dir, MARKER)):
-            raise DownloadError(f"Archive {source!r} does not hold a hubkit module: it has no {MARKER!r} at its root.")
+        if not os.path.isfile(os.path.join(ctx.module_dir, MARKER_FILE)):
+            raise DownloadError(f"Archive {source!r} does not hold a hubkit module: it has no {MARKER_FILE!r} at its root.")
         return files, extra
 
     return cache.get_or_install(key, handle, produce)
