@@ -22,7 +22,6 @@ from hubkit.runtime.fusion import fuse_plan
 __all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
 
 
-
 class Plan:
     """A compiled program: which nodes run, in what order, reading and writing which slots.
 
@@ -31,16 +30,15 @@ class Plan:
     """
 
     __slots__ = (
-        "copy_slots", "feed_slots", "fetch_slots", "leaf_names", "nodes", "num_slots", "steps", "template",
+        "copy_slots", "feed_slots", "fetch_slots", "leaf_names", "num_slots", "steps", "template",
         "unfused", "var_reads",
     )
 
-    def __init__(self, steps, num_slots, feed_slots, fetch_slots, nodes, copy_slots) -> None:
+    def __init__(self, steps, num_slots, feed_slots, fetch_slots, copy_slots) -> None:
         self.steps = steps  # (fn, kwargs, in_slots, out_slots, free_slots, node)
         self.num_slots = num_slots
         self.feed_slots = feed_slots
         self.fetch_slots = fetch_slots  # slot per fetch, or -1 for a fetched op (returns None)
-        self.nodes = nodes
         self.copy_slots = copy_slots  # fetched slots whose arrays belong to a variable or a constant
         self.unfused: Plan | None = None  # this plan before fusion, which hides intermediates
         self.template: list[Any] = [None] * num_slots
@@ -134,7 +132,7 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
         raise FeedError(f"A tensor is fed more than once: {sorted(t.name for t in feeds)}.")
     # A fetched tensor that is also fed is returned as fed: its node need not run.
     targets = [f.node if isinstance(f, Tensor) else f for f in fetches if f not in fed]
-    nodes = [n for n in _order(graph, targets, fed)]
+    nodes = _order(graph, targets, fed)
     slot_of: dict[Tensor, int] = {}
     for t in feeds:
         slot_of[t] = len(slot_of)
@@ -178,7 +176,7 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
         steps.append((opdef.forward, kwargs, ins, outs, tuple(frees), n))
         if opdef.aliases_input:
             copy_slots.update(outs)
-    plan = Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, compute, copy_slots)
+    plan = Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, copy_slots)
     if numba_enabled():  # elementwise chains run as one Numba kernel where measurement says it pays
         plan = fuse_plan(plan)
     if plan.unfused is not None:

@@ -529,6 +529,6 @@ def _rewrite(plan, chains, readers, constants):
             new_steps.append((chain, {}, chain.in_slots, step[3], frees, step[5]))
         elif i not in fused_members and i not in dropped:
             new_steps.append(step)
-    fused = type(plan)(new_steps, plan.num_slots, plan.feed_slots, plan.fetch_slots, plan.nodes, plan.copy_slots)
+    fused = type(plan)(new_steps, plan.num_slots, plan.feed_slots, plan.fetch_slots, plan.copy_slots)
     fused.unfused = plan
     return fused
