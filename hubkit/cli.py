@@ -6,9 +6,7 @@ Every command exits 0 on success and non-zero on failure with one line on stderr
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import struct
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -30,32 +28,15 @@ def _format_bytes(count: float) -> str:
     return f"{count:.1f} GB"  # pragma: no cover
 
 
-def _read_safetensors_header(path: str) -> dict[str, Any]:
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise _CliError(f"Variable file {path!r} is truncated.")
-        (length,) = struct.unpack("<Q", raw)
-        if length > 100 << 20:
-            raise _CliError(f"Variable file {path!r} has an implausible header length {length}.")
-        try:
-            header = json.loads(f.read(length))
-        except ValueError:
-            raise _CliError(f"Variable file {path!r} has a corrupt header.") from None
-    header.pop("__metadata__", None)
-    return header
-
-
 def _variables(module_dir: str) -> list[tuple[str, str, list[int], int]]:
-    """(name, dtype, shape, bytes) of every stored variable, read from safetensors headers only."""
-    found = []
-    variables_dir = os.path.join(module_dir, "variables")
-    for name in sorted(os.listdir(variables_dir)) if os.path.isdir(variables_dir) else []:
-        if name.endswith(".safetensors"):
-            for key, info in _read_safetensors_header(os.path.join(variables_dir, name)).items():
-                start, end = info.get("data_offsets", (0, 0))
-                found.append((key, str(info.get("dtype")), list(info.get("shape", [])), end - start))
-    return sorted(found)
+    """(name, safetensors dtype code, shape, bytes) of every stored variable, read from the store's headers only."""
+    from hubkit.format.safetensors_io import VARIABLES_DIR, dtype_code, read_store_index
+
+    variables_dir = os.path.join(module_dir, VARIABLES_DIR)
+    if not os.path.isdir(variables_dir):
+        return []
+    entries = read_store_index(variables_dir)
+    return sorted((name, dtype_code(e.dtype), list(e.shape), e.end - e.begin) for name, e in entries.items())
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -29,12 +29,15 @@ __all__ = [
     "DEFAULT_MAX_SHARD_BYTES",
     "INDEX_FILE",
     "SINGLE_FILE",
+    "VARIABLES_DIR",
     "TensorEntry",
+    "dtype_code",
     "map_tensors",
     "read_store_index",
     "write_store",
 ]
 
+VARIABLES_DIR = "variables"  # the store's directory inside a module
 SINGLE_FILE = "variables.safetensors"
 INDEX_FILE = "variables.safetensors.index.json"
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024**3
@@ -54,6 +57,11 @@ class TensorEntry:
     shape: tuple[int, ...]
     begin: int
     end: int
+
+
+def dtype_code(dtype: np.dtype) -> str:
+    """The safetensors code of a storable dtype (``float32`` -> ``"F32"``), as written in headers."""
+    return _CODES[np.dtype(dtype).name]
 
 
 def _check_storable(name: str, arr: np.ndarray) -> None:

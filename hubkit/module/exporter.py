@@ -11,9 +11,8 @@ from hubkit.errors import FormatError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.graph_codec import write_graph_file
 from hubkit.format.marker import write_marker
-from hubkit.format.safetensors_io import write_store
+from hubkit.format.safetensors_io import VARIABLES_DIR, write_store
 from hubkit.module.assets import copy_assets
-from hubkit.module.loader import VARIABLES_DIR
 from hubkit.module.spec import ModuleSpec
 from hubkit.runtime.variables import Variable
 

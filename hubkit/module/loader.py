@@ -7,14 +7,12 @@ import os
 from hubkit.errors import FormatError, ResolveError
 from hubkit.format.graph_codec import GRAPH_FILE, read_graph_file
 from hubkit.format.marker import read_marker
-from hubkit.format.safetensors_io import read_store_index
+from hubkit.format.safetensors_io import VARIABLES_DIR, read_store_index
 from hubkit.graph import format_shape
 from hubkit.module.assets import resolve_asset
 from hubkit.module.spec import ModuleSpec
 
 __all__ = ["load_module_spec", "resolve_module_dir"]
-
-VARIABLES_DIR = "variables"
 
 
 def resolve_module_dir(handle: str | os.PathLike) -> str:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import FormatError, GraphError, ResolveError, SignatureError
-from hubkit.format.safetensors_io import map_tensors
+from hubkit.format.safetensors_io import VARIABLES_DIR, map_tensors
 from hubkit.graph import Graph, GraphKeys, Tensor, format_shape, get_default_graph
 from hubkit.graph.shapes import merge_shapes
 from hubkit.module.assets import ASSET_FILEPATHS
-from hubkit.module.loader import VARIABLES_DIR, load_module_spec
+from hubkit.module.loader import load_module_spec
 from hubkit.module.signatures import (
     SignatureSpec,
     TensorInfo,

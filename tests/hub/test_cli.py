@@ -198,3 +198,16 @@ def test_closed_stdout_pipe_exits_quietly(args, status, hub_env, tmp_path):
 
     result = _run_into_closed_pipe(*args)
     assert (result.returncode, result.stderr) == (status, "")
+
+
+def test_info_refuses_a_corrupt_variables_file_in_one_line(hub_env, fake_module, capsys, monkeypatch):
+    import hubkit.hub as hub
+    from tests.hub.helpers import fake_validate
+
+    with open(os.path.join(fake_module, "variables", "variables.safetensors"), "wb") as f:
+        f.write(b"\xff" * 12)  # a header length far beyond the file
+    monkeypatch.setattr(hub, "summarize_module", fake_validate)
+    assert main(["info", fake_module]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hubkit: error: Variables file ") and "variables.safetensors" in err
+    assert "header length" in err and err.count("\n") == 1
