@@ -153,7 +153,7 @@ def _read_header(path: str) -> tuple[int, dict]:
     return 8 + n, header
 
 
-def _entries_of(path: str, file: str) -> tuple[int, dict[str, TensorEntry]]:
+def _entries_of(path: str, file: str) -> dict[str, TensorEntry]:
     data_start, header = _read_header(path)
     data_size = os.path.getsize(path) - data_start
     out = {}
@@ -174,7 +174,7 @@ def _entries_of(path: str, file: str) -> tuple[int, dict[str, TensorEntry]]:
             )
         out[name] = TensorEntry(file, dtype, shape, data_start + begin, data_start + end)
     _check_coverage(path, out, data_start, data_size)
-    return data_start, out
+    return out
 
 
 def _check_coverage(path: str, entries: Mapping[str, TensorEntry], data_start: int, data_size: int) -> None:
@@ -226,8 +226,7 @@ def read_store_index(directory: str) -> dict[str, TensorEntry]:
         path = os.path.join(directory, file)
         if not os.path.isfile(path):
             raise FormatError(f"Variables file {path!r} is missing.")
-        _, found = _entries_of(path, file)
-        for name, entry in found.items():
+        for name, entry in _entries_of(path, file).items():
             if weight_map is not None and weight_map.get(name) != file:
                 raise FormatError(f"Variables file {path!r} holds {name!r}, which the index places elsewhere.")
             entries[name] = entry

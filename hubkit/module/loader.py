@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from hubkit.errors import FormatError, ResolveError
+from hubkit.errors import FormatError
 from hubkit.format.graph_codec import GRAPH_FILE, read_graph_file
 from hubkit.format.marker import read_marker
 from hubkit.format.safetensors_io import VARIABLES_DIR, read_store_index
@@ -20,11 +20,8 @@ def resolve_module_dir(handle: str | os.PathLike) -> str:
     path = os.fspath(handle)
     if os.path.isdir(path):
         return os.path.abspath(path)
-    from hubkit import hub  # imported here: the hub layer sits above this one
+    from hubkit.hub import resolve  # imported here: the hub layer sits above this one
 
-    resolve = getattr(hub, "resolve", None)
-    if resolve is None:
-        raise ResolveError(f"Module handle {path!r} is not an existing directory, and no resolver is available.")
     return os.path.abspath(resolve(path))
 
 
