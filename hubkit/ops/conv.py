@@ -19,8 +19,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from hubkit.errors import GraphError
-from hubkit.graph import Tensor, convert_to_tensor, get_default_graph
+from hubkit.graph import Tensor
 from hubkit.ops import _numba_conv, _winograd
+from hubkit.ops._helpers import as_tensor, check_dtype
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 from hubkit.ops.shape import shape as shape_of
 
@@ -143,8 +144,7 @@ def _check_fits(out: tuple, hw: Sequence, khw: Sequence, dilations: Sequence, pa
 def _check_image(t: Tensor, what: str) -> tuple:
     if t.shape is not None and len(t.shape) != 4:
         raise infer_error(f"{what} {describe(t)} must have rank 4 [batch, height, width, channels].")
-    if not t.dtype.is_floating:
-        raise infer_error(f"{what} {describe(t)} must be float32 or float64.")
+    check_dtype(t, "f", what)
     return t.shape if t.shape is not None else (None,) * 4
 
 
@@ -673,9 +673,8 @@ def conv2d_transpose(
     s = _pair(strides, "strides", "conv2d_transpose")
     d = _pair(dilations, "dilations", "conv2d_transpose")
     pad = _padding(padding, "conv2d_transpose")
-    g = x.graph if isinstance(x, Tensor) else get_default_graph()
-    xt = convert_to_tensor(x, graph=g)
-    wt = convert_to_tensor(filters, graph=g)
+    xt = as_tensor(x)
+    wt = as_tensor(filters, graph=xt.graph)
     extra: list[Tensor] = []
     hw: list[int | None]
     if isinstance(output_shape, Tensor):

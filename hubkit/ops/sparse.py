@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import GraphError, OpError
-from hubkit.graph import Tensor, convert_to_tensor, get_default_graph, int64
+from hubkit.graph import Tensor, get_default_graph, int64
 from hubkit.graph.shapes import format_shape, merge_shapes
 from hubkit.ops import _numba, _numba_kernels
+from hubkit.ops._helpers import as_tensor, check_dtype
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 
 __all__ = ["RaggedTensor", "embedding_lookup_sparse"]
@@ -325,13 +326,11 @@ class EmbeddingLookupSparse:
     """
 
     def infer(params, ids, row_ids, num_rows, *weights, combiner):
-        if not params.dtype.is_floating:
-            raise infer_error(f"params must be floating-point, got {describe(params)}.")
+        check_dtype(params, "f", "params")
         if params.shape is not None and len(params.shape) < 1:
             raise infer_error(f"params must have rank >= 1, got {describe(params)}.")
         for t, what in ((ids, "ids"), (row_ids, "row_ids")):
-            if not t.dtype.is_integer:
-                raise infer_error(f"{what} must be integers, got {describe(t)}.")
+            check_dtype(t, "i", what)
             if t.shape is not None and len(t.shape) != 1:
                 raise infer_error(f"{what} must be 1-D, got {describe(t)}.")
         if not num_rows.dtype.is_integer or num_rows.shape not in (None, ()):
@@ -382,10 +381,6 @@ def _as_ragged(ids: Any, what: str) -> tuple[Any, Any, Any]:
     )
 
 
-def _int_tensor(value: Any, graph) -> Tensor:
-    return value if isinstance(value, Tensor) else convert_to_tensor(value, dtype=int64, graph=graph)
-
-
 def embedding_lookup_sparse(
     params: Any, ids: Any, weights: Any = None, combiner: str = "sqrtn", name: str | None = None
 ) -> Tensor:
@@ -429,11 +424,11 @@ def embedding_lookup_sparse(
     if graph is None and isinstance(params, Tensor):
         graph = params.graph
     graph = graph or get_default_graph()
-    params_t = convert_to_tensor(params, graph=graph)
-    inputs = [params_t, _int_tensor(values, graph), _int_tensor(row_ids, graph), _int_tensor(num_rows, graph)]
+    params_t = as_tensor(params, graph=graph)
+    inputs = [params_t, *(as_tensor(t, int64, graph) for t in (values, row_ids, num_rows))]
     if weights is not None:
         w = weights.values if isinstance(weights, RaggedTensor) else weights
-        inputs.append(w if isinstance(w, Tensor) else convert_to_tensor(w, dtype=params_t.dtype, graph=graph))
+        inputs.append(as_tensor(w, params_t.dtype, graph))
     if params_t.shape is not None and len(params_t.shape) == 0:
         raise GraphError(f"embedding_lookup_sparse: params must have rank >= 1, got {format_shape(params_t.shape)}.")
     return apply("EmbeddingLookupSparse", *inputs, name=name or "embedding_lookup_sparse", combiner=combiner)

@@ -238,6 +238,8 @@ def test_conv_shape_errors_name_both_shapes():
         hk.nn.conv2d(hk.placeholder(hk.float32, [None, 2, 2, 4]), w, padding="VALID")
     with pytest.raises(hk.GraphError, match="dtype"):
         hk.nn.conv2d(hk.placeholder(hk.float64, [None, 8, 8, 4]), w)
+    with pytest.raises(hk.GraphError, match=r"input must be floating-point, got .* int32"):
+        hk.nn.max_pool2d(hk.placeholder(hk.int32, [None, 8, 8, 4]), 2, 2, "VALID")
 
 
 def test_bad_arguments_raise_graph_errors_listing_choices():
