@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -28,13 +27,13 @@ import re
 import shutil
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from hubkit.errors import ResolveError
 from hubkit.hub.config import HubConfig
 from hubkit.hub.extract import ExtractedFile
+from hubkit.hub.hashing import file_checksums
 from hubkit.hub.lock import LockFile, LockHolder
 
 __all__ = ["Cache", "CacheEntry", "InstallContext"]
@@ -293,12 +292,11 @@ class Cache:
         for relative, info in sorted(record["files"].items()):
             path = os.path.join(entry.module_dir, relative)
             try:
-                sha256, crc32, size = _checksums(path, want_sha256="sha256" in info)
+                found = file_checksums(path, sha256="sha256" in info, crc32="crc32" in info)
             except OSError:
                 problems.append(f"Entry {entry.key} for {entry.handle!r} is missing file {relative!r}.")
                 continue
-            expected = (info.get("sha256"), info.get("crc32"), info.get("size"))
-            if (sha256 if "sha256" in info else None, crc32 if "crc32" in info else None, size) != expected:
+            if found != (info.get("sha256"), info.get("crc32"), info.get("size")):
                 problems.append(f"Entry {entry.key} for {entry.handle!r} has a modified file {relative!r}.")
         return problems
 
@@ -343,15 +341,3 @@ def _file_record(file: ExtractedFile) -> dict[str, Any]:
         record["crc32"] = file.crc32
     return record
 
-
-def _checksums(path: str, want_sha256: bool) -> tuple[str | None, int, int]:
-    """The sha256 (if wanted), CRC-32 and size of a file."""
-    hasher = hashlib.sha256() if want_sha256 else None
-    crc = size = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(4 << 20):
-            if hasher is not None:
-                hasher.update(chunk)
-            crc = zlib.crc32(chunk, crc)
-            size += len(chunk)
-    return (hasher.hexdigest() if hasher is not None else None), crc, size

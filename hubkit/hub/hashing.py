@@ -3,10 +3,38 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 
-__all__ = ["sha256_file"]
+__all__ = ["file_checksums", "sha256_file"]
 
 _CHUNK = 1 << 20
+
+
+def file_checksums(path: str, sha256: bool = True, crc32: bool = False) -> tuple[str | None, int | None, int]:
+    """Returns the checksums asked for and the size of a file, read once in 1 MiB chunks.
+
+    Args:
+        path: The file to hash.
+        sha256: Compute the sha256.
+        crc32: Compute the CRC-32.
+
+    Returns:
+        ``(lowercase_hex_sha256 or None, crc32 or None, size)``; ``None`` for a checksum not asked for.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    hasher = hashlib.sha256() if sha256 else None
+    crc = 0
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(_CHUNK):
+            if hasher is not None:
+                hasher.update(chunk)
+            if crc32:
+                crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return (hasher.hexdigest() if hasher is not None else None), (crc if crc32 else None), size
 
 
 def sha256_file(path: str) -> tuple[str, int]:
@@ -21,10 +49,6 @@ def sha256_file(path: str) -> tuple[str, int]:
     Raises:
         OSError: The file cannot be read.
     """
-    hasher = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
-            size += len(chunk)
-    return hasher.hexdigest(), size
+    digest, _, size = file_checksums(path)
+    assert digest is not None  # asked for; narrows the type for mypy
+    return digest, size
