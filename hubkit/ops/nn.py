@@ -18,7 +18,7 @@ from hubkit.graph import Tensor, bool_, convert_to_tensor, get_default_graph
 from hubkit.graph.shapes import merge_shapes
 from hubkit.ops import elementwise as _ew
 from hubkit.ops import reduce as _rd
-from hubkit.ops._helpers import as_tensor
+from hubkit.ops._helpers import as_tensor, normalize_axes
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 from hubkit.ops.shape import expand_dims, gather, squeeze
 
@@ -48,11 +48,6 @@ def _float_like(x: Tensor):
     if not x.dtype.is_floating:
         raise infer_error(f"input {describe(x)} must be float32 or float64.")
     return x.dtype, x.shape
-
-
-def _check_axis(x: Tensor, axis: int) -> None:
-    if x.shape is not None and not -len(x.shape) <= axis < len(x.shape):
-        raise infer_error(f"axis {axis} is out of range for input {describe(x)} of rank {len(x.shape)}.")
 
 
 # -- activations with fused gradients ------------------------------------------------------------------
@@ -215,7 +210,7 @@ class Softmax:
     """``exp(x) / sum(exp(x))`` along ``axis``, computed without overflow."""
 
     def infer(x, *, axis):
-        _check_axis(x, axis)
+        normalize_axes(axis, x.ndim)
         return _float_like(x)
 
     def forward(x, *, axis):
@@ -233,7 +228,7 @@ class LogSoftmax:
     """``x - log(sum(exp(x)))`` along ``axis``, computed without overflow."""
 
     def infer(x, *, axis):
-        _check_axis(x, axis)
+        normalize_axes(axis, x.ndim)
         return _float_like(x)
 
     def forward(x, *, axis):

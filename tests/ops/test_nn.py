@@ -70,6 +70,8 @@ def test_softmax_along_another_axis_and_axis_errors():
     np.testing.assert_allclose(p.sum(axis=0), np.ones(4))
     with pytest.raises(hk.GraphError, match="axis 2 is out of range"):
         hk.nn.softmax(hk.constant(x), axis=2)
+    with pytest.raises(hk.GraphError, match="LogSoftmax node 'LogSoftmax': axis -3 is out of range"):
+        hk.nn.log_softmax(hk.constant(x), axis=-3)
 
 
 # -- dropout -------------------------------------------------------------------------------------------
