@@ -21,6 +21,7 @@ __all__ = [
     "is_registry_name_part",
     "is_sha256_hex",
     "is_url",
+    "local_path",
     "normalize_handle",
     "registry_parts",
     "split_module_name",
@@ -104,7 +105,7 @@ def normalize_handle(handle: str) -> str:
         raise ResolveError(f"A module handle must be a non-empty string, got {handle!r}.")
     handle = handle.strip()
     if not is_url(handle):
-        return os.path.abspath(os.path.expanduser(handle))  # depends on the working directory: not memoized
+        return local_path(handle)  # depends on the working directory: not memoized
     return _normalize_url(handle)
 
 
@@ -178,6 +179,18 @@ def url_to_path(url: str) -> str:
     if parts.netloc not in ("", "localhost"):
         raise ResolveError(f"File URL {url!r} names host {parts.netloc!r}; only local files are supported.")
     return os.path.abspath(urllib.parse.unquote(parts.path))
+
+
+def local_path(handle: str) -> str:
+    """Returns the absolute local path a local handle names: a path (``~`` expanded) or a ``file://`` URL.
+
+    >>> local_path("file:///data/m.tar.gz"), local_path("/data/./m")
+    ('/data/m.tar.gz', '/data/m')
+
+    Raises:
+        ResolveError: A ``file://`` URL names a remote host.
+    """
+    return url_to_path(handle) if is_url(handle) else os.path.abspath(os.path.expanduser(handle))
 
 
 @functools.lru_cache(maxsize=256)

@@ -21,10 +21,10 @@ from hubkit.hub.handles import (
     is_archive_name,
     is_sha256_hex,
     is_url,
+    local_path,
     normalize_handle,
     registry_parts,
     split_sha256_pin,
-    url_to_path,
 )
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
@@ -131,7 +131,7 @@ class LocalPathResolver(_BuiltinResolver):
         return not is_url(handle) and not is_archive_name(handle)
 
     def __call__(self, handle: str) -> str:
-        return check_module_dir(os.path.abspath(os.path.expanduser(handle)), handle)
+        return check_module_dir(local_path(handle), handle)
 
 
 class FileUrlResolver(_BuiltinResolver):
@@ -143,7 +143,7 @@ class FileUrlResolver(_BuiltinResolver):
         return handle.lower().startswith("file://") and not is_archive_name(split_sha256_pin(handle)[0])
 
     def __call__(self, handle: str) -> str:
-        return check_module_dir(url_to_path(handle), handle)
+        return check_module_dir(local_path(handle), handle)
 
 
 def _install_archive(
@@ -180,7 +180,7 @@ class LocalArchiveResolver(_BuiltinResolver):
     def cache_handle(self, handle: str) -> str:
         """The archive's absolute path, plus ``#sha256=<hex>`` when pinned, however the handle spelled it."""
         base, pin = split_sha256_pin(handle)
-        path = url_to_path(base) if is_url(base) else os.path.abspath(os.path.expanduser(base))
+        path = local_path(base)
         return path if pin is None else f"{path}#sha256={pin}"
 
     @staticmethod
@@ -458,7 +458,7 @@ def registry_latest(url: str, config: HubConfig | None = None) -> str:
     else:
         import json
 
-        path = url_to_path(index_url) if is_url(base) else index_url
+        path = local_path(index_url)
         try:
             with open(path, encoding="utf-8") as f:
                 index = json.load(f)

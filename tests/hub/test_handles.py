@@ -10,6 +10,7 @@ from hubkit.hub.handles import (
     is_archive_name,
     is_registry_name_part,
     is_url,
+    local_path,
     normalize_handle,
     registry_parts,
     split_module_name,
@@ -77,3 +78,13 @@ def test_url_helpers():
     assert url_to_path("file:///tmp/a%20b") == "/tmp/a b"
     with pytest.raises(ResolveError, match="only local files"):
         url_to_path("file://otherhost/tmp/x")
+
+
+def test_local_path_is_one_spelling_of_paths_and_file_urls(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    expected = str(tmp_path / "m.tar.gz")
+    for spelling in ("m.tar.gz", "./m.tar.gz", "~/m.tar.gz", f"file://{expected}", f"file://localhost{expected}"):
+        assert local_path(spelling) == expected, spelling
+    with pytest.raises(ResolveError, match="names host 'otherhost'"):
+        local_path("file://otherhost/m.tar.gz")
