@@ -16,6 +16,7 @@ from typing import TypeGuard
 from hubkit.errors import ResolveError
 
 __all__ = [
+    "TEMP_INFIX",
     "cache_key",
     "is_archive_name",
     "is_registry_name_part",
@@ -36,7 +37,8 @@ _NAME_PART_RE = re.compile(rf"^{_NAME_PART}$")
 # Suffixes of the files a registry writes (index.json, index.html, <N>.json, <N>.tar.gz): a publisher or
 # module directory named like one would shadow or be mistaken for a registry file.
 _RESERVED_SUFFIXES = (".json", ".html", ".gz")
-_RESERVED_INFIX = ".tmp-"  # temp files of a publish in progress
+TEMP_INFIX = ".tmp-"
+"""Part of the name of every temp file a publish writes (``<final>.tmp-<hex>``): never a name part, never served."""
 _REGISTRY_PATH = re.compile(
     rf"^(?P<prefix>.*)/(?P<publisher>{_NAME_PART})/(?P<name>{_NAME_PART})/(?P<version>[1-9][0-9]*)$"
 )
@@ -69,7 +71,7 @@ def is_registry_name_part(part: object) -> bool:
     if not isinstance(part, str) or _NAME_PART_RE.match(part) is None:
         return False
     lowered = part.lower()
-    return not lowered.endswith(_RESERVED_SUFFIXES) and _RESERVED_INFIX not in lowered
+    return not lowered.endswith(_RESERVED_SUFFIXES) and TEMP_INFIX not in lowered
 
 
 def split_module_name(name: object) -> tuple[str, str] | None:

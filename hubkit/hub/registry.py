@@ -36,7 +36,7 @@ from typing import Any
 from hubkit.errors import HubkitError, RegistryError
 from hubkit.format import FORMAT_VERSION, MARKER_FILE, read_marker
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
-from hubkit.hub.handles import is_registry_name_part, is_sha256_hex, split_module_name
+from hubkit.hub.handles import TEMP_INFIX, is_registry_name_part, is_sha256_hex, split_module_name
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.lock import LockFile
 
@@ -193,14 +193,24 @@ class _HashingWriter(io.RawIOBase):
         return self.raw.write(data)
 
 
-def _write_exclusive(final: str, write: Callable[[Any], None]) -> None:
-    """Writes via a temp file, then links it to ``final`` only if ``final`` does not exist yet."""
-    temp = f"{final}.tmp-{uuid.uuid4().hex}"
+@contextlib.contextmanager
+def _temp_file_for(final: str, write: Callable[[Any], None]) -> Iterator[str]:
+    """Writes a synced temp file next to ``final`` and yields its path; removes it afterwards unless renamed."""
+    temp = f"{final}{TEMP_INFIX}{uuid.uuid4().hex}"
     try:
         with open(temp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        yield temp
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _write_exclusive(final: str, write: Callable[[Any], None]) -> None:
+    """Writes via a temp file, then links it to ``final`` only if ``final`` does not exist yet."""
+    with _temp_file_for(final, write) as temp:
         try:
             os.link(temp, final)  # atomic and never overwrites: two publishers cannot both win
         except FileExistsError:
@@ -209,22 +219,11 @@ def _write_exclusive(final: str, write: Callable[[Any], None]) -> None:
             if os.path.exists(final):
                 raise RegistryError(f"{final!r} already exists; published versions are immutable.") from None
             os.replace(temp, final)  # filesystems without hard links
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 def _write_replace(final: str, data: bytes) -> None:
-    temp = f"{final}.tmp-{uuid.uuid4().hex}"
-    try:
-        with open(temp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with _temp_file_for(final, lambda f: f.write(data)) as temp:
         os.replace(temp, final)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 def _dump(value: Any) -> bytes:

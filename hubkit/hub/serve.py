@@ -16,6 +16,8 @@ import shutil
 import urllib.parse
 from typing import Any
 
+from hubkit.hub.handles import TEMP_INFIX
+
 __all__ = ["RegistryRequestHandler", "is_hidden_path", "make_server"]
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
@@ -28,7 +30,7 @@ def is_hidden_path(url_path: str) -> bool:
     [False, True, True, True]
     """
     path = urllib.parse.unquote(url_path.split("?", 1)[0].split("#", 1)[0])
-    return any(part.startswith(".") or ".tmp-" in part for part in path.split("/"))
+    return any(part.startswith(".") or TEMP_INFIX in part for part in path.split("/"))
 
 
 class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):

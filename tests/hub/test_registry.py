@@ -137,6 +137,7 @@ def test_module_with_symlink_is_not_published(tmp_path, fake_module):
     with pytest.raises(RegistryError, match=r"'assets/link' .* is not a regular file"):
         publish(fake_module, str(tmp_path / "reg"), name="acme/echo", validate=fake_validate)
     assert not os.path.exists(tmp_path / "reg" / "acme" / "echo" / "1.tar.gz")
+    assert os.listdir(tmp_path / "reg" / "acme" / "echo") == []  # the archive's temp file is gone too
 
 
 def test_check_registry_finds_problems(tmp_path, fake_module):
