@@ -123,22 +123,23 @@ def _geometry(hw: Sequence[int | None], khw: Sequence[int], strides, dilations, 
     return (oh, ow), (ph, pw)
 
 
+def _does_not_fit(hw: Sequence, khw: Sequence, dilations: Sequence, padding: Any) -> str:
+    return (
+        f"a {khw[0]}x{khw[1]} window with dilations {list(dilations)} does not fit in an input of "
+        f"height {hw[0]} and width {hw[1]} with padding {padding!r}."
+    )
+
+
 def _runtime_geometry(hw, khw, strides, dilations, padding) -> tuple[tuple[int, int], Pads]:
     out, pads = _geometry(hw, khw, strides, dilations, padding)
     if out[0] <= 0 or out[1] <= 0:
-        raise ValueError(
-            f"a {khw[0]}x{khw[1]} window with dilations {list(dilations)} does not fit in an input of "
-            f"height {hw[0]} and width {hw[1]} with padding {padding!r}."
-        )
+        raise ValueError(_does_not_fit(hw, khw, dilations, padding))
     return out, pads
 
 
 def _check_fits(out: tuple, hw: Sequence, khw: Sequence, dilations: Sequence, padding: Any) -> None:
     if (out[0] is not None and out[0] <= 0) or (out[1] is not None and out[1] <= 0):
-        raise infer_error(
-            f"a {khw[0]}x{khw[1]} window with dilations {list(dilations)} does not fit in an input of "
-            f"height {hw[0]} and width {hw[1]} with padding {padding!r}."
-        )
+        raise infer_error(_does_not_fit(hw, khw, dilations, padding))
 
 
 def _check_image(t: Tensor, what: str) -> tuple:

@@ -236,6 +236,9 @@ def test_conv_shape_errors_name_both_shapes():
         hk.nn.conv2d(hk.placeholder(hk.float32, [None, 8, 3]), w)
     with pytest.raises(hk.GraphError, match="does not fit"):
         hk.nn.conv2d(hk.placeholder(hk.float32, [None, 2, 2, 4]), w, padding="VALID")
+    small = hk.placeholder(hk.float32, [None, None, None, 4])
+    with pytest.raises(hk.OpError, match=r"a 3x3 window .* does not fit in an input of height 2 and width 2"):
+        run(hk.nn.conv2d(small, w, padding="VALID"), {small: np.zeros((1, 2, 2, 4), np.float32)})
     with pytest.raises(hk.GraphError, match="dtype"):
         hk.nn.conv2d(hk.placeholder(hk.float64, [None, 8, 8, 4]), w)
     with pytest.raises(hk.GraphError, match=r"input must be floating-point, got .* int32"):
