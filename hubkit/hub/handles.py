@@ -214,3 +214,8 @@ def cache_key(normalized_handle: str) -> str:
 def is_sha256_hex(value: object) -> TypeGuard[str]:
     """Returns whether ``value`` is 64 lowercase hex digits."""
     return isinstance(value, str) and _SHA256_HEX.match(value) is not None
+
+
+def is_byte_count(value: object) -> TypeGuard[int]:
+    """Returns whether ``value`` is a non-negative int (``True``/``False`` are not sizes), as manifests need."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -36,7 +36,13 @@ from typing import Any
 from hubkit.errors import HubkitError, RegistryError
 from hubkit.format import FORMAT_VERSION, MARKER_FILE, read_marker
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
-from hubkit.hub.handles import TEMP_INFIX, is_registry_name_part, is_sha256_hex, split_module_name
+from hubkit.hub.handles import (
+    TEMP_INFIX,
+    is_byte_count,
+    is_registry_name_part,
+    is_sha256_hex,
+    split_module_name,
+)
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.lock import LockFile
 
@@ -347,7 +353,7 @@ def _manifest_problem(manifest: dict[str, Any], name: str, number: int) -> str |
     if manifest.get("name", name) != name:
         return f"its 'name' is {manifest.get('name')!r}, but it lies in the directory of {name!r}"
     size = manifest.get("size")
-    if not is_sha256_hex(manifest.get("sha256")) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if not is_sha256_hex(manifest.get("sha256")) or not is_byte_count(size):
         return "it lacks a valid 'sha256' (64 lowercase hex digits) and 'size' (bytes)"
     if not isinstance(manifest.get("description", ""), str):
         return f"its 'description' is {manifest.get('description')!r}, not a string"

@@ -19,6 +19,7 @@ from hubkit.hub.extract import BackgroundExtraction, ExtractedFile, safe_extract
 from hubkit.hub.handles import (
     cache_key,
     is_archive_name,
+    is_byte_count,
     is_sha256_hex,
     is_url,
     local_path,
@@ -321,7 +322,7 @@ def _check_manifest(manifest: Any, url: str) -> tuple[str, int]:
     if not isinstance(manifest, dict):
         raise DownloadError(f"Manifest {url!r} is not a JSON object; the URL does not serve a hubkit module.")
     sha256, size = manifest.get("sha256"), manifest.get("size")
-    if not is_sha256_hex(sha256) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+    if not is_sha256_hex(sha256) or not is_byte_count(size):
         raise DownloadError(f"Manifest {url!r} lacks a valid 'sha256' and 'size'; the URL does not serve a hubkit module.")
     fmt = manifest.get("format_version", FORMAT_VERSION)
     if fmt != FORMAT_VERSION:
