@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from hubkit.graph import DType, Graph, Tensor, convert_to_tensor, get_default_graph, int64
 from hubkit.graph.shapes import Shape, broadcast_shapes
 from hubkit.ops.registry import apply, describe, infer_error
@@ -88,6 +90,16 @@ def broadcast_infer(*inputs: Tensor, kinds: str = "fi", out_dtype: DType | None 
             raise infer_error(f"shapes cannot be broadcast together: {shapes}.")
         shape = merged
     return (out_dtype or first.dtype), shape
+
+
+def plain_axis(axis: Any) -> Any:
+    """``axis`` with NumPy integers turned into Python ints (attrs must be plain data); anything else
+    is returned as given, for the op's ``infer`` to accept or refuse with the node named."""
+    if isinstance(axis, np.integer):
+        return int(axis)
+    if isinstance(axis, (list, tuple)):
+        return [int(a) if isinstance(a, np.integer) else a for a in axis]
+    return axis
 
 
 def normalize_axes(axis: Any, rank: int | None, what: str = "axis") -> tuple[int, ...] | None:

@@ -18,7 +18,7 @@ from hubkit.graph import Tensor, bool_, convert_to_tensor, get_default_graph
 from hubkit.graph.shapes import merge_shapes
 from hubkit.ops import elementwise as _ew
 from hubkit.ops import reduce as _rd
-from hubkit.ops._helpers import as_tensor, normalize_axes
+from hubkit.ops._helpers import as_tensor, normalize_axes, plain_axis
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 from hubkit.ops.shape import expand_dims, gather, squeeze
 
@@ -456,8 +456,9 @@ def embedding_lookup(params: Any, ids: Any, name: str | None = None) -> Tensor:
     return gather(params, ids, name=name or "embedding_lookup")
 
 
-def _axes(axes: Any) -> list[int]:
-    return [int(axes)] if isinstance(axes, (int, np.integer)) else [int(a) for a in axes]
+def _axes(axes: Any) -> list[Any]:
+    axes = plain_axis(axes)
+    return list(axes) if isinstance(axes, (list, tuple)) else [axes]
 
 
 def moments(x: Any, axes: Any, keepdims: bool = False, name: str | None = None) -> tuple[Tensor, Tensor]:

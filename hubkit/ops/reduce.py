@@ -14,7 +14,7 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import DType, Tensor, as_dtype, int64
 from hubkit.graph.shapes import Shape
-from hubkit.ops._helpers import as_tensor, check_dtype, normalize_axes, unbroadcast
+from hubkit.ops._helpers import as_tensor, check_dtype, normalize_axes, plain_axis, unbroadcast
 from hubkit.ops.elementwise import cast, divide, equal, multiply
 from hubkit.ops.registry import apply, infer_error, register_op
 
@@ -207,8 +207,7 @@ def broadcast_like(x: Tensor, like: Tensor, axis: Any = None) -> Tensor:
 # -- public functions ---------------------------------------------------------------------------------
 def _reduce(op: str, x: Any, axis: Any, keepdims: bool, name: str | None) -> Tensor:
     # Axes are checked (with the node named in the message) by the op's infer.
-    axes = list(axis) if isinstance(axis, (list, tuple)) else axis
-    return apply(op, as_tensor(x), axis=axes, keepdims=bool(keepdims), name=name)
+    return apply(op, as_tensor(x), axis=plain_axis(axis), keepdims=bool(keepdims), name=name)
 
 
 def reduce_sum(x: Any, axis: Any = None, keepdims: bool = False, name: str | None = None) -> Tensor:
@@ -244,6 +243,7 @@ def reduce_prod(x: Any, axis: Any = None, keepdims: bool = False, name: str | No
 
 def _arg(op: str, x: Any, axis: int, output_type: Any, name: str | None) -> Tensor:
     dt: DType = as_dtype(output_type)
+    axis = plain_axis(axis)
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise GraphError(f"{op} axis must be a single int, got {axis!r}.")
     return apply(op, as_tensor(x), axis=axis, output_type=dt, name=name)

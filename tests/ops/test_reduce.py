@@ -111,3 +111,26 @@ def test_a_tensor_of_another_graph_builds_in_its_own_graph(fn):
     y = fn(x)
     assert y.graph is g
     assert hk.Session(g).run(y, {x: X[0, :2, :3]}).shape == y.shape
+
+
+def test_numpy_integer_axes_are_accepted_and_stored_as_plain_ints(graph):
+    x = hk.placeholder(hk.float32, [2, 3])
+    total = hk.reduce_sum(x, axis=np.int64(1))
+    both = hk.reduce_mean(x, axis=[np.int32(0), np.int64(1)])
+    arg = hk.argmax(x, axis=np.int64(0))
+    mean, _ = hk.nn.moments(x, axes=np.int64(0))
+    assert type(total.node.attrs["axis"]) is int and all(type(a) is int for a in both.node.attrs["axis"])
+    xv = np.arange(6, dtype=np.float32).reshape(2, 3)
+    out = hk.Session(graph).run([total, both, arg, mean], {x: xv})
+    np.testing.assert_allclose(out[0], xv.sum(1))
+    np.testing.assert_allclose(out[1], xv.mean())
+    np.testing.assert_array_equal(out[2], xv.argmax(0))
+    np.testing.assert_allclose(out[3], xv.mean(0))
+
+
+def test_a_non_integer_axis_is_refused_naming_the_node(graph):
+    x = hk.placeholder(hk.float32, [2, 3])
+    with pytest.raises(hk.GraphError, match=r"Sum node .*axis must be an int or a list of ints"):
+        hk.reduce_sum(x, axis="1")
+    with pytest.raises(hk.GraphError, match="axis must be an int or a list of ints"):
+        hk.nn.moments(x, axes=["a"])
