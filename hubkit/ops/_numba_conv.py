@@ -1,12 +1,10 @@
 """Numba kernels for NHWC pooling, plugged into :data:`hubkit.ops.conv.kernels`.
 
 Each wrapper has the signature of the NumPy kernel it stands for and falls back to it when Numba is
-off. Chosen by measurement (32x56x56x64 float32 on 2 shared cores): 3x3/2 max pool 7.8 -> 1.9 ms,
-2x2/2 max pool 2.6 -> 1.5 ms, 3x3/1 SAME average pool 22.8 -> 5.3 ms. Convolution stays NumPy
-(blocked im2col feeding BLAS): measured again on the batch-32 image benchmark with one thread, a
-direct Numba loop took 33 ms for 96x96 3->32 and 112 ms for 48x48 32->64 against 12 and 28 ms,
-and a Numba im2col (per-element or per-run copies) was no faster than NumPy's kw*c run copies.
-A 2x2/2 max pool without the padding branches was slower than the kernel below (4.1 vs 2.9 ms).
+off. Pooling is chosen by measurement: the Numba loops beat NumPy's sliding-window reductions
+(`scripts/bench_image.py` runs the network with both kernel sets side by side). Convolution stays
+NumPy (blocked im2col or Winograd feeding BLAS): direct Numba loops and Numba im2col variants were
+slower in development measurements, and no code for them is kept.
 """
 
 from __future__ import annotations

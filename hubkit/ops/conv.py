@@ -43,16 +43,14 @@ _IM2COL_MAX_CHANNELS = 512
 _IM2COL_FILTER_GRAD_MAX_CHANNELS = 512
 _IM2COL_MAX_BYTES = 256 << 20
 _PATCH_BLOCK_BYTES = 4 << 20
-_ROW_RUN_MAX_CHANNELS = 16  # below this, copy whole kw*c runs from a padded copy (c=3: 9.5 -> 3.5 ms)
+_ROW_RUN_MAX_CHANNELS = 16  # below this, copy whole kw*c runs from a padded copy (fewer, longer copies)
 _scratch = threading.local()
 
 # 3x3 stride-1 undilated forward convolutions with enough channels and tiles use Winograd F(2x2,
 # 3x3) (hubkit/ops/_winograd.py): 2.25x fewer matmul FLOPs, paid for by transforms that are
-# elementwise passes. Measured against the blocked im2col (float32, one OpenBLAS thread, ms):
-# batch 32 48x48 32->64 26.7 -> 21.6, 24x24 64->96 17.6 -> 11.8, 12x12 96->128 8.7 -> 5.2;
-# 48x48 24->32 1.08x faster, 16->32 0.97x, 8->32 0.5x, 3->32 0.4x (so the RGB layer stays im2col);
-# few tiles lose to the filter transform and small matmuls: 4x4 256->256 one image 0.48x,
-# 7x7 128->128 one image (16 tiles) 0.83x, four images (64 tiles) 1.12x.
+# elementwise passes. The thresholds below come from `python scripts/bench_image.py --thresholds`
+# (Winograd against the blocked im2col by input channels and by tile count) and `--per-layer`:
+# few channels (the RGB layer) or few tiles lose to the transforms and small matmuls.
 _WINOGRAD_MIN_CHANNELS = 32
 _WINOGRAD_MIN_TILES = 64
 
@@ -388,7 +386,7 @@ kernels: dict[str, Callable[..., np.ndarray]] = {
     "conv2d": _conv2d_nhwc,
     "conv2d_backprop_input": _conv2d_backprop_input_nhwc,
     "conv2d_backprop_filter": _conv2d_backprop_filter_nhwc,
-    "max_pool": _numba_conv.max_pool(_max_pool_nhwc),  # Numba when enabled: 2-4x faster, measured
+    "max_pool": _numba_conv.max_pool(_max_pool_nhwc),  # Numba when enabled (faster, see _numba_conv)
     "max_pool_grad": _max_pool_grad_nhwc,
     "avg_pool": _numba_conv.avg_pool(_avg_pool_nhwc),
     "avg_pool_grad": _avg_pool_grad_nhwc,

@@ -160,8 +160,8 @@ def _sum_rows_by_position(params, ids, weights, out, rows, starts, counts) -> No
     Rows are taken longest first, so the rows with an m-th id are a prefix and every step is one
     contiguous ``take`` into a reused block plus one in-place add. Each row is summed in token
     order, as a per-row loop (and the Numba kernel) does. Rows go ``_BLOCK_BYTES`` of vectors at
-    a time, so the sums and the gathered block stay in the core's cache (1024 sentences of
-    300-dim float32 rows: 4.3 -> 3.2 ms).
+    a time, so the sums and the gathered block stay in the core's cache
+    (`python scripts/bench_text.py --stages` times this combiner).
     """
     order = np.argsort(-counts, kind="stable")
     rows, starts, counts = rows[order], starts[order], counts[order]
