@@ -13,6 +13,7 @@ import re
 import urllib.parse
 from typing import TypeGuard
 
+from hubkit._fileio import TEMP_INFIX  # the temp-name rule of every writer: never a name part, never served
 from hubkit.errors import ResolveError
 
 __all__ = [
@@ -37,8 +38,6 @@ _NAME_PART_RE = re.compile(rf"^{_NAME_PART}$")
 # Suffixes of the files a registry writes (index.json, index.html, <N>.json, <N>.tar.gz): a publisher or
 # module directory named like one would shadow or be mistaken for a registry file.
 _RESERVED_SUFFIXES = (".json", ".html", ".gz")
-TEMP_INFIX = ".tmp-"
-"""Part of the name of every temp file a publish writes (``<final>.tmp-<hex>``): never a name part, never served."""
 _REGISTRY_PATH = re.compile(
     rf"^(?P<prefix>.*)/(?P<publisher>{_NAME_PART})/(?P<name>{_NAME_PART})/(?P<version>[1-9][0-9]*)$"
 )

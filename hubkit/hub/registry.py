@@ -29,15 +29,14 @@ import os
 import re
 import tarfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from hubkit._fileio import atomic_write, synced_temp_file
 from hubkit.errors import HubkitError, RegistryError
 from hubkit.format import FORMAT_VERSION, MARKER_FILE, read_marker
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
 from hubkit.hub.handles import (
-    TEMP_INFIX,
     is_byte_count,
     is_registry_name_part,
     is_sha256_hex,
@@ -199,24 +198,9 @@ class _HashingWriter(io.RawIOBase):
         return self.raw.write(data)
 
 
-@contextlib.contextmanager
-def _temp_file_for(final: str, write: Callable[[Any], None]) -> Iterator[str]:
-    """Writes a synced temp file next to ``final`` and yields its path; removes it afterwards unless renamed."""
-    temp = f"{final}{TEMP_INFIX}{uuid.uuid4().hex}"
-    try:
-        with open(temp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        yield temp
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
 def _write_exclusive(final: str, write: Callable[[Any], None]) -> None:
     """Writes via a temp file, then links it to ``final`` only if ``final`` does not exist yet."""
-    with _temp_file_for(final, write) as temp:
+    with synced_temp_file(final, write) as temp:
         try:
             os.link(temp, final)  # atomic and never overwrites: two publishers cannot both win
         except FileExistsError:
@@ -225,11 +209,6 @@ def _write_exclusive(final: str, write: Callable[[Any], None]) -> None:
             if os.path.exists(final):
                 raise RegistryError(f"{final!r} already exists; published versions are immutable.") from None
             os.replace(temp, final)  # filesystems without hard links
-
-
-def _write_replace(final: str, data: bytes) -> None:
-    with _temp_file_for(final, lambda f: f.write(data)) as temp:
-        os.replace(temp, final)
 
 
 def _dump(value: Any) -> bytes:
@@ -476,7 +455,7 @@ def _rebuild_once(registry_root: str, lock: LockFile | None) -> tuple[dict[str, 
             for m in versions
         ]
         latest = versions[-1]
-        _write_replace(os.path.join(module_root, "index.json"),
+        atomic_write(os.path.join(module_root, "index.json"),
                        _dump({"name": name, "latest": latest["version"], "versions": entries}))
         modules[name] = {
             "latest": latest["version"],
@@ -485,8 +464,8 @@ def _rebuild_once(registry_root: str, lock: LockFile | None) -> tuple[dict[str, 
         }
         manifests[name] = versions
     root_index = {"format": "hubkit-registry", "format_version": 1, "modules": modules}
-    _write_replace(os.path.join(registry_root, "index.json"), _dump(root_index))
-    _write_replace(os.path.join(registry_root, "index.html"), render_catalog(manifests).encode("utf-8"))
+    atomic_write(os.path.join(registry_root, "index.json"), _dump(root_index))
+    atomic_write(os.path.join(registry_root, "index.html"), render_catalog(manifests).encode("utf-8"))
     return listed, root_index
 
 

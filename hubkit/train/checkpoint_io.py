@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from hubkit._fileio import atomic_write
 from hubkit.errors import CheckpointError
 from hubkit.graph import as_dtype
 
@@ -43,21 +43,6 @@ FORMAT = "hubkit-checkpoint"
 VERSION = 1
 STATE_FILE = "checkpoint"
 INDEX_SUFFIX = ".index"
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _shard_name(prefix: str, i: int, n: int) -> str:
@@ -110,8 +95,8 @@ def write_checkpoint(
     index = {"format": FORMAT, "version": VERSION, "shards": names, "entries": dict(sorted(entries.items()))}
     try:
         for name, parts in zip(names, shards):
-            _atomic_write(os.path.join(directory, name), b"".join(parts))
-        _atomic_write(prefix + INDEX_SUFFIX, json.dumps(index, indent=1).encode("utf-8"))
+            atomic_write(os.path.join(directory, name), b"".join(parts))
+        atomic_write(prefix + INDEX_SUFFIX, json.dumps(index, indent=1).encode("utf-8"))
     except OSError as e:
         raise CheckpointError(f"Cannot write checkpoint {prefix!r}: {e}") from e
     return prefix
@@ -262,7 +247,7 @@ def write_state(directory: str, latest: str, kept: list[str], **extra: Any) -> N
         "all_model_checkpoint_paths": [os.path.basename(p) for p in kept],
         **extra,
     }
-    _atomic_write(os.path.join(directory, STATE_FILE), json.dumps(state, indent=1).encode("utf-8"))
+    atomic_write(os.path.join(directory, STATE_FILE), json.dumps(state, indent=1).encode("utf-8"))
 
 
 def latest_checkpoint(directory: str) -> str | None:
