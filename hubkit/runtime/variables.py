@@ -127,13 +127,29 @@ class Variable:
             return
         np.copyto(self._writable(), arr)
 
-    def assign_add(self, delta: Any) -> None:
+    def _delta(self, delta: Any) -> np.ndarray:
+        """``delta`` as this variable's dtype, refused unless it broadcasts to the variable's shape."""
         arr = self._coerce(delta, "update")
+        try:
+            fits = np.broadcast_shapes(arr.shape, self.shape) == tuple(self.shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise GraphError(
+                f"Cannot update variable {self.name!r} of shape {format_shape(self.shape)} by a value of shape "
+                f"{format_shape(tuple(arr.shape))}."
+            )
+        return arr
+
+    def assign_add(self, delta: Any) -> None:
+        """``value += delta`` in place (``delta`` may broadcast, e.g. a scalar)."""
+        arr = self._delta(delta)
         v = self._writable()
         np.add(v, arr, out=v)
 
     def assign_sub(self, delta: Any) -> None:
-        arr = self._coerce(delta, "update")
+        """``value -= delta`` in place (``delta`` may broadcast, e.g. a scalar)."""
+        arr = self._delta(delta)
         v = self._writable()
         np.subtract(v, arr, out=v)
 

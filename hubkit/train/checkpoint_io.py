@@ -66,7 +66,10 @@ def write_checkpoint(
         CheckpointError: a key repeats, or the files cannot be written.
     """
     directory = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"Cannot write checkpoint {prefix!r}: {e}") from e
     entries: dict[str, dict[str, Any]] = {}
     shards: list[list[bytes]] = [[]]
     sizes = [0]

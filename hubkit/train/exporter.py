@@ -40,7 +40,7 @@ class LatestModuleExporter:
         exports_to_keep: int | None = 5,
         variable_map: dict[str, str] | Callable[[str], str] | None = None,
     ) -> None:
-        if not re.match(r"^[A-Za-z0-9_.\-]+$", str(name)):
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", str(name)):
             raise CheckpointError(f"Exporter name {name!r} must use letters, digits, '_', '.' and '-'.")
         if exports_to_keep is not None and exports_to_keep < 1:
             raise CheckpointError(f"exports_to_keep must be positive or None, got {exports_to_keep!r}.")
