@@ -1,0 +1,137 @@
+"""Corrupt gzip input to GunzipReader raises the same errors as Python's gzip module.
+
+The reader is the hub's streaming decompressor; it mirrors ``gzip``'s exception classes
+(``zlib.error``/``EOFError``, turned into hubkit errors by the archive extractor), so each
+corruption is also fed to ``gzip.decompress`` as an independent reference.
+"""
+
+import gzip
+import io
+import os
+import struct
+import zlib
+
+import pytest
+
+from hubkit.hub.gzipstream import GunzipReader
+
+PAYLOAD = b"hubkit module bytes " * 50
+
+
+def _read(raw: bytes) -> bytes:
+    return io.BufferedReader(GunzipReader(io.BytesIO(raw), 7)).read()
+
+
+def _stored_member(data: bytes, *, flags: int = 0, extra: bytes = b"") -> bytes:
+    """A gzip member whose single deflate block is stored (BFINAL=1, BTYPE=00)."""
+    header = b"\x1f\x8b\x08" + bytes([flags]) + b"\0\0\0\0\0\xff" + extra
+    block = b"\x01" + struct.pack("<HH", len(data), len(data) ^ 0xFFFF) + data
+    return header + block + struct.pack("<II", zlib.crc32(data), len(data))
+
+
+def _both_raise(raw: bytes, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        gzip.decompress(raw)
+    with pytest.raises(exc, match=match):
+        _read(raw)
+
+
+def test_stored_member_reference_reads():
+    raw = _stored_member(PAYLOAD)
+    assert gzip.decompress(raw) == _read(raw) == PAYLOAD
+
+
+def test_empty_input():
+    with pytest.raises(EOFError, match="ended before the end-of-stream marker"):
+        _read(b"")
+
+
+@pytest.mark.parametrize("reserved", [0x20, 0x40, 0x80])
+def test_reserved_header_flags(reserved):
+    """RFC 1952 reserved bits must be zero (the gzip module ignores them; zlib's inflate refuses them)."""
+    raw = bytearray(gzip.compress(PAYLOAD))
+    raw[3] |= reserved
+    with pytest.raises(zlib.error, match="incorrect header check"):
+        _read(bytes(raw))
+
+
+def test_wrong_magic():
+    raw = b"\x1f\x8c" + gzip.compress(PAYLOAD)[2:]
+    with pytest.raises(zlib.error, match="incorrect header check"):
+        _read(raw)
+
+
+def test_header_crc_mismatch():
+    good = _stored_member(PAYLOAD)
+    header = bytearray(good[:10])
+    header[3] |= 0x02  # FHCRC: two bytes of the header's CRC-32 follow
+    raw = bytes(header) + b"\x00\x00" + good[10:]
+    assert struct.pack("<I", zlib.crc32(bytes(header)))[:2] != b"\x00\x00"
+    with pytest.raises(zlib.error, match="header crc mismatch"):
+        _read(raw)  # stricter than the gzip module, which skips the header CRC unchecked
+
+
+@pytest.mark.parametrize("flag", [0x08, 0x10])
+def test_unterminated_name_or_comment(flag):
+    raw = b"\x1f\x8b\x08" + bytes([flag]) + b"\0\0\0\0\0\xff" + b"no terminating NUL"
+    _both_raise(raw, EOFError, "ended before the end-of-stream marker")
+
+
+def test_extra_field_longer_than_the_input():
+    raw = b"\x1f\x8b\x08\x04\0\0\0\0\0\xff" + struct.pack("<H", 500) + b"short"
+    _both_raise(raw, EOFError, "ended before the end-of-stream marker")
+
+
+def test_extra_field_is_skipped():
+    raw = _stored_member(PAYLOAD, flags=0x04, extra=struct.pack("<H", 3) + b"abc")
+    assert gzip.decompress(raw) == _read(raw) == PAYLOAD
+
+
+def test_input_ending_after_the_header():
+    _both_raise(_stored_member(PAYLOAD)[:10], EOFError, "ended before the end-of-stream marker")
+
+
+def test_stored_block_with_bad_length_complement():
+    raw = bytearray(_stored_member(PAYLOAD))
+    raw[13] ^= 0x01  # NLEN no longer complements LEN
+    _both_raise(bytes(raw), zlib.error, "invalid stored block lengths")
+
+
+@pytest.mark.parametrize("cut", [1, 8, 100])
+def test_truncated_stored_member(cut):
+    _both_raise(_stored_member(PAYLOAD)[:-cut], EOFError, "ended before the end-of-stream marker")
+
+
+def test_trailer_with_wrong_length_and_crc():
+    raw = bytearray(_stored_member(PAYLOAD))
+    raw[-1] ^= 0x01
+    with pytest.raises(zlib.error, match="incorrect length check"):
+        _read(bytes(raw))
+    raw = bytearray(_stored_member(PAYLOAD))
+    raw[-8] ^= 0x01
+    with pytest.raises(zlib.error, match="incorrect data check"):
+        _read(bytes(raw))
+    assert io.BufferedReader(GunzipReader(io.BytesIO(bytes(raw)), 7, check_crc=False)).read() == PAYLOAD
+
+
+def test_nul_padding_after_the_last_member_is_allowed():
+    raw = gzip.compress(PAYLOAD) + bytes(20)
+    assert _read(raw) == gzip.decompress(raw) == PAYLOAD
+
+
+def test_garbage_after_nul_padding():
+    raw = gzip.compress(PAYLOAD) + bytes(20) + b"junk"
+    with pytest.raises(zlib.error, match="incorrect header check"):
+        _read(raw)
+
+
+def test_copy_to_past_the_end(tmp_path):
+    raw = gzip.compress(PAYLOAD)
+    reader = GunzipReader(io.BytesIO(raw), 64)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(EOFError, match="The archive ends in the middle of an entry"):
+            reader.copy_to(fd, len(PAYLOAD) + 1)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == PAYLOAD  # what was there was written before the error
