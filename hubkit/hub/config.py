@@ -7,6 +7,7 @@ environment variables or by passing a :class:`HubConfig` explicitly.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 
@@ -55,7 +56,10 @@ def _number(environ: Mapping[str, str], name: str, default: float, kind: type = 
     try:
         value = kind(raw)
     except ValueError:
-        raise ResolveError(f"Environment variable {name}={raw!r} is not a {kind.__name__}.") from None
+        what = "an int" if kind is int else "a float"
+        raise ResolveError(f"Environment variable {name}={raw!r} is not {what}.") from None
+    if not math.isfinite(value):
+        raise ResolveError(f"Environment variable {name}={raw!r} must be a finite number.")
     if value < 0:
         raise ResolveError(f"Environment variable {name}={raw!r} must not be negative.")
     return value

@@ -402,7 +402,7 @@ def resolve(handle: str | os.PathLike[str], config: HubConfig | None = None) -> 
         DownloadError: The download failed or did not hold a module.
         IntegrityError: Downloaded bytes do not match the manifest or the pin.
     """
-    return ResolverChain(default_resolvers(config))(os.fspath(handle))
+    return ResolverChain(default_resolvers(config))(handle)  # the chain checks the handle's type
 
 
 def register_resolver(resolver: Any) -> None:

@@ -273,7 +273,7 @@ def set_random_seed(seed: int | None) -> None:
     Args:
         seed: a non-negative int, or None to make later ops nondeterministic again.
     """
-    if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise GraphError(f"set_random_seed: seed must be a non-negative int or None; got {seed!r}.")
     get_default_graph().state["random_seed"] = None if seed is None else int(seed)
 

@@ -685,15 +685,15 @@ def _int_list(value: Any, what: str) -> list[int]:
     return [int(v) for v in items]
 
 
-def _shape_tensor(dims: Any) -> list[int] | Tensor:
-    """A shape argument as a static list of ints, or as a 1-D int tensor."""
+def _shape_tensor(dims: Any, what: str = "shape") -> list[int] | Tensor:
+    """A shape argument (named ``what`` in errors) as a static list of ints, or as a 1-D int tensor."""
     if isinstance(dims, Tensor) or hasattr(dims, "_as_graph_tensor"):
         return as_tensor(dims)
     items = list(dims) if isinstance(dims, (list, tuple)) else [dims]
     if any(isinstance(d, Tensor) for d in items):
         parts = [cast(d, int32) if isinstance(d, Tensor) else d for d in items]
         return stack([as_tensor(p, dtype=int32) for p in parts])
-    return _int_list([-1 if d is None else d for d in items], "shape")
+    return _int_list([-1 if d is None else d for d in items], what)
 
 
 def reshape(x: Any, shape: Any, name: str | None = None) -> Tensor:
@@ -831,7 +831,7 @@ def rank(x: Any, name: str | None = None) -> Tensor:
 
 def fill(dims: Any, value: Any, name: str | None = None) -> Tensor:
     """A tensor of shape ``dims`` (ints, or a 1-D int tensor) filled with the scalar ``value``."""
-    shape = _shape_tensor(dims)
+    shape = _shape_tensor(dims, "fill: dims")
     if not isinstance(shape, Tensor):
         if any(d < 0 for d in shape):
             raise GraphError(f"fill needs known, non-negative dims, got {dims!r}.")

@@ -18,14 +18,20 @@ def test_negative_numbers(name, raw):
 
 
 @pytest.mark.parametrize(("name", "raw", "kind"), [
-    ("HUBKIT_RETRIES", "2.5", "int"),
-    ("HUBKIT_MAX_EXTRACT_BYTES", "1e9", "int"),
-    ("HUBKIT_CONNECT_TIMEOUT", "ten", "float"),
-    ("HUBKIT_LOCK_POLL", "0,5", "float"),
+    ("HUBKIT_RETRIES", "2.5", "an int"),
+    ("HUBKIT_MAX_EXTRACT_BYTES", "1e9", "an int"),
+    ("HUBKIT_CONNECT_TIMEOUT", "ten", "a float"),
+    ("HUBKIT_LOCK_POLL", "0,5", "a float"),
 ])
 def test_numbers_that_do_not_parse(name, raw, kind):
-    with pytest.raises(hk.ResolveError, match=rf"Environment variable {name}='{raw}' is not a {kind}"):
+    with pytest.raises(hk.ResolveError, match=rf"Environment variable {name}='{raw}' is not {kind}"):
         HubConfig.from_env({name: raw})
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf"])
+def test_timeouts_must_be_finite(raw):
+    with pytest.raises(hk.ResolveError, match=rf"HUBKIT_READ_TIMEOUT='{raw}' must be a finite number"):
+        HubConfig.from_env({"HUBKIT_READ_TIMEOUT": raw})
 
 
 @pytest.mark.parametrize("name", ["HUBKIT_OFFLINE", "HUBKIT_PROGRESS"])

@@ -81,3 +81,9 @@ def test_registry_url_without_version_gets_a_hint(hub_env):
 def test_blank_handle(hub_env):
     with pytest.raises(hk.ResolveError, match=r"A module handle must be a non-empty path or URL, got '  '"):
         hk.resolve("  ")
+
+
+@pytest.mark.parametrize("handle", [None, 3, b"/path"])
+def test_resolve_refuses_handles_that_are_not_strings_or_paths(handle):
+    with pytest.raises(hk.ResolveError, match="A module handle must be a string or path"):
+        hk.resolve(handle)

@@ -262,3 +262,13 @@ def test_scatter_sub_with_float_indices():
     v = hk.Variable(np.zeros((3, 2), np.float32), name="v")
     with pytest.raises(hk.GraphError, match=r"ScatterSub indices must be integers, got float32"):
         hk.scatter_sub(v, hk.constant([0.0]), hk.zeros([1, 2]))
+
+
+def test_fill_names_its_dims_argument(graph):
+    with pytest.raises(hk.GraphError, match=r"fill: dims must be a list of ints, got \[1.5\]"):
+        hk.fill([1.5], 0.0)
+
+
+def test_set_random_seed_refuses_bools(graph):
+    with pytest.raises(hk.GraphError, match="seed must be a non-negative int"):
+        hk.set_random_seed(True)
