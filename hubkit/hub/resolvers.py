@@ -345,7 +345,7 @@ class ResolverChain:
     def __init__(self, resolvers: list[Any]) -> None:
         self.resolvers = list(resolvers)
 
-    def __call__(self, handle: str) -> str:
+    def __call__(self, handle: str | os.PathLike[str]) -> str:
         """Resolves ``handle`` with the first resolver that supports it.
 
         Raises:
