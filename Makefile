@@ -16,7 +16,7 @@ $(STAMP_DEMO): $(PY) pyproject.toml
 	touch $@
 
 $(STAMP_TEST): $(PY) pyproject.toml
-	$(PIP) install -e '.[test,numba]'
+	$(PIP) install -e '.[test,numba,onnx,dask]'
 	touch $@
 
 demo: $(STAMP_DEMO)

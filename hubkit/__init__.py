@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from hubkit.module import add_asset as add_asset
     from hubkit.module import add_signature as add_signature
     from hubkit.module import attach_message as attach_message
+    from hubkit.module import convert as convert
     from hubkit.module import create_module_spec as create_module_spec
     from hubkit.module import get_expected_image_size as get_expected_image_size
     from hubkit.module import get_num_image_channels as get_num_image_channels

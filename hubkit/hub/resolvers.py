@@ -29,6 +29,7 @@ from hubkit.hub.handles import (
 )
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
+from hubkit.importers import TF1_MARKER_FILE
 
 __all__ = [
     "FileUrlResolver",
@@ -59,6 +60,10 @@ class Resolver(Protocol):
         """Returns a local directory holding the complete module named by ``handle``."""
 
 
+# A resolved directory is a module when it holds one of these (the loader detects the format itself).
+MODULE_MARKERS = (MARKER_FILE, TF1_MARKER_FILE)
+
+
 def check_module_dir(path: str, handle: str) -> str:
     """Returns ``path`` if it is a directory holding a module marker, else raises.
 
@@ -71,7 +76,7 @@ def check_module_dir(path: str, handle: str) -> str:
     """
     if not os.path.isdir(path):
         raise ResolveError(f"Module directory {path!r} (from handle {handle!r}) does not exist.")
-    if not os.path.isfile(os.path.join(path, MARKER_FILE)):
+    if not any(os.path.isfile(os.path.join(path, m)) for m in MODULE_MARKERS):
         raise ResolveError(
             f"Directory {path!r} (from handle {handle!r}) is not a hubkit module: it has no {MARKER_FILE!r} "
             "(an export that did not finish, or not a module at all)."
@@ -162,7 +167,7 @@ def _install_archive(
         files = ctx.extracted  # set when the download extracted while downloading
         if files is None:
             files = safe_extract(archive, ctx.module_dir, config.max_extract_bytes, config.max_extract_members, source)
-        if not os.path.isfile(os.path.join(ctx.module_dir, MARKER_FILE)):
+        if not any(os.path.isfile(os.path.join(ctx.module_dir, m)) for m in MODULE_MARKERS):
             raise DownloadError(f"Archive {source!r} does not hold a hubkit module: it has no {MARKER_FILE!r} at its root.")
         return files, extra
 

@@ -2,6 +2,7 @@
 
 from hubkit.module.assets import add_asset
 from hubkit.module.builder import add_signature, attach_message
+from hubkit.module.convert import convert
 from hubkit.module.create import create_module_spec
 from hubkit.module.image_util import attach_image_module_info, get_expected_image_size, get_num_image_channels
 from hubkit.module.loader import load_module_spec
@@ -17,6 +18,7 @@ __all__ = [
     "add_signature",
     "attach_image_module_info",
     "attach_message",
+    "convert",
     "create_module_spec",
     "get_expected_image_size",
     "get_num_image_channels",
@@ -29,6 +31,7 @@ __top_level__: list[str] = [
     "add_asset",
     "add_signature",
     "attach_message",
+    "convert",
     "create_module_spec",
     "get_expected_image_size",
     "get_num_image_channels",

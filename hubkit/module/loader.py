@@ -6,9 +6,10 @@ import os
 
 from hubkit.errors import FormatError
 from hubkit.format.graph_codec import GRAPH_FILE, read_graph_file
-from hubkit.format.marker import read_marker
+from hubkit.format.marker import MARKER_FILE, read_marker
 from hubkit.format.safetensors_io import VARIABLES_DIR, read_store_index
 from hubkit.graph import format_shape
+from hubkit.importers import FOREIGN_FORMATS, detect_format, load_foreign_spec
 from hubkit.module.assets import resolve_asset
 from hubkit.module.spec import ModuleSpec
 
@@ -16,20 +17,29 @@ __all__ = ["load_module_spec", "resolve_module_dir"]
 
 
 def resolve_module_dir(handle: str | os.PathLike) -> str:
-    """A local directory for ``handle``: an existing directory as is, anything else through ``hubkit.hub.resolve``."""
+    """A local path for ``handle``: an existing directory or ONNX file as is, anything else through ``hubkit.hub.resolve``."""
     path = os.fspath(handle)
-    if os.path.isdir(path):
+    if os.path.isdir(path) or (os.path.isfile(path) and detect_format_or_none(path) == "onnx"):
         return os.path.abspath(path)
     from hubkit.hub import resolve  # imported here: the hub layer sits above this one
 
     return os.path.abspath(resolve(path))
 
 
+def detect_format_or_none(path: str) -> str | None:
+    """The module format at ``path``, or ``None`` when it holds none hubkit reads."""
+    try:
+        return detect_format(path)
+    except FormatError:
+        return None
+
+
 def load_module_spec(handle: str | os.PathLike) -> ModuleSpec:
     """Reads the module at ``handle`` and checks everything it can without running it.
 
     Args:
-        handle: a module directory, or a URL / ``file://`` handle the hub layer resolves.
+        handle: a module directory (hubkit or TF1 Hub format), an ONNX model file, or a URL / ``file://``
+            handle the hub layer resolves. Foreign formats are detected from the bytes and imported.
 
     Returns:
         The module's :class:`ModuleSpec`; ``hubkit.Module(spec)`` maps its variables.
@@ -41,6 +51,8 @@ def load_module_spec(handle: str | os.PathLike) -> ModuleSpec:
         ResolveError: the handle cannot be turned into a local directory.
     """
     directory = resolve_module_dir(handle)
+    if not os.path.isfile(os.path.join(directory, MARKER_FILE)) and detect_format_or_none(directory) in FOREIGN_FORMATS:
+        return load_foreign_spec(directory)
     read_marker(directory)
     proto = read_graph_file(directory)
     where = f"Module graph {os.path.join(directory, GRAPH_FILE)!r}"
