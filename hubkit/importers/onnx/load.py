@@ -71,6 +71,24 @@ def _check_external_data(model: Any, base: str) -> None:
             )
 
 
+_INLINE_BYTES = 64 * 1024  # external tensors up to this size (shapes, axes, small vectors) are read into the model
+
+
+def _inline_small_external_data(model: Any, base: str) -> None:
+    """Reads small external tensors into the model, so the checker and shape inference see shape inputs."""
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_tensor, uses_external_data
+
+    for tensor in model.graph.initializer:
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        length = int(info.length) if info.length is not None else os.path.getsize(os.path.join(base, info.location))
+        if length <= _INLINE_BYTES:
+            load_external_data_for_tensor(tensor, base)
+            del tensor.external_data[:]
+            tensor.data_location = tensor.DEFAULT
+
+
 def _without_external_data(model: Any) -> Any:
     """A copy whose external-data initializers are typed graph inputs instead (the checker cannot see the
     data files of a model held in memory; their bytes were checked with the original file)."""
@@ -116,24 +134,21 @@ def read_model(path: str) -> Any:
     _check_external_data(model, os.path.dirname(os.path.abspath(path)))
     from hubkit.importers.onnx.translate import check_supported
 
+    _inline_small_external_data(model, os.path.dirname(os.path.abspath(path)))
     check_supported(model, path)  # before conversion: names the ops as the file spells them
-    try:
-        onnx.checker.check_model(path, full_check=True)  # by path: external data is checked where it lives
-    except Exception as e:
-        raise FormatError(f"ONNX model {path!r} is invalid: {e}") from None
     version = default_opset(model)
     if version != TARGET_OPSET:
         try:
             model = onnx.version_converter.convert_version(model, TARGET_OPSET)
-            onnx.checker.check_model(_without_external_data(model), full_check=True)
         except Exception as e:
             raise FormatError(
                 f"ONNX model {path!r} uses opset {version}, which cannot be converted to opset {TARGET_OPSET}: {e}"
             ) from None
     try:
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        onnx.checker.check_model(_without_external_data(model), full_check=True)
+        model = onnx.shape_inference.infer_shapes(model)
     except Exception as e:
-        raise FormatError(f"ONNX model {path!r} is invalid: shape inference fails: {e}") from None
+        raise FormatError(f"ONNX model {path!r} is invalid: {e}") from None
     check_supported(model, path)
     return model
 
