@@ -6,6 +6,7 @@ subpackage lists the names it lifts to the top level in its ``__top_level__``.
 
 from typing import TYPE_CHECKING
 
+from hubkit import exporters as _exporters
 from hubkit import graph as _graph
 from hubkit import hub as _hub
 from hubkit import initializers, layers, losses, nn, regularizers, text, train  # namespaces
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     # mypy reads only literal ``__all__`` lists, so it cannot follow the computed ones of
     # hubkit.ops.api and hubkit.ops, nor the ``__top_level__`` loop below: these imports show it the
     # same names, as explicit re-exports (tests/test_type_exports.py keeps them in step at runtime).
+    from hubkit.exporters import export_onnx as export_onnx
     from hubkit.hub import publish as publish
     from hubkit.hub import register_resolver as register_resolver
     from hubkit.hub import registry_latest as registry_latest
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _lifted: list[str] = []
-for _pkg in (_module, _hub, layers, train, text):
+for _pkg in (_module, _hub, layers, train, text, _exporters):
     for _name in _pkg.__top_level__:
         globals()[_name] = getattr(_pkg, _name)
         _lifted.append(_name)
