@@ -17,11 +17,11 @@ from typing import Any
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.hub.cache import Cache, InstallContext
+from hubkit.hub.config import HubConfig, default_cache_dir
 from hubkit.hub.extract import ExtractedFile
 from hubkit.hub.handles import cache_key, local_path, normalize_handle, split_sha256_pin
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient
-from hubkit.hub.config import HubConfig, default_cache_dir
 
 __all__ = ["OnnxFileResolver"]
 
