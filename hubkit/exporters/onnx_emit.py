@@ -339,3 +339,24 @@ def fill(e, node, ins, outs):
 
     e.node("ConstantOfShape", [e.int64(ins[0], node.inputs[0])], outs,
            value=numpy_helper.from_array(np.asarray(value).reshape(1)))
+
+
+@emits("OnnxResize")
+def onnx_resize(e, node, ins, outs):
+    a = node.attrs
+    scales = e.const(np.asarray(a["scales"], np.float32)) if not a["sizes"] else ""
+    sizes = [e.const(np.asarray(a["sizes"], np.int64))] if a["sizes"] else []
+    e.node("Resize", [ins[0], "", scales, *sizes], outs, mode=a["mode"], coordinate_transformation_mode=a["coord"],
+           nearest_mode=a.get("nearest_mode", "round_prefer_floor"))
+
+
+@emits("ArgMax", "ArgMin")
+def arg(e, node, ins, outs):
+    from onnx import TensorProto
+
+    axis = node.attrs["axis"]
+    axis = int(axis if isinstance(axis, int) else axis[0])
+    if node.attrs["output_type"].name == "int64":
+        e.node(node.op, ins, outs, axis=axis, keepdims=0)
+    else:
+        e.node("Cast", [e.node(node.op, ins, axis=axis, keepdims=0)], outs, to=TensorProto.INT32)

@@ -47,7 +47,7 @@ class Emitter:
         from onnx import numpy_helper
 
         name = name or self.fresh("const")
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))  # keeps 0-d arrays 0-d
         self.constants[name] = value
         return name
 

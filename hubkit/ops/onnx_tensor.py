@@ -298,3 +298,69 @@ class OnnxIntDiv:
     def forward(x, y):
         q = np.abs(x) // np.abs(y)
         return (np.sign(x) * np.sign(y) * q).astype(x.dtype)
+
+
+def _resize_source(out_len: int, in_len: int, scale: float, coord: str) -> np.ndarray:
+    """Where each output index samples the input, in input coordinates (ONNX ``coordinate_transformation_mode``)."""
+    x = np.arange(out_len, dtype=np.float64)
+    if coord == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if coord == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if out_len > 1 else np.zeros_like(x)
+    if coord == "align_corners":
+        return x * (in_len - 1) / (out_len - 1) if out_len > 1 else np.zeros_like(x)
+    if coord == "asymmetric":
+        return x / scale
+    if coord == "tf_half_pixel_for_nn":
+        return (x + 0.5) / scale
+    raise ValueError(f"coordinate_transformation_mode {coord!r} is not supported.")
+
+
+_NEAREST = {
+    "round_prefer_floor": lambda v: np.ceil(v - 0.5),
+    "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+    "floor": np.floor,
+    "ceil": np.ceil,
+}
+RESIZE_COORDS = ("align_corners", "asymmetric", "half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn")
+
+
+def _resize_out(shape, sizes, scales):
+    if sizes:
+        return [int(s) for s in sizes]
+    return [None if d is None else int(np.floor(d * s)) for d, s in zip(shape, scales)]
+
+
+@register_op
+class OnnxResize:
+    """ONNX ``Resize`` in ``nearest`` or ``linear`` mode (separable along each resized axis)."""
+
+    differentiable = False
+
+    def infer(x, *, scales, sizes, mode, coord, nearest_mode="round_prefer_floor"):
+        check_dtype(x, "f", "the input")
+        if mode not in ("nearest", "linear") or coord not in RESIZE_COORDS or nearest_mode not in _NEAREST:
+            raise infer_error(f"mode {mode!r}, coordinate mode {coord!r} or nearest mode {nearest_mode!r} is not "
+                              f"supported; modes: ['linear', 'nearest'], coordinate modes: {list(RESIZE_COORDS)}.")
+        if x.shape is None:
+            return x.dtype, None
+        return x.dtype, tuple(_resize_out(x.shape, sizes, scales))
+
+    def forward(x, *, scales, sizes, mode, coord, nearest_mode="round_prefer_floor"):
+        out_shape = _resize_out(x.shape, sizes, scales)
+        y = x
+        for axis, (n_in, n_out) in enumerate(zip(x.shape, out_shape)):
+            scale = scales[axis] if not sizes else n_out / n_in
+            if n_in == n_out and scale == 1:
+                continue
+            src = _resize_source(n_out, n_in, scale, coord)
+            if mode == "nearest":
+                idx = np.clip(_NEAREST[nearest_mode](src), 0, n_in - 1).astype(np.int64)
+                y = np.take(y, idx, axis=axis)
+                continue
+            src = np.clip(src, 0, n_in - 1)
+            lo = np.floor(src).astype(np.int64)
+            hi = np.minimum(lo + 1, n_in - 1)
+            w = (src - lo).astype(x.dtype).reshape([-1 if i == axis else 1 for i in range(x.ndim)])
+            y = np.take(y, lo, axis=axis) * (1 - w) + np.take(y, hi, axis=axis) * w
+        return np.ascontiguousarray(y, dtype=x.dtype)

@@ -227,3 +227,22 @@ def range_(ctx, node, attrs):
 def trilu(ctx, node, attrs):
     k = [ctx.t(node.input[1])] if _input(node, 1) else []
     return [apply("OnnxTrilu", ctx.t(node.input[0]), *k, upper=bool(attrs.get("upper", 1)))]
+
+
+@translates("Resize")
+def resize(ctx, node, attrs):
+    def text(key: str, default: str) -> str:
+        v = attrs.get(key, default)
+        return v.decode() if isinstance(v, bytes) else v
+
+    if int(attrs.get("antialias", 0)) or text("keep_aspect_ratio_policy", "stretch") != "stretch" or attrs.get("axes"):
+        raise GraphError("Resize with antialias, axes or a keep_aspect_ratio_policy other than 'stretch' is not "
+                         "supported.")
+    x = ctx.t(node.input[0])
+    scales = [float(s) for s in ctx.value(node.input[2], "the scales of Resize").reshape(-1)] if _input(node, 2) else []
+    sizes = [int(s) for s in ctx.value(node.input[3], "the sizes of Resize").reshape(-1)] if _input(node, 3) else []
+    if not scales and not sizes:
+        raise GraphError("Resize needs scales or sizes.")
+    return [apply("OnnxResize", x, scales=scales, sizes=sizes, mode=text("mode", "nearest"),
+                  coord=text("coordinate_transformation_mode", "half_pixel"),
+                  nearest_mode=text("nearest_mode", "round_prefer_floor"))]

@@ -41,7 +41,7 @@ def update_doc(text: str) -> str:
     """``text`` with the tables between ``<!-- BEGIN x -->`` and ``<!-- END x -->`` regenerated."""
     for key, table in (("import-ops", import_table()), ("export-ops", export_table())):
         pattern = re.compile(rf"(<!-- BEGIN {key} -->\n)(?:.*?\n)?(<!-- END {key} -->)", re.S)
-        text = pattern.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), text)
+        text = pattern.sub(lambda m: f"{m.group(1)}{table}\n{m.group(2)}", text)  # noqa: B023 (called at once)
     return text
 
 

@@ -26,7 +26,7 @@ def i64(*values):
     return np.array(values, dtype=np.int64)
 
 
-def run_case(tmp_path, op, inputs, attrs=None, n_out=1, opset=21, init=()):
+def run_case(tmp_path, op, inputs, attrs=None, n_out=1, opset=21, init=(), export=False):
     """Builds ``op`` over ``inputs`` (name -> array; names in ``init`` become initializers), compares outputs."""
     names = list(inputs)
     graph_inputs = [helper.make_tensor_value_info(n, _TYPES[inputs[n].dtype], list(inputs[n].shape))
@@ -44,6 +44,10 @@ def run_case(tmp_path, op, inputs, attrs=None, n_out=1, opset=21, init=()):
     feeds = {n: inputs[n] for n in names if n not in init and inputs[n] is not None}
     want = run_ort(path, feeds)
     module = hk.Module(path)
+    if export:  # and back: the imported module written as ONNX again gives onnxruntime the same outputs
+        exported = hk.export_onnx(module, str(tmp_path / f"{op}_exported.onnx"))
+        want = run_ort(exported, feeds)
+        outs = [o.name for o in onnx.load(exported).graph.output]
     got = module(feeds, as_dict=True) if feeds else module(as_dict=True)
     for o, w in zip(outs, want):
         g = np.asarray(got[o])
@@ -179,6 +183,14 @@ CASES = [
     ("CumSum", {"x": X4, "a": np.array(2, np.int64)}, {}, ("a",)),
     ("CumSum", {"x": X4, "a": np.array(-1, np.int64)}, {"exclusive": 1, "reverse": 1}, ("a",)),
     ("Trilu", {"x": f(2, 4, 5)}, {}, ()),
+    *[("Resize", {"x": X4, "roi": None, "s": np.array([1, 1, 2, 1.5], np.float32)},
+       {"mode": mode, "coordinate_transformation_mode": coord}, ("s",))
+      for mode in ("nearest", "linear")
+      for coord in ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")],
+    *[("Resize", {"x": X4, "roi": None, "s": None, "z": i64(2, 4, 3, 13)},
+       {"mode": "nearest", "nearest_mode": nm, "coordinate_transformation_mode": "tf_half_pixel_for_nn"}, ("z",))
+      for nm in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")],
+    ("Resize", {"x": X4, "roi": None, "s": None, "z": i64(2, 4, 5, 9)}, {"mode": "linear"}, ("z",)),
     ("Trilu", {"x": f(2, 4, 5), "k": np.array(-1, np.int64)}, {"upper": 0}, ("k",)),
 ]
 
@@ -189,6 +201,11 @@ def test_op_matches_onnxruntime(tmp_path, op, inputs, attrs, init):
     if op == "Split":
         n_out = 2
     run_case(tmp_path, op, inputs, attrs, n_out=n_out, init=init)
+
+
+@pytest.mark.parametrize("op,inputs,attrs,init", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_imported_op_exports_back_to_onnx(tmp_path, op, inputs, attrs, init):
+    run_case(tmp_path, op, inputs, attrs, n_out=2 if op == "Split" else 1, init=init, export=True)
 
 
 def test_topk_matches_onnxruntime(tmp_path):
