@@ -100,7 +100,13 @@ class OnnxExpand:
     def infer(x, shape):
         check_dtype(shape, "i", "the shape")
         value = _const(shape)
-        if value is None or x.shape is None:
+        if value is None:  # a run-time shape: the rank is known when the shape's length is
+            if x.shape is None or shape.shape is None or len(shape.shape) != 1 or shape.shape[0] is None:
+                return x.dtype, None
+            n = max(len(x.shape), shape.shape[0])
+            padded = [1] * (n - len(x.shape)) + list(x.shape)
+            return x.dtype, tuple(None if d in (1, None) else d for d in padded)
+        if x.shape is None:
             return x.dtype, None
         a, b = list(x.shape), [int(d) for d in value.reshape(-1)]
         n = max(len(a), len(b))
