@@ -140,6 +140,8 @@ def read_model(path: str) -> Any:
     if version != TARGET_OPSET:
         try:
             model = onnx.version_converter.convert_version(model, TARGET_OPSET)
+            # The converter keeps the old IR version; IR < 4 wants every initializer it adds listed as an input.
+            model.ir_version = max(model.ir_version, onnx.helper.find_min_ir_version_for(list(model.opset_import)))
         except Exception as e:
             raise FormatError(
                 f"ONNX model {path!r} uses opset {version}, which cannot be converted to opset {TARGET_OPSET}: {e}"
