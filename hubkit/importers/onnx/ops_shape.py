@@ -214,7 +214,13 @@ def constant_of_shape(ctx, node, attrs):
     value = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
     dims = ctx.known(node.input[0])
     if dims is not None:
-        return [np.full([int(d) for d in dims.reshape(-1)], value[0], dtype=value.dtype)]
+        from hubkit.importers.onnx.translate import check_fold_size
+
+        shape = [int(d) for d in dims.reshape(-1)]
+        if any(d < 0 for d in shape):
+            raise GraphError(f"ConstantOfShape has the negative shape {shape}.")
+        check_fold_size(int(np.prod(shape, dtype=np.float64)), "ConstantOfShape")
+        return [np.full(shape, value[0], dtype=value.dtype)]
     return [K.fill(ctx.t(node.input[0]), value[0])]
 
 

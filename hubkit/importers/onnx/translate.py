@@ -24,7 +24,7 @@ from hubkit.importers.onnx import ops_math, ops_nn, ops_shape  # noqa: F401  (re
 from hubkit.importers.onnx.registry import TRANSLATORS
 from hubkit.ops.registry import get_op
 
-__all__ = ["SUPPORTED_OPS", "Context", "check_supported", "onnx_dtype"]
+__all__ = ["SUPPORTED_OPS", "Context", "check_fold_size", "check_supported", "onnx_dtype"]
 
 SUPPORTED_OPS: tuple[str, ...] = tuple(sorted(TRANSLATORS))
 
@@ -64,6 +64,14 @@ def check_supported(model: Any, path: str) -> None:
         )
 
 
+def check_fold_size(elements: int, what: str) -> None:
+    """Refuses to compute, at import, a constant larger than :data:`_MAX_FOLD_ELEMENTS` elements."""
+    if elements > _MAX_FOLD_ELEMENTS:
+        raise GraphError(
+            f"{what} would compute a constant of {elements} elements at import; the limit is {_MAX_FOLD_ELEMENTS}."
+        )
+
+
 def evaluate(tensors: Sequence[Tensor]) -> list[np.ndarray]:
     """Runs the (constant-only) subgraph computing ``tensors`` with the ops' own kernels."""
     memo: dict[str, tuple] = {}
@@ -74,6 +82,9 @@ def evaluate(tensors: Sequence[Tensor]) -> list[np.ndarray]:
             if node.op == "Const":
                 memo[node.name] = (node.attrs["value"],)
             else:
+                for out in node.outputs:  # a hostile model must not make the importer allocate without bound
+                    if out.shape is not None and None not in out.shape:
+                        check_fold_size(int(np.prod(out.shape, dtype=np.int64)), node.op)
                 opdef = get_op(node.op)
                 args = [value(i) for i in node.inputs]
                 extra = opdef.prepare(node) if opdef.prepare is not None else {}

@@ -153,3 +153,19 @@ def test_missing_extra_names_it(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'hubkit-ml\[onnx\]'") as e:
         require_onnx()
     assert isinstance(e.value, hk.HubkitError)
+
+
+@pytest.mark.parametrize("node,inits", [
+    (helper.make_node("ConstantOfShape", ["s"], ["c"]), [numpy_helper.from_array(np.array([1 << 20, 1 << 20]), "s")]),
+    (helper.make_node("Range", ["a", "b", "d"], ["c"]), [numpy_helper.from_array(np.array(0, np.int64), "a"),
+                                                          numpy_helper.from_array(np.array(1 << 40, np.int64), "b"),
+                                                          numpy_helper.from_array(np.array(1, np.int64), "d")]),
+])
+def test_import_time_constants_are_bounded(tmp_path, node, inits):
+    nodes = [node, helper.make_node("Shape", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("y", TensorProto.INT64, [None])],
+                              initializer=inits)
+    path = str(tmp_path / "bomb.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
+    with pytest.raises(hk.FormatError, match="limit is"):
+        hk.Module(path)
