@@ -124,9 +124,8 @@ def cumsum(ctx, node, attrs):
 
 @translates("TopK")
 def topk(ctx, node, attrs):
-    if not int(attrs.get("sorted", 1)):
-        pass  # sorted output is a valid answer for sorted=0
-    x = ctx.t(node.input[0])
-    k = K.cast(ctx.t(node.input[1]), "int64") if ctx.t(node.input[1]).dtype.name != "int64" else ctx.t(node.input[1])
-    node_ = apply("OnnxTopK", x, k, axis=int(attrs.get("axis", -1)) % x.ndim, largest=bool(attrs.get("largest", 1)))
-    return list(node_)
+    # sorted=0 allows any order: the sorted one is a valid answer.
+    x, k = ctx.t(node.input[0]), ctx.t(node.input[1])
+    if k.dtype.name != "int64":
+        k = K.cast(k, "int64")
+    return list(apply("OnnxTopK", x, k, axis=int(attrs.get("axis", -1)) % x.ndim, largest=bool(attrs.get("largest", 1))))
