@@ -212,6 +212,7 @@ def test_topk_matches_onnxruntime(tmp_path):
     x = np.round(f(3, 6) * 2) / 2  # ties: the lower index comes first
     run_case(tmp_path, "TopK", {"x": x, "k": i64(3)}, {"axis": 1}, n_out=2, init=("k",))
     run_case(tmp_path, "TopK", {"x": x, "k": i64(2)}, {"axis": 0, "largest": 0}, n_out=2, init=("k",))
+    run_case(tmp_path, "TopK", {"x": x, "k": i64(3)}, {"axis": 1}, n_out=2, init=("k",), export=True)
 
 
 @pytest.mark.parametrize("opset", [9, 11, 13])
