@@ -23,6 +23,7 @@ from hubkit.errors import GraphError
 from hubkit.graph import Graph, GraphKeys, Tensor, as_dtype, format_shape, placeholder
 from hubkit.graph.shapes import merge_shapes
 from hubkit.runtime import Session, Variable
+from hubkit.runtime.tracking import assign_value, escape_name, hand_down_deferred
 
 __all__ = ["CallRecord", "Layer", "get_layer_class", "register_layer"]
 
@@ -94,9 +95,17 @@ class CallRecord:
         return flatten(self.outputs)
 
 
+class _LayerGraphState:
+    """Per-graph state of the layers: recorded calls, and the weights whose regularization loss was added."""
+
+    def __init__(self) -> None:
+        self.history: dict[Tensor, tuple[CallRecord, int]] = {}
+        self.regularized: set[int] = set()
+
+
 def layer_history(graph: Graph) -> dict[Tensor, tuple[CallRecord, int]]:
     """``tensor -> (record, index in the record's flat outputs)`` for every recorded call in ``graph``."""
-    return graph.state.setdefault("layer_history", {})
+    return graph.state_for(_LayerGraphState).history
 
 
 def flatten(structure: Any) -> list[Any]:
@@ -218,20 +227,8 @@ class Layer:
     # -- tracking ----------------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if name.startswith("_") or "_deferred" not in self.__dict__ or not self._deferred:
-            return
-        if _is_trackable(value):
-            self._hand_down_deferred(name, value)
-
-    def _hand_down_deferred(self, name: str, value: Any) -> None:
-        """Passes checkpointed values waiting under ``name`` to the object just assigned there."""
-        from hubkit.train.checkpoint import apply_deferred
-
-        prefix = name + "/"
-        mine = {k: p for k, p in self._deferred.items() if k == name or k.startswith(prefix)}
-        for k in mine:
-            del self._deferred[k]
-        apply_deferred(value, {k[len(prefix) :] if k != name else "": p for k, p in mine.items()})
+        if not name.startswith("_") and _is_trackable(value):
+            hand_down_deferred(self, name, value)
 
     def _tracked_attributes(self) -> list[tuple[str, Any]]:
         """Public attributes holding variables or layers, in assignment order."""
@@ -350,8 +347,8 @@ class Layer:
     # -- weights -----------------------------------------------------------------------------------
     def add_weight(
         self,
-        name: str,
-        shape: Any,
+        name: str | None = None,
+        shape: Any = None,
         initializer: Any = "glorot_uniform",
         trainable: bool = True,
         dtype: Any = None,
@@ -361,8 +358,9 @@ class Layer:
 
         Args:
             name: the weight's name inside the layer ("kernel"); the variable is named
-                ``"<layer path>/<name>"``.
-            shape: its fully known shape.
+                ``"<layer path>/<name>"``. Optional, as in Keras: unnamed weights are ``variable``,
+                ``variable_1``, ...
+            shape: its fully known shape (a scalar when None, as in Keras).
             initializer: a name ("zeros", "ones", "random_normal", "glorot_uniform", ...), a config,
                 or an initializer object from ``hubkit.initializers``.
             trainable: whether optimizers update it.
@@ -375,8 +373,15 @@ class Layer:
         """
         from hubkit import initializers
 
+        if name is None:
+            name = "variable"
+            n = 1
+            while name in self._weights:
+                name, n = f"variable_{n}", n + 1
         if name in self._weights:
             raise GraphError(f"Layer {self.name!r} already has a weight named {name!r}.")
+        if shape is None:
+            shape = ()  # a scalar, as in Keras
         scopes = _call_state.scopes
         scope = "/".join(scopes if scopes[-1:] == [self.name] else [*scopes, self.name])
         var = Variable(
@@ -395,8 +400,6 @@ class Layer:
             self._regularizers[name] = regularizers.get(regularizer)
         pending = self._deferred.pop(name, None)
         if pending is not None:  # a restored value waiting for this weight: checked like any other
-            from hubkit.train.checkpoint import assign_value
-
             assign_value(var, pending)
         return var
 
@@ -536,7 +539,7 @@ class Layer:
     def _add_regularization_losses(self, graph: Graph) -> None:
         if not self._regularizers:
             return
-        done = graph.state.setdefault("layer_regularized", set())
+        done = graph.state_for(_LayerGraphState).regularized
         for name, reg in self._regularizers.items():
             var = self._weights[name]
             if id(var) in done:
@@ -555,7 +558,8 @@ class Layer:
 
     def _eager_call(self, inputs: Any, args: tuple, training: Any, kwargs: dict[str, Any]) -> Any:
         """Runs the layer on arrays through a small graph cached per input signature."""
-        arrays = map_structure(_as_array, inputs)
+        # A (nested) list of plain values, such as ["hello", "world"], is one input, as Module takes it.
+        arrays = _as_array(inputs) if _is_plain_data(inputs) else map_structure(_as_array, inputs)
         leaves = flatten(arrays)
         key = (
             repr(map_structure(lambda a: (a.dtype.str, a.shape[1:] if a.ndim else ()), arrays)),
@@ -607,8 +611,20 @@ class Layer:
         return f"<hubkit.layers.{type(self).__name__} {self.name!r}>"
 
 
+_PLAIN_SCALARS = (str, bytes, int, float, bool, np.generic)
+
+
+def _is_plain_data(value: Any) -> bool:
+    """A non-empty (nested) list or tuple of Python or NumPy scalars: one array, not a list of inputs."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    return all(isinstance(v, _PLAIN_SCALARS) or _is_plain_data(v) for v in value)
+
+
 def _as_array(value: Any) -> np.ndarray:
     arr = np.asarray(value)
+    if arr.dtype.kind in "US":
+        arr = arr.astype(object)  # strings are object arrays, as hubkit string tensors hold them
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)  # Python floats become float32, as constants do
     return arr
@@ -624,11 +640,6 @@ def _leaves(name: str, value: Any) -> Iterator[tuple[str, Any]]:
             yield from _leaves(f"{name}/{i}", v)
     elif isinstance(value, (Variable, Layer)) or getattr(value, "_checkpoint_children", None) is not None:
         yield name, value
-
-
-def escape_name(name: str) -> str:
-    """Escapes a name for use as one component of a checkpoint key (as TensorFlow does)."""
-    return name.replace(".", "..").replace("/", ".S")
 
 
 # -- the class registry used by from_config ---------------------------------------------------------

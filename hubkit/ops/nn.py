@@ -275,13 +275,13 @@ def set_random_seed(seed: int | None) -> None:
     """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise GraphError(f"set_random_seed: seed must be a non-negative int or None; got {seed!r}.")
-    get_default_graph().state["random_seed"] = None if seed is None else int(seed)
+    get_default_graph().seed = None if seed is None else int(seed)
 
 
 def _seeds(graph, seed: int | None) -> tuple[int | None, int | None]:
     if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
         raise GraphError(f"seed must be a non-negative int or None; got {seed!r}.")
-    graph_seed = graph.state.get("random_seed")
+    graph_seed = graph.seed
     if graph_seed is None and seed is None:
         return None, None
     if graph_seed is None:

@@ -241,6 +241,9 @@ class Session:
 
     def __init__(self, graph: Graph | None = None) -> None:
         self.graph = graph or get_default_graph()
+        # The session's own plan cache: (fetches, feeds) -> Plan, valid for one graph version.
+        self._plans: dict[tuple[tuple[Any, ...], tuple[Tensor, ...]], Plan] = {}
+        self._plans_version = self.graph.version
 
     def __enter__(self) -> Session:
         return self
@@ -292,12 +295,11 @@ class Session:
 
     def plan(self, fetches: list[Tensor | Node], feeds: list[Tensor]) -> Plan:
         """The cached plan for these fetches and fed tensors (compiled on first use)."""
-        state = self.graph.state
-        cache = state.get("plans")
-        if cache is None or state.get("plans_version") != self.graph.version:
+        cache = self._plans
+        if self._plans_version != self.graph.version:
             # Nodes were added: plans stay valid, but drop them so the cache cannot grow without bound.
-            cache = state["plans"] = {}
-            state["plans_version"] = self.graph.version
+            cache.clear()
+            self._plans_version = self.graph.version
         key = (tuple(fetches), tuple(feeds))
         plan = cache.get(key)
         if plan is None:

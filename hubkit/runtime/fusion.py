@@ -385,41 +385,65 @@ class _ProgramBuilder:
         self.constants.append(float(value))
         return len(self.constants) - 1
 
-    def emit(self, slot: int) -> tuple[int, bool]:
-        """Emits code computing ``slot``; returns its register and whether it is a temporary."""
+    def _leaf(self, slot: int) -> tuple[int, bool] | None:
+        """The register of ``slot`` when it needs no instruction of the group (operand or constant), else None."""
         if slot in self.loaded:
             return self.loaded[slot], False
         if slot in self.constant_slots:
             reg = self._alloc()
             self.code.append((CONST, reg, self._constant(self.constant_slots[slot]), 0))
             return reg, True
-        k = self.producer.get(slot)
-        if k not in self.members:
+        if self.producer.get(slot) not in self.members:
             reg = self._alloc()
             self.loaded[slot] = reg
             self.code.append((LOAD, reg, len(self.operands), 0))
             self.operands.append(slot)
             return reg, False
-        node, ins = self.steps[k][5], self.steps[k][2]
+        return None
+
+    def _sources(self, slot: int) -> tuple[int, list[int]]:
+        """The opcode computing ``slot`` and the slots it reads, in evaluation order."""
+        node, ins = self.steps[self.producer[slot]][5], self.steps[self.producer[slot]][2]
         if node.op in _UNARY:
-            code, b, tb = _UNARY[node.op], 0, False
-            a, ta = self.emit(ins[0])
-        elif node.op == "Pow" and self.constant_slots.get(ins[1]) in (2.0, 3.0):
-            code, b, tb = SQUARE if self.constant_slots[ins[1]] == 2.0 else CUBE, 0, False
-            a, ta = self.emit(ins[0])
-        else:
-            code = _BINARY[node.op]
-            a, ta = self.emit(ins[0])
-            b, tb = (a, ta) if ins[1] == ins[0] else self.emit(ins[1])
-        # A fresh destination: a loop writing over its own source fails LLVM's overlap check and runs
-        # scalar (measured 3x slower), so sources are released only after the destination is taken.
-        reg = self._alloc()
-        self._release(a, ta)
-        if b != a:
-            self._release(b, tb)
-        self.code.append((code, reg, a, b))
-        self.opcodes.append(code)
-        return reg, True
+            return _UNARY[node.op], [ins[0]]
+        if node.op == "Pow" and self.constant_slots.get(ins[1]) in (2.0, 3.0):
+            return (SQUARE if self.constant_slots[ins[1]] == 2.0 else CUBE), [ins[0]]
+        return _BINARY[node.op], [ins[0]] if ins[1] == ins[0] else [ins[0], ins[1]]
+
+    def emit(self, root: int) -> tuple[int, bool]:
+        """Emits code computing ``root``; returns its register and whether it is a temporary.
+
+        A depth-first walk with an explicit stack, so chains of any length compile (no recursion).
+        """
+        values: list[tuple[int, bool]] = []  # (register, temporary) of the walked sources
+        work: list[tuple[int, bool]] = [(root, False)]  # (slot, its sources are already on ``values``)
+        while work:
+            slot, ready = work.pop()
+            if not ready:
+                leaf = self._leaf(slot)
+                if leaf is not None:
+                    values.append(leaf)
+                    continue
+                work.append((slot, True))
+                work.extend((src, False) for src in reversed(self._sources(slot)[1]))
+                continue
+            code, srcs = self._sources(slot)
+            if len(srcs) == 1:
+                a, ta = values.pop()
+                b, tb = (a, ta) if code in _BINARY.values() else (0, False)
+            else:
+                b, tb = values.pop()
+                a, ta = values.pop()
+            # A fresh destination: a loop writing over its own source fails LLVM's overlap check and
+            # runs scalar (bench_fusion.py --ops), so sources are released only after it is taken.
+            reg = self._alloc()
+            self._release(a, ta)
+            if b != a:
+                self._release(b, tb)
+            self.code.append((code, reg, a, b))
+            self.opcodes.append(code)
+            values.append((reg, True))
+        return values[-1]
 
 
 def _worth_fusing(opcodes: Sequence[int], dtype: np.dtype) -> bool:

@@ -10,7 +10,6 @@ from hubkit.errors import GraphError
 from hubkit.graph import Tensor
 from hubkit.layers.base import (
     Layer,
-    escape_name,
     flatten,
     get_layer_class,
     map_structure,
@@ -18,6 +17,7 @@ from hubkit.layers.base import (
     to_snake_case,
 )
 from hubkit.runtime import Variable
+from hubkit.runtime.tracking import escape_name
 from hubkit.train.functional import InputLayer, input_layer_of, trace
 from hubkit.train.training import TrainingMixin
 
