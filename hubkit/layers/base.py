@@ -22,7 +22,7 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Graph, GraphKeys, Tensor, as_dtype, format_shape, placeholder
 from hubkit.graph.shapes import merge_shapes
-from hubkit.runtime import Session, Variable
+from hubkit.runtime import Session, Variable, initializers, regularizers
 from hubkit.runtime.tracking import assign_value, escape_name, hand_down_deferred
 
 __all__ = ["CallRecord", "Layer", "get_layer_class", "register_layer"]
@@ -371,8 +371,6 @@ class Layer:
         Returns:
             The new :class:`~hubkit.Variable`.
         """
-        from hubkit import initializers
-
         if name is None:
             name = "variable"
             n = 1
@@ -395,8 +393,6 @@ class Layer:
         if not self._trainable:
             self._sync_variable_flags()
         if regularizer is not None:
-            from hubkit import regularizers
-
             self._regularizers[name] = regularizers.get(regularizer)
         pending = self._deferred.pop(name, None)
         if pending is not None:  # a restored value waiting for this weight: checked like any other

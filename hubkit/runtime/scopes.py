@@ -27,7 +27,7 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Graph, GraphKeys, as_dtype, format_shape, get_default_graph, normalize_shape
 from hubkit.graph.shapes import is_compatible
-from hubkit.runtime import initializers
+from hubkit.runtime import initializers, regularizers
 from hubkit.runtime.state import runtime_state
 from hubkit.runtime.variables import Variable, register_in_collections
 
@@ -197,8 +197,6 @@ def _as_regularizer(regularizer: Any) -> Any:
     if regularizer is None or callable(regularizer):
         return regularizer
     if isinstance(regularizer, (str, dict)):
-        from hubkit import regularizers  # the regularizers namespace builds on the ops layer
-
         return regularizers.get(regularizer)
     raise GraphError(f"Cannot use {regularizer!r} as a regularizer; pass hubkit.regularizers.l2(scale) or similar.")
 

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hubkit import losses
 from hubkit.errors import FeedError, GraphError
 from hubkit.graph import Graph, GraphKeys, Tensor, format_shape, placeholder
 from hubkit.layers.base import suppress_recording
+from hubkit.ops import api
 from hubkit.runtime import Session
 from hubkit.runtime.executor import convert_feed
 
@@ -34,39 +36,31 @@ __all__ = ["History", "TrainingMixin", "get_loss", "get_metric"]
 
 
 # -- losses and metrics by name ---------------------------------------------------------------------
-def _hk():
-    import hubkit
-
-    return hubkit
-
-
 def _clip(p: Tensor) -> Tensor:
-    return _hk().clip_by_value(p, 1e-7, 1.0 - 1e-7)
+    return api.clip_by_value(p, 1e-7, 1.0 - 1e-7)
 
 
 # Losses on probabilities that hubkit.losses has no twin for (it works on logits); everything else
 # below delegates to hubkit.losses, which checks the labels' shape against the predictions'.
 def _sparse_ce(labels: Tensor, probs: Tensor) -> Tensor:
-    hk = _hk()
     depth = None if not probs.shape else probs.shape[-1]
     if depth is None:
         raise GraphError(
             f"sparse_categorical_crossentropy needs predictions with a known number of classes (last axis); "
             f"{probs.name!r} has shape {format_shape(probs.shape)}."
         )
-    return _categorical_ce(hk.one_hot(labels, depth, dtype=probs.dtype), probs)
+    return _categorical_ce(api.one_hot(labels, depth, dtype=probs.dtype), probs)
 
 
 def _categorical_ce(labels: Tensor, probs: Tensor) -> Tensor:
-    hk = _hk()
-    return hk.reduce_mean(-hk.reduce_sum(labels * hk.log(_clip(probs)), axis=-1))
+    return api.reduce_mean(-api.reduce_sum(labels * api.log(_clip(probs)), axis=-1))
 
 
 def _from_losses(name: str, **kwargs: Any) -> Callable[[Tensor, Tensor], Tensor]:
     """``hubkit.losses.<name>`` as ``fn(labels, predictions)``, kept out of the LOSSES collection."""
 
     def loss(labels: Tensor, predictions: Tensor) -> Tensor:
-        fn = getattr(_hk().losses, name)
+        fn = getattr(losses, name)
         return fn(labels, predictions, loss_collection=None, **kwargs)
 
     loss.__name__ = name
@@ -105,14 +99,13 @@ def get_loss(loss: Any) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 def _accuracy(labels: Tensor, preds: Tensor) -> Tensor:
-    hk = _hk()
     if labels.ndim is not None and preds.ndim is not None and labels.ndim < preds.ndim:
-        hit = hk.equal(hk.argmax(preds, axis=-1), hk.cast(labels, "int64"))
+        hit = api.equal(api.argmax(preds, axis=-1), api.cast(labels, "int64"))
     elif preds.shape is not None and preds.shape[-1] == 1:
-        hit = hk.equal(hk.cast(hk.greater(preds, 0.5), preds.dtype), hk.cast(labels, preds.dtype))
+        hit = api.equal(api.cast(api.greater(preds, 0.5), preds.dtype), api.cast(labels, preds.dtype))
     else:
-        hit = hk.equal(hk.argmax(preds, axis=-1), hk.argmax(labels, axis=-1))
-    return hk.reduce_mean(hk.cast(hit, "float32"))
+        hit = api.equal(api.argmax(preds, axis=-1), api.argmax(labels, axis=-1))
+    return api.reduce_mean(api.cast(hit, "float32"))
 
 
 _METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -390,7 +383,6 @@ class TrainingMixin:
     def _loss_terms(
         self, graph: Graph, outputs: list[Tensor], y_specs: list[tuple[Any, tuple]]
     ) -> tuple[list[Tensor], Tensor, list[Tensor], list[str]]:
-        hk = _hk()
         heads = self._require_compiled()
         labels: list[Tensor] = []
         losses: list[Tensor] = []
@@ -408,16 +400,16 @@ class TrainingMixin:
                 label = placeholder(dtype, shape, name=f"{out_name}_target")
                 labels.append(label)
                 with graph.name_scope(f"{out_name}_loss"):
-                    loss = hk.cast(fn(label, outputs[i]), "float32")
+                    loss = api.cast(fn(label, outputs[i]), "float32")
                 losses.append(loss)
                 for metric_name, mfn in heads.metrics[i]:
                     with graph.name_scope(f"{out_name}_{metric_name}"):
-                        metrics.append(hk.cast(mfn(label, outputs[i]), "float32"))
+                        metrics.append(api.cast(mfn(label, outputs[i]), "float32"))
                     names.append(f"{out_name}_{metric_name}" if multi else metric_name)
             weighted = [loss * w if w != 1.0 else loss for loss, w in zip(losses, heads.weights)]
             regs = graph.get_collection(GraphKeys.REGULARIZATION_LOSSES)
-            terms = weighted + [hk.cast(r, "float32") for r in regs]
-            total = terms[0] if len(terms) == 1 else hk.add_n(terms)
+            terms = weighted + [api.cast(r, "float32") for r in regs]
+            total = terms[0] if len(terms) == 1 else api.add_n(terms)
         loss_names = [f"{n}_loss" for n in heads.target_names] if multi else []
         per_output = losses if multi else []
         return labels, total, per_output + metrics, loss_names + names
@@ -435,11 +427,10 @@ class TrainingMixin:
             raise GraphError(f"Model {self.name!r} has no trainable variables; there is nothing to fit.")
         graph, feeds, outputs = self._replay(training=True)
         labels, total, scalars, names = self._loss_terms(graph, outputs, specs)
-        hk = _hk()
         with graph.as_default():
             train_op = self.optimizer.minimize(total, var_list=var_list)
             updates = graph.get_collection(GraphKeys.UPDATE_OPS)
-            step = hk.group(train_op, *updates, name="train_step") if updates else train_op
+            step = api.group(train_op, *updates, name="train_step") if updates else train_op
         apply_deferred_slots(self.optimizer)
         program = self._programs[key] = _Program(graph, feeds + labels, [step, total, *scalars], names)
         return program
