@@ -30,6 +30,7 @@ import numpy as np
 from hubkit.errors import HubkitError, OpError
 from hubkit.ops import _numba
 from hubkit.ops.registry import get_op
+from hubkit.runtime.steps import PlanStep
 
 __all__ = ["BLOCK", "MIN_ELEMENTS", "FusedChain", "compiled_kernel", "fuse_plan", "run_program"]
 
@@ -279,7 +280,7 @@ class FusedChain:
         except HubkitError:
             raise
         except Exception as e:  # name the node that failed, as the executor does
-            node = self.steps[len(values) - len(arrays) - len(self.values)][5]
+            node = self.steps[len(values) - len(arrays) - len(self.values)].node
             raise OpError(f"Op {node.op} node {node.name!r} failed: {type(e).__name__}: {e}") from e
         return values[-1]
 
@@ -326,17 +327,17 @@ class FusedChain:
 
 
 # -- the plan pass ------------------------------------------------------------------------------------------
-def _is_fusible(step: tuple) -> bool:
-    node = step[5]
+def _is_fusible(step: PlanStep) -> bool:
+    node = step.node
     if (node.op not in _UNARY and node.op not in _BINARY) or len(node.outputs) != 1:
         return False
     dtype = node.outputs[0].dtype
     return dtype.name in ("float32", "float64") and all(t.dtype is dtype for t in node.inputs)
 
 
-def _scalar_constant(step: tuple) -> Any:
+def _scalar_constant(step: PlanStep) -> Any:
     """The value of a Const step holding one float element, else None."""
-    node = step[5]
+    node = step.node
     if node.op != "Const" or not node.outputs[0].dtype.is_floating:
         return None
     value = np.asarray(node.attrs["value"])
@@ -403,7 +404,7 @@ class _ProgramBuilder:
 
     def _sources(self, slot: int) -> tuple[int, list[int]]:
         """The opcode computing ``slot`` and the slots it reads, in evaluation order."""
-        node, ins = self.steps[self.producer[slot]][5], self.steps[self.producer[slot]][2]
+        node, ins = self.steps[self.producer[slot]].node, self.steps[self.producer[slot]].in_slots
         if node.op in _UNARY:
             return _UNARY[node.op], [ins[0]]
         if node.op == "Pow" and self.constant_slots.get(ins[1]) in (2.0, 3.0):
@@ -467,18 +468,18 @@ def fuse_plan(plan: Any) -> Any:
     readers: dict[int, set[int]] = {}
     stateful_upto = [0]
     for i, step in enumerate(steps):
-        for s in step[3]:
+        for s in step.out_slots:
             producer[s] = i
-        for s in step[2]:
+        for s in step.in_slots:
             readers.setdefault(s, set()).add(i)
-        stateful_upto.append(stateful_upto[-1] + bool(get_op(step[5].op).stateful))
+        stateful_upto.append(stateful_upto[-1] + bool(get_op(step.node.op).stateful))
     keep = set(plan.fetch_slots) | set(plan.feed_slots)
     fusible = [_is_fusible(step) for step in steps]
     constants = {}
     for step in steps:
         value = _scalar_constant(step)
-        if value is not None and step[3][0] not in keep:
-            constants[step[3][0]] = value
+        if value is not None and step.out_slots[0] not in keep:
+            constants[step.out_slots[0]] = value
     taken: set[int] = set()
     chains: dict[int, tuple[FusedChain, set[int]]] = {}
     for sink in reversed(range(len(steps))):
@@ -501,7 +502,7 @@ def _grow(steps, sink, producer, readers, keep, fusible, taken, stateful_upto) -
     stack = [sink]
     while stack:
         k = stack.pop()
-        for s in steps[k][2]:
+        for s in steps[k].in_slots:
             p = producer.get(s)
             if (p is None or p in members or p in taken or not fusible[p] or s in keep
                     or readers[s] != {k} or stateful_upto[sink] != stateful_upto[p]):
@@ -512,15 +513,15 @@ def _grow(steps, sink, producer, readers, keep, fusible, taken, stateful_upto) -
 
 
 def _make_chain(steps, sink, members, producer, constants) -> FusedChain | None:
-    out = steps[sink][5].outputs[0]
+    out = steps[sink].node.outputs[0]
     if out.shape is not None and all(d is not None for d in out.shape) and math.prod(out.shape) < MIN_ELEMENTS:
         return None
-    used_constants = {s: constants[s] for k in members for s in steps[k][2] if s in constants}
+    used_constants = {s: constants[s] for k in members for s in steps[k].in_slots if s in constants}
     builder = _ProgramBuilder(steps, producer, members, used_constants)
-    builder.emit(steps[sink][3][0])
+    builder.emit(steps[sink].out_slots[0])
     if len(builder.operands) > MAX_OPERANDS or not builder.operands:
         return None
-    tensors = {s: t for k in members for s, t in zip(steps[k][2], steps[k][5].inputs)}
+    tensors = {s: t for k in members for s, t in zip(steps[k].in_slots, steps[k].node.inputs)}
     if not all(_may_fit(tensors[s].shape, out.shape) for s in builder.operands):
         return None
     dtype = np.dtype(out.dtype.np_dtype)
@@ -542,15 +543,15 @@ def _rewrite(plan, chains, readers, constants):
     fused_members = set().union(*(members for _, members in chains.values()))
     # A folded constant's step goes when every reader now runs inside a kernel.
     dropped = {i for i, step in enumerate(plan.steps)
-               if step[3] and step[3][0] in constants and readers.get(step[3][0], set()) <= fused_members}
+               if step.out_slots and step.out_slots[0] in constants and readers.get(step.out_slots[0], set()) <= fused_members}
     new_steps = []
     for i, step in enumerate(plan.steps):
         if i in chains:
             chain, members = chains[i]
-            internal = {s for k in members for s in plan.steps[k][3]} - set(step[3])
+            internal = {s for k in members for s in plan.steps[k].out_slots} - set(step.out_slots)
             frees = tuple(dict.fromkeys(
-                s for k in sorted(members) for s in plan.steps[k][4] if s not in internal))
-            new_steps.append((chain, {}, chain.in_slots, step[3], frees, step[5]))
+                s for k in sorted(members) for s in plan.steps[k].frees if s not in internal))
+            new_steps.append(PlanStep(chain, {}, chain.in_slots, step.out_slots, frees, step.node))
         elif i not in fused_members and i not in dropped:
             new_steps.append(step)
     fused = type(plan)(new_steps, plan.num_slots, plan.feed_slots, plan.fetch_slots, plan.copy_slots)

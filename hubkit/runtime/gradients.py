@@ -8,6 +8,7 @@ from typing import Any
 from hubkit.errors import GraphError
 from hubkit.graph import Node, Tensor, convert_to_tensor, format_shape
 from hubkit.graph.shapes import merge_shapes
+from hubkit.graph.walk import upstream
 from hubkit.ops.indexed_slices import IndexedSlices
 from hubkit.ops.registry import get_op
 
@@ -19,15 +20,7 @@ def upstream_nodes(nodes: Iterable[Node]) -> set[Node]:
 
     Both differentiation and the optimizers' choice of variables ask what a value depends on.
     """
-    seen: set[Node] = set()
-    stack = list(nodes)
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(t.node for t in n.inputs)
-    return seen
+    return upstream(nodes, lambda n: [t.node for t in n.inputs])
 
 
 def _as_x(graph, x: Any) -> Tensor:

@@ -154,7 +154,7 @@ def test_fetched_or_shared_intermediates_are_not_fused_away(fuse_everything, gra
     w = shared - 1.0
     plan = compile_plan(graph, [y, t, w], [x])
     _check_bookkeeping(plan)
-    computed = {s[5].name for s in plan.steps}
+    computed = {s.node.name for s in plan.steps}
     assert t.node.name in computed and shared.node.name in computed  # fetched / read twice
     xv = np.linspace(-2, 2, 11, dtype=np.float32)
     got = plan.run([xv])
@@ -168,7 +168,7 @@ def test_constants_folded_into_kernels_leave_the_plan(fuse_everything, graph):
     x = hk.placeholder(hk.float64, [None], name="x")
     y = (x * 2.0 + 1.0) * x - 3.0
     plan = compile_plan(graph, [y], [x])
-    assert [s[5].op for s in plan.steps] == ["Sub"]  # one kernel; no Const steps left
+    assert [s.node.op for s in plan.steps] == ["Sub"]  # one kernel; no Const steps left
     assert len(plan.unfused.leaf_names) == 3  # the unfused plan preloads the three constants
     xv = np.arange(5.0)
     np.testing.assert_allclose(plan.run([xv])[0], (xv * 2 + 1) * xv - 3)

@@ -25,4 +25,4 @@ def test_a_long_elementwise_chain_compiles_fuses_and_matches_numpy(graph, length
         want = (want * np.float32(0.999) + np.float32(0.001)) if i % 2 else np.maximum(want, 0) - np.float32(0.0005)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     plan = sess.plan([y], [x])
-    assert any(isinstance(step[0], FusedChain) for step in plan.steps)
+    assert any(isinstance(step.fn, FusedChain) for step in plan.steps)

@@ -11,7 +11,7 @@ def test_leaves_are_not_steps_but_values_stay_current(graph):
     w = hk.Variable(np.ones((2, 1), np.float32), name="w")
     y = x @ w + 1.0
     plan = compile_plan(graph, [y], [x])
-    assert {s[5].op for s in plan.steps}.isdisjoint({"Const", "Variable"})
+    assert {s.node.op for s in plan.steps}.isdisjoint({"Const", "Variable"})
     assert sorted(name for name, _ in plan.leaf_names) == ["Const:0", "w:0"]
     sess = hk.Session(graph)
     np.testing.assert_allclose(sess.run(y, {x: [[1.0, 2.0]]}), [[4.0]])
@@ -41,4 +41,4 @@ def test_a_variable_first_read_under_control_dependencies_is_still_a_plain_leaf(
         later = hk.Variable(np.zeros(1, np.float32), name="later").tensor()
     assert later.node.control_inputs == ()  # reading a variable never waits for (or runs) anything
     plan = compile_plan(graph, [later], [])
-    assert [s[5].op for s in plan.steps] == []
+    assert [s.node.op for s in plan.steps] == []

@@ -117,7 +117,7 @@ def test_intermediates_are_freed_after_last_use(graph):
     np.testing.assert_allclose(hk.Session(graph).run(c, {x: np.ones(1000, np.float32)}), np.full(1000, 3.0))
     assert _SEEN == [False], "the tracked array must be freed once its last consumer ran"
     plan = hk.Session(graph).plan([c], [x])
-    freed = {s for step in plan.steps for s in step[4]}
+    freed = {s for step in plan.steps for s in step.frees}
     assert freed, "the plan frees slots"
 
 
