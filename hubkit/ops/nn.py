@@ -19,6 +19,7 @@ from hubkit.graph.shapes import merge_shapes
 from hubkit.ops import elementwise as _ew
 from hubkit.ops import reduce as _rd
 from hubkit.ops._helpers import as_tensor, normalize_axes, plain_axis
+from hubkit.ops.fusion_forms import ADD, CHEAP, RELU, RELU6, FusedForm
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 from hubkit.ops.shape import expand_dims, gather, squeeze
 
@@ -65,6 +66,8 @@ class _GradOfActivation:
 class Relu:
     """``max(x, 0)``."""
 
+    fused = FusedForm(RELU, CHEAP)
+
     def infer(x):
         return _float_like(x)
 
@@ -86,6 +89,8 @@ class ReluGrad(_GradOfActivation):
 @register_op
 class Relu6:
     """``min(max(x, 0), 6)``."""
+
+    fused = FusedForm(RELU6, CHEAP)
 
     def infer(x):
         return _float_like(x)
@@ -394,6 +399,8 @@ def dropout(
 @register_op
 class BiasAdd:
     """``value + bias`` with a 1-D ``bias`` along the last axis."""
+
+    fused = FusedForm(ADD, CHEAP)
 
     def infer(value, bias):
         if value.shape is not None and len(value.shape) < 1:

@@ -29,6 +29,34 @@ import numpy as np
 
 from hubkit.errors import HubkitError, OpError
 from hubkit.ops import _numba
+from hubkit.ops.fusion_forms import (
+    ABS,
+    ADD,
+    CONST,
+    CUBE,
+    DIV,
+    ERF,
+    EXP,
+    FIRST_BINARY,
+    LOAD,
+    LOG,
+    LOG1P,
+    MAX,
+    MIN,
+    MUL,
+    NEG,
+    POW,
+    RELU,
+    RELU6,
+    RSQRT,
+    SIGMOID,
+    SOFTPLUS,
+    SQRT,
+    SQUARE,
+    SUB,
+    TANH,
+    FusedForm,
+)
 from hubkit.ops.registry import get_op
 from hubkit.runtime.steps import PlanStep
 
@@ -39,46 +67,13 @@ MIN_ELEMENTS = 8192  # below this NumPy's per-op cost is lower than a kernel cal
 MAX_OPERANDS = 4  # array operands per kernel call: one Numba specialization per dtype
 _MIN_PERIOD = 128  # a bias shorter than this is tiled, so blocks stay long
 
-# -- the instruction set --------------------------------------------------------------------------------
-# An instruction is (opcode, destination register, source a, source b). LOAD's a is an operand
-# index, CONST's a is an index into the constants array; other sources are registers.
-(LOAD, CONST, NEG, ABS, EXP, LOG, LOG1P, SQRT, RSQRT, SQUARE, TANH, SIGMOID, RELU, RELU6, SOFTPLUS, ERF,
- CUBE, ADD, SUB, MUL, DIV, MAX, MIN, POW) = range(24)
-_FIRST_BINARY = ADD
+# -- the instruction set: opcodes live with the ops (hubkit/ops/fusion_forms.py); each elementwise op
+# class declares its own ``fused = FusedForm(opcode, cost)``, so this module keeps no table of ops.
+_FIRST_BINARY = FIRST_BINARY
 FULL, SUFFIX, SCALAR = 0, 1, 2  # how an operand maps onto the output's flat index
 # Constants every program starts with, typed like its registers (a bare 1.0 would promote float32).
 _ZERO, _ONE, _HALF, _SIX = 0, 1, 2, 3
 _BASE_CONSTANTS = (0.0, 1.0, 0.5, 6.0)
-
-_UNARY = {
-    "Neg": NEG, "Abs": ABS, "Exp": EXP, "Log": LOG, "Log1p": LOG1P, "Sqrt": SQRT, "Rsqrt": RSQRT,
-    "Square": SQUARE, "Tanh": TANH, "Sigmoid": SIGMOID, "Relu": RELU, "Relu6": RELU6,
-    "Softplus": SOFTPLUS, "Erf": ERF,
-}
-_BINARY = {
-    "Add": ADD, "BiasAdd": ADD, "Sub": SUB, "Mul": MUL, "RealDiv": DIV, "Maximum": MAX,
-    "Minimum": MIN, "Pow": POW,
-}
-
-# Cost in ns per element of each op inside the kernel ("fused") and as a NumPy step ("numpy"),
-# float32 / float64, measured on the development machine (AMD EPYC, AVX-512, no SVML) with
-# ``scripts/bench_fusion.py --ops`` and, for cheap ops, from whole chains (a NumPy step also pays
-# a memory pass and a temporary). Numba calls the C library's scalar exp/log/tanh where NumPy has
-# SIMD versions, so chains of those stay NumPy; NumPy's erf (float64 through Python's math.erf),
-# softplus and x ** 3 (powf of negative bases: the tanh gelu) are slower than the kernel's.
-_CHEAP = ((0.1, 0.25, 0.15, 0.35), {NEG, ABS, SQRT, RSQRT, SQUARE, CUBE, RELU, RELU6, ADD, SUB, MUL, DIV, MAX, MIN})
-_COST: dict[int, tuple[float, float, float, float]] = {  # opcode -> (fused32, numpy32, fused64, numpy64)
-    **{code: _CHEAP[0] for code in _CHEAP[1]},
-    CUBE: (0.1, 40.0, 0.15, 40.0),
-    EXP: (2.9, 0.34, 3.3, 0.63),
-    LOG: (2.8, 0.25, 3.1, 0.58),
-    LOG1P: (9.0, 0.29, 6.0, 0.60),
-    TANH: (17.3, 0.17, 9.2, 0.83),
-    SIGMOID: (11.0, 0.32, 8.7, 1.25),
-    SOFTPLUS: (18.4, 24.3, 14.8, 25.0),
-    ERF: (6.9, 18.5, 9.1, 79.3),
-    POW: (5.1, 1.0, 8.9, 1.6),
-}
 
 
 def run_program(program, constants, operands, kinds, out, period):  # pragma: no cover - compiled by Numba
@@ -329,7 +324,7 @@ class FusedChain:
 # -- the plan pass ------------------------------------------------------------------------------------------
 def _is_fusible(step: PlanStep) -> bool:
     node = step.node
-    if (node.op not in _UNARY and node.op not in _BINARY) or len(node.outputs) != 1:
+    if get_op(node.op).fused is None or len(node.outputs) != 1:
         return False
     dtype = node.outputs[0].dtype
     return dtype.name in ("float32", "float64") and all(t.dtype is dtype for t in node.inputs)
@@ -369,7 +364,7 @@ class _ProgramBuilder:
         self.loaded: dict[int, int] = {}  # operand slot -> its register (kept to the end)
         self.free: list[int] = []
         self.num_regs = 0
-        self.opcodes: list[int] = []
+        self.costs: list[tuple[float, float, float, float]] = []  # of each instruction, as its op declares
 
     def _alloc(self) -> int:
         if self.free:
@@ -402,14 +397,17 @@ class _ProgramBuilder:
             return reg, False
         return None
 
-    def _sources(self, slot: int) -> tuple[int, list[int]]:
-        """The opcode computing ``slot`` and the slots it reads, in evaluation order."""
-        node, ins = self.steps[self.producer[slot]].node, self.steps[self.producer[slot]].in_slots
-        if node.op in _UNARY:
-            return _UNARY[node.op], [ins[0]]
-        if node.op == "Pow" and self.constant_slots.get(ins[1]) in (2.0, 3.0):
-            return (SQUARE if self.constant_slots[ins[1]] == 2.0 else CUBE), [ins[0]]
-        return _BINARY[node.op], [ins[0]] if ins[1] == ins[0] else [ins[0], ins[1]]
+    def _sources(self, slot: int) -> tuple[FusedForm, list[int]]:
+        """The fused form computing ``slot`` and the slots it reads, in evaluation order."""
+        step = self.steps[self.producer[slot]]
+        ins, opdef = step.in_slots, get_op(step.node.op)
+        form = opdef.fused
+        if form.code < FIRST_BINARY:
+            return form, [ins[0]]
+        special = (opdef.fused_powers or {}).get(self.constant_slots.get(ins[1]))
+        if special is not None:  # x ** 2, x ** 3: a unary form of the constant exponent
+            return special, [ins[0]]
+        return form, [ins[0]] if ins[1] == ins[0] else [ins[0], ins[1]]
 
     def emit(self, root: int) -> tuple[int, bool]:
         """Emits code computing ``root``; returns its register and whether it is a temporary.
@@ -428,10 +426,11 @@ class _ProgramBuilder:
                 work.append((slot, True))
                 work.extend((src, False) for src in reversed(self._sources(slot)[1]))
                 continue
-            code, srcs = self._sources(slot)
+            form, srcs = self._sources(slot)
+            code = form.code
             if len(srcs) == 1:
                 a, ta = values.pop()
-                b, tb = (a, ta) if code in _BINARY.values() else (0, False)
+                b, tb = (a, ta) if code >= FIRST_BINARY else (0, False)
             else:
                 b, tb = values.pop()
                 a, ta = values.pop()
@@ -442,20 +441,20 @@ class _ProgramBuilder:
             if b != a:
                 self._release(b, tb)
             self.code.append((code, reg, a, b))
-            self.opcodes.append(code)
+            self.costs.append(form.cost)
             values.append((reg, True))
         return values[-1]
 
 
-def _worth_fusing(opcodes: Sequence[int], dtype: np.dtype) -> bool:
-    """Whether the measured per-element costs say one kernel pass beats the NumPy steps.
+def _worth_fusing(costs: Sequence[tuple[float, float, float, float]], dtype: np.dtype) -> bool:
+    """Whether the per-element costs the ops declare say one kernel pass beats the NumPy steps.
 
     A lone op must be at least three times as fast in the kernel: fusion saves it no memory pass.
     """
     col = 0 if dtype == np.float32 else 2
-    fused = sum(_COST[code][col] for code in opcodes)
-    numpy = sum(_COST[code][col + 1] for code in opcodes)
-    return fused < numpy if len(opcodes) > 1 else 3 * fused < numpy
+    fused = sum(cost[col] for cost in costs)
+    numpy = sum(cost[col + 1] for cost in costs)
+    return fused < numpy if len(costs) > 1 else 3 * fused < numpy
 
 
 def fuse_plan(plan: Any) -> Any:
@@ -525,7 +524,7 @@ def _make_chain(steps, sink, members, producer, constants) -> FusedChain | None:
     if not all(_may_fit(tensors[s].shape, out.shape) for s in builder.operands):
         return None
     dtype = np.dtype(out.dtype.np_dtype)
-    if not _worth_fusing(builder.opcodes, dtype):
+    if not _worth_fusing(builder.costs, dtype):
         return None
     ranks = [len(tensors[s].shape) if tensors[s].shape is not None else 0 for s in builder.operands]
     return FusedChain(

@@ -232,8 +232,14 @@ def test_numba_off_leaves_plans_unchanged(graph):
 
 
 def test_cost_model_keeps_slow_kernel_ops_in_numpy():
+    from hubkit.ops.registry import get_op
+
+    def cost(op):  # the cost each op class declares with its fused form
+        return get_op(op).fused.cost
+
+    cube = get_op("Pow").fused_powers[3.0].cost
     f32 = np.dtype(np.float32)
-    assert not fusion._worth_fusing([fusion.SIGMOID, fusion.MUL], f32)  # swish: NumPy's SIMD tanh wins
-    assert fusion._worth_fusing([fusion.ADD, fusion.RELU], f32)
-    assert fusion._worth_fusing([fusion.CUBE, fusion.MUL, fusion.ADD, fusion.TANH, fusion.MUL], f32)
-    assert not fusion._worth_fusing([fusion.RELU], f32)  # a lone cheap op saves no memory pass
+    assert not fusion._worth_fusing([cost("Sigmoid"), cost("Mul")], f32)  # swish: NumPy's SIMD tanh wins
+    assert fusion._worth_fusing([cost("Add"), cost("Relu")], f32)
+    assert fusion._worth_fusing([cube, cost("Mul"), cost("Add"), cost("Tanh"), cost("Mul")], f32)
+    assert not fusion._worth_fusing([cost("Relu")], f32)  # a lone cheap op saves no memory pass
