@@ -10,7 +10,6 @@ arrays runs it now and returns arrays.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
 import threading
@@ -22,6 +21,15 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Graph, GraphKeys, Tensor, as_dtype, format_shape, placeholder
 from hubkit.graph.shapes import merge_shapes
+from hubkit.layers.recording import (
+    CallRecord,
+    _call_state,
+    flatten,
+    layer_history,
+    map_structure,
+    recorded_graph_state,
+    suppress_recording,
+)
 from hubkit.runtime import Session, Variable, initializers, regularizers
 from hubkit.runtime.tracking import assign_value, escape_name, hand_down_deferred
 
@@ -46,84 +54,6 @@ def unique_layer_name(base: str) -> str:
         n = _name_counts.get(base, 0)
         _name_counts[base] = n + 1
     return base if n == 0 else f"{base}_{n}"
-
-
-# -- recording of calls (the functional API's topology) ---------------------------------------------
-class _CallState(threading.local):
-    def __init__(self) -> None:
-        self.depth = 0  # > 0 inside a layer's call: nested calls are not recorded
-        self.scopes: list[str] = []  # names of the layers being built, for variable names
-
-
-_call_state = _CallState()
-
-
-@contextlib.contextmanager
-def suppress_recording() -> Iterator[None]:
-    """Layer calls inside this block are not recorded as functional-model connections."""
-    _call_state.depth += 1
-    try:
-        yield
-    finally:
-        _call_state.depth -= 1
-
-
-class CallRecord:
-    """One call of a layer on symbolic tensors (a Keras "node").
-
-    Attributes:
-        layer: the layer called.
-        inputs: the inputs as passed (a tensor, or a list/tuple/dict of tensors).
-        kwargs: the plain-data keyword arguments of the call (e.g. ``training=True``).
-        outputs: the outputs as returned.
-    """
-
-    __slots__ = ("inputs", "kwargs", "layer", "outputs")
-
-    def __init__(self, layer: Layer, inputs: Any, kwargs: dict[str, Any], outputs: Any) -> None:
-        self.layer = layer
-        self.inputs = inputs
-        self.kwargs = kwargs
-        self.outputs = outputs
-
-    @property
-    def flat_inputs(self) -> list[Tensor]:
-        return flatten(self.inputs)
-
-    @property
-    def flat_outputs(self) -> list[Tensor]:
-        return flatten(self.outputs)
-
-
-class _LayerGraphState:
-    """Per-graph state of the layers: recorded calls, and the weights whose regularization loss was added."""
-
-    def __init__(self) -> None:
-        self.history: dict[Tensor, tuple[CallRecord, int]] = {}
-        self.regularized: set[int] = set()
-
-
-def layer_history(graph: Graph) -> dict[Tensor, tuple[CallRecord, int]]:
-    """``tensor -> (record, index in the record's flat outputs)`` for every recorded call in ``graph``."""
-    return graph.state_for(_LayerGraphState).history
-
-
-def flatten(structure: Any) -> list[Any]:
-    """The leaves of a tensor, list, tuple or dict (dicts in insertion order)."""
-    if isinstance(structure, dict):
-        return [leaf for v in structure.values() for leaf in flatten(v)]
-    if isinstance(structure, (list, tuple)):
-        return [leaf for v in structure for leaf in flatten(v)]
-    return [structure]
-
-
-def map_structure(fn: Any, structure: Any) -> Any:
-    """Applies ``fn`` to every leaf, keeping the list/tuple/dict structure."""
-    if isinstance(structure, dict):
-        return {k: map_structure(fn, v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(map_structure(fn, v) for v in structure)
-    return fn(structure)
 
 
 def _graph_of(structure: Any) -> Graph | None:
@@ -535,7 +465,7 @@ class Layer:
     def _add_regularization_losses(self, graph: Graph) -> None:
         if not self._regularizers:
             return
-        done = graph.state_for(_LayerGraphState).regularized
+        done = recorded_graph_state(graph).regularized
         for name, reg in self._regularizers.items():
             var = self._weights[name]
             if id(var) in done:

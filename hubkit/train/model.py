@@ -8,14 +8,8 @@ import numpy as np
 
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor
-from hubkit.layers.base import (
-    Layer,
-    flatten,
-    get_layer_class,
-    map_structure,
-    register_layer,
-    to_snake_case,
-)
+from hubkit.layers.base import Layer, get_layer_class, register_layer, to_snake_case
+from hubkit.layers.recording import flatten, map_structure
 from hubkit.runtime import Variable
 from hubkit.runtime.tracking import escape_name
 from hubkit.train.functional import InputLayer, input_layer_of, trace
