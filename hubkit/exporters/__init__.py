@@ -9,7 +9,6 @@ import os
 from typing import Any
 
 __all__ = ["export_onnx"]
-__top_level__: list[str] = ["export_onnx"]
 
 
 def export_onnx(module_or_handle: Any, path: str | os.PathLike, signature: str = "default",

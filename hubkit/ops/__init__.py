@@ -3,7 +3,9 @@
 Importing this package registers every op and the Tensor operator overloads.
 """
 
-from hubkit.ops import assets, onnx_conv, onnx_tensor, operators, state  # noqa: F401  (registers the Tensor operators and leaf ops)  # noqa: F401  (ONNX-exact ops)
+from hubkit.ops import assets, operators, state  # noqa: F401  (registers the Tensor operators and leaf ops)
+from hubkit.ops import onnx_conv as _onnx_conv  # noqa: F401  (registers the ONNX-exact ops)
+from hubkit.ops import onnx_tensor as _onnx_tensor  # noqa: F401
 from hubkit.ops import optimizer_ops as _optimizer_ops  # noqa: F401  (registers the fused updates)
 from hubkit.ops.api import *  # noqa: F403
 from hubkit.ops.api import __all__ as _api_all
