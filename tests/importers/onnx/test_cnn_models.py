@@ -41,3 +41,17 @@ def test_squeezenet_loads_directly_and_keeps_external_data_mapped(tmp_path):
     (out,) = module(x, as_dict=True).values()
     (want,) = run_ort(src, {light_model("squeezenet").graph.input[0].name: x})
     assert rel_err(out, want) <= 1e-4
+
+
+def test_magika_production_model_when_installed():
+    """magika (Apache-2.0) ships a real byte-classification model: a LayerNorm/attention-style net from JAX."""
+    import os
+
+    magika = pytest.importorskip("magika")  # not a test dependency: runs where magika is installed
+    path = os.path.join(os.path.dirname(magika.__file__), "models", "standard_v3_3", "model.onnx")
+    if not os.path.isfile(path):
+        pytest.skip("this magika release has no standard_v3_3 model")
+    x = np.random.default_rng(0).integers(0, 257, (3, 2048)).astype(np.int32)
+    (want,) = run_ort(path, {"bytes": x})
+    (got,) = hk.Module(path)(x, as_dict=True).values()
+    assert rel_err(got, want) <= 1e-4
