@@ -220,8 +220,6 @@ def _transpose_geometry(size, kernel, strides, dilations, pads, auto_pad, output
 class OnnxConvTranspose:
     """ONNX ``ConvTranspose``: ``x (N, C, *S)`` with ``w (C, M/group, *k)`` and an optional bias ``b (M,)``."""
 
-    differentiable = False
-
     def infer(x, w, *b, strides, dilations, pads, auto_pad="NOTSET", group=1, output_padding=(), output_shape=()):
         check_dtype(x, "f", "the input")
         if w.shape is None or None in w.shape:
@@ -261,6 +259,49 @@ class OnnxConvTranspose:
         if b:
             y = y + b[0].reshape(m, *([1] * len(kernel)))
         return np.ascontiguousarray(y)
+
+    def vjp(g, out, x, w, *b, **attrs):
+        grads = (apply("OnnxConvTransposeGrad", g, x, w, wrt="input", **attrs),
+                 apply("OnnxConvTransposeGrad", g, x, w, wrt="filter", **attrs))
+        if b:
+            from hubkit.ops.reduce import reduce_sum
+
+            grads += (reduce_sum(g, axis=[0, *range(2, len(w.shape))]),)
+        return grads
+
+
+@register_op
+class OnnxConvTransposeGrad:
+    """Gradient of :class:`OnnxConvTranspose` with respect to its input (``wrt="input"``) or filter."""
+
+    differentiable = False
+
+    def infer(g, x, w, *, wrt, **attrs):
+        return (x.dtype, x.shape) if wrt == "input" else (w.dtype, w.shape)
+
+    def forward(g, x, w, *, wrt, strides, dilations, pads, auto_pad="NOTSET", group=1, output_padding=(),
+                output_shape=()):
+        kernel = w.shape[2:]
+        n, c = x.shape[:2]
+        mg = w.shape[1]
+        size = x.shape[2:]
+        out, begin, _ = _transpose_geometry(size, kernel, strides, dilations, pads, auto_pad,
+                                            output_padding or [0] * len(kernel), output_shape)
+        full = [s * (d - 1) + (k - 1) * dl + 1 for s, d, k, dl in zip(strides, size, kernel, dilations)]
+        # Undo the crop: the gradient of the full buffer the forward pass scattered into.
+        room = [max(f, b + o) for f, b, o in zip(full, begin, out)]
+        g_full = np.zeros((n, g.shape[1], *room), dtype=g.dtype)
+        g_full[_nc(slice(b, b + o) for b, o in zip(begin, out))] = g
+        g_full = g_full[_nc(slice(0, f) for f in full)]
+        taps = math.prod(kernel)
+        cols = np.empty((n, g.shape[1], taps, *size), dtype=g.dtype)
+        for t, tap in enumerate(itertools.product(*(range(k) for k in kernel))):
+            cols[:, :, t] = g_full[_nc(_tap_slices(tap, size, strides, dilations))]
+        cols = cols.reshape(n, group, mg * taps, -1)
+        xg = x.reshape(n, group, c // group, -1)
+        if wrt == "input":
+            return np.matmul(w.reshape(group, c // group, mg * taps), cols).reshape(x.shape)
+        return np.matmul(xg, np.swapaxes(cols, -1, -2)).sum(axis=0).reshape(w.shape)
 
 
 # -- pools --------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 from hubkit.ops.registry import apply
 from tests.helpers_fd import check_vjp, cover
 
-cover("hubkit.ops.onnx_conv", ["OnnxConv", "OnnxMaxPool", "OnnxAveragePool"])
+cover("hubkit.ops.onnx_conv", ["OnnxConv", "OnnxConvTranspose", "OnnxMaxPool", "OnnxAveragePool"])
 cover("hubkit.ops.onnx_tensor", ["OnnxReshape", "OnnxFlatten", "OnnxExpand", "OnnxCumSum", "OnnxEinsum", "OnnxTrilu"])
 
 rng = np.random.default_rng(0)
@@ -28,6 +28,16 @@ def test_conv_gradients(group, dil):
 def test_pointwise_conv_gradient():
     check_vjp(lambda x, w: apply("OnnxConv", x, w, strides=[1, 1], pads=[0] * 4, dilations=[1, 1], group=1),
               [_r(2, 3, 4, 4), _r(5, 3, 1, 1)], ops=["OnnxConv"])
+
+
+@pytest.mark.parametrize("attrs", [
+    {"strides": [2, 1], "pads": [1, 0, 0, 1], "dilations": [1, 2], "group": 1},
+    {"strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 2, "output_padding": [1, 0]},
+    {"strides": [2, 2], "pads": [0] * 4, "dilations": [1, 1], "group": 1, "auto_pad": "SAME_UPPER"},
+])
+def test_conv_transpose_gradients(attrs):
+    check_vjp(lambda x, w, b: apply("OnnxConvTranspose", x, w, b, **attrs),
+              [_r(2, 4, 4, 3), _r(4, 3, 3, 2), _r(3 * attrs["group"])], ops=["OnnxConvTranspose"])
 
 
 @pytest.mark.parametrize("ceil", [False, True])
