@@ -425,11 +425,18 @@ class OnnxAveragePoolGrad:
 
 
 # -- LRN ----------------------------------------------------------------------------------------------
+def _channel_window_sum(v: np.ndarray, before: int, after: int) -> np.ndarray:
+    """``out[:, c] = sum(v[:, c - before : c + after + 1])`` (clipped to the channels), via a cumulative sum."""
+    padded = np.pad(v, [(0, 0), (before, after)] + [(0, 0)] * (v.ndim - 2))
+    c = np.cumsum(padded, axis=1, dtype=np.float64)
+    c = np.concatenate([np.zeros_like(c[:, :1]), c], axis=1)
+    size = before + after + 1
+    return (c[:, size:] - c[:, : c.shape[1] - size]).astype(v.dtype)
+
+
 @register_op
 class OnnxLRN:
     """ONNX ``LRN``: ``x / (bias + alpha / size * sum of x^2 over a window of channels) ** beta``."""
-
-    differentiable = False
 
     def infer(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
         check_dtype(x, "f", "the input")
@@ -438,10 +445,24 @@ class OnnxLRN:
         return x.dtype, x.shape
 
     def forward(x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
-        sq = np.square(x)
         lo, hi = (size - 1) // 2, size // 2  # channels before and after, as ONNX defines them
-        padded = np.pad(sq, [(0, 0), (lo, hi)] + [(0, 0)] * (x.ndim - 2))
-        c = np.cumsum(padded, axis=1, dtype=np.float64)
-        c = np.concatenate([np.zeros_like(c[:, :1]), c], axis=1)
-        window = (c[:, size:] - c[:, : c.shape[1] - size]).astype(x.dtype)
-        return x / (bias + (alpha / size) * window) ** beta
+        return x / (bias + (alpha / size) * _channel_window_sum(np.square(x), lo, hi)) ** beta
+
+    def vjp(g, out, x, **attrs):
+        return (apply("OnnxLRNGrad", g, x, **attrs),)
+
+
+@register_op
+class OnnxLRNGrad:
+    """Gradient of :class:`OnnxLRN`: ``g d^-b - 2 a b / size * x * S^T(g x d^(-b-1))``, ``S`` the window sum."""
+
+    differentiable = False
+
+    def infer(g, x, **attrs):
+        return x.dtype, x.shape
+
+    def forward(g, x, *, size, alpha=1e-4, beta=0.75, bias=1.0):
+        lo, hi = (size - 1) // 2, size // 2
+        d = bias + (alpha / size) * _channel_window_sum(np.square(x), lo, hi)
+        back = _channel_window_sum(g * x * d ** (-beta - 1), hi, lo)  # the transposed window
+        return g * d ** -beta - (2 * alpha * beta / size) * x * back

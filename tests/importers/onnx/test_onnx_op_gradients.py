@@ -6,7 +6,7 @@ import pytest
 from hubkit.ops.registry import apply
 from tests.helpers_fd import check_vjp, cover
 
-cover("hubkit.ops.onnx_conv", ["OnnxConv", "OnnxConvTranspose", "OnnxMaxPool", "OnnxAveragePool"])
+cover("hubkit.ops.onnx_conv", ["OnnxConv", "OnnxConvTranspose", "OnnxLRN", "OnnxMaxPool", "OnnxAveragePool"])
 cover("hubkit.ops.onnx_tensor", ["OnnxReshape", "OnnxFlatten", "OnnxExpand", "OnnxCumSum", "OnnxEinsum", "OnnxTrilu"])
 
 rng = np.random.default_rng(0)
@@ -48,6 +48,12 @@ def test_pool_gradients(ceil):
     for include in (False, True):
         check_vjp(lambda t, include=include: apply("OnnxAveragePool", t, count_include_pad=include, **attrs), [x],
                   ops=["OnnxAveragePool"])
+
+
+@pytest.mark.parametrize("size", [3, 4])
+def test_lrn_gradient(size):
+    check_vjp(lambda x: apply("OnnxLRN", x, size=size, alpha=0.3, beta=0.75, bias=1.5), [_r(2, 6, 3, 2)],
+              ops=["OnnxLRN"])
 
 
 def test_tensor_op_gradients():
