@@ -1,0 +1,641 @@
+"""TF-exact array ops: shape, axis and index arguments arrive as tensors (constant or computed at run time).
+
+hubkit's own shape ops take these arguments as static attributes; a TF graph computes them (``tf.shape``,
+``tf.stack`` of dims, ...), so these ops read them from their inputs. When an argument is a constant the
+static shape is inferred; otherwise the unknown dimensions stay unknown until run time. Semantics follow
+TensorFlow: ``Select`` (V1) picks whole rows with a vector condition, ``StridedSlice`` honours all five masks,
+``GatherV2`` refuses out-of-range indices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import HubkitError
+from hubkit.graph import Tensor, bool_, format_shape, int32
+from hubkit.graph.shapes import broadcast_shapes
+from hubkit.ops._helpers import unbroadcast
+from hubkit.ops._tf_common import const_value, known_size, static_list
+from hubkit.ops.registry import apply, infer_error, register_op
+
+__all__: list[str] = []
+
+
+class TfRuntimeError(HubkitError):
+    """A TF op met values it refuses at run time (TensorFlow raises InvalidArgumentError there)."""
+
+
+def _unknown(rank: int | None):
+    return None if rank is None else (None,) * rank
+
+
+def _norm_axis(axis: int, rank: int, what: str = "axis") -> int:
+    if not -rank <= axis < rank:
+        raise infer_error(f"{what} {axis} is out of range for rank {rank}.")
+    return axis % rank
+
+
+def _vector_length(t: Tensor) -> int | None:
+    if t.shape is None or len(t.shape) != 1:
+        return None
+    return t.shape[0]
+
+
+# -- reshaping ---------------------------------------------------------------------------------------
+def _reshape_shape(x: Tensor, dims: list[int]) -> tuple:
+    size = known_size(x.shape)
+    if dims.count(-1) == 1 and size is not None:
+        rest = int(np.prod([int(d) for d in dims if d != -1], dtype=np.int64))
+        if rest == 0 or size % rest:
+            raise infer_error(f"cannot reshape {format_shape(x.shape)} into {dims}.")
+        return tuple(size // rest if d == -1 else d for d in dims)
+    out = tuple(None if d == -1 else d for d in dims)
+    if size is not None and None not in out and int(np.prod([int(d or 0) for d in out], dtype=np.int64)) != size:
+        raise infer_error(f"cannot reshape {format_shape(x.shape)} ({size} elements) into {dims}.")
+    return out
+
+
+@register_op
+class TfReshape:
+    """TF ``Reshape``: the target shape is a tensor (one -1 allowed)."""
+
+    aliases_input = True
+
+    def infer(x, shape):
+        dims = static_list(shape)
+        if dims is not None:
+            return x.dtype, _reshape_shape(x, dims)
+        return x.dtype, _unknown(_vector_length(shape))
+
+    def forward(x, shape):
+        try:
+            return np.reshape(x, [int(d) for d in shape])
+        except ValueError as e:
+            raise TfRuntimeError(f"Reshape cannot reshape {list(x.shape)} into {list(shape)}: {e}.") from None
+
+    def vjp(g, out, x, shape):
+        return apply("TfReshape", g, apply("TfShape", x, out_type=int32)), None
+
+
+@register_op
+class TfShape:
+    """TF ``Shape``: the runtime shape as a vector of ``out_type``."""
+
+    differentiable = False
+
+    def infer(x, *, out_type):
+        return out_type, (None if x.shape is None else len(x.shape),)
+
+    def forward(x, *, out_type):
+        return np.array(x.shape, dtype=out_type.np_dtype)
+
+
+@register_op
+class TfSize:
+    """TF ``Size``: the number of elements, a scalar of ``out_type``."""
+
+    differentiable = False
+
+    def infer(x, *, out_type):
+        return out_type, ()
+
+    def forward(x, *, out_type):
+        return np.array(x.size, dtype=out_type.np_dtype)
+
+
+@register_op
+class TfRank:
+    """TF ``Rank``: the number of dimensions, an int32 scalar."""
+
+    differentiable = False
+
+    def infer(x):
+        return int32, ()
+
+    def forward(x):
+        return np.array(x.ndim, dtype=np.int32)
+
+
+@register_op
+class TfExpandDims:
+    """TF ``ExpandDims``: inserts a dimension of size 1 at ``axis`` (a tensor; negative counts from the end)."""
+
+    aliases_input = True
+
+    def infer(x, axis):
+        a = static_list(axis)
+        if x.shape is None or a is None:
+            return x.dtype, None if x.shape is None else _unknown(len(x.shape) + 1)
+        at = _norm_axis(a[0], len(x.shape) + 1)
+        return x.dtype, x.shape[:at] + (1,) + x.shape[at:]
+
+    def forward(x, axis):
+        return np.expand_dims(x, int(np.reshape(axis, -1)[0]))
+
+    def vjp(g, out, x, axis):
+        return apply("TfReshape", g, apply("TfShape", x, out_type=int32)), None
+
+
+@register_op
+class TfSqueeze:
+    """TF ``Squeeze``: drops the size-1 dimensions listed in ``squeeze_dims`` (all size-1 ones when empty)."""
+
+    aliases_input = True
+
+    def infer(x, *, squeeze_dims=()):
+        if x.shape is None:
+            return x.dtype, None
+        rank = len(x.shape)
+        if squeeze_dims:
+            axes = {_norm_axis(a, rank) for a in squeeze_dims}
+            for a in axes:
+                if x.shape[a] not in (None, 1):
+                    raise infer_error(f"cannot squeeze dimension {a} of size {x.shape[a]}.")
+            return x.dtype, tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        if None in x.shape:
+            return x.dtype, None
+        return x.dtype, tuple(d for d in x.shape if d != 1)
+
+    def forward(x, *, squeeze_dims=()):
+        axes = tuple(squeeze_dims) if squeeze_dims else None
+        try:
+            return np.squeeze(x, axis=axes)
+        except ValueError as e:
+            raise TfRuntimeError(f"Squeeze of {list(x.shape)}: {e}.") from None
+
+    def vjp(g, out, x, *, squeeze_dims=()):
+        return (apply("TfReshape", g, apply("TfShape", x, out_type=int32)),)
+
+
+@register_op
+class TfTranspose:
+    """TF ``Transpose`` with the permutation as a tensor."""
+
+    def infer(x, perm):
+        p = static_list(perm)
+        if p is None or x.shape is None:
+            return x.dtype, None if x.shape is None else _unknown(len(x.shape))
+        if sorted(p) != list(range(len(x.shape))):
+            raise infer_error(f"{p} is not a permutation of the {len(x.shape)} dimensions of {format_shape(x.shape)}.")
+        return x.dtype, tuple(x.shape[i] for i in p)
+
+    def forward(x, perm):
+        return np.transpose(x, [int(i) for i in perm])
+
+    def vjp(g, out, x, perm):
+        return apply("TfTranspose", g, apply("TfInvertPermutation", perm)), None
+
+
+@register_op
+class TfInvertPermutation:
+    """TF ``InvertPermutation``."""
+
+    differentiable = False
+
+    def infer(p):
+        return p.dtype, p.shape
+
+    def forward(p):
+        out = np.empty_like(p)
+        out[p] = np.arange(len(p), dtype=p.dtype)
+        return out
+
+
+# -- joining and splitting ---------------------------------------------------------------------------
+@register_op
+class TfConcat:
+    """TF ``ConcatV2``: ``values..., axis`` (the axis is the last input)."""
+
+    def infer(*inputs):
+        values, axis = inputs[:-1], inputs[-1]
+        a = static_list(axis)
+        shapes = [v.shape for v in values]
+        if a is None or any(s is None for s in shapes):
+            rank = next((len(s) for s in shapes if s is not None), None)
+            return values[0].dtype, _unknown(rank)
+        rank = len(shapes[0])
+        at = _norm_axis(a[0], rank)
+        dims = []
+        for i in range(rank):
+            column = [s[i] for s in shapes]
+            if i == at:
+                dims.append(None if None in column else sum(column))
+            else:
+                dims.append(next((d for d in column if d is not None), None))
+        return values[0].dtype, tuple(dims)
+
+    def forward(*inputs):
+        return np.concatenate(inputs[:-1], axis=int(inputs[-1]))
+
+    def vjp(g, out, *inputs):
+        values, axis = inputs[:-1], inputs[-1]
+        grads = [apply("TfConcatGrad", g, axis, *values, index=i) for i in range(len(values))]
+        return (*grads, None)
+
+
+@register_op
+class TfConcatGrad:
+    """The part of a concatenation's gradient that belongs to input ``index``."""
+
+    differentiable = False
+
+    def infer(g, axis, *values, index):
+        return g.dtype, values[index].shape
+
+    def forward(g, axis, *values, index):
+        a = int(axis) % g.ndim
+        start = sum(v.shape[a] for v in values[:index])
+        sl = [slice(None)] * g.ndim
+        sl[a] = slice(start, start + values[index].shape[a])
+        return g[tuple(sl)]
+
+
+@register_op
+class TfPack:
+    """TF ``Pack`` (``tf.stack``) along ``axis``."""
+
+    def infer(*values, axis=0):
+        shape = values[0].shape
+        if shape is None:
+            return values[0].dtype, None
+        at = _norm_axis(axis, len(shape) + 1)
+        return values[0].dtype, shape[:at] + (len(values),) + shape[at:]
+
+    def forward(*values, axis=0):
+        return np.stack(values, axis=axis)
+
+    def vjp(g, out, *values, axis=0):
+        return tuple(apply("TfTakeIndex", g, axis=axis, index=i) if v.dtype.is_floating else None
+                     for i, v in enumerate(values))
+
+
+@register_op
+class TfTakeIndex:
+    """``x`` indexed by the constant ``index`` along ``axis`` (one slice of a stacked tensor)."""
+
+    def infer(x, *, axis, index):
+        if x.shape is None:
+            return x.dtype, None
+        a = _norm_axis(axis, len(x.shape))
+        return x.dtype, x.shape[:a] + x.shape[a + 1:]
+
+    def forward(x, *, axis, index):
+        return np.take(x, index, axis=axis)
+
+    def vjp(g, out, x, *, axis, index):
+        return (apply("TfPutIndex", g, x, axis=axis, index=index),)
+
+
+@register_op
+class TfPutIndex:
+    """Zeros shaped like ``like`` with ``g`` placed at ``index`` along ``axis`` (gradient of TfTakeIndex)."""
+
+    differentiable = False
+
+    def infer(g, like, *, axis, index):
+        return g.dtype, like.shape
+
+    def forward(g, like, *, axis, index):
+        out = np.zeros(like.shape, dtype=g.dtype)
+        sl = [slice(None)] * like.ndim
+        sl[axis % like.ndim] = index
+        out[tuple(sl)] = g
+        return out
+
+
+@register_op
+class TfUnpack:
+    """TF ``Unpack`` (``tf.unstack``): ``num`` outputs along ``axis``."""
+
+    def infer(x, *, num, axis=0):
+        if x.shape is None:
+            return [(x.dtype, None)] * num
+        a = _norm_axis(axis, len(x.shape))
+        return [(x.dtype, x.shape[:a] + x.shape[a + 1:])] * num
+
+    def forward(x, *, num, axis=0):
+        if x.shape[axis] != num:
+            raise TfRuntimeError(f"Unpack expected {num} slices along axis {axis} of {list(x.shape)}.")
+        return tuple(np.take(x, i, axis=axis) for i in range(num))
+
+    def vjp(gs, outs, x, *, num, axis=0):
+        parts = [g if g is not None else apply("ZerosLike", o) for g, o in zip(gs, outs)]
+        return (apply("TfPack", *parts, axis=axis),)
+
+
+# -- generators ----------------------------------------------------------------------------------------
+@register_op
+class TfFill:
+    """TF ``Fill``: a tensor of shape ``dims`` holding ``value``."""
+
+    def infer(dims, value):
+        d = static_list(dims)
+        return value.dtype, tuple(d) if d is not None else _unknown(_vector_length(dims))
+
+    def forward(dims, value):
+        return np.full([int(d) for d in dims], value, dtype=value.dtype)
+
+    def vjp(g, out, dims, value):
+        return None, apply("TfReduce", g, apply("TfRangeLike", g), reduction="sum", keep_dims=False)
+
+
+@register_op
+class TfRangeLike:
+    """All axes of ``x``: ``[0, 1, ..., rank - 1]`` as int32 (reduce over everything)."""
+
+    differentiable = False
+
+    def infer(x):
+        return int32, (None if x.shape is None else len(x.shape),)
+
+    def forward(x):
+        return np.arange(x.ndim, dtype=np.int32)
+
+
+@register_op
+class TfRange:
+    """TF ``Range``: ``start, limit, delta`` scalars."""
+
+    differentiable = False
+
+    def infer(start, limit, delta):
+        s, lim, d = (const_value(t) for t in (start, limit, delta))
+        if s is None or lim is None or d is None:
+            return start.dtype, (None,)
+        return start.dtype, (len(np.arange(s, lim, d)),)
+
+    def forward(start, limit, delta):
+        if delta == 0:
+            raise TfRuntimeError("Range needs a non-zero delta.")
+        return np.arange(start, limit, delta, dtype=start.dtype)
+
+
+@register_op
+class TfOneHot:
+    """TF ``OneHot``: ``indices, depth, on_value, off_value`` with the new axis at ``axis``."""
+
+    differentiable = False
+
+    def infer(indices, depth, on_value, off_value, *, axis=-1):
+        d = static_list(depth)
+        if indices.shape is None:
+            return on_value.dtype, None
+        rank = len(indices.shape) + 1
+        at = axis % rank
+        dim = d[0] if d is not None else None
+        return on_value.dtype, indices.shape[:at] + (dim,) + indices.shape[at:]
+
+    def forward(indices, depth, on_value, off_value, *, axis=-1):
+        depth = int(depth)
+        hot = np.expand_dims(indices, -1) == np.arange(depth)
+        out = np.where(hot, on_value, off_value).astype(on_value.dtype)
+        return np.moveaxis(out, -1, axis) if axis != -1 else out
+
+
+@register_op
+class TfTile:
+    """TF ``Tile`` with the multiples as a tensor."""
+
+    def infer(x, multiples):
+        m = static_list(multiples)
+        if x.shape is None or m is None:
+            return x.dtype, None if x.shape is None else _unknown(len(x.shape))
+        return x.dtype, tuple(None if d is None else d * k for d, k in zip(x.shape, m))
+
+    def forward(x, multiples):
+        return np.tile(x, [int(k) for k in multiples])
+
+    def vjp(g, out, x, multiples):
+        return apply("TfTileGrad", g, x, multiples), None
+
+
+@register_op
+class TfTileGrad:
+    """Sums a tiled gradient back onto the tile."""
+
+    differentiable = False
+
+    def infer(g, x, multiples):
+        return g.dtype, x.shape
+
+    def forward(g, x, multiples):
+        split = []
+        for d, k in zip(x.shape, multiples):
+            split += [int(k), d]
+        return g.reshape(split).sum(axis=tuple(range(0, 2 * x.ndim, 2)))
+
+
+# -- slicing and gathering -----------------------------------------------------------------------------
+def _slice_index(begin: Any, size: Any) -> tuple:
+    return tuple(slice(int(b), None if int(s) == -1 else int(b) + int(s)) for b, s in zip(begin, size))
+
+
+@register_op
+class TfSlice:
+    """TF ``Slice``: ``begin`` and ``size`` vectors (size -1 takes the rest of the dimension)."""
+
+    def infer(x, begin, size):
+        b, s = static_list(begin), static_list(size)
+        if x.shape is None:
+            return x.dtype, _unknown(_vector_length(size))
+        if s is None:
+            return x.dtype, _unknown(len(x.shape))
+        dims = []
+        for i, n in enumerate(s):
+            if n != -1:
+                dims.append(n)
+            elif b is not None and x.shape[i] is not None:
+                dims.append(x.shape[i] - b[i])
+            else:
+                dims.append(None)
+        return x.dtype, tuple(dims)
+
+    def forward(x, begin, size):
+        for d, b, s in zip(x.shape, begin, size):
+            if b < 0 or b > d or (s != -1 and (s < 0 or b + s > d)):
+                raise TfRuntimeError(f"Slice of {list(x.shape)} with begin {list(begin)} and size {list(size)} "
+                                     "is out of bounds.")
+        return x[_slice_index(begin, size)]
+
+    def vjp(g, out, x, begin, size):
+        return apply("TfSliceGrad", g, x, begin, size), None, None
+
+
+@register_op
+class TfSliceGrad:
+    """Zeros shaped like ``x`` with ``g`` written at the slice (gradient of TfSlice)."""
+
+    differentiable = False
+
+    def infer(g, x, begin, size):
+        return g.dtype, x.shape
+
+    def forward(g, x, begin, size):
+        out = np.zeros(x.shape, dtype=g.dtype)
+        out[_slice_index(begin, size)] = g
+        return out
+
+
+def _bits(mask: int, i: int) -> bool:
+    return bool((mask >> i) & 1)
+
+
+def strided_index(begin: Any, end: Any, strides: Any, masks: dict[str, int]) -> tuple:
+    """The NumPy index that TF ``StridedSlice`` with these arguments and masks selects."""
+    index: list[Any] = []
+    for i, (b, e, s) in enumerate(zip(begin, end, strides)):
+        b, e, s = int(b), int(e), int(s)
+        if _bits(masks.get("ellipsis_mask", 0), i):
+            index.append(Ellipsis)
+        elif _bits(masks.get("new_axis_mask", 0), i):
+            index.append(np.newaxis)
+        elif _bits(masks.get("shrink_axis_mask", 0), i):
+            index.append(b)
+        else:
+            if s == 0:
+                raise TfRuntimeError("StridedSlice needs non-zero strides.")
+            index.append(slice(None if _bits(masks.get("begin_mask", 0), i) else b,
+                               None if _bits(masks.get("end_mask", 0), i) else e, s))
+    return tuple(index)
+
+
+def _strided_shape(shape: tuple, index: tuple):
+    consumed = sum(1 for item in index if item is not None and item is not Ellipsis)
+    expanded: list[Any] = []
+    for item in index:
+        if item is Ellipsis:
+            expanded += [slice(None)] * (len(shape) - consumed)
+        else:
+            expanded.append(item)
+    if Ellipsis not in index:
+        expanded += [slice(None)] * (len(shape) - consumed)
+    dims: list[int | None] = []
+    at = 0
+    for item in expanded:
+        if item is None:
+            dims.append(1)
+            continue
+        if at >= len(shape):
+            raise infer_error(f"the slice has more entries than {format_shape(shape)} has dimensions.")
+        d = shape[at]
+        at += 1
+        if isinstance(item, int):
+            if d is not None and not -d <= item < d:
+                raise infer_error(f"index {item} is out of bounds for a dimension of size {d}.")
+            continue
+        dims.append(None if d is None else len(range(*item.indices(d))))
+    return tuple(dims)
+
+
+_MASKS = ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask", "shrink_axis_mask")
+
+
+@register_op
+class TfStridedSlice:
+    """TF ``StridedSlice`` with ``begin_mask``, ``end_mask``, ``ellipsis_mask``, ``new_axis_mask`` and
+    ``shrink_axis_mask``."""
+
+    def infer(x, begin, end, strides, **masks):
+        b, e, s = static_list(begin), static_list(end), static_list(strides)
+        if x.shape is None or b is None or e is None or s is None:
+            return x.dtype, None
+        try:
+            return x.dtype, _strided_shape(x.shape, strided_index(b, e, s, masks))
+        except TfRuntimeError as err:
+            raise infer_error(str(err)) from None
+
+    def forward(x, begin, end, strides, **masks):
+        try:
+            return x[strided_index(begin, end, strides, masks)]
+        except IndexError as err:
+            raise TfRuntimeError(f"StridedSlice of {list(x.shape)}: {err}.") from None
+
+    def vjp(g, out, x, begin, end, strides, **masks):
+        return apply("TfStridedSliceGrad", g, x, begin, end, strides, **masks), None, None, None
+
+
+@register_op
+class TfStridedSliceGrad:
+    """Zeros shaped like ``x`` with ``g`` written where the strided slice read (gradient of TfStridedSlice)."""
+
+    differentiable = False
+
+    def infer(g, x, begin, end, strides, **masks):
+        return g.dtype, x.shape
+
+    def forward(g, x, begin, end, strides, **masks):
+        out = np.zeros(x.shape, dtype=g.dtype)
+        out[strided_index(begin, end, strides, masks)] = g
+        return out
+
+
+@register_op
+class TfGather:
+    """TF ``GatherV2`` (and ``ResourceGather``, ``Gather``): ``params, indices, axis``; indices out of range fail."""
+
+    def infer(params, indices, axis):
+        a = static_list(axis)
+        if params.shape is None or indices.shape is None or a is None:
+            return params.dtype, None
+        at = _norm_axis(a[0], len(params.shape))
+        return params.dtype, params.shape[:at] + indices.shape + params.shape[at + 1:]
+
+    def forward(params, indices, axis):
+        try:
+            return np.take(params, indices, axis=int(axis))
+        except IndexError:
+            size = params.shape[int(axis)]
+            bad = indices[(indices < 0) | (indices >= size)]
+            raise TfRuntimeError(f"Gather index {int(bad.reshape(-1)[0])} is not in [0, {size}).") from None
+
+    def vjp(g, out, params, indices, axis):
+        return apply("TfGatherGrad", g, params, indices, axis), None, None
+
+
+@register_op
+class TfGatherGrad:
+    """Scatter-adds a gather's gradient into zeros shaped like ``params`` (repeated indices add up)."""
+
+    differentiable = False
+
+    def infer(g, params, indices, axis):
+        return g.dtype, params.shape
+
+    def forward(g, params, indices, axis):
+        a = int(axis) % params.ndim
+        out = np.zeros(params.shape, dtype=g.dtype)
+        moved = np.moveaxis(out, a, 0)
+        gi = np.moveaxis(g.reshape(params.shape[:a] + (indices.size,) + params.shape[a + 1:]), a, 0)
+        np.add.at(moved, indices.reshape(-1), gi)
+        return out
+
+
+# -- selection -----------------------------------------------------------------------------------------
+@register_op
+class TfSelect:
+    """TF ``Select`` (V1): same shapes, or a vector condition that picks whole rows of ``x`` / ``y``."""
+
+    def infer(condition, x, y):
+        if condition.dtype is not bool_:
+            raise infer_error(f"the condition must be bool, got {condition.dtype.name}.")
+        shape = broadcast_shapes(x.shape, y.shape)
+        if shape is False:
+            raise infer_error(f"x {format_shape(x.shape)} and y {format_shape(y.shape)} differ in shape.")
+        return x.dtype, shape
+
+    def forward(condition, x, y):
+        if condition.ndim == 1 and x.ndim > 1:
+            if condition.shape[0] != x.shape[0]:
+                raise TfRuntimeError(f"Select with a vector condition of {condition.shape[0]} rows and x of "
+                                     f"shape {list(x.shape)}.")
+            condition = condition.reshape((-1,) + (1,) * (x.ndim - 1))
+        elif condition.shape != x.shape and condition.ndim:
+            raise TfRuntimeError(f"Select condition {list(condition.shape)} does not match x {list(x.shape)}.")
+        return np.where(condition, x, y)
+
+    def vjp(g, out, condition, x, y):
+        zeros = apply("ZerosLike", g)
+        return (None, unbroadcast(apply("TfSelect", condition, g, zeros), x),
+                unbroadcast(apply("TfSelect", condition, zeros, g), y))

@@ -1,0 +1,329 @@
+"""TF-exact string ops and lookup tables.
+
+- ``StringSplit`` splits on any byte of the delimiter (each byte when it is empty) and skips empty
+  tokens; its result is sparse: ``indices [n, 2]``, ``values [n]``, ``dense_shape [2]``.
+- ``RegexReplace``/``StaticRegexReplace`` use RE2 (the ``re2`` module of google-re2), whose syntax
+  differs from Python's ``re`` (``\\pP``, no backreferences in patterns); in the rewrite ``\\0`` is the
+  whole match and ``\\1``..``\\9`` are groups.
+- ``StringLower`` lowers ASCII letters only unless ``encoding="utf-8"``.
+- ``StringToHashBucketFast`` is FarmHash ``Fingerprint64`` of the UTF-8 bytes modulo the bucket count.
+- Text-file tables read a vocabulary asset the way TF's ``InitializeTableFromTextFileV2`` does: one
+  key per line (whole line, line number or a delimited column), a ``\\r`` before a line end dropped,
+  an empty line or a key repeated with another value refused.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import FormatError
+from hubkit.graph import int64, string
+from hubkit.ops._farmhash import fingerprint64
+from hubkit.ops.assets import asset_source
+from hubkit.ops.registry import infer_error, register_op
+from hubkit.ops.tf_array import TfRuntimeError
+
+__all__ = ["LINE_NUMBER", "WHOLE_LINE", "read_text_file_table"]
+
+WHOLE_LINE = -2
+LINE_NUMBER = -1
+MAX_TABLE_FILE_BYTES = 1 << 31
+
+
+def _strings(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=object)
+
+
+def _map(fn, x: np.ndarray, dtype: Any = object) -> np.ndarray:
+    flat = [fn(s) for s in np.asarray(x, dtype=object).reshape(-1)]
+    return np.array(flat, dtype=dtype).reshape(np.shape(x))
+
+
+# -- splitting -----------------------------------------------------------------------------------------
+def _split_one(s: str, delimiter: str, skip_empty: bool) -> list[str]:
+    if delimiter == "":
+        data = s.encode("utf-8")
+        return [data[i:i + 1].decode("utf-8", "surrogateescape") for i in range(len(data))]
+    if delimiter.isascii():
+        if len(delimiter) > 1:
+            s = s.translate({ord(c): delimiter[0] for c in delimiter[1:]})
+        parts = s.split(delimiter[0])
+    else:  # split on bytes, as TF does, even inside multi-byte characters
+        data = s.encode("utf-8")
+        seps = set(delimiter.encode("utf-8"))
+        parts, start = [], 0
+        for i, b in enumerate(data):
+            if b in seps:
+                parts.append(data[start:i].decode("utf-8", "surrogateescape"))
+                start = i + 1
+        parts.append(data[start:].decode("utf-8", "surrogateescape"))
+    return [p for p in parts if p] if skip_empty else parts
+
+
+@register_op
+class TfStringSplit:
+    """TF ``StringSplit``: a vector of strings split on any byte of ``delimiter`` into a sparse matrix."""
+
+    differentiable = False
+
+    def infer(input, delimiter, *, skip_empty=True):
+        if input.dtype is not string or delimiter.dtype is not string:
+            raise infer_error("needs string input and delimiter.")
+        return [(int64, (None, 2)), (string, (None,)), (int64, (2,))]
+
+    def forward(input, delimiter, *, skip_empty=True):
+        if input.ndim != 1:
+            raise TfRuntimeError(f"StringSplit needs a vector of strings, got shape {list(input.shape)}.")
+        d = str(delimiter.reshape(-1)[0]) if delimiter.size else ""
+        indices, values, width = [], [], 0
+        for row, s in enumerate(input):
+            tokens = _split_one(s, d, skip_empty)
+            width = max(width, len(tokens))
+            indices.extend((row, col) for col in range(len(tokens)))
+            values.extend(tokens)
+        ind = np.array(indices, dtype=np.int64).reshape(-1, 2)
+        vals = np.empty(len(values), dtype=object)
+        vals[:] = values
+        return ind, vals, np.array([len(input), width], dtype=np.int64)
+
+
+# -- regular expressions ---------------------------------------------------------------------------------
+def _compile(pattern: str):
+    import re2
+
+    try:
+        return re2.compile(pattern)
+    except Exception as e:  # re2.error and friends
+        raise ValueError(f"the RE2 pattern {pattern!r} is invalid: {e}") from None
+
+
+def _rewriter(rewrite: str):
+    """RE2's rewrite string as a function of the match: ``\\0``-``\\9`` groups, ``\\\\`` a backslash."""
+    parts: list[Any] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(rewrite):
+        c = rewrite[i]
+        if c == "\\" and i + 1 < len(rewrite):
+            n = rewrite[i + 1]
+            if n.isdigit():
+                parts.append("".join(literal))
+                literal = []
+                parts.append(int(n))
+                i += 2
+                continue
+            if n == "\\":
+                literal.append("\\")
+                i += 2
+                continue
+            raise ValueError(f"the rewrite {rewrite!r} has the invalid escape '\\{n}'")
+        literal.append(c)
+        i += 1
+    parts.append("".join(literal))
+
+    def replace(m) -> str:
+        return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
+
+    return replace
+
+
+def _regex_replace(x: np.ndarray, pattern: str, rewrite: str, replace_global: bool) -> np.ndarray:
+    rx = _compile(pattern)
+    repl = _rewriter(rewrite)
+    count = 0 if replace_global else 1
+    return _map(lambda s: rx.sub(repl, s, count=count), x)
+
+
+@register_op
+class TfStaticRegexReplace:
+    """TF ``StaticRegexReplace``: RE2 ``pattern`` and ``rewrite`` as attributes."""
+
+    differentiable = False
+
+    def infer(input, *, pattern, rewrite, replace_global=True):
+        if input.dtype is not string:
+            raise infer_error(f"needs strings, got {input.dtype.name}.")
+        try:
+            _compile(pattern)
+            _rewriter(rewrite)
+        except ValueError as e:
+            raise infer_error(str(e)) from None
+        return string, input.shape
+
+    def forward(input, *, pattern, rewrite, replace_global=True):
+        return _regex_replace(input, pattern, rewrite, replace_global)
+
+
+@register_op
+class TfRegexReplace:
+    """TF ``RegexReplace``: RE2 ``pattern`` and ``rewrite`` as scalar string inputs."""
+
+    differentiable = False
+
+    def infer(input, pattern, rewrite, *, replace_global=True):
+        if input.dtype is not string:
+            raise infer_error(f"needs strings, got {input.dtype.name}.")
+        return string, input.shape
+
+    def forward(input, pattern, rewrite, *, replace_global=True):
+        return _regex_replace(input, str(pattern), str(rewrite), replace_global)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+@register_op
+class TfStringLower:
+    """TF ``StringLower``: ASCII letters only (``encoding=""``) or Unicode (``encoding="utf-8"``)."""
+
+    differentiable = False
+
+    def infer(input, *, encoding=""):
+        if encoding not in ("", "utf-8"):
+            raise infer_error(f"unknown encoding {encoding!r}; expected one of ['', 'utf-8'].")
+        return string, input.shape
+
+    def forward(input, *, encoding=""):
+        if encoding == "utf-8":
+            return _map(str.lower, input)
+        return _map(lambda s: s.translate(_ASCII_LOWER), input)
+
+
+@register_op
+class TfStringToHashBucketFast:
+    """TF ``StringToHashBucketFast``: FarmHash Fingerprint64 of the UTF-8 bytes, modulo ``num_buckets``."""
+
+    differentiable = False
+
+    def infer(input, *, num_buckets):
+        if int(num_buckets) < 1:
+            raise infer_error(f"num_buckets must be at least 1, got {num_buckets}.")
+        return int64, input.shape
+
+    def forward(input, *, num_buckets):
+        n = int(num_buckets)
+        return _map(lambda s: fingerprint64(s.encode("utf-8", "surrogateescape")) % n, input, np.int64)
+
+
+# -- lookup tables -----------------------------------------------------------------------------------------
+def _convert(text: str, dtype, where: str) -> Any:
+    if dtype is string:
+        return text
+    try:
+        return int(text) if dtype.is_integer else float(text)
+    except ValueError:
+        raise FormatError(f"{where}: {text!r} is not a valid {dtype.name}.") from None
+
+
+def read_text_file_table(path: str, *, key_index: Any, value_index: Any, vocab_size: Any, delimiter: Any,
+                         key_dtype: Any, value_dtype: Any) -> dict:
+    """The dict TF's ``InitializeTableFromTextFileV2`` builds from ``path``.
+
+    Raises:
+        FormatError: naming the file: unreadable, an empty line, a missing column, a value that does not
+            parse, fewer lines than ``vocab_size``, or one key with two values.
+    """
+    try:
+        if os.path.getsize(path) > MAX_TABLE_FILE_BYTES:
+            raise FormatError(f"Vocabulary file {path!r} is larger than {MAX_TABLE_FILE_BYTES} bytes.")
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise FormatError(f"Vocabulary file {path!r} cannot be read: {e.strerror or e}.") from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if vocab_size is not None and vocab_size >= 0:
+        if len(lines) < vocab_size:
+            raise FormatError(f"Vocabulary file {path!r} has {len(lines)} lines, fewer than its vocab_size {vocab_size}.")
+        lines = lines[:vocab_size]
+    table: dict = {}
+    for number, raw in enumerate(lines):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        where = f"Vocabulary file {path!r} line {number + 1}"
+        if not raw:
+            raise FormatError(f"{where} is empty; TensorFlow refuses empty lines in a vocabulary.")
+        line = raw.decode("utf-8", "surrogateescape")
+        columns = line.split(delimiter) if delimiter else [line]
+        key = _pick(key_index, key_dtype, line, columns, number, where)
+        value = _pick(value_index, value_dtype, line, columns, number, where)
+        if key in table and table[key] != value:
+            raise FormatError(f"{where} repeats the key {key!r} with another value ({table[key]!r} and {value!r}).")
+        table[key] = value
+    return table
+
+
+def _pick(index: int, dtype, line: str, columns: list[str], number: int, where: str) -> Any:
+    if index == WHOLE_LINE:
+        return _convert(line, dtype, where)
+    if index == LINE_NUMBER:
+        return number
+    if index >= len(columns):
+        raise FormatError(f"{where} has {len(columns)} columns; column {index} is needed.")
+    return _convert(columns[index], dtype, where)
+
+
+def _table_attrs(node) -> dict:
+    return {k: node.attrs[k] for k in ("key_index", "value_index", "vocab_size", "delimiter", "key_dtype",
+                                       "value_dtype")}
+
+
+def _lookup(table: dict, keys: np.ndarray, default: np.ndarray, dtype) -> np.ndarray:
+    d = default.reshape(-1)[0] if default.size else None
+    flat = [table.get(k, d) for k in np.asarray(keys, dtype=object).reshape(-1)]
+    return np.array(flat, dtype=dtype.np_dtype).reshape(keys.shape)
+
+
+@register_op
+class TfTextFileTableLookup:
+    """TF ``LookupTableFindV2`` on a table initialised from a text file (the filename input is an asset)."""
+
+    differentiable = False
+
+    def infer(filename, keys, default, **attrs):
+        return attrs["value_dtype"], keys.shape
+
+    def prepare(node):
+        return {"table": read_text_file_table(asset_source(node.inputs[0]), **_table_attrs(node))}
+
+    def forward(filename, keys, default, *, table, **attrs):
+        if attrs["key_dtype"] is not string:
+            keys = keys.astype(np.int64)
+        return _lookup(table, keys, default, attrs["value_dtype"])
+
+
+@register_op
+class TfTextFileTableSize:
+    """TF ``LookupTableSizeV2`` of a table initialised from a text file."""
+
+    differentiable = False
+
+    def infer(filename, **attrs):
+        return int64, ()
+
+    def prepare(node):
+        return {"table": read_text_file_table(asset_source(node.inputs[0]), **_table_attrs(node))}
+
+    def forward(filename, *, table, **attrs):
+        return np.array(len(table), dtype=np.int64)
+
+
+@register_op
+class TfConstTableLookup:
+    """TF ``LookupTableFindV2`` on a table initialised from constant keys and values."""
+
+    differentiable = False
+
+    def infer(keys, default, *, table_keys, table_values, value_dtype):
+        return value_dtype, keys.shape
+
+    def prepare(node):
+        keys, values = node.attrs["table_keys"], node.attrs["table_values"]
+        return {"table": dict(zip(np.asarray(keys).reshape(-1).tolist(), np.asarray(values).reshape(-1).tolist()))}
+
+    def forward(keys, default, *, table, table_keys, table_values, value_dtype):
+        return _lookup(table, keys, default, value_dtype)

@@ -1,0 +1,120 @@
+"""Imported TF1 modules compute what TensorFlow computed (recorded by scripts/make_tf1_fixtures.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hubkit as hk
+from tests.importers.tf1.conftest import FIXTURES, as_feed, fixture_path, recorded
+
+
+def _assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    if want.dtype.kind == "S":
+        assert [x.encode() for x in np.asarray(got).reshape(-1)] == list(want.reshape(-1)), what
+        return
+    assert got.shape == want.shape, what
+    scale = float(np.max(np.abs(want))) if want.size else 1.0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * scale, err_msg=what)
+
+
+def _calls(rec: dict, prefix: str) -> dict[str, dict[str, np.ndarray]]:
+    calls: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in rec.items():
+        if key.startswith(prefix + "in__"):
+            _, sig, name = key[len(prefix):].split("__", 2)
+            calls.setdefault(sig, {})[name] = as_feed(value)
+    return calls
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_every_signature_matches_tensorflow(name):
+    rec = recorded(name)
+    for prefix, tags in (("", None), ("train__", {"train"})):
+        calls = _calls(rec, prefix)
+        if not calls:
+            continue
+        m = hk.Module(fixture_path(name), tags=tags)
+        for sig, inputs in calls.items():
+            out = m(inputs, signature=sig, as_dict=True)
+            head = f"{prefix}out__{sig}__"
+            expected = {k[len(head):]: v for k, v in rec.items() if k.startswith(head)}
+            assert sorted(out) == sorted(expected)
+            for key in expected:
+                _assert_close(out[key], expected[key], f"{name} {prefix}{sig}/{key}")
+
+
+@pytest.mark.parametrize("name", ["text_embedding", "partitioned_embedding", "cnn_batch_norm", "mobilenet_block",
+                                  "ref_variables"])
+def test_gradients_match_tensorflow(name):
+    """d sum(default * linspace(-1, 1)) / d variable equals TF's, for every variable TF differentiated."""
+    rec = recorded(name)
+    calls = _calls(rec, "")
+    sig = "default" if "default" in calls else next(iter(calls))
+    inputs = calls[sig]
+    m = hk.Module(fixture_path(name), trainable=True)
+    g = hk.Graph()
+    with g.as_default():
+        feeds = {k: hk.placeholder(hk.as_dtype(v.dtype if v.dtype != object else "string"), v.shape)
+                 for k, v in inputs.items()}
+        out = m(feeds, signature=sig)
+        n = int(np.prod(rec[f"out__{sig}__default"].shape))
+        w = np.linspace(-1.0, 1.0, n).astype(np.float32)
+        loss = hk.reduce_sum(hk.reshape(out, [-1]) * w)
+        names = sorted(k[len("grad__"):] for k in rec if k.startswith("grad__"))
+        grads = hk.gradients(loss, [m.variable_map[v] for v in names])
+        grads = [gr.to_dense() if isinstance(gr, hk.IndexedSlices) else gr for gr in grads]
+    values = hk.Session(g).run(grads, {feeds[k]: v for k, v in inputs.items()})
+    for v, got in zip(names, values):
+        _assert_close(np.asarray(got), rec[f"grad__{v}"], f"{name} gradient of {v}")
+
+
+def test_train_variant_batch_norm_updates_match_tensorflow():
+    rec = recorded("cnn_batch_norm")
+    images = rec["train__in__default__images"]
+    m = hk.Module(fixture_path("cnn_batch_norm"), tags={"train"}, trainable=True)
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 10, 10, 3])
+        y = m(x)
+        updates = g.get_collection(hk.GraphKeys.UPDATE_OPS)
+    assert len(updates) == 4
+    hk.Session(g).run([y, *updates], {x: images})
+    for key, want in rec.items():
+        if key.startswith("train__after__"):
+            _assert_close(m.variable_map[key[len("train__after__"):]].value, want, key)
+
+
+def test_signatures_tags_variables_and_attachment():
+    spec = hk.load_module_spec(fixture_path("cnn_batch_norm"))
+    assert spec.get_tags() == [frozenset(), frozenset({"train"})]
+    assert "bn1/moving_mean" in spec.variables and not spec.variables["bn1/moving_mean"].trainable
+    assert spec.variables["conv1/kernel"].trainable
+    mobile = hk.load_module_spec(fixture_path("mobilenet_block"))
+    assert mobile.get_signature_names() == ["default", "image_feature_vector"]
+    outputs = mobile.get_output_info_dict("image_feature_vector")
+    assert sorted(outputs) == ["MobilenetV2/layer_7/output", "default"]
+    assert outputs["default"].dtype is hk.float32
+    from hubkit.module.image_module_info_pb2 import ImageModuleInfo
+
+    info = mobile.get_attached_message("image_module_info", ImageModuleInfo)
+    assert (info.default_image_size.height, info.default_image_size.width) == (9, 9)
+    inputs = hk.load_module_spec(fixture_path("bert_encoder")).get_input_info_dict("tokens")
+    assert sorted(inputs) == ["input_ids", "input_mask"] and inputs["input_ids"].dtype is hk.int32
+
+
+def test_variables_are_memory_mapped_from_the_bundle():
+    m = hk.Module(fixture_path("text_embedding"))
+    value = m.variable_map["embeddings"].value
+    base = value
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    assert isinstance(base, np.memmap) or isinstance(getattr(value, "base", None), np.memmap) or \
+        type(value).__name__ == "memmap"
+
+
+def test_string_variable_of_ref_module_is_a_constant():
+    m = hk.Module(fixture_path("ref_variables"))
+    assert sorted(m.variable_map) == ["b", "w"]
+    out = m(np.ones((1, 2), np.float32), as_dict=True)
+    assert list(out["words"]) == ["alpha", "beta"]
