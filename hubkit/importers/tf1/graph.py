@@ -268,11 +268,7 @@ class GraphTranslator:
         signatures = self._read_signatures()
         carried = self._carried_collections()
         var_defs, trainable = self._variable_defs()
-        roots = [split_tensor_name(t)[0] for _, _, infos in signatures for t in infos.values()]
-        roots += [split_tensor_name(name)[0] for _, items in carried for _, name in items]
-        roots += [n for n in var_defs if n in self.nodes]
-        self._inits = self._table_initializers()
-        order = self._order(list(dict.fromkeys(roots)))
+        order = self._needed(signatures, carried, var_defs)
         used = {self.nodes[n].op for n in order}
         unsupported: dict[str, list[str]] = {}
         for n in order:
@@ -310,6 +306,17 @@ class GraphTranslator:
         self._write_collections(variant, carried)
         self._write_attachments(variant)
         return variant
+
+    def _needed(self, signatures, carried, var_defs) -> list[str]:
+        roots = [split_tensor_name(t)[0] for _, _, infos in signatures for t in infos.values()]
+        roots += [split_tensor_name(name)[0] for _, items in carried for _, name in items]
+        roots += [n for n in var_defs if n in self.nodes]
+        self._inits = self._table_initializers()
+        return self._order(list(dict.fromkeys(roots)))
+
+    def needed_nodes(self) -> list[str]:
+        """The TF nodes the module's signatures, update ops, losses and variables need, dependencies first."""
+        return self._needed(self._read_signatures(), self._carried_collections(), self._variable_defs()[0])
 
     # -- signatures, collections, assets, attachments -----------------------------------------------------------
     def _read_signatures(self) -> list[tuple[str, str, dict[str, str]]]:

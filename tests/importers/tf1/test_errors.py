@@ -1,0 +1,175 @@
+"""Hostile or broken TF1 modules fail at load with a FormatError naming the file and the problem."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import hubkit as hk
+from hubkit.errors import FormatError
+from hubkit.importers.tf1.bundle import verify_bundle
+from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
+from hubkit.importers.tf1.translate import supported_tf_ops
+
+
+def _edit_saved_model(path: str, edit) -> None:
+    file = os.path.join(path, "saved_model.pb")
+    with open(file, "rb") as f:
+        sm = tfpb.SavedModel.FromString(f.read())
+    edit(sm)
+    with open(file, "wb") as f:
+        f.write(sm.SerializeToString())
+
+
+def _node(sm, name):
+    return next(n for n in sm.meta_graphs[0].graph_def.node if n.name == name)
+
+
+def test_unsupported_ops_are_all_named_in_one_error(tf1_copy):
+    path = tf1_copy("two_signatures")
+
+    def edit(sm):
+        relus = [n for n in sm.meta_graphs[0].graph_def.node if n.op == "Relu"]
+        relus[0].op = "FancyActivation"
+        _node(sm, [n.name for n in sm.meta_graphs[0].graph_def.node if n.op == "Sigmoid"][0]).op = "Switch"
+
+    _edit_saved_model(path, edit)
+    with pytest.raises(FormatError) as info:
+        hk.load_module_spec(path)
+    message = str(info.value)
+    assert "'FancyActivation' (used by 'Relu')" in message and "'Switch' (used by 'Sigmoid')" in message
+    assert "2 TF op type(s)" in message and f"hubkit translates {len(supported_tf_ops())} TF ops" in message
+    assert "saved_model.pb" in message
+
+
+def test_an_unsupported_op_outside_the_signatures_is_ignored(tf1_copy):
+    path = tf1_copy("two_signatures")
+
+    def edit(sm):
+        init = next(n for n in sm.meta_graphs[0].graph_def.node if n.op == "RandomStandardNormal")
+        init.op = "SomethingUnknown"  # an initializer: never imported
+
+    _edit_saved_model(path, edit)
+    assert hk.load_module_spec(path).get_signature_names() == ["combine_scaled", "default"]
+
+
+def _flip(path: str, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+def test_corrupt_variable_data_fails_its_crc(tf1_copy):
+    path = tf1_copy("two_signatures")
+    shard = os.path.join(path, "variables", "variables.data-00000-of-00001")
+    _flip(shard, 3)
+    with pytest.raises(FormatError, match=r"variables\.data-00000-of-00001.*fails its CRC-32C check"):
+        hk.load_module_spec(path)
+
+
+def test_verify_bundle_reads_every_byte(tf1_copy):
+    path = tf1_copy("text_embedding")
+    verify_bundle(os.path.join(path, "variables"))
+    shard = os.path.join(path, "variables", "variables.data-00000-of-00001")
+    _flip(shard, os.path.getsize(shard) - 1)
+    with pytest.raises(FormatError, match="fails its CRC-32C check"):
+        verify_bundle(os.path.join(path, "variables"))
+
+
+@pytest.mark.parametrize("damage", ["flip_block", "truncate", "magic", "empty", "missing_shard"])
+def test_corrupt_index_is_refused(tf1_copy, damage):
+    path = tf1_copy("cnn_batch_norm")
+    index = os.path.join(path, "variables", "variables.index")
+    size = os.path.getsize(index)
+    if damage == "flip_block":
+        _flip(index, 10)
+    elif damage == "truncate":
+        with open(index, "r+b") as f:
+            f.truncate(size - 20)
+    elif damage == "magic":
+        _flip(index, size - 1)
+    elif damage == "empty":
+        open(index, "wb").close()
+    else:
+        os.remove(os.path.join(path, "variables", "variables.data-00000-of-00001"))
+    with pytest.raises(FormatError, match="variables"):
+        hk.load_module_spec(path)
+
+
+def test_random_damage_to_the_index_never_escapes_as_another_error(tf1_copy):
+    path = tf1_copy("bert_encoder")
+    index = os.path.join(path, "variables", "variables.index")
+    with open(index, "rb") as f:
+        original = f.read()
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        data = bytearray(original)
+        for pos in rng.integers(0, len(data), size=3):
+            data[pos] = int(rng.integers(0, 256))
+        with open(index, "wb") as f:
+            f.write(bytes(data))
+        try:
+            hk.load_module_spec(path)
+        except FormatError:
+            pass
+
+
+def test_marker_format_and_features_are_checked(tf1_copy):
+    path = tf1_copy("two_signatures")
+    marker = os.path.join(path, "tfhub_module.pb")
+    with open(marker, "wb") as f:
+        f.write(tfpb.ModuleDef(format=4).SerializeToString())
+    with pytest.raises(FormatError, match="format 4; hubkit reads format 3"):
+        hk.load_module_spec(path)
+    with open(marker, "wb") as f:
+        f.write(tfpb.ModuleDef(format=3, required_features=["time_travel"]).SerializeToString())
+    with pytest.raises(FormatError, match="time_travel"):
+        hk.load_module_spec(path)
+
+
+def test_garbage_saved_model_is_refused(tf1_copy):
+    path = tf1_copy("two_signatures")
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+        f.write(b"\xff\xff\xff garbage")
+    with pytest.raises(FormatError, match="saved_model.pb"):
+        hk.load_module_spec(path)
+
+
+def test_vocabulary_with_a_repeated_key_fails_at_load(tf1_copy):
+    path = tf1_copy("text_embedding")
+    (vocab,) = os.listdir(os.path.join(path, "assets"))
+    with open(os.path.join(path, "assets", vocab), "ab") as f:
+        f.write(b"\nthe")
+    with pytest.raises(FormatError, match="repeats the key 'the'"):
+        hk.load_module_spec(path)
+
+
+def test_asset_outside_assets_is_refused(tf1_copy):
+    path = tf1_copy("text_embedding")
+
+    def edit(sm):
+        packed = sm.meta_graphs[0].collection_def["saved_model_assets"].any_list.value[0]
+        asset = tfpb.AssetFileDef.FromString(packed.value)
+        asset.filename = "../saved_model.pb"
+        packed.value = asset.SerializeToString()
+
+    _edit_saved_model(path, edit)
+    with pytest.raises(FormatError, match="not a plain file name inside assets"):
+        hk.load_module_spec(path)
+
+
+def test_variable_missing_from_the_bundle(tf1_copy):
+    path = tf1_copy("two_signatures")
+
+    def edit(sm):
+        for n in sm.meta_graphs[0].graph_def.node:
+            if n.op == "VarHandleOp" and n.name == "dense/bias":
+                n.attr["shared_name"].s = b"dense/other"
+
+    _edit_saved_model(path, edit)
+    with pytest.raises(FormatError, match="no value for the variable 'dense/bias'"):
+        hk.load_module_spec(path)
