@@ -67,12 +67,12 @@ def describe_tf1_module(directory: str) -> list[str]:
     variables_dir = os.path.join(directory, "variables")
     if os.path.isfile(os.path.join(variables_dir, INDEX_FILE)):
         bundle = read_bundle(variables_dir)
-        total = sum(e.size for e in bundle.entries.values()) + sum(e.size for e in bundle.slices.values())
+        total = sum(x.size for x in bundle.entries.values()) + sum(x.size for x in bundle.slices.values())
         lines.append(f"  variables: {len(bundle.entries)}, {total} bytes")
         for name in sorted(bundle.entries):
-            e = bundle.entries[name]
-            parts = f", {len(e.slices)} slices" if e.slices else ""
-            lines.append(f"    {name}: {tf_dtype_name(e.dtype)} {list(e.shape)}{parts}")
+            entry = bundle.entries[name]
+            parts = f", {len(entry.slices)} slices" if entry.slices else ""
+            lines.append(f"    {name}: {tf_dtype_name(entry.dtype)} {list(entry.shape)}{parts}")
     else:
         lines.append("  variables: 0")
     return lines

@@ -14,7 +14,7 @@ from tests.importers.tf1.conftest import FIXTURES, as_feed, fixture_path, record
 
 def _first_call(name: str):
     rec = recorded(name)
-    for key, value in rec.items():
+    for key in rec:
         if key.startswith("in__"):
             _, sig, _ = key.split("__", 2)
             head = f"in__{sig}__"
