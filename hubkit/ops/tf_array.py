@@ -639,3 +639,129 @@ class TfSelect:
         zeros = apply("ZerosLike", g)
         return (None, unbroadcast(apply("TfSelect", condition, g, zeros), x),
                 unbroadcast(apply("TfSelect", condition, zeros, g), y))
+
+
+# -- padding, splitting, arg reductions ------------------------------------------------------------------------
+def _pairs(paddings) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in np.reshape(paddings, (-1, 2))]
+
+
+@register_op
+class TfPad:
+    """TF ``Pad``/``PadV2`` (``constant``) and ``MirrorPad`` (``mode`` REFLECT or SYMMETRIC): ``paddings [rank, 2]``."""
+
+    def infer(x, paddings, *constant, mode="CONSTANT"):
+        if mode not in ("CONSTANT", "REFLECT", "SYMMETRIC"):
+            raise infer_error(f"unknown mode {mode!r}; expected one of ['CONSTANT', 'REFLECT', 'SYMMETRIC'].")
+        p = const_value(paddings)
+        if x.shape is None:
+            return x.dtype, None
+        if p is None:
+            return x.dtype, _unknown(len(x.shape))
+        pairs = _pairs(p)
+        if len(pairs) != len(x.shape):
+            raise infer_error(f"paddings {pairs} do not match the rank of {format_shape(x.shape)}.")
+        return x.dtype, tuple(None if d is None else d + a + b for d, (a, b) in zip(x.shape, pairs))
+
+    def forward(x, paddings, *constant, mode="CONSTANT"):
+        pairs = _pairs(paddings)
+        if any(a < 0 or b < 0 for a, b in pairs):
+            raise TfRuntimeError(f"paddings must be non-negative, got {pairs}.")
+        if mode == "CONSTANT":
+            value = constant[0] if constant else np.zeros((), dtype=x.dtype)
+            return np.pad(x, pairs, constant_values=value)
+        return np.pad(x, pairs, mode=mode.lower())
+
+    def vjp(g, out, x, paddings, *constant, mode="CONSTANT"):
+        grad = apply("TfPadGrad", g, x, paddings, mode=mode)
+        return (grad, None, *(None for _ in constant))
+
+
+@register_op
+class TfPadGrad:
+    """Gradient of TfPad: the interior of ``g`` (plus, for mirror modes, the reflected borders folded back)."""
+
+    differentiable = False
+
+    def infer(g, x, paddings, *, mode="CONSTANT"):
+        return g.dtype, x.shape
+
+    def forward(g, x, paddings, *, mode="CONSTANT"):
+        pairs = _pairs(paddings)
+        if mode == "CONSTANT":
+            return g[tuple(slice(a, a + d) for (a, _), d in zip(pairs, x.shape))].copy()
+        out = g
+        for axis, ((before, after), d) in enumerate(zip(pairs, x.shape)):
+            shift = 1 if mode == "REFLECT" else 0
+            core = np.take(out, range(before, before + d), axis=axis).copy()
+            moved = np.moveaxis(core, axis, 0)
+            for i in range(before):  # padded position i mirrors source index before - i - 1 + shift
+                src = before - i - 1 + shift
+                moved[src] += np.take(out, i, axis=axis)
+            for i in range(after):
+                src = d - 1 - i - shift
+                moved[src] += np.take(out, before + d + i, axis=axis)
+            out = core
+        return out
+
+
+@register_op
+class TfSplit:
+    """TF ``Split`` (``axis, value``) and ``SplitV`` (``value, size_splits, axis``, ``v2=True``)."""
+
+    def infer(*inputs, num_split, v2=False):
+        value = inputs[0] if v2 else inputs[1]
+        axis = inputs[2] if v2 else inputs[0]
+        a = static_list(axis)
+        if value.shape is None or a is None:
+            return [(value.dtype, None if value.shape is None else _unknown(len(value.shape)))] * num_split
+        at = _norm_axis(a[0], len(value.shape))
+        sizes = static_list(inputs[1]) if v2 else None
+        dims = []
+        for i in range(num_split):
+            if v2:
+                size = sizes[i] if sizes is not None and sizes[i] != -1 else None
+                if sizes is not None and sizes[i] == -1 and value.shape[at] is not None:
+                    size = value.shape[at] - sum(s for s in sizes if s != -1)
+            else:
+                size = None if value.shape[at] is None else value.shape[at] // num_split
+            dims.append((value.dtype, value.shape[:at] + (size,) + value.shape[at + 1:]))
+        return dims
+
+    def forward(*inputs, num_split, v2=False):
+        value = inputs[0] if v2 else inputs[1]
+        axis = int(inputs[2] if v2 else inputs[0]) % value.ndim
+        if v2:
+            sizes = [int(s) for s in inputs[1]]
+            if -1 in sizes:
+                sizes[sizes.index(-1)] = value.shape[axis] - sum(s for s in sizes if s != -1)
+            if sum(sizes) != value.shape[axis] or min(sizes, default=0) < 0:
+                raise TfRuntimeError(f"SplitV sizes {sizes} do not add up to {value.shape[axis]}.")
+            return tuple(np.split(value, np.cumsum(sizes)[:-1], axis=axis))
+        if value.shape[axis] % num_split:
+            raise TfRuntimeError(f"Split cannot divide {value.shape[axis]} into {num_split} equal parts.")
+        return tuple(np.split(value, num_split, axis=axis))
+
+    def vjp(gs, outs, *inputs, num_split, v2=False):
+        axis = inputs[2] if v2 else inputs[0]
+        parts = [g if g is not None else apply("ZerosLike", o) for g, o in zip(gs, outs)]
+        joined = apply("TfConcat", *parts, axis)
+        return (joined, None, None) if v2 else (None, joined)
+
+
+@register_op
+class TfArgMax:
+    """TF ``ArgMax``/``ArgMin`` (``kind``) over the axis given as a tensor; ties take the first index."""
+
+    differentiable = False
+
+    def infer(x, axis, *, kind="max", output_type):
+        a = static_list(axis)
+        if x.shape is None or a is None:
+            return output_type, None if x.shape is None else _unknown(len(x.shape) - 1)
+        at = _norm_axis(a[0], len(x.shape))
+        return output_type, x.shape[:at] + x.shape[at + 1:]
+
+    def forward(x, axis, *, kind="max", output_type):
+        fn = np.argmax if kind == "max" else np.argmin
+        return fn(x, axis=int(axis)).astype(output_type.np_dtype)

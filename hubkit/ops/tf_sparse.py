@@ -30,13 +30,13 @@ class TfUnique:
         return [(x.dtype, (None,)), (out_idx, x.shape)]
 
     def forward(x, *, out_idx):
-        first: dict = {}
-        idx = np.empty(len(x), dtype=out_idx.np_dtype)
-        for i, v in enumerate(x.tolist()):
-            idx[i] = first.setdefault(v, len(first))
-        y = np.empty(len(first), dtype=x.dtype)
-        y[:] = list(first)
-        return y, idx
+        if len(x) == 0:
+            return x.copy(), np.zeros(0, dtype=out_idx.np_dtype)
+        _, first, inverse = np.unique(x, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # unique values by their first occurrence
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return x[first[order]], rank[inverse.reshape(-1)].astype(out_idx.np_dtype)
 
 
 def _segments(data, indices, segment_ids, num_segments, reduction):
@@ -121,15 +121,13 @@ class TfSparseFillEmptyRows:
         out_idx = np.zeros((total, indices.shape[1] if indices.ndim == 2 else 2), dtype=np.int64)
         out_val = np.empty(total, dtype=values.dtype)
         order = np.argsort(indices[:, 0], kind="stable") if n else np.zeros(0, dtype=np.int64)
-        offset = np.zeros(rows, dtype=np.int64)
+        sorted_rows = indices[order, 0] if n else np.zeros(0, dtype=np.int64)
+        rank = np.arange(n) - np.searchsorted(sorted_rows, sorted_rows, side="left")  # position inside its row
+        positions = starts[sorted_rows] + rank
         reverse = np.empty(n, dtype=np.int64)
-        for i in order:
-            r = indices[i, 0]
-            pos = starts[r] + offset[r]
-            offset[r] += 1
-            out_idx[pos] = indices[i]
-            out_val[pos] = values[i]
-            reverse[i] = pos
+        reverse[order] = positions
+        out_idx[positions] = indices[order]
+        out_val[positions] = values[order]
         empty_rows = np.nonzero(empty)[0]
         out_idx[starts[empty_rows], 0] = empty_rows
         out_val[starts[empty_rows]] = default_value

@@ -189,7 +189,7 @@ class TfStringLower:
     def forward(input, *, encoding=""):
         if encoding == "utf-8":
             return _map(str.lower, input)
-        return _map(lambda s: s.translate(_ASCII_LOWER), input)
+        return _map(lambda s: s.lower() if s.isascii() else s.translate(_ASCII_LOWER), input)
 
 
 @register_op
@@ -205,7 +205,15 @@ class TfStringToHashBucketFast:
 
     def forward(input, *, num_buckets):
         n = int(num_buckets)
-        return _map(lambda s: fingerprint64(s.encode("utf-8", "surrogateescape")) % n, input, np.int64)
+        memo: dict[str, int] = {}  # tokens repeat (words): hash each distinct one once per call
+
+        def bucket(s: str) -> int:
+            b = memo.get(s)
+            if b is None:
+                b = memo[s] = fingerprint64(s.encode("utf-8", "surrogateescape")) % n
+            return b
+
+        return _map(bucket, input, np.int64)
 
 
 # -- lookup tables -----------------------------------------------------------------------------------------

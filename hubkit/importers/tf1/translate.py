@@ -163,6 +163,20 @@ for _tf, _red in (("Sum", "sum"), ("Mean", "mean"), ("Max", "max"), ("Min", "min
     TRANSLATORS[_tf] = _same("TfReduce", {"keep_dims": "keep_dims"}, reduction=_red)
 
 
+TRANSLATORS["Pad"] = _same("TfPad")
+TRANSLATORS["PadV2"] = _same("TfPad")
+TRANSLATORS["MirrorPad"] = _same("TfPad", {"mode": "mode"})
+TRANSLATORS["Split"] = _same("TfSplit", {"num_split": "num_split"})
+TRANSLATORS["SplitV"] = _same("TfSplit", {"num_split": "num_split"}, v2=True)
+TRANSLATORS["ArgMax"] = _same("TfArgMax", {"output_type": "output_type"}, kind="max")
+TRANSLATORS["ArgMin"] = _same("TfArgMax", {"output_type": "output_type"}, kind="min")
+
+
+@_register("Reciprocal", "Inv")
+def _reciprocal(e: Emitter) -> None:
+    e.emit("RealDiv", [e.const(1, e.dtype_attr("T")), e.inputs[0]])
+
+
 @_register("Placeholder")
 def _placeholder(e: Emitter) -> None:
     e.emit("Placeholder", [], {"dtype": e.dtype_attr("dtype"), "shape": e.attrs.get("shape")})

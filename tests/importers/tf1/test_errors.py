@@ -172,3 +172,31 @@ def test_variable_missing_from_the_bundle(tf1_copy):
     _edit_saved_model(path, edit)
     with pytest.raises(FormatError, match=r"no value for the variable 'dense/bias'"):
         hk.load_module_spec(path)
+
+
+def test_written_bundles_round_trip_with_prefix_keys_and_snappy_blocks(tmp_path):
+    from hubkit.importers.tf1.bundle import read_bundle
+    from hubkit.importers.tf1.writer import write_bundle
+
+    tensors = {f"layer_{i:03d}/kernel": np.full((2, 3), i, np.float32) for i in range(60)}
+    tensors["words"] = np.array(["a", "", "ünï"], dtype=object)
+    for compress in (False, True):
+        directory = str(tmp_path / f"v{compress}")
+        write_bundle(directory, tensors, compress=compress)
+        bundle = read_bundle(directory)
+        assert sorted(bundle.entries) == sorted(tensors)
+        assert bundle.read_strings(bundle.entries["words"]).tolist() == ["a", "", "ünï"]
+        verify_bundle(directory)
+
+
+def test_snappy_decoder_handles_copies_and_refuses_bad_blocks():
+    from hubkit.importers.tf1.table import snappy_decompress
+
+    # "abcabcabcX": literal "abc", copy-1 of length 6 at offset 3, literal "X"
+    block = bytes([10, 2 << 2]) + b"abc" + bytes([((6 - 4) << 2) | 1, 3]) + bytes([0]) + b"X"
+    assert snappy_decompress(block) == b"abcabcabcX"
+    for bad in (bytes([10, 2 << 2]) + b"abc" + bytes([((6 - 4) << 2) | 1, 9]),  # offset past the output
+                bytes([200, 200, 200, 200, 15]),  # announces more than the limit
+                bytes([5, 2 << 2]) + b"abc"):  # shorter than announced
+        with pytest.raises(ValueError):
+            snappy_decompress(bad)
