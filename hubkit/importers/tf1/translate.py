@@ -231,7 +231,7 @@ def _squeeze(e: Emitter) -> None:
     e.emit("TfSqueeze", e.inputs, {"squeeze_dims": list(e.attrs.get("squeeze_dims") or [])})
 
 
-@_register("ConcatV1", "Concat")
+@_register("Concat")
 def _concat_v1(e: Emitter) -> None:
     e.emit("TfConcat", e.inputs[1:] + e.inputs[:1])
 
@@ -330,3 +330,14 @@ def _lookup_size(e: Emitter) -> None:
     else:
         e.emit("Const", [], {"value": np.array(len(table.attrs["table_keys"]), dtype=np.int64),
                              "dtype": as_dtype("int64")})
+
+
+def supported_ops_markdown() -> str:
+    """The supported-op list of docs/tf1_import.md, generated from :data:`TRANSLATORS` (a test keeps them equal)."""
+    ops = supported_tf_ops()
+    lines = [f"hubkit translates {len(ops)} TF op types:", ""]
+    by_letter: dict[str, list[str]] = {}
+    for op in ops:
+        by_letter.setdefault(op[0], []).append(f"`{op}`")
+    lines += [f"- **{letter}**: {', '.join(names)}" for letter, names in sorted(by_letter.items())]
+    return "\n".join(lines)

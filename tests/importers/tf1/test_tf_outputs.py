@@ -118,3 +118,30 @@ def test_string_variable_of_ref_module_is_a_constant():
     assert sorted(m.variable_map) == ["b", "w"]
     out = m(np.ones((1, 2), np.float32), as_dict=True)
     assert list(out["words"]) == ["alpha", "beta"]
+
+
+def test_hub_layer_resolve_and_image_size_accept_tf1_modules():
+    path = fixture_path("mobilenet_block")
+    assert hk.resolve(path) == path
+    assert hk.get_expected_image_size(hk.Module(path)) == [9, 9]
+    layer = hk.HubLayer(fixture_path("text_embedding"))
+    assert layer is not None
+
+
+def test_untyped_attachments_parse_with_the_callers_type(tf1_copy):
+    import os
+
+    from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
+    from hubkit.module.image_module_info_pb2 import ImageModuleInfo
+
+    path = tf1_copy("mobilenet_block")
+    file = os.path.join(path, "saved_model.pb")
+    with open(file, "rb") as f:
+        sm = tfpb.SavedModel.FromString(f.read())
+    extra = tfpb.ModuleAttachment(key="labels", value=ImageModuleInfo(num_channels=3).SerializeToString())
+    sm.meta_graphs[0].collection_def["hub_module_attachments"].bytes_list.value.append(extra.SerializeToString())
+    with open(file, "wb") as f:
+        f.write(sm.SerializeToString())
+    m = hk.Module(path)
+    assert m.get_attached_message("labels", ImageModuleInfo).num_channels == 3
+    assert m.get_attached_message("missing", ImageModuleInfo) is None
