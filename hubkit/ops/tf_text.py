@@ -78,16 +78,45 @@ class TfStringSplit:
         if input.ndim != 1:
             raise TfRuntimeError(f"StringSplit needs a vector of strings, got shape {list(input.shape)}.")
         d = str(delimiter.reshape(-1)[0]) if delimiter.size else ""
-        indices, values, width = [], [], 0
-        for row, s in enumerate(input):
-            tokens = _split_one(s, d, skip_empty)
-            width = max(width, len(tokens))
-            indices.extend((row, col) for col in range(len(tokens)))
-            values.extend(tokens)
-        ind = np.array(indices, dtype=np.int64).reshape(-1, 2)
-        vals = np.empty(len(values), dtype=object)
-        vals[:] = values
-        return ind, vals, np.array([len(input), width], dtype=np.int64)
+        return _sparse_rows([_split_one(x, d, skip_empty) for x in input])
+
+
+def _split_v2_one(s: str, sep: str, maxsplit: int) -> list[str]:
+    if sep:
+        return s.split(sep, maxsplit)
+    # whitespace mode splits on ASCII whitespace only (as TF; str.split() would also split on U+00A0)
+    return [p.decode("utf-8", "surrogateescape") for p in s.encode("utf-8", "surrogateescape").split(None, maxsplit)]
+
+
+@register_op
+class TfStringSplitV2:
+    """TF ``StringSplitV2`` (``tf.strings.split``): Python ``str.split(sep, maxsplit)`` semantics; ``sep=""``
+    splits on runs of ASCII whitespace and drops empty tokens."""
+
+    differentiable = False
+
+    def infer(input, sep, *, maxsplit=-1):
+        if input.dtype is not string or sep.dtype is not string:
+            raise infer_error("needs string input and separator.")
+        return [(int64, (None, 2)), (string, (None,)), (int64, (2,))]
+
+    def forward(input, sep, *, maxsplit=-1):
+        if input.ndim != 1:
+            raise TfRuntimeError(f"StringSplitV2 needs a vector of strings, got shape {list(input.shape)}.")
+        separator = str(sep.reshape(-1)[0]) if sep.size else ""
+        rows = [_split_v2_one(x, separator, int(maxsplit)) for x in input]
+        return _sparse_rows(rows)
+
+
+def _sparse_rows(rows: list[list[str]]):
+    width = max((len(r) for r in rows), default=0)
+    counts = np.array([len(r) for r in rows], dtype=np.int64)
+    row_ids = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    cols = np.arange(len(row_ids), dtype=np.int64) - starts
+    values = np.empty(len(row_ids), dtype=object)
+    values[:] = [t for r in rows for t in r]
+    return np.stack([row_ids, cols], axis=1).reshape(-1, 2), values, np.array([len(rows), width], dtype=np.int64)
 
 
 # -- regular expressions ---------------------------------------------------------------------------------

@@ -50,6 +50,22 @@ def test_string_split_splits_on_any_delimiter_byte_and_skips_empty_tokens():
     assert values.tolist() == ["a", "b"]
 
 
+@pytest.mark.parametrize("sep, maxsplit, values, indices, shape", [  # recorded from TF's string_split_v2
+    ("", -1, ["a", "b", "c", "x,,y,", "1ab2abab3"], [[0, 0], [0, 1], [0, 2], [2, 0], [3, 0]], [4, 3]),
+    (" ", -1, ["", "", "a", "b", "", "c", "", "", "x,,y,", "1ab2abab3"],
+     [[0, 0], [0, 1], [0, 2], [0, 3], [0, 4], [0, 5], [0, 6], [1, 0], [2, 0], [3, 0]], [4, 7]),
+    (",", 1, ["  a b  c ", "", "x", ",y,", "1ab2abab3"], [[0, 0], [1, 0], [2, 0], [2, 1], [3, 0]], [4, 2]),
+    ("ab", -1, ["  a b  c ", "", "x,,y,", "1", "2", "", "3"],
+     [[0, 0], [1, 0], [2, 0], [3, 0], [3, 1], [3, 2], [3, 3]], [4, 4]),
+])
+def test_string_split_v2_matches_tensorflow(sep, maxsplit, values, indices, shape):
+    out = run("TfStringSplitV2", strings("  a b  c ", "", "x,,y,", "1ab2abab3"), np.array(sep, dtype=object),
+              maxsplit=maxsplit)
+    assert out[1].tolist() == values and out[0].tolist() == indices and out[2].tolist() == shape
+    _, vals, _ = run("TfStringSplitV2", strings("a\u00a0b c"), np.array("", dtype=object))
+    assert vals.tolist() == ["a\u00a0b", "c"]  # only ASCII whitespace separates
+
+
 def test_string_lower_is_ascii_only_by_default():
     assert run("TfStringLower", strings("ÀBC É")).tolist() == ["Àbc É"]
     assert run("TfStringLower", strings("ÀBC É"), encoding="utf-8").tolist() == ["àbc é"]
