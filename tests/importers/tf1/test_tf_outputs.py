@@ -145,3 +145,18 @@ def test_untyped_attachments_parse_with_the_callers_type(tf1_copy):
     m = hk.Module(path)
     assert m.get_attached_message("labels", ImageModuleInfo).num_channels == 3
     assert m.get_attached_message("missing", ImageModuleInfo) is None
+
+
+def test_trainable_module_brings_its_regularization_losses():
+    m = hk.Module(fixture_path("two_signatures"), trainable=True)
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 3])
+        m(x)
+        (loss,) = g.get_collection(hk.GraphKeys.REGULARIZATION_LOSSES)
+        (grad,) = hk.gradients(loss, [m.variable_map["dense/kernel"]])
+    kernel = np.asarray(m.variable_map["dense/kernel"].value)
+    value, g_value = hk.Session(g).run([loss, grad])
+    np.testing.assert_allclose(value, 0.01 * np.sum(kernel**2), rtol=1e-5)
+    np.testing.assert_allclose(g_value, 0.02 * kernel, rtol=1e-5)
+    assert sorted(v.name for v in m.trainable_variables) == ["module/dense/bias", "module/dense/kernel"]
