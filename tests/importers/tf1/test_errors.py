@@ -200,3 +200,33 @@ def test_snappy_decoder_handles_copies_and_refuses_bad_blocks():
                 bytes([5, 2 << 2]) + b"abc"):  # shorter than announced
         with pytest.raises(ValueError):
             snappy_decompress(bad)
+
+
+def test_attributes_left_out_take_the_stripped_op_list_defaults(tmp_path):
+    import shutil
+
+    from tests.importers.tf1.conftest import fixture_path, recorded
+
+    images = recorded("cnn_batch_norm")["in__default__images"]
+    expected = recorded("cnn_batch_norm")["out__default__default"]
+
+    def strip(name, default_epsilon):
+        path = str(tmp_path / name)
+        shutil.copytree(fixture_path("cnn_batch_norm"), path)
+
+        def edit(sm):
+            mg = sm.meta_graphs[0]
+            original = None
+            for n in mg.graph_def.node:
+                if n.op == "FusedBatchNormV3":
+                    original = n.attr["epsilon"].f
+                    del n.attr["epsilon"]
+            op = next(o for o in mg.meta_info_def.stripped_op_list.op if o.name == "FusedBatchNormV3")
+            attr = next(a for a in op.attr if a.name == "epsilon")
+            attr.default_value.f = original if default_epsilon is None else default_epsilon
+
+        _edit_saved_model(path, edit)
+        return hk.Module(path)(images)
+
+    np.testing.assert_allclose(strip("same", None), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(strip("other", 10.0), expected, rtol=1e-3)
