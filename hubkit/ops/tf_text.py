@@ -30,7 +30,7 @@ __all__ = ["LINE_NUMBER", "WHOLE_LINE", "read_text_file_table"]
 
 WHOLE_LINE = -2
 LINE_NUMBER = -1
-MAX_TABLE_FILE_BYTES = 1 << 31
+MAX_TABLE_FILE_BYTES = 1 << 30
 
 
 def _strings(x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
 
 __all__ = ["decode_attr_value", "decode_shape", "decode_tensor"]
 
-MAX_CONST_ELEMENTS = 1 << 28
+MAX_CONST_ELEMENTS = 1 << 24  # TF repeats a constant's last value: a few bytes may declare a huge tensor
 
 
 def decode_shape(proto: tfpb.TensorShapeProto) -> tuple[int | None, ...] | None:

@@ -34,6 +34,7 @@ _VARIABLE_OPS = ("VarHandleOp", "VariableV2", "Variable")
 _TABLE_OPS = ("HashTableV2", "HashTable")
 _CARRIED = ("update_ops", "regularization_losses")
 MAX_NODES = 2_000_000
+MAX_CONST_ELEMENTS_PER_GRAPH = 1 << 26
 
 
 @dataclass
@@ -114,6 +115,7 @@ class GraphTranslator:
         for op in self.mg.meta_info_def.stripped_op_list.op:
             defaults[op.name] = {a.name: a.default_value for a in op.attr if a.HasField("default_value")}
         nodes: dict[str, _Node] = {}
+        const_elements = 0
         for nd in graph.node:
             if not nd.name or nd.name in nodes:
                 raise FormatError(f"{self.where}: the node name {nd.name!r} is empty or repeated.")
@@ -127,7 +129,12 @@ class GraphTranslator:
             control = [i[1:] for i in nd.input if i.startswith("^")]
             nodes[nd.name] = _Node(nd.name, nd.op, [_tensor_name(i) for i in data], control, attrs)
             if nd.op == "Const" and "value" in nd.attr:
-                self._consts[f"{nd.name}:0"] = decode_tensor(nd.attr["value"].tensor, f"{where} 'value'")
+                value = decode_tensor(nd.attr["value"].tensor, f"{where} 'value'")
+                const_elements += value.size
+                if const_elements > MAX_CONST_ELEMENTS_PER_GRAPH:
+                    raise FormatError(f"{self.where}: its constants hold more than {MAX_CONST_ELEMENTS_PER_GRAPH} "
+                                      "elements in all.")
+                self._consts[f"{nd.name}:0"] = value
         for node in nodes.values():
             for t in node.inputs + node.control:
                 if split_tensor_name(t)[0] not in nodes:

@@ -230,3 +230,20 @@ def test_attributes_left_out_take_the_stripped_op_list_defaults(tmp_path):
 
     np.testing.assert_allclose(strip("same", None), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(strip("other", 10.0), expected, rtol=1e-3)
+
+
+def test_a_tiny_constant_declaring_a_huge_shape_is_refused(tf1_copy):
+    path = tf1_copy("two_signatures")
+
+    def edit(sm):
+        const = next(n for n in sm.meta_graphs[0].graph_def.node if n.op == "Const")
+        tensor = const.attr["value"].tensor
+        tensor.Clear()
+        tensor.dtype = 1
+        for d in (1 << 20, 1 << 20):
+            tensor.tensor_shape.dim.add(size=d)
+        tensor.float_val.append(1.0)
+
+    _edit_saved_model(path, edit)
+    with pytest.raises(FormatError, match="more than the limit"):
+        hk.load_module_spec(path)
