@@ -97,9 +97,9 @@ def snappy_decompress(data: bytes, limit: int = _MAX_BLOCK) -> bytes:
         start = len(out) - offset
         if offset >= length:
             out += out[start:start + length]
-        else:  # overlapping copy: the pattern repeats
-            for i in range(length):
-                out.append(out[start + i])
+        else:  # overlapping copy: the last `offset` bytes repeat
+            pattern = bytes(out[start:])
+            out += (pattern * (length // offset + 1))[:length]
     if len(out) != size:
         raise ValueError(f"it decoded to {len(out)} bytes instead of the {size} its header announces")
     return bytes(out)
