@@ -10,6 +10,7 @@ naming the file.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -37,6 +38,7 @@ class TF1ModuleSpec:
     """Marker base; see :func:`load_spec` (the spec class is made lazily to keep imports light)."""
 
 
+@functools.lru_cache(maxsize=1)
 def _spec_class():
     from hubkit.module.spec import ModuleSpec
 
