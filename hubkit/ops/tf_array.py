@@ -584,7 +584,7 @@ class TfGather:
 
     def forward(params, indices, axis):
         try:
-            return np.take(params, indices, axis=int(axis))
+            return np.take(np.asarray(params), indices, axis=int(axis))  # a memmap's subclass costs per call
         except IndexError:
             size = params.shape[int(axis)]
             bad = indices[(indices < 0) | (indices >= size)]

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -120,6 +121,7 @@ def _sparse_rows(rows: list[list[str]]):
 
 
 # -- regular expressions ---------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
 def _compile(pattern: str):
     import re2
 
@@ -129,6 +131,7 @@ def _compile(pattern: str):
         raise ValueError(f"the RE2 pattern {pattern!r} is invalid: {e}") from None
 
 
+@functools.lru_cache(maxsize=256)
 def _rewriter(rewrite: str):
     """RE2's rewrite string as a function of the match: ``\\0``-``\\9`` groups, ``\\\\`` a backslash."""
     parts: list[Any] = []
