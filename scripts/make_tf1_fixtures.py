@@ -95,7 +95,9 @@ def _plain(value) -> np.ndarray:
 
 def _grad_record(sess, m, placeholders, fd, outs, record, prefix):
     """TF's gradient of sum(default output * w) with respect to every trainable variable."""
-    out = outs["default"]
+    out = outs.get("default")
+    if out is None or not out.dtype.is_floating:
+        return
     w = tf1.constant(np.linspace(-1.0, 1.0, int(np.prod(sess.run(tf.shape(out), fd)))).astype(np.float32))
     loss = tf.reduce_sum(tf.reshape(out, [-1]) * w)
     variables = m.variables
@@ -317,7 +319,56 @@ def ref_variables() -> None:
             extra=_grad_record)
 
 
-FIXTURES = {f.__name__: f for f in (two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
+def ops_zoo() -> None:
+    """Ops the other fixtures do not reach: padding modes, EXPLICIT/dilated convolution, SAME pools, splits,
+    Select (V1), integer division of negatives, strings split with StringSplitV2 and a computed RE2 pattern."""
+
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, 7, 6, 2], name="x")
+        padded = tf.pad(x, [[0, 0], [1, 2], [0, 1], [0, 0]])
+        reflected = tf.pad(x, [[0, 0], [2, 1], [1, 2], [0, 0]], mode="REFLECT")
+        symmetric = tf.pad(x, [[0, 0], [1, 0], [2, 2], [0, 0]], mode="SYMMETRIC")
+        w = tf1.get_variable("w", [3, 2, 2, 4], initializer=tf1.random_normal_initializer(seed=9))
+        conv = tf.nn.conv2d(padded, w, strides=[1, 2, 1, 1], padding=[[0, 0], [1, 2], [2, 1], [0, 0]],
+                            dilations=[1, 1, 1, 1])  # TF's CPU Conv2D kernel refuses dilations
+        pooled = tf.nn.max_pool2d(reflected, [1, 3, 2, 1], [1, 2, 2, 1], "SAME")
+        averaged = tf.nn.avg_pool2d(symmetric, [1, 2, 3, 1], [1, 2, 2, 1], "SAME")
+        a, b = tf.split(conv, 2, axis=3)
+        c, d, e = tf.split(pooled, [1, -1, 2], axis=2)
+        rows = tf.unstack(averaged, axis=1)
+        picked = tf1.where(tf.reduce_sum(x, axis=[1, 2, 3]) > 0.0, tf.reduce_mean(a, axis=[1, 2]),
+                           tf.reduce_max(b, axis=[1, 2]))
+        tiled = tf.tile(tf.reduce_sum(c, axis=[1, 2]), [1, 3])
+        hot = tf.one_hot(tf.argmax(tf.reduce_mean(e, axis=[1, 2]), axis=1), 3, on_value=2.0, off_value=-1.0)
+        flat = tf.reshape(x, [-1, 7 * 6 * 2])
+        summary = tf.concat([picked, tiled, hot, tf.math.reciprocal(tf.abs(flat[:, :3]) + 1.0), rows[0][:, 0, :],
+                             tf.reduce_mean(d, axis=[1, 2])], axis=1)
+        hub.add_signature("default", {"x": x}, {"default": summary, "conv": conv, "pooled": pooled,
+                                                "averaged": averaged})
+        n = tf1.placeholder(tf.int32, [None], name="n")
+        m = tf1.placeholder(tf.int32, [None], name="m")
+        hub.add_signature("integers", {"n": n, "m": m}, {
+            "floordiv": tf.math.floordiv(n, m), "floormod": tf.math.floormod(n, m),
+            "range": tf.range(tf.reduce_min(m), tf.reduce_max(n), 2), "filled": tf.fill(tf.shape(n), 7)})
+        text = tf1.placeholder(tf.string, [None], name="text")
+        pattern = tf.strings.join(["[", tf.constant("aeiou"), "]+"])
+        replaced = tf.strings.regex_replace(text, pattern, "_")
+        split = tf1.strings.split(
+            replaced, maxsplit=2, result_type="SparseTensor")
+        hub.add_signature("strings", {"text": text}, {"values": split.values, "indices": split.indices,
+                                                      "replaced": replaced})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((3, 7, 6, 2)).astype(np.float32)
+    x[1] = -np.abs(x[1])
+    feeds = {"default": {"x": x},
+             "integers": {"n": np.array([7, -7, 7, -7, 0], np.int32), "m": np.array([2, 2, -2, -2, 3], np.int32)},
+             "strings": {"text": np.array(["  hello  wide\tworld ", "", "aeiou x y z", "caf\u00e9 au lait"],
+                                          dtype=object)}}
+    _export("ops_zoo", spec, feeds, extra=_grad_record)
+
+
+FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
                                     mobilenet_block, bert_encoder, ref_variables)}
 
 

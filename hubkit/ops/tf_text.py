@@ -120,6 +120,28 @@ def _sparse_rows(rows: list[list[str]]):
     return np.stack([row_ids, cols], axis=1).reshape(-1, 2), values, np.array([len(rows), width], dtype=np.int64)
 
 
+@register_op
+class TfStringJoin:
+    """TF ``StringJoin``: the inputs (scalars broadcast) joined elementwise with ``separator``."""
+
+    differentiable = False
+
+    def infer(*inputs, separator=""):
+        shapes = [t.shape for t in inputs if t.shape != ()]
+        if any(t.dtype is not string for t in inputs):
+            raise infer_error("needs string inputs.")
+        return string, shapes[0] if shapes else ()
+
+    def forward(*inputs, separator=""):
+        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in inputs])
+        out = np.empty(arrays[0].shape, dtype=object)
+        flat = out.reshape(-1)
+        columns = [a.reshape(-1) for a in arrays]
+        for i in range(flat.size):
+            flat[i] = separator.join(str(c[i]) for c in columns)
+        return out
+
+
 # -- regular expressions ---------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=256)
 def _compile(pattern: str):

@@ -150,6 +150,7 @@ TRANSLATORS["DynamicStitch"] = _same("TfDynamicStitch")
 TRANSLATORS["ParallelDynamicStitch"] = _same("TfDynamicStitch")
 TRANSLATORS["StringSplit"] = _same("TfStringSplit", {"skip_empty": "skip_empty"})
 TRANSLATORS["StringSplitV2"] = _same("TfStringSplitV2", {"maxsplit": "maxsplit"})
+TRANSLATORS["StringJoin"] = _same("TfStringJoin", {"separator": "separator"})
 TRANSLATORS["StaticRegexReplace"] = _same("TfStaticRegexReplace", {"pattern": "pattern", "rewrite": "rewrite",
                                                                     "replace_global": "replace_global"})
 TRANSLATORS["RegexReplace"] = _same("TfRegexReplace", {"replace_global": "replace_global"})

@@ -14,7 +14,7 @@ from hubkit.hub import HubConfig
 from tests.hub.helpers import FaultServer
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "data", "tf1")
-FIXTURES = ("bert_encoder", "cnn_batch_norm", "mobilenet_block", "partitioned_embedding", "ref_variables",
+FIXTURES = ("bert_encoder", "cnn_batch_norm", "mobilenet_block", "ops_zoo", "partitioned_embedding", "ref_variables",
             "text_embedding", "two_signatures")
 
 

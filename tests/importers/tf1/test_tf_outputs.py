@@ -44,7 +44,7 @@ def test_every_signature_matches_tensorflow(name):
                 _assert_close(out[key], expected[key], f"{name} {prefix}{sig}/{key}")
 
 
-@pytest.mark.parametrize("name", ["text_embedding", "partitioned_embedding", "cnn_batch_norm", "mobilenet_block",
+@pytest.mark.parametrize("name", ["text_embedding", "partitioned_embedding", "cnn_batch_norm", "mobilenet_block", "ops_zoo",
                                   "ref_variables"])
 def test_gradients_match_tensorflow(name):
     """d sum(default * linspace(-1, 1)) / d variable equals TF's, for every variable TF differentiated."""
