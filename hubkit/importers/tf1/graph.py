@@ -57,6 +57,7 @@ class TableInfo:
     filename: str = ""  # hubkit tensor of the vocabulary asset path (text_file tables)
     tf_filename: str = ""
     asset: str = ""
+    size: int = 0
 
 
 @dataclass
@@ -208,8 +209,8 @@ class GraphTranslator:
                      "value_dtype": value_dtype}
             from hubkit.ops.tf_text import read_text_file_table
 
-            read_text_file_table(self._resolve_asset(self.asset_consts[src]), **attrs)  # errors at load, not mid-call
-            return TableInfo("text_file", attrs, tf_filename=filename, asset=self.asset_consts[src])
+            table = read_text_file_table(self._resolve_asset(self.asset_consts[src]), **attrs)  # fails at load
+            return TableInfo("text_file", attrs, tf_filename=filename, asset=self.asset_consts[src], size=len(table))
         keys, values = (self.const_value(t) for t in init.inputs[1:3])
         if keys is None or values is None:
             raise FormatError(f"{where} is initialised from tensors that are not constants.")

@@ -109,7 +109,6 @@ for _tf, _hk in {
     "Minimum": "Minimum", "Pow": "Pow", "Neg": "Neg", "Abs": "Abs", "Exp": "Exp", "Log": "Log", "Log1p": "Log1p",
     "Tanh": "Tanh", "Sigmoid": "Sigmoid", "Relu": "Relu", "Relu6": "Relu6", "Elu": "Elu", "Softplus": "Softplus",
     "Erf": "Erf", "Sqrt": "Sqrt", "Rsqrt": "Rsqrt", "Square": "Square", "Floor": "Floor", "Sign": "Sign",
-    "Identity": "Identity", "Snapshot": "Identity", "ReadVariableOp": "Identity", "CheckNumerics": "Identity",
     "StopGradient": "StopGradient", "PreventGradient": "StopGradient", "Less": "Less", "LessEqual": "LessEqual",
     "Greater": "Greater", "GreaterEqual": "GreaterEqual", "Equal": "Equal", "NotEqual": "NotEqual",
     "LogicalAnd": "LogicalAnd", "LogicalOr": "LogicalOr", "LogicalNot": "LogicalNot", "ZerosLike": "ZerosLike",
@@ -177,6 +176,12 @@ TRANSLATORS["ArgMin"] = _same("TfArgMax", {"output_type": "output_type"}, kind="
 @_register("Reciprocal", "Inv")
 def _reciprocal(e: Emitter) -> None:
     e.emit("RealDiv", [e.const(1, e.dtype_attr("T")), e.inputs[0]])
+
+
+@_register("Identity", "Snapshot", "ReadVariableOp", "CheckNumerics")
+def _identity(e: Emitter) -> None:
+    """No node: the TF tensor stands for its input (one executor step less per call)."""
+    e.alias(0, e.inputs[0])
 
 
 @_register("Placeholder")
@@ -326,12 +331,10 @@ def _lookup_find(e: Emitter) -> None:
 
 @_register("LookupTableSizeV2")
 def _lookup_size(e: Emitter) -> None:
+    """A constant: the table was read when the module loaded (and its asset travels with the module)."""
     table = e.t.table_for(e.tf_inputs[0], e.where())
-    if table.kind == "text_file":
-        e.emit("TfTextFileTableSize", [table.filename], table.attrs)
-    else:
-        e.emit("Const", [], {"value": np.array(len(table.attrs["table_keys"]), dtype=np.int64),
-                             "dtype": as_dtype("int64")})
+    size = table.size if table.kind == "text_file" else len(np.asarray(table.attrs["table_keys"]).reshape(-1))
+    e.emit("Const", [], {"value": np.array(size, dtype=np.int64), "dtype": as_dtype("int64")})
 
 
 def supported_ops_markdown() -> str:
