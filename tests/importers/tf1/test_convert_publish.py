@@ -74,3 +74,25 @@ def test_tf1_archive_loads_from_a_url(hub_env, tmp_path, server_factory):
     sentences = as_feed(recorded("text_embedding")["in__default__sentences"])
     np.testing.assert_allclose(m(sentences), recorded("text_embedding")["out__default__default"], rtol=1e-5,
                                atol=1e-6)
+
+
+def test_tf1_archive_loads_from_a_local_path_and_a_file_url(hub_env, tmp_path):
+    archive = tmp_path / "text.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for entry in sorted(os.listdir(fixture_path("text_embedding"))):
+            tar.add(os.path.join(fixture_path("text_embedding"), entry), arcname=entry)
+    sentences = as_feed(recorded("text_embedding")["in__default__sentences"])
+    expected = recorded("text_embedding")["out__default__default"]
+    for handle in (str(archive), archive.as_uri()):
+        np.testing.assert_allclose(hk.Module(handle)(sentences), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_load_spec_is_the_importer_entry_point():
+    from hubkit.importers import detect_format
+    from hubkit.importers.tf1 import load_spec
+    from hubkit.module.spec import ModuleSpec
+
+    assert detect_format(fixture_path("bert_encoder")) == "tf1"
+    spec = load_spec(fixture_path("bert_encoder"))
+    assert isinstance(spec, ModuleSpec) and spec.get_signature_names() == ["tokens"]
+    assert spec.module_dir == fixture_path("bert_encoder")
