@@ -322,7 +322,9 @@ class TfFusedBatchNorm:
                     batch_var.astype(scale.dtype)]
         else:
             inv = 1.0 / np.sqrt(variance.astype(np.float64) + epsilon)
-            y = ((x - mean) * (inv * scale) + offset).astype(x.dtype)
+            mul = (inv * scale).astype(x.dtype)  # per channel, so the big tensor sees one multiply and one add
+            add = (offset - mean * inv * scale).astype(x.dtype)
+            y = x * mul + add
             outs = [y, mean, variance, mean, variance]
         if num_outputs == 6:
             outs.append(np.zeros(0, dtype=scale.dtype))
