@@ -76,6 +76,8 @@ _HEADER_BITS = {1: (0x80, 0), 2: (0xC0, 0), 3: (0xE0, 0), 4: (0xF0, 0), 5: (0xF8
 
 
 def _num_increasing(data: bytes, pos: int) -> tuple[int, int]:
+    if pos >= len(data):
+        raise ValueError("a number is missing")
     n = data[pos]
     if n > 8 or pos + 1 + n > len(data):
         raise ValueError("a number is malformed")

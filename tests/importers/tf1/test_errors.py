@@ -247,3 +247,16 @@ def test_a_tiny_constant_declaring_a_huge_shape_is_refused(tf1_copy):
     _edit_saved_model(path, edit)
     with pytest.raises(FormatError, match="more than the limit"):
         hk.load_module_spec(path)
+
+
+def test_slice_keys_decode_ordered_code():
+    from hubkit.importers.tf1.bundle import decode_slice_key
+
+    # OrderedCode: 0, the name (0x00 escaped as 0x00 0xff, ended by 0x00 0x01), the rank, then signed
+    # start/length per dimension (one byte 0x80 ^ v for -64 <= v < 64, longer ones with a length header).
+    key = b"\x00" + b"emb\x00\xffx\x00\x01" + b"\x01\x02" + bytes([0x80, 0x84, 0xC0, 0x40, 0x3F, 0xBF])
+    assert decode_slice_key(key) == ("emb\x00x", ((0, 4), (64, -65)))
+    assert decode_slice_key(b"\x00w\x00\x01\x01\x01" + bytes([0x85, 0x7F])) == ("w", ((5, -1),))
+    for bad in (b"\x01w\x00\x01\x00", b"\x00w", b"\x00w\x00\x01", b"\x00w\x00\x01\x01\x02\x80", b"\x00w\x00\x01\x00extra"):
+        with pytest.raises(ValueError):
+            decode_slice_key(bad)
