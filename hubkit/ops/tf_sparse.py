@@ -113,6 +113,11 @@ class TfSparseFillEmptyRows:
         n = len(indices)
         if n and (indices[:, 0].min() < 0 or indices[:, 0].max() >= rows):
             raise TfRuntimeError(f"a sparse index row is out of range [0, {rows}).")
+        if n and indices[0, 0] == 0 and indices[-1, 0] == rows - 1:
+            steps = np.diff(indices[:, 0])
+            if ((steps == 0) | (steps == 1)).all():  # rows in order, none empty: the input is the output
+                return (indices.astype(np.int64), values.copy(), np.zeros(rows, dtype=bool),
+                        np.arange(n, dtype=np.int64))
         counts = np.bincount(indices[:, 0], minlength=rows) if n else np.zeros(rows, dtype=np.int64)
         empty = counts == 0
         per_row = np.where(empty, 1, counts)

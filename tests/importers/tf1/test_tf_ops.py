@@ -150,3 +150,14 @@ def test_conv_same_padding_puts_the_odd_pixel_after():
     out = run("TfConv2D", x[:, :3, :3], w, depthwise=False, strides=[1, 1, 1, 1], padding="SAME",
               explicit_paddings=[], dilations=[1, 1, 1, 1], data_format="NHWC")
     assert out.shape == (1, 3, 3, 1) and out[0, 2, 2, 0] == 10  # padded after: the last window holds only x[2, 2]
+
+
+def test_sparse_fill_empty_rows_without_empty_rows_returns_its_input():
+    indices = np.array([[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]], np.int64)
+    idx, vals, empty, reverse = run("TfSparseFillEmptyRows", indices, np.array([1, 2, 3, 4, 5], np.int64),
+                                    np.array([3, 2], np.int64), np.int64(-1))
+    assert idx.tolist() == indices.tolist() and vals.tolist() == [1, 2, 3, 4, 5]
+    assert empty.tolist() == [False] * 3 and reverse.tolist() == [0, 1, 2, 3, 4]
+    idx, _, _, reverse = run("TfSparseFillEmptyRows", indices[[2, 0, 1, 3, 4]], np.array([3, 1, 2, 4, 5], np.int64),
+                             np.array([3, 2], np.int64), np.int64(-1))
+    assert idx.tolist() == [[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]] and reverse.tolist() == [2, 0, 1, 3, 4]
