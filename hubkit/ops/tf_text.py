@@ -111,6 +111,13 @@ class TfStringSplitV2:
 
 def _sparse_rows(rows: list[list[str]]):
     width = max((len(r) for r in rows), default=0)
+    tokens = [t for r in rows for t in r]
+    if len(tokens) <= 64:  # small batches: Python lists beat a dozen NumPy calls
+        values = np.empty(len(tokens), dtype=object)
+        values[:] = tokens
+        pairs = [(i, j) for i, r in enumerate(rows) for j in range(len(r))]
+        return (np.array(pairs, dtype=np.int64).reshape(-1, 2), values,
+                np.array([len(rows), width], dtype=np.int64))
     counts = np.array([len(r) for r in rows], dtype=np.int64)
     row_ids = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
