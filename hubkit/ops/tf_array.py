@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import HubkitError
-from hubkit.graph import Tensor, bool_, format_shape, int32
+from hubkit.graph import Tensor, bool_, format_shape, int32, int64
 from hubkit.graph.shapes import broadcast_shapes
 from hubkit.ops._helpers import unbroadcast
 from hubkit.ops._tf_common import const_value, known_size, static_list
@@ -591,7 +591,28 @@ class TfGather:
             raise TfRuntimeError(f"Gather index {int(bad.reshape(-1)[0])} is not in [0, {size}).") from None
 
     def vjp(g, out, params, indices, axis):
+        if static_list(axis) == [0]:  # rows of a table: a sparse gradient (optimizers update only those rows)
+            from hubkit.ops.indexed_slices import IndexedSlices
+
+            flat = apply("TfReshape", indices, np.array([-1], np.int32))
+            values = apply("TfRowsLike", g, params, indices)
+            return IndexedSlices(values, apply("Cast", flat, dtype=int64), params), None, None
         return apply("TfGatherGrad", g, params, indices, axis), None, None
+
+
+@register_op
+class TfRowsLike:
+    """``g`` of a gather along axis 0 reshaped to one row per index: ``[indices.size, *params.shape[1:]]``."""
+
+    differentiable = False
+
+    def infer(g, params, indices):
+        rest = None if params.shape is None else params.shape[1:]
+        n = known_size(indices.shape)
+        return g.dtype, None if rest is None else (n,) + rest
+
+    def forward(g, params, indices):
+        return g.reshape((indices.size,) + params.shape[1:])
 
 
 @register_op

@@ -83,25 +83,27 @@ class TfSparseSegmentReduce:
         return out * scale.reshape((-1,) + (1,) * (data.ndim - 1))
 
     def vjp(g, out, data, indices, segment_ids, *num_segments, reduction):
-        grad = apply("TfSparseSegmentReduceGrad", g, data, indices, segment_ids, reduction=reduction)
+        from hubkit.ops.indexed_slices import IndexedSlices
+
+        rows = apply("TfSparseSegmentRows", g, data, indices, segment_ids, reduction=reduction)
+        grad = IndexedSlices(rows, apply("Cast", indices, dtype=int64), data)  # only the rows read get a gradient
         return (grad, None, None, *(None for _ in num_segments))
 
 
 @register_op
-class TfSparseSegmentReduceGrad:
-    """Gradient of TfSparseSegmentReduce with respect to ``data`` (dense, shaped like ``data``)."""
+class TfSparseSegmentRows:
+    """The gradient of each row a sparse segment reduction read: ``g[segment_ids] * scale``, one per index."""
 
     differentiable = False
 
     def infer(g, data, indices, segment_ids, *, reduction):
-        return g.dtype, data.shape
+        rest = None if data.shape is None else data.shape[1:]
+        return g.dtype, None if rest is None or indices.shape is None else indices.shape[:1] + rest
 
     def forward(g, data, indices, segment_ids, *, reduction):
         _, scale = _segments(data, indices, segment_ids, g.shape[0], reduction)
-        out = np.zeros(data.shape, dtype=g.dtype)
         rows = g * scale.reshape((-1,) + (1,) * (g.ndim - 1))
-        np.add.at(out, indices, rows[segment_ids])
-        return out
+        return rows[segment_ids]
 
 
 @register_op
