@@ -160,3 +160,24 @@ def test_trainable_module_brings_its_regularization_losses():
     np.testing.assert_allclose(value, 0.01 * np.sum(kernel**2), rtol=1e-5)
     np.testing.assert_allclose(g_value, 0.02 * kernel, rtol=1e-5)
     assert sorted(v.name for v in m.trainable_variables) == ["module/dense/bias", "module/dense/kernel"]
+
+
+def test_fine_tuning_an_embedding_updates_only_the_rows_read():
+    rec = recorded("text_embedding")
+    sentences = as_feed(rec["in__default__sentences"])
+    m = hk.Module(fixture_path("text_embedding"), trainable=True)
+    before = np.array(m.variable_map["embeddings"].value)
+    g = hk.Graph()
+    with g.as_default():
+        text = hk.placeholder(hk.string, [None])
+        out = m(text)
+        w = np.linspace(-1.0, 1.0, rec["out__default__default"].size).astype(np.float32)
+        loss = hk.reduce_sum(hk.reshape(out, [-1]) * w)
+        (grad,) = hk.gradients(loss, [m.variable_map["embeddings"]])
+        assert isinstance(grad, hk.IndexedSlices)
+        step = hk.train.GradientDescent(0.5).minimize(loss)
+    hk.Session(g).run(step, {text: sentences})
+    after = np.asarray(m.variable_map["embeddings"].value)
+    np.testing.assert_allclose(after, before - 0.5 * rec["grad__embeddings"], rtol=1e-5, atol=1e-6)
+    unread = np.all(rec["grad__embeddings"] == 0, axis=1)
+    assert unread.any() and np.array_equal(after[unread], before[unread])
