@@ -303,7 +303,7 @@ def bert_encoder() -> None:
     ids = RNG.integers(0, vocab, (3, seq)).astype(np.int32)
     mask = np.ones((3, seq), np.int32)
     mask[1, 3:] = 0
-    _export("bert_encoder", spec, {"tokens": {"input_ids": ids, "input_mask": mask}})
+    _export("bert_encoder", spec, {"tokens": {"input_ids": ids, "input_mask": mask}}, extra=_grad_record)
 
 
 def ref_variables() -> None:

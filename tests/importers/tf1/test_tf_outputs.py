@@ -44,7 +44,7 @@ def test_every_signature_matches_tensorflow(name):
                 _assert_close(out[key], expected[key], f"{name} {prefix}{sig}/{key}")
 
 
-@pytest.mark.parametrize("name", ["text_embedding", "partitioned_embedding", "cnn_batch_norm", "mobilenet_block", "ops_zoo",
+@pytest.mark.parametrize("name", ["text_embedding", "partitioned_embedding", "cnn_batch_norm", "mobilenet_block", "ops_zoo", "bert_encoder",
                                   "ref_variables"])
 def test_gradients_match_tensorflow(name):
     """d sum(default * linspace(-1, 1)) / d variable equals TF's, for every variable TF differentiated."""
@@ -65,8 +65,13 @@ def test_gradients_match_tensorflow(name):
         grads = hk.gradients(loss, [m.variable_map[v] for v in names])
         grads = [gr.to_dense() if isinstance(gr, hk.IndexedSlices) else gr for gr in grads]
     values = hk.Session(g).run(grads, {feeds[k]: v for k, v in inputs.items()})
+    # float32 noise of a gradient that is zero in exact arithmetic (BERT's key bias: softmax ignores a shift
+    # shared by a row) is judged against the module's largest gradient, not its own
+    noise = 1e-6 * max(float(np.max(np.abs(rec[f"grad__{v}"]))) for v in names)
     for v, got in zip(names, values):
-        _assert_close(np.asarray(got), rec[f"grad__{v}"], f"{name} gradient of {v}")
+        want = rec[f"grad__{v}"]
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=max(1e-5 * float(np.max(np.abs(want))), noise),
+                                   err_msg=f"{name} gradient of {v}")
 
 
 def test_train_variant_batch_norm_updates_match_tensorflow():
