@@ -60,7 +60,7 @@ def describe_tf1_module(directory: str) -> list[str]:
             elif op in _FOLDED:
                 state = "yes (folded into the lookups)"
             elif op in needed:
-                state = "NO (needed: the module does not load)"
+                state = "no (needed: the module does not load)"
             else:
                 state = "no (not needed: initializers, saving; ignored)"
             lines.append(f"      {op}: {counts[op]} node(s), supported: {state}")

@@ -48,4 +48,4 @@ def test_info_names_unsupported_needed_ops(tf1_copy, capsys):
     with open(file, "wb") as f:
         f.write(sm.SerializeToString())
     assert main(["info", path]) == 0
-    assert "MysteryOp: 1 node(s), supported: NO (needed: the module does not load)" in capsys.readouterr().out
+    assert "MysteryOp: 1 node(s), supported: no (needed: the module does not load)" in capsys.readouterr().out
