@@ -161,9 +161,9 @@ def _compile(pattern: str):
 
 
 @functools.lru_cache(maxsize=256)
-def _rewriter(rewrite: str):
-    """RE2's rewrite string as a function of the match: ``\\0``-``\\9`` groups, ``\\\\`` a backslash."""
-    parts: list[Any] = []
+def _rewrite_parts(rewrite: str) -> tuple[str | int, ...]:
+    """RE2's rewrite string as literal pieces and group numbers: ``\\0``-``\\9`` groups, ``\\\\`` a backslash."""
+    parts: list[str | int] = []
     literal: list[str] = []
     i = 0
     while i < len(rewrite):
@@ -184,18 +184,61 @@ def _rewriter(rewrite: str):
         literal.append(c)
         i += 1
     parts.append("".join(literal))
+    return tuple(parts)
 
-    def replace(m) -> str:
-        return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
 
-    return replace
+def _check_rewrite(rx: Any, rewrite: str) -> None:
+    groups = max((p for p in _rewrite_parts(rewrite) if isinstance(p, int)), default=0)
+    if groups > rx.groups:
+        raise ValueError(f"the rewrite {rewrite!r} uses group {groups}, but the pattern has only {rx.groups}")
+
+
+def _utf8_len(lead: int) -> int:
+    return 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+
+
+def _sub_bytes(regexp: Any, data: bytes, parts: tuple[str | int, ...], count: int) -> bytes:
+    """Replaces matches in UTF-8 ``data`` like ``re2``'s ``sub`` (an empty match steps one character on), calling
+    RE2 once per match instead of the wrapper's per-match Python bookkeeping."""
+    import re2
+
+    unanchored = re2._re2.RE2.Anchor.UNANCHORED
+    pieces = [p.encode("utf-8", "surrogateescape") if isinstance(p, str) else p for p in parts]
+    out: list[bytes] = []
+    pos, last, end, n = 0, 0, len(data), 0
+    while True:
+        spans = regexp.Match(unanchored, data, pos, end)
+        start, stop = spans[0]
+        if start == -1:
+            break
+        out.append(data[last:start])
+        for p in pieces:
+            if isinstance(p, bytes):
+                out.append(p)
+            elif spans[p][0] != -1:
+                out.append(data[spans[p][0]:spans[p][1]])
+        last = stop
+        n += 1
+        if (count and n >= count) or pos == end:
+            break
+        pos = pos + _utf8_len(data[pos]) if pos == stop else stop
+    out.append(data[last:])
+    return b"".join(out)
 
 
 def _regex_replace(x: np.ndarray, pattern: str, rewrite: str, replace_global: bool) -> np.ndarray:
     rx = _compile(pattern)
-    repl = _rewriter(rewrite)
+    _check_rewrite(rx, rewrite)
+    parts = _rewrite_parts(rewrite)
     count = 0 if replace_global else 1
-    return _map(lambda s: rx.sub(repl, s, count=count), x)
+    regexp = getattr(rx, "_regexp", None)
+    if regexp is None:  # another re2 wrapper: its own sub has the same semantics
+        def repl(m: Any) -> str:
+            return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
+
+        return _map(lambda s: rx.sub(repl, s, count=count), x)
+    return _map(lambda s: _sub_bytes(regexp, s.encode("utf-8", "surrogateescape"), parts, count).decode(
+        "utf-8", "surrogateescape"), x)
 
 
 @register_op
@@ -208,8 +251,7 @@ class TfStaticRegexReplace:
         if input.dtype is not string:
             raise infer_error(f"needs strings, got {input.dtype.name}.")
         try:
-            _compile(pattern)
-            _rewriter(rewrite)
+            _check_rewrite(_compile(pattern), rewrite)
         except ValueError as e:
             raise infer_error(str(e)) from None
         return string, input.shape

@@ -161,3 +161,32 @@ def test_sparse_fill_empty_rows_without_empty_rows_returns_its_input():
     idx, _, _, reverse = run("TfSparseFillEmptyRows", indices[[2, 0, 1, 3, 4]], np.array([3, 1, 2, 4, 5], np.int64),
                              np.array([3, 2], np.int64), np.int64(-1))
     assert idx.tolist() == [[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]] and reverse.tolist() == [2, 0, 1, 3, 4]
+
+
+def test_regex_replace_fast_path_agrees_with_the_re2_module():
+    import re2
+
+    from hubkit.ops import tf_text
+
+    rng = np.random.default_rng(0)
+    alphabet = list("ab xyz,.!é€😀\t") + ["\u00a0", "aa", "ba"]
+    for pattern in ["x*", r"\pP", "(a)(b)?", "", "^", "$", r"\s+", "[aeiou]+", "a|", r"(\w+)\s(\w+)", "(é)|(€)"]:
+        rx = re2.compile(pattern)
+        for rewrite in ["-", r"<\0>", r"[\1]"]:
+            if rx.groups < 1 and "1" in rewrite:
+                continue
+            parts = tf_text._rewrite_parts(rewrite)
+
+            def repl(m, parts=parts):
+                return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
+
+            for _ in range(15):
+                s = "".join(rng.choice(alphabet, size=int(rng.integers(0, 10))))
+                for count in (0, 1):
+                    got = tf_text._sub_bytes(rx._regexp, s.encode(), parts, count).decode()
+                    assert got == rx.sub(repl, s, count=count), (pattern, rewrite, s, count)
+
+
+def test_regex_rewrite_naming_a_missing_group_is_refused_when_built():
+    with pytest.raises(hk.GraphError, match="uses group 2, but the pattern has only 1"):
+        run("TfStaticRegexReplace", strings("ab"), pattern="(a)", rewrite=r"\2")
