@@ -23,7 +23,7 @@ from hubkit.format.safetensors_io import TensorEntry
 from hubkit.graph import DType, format_shape
 from hubkit.importers.tf1.bundle import INDEX_FILE, Bundle, read_bundle
 from hubkit.importers.tf1.dtypes import hubkit_dtype, numpy_dtype
-from hubkit.importers.tf1.graph import UNTYPED_ATTACHMENT, GraphTranslator, VariableInfo
+from hubkit.importers.tf1.graph import GraphTranslator, VariableInfo
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
 from hubkit.importers.tf1.translate import supported_tf_ops
 
@@ -47,7 +47,7 @@ def _spec_class():
 
         def get_attached_message(self, key: str, message_type: Any, tags: Any = None, required: bool = False):
             packed = self._variant(tags).attachments.get(key)
-            if packed is not None and packed.type_url == UNTYPED_ATTACHMENT:
+            if packed is not None:  # every TF1 attachment is untyped bytes, image_module_info included
                 message = message_type()
                 try:
                     message.ParseFromString(packed.value)

@@ -186,3 +186,20 @@ def test_fine_tuning_an_embedding_updates_only_the_rows_read():
     np.testing.assert_allclose(after, before - 0.5 * rec["grad__embeddings"], rtol=1e-5, atol=1e-6)
     unread = np.all(rec["grad__embeddings"] == 0, axis=1)
     assert unread.any() and np.array_equal(after[unread], before[unread])
+
+
+def test_image_module_info_parses_with_any_message_type_of_the_same_fields():
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    # a stand-in for tensorflow_hub's own ImageModuleInfo (another full name, the same field numbers)
+    fd = descriptor_pb2.FileDescriptorProto(name="other_image_info.proto", package="elsewhere", syntax="proto3")
+    size = fd.message_type.add(name="InputSize")
+    size.field.add(name="height", number=1, type=5, label=1)
+    size.field.add(name="width", number=2, type=5, label=1)
+    info = fd.message_type.add(name="ImageModuleInfo")
+    info.field.add(name="default_image_size", number=1, type=11, label=1, type_name=".elsewhere.InputSize")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("elsewhere.ImageModuleInfo"))
+    message = hk.load_module_spec(fixture_path("mobilenet_block")).get_attached_message("image_module_info", cls)
+    assert (message.default_image_size.height, message.default_image_size.width) == (9, 9)
