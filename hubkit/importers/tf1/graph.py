@@ -277,13 +277,6 @@ class GraphTranslator:
         carried = self._carried_collections()
         var_defs, trainable = self._variable_defs()
         order = self._needed(signatures, carried, var_defs)
-        used = {self.nodes[n].op for n in order}
-        unsupported: dict[str, list[str]] = {}
-        for n in order:
-            if self.nodes[n].op not in TRANSLATORS:
-                unsupported.setdefault(self.nodes[n].op, []).append(n)
-        if unsupported:
-            raise unsupported_ops_error(self.where, unsupported, used)
         self._var_infos: dict[str, VariableInfo] = {}
         for n in order:
             node = self.nodes[n]
@@ -320,11 +313,38 @@ class GraphTranslator:
         roots += [split_tensor_name(name)[0] for _, items in carried for _, name in items]
         roots += [n for n in var_defs if n in self.nodes]
         self._inits = self._table_initializers()
-        return self._order(list(dict.fromkeys(roots)))
+        roots = list(dict.fromkeys(roots))
+        reached = self._reach(roots)
+        # unsupported ops first: a TF1 loop is a cycle through NextIteration, reported as the ops it uses
+        unsupported: dict[str, list[str]] = {}
+        for n in sorted(reached):
+            if self.nodes[n].op not in TRANSLATORS:
+                unsupported.setdefault(self.nodes[n].op, []).append(n)
+        if unsupported:
+            raise unsupported_ops_error(self.where, unsupported, {self.nodes[n].op for n in reached})
+        return self._order(roots)
 
-    def needed_nodes(self) -> list[str]:
-        """The TF nodes the module's signatures, update ops, losses and variables need, dependencies first."""
-        return self._needed(self._read_signatures(), self._carried_collections(), self._variable_defs()[0])
+    def _reach(self, roots: list[str]) -> set[str]:
+        seen: set[str] = set()
+        stack = list(roots)
+        while stack:
+            name = stack.pop()
+            if name not in seen:
+                seen.add(name)
+                stack.extend(self._deps(self.nodes[name]))
+        return seen
+
+    def needed_nodes(self, check: bool = True) -> list[str]:
+        """The TF nodes the module's signatures, update ops, losses and variables need: dependencies first, or
+        (``check=False``, for ``hubkit info``) unordered and without refusing unsupported ops."""
+        signatures, carried, var_defs = self._read_signatures(), self._carried_collections(), self._variable_defs()[0]
+        if check:
+            return self._needed(signatures, carried, var_defs)
+        self._inits = self._table_initializers()
+        roots = [split_tensor_name(t)[0] for _, _, infos in signatures for t in infos.values()]
+        roots += [split_tensor_name(name)[0] for _, items in carried for _, name in items]
+        roots += [n for n in var_defs if n in self.nodes]
+        return sorted(self._reach(roots))
 
     # -- signatures, collections, assets, attachments -----------------------------------------------------------
     def _read_signatures(self) -> list[tuple[str, str, dict[str, str]]]:

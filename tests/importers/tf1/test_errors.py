@@ -260,3 +260,26 @@ def test_slice_keys_decode_ordered_code():
     for bad in (b"\x01w\x00\x01\x00", b"\x00w", b"\x00w\x00\x01", b"\x00w\x00\x01\x01\x02\x80", b"\x00w\x00\x01\x00extra"):
         with pytest.raises(ValueError):
             decode_slice_key(bad)
+
+
+def test_a_tf1_loop_is_refused_as_the_control_flow_ops_it_uses(tf1_copy, capsys):
+    from hubkit.cli import main
+
+    path = tf1_copy("two_signatures")
+
+    def edit(sm):
+        nodes = sm.meta_graphs[0].graph_def.node
+        relu = next(n for n in nodes if n.op == "Relu")
+        merge = nodes.add(name="while/Merge", op="Merge")
+        nxt = nodes.add(name="while/NextIteration", op="NextIteration")
+        merge.input.extend([relu.input[0], "while/NextIteration"])
+        nxt.input.append("while/Merge")
+        relu.input[0] = "while/Merge"
+
+    _edit_saved_model(path, edit)
+    with pytest.raises(FormatError) as info:
+        hk.load_module_spec(path)
+    message = str(info.value)
+    assert "'Merge' (used by 'while/Merge')" in message and "'NextIteration' (used by 'while/NextIteration')" in message
+    assert main(["info", path]) == 0
+    assert "NextIteration: 1 node(s), supported: no (needed: the module does not load)" in capsys.readouterr().out
