@@ -7,6 +7,7 @@ from hubkit.ops import assets, operators, state  # noqa: F401  (registers the Te
 from hubkit.ops import onnx_conv as _onnx_conv  # noqa: F401  (registers the ONNX-exact ops)
 from hubkit.ops import onnx_tensor as _onnx_tensor  # noqa: F401
 from hubkit.ops import optimizer_ops as _optimizer_ops  # noqa: F401  (registers the fused updates)
+from hubkit.ops import tf_ops as _tf_ops  # noqa: F401  (TF-exact ops of imported TF1 modules)
 from hubkit.ops.api import *  # noqa: F403
 from hubkit.ops.api import __all__ as _api_all
 from hubkit.ops.registry import get_op, register_op, registered_ops
