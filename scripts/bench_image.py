@@ -92,7 +92,7 @@ def set_blas_threads(threads: int) -> str:
     return f"OpenBLAS {threads} thread(s){core}"
 
 
-def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int, threads: int = 0):
+def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int, threads: int = 0, spinning: bool = False):
     """An onnxruntime session computing the same features, or None when onnx/onnxruntime are missing."""
     try:
         import onnx
@@ -126,8 +126,8 @@ def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int, 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per physical core)
     options.inter_op_num_threads = 1
-    # Idle workers must not spin: they would steal the cores from the contender run next.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not spinning:  # idle workers would steal the cores from the contender run next (no pauses here)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
