@@ -84,6 +84,19 @@ def _report(title: str, res: dict, ours: tuple[str, ...], ort: str | None, limit
         print(line)
 
 
+def _unoptimised(make_module, example):
+    """A module from ``make_module()`` whose plan is compiled (by calling it on ``example``) without the optimiser."""
+    from hubkit.runtime.optimize import set_optimize_enabled
+
+    set_optimize_enabled(False)
+    try:
+        module = make_module()
+        module(example)
+    finally:
+        set_optimize_enabled(None)
+    return module
+
+
 # -- the MLP ---------------------------------------------------------------------------------------------
 def _mlp_weights():
     import numpy as np
@@ -149,6 +162,7 @@ def bench_mlp(threads: int, scale: float, pause: float) -> None:
 
     weights = _mlp_weights()
     module = _mlp_module(weights)
+    unoptimised = _unoptimised(lambda: _mlp_module(weights), np.zeros((1, MLP_SIZES[0]), np.float32))
     sess = hk.Session(module._graph)
     sig = module._variant.signature(None)
     x_t = module._eager_tensors[sig.inputs["default"].name]
@@ -166,17 +180,18 @@ def bench_mlp(threads: int, scale: float, pause: float) -> None:
             return np.matmul(o2, w3, out=o3)
 
         ref = ort_sess.run(None, {"x": x})[0]
-        for got in (module(x), sess.run(y_t, {x_t: x})):
+        for got in (module(x), sess.run(y_t, {x_t: x}), unoptimised(x)):
             np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
         fns = {
             "hubkit m(x)": lambda x=x: module(x),
             "hubkit Session.run": lambda x=x: sess.run(y_t, {x_t: x}),
+            "hubkit, no optimiser": lambda x=x: unoptimised(x),
             "onnxruntime": lambda x=x: ort_sess.run(None, {"x": x}),
             "limit: GEMMs alone": gemms,
         }
         res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause)
         _report(f"MLP {'-'.join(map(str, MLP_SIZES))}, batch {batch}, {threads} thread(s): min (median) per call",
-                res, ("hubkit m(x)", "hubkit Session.run"), "onnxruntime", "limit: GEMMs alone")
+                res, ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser"), "onnxruntime", "limit: GEMMs alone")
 
 
 # -- the image feature extractor -------------------------------------------------------------------------
@@ -193,16 +208,19 @@ def bench_image(threads: int, scale: float, pause: float, batch: int = 32, image
         path = os.path.join(tmp, "image_features")
         export(path, image_size, seed=0)
         module = hk.Module(path)
+        unoptimised = _unoptimised(lambda: hk.Module(path), images[:1])
         ort_sess = onnx_session(init_weights(0), image_size, threads, spinning=True)
         ref = ort_sess.run(["features"], {"images": images})[0]
         np.testing.assert_allclose(module(images), ref, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(unoptimised(images), ref, rtol=1e-3, atol=1e-4)
         fns = {
             "hubkit m(x)": lambda: module(images),
+            "hubkit, no optimiser": lambda: unoptimised(images),
             "onnxruntime": lambda: ort_sess.run(["features"], {"images": images}),
         }
         res = interleaved(fns, max(3, int(15 * scale)), 1, warmup=2, pause=pause)
     _report(f"image features (4 conv blocks), batch {batch}, {image_size}x{image_size}x3, {threads} thread(s): "
-            "min (median) per call", res, ("hubkit m(x)",), "onnxruntime", None)
+            "min (median) per call", res, ("hubkit m(x)", "hubkit, no optimiser"), "onnxruntime", None)
 
 
 def child(args: argparse.Namespace) -> int:

@@ -330,6 +330,8 @@ def _is_fusible(step: tuple) -> bool:
     node = step[5]
     if (node.op not in _UNARY and node.op not in _BINARY) or len(node.outputs) != 1:
         return False
+    if step[0] is not get_op(node.op).forward:  # a step another pass rewrote (runtime/optimize.py)
+        return False
     dtype = node.outputs[0].dtype
     return dtype.name in ("float32", "float64") and all(t.dtype is dtype for t in node.inputs)
 

@@ -1,0 +1,68 @@
+"""Convolution + bias + activation in one kernel: the epilogue runs on each block while it is in cache.
+
+Used by the fused linear steps of the plan optimiser (``hubkit/runtime/optimize.py``). The
+convolution itself is the one :mod:`hubkit.ops.conv` runs (1x1 as one GEMM, Winograd F(2x2, 3x3),
+blocked im2col, per-tap): the blocked lowerings call the epilogue on each output block right after
+its GEMM (a few MB, still in L2), instead of a ``BiasAdd`` and a ``Relu`` step each reading and
+writing the whole output (tens of MB for early layers) and allocating a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hubkit.ops import _winograd
+from hubkit.ops import conv as conv_ops
+from hubkit.ops._epilogue import bias_act_
+
+__all__ = ["conv2d_bias_act"]
+
+
+def conv2d_bias_act(
+    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, act: int, strides, dilations, padding: Any
+) -> np.ndarray:
+    """``act(conv2d(x, w) + bias)`` of NHWC ``x`` and HWIO ``w``, TensorFlow padding rules.
+
+    Args:
+        x: [n, h, w, C] input.
+        w: [kh, kw, C, K] filters.
+        bias: [K] bias, or None.
+        act: the activation code of :mod:`hubkit.ops._epilogue`.
+        strides, dilations, padding: as the ``Conv2D`` op's attributes.
+    """
+    if x.shape[3] != w.shape[2]:
+        raise ValueError(f"input has {x.shape[3]} channels but the filters expect {w.shape[2]}.")
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != w.shape[3]):
+        raise ValueError(f"bias of shape {bias.shape} does not match the {w.shape[3]} filters.")
+    kh, kw, c, o = w.shape
+    n, h, wd, _ = x.shape
+    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
+    if conv_ops.kernels["conv2d"] is not conv_ops._conv2d_nhwc:  # replaced: run it, then the epilogue
+        return bias_act_(conv_ops.kernels["conv2d"](x, w, strides, dilations, pads), bias, act)
+    out_hw = conv_ops._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)
+    dtype = np.result_type(x, w)
+    if bias is not None and bias.dtype != dtype:
+        return bias_act_(conv_ops._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
+    out = np.empty((n, *out_hw, o), dtype=dtype)
+    if out.size == 0:
+        return out
+
+    def epilogue(block: np.ndarray) -> None:
+        bias_act_(block, bias, act)
+
+    if kh == kw == 1 and strides == (1, 1) and not any(pads[0] + pads[1]):
+        np.matmul(x.reshape(-1, c), w.reshape(c, o), out=out.reshape(-1, o))
+        return bias_act_(out, bias, act)
+    if conv_ops._use_winograd(x, (kh, kw), strides, dilations, out_hw):
+        _winograd.conv3x3(x, _winograd.filter_transform(w, out.dtype), pads, out, epilogue)
+        return out
+    if conv_ops._use_im2col(x, (kh, kw), out_hw, conv_ops._IM2COL_MAX_CHANNELS):
+        w2 = np.ascontiguousarray(w).reshape(kh * kw * c, o)
+        for b0, b1, patches in conv_ops._patch_blocks(x, (kh, kw), out_hw, strides, dilations, pads):
+            block = out[b0:b1].reshape(-1, o)
+            np.matmul(patches, w2, out=block)
+            epilogue(block)
+        return out
+    return bias_act_(conv_ops._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
