@@ -17,7 +17,9 @@ from hubkit.ops import _winograd
 from hubkit.ops import conv as conv_ops
 from hubkit.ops._epilogue import bias_act_
 
-__all__ = ["conv2d_bias_act"]
+__all__ = ["conv2d_bias_act", "conv2d_bias_act_max_pool"]
+
+_POOL_CHUNK_BYTES = 4 << 20  # conv output per chunk of images pooled while it is in cache
 
 
 def conv2d_bias_act(
@@ -66,3 +68,38 @@ def conv2d_bias_act(
             epilogue(block)
         return out
     return bias_act_(conv_ops._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
+
+
+def conv2d_bias_act_max_pool(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    act: int,
+    strides,
+    dilations,
+    padding: Any,
+    ksize,
+    pool_strides,
+    pool_padding: Any,
+) -> np.ndarray:
+    """``max_pool(act(conv2d(x, w) + bias))``, a few images at a time.
+
+    Each chunk of images is convolved into a reused buffer of about 4 MB and pooled from there, so the
+    full-resolution activations are never written to memory: the pooled output is all that is.
+    Exact: the same convolution kernels per image, and a maximum does not depend on the chunking.
+    """
+    n = x.shape[0]
+    if n <= 1:
+        y = conv2d_bias_act(x, w, bias, act, strides, dilations, padding)
+        _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
+        return conv_ops.kernels["max_pool"](y, ksize, pool_strides, pads)
+    first = conv2d_bias_act(x[:1], w, bias, act, strides, dilations, padding)
+    _, pads = conv_ops._runtime_geometry(first.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
+    pooled = conv_ops.kernels["max_pool"](first, ksize, pool_strides, pads)
+    out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
+    out[:1] = pooled
+    chunk = max(1, _POOL_CHUNK_BYTES // max(1, first.nbytes))
+    for b0 in range(1, n, chunk):
+        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding)
+        out[b0 : b0 + chunk] = conv_ops.kernels["max_pool"](y, ksize, pool_strides, pads)
+    return out

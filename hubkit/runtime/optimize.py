@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
-from hubkit.ops.conv_fused import conv2d_bias_act
+from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
 
 __all__ = [
@@ -87,14 +87,22 @@ class FusedLinear:
         label: ``"MatMul+BiasAdd+Relu"``-style name of the fused chain.
     """
 
-    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes")
+    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "pool")
 
-    def __init__(self, nodes: Sequence[Any], attrs: dict[str, Any], has_bias: bool, act: str | None) -> None:
+    def __init__(
+        self,
+        nodes: Sequence[Any],
+        attrs: dict[str, Any],
+        has_bias: bool,
+        act: str | None,
+        pool: dict[str, Any] | None = None,
+    ) -> None:
         self.nodes = tuple(nodes)
         self.kind = self.nodes[0].op
         self.attrs = attrs
         self.has_bias = has_bias
         self.act = ACTIVATIONS[act]
+        self.pool = pool  # a MaxPool's attributes, pooled chunk by chunk (convolutions only)
         self.label = "+".join(n.op for n in self.nodes)
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
@@ -103,6 +111,19 @@ class FusedLinear:
             raise ValueError(
                 f"{bias_node.op} node {bias_node.name!r} got a bias of shape {bias.shape} and dtype "
                 f"{bias.dtype}; a 1-D bias of the product's dtype was expected."
+            )
+        if self.kind == "Conv2D" and self.pool is not None:
+            return conv2d_bias_act_max_pool(
+                a,
+                w,
+                bias,
+                self.act,
+                self.attrs["strides"],
+                self.attrs["dilations"],
+                self.attrs["padding"],
+                self.pool["ksize"],
+                self.pool["strides"],
+                self.pool["padding"],
             )
         if self.kind == "Conv2D":
             return conv2d_bias_act(
@@ -195,11 +216,18 @@ def _fuse_linear(steps, keep: set[int]):
         if j is not None and steps[j][4].op in ACTIVATIONS and len(steps[j][2]) == 1:
             chain.append(j)
             act = steps[j][4].op
+        pool = None
+        j = sole_reader(steps[chain[-1]][3][0])
+        if node.op == "Conv2D" and j is not None and steps[j][4].op == "MaxPool" and len(steps[j][2]) == 1:
+            chain.append(j)
+            pool = dict(steps[j][1])
         if len(chain) == 1 or any(stateful[k] for k in range(i, chain[-1] + 1)):
             continue
-        has_bias = len(chain) > 1 and steps[chain[1]][4].op not in ACTIVATIONS
+        has_bias = (
+            len(chain) > 1 and steps[chain[1]][4].op not in ACTIVATIONS and steps[chain[1]][4].op != "MaxPool"
+        )
         nodes = [steps[k][4] for k in chain]
-        fused = FusedLinear(nodes, dict(kwargs), has_bias, act)
+        fused = FusedLinear(nodes, dict(kwargs), has_bias, act, pool)
         fused_ins = ins + ((bias_slot,) if has_bias else ())
         last = chain[-1]
         replaced[last] = (fused, {}, fused_ins, steps[last][3], steps[last][4])
