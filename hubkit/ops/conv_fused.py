@@ -23,7 +23,14 @@ _POOL_CHUNK_BYTES = 4 << 20  # conv output per chunk of images pooled while it i
 
 
 def conv2d_bias_act(
-    x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, act: int, strides, dilations, padding: Any
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    act: int,
+    strides,
+    dilations,
+    padding: Any,
+    buffer: np.ndarray | None = None,
 ) -> np.ndarray:
     """``act(conv2d(x, w) + bias)`` of NHWC ``x`` and HWIO ``w``, TensorFlow padding rules.
 
@@ -33,6 +40,8 @@ def conv2d_bias_act(
         bias: [K] bias, or None.
         act: the activation code of :mod:`hubkit.ops._epilogue`.
         strides, dilations, padding: as the ``Conv2D`` op's attributes.
+        buffer: a flat array of the output's dtype to write the output into when it is large enough
+            (a chunk's reused scratch); the result is then a view of it.
     """
     if x.shape[3] != w.shape[2]:
         raise ValueError(f"input has {x.shape[3]} channels but the filters expect {w.shape[2]}.")
@@ -47,7 +56,11 @@ def conv2d_bias_act(
     dtype = np.result_type(x, w)
     if bias is not None and bias.dtype != dtype:
         return bias_act_(conv_ops._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
-    out = np.empty((n, *out_hw, o), dtype=dtype)
+    size = n * out_hw[0] * out_hw[1] * o
+    if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
+        out = buffer[:size].reshape(n, *out_hw, o)
+    else:
+        out = np.empty((n, *out_hw, o), dtype=dtype)
     if out.size == 0:
         return out
 
@@ -99,7 +112,8 @@ def conv2d_bias_act_max_pool(
     out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
     out[:1] = pooled
     chunk = max(1, _POOL_CHUNK_BYTES // max(1, first.nbytes))
+    buffer = np.empty(chunk * first.size, first.dtype)  # reused: no page faults of fresh memory per chunk
     for b0 in range(1, n, chunk):
-        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding)
+        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding, buffer)
         out[b0 : b0 + chunk] = conv_ops.kernels["max_pool"](y, ksize, pool_strides, pads)
     return out
