@@ -44,7 +44,7 @@ from _timing import interleaved, load_header
 from export_image_features import BLOCKS, export, init_weights
 
 import hubkit as hk
-from hubkit.ops import _numba
+from hubkit.ops import _numba, _winograd43, conv_fused
 from hubkit.ops import conv as conv_ops
 from hubkit.runtime.executor import compile_plan
 
@@ -171,26 +171,47 @@ def _conv_fn(x: np.ndarray, w: np.ndarray, mode: str):
     return run
 
 
-def _im2col_vs_winograd(n: int, hw: int, c: int, k: int, rounds: int) -> tuple[float, float, str]:
-    """(im2col s, Winograd s, what the default picks) of one 3x3 SAME conv, interleaved, after checking they agree."""
+def _f43_fn(x: np.ndarray, w: np.ndarray):
+    """A call of Winograd F(4x4, 3x3) with compiled transforms (3x3 SAME, stride 1), or None without Numba."""
+    if not _winograd43.available():
+        return None
+    out = np.empty((*x.shape[:3], w.shape[3]), np.float32)
+
+    def run() -> np.ndarray:
+        u = _winograd43.filter_transform(w, out.dtype)
+        _winograd43.conv3x3_bias_act(x, u, None, 0, ((1, 1), (1, 1)), out)
+        return out
+
+    return run
+
+
+def _im2col_vs_winograd(n: int, hw: int, c: int, k: int, rounds: int) -> tuple[float, float, float, str]:
+    """(im2col s, F(2x2) s, F(4x4) s or nan, what the fused default picks) of one 3x3 SAME conv, interleaved."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, hw, hw, c), dtype=np.float32)
     w = (rng.standard_normal((3, 3, c, k)) / np.sqrt(9 * c)).astype(np.float32)
     fns = {"im2col": _conv_fn(x, w, "im2col"), "winograd": _conv_fn(x, w, "winograd")}
+    f43 = _f43_fn(x, w)
+    if f43 is not None:
+        fns["f43"] = f43
     ref = fns["im2col"]()
-    np.testing.assert_allclose(fns["winograd"](), ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max()))
+    for name in fns:
+        np.testing.assert_allclose(fns[name](), ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max()))
     t = interleaved(fns, rounds, 1, warmup=1)
     picked = "winograd" if conv_ops._use_winograd(x, (3, 3), (1, 1), (1, 1), (hw, hw)) else "im2col"
-    return t["im2col"].best, t["winograd"].best, picked
+    if conv_fused._use_f43(x, (3, 3), (1, 1), (1, 1), (hw, hw), x.dtype):
+        picked = "F(4x4)"
+    return t["im2col"].best, t["winograd"].best, t["f43"].best if "f43" in t else float("nan"), picked
 
 
 def bench_per_layer(batch: int, image_size: int, rounds: int) -> None:
-    print(f"per conv layer, batch {batch}, best of {rounds} interleaved calls (ms): im2col vs Winograd F(2x2, 3x3)")
+    print(f"per conv layer, batch {batch}, best of {rounds} interleaved calls (ms): im2col vs Winograd F(2x2, 3x3) "
+          "vs F(4x4, 3x3) with Numba transforms")
     hw, c = image_size, 3
     for k, pool in BLOCKS:
-        t_im, t_wino, picked = _im2col_vs_winograd(batch, hw, c, k, rounds)
-        print(f"  {hw}x{hw} {c:>3}->{k:<3}  im2col {t_im * 1e3:6.1f}  Winograd {t_wino * 1e3:6.1f}  "
-              f"im2col/Winograd {t_im / t_wino:4.2f}x  (default: {picked})")
+        t_im, t_wino, t_43, picked = _im2col_vs_winograd(batch, hw, c, k, rounds)
+        print(f"  {hw}x{hw} {c:>3}->{k:<3}  im2col {t_im * 1e3:6.1f}  F(2x2) {t_wino * 1e3:6.1f}  F(4x4) {t_43 * 1e3:6.1f}  "
+              f"im2col/F(2x2) {t_im / t_wino:4.2f}x  F(2x2)/F(4x4) {t_wino / t_43:4.2f}x  (fused default: {picked})")
         c = k
         hw = hw // 2 if pool else hw
 
@@ -198,13 +219,15 @@ def bench_per_layer(batch: int, image_size: int, rounds: int) -> None:
 def bench_thresholds(rounds: int) -> None:
     print("Winograd vs im2col speed (im2col time / Winograd time; above 1: Winograd wins), best of "
           f"{rounds} interleaved calls; defaults: >= {_WINOGRAD_MIN_CHANNELS} input channels, >= {_WINOGRAD_MIN_TILES} tiles")
+    _numba.set_numba_enabled(True)  # F(4x4, 3x3) needs Numba
     cases = [(32, 48, c, 32) for c in (3, 8, 16, 24, 32)]
     cases += [(1, 4, 256, 256), (1, 7, 128, 128), (4, 7, 128, 128), (16, 7, 128, 128)]
     for n, hw, c, k in cases:
         tiles = n * (-(-hw // 2)) ** 2
-        t_im, t_wino, picked = _im2col_vs_winograd(n, hw, c, k, rounds)
+        t_im, t_wino, t_43, picked = _im2col_vs_winograd(n, hw, c, k, rounds)
         print(f"  batch {n:>2} {hw:>2}x{hw:<2} {c:>3}->{k:<3} ({tiles:>5} tiles): im2col {t_im * 1e3:7.2f} ms, "
-              f"Winograd {t_wino * 1e3:7.2f} ms -> {t_im / t_wino:4.2f}x  (default: {picked})")
+              f"F(2x2) {t_wino * 1e3:7.2f} ms -> {t_im / t_wino:4.2f}x; F(4x4) {t_43 * 1e3:7.2f} ms -> "
+              f"{t_im / t_43:4.2f}x  (fused default: {picked})")
 
 
 def bench_blas() -> None:
@@ -267,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     blas = set_blas_threads(args.threads)
     print(f"{load_header()}; hubkit: {blas}")
     if args.per_layer:
+        _numba.set_numba_enabled(True)  # F(4x4, 3x3) needs Numba
         bench_per_layer(args.batch, args.image_size, args.rounds)
         return 0
     if args.blas:

@@ -42,9 +42,16 @@ _scratch = threading.local()
 
 
 def filter_transform(w: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``U = G g G^T`` of HWIO 3x3 filters, computed in float64: ``[36, C, K]`` in ``dtype``."""
-    u = np.einsum("ai,ijck,bj->abck", _G, w.astype(np.float64), _G, optimize=True)
-    return np.ascontiguousarray(u.reshape(36, w.shape[2], w.shape[3]), dtype=dtype)
+    """``U = G g G^T`` of HWIO 3x3 filters, computed in float64: ``[36, C, K]`` in ``dtype``.
+
+    Two small matmuls over all channel pairs at once (an einsum was ~100x slower for 256x256 filters).
+    """
+    c, k = w.shape[2:]
+    t = np.matmul(_G, w.astype(np.float64).reshape(3, 3 * c * k)).reshape(
+        6, 3, c * k
+    )  # G g, along the height
+    u = np.matmul(_G, t)  # [6, 6, C*K]: (G g) G^T along the width, row a of G g at a time
+    return np.ascontiguousarray(u.reshape(36, c, k), dtype=dtype)
 
 
 def input_transform_kernel(xp, ty0, ty1, v):  # pragma: no cover - compiled by Numba

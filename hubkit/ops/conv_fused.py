@@ -20,12 +20,13 @@ from hubkit.ops._epilogue import bias_act_
 __all__ = ["conv2d_bias_act", "conv2d_bias_act_max_pool"]
 
 _POOL_CHUNK_BYTES = 4 << 20  # conv output per chunk of images pooled while it is in cache
-# 3x3 stride-1 undilated convolutions with at least this many input channels and tiles use Winograd
-# F(4x4, 3x3) with compiled transforms when Numba is on (`python scripts/bench_image.py --per-layer`
-# prints it against F(2x2, 3x3) and im2col): 1.5-2.1x faster than F(2x2, 3x3) from 32 channels
-# on the benchmark's layers; the RGB layer (3 channels) stays im2col.
-F43_MIN_CHANNELS = 16
-F43_MIN_TILES = 16
+# 3x3 stride-1 undilated convolutions with at least this many input channels and 4x4 tiles use
+# Winograd F(4x4, 3x3) with compiled transforms when Numba is on. `python scripts/bench_image.py
+# --per-layer` and `--thresholds` print it against F(2x2, 3x3) and im2col: 1.5-2.8x faster than
+# im2col from 8 channels at batch 32, 48x48; the RGB layer (3 channels, 0.87x) stays im2col, and
+# below ~256 tiles the filter transform and the small matmuls lose (16 7x7 images: 1.07x).
+F43_MIN_CHANNELS = 8
+F43_MIN_TILES = 256
 
 
 def conv2d_bias_act(

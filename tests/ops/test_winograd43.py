@@ -53,7 +53,7 @@ def test_matches_a_float64_direct_convolution(n, h, w, c, k, pads, act, dtype, m
 
 
 def test_nan_propagates_and_the_fused_kernel_uses_it():
-    x = np.ones((1, 16, 16, 16), np.float32)
+    x = np.ones((16, 16, 16, 16), np.float32)  # 256 tiles
     x[0, 2, 2, 3] = np.nan
     filters = np.ones((3, 3, 16, 2), np.float32)
     assert conv_fused._use_f43(x, (3, 3), (1, 1), (1, 1), (16, 16), np.dtype(np.float32))

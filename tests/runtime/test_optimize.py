@@ -118,6 +118,9 @@ def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
         monkeypatch.setattr(conv_fused, "_POOL_CHUNK_BYTES", 1)
     if not f43:
         monkeypatch.setattr(conv_fused, "F43_MIN_CHANNELS", 1 << 30)
+    used = []
+    real = conv_fused._winograd43.conv3x3_bias_act
+    monkeypatch.setattr(conv_fused._winograd43, "conv3x3_bias_act", lambda *a: used.append(1) or real(*a))
     rng = np.random.default_rng(100 + seed)
     g = hk.Graph()
     with g.as_default():
@@ -128,6 +131,8 @@ def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
             k = int(rng.choice([1, 3]))
             o = int(rng.choice([4, 32]))
             stride = 1 if k == 3 and rng.integers(2) else int(rng.integers(1, 3))
+            if layer == 0:
+                first_layer_f43 = k == 3 and stride == 1 and c >= 8
             w = hk.Variable(rng.standard_normal((k, k, c, o)).astype(np.float32) / k, name=f"w{layer}")
             b = hk.Variable(rng.standard_normal(o).astype(np.float32), name=f"b{layer}")
             padding = ["SAME", "VALID"][int(rng.integers(2))]
@@ -139,7 +144,7 @@ def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
         y = hk.reduce_sum(h, axis=[1, 2])
     plain, optimised = _plans(g, [h, y][int(rng.integers(2)) :], [x])
     assert any(isinstance(s[0], FusedLinear) for s in optimised.steps)
-    for n, size in ((1, 13), (2, 16), (9, 20)):  # 9 x 20 x 20 reaches Winograd's tile count
+    for n, size in ((1, 13), (2, 16), (12, 20)):  # 12 x 20 x 20 reaches both Winograds' tile counts
         for nans in (False, True):
             value = _special(rng, (n, size, size, x.shape[3]), np.float32, nans)
             for a, b in zip(plain.run([value]), optimised.run([value])):
@@ -151,6 +156,10 @@ def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
                     )
                 else:
                     _same(a, b)
+    if not (f43 and kernels == "numba"):
+        assert not used
+    elif first_layer_f43:  # 12 images of 20x20: 300 tiles
+        assert used
 
 
 def test_no_fusion_across_other_readers_or_fetches():
