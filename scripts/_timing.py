@@ -29,7 +29,12 @@ class Timing(NamedTuple):
 
 
 def interleaved(
-    fns: Mapping[K, Callable[[], object]], repeats: int, inner: int, warmup: int = 1, pause: float = 0.0
+    fns: Mapping[K, Callable[[], object]],
+    repeats: int,
+    inner: int,
+    warmup: int = 1,
+    pause: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[K, Timing]:
     """Times each function ``repeats`` times in turn; a sample is the mean of ``inner`` back-to-back calls.
 
@@ -40,6 +45,8 @@ def interleaved(
         warmup: untimed calls of each function first (plans compiled, caches and pages warm).
         pause: seconds of sleep before each sample, so a contender's spinning worker threads
             (onnxruntime's, by default) have stopped before the next one is timed.
+        clock: the clock samples are read from: wall time by default; ``time.process_time`` (CPU
+            time of the whole process) is steadier on a loaded machine for single-threaded work.
 
     Returns:
         The :class:`Timing` of each function, under its name.
@@ -52,8 +59,8 @@ def interleaved(
         for name, fn in fns.items():
             if pause:
                 time.sleep(pause)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / inner)
+            samples[name].append((clock() - t0) / inner)
     return {k: Timing(min(v), statistics.median(v)) for k, v in samples.items()}

@@ -18,6 +18,10 @@ Workloads:
   96x96x3 images, hubkit's module call against onnxruntime on the same weights (the ONNX graph of
   ``scripts/bench_image.py``).
 
+``--clock cpu`` times CPU seconds of the process instead of wall seconds: steadier on a loaded
+machine, and comparable only with one thread (with more, every thread's CPU time adds up, spinning
+included), so it is refused with ``--threads`` above 1.
+
 Every row prints min (median) per call and the ratios hubkit / onnxruntime and hubkit / limit
 (below 1: hubkit is faster). Outputs are checked against each other before timing. The first lines
 say which OpenBLAS kernels run (``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` change them when set
@@ -154,7 +158,7 @@ def _mlp_onnx(weights, threads: int):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def bench_mlp(threads: int, scale: float, pause: float) -> None:
+def bench_mlp(threads: int, scale: float, pause: float, clock) -> None:
     import numpy as np
     from _timing import interleaved
 
@@ -189,13 +193,13 @@ def bench_mlp(threads: int, scale: float, pause: float) -> None:
             "onnxruntime": lambda x=x: ort_sess.run(None, {"x": x}),
             "limit: GEMMs alone": gemms,
         }
-        res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause)
+        res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause, clock=clock)
         _report(f"MLP {'-'.join(map(str, MLP_SIZES))}, batch {batch}, {threads} thread(s): min (median) per call",
                 res, ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser"), "onnxruntime", "limit: GEMMs alone")
 
 
 # -- the image feature extractor -------------------------------------------------------------------------
-def bench_image(threads: int, scale: float, pause: float, batch: int = 32, image_size: int = 96) -> None:
+def bench_image(threads: int, scale: float, pause: float, clock, batch: int = 32, image_size: int = 96) -> None:
     import numpy as np
     from _timing import interleaved
     from bench_image import onnx_session
@@ -218,7 +222,7 @@ def bench_image(threads: int, scale: float, pause: float, batch: int = 32, image
             "hubkit, no optimiser": lambda: unoptimised(images),
             "onnxruntime": lambda: ort_sess.run(["features"], {"images": images}),
         }
-        res = interleaved(fns, max(3, int(15 * scale)), 1, warmup=2, pause=pause)
+        res = interleaved(fns, max(3, int(15 * scale)), 1, warmup=2, pause=pause, clock=clock)
     _report(f"image features (4 conv blocks), batch {batch}, {image_size}x{image_size}x3, {threads} thread(s): "
             "min (median) per call", res, ("hubkit m(x)", "hubkit, no optimiser"), "onnxruntime", None)
 
@@ -239,8 +243,10 @@ def child(args: argparse.Namespace) -> int:
           f"({threads} intra-op thread(s), default spinning), hubkit {hk.__version__}, "
           f"Numba kernels {'on' if hk.ops._numba.numba_enabled() else 'off'}")
     scale = 0.3 if args.quick else 1.0
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(f"   clock: {'CPU time of the process' if args.clock == 'cpu' else 'wall time'}")
     for workload in args.workloads:
-        {"mlp": bench_mlp, "image": bench_image}[workload](threads, scale, args.pause)
+        {"mlp": bench_mlp, "image": bench_image}[workload](threads, scale, args.pause, clock)
     return 0
 
 
@@ -250,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default="mlp,image", help="comma-separated: mlp, image (default both)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier)")
     parser.add_argument("--pause", type=float, default=0.05, help="seconds of sleep before each sample (default 0.05)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="what a sample measures (default wall)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -258,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--threads must be comma-separated integers, got {args.threads!r}")
     if any(t < 1 for t in args.threads):
         parser.error("--threads must be at least 1")
+    if args.clock == "cpu" and any(t > 1 for t in args.threads):
+        parser.error("--clock cpu measures single-threaded work only; use --threads 1")
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(args.workloads) - {"mlp", "image"})
     if unknown:
@@ -270,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(threads)
         cmd = [sys.executable, __file__, "--child", "--threads", str(threads), "--workloads", ",".join(args.workloads),
-               "--pause", str(args.pause)] + (["--quick"] if args.quick else [])
+               "--pause", str(args.pause), "--clock", args.clock] + (["--quick"] if args.quick else [])
         sys.stdout.flush()
         status |= subprocess.run(cmd, env=env, check=False).returncode
         time.sleep(args.pause)

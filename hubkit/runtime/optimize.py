@@ -160,7 +160,11 @@ def optimize_plan(plan: Any) -> Any:
     if not dropped and not fused:
         return plan
     new = type(plan)(
-        _with_frees(steps, keep), plan.num_slots, plan.feed_slots, plan.fetch_slots, set(plan.copy_slots)
+        _with_frees(steps, keep, _step_maker(plan)),
+        plan.num_slots,
+        plan.feed_slots,
+        plan.fetch_slots,
+        set(plan.copy_slots),
     )
     new.unfused = plan
     return new
@@ -256,7 +260,14 @@ def _is_bias(step, product_slot: int, gemm_node: Any) -> bool:
     return other.shape[0] is not None and other.shape[0] == last
 
 
-def _with_frees(steps, keep: set[int]) -> list[tuple]:
+def _step_maker(plan: Any):
+    """Builds steps of the plan's own step type (a named tuple, or a bare tuple)."""
+    kind = type(plan.steps[0]) if plan.steps else tuple
+    make = getattr(kind, "_make", None)
+    return make if make is not None else tuple
+
+
+def _with_frees(steps, keep: set[int], make) -> list:
     """Full plan steps, each slot freed right after its last reader (or after its producer if unread)."""
     last_use: dict[int, int] = {}
     for i, step in enumerate(steps):
@@ -270,7 +281,7 @@ def _with_frees(steps, keep: set[int]) -> list[tuple]:
     for i, (fn, kwargs, ins, outs, node) in enumerate(steps):
         frees = list(frees_at.get(i, ()))
         frees.extend(s for s in outs if s not in last_use and s not in keep)
-        full.append((fn, kwargs, ins, outs, tuple(frees), node))
+        full.append(make((fn, kwargs, ins, outs, tuple(frees), node)))
     return full
 
 
