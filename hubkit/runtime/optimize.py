@@ -184,7 +184,13 @@ def _drop_identities(steps, keep: set[int]):
     out = []
     for fn, kwargs, ins, outs, node in steps:
         ins = tuple(alias.get(s, s) for s in ins)
-        if node.op in _IDENTITIES and len(ins) == 1 and outs[0] not in keep and not _stateful(node):
+        if (
+            node.op in _IDENTITIES
+            and len(ins) == 1
+            and outs[0] not in keep
+            and not node.control_inputs
+            and not _stateful(node)
+        ):
             alias[outs[0]] = ins[0]
             continue
         out.append((fn, kwargs, ins, outs, node))
