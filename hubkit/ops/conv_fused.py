@@ -1,7 +1,7 @@
 """Convolution + bias + activation in one kernel: the epilogue runs on each block while it is in cache.
 
 Used by the fused linear steps of the plan optimiser (``hubkit/runtime/optimize.py``). The
-convolution itself is the one :mod:`hubkit.ops.conv` runs (1x1 as one GEMM, Winograd F(2x2, 3x3),
+convolution itself is the one :mod:`hubkit.ops._conv_numpy` runs (1x1 as one GEMM, Winograd F(2x2, 3x3),
 blocked im2col, per-tap): the blocked lowerings call the epilogue on each output block right after
 its GEMM (a few MB, still in L2), instead of a ``BiasAdd`` and a ``Relu`` step each reading and
 writing the whole output (tens of MB for early layers) and allocating a new one.
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from hubkit.ops import _conv_numpy as conv_numpy
 from hubkit.ops import _winograd, _winograd43
 from hubkit.ops import conv as conv_ops
 from hubkit.ops._epilogue import bias_act_
@@ -57,12 +58,12 @@ def conv2d_bias_act(
     kh, kw, c, o = w.shape
     n, h, wd, _ = x.shape
     _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
-    if conv_ops.kernels["conv2d"] is not conv_ops._conv2d_nhwc:  # replaced: run it, then the epilogue
-        return bias_act_(conv_ops.kernels["conv2d"](x, w, strides, dilations, pads), bias, act)
-    out_hw = conv_ops._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)
+    if conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc:  # replaced: run it, then the epilogue
+        return bias_act_(conv_numpy.kernels["conv2d"](x, w, strides, dilations, pads), bias, act)
+    out_hw = conv_numpy._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)
     dtype = np.result_type(x, w)
     if bias is not None and bias.dtype != dtype:
-        return bias_act_(conv_ops._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
+        return bias_act_(conv_numpy._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
     size = n * out_hw[0] * out_hw[1] * o
     if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
         out = buffer[:size].reshape(n, *out_hw, o)
@@ -81,17 +82,17 @@ def conv2d_bias_act(
         u = _winograd43.filter_transform(w, dtype)
         if _winograd43.conv3x3_bias_act(x, u, bias, act, pads, out):
             return out
-    if conv_ops._use_winograd(x, (kh, kw), strides, dilations, out_hw):
+    if conv_numpy._use_winograd(x, (kh, kw), strides, dilations, out_hw):
         _winograd.conv3x3(x, _winograd.filter_transform(w, out.dtype), pads, out, epilogue)
         return out
-    if conv_ops._use_im2col(x, (kh, kw), out_hw, conv_ops._IM2COL_MAX_CHANNELS):
+    if conv_numpy._use_im2col(x, (kh, kw), out_hw, conv_numpy._IM2COL_MAX_CHANNELS):
         w2 = np.ascontiguousarray(w).reshape(kh * kw * c, o)
-        for b0, b1, patches in conv_ops._patch_blocks(x, (kh, kw), out_hw, strides, dilations, pads):
+        for b0, b1, patches in conv_numpy._patch_blocks(x, (kh, kw), out_hw, strides, dilations, pads):
             block = out[b0:b1].reshape(-1, o)
             np.matmul(patches, w2, out=block)
             epilogue(block)
         return out
-    return bias_act_(conv_ops._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
+    return bias_act_(conv_numpy._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
 
 
 def conv2d_bias_act_max_pool(
@@ -116,17 +117,17 @@ def conv2d_bias_act_max_pool(
     if n <= 1:
         y = conv2d_bias_act(x, w, bias, act, strides, dilations, padding)
         _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
-        return conv_ops.kernels["max_pool"](y, ksize, pool_strides, pads)
+        return conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
     first = conv2d_bias_act(x[:1], w, bias, act, strides, dilations, padding)
     _, pads = conv_ops._runtime_geometry(first.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
-    pooled = conv_ops.kernels["max_pool"](first, ksize, pool_strides, pads)
+    pooled = conv_numpy.kernels["max_pool"](first, ksize, pool_strides, pads)
     out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
     out[:1] = pooled
     chunk = max(1, _POOL_CHUNK_BYTES // max(1, first.nbytes))
     buffer = np.empty(chunk * first.size, first.dtype)  # reused: no page faults of fresh memory per chunk
     for b0 in range(1, n, chunk):
         y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding, buffer)
-        out[b0 : b0 + chunk] = conv_ops.kernels["max_pool"](y, ksize, pool_strides, pads)
+        out[b0 : b0 + chunk] = conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
     return out
 
 
