@@ -206,13 +206,18 @@ def _im2col_vs_winograd(n: int, hw: int, c: int, k: int, rounds: int) -> tuple[f
 
 
 def bench_per_layer(batch: int, image_size: int, rounds: int) -> None:
+    peak = _blas_gflops()
     print(f"per conv layer, batch {batch}, best of {rounds} interleaved calls (ms): im2col vs Winograd F(2x2, 3x3) "
-          "vs F(4x4, 3x3) with Numba transforms")
+          f"vs F(4x4, 3x3) with Numba transforms; GFLOP/s count a direct convolution's 2*N*OH*OW*K*9*C FLOPs, "
+          f"against the BLAS's {peak:.0f} GFLOP/s (2048^3 matmul, this run)")
     hw, c = image_size, 3
     for k, pool in BLOCKS:
         t_im, t_wino, t_43, picked = _im2col_vs_winograd(batch, hw, c, k, rounds)
+        gflop = 2 * batch * hw * hw * k * 9 * c / 1e9
+        best = min(t for t in (t_im, t_wino, t_43) if t == t)
         print(f"  {hw}x{hw} {c:>3}->{k:<3}  im2col {t_im * 1e3:6.1f}  F(2x2) {t_wino * 1e3:6.1f}  F(4x4) {t_43 * 1e3:6.1f}  "
-              f"im2col/F(2x2) {t_im / t_wino:4.2f}x  F(2x2)/F(4x4) {t_wino / t_43:4.2f}x  (fused default: {picked})")
+              f"im2col/F(2x2) {t_im / t_wino:4.2f}x  F(2x2)/F(4x4) {t_wino / t_43:4.2f}x  (fused default: {picked}); "
+              f"best {gflop / best:5.0f} GFLOP/s = {gflop / best / peak:4.0%} of the BLAS peak")
         c = k
         hw = hw // 2 if pool else hw
 
@@ -229,6 +234,16 @@ def bench_thresholds(rounds: int) -> None:
         print(f"  batch {n:>2} {hw:>2}x{hw:<2} {c:>3}->{k:<3} ({tiles:>5} tiles): im2col {t_im * 1e3:7.2f} ms, "
               f"F(2x2) {t_wino * 1e3:7.2f} ms -> {t_im / t_wino:4.2f}x; F(4x4) {t_43 * 1e3:7.2f} ms -> "
               f"{t_im / t_43:4.2f}x  (fused default: {picked})")
+
+
+def _blas_gflops() -> float:
+    """GFLOP/s of a 2048^3 float32 matmul with the BLAS as loaded (best of 5)."""
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    t = interleaved({"matmul": lambda: np.matmul(a, b, out=out)}, 5, 1, warmup=1)["matmul"]
+    return 2 * n**3 / t.best / 1e9
 
 
 def bench_blas() -> None:
