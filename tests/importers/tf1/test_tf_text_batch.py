@@ -65,3 +65,18 @@ def test_batch_paths_are_taken_for_the_text_embedding_shapes():
     x = np.empty(20, dtype=object)
     x[:] = ["a b"] * 20
     assert tf_text._split_batch(x.tolist(), " \t") is not None
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("reduction", ["sum", "mean", "sqrtn"])
+def test_sparse_segment_reduce_equals_scatter_add(seed, reduction):
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal((7, 3)).astype(np.float32)
+    segment_ids = np.sort(rng.integers(0, 9, 30))  # gaps: empty segments stay zero
+    indices = rng.integers(0, 7, 30)
+    out = get_op("TfSparseSegmentReduce").forward(data, indices, segment_ids, np.int32(12), reduction=reduction)
+    ref = np.zeros((12, 3), np.float64)
+    np.add.at(ref, segment_ids, data[indices].astype(np.float64))
+    counts = np.maximum(np.bincount(segment_ids, minlength=12), 1)[:, None]
+    ref = ref / {"sum": 1, "mean": counts, "sqrtn": np.sqrt(counts)}[reduction]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
