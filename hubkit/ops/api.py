@@ -1,6 +1,8 @@
 """The public op functions of every family, gathered in one namespace."""
 
 from hubkit.ops import sparse as _sparse  # noqa: F401  (registers its ops; public in hubkit.nn, hubkit.text)
+from hubkit.ops.control_flow import *  # noqa: F403
+from hubkit.ops.control_flow import __all__ as _control_flow_all
 from hubkit.ops.conv import *  # noqa: F403
 from hubkit.ops.conv import __all__ as _conv_all
 from hubkit.ops.elementwise import *  # noqa: F403
@@ -16,6 +18,7 @@ from hubkit.ops.text import *  # noqa: F403
 from hubkit.ops.text import __all__ as _text_all
 
 __all__ = [
+    *_control_flow_all,
     *_conv_all,
     *_elementwise_all,
     *_nn_all,

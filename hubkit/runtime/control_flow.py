@@ -1,0 +1,311 @@
+"""Running control-flow ops through compiled sub-plans, and building their gradient functions.
+
+Each function attribute (:class:`~hubkit.ops.func_graph.Function`) is compiled once into a
+:class:`~hubkit.runtime.executor.Plan` feeding its input placeholders and fetching its outputs; the
+plan is cached on the function. Loops are Python ``while``/``for`` statements over those plans (no
+recursion per iteration). Gradient functions are built by differentiating a function's graph with
+:func:`hubkit.runtime.gradients.gradients`, so nested control flow differentiates recursively.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hubkit.errors import OpError
+from hubkit.graph import Node, Tensor, placeholder
+from hubkit.ops.func_graph import Function, as_function
+from hubkit.ops.registry import apply_op
+from hubkit.runtime.executor import Plan, compile_plan
+from hubkit.runtime.gradients import IndexedSlices, gradients
+
+__all__ = [
+    "IfRunner", "ScanGradRunner", "ScanRunner", "WhileGradRunner", "WhileRunner", "function_plan",
+    "grad_function", "if_vjp", "scan_vjp", "while_vjp",
+]
+
+
+def function_plan(fn: Function) -> Plan:
+    """The compiled plan of ``fn`` (inputs fed in order, outputs fetched in order), cached on ``fn``."""
+    plan = fn.cache.get("plan")
+    if plan is None:
+        plan = fn.cache["plan"] = compile_plan(fn.graph, list(fn.output_tensors), list(fn.input_tensors))
+    return plan
+
+
+def _single(values: list) -> Any:
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+# -- forward kernels -------------------------------------------------------------------------------------
+class IfRunner:
+    """Runs the taken branch of an ``If`` node."""
+
+    def __init__(self, node: Node) -> None:
+        self.then_plan = function_plan(node.attrs["then_branch"])
+        self.else_plan = function_plan(node.attrs["else_branch"])
+
+    def __call__(self, pred: np.ndarray, args: tuple) -> Any:
+        plan = self.then_plan if bool(pred) else self.else_plan
+        return _single(plan.run(list(args)))
+
+
+class _Loop:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.n_vars = node.attrs["n_vars"]
+        self.has_max = node.attrs["has_max"]
+        self.cond = function_plan(node.attrs["cond"])
+        self.body = function_plan(node.attrs["body"])
+
+    def split(self, inputs: tuple) -> tuple[list, list, int | None]:
+        end = len(inputs) - (1 if self.has_max else 0)
+        limit = None
+        if self.has_max:
+            bound = np.asarray(inputs[end])
+            if bound.shape != ():
+                raise OpError(f"While node {self.node.name!r}: maximum_iterations must be a scalar, got shape "
+                              f"{list(bound.shape)}.")
+            limit = int(bound)
+        return list(inputs[:self.n_vars]), list(inputs[self.n_vars:end]), limit
+
+    def iterate(self, vals: list, caps: list, limit: int | None, record: list | None = None) -> list:
+        crun, brun = self.cond.run, self.body.run
+        i = 0
+        while limit is None or i < limit:
+            args = vals + caps
+            if not crun(args)[0]:
+                break
+            if record is not None:
+                record.append(vals)
+            vals = brun(args)
+            i += 1
+        return vals
+
+
+class WhileRunner(_Loop):
+    """Runs a ``While`` node: the condition and body plans alternately, at most ``maximum_iterations`` times."""
+
+    def __call__(self, inputs: tuple) -> Any:
+        vals, caps, limit = self.split(inputs)
+        return _single(self.iterate(vals, caps, limit))
+
+
+class WhileGradRunner(_Loop):
+    """Runs a ``WhileGrad`` node: the loop again (recording), then the body's gradient backwards."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self.grad = function_plan(node.attrs["body_grad"])
+        self.fv, self.fc = node.attrs["float_vars"], node.attrs["float_caps"]
+
+    def __call__(self, inputs: tuple) -> Any:
+        n_in = len(inputs) - len(self.fv)
+        vals, caps, limit = self.split(inputs[:n_in])
+        states: list[list] = []
+        self.iterate(vals, caps, limit, states)
+        gv = list(inputs[n_in:])
+        gc = [np.zeros_like(caps[j]) for j in self.fc]
+        nv = len(self.fv)
+        run = self.grad.run
+        for state in reversed(states):
+            res = run(state + caps + gv)
+            gv = res[:nv]
+            for k in range(len(gc)):
+                gc[k] = gc[k] + res[nv + k]
+        return _single(gv + gc)
+
+
+class ScanRunner:
+    """Runs a ``Scan`` node over the rows of its sequences."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.fn: Function = node.attrs["fn"]
+        self.plan = function_plan(self.fn)
+        self.nc, self.ne, self.reverse = node.attrs["n_carry"], node.attrs["n_elems"], node.attrs["reverse"]
+
+    def split(self, inputs: tuple) -> tuple[list, list, list, int]:
+        nc, ne = self.nc, self.ne
+        elems = list(inputs[nc:nc + ne])
+        lengths = sorted({len(e) if np.ndim(e) else -1 for e in elems})
+        if len(lengths) != 1 or lengths[0] < 0:
+            raise OpError(f"Scan node {self.node.name!r}: the sequences must share their first dimension, got "
+                          f"lengths {lengths}.")
+        return list(inputs[:nc]), elems, list(inputs[nc + ne:]), lengths[0]
+
+    def order(self, n: int) -> range:
+        return range(n - 1, -1, -1) if self.reverse else range(n)
+
+    def run(self, carries: list, elems: list, caps: list, n: int, record: list | None = None):
+        run, nc = self.plan.run, self.nc
+        ys: list[list] = [[] for _ in range(len(self.fn.output_tensors) - nc)]
+        for t in self.order(n):
+            if record is not None:
+                record.append(carries)
+            res = run(carries + [e[t] for e in elems] + caps)
+            carries = res[:nc]
+            for k, y in enumerate(ys):
+                y.append(res[nc + k])
+        stacked = []
+        for k, y in enumerate(ys):
+            if self.reverse:
+                y.reverse()
+            if y:
+                stacked.append(np.stack(y))
+            else:
+                t = self.fn.output_tensors[nc + k]
+                row = tuple(0 if d is None else d for d in (t.shape or ()))
+                stacked.append(np.zeros((0, *row), dtype=t.dtype.np_dtype))
+        return carries, stacked
+
+    def __call__(self, inputs: tuple) -> Any:
+        carries, elems, caps, n = self.split(inputs)
+        carries, stacked = self.run(carries, elems, caps, n)
+        return _single(carries + stacked)
+
+
+class ScanGradRunner(ScanRunner):
+    """Runs a ``ScanGrad`` node: the scan again (recording carries), then ``fn_grad`` backwards."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        self.grad = function_plan(node.attrs["fn_grad"])
+        a = node.attrs
+        self.fcarry, self.fys, self.felems, self.fcaps = a["float_carry"], a["float_ys"], a["float_elems"], a["float_caps"]
+
+    def __call__(self, inputs: tuple) -> Any:
+        n_in = len(inputs) - len(self.fcarry) - len(self.fys)
+        carries, elems, caps, n = self.split(inputs[:n_in])
+        states: list[list] = []
+        self.run(carries, elems, caps, n, states)
+        gc = list(inputs[n_in:n_in + len(self.fcarry)])
+        gys = list(inputs[n_in + len(self.fcarry):])
+        g_elems = [np.zeros_like(elems[i]) for i in self.felems]
+        g_caps = [np.zeros_like(caps[j]) for j in self.fcaps]
+        nfc, nfe = len(self.fcarry), len(self.felems)
+        run = self.grad.run
+        for state, t in zip(reversed(states), reversed(self.order(n))):
+            res = run(state + [e[t] for e in elems] + caps + gc + [g[t] for g in gys])
+            gc = res[:nfc]
+            for k in range(nfe):
+                g_elems[k][t] = res[nfc + k]
+            for k in range(len(g_caps)):
+                g_caps[k] = g_caps[k] + res[nfc + nfe + k]
+        return _single(gc + g_elems + g_caps)
+
+
+# -- gradients ---------------------------------------------------------------------------------------------
+def grad_function(fn: Function, wrt: list[int], outs: list[int]) -> Function:
+    """A function of ``(fn's inputs, gradients of outputs outs) -> gradients of inputs wrt``.
+
+    Unused inputs get zero gradients, so every call returns dense values of the inputs' shapes.
+    """
+    key = ("grad", tuple(wrt), tuple(outs))
+    cached = fn.cache.get(key)
+    if cached is not None:
+        return cached
+    from hubkit.ops import api
+
+    g = fn.graph
+    with g.as_default(), g.name_scope(None):
+        gys = [placeholder(fn.output_tensors[o].dtype, fn.output_tensors[o].shape, name="grad_in") for o in outs]
+        xs = [fn.input_tensors[w] for w in wrt]
+        ys = [fn.output_tensors[o] for o in outs]
+        grads = gradients(ys, xs, grad_ys=gys, name="grad") if ys else [None] * len(xs)
+        dense: list[Tensor] = []
+        for x, gr in zip(xs, grads):
+            if gr is None:
+                gr = api.zeros_like(x)
+            elif isinstance(gr, IndexedSlices):
+                gr = gr.to_dense()
+            dense.append(gr)
+    out = Function.from_graph(g, [*fn.input_tensors, *gys], dense)
+    fn.cache[key] = out
+    return out
+
+
+def _as_lists(g: Any, out: Any) -> tuple[list, list]:
+    if isinstance(out, Tensor):
+        return [out], [g]
+    return list(out), list(g)
+
+
+def if_vjp(g: Any, out: Any, pred: Tensor, args: tuple, then_branch: Any, else_branch: Any) -> tuple:
+    """The ``If`` gradient: an ``If`` on the same predicate over the branches' gradient functions."""
+    from hubkit.ops import api
+
+    outs, gs = _as_lists(g, out)
+    fo = [i for i, t in enumerate(outs) if t.dtype.is_floating]
+    fa = [j for j, t in enumerate(args) if t.dtype.is_floating]
+    if not fo or not fa:
+        return (None,) * (1 + len(args))
+    g_outs = [gs[i] if gs[i] is not None else api.zeros_like(outs[i]) for i in fo]
+    attrs = {
+        "then_branch": grad_function(as_function(then_branch), fa, fo),
+        "else_branch": grad_function(as_function(else_branch), fa, fo),
+    }
+    node = apply_op("If", [pred, *args, *g_outs], attrs, name=f"{pred.node.name.rsplit('/', 1)[-1]}_grad")
+    res: list[Any] = [None] * (1 + len(args))
+    for k, j in enumerate(fa):
+        res[1 + j] = node.outputs[k]
+    return tuple(res)
+
+
+def while_vjp(g: Any, out: Any, inputs: tuple, cond: Any, body: Any, n_vars: int, has_max: bool) -> tuple:
+    """The ``While`` gradient: a ``WhileGrad`` node over the body's gradient function."""
+    from hubkit.ops import api
+
+    outs, gs = _as_lists(g, out)
+    end = len(inputs) - (1 if has_max else 0)
+    loop_vars, caps = inputs[:n_vars], inputs[n_vars:end]
+    fv = [i for i, t in enumerate(loop_vars) if t.dtype.is_floating]
+    fc = [j for j, t in enumerate(caps) if t.dtype.is_floating]
+    if not fv:
+        return (None,) * len(inputs)
+    body_grad = grad_function(as_function(body), fv + [n_vars + j for j in fc], fv)
+    g_outs = [gs[i] if gs[i] is not None else api.zeros_like(outs[i]) for i in fv]
+    attrs = {"cond": cond, "body": body, "body_grad": body_grad, "n_vars": n_vars, "has_max": has_max,
+             "float_vars": fv, "float_caps": fc}
+    node = apply_op("WhileGrad", [*inputs, *g_outs], attrs, name="while_grad")
+    res: list[Any] = [None] * len(inputs)
+    for k, i in enumerate(fv):
+        res[i] = node.outputs[k]
+    for k, j in enumerate(fc):
+        res[n_vars + j] = node.outputs[len(fv) + k]
+    return tuple(res)
+
+
+def scan_vjp(g: Any, out: Any, inputs: tuple, fn: Any, n_carry: int, n_elems: int, reverse: bool) -> tuple:
+    """The ``Scan`` gradient: a ``ScanGrad`` node over the step function's gradient function."""
+    from hubkit.ops import api
+
+    outs, gs = _as_lists(g, out)
+    nc, ne = n_carry, n_elems
+    f = as_function(fn)
+    fcarry = [i for i in range(nc) if inputs[i].dtype.is_floating]
+    fys = [k for k in range(len(outs) - nc) if outs[nc + k].dtype.is_floating]
+    felems = [i for i in range(ne) if inputs[nc + i].dtype.is_floating]
+    fcaps = [j for j in range(len(inputs) - nc - ne) if inputs[nc + ne + j].dtype.is_floating]
+    if not fcarry and not fys:
+        return (None,) * len(inputs)
+    wrt = fcarry + [nc + i for i in felems] + [nc + ne + j for j in fcaps]
+    fn_grad = grad_function(f, wrt, fcarry + [nc + k for k in fys])
+    g_in = [gs[i] if gs[i] is not None else api.zeros_like(outs[i]) for i in fcarry]
+    g_in += [gs[nc + k] if gs[nc + k] is not None else api.zeros_like(outs[nc + k]) for k in fys]
+    attrs = {"fn": fn, "fn_grad": fn_grad, "n_carry": nc, "n_elems": ne, "reverse": reverse,
+             "float_carry": fcarry, "float_ys": fys, "float_elems": felems, "float_caps": fcaps}
+    node = apply_op("ScanGrad", [*inputs, *g_in], attrs, name="scan_grad")
+    res: list[Any] = [None] * len(inputs)
+    k = 0
+    for i in fcarry:
+        res[i] = node.outputs[k]
+        k += 1
+    for i in felems:
+        res[nc + i] = node.outputs[k]
+        k += 1
+    for j in fcaps:
+        res[nc + ne + j] = node.outputs[k]
+        k += 1
+    return tuple(res)
