@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from hubkit.module import get_expected_image_size as get_expected_image_size
     from hubkit.module import get_num_image_channels as get_num_image_channels
     from hubkit.module import load_module_spec as load_module_spec
+    from hubkit.ops.control_flow import *  # noqa: F403
     from hubkit.ops.conv import *  # noqa: F403
     from hubkit.ops.elementwise import *  # noqa: F403
     from hubkit.ops.nn import *  # noqa: F403

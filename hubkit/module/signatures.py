@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.errors import GraphError, SignatureError
+from hubkit.errors import GraphError, SignatureError, SignatureInputError
 from hubkit.graph import DType, Graph, Shape, Tensor, convert_to_tensor, format_shape
 from hubkit.graph.shapes import merge_shapes
 from hubkit.graph.values import convert_value
@@ -29,14 +29,19 @@ class TensorInfo:
         dtype: a hubkit DType.
         shape: a tuple with ``None`` for unknown dimensions, or ``None`` for unknown rank.
         name: the tensor's name inside the module graph.
+        is_sparse: the value is a :class:`hubkit.SparseTensor` (indices, values, dense_shape).
+        is_composite: the value is a composite tensor (sparse or :class:`hubkit.RaggedTensor`).
     """
 
-    __slots__ = ("dtype", "name", "shape")
+    __slots__ = ("dtype", "is_composite", "is_sparse", "name", "shape")
 
-    def __init__(self, name: str, dtype: DType, shape: Shape) -> None:
+    def __init__(self, name: str, dtype: DType, shape: Shape, is_sparse: bool = False,
+                 is_composite: bool | None = None) -> None:
         self.name = name
         self.dtype = dtype
         self.shape = shape
+        self.is_sparse = bool(is_sparse)
+        self.is_composite = self.is_sparse if is_composite is None else bool(is_composite)
 
     def get_shape(self) -> Shape:
         """The static shape (as ``Tensor.get_shape``)."""
@@ -74,7 +79,7 @@ def pack_inputs(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
     """Turns a call's ``inputs`` into a dict keyed by the signature's input names.
 
     Raises:
-        SignatureError: the inputs cannot be matched to the signature; missing and extra keys are
+        SignatureInputError: the inputs cannot be matched to the signature; missing and extra keys are
             listed, sorted.
     """
     expected = sig.inputs
@@ -84,14 +89,17 @@ def pack_inputs(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
         return {}
     elif len(expected) == 1:
         if inputs is None:
-            raise SignatureError(
-                f"Signature {sig.name!r} expects the input {next(iter(expected))!r}; the call gave none."
+            raise SignatureInputError(
+                f"Signature {sig.name!r} expects the input {next(iter(expected))!r}; the call gave none "
+                f"(missing {sorted(expected)})."
             )
         return {next(iter(expected)): inputs}
     elif not expected:
-        raise SignatureError(f"Signature {sig.name!r} takes no inputs, but the call gave {type(inputs).__name__}.")
+        raise SignatureInputError(f"Signature {sig.name!r} takes no inputs, but the call gave {type(inputs).__name__}.")
+    elif inputs is None:
+        raise SignatureInputError(f"Signature {sig.name!r} was called without inputs; missing {sorted(expected)}.")
     else:
-        raise SignatureError(
+        raise SignatureInputError(
             f"Signature {sig.name!r} expects several inputs {sorted(expected)}; pass them as a dict keyed by name."
         )
     missing = sorted(set(expected) - set(given))
@@ -102,7 +110,7 @@ def pack_inputs(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
             parts.append(f"missing {missing}")
         if extra:
             parts.append(f"unexpected {extra}")
-        raise SignatureError(
+        raise SignatureInputError(
             f"Signature {sig.name!r} was called with the wrong inputs ({'; '.join(parts)}); "
             f"expected {sorted(expected)}."
         )
@@ -112,7 +120,7 @@ def pack_inputs(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
 def convert_eager_input(sig: SignatureSpec, key: str, value: Any) -> np.ndarray:
     """Converts a concrete value to the input's dtype and checks it against the declared shape."""
     info = sig.inputs[key]
-    return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureError)
+    return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureInputError)
 
 
 def convert_symbolic_input(sig: SignatureSpec, key: str, value: Any, graph: Graph) -> Tensor:
@@ -124,7 +132,7 @@ def convert_symbolic_input(sig: SignatureSpec, key: str, value: Any, graph: Grap
         except GraphError as e:
             raise SignatureError(f"Signature {sig.name!r} input {key!r}: {e}") from None
         if t.dtype is not info.dtype:
-            raise SignatureError(
+            raise SignatureInputError(
                 f"Signature {sig.name!r} input {key!r} has dtype {info.dtype.name}; the tensor {t.name!r} has dtype "
                 f"{t.dtype.name}."
             )

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import any_pb2
 
-from hubkit.errors import FormatError, SignatureError
+from hubkit.errors import FormatError, MissingAttachmentError, SignatureError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.attrs import decode_dtype, decode_shape
 from hubkit.format.graph_codec import decode_nodes, decode_tensor_info
@@ -236,13 +236,14 @@ class ModuleSpec:
             required: raise instead of returning None when the message is absent.
 
         Raises:
-            SignatureError: ``required`` and absent, or the attachment is of another message type.
+            MissingAttachmentError: ``required`` and absent (also a KeyError).
+            SignatureError: the attachment is of another message type.
         """
         variant = self._variant(tags)
         packed = variant.attachments.get(key)
         if packed is None:
             if required:
-                raise SignatureError(
+                raise MissingAttachmentError(
                     f"Module variant {_format_tags(variant.tags)} has no attached message {key!r}; attached: "
                     f"{sorted(variant.attachments)}."
                 )

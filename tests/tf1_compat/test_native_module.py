@@ -1,0 +1,269 @@
+"""tensorflow_hub 0.15's native-module tests (TF1 API), their behaviours rewritten for hubkit.
+
+Each test names the TF Hub test whose behaviour it checks. Deliberate differences are listed in
+docs/tf1_compat.md (e.g. variable names carry no ":0").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf import wrappers_pb2
+
+import hubkit as hk
+
+
+def _session(g):
+    return hk.Session(g)
+
+
+def multi_signature_module():
+    x = hk.placeholder(hk.float32, [None])
+    hk.add_signature("double", {"x": x}, {"y": 2 * x})
+    z = hk.placeholder(hk.float32, [None])
+    hk.add_signature("square", {"z": z}, {"z_out": z * z})
+
+
+def stateless_module_fn():
+    x = hk.placeholder(hk.int64)
+    hk.add_signature(inputs=x, outputs=x * x)
+
+
+def unused_input_module_fn():
+    x = hk.placeholder(hk.int64)
+    y = hk.placeholder(hk.int64)
+    hk.add_signature(inputs={"x": x, "unused": y}, outputs=x * x)
+
+
+def double_module_fn():
+    w = hk.get_variable("w", [], initializer=hk.initializers.constant(2.0))
+    x = hk.placeholder(hk.float32)
+    hk.add_signature(inputs=x, outputs=x * w)
+
+
+def cond_module_fn():
+    x = hk.placeholder(hk.float32, [], name="x")
+    hk.add_signature(inputs=x, outputs=hk.cond(x > 0.0, lambda: hk.identity(x), lambda: hk.constant(0.0)))
+
+
+def nested_cond_module_fn():
+    x = hk.placeholder(hk.float32, [], name="x")
+    result = hk.cond(
+        x > 0.0,
+        lambda: hk.cond(x > 3.0, lambda: hk.identity(x), lambda: hk.multiply(x, 1.0)),
+        lambda: hk.cond(x < -3.0, lambda: hk.constant(0.0), lambda: hk.multiply(hk.constant(0.0), 1.0)),
+    )
+    hk.add_signature(inputs=x, outputs=result)
+
+
+def while_module_fn():
+    x = hk.placeholder(hk.float32, [], name="x")
+    n = hk.placeholder(hk.int32, [], name="n")
+    _, pow_x = hk.while_loop(lambda i, ix: i < n, lambda i, ix: [hk.add(i, 1), ix * x],
+                             [hk.constant(0), hk.constant(1.0)])
+    hk.add_signature(inputs={"x": x, "n": n}, outputs=pow_x)
+
+
+def nested_control_flow_module_fn():
+    elems = hk.placeholder(hk.float32, [None], name="elems")
+    a = hk.placeholder(hk.float32, [], name="a")
+
+    def sum_above_a(acc, x):
+        return acc + hk.cond(x > a, lambda: x, lambda: hk.constant(0.0))
+
+    hk.add_signature(inputs={"elems": elems, "a": a},
+                     outputs=hk.foldl(sum_above_a, elems, initializer=hk.constant(0.0)))
+
+
+def attached_messages_module_fn(tagged=0):
+    x = hk.placeholder(hk.float32, [None])
+    hk.add_signature(inputs={"x": x}, outputs={"y": 2 * x})
+    hk.attach_message("numbers", wrappers_pb2.Int64Value(value=-3))  # overwritten
+    hk.attach_message("numbers", wrappers_pb2.Int64Value(value=42))
+    hk.attach_message("tagged", wrappers_pb2.Int64Value(value=tagged))
+
+
+# -- NativeModuleTest ----------------------------------------------------------------------------------------
+def test_multi_signature_spec():
+    spec = hk.create_module_spec(multi_signature_module)
+    assert sorted(spec.get_signature_names()) == ["double", "square"]
+    assert list(spec.get_input_info_dict("double")) == ["x"]
+    assert list(spec.get_output_info_dict("square")) == ["z_out"]
+    assert sorted(spec.get_tags()) == [set()]
+
+
+def test_no_signatures_present():
+    def wrong_module_fn():
+        hk.identity(hk.placeholder(hk.float32, [None, 3]))
+
+    with pytest.raises(ValueError, match=r"[Nn]o signature"):
+        hk.create_module_spec(wrong_module_fn)
+
+
+# -- TFHubStatelessModuleTest --------------------------------------------------------------------------------
+def test_load_module_from_func_def_and_unused_input():
+    g = hk.Graph()
+    with g.as_default():
+        v = hk.placeholder(hk.int64)
+        y = hk.Module(hk.create_module_spec(stateless_module_fn))(v)
+        v1, v2 = hk.placeholder(hk.int64), hk.placeholder(hk.int64)
+        out = hk.Module(hk.create_module_spec(unused_input_module_fn))({"x": v1, "unused": v2})
+    assert _session(g).run(y, {v: 10}) == 100
+    assert _session(g).run(out, {v1: 10, v2: 4}) == 100
+
+
+def test_convert_to_tensor_and_type_errors():
+    spec = hk.create_module_spec(stateless_module_fn)
+    g = hk.Graph()
+    with g.as_default():
+        m = hk.Module(spec)
+        y = m(hk.constant(np.array([10, 2], np.int64)))
+        assert list(_session(g).run(y)) == [100, 4]
+        with pytest.raises(TypeError):
+            m(hk.constant("hello"))
+        with pytest.raises(TypeError, match="missing"):
+            m()
+    with pytest.raises(TypeError):
+        m("hello")
+
+
+def test_packing_errors_are_type_errors_and_hubkit_errors():
+    spec = hk.create_module_spec(unused_input_module_fn)
+    m = hk.Module(spec)
+    for bad, pattern in [(None, r"missing"), ({"x": [1]}, r"missing \['unused'\]"),
+                         ({"x": [1], "unused": [1], "y": [1]}, r"unexpected \['y'\]"), (1, "dict")]:
+        with pytest.raises(TypeError, match=pattern) as info:
+            m(bad)
+        assert isinstance(info.value, hk.HubkitError)
+
+
+def test_use_within_while_loop_with_gradients():
+    g = hk.Graph()
+    with g.as_default():
+        m = hk.Module(hk.create_module_spec(double_module_fn), trainable=True)
+        i, x = hk.constant(0), hk.constant(10.0)
+        p = hk.placeholder(hk.int32, [])
+        oi, ox = hk.while_loop(lambda i, x: hk.less(i, p), lambda i, x: (hk.add(i, 1), m(x)), [i, x])
+        v = m.variables[0]
+        dodv = hk.gradients(ox, v)[0]  # p * v**(p-1) * x
+        dodx = hk.gradients(ox, x)[0]  # v**p
+        sess = _session(g)
+        for n, expected, grads in [(1, 20, [10, 2]), (2, 40, [40, 4]), (4, 160, [320, 16])]:
+            assert [float(a) for a in sess.run([oi, ox], {p: n})] == [n, expected]
+            assert [float(a) for a in sess.run([dodv, dodx], {p: n})] == grads
+
+
+def test_use_within_map():
+    g = hk.Graph()
+    with g.as_default():
+        m = hk.Module(hk.create_module_spec(double_module_fn))
+        y = hk.map_fn(m, hk.constant([1.0, 11.0, 101.0]))
+    assert list(_session(g).run(y)) == [2, 22, 202]
+
+
+# -- TFHubModulesWithControlFlow -----------------------------------------------------------------------------
+@pytest.mark.parametrize("module_fn", [cond_module_fn, nested_cond_module_fn])
+def test_relu_modules_with_conds(module_fn):
+    spec = hk.create_module_spec(module_fn)
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [], name="x")
+        y = hk.Module(spec)(x)
+        grad = hk.gradients([y], [x])
+    sess = _session(g)
+    assert sess.run(y, {x: 9.1}) == pytest.approx(9.1)
+    assert sess.run(y, {x: -2.4}) == 0.0
+    assert sess.run(grad, {x: 2}) == [1.0]
+    assert sess.run(grad, {x: -2}) == [0.0]
+
+
+def test_while_module():
+    spec = hk.create_module_spec(while_module_fn)
+    g = hk.Graph()
+    with g.as_default():
+        x, n = hk.placeholder(hk.float32, []), hk.placeholder(hk.int32, [])
+        y = hk.Module(spec)({"x": x, "n": n})
+        grad = hk.gradients([y], [x])
+    sess = _session(g)
+    assert sess.run(y, {x: 9.1, n: 1}) == pytest.approx(9.1)
+    assert sess.run(y, {x: 2.4, n: 2}) == pytest.approx(5.76)
+    assert sess.run(grad, {x: 2, n: 3}) == [pytest.approx(12.0)]
+
+
+def test_use_module_with_while_loop_inside_cond():
+    spec = hk.create_module_spec(while_module_fn)
+    g = hk.Graph()
+    with g.as_default():
+        m = hk.Module(spec)
+        out = hk.cond(hk.equal(hk.constant(0), hk.constant(0)),
+                      lambda: m({"x": hk.constant(3.0), "n": hk.constant(2)}), lambda: hk.constant(4.0))
+    assert _session(g).run(out) == 9.0
+
+
+def test_nested_control_flow_module():
+    spec = hk.create_module_spec(nested_control_flow_module_fn)
+    g = hk.Graph()
+    with g.as_default():
+        elems, a = hk.placeholder(hk.float32, [None]), hk.placeholder(hk.float32, [])
+        out = hk.Module(spec)({"elems": elems, "a": a})
+        grad = hk.gradients([out], [elems])
+    sess = _session(g)
+    assert sess.run(out, {a: 1.1, elems: [10, 0, 0.5, 1.2]}) == pytest.approx(11.2)
+    np.testing.assert_allclose(sess.run(grad, {a: 1, elems: [10, 0, 0.5, 1.2]}), [[1.0, 0.0, 0.0, 1.0]])
+
+
+def test_control_flow_modules_round_trip_through_disk(tmp_path):
+    for i, fn in enumerate([cond_module_fn, nested_cond_module_fn, while_module_fn, nested_control_flow_module_fn]):
+        hk.Module(hk.create_module_spec(fn)).export(str(tmp_path / str(i)))
+    assert hk.Module(str(tmp_path / "0"))(np.float32(-1.0)) == 0.0
+    assert hk.Module(str(tmp_path / "1"))(np.float32(5.0)) == 5.0
+    assert hk.Module(str(tmp_path / "2"))({"x": np.float32(2.0), "n": np.int32(10)}) == 1024.0
+    out = hk.Module(str(tmp_path / "3"))({"elems": np.array([10, 0, 0.5, 1.2], np.float32), "a": np.float32(1.1)})
+    assert out == pytest.approx(11.2)
+
+
+# -- TFHubModuleWithAttachedMessages -------------------------------------------------------------------------
+def test_attached_messages_missing_required_is_a_key_error():
+    spec = hk.create_module_spec(attached_messages_module_fn)
+    assert spec.get_attached_message("numbers", wrappers_pb2.Int64Value).value == 42
+    assert spec.get_attached_message("bad", wrappers_pb2.Int64Value) is None
+    with pytest.raises(KeyError) as info:
+        spec.get_attached_message("bad", wrappers_pb2.Int64Value, required=True)
+    assert isinstance(info.value, hk.HubkitError)
+    with pytest.raises(KeyError):
+        hk.Module(spec).get_attached_message("bad", wrappers_pb2.Int64Value, required=True)
+
+
+def test_attached_messages_per_tags_and_separate_copies():
+    tags_and_args = [(set(), {"tagged": 1}), ({"double", "the", "value"}, {"tagged": 2})]
+    spec = hk.create_module_spec(attached_messages_module_fn, tags_and_args=tags_and_args)
+    for tags, args in tags_and_args:
+        assert spec.get_attached_message("tagged", wrappers_pb2.Int64Value, tags=tags).value == args["tagged"]
+        assert hk.Module(spec, tags=tags).get_attached_message("tagged", wrappers_pb2.Int64Value).value == args[
+            "tagged"]
+    msg = spec.get_attached_message("numbers", wrappers_pb2.Int64Value)
+    msg.Clear()
+    assert spec.get_attached_message("numbers", wrappers_pb2.Int64Value).value == 42
+
+
+# -- TensorInfo ----------------------------------------------------------------------------------------------
+def test_tensor_info_attributes():
+    spec = hk.create_module_spec(multi_signature_module)
+    info = spec.get_input_info_dict("double")["x"]
+    assert info.dtype is hk.float32
+    assert info.get_shape() == (None,)
+    assert info.is_sparse is False and info.is_composite is False
+
+
+# -- Module state in a graph ---------------------------------------------------------------------------------
+def test_module_constructed_in_a_graph_adds_its_variables_to_the_collections():
+    spec = hk.create_module_spec(double_module_fn)
+    g = hk.Graph()
+    with g.as_default():
+        hk.Module(spec, name="frozen")
+        assert [v.name for v in hk.get_collection(hk.GraphKeys.GLOBAL_VARIABLES)] == ["frozen/w"]
+        assert hk.get_collection(hk.GraphKeys.TRAINABLE_VARIABLES) == []
+        with hk.variable_scope("outer"):
+            m = hk.Module(spec, trainable=True, name="tuned")
+        assert m.variables[0].name == "outer/tuned/w"
+        assert [v.name for v in hk.get_collection(hk.GraphKeys.TRAINABLE_VARIABLES)] == ["outer/tuned/w"]
