@@ -10,7 +10,8 @@ values are; ``Module(spec)`` makes the values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,6 +265,22 @@ class ModuleSpec:
     def module_dir(self) -> str | None:
         """The directory the spec was loaded from, or None for a spec made by ``create_module_spec``."""
         return self._module_dir
+
+    def export(self, path: str | os.PathLike, checkpoint_path: str | os.PathLike,
+               name_transform_fn: Callable[[str], str] | None = None) -> None:
+        """Writes this spec as a module whose variable values come from a name-keyed checkpoint.
+
+        Args:
+            path: the module directory to create.
+            checkpoint_path: a checkpoint written by ``hubkit.train.Saver`` (prefix, or directory: latest).
+            name_transform_fn: maps a module variable name to its key in the checkpoint.
+
+        Raises:
+            CheckpointError: a variable is missing from the checkpoint, or its shape differs (both named).
+        """
+        from hubkit.train.saver import export_spec_from_checkpoint  # train sits beside this layer
+
+        export_spec_from_checkpoint(self, path, checkpoint_path, name_transform_fn)
 
     def __repr__(self) -> str:
         where = self._module_dir or "create_module_spec"
