@@ -20,7 +20,7 @@ def _graph_with_variables():
 
 
 def test_save_restore_round_trip_with_leading_session(tmp_path):
-    g, w, b, step = _graph_with_variables()
+    g, w, _b, step = _graph_with_variables()
     with g.as_default():
         saver = hk.train.Saver()
         sess = hk.Session(g)
@@ -46,7 +46,7 @@ def test_max_to_keep_deletes_old_checkpoints(tmp_path):
 
 
 def test_restore_checks_everything_before_assigning(tmp_path):
-    g, w, b, step = _graph_with_variables()
+    g, w, b, _step = _graph_with_variables()
     with g.as_default():
         prefix = hk.train.Saver(var_list=[w]).save(None, str(tmp_path / "only_w"))
         full = hk.train.Saver(var_list=[w, b])
@@ -64,14 +64,13 @@ def test_restore_checks_everything_before_assigning(tmp_path):
 
 
 def test_dict_var_list_and_errors(tmp_path):
-    g, w, b, _ = _graph_with_variables()
+    _g, w, _b, _ = _graph_with_variables()
     prefix = hk.train.Saver({"renamed": w}).save(str(tmp_path / "d"))
     assert hk.train.load_checkpoint(prefix).keys() == ["renamed"]
     with pytest.raises(hk.CheckpointError, match="Variables"):
         hk.train.Saver([1.0])
-    with pytest.raises(hk.CheckpointError, match="no variables"):
-        with hk.Graph().as_default():
-            hk.train.Saver()
+    with pytest.raises(hk.CheckpointError, match="no variables"), hk.Graph().as_default():
+        hk.train.Saver()
 
 
 def _dense_fn(x, dim=10):
