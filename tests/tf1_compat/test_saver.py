@@ -59,7 +59,7 @@ def test_restore_checks_everything_before_assigning(tmp_path):
         wrong = hk.get_variable("dense/kernel", [2, 2])
         with pytest.raises(hk.CheckpointError, match=r"shape \[3, 2\].*shape \[2, 2\]"):
             hk.train.Saver([wrong]).restore(None, prefix)
-    with pytest.raises(hk.CheckpointError, match="no checkpoint|does not exist"):
+    with pytest.raises(hk.CheckpointError, match=r"does not exist"):
         full.restore(None, str(tmp_path / "nothing"))
 
 
