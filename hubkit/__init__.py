@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from hubkit import graph as _graph
 from hubkit import hub as _hub
-from hubkit import initializers, layers, losses, nn, regularizers, text, train  # namespaces
+from hubkit import initializers, layers, losses, nn, regularizers, sparse, text, train  # namespaces
 from hubkit import module as _module
 from hubkit import ops as _ops
 from hubkit import runtime as _runtime
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from hubkit.ops.nn import *  # noqa: F403
     from hubkit.ops.reduce import *  # noqa: F403
     from hubkit.ops.shape import *  # noqa: F403
+    from hubkit.ops.sparse_tensor import *  # noqa: F403
     from hubkit.ops.state import assign as assign
     from hubkit.ops.state import assign_add as assign_add
     from hubkit.ops.state import assign_sub as assign_sub
@@ -78,6 +79,7 @@ __all__ = [
     "losses",
     "nn",
     "regularizers",
+    "sparse",
     "text",
     "train",
 ]

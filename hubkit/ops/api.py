@@ -13,6 +13,8 @@ from hubkit.ops.reduce import *  # noqa: F403
 from hubkit.ops.reduce import __all__ as _reduce_all
 from hubkit.ops.shape import *  # noqa: F403
 from hubkit.ops.shape import __all__ as _shape_all
+from hubkit.ops.sparse_tensor import *  # noqa: F403
+from hubkit.ops.sparse_tensor import __all__ as _sparse_tensor_all
 from hubkit.ops.state import assign, assign_add, assign_sub, group, scatter_sub
 from hubkit.ops.text import *  # noqa: F403
 from hubkit.ops.text import __all__ as _text_all
@@ -24,6 +26,7 @@ __all__ = [
     *_nn_all,
     *_reduce_all,
     *_shape_all,
+    *_sparse_tensor_all,
     *_text_all,
     "assign",
     "assign_add",

@@ -373,6 +373,10 @@ class EmbeddingLookupSparseGrad:
 def _as_ragged(ids: Any, what: str) -> tuple[Any, Any, Any]:
     if isinstance(ids, RaggedTensor):
         return ids.values, ids.row_ids, ids.num_rows
+    if hasattr(ids, "indices") and hasattr(ids, "dense_shape"):  # a SparseTensor: rows are indices[:, 0]
+        from hubkit.ops.shape import getitem
+
+        return ids.values, getitem(ids.indices, (slice(None), 0)), getitem(ids.dense_shape, 0)
     if isinstance(ids, (tuple, list)) and len(ids) == 3:
         return tuple(ids)
     raise GraphError(
@@ -427,7 +431,7 @@ def embedding_lookup_sparse(
     params_t = as_tensor(params, graph=graph)
     inputs = [params_t, *(as_tensor(t, int64, graph) for t in (values, row_ids, num_rows))]
     if weights is not None:
-        w = weights.values if isinstance(weights, RaggedTensor) else weights
+        w = weights.values if isinstance(weights, RaggedTensor) or hasattr(weights, "dense_shape") else weights
         inputs.append(as_tensor(w, params_t.dtype, graph))
     if params_t.shape is not None and len(params_t.shape) == 0:
         raise GraphError(f"embedding_lookup_sparse: params must have rank >= 1, got {format_shape(params_t.shape)}.")
