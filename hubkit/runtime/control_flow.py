@@ -21,8 +21,8 @@ from hubkit.runtime.executor import Plan, compile_plan
 from hubkit.runtime.gradients import IndexedSlices, gradients
 
 __all__ = [
-    "IfRunner", "ScanGradRunner", "ScanRunner", "WhileGradRunner", "WhileRunner", "function_plan",
-    "grad_function", "if_vjp", "scan_vjp", "while_vjp",
+    "FastPlan", "IfRunner", "ScanGradRunner", "ScanRunner", "WhileGradRunner", "WhileRunner", "fast_plan",
+    "function_plan", "grad_function", "if_vjp", "scan_vjp", "while_vjp",
 ]
 
 
@@ -34,6 +34,50 @@ def function_plan(fn: Function) -> Plan:
     return plan
 
 
+class FastPlan:
+    """``plan.run`` without the per-call extras a loop iteration does not need.
+
+    Function plans read no variables (enclosing values are captured as inputs) and keep no
+    intermediates, so a run is: copy the constants, place the feeds, call each step, pick the
+    outputs. When a step fails, the same feeds are run again through ``plan.run`` (the steps are
+    pure), which raises the error naming the node.
+    """
+
+    __slots__ = ("fetch", "plan", "run", "steps")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.steps = tuple((fn, kwargs, ins, outs[0] if len(outs) == 1 else outs, len(outs))
+                           for fn, kwargs, ins, outs, _, _ in plan.steps)
+        self.fetch = tuple((s, s in plan.copy_slots) for s in plan.fetch_slots)
+        self.run = self._run if not plan.var_reads and all(s >= 0 for s in plan.fetch_slots) else plan.run
+
+    def _run(self, feeds: list) -> list:
+        values = self.plan.template.copy()
+        for slot, v in zip(self.plan.feed_slots, feeds):
+            values[slot] = v
+        try:
+            for fn, kwargs, ins, out, n_out in self.steps:
+                res = fn(*[values[i] for i in ins], **kwargs)
+                if n_out == 1:
+                    values[out] = res
+                elif n_out:
+                    for o, r in zip(out, res):
+                        values[o] = r
+        except Exception:  # rerun the slow way: it names the failing node
+            return self.plan.run(feeds)
+        return [np.array(values[s], copy=True) if copy and isinstance(values[s], np.ndarray) else values[s]
+                for s, copy in self.fetch]
+
+
+def fast_plan(fn: Function) -> FastPlan:
+    """The :class:`FastPlan` of ``fn``, cached on it."""
+    fp = fn.cache.get("fast")
+    if fp is None:
+        fp = fn.cache["fast"] = FastPlan(function_plan(fn))
+    return fp
+
+
 def _single(values: list) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
@@ -43,8 +87,8 @@ class IfRunner:
     """Runs the taken branch of an ``If`` node."""
 
     def __init__(self, node: Node) -> None:
-        self.then_plan = function_plan(node.attrs["then_branch"])
-        self.else_plan = function_plan(node.attrs["else_branch"])
+        self.then_plan = fast_plan(node.attrs["then_branch"])
+        self.else_plan = fast_plan(node.attrs["else_branch"])
 
     def __call__(self, pred: np.ndarray, args: tuple) -> Any:
         plan = self.then_plan if bool(pred) else self.else_plan
@@ -56,8 +100,8 @@ class _Loop:
         self.node = node
         self.n_vars = node.attrs["n_vars"]
         self.has_max = node.attrs["has_max"]
-        self.cond = function_plan(node.attrs["cond"])
-        self.body = function_plan(node.attrs["body"])
+        self.cond = fast_plan(node.attrs["cond"])
+        self.body = fast_plan(node.attrs["body"])
 
     def split(self, inputs: tuple) -> tuple[list, list, int | None]:
         end = len(inputs) - (1 if self.has_max else 0)
@@ -97,7 +141,7 @@ class WhileGradRunner(_Loop):
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
-        self.grad = function_plan(node.attrs["body_grad"])
+        self.grad = fast_plan(node.attrs["body_grad"])
         self.fv, self.fc = node.attrs["float_vars"], node.attrs["float_caps"]
 
     def __call__(self, inputs: tuple) -> Any:
@@ -123,7 +167,7 @@ class ScanRunner:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.fn: Function = node.attrs["fn"]
-        self.plan = function_plan(self.fn)
+        self.plan = fast_plan(self.fn)
         self.nc, self.ne, self.reverse = node.attrs["n_carry"], node.attrs["n_elems"], node.attrs["reverse"]
 
     def split(self, inputs: tuple) -> tuple[list, list, list, int]:
@@ -171,7 +215,7 @@ class ScanGradRunner(ScanRunner):
 
     def __init__(self, node: Node) -> None:
         super().__init__(node)
-        self.grad = function_plan(node.attrs["fn_grad"])
+        self.grad = fast_plan(node.attrs["fn_grad"])
         a = node.attrs
         self.fcarry, self.fys, self.felems, self.fcaps = a["float_carry"], a["float_ys"], a["float_elems"], a["float_caps"]
 
