@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from hubkit.ops.control_flow import *  # noqa: F403
     from hubkit.ops.conv import *  # noqa: F403
     from hubkit.ops.elementwise import *  # noqa: F403
+    from hubkit.ops.integer import *  # noqa: F403
     from hubkit.ops.nn import *  # noqa: F403
     from hubkit.ops.reduce import *  # noqa: F403
     from hubkit.ops.shape import *  # noqa: F403

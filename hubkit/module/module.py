@@ -25,6 +25,7 @@ from hubkit.module.spec import ModuleSpec, Variant, normalize_tags
 from hubkit.ops.check import check_graph
 from hubkit.ops.importer import NodeSpec, import_nodes, nodes_needed
 from hubkit.runtime.executor import Plan, compile_plan
+from hubkit.runtime.partitioned import group_partitions
 from hubkit.runtime.variables import Variable
 
 __all__ = ["Module"]
@@ -337,13 +338,14 @@ class Module:
 
     @property
     def variables(self) -> list[Variable]:
-        """Every variable of the module, sorted by module-relative name."""
-        return list(self._variables.values())
+        """Every variable of the module, in ``variable_map`` order (a partitioned variable's parts in order)."""
+        return [v for entry in self.variable_map.values() for v in (entry if isinstance(entry, list) else [entry])]
 
     @property
-    def variable_map(self) -> dict[str, Variable]:
-        """Module-relative name (``"dense/kernel"``) -> Variable, sorted by name."""
-        return dict(self._variables)
+    def variable_map(self) -> dict[str, Any]:
+        """Module-relative name (``"dense/kernel"``) -> Variable, sorted by name; a partitioned variable
+        (parts ``<name>/part_<i>``) maps to the list of its parts, as in TensorFlow Hub."""
+        return group_partitions(self._variables)
 
     @property
     def trainable_variables(self) -> list[Variable]:

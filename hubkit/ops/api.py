@@ -7,6 +7,8 @@ from hubkit.ops.conv import *  # noqa: F403
 from hubkit.ops.conv import __all__ as _conv_all
 from hubkit.ops.elementwise import *  # noqa: F403
 from hubkit.ops.elementwise import __all__ as _elementwise_all
+from hubkit.ops.integer import *  # noqa: F403
+from hubkit.ops.integer import __all__ as _integer_all
 from hubkit.ops.nn import *  # noqa: F403
 from hubkit.ops.nn import __all__ as _nn_all
 from hubkit.ops.reduce import *  # noqa: F403
@@ -23,6 +25,7 @@ __all__ = [
     *_control_flow_all,
     *_conv_all,
     *_elementwise_all,
+    *_integer_all,
     *_nn_all,
     *_reduce_all,
     *_shape_all,

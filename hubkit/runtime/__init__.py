@@ -2,17 +2,27 @@
 
 from hubkit.runtime.executor import Session
 from hubkit.runtime.gradients import IndexedSlices, gradients
+from hubkit.runtime.partitioned import (
+    PartitionedVariable,
+    fixed_size_partitioner,
+    min_max_variable_partitioner,
+    variable_axis_size_partitioner,
+)
 from hubkit.runtime.scopes import AUTO_REUSE, VariableScope, get_variable, get_variable_scope, variable_scope
 from hubkit.runtime.variables import Variable
 
 __all__ = [
     "AUTO_REUSE",
     "IndexedSlices",
+    "PartitionedVariable",
     "Session",
     "Variable",
     "VariableScope",
+    "fixed_size_partitioner",
     "get_variable",
     "get_variable_scope",
     "gradients",
+    "min_max_variable_partitioner",
+    "variable_axis_size_partitioner",
     "variable_scope",
 ]

@@ -195,7 +195,8 @@ def get_variable(
     initializer: Any = None,
     trainable: bool = True,
     regularizer: Any = None,
-) -> Variable:
+    partitioner: Any = None,
+) -> Any:
     """Creates the variable ``<current variable scope>/<name>`` in the default graph, or reuses it.
 
     The variable is bound to the default graph, added to ``GLOBAL_VARIABLES`` (and
@@ -212,8 +213,12 @@ def get_variable(
         regularizer: a function of the variable's tensor returning a scalar loss tensor
             (``hubkit.regularizers.l2(1e-4)``).
 
+        partitioner: a function of (shape, dtype) giving the parts per axis
+            (``hubkit.fixed_size_partitioner(n)``, ...): the variable is then made of ``<name>/part_<i>``.
+
     Returns:
-        The :class:`hubkit.Variable`; use it wherever a tensor is expected.
+        The :class:`hubkit.Variable` (a :class:`hubkit.PartitionedVariable`, the list of its parts, with a
+        partitioner); use it wherever a tensor is expected.
 
     Raises:
         GraphError: the name exists and the scope does not reuse, or reuse=True and it does not
@@ -221,6 +226,11 @@ def get_variable(
     """
     if not isinstance(name, str) or not _VALID_NAME.match(name):
         raise GraphError(f"Invalid variable name {name!r}: use letters, digits, '_', '.', '-' and '/'.")
+    if partitioner is not None:
+        from hubkit.runtime.partitioned import get_partitioned_variable
+
+        return get_partitioned_variable(get_variable, name, shape, dtype, initializer, trainable, regularizer,
+                                        partitioner)
     graph = get_default_graph()
     scope = get_variable_scope()
     full = _join(scope.name, name)
