@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from hubkit.ops.elementwise import *  # noqa: F403
     from hubkit.ops.integer import *  # noqa: F403
     from hubkit.ops.nn import *  # noqa: F403
+    from hubkit.ops.ragged_value import *  # noqa: F403
     from hubkit.ops.reduce import *  # noqa: F403
     from hubkit.ops.shape import *  # noqa: F403
     from hubkit.ops.sparse_tensor import *  # noqa: F403

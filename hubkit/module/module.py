@@ -19,7 +19,10 @@ from hubkit.module.signatures import (
     TensorInfo,
     convert_eager_input,
     convert_symbolic_input,
+    group_composite_outputs,
+    output_keys,
     pack_inputs,
+    public_infos,
 )
 from hubkit.module.spec import ModuleSpec, Variant, normalize_tags
 from hubkit.ops.check import check_graph
@@ -247,7 +250,7 @@ class Module:
         sig = self._variant.signature(signature)
         packed = pack_inputs(sig, inputs)
         as_dict = bool(as_dict)
-        if not as_dict and "default" not in sig.outputs:
+        if not as_dict and "default" not in public_infos(sig.outputs):
             raise SignatureError(
                 f"Signature {sig.name!r} has no 'default' output; pass as_dict=True to get its outputs "
                 f"{sorted(sig.outputs)}."
@@ -259,10 +262,11 @@ class Module:
             entry = self._compile(sig, as_dict)
         plan, in_keys, out_keys = entry
         results = plan.run([convert_eager_input(sig, k, packed[k]) for k in in_keys])
-        return dict(zip(out_keys, results)) if as_dict else results[0]
+        grouped = group_composite_outputs(sig, dict(zip(out_keys, results)))
+        return grouped if as_dict else grouped["default"]
 
     def _compile(self, sig: SignatureSpec, as_dict: bool):
-        out_keys = tuple(sig.outputs) if as_dict else ("default",)
+        out_keys = output_keys(sig, as_dict)
         in_keys = tuple(sig.inputs)
         fetches = [self._eager_tensors[sig.outputs[k].name] for k in out_keys]
         feeds = [self._eager_tensors[sig.inputs[k].name] for k in in_keys]
@@ -284,7 +288,7 @@ class Module:
             for spec in sorted((n for n in self._variant.nodes if n.op == "Variable"), key=lambda n: n.name):
                 self._bind_variable(graph, f"{scope}/{spec.name}", spec, symbolic=True)
         input_map = {sig.inputs[k].name: t for k, t in tensors.items()}
-        out_keys = tuple(sig.outputs) if as_dict else ("default",)
+        out_keys = output_keys(sig, as_dict)
         targets = [sig.outputs[k].name for k in out_keys]
         update_items: list[tuple[str, str]] = []
         loss_items: list[tuple[str, str]] = []
@@ -305,7 +309,8 @@ class Module:
                 graph.add_to_collection(ASSET_FILEPATHS, node.outputs[0])
         created = {id(n) for n in result.nodes.values() if n.op != "Variable"}
         outputs = {k: _with_declared_shape(sig, k, result.tensor(sig.outputs[k].name), created) for k in out_keys}
-        return outputs if as_dict else outputs["default"]
+        grouped = group_composite_outputs(sig, outputs)
+        return grouped if as_dict else grouped["default"]
 
     def _reachable(self, key: str, input_map: dict[str, Tensor]) -> list[tuple[str, str]]:
         """Items of a collection computable from the mapped inputs (no other placeholder needed)."""
@@ -326,11 +331,11 @@ class Module:
 
     def get_input_info_dict(self, signature: str | None = None) -> dict[str, TensorInfo]:
         """Input name -> :class:`TensorInfo` of a signature (default ``"default"``)."""
-        return dict(self._variant.signature(signature).inputs)
+        return public_infos(self._variant.signature(signature).inputs)
 
     def get_output_info_dict(self, signature: str | None = None) -> dict[str, TensorInfo]:
         """Output name -> :class:`TensorInfo` of a signature."""
-        return dict(self._variant.signature(signature).outputs)
+        return public_infos(self._variant.signature(signature).outputs)
 
     def get_attached_message(self, key: str, message_type: Any, required: bool = False):
         """The message attached under ``key`` to the selected variant (see ``ModuleSpec.get_attached_message``)."""

@@ -18,7 +18,10 @@ from hubkit.graph import DType, Graph, Shape, Tensor, convert_to_tensor, format_
 from hubkit.graph.shapes import merge_shapes
 from hubkit.graph.values import convert_value
 
-__all__ = ["SignatureSpec", "TensorInfo", "convert_eager_input", "convert_symbolic_input", "pack_inputs"]
+__all__ = [
+    "SignatureSpec", "TensorInfo", "convert_eager_input", "convert_symbolic_input", "expand_composites",
+    "group_composite_outputs", "output_keys", "pack_inputs", "public_infos",
+]
 
 
 
@@ -82,7 +85,11 @@ def pack_inputs(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
         SignatureInputError: the inputs cannot be matched to the signature; missing and extra keys are
             listed, sorted.
     """
-    expected = sig.inputs
+    return split_composite_inputs(sig, _pack_public(sig, inputs))
+
+
+def _pack_public(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
+    expected = public_infos(sig.inputs)
     if isinstance(inputs, Mapping):
         given = dict(inputs)
     elif inputs is None and not expected:
@@ -146,3 +153,139 @@ def convert_symbolic_input(sig: SignatureSpec, key: str, value: Any, graph: Grap
             f"shape {format_shape(t.shape)}."
         )
     return t
+
+
+# -- composite (sparse and ragged) signature values ------------------------------------------------------
+# A composite input or output "x" is stored as plain entries "x/<component>" (signature keys never
+# hold "/"), so the format needs nothing new; these helpers group and split them at the API.
+COMPONENTS = {"sparse": ("indices", "values", "dense_shape"), "ragged": ("values", "row_ids", "num_rows")}
+
+
+def _kind_of(value: Any) -> str | None:
+    if hasattr(value, "indices") and hasattr(value, "dense_shape") and hasattr(value, "values"):
+        return "sparse"
+    if hasattr(value, "row_ids") and hasattr(value, "num_rows") and hasattr(value, "values"):
+        return "ragged"
+    return None
+
+
+def expand_composites(entries: dict[str, Any]) -> dict[str, Any]:
+    """``{"x": SparseTensor}`` -> ``{"x/indices": ..., "x/values": ..., "x/dense_shape": ...}`` (others kept)."""
+    out: dict[str, Any] = {}
+    for key, value in entries.items():
+        kind = None if isinstance(value, Tensor) else _kind_of(value)
+        if kind is None:
+            out[key] = value
+        else:
+            for comp in COMPONENTS[kind]:
+                out[f"{key}/{comp}"] = getattr(value, comp)
+    return out
+
+
+def composites(infos: Mapping[str, Any]) -> dict[str, str]:
+    """``{base key: "sparse" | "ragged"}`` of the composite entries among ``infos``' keys."""
+    groups: dict[str, set[str]] = {}
+    for key in infos:
+        base, sep, comp = key.partition("/")
+        if sep:
+            groups.setdefault(base, set()).add(comp)
+    out = {}
+    for base, comps in groups.items():
+        for kind, names in COMPONENTS.items():
+            if comps == set(names):
+                out[base] = kind
+    return out
+
+
+def public_infos(infos: Mapping[str, TensorInfo]) -> dict[str, TensorInfo]:
+    """The signature's entries as users see them: each composite as one TensorInfo (``is_composite``)."""
+    groups = composites(infos)
+    out: dict[str, TensorInfo] = {}
+    for key, info in infos.items():
+        base, sep, _ = key.partition("/")
+        if not sep or base not in groups:
+            out[key] = info
+        elif base not in out:
+            kind = groups[base]
+            values = infos[f"{base}/values"]
+            if kind == "sparse":
+                rank_shape = infos[f"{base}/dense_shape"].shape
+                rank = rank_shape[0] if rank_shape else None
+                shape = None if rank is None else (None,) * rank
+            else:
+                shape = None if values.shape is None else (None, None, *values.shape[1:])
+            out[base] = TensorInfo(values.name, values.dtype, shape, is_sparse=kind == "sparse", is_composite=True)
+    return out
+
+
+def split_composite_inputs(sig: SignatureSpec, packed: dict[str, Any]) -> dict[str, Any]:
+    """Replaces each composite input's value (symbolic, or its eager value form) by its components."""
+    groups = composites(sig.inputs)
+    if not groups:
+        return packed
+    out: dict[str, Any] = {}
+    for key, value in packed.items():
+        kind = groups.get(key)
+        if kind is None:
+            out[key] = value
+            continue
+        if _kind_of(value) == kind and not isinstance(value, tuple):
+            parts = [getattr(value, c) for c in COMPONENTS[kind]]
+        else:
+            parts = _eager_parts(sig, key, kind, value)
+        for comp, part in zip(COMPONENTS[kind], parts):
+            out[f"{key}/{comp}"] = part
+    return out
+
+
+def _eager_parts(sig: SignatureSpec, key: str, kind: str, value: Any) -> list[Any]:
+    from hubkit.errors import FeedError
+
+    what = f"Signature {sig.name!r} input {key!r}"
+    try:
+        if kind == "sparse":
+            from hubkit.ops.sparse_tensor import _check_value
+
+            return list(_check_value(value, what))
+        from hubkit.ops.ragged_value import as_ragged_value
+
+        return list(as_ragged_value(value, what))
+    except FeedError as e:
+        raise SignatureInputError(str(e)) from None
+
+
+def group_composite_outputs(sig: SignatureSpec, results: dict[str, Any]) -> dict[str, Any]:
+    """Regroups component results into SparseTensor(Value)s and RaggedTensor(Value)s, in key order."""
+    groups = composites(sig.outputs)
+    if not groups:
+        return results
+    out: dict[str, Any] = {}
+    for key, value in results.items():
+        base, sep, _ = key.partition("/")
+        if not sep or base not in groups:
+            out[key] = value
+        elif base not in out:
+            kind = groups[base]
+            parts = [results[f"{base}/{c}"] for c in COMPONENTS[kind]]
+            out[base] = _composite(kind, parts, symbolic=isinstance(parts[0], Tensor))
+    return out
+
+
+def _composite(kind: str, parts: list[Any], symbolic: bool) -> Any:
+    if kind == "sparse":
+        from hubkit.ops.sparse_tensor import SparseTensor, SparseTensorValue
+
+        return SparseTensor(*parts) if symbolic else SparseTensorValue(*parts)
+    from hubkit.ops.ragged_value import RaggedTensor, RaggedTensorValue
+
+    return RaggedTensor(*parts) if symbolic else RaggedTensorValue(*parts)
+
+
+def output_keys(sig: SignatureSpec, as_dict: bool) -> tuple[str, ...]:
+    """The flat output keys a call computes: all, or those of the ``default`` output (composite or not)."""
+    if as_dict:
+        return tuple(sig.outputs)
+    if "default" in sig.outputs:
+        return ("default",)
+    kind = composites(sig.outputs).get("default")
+    return tuple(f"default/{c}" for c in COMPONENTS[kind]) if kind else ("default",)

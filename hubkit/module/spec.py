@@ -25,7 +25,7 @@ from hubkit.format.graph_codec import decode_nodes, decode_tensor_info
 from hubkit.format.safetensors_io import TensorEntry
 from hubkit.graph import DType, GraphKeys, format_shape
 from hubkit.module.assets import ASSET_FILEPATHS, check_asset_filename
-from hubkit.module.signatures import SignatureSpec, TensorInfo
+from hubkit.module.signatures import SignatureSpec, TensorInfo, public_infos
 from hubkit.ops.importer import NodeSpec, split_tensor_name
 
 __all__ = ["CARRIED_COLLECTIONS", "ModuleSpec", "VariableInfo", "Variant", "normalize_tags"]
@@ -221,11 +221,11 @@ class ModuleSpec:
 
     def get_input_info_dict(self, signature: str | None = None, tags: Iterable[str] | None = None) -> dict[str, TensorInfo]:
         """Input name -> :class:`TensorInfo` (``.dtype``, ``.shape``, ``.get_shape()``) of a signature."""
-        return dict(self._variant(tags).signature(signature).inputs)
+        return public_infos(self._variant(tags).signature(signature).inputs)
 
     def get_output_info_dict(self, signature: str | None = None, tags: Iterable[str] | None = None) -> dict[str, TensorInfo]:
         """Output name -> :class:`TensorInfo` of a signature."""
-        return dict(self._variant(tags).signature(signature).outputs)
+        return public_infos(self._variant(tags).signature(signature).outputs)
 
     def get_attached_message(self, key: str, message_type: Any, tags: Iterable[str] | None = None, required: bool = False):
         """A fresh copy of the message attached under ``key``, or None when there is none.

@@ -11,6 +11,8 @@ from hubkit.ops.integer import *  # noqa: F403
 from hubkit.ops.integer import __all__ as _integer_all
 from hubkit.ops.nn import *  # noqa: F403
 from hubkit.ops.nn import __all__ as _nn_all
+from hubkit.ops.ragged_value import *  # noqa: F403
+from hubkit.ops.ragged_value import __all__ as _ragged_all
 from hubkit.ops.reduce import *  # noqa: F403
 from hubkit.ops.reduce import __all__ as _reduce_all
 from hubkit.ops.shape import *  # noqa: F403
@@ -28,6 +30,7 @@ __all__ = [
     *_integer_all,
     *_nn_all,
     *_reduce_all,
+    *_ragged_all,
     *_shape_all,
     *_sparse_tensor_all,
     *_text_all,

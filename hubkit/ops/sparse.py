@@ -51,6 +51,20 @@ class RaggedTensor:
         """The same rows holding other ``values`` (e.g. the ids of these tokens)."""
         return RaggedTensor(values, self.row_ids, self.num_rows)
 
+    # Session protocol (hubkit/ops/ragged_value.py): fetched as a RaggedTensorValue, fed from one or from lists.
+    def _composite_components(self) -> list[Tensor]:
+        return [self.values, self.row_ids, self.num_rows]
+
+    def _composite_value(self, parts: list) -> Any:
+        from hubkit.ops.ragged_value import RaggedTensorValue
+
+        return RaggedTensorValue(*parts)
+
+    def _composite_feed(self, value: Any) -> list[tuple[Tensor, Any]]:
+        from hubkit.ops.ragged_value import as_ragged_value
+
+        return list(zip(self._composite_components(), as_ragged_value(value, "RaggedTensor feed")))
+
 
 # -- forward -----------------------------------------------------------------------------------------
 def check_ragged(ids: np.ndarray, row_ids: np.ndarray, weights: np.ndarray | None, num_rows: int) -> None:
