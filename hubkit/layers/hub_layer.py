@@ -28,6 +28,8 @@ class HubLayer(Layer):
         trainable: whether fitting the model trains the module's variables.
         signature: the signature to call (``"default"`` when None).
         output_key: which output to return; None returns the ``"default"`` output.
+        signature_outputs_as_dict: return the signature's whole output dict (as ``hub.KerasLayer`` does
+            for TF1 modules); needs ``signature`` and excludes ``output_key``.
         tags: always use this variant (disables the automatic ``{"train"}`` choice).
         name: the layer's name.
     """
@@ -42,9 +44,15 @@ class HubLayer(Layer):
         output_key: str | None = None,
         tags: Any = None,
         name: str | None = None,
+        signature_outputs_as_dict: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        if signature_outputs_as_dict and output_key is not None:
+            raise SignatureError("HubLayer: pass either output_key or signature_outputs_as_dict=True, not both.")
+        if signature_outputs_as_dict and signature is None:
+            raise SignatureError("HubLayer: signature_outputs_as_dict=True needs a signature= to return the outputs of.")
         super().__init__(trainable=trainable, name=name, **kwargs)
+        self.signature_outputs_as_dict = bool(signature_outputs_as_dict)
         self.handle = handle
         self.signature = signature
         self.output_key = output_key
@@ -103,6 +111,8 @@ class HubLayer(Layer):
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         module = self._module_for(bool(training) if not hasattr(training, "graph") else True)
+        if self.signature_outputs_as_dict:
+            return module(inputs, signature=self.signature, as_dict=True)
         if self.output_key is None:
             names = module.get_output_info_dict(signature=self.signature)
             if "default" not in names:
@@ -128,6 +138,7 @@ class HubLayer(Layer):
             "trainable": self._module_trainable,
             "signature": self.signature,
             "output_key": self.output_key,
+            "signature_outputs_as_dict": self.signature_outputs_as_dict,
             "tags": self.tags,
         }
 

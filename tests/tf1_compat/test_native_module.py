@@ -267,3 +267,28 @@ def test_module_constructed_in_a_graph_adds_its_variables_to_the_collections():
             m = hk.Module(spec, trainable=True, name="tuned")
         assert m.variables[0].name == "outer/tuned/w"
         assert [v.name for v in hk.get_collection(hk.GraphKeys.TRAINABLE_VARIABLES)] == ["outer/tuned/w"]
+
+
+# -- KerasLayer (TF1 parts) ----------------------------------------------------------------------------------
+def _two_outputs_fn():
+    x = hk.placeholder(hk.float32, [None, 3], name="x")
+    hk.add_signature(inputs=x, outputs=x * 2.0)
+    hk.add_signature("two", inputs=x, outputs={"b_double": x * 2.0, "a_half": x * 0.5})
+
+
+def test_hub_layer_signature_outputs_as_dict(tmp_path):
+    hk.Module(hk.create_module_spec(_two_outputs_fn)).export(str(tmp_path / "two"))
+    spec = str(tmp_path / "two")
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 3])
+        layer = hk.HubLayer(spec, signature="two", signature_outputs_as_dict=True)
+        out = layer(x)
+        assert sorted(out) == ["a_half", "b_double"]
+        res = hk.Session(g).run(out, {x: np.ones((2, 3), np.float32)})
+    np.testing.assert_allclose(res["a_half"], np.full((2, 3), 0.5))
+    assert layer.get_config()["signature_outputs_as_dict"] is True
+    with pytest.raises(hk.SignatureError, match="not both"):
+        hk.HubLayer(spec, signature="two", output_key="a_half", signature_outputs_as_dict=True)
+    with pytest.raises(hk.SignatureError, match="needs a signature"):
+        hk.HubLayer(spec, signature_outputs_as_dict=True)
