@@ -36,9 +36,13 @@ if TYPE_CHECKING:
     from hubkit.module import attach_message as attach_message
     from hubkit.module import convert as convert
     from hubkit.module import create_module_spec as create_module_spec
+    from hubkit.module import eval_function_for_module as eval_function_for_module
     from hubkit.module import get_expected_image_size as get_expected_image_size
     from hubkit.module import get_num_image_channels as get_num_image_channels
+    from hubkit.module import global_variables_initializer as global_variables_initializer
     from hubkit.module import load_module_spec as load_module_spec
+    from hubkit.module import local_variables_initializer as local_variables_initializer
+    from hubkit.module import tables_initializer as tables_initializer
     from hubkit.ops.control_flow import *  # noqa: F403
     from hubkit.ops.conv import *  # noqa: F403
     from hubkit.ops.elementwise import *  # noqa: F403

@@ -292,3 +292,34 @@ def test_hub_layer_signature_outputs_as_dict(tmp_path):
         hk.HubLayer(spec, signature="two", output_key="a_half", signature_outputs_as_dict=True)
     with pytest.raises(hk.SignatureError, match="needs a signature"):
         hk.HubLayer(spec, signature_outputs_as_dict=True)
+
+
+# -- EvalFunctionForModuleTest (module_test.py) --------------------------------------------------------------
+def _special_fn():
+    x = hk.placeholder(hk.float32, [None], name="x")
+    hk.add_signature(inputs={"x": x}, outputs=2.0 * x)
+    y = hk.placeholder(hk.float32, [None], name="y")
+    hk.add_signature("extra", inputs={"x": x, "y": y}, outputs={"default": 2.0 * x, "z": 2.0 * x + 3.0 * y})
+    sp = hk.sparse_placeholder(hk.float32, [None], name="sp")
+    hk.add_signature("sparse", inputs={"x": sp}, outputs=2.0 * hk.sparse.to_dense(sp))
+
+
+def test_eval_function_for_module():
+    spec = hk.create_module_spec(_special_fn)
+    with hk.eval_function_for_module(spec) as f:
+        np.testing.assert_array_equal(f([1, 2]), [2, 4])
+        np.testing.assert_array_equal(f({"x": [1, 2]}), [2, 4])
+        result = f({"x": [1, 2]}, as_dict=True)
+        assert list(result) == ["default"]
+        out = f(dict(x=[1], y=[2]), signature="extra", as_dict=True)
+        assert out["default"] == [2] and out["z"] == [8]
+        np.testing.assert_array_equal(f(hk.SparseTensorValue([[0]], [1.0], [2]), signature="sparse"), [2, 0])
+
+
+def test_initializer_ops_run_and_do_nothing():
+    g = hk.Graph()
+    with g.as_default():
+        v = hk.get_variable("v", [2], initializer=hk.initializers.constant(3.0))
+        sess = hk.Session(g)
+        sess.run([hk.global_variables_initializer(), hk.tables_initializer(), hk.local_variables_initializer()])
+        np.testing.assert_array_equal(sess.run(v), [3.0, 3.0])
