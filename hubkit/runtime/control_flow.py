@@ -50,24 +50,42 @@ class FastPlan:
         self.steps = tuple((fn, kwargs, ins, outs[0] if len(outs) == 1 else outs, len(outs))
                            for fn, kwargs, ins, outs, _, _ in plan.steps)
         self.fetch = tuple((s, s in plan.copy_slots) for s in plan.fetch_slots)
-        self.run = self._run if not plan.var_reads and all(s >= 0 for s in plan.fetch_slots) else plan.run
+        if plan.var_reads or any(s < 0 for s in plan.fetch_slots):
+            self.run = plan.run
+        else:
+            self.run = self._compile()
 
-    def _run(self, feeds: list) -> list:
-        values = self.plan.template.copy()
-        for slot, v in zip(self.plan.feed_slots, feeds):
-            values[slot] = v
-        try:
-            for fn, kwargs, ins, out, n_out in self.steps:
-                res = fn(*[values[i] for i in ins], **kwargs)
-                if n_out == 1:
-                    values[out] = res
-                elif n_out:
-                    for o, r in zip(out, res):
-                        values[o] = r
-        except Exception:  # rerun the slow way: it names the failing node
-            return self.plan.run(feeds)
-        return [np.array(values[s], copy=True) if copy and isinstance(values[s], np.ndarray) else values[s]
-                for s, copy in self.fetch]
+    def _compile(self) -> Any:
+        """A closure over the plan's parts (local lookups only: it runs once per loop iteration)."""
+        template, feed_slots, steps, slow = self.plan.template, self.plan.feed_slots, self.steps, self.plan.run
+        copies = frozenset(s for s, copy in self.fetch if copy)
+        slots = tuple(s for s, _ in self.fetch)
+        single = all(step[4] == 1 for step in steps)
+
+        def run(feeds: list) -> list:
+            values = template.copy()
+            for slot, v in zip(feed_slots, feeds):
+                values[slot] = v
+            try:
+                if single:
+                    for fn, kwargs, ins, out, _ in steps:
+                        values[out] = fn(*[values[i] for i in ins], **kwargs)
+                else:
+                    for fn, kwargs, ins, out, n_out in steps:
+                        res = fn(*[values[i] for i in ins], **kwargs)
+                        if n_out == 1:
+                            values[out] = res
+                        elif n_out:
+                            for o, r in zip(out, res):
+                                values[o] = r
+            except Exception:  # rerun the slow way: it names the failing node
+                return slow(feeds)
+            if copies:
+                return [np.array(values[s], copy=True) if s in copies and isinstance(values[s], np.ndarray)
+                        else values[s] for s in slots]
+            return [values[s] for s in slots]
+
+        return run
 
 
 def fast_plan(fn: Function) -> FastPlan:
