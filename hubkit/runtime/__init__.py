@@ -1,5 +1,6 @@
 """Layer 3: variables, the executor (``Session``) and reverse-mode autodiff."""
 
+from hubkit.runtime import control_flow as _control_flow  # noqa: F401  (registers If, While and Scan)
 from hubkit.runtime.executor import Session
 from hubkit.runtime.gradients import IndexedSlices, gradients
 from hubkit.runtime.partitioned import (

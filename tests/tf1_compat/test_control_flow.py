@@ -11,7 +11,7 @@ import hubkit as hk
 from hubkit.format import marker
 from tests.helpers_fd import check_vjp, cover
 
-cover("hubkit.ops.control_flow", ["If", "While", "Scan"])
+cover("hubkit.runtime.control_flow", ["If", "While", "Scan"])
 
 _r = np.random.default_rng(7)
 
