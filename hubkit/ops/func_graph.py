@@ -28,9 +28,10 @@ MAX_FUNCTION_NODES = 1_000_000
 class FuncGraph(Graph):
     """A graph being traced inside another one; tensors of enclosing graphs are captured on use.
 
-    Node names, variable bindings, collections and per-graph state are shared with the enclosing
-    graph, so names stay unique across the whole program and ``get_variable`` / modules see the
-    same variable store as outside the loop.
+    Node names, variable bindings and per-graph state are shared with the enclosing graph, so names
+    stay unique across the whole program and ``get_variable`` / modules see the same variable store
+    as outside the loop. Collections are the enclosing graph's too, except that tensors and nodes of
+    the function itself (update ops, losses made inside a body) are kept out of them.
     """
 
     def __init__(self, outer: Graph) -> None:
@@ -42,13 +43,26 @@ class FuncGraph(Graph):
         self.root = root
         self._used_names = outer._used_names
         self._scope = outer._scope
-        self._collections = outer._collections
         self.variables = outer.variables
         self.variable_tensors = outer.variable_tensors
         for shared in ("state", "_states", "seed"):  # per-graph state of higher layers (whatever its form)
             if hasattr(outer, shared):
                 setattr(self, shared, getattr(outer, shared))
         self.captures: dict[Tensor, Tensor] = {}  # tensor of self.outer -> placeholder of self
+
+    # Collections are the outer graph's, except for tensors and nodes of this function (an update op or
+    # a regularization loss made inside a loop body cannot be run from outside it): those stay here.
+    def add_to_collection(self, key: str, value: Any) -> None:
+        if getattr(value, "graph", None) is self:
+            super().add_to_collection(key, value)
+        else:
+            self.outer.add_to_collection(key, value)
+
+    def get_collection(self, key: str) -> list[Any]:
+        return self.outer.get_collection(key)
+
+    def get_collection_ref(self, key: str) -> list[Any]:
+        return self.outer.get_collection_ref(key)
 
     def has_node(self, name: str) -> bool:
         return super().has_node(name) or self.root.has_node(name)

@@ -320,3 +320,20 @@ def test_fine_tuning_through_a_loop_reduces_the_loss():
             sess.run(train, {x: x0})
         after = sess.run(loss, {x: x0})
     assert after < before
+
+
+def _regularized_module_fn():
+    x = hk.placeholder(hk.float32, [None, 2])
+    hk.add_signature(inputs=x, outputs=hk.layers.dense(x, 2, kernel_regularizer=hk.regularizers.l2(0.1), name="d"))
+
+
+def test_losses_made_inside_a_body_stay_out_of_the_outer_collections():
+    m = hk.Module(hk.create_module_spec(_regularized_module_fn), trainable=True)
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.constant(np.ones((1, 2), np.float32))
+        out = hk.while_loop(lambda i, h: i < 2, lambda i, h: (i + 1, m(h)), [hk.constant(0), x])[1]
+        losses = hk.get_collection(hk.GraphKeys.REGULARIZATION_LOSSES)
+        assert all(t.graph is g for t in losses)
+        assert len(hk.get_collection(hk.GraphKeys.TRAINABLE_VARIABLES)) == 2
+        hk.Session(g).run([out, losses])
