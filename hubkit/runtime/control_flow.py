@@ -12,6 +12,8 @@ recursion per iteration). Gradient functions are built by differentiating a func
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import numpy as np
@@ -150,12 +152,74 @@ class _Loop:
         return vals
 
 
+def _calls(plan: Plan) -> tuple[tuple[Any, Any, int], ...] | None:
+    """``(kernel, argument getter, output slot)`` per step, or None when a step has several outputs."""
+    calls = []
+    for fn, kwargs, ins, outs, _, _ in plan.steps:
+        if len(outs) != 1:
+            return None
+        kernel = functools.partial(fn, **kwargs) if kwargs else fn
+        getter = operator.itemgetter(*ins) if len(ins) > 1 else (
+            (lambda values, i=ins[0]: (values[i],)) if ins else (lambda values: ()))
+        calls.append((kernel, getter, outs[0]))
+    return tuple(calls)
+
+
 class WhileRunner(_Loop):
-    """Runs a ``While`` node: the condition and body plans alternately, at most ``maximum_iterations`` times."""
+    """Runs a ``While`` node: the condition and body plans alternately, at most ``maximum_iterations`` times.
+
+    The loop reuses one slot list per plan for every iteration (the captured values are placed once,
+    constants stay in their slots), so an iteration costs the steps' kernel calls and little else.
+    A failing step re-runs that iteration through ``Plan.run``, which names the node.
+    """
+
+    def __init__(self, node: Node) -> None:
+        super().__init__(node)
+        cplan, bplan = self.cond.plan, self.body.plan
+        self.tight = None
+        if not (cplan.var_reads or bplan.var_reads):
+            ccalls, bcalls = _calls(cplan), _calls(bplan)
+            if ccalls is not None and bcalls is not None and min(bplan.fetch_slots + cplan.fetch_slots) >= 0:
+                self.tight = (ccalls, bcalls)
 
     def __call__(self, inputs: tuple) -> Any:
         vals, caps, limit = self.split(inputs)
-        return _single(self.iterate(vals, caps, limit))
+        if self.tight is None:
+            return _single(self.iterate(vals, caps, limit))
+        return _single(self._tight(vals, caps, limit))
+
+    def _tight(self, vals: list, caps: list, limit: int | None) -> list:
+        cplan, bplan = self.cond.plan, self.body.plan
+        ccalls, bcalls = self.tight  # type: ignore[misc]
+        n = self.n_vars
+        cv, bv = list(cplan.template), list(bplan.template)
+        for s, v in zip(cplan.feed_slots[n:], caps):
+            cv[s] = v
+        for s, v in zip(bplan.feed_slots[n:], caps):
+            bv[s] = v
+        c_in, b_in, c_out, b_out = cplan.feed_slots[:n], bplan.feed_slots[:n], cplan.fetch_slots[0], bplan.fetch_slots
+        i = 0
+        try:
+            while limit is None or i < limit:
+                for s, v in zip(c_in, vals):
+                    cv[s] = v
+                for kernel, get, out in ccalls:
+                    cv[out] = kernel(*get(cv))
+                if not cv[c_out]:
+                    break
+                for s, v in zip(b_in, vals):
+                    bv[s] = v
+                for kernel, get, out in bcalls:
+                    bv[out] = kernel(*get(bv))
+                vals = [bv[s] for s in b_out]
+                i += 1
+        except Exception:  # the same iteration through Plan.run names the failing node
+            args = vals + caps
+            if cplan.run(args)[0]:
+                bplan.run(args)
+            raise
+        copies = bplan.copy_slots | cplan.copy_slots
+        return [np.array(v, copy=True) if isinstance(v, np.ndarray) and copies else v for v in vals]
 
 
 class WhileGradRunner(_Loop):

@@ -337,3 +337,17 @@ def test_losses_made_inside_a_body_stay_out_of_the_outer_collections():
         assert all(t.graph is g for t in losses)
         assert len(hk.get_collection(hk.GraphKeys.TRAINABLE_VARIABLES)) == 2
         hk.Session(g).run([out, losses])
+
+
+def test_a_kernel_failing_inside_a_loop_names_its_node():
+    g = hk.Graph()
+    with g.as_default():
+        ids = hk.constant(np.array([0, 1, 7], np.int64))
+        table = hk.constant(np.zeros((3, 2), np.float32))
+
+        def body(i, acc):
+            return i + 1, acc + hk.gather(table, ids[i], name="lookup")
+
+        out = hk.while_loop(lambda i, acc: i < 3, body, [hk.constant(0), hk.constant(np.zeros(2, np.float32))])[1]
+    with pytest.raises(hk.OpError, match="lookup"):
+        hk.Session(g).run(out)
