@@ -36,10 +36,10 @@ from hubkit.graph.shapes import normalize_shape
 from hubkit.ops._helpers import as_tensor
 from hubkit.ops.registry import apply, apply_op, infer_error, register_op
 
+# fill_empty_rows is public as hk.sparse.fill_empty_rows only (as tf.sparse.fill_empty_rows).
 __all__ = [
     "SparseTensor",
     "SparseTensorValue",
-    "fill_empty_rows",
     "sparse_placeholder",
     "sparse_reduce_sum",
     "sparse_tensor_dense_matmul",

@@ -53,8 +53,12 @@ class FastPlan:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.steps = tuple((fn, kwargs, ins, outs[0] if len(outs) == 1 else outs, len(outs))
-                           for fn, kwargs, ins, outs, _, _ in plan.steps)
+        out: Any
+        steps: list[tuple[Any, dict, tuple[int, ...], Any, int]] = []
+        for fn, kwargs, ins, outs, _, _ in plan.steps:
+            out = outs[0] if len(outs) == 1 else outs  # one slot, or the slots of a multi-output step
+            steps.append((fn, kwargs, ins, out, len(outs)))
+        self.steps = tuple(steps)
         self.fetch = tuple((s, s in plan.copy_slots) for s in plan.fetch_slots)
         if plan.var_reads or any(s < 0 for s in plan.fetch_slots):
             self.run = plan.run

@@ -256,7 +256,6 @@ def test_tensor_info_attributes():
 
 
 # -- Module state in a graph ---------------------------------------------------------------------------------
-@pytest.mark.xfail(reason="placing a Module at construction builds on the core redesign's module naming", strict=True)
 def test_module_constructed_in_a_graph_adds_its_variables_to_the_collections():
     spec = hk.create_module_spec(double_module_fn)
     g = hk.Graph()
