@@ -83,6 +83,11 @@ class Module:
         name: name scope of the module's nodes and variables when used inside a graph.
         tags: selects the graph variant (default: the empty tag set).
 
+    Made inside ``with graph.as_default():``, the module is placed in that graph at once, as in
+    TensorFlow 1: its scope is claimed there (an active ``variable_scope`` prefixes its variables'
+    names), its variables are bound and added to ``GLOBAL_VARIABLES`` (and to ``TRAINABLE_VARIABLES``
+    when ``trainable=True``).
+
     Raises:
         SignatureError: no variant has these tags (the error lists the available tag sets).
         FormatError: the module on disk is invalid.
