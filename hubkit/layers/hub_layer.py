@@ -76,7 +76,7 @@ class HubLayer(Layer):
 
     def _apply_parked(self, module: Any) -> None:
         """Checkpoint values restored before the module was loaded (deferred restore)."""
-        variables = module.variable_map
+        variables = module.flat_variable_map
         ready = {k: p for k, p in self._deferred.items() if k in variables}
         for k in ready:
             del self._deferred[k]
@@ -102,7 +102,7 @@ class HubLayer(Layer):
         return self._primary().variables if self._modules else []
 
     def _checkpoint_children(self) -> list[tuple[str, Any]]:
-        return list(self._primary().variable_map.items()) if self._modules else []
+        return list(self._primary().flat_variable_map.items()) if self._modules else []
 
     # -- layer ---------------------------------------------------------------------------------------
     def build(self, input_shape: Any) -> None:

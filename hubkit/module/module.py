@@ -378,6 +378,12 @@ class Module:
         return group_partitions(self._variables)
 
     @property
+    def flat_variable_map(self) -> dict[str, Variable]:
+        """Module-relative name -> Variable for every variable, a partitioned one's parts each under its own
+        name (``emb/part_0``): the keys checkpoints and exports use."""
+        return dict(self._variables)
+
+    @property
     def trainable_variables(self) -> list[Variable]:
         """The variables optimizers may update: none unless ``trainable=True``."""
         return [v for v in self._variables.values() if v.trainable]

@@ -103,3 +103,18 @@ def test_partitioned_variables_in_a_module(partitions, shape, tmp_path):
     loaded = hk.Module(str(tmp_path / "m"), name="test")
     assert len(loaded.variable_map["partitioned_variable"]) == partitions
     np.testing.assert_allclose(loaded(), 2 * np.ones(shape))
+
+
+def test_hub_layer_over_a_partitioned_module_checkpoints_each_part(tmp_path):
+    path = str(tmp_path / "m")
+    hk.Module(hk.create_module_spec(_partitioned_module_fn(3, [7, 3]))).export(path)
+    layer = hk.HubLayer(path, trainable=True)
+    layer.build(None)
+    assert sorted(layer.module.flat_variable_map) == ["normal_variable"] + [
+        f"partitioned_variable/part_{i}" for i in range(3)]
+    ckpt = hk.Checkpoint(layer=layer)
+    prefix = ckpt.save(str(tmp_path / "ckpt"))
+    part = layer.module.variable_map["partitioned_variable"][1]
+    part.assign(np.zeros(part.shape))
+    ckpt.restore(prefix)
+    np.testing.assert_array_equal(part.value, np.ones(part.shape))
