@@ -16,7 +16,7 @@ from hubkit.ops.elementwise import cast, equal, greater_equal, less, logical_and
 from hubkit.ops.integer import floordiv, floormod
 from hubkit.ops.shape import expand_dims, gather
 
-__all__ = ["partitioned_gather"]
+__all__ = ["concat_parts", "partitioned_gather"]
 
 
 def _rows(part: Any) -> int:
@@ -67,3 +67,22 @@ def partitioned_gather(parts: list[Any], ids: Any, strategy: str, name: str) -> 
         out = picked if out is None else out + picked
     assert out is not None
     return out
+
+
+def concat_parts(parts: list[Any], ids: Any, strategy: str) -> tuple[Tensor, Tensor]:
+    """(the parts concatenated, ``ids`` renumbered to rows of it) for ops that need one table."""
+    from hubkit.graph import constant
+    from hubkit.ops.shape import concat
+
+    if strategy not in ("div", "mod"):
+        raise GraphError(f"unknown partition_strategy {strategy!r}; expected ['div', 'mod'].")
+    sizes = [_rows(p) for p in parts]
+    table = concat([as_tensor(p) for p in parts], axis=0)
+    ids64 = cast(as_tensor(ids), int64)
+    if strategy == "div" or len(parts) == 1:
+        return table, ids64
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    with table.graph.as_default():
+        offsets_t = constant(offsets, dtype=int64)
+    part, row = _route(ids64, sizes, strategy)
+    return table, gather(offsets_t, part) + row

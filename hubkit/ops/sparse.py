@@ -399,7 +399,8 @@ def _as_ragged(ids: Any, what: str) -> tuple[Any, Any, Any]:
 
 
 def embedding_lookup_sparse(
-    params: Any, ids: Any, weights: Any = None, combiner: str = "sqrtn", name: str | None = None
+    params: Any, ids: Any = None, weights: Any = None, combiner: str | None = "sqrtn", name: str | None = None,
+    *, sp_ids: Any = None, sp_weights: Any = None, partition_strategy: str = "mod", max_norm: Any = None,
 ) -> Tensor:
     """One combined embedding per row of a ragged batch of ids, as ``tf.nn.embedding_lookup_sparse``.
 
@@ -411,10 +412,14 @@ def embedding_lookup_sparse(
 
     Args:
         params: ``[vocab, dim...]`` embedding table (a Variable or a tensor).
-        ids: a :class:`RaggedTensor` of int ids, or a ``(values, row_ids, num_rows)`` tuple.
-        weights: None, or float weights with one value per id (a RaggedTensor or a flat tensor).
-        combiner: ``"sqrtn"`` (default), ``"mean"`` or ``"sum"``.
+        ids: a :class:`RaggedTensor` or ``SparseTensor`` of int ids (rows: ``indices[:, 0]``), or a
+            ``(values, row_ids, num_rows)`` tuple; ``sp_ids=`` is the same argument by TensorFlow's name.
+        weights: None, or float weights with one value per id (a RaggedTensor, a SparseTensor or a flat
+            tensor); ``sp_weights=`` is TensorFlow's name for it.
+        combiner: ``"sqrtn"`` (default), ``"mean"`` or ``"sum"``; None means ``"mean"`` (TF1's default).
         name: node name.
+        partition_strategy: with ``params`` a list of parts, ``"mod"`` or ``"div"`` (as ``embedding_lookup``).
+        max_norm: accepted for TensorFlow compatibility; must be None.
 
     Returns:
         A ``[num_rows, dim...]`` tensor.
@@ -434,9 +439,20 @@ def embedding_lookup_sparse(
            [0., 0.],
            [0., 1.]], dtype=float32)
     """
+    ids = sp_ids if ids is None else ids  # TensorFlow's argument names
+    weights = sp_weights if weights is None else weights
+    combiner = "mean" if combiner is None else combiner  # TF1's default when combiner=None
+    if ids is None:
+        raise GraphError("embedding_lookup_sparse: ids (sp_ids) are required.")
+    if max_norm is not None:
+        raise GraphError("embedding_lookup_sparse: max_norm is not supported.")
     if combiner not in COMBINERS:
         raise GraphError(f"embedding_lookup_sparse: unknown combiner {combiner!r}; expected one of {sorted(COMBINERS)}.")
     values, row_ids, num_rows = _as_ragged(ids, "ids")
+    if isinstance(params, (list, tuple)) or hasattr(params, "_get_variable_list"):
+        from hubkit.ops.partitioned_lookup import concat_parts
+
+        params, values = concat_parts(list(params), values, partition_strategy)
     graph = next((t.graph for t in (values, row_ids, num_rows) if isinstance(t, Tensor)), None)
     if graph is None and isinstance(params, Tensor):
         graph = params.graph

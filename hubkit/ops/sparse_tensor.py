@@ -148,13 +148,11 @@ def sparse_placeholder(dtype: Any, shape: Any = None, name: str | None = None) -
 
     Args:
         dtype: the values' dtype.
-        shape: the static dense shape (``None`` entries unknown); its rank must be known.
+        shape: the static dense shape (``None`` entries unknown); None for unknown rank.
         name: name scope of the three placeholders (``<name>/indices``, ``/values``, ``/shape``).
     """
     sh = normalize_shape(shape)
-    if sh is None:
-        raise GraphError("sparse_placeholder() needs a shape of known rank (use None for unknown dimensions).")
-    rank = len(sh)
+    rank = None if sh is None else len(sh)
     with name_scope(name or "sparse_placeholder"):
         indices = placeholder(int64, [None, rank], name="indices")
         values = placeholder(as_dtype(dtype), [None], name="values")

@@ -46,8 +46,10 @@ def test_bad_feeds_are_refused():
             s.run(sp.values, {sp: hk.SparseTensorValue([[0, 0]], [1.0, 2.0], [4, 3])})
         with pytest.raises(hk.FeedError, match="SparseTensorValue"):
             s.run(sp.values, {sp: np.zeros((4, 3))})
-        with pytest.raises(hk.GraphError, match="known rank"):
-            hk.sparse_placeholder(hk.float32)
+        unknown = hk.sparse_placeholder(hk.float32)
+        assert unknown.shape is None and unknown.indices.shape == (None, None)
+        out = s.run(unknown, {unknown: hk.SparseTensorValue([[0, 1, 2]], [1.0], [1, 2, 3])})
+        assert out.dense_shape.tolist() == [1, 2, 3]
 
 
 def test_to_dense_reduce_sum_matmul_fill_empty_rows():
@@ -100,3 +102,19 @@ def test_sparse_gradients_match_finite_differences():
     check_vjp(lambda p: apply("GatherNd", p, hk.constant(IDX)), [_dense()], ops=["GatherNd"])
     b = np.random.default_rng(1).standard_normal((3, 2))
     check_vjp(lambda v, m: hk.sparse_tensor_dense_matmul(hk.SparseTensor(IDX, v, SHAPE), m), [VALS, b])
+
+
+@pytest.mark.parametrize("strategy", ["mod", "div"])
+def test_embedding_lookup_sparse_tf_argument_names_and_partitioned_params(strategy):
+    table = np.arange(14, dtype=np.float32).reshape(7, 2)
+    n = 3
+    parts_values = [table[i::n] for i in range(n)] if strategy == "mod" else np.array_split(table, n)
+    ids = hk.SparseTensorValue([[0, 0], [0, 1], [1, 0]], np.array([1, 6, 4], np.int64), [2, 2])
+    g = hk.Graph()
+    with g.as_default():
+        parts = [hk.constant(p) for p in parts_values]
+        sp = hk.sparse_placeholder(hk.int64)
+        out = hk.nn.embedding_lookup_sparse(parts, sp_ids=sp, sp_weights=None, combiner=None,
+                                            partition_strategy=strategy)
+        res = hk.Session(g).run(out, {sp: ids})
+    np.testing.assert_allclose(res, [(table[1] + table[6]) / 2, table[4]])
