@@ -26,5 +26,7 @@ __all__ = [
     "placeholder",
     "reduce_sum",
     "sparse_dense_matmul",
+    "sparse_tensor_dense_matmul",
+    "sparse_tensor_to_dense",
     "to_dense",
 ]
