@@ -404,12 +404,14 @@ class Module:
     def name(self) -> str:
         return self._name
 
-    def export(self, path: str | os.PathLike, *, max_shard_bytes: int | None = None) -> None:
+    def export(self, path: str | os.PathLike, session: Any = None, *, max_shard_bytes: int | None = None) -> None:
         """Writes the module (every variant, current variable values, assets) to the directory ``path``.
 
         The files are written into a temporary directory next to ``path`` and renamed into place;
         the marker is written last. Exporting the same module twice gives byte-identical files.
         Variables larger than ``max_shard_bytes`` in total (default 2 GiB) are split in shards.
+        ``session`` is accepted (and ignored: variables hold their own values) so TF1's
+        ``m.export(path, sess)`` runs unchanged.
 
         Raises:
             FormatError: ``path`` exists and is not an empty directory, or a value cannot be stored.

@@ -323,3 +323,13 @@ def test_initializer_ops_run_and_do_nothing():
         sess = hk.Session(g)
         sess.run([hk.global_variables_initializer(), hk.tables_initializer(), hk.local_variables_initializer()])
         np.testing.assert_array_equal(sess.run(v), [3.0, 3.0])
+
+
+def test_module_export_accepts_a_session_argument(tmp_path):
+    g = hk.Graph()
+    with g.as_default():
+        m = hk.Module(hk.create_module_spec(double_module_fn), trainable=True)
+        sess = hk.Session(g)
+        m.variables[0].assign(3.0)
+        m.export(str(tmp_path / "m"), sess)
+    assert hk.Module(str(tmp_path / "m"))(np.float32(2.0)) == 6.0
