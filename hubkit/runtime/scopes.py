@@ -209,6 +209,7 @@ def get_variable(
     trainable: bool = True,
     regularizer: Any = None,
     partitioner: Any = None,
+    collections: Any = None,
 ) -> Any:
     """Creates the variable ``<current variable scope>/<name>`` in the default graph, or reuses it.
 
@@ -226,6 +227,8 @@ def get_variable(
         regularizer: a function of the variable's tensor returning a scalar loss tensor
             (``hubkit.regularizers.l2(1e-4)``).
 
+        collections: the collections to add the variable to instead of ``GLOBAL_VARIABLES`` (as TF1;
+            a trainable variable still joins ``TRAINABLE_VARIABLES``).
         partitioner: a function of (shape, dtype) giving the parts per axis
             (``hubkit.fixed_size_partitioner(n)``, ...): the variable is then made of ``<name>/part_<i>``.
 
@@ -282,7 +285,14 @@ def get_variable(
     var = Variable(name=full, shape=sh, dtype=dt, initializer=init, trainable=trainable)
     tensor = var._as_graph_tensor(graph)
     store[full] = var
-    register_in_collections(graph, var)
+    if collections is None:
+        register_in_collections(graph, var)
+    else:  # TF1: these collections instead of GLOBAL_VARIABLES (TRAINABLE_VARIABLES still when trainable)
+        keys = list(collections)
+        if trainable and GraphKeys.TRAINABLE_VARIABLES not in keys:
+            keys.append(GraphKeys.TRAINABLE_VARIABLES)
+        for key in keys:
+            graph.add_to_collection(key, var)
     if reg is not None:
         with graph.as_default(), graph.name_scope(f"{full}/Regularizer/"):
             loss = reg(tensor)

@@ -333,3 +333,15 @@ def test_module_export_accepts_a_session_argument(tmp_path):
         m.variables[0].assign(3.0)
         m.export(str(tmp_path / "m"), sess)
     assert hk.Module(str(tmp_path / "m"))(np.float32(2.0)) == 6.0
+
+
+def test_unsupported_collections_are_refused_unless_dropped():
+    def module_fn():
+        scale = hk.get_variable("x", [], collections=["my_scope"])
+        x = hk.placeholder(hk.float32, [None, 3])
+        hk.add_signature("my_func", {"x": x}, {"y": x * scale})
+
+    with pytest.raises(ValueError, match="my_scope"):
+        hk.create_module_spec(module_fn)
+    spec = hk.create_module_spec(module_fn, drop_collections=["my_scope"])
+    assert spec.get_signature_names() == ["my_func"]
