@@ -345,3 +345,23 @@ def test_unsupported_collections_are_refused_unless_dropped():
         hk.create_module_spec(module_fn)
     spec = hk.create_module_spec(module_fn, drop_collections=["my_scope"])
     assert spec.get_signature_names() == ["my_func"]
+
+
+def test_module_with_variables_and_no_checkpoint():
+    def module_with_variables():
+        hk.get_variable(name="weights", shape=[3], initializer=hk.initializers.zeros())
+        hk.get_variable(name="partition", shape=[4], initializer=hk.initializers.zeros(),
+                        partitioner=hk.fixed_size_partitioner(3))
+        hk.add_signature(outputs=hk.constant(1.0))
+
+    g = hk.Graph()
+    with g.as_default():
+        hk.Module(hk.create_module_spec(module_with_variables), name="module")
+        variables = hk.get_collection(hk.GraphKeys.GLOBAL_VARIABLES)
+        # Name order (TF: creation order; see docs/tf1_compat.md).
+        assert [v.name for v in variables] == [
+            "module/partition/part_0", "module/partition/part_1", "module/partition/part_2", "module/weights"]
+        sess = hk.Session(g)
+        sess.run(hk.global_variables_initializer())
+        for value, expected in zip(sess.run(variables), [[0.0, 0.0], [0.0], [0.0], [0.0, 0.0, 0.0]]):
+            np.testing.assert_array_equal(value, expected)
