@@ -365,3 +365,44 @@ def test_module_with_variables_and_no_checkpoint():
         sess.run(hk.global_variables_initializer())
         for value, expected in zip(sess.run(variables), [[0.0, 0.0], [0.0], [0.0], [0.0, 0.0, 0.0]]):
             np.testing.assert_array_equal(value, expected)
+
+
+def another_stateful_module_fn():
+    module_input = hk.placeholder(hk.float32)
+    variable = hk.get_variable("iamtheoneandonly", initializer=np.array([3.0], np.float32))
+    hk.add_signature(inputs=module_input, outputs=module_input * variable)
+
+
+def test_apply_stateful_module_multiple_times(tmp_path):
+    g = hk.Graph()
+    with g.as_default():
+        m = hk.Module(hk.create_module_spec(another_stateful_module_fn), trainable=True)
+        times2 = m(hk.constant([2.0]))
+        times3 = m(hk.constant([3.0]))
+        train = hk.train.GradientDescent(0.05).minimize(hk.reduce_mean(hk.square(times2 - 4.0)))
+        sess = hk.Session(g)
+        sess.run(hk.global_variables_initializer())
+        for _ in range(50):
+            sess.run(train)
+        np.testing.assert_allclose(sess.run(times2), [4.0], rtol=1e-3)
+        np.testing.assert_allclose(sess.run(times3), [6.0], rtol=1e-3)
+        m.export(str(tmp_path / "another"), sess)
+    g2 = hk.Graph()
+    with g2.as_default():
+        loaded = hk.Module(str(tmp_path / "another"))
+        times4, times5 = loaded(hk.constant([4.0])), loaded(hk.constant([5.0]))
+        np.testing.assert_allclose(hk.Session(g2).run([times4, times5]), [[8.0], [10.0]], rtol=1e-3)
+
+
+def test_multiple_applications_in_different_scopes(tmp_path):
+    g = hk.Graph()
+    with g.as_default():
+        m = hk.Module(hk.create_module_spec(another_stateful_module_fn), name="moduleA")
+        with hk.name_scope("foo"):
+            with hk.variable_scope("bar"):
+                times2 = m(hk.constant([2.0]))
+        with hk.name_scope("baz"):
+            times3 = m(hk.constant([3.0]))
+        assert hk.Session(g).run([times2, times3]) == [[6.0], [9.0]]
+    assert len(m.variable_map) == 1
+    assert m.variable_map["iamtheoneandonly"].name == "moduleA/iamtheoneandonly"
