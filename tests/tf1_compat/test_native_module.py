@@ -398,9 +398,8 @@ def test_multiple_applications_in_different_scopes(tmp_path):
     g = hk.Graph()
     with g.as_default():
         m = hk.Module(hk.create_module_spec(another_stateful_module_fn), name="moduleA")
-        with hk.name_scope("foo"):
-            with hk.variable_scope("bar"):
-                times2 = m(hk.constant([2.0]))
+        with hk.name_scope("foo"), hk.variable_scope("bar"):
+            times2 = m(hk.constant([2.0]))
         with hk.name_scope("baz"):
             times3 = m(hk.constant([3.0]))
         assert hk.Session(g).run([times2, times3]) == [[6.0], [9.0]]
