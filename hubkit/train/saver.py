@@ -195,6 +195,7 @@ def export_spec_from_checkpoint(
     """
     from hubkit.module.exporter import export_module  # the train layer sits beside the module layer
 
+    _refuse_tensor_bundle(os.fspath(checkpoint_path))
     reader = CheckpointReader(os.fspath(checkpoint_path))
     variables: dict[str, Variable] = {}
     for name, info in sorted(spec.variables.items()):
@@ -212,3 +213,17 @@ def export_spec_from_checkpoint(
             )
         variables[name] = Variable(value, name=name, dtype=info.dtype, trainable=info.trainable)
     export_module(spec, variables, path)
+
+
+def _refuse_tensor_bundle(prefix: str) -> None:
+    """A TensorFlow checkpoint (a tensor bundle: a binary LevelDB ``.index``) gets an error saying so."""
+    try:
+        with open(prefix + ".index", "rb") as f:
+            head = f.read(1)
+    except OSError:
+        return  # CheckpointReader reports a missing checkpoint
+    if head and head not in b"{ \t\r\n":
+        raise CheckpointError(
+            f"{prefix!r} is a TensorFlow checkpoint (tensor bundle), not a hubkit checkpoint; ModuleSpec.export "
+            "reads checkpoints written by hubkit.train.Saver (convert TF1 Hub modules with hubkit.convert)."
+        )

@@ -115,3 +115,11 @@ def test_export_module_spec_with_wrong_shape_or_scope(tmp_path):
     with pytest.raises(hk.CheckpointError, match=r"'dense/bias' \(checkpoint key 'block2/dense/bias'\) is not found"):
         spec.export(str(tmp_path / "module3"), checkpoint_path=prefix, name_transform_fn=lambda n: "block2/" + n)
     assert not os.path.exists(tmp_path / "module2") and not os.path.exists(tmp_path / "module3")
+
+
+def test_export_from_a_tensorflow_checkpoint_says_what_it_is(tmp_path):
+    prefix = str(tmp_path / "tf_model")
+    with open(prefix + ".index", "wb") as f:
+        f.write(b"\x00\x01binary leveldb table")
+    with pytest.raises(hk.CheckpointError, match="TensorFlow checkpoint"):
+        hk.create_module_spec(_module_fn).export(str(tmp_path / "m"), checkpoint_path=prefix)
