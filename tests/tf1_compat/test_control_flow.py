@@ -351,3 +351,21 @@ def test_a_kernel_failing_inside_a_loop_names_its_node():
         out = hk.while_loop(lambda i, acc: i < 3, body, [hk.constant(0), hk.constant(np.zeros(2, np.float32))])[1]
     with pytest.raises(hk.OpError, match="lookup"):
         hk.Session(g).run(out)
+
+
+def test_variables_created_inside_a_body_of_a_module_fn_are_module_variables(tmp_path):
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 2])
+
+        def body(i, h):
+            with hk.variable_scope("cell", reuse=hk.AUTO_REUSE):
+                h = hk.layers.dense(h, 2, name="d", kernel_initializer=hk.initializers.constant(0.5))
+            return i + 1, h
+
+        hk.add_signature(inputs=x, outputs=hk.while_loop(lambda i, h: i < 2, body, [hk.constant(0), x])[1])
+
+    spec = hk.create_module_spec(module_fn)
+    assert sorted(spec.variables) == ["cell/d/bias", "cell/d/kernel"]
+    hk.Module(spec).export(str(tmp_path / "m"))
+    # One kernel (all 0.5) shared by both iterations: [2, 0] -> [1, 1] -> [1, 1].
+    np.testing.assert_allclose(hk.Module(str(tmp_path / "m"))(np.array([[2.0, 0.0]], np.float32)), [[1.0, 1.0]])
