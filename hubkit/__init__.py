@@ -160,6 +160,7 @@ from hubkit.ops.nn import (
 from hubkit.ops.ragged_value import (
     RaggedTensor,
     RaggedTensorValue,
+    ragged_from_row_splits,
     ragged_placeholder,
 )
 from hubkit.ops.reduce import (
@@ -381,6 +382,7 @@ __all__ = [
     "placeholder",
     "pow",
     "publish",
+    "ragged_from_row_splits",
     "ragged_placeholder",
     "rank",
     "reduce_max",

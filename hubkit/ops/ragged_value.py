@@ -22,9 +22,11 @@ import numpy as np
 from hubkit.errors import FeedError
 from hubkit.graph import as_dtype, int64, name_scope, placeholder
 from hubkit.graph.shapes import normalize_shape
+from hubkit.ops._helpers import as_tensor
+from hubkit.ops.registry import apply, infer_error, register_op
 from hubkit.ops.sparse import RaggedTensor
 
-__all__ = ["RaggedTensor", "RaggedTensorValue", "ragged_placeholder"]
+__all__ = ["RaggedTensor", "RaggedTensorValue", "ragged_from_row_splits", "ragged_placeholder"]
 
 
 class RaggedTensorValue(NamedTuple):
@@ -86,3 +88,39 @@ def is_ragged(value: Any) -> bool:
     return isinstance(value, RaggedTensor)
 
 
+
+
+@register_op
+class RowSplitsToIds:
+    """``row_splits`` (``[rows + 1]``, starting at 0, non-decreasing) -> (``row_ids`` ``[M]``, ``num_rows``)."""
+
+    differentiable = False
+
+    def infer(row_splits):
+        if not row_splits.dtype.is_integer:
+            raise infer_error(f"row_splits must be integers, got {row_splits.dtype.name}.")
+        return [(int64, (None,)), (int64, ())]
+
+    def forward(row_splits):
+        splits = np.asarray(row_splits, dtype=np.int64)
+        if splits.ndim != 1 or len(splits) == 0 or splits[0] != 0 or (np.diff(splits) < 0).any():
+            raise ValueError(f"row_splits must be 1-D, start at 0 and never decrease, got {splits.tolist()}")
+        lengths = np.diff(splits)
+        return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths), np.asarray(len(lengths), np.int64)
+
+
+def ragged_from_row_splits(values: Any, row_splits: Any, name: str | None = None) -> RaggedTensor:
+    """The :class:`RaggedTensor` whose row ``r`` is ``values[row_splits[r]:row_splits[r + 1]]`` (as TF's
+    ``RaggedTensor.from_row_splits``).
+
+    >>> import hubkit as hk
+    >>> g = hk.Graph()
+    >>> with g.as_default():
+    ...     r = hk.ragged_from_row_splits(hk.constant([1, 2, 3]), hk.constant([0, 2, 2, 3]))
+    >>> hk.Session(g).run(r).to_list()
+    [[1, 2], [], [3]]
+    """
+    values_t = as_tensor(values)
+    row_ids, num_rows = apply("RowSplitsToIds", as_tensor(row_splits, graph=values_t.graph),
+                              name=name or "RowSplitsToIds")
+    return RaggedTensor(values_t, row_ids, num_rows)

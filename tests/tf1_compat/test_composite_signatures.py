@@ -89,3 +89,18 @@ def test_ragged_square_symbolic_eager_and_exported(tmp_path):
     assert isinstance(eager, hk.RaggedTensorValue) and eager.to_list() == [[9], [], [1, 4]]
     with pytest.raises(TypeError, match="non-decreasing"):
         hk.Module(spec)(hk.RaggedTensorValue([1, 2], [1, 0], 2))
+
+
+def test_ragged_from_row_splits_as_a_signature_output():
+    def module_fn():
+        values = hk.placeholder(hk.float32, [None], name="values")
+        splits = hk.placeholder(hk.int64, [None], name="splits")
+        hk.add_signature(inputs={"values": values, "splits": splits},
+                         outputs=hk.ragged_from_row_splits(values * 2.0, splits))
+
+    m = hk.Module(hk.create_module_spec(module_fn))
+    assert m.get_output_info_dict()["default"].is_composite
+    out = m({"values": np.array([1.0, 2.0, 3.0], np.float32), "splits": np.array([0, 1, 1, 3], np.int64)})
+    assert out.to_list() == [[2.0], [], [4.0, 6.0]]
+    with pytest.raises(hk.OpError, match="row_splits"):
+        m({"values": np.array([1.0], np.float32), "splits": np.array([1, 0], np.int64)})
