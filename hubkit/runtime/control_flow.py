@@ -275,13 +275,18 @@ class ScanRunner:
     def run(self, carries: list, elems: list, caps: list, n: int, record: list | None = None):
         run, nc = self.plan.run, self.nc
         ys: list[list] = [[] for _ in range(len(self.fn.output_tensors) - nc)]
-        for t in self.order(n):
-            if record is not None:
-                record.append(carries)
-            res = run(carries + [e[t] for e in elems] + caps)
-            carries = res[:nc]
-            for k, y in enumerate(ys):
-                y.append(res[nc + k])
+        plan = self.plan.plan
+        calls = _calls(plan) if record is None and not plan.var_reads and min(plan.fetch_slots, default=0) >= 0 else None
+        if calls is not None:
+            carries = self._tight(calls, carries, elems, caps, n, ys)
+        else:
+            for t in self.order(n):
+                if record is not None:
+                    record.append(carries)
+                res = run(carries + [e[t] for e in elems] + caps)
+                carries = res[:nc]
+                for k, y in enumerate(ys):
+                    y.append(res[nc + k])
         stacked = []
         for k, y in enumerate(ys):
             if self.reverse:
@@ -293,6 +298,31 @@ class ScanRunner:
                 row = tuple(0 if d is None else d for d in (t.shape or ()))
                 stacked.append(np.zeros((0, *row), dtype=t.dtype.np_dtype))
         return carries, stacked
+
+    def _tight(self, calls: Any, carries: list, elems: list, caps: list, n: int, ys: list[list]) -> list:
+        """The rows through one reused slot list (as ``WhileRunner._tight``); returns the final carries."""
+        plan, nc, ne = self.plan.plan, self.nc, self.ne
+        values = list(plan.template)
+        for s, v in zip(plan.feed_slots[nc + ne:], caps):
+            values[s] = v
+        c_in, e_in = plan.feed_slots[:nc], plan.feed_slots[nc:nc + ne]
+        c_out, y_out = plan.fetch_slots[:nc], plan.fetch_slots[nc:]
+        t = 0
+        try:
+            for t in self.order(n):
+                for s, v in zip(c_in, carries):
+                    values[s] = v
+                for s, e in zip(e_in, elems):
+                    values[s] = e[t]
+                for kernel, get, out in calls:
+                    values[out] = kernel(*get(values))
+                carries = [values[s] for s in c_out]
+                for y, s in zip(ys, y_out):
+                    y.append(values[s])
+        except Exception:  # the same row through Plan.run names the failing node
+            plan.run(carries + [e[t] for e in elems] + caps)
+            raise
+        return [np.array(c, copy=True) if isinstance(c, np.ndarray) and plan.copy_slots else c for c in carries]
 
     def __call__(self, inputs: tuple) -> Any:
         carries, elems, caps, n = self.split(inputs)

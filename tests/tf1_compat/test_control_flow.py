@@ -369,3 +369,12 @@ def test_variables_created_inside_a_body_of_a_module_fn_are_module_variables(tmp
     hk.Module(spec).export(str(tmp_path / "m"))
     # One kernel (all 0.5) shared by both iterations: [2, 0] -> [1, 1] -> [1, 1].
     np.testing.assert_allclose(hk.Module(str(tmp_path / "m"))(np.array([[2.0, 0.0]], np.float32)), [[1.0, 1.0]])
+
+
+def test_a_kernel_failing_inside_map_fn_names_its_node():
+    g = hk.Graph()
+    with g.as_default():
+        table = hk.constant(np.zeros((3, 2), np.float32))
+        out = hk.map_fn(lambda i: hk.gather(table, i, name="row_lookup"), hk.constant(np.array([0, 5], np.int64)))
+    with pytest.raises(hk.OpError, match="row_lookup"):
+        hk.Session(g).run(out)
