@@ -203,6 +203,7 @@ from hubkit.ops.shape import (
 from hubkit.ops.sparse_tensor import (
     SparseTensor,
     SparseTensorValue,
+    sparse_from_dense,
     sparse_placeholder,
     sparse_reduce_sum,
     sparse_tensor_dense_matmul,
@@ -416,6 +417,7 @@ __all__ = [
     "softmax_cross_entropy_with_logits",
     "softplus",
     "sparse",
+    "sparse_from_dense",
     "sparse_placeholder",
     "sparse_reduce_sum",
     "sparse_softmax_cross_entropy_with_logits",

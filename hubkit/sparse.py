@@ -8,12 +8,14 @@ from hubkit.ops.sparse_tensor import (
     SparseTensor,
     SparseTensorValue,
     fill_empty_rows,
+    sparse_from_dense,
     sparse_placeholder,
     sparse_reduce_sum,
     sparse_tensor_dense_matmul,
     sparse_tensor_to_dense,
 )
 
+from_dense = sparse_from_dense
 placeholder = sparse_placeholder
 reduce_sum = sparse_reduce_sum
 sparse_dense_matmul = sparse_tensor_dense_matmul
@@ -23,6 +25,7 @@ __all__ = [
     "SparseTensor",
     "SparseTensorValue",
     "fill_empty_rows",
+    "from_dense",
     "placeholder",
     "reduce_sum",
     "sparse_dense_matmul",

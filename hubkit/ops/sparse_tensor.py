@@ -40,6 +40,7 @@ from hubkit.ops.registry import apply, apply_op, infer_error, register_op
 __all__ = [
     "SparseTensor",
     "SparseTensorValue",
+    "sparse_from_dense",
     "sparse_placeholder",
     "sparse_reduce_sum",
     "sparse_tensor_dense_matmul",
@@ -235,6 +236,20 @@ class SparseFillEmptyRows:
         return all_idx[order], all_val[order], ~present
 
 
+@register_op
+class NonZeroIndices:
+    """int64 ``[N, rank]`` positions where ``x`` differs from ``ignore`` (row-major order)."""
+
+    differentiable = False
+
+    def infer(x, ignore):
+        rank = None if x.shape is None else len(x.shape)
+        return int64, (None, rank)
+
+    def forward(x, ignore):
+        return np.argwhere(x != ignore).astype(np.int64).reshape(-1, x.ndim)
+
+
 # -- functions ---------------------------------------------------------------------------------------------
 def _as_sparse(sp: Any, what: str) -> SparseTensor:
     if not isinstance(sp, SparseTensor):
@@ -277,6 +292,23 @@ def sparse_tensor_dense_matmul(sp_a: SparseTensor, b: Any, adjoint_a: bool = Fal
     if sp.shape is not None and len(sp.shape) != 2:
         raise GraphError(f"sparse_tensor_dense_matmul needs a rank-2 SparseTensor, got {format_shape(sp.shape)}.")
     return matmul(sparse_tensor_to_dense(sp), b, transpose_a=adjoint_a, transpose_b=adjoint_b, name=name)
+
+
+def sparse_from_dense(tensor: Any, ignore_value: Any = None, name: str | None = None) -> SparseTensor:
+    """The SparseTensor of ``tensor``'s entries that differ from ``ignore_value`` (0, or "" for strings).
+
+    Gradients reach ``tensor`` through the values (as ``tf.sparse.from_dense``).
+    """
+    from hubkit.ops.shape import shape as shape_of
+
+    dense = as_tensor(tensor)
+    ignore = as_tensor(("" if dense.dtype.name == "string" else 0) if ignore_value is None else ignore_value,
+                       dense.dtype, dense.graph)
+    with name_scope(name or "from_dense"):
+        indices = apply("NonZeroIndices", dense, ignore)
+        values = apply("GatherNd", dense, indices)
+        dense_shape = shape_of(dense, out_type=int64)
+    return SparseTensor(indices, values, dense_shape, static_shape=dense.shape)
 
 
 def fill_empty_rows(sp_input: SparseTensor, default_value: Any, name: str | None = None

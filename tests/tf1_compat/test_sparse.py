@@ -118,3 +118,17 @@ def test_embedding_lookup_sparse_tf_argument_names_and_partitioned_params(strate
                                             partition_strategy=strategy)
         res = hk.Session(g).run(out, {sp: ids})
     np.testing.assert_allclose(res, [(table[1] + table[6]) / 2, table[4]])
+
+
+def test_from_dense_round_trip_and_gradient():
+    d = _dense()
+    g = hk.Graph()
+    with g.as_default():
+        sp = hk.sparse.from_dense(hk.constant(d))
+        back = hk.sparse.to_dense(sp)
+        res = hk.Session(g).run([sp, back])
+    np.testing.assert_array_equal(res[0].indices, IDX)
+    np.testing.assert_array_equal(res[0].values, VALS)
+    np.testing.assert_array_equal(res[1], d)
+    # No zero entries, so a finite-difference step never changes which entries are kept.
+    check_vjp(lambda x: hk.sparse.from_dense(x).values * 3.0, [d + 5.0], ops=["GatherNd"])
