@@ -117,9 +117,37 @@ def test_export_module_spec_with_wrong_shape_or_scope(tmp_path):
     assert not os.path.exists(tmp_path / "module2") and not os.path.exists(tmp_path / "module3")
 
 
-def test_export_from_a_tensorflow_checkpoint_says_what_it_is(tmp_path):
+def test_export_from_a_corrupt_tensorflow_checkpoint_names_it(tmp_path):
     prefix = str(tmp_path / "tf_model")
     with open(prefix + ".index", "wb") as f:
         f.write(b"\x00\x01binary leveldb table")
-    with pytest.raises(hk.CheckpointError, match="TensorFlow checkpoint"):
+    with pytest.raises(hk.CheckpointError, match=r"TensorFlow checkpoint .* cannot be read"):
         hk.create_module_spec(_module_fn).export(str(tmp_path / "m"), checkpoint_path=prefix)
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_export_from_a_tensorflow_checkpoint(tmp_path):
+    """A tensor bundle recorded from TensorFlow (tests/data/tf1, the TF1 importer's fixtures) under another prefix."""
+    import shutil
+
+    from hubkit.importers.tf1.bundle import read_bundle
+
+    src = os.path.join(os.path.dirname(__file__), "..", "data", "tf1", "cnn_batch_norm", "variables")
+    for name in os.listdir(src):
+        shutil.copy(os.path.join(src, name), tmp_path / name.replace("variables", "model"))
+    bundle = read_bundle(src)
+    kernel_entry = bundle.entries["conv2/bias"]
+
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 6])
+        b = hk.get_variable("bias", list(kernel_entry.shape))
+        hk.add_signature(inputs=x, outputs=x + b)
+
+    spec = hk.create_module_spec(module_fn)
+    spec.export(str(tmp_path / "m"), checkpoint_path=str(tmp_path / "model"), name_transform_fn=lambda n: "conv2/" + n)
+    out = hk.Module(str(tmp_path / "m"))(np.zeros((1, 6), np.float32))
+    loc = bundle.tensor_entry(kernel_entry)
+    with open(os.path.join(src, loc.file), "rb") as f:
+        f.seek(loc.begin)
+        expected = np.frombuffer(f.read(loc.end - loc.begin), dtype=loc.dtype)
+    np.testing.assert_array_equal(out[0], expected)
