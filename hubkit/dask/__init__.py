@@ -7,6 +7,21 @@ once (:func:`cache_info` shows the per-process cache). Partitions then run throu
 in batches of ``batch_size`` rows. See docs/scale.md.
 
 Needs the ``dask`` extra (``pip install 'hubkit-ml[dask]'``); ``import hubkit`` never imports this package.
+
+>>> import os, tempfile
+>>> import dask.array as da
+>>> import hubkit as hk
+>>> import hubkit.dask
+>>> def module_fn():
+...     x = hk.placeholder(hk.float32, [None, 2], name="x")
+...     hk.add_signature(inputs=x, outputs=x * 2.0)
+>>> with tempfile.TemporaryDirectory() as tmp:
+...     hk.Module(hk.create_module_spec(module_fn)).export(os.path.join(tmp, "double"))
+...     doubled = hubkit.dask.map_partitions(os.path.join(tmp, "double"), da.ones((3, 2), chunks=2))
+...     print(doubled.compute(scheduler="sync"))
+[[2. 2.]
+ [2. 2.]
+ [2. 2.]]
 """
 
 from __future__ import annotations

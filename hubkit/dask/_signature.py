@@ -123,14 +123,16 @@ def _manifest_signatures(handle: str, tags: tuple[str, ...]) -> dict[str, Any] |
         if len(body) > _MAX_MANIFEST_BYTES:
             return None
         manifest = json.loads(body.decode("utf-8"))
-        for variant in manifest["variants"]:
-            if sorted(variant["tags"]) == list(tags):
-                signatures = variant["signatures"]
-                if isinstance(signatures, dict):
-                    return signatures
-        return None
+        variants = {tuple(sorted(v["tags"])): v["signatures"] for v in manifest["variants"]}
     except Exception:  # the manifest is only a shortcut: any failure defers to the resolvers, which report it
         return None
+    if tags not in variants:
+        raise SignatureError(
+            f"Module {handle!r} has no graph variant for the tags {list(tags)}; available tag sets: "
+            f"{sorted(list(t) for t in variants)}."
+        )
+    signatures = variants[tags]
+    return signatures if isinstance(signatures, dict) else None
 
 
 def read_signature(handle: str, tags: tuple[str, ...], signature: str) -> tuple[dict[str, TensorDesc], dict[str, TensorDesc]]:

@@ -67,6 +67,8 @@ def test_text_dataframe_equals_loop_downloaded_once(client, registry, client_env
                                rtol=1e-6, atol=1e-7)
     assert registry.archive_requests("text-frame") == 1  # two workers, one machine: one download
     assert_loaded_once_per_worker(client, handle, 8)
+    tasks = cloudpickle.dumps(dict(result.__dask_graph__()))
+    assert b"hubkit.module" not in tasks and handle.encode() in tasks  # the handle travels, never a Module
 
 
 def test_text_series_array_and_bags_equal_loop(client, registry, client_env):
@@ -136,6 +138,8 @@ def test_missing_signature_is_raised_on_the_client(client, registry, client_env,
         hd.map_partitions(module_dirs["text"], series, signature="embed")  # from the module spec
     with pytest.raises(hk.SignatureError, match=r"no output 'pooled'; available outputs: \['default'\]"):
         hd.map_partitions(handle, series, output_key="pooled")
+    with pytest.raises(hk.SignatureError, match=r"no graph variant for the tags \['train'\]; available tag sets: \[\[\]\]"):
+        hd.map_partitions(handle, series, tags={"train"})
     assert registry.archive_requests("text-no-signature") == 0
     assert all(s["loads"] + s["failed"] == 0 for s in worker_stats(client, handle))  # nothing reached a worker
 
