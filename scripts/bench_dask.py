@@ -16,11 +16,14 @@ Contenders, run in turn round by round (so load from other work falls on all of 
   (already persisted on the workers, ``--partition-rows`` per partition) on a ``LocalCluster`` of 1
   or 2 worker processes with one thread each, the module loaded on every worker beforehand.
 
-All three reduce the embeddings to their column sums (on the workers for Dask), so the figures
+CPU seconds (this process, which also hosts the schedulers, plus every worker) are reported beside
+the wall times: on a machine shared with other work they show the parallel efficiency even when the
+wall-clock speed-up cannot. All three reduce the embeddings to their column sums (on the workers for Dask), so the figures
 measure the embedding work and not the transfer of the vectors to the client; the sums are checked
 against each other. Then the per-partition overhead at small partitions: the same 8,192 sentences in
 partitions of each ``--small`` size on 2 workers, against this process calling the module at that
-batch size; overhead = (wall time x 2 workers - single-process time) / partitions, in worker-ms.
+batch size; overhead = (CPU seconds of the Dask job - CPU seconds of the same module calls in one
+process) / partitions.
 """
 
 from __future__ import annotations
@@ -101,6 +104,23 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
+def worker_cpu(client) -> float:
+    """CPU seconds used so far by the worker processes of ``client``'s cluster."""
+    return sum(client.run(time.process_time).values())
+
+
+def cpu_of(fn, client=None) -> tuple[float, float, object]:
+    """(wall seconds, CPU seconds of this process plus the workers', result) of one call.
+
+    CPU time is much less sensitive than wall time to other work on a shared machine: the ratio of the
+    single process's CPU to a cluster's total CPU for the same sentences is the parallel efficiency.
+    """
+    cpu0 = time.process_time() + (worker_cpu(client) if client else 0.0)
+    wall, result = timed(fn)
+    cpu1 = time.process_time() + (worker_cpu(client) if client else 0.0)
+    return wall, cpu1 - cpu0, result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=100_000)
@@ -131,40 +151,52 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in jobs.items():  # warm-up: the module loads on every worker, kernels compile
                 seconds = timed(fn)[0]
                 print(f"warm-up {name}: {seconds:.2f} s")
+            clients = {"single": None, **{f"dask-{n}": c[1] for n, c in clusters.items()}}
             samples: dict[str, list[float]] = {k: [] for k in jobs}
+            cpu: dict[str, list[float]] = {k: [] for k in jobs}
             results = {}
             for _ in range(args.rounds):
                 for name, fn in jobs.items():
-                    seconds, results[name] = timed(fn)
+                    seconds, cpu_seconds, results[name] = cpu_of(fn, clients[name])
                     samples[name].append(seconds)
+                    cpu[name].append(cpu_seconds)
             for name in ("dask-1", "dask-2"):
                 np.testing.assert_allclose(results[name], results["single"], rtol=1e-5)
             print(f"\n{args.sentences:,} sentences, vocabulary {args.vocab:,} + {NUM_OOV_BUCKETS} OOV buckets, dim "
                   f"{args.dim}, batch {args.batch_size}, {args.partition_rows} rows per partition, "
                   f"median of {args.rounds} interleaved rounds")
-            print(f"{'contender':>10} {'sentences/s':>12} {'vs single':>10}")
-            base = statistics.median(samples["single"])
+            print(f"{'contender':>10} {'sentences/s':>12} {'vs single':>10} {'CPU s':>7} {'CPU efficiency':>15}")
+            base, base_cpu = statistics.median(samples["single"]), statistics.median(cpu["single"])
             for name, times in samples.items():
-                median = statistics.median(times)
-                print(f"{name:>10} {args.sentences / median:>12,.0f} {base / median:>9.2f}x")
+                median, median_cpu = statistics.median(times), statistics.median(cpu[name])
+                print(f"{name:>10} {args.sentences / median:>12,.0f} {base / median:>9.2f}x {median_cpu:>7.2f} "
+                      f"{base_cpu / median_cpu:>14.2f}")
+            print("CPU s: this process plus the workers (scheduler and client included); CPU efficiency: the single "
+                  "process's CPU seconds over the contender's")
 
             subset = sentences[:8192]
             client = clusters[2][1]
             print(f"\nper-partition overhead, {len(subset):,} sentences on 2 workers (median of {args.rounds}):")
-            print(f"{'rows/part':>10} {'parts':>6} {'dask-2 s':>9} {'single s':>9} {'overhead/part':>14}")
+            print(f"{'rows/part':>10} {'parts':>6} {'wall s':>7} {'CPU s':>7} {'single CPU s':>13} {'overhead/part':>14}")
             for rows in (int(r) for r in args.small.split(",")):
                 fns = {"dask": dask_job(client, path, subset, rows, min(rows, args.batch_size)),
                        "single": lambda rows=rows: single_process(module, subset, rows)}
                 for fn in fns.values():
                     fn()
-                times: dict[str, list[float]] = {k: [] for k in fns}
+                wall: list[float] = []
+                used: dict[str, list[float]] = {k: [] for k in fns}
                 for _ in range(args.rounds):
                     for name, fn in fns.items():
-                        times[name].append(timed(fn)[0])
-                wall, alone = statistics.median(times["dask"]), statistics.median(times["single"])
+                        seconds, cpu_seconds, _ = cpu_of(fn, client if name == "dask" else None)
+                        used[name].append(cpu_seconds)
+                        if name == "dask":
+                            wall.append(seconds)
                 parts = -(-len(subset) // rows)
-                overhead = (wall * 2 - alone) / parts
-                print(f"{rows:>10} {parts:>6} {wall:>9.3f} {alone:>9.3f} {overhead * 1e3:>11.2f} ms")
+                dask_cpu, alone = statistics.median(used["dask"]), statistics.median(used["single"])
+                print(f"{rows:>10} {parts:>6} {statistics.median(wall):>7.3f} {dask_cpu:>7.3f} {alone:>13.3f} "
+                      f"{(dask_cpu - alone) / parts * 1e3:>11.2f} ms")
+            print("overhead/part: CPU seconds of the Dask job (workers, scheduler, client) minus this process's for "
+                  "the same module calls, per partition")
         finally:
             for cluster, client in clusters.values():
                 client.close()

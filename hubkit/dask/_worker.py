@@ -50,8 +50,8 @@ def _where(partition: int) -> str:
     return f"hubkit.dask: partition {partition} (worker process {os.getpid()} on {socket.gethostname()!r})"
 
 
-def _reraise(err: BaseException, message: str, partition: int, row: int | None = None) -> None:
-    """Raises ``err``'s class (a HubkitError) or PartitionError with ``message``, partition and row attached."""
+def _located(err: BaseException, message: str, partition: int, row: int | None = None) -> HubkitError:
+    """``err``'s class (a HubkitError) or PartitionError with ``message``, and the partition and row attached."""
     cls = type(err) if isinstance(err, HubkitError) else PartitionError
     try:
         new = cls(message)
@@ -59,7 +59,7 @@ def _reraise(err: BaseException, message: str, partition: int, row: int | None =
         new = PartitionError(message)
     new.partition = partition  # type: ignore[attr-defined]
     new.row = row  # type: ignore[attr-defined]
-    raise new from err
+    return new
 
 
 def get_module(job: Job) -> Any:
@@ -187,7 +187,7 @@ def run_partition(
     try:
         module = get_module(job)
     except HubkitError as exc:
-        _reraise(exc, f"{_where(partition)} could not load module {job.handle!r}: {exc}", partition)
+        raise _located(exc, f"{_where(partition)} could not load module {job.handle!r}: {exc}", partition) from exc
     if num_rows == 0:
         return {k: _empty(d) for k, d in job.outputs.items()}
     pieces: dict[str, list[np.ndarray]] = {k: [] for k in job.outputs}
@@ -198,11 +198,12 @@ def run_partition(
         except (HubkitError, ValueError, TypeError) as exc:
             found = _find_bad_row(module, job, columns, start, stop)
             if found is None:
-                _reraise(exc, f"{_where(partition)}, rows {start} to {stop - 1}: {exc}", partition)
-            row, row_exc = found  # type: ignore[misc]
+                raise _located(exc, f"{_where(partition)}, rows {start} to {stop - 1}: {exc}", partition) from exc
+            row, row_exc = found
             label = "" if labels is None else f" (index label {_short(labels[row])})"
             values = ", ".join(f"{n}={_short(columns[n][row])}" for n in job.inputs)
-            _reraise(row_exc, f"{_where(partition)}, row {row}{label} with {values}: {row_exc}", partition, row)
+            message = f"{_where(partition)}, row {row}{label} with {values}: {row_exc}"
+            raise _located(row_exc, message, partition, row) from row_exc
         for key, value in out.items():
             if value.ndim == 0 or value.shape[0] != stop - start:
                 raise SignatureError(

@@ -201,3 +201,20 @@ def test_failed_load_is_remembered_and_named(tmp_path):
     assert entry[0]["failed"] == 1 and entry[0]["loads"] == 0  # the second partition did not try again
     hd.clear_cache()
     assert hd.cache_info()["modules"] == []
+
+
+def test_rows_that_do_not_stack_are_named(tmp_path):
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 3], name="x")
+        hk.add_signature(inputs=x, outputs=x * 2.0)
+
+    path = str(tmp_path / "m")
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    short = db.from_sequence([np.ones(3), np.ones(3), np.ones(2)], npartitions=1)
+    with pytest.raises(hk.SignatureError, match=r"partition 0 .*, row 2 with default=array\(\[1., 1.\]\)") as info:
+        hd.map_partitions(path, short).compute()
+    assert info.value.row == 2
+    ragged = db.from_sequence([np.ones(3), [1.0, [2.0], 3.0]], npartitions=1)
+    with pytest.raises(hd.PartitionError, match=r"row 1 with default=\[1.0, \[2.0\], 3.0\]: .*inhomogeneous") as info:
+        hd.map_partitions(path, ragged).compute()
+    assert isinstance(info.value, hk.HubkitError) and (info.value.partition, info.value.row) == (0, 1)
