@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.errors import ResolveError, SignatureError
+from hubkit.errors import FeedError, ResolveError, SignatureError
 
 __all__ = ["Job", "TensorDesc", "check_handle", "plan_job", "read_signature"]
 
@@ -71,12 +71,12 @@ def check_handle(handle: Any) -> str:
     Raises:
         ResolveError: ``handle`` is a loaded ``Module``/``ModuleSpec`` (never shipped to workers) or not a handle.
     """
-    from hubkit.module import Module, ModuleSpec
+    import hubkit
 
-    if isinstance(handle, (Module, ModuleSpec)):
+    if isinstance(handle, (hubkit.Module, hubkit.ModuleSpec)):
         kind = type(handle).__name__
-        spec = handle.spec if isinstance(handle, Module) else handle
-        where = spec.module_dir
+        spec = handle.spec if isinstance(handle, hubkit.Module) else handle
+        where = getattr(spec, "module_dir", None)
         hint = f" (this one was loaded from {where!r})" if where else ""
         raise ResolveError(
             f"hubkit.dask needs a module handle (a path or URL string), not a {kind} object: a {kind} is never "
@@ -156,9 +156,9 @@ def read_signature(handle: str, tags: tuple[str, ...], signature: str) -> tuple[
             return parts[0], parts[1]
         except (KeyError, TypeError, ValueError, AttributeError):
             pass  # a manifest from another tool: ask the spec
-    from hubkit.module import load_module_spec
+    import hubkit
 
-    spec = load_module_spec(handle)
+    spec = hubkit.load_module_spec(handle)
     tag_set = set(tags)
     names = spec.get_signature_names(tags=tag_set)
     if signature not in names:
@@ -251,8 +251,6 @@ def input_sources(job: Job, inputs: str | Mapping[str, str] | None, available: S
     Raises:
         FeedError: An input has no source, or a source does not exist.
     """
-    from hubkit.errors import FeedError
-
     names = list(job.inputs)
     if inputs is None:
         mapping = {n: n for n in names}

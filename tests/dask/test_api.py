@@ -57,6 +57,7 @@ def test_dataframe_shape_rules(pair_module):
     frame = dd.from_pandas(table, npartitions=2)
     out = hd.map_partitions(pair_module, frame, output_key=["sum", "pair"], inputs={"a": "x", "b": "y"}, batch_size=2)
     assert out.dtypes["sum"] == np.float32 and out.dtypes["pair"].kind == "O"  # the meta, before computing
+    assert out.divisions == frame.divisions and out.npartitions == 2
     got = out.compute()
     assert list(got.columns) == ["x", "y", "sum", "pair"] and got["sum"].dtype == np.float32
     np.testing.assert_array_equal(got["sum"].to_numpy(), [11, 22, 33, 44, 55])
