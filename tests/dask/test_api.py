@@ -219,3 +219,17 @@ def test_rows_that_do_not_stack_are_named(tmp_path):
     with pytest.raises(hd.PartitionError, match=r"row 1 with default=\[1.0, \[2.0\], 3.0\]: .*inhomogeneous") as info:
         hd.map_partitions(path, ragged).compute()
     assert isinstance(info.value, hk.HubkitError) and (info.value.partition, info.value.row) == (0, 1)
+
+
+def test_threads_of_one_process_share_one_load(tmp_path):
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None], name="x")
+        hk.add_signature(inputs=x, outputs=x + 1.0)
+
+    path = str(tmp_path / "m")
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    values = np.arange(64, dtype=np.float32)
+    out = hd.map_partitions(path, da.from_array(values, chunks=4), batch_size=3)
+    np.testing.assert_array_equal(out.compute(scheduler="threads", num_workers=4), values + 1)
+    entry = [m for m in hd.cache_info()["modules"] if m["handle"] == path]
+    assert entry[0]["loads"] == 1 and entry[0]["loads"] + entry[0]["hits"] == 16

@@ -84,7 +84,10 @@ def test_text_series_array_and_bags_equal_loop(client, registry, client_env):
     assert array.shape == (90, 16) and array.chunks[0] == (20, 20, 20, 20, 10) and array.dtype == np.float32
     np.testing.assert_allclose(client.compute(array).result(), want, rtol=1e-6, atol=1e-7)
 
-    plain = client.compute(hd.map_partitions(handle, db.from_sequence(text, npartitions=6))).result()
+    from distributed import Client
+
+    with Client(client.scheduler.address, set_as_default=False) as by_address:  # an existing scheduler
+        plain = by_address.compute(hd.map_partitions(handle, db.from_sequence(text, npartitions=6))).result()
     np.testing.assert_allclose(np.stack(plain), want, rtol=1e-6, atol=1e-7)
 
     records = db.from_sequence([{"text": t, "n": i} for i, t in enumerate(text)], npartitions=6)
