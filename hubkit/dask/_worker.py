@@ -190,7 +190,7 @@ def run_partition(
         raise _located(exc, f"{_where(partition)} could not load module {job.handle!r}: {exc}", partition) from exc
     if num_rows == 0:
         return {k: _empty(d) for k, d in job.outputs.items()}
-    pieces: dict[str, list[np.ndarray]] = {k: [] for k in job.outputs}
+    results: dict[str, np.ndarray] = {}
     for start in range(0, num_rows, job.batch_size):
         stop = min(start + job.batch_size, num_rows)
         try:
@@ -210,8 +210,19 @@ def run_partition(
                     f"{_where(partition)}: signature {job.signature!r} output {key!r} has shape {list(value.shape)} for "
                     f"a batch of {stop - start} rows, so it is not one value per row; choose another output_key."
                 )
-            pieces[key].append(value)
-    return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in pieces.items()}
+            if start == 0:
+                # One batch is the whole result; otherwise the batches are copied into one array.
+                results[key] = value if stop == num_rows else np.empty((num_rows, *value.shape[1:]), value.dtype)
+            elif value.shape[1:] != results[key].shape[1:]:
+                raise SignatureError(
+                    f"{_where(partition)}: signature {job.signature!r} output {key!r} has rows of shape "
+                    f"{list(value.shape[1:])} in rows {start} to {stop - 1} but {list(results[key].shape[1:])} in "
+                    "the first batch, so the partition's rows cannot form one array; use a batch_size of at least "
+                    "the partition's length."
+                )
+            if stop != num_rows or start != 0:
+                results[key][start:stop] = value
+    return results
 
 
 def _empty(desc: TensorDesc) -> np.ndarray:

@@ -233,3 +233,17 @@ def test_threads_of_one_process_share_one_load(tmp_path):
     np.testing.assert_array_equal(out.compute(scheduler="threads", num_workers=4), values + 1)
     entry = [m for m in hd.cache_info()["modules"] if m["handle"] == path]
     assert entry[0]["loads"] == 1 and entry[0]["loads"] + entry[0]["hits"] == 16
+
+
+def test_rows_of_different_shapes_across_batches_are_refused(tmp_path):
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, None], name="x")
+        hk.add_signature(inputs=x, outputs=x * 1.0)
+
+    path = str(tmp_path / "m")
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    rows = [np.ones(2), np.ones(2), np.ones(3), np.ones(3)]
+    whole = hd.map_partitions(path, db.from_sequence(rows, npartitions=2), batch_size=2).compute()
+    assert [r.shape for r in whole] == [(2,), (2,), (3,), (3,)]  # one batch per partition: fine
+    with pytest.raises(hk.SignatureError, match=r"rows of shape \[3\] in rows 2 to 3 but \[2\] in the first batch"):
+        hd.map_partitions(path, db.from_sequence(rows, npartitions=1), batch_size=2).compute()
