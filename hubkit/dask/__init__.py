@@ -39,10 +39,10 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
         f"hubkit.dask needs dask[array,bag,dataframe] and distributed: pip install 'hubkit-ml[dask]' ({_exc})."
     ) from _exc
 
+from hubkit import FeedError
 from hubkit.dask._collections import map_array, map_bag, map_dataframe
 from hubkit.dask._signature import Job, plan_job
 from hubkit.dask._worker import PartitionError, cache_info, clear_cache
-from hubkit.errors import FeedError
 
 __all__ = ["PartitionError", "cache_info", "clear_cache", "map_partitions"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from hubkit import FeedError, SignatureError
 from hubkit.dask._signature import Job, TensorDesc, input_sources
 from hubkit.dask._worker import run_partition
-from hubkit.errors import FeedError, SignatureError
 
 __all__ = ["map_array", "map_bag", "map_dataframe"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.errors import FeedError, ResolveError, SignatureError
+from hubkit import FeedError, ResolveError, SignatureError
 
 __all__ = ["Job", "TensorDesc", "check_handle", "plan_job", "read_signature"]
 
@@ -97,26 +97,35 @@ def _desc(dtype: Any, shape: Any) -> TensorDesc:
     return TensorDesc(name, None if shape is None else tuple(None if d is None else int(d) for d in shape))
 
 
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if 0 < value < float("inf") else default
+
+
 def _manifest_signatures(handle: str, tags: tuple[str, ...]) -> dict[str, Any] | None:
     """``{signature: {"inputs": ..., "outputs": ...}}`` of a registry handle's manifest, or None.
 
     A registry publishes ``<handle>.json`` describing every signature, so the client checks the call
-    without downloading the archive. Any problem (offline, not a registry URL, unreadable document)
-    returns None and the caller falls back to loading the spec through the normal resolvers.
-    """
-    from hubkit.hub import HubConfig, normalize_handle
+    without downloading the archive. This is only a shortcut: any problem (offline, not a registry URL,
+    an unreadable or unexpected document) returns None, and the caller loads the spec through the
+    resolvers, which apply every hub setting and report any failure.
 
+    Raises:
+        SignatureError: The manifest lists no graph variant with these tags.
+    """
     lowered = handle.lower()
     if not lowered.startswith(("http://", "https://")) or lowered.partition("#")[0].endswith((".tar.gz", ".tgz")):
         return None
+    if os.environ.get("HUBKIT_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off"):
+        return None
     try:
-        config = HubConfig.from_env()
-        if config.offline:
-            return None
         import requests
 
-        url = normalize_handle(handle) + ".json"
-        with requests.get(url, timeout=(config.connect_timeout, config.read_timeout), stream=True) as response:
+        timeout = (_env_seconds("HUBKIT_CONNECT_TIMEOUT", 10.0), _env_seconds("HUBKIT_READ_TIMEOUT", 60.0))
+        with requests.get(handle.rstrip("/") + ".json", timeout=timeout, stream=True) as response:
             if response.status_code != 200:
                 return None
             body = response.raw.read(_MAX_MANIFEST_BYTES + 1, decode_content=True)

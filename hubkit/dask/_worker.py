@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from hubkit import HubkitError, SignatureError
 from hubkit.dask._signature import Job, TensorDesc
-from hubkit.errors import HubkitError, SignatureError
 
 __all__ = ["PartitionError", "cache_info", "clear_cache", "get_module", "run_partition"]
 
