@@ -104,21 +104,38 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-def worker_cpu(client) -> float:
-    """CPU seconds used so far by the worker processes of ``client``'s cluster."""
-    return sum(client.run(time.process_time).values())
+def worker_cpu(client) -> dict[str, float]:
+    """CPU seconds used so far by each worker process of ``client``'s cluster."""
+    return client.run(time.process_time)
 
 
-def cpu_of(fn, client=None) -> tuple[float, float, object]:
-    """(wall seconds, CPU seconds of this process plus the workers', result) of one call.
+class Cost:
+    """Wall and CPU seconds of one call: this process (with the schedulers and clients) and each worker."""
+
+    def __init__(self, wall: float, main: float, workers: dict[str, float]) -> None:
+        self.wall, self.main, self.workers = wall, main, workers
+
+    @property
+    def cpu(self) -> float:
+        return self.main + sum(self.workers.values())
+
+    def bound(self, cores: int) -> float:
+        """Least wall time this CPU work needs on ``cores`` idle cores: the busiest worker, or all of it shared."""
+        return max([self.main, *self.workers.values(), self.cpu / cores])
+
+
+def cost_of(fn, client=None) -> tuple[Cost, object]:
+    """The :class:`Cost` and result of one call.
 
     CPU time is much less sensitive than wall time to other work on a shared machine: the ratio of the
     single process's CPU to a cluster's total CPU for the same sentences is the parallel efficiency.
     """
-    cpu0 = time.process_time() + (worker_cpu(client) if client else 0.0)
+    before = worker_cpu(client) if client else {}
+    main0 = time.process_time()
     wall, result = timed(fn)
-    cpu1 = time.process_time() + (worker_cpu(client) if client else 0.0)
-    return wall, cpu1 - cpu0, result
+    main1 = time.process_time()
+    after = worker_cpu(client) if client else {}
+    return Cost(wall, main1 - main0, {k: after[k] - before.get(k, 0.0) for k in after}), result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,27 +169,34 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = timed(fn)[0]
                 print(f"warm-up {name}: {seconds:.2f} s")
             clients = {"single": None, **{f"dask-{n}": c[1] for n, c in clusters.items()}}
-            samples: dict[str, list[float]] = {k: [] for k in jobs}
-            cpu: dict[str, list[float]] = {k: [] for k in jobs}
+            costs: dict[str, list[Cost]] = {k: [] for k in jobs}
             results = {}
             for _ in range(args.rounds):
                 for name, fn in jobs.items():
-                    seconds, cpu_seconds, results[name] = cpu_of(fn, clients[name])
-                    samples[name].append(seconds)
-                    cpu[name].append(cpu_seconds)
+                    cost, results[name] = cost_of(fn, clients[name])
+                    costs[name].append(cost)
             for name in ("dask-1", "dask-2"):
                 np.testing.assert_allclose(results[name], results["single"], rtol=1e-5)
             print(f"\n{args.sentences:,} sentences, vocabulary {args.vocab:,} + {NUM_OOV_BUCKETS} OOV buckets, dim "
                   f"{args.dim}, batch {args.batch_size}, {args.partition_rows} rows per partition, "
                   f"median of {args.rounds} interleaved rounds")
-            print(f"{'contender':>10} {'sentences/s':>12} {'vs single':>10} {'CPU s':>7} {'CPU efficiency':>15}")
-            base, base_cpu = statistics.median(samples["single"]), statistics.median(cpu["single"])
-            for name, times in samples.items():
-                median, median_cpu = statistics.median(times), statistics.median(cpu[name])
-                print(f"{name:>10} {args.sentences / median:>12,.0f} {base / median:>9.2f}x {median_cpu:>7.2f} "
-                      f"{base_cpu / median_cpu:>14.2f}")
-            print("CPU s: this process plus the workers (scheduler and client included); CPU efficiency: the single "
-                  "process's CPU seconds over the contender's")
+            print(f"{'contender':>10} {'sentences/s':>12} {'vs single':>10} {'CPU s':>7} {'CPU efficiency':>15} "
+                  f"{'idle-core bound':>16}")
+
+            def median(name: str, what) -> float:
+                return statistics.median(what(c) for c in costs[name])
+
+            base, base_cpu = median("single", lambda c: c.wall), median("single", lambda c: c.cpu)
+            for name, cores in (("single", 1), ("dask-1", 1), ("dask-2", 2)):
+                wall, cpu = median(name, lambda c: c.wall), median(name, lambda c: c.cpu)
+                bound = median(name, lambda c, cores=cores: c.bound(cores))
+                print(f"{name:>10} {args.sentences / wall:>12,.0f} {base / wall:>9.2f}x {cpu:>7.2f} "
+                      f"{base_cpu / cpu:>14.2f} {base_cpu / bound:>15.2f}x")
+            print("CPU s: this process (schedulers and clients included) plus the workers; CPU efficiency: the single "
+                  "process's CPU seconds over the contender's; idle-core bound: the single process's CPU seconds over "
+                  "the least wall time the contender's CPU work needs on 1 or 2 idle cores (its busiest process, or "
+                  "its total CPU shared over the cores): the speed-up the same work allows on an idle machine, "
+                  "an estimate where wall times are stretched by other work")
 
             subset = sentences[:8192]
             client = clusters[2][1]
@@ -187,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
                 used: dict[str, list[float]] = {k: [] for k in fns}
                 for _ in range(args.rounds):
                     for name, fn in fns.items():
-                        seconds, cpu_seconds, _ = cpu_of(fn, client if name == "dask" else None)
-                        used[name].append(cpu_seconds)
+                        cost = cost_of(fn, client if name == "dask" else None)[0]
+                        used[name].append(cost.cpu)
                         if name == "dask":
-                            wall.append(seconds)
+                            wall.append(cost.wall)
                 parts = -(-len(subset) // rows)
                 dask_cpu, alone = statistics.median(used["dask"]), statistics.median(used["single"])
                 print(f"{rows:>10} {parts:>6} {statistics.median(wall):>7.3f} {dask_cpu:>7.3f} {alone:>13.3f} "
