@@ -62,6 +62,15 @@ def _located(err: BaseException, message: str, partition: int, row: int | None =
     return new
 
 
+def _cached(key: tuple) -> Any:
+    """The loaded module of ``key`` (counting the hit), or None."""
+    with _lock:
+        module = _modules.get(key)
+        if module is not None:
+            _hits[key] = _hits.get(key, 0) + 1
+        return module
+
+
 def get_module(job: Job) -> Any:
     """The process's ``Module`` for ``job`` (resolved and loaded on first use, then reused).
 
@@ -70,15 +79,13 @@ def get_module(job: Job) -> Any:
             lacks the signature.
     """
     key = job.cache_key
-    module = _modules.get(key)
+    module = _cached(key)
     if module is not None:
-        with _lock:
-            _hits[key] = _hits.get(key, 0) + 1
         return module
     with _lock:
         key_lock = _key_locks.setdefault(key, threading.Lock())
     with key_lock:  # threads of one worker wait for a single load
-        module = _modules.get(key)
+        module = _cached(key)
         if module is not None:
             return module
         failed = _failures.get(key)
