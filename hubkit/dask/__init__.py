@@ -85,7 +85,7 @@ def map_partitions(
         batch_size: Rows per ``Module`` call.
         inputs: Which column (DataFrame) or record key (bag of dicts) feeds each signature input:
             ``{input name: column}``, or a column name for a one-input signature. By default the
-            columns or keys named like the inputs.
+            columns or keys named like the inputs (or the only column of a one-column frame).
         tags: Tags of the graph variant to load (default: the untagged one).
         trainable: Passed to ``Module``; part of the per-worker cache key.
 

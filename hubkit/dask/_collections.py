@@ -80,7 +80,10 @@ def map_dataframe(job: Job, frame: Any, inputs: Any) -> Any:
         else:
             meta = pd.DataFrame({k: s.set_axis(index[:0]) for k, s in meta_columns.items()})
         return frame.map_partitions(_dataframe_partition, job, None, meta=meta, enforce_metadata=False)
-    sources = input_sources(job, inputs, list(frame.columns), "column")
+    columns = list(frame.columns)
+    if inputs is None and len(job.inputs) == 1 and len(columns) == 1 and columns[0] not in job.inputs:
+        inputs = {next(iter(job.inputs)): columns[0]}  # a one-column frame feeds a one-input signature
+    sources = input_sources(job, inputs, columns, "column")
     for name, column in sources.items():
         if job.inputs[name].dtype != "string" and pd.api.types.is_string_dtype(frame._meta[column].dtype) and (
             frame._meta[column].dtype != object

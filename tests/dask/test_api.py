@@ -77,6 +77,9 @@ def test_series_gives_a_series_or_a_frame_of_outputs(tmp_path):
     one = hd.map_partitions(path, series).compute()
     assert isinstance(one, pd.Series) and one.name == "default" and list(one.index) == [7, 8, 9]
     np.testing.assert_array_equal(one.to_numpy(), [2, 4, 6])
+    frame = hd.map_partitions(path, series.to_frame("value")).compute()  # its only column feeds the input
+    assert list(frame.columns) == ["value", "default"]
+    np.testing.assert_array_equal(frame["default"].to_numpy(), [2, 4, 6])
     both = hd.map_partitions(path, series, output_key=["neg", "default"]).compute()
     assert list(both.columns) == ["neg", "default"]
     np.testing.assert_array_equal(both["neg"].to_numpy(), [-1, -2, -3])
