@@ -250,3 +250,12 @@ def test_rows_of_different_shapes_across_batches_are_refused(tmp_path):
     assert [r.shape for r in whole] == [(2,), (2,), (3,), (3,)]  # one batch per partition: fine
     with pytest.raises(hk.SignatureError, match=r"rows of shape \[3\] in rows 2 to 3 but \[2\] in the first batch"):
         hd.map_partitions(path, db.from_sequence(rows, npartitions=1), batch_size=2).compute()
+
+
+@pytest.mark.filterwarnings("ignore:Dask currently has limited support for converting pandas extension dtypes")
+def test_a_text_column_as_an_array_gives_an_embedding_matrix(module_dirs):
+    text = sentences(12)
+    frame = dd.from_pandas(pd.DataFrame({"sentences": text}), npartitions=3)
+    matrix = hd.map_partitions(module_dirs["text"], frame["sentences"].to_dask_array(lengths=True), batch_size=5)
+    assert matrix.shape == (12, 16) and matrix.chunks[0] == (4, 4, 4)
+    np.testing.assert_allclose(matrix.compute(), hk.Module(module_dirs["text"])(text), rtol=1e-6, atol=1e-7)
