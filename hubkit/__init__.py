@@ -22,6 +22,7 @@ from hubkit.errors import (
     SignatureError,
     SignatureInputError,
 )
+from hubkit.exporters import export_onnx
 from hubkit.graph import (
     DType,
     Graph,
@@ -318,6 +319,7 @@ __all__ = [
     "eval_function_for_module",
     "exp",
     "expand_dims",
+    "export_onnx",
     "fill",
     "fixed_size_partitioner",
     "float32",

@@ -281,7 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("root")
     serve.add_argument("--port", type=_port, default=8000, help="TCP port 0-65535 (0: any free port)")
     serve.set_defaults(run=_cmd_registry_serve)
+    export_onnx = commands.add_parser("export-onnx", help="write a module's signature as an ONNX model")
+    export_onnx.add_argument("handle")
+    export_onnx.add_argument("out", metavar="OUT.onnx")
+    export_onnx.add_argument("--signature", default="default", help="the signature to export (default: default)")
+    export_onnx.add_argument("--opset", type=int, default=None, help="ONNX opset of the default domain")
+    export_onnx.set_defaults(run=_cmd_export_onnx)
     return parser
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from hubkit.exporters import export_onnx
+
+    print(export_onnx(args.handle, args.out, signature=args.signature, opset=args.opset))
+    return 0
 
 
 def _silence_stdout() -> None:

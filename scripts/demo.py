@@ -173,5 +173,25 @@ def main() -> None:
     print("\ndemo finished: everything ran on this machine and 127.0.0.1.")
 
 
+def onnx_demo() -> None:
+    """ONNX round trip: the classifier module -> ONNX -> onnxruntime, and the ONNX file -> hubkit again."""
+    banner("6. ONNX round trip")
+    classifier = DEMO / "modules" / "classifier"
+    path = hk.export_onnx(str(classifier), str(DEMO / "classifier.onnx"))
+    print("exported", path)
+    x = np.random.default_rng(5).normal(size=(3, 10)).astype(np.float32)
+    ours = hk.Module(str(classifier))(x)
+    back = hk.Module(path)  # the .onnx file imported as a module (its inputs and outputs keep their names)
+    print(f"  hubkit: {fmt(ours[0])}\n  ONNX imported back into hubkit: {fmt(back(x, as_dict=True)['default_output'][0])}")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("  (onnxruntime is not installed: pip install onnxruntime to run the model there too)")
+        return
+    (theirs,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"default": x})
+    print(f"  onnxruntime: {fmt(theirs[0])}  (max difference {np.abs(theirs - ours).max():.1e})")
+
+
 if __name__ == "__main__":
     main()
+    onnx_demo()

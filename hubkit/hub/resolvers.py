@@ -29,6 +29,7 @@ from hubkit.hub.handles import (
 )
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
+from hubkit.hub.onnx_file import OnnxFileResolver
 from hubkit.importers import TF1_MARKER_FILE
 
 __all__ = [
@@ -377,6 +378,7 @@ def default_resolvers(config: HubConfig | None = None) -> list[Any]:
     builtins = [
         LocalArchiveResolver(config),
         LocalPathResolver(config),
+        OnnxFileResolver(config),
         FileUrlResolver(config),
         HttpArchiveResolver(config),
         HttpRegistryResolver(config),

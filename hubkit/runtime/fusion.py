@@ -555,6 +555,30 @@ def _rewrite(plan, chains, readers, constants):
             new_steps.append(PlanStep(chain, {}, chain.in_slots, step.out_slots, frees, step.node))
         elif i not in fused_members and i not in dropped:
             new_steps.append(step)
+    new_steps = _defer_frees(new_steps)
     fused = type(plan)(new_steps, plan.num_slots, plan.feed_slots, plan.fetch_slots, plan.copy_slots)
     fused.unfused = plan
     return fused
+
+
+def _defer_frees(steps: list) -> list:
+    """Moves each free to the new last reader of its slot.
+
+    A chain runs at its sink's place, later than its other members did: a slot one member read may have
+    been freed by a step in between that used to be its last reader (``x - mean`` before ``mean * mean``).
+    """
+    last: dict[int, int] = {}
+    for i, step in enumerate(steps):
+        for s in step.in_slots:
+            last[s] = i
+    moved: dict[int, list[int]] = {}
+    out = []
+    for i, step in enumerate(steps):
+        keep = tuple(s for s in step.frees if last.get(s, -1) <= i)
+        for s in step.frees:
+            if last.get(s, -1) > i:
+                moved.setdefault(last[s], []).append(s)
+        out.append(step if len(keep) == len(step.frees) else step._replace(frees=keep))
+    for i, slots in moved.items():
+        out[i] = out[i]._replace(frees=tuple(dict.fromkeys((*out[i].frees, *slots))))
+    return out

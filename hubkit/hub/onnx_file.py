@@ -1,0 +1,137 @@
+"""A resolver for single ``.onnx`` files named by ``file://`` or ``http(s)://`` URLs.
+
+An HTTP model is downloaded like an archive: streamed into a private temp file of the cache, bounded in
+size (``HubConfig.max_extract_bytes``), checked to start like an ONNX ``ModelProto`` (not an HTML page),
+verified against ``#sha256=<hex>`` when the handle pins one, then renamed into place as the only file of a
+new cache entry. The resolved directory holds that one ``.onnx`` file, which the loader detects by its bytes
+and imports. A ``file://`` URL resolves to the file's own directory when it holds no other ``.onnx`` model
+(so external-data files beside it keep working), and to a cached copy otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import Any
+
+from hubkit.errors import DownloadError, IntegrityError, ResolveError
+from hubkit.hub.cache import Cache, InstallContext
+from hubkit.hub.config import HubConfig, default_cache_dir
+from hubkit.hub.extract import ExtractedFile
+from hubkit.hub.handles import cache_key, local_path, normalize_handle, split_sha256_pin
+from hubkit.hub.hashing import sha256_file
+from hubkit.hub.http import HttpClient
+
+__all__ = ["OnnxFileResolver"]
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.onnx$")
+
+
+def _is_onnx_url(handle: str) -> bool:
+    base = handle.partition("#")[0].partition("?")[0]
+    return base.lower().startswith(("file://", "http://", "https://")) and base.lower().endswith(".onnx")
+
+
+def _file_name(url: str) -> str:
+    name = url.partition("#")[0].partition("?")[0].rsplit("/", 1)[-1]
+    return name if _SAFE_NAME.match(name) else "model.onnx"
+
+
+class _OnnxHttpClient(HttpClient):
+    """Accepts a body that starts like an ONNX ModelProto (field 1, ``ir_version``), nothing else."""
+
+    @staticmethod
+    def _check_archive_start(url: str, response: Any, head: bytes) -> None:
+        if len(head) < 2 or head[0] != 0x08 or not 0 < head[1] < 0x80:
+            raise DownloadError(f"{url!r} does not serve an ONNX model: its body does not start like one.")
+
+
+class OnnxFileResolver:
+    """``file://`` or ``http(s)://`` URL of one ``.onnx`` model, optionally pinned with ``#sha256=<hex>``."""
+
+    description = "file:// or http(s):// URL of an .onnx model, optionally with #sha256=<hex>"
+
+    def __init__(self, config: HubConfig | None = None) -> None:
+        self._config = config
+
+    @property
+    def config(self) -> HubConfig:
+        if self._config is None:
+            self._config = HubConfig.from_env()
+        return self._config
+
+    def cached(self, key: str) -> str | None:
+        return Cache.lookup_in(self._config.cache_dir if self._config is not None else default_cache_dir(), key)
+
+    def _cached_download(self, key: str, handle: str) -> str | None:
+        hit = self.cached(key)
+        if hit is None and self.config.offline:
+            raise ResolveError(
+                f"ONNX model {handle!r} is not in the cache {self.config.cache_dir!r}, and HUBKIT_OFFLINE is set so "
+                "it cannot be downloaded; unset HUBKIT_OFFLINE or download it first with `hubkit download`."
+            )
+        return hit
+
+    def cache_handle(self, handle: str) -> str:
+        return normalize_handle(handle)
+
+    def __repr__(self) -> str:
+        return f"OnnxFileResolver({self.description})"
+
+    def is_supported(self, handle: str) -> bool:
+        return _is_onnx_url(handle)
+
+    def __call__(self, handle: str) -> str:
+        normalized = normalize_handle(handle)
+        url, pin = split_sha256_pin(normalized)
+        if url.lower().startswith("file://"):
+            return self._local(handle, local_path(url), pin)
+        key = cache_key(normalized)
+        hit = self._cached_download(key, handle)
+        if hit is not None:
+            return hit
+        return Cache(self.config).get_or_install(key, normalized, lambda ctx: self._download(ctx, url, pin))
+
+    def _local(self, handle: str, path: str, pin: str | None) -> str:
+        if not os.path.isfile(path):
+            raise ResolveError(f"ONNX model {path!r} (from handle {handle!r}) does not exist.")
+        directory = os.path.dirname(path)
+        others = [n for n in os.listdir(directory) if n.endswith(".onnx")]
+        if pin is None and others == [os.path.basename(path)]:
+            return directory
+        stat = os.stat(path)
+        key = cache_key(f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}\n{pin}")
+
+        def copy(ctx: InstallContext) -> tuple[list[ExtractedFile], dict[str, Any]]:
+            digest, size = sha256_file(path)
+            if pin is not None and digest != pin:
+                raise IntegrityError(f"ONNX model {path!r} has sha256 {digest}, but the handle pins {pin}.")
+            name = _file_name(path)
+            shutil.copyfile(path, os.path.join(ctx.module_dir, name))
+            return [ExtractedFile(name, size, sha256=digest)], {"source": path, "archive_sha256": digest,
+                                                                 "archive_size": size}
+
+        return self.cached(key) or Cache(self.config).get_or_install(key, f"{path}#sha256={pin}" if pin else path, copy)
+
+    def _download(self, ctx: InstallContext, url: str, pin: str | None) -> tuple[list[ExtractedFile], dict[str, Any]]:
+        limit = self.config.max_extract_bytes
+        received = [0]
+
+        def on_progress(count: int) -> None:
+            ctx.touch()
+            received[0] += count
+            if received[0] > limit:
+                raise DownloadError(f"{url!r} is larger than the {limit}-byte limit (HUBKIT_MAX_EXTRACT_BYTES).")
+
+        client = _OnnxHttpClient(self.config)
+        try:
+            result = client.download(url, ctx.part_path, on_progress=on_progress)
+        finally:
+            client.close()
+        if pin is not None and result.sha256 != pin:
+            raise IntegrityError(f"Download of {url!r} has sha256 {result.sha256}, but {pin} was expected.")
+        name = _file_name(url)
+        os.replace(ctx.part_path, os.path.join(ctx.module_dir, name))
+        return [ExtractedFile(name, result.size, sha256=result.sha256)], {
+            "source": url, "archive_sha256": result.sha256, "archive_size": result.size}
