@@ -54,7 +54,7 @@ def open_regular(path: str, what: str = "File", follow_links: bool = True) -> It
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise FormatError(f"{what} {path!r} does not exist.") from None
+        raise FormatError(f"{what} {path!r} cannot be read: No such file or directory (it does not exist).") from None
     except (OSError, ValueError) as exc:
         kind = None
         with contextlib.suppress(OSError, ValueError):
@@ -130,17 +130,23 @@ def parse_json(data: bytes | str, source: str, max_depth: int = MAX_JSON_DEPTH) 
     Raises:
         FormatError: The document is not UTF-8 JSON, or nests more than ``max_depth`` levels.
     """
-    too_deep = FormatError(f"{source!r} is not valid JSON: it nests more than {max_depth} levels deep.")
+    value, reason = _parse(data, max_depth)
+    if reason is not None:
+        raise FormatError(f"{source!r} is not valid JSON: {reason}.")
+    return value
+
+
+def _parse(data: bytes | str, max_depth: int) -> tuple[Any, str | None]:
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
         value = json.loads(text)
     except RecursionError:
-        raise too_deep from None
+        return None, f"it nests more than {max_depth} levels deep"
     except (UnicodeDecodeError, ValueError) as exc:  # includes an over-long integer literal
-        raise FormatError(f"{source!r} is not valid JSON: {exc}.") from None
+        return None, str(exc)
     if json_depth(value, max_depth) > max_depth:
-        raise too_deep
-    return value
+        return None, f"it nests more than {max_depth} levels deep"
+    return value, None
 
 
 def read_json_file(path: str, max_bytes: int, what: str = "File", default: Any = _MISSING, follow_links: bool = False) -> Any:
@@ -157,7 +163,10 @@ def read_json_file(path: str, max_bytes: int, what: str = "File", default: Any =
         FormatError: The file is missing, not a regular file, too large, or not valid JSON (unless ``default``).
     """
     try:
-        return parse_json(read_regular_file(path, max_bytes, what, follow_links), path)
+        value, reason = _parse(read_regular_file(path, max_bytes, what, follow_links), MAX_JSON_DEPTH)
+        if reason is not None:
+            raise FormatError(f"{what} {path!r} cannot be read: {reason} (not valid JSON).")
+        return value
     except FormatError:
         if default is _MISSING:
             raise

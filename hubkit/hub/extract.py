@@ -553,7 +553,7 @@ class BackgroundExtraction:
             self._condition.notify()
         self._thread.join()
         if self._abandoned:  # the download started over: extract the finished file from scratch
-            _empty_directory(self.destination)
+            empty_directory(self.destination)
             return safe_extract(self.archive_path, self.destination, *self._limits)
         if self._error is not None:
             raise self._error
@@ -607,7 +607,8 @@ class _GrowingFileReader:
             self._fd = None
 
 
-def _empty_directory(path: str) -> None:
+def empty_directory(path: str) -> None:
+    """Removes everything inside ``path`` (a private directory), leaving it empty."""
     import shutil
 
     for name in os.listdir(path):
