@@ -358,6 +358,8 @@ class HttpClient:
                     headers["If-Range"] = state["validator"]
             response = self._request(url, headers)
             try:
+                if received and response.status_code == 416 and _complete_at(response, received):
+                    return DownloadResult(received, state["hasher"].hexdigest(), resumed_from)
                 if received and not self._accepts_resume(response, received):
                     _log.info("Server does not resume %s (or its content changed); starting over.", shown)
                     restart()
@@ -447,6 +449,11 @@ class HttpClient:
             f"{shown!r} does not serve a hubkit module: expected a .tar.gz archive but got "
             f"{'an HTML page' if html else 'other content'}."
         )
+
+
+def _complete_at(response: Any, received: int) -> bool:
+    """Whether a 416 answer says the file has exactly ``received`` bytes (nothing is left to fetch)."""
+    return str(response.headers.get("Content-Range", "")).strip() == f"bytes */{received}"
 
 
 def _validator(response: Any) -> str | None:

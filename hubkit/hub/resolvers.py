@@ -7,6 +7,7 @@ error lists what each one accepts.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat as _stat
 from collections.abc import Callable
@@ -33,6 +34,8 @@ from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
 from hubkit.hub.manifest_schema import MAX_VERSION, manifest_problem, min_version_tuple
 from hubkit.importers import TF1_MARKER_FILE
+
+_log = logging.getLogger("hubkit.hub")
 
 __all__ = [
     "FileUrlResolver",
@@ -243,13 +246,16 @@ class LocalArchiveResolver(_BuiltinResolver):
 
 def _download(config: HubConfig, ctx: InstallContext, url: str, size: int | None, sha256: str | None) -> dict[str, Any]:
     """Downloads and extracts an archive (resuming an interrupted download of it when possible)."""
+    resuming = bool(ctx.info_path) and os.path.isfile(ctx.info_path) and os.path.isfile(ctx.part_path)
     try:
         return _download_once(config, ctx, url, size, sha256, resume=True)
-    except IntegrityError as exc:
-        if not getattr(exc, "after_resume", False):
+    except DownloadError as exc:
+        if not resuming or getattr(exc, "resumable", False):
             raise
-    # The bytes kept from an interrupted download and the rest the server sent do not add up to the pinned
-    # sha256 (the server changed the content without changing its validators): start over, once.
+        # The bytes kept from an interrupted download and the rest the server sent do not make a valid
+        # archive with the pinned sha256 (the content changed without its validators): start over, once.
+        _log.warning("Resumed download of %s failed its checks (%s); downloading it again from the start.",
+                     redact_url(url), exc)
     from hubkit.hub.extract import empty_directory
 
     empty_directory(ctx.module_dir)
@@ -289,9 +295,7 @@ def _download_once(
         if size is not None and result.size != size:
             raise IntegrityError(f"Download of {shown!r} has {result.size} bytes, but its manifest declares {size}.")
         if sha256 is not None and result.sha256 != sha256:
-            error = IntegrityError(f"Download of {shown!r} has sha256 {result.sha256}, but {sha256} was expected.")
-            error.after_resume = result.resumed_from > 0  # type: ignore[attr-defined]
-            raise error
+            raise IntegrityError(f"Download of {shown!r} has sha256 {result.sha256}, but {sha256} was expected.")
         ctx.extracted = extraction.finish()
     return {"source": shown, "archive_sha256": result.sha256, "archive_size": result.size}
 
