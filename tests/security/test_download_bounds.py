@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,10 +87,10 @@ def test_a_good_registry_download_still_works(hub_env, hostile):
 def test_tar_and_tgz_handles_are_told_apart_by_their_bytes(hub_env, hostile, tmp_path, archive, suffix):
     hostile.serve_bytes(f"/m{suffix}", archive)
     path = resolve(f"{hostile.url}/m{suffix}#sha256={sha256(archive)}")
-    assert open(os.path.join(path, "graph.pb"), "rb").read() == b"plain tar"
+    assert Path(os.path.join(path, "graph.pb")).read_bytes() == b"plain tar"
     local = tmp_path / f"local{suffix}"
     local.write_bytes(archive)
-    assert open(os.path.join(resolve(str(local)), "graph.pb"), "rb").read() == b"plain tar"
+    assert Path(resolve(str(local)), "graph.pb").read_bytes() == b"plain tar"
 
 
 def test_connection_refused_fails_at_once_naming_host_and_port(hub_env, monkeypatch):

@@ -147,7 +147,6 @@ def test_a_lock_from_the_future_still_goes_stale(tmp_path, future):
 
 def test_index_lock_from_the_future_does_not_block_publish(tmp_path, fake_module, monkeypatch):
     from hubkit.hub import registry
-
     from tests.hub.helpers import fake_validate
 
     root = tmp_path / "reg"

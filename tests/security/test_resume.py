@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,7 +79,7 @@ def _kill_client_mid_download(hub_env, hostile, body):
 def test_a_killed_download_resumes_in_the_next_process(hub_env, hostile):
     sent = _kill_client_mid_download(hub_env, hostile, ARCHIVE)
     path = resolve(f"{hostile.url}/acme/m/1")
-    assert open(os.path.join(path, "variables", "v.bin"), "rb").read() == PAYLOAD
+    assert Path(os.path.join(path, "variables", "v.bin")).read_bytes() == PAYLOAD
     last = [h for p, h in hostile.requests if p == "/acme/m/1.tar.gz"][-1]
     assert last.get("Range") == f"bytes={sent}-" and last.get("If-Range") == '"v1"'
     assert not [n for n in os.listdir(hub_env.cache_dir) if n.startswith(".")]
@@ -90,14 +91,14 @@ def test_changed_content_starts_over(hub_env, hostile):
     hostile.serve_json("/acme/m/1.json", manifest_for(OTHER))
     hostile.serve_bytes("/acme/m/1.tar.gz", OTHER, etag='"v2"')
     path = resolve(f"{hostile.url}/acme/m/1")
-    assert open(os.path.join(path, "variables", "v.bin"), "rb").read() == PAYLOAD[::-1]
+    assert Path(os.path.join(path, "variables", "v.bin")).read_bytes() == PAYLOAD[::-1]
 
 
 def test_a_server_that_cannot_resume_starts_over(hub_env, hostile):
     _kill_client_mid_download(hub_env, hostile, ARCHIVE)
     hostile.serve_bytes("/acme/m/1.tar.gz", ARCHIVE, ranges=False)
     path = resolve(f"{hostile.url}/acme/m/1")
-    assert open(os.path.join(path, "variables", "v.bin"), "rb").read() == PAYLOAD
+    assert Path(os.path.join(path, "variables", "v.bin")).read_bytes() == PAYLOAD
     last = [h for p, h in hostile.requests if p == "/acme/m/1.tar.gz"][-1]
     assert "Range" in last  # asked, refused with a 200, restarted from byte 0
 
@@ -108,7 +109,7 @@ def test_a_lying_server_is_caught_by_the_final_sha256_and_restarted(hub_env, hos
     hostile.serve_json("/acme/m/1.json", manifest_for(ARCHIVE))
     hostile.serve_bytes("/acme/m/1.tar.gz", ARCHIVE, etag='"v1"')
     path = resolve(f"{hostile.url}/acme/m/1")
-    assert open(os.path.join(path, "variables", "v.bin"), "rb").read() == PAYLOAD
+    assert Path(os.path.join(path, "variables", "v.bin")).read_bytes() == PAYLOAD
     ranges = [h.get("Range") for p, h in hostile.requests if p == "/acme/m/1.tar.gz"]
     assert ranges[-2:] == [f"bytes={sent}-", None]
 
@@ -181,7 +182,7 @@ def test_a_killed_server_then_a_resume(hub_env, tmp_path, monkeypatch):
         sent = _partial_bytes(hub_env.cache_dir) or os.path.getsize(_resume_part(hub_env.cache_dir))
         server = _start_server(port, str(archive), cut=0)
         path = resolve(url)
-        assert open(os.path.join(path, "variables", "v.bin"), "rb").read() == PAYLOAD
+        assert Path(os.path.join(path, "variables", "v.bin")).read_bytes() == PAYLOAD
     finally:
         server.kill()
         out = server.communicate(timeout=10)[0]
@@ -196,7 +197,7 @@ def _resume_part(cache_dir: str) -> str:
 def _expect_failure(url: str, errors: list) -> None:
     try:
         resolve(url)
-    except Exception as exc:  # noqa: BLE001 - handed to the test thread
+    except Exception as exc:
         errors.append(str(exc))
 
 
@@ -215,5 +216,5 @@ def test_untrusted_resume_records_are_ignored(hub_env, hostile, info):
     hostile.serve_json("/acme/m/1.json", manifest_for(ARCHIVE))
     hostile.serve_bytes("/acme/m/1.tar.gz", ARCHIVE)
     path = resolve(f"{hostile.url}/acme/m/1")
-    assert open(os.path.join(path, "variables", "v.bin"), "rb").read() == PAYLOAD
+    assert Path(os.path.join(path, "variables", "v.bin")).read_bytes() == PAYLOAD
     assert all("Range" not in h for p, h in hostile.requests if p == "/acme/m/1.tar.gz")
