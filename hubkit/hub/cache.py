@@ -317,11 +317,12 @@ class Cache:
     # -- maintenance (the ``hubkit cache`` commands) --------------------------------------------
 
     def entries(self) -> Iterator[CacheEntry]:
-        """Yields every entry of the cache root, sorted by key."""
-        try:
-            names = sorted(os.listdir(self.root))
-        except FileNotFoundError:
-            return
+        """Yields every entry of the cache root, sorted by key.
+
+        Raises:
+            ResolveError: The cache root exists but is not a readable directory.
+        """
+        names = self._names()
         for name in names:
             path = os.path.join(self.root, name)
             if not _KEY.fullmatch(name) or not os.path.isdir(path) or os.path.islink(path):
@@ -354,10 +355,7 @@ class Cache:
             The paths removed.
         """
         removed: list[str] = []
-        try:
-            names = sorted(os.listdir(self.root))
-        except FileNotFoundError:
-            return removed
+        names = self._names()
         for name in names:
             path = os.path.join(self.root, name)
             if _KEY.fullmatch(name) and os.path.isdir(path):
@@ -378,6 +376,16 @@ class Cache:
                 _remove(path)
                 removed.append(path)
         return removed
+
+    def _names(self) -> list[str]:
+        try:
+            return sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            raise ResolveError(f"The cache directory {self.root!r} is not a directory; set HUBKIT_CACHE_DIR to one.") from None
+        except OSError as exc:
+            raise ResolveError(f"The cache directory {self.root!r} cannot be listed: {exc.strerror or exc}.") from None
 
     def _temp_in_use(self, key: str, token: str) -> bool:
         try:
