@@ -99,7 +99,7 @@ def test_deep_json_in_a_manifest_or_index_from_a_server(hub_env, hostile, depth,
 
     hostile.serve_json("/acme/m/1.json", b'{"sha256": "' + b"0" * 64 + b'", "size": 1, "variants": ' + _deep(depth, kind) + b"}")
     hostile.serve_json("/acme/m/index.json", _deep(depth, kind))
-    with pytest.raises(DownloadError, match="not JSON.*nests more than 64 levels"):
+    with pytest.raises(DownloadError, match=r"not JSON.*nests more than 64 levels"):
         resolve(f"{hostile.url}/acme/m/1")
     with pytest.raises(DownloadError, match="nests more than 64 levels"):
         registry_latest(f"{hostile.url}/acme/m")
