@@ -113,8 +113,8 @@ def manifest_problem(manifest: Any, name: str | None = None, version: int | None
     fmt = manifest.get("format_version", 1)
     if not _is_int(fmt, 1, 1 << 31):
         return f"its 'format_version' is {_short(fmt)}, not a positive integer"
-    minimum = manifest.get("min_hubkit_version", "0")
-    if not isinstance(minimum, str) or _MIN_HUBKIT_VERSION.fullmatch(minimum) is None:
+    minimum = manifest.get("min_hubkit_version")
+    if minimum not in (None, "") and (not isinstance(minimum, str) or _MIN_HUBKIT_VERSION.fullmatch(minimum) is None):
         return f"its 'min_hubkit_version' is {_short(minimum)}, not a version such as '0.4.1'"
     for key in _TEXT_FIELDS:
         value = manifest.get(key, "")
