@@ -125,3 +125,50 @@ def test_credentials_are_not_recorded_in_the_cache(hub_env, hostile):
 ])
 def test_the_manifest_schema_names_the_problem(manifest, problem):
     assert problem in (manifest_problem(manifest) or "")
+
+
+def _conv_module(path: str) -> str:
+    import hubkit as hk
+
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 8, 8, 3])
+        k = hk.get_variable("k", [3, 3, 3, 4], initializer=hk.initializers.get("zeros"))
+        y = hk.nn.conv2d(x, k, strides=[1, 2, 2, 1], padding="SAME")
+        y = hk.nn.max_pool(y, ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="VALID")
+        hk.add_signature(inputs=x, outputs=hk.reshape(y, [-1, 16]))
+
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    return path
+
+
+@pytest.mark.parametrize(("op", "attr"), [("Conv2D", "strides"), ("MaxPool", "strides"), ("MaxPool", "ksize"),
+                                          ("Reshape", "shape")])
+@pytest.mark.parametrize("value", [0, -1, 2**62, -(2**63), float("inf"), float("nan"), -float("inf"), 1e308])
+def test_zero_inf_and_huge_numbers_in_shape_and_stride_attributes(tmp_path, op, attr, value):
+    import numpy as np
+
+    import hubkit as hk
+    from hubkit.format import hubkit_module_pb2 as pb
+
+    path = _conv_module(str(tmp_path / "m"))
+    graph = pb.ModuleGraph.FromString(open(f"{path}/graph.pb", "rb").read())  # noqa: SIM115
+    changed = 0
+    for variant in graph.variants:
+        for node in variant.nodes:
+            for item in node.attrs.entries:
+                if node.op == op and item.key == attr:
+                    kind = item.value.WhichOneof("kind")
+                    values = getattr(item.value, kind).items if kind in ("list", "tuple") else []
+                    for v in values:
+                        if isinstance(value, float):
+                            v.f = value
+                        else:
+                            v.i = value
+                        changed += 1
+    assert changed
+    with open(f"{path}/graph.pb", "wb") as f:
+        f.write(graph.SerializeToString())
+    try:
+        hk.Module(path)(np.ones((1, 8, 8, 3), np.float32))
+    except HubkitError:
+        pass
