@@ -97,7 +97,7 @@ def _fuzz_extractor(seeds, tmp_path, cases: int, seed: int) -> dict[str, int]:
             outcomes["ok"] += 1
         except HubkitError:
             outcomes["refused"] += 1
-        except BaseException as exc:  # noqa: BLE001 - the point of the test
+        except BaseException as exc:
             raise AssertionError(f"case {case} of seed {seed}: {type(exc).__name__}: {exc}") from exc
     assert _peak_rss_mb() - start_rss < MAX_GROWTH_MB
     return outcomes
@@ -123,7 +123,7 @@ def _fuzz_loader(module: str, tmp_path, cases: int, seed: int) -> dict[str, int]
             outcomes["ok"] += 1
         except HubkitError:
             outcomes["refused"] += 1
-        except BaseException as exc:  # noqa: BLE001 - the point of the test
+        except BaseException as exc:
             raise AssertionError(f"case {case} of seed {seed} ({target}): {type(exc).__name__}: {exc}") from exc
         finally:
             (work / target).write_bytes(originals[target])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 
@@ -9,7 +10,13 @@ import pytest
 
 from hubkit import registry_latest, resolve
 from hubkit.errors import DownloadError, FormatError, HubkitError, ResolveError
-from hubkit.hub.handles import is_registry_name_part, normalize_handle, redact_url, registry_parts, split_module_name
+from hubkit.hub.handles import (
+    is_registry_name_part,
+    normalize_handle,
+    redact_url,
+    registry_parts,
+    split_module_name,
+)
 from hubkit.hub.manifest_schema import manifest_problem
 from tests.security.hostile import gz, manifest_for, refused_port, tar_bytes
 
@@ -50,7 +57,7 @@ def test_min_hubkit_version_from_a_manifest(hub_env, hostile, minimum):
 def test_a_future_min_version_still_asks_for_an_upgrade(hub_env, hostile):
     archive = gz(tar_bytes([]))
     hostile.serve_json("/acme/m/1.json", manifest_for(archive, min_hubkit_version="999.0"))
-    with pytest.raises(ResolveError, match="needs hubkit >= 999.0"):
+    with pytest.raises(ResolveError, match=r"needs hubkit >= 999\.0"):
         resolve(f"{hostile.url}/acme/m/1")
 
 
@@ -168,7 +175,5 @@ def test_zero_inf_and_huge_numbers_in_shape_and_stride_attributes(tmp_path, op, 
     assert changed
     with open(f"{path}/graph.pb", "wb") as f:
         f.write(graph.SerializeToString())
-    try:
+    with contextlib.suppress(HubkitError):
         hk.Module(path)(np.ones((1, 8, 8, 3), np.float32))
-    except HubkitError:
-        pass
