@@ -49,7 +49,7 @@ def test_publish_checks_what_it_writes_with_the_same_schema(tmp_path, fake_modul
             "dtype": "float32", "shape": 3}}}}}]}
 
     root = tmp_path / "reg"
-    with pytest.raises(RegistryError, match="malformed manifest.*shape"):
+    with pytest.raises(RegistryError, match=r"malformed manifest.*shape"):
         publish(fake_module, str(root), "acme/m", validate=bad_validate)
     assert not os.path.exists(root / "acme" / "m" / "1.tar.gz")
     assert not os.path.exists(root / "acme" / "m" / "1.json")
