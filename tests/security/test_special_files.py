@@ -183,3 +183,34 @@ def test_cache_commands_on_a_cache_dir_that_is_a_file(tmp_path, monkeypatch):
         list(cache.entries())
     with pytest.raises(ResolveError, match="not a directory"):
         cache.prune()
+
+
+_VOCAB = r"""
+import sys, numpy as np, hubkit as hk
+from hubkit.errors import HubkitError
+try:
+    hk.Module(sys.argv[1])(np.array(["a b"], dtype=object))
+    print("RAN")
+except HubkitError as exc:
+    print("HUBKIT", type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_vocabulary_asset_that_is_not_a_regular_file(tmp_path, kind):
+    import hubkit as hk
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\n")
+
+    def module_fn():
+        s = hk.placeholder(hk.string, [None])
+        table = hk.text.vocabulary_table(str(vocab), num_oov_buckets=1)
+        hk.add_signature(inputs=s, outputs=table.lookup(hk.text.whitespace_tokenize(s).values))
+
+    path = str(tmp_path / "m")
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    asset = os.path.join(path, "assets", "vocab.txt")
+    _replace(asset, kind)
+    out = subprocess.run([sys.executable, "-c", _VOCAB, path], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.stdout.startswith("HUBKIT"), (out.stdout, out.stderr)
