@@ -13,8 +13,8 @@ depend on the process (``PYTHONHASHSEED``), the machine or the Python version.
 from __future__ import annotations
 
 import os
-import stat
 import re
+import stat
 import threading
 from itertools import chain, repeat
 from typing import Any
