@@ -99,8 +99,14 @@ class CacheEntry:
 
     @property
     def handle(self) -> str:
-        """The handle the entry was fetched for ("?" if its descriptor is missing)."""
-        return str(self.descriptor.get("handle", "?"))
+        """The handle the entry was fetched for ("?" if its descriptor is missing).
+
+        The descriptor is untrusted (a shared cache): control characters (terminal escapes) become "?"
+        and the text is cut at 2,000 characters, so listing a cache cannot rewrite the user's terminal.
+        """
+        handle = self.descriptor.get("handle", "?")
+        text = handle if isinstance(handle, str) else "?"
+        return "".join(c if c.isprintable() else "?" for c in text[:2000])
 
     @property
     def module_dir(self) -> str:

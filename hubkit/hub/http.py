@@ -182,6 +182,7 @@ class HttpClient:
             session = requests.Session()
             session.headers["User-Agent"] = _user_agent()
             session.headers["Accept-Encoding"] = "identity"
+            session.max_redirects = 10
             self._session = session
         return self._session
 
@@ -230,6 +231,12 @@ class HttpClient:
         except (requests.RequestException, ValueError) as exc:  # e.g. an invalid URL
             raise DownloadError(f"Request for {redact_url(url)!r} failed: {type(exc).__name__}.") from None
         status = response.status_code
+        if url.lower().startswith("https://") and str(getattr(response, "url", url)).lower().startswith("http://"):
+            response.close()
+            raise DownloadError(
+                f"{redact_url(url)!r} redirected to plain HTTP ({redact_url(str(response.url))!r}); refusing to "
+                "downgrade from HTTPS."
+            )
         if status in (200, 206):
             return response
         response.close()
@@ -239,7 +246,7 @@ class HttpClient:
             raise DownloadError(f"{redact_url(url)!r} does not exist (HTTP 404): no such module or version on that server.")
         if status == 416:
             return response  # handled by the resumable download
-        reason = str(response.reason or "")[:100]
+        reason = "".join(c for c in str(response.reason or "")[:100] if c.isprintable())  # server text: no escapes
         raise DownloadError(f"Server refused {redact_url(url)!r} with HTTP {status} {reason}".rstrip() + ".")
 
     def get_json(self, url: str) -> Any:

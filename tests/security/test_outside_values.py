@@ -177,3 +177,36 @@ def test_zero_inf_and_huge_numbers_in_shape_and_stride_attributes(tmp_path, op, 
         f.write(graph.SerializeToString())
     with contextlib.suppress(HubkitError):
         hk.Module(path)(np.ones((1, 8, 8, 3), np.float32))
+
+
+def test_planted_handles_cannot_write_terminal_escapes(tmp_path):
+    from hubkit.hub import Cache, HubConfig
+
+    entry = tmp_path / "cache" / ("e" * 40)
+    (entry / "module").mkdir(parents=True)
+    (entry / "descriptor.json").write_text(json.dumps({"handle": "\x1b[2J\x1b]0;pwned\x07https://h/m/1"}))
+    [listed] = list(Cache(HubConfig(cache_dir=str(tmp_path / "cache"))).entries())
+    assert "\x1b" not in listed.handle and "\x07" not in listed.handle and "https://h/m/1" in listed.handle
+
+
+def test_a_reason_phrase_cannot_write_terminal_escapes(hub_env, hostile):
+    def refuse(h):
+        h.send_response(403, "Forbidden\x1b[2J")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    hostile.routes["/acme/m/1.json"] = refuse
+    with pytest.raises(DownloadError, match="HTTP 403") as info:
+        resolve(f"{hostile.url}/acme/m/1")
+    assert "\x1b" not in str(info.value)
+
+
+def test_an_https_registry_cannot_redirect_to_plain_http(hub_env):
+    import responses
+
+    with responses.RequestsMock() as mock:
+        mock.get("https://models.example.org/acme/m/1.json", status=302,
+                 headers={"Location": "http://models.example.org/acme/m/1.json"})
+        mock.get("http://models.example.org/acme/m/1.json", json={"sha256": "0" * 64, "size": 1})
+        with pytest.raises(DownloadError, match="redirected to plain HTTP"):
+            resolve("https://models.example.org/acme/m/1")
