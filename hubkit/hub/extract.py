@@ -124,7 +124,7 @@ def archive_format(head: bytes) -> str | None:
     A gzip file starts with its magic; a tar file with a 512-byte header whose checksum matches
     (the ``.tar``/``.tar.gz``/``.tgz`` extension of a handle is never trusted).
 
-    >>> archive_format(b"\x1f\x8b\x08"), archive_format(b"<html>")
+    >>> archive_format(bytes([0x1F, 0x8B, 8])), archive_format(b"<html>")
     ('gzip', None)
 
     Args:
