@@ -82,11 +82,32 @@ def read_regular_file(path: str, max_bytes: int, what: str = "File", follow_link
     Raises:
         FormatError: As for :func:`open_regular`, or the file is larger than ``max_bytes``.
     """
-    with open_regular(path, what, follow_links) as f:
-        try:
-            data = f.read(max_bytes + 1)
-        except OSError as exc:
-            raise FormatError(f"{what} {path!r} cannot be read: {exc.strerror or exc}.") from None
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO must not wait for a writer
+    except (OSError, ValueError):
+        with open_regular(path, what, follow_links):  # raises the error that names the problem
+            pass
+        raise  # pragma: no cover - open_regular raised
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FormatError(f"{what} {path!r} is {_kind(info.st_mode)}, not a regular file; refusing to read it.")
+        want = min(info.st_size, max_bytes) + 1  # one byte more, to notice a file larger than allowed
+        parts, got = [], 0
+        while got < want:  # a regular file ignores O_NONBLOCK
+            chunk = os.read(fd, want - got)
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+    except OSError as exc:
+        raise FormatError(f"{what} {path!r} cannot be read: {exc.strerror or exc}.") from None
+    finally:
+        os.close(fd)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) > max_bytes:
         raise FormatError(f"{what} {path!r} is larger than {max_bytes} bytes; refusing to read it.")
     return data
@@ -144,12 +165,15 @@ def _parse(data: bytes | str, max_depth: int) -> tuple[Any, str | None]:
         return None, f"it nests more than {max_depth} levels deep"
     except (UnicodeDecodeError, ValueError) as exc:  # includes an over-long integer literal
         return None, str(exc)
-    if json_depth(value, max_depth) > max_depth:
+    if max_depth and json_depth(value, max_depth) > max_depth:
         return None, f"it nests more than {max_depth} levels deep"
     return value, None
 
 
-def read_json_file(path: str, max_bytes: int, what: str = "File", default: Any = _MISSING, follow_links: bool = False) -> Any:
+def read_json_file(
+    path: str, max_bytes: int, what: str = "File", default: Any = _MISSING, follow_links: bool = False,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
     """Reads and parses a JSON file with :func:`read_regular_file` and :func:`parse_json`.
 
     Args:
@@ -158,12 +182,14 @@ def read_json_file(path: str, max_bytes: int, what: str = "File", default: Any =
         what: How to name the file in messages.
         default: Returned instead of raising when the file is missing or invalid in any way.
         follow_links: Follow a symbolic link at ``path`` (not by default: these files are written by hubkit).
+        max_depth: Deepest nesting accepted; 0 skips the walk (for a caller that checks the exact structure
+            itself; the parser's own recursion limit still applies).
 
     Raises:
         FormatError: The file is missing, not a regular file, too large, or not valid JSON (unless ``default``).
     """
     try:
-        value, reason = _parse(read_regular_file(path, max_bytes, what, follow_links), MAX_JSON_DEPTH)
+        value, reason = _parse(read_regular_file(path, max_bytes, what, follow_links), max_depth)
         if reason is not None:
             raise FormatError(f"{what} {path!r} cannot be read: {reason} (not valid JSON).")
         return value

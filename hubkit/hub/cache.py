@@ -34,7 +34,6 @@ import datetime
 import json
 import logging
 import os
-import posixpath
 import re
 import shutil
 import stat
@@ -46,7 +45,7 @@ from typing import Any
 from hubkit.errors import ResolveError
 from hubkit.format.bounded_io import read_json_file
 from hubkit.hub.config import HubConfig
-from hubkit.hub.extract import ExtractedFile, merge_relative_path
+from hubkit.hub.extract import ExtractedFile
 from hubkit.hub.hashing import file_checksums
 from hubkit.hub.lock import LockFile, LockHolder, hostname
 
@@ -426,27 +425,31 @@ class Cache:
 
 
 def _read_record(path: str) -> dict[str, Any] | None:
-    """Reads a completion record; ``None`` unless it is well-formed (every name a plain relative path)."""
-    record = read_json_file(path, _MAX_RECORD_BYTES, default=None)
-    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+    """Reads a completion record; ``None`` unless it is well-formed (every name a plain relative path).
+
+    This is the hot path of a cache hit, so the structure is checked exactly (which also bounds its
+    depth) rather than walked generically.
+    """
+    record = read_json_file(path, _MAX_RECORD_BYTES, default=None, max_depth=0)
+    files = record.get("files") if type(record) is dict else None
+    if type(files) is not dict:
         return None
-    for relative, info in record["files"].items():
-        if not isinstance(info, dict) or not _valid_file_record(info):
-            return None
-        try:
-            if not relative or merge_relative_path("/", relative) != "/" + relative or relative != posixpath.normpath(relative):
-                return None
-        except ResolveError:
+    for relative, info in files.items():
+        if type(info) is not dict or not _valid_file_record(info) or _RELATIVE.fullmatch(relative) is None:
             return None
     return record
 
 
+_RELATIVE = re.compile(r"(?:(?!\.\.?/)[^/\\\x00]+/)*(?!\.\.?$)[^/\\\x00]+")  # a/b/c: no "", ".", "..", "\\", NUL
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
 def _valid_file_record(info: dict[str, Any]) -> bool:
-    size, crc, digest = info.get("size"), info.get("crc32", 0), info.get("sha256", "0" * 64)
+    size, crc, digest = info.get("size"), info.get("crc32", 0), info.get("sha256")
     return (
-        isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 1 << 62
-        and isinstance(crc, int) and not isinstance(crc, bool) and 0 <= crc < 1 << 32
-        and isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest) is not None
+        type(size) is int and 0 <= size < 1 << 62
+        and type(crc) is int and 0 <= crc < 1 << 32
+        and (digest is None or (type(digest) is str and _HEX64.fullmatch(digest) is not None))
     )
 
 
