@@ -388,7 +388,7 @@ def _check_manifest(manifest: Any, url: str) -> tuple[str, int]:
     problem = manifest_problem(manifest)  # the one schema publish writes and `hubkit registry check` applies
     if problem is not None:
         raise DownloadError(f"Manifest {shown!r} is malformed: {problem}.")
-    from hubkit import __version__
+    from hubkit._version import __version__
 
     minimum = manifest.get("min_hubkit_version")
     if minimum and min_version_tuple(minimum) > _version_tuple(__version__):
