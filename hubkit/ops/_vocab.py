@@ -174,7 +174,8 @@ def load_vocabulary(path: str, cache: dict[Any, Vocabulary] | None = None) -> Vo
         return cache[key]
 
     if not stat.S_ISREG(st.st_mode):  # an asset that is a FIFO would block, /dev/zero never end
-        raise OpError(f"Cannot read vocabulary file {path!r}: it is not a regular file.")
+        what = "Is a directory" if stat.S_ISDIR(st.st_mode) else "it is not a regular file (a FIFO or device)"
+        raise OpError(f"Cannot read vocabulary file {path!r}: {what}.")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as f:
