@@ -156,3 +156,57 @@ def test_fuzz_archive_extractor_nightly(seeds, tmp_path, request):
 def test_fuzz_module_loader_nightly(seeds, tmp_path, request):
     _nightly(request)
     _fuzz_loader(seeds[0], tmp_path, NIGHTLY_CASES, seed=int(os.environ.get("HUBKIT_FUZZ_SEED", "12")))
+
+
+def _random_attr(value, rng: random.Random) -> None:
+    """Overwrites a graph.pb AttrValue with a random, often extreme, value of a random kind."""
+    kind = rng.randrange(7)
+    if kind == 0:
+        value.i = rng.choice([0, -1, 1, 2**31, 2**62, -(2**63), 2**63 - 1])
+    elif kind == 1:
+        value.f = rng.choice([0.0, -0.0, float("inf"), -float("inf"), float("nan"), 1e308, -1e-308])
+    elif kind == 2:
+        value.s = rng.choice(["", "x" * 1000, "\x00", "../../etc/passwd", "(a)\\1", "SAME", "VALID", "NHWC"])
+    elif kind == 3:
+        value.b = rng.random() < 0.5
+    elif kind == 4:
+        value.dtype = rng.choice(["float32", "int64", "string", "complex128", "", "object"])
+    else:
+        target = value.list if kind == 5 else value.tuple
+        del target.items[:]
+        for _ in range(rng.choice([0, 1, 2, 4, 70])):
+            item = target.items.add()
+            item.i = rng.choice([0, -1, 1, 3, 2**40, -(2**63)])
+
+
+def _fuzz_attributes(module: str, tmp_path, cases: int, seed: int) -> None:
+    from hubkit.format import hubkit_module_pb2 as pb
+
+    rng = random.Random(seed)
+    work = tmp_path / "module-attrs"
+    shutil.copytree(module, work)
+    original = (work / "graph.pb").read_bytes()
+    for case in range(cases):
+        graph = pb.ModuleGraph.FromString(original)
+        entries = [e for v in graph.variants for n in v.nodes for e in n.attrs.entries]
+        for entry in rng.sample(entries, min(len(entries), rng.choice([1, 1, 2]))):
+            _random_attr(entry.value, rng)
+        (work / "graph.pb").write_bytes(graph.SerializeToString())
+        try:
+            m = hk.Module(str(work))
+            m(np.ones((2, 4), np.float32))
+            m(np.array(["Hello, World!"], dtype=object), signature="clean")
+        except HubkitError:
+            pass
+        except BaseException as exc:
+            raise AssertionError(f"case {case} of seed {seed}: {type(exc).__name__}: {exc}") from exc
+
+
+def test_fuzz_module_attributes(seeds, tmp_path):
+    _fuzz_attributes(seeds[0], tmp_path, QUICK_CASES, seed=3)
+
+
+@pytest.mark.slow
+def test_fuzz_module_attributes_nightly(seeds, tmp_path, request):
+    _nightly(request)
+    _fuzz_attributes(seeds[0], tmp_path, NIGHTLY_CASES, seed=int(os.environ.get("HUBKIT_FUZZ_SEED", "13")))
