@@ -119,3 +119,18 @@ def test_cache_ls_on_a_hostile_cache(tmp_path):
     os.mkfifo(cache / ("d" * 40) / "complete.json")
     out = _hubkit(["cache", "ls"], {"HUBKIT_CACHE_DIR": str(cache)})
     assert out.returncode == 0 and "Traceback" not in out.stderr, (out.stdout, out.stderr)
+
+
+def test_registry_check_reports_a_poisoned_manifest(tmp_path, fake_module):
+    from hubkit.hub.registry import publish
+    from tests.hub.helpers import fake_validate
+
+    root = tmp_path / "reg"
+    publish(fake_module, str(root), "acme/m", validate=fake_validate)
+    path = root / "acme" / "m" / "1.json"
+    manifest = json.loads(path.read_text())
+    manifest["variants"] = [{"tags": [1], "signatures": {}}]
+    path.write_text(json.dumps(manifest))
+    out = _hubkit(["registry", "check", str(root)], {})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "acme/m/1" in out.stdout and "'variants[0].tags' is [1], not a list of strings" in out.stdout
