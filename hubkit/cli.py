@@ -45,6 +45,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     module_dir = resolve(args.handle)
     print(f"Module {args.handle!r}")
     print(f"  directory: {module_dir}")
+    if _is_tf1(module_dir):
+        from hubkit.importers.tf1.info import describe_tf1_module
+
+        print("\n".join(describe_tf1_module(module_dir)))
+        return 0
     summary = summarize_module(module_dir)
     print(f"  format version: {summary['format_version']}")
     for variant in summary["variants"]:
@@ -210,6 +215,19 @@ def _port(text: str) -> int:
     return port
 
 
+def _is_tf1(module_dir: str) -> bool:
+    from hubkit.importers import detect_format
+
+    return detect_format(module_dir) == "tf1"
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from hubkit.module.convert import convert
+
+    print(convert(args.src, args.dst))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser of the ``hubkit`` command."""
     parser = argparse.ArgumentParser(prog="hubkit", description="Use, cache and publish hubkit modules.")
@@ -218,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show a module's signatures, inputs, outputs and variables")
     info.add_argument("handle")
     info.set_defaults(run=_cmd_info)
+
+    convert = commands.add_parser("convert", help="write a TF1 Hub module, ONNX model or module as a hubkit module")
+    convert.add_argument("src", metavar="SRC")
+    convert.add_argument("dst", metavar="DST")
+    convert.set_defaults(run=_cmd_convert)
 
     download = commands.add_parser("download", help="fetch a module into the cache and print its directory")
     download.add_argument("handle")
