@@ -15,6 +15,7 @@ from hubkit.train.optimizers import (
     create_global_step,
     get_global_step,
 )
+from hubkit.train.saver import Saver
 from hubkit.train.training import History
 
 __all__: list[str] = [
@@ -33,6 +34,7 @@ __all__: list[str] = [
     "Momentum",
     "Optimizer",
     "RMSProp",
+    "Saver",
     "create_global_step",
     "get_global_step",
     "latest_checkpoint",
