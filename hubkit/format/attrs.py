@@ -7,6 +7,7 @@ against a fixed list) and raises :class:`~hubkit.errors.FormatError` on anything
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ _ARRAY_DTYPES = {
 }
 _HUBKIT_DTYPES = ("bool", "float32", "float64", "int32", "int64", "string")
 _INT64 = (-(2**63), 2**63 - 1)
+_MAX_ARRAY_ELEMENTS = 1 << 31  # an attribute lives in graph.pb, which protobuf caps at 2 GiB
 
 
 # -- shapes and dtypes -----------------------------------------------------------------------------
@@ -92,7 +94,9 @@ def decode_array(proto: pb.TensorProto, where: str = "array") -> np.ndarray:
     shape = decode_shape(proto.shape, where)
     if shape is None or any(d is None for d in shape):
         raise FormatError(f"{where} has the incomplete shape {shape}; stored arrays need a full shape.")
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)  # Python ints: a huge product cannot wrap around to a small one
+    if size > _MAX_ARRAY_ELEMENTS:
+        raise FormatError(f"{where} has the shape {list(shape)} of {size} elements; more than an attribute can hold.")
     if proto.dtype == "string":
         if proto.content or len(proto.string_val) != size:
             raise FormatError(f"{where} holds {len(proto.string_val)} strings; its shape {list(shape)} needs {size}.")

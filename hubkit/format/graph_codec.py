@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 from hubkit.errors import FormatError, GraphError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.attrs import decode_attrs, decode_dtype, decode_shape, encode_attrs, encode_shape
+from hubkit.format.bounded_io import read_regular_file
 from hubkit.graph import DType, Graph, Node, Shape
 from hubkit.ops.importer import NodeSpec, split_tensor_name
 from hubkit.ops.registry import is_registered
@@ -96,6 +97,9 @@ def decode_tensor_info(info: pb.TensorInfo, where: str) -> tuple[str, DType, Sha
     return info.tensor, decode_dtype(info.dtype, where), decode_shape(info.shape, where)
 
 
+_MAX_GRAPH_BYTES = (2 << 30) - 1  # protobuf cannot parse a larger message anyway
+
+
 def write_graph_file(directory: str, module_graph: pb.ModuleGraph) -> None:
     """Writes ``graph.pb`` (deterministic bytes, ``end`` mark last)."""
     module_graph.end = END_MARK
@@ -108,14 +112,11 @@ def write_graph_file(directory: str, module_graph: pb.ModuleGraph) -> None:
 def read_graph_file(directory: str) -> pb.ModuleGraph:
     """Parses ``graph.pb``; a missing, random or truncated file raises FormatError naming it."""
     path = os.path.join(directory, GRAPH_FILE)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise FormatError(f"Module graph {path!r} cannot be read: {e.strerror or e}.") from None
+    # A regular file only (a FIFO would block, a link to /dev/zero never end), within protobuf's 2 GiB.
+    data = read_regular_file(path, _MAX_GRAPH_BYTES, "Module graph")
     try:
         graph = pb.ModuleGraph.FromString(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
+    except (DecodeError, RuntimeError, ValueError, RecursionError) as e:
         raise FormatError(f"Module graph {path!r} is corrupt: it is not a valid hubkit graph ({e}).") from None
     if graph.end != END_MARK:
         raise FormatError(f"Module graph {path!r} is truncated or corrupt: its end mark is missing.")

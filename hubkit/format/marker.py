@@ -8,6 +8,7 @@ from google.protobuf.message import DecodeError
 
 from hubkit.errors import FormatError
 from hubkit.format import hubkit_module_pb2 as pb
+from hubkit.format.bounded_io import read_regular_file
 
 __all__ = ["FORMAT_VERSION", "MARKER_FILE", "SUPPORTED_FEATURES", "read_marker", "write_marker"]
 
@@ -41,10 +42,10 @@ def read_marker(directory: str) -> pb.ModuleDef:
             f"{directory!r} is not a hubkit module: it has no {MARKER_FILE} (the marker written last by export), "
             "so it is missing or was not completely written."
         )
+    data = read_regular_file(path, 1 << 20, "Module marker")  # a few bytes; never a FIFO or device
     try:
-        with open(path, "rb") as f:
-            marker = pb.ModuleDef.FromString(f.read())
-    except (OSError, DecodeError) as e:
+        marker = pb.ModuleDef.FromString(data)
+    except (DecodeError, RuntimeError, ValueError, RecursionError) as e:
         raise FormatError(f"Module marker {path!r} is corrupt: {e}.") from None
     if marker.format != FORMAT_VERSION:
         raise FormatError(

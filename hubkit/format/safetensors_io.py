@@ -16,6 +16,7 @@ layout other safetensors tools use.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hubkit.errors import FormatError
+from hubkit.format.bounded_io import open_regular, parse_json, read_json_file
 
 __all__ = [
     "DEFAULT_MAX_SHARD_BYTES",
@@ -133,8 +135,8 @@ def write_store(directory: str, arrays: Mapping[str, np.ndarray], max_shard_byte
 def _read_header(path: str) -> tuple[int, dict]:
     where = f"Variables file {path!r}"
     try:
-        file_size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        with open_regular(path, "Variables file") as f:  # never a FIFO, device or directory
+            file_size = os.fstat(f.fileno()).st_size
             raw = f.read(8)
             if len(raw) < 8:
                 raise FormatError(f"{where} is truncated: it has no safetensors header.")
@@ -145,12 +147,19 @@ def _read_header(path: str) -> tuple[int, dict]:
     except OSError as e:
         raise FormatError(f"{where} cannot be read: {e}.") from None
     try:
-        header = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{where} has a corrupt safetensors header: {e}.") from None
+        header = parse_json(text, path)
+    except FormatError as e:
+        raise FormatError(f"{where} has a corrupt safetensors header: {e}") from None
     if not isinstance(header, dict):
         raise FormatError(f"{where} has a corrupt safetensors header: not a JSON object.")
     return 8 + n, header
+
+
+def _json_int(value: object) -> int:
+    """An integer from a header (not a bool, float or string), within int64."""
+    if not isinstance(value, int) or isinstance(value, bool) or not -(2**63) <= value < 2**63:
+        raise ValueError(f"{value!r} is not an int64")
+    return value
 
 
 def _entries_of(path: str, file: str) -> dict[str, TensorEntry]:
@@ -162,11 +171,13 @@ def _entries_of(path: str, file: str) -> dict[str, TensorEntry]:
             continue
         try:
             dtype = _FROM_CODE[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
+            shape = tuple(_json_int(d) for d in info["shape"])
+            begin, end = (_json_int(x) for x in info["data_offsets"])
+            if len(shape) > 64:
+                raise ValueError("too many dimensions")
         except (KeyError, TypeError, ValueError):
             raise FormatError(f"Variables file {path!r} has a malformed entry for {name!r}.") from None
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: a huge product cannot wrap around
         if any(d < 0 for d in shape) or not 0 <= begin <= end <= data_size or end - begin != nbytes:
             raise FormatError(
                 f"Variables file {path!r} is corrupt or truncated: {name!r} ({info['dtype']} {list(shape)}) "
@@ -209,12 +220,13 @@ def read_store_index(directory: str) -> dict[str, TensorEntry]:
         FormatError: a file is missing, truncated or has a corrupt header.
     """
     index_path = os.path.join(directory, INDEX_FILE)
-    if os.path.exists(index_path):
+    if os.path.lexists(index_path):
         try:
-            with open(index_path, encoding="utf-8") as f:
-                weight_map = json.load(f)["weight_map"]
+            weight_map = read_json_file(index_path, _MAX_HEADER, "Variables index", follow_links=True)["weight_map"]
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+                raise TypeError("'weight_map' is not an object of variable name -> file name")
             files = sorted(set(weight_map.values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        except (FormatError, KeyError, TypeError, AttributeError) as e:
             raise FormatError(f"Variables index {index_path!r} is corrupt: {e}.") from None
     else:
         weight_map = None

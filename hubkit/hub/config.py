@@ -49,19 +49,24 @@ def _flag(environ: Mapping[str, str], name: str) -> bool | None:
     raise ResolveError(f"Environment variable {name}={raw!r} is not a boolean; expected one of {sorted(_TRUE | _FALSE - {''})}.")
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, kind: type = float) -> float:
+def _number(environ: Mapping[str, str], name: str, default: float, kind: type = float, positive: bool = False) -> float:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
+    shown = raw if len(raw) <= 40 else raw[:40] + "..."
     try:
+        if len(raw) > 100:  # also keeps int() away from its quadratic and limited long-string path
+            raise ValueError
         value = kind(raw)
     except ValueError:
         what = "an int" if kind is int else "a float"
-        raise ResolveError(f"Environment variable {name}={raw!r} is not {what}.") from None
+        raise ResolveError(f"Environment variable {name}={shown!r} is not {what}.") from None
     if not math.isfinite(value):
-        raise ResolveError(f"Environment variable {name}={raw!r} must be a finite number.")
+        raise ResolveError(f"Environment variable {name}={shown!r} must be a finite number.")
     if value < 0:
-        raise ResolveError(f"Environment variable {name}={raw!r} must not be negative.")
+        raise ResolveError(f"Environment variable {name}={shown!r} must not be negative.")
+    if positive and value == 0:
+        raise ResolveError(f"Environment variable {name}={shown!r} must be greater than 0.")
     return value
 
 
@@ -85,6 +90,8 @@ class HubConfig:
         max_extract_bytes: Largest total uncompressed size an archive may expand to
             (``HUBKIT_MAX_EXTRACT_BYTES``); a larger archive is refused as a decompression bomb.
         max_extract_members: Largest number of entries an archive may hold.
+        max_download_bytes: Largest archive a download may fetch (``HUBKIT_MAX_DOWNLOAD_BYTES``), whatever
+            the server announces; a registry manifest's declared size bounds it further.
         chunk_size: Bytes per read when streaming a download.
     """
 
@@ -101,6 +108,13 @@ class HubConfig:
     max_extract_bytes: int = 64 << 30
     max_extract_members: int = 100_000
     chunk_size: int = 1 << 20
+    max_download_bytes: int = 64 << 30
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise ResolveError(f"HubConfig.{name} must be a positive finite number of seconds, got {value!r}.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> HubConfig:
@@ -120,14 +134,15 @@ class HubConfig:
         values: dict[str, object] = {
             "offline": bool(_flag(environ, "HUBKIT_OFFLINE")),
             "progress": _flag(environ, "HUBKIT_PROGRESS"),
-            "connect_timeout": _number(environ, "HUBKIT_CONNECT_TIMEOUT", cls.connect_timeout),
-            "read_timeout": _number(environ, "HUBKIT_READ_TIMEOUT", cls.read_timeout),
+            "connect_timeout": _number(environ, "HUBKIT_CONNECT_TIMEOUT", cls.connect_timeout, positive=True),
+            "read_timeout": _number(environ, "HUBKIT_READ_TIMEOUT", cls.read_timeout, positive=True),
             "retries": int(_number(environ, "HUBKIT_RETRIES", cls.retries, int)),
             "backoff": _number(environ, "HUBKIT_BACKOFF", cls.backoff),
             "backoff_max": _number(environ, "HUBKIT_BACKOFF_MAX", cls.backoff_max),
             "lock_timeout": _number(environ, "HUBKIT_LOCK_TIMEOUT", cls.lock_timeout),
             "lock_poll": _number(environ, "HUBKIT_LOCK_POLL", cls.lock_poll),
             "max_extract_bytes": int(_number(environ, "HUBKIT_MAX_EXTRACT_BYTES", cls.max_extract_bytes, int)),
+            "max_download_bytes": int(_number(environ, "HUBKIT_MAX_DOWNLOAD_BYTES", cls.max_download_bytes, int)),
         }
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
+import struct
 import tarfile
 import threading
 import zlib
 from typing import Any
 
 from hubkit.errors import DownloadError
-from hubkit.hub.gzipstream import GunzipReader
 
 __all__ = [
+    "GZIP_MAGIC",
     "BackgroundExtraction",
     "ExtractedFile",
     "UnsafeArchiveError",
+    "archive_format",
     "extract_stream",
     "merge_relative_path",
     "safe_extract",
@@ -109,19 +112,136 @@ def _member_kind(member: tarfile.TarInfo) -> str:
     return "a special file"
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+_MAX_NAME_BYTES = 4096  # longest member path (Linux PATH_MAX)
+_MAX_COMPONENT_BYTES = 255  # longest path component (NAME_MAX)
+_MAX_HEADER_READS = 16  # header reads (plain, GNU long name, PAX) before one entry; ordinary entries need 1-5
+
+
+def archive_format(head: bytes) -> str | None:
+    """Names the archive format of a file from its first bytes: ``"gzip"``, ``"tar"`` or ``None``.
+
+    A gzip file starts with its magic; a tar file with a 512-byte header whose checksum matches
+    (the ``.tar``/``.tar.gz``/``.tgz`` extension of a handle is never trusted).
+
+    >>> archive_format(bytes([0x1F, 0x8B, 8])), archive_format(b"<html>")
+    ('gzip', None)
+
+    Args:
+        head: At least the first 512 bytes of the file (or all of it, when it is shorter).
+    """
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if len(head) >= tarfile.BLOCKSIZE:
+        block = head[: tarfile.BLOCKSIZE]
+        field = block[148:156].replace(b"\0", b" ").strip()
+        if field and set(field) <= set(b"01234567") and block.count(0) != len(block):
+            rest = block[:148] + b" " * 8 + block[156:]  # the checksum counts its own field as spaces
+            signed = sum(struct.unpack(f"{len(rest)}b", rest))
+            if int(field, 8) in (sum(rest), signed):
+                return "tar"
+    return None
+
+
+class _Gunzip:
+    """The decompressed bytes of a gzip file of any number of members, through zlib's own gzip decoder.
+
+    zlib (in C) parses each member's header, skipping name and comment fields without storing them,
+    and checks each member's CRC-32 and length trailer. Between members, zero padding is skipped as
+    ``gzip`` does; anything else that is not a new member is an error (``incorrect header check``), and
+    so is input that ends inside
+    a member (a truncated archive never extracts the files that happen to precede the cut).
+    """
+
+    def __init__(self, raw: Any, head: bytes, chunk_size: int) -> None:
+        self._raw = raw
+        self._chunk_size = chunk_size
+        self._input = head
+        self._decompressor: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._in_member = True
+        self._done = False
+
+    def _more(self) -> bytes:
+        data = self._raw.read(self._chunk_size)
+        return bytes(data) if data else b""
+
+    def read_piece(self, limit: int) -> bytes:
+        """Returns the next 1 to ``limit`` decompressed bytes, or ``b""`` at the end of the file."""
+        while not self._done:
+            if not self._in_member:
+                self._input = self._input.lstrip(b"\0")
+                while not self._input:
+                    more = self._more()
+                    if not more:
+                        self._done = True
+                        return b""
+                    self._input = more.lstrip(b"\0")
+                self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib checks the next magic
+                self._in_member = True
+            if not self._input:
+                self._input = self._more()
+                if not self._input:
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            decompressor = self._decompressor
+            out = decompressor.decompress(self._input, limit)
+            if decompressor.eof:
+                self._input = decompressor.unused_data
+                self._in_member = False
+            else:
+                self._input = decompressor.unconsumed_tail
+            if out:
+                return out
+        return b""
+
+
+class _PlainTar:
+    """A plain (uncompressed) tar file as pieces, like :class:`_Gunzip`."""
+
+    def __init__(self, raw: Any, head: bytes, chunk_size: int) -> None:
+        self._raw = raw
+        self._head = head
+        self._chunk_size = chunk_size
+
+    def read_piece(self, limit: int) -> bytes:
+        if self._head:
+            out, self._head = self._head[:limit], self._head[limit:]
+            return out
+        data = self._raw.read(min(limit, self._chunk_size))
+        return bytes(data) if data else b""
+
+
+def _open_pieces(raw: Any, source: str) -> Any:
+    head = b""
+    while len(head) < tarfile.BLOCKSIZE:
+        more = raw.read(tarfile.BLOCKSIZE - len(head))
+        if not more:
+            break
+        head += bytes(more)
+    kind = archive_format(head)
+    if kind == "gzip":
+        return _Gunzip(raw, head, _READ_CHUNK)
+    if kind == "tar":
+        return _PlainTar(raw, head, _READ_CHUNK)
+    raise DownloadError(
+        f"Failed to extract archive {source!r}: it is corrupted or not a .tar.gz (its bytes are neither gzip nor tar)."
+    )
+
+
 class _ForwardStream:
     """The decompressed archive as the forward-only file ``tarfile`` reads headers from.
 
-    ``tarfile`` (mode ``"r:"``) only reads, tells and seeks forward past member data; :meth:`view`
-    hands member data out without copying it.
+    ``tarfile`` (mode ``"r:"``) only reads, tells and seeks forward past member data. It reads headers
+    through :meth:`read`, which bounds both their size and their number before each entry (chained
+    extended headers would otherwise recurse in ``tarfile`` until ``RecursionError``).
     """
 
-    def __init__(self, gunzip: GunzipReader, limit: int, source: str) -> None:
-        self._gunzip = gunzip
+    def __init__(self, pieces: Any, limit: int, source: str) -> None:
+        self._pieces = pieces
         self._piece = memoryview(b"")
         self._position = 0
         self._limit = limit  # most decompressed bytes the whole stream may hold (files + tar overhead)
         self._source = source
+        self.header_reads = 0  # reset by the extraction loop at each entry
 
     def tell(self) -> int:
         return self._position
@@ -134,7 +254,7 @@ class _ForwardStream:
                     f"Archive {self._source!r} decompresses to more than {self._limit} bytes (files plus tar "
                     "headers); refusing it as a possible decompression bomb."
                 )
-            self._piece = memoryview(self._gunzip.read_piece(_PIECE))
+            self._piece = memoryview(self._pieces.read_piece(_PIECE))
             if not self._piece:
                 raise EOFError("The archive ends in the middle of an entry.")
         out = self._piece[:size]
@@ -149,6 +269,12 @@ class _ForwardStream:
             raise UnsafeArchiveError(
                 f"Archive {self._source!r} has an entry header of {size} bytes (more than {_MAX_HEADER_BYTES}); "
                 "refusing it as a possible decompression bomb."
+            )
+        self.header_reads += 1
+        if self.header_reads > _MAX_HEADER_READS:
+            raise UnsafeArchiveError(
+                f"Archive {self._source!r} chains more than {_MAX_HEADER_READS} headers before one entry "
+                "(extended headers); refusing it."
             )
         parts = []
         while size > 0:
@@ -167,30 +293,43 @@ class _ForwardStream:
             self.view(min(position - self._position, _PIECE))
         return self._position
 
-    def copy_to(self, fd: int, size: int) -> int | None:
-        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32 (``None``: see ``GunzipReader.copy_to``)."""
-        crc = None
-        self._position += size
-        if self._piece:  # left over from reading the header
-            part = self._piece[:size]
-            self._piece = self._piece[len(part) :]
+    def copy_to(self, fd: int, size: int) -> int:
+        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32."""
+        crc = 0
+        while size > 0:
+            try:
+                part = self.view(min(size, _PIECE))
+            except EOFError:
+                raise EOFError("The archive ends in the middle of an entry.") from None
+            crc = zlib.crc32(part, crc)
             size -= len(part)
-            crc = zlib.crc32(part)
             while part:
-                part = part[os.write(fd, part) :]
-        return self._gunzip.copy_to(fd, size, crc)
+                part = part[os.write(fd, part):]
+        return crc
 
     def drain(self) -> None:
-        """Reads to the end of the gzip stream (tar padding, then every member's checked trailer)."""
+        """Reads to the end of the file (tar padding, then for gzip every member's checked trailer)."""
         self._position += len(self._piece)
         self._piece = memoryview(b"")
-        while piece := self._gunzip.read_piece(_PIECE):
+        while piece := self._pieces.read_piece(_PIECE):
             self._position += len(piece)
             if self._position > self._limit:
                 raise UnsafeArchiveError(
                     f"Archive {self._source!r} has more than {self._limit} decompressed bytes after its last "
                     "entry; refusing it as a possible decompression bomb."
                 )
+
+
+def _check_name(name: str, source: str) -> None:
+    """Refuses member names the filesystem cannot hold (NUL bytes, over-long paths or components)."""
+    if "\0" in name:
+        raise UnsafeArchiveError(f"Archive entry {name!r} of {source!r} has a NUL byte in its name; refusing it.")
+    encoded = name.encode("utf-8", "surrogateescape")
+    if len(encoded) > _MAX_NAME_BYTES or any(len(part) > _MAX_COMPONENT_BYTES for part in encoded.split(b"/")):
+        raise UnsafeArchiveError(
+            f"Archive entry {name[:80]!r}... of {source!r} has a name longer than the filesystem allows "
+            f"({_MAX_COMPONENT_BYTES} bytes per component, {_MAX_NAME_BYTES} in all); refusing it."
+        )
 
 
 def safe_extract(
@@ -201,26 +340,40 @@ def safe_extract(
     source: str | None = None,
     check_crc: bool = True,
 ) -> list[ExtractedFile]:
-    """Extracts a ``.tar.gz`` into the existing empty directory ``destination``.
+    """Extracts a ``.tar.gz`` or ``.tar`` (told apart by their bytes) into the existing empty directory ``destination``.
 
     Args:
-        archive_path: The archive file.
+        archive_path: The archive file (a regular file; a FIFO or device is refused, never read).
         destination: An empty directory owned by the caller (a private temp dir).
         max_bytes: Refuse the archive once its files add up to more than this many bytes.
         max_members: Refuse the archive once it has more than this many entries.
         source: How to name the archive in error messages (e.g. its URL); defaults to the path.
-        check_crc: Check each gzip member's CRC-32. Pass ``False`` only when the archive's pinned sha256
-            was verified, or will be before anything extracted is used (it then proves the content).
+        check_crc: Accepted for compatibility: zlib checks every gzip member's CRC-32 as it inflates, at
+            no measurable cost (see docs/security.md).
 
     Returns:
         The regular files written, in archive order.
 
     Raises:
         UnsafeArchiveError: An entry is unsafe or the archive is too large.
-        DownloadError: The archive is corrupted or is not a ``.tar.gz``.
+        DownloadError: The archive is corrupted, is not a ``.tar.gz`` or ``.tar``, or is not a regular file.
     """
-    with open(archive_path, "rb", buffering=0) as raw:
-        return extract_stream(raw, destination, max_bytes, max_members, source or archive_path, check_crc)
+    source = source or archive_path
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(archive_path, flags)
+    except OSError as exc:
+        raise DownloadError(f"Archive {source!r} cannot be read: {exc.strerror or exc}.") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DownloadError(f"Archive {source!r} is not a regular file (a directory, FIFO or device); refusing it.")
+        os.set_blocking(fd, True)
+        raw = os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+    with raw:
+        return extract_stream(raw, destination, max_bytes, max_members, source, check_crc)
 
 
 def extract_stream(
@@ -241,22 +394,26 @@ def extract_stream(
 
     Raises:
         UnsafeArchiveError: An entry is unsafe or the archive is too large.
-        DownloadError: The archive is corrupted or is not a ``.tar.gz``.
+        DownloadError: The archive is corrupted or is neither a ``.tar.gz`` nor a ``.tar``; or a file
+            cannot be written (the message names it).
     """
     written: list[ExtractedFile] = []
     seen: set[str] = set()
     total = 0
-    # GunzipReader (not tarfile's own "r|gz") checks every gzip member's length (and CRC) trailer, so a
-    # truncated archive fails instead of extracting the members that happen to precede the cut.
+    target = destination
+    # _Gunzip (not tarfile's own "r|gz") reads every gzip member and checks its length and CRC trailer, so
+    # a truncated archive fails instead of extracting the members that happen to precede the cut.
     # Besides the files' own bytes, a tar stream holds a 512-byte header and up to 511 bytes of padding per
     # entry (a few headers for long names), and the end-of-archive blocks.
     limit = max_bytes + max_members * _TAR_OVERHEAD_PER_ENTRY + _MAX_HEADER_BYTES
-    stream = _ForwardStream(GunzipReader(raw, _READ_CHUNK, check_crc), limit, source)
     try:
+        stream = _ForwardStream(_open_pieces(raw, source), limit, source)
         with tarfile.open(fileobj=stream, mode="r:") as archive:  # type: ignore[call-overload]
             for count, member in enumerate(archive, start=1):
+                stream.header_reads = 0
                 if count > max_members:
                     raise UnsafeArchiveError(f"Archive {source!r} has more than {max_members} entries; refusing it.")
+                _check_name(member.name, source)
                 target = merge_relative_path(destination, member.name)
                 relative = os.path.relpath(target, destination).replace(os.sep, "/")
                 if member.isdir():
@@ -285,9 +442,15 @@ def extract_stream(
         stream.drain()
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
         raise UnsafeArchiveError(f"Archive {source!r} has entries that collide with each other ({exc}).") from None
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise  # a local filesystem problem (disk full, permissions): not the archive's fault
+    except RecursionError:
+        raise UnsafeArchiveError(f"Archive {source!r} nests its headers too deeply; refusing it.") from None
+    except OSError as exc:
+        if exc.errno is not None:  # a local filesystem problem (disk full, permissions): not the archive's fault
+            raise DownloadError(
+                f"Cannot write {target!r} while extracting archive {source!r}: {exc.strerror or exc}."
+            ) from None
+        raise DownloadError(f"Failed to extract archive {source!r}: it is corrupted or not a .tar.gz ({exc}).") from None
+    except (tarfile.TarError, EOFError, zlib.error, ValueError, OverflowError, UnicodeError) as exc:
         raise DownloadError(f"Failed to extract archive {source!r}: it is corrupted or not a .tar.gz ({exc}).") from None
     return written
 
@@ -297,22 +460,9 @@ def _copy_member(stream: _ForwardStream, member: tarfile.TarInfo, target: str, r
     fd = os.open(target, _OPEN_FLAGS, 0o644)
     try:
         crc = stream.copy_to(fd, member.size)
-        if crc is None:  # not computed on the way (CRC checks off, file not alone in its member): read it back
-            crc = _file_crc32(fd, member.size)
     finally:
         os.close(fd)
     return ExtractedFile(posixpath.normpath(relative), member.size, crc32=crc)
-
-
-def _file_crc32(fd: int, size: int) -> int:
-    crc = offset = 0
-    while offset < size:
-        chunk = os.pread(fd, min(_PIECE, size - offset), offset)
-        if not chunk:
-            break
-        crc = zlib.crc32(chunk, crc)
-        offset += len(chunk)
-    return crc
 
 
 class _Abandoned(Exception):
@@ -366,7 +516,13 @@ class BackgroundExtraction:
     # -- called by the download thread ---------------------------------------------------------------
 
     def advance(self, available: int) -> None:
-        """Reports that the archive file now holds ``available`` bytes, all written to the OS."""
+        """Reports that the archive file now holds ``available`` bytes, all written to the OS.
+
+        Raises:
+            HubkitError: The extraction already failed (the archive is bad): the download stops at once.
+        """
+        if self._error is not None and not self._abandoned:
+            raise self._error
         with self._condition:
             self._available = available
             self._condition.notify()
@@ -397,7 +553,7 @@ class BackgroundExtraction:
             self._condition.notify()
         self._thread.join()
         if self._abandoned:  # the download started over: extract the finished file from scratch
-            _empty_directory(self.destination)
+            empty_directory(self.destination)
             return safe_extract(self.archive_path, self.destination, *self._limits)
         if self._error is not None:
             raise self._error
@@ -451,7 +607,8 @@ class _GrowingFileReader:
             self._fd = None
 
 
-def _empty_directory(path: str) -> None:
+def empty_directory(path: str) -> None:
+    """Removes everything inside ``path`` (a private directory), leaving it empty."""
     import shutil
 
     for name in os.listdir(path):

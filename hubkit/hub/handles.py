@@ -25,21 +25,23 @@ __all__ = [
     "is_url",
     "local_path",
     "normalize_handle",
+    "redact_url",
     "registry_parts",
     "split_module_name",
     "split_sha256_pin",
     "url_to_path",
 ]
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_PIN = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
-_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-_NAME_PART_RE = re.compile(rf"^{_NAME_PART}$")
+# Every pattern is used with fullmatch: "$" would also match before a trailing newline.
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_PIN = re.compile(r"sha256=([0-9a-fA-F]{64})")
+_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_NAME_PART_RE = re.compile(_NAME_PART)
 # Suffixes of the files a registry writes (index.json, index.html, <N>.json, <N>.tar.gz): a publisher or
 # module directory named like one would shadow or be mistaken for a registry file.
 _RESERVED_SUFFIXES = (".json", ".html", ".gz")
 _REGISTRY_PATH = re.compile(
-    rf"^(?P<prefix>.*)/(?P<publisher>{_NAME_PART})/(?P<name>{_NAME_PART})/(?P<version>[1-9][0-9]*)$"
+    rf"(?P<prefix>.*)/(?P<publisher>{_NAME_PART})/(?P<name>{_NAME_PART})/(?P<version>[1-9][0-9]{{0,17}})"
 )
 
 
@@ -51,9 +53,35 @@ def is_url(handle: str) -> bool:
 
 
 def is_archive_name(path: str) -> bool:
-    """Returns whether a path or URL path names a gzipped tar archive."""
+    """Returns whether a path or URL path names a tar archive (``.tar.gz``, ``.tgz`` or ``.tar``).
+
+    The name only picks the resolver; whether the archive is gzipped is told from its bytes.
+
+    >>> [is_archive_name(p) for p in ("m.tar.gz", "m.TGZ", "m.tar", "m.zip")]
+    [True, True, True, False]
+    """
     lowered = path.lower()
-    return lowered.endswith(".tar.gz") or lowered.endswith(".tgz")
+    return lowered.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def redact_url(url: str) -> str:
+    """Returns ``url`` with any user name and password replaced by ``***`` (for messages and logs).
+
+    >>> redact_url("https://Bob:S3cret@Models.example.org/acme/m/1")
+    'https://***@Models.example.org/acme/m/1'
+    >>> redact_url("https://h/acme/m/1")
+    'https://h/acme/m/1'
+    """
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def is_registry_name_part(part: object) -> bool:
@@ -67,7 +95,7 @@ def is_registry_name_part(part: object) -> bool:
     >>> [is_registry_name_part(p) for p in ("text-embedding", "index.json", "1.tar.gz", ".hidden", "v1.2")]
     [True, False, False, False, True]
     """
-    if not isinstance(part, str) or _NAME_PART_RE.match(part) is None:
+    if not isinstance(part, str) or _NAME_PART_RE.fullmatch(part) is None:
         return False
     lowered = part.lower()
     return not lowered.endswith(_RESERVED_SUFFIXES) and TEMP_INFIX not in lowered
@@ -88,7 +116,8 @@ def split_module_name(name: object) -> tuple[str, str] | None:
 def normalize_handle(handle: str) -> str:
     """Returns the canonical spelling of a handle.
 
-    URLs get a lowercase scheme and host and lose trailing slashes; local paths become absolute.
+    URLs get a lowercase scheme and host and lose trailing slashes (a user name and password keep their
+    case); local paths become absolute.
 
     >>> normalize_handle("HTTPS://Models.Example.org/acme/text/2/")
     'https://models.example.org/acme/text/2'
@@ -112,9 +141,14 @@ def normalize_handle(handle: str) -> str:
 
 @functools.lru_cache(maxsize=256)
 def _normalize_url(handle: str) -> str:
-    parts = urllib.parse.urlsplit(handle)
+    try:
+        parts = urllib.parse.urlsplit(handle)
+    except ValueError as exc:  # e.g. an unbalanced "[" in the host
+        raise ResolveError(f"Handle {redact_url(handle)!r} is not a valid URL ({exc}).") from None
     path = parts.path.rstrip("/") if parts.path not in ("", "/") else parts.path
-    return urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, parts.fragment))
+    userinfo, at, host = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}{at}{host.lower()}"
+    return urllib.parse.urlunsplit((parts.scheme.lower(), netloc, path, parts.query, parts.fragment))
 
 
 def split_sha256_pin(url: str) -> tuple[str, str | None]:
@@ -135,9 +169,11 @@ def split_sha256_pin(url: str) -> tuple[str, str | None]:
     base, _, fragment = url.partition("#")
     if not fragment:
         return base, None
-    match = _PIN.match(fragment)
+    match = _PIN.fullmatch(fragment)
     if match is None:
-        raise ResolveError(f"URL fragment {fragment!r} of {url!r} is not a pin; expected '#sha256=<64 hex digits>'.")
+        raise ResolveError(
+            f"URL fragment {fragment[:80]!r} of {redact_url(base)!r} is not a pin; expected '#sha256=<64 hex digits>'."
+        )
     return base, match.group(1).lower()
 
 
@@ -154,10 +190,13 @@ def registry_parts(url: str) -> tuple[str, str, str, int] | None:
     Returns:
         ``(root_url, publisher, name, version)``, or ``None`` if the URL has another shape.
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return None
     if parts.scheme not in ("http", "https") or parts.query or parts.fragment:
         return None
-    match = _REGISTRY_PATH.match(parts.path.rstrip("/"))
+    match = _REGISTRY_PATH.fullmatch(parts.path.rstrip("/"))
     if match is None or split_module_name(f"{match['publisher']}/{match['name']}") is None:
         return None
     root = urllib.parse.urlunsplit((parts.scheme, parts.netloc, match["prefix"], "", ""))
@@ -178,7 +217,9 @@ def url_to_path(url: str) -> str:
     """
     parts = urllib.parse.urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise ResolveError(f"File URL {url!r} names host {parts.netloc!r}; only local files are supported.")
+        raise ResolveError(
+            f"File URL {redact_url(url)!r} names host {redact_url('x://' + parts.netloc)[4:]!r}; only local files are supported."
+        )
     return os.path.abspath(urllib.parse.unquote(parts.path))
 
 
@@ -212,7 +253,7 @@ def cache_key(normalized_handle: str) -> str:
 
 def is_sha256_hex(value: object) -> TypeGuard[str]:
     """Returns whether ``value`` is 64 lowercase hex digits."""
-    return isinstance(value, str) and _SHA256_HEX.match(value) is not None
+    return isinstance(value, str) and _SHA256_HEX.fullmatch(value) is not None
 
 
 def is_byte_count(value: object) -> TypeGuard[int]:

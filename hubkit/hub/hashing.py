@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import zlib
 
 __all__ = ["file_checksums", "sha256_file"]
@@ -22,12 +25,22 @@ def file_checksums(path: str, sha256: bool = True, crc32: bool = False) -> tuple
         ``(lowercase_hex_sha256 or None, crc32 or None, size)``; ``None`` for a checksum not asked for.
 
     Raises:
-        OSError: The file cannot be read.
+        OSError: The file cannot be read, or is not a regular file (a FIFO or device is never read: it
+            could block or never end).
     """
     hasher = hashlib.sha256() if sha256 else None
     crc = 0
     size = 0
-    with open(path, "rb", buffering=0) as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
         while chunk := f.read(_CHUNK):
             if hasher is not None:
                 hasher.update(chunk)

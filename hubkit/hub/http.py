@@ -3,21 +3,36 @@
 ``requests`` is imported lazily so ``import hubkit`` stays fast and a cache hit never loads it.
 Every request has connect/read timeouts; connection errors, timeouts, 408, 429 and 5xx are retried with
 exponential backoff (honouring ``Retry-After``); proxies come from the environment (``requests`` default).
+A refused connection (nobody listens at that host and port) is not retried: it fails at once.
+
+The server is untrusted: every body is bounded (a document by ``_MAX_DOCUMENT_BYTES``, an archive by the
+size its manifest declares, its ``Content-Length`` and ``HubConfig.max_download_bytes``), a body that does
+not start like an archive stops at its first bytes, and a follower (the background extraction) that finds
+the archive bad stops the download at once. Credentials in a URL are never printed.
+
+A download is resumable across processes: the validators the server sent (a strong ``ETag`` or
+``Last-Modified``) are kept next to the partial file, and the next attempt asks for the rest with
+``Range`` and ``If-Range``; a server that cannot resume, or whose content changed, answers with the
+whole body, and the download starts over.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
-import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
-from hubkit.errors import DownloadError, IntegrityError, ResolveError
+from hubkit.errors import DownloadError, FormatError, IntegrityError, ResolveError
+from hubkit.format.bounded_io import parse_json, read_json_file
 from hubkit.hub.config import HubConfig
+from hubkit.hub.handles import redact_url
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -32,6 +47,48 @@ _MAX_DOCUMENT_BYTES = 64 << 20
 _MIN_READ = 64 << 10  # first (and smallest) piece of a download body
 _FAST_READ_SECONDS = 0.05  # a full piece read faster than this doubles the next one (up to chunk_size)
 _SLOW_READ_SECONDS = 0.5  # a piece taking longer than this halves the next one
+_TAR_BLOCK = 512
+_MAX_INFO_BYTES = 4096
+_STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e]{0,200}"')  # weak ETags (W/"...") cannot validate a range
+_HTTP_DATE = re.compile(r"[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT")
+
+
+def _failure(message: str) -> DownloadError:
+    """A download failure that leaves the partial file worth resuming (a network problem, not bad content)."""
+    error = DownloadError(message)
+    error.resumable = True  # type: ignore[attr-defined]
+    return error
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether a requests/urllib3 connection error was caused by a refused TCP connection."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack and len(seen) < 50:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError) or (isinstance(error, OSError) and error.errno == errno.ECONNREFUSED):
+            return True
+        links = [error.__cause__, error.__context__, getattr(error, "reason", None)]
+        links += [arg for arg in getattr(error, "args", ()) if isinstance(arg, BaseException)]
+        stack.extend(link for link in links if isinstance(link, BaseException))
+    return False
+
+
+def _host_port(url: str) -> str:
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    host = parts.hostname or ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Retryable(Exception):
@@ -57,16 +114,25 @@ class _Transfer(TypedDict):
 
     received: int
     hasher: HASH  # sha256 of the bytes received
+    validator: str | None  # the server's strong ETag or Last-Modified, sent as If-Range when resuming
+    head: bytes  # the first bytes of the body (up to one tar block), to check it is an archive
 
 
 class DownloadResult:
-    """What a finished download produced: the byte count and the hex sha256 of the bytes."""
+    """What a finished download produced: the byte count, the hex sha256 of the bytes, and where it resumed.
 
-    __slots__ = ("sha256", "size")
+    Attributes:
+        size: Bytes in the file.
+        sha256: Hex sha256 of the file.
+        resumed_from: Bytes that were already on disk from an earlier, interrupted download (0 if none).
+    """
 
-    def __init__(self, size: int, sha256: str) -> None:
+    __slots__ = ("resumed_from", "sha256", "size")
+
+    def __init__(self, size: int, sha256: str, resumed_from: int = 0) -> None:
         self.size = size
         self.sha256 = sha256
+        self.resumed_from = resumed_from
 
 
 def _user_agent() -> str:
@@ -116,6 +182,7 @@ class HttpClient:
             session = requests.Session()
             session.headers["User-Agent"] = _user_agent()
             session.headers["Accept-Encoding"] = "identity"
+            session.max_redirects = 10
             self._session = session
         return self._session
 
@@ -133,13 +200,13 @@ class HttpClient:
                 delay = min(self.config.backoff * 2 ** (number - 1), self.config.backoff_max)
                 if last is not None and last.delay is not None:
                     delay = min(max(delay, last.delay), self.config.backoff_max)
-                _log.info("Retrying %s in %.2f s after: %s", url, delay, last)
+                _log.info("Retrying %s in %.2f s after: %s", redact_url(url), delay, last)
                 self.sleep(delay)
             try:
                 return attempt()
             except _Retryable as exc:
                 last = exc
-        raise DownloadError(f"Failed to fetch {url!r} after {self.config.retries + 1} attempts: {last}")
+        raise _failure(f"Failed to fetch {redact_url(url)!r} after {self.config.retries + 1} attempts: {last}")
 
     def _request(self, url: str, headers: dict[str, str] | None = None) -> Any:
         """Sends one streamed GET and sorts the answer into success, retryable or final failure."""
@@ -153,21 +220,34 @@ class HttpClient:
                 stream=True,
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except requests.ConnectionError as exc:
+            if _refused(exc):  # nobody listens there: retrying would only make the user wait
+                raise _failure(
+                    f"Failed to fetch {redact_url(url)!r}: could not connect to {_host_port(url)} (connection refused)."
+                ) from None
             raise _Retryable(f"connection failed: {exc}") from None
-        except requests.RequestException as exc:
-            raise DownloadError(f"Request for {url!r} failed: {exc}") from None
+        except requests.Timeout as exc:
+            raise _Retryable(f"connection failed: {exc}") from None
+        except (requests.RequestException, ValueError) as exc:  # e.g. an invalid URL
+            raise DownloadError(f"Request for {redact_url(url)!r} failed: {type(exc).__name__}.") from None
         status = response.status_code
+        if url.lower().startswith("https://") and str(getattr(response, "url", url)).lower().startswith("http://"):
+            response.close()
+            raise DownloadError(
+                f"{redact_url(url)!r} redirected to plain HTTP ({redact_url(str(response.url))!r}); refusing to "
+                "downgrade from HTTPS."
+            )
         if status in (200, 206):
             return response
         response.close()
         if status in _RETRY_STATUS or 500 <= status < 600:
             raise _Retryable(f"HTTP {status}", _retry_after_seconds(response.headers.get("Retry-After")))
         if status == 404:
-            raise DownloadError(f"{url!r} does not exist (HTTP 404): no such module or version on that server.")
+            raise DownloadError(f"{redact_url(url)!r} does not exist (HTTP 404): no such module or version on that server.")
         if status == 416:
             return response  # handled by the resumable download
-        raise DownloadError(f"Server refused {url!r} with HTTP {status} {response.reason or ''}".rstrip() + ".")
+        reason = "".join(c for c in str(response.reason or "")[:100] if c.isprintable())  # server text: no escapes
+        raise DownloadError(f"Server refused {redact_url(url)!r} with HTTP {status} {reason}".rstrip() + ".")
 
     def get_json(self, url: str) -> Any:
         """Fetches and parses a small JSON document (a manifest or an index).
@@ -194,12 +274,16 @@ class HttpClient:
                 raise _Retryable(f"reading the response failed: {exc}") from None
             finally:
                 response.close()
-            if len(body) > _MAX_DOCUMENT_BYTES or _looks_like_html(response.headers.get("Content-Type", ""), body[:64]):
-                raise DownloadError(f"{url!r} does not serve a hubkit registry document (got an HTML page or other content).")
+            shown = redact_url(url)
+            if len(body) > _MAX_DOCUMENT_BYTES:
+                raise DownloadError(f"{shown!r} does not serve a hubkit registry document: it is larger than "
+                                    f"{_MAX_DOCUMENT_BYTES} bytes.")
+            if _looks_like_html(response.headers.get("Content-Type", ""), body[:64]):
+                raise DownloadError(f"{shown!r} does not serve a hubkit registry document (got an HTML page or other content).")
             try:
-                return json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                raise DownloadError(f"{url!r} does not serve a hubkit registry document: its body is not JSON.") from None
+                return parse_json(body, shown)
+            except FormatError as exc:
+                raise DownloadError(f"{shown!r} does not serve a hubkit registry document: its body is not JSON ({exc})") from None
 
         return self._with_retries(url, attempt)
 
@@ -210,6 +294,7 @@ class HttpClient:
         expected_size: int | None = None,
         on_progress: Callable[[int], None] | None = None,
         follower: DownloadFollower | None = None,
+        info_path: str | None = None,
     ) -> DownloadResult:
         """Streams ``url`` into the file ``destination`` while hashing it, resuming with ``Range`` on failures.
 
@@ -218,51 +303,84 @@ class HttpClient:
 
         Args:
             url: The archive URL.
-            destination: A private temp file path; it is created or truncated.
-            expected_size: Byte count to expect; more bytes than this abort the download early.
+            destination: A private temp file path. It is created, or continued when ``info_path`` holds the
+                validators of an interrupted download of this very URL (else it is truncated).
+            expected_size: Byte count to expect; a larger ``Content-Length``, or more bytes than this, stop
+                the download at once.
             on_progress: Called with the number of new bytes after each chunk.
             follower: Told how many bytes the file holds after each write (``advance``) and before the
                 download starts over from byte 0 (``restart``): e.g. a
-                :class:`~hubkit.hub.extract.BackgroundExtraction` reading the file as it grows.
+                :class:`~hubkit.hub.extract.BackgroundExtraction` reading the file as it grows. When its
+                ``advance`` raises (the archive is bad), the download stops with that error.
+            info_path: Where to keep the server's validators (``ETag``/``Last-Modified``) so that another
+                process can resume the download; ``None`` keeps them in memory only.
 
         Returns:
-            The size and sha256 of what was downloaded.
+            The size and sha256 of what was downloaded, and how many bytes were resumed from disk.
 
         Raises:
-            DownloadError: HTTP failure after retries, 404, or a response that is not a gzip archive.
-            IntegrityError: The server sent more bytes than ``expected_size``.
+            DownloadError: HTTP failure after retries, a refused connection, 404, a response that is not a
+                ``.tar.gz``/``.tar`` archive, or more than ``HubConfig.max_download_bytes``.
+            IntegrityError: The server sent (or announced) more bytes than ``expected_size``.
         """
         import http.client  # lazy, like requests (which imports it anyway)
 
+        shown = redact_url(url)
+        limit = self.config.max_download_bytes if expected_size is None else min(expected_size, self.config.max_download_bytes)
         buffer = bytearray(max(self.config.chunk_size, _MIN_READ))
         view = memoryview(buffer)
-        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-        state: _Transfer = {"received": 0, "hasher": hashlib.sha256()}
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(destination, flags, 0o600)
+        except OSError as exc:
+            raise DownloadError(f"Cannot create the download file {destination!r}: {exc.strerror or exc}.") from None
+        validator = _read_validator(info_path, url)
+        state: _Transfer = {"received": 0, "hasher": hashlib.sha256(), "validator": validator, "head": b""}
+        resumed_from = _continue_partial(fd, state, follower) if validator is not None else 0
+        if not resumed_from:
+            _truncate(fd)
+            state["validator"] = None
+            if info_path is not None:
+                _remove_quietly(info_path)
 
         def restart() -> None:
+            nonlocal resumed_from
             if follower is not None:
                 follower.restart()
-            os.ftruncate(fd, 0)
+            _truncate(fd)
             state["received"] = 0
             state["hasher"] = hashlib.sha256()
+            state["head"] = b""
+            resumed_from = 0
 
         def attempt() -> DownloadResult:
             import requests
             import urllib3
 
             received = state["received"]
-            headers = {"Range": f"bytes={received}-"} if received else None
+            headers = None
+            if received:
+                headers = {"Range": f"bytes={received}-"}
+                if state["validator"] is not None:
+                    headers["If-Range"] = state["validator"]
             response = self._request(url, headers)
             try:
+                if received and response.status_code == 416 and _complete_at(response, received):
+                    return DownloadResult(received, state["hasher"].hexdigest(), resumed_from)
                 if received and not self._accepts_resume(response, received):
-                    _log.info("Server does not resume %s; starting over.", url)
+                    _log.info("Server does not resume %s (or its content changed); starting over.", shown)
                     restart()
                     if response.status_code != 200:
                         raise _Retryable("range request refused")
                 elif response.status_code == 416:
                     raise _Retryable("range request refused")
-                first = state["received"] == 0
+                if response.status_code == 200:
+                    state["validator"] = _validator(response)
+                    if info_path is not None:
+                        _write_validator(info_path, url, state["validator"])
                 expected_here = _content_length(response)
+                if expected_here is not None and state["received"] + expected_here > limit:
+                    raise self._too_large(shown, limit, expected_size, announced=state["received"] + expected_here)
                 got_here = 0
                 readinto = _body_readinto(response)
                 hasher = state["hasher"]
@@ -277,35 +395,42 @@ class HttpClient:
                         size = max(size // 2, _MIN_READ)
                     started = now
                     chunk = view[:count]
-                    if first:
-                        self._check_archive_start(url, response, bytes(chunk[:64]))
-                        first = False
+                    if len(state["head"]) < _TAR_BLOCK:
+                        state["head"] += bytes(chunk[: _TAR_BLOCK - len(state["head"])])
+                        self._check_archive_start(shown, response, state["head"], final=False)
+                    if state["received"] + count > limit:
+                        raise self._too_large(shown, limit, expected_size)
                     _write_all(fd, chunk, state["received"])
                     hasher.update(chunk)
                     got_here += count
                     state["received"] += count
                     if follower is not None:
                         follower.advance(state["received"])
-                    if expected_size is not None and state["received"] > expected_size:
-                        raise IntegrityError(
-                            f"Download of {url!r} is larger than the {expected_size} bytes its manifest declares."
-                        )
                     if on_progress is not None:
                         on_progress(count)
-                if first:
-                    self._check_archive_start(url, response, b"")
                 if expected_here is not None and got_here < expected_here:
                     raise _Retryable(f"connection closed after {state['received']} bytes")
+                self._check_archive_start(shown, response, state["head"], final=True)
             except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-                raise _Retryable(f"connection broke after {state['received']} bytes: {exc}") from None
+                raise _Retryable(f"connection broke after {state['received']} bytes: {type(exc).__name__}") from None
             finally:
                 response.close()
-            return DownloadResult(state["received"], state["hasher"].hexdigest())
+            return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from)
 
         try:
             return self._with_retries(url, attempt)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _too_large(shown: str, limit: int, expected_size: int | None, announced: int | None = None) -> DownloadError:
+        what = f" (the server announces {announced} bytes)" if announced is not None else ""
+        if expected_size is not None and limit == expected_size:
+            return IntegrityError(f"Download of {shown!r} is larger than the {expected_size} bytes its manifest declares{what}.")
+        return DownloadError(
+            f"Download of {shown!r} is larger than the limit of {limit} bytes{what}; raise HUBKIT_MAX_DOWNLOAD_BYTES "
+            "if the archive is genuine."
+        )
 
     @staticmethod
     def _accepts_resume(response: Any, received: int) -> bool:
@@ -315,12 +440,94 @@ class HttpClient:
         return content_range.startswith(f"bytes {received}-")
 
     @staticmethod
-    def _check_archive_start(url: str, response: Any, head: bytes) -> None:
-        if _looks_like_html(response.headers.get("Content-Type", ""), head[:64]) or not head.startswith(GZIP_MAGIC):
-            raise DownloadError(
-                f"{url!r} does not serve a hubkit module: expected a .tar.gz archive but got "
-                f"{'an HTML page' if _looks_like_html(response.headers.get('Content-Type', ''), head[:64]) else 'other content'}."
-            )
+    def _check_archive_start(shown: str, response: Any, head: bytes, final: bool) -> None:
+        """Refuses a body that does not start like a ``.tar.gz`` or ``.tar`` (as soon as its first bytes show it)."""
+        from hubkit.hub.extract import archive_format
+
+        html = _looks_like_html(response.headers.get("Content-Type", ""), head[:64])
+        if not html:
+            if head.startswith(GZIP_MAGIC) or (len(head) < 2 and not final):
+                return
+            if len(head) < _TAR_BLOCK and not final:
+                return  # not gzip: wait for a whole tar header block
+            if archive_format(head) is not None:
+                return
+        raise DownloadError(
+            f"{shown!r} does not serve a hubkit module: expected a .tar.gz archive but got "
+            f"{'an HTML page' if html else 'other content'}."
+        )
+
+
+def _complete_at(response: Any, received: int) -> bool:
+    """Whether a 416 answer says the file has exactly ``received`` bytes (nothing is left to fetch)."""
+    return str(response.headers.get("Content-Range", "")).strip() == f"bytes */{received}"
+
+
+def _validator(response: Any) -> str | None:
+    """The response's strong ``ETag``, else its ``Last-Modified`` (what ``If-Range`` may carry), else ``None``."""
+    etag = str(response.headers.get("ETag", "")).strip()
+    if _STRONG_ETAG.fullmatch(etag):
+        return etag
+    modified = str(response.headers.get("Last-Modified", "")).strip()
+    return modified if _HTTP_DATE.fullmatch(modified) else None
+
+
+def _read_validator(info_path: str | None, url: str) -> str | None:
+    """The validator kept next to a partial download of ``url`` (untrusted: checked against strict patterns)."""
+    if info_path is None:
+        return None
+    info = read_json_file(info_path, _MAX_INFO_BYTES, default=None)
+    if not isinstance(info, dict) or info.get("url") != url:
+        return None
+    validator = info.get("validator")
+    if isinstance(validator, str) and (_STRONG_ETAG.fullmatch(validator) or _HTTP_DATE.fullmatch(validator)):
+        return validator
+    return None
+
+
+def _write_validator(info_path: str, url: str, validator: str | None) -> None:
+    if validator is None:
+        _remove_quietly(info_path)
+        return
+    import json
+
+    try:
+        with open(info_path, "w", encoding="utf-8") as f:
+            json.dump({"url": url, "validator": validator}, f)
+    except OSError as exc:
+        _log.info("Could not record the validator of %s (%s); the download cannot be resumed.", redact_url(url), exc)
+
+
+def _truncate(fd: int) -> None:
+    with contextlib.suppress(OSError):  # not a regular file (e.g. /dev/null): nothing to truncate
+        os.ftruncate(fd, 0)
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _continue_partial(fd: int, state: _Transfer, follower: DownloadFollower | None) -> int:
+    """Rehashes the bytes an interrupted download left in ``fd``; returns their count (0: start over)."""
+    import stat
+
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return 0
+    hasher, offset = state["hasher"], 0
+    while offset < info.st_size:
+        chunk = os.pread(fd, min(1 << 20, info.st_size - offset), offset)
+        if not chunk:
+            break
+        if offset < _TAR_BLOCK:
+            state["head"] += chunk[: _TAR_BLOCK - offset]
+        hasher.update(chunk)
+        offset += len(chunk)
+    state["received"] = offset
+    if follower is not None:
+        follower.advance(offset)
+    return offset
 
 
 def _content_length(response: Any) -> int | None:

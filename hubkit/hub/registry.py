@@ -33,17 +33,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from hubkit._fileio import atomic_write, synced_temp_file
-from hubkit.errors import HubkitError, RegistryError
+from hubkit.errors import FormatError, HubkitError, RegistryError
 from hubkit.format import FORMAT_VERSION, MARKER_FILE, read_marker
+from hubkit.format.bounded_io import read_json_file
 from hubkit.hub.gzipstream import GzipMembersWriter, choose_level
 from hubkit.hub.handles import (
-    is_byte_count,
     is_registry_name_part,
-    is_sha256_hex,
     split_module_name,
 )
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.lock import LockFile
+from hubkit.hub.manifest_schema import manifest_problem
 
 __all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
 
@@ -53,6 +53,7 @@ _STORE_MIN_SIZE = 1 << 20  # smaller files are always compressed: switching gzip
 _SAMPLE_SIZE = 256 << 10
 _MANIFEST = re.compile(r"^([1-9][0-9]*)\.json$")
 _ARCHIVE = re.compile(r"^([1-9][0-9]*)\.tar\.gz$")
+_MAX_JSON_BYTES = 64 << 20  # largest manifest or index read (untrusted: bounded size and depth)
 _INDEX_LOCK = ".index.lock"  # a hidden file: static servers configured as in registry/ never serve it
 INDEX_LOCK_STALE_AFTER = 120.0  # seconds without progress after which a live holder's index lock is taken over
 _LOCK_POLL = 0.05
@@ -295,6 +296,10 @@ def publish(
         "published_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "variants": summary.get("variants", []),
     }
+    problem = manifest_problem(manifest, name, version)  # the schema readers apply, checked on write too
+    if problem is not None:
+        os.unlink(archive_path)
+        raise RegistryError(f"Module {module_dir!r} would get a malformed manifest: {problem}.")
     try:
         _write_exclusive(os.path.join(module_root, f"{version}.json"), lambda f: f.write(_dump(manifest)))
     except RegistryError:
@@ -311,10 +316,9 @@ def read_manifest(path: str) -> dict[str, Any]:
         RegistryError: The file is missing or is not a JSON object.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"Manifest {path!r} cannot be read: {exc}.") from None
+        value = read_json_file(path, _MAX_JSON_BYTES, "Manifest", follow_links=True)
+    except FormatError as exc:
+        raise RegistryError(str(exc)) from None
     if not isinstance(value, dict):
         raise RegistryError(f"Manifest {path!r} is not a JSON object.")
     return value
@@ -325,24 +329,8 @@ def _is_positive_int(value: Any) -> bool:
 
 
 def _manifest_problem(manifest: dict[str, Any], name: str, number: int) -> str | None:
-    """What makes a manifest unfit for the indexes and the catalog, or ``None`` if it is fit."""
-    version = manifest.get("version")
-    if not _is_positive_int(version) or version != number:
-        return f"its 'version' is {version!r}, but its file name says {number}"
-    if manifest.get("name", name) != name:
-        return f"its 'name' is {manifest.get('name')!r}, but it lies in the directory of {name!r}"
-    size = manifest.get("size")
-    if not is_sha256_hex(manifest.get("sha256")) or not is_byte_count(size):
-        return "it lacks a valid 'sha256' (64 lowercase hex digits) and 'size' (bytes)"
-    if not isinstance(manifest.get("description", ""), str):
-        return f"its 'description' is {manifest.get('description')!r}, not a string"
-    variants = manifest.get("variants", [])
-    if not isinstance(variants, list) or not all(
-        isinstance(v, dict) and isinstance(v.get("tags", []), list) and isinstance(v.get("signatures", {}), dict)
-        for v in variants
-    ):
-        return "its 'variants' is not a list of {'tags': [...], 'signatures': {...}} objects"
-    return None
+    """What makes a manifest unfit for the indexes and the catalog, or ``None`` if it is fit (one schema)."""
+    return manifest_problem(manifest, name, number)
 
 
 def _load_manifest(module_root: str, name: str, number: int) -> dict[str, Any]:
@@ -481,12 +469,11 @@ def check_registry(registry_root: str) -> list[str]:
     problems: list[str] = []
     index_path = os.path.join(registry_root, "index.json")
     try:
-        with open(index_path, encoding="utf-8") as f:
-            root_index = json.load(f)
+        root_index = read_json_file(index_path, _MAX_JSON_BYTES, "Root index", follow_links=True)
         modules = root_index["modules"]
         if not isinstance(modules, dict):
             raise TypeError("'modules' is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (FormatError, KeyError, TypeError) as exc:
         return [f"Root index {index_path!r} is missing or malformed: {exc}."]
     on_disk = dict(_module_roots(registry_root))
     for name in sorted(set(on_disk) - set(modules)):
@@ -532,9 +519,8 @@ def _version_numbers(value: Any) -> list[int] | None:
 def _module_index_versions(module_root: str) -> list[int] | None:
     """The versions a module's ``index.json`` lists, or ``None`` if it is missing or malformed."""
     try:
-        with open(os.path.join(module_root, "index.json"), encoding="utf-8") as f:
-            entries = json.load(f)["versions"]
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = read_json_file(os.path.join(module_root, "index.json"), _MAX_JSON_BYTES, follow_links=True)["versions"]
+    except (FormatError, KeyError, TypeError):
         return None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         return None

@@ -7,7 +7,9 @@ error lists what each one accepts.
 
 from __future__ import annotations
 
+import logging
 import os
+import stat as _stat
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -24,13 +26,17 @@ from hubkit.hub.handles import (
     is_url,
     local_path,
     normalize_handle,
+    redact_url,
     registry_parts,
     split_sha256_pin,
 )
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
+from hubkit.hub.manifest_schema import MAX_VERSION, manifest_problem, min_version_tuple
 from hubkit.hub.onnx_file import OnnxFileResolver
 from hubkit.importers import TF1_MARKER_FILE
+
+_log = logging.getLogger("hubkit.hub")
 
 __all__ = [
     "FileUrlResolver",
@@ -83,6 +89,11 @@ def check_module_dir(path: str, handle: str) -> str:
             "(an export that did not finish, or not a module at all)."
         )
     return path
+
+
+def _is_version(value: Any) -> bool:
+    """A registry version: a positive int64 (``true``, ``0``, ``-3`` or ``1.5`` are not versions)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_VERSION
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -172,13 +183,13 @@ def _install_archive(
             raise DownloadError(f"Archive {source!r} does not hold a hubkit module: it has no {MARKER_FILE!r} at its root.")
         return files, extra
 
-    return cache.get_or_install(key, handle, produce)
+    return cache.get_or_install(key, redact_url(handle), produce)
 
 
 class LocalArchiveResolver(_BuiltinResolver):
     """A local ``.tar.gz`` (path or ``file://`` URL, optionally ``#sha256=`` pinned): extracted into the cache."""
 
-    description = "local path or file:// URL of a .tar.gz, optionally with #sha256=<hex>"
+    description = "local path or file:// URL of a .tar.gz, .tgz or .tar, optionally with #sha256=<hex>"
 
     def is_supported(self, handle: str) -> bool:
         scheme_ok = handle.lower().startswith("file://") or not is_url(handle)
@@ -215,10 +226,18 @@ class LocalArchiveResolver(_BuiltinResolver):
             stat = os.stat(path)
         except FileNotFoundError:
             raise ResolveError(f"Archive {path!r} (from handle {handle!r}) does not exist.") from None
+        except (OSError, ValueError) as exc:
+            raise ResolveError(f"Archive {path!r} (from handle {handle!r}) cannot be read: {exc}.") from None
+        if not _stat.S_ISREG(stat.st_mode):
+            kind = "a directory" if _stat.S_ISDIR(stat.st_mode) else "not a regular file (a FIFO, device or socket)"
+            raise ResolveError(f"Archive {path!r} (from handle {handle!r}) is {kind}; an archive handle must name a file.")
         key = self._key(normalized, stat)
 
         def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:
-            digest, _ = sha256_file(path)
+            try:
+                digest, _ = sha256_file(path)
+            except OSError as exc:
+                raise ResolveError(f"Archive {path!r} cannot be read: {exc.strerror or exc}.") from None
             if pin is not None and digest != pin:
                 raise IntegrityError(f"Archive {path!r} has sha256 {digest}, but the handle pins {pin}.")
             return path, {"source": path, "archive_sha256": digest, "archive_size": stat.st_size}
@@ -227,38 +246,65 @@ class LocalArchiveResolver(_BuiltinResolver):
 
 
 def _download(config: HubConfig, ctx: InstallContext, url: str, size: int | None, sha256: str | None) -> dict[str, Any]:
+    """Downloads and extracts an archive (resuming an interrupted download of it when possible)."""
+    resuming = bool(ctx.info_path) and os.path.isfile(ctx.info_path) and os.path.isfile(ctx.part_path)
+    try:
+        return _download_once(config, ctx, url, size, sha256, resume=True)
+    except DownloadError as exc:
+        if not resuming or getattr(exc, "resumable", False):
+            raise
+        # The bytes kept from an interrupted download and the rest the server sent do not make a valid
+        # archive with the pinned sha256 (the content changed without its validators): start over, once.
+        _log.warning("Resumed download of %s failed its checks (%s); downloading it again from the start.",
+                     redact_url(url), exc)
+    from hubkit.hub.extract import empty_directory
+
+    empty_directory(ctx.module_dir)
+    return _download_once(config, ctx, url, size, sha256, resume=False)
+
+
+def _download_once(
+    config: HubConfig, ctx: InstallContext, url: str, size: int | None, sha256: str | None, resume: bool
+) -> dict[str, Any]:
     client = HttpClient(config)
-    bar = progress_bar(config, size, "/".join(url.rsplit("/", 3)[-3:]))
+    shown = redact_url(url)
+    bar = progress_bar(config, size, "/".join(shown.rsplit("/", 3)[-3:]))
 
     def on_progress(count: int) -> None:
         ctx.touch()
         if bar is not None:
             bar.update(count)
 
+    if not resume:
+        for path in (ctx.part_path, ctx.info_path):
+            if path and os.path.lexists(path):
+                os.unlink(path)
     # A second thread extracts the archive while it downloads; its work only counts (ctx.extracted) once
     # the whole archive's size and sha256 are verified, and is discarded with the temp entry otherwise.
-    # With a pinned sha256 (manifest or #sha256=) the gzip CRC-32s are redundant and skipped: integrity
-    # rests on the sha256, checked before finish() and the rename. Without a pin the CRCs are checked.
-    limits = (config.max_extract_bytes, config.max_extract_members, url)
-    with BackgroundExtraction(ctx.part_path, ctx.module_dir, *limits, check_crc=sha256 is None) as extraction:
+    # If it finds the archive bad, the download stops at once (the follower's advance raises).
+    limits = (config.max_extract_bytes, config.max_extract_members, shown)
+    with BackgroundExtraction(ctx.part_path, ctx.module_dir, *limits) as extraction:
         try:
-            result = client.download(url, ctx.part_path, expected_size=size, on_progress=on_progress, follower=extraction)
+            result = client.download(
+                url, ctx.part_path, expected_size=size, on_progress=on_progress, follower=extraction,
+                info_path=ctx.info_path or None,
+            )
         finally:
             client.close()
             if bar is not None:
                 bar.close()
         if size is not None and result.size != size:
-            raise IntegrityError(f"Download of {url!r} has {result.size} bytes, but its manifest declares {size}.")
+            raise IntegrityError(f"Download of {shown!r} has {result.size} bytes, but its manifest declares {size}.")
         if sha256 is not None and result.sha256 != sha256:
-            raise IntegrityError(f"Download of {url!r} has sha256 {result.sha256}, but {sha256} was expected.")
+            raise IntegrityError(f"Download of {shown!r} has sha256 {result.sha256}, but {sha256} was expected.")
         ctx.extracted = extraction.finish()
-    return {"source": url, "archive_sha256": result.sha256, "archive_size": result.size}
+    return {"source": shown, "archive_sha256": result.sha256, "archive_size": result.size}
 
 
 class HttpArchiveResolver(_BuiltinResolver):
-    """An ``http(s)://`` URL of a ``.tar.gz``, optionally pinned with ``#sha256=<hex>``."""
+    """An ``http(s)://`` URL of a ``.tar.gz``, ``.tgz`` or ``.tar``, optionally pinned with ``#sha256=<hex>``."""
 
-    description = "http(s):// URL of a .tar.gz, optionally with #sha256=<hex>"
+    description = "http(s):// URL of a .tar.gz, .tgz or .tar, optionally with #sha256=<hex>"
 
     def is_supported(self, handle: str) -> bool:
         return handle.lower().startswith(("http://", "https://")) and is_archive_name(handle.partition("#")[0])
@@ -319,25 +365,35 @@ def _check_manifest_identity(manifest: dict[str, Any], url: str, handle: str) ->
     stated = (manifest.get("name", expected[0]), manifest.get("version", expected[1]))
     if stated != expected or isinstance(stated[1], bool):
         raise DownloadError(
-            f"Manifest {url!r} describes module {stated[0]!r} version {stated[1]!r}, but the handle {handle!r} "
-            f"names module {expected[0]!r} version {expected[1]}; the registry is inconsistent."
+            f"Manifest {redact_url(url)!r} describes module {_clip(stated[0])} version {_clip(stated[1], quote=False)}, "
+            f"but the handle {redact_url(handle)!r} names module {expected[0]!r} version {expected[1]}; the registry "
+            "is inconsistent."
         )
 
 
+def _clip(value: Any, quote: bool = True) -> str:
+    text = repr(value) if quote or not isinstance(value, int) else str(value)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
 def _check_manifest(manifest: Any, url: str) -> tuple[str, int]:
+    shown = redact_url(url)
     if not isinstance(manifest, dict):
-        raise DownloadError(f"Manifest {url!r} is not a JSON object; the URL does not serve a hubkit module.")
+        raise DownloadError(f"Manifest {shown!r} is not a JSON object; the URL does not serve a hubkit module.")
     sha256, size = manifest.get("sha256"), manifest.get("size")
     if not is_sha256_hex(sha256) or not is_byte_count(size):
-        raise DownloadError(f"Manifest {url!r} lacks a valid 'sha256' and 'size'; the URL does not serve a hubkit module.")
+        raise DownloadError(f"Manifest {shown!r} lacks a valid 'sha256' and 'size'; the URL does not serve a hubkit module.")
     fmt = manifest.get("format_version", FORMAT_VERSION)
-    if fmt != FORMAT_VERSION:
-        raise ResolveError(f"Module {url!r} uses format version {fmt!r}; this hubkit reads version {FORMAT_VERSION}.")
+    if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt != FORMAT_VERSION:
+        raise ResolveError(f"Module {shown!r} uses format version {fmt!r}; this hubkit reads version {FORMAT_VERSION}.")
+    problem = manifest_problem(manifest)  # the one schema publish writes and `hubkit registry check` applies
+    if problem is not None:
+        raise DownloadError(f"Manifest {shown!r} is malformed: {problem}.")
     from hubkit._version import __version__
 
     minimum = manifest.get("min_hubkit_version")
-    if minimum and _version_tuple(minimum) > _version_tuple(__version__):
-        raise ResolveError(f"Module {url!r} needs hubkit >= {minimum}, but this is hubkit {__version__}; please upgrade.")
+    if minimum and min_version_tuple(minimum) > _version_tuple(__version__):
+        raise ResolveError(f"Module {shown!r} needs hubkit >= {minimum}, but this is hubkit {__version__}; please upgrade.")
     return sha256, size
 
 
@@ -370,7 +426,7 @@ class ResolverChain:
         if is_url(handle) and handle.lower().startswith(("http://", "https://")):
             hint = (" A registry handle needs an explicit version (.../<publisher>/<name>/<N>); "
                     "hubkit.registry_latest(url) finds the newest one.")
-        raise ResolveError(f"No resolver supports handle {handle!r}; tried: {tried}.{hint}")
+        raise ResolveError(f"No resolver supports handle {redact_url(handle)!r}; tried: {tried}.{hint}")
 
 
 def default_resolvers(config: HubConfig | None = None) -> list[Any]:
@@ -464,16 +520,19 @@ def registry_latest(url: str, config: HubConfig | None = None) -> str:
         finally:
             client.close()
     else:
-        import json
+        from hubkit.errors import FormatError
+        from hubkit.format.bounded_io import read_json_file
 
         path = local_path(index_url)
         try:
-            with open(path, encoding="utf-8") as f:
-                index = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ResolveError(f"Could not read module index {path!r}: {exc}.") from None
+            index = read_json_file(path, 64 << 20, "Module index", follow_links=True)
+        except FormatError as exc:
+            raise ResolveError(f"Could not read module index {path!r}: {exc}") from None
     versions = index.get("versions") if isinstance(index, dict) else None
-    numbers = sorted(v["version"] for v in versions or [] if isinstance(v, dict) and isinstance(v.get("version"), int))
+    numbers = sorted(
+        v["version"] for v in (versions if isinstance(versions, list) else [])
+        if isinstance(v, dict) and _is_version(v.get("version"))
+    )
     if not numbers:
-        raise ResolveError(f"Module index {index_url!r} lists no versions.")
+        raise ResolveError(f"Module index {redact_url(index_url)!r} lists no valid versions (positive integers).")
     return f"{base}/{numbers[-1]}"

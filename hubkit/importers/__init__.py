@@ -29,10 +29,12 @@ FOREIGN_FORMATS = ("onnx", "tf1")
 
 def _looks_like_onnx(path: str) -> bool:
     # An ONNX ModelProto starts with field 1 (ir_version, varint: tag byte 0x08); every exporter writes it first.
+    from hubkit.format.bounded_io import open_regular  # a FIFO named *.onnx must not block the detection
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, "ONNX model") as f:
             head = f.read(2)
-    except OSError:
+    except (OSError, FormatError):
         return False
     return len(head) == 2 and head[0] == 0x08 and 0 < head[1] < 0x80
 

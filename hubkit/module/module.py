@@ -164,7 +164,10 @@ class Module:
         for sig in self._variant.signatures.values():
             for part, infos in (("input", sig.inputs), ("output", sig.outputs)):
                 for key, info in sorted(infos.items()):
-                    t = self._eager_tensors[info.name]
+                    t = self._eager_tensors.get(info.name)
+                    if t is None:  # a hand-edited or damaged graph.pb
+                        raise GraphError(f"signature {sig.name!r} maps {part} {key!r} to the tensor {info.name!r}, "
+                                         "which the graph does not have.")
                     if t.dtype is not info.dtype or merge_shapes(t.shape, info.shape) is False:
                         raise GraphError(
                             f"signature {sig.name!r} declares {part} {key!r} as {info.dtype.name} "

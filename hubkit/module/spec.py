@@ -139,10 +139,12 @@ def _decode_variant(
             nodes[i] = NodeSpec(node.name, node.op, node.inputs, node.control_inputs, attrs)
         elif node.op == "Variable":
             info = variables.get(node.name)
+            shape = node.attrs.get("shape") or ()
             if (
                 info is None
                 or node.attrs.get("dtype") is not info.dtype
-                or tuple(node.attrs.get("shape") or ()) != info.shape
+                or not isinstance(shape, (list, tuple))  # a damaged graph.pb may hold any value here
+                or tuple(shape) != info.shape
             ):
                 raise FormatError(f"{where}: the Variable node {node.name!r} does not match the module's variables.")
     signatures = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import threading
 from itertools import chain, repeat
 from typing import Any
@@ -171,8 +172,16 @@ def load_vocabulary(path: str, cache: dict[Any, Vocabulary] | None = None) -> Vo
     key = (path, st.st_mtime_ns, st.st_size)
     if cache is not None and key in cache:
         return cache[key]
+
+    if not stat.S_ISREG(st.st_mode):  # an asset that is a FIFO would block, /dev/zero never end
+        what = "Is a directory" if stat.S_ISDIR(st.st_mode) else "it is not a regular file (a FIFO or device)"
+        raise OpError(f"Cannot read vocabulary file {path!r}: {what}.")
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped for a FIFO or device since the stat
+                raise OpError(f"Cannot read vocabulary file {path!r}: it is not a regular file.")
+            os.set_blocking(fd, True)
             data = f.read()
     except OSError as e:
         raise OpError(f"Cannot read vocabulary file {path!r}: {e.strerror or e}.") from None

@@ -68,14 +68,18 @@ def _check_outputs(node: Node) -> None:
         specs = normalize_specs(get_op(node.op).infer(*node.inputs, **node.attrs))
     except GraphError as e:
         raise GraphError(f"{node.op} node {node.name!r}: {e}") from None
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError) as e:
         raise GraphError(f"{node.op} node {node.name!r} has invalid attributes: {type(e).__name__}: {e}") from None
     if len(specs) != len(node.outputs):
         raise GraphError(
             f"{node.op} node {node.name!r} has {len(node.outputs)} outputs, but its op infers {len(specs)}."
         )
     for t, (dtype, shape) in zip(node.outputs, specs):
-        if t.dtype is not dtype or merge_shapes(t.shape, shape) is False:
+        try:
+            merged = merge_shapes(t.shape, shape)
+        except (TypeError, ValueError) as e:  # attributes (from a module file) that make no shape
+            raise GraphError(f"{node.op} node {node.name!r} has invalid attributes: {type(e).__name__}: {e}") from None
+        if t.dtype is not dtype or merged is False:
             raise GraphError(
                 f"{node.op} node {node.name!r}: output {t.index} is {t.dtype.name} {format_shape(t.shape)}, but "
                 f"its op infers {dtype.name} {format_shape(shape)}."

@@ -162,7 +162,7 @@ def import_nodes(
             specs = normalize_specs(get_op(spec.op).infer(*inputs, **attrs))
         except GraphError as e:
             raise GraphError(f"{spec.op} node {spec.name!r}: {e}") from None
-        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as e:  # attrs not fitting the op
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, ArithmeticError) as e:  # attrs not fitting the op
             raise GraphError(f"{spec.op} node {spec.name!r} has invalid attributes: {type(e).__name__}: {e}") from None
         node = graph.create_node(
             spec.op, inputs, attrs, specs, name=prefix + spec.name, control_inputs=control, unique=False

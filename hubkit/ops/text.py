@@ -14,7 +14,6 @@ and the stable out-of-vocabulary hash). None of these ops is differentiable.
 
 from __future__ import annotations
 
-import re
 from itertools import chain
 from typing import Any
 
@@ -54,17 +53,96 @@ class StringLower:
         return _map_strings(str.lower, x)
 
 
-def compile_pattern(pattern: str, what: str) -> re.Pattern:
-    """Compiles a regular expression, turning a syntax error into a GraphError naming ``what``."""
+_MAX_PATTERN_CHARS = 1 << 16
+_SPACE = r"\s\x0b\x1c-\x1f\x85\p{Z}"  # what str.isspace accepts
+_IN_CLASS = {"w": r"\pL\pN_", "d": r"\p{Nd}", "D": r"\P{Nd}", "s": _SPACE}
+_OUTSIDE = {"w": r"[\pL\pN_]", "W": r"[^\pL\pN_]", "d": r"\p{Nd}", "D": r"\P{Nd}", "s": f"[{_SPACE}]", "S": f"[^{_SPACE}]"}
+
+
+def unicode_classes(pattern: str) -> str:
+    """Rewrites ``\\w``, ``\\d`` and ``\\s`` (and their negations) into RE2's Unicode classes.
+
+    RE2's own ``\\w``/``\\d``/``\\s`` match ASCII only; hubkit's ``regex_replace`` has always matched
+    them as Python does, over all of Unicode, so patterns keep their meaning on the linear-time engine.
+    (``\\W`` and ``\\S`` inside a bracket class keep RE2's ASCII meaning.)
+
+    >>> print(unicode_classes(r"[^\\w\\s]+\\d"))
+    [^\\pL\\pN_\\s\\x0b\\x1c-\\x1f\\x85\\p{Z}]+\\p{Nd}
+    """
+    out: list[str] = []
+    i, in_class, n = 0, False, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt == "Q":  # \Q...\E is literal text
+                end = pattern.find("\\E", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            table = _IN_CLASS if in_class else _OUTSIDE
+            out.append(table.get(nxt, ch + nxt))
+            i += 2
+            continue
+        if in_class:
+            if ch == "[" and pattern.startswith("[:", i):
+                end = pattern.find(":]", i + 2)
+                end = n if end < 0 else end + 2
+                out.append(pattern[i:end])
+                i = end
+                continue
+            if ch == "]":
+                in_class = False
+        elif ch == "[":
+            in_class = True
+            out.append(ch)
+            i += 1
+            if i < n and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            if i < n and pattern[i] == "]":  # a ']' first in a class is literal
+                out.append("]")
+                i += 1
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def compile_pattern(pattern: str, what: str) -> Any:
+    """Compiles a regular expression with RE2, turning a syntax error into a GraphError naming ``what``.
+
+    Patterns come from module files, so they are untrusted: RE2 (``google-re2``) matches in time linear
+    in the input and bounded memory, whatever the pattern (Python's backtracking ``re`` takes minutes on
+    ``^(a+)+$`` against 35 characters). It is also the engine TF-format modules were written for: RE2
+    syntax, no backreferences or look-around, ``\\w`` and ``\\d`` match ASCII only.
+
+    >>> compile_pattern(r"(a)\\1", "x")
+    Traceback (most recent call last):
+    ...
+    hubkit.errors.GraphError: x: invalid regular expression '(a)\\\\1': invalid escape sequence: \\1 (RE2 syntax).
+    """
+    import re2  # lazy: only graphs with regex ops need it
+
+    if not isinstance(pattern, str):
+        raise GraphError(f"{what}: a regular expression must be a string, got {type(pattern).__name__}.")
+    if len(pattern) > _MAX_PATTERN_CHARS:
+        raise GraphError(f"{what}: the regular expression has {len(pattern)} characters (at most {_MAX_PATTERN_CHARS}).")
+    options = re2.Options()
+    options.log_errors = False  # the error goes into the message, not to stderr
     try:
-        return re.compile(pattern)
-    except (re.error, TypeError) as e:
+        return re2.compile(unicode_classes(pattern), options)
+    except re2.error as e:
+        reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise GraphError(f"{what}: invalid regular expression {pattern!r}: {reason} (RE2 syntax).") from None
+    except (TypeError, ValueError) as e:
         raise GraphError(f"{what}: invalid regular expression {pattern!r}: {e}.") from None
 
 
 @register_op
 class RegexReplace:
-    """Replaces matches of ``pattern`` (Python ``re`` syntax) by ``rewrite`` (``\\1`` refers to groups)."""
+    """Replaces matches of ``pattern`` (RE2 syntax, linear time) by ``rewrite`` (``\\1`` refers to groups)."""
 
     differentiable = False
 
@@ -78,7 +156,17 @@ class RegexReplace:
 
     def forward(x, *, pattern, rewrite, replace_global=True, regex):
         count = 0 if replace_global else 1
-        return _map_strings(lambda s: regex.sub(rewrite, s, count=count), x)
+        try:
+            return _map_strings(lambda s: regex.sub(rewrite, s, count=count), x)
+        except (re2_error(), IndexError, ValueError) as e:  # e.g. a rewrite naming a group the pattern lacks
+            raise GraphError(f"RegexReplace: invalid rewrite {rewrite!r} for pattern {pattern!r}: {e}.") from None
+
+
+def re2_error() -> type[Exception]:
+    """The exception class of the ``re2`` module (imported lazily)."""
+    import re2
+
+    return re2.error
 
 
 @register_op

@@ -34,7 +34,8 @@ def regex_replace(x: Any, pattern: str, rewrite: str, replace_global: bool = Tru
 
     Args:
         x: string tensor (or strings).
-        pattern: a Python ``re`` regular expression.
+        pattern: a regular expression in RE2 syntax (matched in linear time; no backreferences or
+            look-around; ``\\w``, ``\\d`` and ``\\s`` match Unicode as in Python).
         rewrite: the replacement; ``\\1`` or ``\\g<name>`` refer to groups.
         replace_global: replace every match (True) or only the first.
         name: node name.

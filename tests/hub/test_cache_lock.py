@@ -29,7 +29,7 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def _write_lock(path, host, pid, lock_id="someone", age=0.0):
+def _write_lock(path, host, pid, lock_id="5" * 32, age=0.0):
     with open(path, "w") as f:
         json.dump({"host": host, "pid": pid, "id": lock_id}, f)
     if age:
@@ -66,7 +66,7 @@ def test_dead_holder_is_taken_over_at_once(tmp_path):
     path = str(tmp_path / "k.lock")
     _write_lock(path, socket.gethostname(), _dead_pid())
     taken = LockFile(path, stale_after=3600).take_over_if_stale()
-    assert taken is not None and taken.lock_id == "someone"
+    assert taken is not None and taken.lock_id == "5" * 32
     assert not os.path.exists(path)
 
 

@@ -1,25 +1,30 @@
-"""Corrupt gzip input to GunzipReader raises the same errors as Python's gzip module.
+"""Corrupt gzip input to the extractor's gzip reader raises the same errors as Python's gzip module.
 
-The reader is the hub's streaming decompressor; it mirrors ``gzip``'s exception classes
+The reader (zlib's own gzip decoder, member after member) is the hub's streaming decompressor; it mirrors ``gzip``'s exception classes
 (``zlib.error``/``EOFError``, turned into hubkit errors by the archive extractor), so each
 corruption is also fed to ``gzip.decompress`` as an independent reference.
 """
 
 import gzip
 import io
-import os
 import struct
 import zlib
 
 import pytest
 
-from hubkit.hub.gzipstream import GunzipReader
+from hubkit.hub.extract import _Gunzip
 
 PAYLOAD = b"hubkit module bytes " * 50
 
 
 def _read(raw: bytes) -> bytes:
-    return io.BufferedReader(GunzipReader(io.BytesIO(raw), 7)).read()
+    reader, out = _Gunzip(io.BytesIO(raw), b"", 7), []
+    for _ in range(100_000):  # bounded: the payloads here are a few KB
+        piece = reader.read_piece(5)
+        if not piece:
+            return b"".join(out)
+        out.append(piece)
+    raise AssertionError("the reader did not end")
 
 
 def _stored_member(data: bytes, *, flags: int = 0, extra: bytes = b"") -> bytes:
@@ -51,7 +56,7 @@ def test_reserved_header_flags(reserved):
     """RFC 1952 reserved bits must be zero (the gzip module ignores them; zlib's inflate refuses them)."""
     raw = bytearray(gzip.compress(PAYLOAD))
     raw[3] |= reserved
-    with pytest.raises(zlib.error, match="incorrect header check"):
+    with pytest.raises(zlib.error, match="unknown header flags set"):
         _read(bytes(raw))
 
 
@@ -111,7 +116,6 @@ def test_trailer_with_wrong_length_and_crc():
     raw[-8] ^= 0x01
     with pytest.raises(zlib.error, match="incorrect data check"):
         _read(bytes(raw))
-    assert io.BufferedReader(GunzipReader(io.BytesIO(bytes(raw)), 7, check_crc=False)).read() == PAYLOAD
 
 
 def test_nul_padding_after_the_last_member_is_allowed():
@@ -123,15 +127,3 @@ def test_garbage_after_nul_padding():
     raw = gzip.compress(PAYLOAD) + bytes(20) + b"junk"
     with pytest.raises(zlib.error, match="incorrect header check"):
         _read(raw)
-
-
-def test_copy_to_past_the_end(tmp_path):
-    raw = gzip.compress(PAYLOAD)
-    reader = GunzipReader(io.BytesIO(raw), 64)
-    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
-    try:
-        with pytest.raises(EOFError, match="The archive ends in the middle of an entry"):
-            reader.copy_to(fd, len(PAYLOAD) + 1)
-    finally:
-        os.close(fd)
-    assert (tmp_path / "out").read_bytes() == PAYLOAD  # what was there was written before the error

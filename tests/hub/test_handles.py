@@ -74,7 +74,8 @@ def test_sha256_pin():
 def test_url_helpers():
     assert is_url("file:///x") and is_url("https://h/x")
     assert not is_url("C:\\models\\x") and not is_url("relative/dir")
-    assert is_archive_name("https://h/a/B.TAR.GZ") and is_archive_name("m.tgz") and not is_archive_name("m.tar")
+    assert is_archive_name("https://h/a/B.TAR.GZ") and is_archive_name("m.tgz") and is_archive_name("m.tar")
+    assert not is_archive_name("m.zip") and not is_archive_name("m.tar.bz2")
     assert url_to_path("file:///tmp/a%20b") == "/tmp/a b"
     with pytest.raises(ResolveError, match="only local files"):
         url_to_path("file://otherhost/tmp/x")

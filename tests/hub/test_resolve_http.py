@@ -190,8 +190,9 @@ def test_connection_refused_is_a_download_error(hub_env, monkeypatch):
     from tests.hub.helpers import free_port
 
     monkeypatch.setenv("HUBKIT_RETRIES", "1")
-    with pytest.raises(DownloadError, match="connection failed"):
-        resolve(f"http://127.0.0.1:{free_port()}/acme/echo/1")
+    port = free_port()
+    with pytest.raises(DownloadError, match=rf"could not connect to 127\.0\.0\.1:{port} \(connection refused\)"):
+        resolve(f"http://127.0.0.1:{port}/acme/echo/1")
 
 
 def test_archive_url_with_and_without_pin(hub_env, registry_server, fake_module):

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from hubkit.errors import FormatError, SignatureError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.attrs import encode_shape
+from hubkit.format.bounded_io import read_regular_file
 from hubkit.format.safetensors_io import TensorEntry
 from hubkit.graph import DType, format_shape
 from hubkit.importers.tf1.bundle import INDEX_FILE, Bundle, read_bundle
@@ -66,8 +67,7 @@ def _read_proto(path: str, message_type: Any, what: str) -> Any:
         size = os.path.getsize(path)
         if size > MAX_SAVED_MODEL_BYTES:
             raise FormatError(f"{what} {path!r} is larger than {MAX_SAVED_MODEL_BYTES} bytes.")
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_regular_file(path, MAX_SAVED_MODEL_BYTES, what)  # never a FIFO or device (a hang)
     except OSError as e:
         raise FormatError(f"{what} {path!r} cannot be read: {e.strerror or e}.") from None
     try:

@@ -17,6 +17,7 @@ import struct
 from collections.abc import Iterator
 
 from hubkit.errors import FormatError
+from hubkit.format.bounded_io import read_regular_file
 from hubkit.importers.tf1.crc32c import crc32c, unmask
 
 __all__ = ["MAX_INDEX_BYTES", "read_table", "snappy_decompress"]
@@ -168,8 +169,7 @@ def read_table(path: str) -> list[tuple[bytes, bytes]]:
     """
     where = f"Tensor bundle index {path!r}"
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_INDEX_BYTES + 1)
+        data = read_regular_file(path, 2 * MAX_INDEX_BYTES, "Tensor bundle index")  # never a FIFO or device
     except OSError as e:
         raise FormatError(f"{where} cannot be read: {e.strerror or e}.") from None
     if len(data) > MAX_INDEX_BYTES:

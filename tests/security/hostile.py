@@ -1,0 +1,157 @@
+"""Builders of hostile inputs: an HTTP server on 127.0.0.1 whose every answer the test scripts, and archives.
+
+Every wait is bounded: handlers that stall wait on an event with a timeout, and the server is shut down
+(with its connections) when the test ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import re
+import socket
+import tarfile
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+_RANGE = re.compile(r"bytes=(\d+)-$")
+
+
+class HostileServer:
+    """``routes[path]`` answers a GET; :meth:`serve_file` adds a well-behaved (resumable) route."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Handler] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.release = threading.Event()  # stalled handlers continue when set (or after their timeout)
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server.requests.append((self.path, dict(self.headers.items())))
+                route = server.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    route(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def count(self, path: str) -> int:
+        return sum(1 for p, _ in self.requests if p == path)
+
+    def serve_bytes(self, path: str, body: bytes, etag: str | None = '"v1"', ranges: bool = True,
+                    content_type: str = "application/gzip") -> None:
+        """A correct server for ``body``: Content-Length, ETag, Range and If-Range."""
+
+        def handle(h: BaseHTTPRequestHandler) -> None:
+            start = 0
+            match = _RANGE.match(h.headers.get("Range", ""))
+            if_range = h.headers.get("If-Range")
+            if ranges and match and (if_range is None or if_range == etag):
+                start = int(match.group(1))
+            part = body[start:]
+            h.send_response(206 if start else 200)
+            if start:
+                h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            h.send_header("Content-Length", str(len(part)))
+            h.send_header("Content-Type", content_type)
+            if etag:
+                h.send_header("ETag", etag)
+            if ranges:
+                h.send_header("Accept-Ranges", "bytes")
+            h.end_headers()
+            h.wfile.write(part)
+
+        self.routes[path] = handle
+
+    def serve_json(self, path: str, value: object) -> None:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+
+        def handle(h: BaseHTTPRequestHandler) -> None:
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(raw)))
+            h.send_header("Content-Type", "application/json")
+            h.end_headers()
+            h.wfile.write(raw)
+
+        self.routes[path] = handle
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def stream_forever(head: bytes, limit_seconds: float = 20.0, content_length: int | None = None) -> Handler:
+    """A handler that sends ``head`` and then zeros until the client hangs up (bounded by time)."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        import time
+
+        h.send_response(200)
+        if content_length is not None:
+            h.send_header("Content-Length", str(content_length))
+        h.send_header("Content-Type", "application/octet-stream")
+        h.end_headers()
+        h.wfile.write(head)
+        deadline = time.monotonic() + limit_seconds
+        block = bytes(64 << 10)
+        h.server_sent = len(head)  # type: ignore[attr-defined]
+        while time.monotonic() < deadline:
+            h.wfile.write(block)
+
+    return handle
+
+
+def tar_bytes(entries: list[tuple[tarfile.TarInfo, bytes | None]], marker: bool = True, fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    """A plain tar of (TarInfo, data) entries, with a hubkit marker first unless told otherwise."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as tar:
+        if marker:
+            info = tarfile.TarInfo("hubkit_module.pb")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"\x08\x01"))
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def entry(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def gz(raw: bytes) -> bytes:
+    return gzip.compress(raw, mtime=0)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_for(archive: bytes, name: str = "acme/m", version: int = 1, **extra: object) -> dict:
+    return {"name": name, "version": version, "sha256": sha256(archive), "size": len(archive), "format_version": 1,
+            **extra}
+
+
+def refused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
