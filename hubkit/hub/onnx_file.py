@@ -42,7 +42,9 @@ class _OnnxHttpClient(HttpClient):
     """Accepts a body that starts like an ONNX ModelProto (field 1, ``ir_version``), nothing else."""
 
     @staticmethod
-    def _check_archive_start(url: str, response: Any, head: bytes) -> None:
+    def _check_archive_start(url: str, response: Any, head: bytes, final: bool) -> None:
+        if len(head) < 2 and not final:
+            return  # wait for the first two bytes
         if len(head) < 2 or head[0] != 0x08 or not 0 < head[1] < 0x80:
             raise DownloadError(f"{url!r} does not serve an ONNX model: its body does not start like one.")
 
