@@ -16,6 +16,7 @@ import shutil
 import urllib.parse
 from typing import Any
 
+from hubkit.hub.catalog import content_security_policy
 from hubkit.hub.handles import TEMP_INFIX
 
 __all__ = ["RegistryRequestHandler", "is_hidden_path", "make_server"]
@@ -54,8 +55,10 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
             self.send_error(404, "File not found")
             return None
         path = self.translate_path(self.path)
+        if os.path.isdir(path) and self.path.split("?", 1)[0].endswith("/"):
+            path = os.path.join(path, "index.html")  # served below, with the catalog's headers
         if os.path.isdir(path) or not os.path.isfile(path):
-            return super().send_head()
+            return super().send_head()  # a redirect to "dir/", a directory listing, or 404
         try:
             f = open(path, "rb")  # noqa: SIM115  (closed by the base class after copyfile)
         except OSError:
@@ -81,6 +84,10 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Type", self.guess_type(path))
         self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if path.endswith(".html"):  # the catalog shows untrusted manifest values: nothing may run but its own
+            self.send_header("Content-Security-Policy", content_security_policy() + "; frame-ancestors 'none'")
+            self.send_header("Referrer-Policy", "no-referrer")
         if path.endswith(".tar.gz"):
             self.send_header("Cache-Control", "public, max-age=31536000, immutable")
         else:
