@@ -73,8 +73,8 @@ def test_handle_no_resolver_supports(hub_env):
 
 
 def test_registry_url_without_version_gets_a_hint(hub_env):
-    with pytest.raises(hk.ResolveError, match=r"No resolver supports handle 'http://127.0.0.1:9/acme/x'.*A registry "
-                                              r"handle needs an explicit version .*registry_latest"):
+    with pytest.raises(hk.ResolveError, match=r"^Handle 'http://127.0.0.1:9/acme/x' has no version; registry handles "
+                                              r"look like .*'http://127.0.0.1:9/acme/x/1'.*registry_latest"):
         hk.resolve("http://127.0.0.1:9/acme/x")
 
 
