@@ -17,7 +17,7 @@ from hubkit.module.loader import load_module_spec
 from hubkit.module.signatures import (
     SignatureSpec,
     TensorInfo,
-    convert_eager_input,
+    convert_eager_inputs,
     convert_symbolic_input,
     pack_inputs,
 )
@@ -257,7 +257,7 @@ class Module:
         if entry is None:
             entry = self._compile(sig, as_dict)
         plan, in_keys, out_keys = entry
-        results = plan.run([convert_eager_input(sig, k, packed[k]) for k in in_keys])
+        results = plan.run(convert_eager_inputs(sig, in_keys, packed))
         return dict(zip(out_keys, results)) if as_dict else results[0]
 
     def _compile(self, sig: SignatureSpec, as_dict: bool):

@@ -18,7 +18,14 @@ from hubkit.graph import DType, Graph, Shape, Tensor, convert_to_tensor, format_
 from hubkit.graph.shapes import merge_shapes
 from hubkit.graph.values import convert_value
 
-__all__ = ["SignatureSpec", "TensorInfo", "convert_eager_input", "convert_symbolic_input", "pack_inputs"]
+__all__ = [
+    "SignatureSpec",
+    "TensorInfo",
+    "convert_eager_input",
+    "convert_eager_inputs",
+    "convert_symbolic_input",
+    "pack_inputs",
+]
 
 
 
@@ -112,7 +119,34 @@ def pack_inputs(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
 def convert_eager_input(sig: SignatureSpec, key: str, value: Any) -> np.ndarray:
     """Converts a concrete value to the input's dtype and checks it against the declared shape."""
     info = sig.inputs[key]
+    if isinstance(value, (str, bytes)) and info.shape is not None and len(info.shape) >= 1:
+        raise SignatureError(
+            f"Signature {sig.name!r} input {key!r} takes a batch of strings (shape {format_shape(info.shape)}), "
+            f"but was given a bare string; pass a list, e.g. [{value[:40]!r}]."
+        )
     return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureError)
+
+
+def convert_eager_inputs(sig: SignatureSpec, keys: list[str], packed: dict[str, Any]) -> list[np.ndarray]:
+    """Converts every input of a call (see :func:`convert_eager_input`), then checks their batch sizes agree.
+
+    The first dimension of an input declared with an unknown first dimension is the batch: two such
+    inputs of different lengths are refused before anything runs, naming the signature, the inputs and
+    their shapes (instead of a broadcasting error from deep inside the plan).
+    """
+    arrays = [convert_eager_input(sig, k, packed[k]) for k in keys]
+    batched = [
+        (k, a.shape) for k, a in zip(keys, arrays)
+        if a.ndim >= 1 and sig.inputs[k].shape and sig.inputs[k].shape[0] is None  # type: ignore[index]
+        and not getattr(sig.inputs[k], "is_sparse", False)
+    ]
+    if len({shape[0] for _, shape in batched}) > 1:
+        shapes = ", ".join(f"{k!r} has shape {format_shape(tuple(shape))}" for k, shape in sorted(batched))
+        raise SignatureError(
+            f"Signature {sig.name!r} was called with inputs whose batch sizes (first dimensions) disagree: "
+            f"{shapes}; give every input the same number of rows."
+        )
+    return arrays
 
 
 def convert_symbolic_input(sig: SignatureSpec, key: str, value: Any, graph: Graph) -> Tensor:
