@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from hubkit.train import Input as Input
     from hubkit.train import LatestModuleExporter as LatestModuleExporter
     from hubkit.train import Model as Model
+    from hubkit.train import export_model_as_module as export_model_as_module
 
 __version__ = "0.1.0"
 

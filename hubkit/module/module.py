@@ -275,7 +275,9 @@ class Module:
         modules = graph.state.setdefault(_GRAPH_STATE_KEY, {})
         known = modules.get(id(self))
         first = known is None or known["module"] is not self
-        scope = graph.unique_name(self._name)
+        current = graph.current_scope
+        # Called by a layer of the same name (a HubLayer) the layer's scope is the module's: no doubled segment.
+        scope = current if first and current.rsplit("/", 1)[-1] == self._name else graph.unique_name(self._name)
         if first:
             known = modules[id(self)] = {"module": self, "var_scope": scope}
             # Every variable of the variant is bound at the first call, in name order, so the

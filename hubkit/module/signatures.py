@@ -7,7 +7,7 @@ listed, sorted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +127,7 @@ def convert_eager_input(sig: SignatureSpec, key: str, value: Any) -> np.ndarray:
     return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureError)
 
 
-def convert_eager_inputs(sig: SignatureSpec, keys: list[str], packed: dict[str, Any]) -> list[np.ndarray]:
+def convert_eager_inputs(sig: SignatureSpec, keys: Sequence[str], packed: dict[str, Any]) -> list[np.ndarray]:
     """Converts every input of a call (see :func:`convert_eager_input`), then checks their batch sizes agree.
 
     The first dimension of an input declared with an unknown first dimension is the batch: two such
