@@ -25,8 +25,11 @@ def run_demo(directory: Path) -> str:
 @pytest.mark.slow
 def test_demo_is_seeded_and_ends_with_how_to_browse(tmp_path):
     first, second = run_demo(tmp_path / "a"), run_demo(tmp_path / "b")
-    strip = lambda text: re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text).replace(str(tmp_path / "a"), "DIR")
-    assert strip(first) == strip(second).replace(str(tmp_path / "b"), "DIR")
+
+    def strip(text: str, directory: Path) -> str:
+        return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text).replace(str(directory), "DIR")
+
+    assert strip(first, tmp_path / "a") == strip(second, tmp_path / "b")
     assert "'the cat sat on the mat'" in first and "cosine similarity" in first
     lines = first.rstrip().splitlines()
     assert any("hubkit registry serve" in line and line.rstrip().endswith("(then open http://127.0.0.1:8000/)")
