@@ -262,7 +262,11 @@ def publish(
     if base_url is not None:
         base_url = check_base_url(base_url)
     if not os.path.isfile(os.path.join(module_dir, MARKER_FILE)):
-        raise RegistryError(f"{module_dir!r} is not a hubkit module directory: it has no {MARKER_FILE!r}.")
+        if not os.path.exists(module_dir):
+            raise RegistryError(f"Module directory {module_dir!r} does not exist.")
+        what = "a file" if not os.path.isdir(module_dir) else f"a directory without {MARKER_FILE!r}"
+        raise RegistryError(f"{module_dir!r} is not a hubkit module directory: it is {what}. Publish an exported "
+                            "module (hubkit.Module(spec).export(path), or hubkit.export_model_as_module(model, path)).")
     validate = validate or summarize_module
     try:
         summary = validate(module_dir)

@@ -117,6 +117,11 @@ def handle_advice(handle: str, config: HubConfig | None = None) -> str | None:
         return f"Handle {handle!r} names a file of a registry, not a module; {shape}."
     if last.isdigit():  # a version, but 0 or with leading zeros: the generic message says it is no handle
         return None
+    if last.lower() == "latest" and len(segments) >= 3:
+        module_url = "/".join([base, *segments[:-1]])
+        advice = (f"Handle {handle!r} asks for 'latest', but registry handles pin a version ({shape}), so a "
+                  "model never changes under you.")
+        return advice + ("" if config.offline else _latest_sentence(module_url, config))
     if len(segments) >= 2 and all(is_registry_name_part(p) for p in segments[-2:]):
         module_url = "/".join([base, *segments])
         advice = f"Handle {handle!r} has no version; {shape}, e.g. {module_url + '/1'!r}."

@@ -79,6 +79,7 @@ def test_resolve_errors_lead_with_the_fixed_handle(hub_env, registry_server, cap
         f"{base}/acme/echo/1.json": f"names a manifest, not a module; use '{base}/acme/echo/1'",
         f"{base}/acme/echo/index.html": "The latest version is 1",
         f"{base}/index.html": f"names a registry or a page, not a module; .* serves '{base}/acme/echo/1'",
+        f"{base}/acme/echo/latest": f"asks for 'latest', but registry handles pin a version .* use '{base}/acme/echo/1'",
     }
     for handle, expected in cases.items():
         assert main(["download", handle]) == 1

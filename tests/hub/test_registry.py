@@ -130,7 +130,7 @@ def test_invalid_module_is_not_published(tmp_path, fake_module):
     with pytest.raises(RegistryError, match=r"does not load, so it cannot be published: graph\.pb is truncated"):
         publish(fake_module, str(root), name="acme/echo", validate=broken)
     assert not root.exists()
-    with pytest.raises(RegistryError, match=r"has no 'hubkit_module\.pb'"):
+    with pytest.raises(RegistryError, match=r"a directory without 'hubkit_module\.pb'"):
         publish(str(tmp_path), str(root), name="acme/echo", validate=fake_validate)
 
 

@@ -12,8 +12,14 @@ from tests.hub.helpers import fake_validate
 
 
 def test_publish_of_a_directory_without_marker(tmp_path):
-    with pytest.raises(hk.RegistryError, match=r"is not a hubkit module directory: it has no 'hubkit_module.pb'"):
+    with pytest.raises(hk.RegistryError, match=r"is not a hubkit module directory: it is a directory without "
+                                              r"'hubkit_module.pb'\. Publish an exported module"):
         publish(str(tmp_path), str(tmp_path / "reg"), "acme/x", validate=fake_validate)
+    with pytest.raises(hk.RegistryError, match=r"^Module directory '.*nothing' does not exist\.$"):
+        publish(str(tmp_path / "nothing"), str(tmp_path / "reg"), "acme/x", validate=fake_validate)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(hk.RegistryError, match=r"is not a hubkit module directory: it is a file\."):
+        publish(str(tmp_path / "file"), str(tmp_path / "reg"), "acme/x", validate=fake_validate)
 
 
 def test_publish_of_a_module_that_does_not_load(fake_module, tmp_path):
