@@ -103,6 +103,23 @@ def _cache_manifest(module_dir: str) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) else {}
 
 
+def _manifest_beside(handle: str) -> dict[str, Any]:
+    """The manifest next to a local registry archive (``.../acme/echo/2.tar.gz`` -> ``2.json``), else {}."""
+    from hubkit.hub.handles import is_url, local_path
+    from hubkit.hub.remote_registry import read_registry_json
+
+    if is_url(handle) and not handle.lower().startswith("file://"):
+        return {}
+    path = local_path(handle.split("#", 1)[0])
+    if not path.endswith(".tar.gz") or not os.path.isfile(path[: -len(".tar.gz")] + ".json"):
+        return {}
+    try:
+        manifest = read_registry_json(path[: -len(".tar.gz")] + ".json")
+    except HubkitError:
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from hubkit.hub import resolve, summarize_module
 
@@ -111,7 +128,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return _print_versions(registry_module)
     module_dir = resolve(args.handle)
     print(f"Module {args.handle!r}")
-    manifest = _cache_manifest(module_dir)
+    manifest = _cache_manifest(module_dir) or _manifest_beside(args.handle)
     if isinstance(manifest.get("description"), str) and manifest["description"]:
         print(f"  description: {manifest['description']}")
     if manifest:

@@ -78,7 +78,8 @@ def check_module_dir(path: str, handle: str) -> str:
         raise ResolveError(f"{path!r} (from handle {handle!r}) is a file, not a module: hubkit loads module "
                            "directories, module archives (.tar.gz, .tgz, .tar) and ONNX models ('.onnx').")
     if not os.path.isdir(path):
-        raise ResolveError(f"Module directory {path!r} (from handle {handle!r}) does not exist.")
+        archive = f" Its archive {path + '.tar.gz'!r} exists: load that." if os.path.isfile(path + ".tar.gz") else ""
+        raise ResolveError(f"Module directory {path!r} (from handle {handle!r}) does not exist.{archive}")
     if not any(os.path.isfile(os.path.join(path, m)) for m in MODULE_MARKERS):
         from hubkit.hub.remote_registry import local_dir_advice
 

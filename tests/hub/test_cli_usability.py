@@ -67,9 +67,12 @@ def test_info_on_a_module_without_version_lists_versions(hub_env, fake_module, r
         out = capsys.readouterr().out
         assert "description: An echo module." in out and "2 versions:" in out and "latest: 2" in out
         assert "/acme/echo/2" in out and " B " in out
-    assert main(["info", f"{server.url}/acme/echo/2"]) == 0
-    out = capsys.readouterr().out
-    assert "description: An echo module." in out and "sha256 " in out and "signature 'default'" in out
+    for handle in (f"{server.url}/acme/echo/2", os.path.join(registry_root, "acme", "echo", "2.tar.gz")):
+        assert main(["info", handle]) == 0
+        out = capsys.readouterr().out
+        assert "description: An echo module." in out and "sha256 " in out and "signature 'default'" in out
+    assert main(["info", "file://" + os.path.join(registry_root, "acme", "echo", "2")]) == 1
+    assert "Its archive '" in capsys.readouterr().err
 
 
 def test_resolve_errors_lead_with_the_fixed_handle(hub_env, registry_server, capsys):
