@@ -138,3 +138,23 @@ def test_catalog_is_readable_without_javascript(tmp_path, base_url):
     expected = base_url or "<registry URL>"  # without a recorded URL: a placeholder a person can read
     assert f'hubkit.Module("{expected}/acme/echo/1")' in text, text
     assert any("script-src 'none'" in line for line in console_errors(result.stderr))  # the script was blocked
+
+
+def test_catalog_opened_from_disk_shows_a_loadable_archive_path(tmp_path, hub_env):
+    import hubkit
+
+    root = tmp_path / "registry"
+    module = str(tmp_path / "module")
+
+    def module_fn():
+        x = hubkit.placeholder(hubkit.float32, [None, 2], name="x")
+        hubkit.add_signature(inputs=x, outputs=x + 1.0)
+
+    hubkit.Module(hubkit.create_module_spec(module_fn)).export(module)
+    publish(module, str(root), name="acme/plus-one")
+    result = browse(tmp_path, (root / "acme" / "plus-one" / "index.html").as_uri(), "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = visible_text(result.stdout)
+    archive = root / "acme" / "plus-one" / "1.tar.gz"
+    assert f'hubkit.Module("{archive.as_uri()}")' in text, text
+    assert hubkit.Module(archive.as_uri())([[1.0, 2.0]]).tolist() == [[2.0, 3.0]]  # the line works as shown
