@@ -86,7 +86,10 @@ def _print_versions(location: str) -> int:
         print(f"    {entry['version']:>4}  {_format_bytes(entry.get('size')):>8}  "
               f"published {_published(entry.get('published_at'))}  sha256 {entry.get('sha256', '?')}")
     print(f"  latest: {latest['version']}")
-    print(f"  load it with: hubkit.Module({location.rstrip('/') + '/' + str(latest['version'])!r})")
+    pinned = f"{location.rstrip('/')}/{latest['version']}"
+    if not location.lower().startswith(("http://", "https://")):
+        pinned += ".tar.gz"  # a registry on this machine: its archives load directly
+    print(f'  load it with: hubkit.Module("{pinned}")')
     return 0
 
 

@@ -67,6 +67,7 @@ def test_info_on_a_module_without_version_lists_versions(hub_env, fake_module, r
         out = capsys.readouterr().out
         assert "description: An echo module." in out and "2 versions:" in out and "latest: 2" in out
         assert "/acme/echo/2" in out and " B " in out
+        assert out.rstrip().endswith('/acme/echo/2")' if handle.startswith("http") else '/acme/echo/2.tar.gz")')
     for handle in (f"{server.url}/acme/echo/2", os.path.join(registry_root, "acme", "echo", "2.tar.gz")):
         assert main(["info", handle]) == 0
         out = capsys.readouterr().out
