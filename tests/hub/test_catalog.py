@@ -192,3 +192,19 @@ def test_development_server_sends_the_pages_policy(registry_server):
             assert response.headers["Content-Security-Policy"].startswith(content_security_policy())
             assert response.headers["X-Content-Type-Options"] == "nosniff"
             assert b"acme/echo" in response.read()
+
+
+def test_development_server_fills_in_its_own_url(tmp_path, fake_module, server_factory):
+    root = str(tmp_path / "reg")
+    publish(fake_module, root, name="acme/echo", validate=fake_validate)
+    server = server_factory(root)
+    for path in ("/", "/acme/echo/index.html"):
+        with urllib.request.urlopen(server.url + path, timeout=5) as response:
+            page = response.read().decode("utf-8")
+            assert int(response.headers["Content-Length"]) == len(page.encode("utf-8"))
+        assert f'hubkit.Module(&quot;{server.url}/acme/echo/1&quot;)' in page, page
+        assert_inert(page)
+    request = urllib.request.Request(server.url + "/", headers={"Host": '"><script>x</script>'})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        page = response.read().decode("utf-8")
+    assert "<script>x" not in page and server.url in page  # a hostile Host header is not echoed
