@@ -124,7 +124,24 @@ def convert_eager_input(sig: SignatureSpec, key: str, value: Any) -> np.ndarray:
             f"Signature {sig.name!r} input {key!r} takes a batch of strings (shape {format_shape(info.shape)}), "
             f"but was given a bare string; pass a list, e.g. [{value[:40]!r}]."
         )
-    return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureError)
+    try:
+        return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureError)
+    except SignatureError as exc:
+        if _is_one_example(value, info.shape):
+            raise SignatureError(f"{exc} It takes a batch: pass [x] (or x[np.newaxis]) for one example.") from None
+        raise
+
+
+def _is_one_example(value: Any, shape: Any) -> bool:
+    """Whether ``value`` would fit ``shape`` = ``[None, ...]`` with a leading batch dimension added."""
+    if shape is None or len(shape) < 1 or shape[0] is not None:
+        return False
+    try:
+        given = np.shape(value)
+    except (ValueError, TypeError):
+        return False
+    rest = tuple(shape[1:])
+    return len(given) == len(rest) and all(d is None or d == g for d, g in zip(rest, given))
 
 
 def convert_eager_inputs(sig: SignatureSpec, keys: Sequence[str], packed: dict[str, Any]) -> list[np.ndarray]:

@@ -51,3 +51,12 @@ def test_a_bare_string_says_to_pass_a_list(module, value):
                                                 r"string; pass a list, e\.g\. \["):
         module(value, signature="embed")
     assert module([value], signature="embed").shape[0] == 1
+
+
+def test_one_example_without_a_batch_dimension_says_to_add_one(module):
+    with pytest.raises(hk.SignatureError, match=r"has shape \[None, 3\]; the value given has shape \[3\]\. It takes a "
+                                                r"batch: pass \[x\] \(or x\[np\.newaxis\]\) for one example\."):
+        module({"a": np.ones(3), "b": np.ones((1, 3)), "scale": 1.0})
+    with pytest.raises(hk.SignatureError) as info:
+        module({"a": np.ones((1, 4)), "b": np.ones((1, 3)), "scale": 1.0})
+    assert "It takes a batch" not in str(info.value)  # a wrong width is not a missing batch dimension
