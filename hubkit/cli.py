@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_publish_arguments(publish)
     publish.set_defaults(run=_cmd_publish)
 
-    registry = commands.add_parser("registry", help="check or serve a registry root").add_subparsers(
+    registry = commands.add_parser("registry", help="check, serve or query a registry").add_subparsers(
         dest="registry_command", required=True, metavar="ACTION")
     check = registry.add_parser("check", help="verify indexes, manifests and archives (read-only)")
     check.add_argument("root", metavar="ROOT", help="a registry root directory or http(s):// URL")
