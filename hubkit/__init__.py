@@ -1,83 +1,380 @@
 """hubkit: publish and reuse pieces of machine-learning models, TensorFlow-Hub style, on NumPy.
 
-The public API is re-exported here through ``__all__``; everything else is private. Each
-subpackage lists the names it lifts to the top level in its ``__top_level__``.
+The public API is this one explicit list of imports; ``__all__`` names exactly these names and the
+namespaces (``hk.nn``, ``hk.layers``, ``hk.train``, ...). Everything else is private. Importing
+hubkit never imports an optional extra (numba, onnx, dask): those load when first used.
 """
 
-from typing import TYPE_CHECKING
-
-from hubkit import graph as _graph
-from hubkit import hub as _hub
 from hubkit import initializers, layers, losses, nn, regularizers, text, train  # namespaces
-from hubkit import module as _module
-from hubkit import ops as _ops
-from hubkit import runtime as _runtime
-from hubkit.errors import *  # noqa: F403
-from hubkit.errors import __all__ as _errors_all
-from hubkit.graph import *  # noqa: F403
+from hubkit._version import __version__
+from hubkit.errors import (
+    CheckpointError,
+    DownloadError,
+    FeedError,
+    FormatError,
+    GraphError,
+    HubkitError,
+    IntegrityError,
+    OpError,
+    RegistryError,
+    ResolveError,
+    SignatureError,
+)
+from hubkit.graph import (
+    DType,
+    Graph,
+    GraphKeys,
+    Node,
+    Shape,
+    Tensor,
+    add_to_collection,
+    as_dtype,
+    bool_,
+    constant,
+    control_dependencies,
+    convert_to_tensor,
+    float32,
+    float64,
+    format_shape,
+    get_collection,
+    get_default_graph,
+    int32,
+    int64,
+    name_scope,
+    normalize_shape,
+    placeholder,
+    reset_default_graph,
+    string,
+)
 from hubkit.graph import bool_ as bool  # hubkit.bool, as tf.bool
-from hubkit.ops import *  # noqa: F403
-from hubkit.runtime import *  # noqa: F403
-
-if TYPE_CHECKING:
-    # mypy reads only literal ``__all__`` lists, so it cannot follow the computed ones of
-    # hubkit.ops.api and hubkit.ops, nor the ``__top_level__`` loop below: these imports show it the
-    # same names, as explicit re-exports (tests/test_type_exports.py keeps them in step at runtime).
-    from hubkit.hub import publish as publish
-    from hubkit.hub import register_resolver as register_resolver
-    from hubkit.hub import registry_latest as registry_latest
-    from hubkit.hub import resolve as resolve
-    from hubkit.hub import unregister_resolver as unregister_resolver
-    from hubkit.layers import HubLayer as HubLayer
-    from hubkit.module import Module as Module
-    from hubkit.module import ModuleSpec as ModuleSpec
-    from hubkit.module import add_asset as add_asset
-    from hubkit.module import add_signature as add_signature
-    from hubkit.module import attach_message as attach_message
-    from hubkit.module import convert as convert
-    from hubkit.module import create_module_spec as create_module_spec
-    from hubkit.module import get_expected_image_size as get_expected_image_size
-    from hubkit.module import get_num_image_channels as get_num_image_channels
-    from hubkit.module import load_module_spec as load_module_spec
-    from hubkit.ops.conv import *  # noqa: F403
-    from hubkit.ops.elementwise import *  # noqa: F403
-    from hubkit.ops.nn import *  # noqa: F403
-    from hubkit.ops.reduce import *  # noqa: F403
-    from hubkit.ops.shape import *  # noqa: F403
-    from hubkit.ops.state import assign as assign
-    from hubkit.ops.state import assign_add as assign_add
-    from hubkit.ops.state import assign_sub as assign_sub
-    from hubkit.ops.state import group as group
-    from hubkit.ops.state import scatter_sub as scatter_sub
-    from hubkit.ops.text import *  # noqa: F403
-    from hubkit.train import Checkpoint as Checkpoint
-    from hubkit.train import CheckpointManager as CheckpointManager
-    from hubkit.train import Input as Input
-    from hubkit.train import LatestModuleExporter as LatestModuleExporter
-    from hubkit.train import Model as Model
-    from hubkit.train import export_model_as_module as export_model_as_module
-
-__version__ = "0.1.0"
-
-_lifted: list[str] = []
-for _pkg in (_module, _hub, layers, train, text):
-    for _name in _pkg.__top_level__:
-        globals()[_name] = getattr(_pkg, _name)
-        _lifted.append(_name)
+from hubkit.hub import (
+    publish,
+    register_resolver,
+    registry_latest,
+    resolve,
+    unregister_resolver,
+)
+from hubkit.layers import (
+    HubLayer,
+)
+from hubkit.module import (
+    Module,
+    ModuleSpec,
+    add_asset,
+    add_signature,
+    attach_message,
+    convert,
+    create_module_spec,
+    get_expected_image_size,
+    get_num_image_channels,
+    load_module_spec,
+)
+from hubkit.ops.conv import (
+    avg_pool,
+    avg_pool2d,
+    conv2d,
+    conv2d_transpose,
+    max_pool,
+    max_pool2d,
+)
+from hubkit.ops.elementwise import (
+    abs,
+    add,
+    add_n,
+    cast,
+    clip_by_value,
+    divide,
+    equal,
+    erf,
+    exp,
+    floor,
+    greater,
+    greater_equal,
+    identity,
+    less,
+    less_equal,
+    log,
+    log1p,
+    logical_and,
+    logical_not,
+    logical_or,
+    matmul,
+    maximum,
+    minimum,
+    multiply,
+    negative,
+    not_equal,
+    ones_like,
+    pow,
+    rsqrt,
+    sigmoid,
+    sign,
+    softplus,
+    sqrt,
+    square,
+    stop_gradient,
+    subtract,
+    tanh,
+    where,
+    zeros_like,
+)
+from hubkit.ops.nn import (
+    batch_normalization,
+    bias_add,
+    dropout,
+    elu,
+    embedding_lookup,
+    gelu,
+    l2_normalize,
+    layer_norm,
+    leaky_relu,
+    log_softmax,
+    moments,
+    relu,
+    relu6,
+    set_random_seed,
+    sigmoid_cross_entropy_with_logits,
+    softmax,
+    softmax_cross_entropy_with_logits,
+    sparse_softmax_cross_entropy_with_logits,
+)
+from hubkit.ops.reduce import (
+    argmax,
+    argmin,
+    reduce_max,
+    reduce_mean,
+    reduce_min,
+    reduce_prod,
+    reduce_sum,
+)
+from hubkit.ops.registry import (
+    get_op,
+    register_op,
+    registered_ops,
+)
+from hubkit.ops.shape import (
+    concat,
+    expand_dims,
+    fill,
+    gather,
+    one_hot,
+    ones,
+    pad,
+    rank,
+    reshape,
+    scatter_to_dense,
+    segment_sum,
+    shape,
+    size,
+    slice,
+    squeeze,
+    stack,
+    tile,
+    transpose,
+    unsorted_segment_sum,
+    unstack,
+    zeros,
+)
+from hubkit.ops.state import (
+    assign,
+    assign_add,
+    assign_sub,
+    group,
+    scatter_sub,
+)
+from hubkit.runtime import (
+    AUTO_REUSE,
+    IndexedSlices,
+    Session,
+    Variable,
+    VariableScope,
+    get_variable,
+    get_variable_scope,
+    gradients,
+    variable_scope,
+)
+from hubkit.train import (
+    Checkpoint,
+    CheckpointManager,
+    Input,
+    LatestModuleExporter,
+    Model,
+    export_model_as_module,
+)
 
 __all__ = [
-    *_errors_all,
-    *_graph.__all__,
-    *_ops.__all__,
-    *_runtime.__all__,
-    *_lifted,
+    "AUTO_REUSE",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointManager",
+    "DType",
+    "DownloadError",
+    "FeedError",
+    "FormatError",
+    "Graph",
+    "GraphError",
+    "GraphKeys",
+    "HubLayer",
+    "HubkitError",
+    "IndexedSlices",
+    "Input",
+    "IntegrityError",
+    "LatestModuleExporter",
+    "Model",
+    "Module",
+    "ModuleSpec",
+    "Node",
+    "OpError",
+    "RegistryError",
+    "ResolveError",
+    "Session",
+    "Shape",
+    "SignatureError",
+    "Tensor",
+    "Variable",
+    "VariableScope",
     "__version__",
+    "abs",
+    "add",
+    "add_asset",
+    "add_n",
+    "add_signature",
+    "add_to_collection",
+    "argmax",
+    "argmin",
+    "as_dtype",
+    "assign",
+    "assign_add",
+    "assign_sub",
+    "attach_message",
+    "avg_pool",
+    "avg_pool2d",
+    "batch_normalization",
+    "bias_add",
     "bool",
+    "bool_",
+    "cast",
+    "clip_by_value",
+    "concat",
+    "constant",
+    "control_dependencies",
+    "conv2d",
+    "conv2d_transpose",
+    "convert",
+    "convert_to_tensor",
+    "create_module_spec",
+    "divide",
+    "dropout",
+    "elu",
+    "embedding_lookup",
+    "equal",
+    "erf",
+    "exp",
+    "expand_dims",
+    "export_model_as_module",
+    "fill",
+    "float32",
+    "float64",
+    "floor",
+    "format_shape",
+    "gather",
+    "gelu",
+    "get_collection",
+    "get_default_graph",
+    "get_expected_image_size",
+    "get_num_image_channels",
+    "get_op",
+    "get_variable",
+    "get_variable_scope",
+    "gradients",
+    "greater",
+    "greater_equal",
+    "group",
+    "identity",
     "initializers",
+    "int32",
+    "int64",
+    "l2_normalize",
+    "layer_norm",
     "layers",
+    "leaky_relu",
+    "less",
+    "less_equal",
+    "load_module_spec",
+    "log",
+    "log1p",
+    "log_softmax",
+    "logical_and",
+    "logical_not",
+    "logical_or",
     "losses",
+    "matmul",
+    "max_pool",
+    "max_pool2d",
+    "maximum",
+    "minimum",
+    "moments",
+    "multiply",
+    "name_scope",
+    "negative",
     "nn",
+    "normalize_shape",
+    "not_equal",
+    "one_hot",
+    "ones",
+    "ones_like",
+    "pad",
+    "placeholder",
+    "pow",
+    "publish",
+    "rank",
+    "reduce_max",
+    "reduce_mean",
+    "reduce_min",
+    "reduce_prod",
+    "reduce_sum",
+    "register_op",
+    "register_resolver",
+    "registered_ops",
+    "registry_latest",
     "regularizers",
+    "relu",
+    "relu6",
+    "reset_default_graph",
+    "reshape",
+    "resolve",
+    "rsqrt",
+    "scatter_sub",
+    "scatter_to_dense",
+    "segment_sum",
+    "set_random_seed",
+    "shape",
+    "sigmoid",
+    "sigmoid_cross_entropy_with_logits",
+    "sign",
+    "size",
+    "slice",
+    "softmax",
+    "softmax_cross_entropy_with_logits",
+    "softplus",
+    "sparse_softmax_cross_entropy_with_logits",
+    "sqrt",
+    "square",
+    "squeeze",
+    "stack",
+    "stop_gradient",
+    "string",
+    "subtract",
+    "tanh",
     "text",
+    "tile",
     "train",
+    "transpose",
+    "unregister_resolver",
+    "unsorted_segment_sum",
+    "unstack",
+    "variable_scope",
+    "where",
+    "zeros",
+    "zeros_like",
 ]

@@ -6,7 +6,7 @@ NumPy / fused (above 1: fusion wins). Below ``MIN_ELEMENTS`` the fused plan runs
 itself, so its ratio is ~1 there by design; ``--force`` lowers that threshold to time the kernel.
 
 ``--ops`` instead measures the per-element cost of each opcode inside the kernel and of the
-matching NumPy step (1e6 elements): the figures behind ``hubkit.runtime.fusion._COST``.
+matching NumPy step (1e6 elements): the costs the op classes declare (``fused = FusedForm(...)``).
 
 Usage: ``.venv/bin/python scripts/bench_fusion.py [--quick] [--force] [--ops]``
 """
@@ -26,7 +26,7 @@ from _timing import interleaved, load_header
 
 import hubkit as hk
 from hubkit.ops import _numba
-from hubkit.ops.registry import get_op
+from hubkit.ops.registry import get_op, registered_ops
 from hubkit.runtime import fusion
 from hubkit.runtime.executor import compile_plan
 
@@ -126,7 +126,7 @@ def bench_ops(n: int = 10**6) -> None:
             args = (x, y) if extra is None else (x, *[np.asarray(e, dtype) for e in extra])
             t_np = best_interleaved([lambda f=forward, a=args: f(*a)], 5, 3)[0]
             rows.setdefault(code, []).extend([fused, t_np / n * 1e9])
-    names = {code: name for name, code in {**fusion._UNARY, **fusion._BINARY}.items()}
+    names = {form.code: name for name in registered_ops() if (form := get_op(name).fused) is not None}
     names[fusion.CUBE] = "Pow(x, 3)"
     for code, r in rows.items():
         label = code if isinstance(code, str) else names.get(code, str(code))

@@ -21,7 +21,7 @@ The other modes time one piece each, its contenders interleaved in this process 
   be set before Python starts to change the kernels);
 - ``--thresholds``: Winograd vs im2col speed (im2col time / Winograd time) over input channel
   counts at 48x48 (batch 32) and over tile counts, the figures behind ``_WINOGRAD_MIN_CHANNELS``
-  and ``_WINOGRAD_MIN_TILES`` in ``hubkit/ops/conv.py``;
+  and ``_WINOGRAD_MIN_TILES`` in ``hubkit/ops/_conv_numpy.py``;
 - ``--bias-relu``: ``relu(bias_add(x, b))`` on the block-1 activations (batch x 96 x 96 x 32):
   the plan unfused vs fused (Numba) vs NumPy writing the ReLU in place into the bias-add result.
 """
@@ -44,18 +44,19 @@ from _timing import interleaved, load_header
 from export_image_features import BLOCKS, export, init_weights
 
 import hubkit as hk
+from hubkit.ops import _conv_numpy as conv_numpy
 from hubkit.ops import _numba
 from hubkit.ops import conv as conv_ops
 from hubkit.runtime.executor import compile_plan
 
-_WINOGRAD_MIN_CHANNELS = conv_ops._WINOGRAD_MIN_CHANNELS
-_WINOGRAD_MIN_TILES = conv_ops._WINOGRAD_MIN_TILES
+_WINOGRAD_MIN_CHANNELS = conv_numpy._WINOGRAD_MIN_CHANNELS
+_WINOGRAD_MIN_TILES = conv_numpy._WINOGRAD_MIN_TILES
 
 
 def configure(name: str) -> None:
     """Sets the kernels contender ``name`` runs with: Numba on or off, Winograd on or off."""
     _numba.set_numba_enabled(name == "numba")
-    conv_ops._WINOGRAD_MIN_CHANNELS = 1 << 30 if name == "numpy, no Winograd" else _WINOGRAD_MIN_CHANNELS
+    conv_numpy._WINOGRAD_MIN_CHANNELS = 1 << 30 if name == "numpy, no Winograd" else _WINOGRAD_MIN_CHANNELS
 
 
 def _openblas() -> ctypes.CDLL | None:
@@ -157,16 +158,16 @@ def images_per_second(fns: dict[str, object], batch: np.ndarray, seconds: float)
 def _conv_fn(x: np.ndarray, w: np.ndarray, mode: str):
     """A call of the forward conv kernel (3x3 SAME, stride 1) with Winograd forced ``mode`` ("im2col"/"winograd")."""
     _, pads = conv_ops._runtime_geometry(x.shape[1:3], w.shape[:2], (1, 1), (1, 1), "SAME")
-    conv = conv_ops.kernels["conv2d"]
+    conv = conv_numpy.kernels["conv2d"]
 
     def run() -> np.ndarray:
         force = mode == "winograd"
-        conv_ops._WINOGRAD_MIN_CHANNELS = 1 if force else 1 << 30
-        conv_ops._WINOGRAD_MIN_TILES = 0 if force else _WINOGRAD_MIN_TILES
+        conv_numpy._WINOGRAD_MIN_CHANNELS = 1 if force else 1 << 30
+        conv_numpy._WINOGRAD_MIN_TILES = 0 if force else _WINOGRAD_MIN_TILES
         try:
             return conv(x, w, (1, 1), (1, 1), pads)
         finally:
-            conv_ops._WINOGRAD_MIN_CHANNELS, conv_ops._WINOGRAD_MIN_TILES = _WINOGRAD_MIN_CHANNELS, _WINOGRAD_MIN_TILES
+            conv_numpy._WINOGRAD_MIN_CHANNELS, conv_numpy._WINOGRAD_MIN_TILES = _WINOGRAD_MIN_CHANNELS, _WINOGRAD_MIN_TILES
 
     return run
 
@@ -180,7 +181,7 @@ def _im2col_vs_winograd(n: int, hw: int, c: int, k: int, rounds: int) -> tuple[f
     ref = fns["im2col"]()
     np.testing.assert_allclose(fns["winograd"](), ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max()))
     t = interleaved(fns, rounds, 1, warmup=1)
-    picked = "winograd" if conv_ops._use_winograd(x, (3, 3), (1, 1), (1, 1), (hw, hw)) else "im2col"
+    picked = "winograd" if conv_numpy._use_winograd(x, (3, 3), (1, 1), (1, 1), (hw, hw)) else "im2col"
     return t["im2col"].best, t["winograd"].best, picked
 
 

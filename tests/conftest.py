@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,3 +30,20 @@ def graph() -> Iterator[hk.Graph]:
 def rng() -> np.random.Generator:
     """A seeded random generator, so failures reproduce."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(
+    params=[
+        "numpy",
+        pytest.param("numba", marks=pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                                       reason="numba not installed")),
+    ]
+)
+def kernels(request):
+    """Runs the test with the NumPy kernels and again with the Numba kernels, restoring the default after."""
+    from hubkit.ops import _numba
+
+    _numba.set_numba_enabled(request.param == "numba")
+    assert _numba.numba_enabled() == (request.param == "numba")
+    yield request.param
+    _numba.set_numba_enabled(None)

@@ -6,7 +6,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -14,6 +14,8 @@ from hubkit.errors import GraphError
 from hubkit.graph.dtypes import DType, as_dtype
 from hubkit.graph.shapes import Shape, normalize_shape
 from hubkit.graph.tensor import Tensor
+
+_S = TypeVar("_S")
 
 __all__ = [
     "Graph",
@@ -106,9 +108,24 @@ class Graph:
         # and variable name -> the tensor that reads it in this graph.
         self.variables: dict[str, Any] = {}
         self.variable_tensors: dict[str, Tensor] = {}
-        # Free-form per-graph state for higher layers (e.g. the module being defined); never serialized.
-        self.state: dict[str, Any] = {}
+        # The graph-level random seed (``hubkit.set_random_seed``); None draws fresh seeds.
+        self.seed: int | None = None
+        # Per-graph state of higher layers, one typed object per layer (see ``state_for``); never serialized.
+        self._states: dict[type, Any] = {}
         self._lock = threading.RLock()
+
+    def state_for(self, kind: type[_S]) -> _S:
+        """This graph's instance of the per-graph state class ``kind`` (made with ``kind()`` on first use).
+
+        Each higher layer keeps what it attaches to a graph in one typed class of its own (the
+        runtime's variable bindings and scopes, the module being defined, the layers' call history),
+        so the graph layer needs to know none of them.
+        """
+        state = self._states.get(kind)
+        if state is None:
+            with self._lock:
+                state = self._states.setdefault(kind, kind())
+        return state
 
     # -- nodes ---------------------------------------------------------------------------------
     @property
@@ -210,8 +227,15 @@ class Graph:
             self._scope = old
 
     @contextlib.contextmanager
-    def control_dependencies(self, ops: Sequence[Any]) -> Iterator[None]:
-        """Nodes created inside run after ``ops`` (nodes or tensors)."""
+    def control_dependencies(self, ops: Sequence[Any] | None) -> Iterator[None]:
+        """Nodes created inside run after ``ops`` (nodes or tensors); ``None`` clears every enclosing block."""
+        if ops is None:
+            saved, self._control_stack = self._control_stack, []
+            try:
+                yield
+            finally:
+                self._control_stack = saved
+            return
         nodes = [o.node if isinstance(o, Tensor) else o for o in ops if o is not None]
         for n in nodes:
             if not isinstance(n, Node) or n.graph is not self:
@@ -277,6 +301,15 @@ def get_default_graph() -> Graph:
     return _state.root
 
 
+def entered_graph() -> Graph | None:
+    """The innermost graph of an open ``with g.as_default()`` block, or None outside every such block.
+
+    A signature with no inputs called inside such a block (a graph being built) is added to that
+    graph instead of running now.
+    """
+    return _state.stack[-1] if _state.stack else None
+
+
 def reset_default_graph() -> None:
     """Replaces the global default graph with an empty one (not allowed inside ``as_default``)."""
     if _state.stack:
@@ -289,8 +322,8 @@ def name_scope(name: str | None):
     return get_default_graph().name_scope(name)
 
 
-def control_dependencies(ops: Sequence[Any]):
-    """``with hubkit.control_dependencies([op]):`` nodes created inside run after ``op``."""
+def control_dependencies(ops: Sequence[Any] | None):
+    """``with hubkit.control_dependencies([op]):`` nodes created inside run after ``op`` (None clears)."""
     return get_default_graph().control_dependencies(ops)
 
 

@@ -70,7 +70,7 @@ class DownloadResult:
 
 
 def _user_agent() -> str:
-    from hubkit import __version__  # at call time: hubkit/__init__ sets it after importing us
+    from hubkit._version import __version__
 
     return f"hubkit/{__version__}"
 

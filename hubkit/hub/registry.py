@@ -293,7 +293,7 @@ def publish(
         digest.update(sha256=writer.hasher.hexdigest(), size=writer.size)
 
     _write_exclusive(archive_path, write_archive)
-    from hubkit import __version__
+    from hubkit._version import __version__
 
     format_version = int(summary.get("format_version", FORMAT_VERSION))
     manifest = {

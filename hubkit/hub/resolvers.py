@@ -338,7 +338,7 @@ def _check_manifest(manifest: Any, url: str) -> tuple[str, int]:
     fmt = manifest.get("format_version", FORMAT_VERSION)
     if fmt != FORMAT_VERSION:
         raise ResolveError(f"Module {url!r} uses format version {fmt!r}; this hubkit reads version {FORMAT_VERSION}.")
-    from hubkit import __version__
+    from hubkit._version import __version__
 
     minimum = manifest.get("min_hubkit_version")
     if minimum and _version_tuple(minimum) > _version_tuple(__version__):

@@ -10,7 +10,6 @@ arrays runs it now and returns arrays.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
 import threading
@@ -22,7 +21,17 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Graph, GraphKeys, Tensor, as_dtype, format_shape, placeholder
 from hubkit.graph.shapes import merge_shapes
-from hubkit.runtime import Session, Variable
+from hubkit.layers.recording import (
+    CallRecord,
+    _call_state,
+    flatten,
+    layer_history,
+    map_structure,
+    recorded_graph_state,
+    suppress_recording,
+)
+from hubkit.runtime import Session, Variable, initializers, regularizers
+from hubkit.runtime.tracking import assign_value, escape_name, hand_down_deferred
 
 __all__ = ["CallRecord", "Layer", "get_layer_class", "register_layer"]
 
@@ -45,76 +54,6 @@ def unique_layer_name(base: str) -> str:
         n = _name_counts.get(base, 0)
         _name_counts[base] = n + 1
     return base if n == 0 else f"{base}_{n}"
-
-
-# -- recording of calls (the functional API's topology) ---------------------------------------------
-class _CallState(threading.local):
-    def __init__(self) -> None:
-        self.depth = 0  # > 0 inside a layer's call: nested calls are not recorded
-        self.scopes: list[str] = []  # names of the layers being built, for variable names
-
-
-_call_state = _CallState()
-
-
-@contextlib.contextmanager
-def suppress_recording() -> Iterator[None]:
-    """Layer calls inside this block are not recorded as functional-model connections."""
-    _call_state.depth += 1
-    try:
-        yield
-    finally:
-        _call_state.depth -= 1
-
-
-class CallRecord:
-    """One call of a layer on symbolic tensors (a Keras "node").
-
-    Attributes:
-        layer: the layer called.
-        inputs: the inputs as passed (a tensor, or a list/tuple/dict of tensors).
-        kwargs: the plain-data keyword arguments of the call (e.g. ``training=True``).
-        outputs: the outputs as returned.
-    """
-
-    __slots__ = ("inputs", "kwargs", "layer", "outputs")
-
-    def __init__(self, layer: Layer, inputs: Any, kwargs: dict[str, Any], outputs: Any) -> None:
-        self.layer = layer
-        self.inputs = inputs
-        self.kwargs = kwargs
-        self.outputs = outputs
-
-    @property
-    def flat_inputs(self) -> list[Tensor]:
-        return flatten(self.inputs)
-
-    @property
-    def flat_outputs(self) -> list[Tensor]:
-        return flatten(self.outputs)
-
-
-def layer_history(graph: Graph) -> dict[Tensor, tuple[CallRecord, int]]:
-    """``tensor -> (record, index in the record's flat outputs)`` for every recorded call in ``graph``."""
-    return graph.state.setdefault("layer_history", {})
-
-
-def flatten(structure: Any) -> list[Any]:
-    """The leaves of a tensor, list, tuple or dict (dicts in insertion order)."""
-    if isinstance(structure, dict):
-        return [leaf for v in structure.values() for leaf in flatten(v)]
-    if isinstance(structure, (list, tuple)):
-        return [leaf for v in structure for leaf in flatten(v)]
-    return [structure]
-
-
-def map_structure(fn: Any, structure: Any) -> Any:
-    """Applies ``fn`` to every leaf, keeping the list/tuple/dict structure."""
-    if isinstance(structure, dict):
-        return {k: map_structure(fn, v) for k, v in structure.items()}
-    if isinstance(structure, (list, tuple)):
-        return type(structure)(map_structure(fn, v) for v in structure)
-    return fn(structure)
 
 
 def _graph_of(structure: Any) -> Graph | None:
@@ -218,20 +157,8 @@ class Layer:
     # -- tracking ----------------------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
-        if name.startswith("_") or "_deferred" not in self.__dict__ or not self._deferred:
-            return
-        if _is_trackable(value):
-            self._hand_down_deferred(name, value)
-
-    def _hand_down_deferred(self, name: str, value: Any) -> None:
-        """Passes checkpointed values waiting under ``name`` to the object just assigned there."""
-        from hubkit.train.checkpoint import apply_deferred
-
-        prefix = name + "/"
-        mine = {k: p for k, p in self._deferred.items() if k == name or k.startswith(prefix)}
-        for k in mine:
-            del self._deferred[k]
-        apply_deferred(value, {k[len(prefix) :] if k != name else "": p for k, p in mine.items()})
+        if not name.startswith("_") and _is_trackable(value):
+            hand_down_deferred(self, name, value)
 
     def _tracked_attributes(self) -> list[tuple[str, Any]]:
         """Public attributes holding variables or layers, in assignment order."""
@@ -350,8 +277,8 @@ class Layer:
     # -- weights -----------------------------------------------------------------------------------
     def add_weight(
         self,
-        name: str,
-        shape: Any,
+        name: str | None = None,
+        shape: Any = None,
         initializer: Any = "glorot_uniform",
         trainable: bool = True,
         dtype: Any = None,
@@ -361,8 +288,9 @@ class Layer:
 
         Args:
             name: the weight's name inside the layer ("kernel"); the variable is named
-                ``"<layer path>/<name>"``.
-            shape: its fully known shape.
+                ``"<layer path>/<name>"``. Optional, as in Keras: unnamed weights are ``variable``,
+                ``variable_1``, ...
+            shape: its fully known shape (a scalar when None, as in Keras).
             initializer: a name ("zeros", "ones", "random_normal", "glorot_uniform", ...), a config,
                 or an initializer object from ``hubkit.initializers``.
             trainable: whether optimizers update it.
@@ -373,10 +301,15 @@ class Layer:
         Returns:
             The new :class:`~hubkit.Variable`.
         """
-        from hubkit import initializers
-
+        if name is None:
+            name = "variable"
+            n = 1
+            while name in self._weights:
+                name, n = f"variable_{n}", n + 1
         if name in self._weights:
             raise GraphError(f"Layer {self.name!r} already has a weight named {name!r}.")
+        if shape is None:
+            shape = ()  # a scalar, as in Keras
         scopes = _call_state.scopes
         scope = "/".join(scopes if scopes[-1:] == [self.name] else [*scopes, self.name])
         var = Variable(
@@ -390,13 +323,9 @@ class Layer:
         if not self._trainable:
             self._sync_variable_flags()
         if regularizer is not None:
-            from hubkit import regularizers
-
             self._regularizers[name] = regularizers.get(regularizer)
         pending = self._deferred.pop(name, None)
         if pending is not None:  # a restored value waiting for this weight: checked like any other
-            from hubkit.train.checkpoint import assign_value
-
             assign_value(var, pending)
         return var
 
@@ -536,7 +465,7 @@ class Layer:
     def _add_regularization_losses(self, graph: Graph) -> None:
         if not self._regularizers:
             return
-        done = graph.state.setdefault("layer_regularized", set())
+        done = recorded_graph_state(graph).regularized
         for name, reg in self._regularizers.items():
             var = self._weights[name]
             if id(var) in done:
@@ -555,7 +484,8 @@ class Layer:
 
     def _eager_call(self, inputs: Any, args: tuple, training: Any, kwargs: dict[str, Any]) -> Any:
         """Runs the layer on arrays through a small graph cached per input signature."""
-        arrays = map_structure(_as_array, inputs)
+        # A (nested) list of plain values, such as ["hello", "world"], is one input, as Module takes it.
+        arrays = _as_array(inputs) if _is_plain_data(inputs) else map_structure(_as_array, inputs)
         leaves = flatten(arrays)
         key = (
             repr(map_structure(lambda a: (a.dtype.str, a.shape[1:] if a.ndim else ()), arrays)),
@@ -607,8 +537,20 @@ class Layer:
         return f"<hubkit.layers.{type(self).__name__} {self.name!r}>"
 
 
+_PLAIN_SCALARS = (str, bytes, int, float, bool, np.generic)
+
+
+def _is_plain_data(value: Any) -> bool:
+    """A non-empty (nested) list or tuple of Python or NumPy scalars: one array, not a list of inputs."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    return all(isinstance(v, _PLAIN_SCALARS) or _is_plain_data(v) for v in value)
+
+
 def _as_array(value: Any) -> np.ndarray:
     arr = np.asarray(value)
+    if arr.dtype.kind in "US":
+        arr = arr.astype(object)  # strings are object arrays, as hubkit string tensors hold them
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)  # Python floats become float32, as constants do
     return arr
@@ -624,11 +566,6 @@ def _leaves(name: str, value: Any) -> Iterator[tuple[str, Any]]:
             yield from _leaves(f"{name}/{i}", v)
     elif isinstance(value, (Variable, Layer)) or getattr(value, "_checkpoint_children", None) is not None:
         yield name, value
-
-
-def escape_name(name: str) -> str:
-    """Escapes a name for use as one component of a checkpoint key (as TensorFlow does)."""
-    return name.replace(".", "..").replace("/", ".S")
 
 
 # -- the class registry used by from_config ---------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hubkit import nn
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
 from hubkit.layers.base import positive_int, register_layer
@@ -93,9 +94,7 @@ class Conv2D(_Conv):
         return [*self.kernel_size, channels, self.filters]
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
-        return self._bias_and_activation(hk.nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding))
+        return self._bias_and_activation(nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding))
 
 
 @register_layer
@@ -106,8 +105,6 @@ class Conv2DTranspose(_Conv):
         return [*self.kernel_size, self.filters, channels]
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         return self._bias_and_activation(
-            hk.nn.conv2d_transpose(inputs, self.kernel, strides=self.strides, padding=self.padding)
+            nn.conv2d_transpose(inputs, self.kernel, strides=self.strides, padding=self.padding)
         )

@@ -9,6 +9,7 @@ from hubkit import nn
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
 from hubkit.layers.base import Layer, positive_int, register_layer
+from hubkit.ops import api
 
 __all__ = ["Activation", "Dense", "Dropout", "Embedding", "get_activation"]
 
@@ -93,10 +94,8 @@ class KernelLayer(Layer):
             self.bias = self.add_weight("bias", [units], self.bias_initializer, regularizer=self.bias_regularizer)
 
     def _bias_and_activation(self, y: Tensor) -> Tensor:
-        import hubkit as hk
-
         if self.use_bias:
-            y = hk.nn.bias_add(y, self.bias)
+            y = nn.bias_add(y, self.bias)
         return self._activation_fn(y) if self._activation_fn is not None else y
 
     def _kernel_config(self) -> dict[str, Any]:
@@ -155,19 +154,17 @@ class Dense(KernelLayer):
         self._add_kernel_and_bias([input_shape[-1], self.units], self.units)
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         x = inputs
         if x.dtype is not self.kernel.dtype:
-            x = hk.cast(x, self.kernel.dtype)
+            x = api.cast(x, self.kernel.dtype)
         if x.shape is not None and len(x.shape) == 2:
-            y = hk.matmul(x, self.kernel)
+            y = api.matmul(x, self.kernel)
         else:  # [..., features]: fold the leading axes
             lead = [-1 if d is None else d for d in x.shape[:-1]] if x.shape is not None else None
-            flat = hk.reshape(x, [-1, self.kernel.shape[0]])
-            y = hk.matmul(flat, self.kernel)
+            flat = api.reshape(x, [-1, self.kernel.shape[0]])
+            y = api.matmul(flat, self.kernel)
             if lead is not None and lead.count(-1) <= 1:
-                y = hk.reshape(y, [*lead, self.units])
+                y = api.reshape(y, [*lead, self.units])
             else:
                 raise GraphError(
                     f"Dense layer {self.name!r} supports at most one unknown leading dimension, got "
@@ -220,13 +217,11 @@ class Embedding(Layer):
         )
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         if not inputs.dtype.is_integer:
             raise GraphError(
                 f"Embedding layer {self.name!r} needs integer ids, got {inputs.name!r} of dtype {inputs.dtype.name}."
             )
-        return hk.nn.embedding_lookup(self.embeddings, inputs)
+        return nn.embedding_lookup(self.embeddings, inputs)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -258,11 +253,9 @@ class Dropout(Layer):
         self.seed = seed
 
     def call(self, inputs: Tensor, training: Any = None) -> Tensor:
-        import hubkit as hk
-
         if training is None or training is False or self.rate == 0.0:
-            return hk.identity(inputs)
-        return hk.nn.dropout(inputs, self.rate, training=training, seed=self.seed, noise_shape=self.noise_shape)
+            return api.identity(inputs)
+        return nn.dropout(inputs, self.rate, training=training, seed=self.seed, noise_shape=self.noise_shape)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
@@ -278,9 +271,7 @@ class Activation(Layer):
         self._fn = get_activation(activation)
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
-        return self._fn(inputs) if self._fn is not None else hk.identity(inputs)
+        return self._fn(inputs) if self._fn is not None else api.identity(inputs)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "activation": activation_name(self.activation)}

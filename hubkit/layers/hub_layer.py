@@ -8,6 +8,7 @@ from typing import Any
 from hubkit.errors import GraphError, SignatureError
 from hubkit.layers.base import Layer, register_layer
 from hubkit.runtime import Variable
+from hubkit.runtime.tracking import apply_deferred
 
 __all__ = ["HubLayer"]
 
@@ -67,8 +68,6 @@ class HubLayer(Layer):
 
     def _apply_parked(self, module: Any) -> None:
         """Checkpoint values restored before the module was loaded (deferred restore)."""
-        from hubkit.train.checkpoint import apply_deferred
-
         variables = module.variable_map
         ready = {k: p for k, p in self._deferred.items() if k in variables}
         for k in ready:

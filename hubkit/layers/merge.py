@@ -7,6 +7,7 @@ from typing import Any
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor
 from hubkit.layers.base import Layer, register_layer
+from hubkit.ops import api
 
 __all__ = ["Add", "Average", "Concatenate", "Multiply", "Subtract"]
 
@@ -29,12 +30,10 @@ class Concatenate(_Merge):
         self.axis = int(axis)
 
     def call(self, inputs: Any) -> Tensor:
-        import hubkit as hk
-
         xs = self._inputs(inputs)
         rank = xs[0].ndim
         axis = self.axis + rank if self.axis < 0 and rank is not None else self.axis
-        return hk.concat(xs, axis=axis)
+        return api.concat(xs, axis=axis)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis}
@@ -45,10 +44,8 @@ class Add(_Merge):
     """The element-wise sum of a list of tensors of one shape."""
 
     def call(self, inputs: Any) -> Tensor:
-        import hubkit as hk
-
         xs = self._inputs(inputs)
-        return hk.add_n(xs)
+        return api.add_n(xs)
 
 
 @register_layer
@@ -56,10 +53,8 @@ class Average(_Merge):
     """The element-wise mean of a list of tensors of one shape."""
 
     def call(self, inputs: Any) -> Tensor:
-        import hubkit as hk
-
         xs = self._inputs(inputs)
-        return hk.add_n(xs) * (1.0 / len(xs))
+        return api.add_n(xs) * (1.0 / len(xs))
 
 
 @register_layer

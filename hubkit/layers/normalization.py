@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hubkit import nn
 from hubkit.errors import GraphError
 from hubkit.graph import GraphKeys, Tensor, format_shape
 from hubkit.layers.base import Layer, register_layer
 from hubkit.layers.core import config_of
+from hubkit.ops import api
 from hubkit.runtime import Variable
 
 __all__ = ["BatchNormalization", "LayerNormalization"]
@@ -79,19 +81,15 @@ class BatchNormalization(Layer):
         )
 
     def _broadcast(self, x: Tensor, v: Any) -> Any:
-        import hubkit as hk
-
         a = _axis(self, self.axis, x.shape)
         assert x.shape is not None  # _axis raised otherwise
         if v is None or a == len(x.shape) - 1:
             return v
         shape = [1] * len(x.shape)
         shape[a] = x.shape[a]
-        return hk.reshape(v, shape)
+        return api.reshape(v, shape)
 
     def call(self, inputs: Tensor, training: Any = None) -> Tensor:
-        import hubkit as hk
-
         if isinstance(training, Tensor):
             raise GraphError(f"Layer {self.name!r} needs training as a Python bool, got the tensor {training.name!r}.")
         gamma = self.gamma if self.scale else None
@@ -102,16 +100,16 @@ class BatchNormalization(Layer):
         variance: Tensor | Variable
         if training and self.trainable:
             axes = [i for i in range(len(inputs.shape)) if i != a]
-            mean, variance = hk.nn.moments(inputs, axes)
+            mean, variance = nn.moments(inputs, axes)
             g = inputs.graph
             decay = 1.0 - self.momentum
             for var, stat in ((self.moving_mean, mean), (self.moving_variance, variance)):
-                delta = (var._as_graph_tensor(g) - hk.stop_gradient(stat)) * decay
-                g.add_to_collection(GraphKeys.UPDATE_OPS, hk.assign_sub(var, delta))
+                delta = (var._as_graph_tensor(g) - api.stop_gradient(stat)) * decay
+                g.add_to_collection(GraphKeys.UPDATE_OPS, api.assign_sub(var, delta))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         b = self._broadcast
-        return hk.nn.batch_normalization(
+        return nn.batch_normalization(
             inputs, b(inputs, mean), b(inputs, variance), b(inputs, beta), b(inputs, gamma), self.epsilon
         )
 
@@ -163,9 +161,7 @@ class LayerNormalization(Layer):
             self.beta = self.add_weight("beta", n, self.beta_initializer)
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
-        return hk.nn.layer_norm(
+        return nn.layer_norm(
             inputs,
             self.gamma if self.scale else None,
             self.beta if self.center else None,

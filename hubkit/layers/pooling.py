@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hubkit import nn
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
 from hubkit.layers.base import Layer, register_layer
 from hubkit.layers.conv import _padding, _pair
+from hubkit.ops import api
 
 __all__ = [
     "AveragePooling2D",
@@ -40,9 +42,7 @@ class MaxPooling2D(_Pool2D):
     """Maximum over ``pool_size`` windows of NHWC images (strides default to the pool size)."""
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
-        return hk.nn.max_pool2d(inputs, self.pool_size, self.strides, self.padding)
+        return nn.max_pool2d(inputs, self.pool_size, self.strides, self.padding)
 
 
 @register_layer
@@ -50,9 +50,7 @@ class AveragePooling2D(_Pool2D):
     """Mean over ``pool_size`` windows of NHWC images (strides default to the pool size)."""
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
-        return hk.nn.avg_pool2d(inputs, self.pool_size, self.strides, self.padding)
+        return nn.avg_pool2d(inputs, self.pool_size, self.strides, self.padding)
 
 
 def _check_rank(layer: Layer, x: Tensor, rank: int) -> None:
@@ -65,10 +63,8 @@ class GlobalAveragePooling1D(Layer):
     """Mean over the steps of ``[batch, steps, features]``."""
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         _check_rank(self, inputs, 3)
-        return hk.reduce_mean(inputs, axis=1)
+        return api.reduce_mean(inputs, axis=1)
 
 
 @register_layer
@@ -76,10 +72,8 @@ class GlobalAveragePooling2D(Layer):
     """Mean over height and width of NHWC images."""
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         _check_rank(self, inputs, 4)
-        return hk.reduce_mean(inputs, axis=[1, 2])
+        return api.reduce_mean(inputs, axis=[1, 2])
 
 
 @register_layer
@@ -87,10 +81,8 @@ class GlobalMaxPooling2D(Layer):
     """Maximum over height and width of NHWC images."""
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         _check_rank(self, inputs, 4)
-        return hk.reduce_max(inputs, axis=[1, 2])
+        return api.reduce_max(inputs, axis=[1, 2])
 
 
 @register_layer
@@ -102,8 +94,6 @@ class UpSampling2D(Layer):
         self.size = _pair(size, "size", self.name)
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         _check_rank(self, inputs, 4)
         if inputs.shape is None or None in inputs.shape[1:]:
             raise GraphError(
@@ -111,9 +101,9 @@ class UpSampling2D(Layer):
             )
         _, h, w, c = inputs.shape
         sh, sw = self.size
-        x = hk.reshape(inputs, [-1, h, 1, w, 1, c])
-        x = hk.tile(x, [1, 1, sh, 1, sw, 1])
-        return hk.reshape(x, [-1, h * sh, w * sw, c])
+        x = api.reshape(inputs, [-1, h, 1, w, 1, c])
+        x = api.tile(x, [1, 1, sh, 1, sw, 1])
+        return api.reshape(x, [-1, h * sh, w * sw, c])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "size": list(self.size)}

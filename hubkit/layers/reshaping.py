@@ -9,6 +9,7 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
 from hubkit.layers.base import Layer, register_layer
+from hubkit.ops import api
 
 __all__ = ["Flatten", "Reshape"]
 
@@ -18,14 +19,12 @@ class Flatten(Layer):
     """Reshapes ``[batch, d1, d2, ...]`` to ``[batch, d1 * d2 * ...]``."""
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         rest = inputs.shape[1:] if inputs.shape is not None else None
         if rest is None or any(d is None for d in rest):
             raise GraphError(
                 f"Flatten layer {self.name!r} needs known non-batch dimensions, got {format_shape(inputs.shape)}."
             )
-        return hk.reshape(inputs, [-1, int(np.prod(rest, dtype=np.int64))])
+        return api.reshape(inputs, [-1, int(np.prod(rest, dtype=np.int64))])
 
 
 @register_layer
@@ -42,10 +41,8 @@ class Reshape(Layer):
         self.target_shape = tuple(int(d) for d in target_shape)
 
     def call(self, inputs: Tensor) -> Tensor:
-        import hubkit as hk
-
         if -1 not in self.target_shape:
-            return hk.reshape(inputs, [-1, *self.target_shape])
+            return api.reshape(inputs, [-1, *self.target_shape])
         rest = inputs.shape[1:] if inputs.shape is not None else None
         if rest is None or any(d is None for d in rest):
             raise GraphError(
@@ -60,7 +57,7 @@ class Reshape(Layer):
                 f"{format_shape((None, *self.target_shape))}."
             )
         shape = [total // known if d == -1 else d for d in self.target_shape]
-        return hk.reshape(inputs, [-1, *shape])
+        return api.reshape(inputs, [-1, *shape])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "target_shape": list(self.target_shape)}

@@ -1,6 +1,6 @@
 """What a ``module_fn`` calls while ``create_module_spec`` runs it: ``add_signature``, ``attach_message``.
 
-The module being defined lives in ``graph.state`` of the graph ``module_fn`` builds, so these
+The module being defined is the graph's :class:`ModuleBuildState` (``graph.state_for``), so these
 functions need no global registry and fail clearly outside a ``module_fn``.
 """
 
@@ -15,9 +15,8 @@ from google.protobuf import any_pb2
 from hubkit.errors import SignatureError
 from hubkit.graph import Graph, Tensor, get_default_graph
 
-__all__ = ["ModuleBuilder", "add_signature", "attach_message", "current_builder"]
+__all__ = ["ModuleBuildState", "ModuleBuilder", "add_signature", "attach_message", "current_builder"]
 
-BUILDER_KEY = "hubkit.module_builder"
 _ATTACHMENT_KEY = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 _SIGNATURE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
@@ -31,9 +30,16 @@ class ModuleBuilder:
         self.attachments: dict[str, any_pb2.Any] = {}
 
 
+class ModuleBuildState:
+    """Per-graph state: the builder of the module variant ``module_fn`` is defining in the graph, if any."""
+
+    def __init__(self) -> None:
+        self.builder: ModuleBuilder | None = None
+
+
 def current_builder(what: str) -> ModuleBuilder:
     """The builder of the default graph; refuses calls outside ``create_module_spec``."""
-    builder = get_default_graph().state.get(BUILDER_KEY)
+    builder = get_default_graph().state_for(ModuleBuildState).builder
     if builder is None:
         raise SignatureError(f"{what}() must be called inside a module_fn run by hubkit.create_module_spec().")
     return builder

@@ -15,7 +15,7 @@ from hubkit.format.attrs import encode_shape
 from hubkit.format.graph_codec import encode_nodes, encode_tensor_info
 from hubkit.graph import Graph, Node, Tensor, format_shape
 from hubkit.module.assets import assign_filenames
-from hubkit.module.builder import BUILDER_KEY, ModuleBuilder
+from hubkit.module.builder import ModuleBuilder, ModuleBuildState
 from hubkit.module.spec import CARRIED_COLLECTIONS, ModuleSpec, normalize_tags
 from hubkit.ops.check import check_graph
 from hubkit.ops.importer import nodes_needed
@@ -26,10 +26,13 @@ __all__ = ["create_module_spec"]
 def _run_module_fn(module_fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Graph, ModuleBuilder]:
     graph = Graph()
     builder = ModuleBuilder(graph)
-    graph.state[BUILDER_KEY] = builder
-    with graph.as_default():
-        module_fn(**kwargs)
-    del graph.state[BUILDER_KEY]
+    state = graph.state_for(ModuleBuildState)
+    state.builder = builder
+    try:
+        with graph.as_default():
+            module_fn(**kwargs)
+    finally:
+        state.builder = None
     return graph, builder
 
 

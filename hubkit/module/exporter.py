@@ -20,7 +20,7 @@ __all__ = ["export_module"]
 
 
 def _producer() -> str:
-    from hubkit import __version__
+    from hubkit._version import __version__
 
     return f"hubkit {__version__}"
 

@@ -11,6 +11,7 @@ import numpy as np
 from hubkit.errors import FormatError, GraphError, ResolveError, SignatureError
 from hubkit.format.safetensors_io import VARIABLES_DIR, map_tensors
 from hubkit.graph import Graph, GraphKeys, Tensor, format_shape, get_default_graph
+from hubkit.graph.graph import entered_graph
 from hubkit.graph.shapes import merge_shapes
 from hubkit.module.assets import ASSET_FILEPATHS
 from hubkit.module.loader import load_module_spec
@@ -25,24 +26,17 @@ from hubkit.module.spec import ModuleSpec, Variant, normalize_tags
 from hubkit.ops.check import check_graph
 from hubkit.ops.importer import NodeSpec, import_nodes, nodes_needed
 from hubkit.runtime.executor import Plan, compile_plan
-from hubkit.runtime.variables import Variable
+from hubkit.runtime.scopes import claim_scope_name
+from hubkit.runtime.state import runtime_state
+from hubkit.runtime.variables import Variable, bind_variable, register_in_collections
 
 __all__ = ["Module"]
 
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$")
-_GRAPH_STATE_KEY = "hubkit.modules"  # graph.state: id(module) -> {"module", "var_scope"}
 
 
-class _StoredValue:
-    """Stands in for an initializer of a variable whose value was mapped from a file."""
-
-    config = None
-
-    def __init__(self, array: np.ndarray) -> None:
-        self._array = array
-
-    def __call__(self, shape: Any, dtype: Any) -> np.ndarray:
-        return self._array
+class _PlacedModules(dict):
+    """Per-graph state: ``id(module)`` -> ``(module, variable scope)`` of each module placed in the graph."""
 
 
 _CONCRETE_TYPES = frozenset((list, tuple, np.ndarray, str, bytes, int, float, bool))  # never _as_graph_tensor
@@ -113,6 +107,7 @@ class Module:
         self._tags = normalize_tags(tags)
         self._variant: Variant = spec._variant(self._tags)
         self._variables = self._make_variables()
+        self._placement: list[str | None] = [None]  # the scope of the first graph placement, shared by with_tags
         self._build_eager_graph()
 
     def with_tags(self, tags: Any) -> Module:
@@ -129,6 +124,7 @@ class Module:
         other._tags = normalize_tags(tags)
         other._variant = self._spec._variant(other._tags)
         other._variables = self._variables
+        other._placement = self._placement
         other._build_eager_graph()
         return other
 
@@ -171,9 +167,12 @@ class Module:
             full = f"{self._name}/{name}"
             trainable = self._trainable and info.trainable
             if name in stored:
-                var = Variable(initializer=_StoredValue(stored[name]), shape=info.shape, dtype=info.dtype, name=full,
-                               trainable=trainable)
-                var._set_storage(stored[name])
+                var = Variable.from_array(stored[name], name=full, trainable=trainable)
+                if var.dtype is not info.dtype or var.shape != tuple(info.shape):
+                    raise FormatError(
+                        f"{spec._location()}: the stored value of variable {name!r} is {var.dtype.name} "
+                        f"{format_shape(var.shape)}, but the graph declares {info.dtype.name} {format_shape(info.shape)}."
+                    )
             else:
                 value, initializer = spec._initial_value(name)
                 if value is not None:
@@ -189,25 +188,11 @@ class Module:
     def _bind_variable(self, graph: Graph, node_name: str, spec: NodeSpec, symbolic: bool) -> Tensor:
         """The tensor reading this module's variable ``spec.name`` in ``graph`` (created once per graph)."""
         var = self._variables[spec.name]
-        bound = graph.state.setdefault("variable_nodes_by_id", {})
-        t = bound.get(id(var))
-        if t is not None:
-            return t
-        attrs = {"dtype": var.dtype, "shape": var.shape, "trainable": var.trainable,
-                 "initializer": spec.attrs.get("initializer")}
-        saved, graph._control_stack = graph._control_stack, []  # a variable read never waits on anything
-        try:
-            node = graph.create_node("Variable", [], attrs, [(var.dtype, var.shape)], name=node_name, unique=False)
-        finally:
-            graph._control_stack = saved
-        t = node.outputs[0]
-        graph.variables[node.name] = var
-        graph.variable_tensors[node.name] = t
-        bound[id(var)] = t
+        if id(var) in runtime_state(graph).read_tensors:
+            return bind_variable(graph, var)
+        t = bind_variable(graph, var, node_name, initializer=spec.attrs.get("initializer"))
         if symbolic and self._trainable:
-            graph.add_to_collection(GraphKeys.GLOBAL_VARIABLES, var)
-            if var.trainable:
-                graph.add_to_collection(GraphKeys.TRAINABLE_VARIABLES, var)
+            register_in_collections(graph, var)
         return t
 
     def _import(self, graph: Graph, *, prefix: str, var_scope: str | None, only: set[str] | None, symbolic: bool,
@@ -238,6 +223,7 @@ class Module:
             SignatureError: unknown signature, inputs that do not match it (missing and extra keys are
                 listed), values of the wrong dtype or shape, or no ``default`` output without ``as_dict``.
 
+        A signature without inputs called inside ``with graph.as_default()`` is used symbolically too.
         Used symbolically, the signature's computation is added to the tensors' graph under a fresh
         name scope, reading this module's variables (shared by every call). With ``trainable=True``
         the variables join the graph's GLOBAL_VARIABLES and TRAINABLE_VARIABLES collections, and the
@@ -251,7 +237,9 @@ class Module:
                 f"Signature {sig.name!r} has no 'default' output; pass as_dict=True to get its outputs "
                 f"{sorted(sig.outputs)}."
             )
-        if any(_is_symbolic(v) for v in packed.values()):
+        if any(_is_symbolic(v) for v in packed.values()) or (not packed and entered_graph() is not None):
+            # A signature without inputs called inside ``with graph.as_default()`` joins that graph,
+            # like one called on tensors: it can be trained, and its UPDATE_OPS join the graph's.
             return self._call_symbolic(sig, packed, as_dict)
         entry = self._plans.get((sig.name, as_dict))
         if entry is None:
@@ -269,21 +257,35 @@ class Module:
         self._plans[(sig.name, as_dict)] = entry
         return entry
 
+    def _name_variables(self, scope: str) -> None:
+        """Names the variables after the scope the module first takes in a graph (``a_1/w``), as TF does."""
+        if self._placement[0] is not None:
+            return
+        self._placement[0] = scope
+        for rel, var in self._variables.items():
+            var.name = f"{scope}/{rel}"
+
     def _call_symbolic(self, sig: SignatureSpec, packed: dict[str, Any], as_dict: bool):
         graph = next((v.graph for v in packed.values() if isinstance(v, Tensor)), None) or get_default_graph()
         tensors = {k: convert_symbolic_input(sig, k, v, graph) for k, v in packed.items()}
-        modules = graph.state.setdefault(_GRAPH_STATE_KEY, {})
+        modules = graph.state_for(_PlacedModules)
         known = modules.get(id(self))
-        first = known is None or known["module"] is not self
-        current = graph.current_scope
-        # Called by a layer of the same name (a HubLayer) the layer's scope is the module's: no doubled segment.
-        scope = current if first and current.rsplit("/", 1)[-1] == self._name else graph.unique_name(self._name)
-        if first:
-            known = modules[id(self)] = {"module": self, "var_scope": scope}
+        first = known is None or known[0] is not self
+        if known is None or first:
+            # Called by a layer of its name (a HubLayer, whose scope may be made unique as "name_1"), the
+            # layer's scope is the module's: no doubled "hub_layer/hub_layer" segment.
+            current = graph.current_scope
+            last = current.rsplit("/", 1)[-1]
+            same = last == self._name or (last.startswith(self._name + "_") and last[len(self._name) + 1:].isdigit())
+            scope = current if same else claim_scope_name(graph, self._name)
+            self._name_variables(scope)
+            known = modules[id(self)] = (self, scope)
             # Every variable of the variant is bound at the first call, in name order, so the
             # graph's collections list them all whatever signature is called first.
             for spec in sorted((n for n in self._variant.nodes if n.op == "Variable"), key=lambda n: n.name):
                 self._bind_variable(graph, f"{scope}/{spec.name}", spec, symbolic=True)
+        else:
+            scope = graph.unique_name(self._name)
         input_map = {sig.inputs[k].name: t for k, t in tensors.items()}
         out_keys = tuple(sig.outputs) if as_dict else ("default",)
         targets = [sig.outputs[k].name for k in out_keys]
@@ -294,7 +296,7 @@ class Module:
             if first:
                 loss_items = self._reachable(GraphKeys.REGULARIZATION_LOSSES, input_map)
         only = nodes_needed(self._variant.nodes, targets + [n for _, n in update_items + loss_items], stop_at=input_map)
-        result = self._import(graph, prefix=scope + "/", var_scope=known["var_scope"], only=only, symbolic=True,
+        result = self._import(graph, prefix=scope + "/", var_scope=known[1], only=only, symbolic=True,
                               input_map=input_map)
         for kind, name in update_items:
             graph.add_to_collection(GraphKeys.UPDATE_OPS, result.nodes[name] if kind == "node" else result.tensors[name])
@@ -336,6 +338,10 @@ class Module:
     def get_attached_message(self, key: str, message_type: Any, required: bool = False):
         """The message attached under ``key`` to the selected variant (see ``ModuleSpec.get_attached_message``)."""
         return self._spec.get_attached_message(key, message_type, tags=self._tags, required=required)
+
+    def _checkpoint_children(self) -> list[tuple[str, Any]]:
+        """Checkpoints track a module through its variables, keyed by module-relative name (as ``HubLayer``)."""
+        return list(self._variables.items())
 
     @property
     def variables(self) -> list[Variable]:

@@ -1,4 +1,4 @@
-"""Numba kernels for NHWC pooling, plugged into :data:`hubkit.ops.conv.kernels`.
+"""Numba kernels for NHWC pooling, plugged into :data:`hubkit.ops._conv_numpy.kernels`.
 
 Each wrapper has the signature of the NumPy kernel it stands for and falls back to it when Numba is
 off. Pooling is chosen by measurement: the Numba loops beat NumPy's sliding-window reductions

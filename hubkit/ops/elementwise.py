@@ -16,6 +16,30 @@ import numpy as np
 from hubkit.graph import DType, Tensor, as_dtype, bool_, format_shape
 from hubkit.graph.shapes import broadcast_shapes, merge_shapes
 from hubkit.ops._helpers import as_tensor, broadcast_infer, check_dtype, describe, operands, unbroadcast
+from hubkit.ops.fusion_forms import (
+    ABS,
+    ADD,
+    CHEAP,
+    CUBE,
+    DIV,
+    ERF,
+    EXP,
+    LOG,
+    LOG1P,
+    MAX,
+    MIN,
+    MUL,
+    NEG,
+    POW,
+    RSQRT,
+    SIGMOID,
+    SOFTPLUS,
+    SQRT,
+    SQUARE,
+    SUB,
+    TANH,
+    FusedForm,
+)
 from hubkit.ops.registry import apply, infer_error, register_op
 
 __all__ = [
@@ -83,6 +107,8 @@ def _binary(kinds: str, out_dtype: DType | None = None):
 class Add:
     """``x + y``."""
 
+    fused = FusedForm(ADD, CHEAP)
+
     infer = _binary("fi")
     forward = np.add
 
@@ -93,6 +119,8 @@ class Add:
 @register_op
 class Sub:
     """``x - y``."""
+
+    fused = FusedForm(SUB, CHEAP)
 
     infer = _binary("fi")
     forward = np.subtract
@@ -105,6 +133,8 @@ class Sub:
 class Mul:
     """``x * y``."""
 
+    fused = FusedForm(MUL, CHEAP)
+
     infer = _binary("fi")
     forward = np.multiply
 
@@ -115,6 +145,8 @@ class Mul:
 @register_op
 class RealDiv:
     """``x / y`` for floating-point tensors."""
+
+    fused = FusedForm(DIV, CHEAP)
 
     infer = _binary("f")
     forward = np.true_divide
@@ -127,6 +159,10 @@ class RealDiv:
 @register_op
 class Pow:
     """``x ** y``."""
+
+    fused = FusedForm(POW, (5.1, 1.0, 8.9, 1.6))
+    # x ** 2 and x ** 3 (a constant exponent) have cheaper forms; x ** 3 is the tanh gelu's
+    fused_powers = {2.0: FusedForm(SQUARE, CHEAP), 3.0: FusedForm(CUBE, (0.1, 40.0, 0.15, 40.0))}
 
     infer = _binary("fi")
     forward = np.power
@@ -143,6 +179,8 @@ class Pow:
 class Maximum:
     """Elementwise ``max(x, y)``; the gradient goes to ``x`` on ties."""
 
+    fused = FusedForm(MAX, CHEAP)
+
     infer = _binary("fi")
     forward = np.maximum
 
@@ -154,6 +192,8 @@ class Maximum:
 @register_op
 class Minimum:
     """Elementwise ``min(x, y)``; the gradient goes to ``x`` on ties."""
+
+    fused = FusedForm(MIN, CHEAP)
 
     infer = _binary("fi")
     forward = np.minimum
@@ -200,6 +240,8 @@ class AddN:
 class Neg:
     """``-x``."""
 
+    fused = FusedForm(NEG, CHEAP)
+
     infer = _same("fi")
     forward = np.negative
 
@@ -210,6 +252,8 @@ class Neg:
 @register_op
 class Abs:
     """``|x|``; the gradient at 0 is 0."""
+
+    fused = FusedForm(ABS, CHEAP)
 
     infer = _same("fi")
     forward = np.abs
@@ -240,6 +284,8 @@ class Floor:
 class Square:
     """``x * x``."""
 
+    fused = FusedForm(SQUARE, CHEAP)
+
     infer = _same("fi")
     forward = np.square
 
@@ -251,6 +297,8 @@ class Square:
 class Sqrt:
     """Square root."""
 
+    fused = FusedForm(SQRT, CHEAP)
+
     infer = _same("f")
     forward = np.sqrt
 
@@ -261,6 +309,8 @@ class Sqrt:
 @register_op
 class Rsqrt:
     """``1 / sqrt(x)``."""
+
+    fused = FusedForm(RSQRT, CHEAP)
 
     infer = _same("f")
 
@@ -276,6 +326,8 @@ class Rsqrt:
 class Exp:
     """``e ** x``."""
 
+    fused = FusedForm(EXP, (2.9, 0.34, 3.3, 0.63))
+
     infer = _same("f")
     forward = np.exp
 
@@ -286,6 +338,8 @@ class Exp:
 @register_op
 class Log:
     """Natural logarithm."""
+
+    fused = FusedForm(LOG, (2.8, 0.25, 3.1, 0.58))
 
     infer = _same("f")
     forward = np.log
@@ -298,6 +352,8 @@ class Log:
 class Log1p:
     """``log(1 + x)``, accurate for small ``x``."""
 
+    fused = FusedForm(LOG1P, (9.0, 0.29, 6.0, 0.60))
+
     infer = _same("f")
     forward = np.log1p
 
@@ -309,6 +365,8 @@ class Log1p:
 class Tanh:
     """Hyperbolic tangent."""
 
+    fused = FusedForm(TANH, (17.3, 0.17, 9.2, 0.83))
+
     infer = _same("f")
     forward = np.tanh
 
@@ -319,6 +377,8 @@ class Tanh:
 @register_op
 class Sigmoid:
     """``1 / (1 + exp(-x))``, computed as ``(1 + tanh(x / 2)) / 2`` so it never overflows."""
+
+    fused = FusedForm(SIGMOID, (11.0, 0.32, 8.7, 1.25))
 
     infer = _same("f")
 
@@ -336,6 +396,8 @@ class Sigmoid:
 @register_op
 class Softplus:
     """``log(1 + exp(x))``, computed without overflow."""
+
+    fused = FusedForm(SOFTPLUS, (18.4, 24.3, 14.8, 25.0))
 
     infer = _same("f")
 
@@ -370,6 +432,8 @@ def _erf32(x: np.ndarray) -> np.ndarray:
 @register_op
 class Erf:
     """The error function (exact ``gelu`` is built from it)."""
+
+    fused = FusedForm(ERF, (6.9, 18.5, 9.1, 79.3))
 
     infer = _same("f")
 

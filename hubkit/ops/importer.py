@@ -17,6 +17,7 @@ from typing import Any
 from hubkit.errors import GraphError
 from hubkit.graph import Graph, Node, Tensor, format_shape
 from hubkit.graph.shapes import merge_shapes
+from hubkit.graph.walk import upstream
 from hubkit.ops.registry import get_op, is_registered, normalize_specs
 
 __all__ = ["ImportResult", "NodeSpec", "import_nodes", "nodes_needed", "split_tensor_name"]
@@ -72,19 +73,14 @@ def nodes_needed(
     """Names of the nodes ``targets`` (node or tensor names) depend on, not looking past ``stop_at`` tensors."""
     by_name = {n.name: n for n in nodes}
     stops = set(stop_at)
-    needed: set[str] = set()
-    stack = [split_tensor_name(t)[0] for t in targets]
-    while stack:
-        name = stack.pop()
-        if name in needed:
-            continue
+
+    def parents(name: str) -> list[str]:
         node = by_name.get(name)
         if node is None:
             raise GraphError(f"The serialized graph has no node {name!r}.")
-        needed.add(name)
-        stack.extend(split_tensor_name(t)[0] for t in node.inputs if t not in stops)
-        stack.extend(node.control_inputs)
-    return needed
+        return [split_tensor_name(t)[0] for t in node.inputs if t not in stops] + list(node.control_inputs)
+
+    return upstream((split_tensor_name(t)[0] for t in targets), parents)
 
 
 def _check_mapped(spec: NodeSpec, tensor: Tensor) -> None:

@@ -19,6 +19,7 @@ from hubkit.graph.shapes import merge_shapes
 from hubkit.ops import elementwise as _ew
 from hubkit.ops import reduce as _rd
 from hubkit.ops._helpers import as_tensor, normalize_axes, plain_axis
+from hubkit.ops.fusion_forms import ADD, CHEAP, RELU, RELU6, FusedForm
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 from hubkit.ops.shape import expand_dims, gather, squeeze
 
@@ -65,6 +66,8 @@ class _GradOfActivation:
 class Relu:
     """``max(x, 0)``."""
 
+    fused = FusedForm(RELU, CHEAP)
+
     def infer(x):
         return _float_like(x)
 
@@ -86,6 +89,8 @@ class ReluGrad(_GradOfActivation):
 @register_op
 class Relu6:
     """``min(max(x, 0), 6)``."""
+
+    fused = FusedForm(RELU6, CHEAP)
 
     def infer(x):
         return _float_like(x)
@@ -275,13 +280,13 @@ def set_random_seed(seed: int | None) -> None:
     """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise GraphError(f"set_random_seed: seed must be a non-negative int or None; got {seed!r}.")
-    get_default_graph().state["random_seed"] = None if seed is None else int(seed)
+    get_default_graph().seed = None if seed is None else int(seed)
 
 
 def _seeds(graph, seed: int | None) -> tuple[int | None, int | None]:
     if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
         raise GraphError(f"seed must be a non-negative int or None; got {seed!r}.")
-    graph_seed = graph.state.get("random_seed")
+    graph_seed = graph.seed
     if graph_seed is None and seed is None:
         return None, None
     if graph_seed is None:
@@ -394,6 +399,8 @@ def dropout(
 @register_op
 class BiasAdd:
     """``value + bias`` with a 1-D ``bias`` along the last axis."""
+
+    fused = FusedForm(ADD, CHEAP)
 
     def infer(value, bias):
         if value.shape is not None and len(value.shape) < 1:

@@ -47,6 +47,8 @@ class OpDef:
     aliases_input: bool
     doc: str
     module: str = ""  # the module declaring the op (its family), e.g. "hubkit.ops.elementwise"
+    fused: Any = None  # its FusedForm inside the fusion kernel (hubkit.ops.fusion_forms), None if it has none
+    fused_powers: Any = None  # Pow only: cheaper forms for constant exponents, {2.0: FusedForm, ...}
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -75,6 +77,8 @@ def register_op(cls: type) -> type:
         aliases_input=getattr(cls, "aliases_input", False),
         doc=(cls.__doc__ or "").strip(),
         module=cls.__module__,
+        fused=getattr(cls, "fused", None),
+        fused_powers=getattr(cls, "fused_powers", None),
     )
     return cls
 

@@ -19,6 +19,7 @@ from hubkit.graph.shapes import Shape as StaticShape
 from hubkit.graph.shapes import merge_shapes
 from hubkit.ops._helpers import as_tensor, check_dtype, describe, normalize_axes, operands, reshape_like
 from hubkit.ops.elementwise import cast, zeros_like
+from hubkit.ops.indexed_slices import IndexedSlices
 from hubkit.ops.reduce import reduce_sum
 from hubkit.ops.registry import apply, infer_error, register_op
 
@@ -443,8 +444,6 @@ class Gather:
     def vjp(g, out, params, indices, *, axis=0):
         if axis != 0:
             return apply("GatherGrad", g, indices, params, axis=axis), None
-        from hubkit.runtime.gradients import IndexedSlices
-
         if indices.ndim == 1:
             values, flat = g, indices
         else:

@@ -22,6 +22,7 @@ from hubkit.graph import Tensor, get_default_graph, int64
 from hubkit.graph.shapes import format_shape, merge_shapes
 from hubkit.ops import _numba, _numba_kernels
 from hubkit.ops._helpers import as_tensor, check_dtype
+from hubkit.ops.indexed_slices import IndexedSlices
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 
 __all__ = ["RaggedTensor", "embedding_lookup_sparse"]
@@ -347,8 +348,6 @@ class EmbeddingLookupSparse:
         return combine(params, ids, row_ids, num_rows, weights[0] if weights else None, COMBINERS[combiner])
 
     def vjp(g, out, params, ids, row_ids, num_rows, *weights, combiner):
-        from hubkit.runtime.gradients import IndexedSlices
-
         values, indices = apply("EmbeddingLookupSparseGrad", g, ids, row_ids, *weights, combiner=combiner)
         # Weights get no gradient: as in TensorFlow, they are treated as given (e.g. tf-idf scores).
         return (IndexedSlices(values, indices, params), None, None, None, *(None for _ in weights))

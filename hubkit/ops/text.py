@@ -148,9 +148,13 @@ def static_path(node: Node) -> str | None:
     return None
 
 
+class _VocabularyCaches(dict):
+    """Per-graph state: vocabulary path node name -> loaded tables, shared by the graph's plans."""
+
+
 def _table_slot(node: Node, path_input: int) -> dict[str, Any]:
     # One file cache per (graph, path): plans of the same graph share loaded tables.
-    caches = node.graph.state.setdefault("hubkit.text.vocabularies", {})
+    caches = node.graph.state_for(_VocabularyCaches)
     slot = _TableSlot(caches.setdefault(node.inputs[path_input].node.name, {}))
     path = static_path(node.inputs[path_input].node)
     if path is not None:

@@ -1,7 +1,7 @@
 """The executor: a small interpreter over a compiled, pruned, topologically ordered plan.
 
 ``Session.run`` compiles a :class:`Plan` once per (graph version, fetches, fed tensors), caches it
-on the graph, and then each call only converts feeds, walks the plan's steps over a list of
+in the session, and then each call only converts feeds, walks the plan's steps over a list of
 slots, and frees each intermediate after its last use.
 """
 
@@ -15,11 +15,13 @@ import numpy as np
 from hubkit.errors import FeedError, GraphError, HubkitError, OpError
 from hubkit.graph import Graph, Node, Tensor, get_default_graph
 from hubkit.graph.values import convert_value
+from hubkit.graph.walk import upstream
 from hubkit.ops._numba import numba_enabled
 from hubkit.ops.registry import get_op
 from hubkit.runtime.fusion import fuse_plan
+from hubkit.runtime.steps import PlanStep
 
-__all__ = ["Plan", "Session", "compile_plan", "convert_feed"]
+__all__ = ["Plan", "PlanStep", "Session", "compile_plan", "convert_feed"]
 
 
 class Plan:
@@ -35,7 +37,7 @@ class Plan:
     )
 
     def __init__(self, steps, num_slots, feed_slots, fetch_slots, copy_slots) -> None:
-        self.steps = steps  # (fn, kwargs, in_slots, out_slots, free_slots, node)
+        self.steps: list[PlanStep] = steps
         self.num_slots = num_slots
         self.feed_slots = feed_slots
         self.fetch_slots = fetch_slots  # slot per fetch, or -1 for a fetched op (returns None)
@@ -52,7 +54,7 @@ class Plan:
         names = list(self.leaf_names)
         steps = []
         for step in self.steps:
-            _, kwargs, _, outs, _, node = step
+            kwargs, outs, node = step.kwargs, step.out_slots, step.node
             if node.op in ("Const", "Variable") and not node.control_inputs:
                 if node.op == "Const":
                     template[outs[0]] = kwargs["value"]
@@ -102,17 +104,7 @@ class Plan:
 
 def _order(graph: Graph, targets: list[Node], fed: set[Tensor]) -> list[Node]:
     """Nodes the targets need (fed tensors cut the graph), pure nodes before stateful ones."""
-    needed: set[Node] = set()
-    stack = list(targets)
-    while stack:
-        n = stack.pop()
-        if n in needed:
-            continue
-        needed.add(n)
-        for t in n.inputs:
-            if t not in fed:
-                stack.append(t.node)
-        stack.extend(n.control_inputs)
+    needed = upstream(targets, lambda n: [t.node for t in n.inputs if t not in fed] + list(n.control_inputs))
     # Creation order is a topological order. Stateful nodes (variable updates) and whatever waits on
     # them go last, so no read in this run sees a half-applied update.
     ordered = [n for n in graph._nodes if n in needed]
@@ -173,7 +165,7 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
         outs = tuple(slot_of[t] for t in n.outputs)
         frees = list(frees_at.get(i, ()))
         frees.extend(s for s in outs if s not in last_use and s not in keep)
-        steps.append((opdef.forward, kwargs, ins, outs, tuple(frees), n))
+        steps.append(PlanStep(opdef.forward, kwargs, ins, outs, tuple(frees), n))
         if opdef.aliases_input:
             copy_slots.update(outs)
     plan = Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, copy_slots)
@@ -241,6 +233,9 @@ class Session:
 
     def __init__(self, graph: Graph | None = None) -> None:
         self.graph = graph or get_default_graph()
+        # The session's own plan cache: (fetches, feeds) -> Plan, valid for one graph version.
+        self._plans: dict[tuple[tuple[Any, ...], tuple[Tensor, ...]], Plan] = {}
+        self._plans_version = self.graph.version
 
     def __enter__(self) -> Session:
         return self
@@ -292,12 +287,11 @@ class Session:
 
     def plan(self, fetches: list[Tensor | Node], feeds: list[Tensor]) -> Plan:
         """The cached plan for these fetches and fed tensors (compiled on first use)."""
-        state = self.graph.state
-        cache = state.get("plans")
-        if cache is None or state.get("plans_version") != self.graph.version:
+        cache = self._plans
+        if self._plans_version != self.graph.version:
             # Nodes were added: plans stay valid, but drop them so the cache cannot grow without bound.
-            cache = state["plans"] = {}
-            state["plans_version"] = self.graph.version
+            cache.clear()
+            self._plans_version = self.graph.version
         key = (tuple(fetches), tuple(feeds))
         plan = cache.get(key)
         if plan is None:

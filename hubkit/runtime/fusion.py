@@ -29,7 +29,36 @@ import numpy as np
 
 from hubkit.errors import HubkitError, OpError
 from hubkit.ops import _numba
+from hubkit.ops.fusion_forms import (
+    ABS,
+    ADD,
+    CONST,
+    CUBE,
+    DIV,
+    ERF,
+    EXP,
+    FIRST_BINARY,
+    LOAD,
+    LOG,
+    LOG1P,
+    MAX,
+    MIN,
+    MUL,
+    NEG,
+    POW,
+    RELU,
+    RELU6,
+    RSQRT,
+    SIGMOID,
+    SOFTPLUS,
+    SQRT,
+    SQUARE,
+    SUB,
+    TANH,
+    FusedForm,
+)
 from hubkit.ops.registry import get_op
+from hubkit.runtime.steps import PlanStep
 
 __all__ = ["BLOCK", "MIN_ELEMENTS", "FusedChain", "compiled_kernel", "fuse_plan", "run_program"]
 
@@ -38,46 +67,13 @@ MIN_ELEMENTS = 8192  # below this NumPy's per-op cost is lower than a kernel cal
 MAX_OPERANDS = 4  # array operands per kernel call: one Numba specialization per dtype
 _MIN_PERIOD = 128  # a bias shorter than this is tiled, so blocks stay long
 
-# -- the instruction set --------------------------------------------------------------------------------
-# An instruction is (opcode, destination register, source a, source b). LOAD's a is an operand
-# index, CONST's a is an index into the constants array; other sources are registers.
-(LOAD, CONST, NEG, ABS, EXP, LOG, LOG1P, SQRT, RSQRT, SQUARE, TANH, SIGMOID, RELU, RELU6, SOFTPLUS, ERF,
- CUBE, ADD, SUB, MUL, DIV, MAX, MIN, POW) = range(24)
-_FIRST_BINARY = ADD
+# -- the instruction set: opcodes live with the ops (hubkit/ops/fusion_forms.py); each elementwise op
+# class declares its own ``fused = FusedForm(opcode, cost)``, so this module keeps no table of ops.
+_FIRST_BINARY = FIRST_BINARY
 FULL, SUFFIX, SCALAR = 0, 1, 2  # how an operand maps onto the output's flat index
 # Constants every program starts with, typed like its registers (a bare 1.0 would promote float32).
 _ZERO, _ONE, _HALF, _SIX = 0, 1, 2, 3
 _BASE_CONSTANTS = (0.0, 1.0, 0.5, 6.0)
-
-_UNARY = {
-    "Neg": NEG, "Abs": ABS, "Exp": EXP, "Log": LOG, "Log1p": LOG1P, "Sqrt": SQRT, "Rsqrt": RSQRT,
-    "Square": SQUARE, "Tanh": TANH, "Sigmoid": SIGMOID, "Relu": RELU, "Relu6": RELU6,
-    "Softplus": SOFTPLUS, "Erf": ERF,
-}
-_BINARY = {
-    "Add": ADD, "BiasAdd": ADD, "Sub": SUB, "Mul": MUL, "RealDiv": DIV, "Maximum": MAX,
-    "Minimum": MIN, "Pow": POW,
-}
-
-# Cost in ns per element of each op inside the kernel ("fused") and as a NumPy step ("numpy"),
-# float32 / float64, measured on the development machine (AMD EPYC, AVX-512, no SVML) with
-# ``scripts/bench_fusion.py --ops`` and, for cheap ops, from whole chains (a NumPy step also pays
-# a memory pass and a temporary). Numba calls the C library's scalar exp/log/tanh where NumPy has
-# SIMD versions, so chains of those stay NumPy; NumPy's erf (float64 through Python's math.erf),
-# softplus and x ** 3 (powf of negative bases: the tanh gelu) are slower than the kernel's.
-_CHEAP = ((0.1, 0.25, 0.15, 0.35), {NEG, ABS, SQRT, RSQRT, SQUARE, CUBE, RELU, RELU6, ADD, SUB, MUL, DIV, MAX, MIN})
-_COST: dict[int, tuple[float, float, float, float]] = {  # opcode -> (fused32, numpy32, fused64, numpy64)
-    **{code: _CHEAP[0] for code in _CHEAP[1]},
-    CUBE: (0.1, 40.0, 0.15, 40.0),
-    EXP: (2.9, 0.34, 3.3, 0.63),
-    LOG: (2.8, 0.25, 3.1, 0.58),
-    LOG1P: (9.0, 0.29, 6.0, 0.60),
-    TANH: (17.3, 0.17, 9.2, 0.83),
-    SIGMOID: (11.0, 0.32, 8.7, 1.25),
-    SOFTPLUS: (18.4, 24.3, 14.8, 25.0),
-    ERF: (6.9, 18.5, 9.1, 79.3),
-    POW: (5.1, 1.0, 8.9, 1.6),
-}
 
 
 def run_program(program, constants, operands, kinds, out, period):  # pragma: no cover - compiled by Numba
@@ -279,7 +275,7 @@ class FusedChain:
         except HubkitError:
             raise
         except Exception as e:  # name the node that failed, as the executor does
-            node = self.steps[len(values) - len(arrays) - len(self.values)][5]
+            node = self.steps[len(values) - len(arrays) - len(self.values)].node
             raise OpError(f"Op {node.op} node {node.name!r} failed: {type(e).__name__}: {e}") from e
         return values[-1]
 
@@ -326,17 +322,17 @@ class FusedChain:
 
 
 # -- the plan pass ------------------------------------------------------------------------------------------
-def _is_fusible(step: tuple) -> bool:
-    node = step[5]
-    if (node.op not in _UNARY and node.op not in _BINARY) or len(node.outputs) != 1:
+def _is_fusible(step: PlanStep) -> bool:
+    node = step.node
+    if get_op(node.op).fused is None or len(node.outputs) != 1:
         return False
     dtype = node.outputs[0].dtype
     return dtype.name in ("float32", "float64") and all(t.dtype is dtype for t in node.inputs)
 
 
-def _scalar_constant(step: tuple) -> Any:
+def _scalar_constant(step: PlanStep) -> Any:
     """The value of a Const step holding one float element, else None."""
-    node = step[5]
+    node = step.node
     if node.op != "Const" or not node.outputs[0].dtype.is_floating:
         return None
     value = np.asarray(node.attrs["value"])
@@ -368,7 +364,7 @@ class _ProgramBuilder:
         self.loaded: dict[int, int] = {}  # operand slot -> its register (kept to the end)
         self.free: list[int] = []
         self.num_regs = 0
-        self.opcodes: list[int] = []
+        self.costs: list[tuple[float, float, float, float]] = []  # of each instruction, as its op declares
 
     def _alloc(self) -> int:
         if self.free:
@@ -385,52 +381,80 @@ class _ProgramBuilder:
         self.constants.append(float(value))
         return len(self.constants) - 1
 
-    def emit(self, slot: int) -> tuple[int, bool]:
-        """Emits code computing ``slot``; returns its register and whether it is a temporary."""
+    def _leaf(self, slot: int) -> tuple[int, bool] | None:
+        """The register of ``slot`` when it needs no instruction of the group (operand or constant), else None."""
         if slot in self.loaded:
             return self.loaded[slot], False
         if slot in self.constant_slots:
             reg = self._alloc()
             self.code.append((CONST, reg, self._constant(self.constant_slots[slot]), 0))
             return reg, True
-        k = self.producer.get(slot)
-        if k not in self.members:
+        if self.producer.get(slot) not in self.members:
             reg = self._alloc()
             self.loaded[slot] = reg
             self.code.append((LOAD, reg, len(self.operands), 0))
             self.operands.append(slot)
             return reg, False
-        node, ins = self.steps[k][5], self.steps[k][2]
-        if node.op in _UNARY:
-            code, b, tb = _UNARY[node.op], 0, False
-            a, ta = self.emit(ins[0])
-        elif node.op == "Pow" and self.constant_slots.get(ins[1]) in (2.0, 3.0):
-            code, b, tb = SQUARE if self.constant_slots[ins[1]] == 2.0 else CUBE, 0, False
-            a, ta = self.emit(ins[0])
-        else:
-            code = _BINARY[node.op]
-            a, ta = self.emit(ins[0])
-            b, tb = (a, ta) if ins[1] == ins[0] else self.emit(ins[1])
-        # A fresh destination: a loop writing over its own source fails LLVM's overlap check and runs
-        # scalar (measured 3x slower), so sources are released only after the destination is taken.
-        reg = self._alloc()
-        self._release(a, ta)
-        if b != a:
-            self._release(b, tb)
-        self.code.append((code, reg, a, b))
-        self.opcodes.append(code)
-        return reg, True
+        return None
+
+    def _sources(self, slot: int) -> tuple[FusedForm, list[int]]:
+        """The fused form computing ``slot`` and the slots it reads, in evaluation order."""
+        step = self.steps[self.producer[slot]]
+        ins, opdef = step.in_slots, get_op(step.node.op)
+        form = opdef.fused
+        if form.code < FIRST_BINARY:
+            return form, [ins[0]]
+        special = (opdef.fused_powers or {}).get(self.constant_slots.get(ins[1]))
+        if special is not None:  # x ** 2, x ** 3: a unary form of the constant exponent
+            return special, [ins[0]]
+        return form, [ins[0]] if ins[1] == ins[0] else [ins[0], ins[1]]
+
+    def emit(self, root: int) -> tuple[int, bool]:
+        """Emits code computing ``root``; returns its register and whether it is a temporary.
+
+        A depth-first walk with an explicit stack, so chains of any length compile (no recursion).
+        """
+        values: list[tuple[int, bool]] = []  # (register, temporary) of the walked sources
+        work: list[tuple[int, bool]] = [(root, False)]  # (slot, its sources are already on ``values``)
+        while work:
+            slot, ready = work.pop()
+            if not ready:
+                leaf = self._leaf(slot)
+                if leaf is not None:
+                    values.append(leaf)
+                    continue
+                work.append((slot, True))
+                work.extend((src, False) for src in reversed(self._sources(slot)[1]))
+                continue
+            form, srcs = self._sources(slot)
+            code = form.code
+            if len(srcs) == 1:
+                a, ta = values.pop()
+                b, tb = (a, ta) if code >= FIRST_BINARY else (0, False)
+            else:
+                b, tb = values.pop()
+                a, ta = values.pop()
+            # A fresh destination: a loop writing over its own source fails LLVM's overlap check and
+            # runs scalar (bench_fusion.py --ops), so sources are released only after it is taken.
+            reg = self._alloc()
+            self._release(a, ta)
+            if b != a:
+                self._release(b, tb)
+            self.code.append((code, reg, a, b))
+            self.costs.append(form.cost)
+            values.append((reg, True))
+        return values[-1]
 
 
-def _worth_fusing(opcodes: Sequence[int], dtype: np.dtype) -> bool:
-    """Whether the measured per-element costs say one kernel pass beats the NumPy steps.
+def _worth_fusing(costs: Sequence[tuple[float, float, float, float]], dtype: np.dtype) -> bool:
+    """Whether the per-element costs the ops declare say one kernel pass beats the NumPy steps.
 
     A lone op must be at least three times as fast in the kernel: fusion saves it no memory pass.
     """
     col = 0 if dtype == np.float32 else 2
-    fused = sum(_COST[code][col] for code in opcodes)
-    numpy = sum(_COST[code][col + 1] for code in opcodes)
-    return fused < numpy if len(opcodes) > 1 else 3 * fused < numpy
+    fused = sum(cost[col] for cost in costs)
+    numpy = sum(cost[col + 1] for cost in costs)
+    return fused < numpy if len(costs) > 1 else 3 * fused < numpy
 
 
 def fuse_plan(plan: Any) -> Any:
@@ -443,18 +467,18 @@ def fuse_plan(plan: Any) -> Any:
     readers: dict[int, set[int]] = {}
     stateful_upto = [0]
     for i, step in enumerate(steps):
-        for s in step[3]:
+        for s in step.out_slots:
             producer[s] = i
-        for s in step[2]:
+        for s in step.in_slots:
             readers.setdefault(s, set()).add(i)
-        stateful_upto.append(stateful_upto[-1] + bool(get_op(step[5].op).stateful))
+        stateful_upto.append(stateful_upto[-1] + bool(get_op(step.node.op).stateful))
     keep = set(plan.fetch_slots) | set(plan.feed_slots)
     fusible = [_is_fusible(step) for step in steps]
     constants = {}
     for step in steps:
         value = _scalar_constant(step)
-        if value is not None and step[3][0] not in keep:
-            constants[step[3][0]] = value
+        if value is not None and step.out_slots[0] not in keep:
+            constants[step.out_slots[0]] = value
     taken: set[int] = set()
     chains: dict[int, tuple[FusedChain, set[int]]] = {}
     for sink in reversed(range(len(steps))):
@@ -477,7 +501,7 @@ def _grow(steps, sink, producer, readers, keep, fusible, taken, stateful_upto) -
     stack = [sink]
     while stack:
         k = stack.pop()
-        for s in steps[k][2]:
+        for s in steps[k].in_slots:
             p = producer.get(s)
             if (p is None or p in members or p in taken or not fusible[p] or s in keep
                     or readers[s] != {k} or stateful_upto[sink] != stateful_upto[p]):
@@ -488,19 +512,19 @@ def _grow(steps, sink, producer, readers, keep, fusible, taken, stateful_upto) -
 
 
 def _make_chain(steps, sink, members, producer, constants) -> FusedChain | None:
-    out = steps[sink][5].outputs[0]
+    out = steps[sink].node.outputs[0]
     if out.shape is not None and all(d is not None for d in out.shape) and math.prod(out.shape) < MIN_ELEMENTS:
         return None
-    used_constants = {s: constants[s] for k in members for s in steps[k][2] if s in constants}
+    used_constants = {s: constants[s] for k in members for s in steps[k].in_slots if s in constants}
     builder = _ProgramBuilder(steps, producer, members, used_constants)
-    builder.emit(steps[sink][3][0])
+    builder.emit(steps[sink].out_slots[0])
     if len(builder.operands) > MAX_OPERANDS or not builder.operands:
         return None
-    tensors = {s: t for k in members for s, t in zip(steps[k][2], steps[k][5].inputs)}
+    tensors = {s: t for k in members for s, t in zip(steps[k].in_slots, steps[k].node.inputs)}
     if not all(_may_fit(tensors[s].shape, out.shape) for s in builder.operands):
         return None
     dtype = np.dtype(out.dtype.np_dtype)
-    if not _worth_fusing(builder.opcodes, dtype):
+    if not _worth_fusing(builder.costs, dtype):
         return None
     ranks = [len(tensors[s].shape) if tensors[s].shape is not None else 0 for s in builder.operands]
     return FusedChain(
@@ -518,15 +542,15 @@ def _rewrite(plan, chains, readers, constants):
     fused_members = set().union(*(members for _, members in chains.values()))
     # A folded constant's step goes when every reader now runs inside a kernel.
     dropped = {i for i, step in enumerate(plan.steps)
-               if step[3] and step[3][0] in constants and readers.get(step[3][0], set()) <= fused_members}
+               if step.out_slots and step.out_slots[0] in constants and readers.get(step.out_slots[0], set()) <= fused_members}
     new_steps = []
     for i, step in enumerate(plan.steps):
         if i in chains:
             chain, members = chains[i]
-            internal = {s for k in members for s in plan.steps[k][3]} - set(step[3])
+            internal = {s for k in members for s in plan.steps[k].out_slots} - set(step.out_slots)
             frees = tuple(dict.fromkeys(
-                s for k in sorted(members) for s in plan.steps[k][4] if s not in internal))
-            new_steps.append((chain, {}, chain.in_slots, step[3], frees, step[5]))
+                s for k in sorted(members) for s in plan.steps[k].frees if s not in internal))
+            new_steps.append(PlanStep(chain, {}, chain.in_slots, step.out_slots, frees, step.node))
         elif i not in fused_members and i not in dropped:
             new_steps.append(step)
     fused = type(plan)(new_steps, plan.num_slots, plan.feed_slots, plan.fetch_slots, plan.copy_slots)

@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from hubkit.errors import GraphError
 from hubkit.graph import Node, Tensor, convert_to_tensor, format_shape
 from hubkit.graph.shapes import merge_shapes
+from hubkit.graph.walk import upstream
+from hubkit.ops.indexed_slices import IndexedSlices
 from hubkit.ops.registry import get_op
 
 __all__ = ["IndexedSlices", "gradients"]
-
-
-@dataclass(frozen=True)
-class IndexedSlices:
-    """A sparse gradient: ``dense[indices[i]] += values[i]``; only these rows are non-zero.
-
-    Attributes:
-        values: tensor of shape ``[n, *row_shape]``.
-        indices: int tensor of shape ``[n]`` (may repeat).
-        dense: the tensor whose gradient this is (gives the dense shape and dtype).
-    """
-
-    values: Tensor
-    indices: Tensor
-    dense: Tensor
-
-    @property
-    def dtype(self):
-        return self.values.dtype
-
-    def to_dense(self) -> Tensor:
-        from hubkit.ops import api
-
-        return api.scatter_to_dense(self.values, self.indices, self.dense)
 
 
 def upstream_nodes(nodes: Iterable[Node]) -> set[Node]:
@@ -43,15 +20,7 @@ def upstream_nodes(nodes: Iterable[Node]) -> set[Node]:
 
     Both differentiation and the optimizers' choice of variables ask what a value depends on.
     """
-    seen: set[Node] = set()
-    stack = list(nodes)
-    while stack:
-        n = stack.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        stack.extend(t.node for t in n.inputs)
-    return seen
+    return upstream(nodes, lambda n: [t.node for t in n.inputs])
 
 
 def _as_x(graph, x: Any) -> Tensor:

@@ -2,7 +2,7 @@
 
 A variable's name is its variable-scope path (``"dense/kernel"``); plain ``name_scope``s name ops
 only, as in TensorFlow 1. Each graph keeps its own store of the variables ``get_variable`` made
-(in ``graph.state``), so asking twice for one name is an error unless the scope reuses variables.
+(its :class:`~hubkit.runtime.state.RuntimeGraphState`), so asking twice for one name is an error unless the scope reuses variables.
 
 >>> import hubkit as hk
 >>> g = hk.Graph()
@@ -27,7 +27,8 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Graph, GraphKeys, as_dtype, format_shape, get_default_graph, normalize_shape
 from hubkit.graph.shapes import is_compatible
-from hubkit.runtime import initializers
+from hubkit.runtime import initializers, regularizers
+from hubkit.runtime.state import runtime_state
 from hubkit.runtime.variables import Variable, register_in_collections
 
 __all__ = ["AUTO_REUSE", "VariableScope", "get_variable", "get_variable_scope", "variable_scope"]
@@ -72,15 +73,15 @@ _ROOT = VariableScope("")
 
 
 def _scope_stack(graph: Graph) -> list[VariableScope]:
-    return graph.state.setdefault("variable_scope_stack", [])
+    return runtime_state(graph).scope_stack
 
 
 def _scope_counts(graph: Graph) -> dict[str, int]:
-    return graph.state.setdefault("variable_scope_counts", {})
+    return runtime_state(graph).scope_counts
 
 
 def _variable_store(graph: Graph) -> dict[str, Variable]:
-    return graph.state.setdefault("variable_store", {})
+    return runtime_state(graph).variable_store
 
 
 def get_variable_scope() -> VariableScope:
@@ -102,6 +103,20 @@ def _unique_scope_name(graph: Graph, parent: str, base: str) -> str:
     while counts.get(_join(parent, f"{base}_{i}")):
         i += 1
     return f"{base}_{i}"
+
+
+def claim_scope_name(graph: Graph, base: str) -> str:
+    """``base`` in the current name scope, made unique against node names and variable scopes alike.
+
+    A module placed in a graph takes its scope this way, so a later module or
+    ``variable_scope(None, default_name=...)`` of the same name gets ``base_1``, as in TensorFlow.
+    """
+    counts = _scope_counts(graph)
+    while True:
+        name = graph.unique_name(base)
+        if not counts.get(name):
+            counts[name] = 1
+            return name
 
 
 @contextlib.contextmanager
@@ -182,8 +197,6 @@ def _as_regularizer(regularizer: Any) -> Any:
     if regularizer is None or callable(regularizer):
         return regularizer
     if isinstance(regularizer, (str, dict)):
-        from hubkit import regularizers  # the regularizers namespace builds on the ops layer
-
         return regularizers.get(regularizer)
     raise GraphError(f"Cannot use {regularizer!r} as a regularizer; pass hubkit.regularizers.l2(scale) or similar.")
 

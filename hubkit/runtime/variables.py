@@ -10,8 +10,11 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import DType, Graph, GraphKeys, Tensor, as_dtype, format_shape, get_default_graph
 from hubkit.graph.shapes import is_compatible, normalize_shape
+from hubkit.runtime.state import runtime_state
 
-__all__ = ["Variable"]
+__all__ = ["Variable", "bind_variable", "register_in_collections"]
+
+_FROM_VARIABLE: Any = object()  # bind_variable's default: record the variable's own initializer config
 
 
 class Variable:
@@ -69,6 +72,36 @@ class Variable:
             self._value = np.array(arr, dtype=dt.np_dtype, copy=True)
             self.shape = tuple(self._value.shape)
 
+    @classmethod
+    def from_array(cls, array: np.ndarray, name: str | None = None, trainable: bool = True) -> Variable:
+        """A variable backed by ``array`` itself, without a copy (a memory-mapped array stays mapped).
+
+        The first in-place update of a read-only array copies it (copy-on-write); a writable array is
+        updated in place.
+
+        Args:
+            array: a NumPy array of a hubkit dtype (numbers or bools).
+            name: the variable's name.
+            trainable: whether optimizers update it by default.
+
+        Raises:
+            GraphError: ``array`` is not a NumPy array of numbers or bools.
+        """
+        if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+            raise GraphError(
+                f"Variable.from_array needs a NumPy array of numbers or bools, got {type(array).__name__}"
+                + (f" of dtype {array.dtype}" if isinstance(array, np.ndarray) else "") + "."
+            )
+        var = cls.__new__(cls)
+        var.name = name or "Variable"
+        var.trainable = bool(trainable)
+        var.initializer = None
+        var._lock = threading.Lock()
+        var.dtype = as_dtype(array.dtype)
+        var.shape = tuple(array.shape)
+        var._value = array
+        return var
+
     # -- value -------------------------------------------------------------------------------------
     @property
     def value(self) -> np.ndarray:
@@ -88,11 +121,6 @@ class Variable:
     @property
     def is_initialized(self) -> bool:
         return self._value is not None
-
-    def _set_storage(self, array: np.ndarray) -> None:
-        """Replaces the backing array without a copy (used by loaders for memory-mapped values)."""
-        self._check(array, "load")
-        self._value = array
 
     def _check(self, arr: np.ndarray, what: str) -> None:
         if not is_compatible(self.shape, arr.shape):
@@ -158,33 +186,10 @@ class Variable:
         v = self._writable()
         np.subtract.at(v, np.asarray(indices), self._coerce(updates, "update"))
 
-    # -- graphs ------------------------------------------------------------------------------------
+    # -- graphs ---------------------------------------------------------------------------------------
     def _as_graph_tensor(self, graph: Graph) -> Tensor:
-        """The tensor reading this variable in ``graph`` (one read node per graph)."""
-        bound = graph.state.setdefault("variable_nodes_by_id", {})
-        t = bound.get(id(self))
-        if t is not None:
-            return t
-        name = self.name if not graph.has_node(self.name) else None
-        with graph.name_scope(None):
-            node = graph.create_node(
-                "Variable",
-                [],
-                {
-                    "dtype": self.dtype,
-                    "shape": self.shape,
-                    "trainable": self.trainable,
-                    "initializer": getattr(self.initializer, "config", None),
-                },
-                [(self.dtype, self.shape)],
-                name=name or graph.unique_name(self.name.replace(":", "_")),
-                unique=False,
-                control_inputs=(),
-            )
-        graph.variables[node.name] = self
-        graph.variable_tensors[node.name] = node.outputs[0]
-        bound[id(self)] = node.outputs[0]
-        return node.outputs[0]
+        """The tensor reading this variable in ``graph`` (one read node per graph, see :func:`bind_variable`)."""
+        return bind_variable(graph, self)
 
     def tensor(self, graph: Graph | None = None) -> Tensor:
         """This variable's read tensor in ``graph`` (default graph when None)."""
@@ -207,6 +212,37 @@ class Variable:
     def __neg__(self): return -self.tensor()
     def __pow__(self, o): return self.tensor() ** o
     def __getitem__(self, k): return self.tensor()[k]
+
+
+def bind_variable(graph: Graph, var: Variable, node_name: str | None = None, initializer: Any = _FROM_VARIABLE) -> Tensor:
+    """The tensor reading ``var`` in ``graph``: the one way a variable enters a graph.
+
+    Idempotent: the first call creates a ``Variable`` read node, later calls return it. The node is
+    created outside every name scope and every ``control_dependencies`` block, so reading a variable
+    never waits for, or triggers, anything else (an optimizer's update, say).
+
+    Args:
+        graph: the graph to read the variable in.
+        var: the variable.
+        node_name: the read node's name; default: the variable's name, made unique when taken.
+        initializer: the ``initializer`` attribute to record (a config); default: the variable's own.
+    """
+    state = runtime_state(graph)
+    t = state.read_tensors.get(id(var))
+    if t is not None:
+        return t
+    if initializer is _FROM_VARIABLE:
+        initializer = getattr(var.initializer, "config", None)
+    attrs = {"dtype": var.dtype, "shape": var.shape, "trainable": var.trainable, "initializer": initializer}
+    with graph.name_scope(None), graph.control_dependencies(None):
+        if node_name is None:
+            node_name = var.name if not graph.has_node(var.name) else graph.unique_name(var.name.replace(":", "_"))
+        node = graph.create_node("Variable", [], attrs, [(var.dtype, var.shape)], name=node_name, unique=False)
+    t = node.outputs[0]
+    graph.variables[node.name] = var
+    graph.variable_tensors[node.name] = t
+    state.read_tensors[id(var)] = t
+    return t
 
 
 def register_in_collections(graph: Graph, var: Variable) -> None:

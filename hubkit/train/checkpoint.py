@@ -19,83 +19,29 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import CheckpointError
-from hubkit.graph import format_shape
-from hubkit.runtime import Variable
+from hubkit.runtime.tracking import (
+    PendingValue,
+    apply_deferred,
+    assign_value,
+    check_value,
+    children,
+    escape_name,
+    find_object,
+    get_slot,
+    hand_down_deferred,
+    is_optimizer,
+    is_trackable,
+    optimizer_children,
+    route_value,
+    slot_names,
+)
+from hubkit.runtime.variables import Variable
 from hubkit.train import checkpoint_io
 
 __all__ = ["Checkpoint", "CheckpointManager", "CheckpointStatus", "apply_deferred", "assign_value", "check_value"]
 
 VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 SLOT_MARKER = "/.OPTIMIZER_SLOT/"
-
-
-def _escape(name: str) -> str:
-    return name.replace(".", "..").replace("/", ".S")
-
-
-# -- the object graph -------------------------------------------------------------------------------
-def _is_optimizer(obj: Any) -> bool:
-    return callable(getattr(obj, "get_slot", None)) and callable(getattr(obj, "variables", None))
-
-
-def _slot_names(opt: Any) -> list[str]:
-    names = getattr(opt, "get_slot_names", None)
-    if callable(names):
-        return list(names())
-    return list(getattr(opt, "slot_names", ()))
-
-
-def _get_slot(opt: Any, var: Variable, name: str) -> Variable | None:
-    try:
-        return opt.get_slot(var, name)
-    except (KeyError, LookupError, ValueError):
-        return None
-
-
-def _optimizer_children(opt: Any) -> list[tuple[str, Any]]:
-    """An optimizer's own (non-slot) variables, named by the last part of their names."""
-    own = getattr(opt, "_checkpoint_children", None)
-    if callable(own):
-        return list(own())
-    named = getattr(opt, "_non_slot", None)
-    if isinstance(named, dict):  # hubkit.train optimizers: their own variables by role ("beta1_power")
-        return [(_escape(str(k)), v) for k, v in sorted(named.items())]
-    slot_ids = _slot_ids(opt)
-    out: list[tuple[str, Any]] = []
-    used: set[str] = set()
-    for v in opt.variables():
-        if id(v) in slot_ids:
-            continue
-        short = v.name.rsplit("/", 1)[-1]
-        name = _escape(short if short not in used else v.name)
-        used.add(short)
-        out.append((name, v))
-    return out
-
-
-def _slot_ids(opt: Any) -> set[int]:
-    """Ids of every slot variable, found through the slot table when the optimizer exposes one."""
-    table = getattr(opt, "_slots", None)
-    ids: set[int] = set()
-    if isinstance(table, dict):
-        for value in table.values():
-            items = value.values() if isinstance(value, dict) else [value]
-            ids.update(id(v) for v in items if isinstance(v, Variable))
-    return ids
-
-
-def children(obj: Any) -> list[tuple[str, Any]]:
-    """The named dependencies of ``obj`` in the checkpoint object graph."""
-    own = getattr(obj, "_checkpoint_children", None)
-    if callable(own) and not _is_optimizer(obj):
-        return list(own())
-    if _is_optimizer(obj):
-        return _optimizer_children(obj)
-    if isinstance(obj, dict):
-        return [(_escape(str(k)), v) for k, v in obj.items()]
-    if isinstance(obj, (list, tuple)):
-        return [(str(i), v) for i, v in enumerate(obj)]
-    return []
 
 
 def _walk(root: Any) -> tuple[list[tuple[str, Variable]], list[tuple[str, Any]]]:
@@ -111,10 +57,16 @@ def _walk(root: Any) -> tuple[list[tuple[str, Variable]], list[tuple[str, Any]]]
                 continue
             seen.add(id(child))
             child_path = f"{path}/{name}" if path else name
+            if not is_trackable(child):
+                raise CheckpointError(
+                    f"Cannot checkpoint {child_path!r}: an object of type {type(child).__name__!r} has no "
+                    "variables a checkpoint can track; give it variables, layers, models, modules, optimizers "
+                    "or lists and dicts of them."
+                )
             if isinstance(child, Variable):
                 variables.append((child_path, child))
             else:
-                if _is_optimizer(child):
+                if is_optimizer(child):
                     optimizers.append((child_path, child))
                 queue.append((child_path, child))
     return variables, optimizers
@@ -125,9 +77,9 @@ def _slot_entries(
 ) -> Iterator[tuple[str, Any, Variable, str]]:
     """``(slot key, optimizer, variable, slot name)`` for every slot name of every optimizer and variable."""
     for opt_path, opt in optimizers:
-        for slot in _slot_names(opt):
+        for slot in slot_names(opt):
             for var_path, var in variables:
-                yield f"{var_path}{SLOT_MARKER}{opt_path}/{_escape(slot)}{VALUE_SUFFIX}", opt, var, slot
+                yield f"{var_path}{SLOT_MARKER}{opt_path}/{escape_name(slot)}{VALUE_SUFFIX}", opt, var, slot
 
 
 def collect_values(root: Any) -> list[tuple[str, np.ndarray, str | None]]:
@@ -135,103 +87,10 @@ def collect_values(root: Any) -> list[tuple[str, np.ndarray, str | None]]:
     variables, optimizers = _walk(root)
     out: list[tuple[str, np.ndarray, str | None]] = [(f"{p}{VALUE_SUFFIX}", v.value, v.name) for p, v in variables]
     for key, opt, var, slot in _slot_entries(variables, optimizers):
-        s = _get_slot(opt, var, slot)
+        s = get_slot(opt, var, slot)
         if s is not None:
             out.append((key, s.value, s.name))
     return out
-
-
-# -- deferred restore ---------------------------------------------------------------------------------
-class _Pending:
-    __slots__ = ("consumed", "key", "value")
-
-    def __init__(self, key: str, value: np.ndarray) -> None:
-        self.key = key
-        self.value = value
-        self.consumed = False
-
-
-def check_value(var: Variable, pending: Any) -> None:
-    """Raises unless the checkpoint value ``pending`` fits ``var`` in shape and dtype.
-
-    Raises:
-        CheckpointError: naming the checkpoint key, the variable and both shapes or dtypes.
-    """
-    value = np.asarray(pending.value)
-    if tuple(value.shape) != tuple(var.shape):
-        raise CheckpointError(
-            f"Checkpoint value {pending.key!r} has shape {format_shape(tuple(value.shape))}, but variable "
-            f"{var.name!r} has shape {format_shape(tuple(var.shape))}."
-        )
-    want = var.dtype.np_dtype
-    is_text, wants_text = value.dtype.kind in "OUS", want.kind in "OUS"
-    if is_text != wants_text or (not is_text and value.dtype != want):
-        raise CheckpointError(
-            f"Checkpoint value {pending.key!r} has dtype {value.dtype.name}, but variable {var.name!r} has "
-            f"dtype {var.dtype.name}."
-        )
-
-
-def assign_value(var: Variable, pending: Any) -> None:
-    """Checks ``pending`` against ``var``, then assigns it and marks it consumed."""
-    check_value(var, pending)
-    var.assign(np.asarray(pending.value))
-    pending.consumed = True
-
-
-def _route(obj: Any, rel: str, pending: Any) -> Any:
-    """Where a value for relative path ``rel`` under ``obj`` goes, without putting it there.
-
-    Returns:
-        ``(variable, None)`` for a live variable, ``(None, parking dict)`` for a value that waits
-        for its layer to be built or its optimizer to create it (deferred), or None when no live
-        object can take it now or later.
-    """
-    if rel == "":
-        return (obj, None) if isinstance(obj, Variable) else None
-    for name, child in children(obj):
-        if rel == name or rel.startswith(name + "/"):
-            return _route(child, rel[len(name) + 1 :], pending)
-    deferred = getattr(obj, "_deferred", None)
-    if isinstance(deferred, dict):  # a layer: the weight appears when it is built
-        return None, (deferred, rel)
-    if _is_optimizer(obj):  # an optimizer creates its own variables on first minimize
-        return None, (obj.__dict__.setdefault("_hk_deferred_vars", {}), rel)
-    return None
-
-
-def _deliver(obj: Any, rel: str, pending: Any) -> bool:
-    """Routes a value to the variable at relative path ``rel`` under ``obj``, or parks it (deferred).
-
-    Returns False when no live object can take it now or later.
-    """
-    route = _route(obj, rel, pending)
-    if route is None:
-        return False
-    var, parking = route
-    if var is not None:
-        assign_value(var, pending)
-    else:
-        table, key = parking
-        table[key] = pending
-    return True
-
-
-def _find(obj: Any, rel: str) -> Any:
-    """The live object at relative path ``rel`` under ``obj``, or None."""
-    if rel == "":
-        return obj
-    for name, child in children(obj):
-        if rel == name or rel.startswith(name + "/"):
-            return _find(child, rel[len(name) + 1 :])
-    return None
-
-
-def apply_deferred(obj: Any, values: dict[str, Any]) -> None:
-    """Hands parked checkpoint values to an object just attached to a layer (used by ``Layer``)."""
-    for rel, pending in values.items():
-        if not _deliver(obj, rel, pending):
-            pending.consumed = False
 
 
 def apply_deferred_slots(optimizer: Any) -> None:
@@ -240,7 +99,7 @@ def apply_deferred_slots(optimizer: Any) -> None:
     still = []
     for find_var, slot, pending in waiting:
         var = find_var()
-        s = None if var is None else _get_slot(optimizer, var, slot)
+        s = None if var is None else get_slot(optimizer, var, slot)
         if s is None:
             still.append((find_var, slot, pending))
         else:
@@ -248,7 +107,7 @@ def apply_deferred_slots(optimizer: Any) -> None:
     optimizer.__dict__["_hk_deferred_slots"] = still
     parked = optimizer.__dict__.get("_hk_deferred_vars", {})
     if parked:
-        names = dict(_optimizer_children(optimizer))
+        names = dict(optimizer_children(optimizer))
         for rel in list(parked):
             if rel in names:
                 assign_value(names[rel], parked.pop(rel))
@@ -300,13 +159,22 @@ class CheckpointStatus:
         if self.path is None:
             raise CheckpointError("Nothing was restored: the checkpoint path was None.")
         problems = []
-        unused = sorted({*self._unused, *self._waiting()})
+        waiting = self._waiting()
+        unused = sorted({*self._unused, *waiting})
         if unused:
             problems.append(f"values no object has taken (yet): {unused}")
         if self._missing:
             problems.append(f"objects without a value: {self._missing}")
         if problems:
-            raise CheckpointError(f"Checkpoint {self.path!r} was not consumed exactly; " + "; ".join(problems) + ".")
+            message = f"Checkpoint {self.path!r} was not consumed exactly; " + "; ".join(problems) + "."
+            slots = [k for k in waiting if SLOT_MARKER in k]
+            if slots:
+                message += (
+                    f" The optimizer slot values {slots} wait for their slots, which the optimizer creates at "
+                    "its first step (the first fit or minimize): right after a restore, check with "
+                    "assert_existing_objects_matched() instead, and call assert_consumed() after training starts."
+                )
+            raise CheckpointError(message)
         return self
 
     def assert_existing_objects_matched(self) -> CheckpointStatus:
@@ -352,6 +220,7 @@ class Checkpoint:
                 )
         object.__setattr__(self, "_children", dict(trackables))
         object.__setattr__(self, "_save_counter", None)
+        object.__setattr__(self, "_deferred", {})  # restored values waiting for an attribute to be assigned
 
     def __getattr__(self, name: str) -> Any:
         children = self.__dict__.get("_children", {})
@@ -360,7 +229,9 @@ class Checkpoint:
         raise AttributeError(f"Checkpoint has no dependency {name!r}; it has {sorted(children)}.")
 
     def __setattr__(self, name: str, value: Any) -> None:
+        """Adds a dependency; a value restored before it existed is assigned now (deferred restore)."""
         self._children[name] = value
+        hand_down_deferred(self, name, value)
 
     def _checkpoint_children(self) -> list[tuple[str, Any]]:
         out = list(self._children.items())
@@ -423,22 +294,22 @@ class Checkpoint:
         variables, optimizers = _walk(self)
         used: set[str] = set()
         missing: list[str] = []
-        pending: list[_Pending] = []
+        pending: list[PendingValue] = []
         # Nothing changes until every value is checked: (variable, value) pairs to assign, and
         # ``apply()`` callbacks that park values for objects that do not exist yet.
-        assignments: list[tuple[Variable, _Pending]] = []
+        assignments: list[tuple[Variable, PendingValue]] = []
         parkings: list[Any] = []
         for p, var in variables:
             key = p + VALUE_SUFFIX
             if key in keys:
-                assignments.append((var, _Pending(key, reader.get_tensor(key))))
+                assignments.append((var, PendingValue(key, reader.get_tensor(key))))
                 used.add(key)
             else:
                 missing.append(key)
         for key, opt, var, slot in _slot_entries(variables, optimizers):
-            s = _get_slot(opt, var, slot)
+            s = get_slot(opt, var, slot)
             if key in keys:
-                item = _Pending(key, reader.get_tensor(key))
+                item = PendingValue(key, reader.get_tensor(key))
                 used.add(key)
                 if s is not None:
                     assignments.append((s, item))
@@ -458,16 +329,16 @@ class Checkpoint:
                 var_path, _, rest = key[: -len(VALUE_SUFFIX)].partition(SLOT_MARKER)
                 opt_path, _, slot = rest.rpartition("/")
                 opt = live_optimizers.get(opt_path)
-                if opt is None or slot.replace(".S", "/").replace("..", ".") not in _slot_names(opt):
+                if opt is None or slot.replace(".S", "/").replace("..", ".") not in slot_names(opt):
                     unused.append(key)
                     continue
-                item = _Pending(key, reader.get_tensor(key))
-                entry = (functools.partial(_find, self, var_path), slot, item)
+                item = PendingValue(key, reader.get_tensor(key))
+                entry = (functools.partial(find_object, self, var_path), slot, item)
                 parkings.append(functools.partial(_park_slot, opt, entry))
                 pending.append(item)
                 continue
-            item = _Pending(key, reader.get_tensor(key))
-            route = _route(self, key[: -len(VALUE_SUFFIX)], item)
+            item = PendingValue(key, reader.get_tensor(key))
+            route = route_value(self, key[: -len(VALUE_SUFFIX)], item)
             if route is None:
                 unused.append(key)
             elif route[0] is not None:

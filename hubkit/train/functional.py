@@ -11,7 +11,8 @@ from typing import Any
 
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, as_dtype, placeholder
-from hubkit.layers.base import CallRecord, Layer, layer_history, register_layer
+from hubkit.layers.base import Layer, register_layer
+from hubkit.layers.recording import CallRecord, layer_history
 
 __all__ = ["Input", "InputLayer", "trace"]
 

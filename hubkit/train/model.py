@@ -8,16 +8,10 @@ import numpy as np
 
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor
-from hubkit.layers.base import (
-    Layer,
-    escape_name,
-    flatten,
-    get_layer_class,
-    map_structure,
-    register_layer,
-    to_snake_case,
-)
+from hubkit.layers.base import Layer, get_layer_class, register_layer, to_snake_case
+from hubkit.layers.recording import flatten, map_structure
 from hubkit.runtime import Variable
+from hubkit.runtime.tracking import escape_name
 from hubkit.train.functional import InputLayer, input_layer_of, trace
 from hubkit.train.training import TrainingMixin
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.layers.base import flatten
+from hubkit.layers.recording import flatten
 
 __all__ = ["print_summary"]
 

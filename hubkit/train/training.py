@@ -16,145 +16,23 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hubkit.errors import FeedError, GraphError
 from hubkit.graph import Graph, GraphKeys, Tensor, format_shape, placeholder
-from hubkit.layers.base import suppress_recording
+from hubkit.layers.recording import suppress_recording
+from hubkit.ops import api
 from hubkit.runtime import Session
 from hubkit.runtime.executor import convert_feed
+from hubkit.train.lookups import LOSSES, SPARSE_LOSSES, get_loss, get_metric, get_optimizer
 
 if TYPE_CHECKING:
     from hubkit.runtime import Variable
 
 __all__ = ["History", "TrainingMixin", "get_loss", "get_metric"]
-
-
-# -- losses and metrics by name ---------------------------------------------------------------------
-def _hk():
-    import hubkit
-
-    return hubkit
-
-
-def _clip(p: Tensor) -> Tensor:
-    return _hk().clip_by_value(p, 1e-7, 1.0 - 1e-7)
-
-
-# Losses on probabilities that hubkit.losses has no twin for (it works on logits); everything else
-# below delegates to hubkit.losses, which checks the labels' shape against the predictions'.
-def _sparse_ce(labels: Tensor, probs: Tensor) -> Tensor:
-    hk = _hk()
-    depth = None if not probs.shape else probs.shape[-1]
-    if depth is None:
-        raise GraphError(
-            f"sparse_categorical_crossentropy needs predictions with a known number of classes (last axis); "
-            f"{probs.name!r} has shape {format_shape(probs.shape)}."
-        )
-    return _categorical_ce(hk.one_hot(labels, depth, dtype=probs.dtype), probs)
-
-
-def _categorical_ce(labels: Tensor, probs: Tensor) -> Tensor:
-    hk = _hk()
-    return hk.reduce_mean(-hk.reduce_sum(labels * hk.log(_clip(probs)), axis=-1))
-
-
-def _from_losses(name: str, **kwargs: Any) -> Callable[[Tensor, Tensor], Tensor]:
-    """``hubkit.losses.<name>`` as ``fn(labels, predictions)``, kept out of the LOSSES collection."""
-
-    def loss(labels: Tensor, predictions: Tensor) -> Tensor:
-        fn = getattr(_hk().losses, name)
-        return fn(labels, predictions, loss_collection=None, **kwargs)
-
-    loss.__name__ = name
-    return loss
-
-
-_mae = _from_losses("absolute_difference")
-_mse = _from_losses("mean_squared_error")
-
-_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "binary_crossentropy": _from_losses("log_loss", epsilon=1e-7),
-    "categorical_crossentropy": _categorical_ce,
-    "mae": _mae,
-    "mean_absolute_error": _mae,
-    "mean_squared_error": _mse,
-    "mse": _mse,
-    "sigmoid_cross_entropy": _from_losses("sigmoid_cross_entropy"),
-    "softmax_cross_entropy": _from_losses("softmax_cross_entropy"),
-    "sparse_categorical_crossentropy": _sparse_ce,
-    "sparse_softmax_cross_entropy": _from_losses("sparse_softmax_cross_entropy"),
-}
-_SPARSE = {"sparse_categorical_crossentropy", "sparse_softmax_cross_entropy"}
-
-
-def get_loss(loss: Any) -> Callable[[Tensor, Tensor], Tensor]:
-    """A loss ``fn(labels, predictions) -> scalar`` from a name or a callable.
-
-    Raises:
-        GraphError: the name is unknown; the message lists the known ones.
-    """
-    if callable(loss):
-        return loss
-    if loss not in _LOSSES:
-        raise GraphError(f"Unknown loss {loss!r}; expected a callable or one of {sorted(_LOSSES)}.")
-    return _LOSSES[loss]
-
-
-def _accuracy(labels: Tensor, preds: Tensor) -> Tensor:
-    hk = _hk()
-    if labels.ndim is not None and preds.ndim is not None and labels.ndim < preds.ndim:
-        hit = hk.equal(hk.argmax(preds, axis=-1), hk.cast(labels, "int64"))
-    elif preds.shape is not None and preds.shape[-1] == 1:
-        hit = hk.equal(hk.cast(hk.greater(preds, 0.5), preds.dtype), hk.cast(labels, preds.dtype))
-    else:
-        hit = hk.equal(hk.argmax(preds, axis=-1), hk.argmax(labels, axis=-1))
-    return hk.reduce_mean(hk.cast(hit, "float32"))
-
-
-_METRICS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "acc": _accuracy,
-    "accuracy": _accuracy,
-    "binary_accuracy": _accuracy,
-    "categorical_accuracy": _accuracy,
-    "mae": _mae,
-    "mean_absolute_error": _mae,
-    "mean_squared_error": _mse,
-    "mse": _mse,
-    "sparse_categorical_accuracy": _accuracy,
-}
-
-
-def get_metric(metric: Any) -> tuple[str, Callable[[Tensor, Tensor], Tensor]]:
-    """``(display name, fn(labels, predictions) -> scalar)`` for a metric name or callable."""
-    if callable(metric):
-        return getattr(metric, "__name__", "metric"), metric
-    if metric not in _METRICS:
-        raise GraphError(f"Unknown metric {metric!r}; expected a callable or one of {sorted(_METRICS)}.")
-    return ("accuracy" if metric == "acc" else metric), _METRICS[metric]
-
-
-def get_optimizer(optimizer: Any) -> Any:
-    """An optimizer object, or a default-configured one for "sgd", "momentum", "adam", "rmsprop", "adagrad"."""
-    from hubkit import train
-
-    if not isinstance(optimizer, str):
-        if not callable(getattr(optimizer, "minimize", None)):
-            raise GraphError(f"{optimizer!r} is not an optimizer: it has no minimize(loss, var_list).")
-        return optimizer
-    table = {
-        "adagrad": lambda: train.Adagrad(0.01),
-        "adam": lambda: train.Adam(0.001),
-        "momentum": lambda: train.Momentum(0.01, 0.9),
-        "rmsprop": lambda: train.RMSProp(0.001),
-        "sgd": lambda: train.GradientDescent(0.01),
-    }
-    if optimizer.lower() not in table:
-        raise GraphError(f"Unknown optimizer {optimizer!r}; expected an optimizer object or one of {sorted(table)}.")
-    return table[optimizer.lower()]()
 
 
 class History(dict):
@@ -190,7 +68,7 @@ class _Heads:
         self.fns = [None if item is None else get_loss(item) for item in self.losses]
         if all(f is None for f in self.fns):
             raise GraphError(
-                f"compile() needs a loss for at least one output of {names}: a callable or one of {sorted(_LOSSES)}."
+                f"compile() needs a loss for at least one output of {names}: a callable or one of {sorted(LOSSES)}."
             )
 
     @property
@@ -218,7 +96,7 @@ class _Heads:
         loss = self.losses[i]
         if not isinstance(loss, str):
             return "custom"
-        return "sparse" if loss in _SPARSE else "dense"
+        return "sparse" if loss in SPARSE_LOSSES else "dense"
 
 
 class _Program:
@@ -390,7 +268,6 @@ class TrainingMixin:
     def _loss_terms(
         self, graph: Graph, outputs: list[Tensor], y_specs: list[tuple[Any, tuple]]
     ) -> tuple[list[Tensor], Tensor, list[Tensor], list[str]]:
-        hk = _hk()
         heads = self._require_compiled()
         labels: list[Tensor] = []
         losses: list[Tensor] = []
@@ -408,16 +285,16 @@ class TrainingMixin:
                 label = placeholder(dtype, shape, name=f"{out_name}_target")
                 labels.append(label)
                 with graph.name_scope(f"{out_name}_loss"):
-                    loss = hk.cast(fn(label, outputs[i]), "float32")
+                    loss = api.cast(fn(label, outputs[i]), "float32")
                 losses.append(loss)
                 for metric_name, mfn in heads.metrics[i]:
                     with graph.name_scope(f"{out_name}_{metric_name}"):
-                        metrics.append(hk.cast(mfn(label, outputs[i]), "float32"))
+                        metrics.append(api.cast(mfn(label, outputs[i]), "float32"))
                     names.append(f"{out_name}_{metric_name}" if multi else metric_name)
             weighted = [loss * w if w != 1.0 else loss for loss, w in zip(losses, heads.weights)]
             regs = graph.get_collection(GraphKeys.REGULARIZATION_LOSSES)
-            terms = weighted + [hk.cast(r, "float32") for r in regs]
-            total = terms[0] if len(terms) == 1 else hk.add_n(terms)
+            terms = weighted + [api.cast(r, "float32") for r in regs]
+            total = terms[0] if len(terms) == 1 else api.add_n(terms)
         loss_names = [f"{n}_loss" for n in heads.target_names] if multi else []
         per_output = losses if multi else []
         return labels, total, per_output + metrics, loss_names + names
@@ -435,11 +312,10 @@ class TrainingMixin:
             raise GraphError(f"Model {self.name!r} has no trainable variables; there is nothing to fit.")
         graph, feeds, outputs = self._replay(training=True)
         labels, total, scalars, names = self._loss_terms(graph, outputs, specs)
-        hk = _hk()
         with graph.as_default():
             train_op = self.optimizer.minimize(total, var_list=var_list)
             updates = graph.get_collection(GraphKeys.UPDATE_OPS)
-            step = hk.group(train_op, *updates, name="train_step") if updates else train_op
+            step = api.group(train_op, *updates, name="train_step") if updates else train_op
         apply_deferred_slots(self.optimizer)
         program = self._programs[key] = _Program(graph, feeds + labels, [step, total, *scalars], names)
         return program

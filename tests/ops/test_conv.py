@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import hubkit as hk
-from hubkit.ops import conv as conv_ops
+from hubkit.ops import _conv_numpy as conv_numpy
 
 
 def _tf_pads(size, k, s, d, padding):
@@ -129,11 +129,11 @@ def test_both_kernel_paths_agree():
     results = []
     for threshold in (0, 1000):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(conv_ops, "_IM2COL_MAX_CHANNELS", threshold)
-            mp.setattr(conv_ops, "_IM2COL_FILTER_GRAD_MAX_CHANNELS", threshold)
+            mp.setattr(conv_numpy, "_IM2COL_MAX_CHANNELS", threshold)
+            mp.setattr(conv_numpy, "_IM2COL_FILTER_GRAD_MAX_CHANNELS", threshold)
             results.append((
-                conv_ops._conv2d_nhwc(x, w, (2, 2), (1, 1), pads),
-                conv_ops._conv2d_backprop_filter_nhwc(x, g, (3, 3), (2, 2), (1, 1), pads),
+                conv_numpy._conv2d_nhwc(x, w, (2, 2), (1, 1), pads),
+                conv_numpy._conv2d_backprop_filter_nhwc(x, g, (3, 3), (2, 2), (1, 1), pads),
             ))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

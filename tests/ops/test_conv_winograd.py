@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import hubkit as hk
+from hubkit.ops import _conv_numpy as conv_numpy
 from hubkit.ops import _winograd
-from hubkit.ops import conv as conv_ops
 
 
 def reference_conv3x3(x, w, pads):
@@ -31,8 +31,8 @@ def assert_close(got, want, dtype):
 @pytest.fixture
 def always_winograd(monkeypatch):
     """Every 3x3 stride-1 convolution takes the Winograd path, whatever its size."""
-    monkeypatch.setattr(conv_ops, "_WINOGRAD_MIN_CHANNELS", 1)
-    monkeypatch.setattr(conv_ops, "_WINOGRAD_MIN_TILES", 1)
+    monkeypatch.setattr(conv_numpy, "_WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(conv_numpy, "_WINOGRAD_MIN_TILES", 1)
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_matches_reference_for_many_shapes(always_winograd, used, xs, k, pads, d
     rng = np.random.default_rng(0)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal((3, 3, xs[3], k)).astype(dtype)
-    got = conv_ops._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
+    got = conv_numpy._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
     want = reference_conv3x3(x, w, pads)
     assert used, "the Winograd kernel was not called"
     assert got.shape == want.shape and got.dtype == dtype
@@ -83,7 +83,7 @@ def test_blocks_over_images_and_tile_rows_agree(always_winograd, monkeypatch, bl
     w = rng.standard_normal((3, 3, 7, 6))
     pads = ((1, 1), (1, 1))
     monkeypatch.setattr(_winograd, "BLOCK_BYTES", block_bytes)
-    assert_close(conv_ops._conv2d_nhwc(x, w, (1, 1), (1, 1), pads), reference_conv3x3(x, w, pads), np.float64)
+    assert_close(conv_numpy._conv2d_nhwc(x, w, (1, 1), (1, 1), pads), reference_conv3x3(x, w, pads), np.float64)
 
 
 def test_non_contiguous_inputs_and_filters(always_winograd):
@@ -93,7 +93,7 @@ def test_non_contiguous_inputs_and_filters(always_winograd):
     pads = ((1, 1), (0, 2))
     want = reference_conv3x3(x, w, pads)
     for xl, wl in ((np.asfortranarray(x), w), (x[:, ::-1][:, ::-1], np.asfortranarray(w))):
-        assert_close(conv_ops._conv2d_nhwc(xl, wl, (1, 1), (1, 1), pads), want, np.float64)
+        assert_close(conv_numpy._conv2d_nhwc(xl, wl, (1, 1), (1, 1), pads), want, np.float64)
 
 
 @pytest.mark.parametrize("c", [31, 32, 33, 64])
@@ -103,12 +103,12 @@ def test_default_thresholds_choose_and_agree_with_im2col(used, monkeypatch, c, n
     x = rng.standard_normal((n, *hw, c)).astype(np.float32)
     w = (rng.standard_normal((3, 3, c, 8)) / np.sqrt(9 * c)).astype(np.float32)
     pads = ((1, 1), (1, 1))
-    got = conv_ops._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
+    got = conv_numpy._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
     tiles = n * -(-hw[0] // 2) * -(-hw[1] // 2)
-    expect = c >= conv_ops._WINOGRAD_MIN_CHANNELS and tiles >= conv_ops._WINOGRAD_MIN_TILES
+    expect = c >= conv_numpy._WINOGRAD_MIN_CHANNELS and tiles >= conv_numpy._WINOGRAD_MIN_TILES
     assert bool(used) == expect
-    monkeypatch.setattr(conv_ops, "_WINOGRAD_MIN_CHANNELS", 1 << 30)
-    im2col = conv_ops._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
+    monkeypatch.setattr(conv_numpy, "_WINOGRAD_MIN_CHANNELS", 1 << 30)
+    im2col = conv_numpy._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
     assert len(used) == int(expect)
     np.testing.assert_allclose(got, im2col, rtol=1e-4, atol=1e-5 * np.abs(im2col).max())
     assert_close(got, reference_conv3x3(x, w, pads), np.float32)
@@ -119,14 +119,14 @@ def test_default_thresholds_choose_and_agree_with_im2col(used, monkeypatch, c, n
 )
 def test_other_convolutions_keep_their_kernels(always_winograd, used, khw, strides, dilations):
     x = np.ones((2, 9, 9, 4))
-    conv_ops._conv2d_nhwc(x, np.ones((*khw, 4, 3)), strides, dilations, ((1, 1), (1, 1)))
+    conv_numpy._conv2d_nhwc(x, np.ones((*khw, 4, 3)), strides, dilations, ((1, 1), (1, 1)))
     assert not used
 
 
 def test_the_image_benchmark_layers_use_it_except_the_rgb_one():
     shapes = [((32, 96, 96, 3), 32), ((32, 48, 48, 32), 64), ((32, 24, 24, 64), 96), ((32, 12, 12, 96), 128)]
     chosen = [
-        conv_ops._use_winograd(np.empty(xs, np.float32), (3, 3), (1, 1), (1, 1), xs[1:3]) for xs, _ in shapes
+        conv_numpy._use_winograd(np.empty(xs, np.float32), (3, 3), (1, 1), (1, 1), xs[1:3]) for xs, _ in shapes
     ]
     assert chosen == [False, True, True, True]
 
@@ -136,9 +136,9 @@ def test_scratch_buffers_do_not_leak_between_calls(always_winograd):
     x = rng.standard_normal((2, 7, 6, 5)).astype(np.float32)
     w = rng.standard_normal((3, 3, 5, 4)).astype(np.float32)
     pads = ((1, 1), (1, 1))
-    first = conv_ops._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
-    conv_ops._conv2d_nhwc(3 * x[:1], w, (1, 1), (1, 1), ((0, 0), (0, 0)))  # reuses the buffers
-    np.testing.assert_array_equal(first, conv_ops._conv2d_nhwc(x, w, (1, 1), (1, 1), pads))
+    first = conv_numpy._conv2d_nhwc(x, w, (1, 1), (1, 1), pads)
+    conv_numpy._conv2d_nhwc(3 * x[:1], w, (1, 1), (1, 1), ((0, 0), (0, 0)))  # reuses the buffers
+    np.testing.assert_array_equal(first, conv_numpy._conv2d_nhwc(x, w, (1, 1), (1, 1), pads))
 
 
 def test_op_and_gradients_through_the_graph(monkeypatch, used):
@@ -156,7 +156,7 @@ def test_op_and_gradients_through_the_graph(monkeypatch, used):
     sess = hk.Session(g)
     fetched = sess.run([y, *grads], {xt: x})
     assert used
-    monkeypatch.setattr(conv_ops, "_WINOGRAD_MIN_CHANNELS", 1 << 30)
+    monkeypatch.setattr(conv_numpy, "_WINOGRAD_MIN_CHANNELS", 1 << 30)
     baseline = sess.run([y, *grads], {xt: x})
     assert_close(fetched[0], reference_conv3x3(x, w, ((1, 1), (1, 1))), np.float32)
     np.testing.assert_allclose(fetched[0], baseline[0], rtol=1e-4, atol=1e-5 * np.abs(baseline[0]).max())

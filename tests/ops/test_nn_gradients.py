@@ -142,10 +142,10 @@ def test_gradient_matches_finite_differences(name):
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("conv2d")))
 def test_conv_gradients_on_the_per_tap_kernel_path(name, monkeypatch):
-    from hubkit.ops import conv as conv_ops
+    from hubkit.ops import _conv_numpy as conv_numpy
 
-    monkeypatch.setattr(conv_ops, "_IM2COL_MAX_CHANNELS", 0)
-    monkeypatch.setattr(conv_ops, "_IM2COL_FILTER_GRAD_MAX_CHANNELS", 0)
+    monkeypatch.setattr(conv_numpy, "_IM2COL_MAX_CHANNELS", 0)
+    monkeypatch.setattr(conv_numpy, "_IM2COL_FILTER_GRAD_MAX_CHANNELS", 0)
     op_fn, inputs, ops = CASES[name]
     check_vjp(op_fn, inputs, ops=ops, rtol=1e-5, atol=1e-6)
 

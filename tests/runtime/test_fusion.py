@@ -154,7 +154,7 @@ def test_fetched_or_shared_intermediates_are_not_fused_away(fuse_everything, gra
     w = shared - 1.0
     plan = compile_plan(graph, [y, t, w], [x])
     _check_bookkeeping(plan)
-    computed = {s[5].name for s in plan.steps}
+    computed = {s.node.name for s in plan.steps}
     assert t.node.name in computed and shared.node.name in computed  # fetched / read twice
     xv = np.linspace(-2, 2, 11, dtype=np.float32)
     got = plan.run([xv])
@@ -168,7 +168,7 @@ def test_constants_folded_into_kernels_leave_the_plan(fuse_everything, graph):
     x = hk.placeholder(hk.float64, [None], name="x")
     y = (x * 2.0 + 1.0) * x - 3.0
     plan = compile_plan(graph, [y], [x])
-    assert [s[5].op for s in plan.steps] == ["Sub"]  # one kernel; no Const steps left
+    assert [s.node.op for s in plan.steps] == ["Sub"]  # one kernel; no Const steps left
     assert len(plan.unfused.leaf_names) == 3  # the unfused plan preloads the three constants
     xv = np.arange(5.0)
     np.testing.assert_allclose(plan.run([xv])[0], (xv * 2 + 1) * xv - 3)
@@ -232,8 +232,14 @@ def test_numba_off_leaves_plans_unchanged(graph):
 
 
 def test_cost_model_keeps_slow_kernel_ops_in_numpy():
+    from hubkit.ops.registry import get_op
+
+    def cost(op):  # the cost each op class declares with its fused form
+        return get_op(op).fused.cost
+
+    cube = get_op("Pow").fused_powers[3.0].cost
     f32 = np.dtype(np.float32)
-    assert not fusion._worth_fusing([fusion.SIGMOID, fusion.MUL], f32)  # swish: NumPy's SIMD tanh wins
-    assert fusion._worth_fusing([fusion.ADD, fusion.RELU], f32)
-    assert fusion._worth_fusing([fusion.CUBE, fusion.MUL, fusion.ADD, fusion.TANH, fusion.MUL], f32)
-    assert not fusion._worth_fusing([fusion.RELU], f32)  # a lone cheap op saves no memory pass
+    assert not fusion._worth_fusing([cost("Sigmoid"), cost("Mul")], f32)  # swish: NumPy's SIMD tanh wins
+    assert fusion._worth_fusing([cost("Add"), cost("Relu")], f32)
+    assert fusion._worth_fusing([cube, cost("Mul"), cost("Add"), cost("Tanh"), cost("Mul")], f32)
+    assert not fusion._worth_fusing([cost("Relu")], f32)  # a lone cheap op saves no memory pass

@@ -16,6 +16,11 @@ def _inner_fn():
 @pytest.fixture
 def trained(tmp_path):
     hk.Module(hk.create_module_spec(_inner_fn)).export(str(tmp_path / "inner"))
+    with hk.Graph().as_default():  # a fresh process's names: no 'hub_layer' from an earlier test in this graph
+        return _train(tmp_path)
+
+
+def _train(tmp_path):
     inputs = hk.Input(shape=(4,), name="features")
     features = hk.HubLayer(str(tmp_path / "inner"), trainable=True, name="hub_layer")(inputs)
     outputs = hk.layers.Dense(3, name="head")(features)

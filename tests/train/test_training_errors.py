@@ -7,7 +7,7 @@ import pytest
 
 import hubkit as hk
 from hubkit import layers as L
-from hubkit.train.training import get_metric
+from hubkit.train.lookups import get_metric
 
 X = np.zeros((4, 3), np.float32)
 Y = np.zeros((4, 1), np.float32)

@@ -7,7 +7,7 @@ import pytest
 
 import hubkit as hk
 from hubkit import layers as L
-from hubkit.train.training import get_loss
+from hubkit.train.lookups import get_loss
 
 
 def regression_model(loss="mse", metrics=None):
