@@ -442,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str) -> None:
     """Prints ``message`` as one line on stderr (newlines and control characters from outside become spaces)."""
     line = "".join(ch if ch.isprintable() else " " for ch in message)
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    line = line.encode(encoding, "backslashreplace").decode(encoding)  # undecodable bytes from argv, say
     with contextlib.suppress(OSError, ValueError):  # stderr is gone too: the exit status still says it
         print(f"hubkit: error: {line}", file=sys.stderr)
 

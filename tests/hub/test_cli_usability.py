@@ -283,3 +283,11 @@ def test_hostile_server_documents_never_give_a_traceback(hub_env, tmp_path, serv
         assert "Traceback" not in captured.err
         if args[0] != "registry" or args[1] != "latest":  # its version filter is issue 13's class 8 (resolvers.py)
             assert status != 0 and captured.err.count("\n") == 1, (args, captured)
+
+
+def test_undecodable_arguments_fail_in_one_line(hub_env):
+    for env in ({}, {"LC_ALL": "C", "LANG": "C", "PYTHONIOENCODING": "ascii"}):
+        result = subprocess.run([sys.executable.encode(), b"-m", b"hubkit", b"info", b"/nowhere/\xff\xfe\xe2\x98\x83"],
+                                capture_output=True, timeout=60, cwd=REPO, env={**os.environ, **env})
+        assert result.returncode == 1 and result.stderr.count(b"\n") == 1 and b"Traceback" not in result.stderr
+        assert result.stderr.startswith(b"hubkit: error: Module directory '/nowhere/")
