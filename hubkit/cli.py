@@ -140,6 +140,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"  published: {_published(manifest.get('published_at'))}, archive "
               f"{_format_bytes(manifest.get('size'))}, sha256 {manifest.get('sha256', '?')}")
     print(f"  directory: {module_dir}")
+    if _is_tf1(module_dir):
+        from hubkit.importers.tf1.info import describe_tf1_module
+
+        print("\n".join(describe_tf1_module(module_dir)))
+        return 0
     summary = summarize_module(module_dir)
     print(f"  format version: {summary['format_version']}")
     for variant in summary["variants"]:
@@ -334,6 +339,19 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="verify the whole registry afterwards")
 
 
+def _is_tf1(module_dir: str) -> bool:
+    from hubkit.importers import detect_format
+
+    return detect_format(module_dir) == "tf1"
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from hubkit.module.convert import convert
+
+    print(convert(args.src, args.dst))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser of the ``hubkit`` command."""
     from hubkit import __version__
@@ -350,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("handle", metavar="HANDLE",
                       help="a module handle, or a registry module without a version (.../<publisher>/<name>)")
     info.set_defaults(run=_cmd_info)
+
+    convert = commands.add_parser("convert", help="write a TF1 Hub module, ONNX model or module as a hubkit module")
+    convert.add_argument("src", metavar="SRC", help="the module to convert: a directory, archive or handle")
+    convert.add_argument("dst", metavar="DST", help="the hubkit module directory to write (must not exist, or be empty)")
+    convert.set_defaults(run=_cmd_convert)
 
     download = commands.add_parser("download", help="fetch a module into the cache and print its directory")
     download.add_argument("handle", metavar="HANDLE", help="the module to fetch (an archive or registry version URL)")

@@ -11,7 +11,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PROTO_DIRS = (ROOT / "hubkit" / "format", ROOT / "hubkit" / "module")
+PROTO_DIRS = (ROOT / "hubkit" / "format", ROOT / "hubkit" / "module", ROOT / "hubkit" / "importers" / "tf1" / "proto")
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Layers: as functions (``hubkit.layers.dense(x, 64)``, TensorFlow-1 style) and as objects."""
+"""Layers: as objects (``Dense(64)``) and as TensorFlow-1 style functions over them (``dense(x, 64)``)."""
 
 from hubkit.layers.base import Layer
 from hubkit.layers.conv import Conv2D, Conv2DTranspose

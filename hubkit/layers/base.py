@@ -10,6 +10,7 @@ arrays runs it now and returns arrays.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import threading
@@ -31,6 +32,7 @@ from hubkit.layers.recording import (
     suppress_recording,
 )
 from hubkit.runtime import Session, Variable, initializers, regularizers
+from hubkit.runtime.scopes import VariableScope, get_variable, variable_scope
 from hubkit.runtime.tracking import assign_value, escape_name, hand_down_deferred
 
 __all__ = ["CallRecord", "Layer", "get_layer_class", "register_layer"]
@@ -122,7 +124,8 @@ class Layer:
     Args:
         trainable: whether the layer's variables are trained.
         name: the layer's name; a unique one from the class name ("dense", "dense_1") when None.
-        dtype: the dtype of the weights (float32 by default).
+        dtype: the dtype of the weights; by default that of the first float input (float32 when
+            the first input is not float), as in TensorFlow 1.
 
     >>> import numpy as np, hubkit as hk
     >>> class Scale(hk.layers.Layer):
@@ -146,6 +149,10 @@ class Layer:
         self._name = name or unique_layer_name(to_snake_case(type(self).__name__))
         self._trainable = bool(trainable)
         self._dtype = as_dtype(dtype or "float32")
+        self._dtype_from_input = dtype is None  # as in TF1: the first float input decides
+        # TF1 ``tf.layers`` mode (see ``in_variable_scope``): (name, default_name, reuse), then the scope.
+        self._scope_request: tuple[str | None, str, Any] | None = None
+        self._variable_scope: VariableScope | None = None
         self.built = False
         self._weights: dict[str, Variable] = {}
         self._regularizers: dict[str, Any] = {}
@@ -310,24 +317,72 @@ class Layer:
             raise GraphError(f"Layer {self.name!r} already has a weight named {name!r}.")
         if shape is None:
             shape = ()  # a scalar, as in Keras
-        scopes = _call_state.scopes
-        scope = "/".join(scopes if scopes[-1:] == [self.name] else [*scopes, self.name])
-        var = Variable(
-            name=f"{scope}/{name}",
-            shape=shape,
-            dtype=dtype or self._dtype,
-            initializer=initializers.get(initializer),
-            trainable=trainable,
-        )
+        reg = None if regularizer is None else regularizers.get(regularizer)
+        if self._variable_scope is not None:
+            # tf.layers mode: the variable scope names, shares (reuse) and collects the variable,
+            # and adds its regularization loss once, when it is created.
+            var = get_variable(
+                name, shape, dtype or self._dtype, initializers.get(initializer), trainable and self._trainable, reg
+            )
+        else:
+            scopes = _call_state.scopes
+            scope = "/".join(scopes if scopes[-1:] == [self.name] else [*scopes, self.name])
+            var = Variable(
+                name=f"{scope}/{name}",
+                shape=shape,
+                dtype=dtype or self._dtype,
+                initializer=initializers.get(initializer),
+                trainable=trainable,
+            )
+            if reg is not None:
+                self._regularizers[name] = reg
         self._weights[name] = var
         if not self._trainable:
             self._sync_variable_flags()
-        if regularizer is not None:
-            self._regularizers[name] = regularizers.get(regularizer)
         pending = self._deferred.pop(name, None)
         if pending is not None:  # a restored value waiting for this weight: checked like any other
             assign_value(var, pending)
         return var
+
+    def in_variable_scope(self, name: str | None, default_name: str, reuse: Any = None) -> Layer:
+        """Switches this (not yet called) layer to TF1 ``tf.layers`` naming and sharing; returns it.
+
+        The first call opens ``variable_scope(name, default_name=default_name, reuse=reuse)`` in the
+        inputs' graph (so unnamed layers are ``dense``, ``dense_1``, ... per graph, and names nest
+        under the open variable scopes), and :meth:`add_weight` makes each weight with
+        ``get_variable`` there: it joins GLOBAL_VARIABLES (and TRAINABLE_VARIABLES), its
+        regularization loss joins REGULARIZATION_LOSSES once, and ``reuse`` shares existing
+        variables. Later calls re-enter the same scope. ``hubkit.layers.dense`` and the other layer
+        functions are such layers.
+
+        Args:
+            name: the variable scope's name, or None for a unique one from ``default_name``.
+            default_name: the base of the unique name.
+            reuse: as in ``variable_scope``: None, True or ``hubkit.AUTO_REUSE``.
+
+        Raises:
+            GraphError: the layer was already called.
+        """
+        if self._inbound or self.built:
+            raise GraphError(f"Layer {self.name!r} was already called; in_variable_scope must come first.")
+        self._scope_request = (name, default_name, reuse)
+        return self
+
+    @contextlib.contextmanager
+    def _scope_for_call(self) -> Iterator[None]:
+        """The variable scope of a ``tf.layers``-mode layer around a whole call; nothing otherwise."""
+        if self._scope_request is None:
+            yield
+            return
+        if self._variable_scope is None:
+            name, default_name, reuse = self._scope_request
+            with variable_scope(name, default_name=default_name, reuse=reuse) as scope:
+                self._variable_scope = scope
+                self._name = scope.name
+                yield
+        else:
+            with variable_scope(self._variable_scope, reuse=True):
+                yield
 
     # -- to override -------------------------------------------------------------------------------
     def build(self, input_shape: Any) -> None:
@@ -378,6 +433,7 @@ class Layer:
             layer._name = str(later["name"])
         if "dtype" in later:
             layer._dtype = as_dtype(later["dtype"] or "float32")
+            layer._dtype_from_input = False
         if "trainable" in later:
             layer.trainable = bool(later["trainable"])
         return layer
@@ -401,14 +457,16 @@ class Layer:
         graph = _graph_of(inputs)
         if graph is None:
             return self._eager_call(inputs, args, training, kwargs)
-        with graph.as_default():
+        with graph.as_default(), self._scope_for_call():
             self._maybe_build(inputs)
             call_kwargs = dict(kwargs)
             if training is not None and self._call_takes("training"):
                 call_kwargs["training"] = training
+            # a tf.layers-mode layer's ops are in its variable scope's name scope already
+            own_scope = graph.name_scope(self.name) if self._scope_request is None else contextlib.nullcontext()
             _call_state.scopes.append(self.name)
             try:
-                with suppress_recording(), graph.name_scope(self.name):
+                with suppress_recording(), own_scope:
                     outputs = self.call(inputs, *args, **call_kwargs)
             finally:
                 _call_state.scopes.pop()
@@ -429,6 +487,10 @@ class Layer:
     def _maybe_build(self, inputs: Any) -> None:
         shapes = [t.shape if isinstance(t, Tensor) else None for t in flatten(inputs)]
         if not self.built:
+            if self._dtype_from_input:
+                first = next((t for t in flatten(inputs) if isinstance(t, Tensor)), None)
+                if first is not None and first.dtype.is_floating:
+                    self._dtype = first.dtype
             _call_state.scopes.append(self.name)
             try:
                 self.build(map_structure(lambda t: t.shape if isinstance(t, Tensor) else None, inputs))

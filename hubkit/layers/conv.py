@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from hubkit import nn
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor, format_shape
@@ -14,12 +16,11 @@ __all__ = ["Conv2D", "Conv2DTranspose"]
 
 
 def _pair(value: Any, what: str, layer: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    items = tuple(int(v) for v in value)
-    if len(items) != 2:
-        raise GraphError(f"Layer {layer!r}: {what} must be an int or a pair of ints, got {value!r}.")
-    return items  # type: ignore[return-value]
+    """``value`` (an int or a pair) as a pair of positive ints, or a GraphError naming the argument."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in pair):
+        raise GraphError(f"Layer {layer!r}: {what} must be a positive int or a pair of positive ints, got {value!r}.")
+    return int(pair[0]), int(pair[1])
 
 
 def _padding(value: str, layer: str) -> str:
@@ -42,6 +43,7 @@ class _Conv(KernelLayer):
         bias_initializer: Any = "zeros",
         kernel_regularizer: Any = None,
         bias_regularizer: Any = None,
+        dilation_rate: Any = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -51,6 +53,7 @@ class _Conv(KernelLayer):
         self.kernel_size = _pair(kernel_size, "kernel_size", self.name)
         self.strides = _pair(strides, "strides", self.name)
         self.padding = _padding(padding, self.name)
+        self.dilation_rate = _pair(dilation_rate, "dilation_rate", self.name)
 
     def _channels(self, input_shape: Any) -> int:
         if input_shape is None or len(input_shape) != 4 or input_shape[-1] is None:
@@ -72,6 +75,7 @@ class _Conv(KernelLayer):
             "kernel_size": list(self.kernel_size),
             "strides": list(self.strides),
             "padding": self.padding.lower(),
+            "dilation_rate": list(self.dilation_rate),
             **self._kernel_config(),
         }
 
@@ -84,7 +88,8 @@ class Conv2D(_Conv):
         filters: number of output channels.
         kernel_size: an int or ``(kh, kw)``.
         strides: an int or ``(sh, sw)``.
-        padding: "valid" or "same".
+        padding: "valid" (the default, as in TensorFlow) or "same".
+        dilation_rate: an int or ``(dh, dw)``.
         activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
             bias_regularizer: as in :class:`Dense`.
         **kwargs: ``name``, ``trainable``, ``dtype``.
@@ -94,7 +99,8 @@ class Conv2D(_Conv):
         return [*self.kernel_size, channels, self.filters]
 
     def call(self, inputs: Tensor) -> Tensor:
-        return self._bias_and_activation(nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding))
+        y = nn.conv2d(inputs, self.kernel, strides=self.strides, padding=self.padding, dilations=self.dilation_rate)
+        return self._bias_and_activation(y)
 
 
 @register_layer
@@ -106,5 +112,7 @@ class Conv2DTranspose(_Conv):
 
     def call(self, inputs: Tensor) -> Tensor:
         return self._bias_and_activation(
-            nn.conv2d_transpose(inputs, self.kernel, strides=self.strides, padding=self.padding)
+            nn.conv2d_transpose(
+                inputs, self.kernel, strides=self.strides, padding=self.padding, dilations=self.dilation_rate
+            )
         )

@@ -83,8 +83,9 @@ class KernelLayer(Layer):
         self.activation = activation
         self._activation_fn = get_activation(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
+        # None means the default, as in the layer functions
+        self.kernel_initializer = "glorot_uniform" if kernel_initializer is None else kernel_initializer
+        self.bias_initializer = "zeros" if bias_initializer is None else bias_initializer
         self.kernel_regularizer = kernel_regularizer
         self.bias_regularizer = bias_regularizer
 
@@ -147,7 +148,9 @@ class Dense(KernelLayer):
         self.units = positive_int(units, "units", self.name)
 
     def build(self, input_shape: Any) -> None:
-        if input_shape is None or not input_shape or input_shape[-1] is None:
+        if input_shape is None or len(input_shape) < 2:
+            raise GraphError(f"Dense layer {self.name!r} needs inputs of rank 2 or more, got {format_shape(input_shape)}.")
+        if input_shape[-1] is None:
             raise GraphError(
                 f"Dense layer {self.name!r} needs inputs with a known last dimension, got {format_shape(input_shape)}."
             )

@@ -1,8 +1,12 @@
-"""Layers as functions, TensorFlow-1 style: each call makes its variables with ``get_variable``.
+"""Layers as functions, TensorFlow-1 style: thin wrappers over the ``Layer`` classes.
 
-Every layer opens ``variable_scope(name, default_name=<layer>)``, so unnamed layers get TF's
-unique names: two ``dense`` calls make ``dense/kernel, dense/bias, dense_1/kernel, dense_1/bias``.
-Pass ``name=`` and ``reuse=True`` (or ``hubkit.AUTO_REUSE``) to share a layer's variables.
+Each function makes the layer object (``dense`` a :class:`Dense`, ``batch_normalization`` a
+:class:`BatchNormalization`, ...) in ``tf.layers`` mode (:meth:`Layer.in_variable_scope`) and calls
+it once, as ``tf.layers.dense`` did with ``Dense``. The layer opens
+``variable_scope(name, default_name=<layer>)`` and makes its weights with ``get_variable``, so
+unnamed layers get TF's unique names: two ``dense`` calls make ``dense/kernel, dense/bias,
+dense_1/kernel, dense_1/bias``. Pass ``name=`` and ``reuse=True`` (or ``hubkit.AUTO_REUSE``) to
+share a layer's variables. Argument checks, naming and the computation are the classes'.
 
 >>> import hubkit as hk
 >>> g = hk.Graph()
@@ -15,52 +19,26 @@ Pass ``name=`` and ``reuse=True`` (or ``hubkit.AUTO_REUSE``) to share a layer's 
 
 from __future__ import annotations
 
-import math
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
-
-from hubkit import nn
 from hubkit.errors import GraphError
-from hubkit.graph import GraphKeys, Tensor, bool_, constant, convert_to_tensor, format_shape
-from hubkit.layers.core import get_activation
-from hubkit.ops import api
-from hubkit.runtime import initializers
-from hubkit.runtime.scopes import get_variable, variable_scope
+from hubkit.graph import Tensor, convert_to_tensor
+from hubkit.layers.base import Layer
+from hubkit.layers.conv import Conv2D
+from hubkit.layers.core import Dense, Dropout, Embedding
+from hubkit.layers.normalization import BatchNormalization, LayerNormalization
+from hubkit.layers.reshaping import Flatten
 
 __all__ = ["batch_normalization", "conv2d", "dense", "dropout", "embedding", "flatten", "layer_norm"]
 
-def _float_input(inputs: Any, layer: str, min_rank: int = 1) -> Tensor:
-    """``inputs`` as a float tensor of known rank >= ``min_rank`` (so ``x.shape`` is a tuple after it)."""
+
+def _apply(layer: Layer, inputs: Any, name: str | None, reuse: Any, float_inputs: bool = True, **call: Any) -> Tensor:
+    """Calls ``layer`` once in ``tf.layers`` mode on ``inputs`` made a tensor of the default graph."""
     x = convert_to_tensor(inputs)
-    if not x.dtype.is_floating:
-        raise GraphError(f"{layer} needs float inputs; {x.name!r} has dtype {x.dtype.name}.")
-    if x.shape is None or len(x.shape) < min_rank:
-        raise GraphError(f"{layer} needs inputs of rank {min_rank} or more; {x.name!r} has shape {format_shape(x.shape)}.")
-    return x
-
-
-def _last_dim(x: Tensor, layer: str, axis: int = -1) -> int:
-    dim = cast(tuple, x.shape)[axis]
-    if dim is None:
-        raise GraphError(
-            f"{layer} needs a known size of axis {axis} to create its variables; {x.name!r} has shape "
-            f"{format_shape(x.shape)}."
-        )
-    return dim
-
-
-def _finish(
-    y: Tensor, units: int, use_bias: bool, bias_initializer: Any, bias_regularizer: Any, trainable: bool, activation: Any
-) -> Tensor:
-    """``activation(y + bias)``, making the ``[units]`` bias variable (default zeros) when ``use_bias``."""
-    if use_bias:
-        bias = get_variable(
-            "bias", [units], y.dtype, bias_initializer or initializers.zeros(), trainable, bias_regularizer
-        )
-        y = nn.bias_add(y, bias)
-    fn = get_activation(activation)
-    return y if fn is None else fn(y)
+    if float_inputs and not x.dtype.is_floating:
+        # the weights take the inputs' dtype, as in TF1; an int kernel cannot be initialised or trained
+        raise GraphError(f"{layer.name} needs float inputs; {x.name!r} has dtype {x.dtype.name}.")
+    return layer.in_variable_scope(name, layer.name, reuse)(x, **call)
 
 
 def dense(
@@ -76,10 +54,11 @@ def dense(
     name: str | None = None,
     reuse: Any = None,
 ) -> Tensor:
-    """``activation(inputs @ kernel + bias)`` over the last axis of ``inputs``.
+    """``activation(inputs @ kernel + bias)`` over the last axis of ``inputs`` (a :class:`Dense` layer).
 
     Args:
-        inputs: float tensor ``[..., in]`` with a known last dimension.
+        inputs: float tensor ``[..., in]`` of rank 2 or more with a known last dimension; the
+            variables take its dtype.
         units: output size.
         activation: None, a name ("relu", "gelu", "sigmoid", "tanh", "softmax", ...) or a function.
         use_bias: whether to add a bias.
@@ -94,15 +73,9 @@ def dense(
     Returns:
         ``[..., units]`` tensor.
     """
-    x = _float_input(inputs, "dense", 2)
-    if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
-        raise GraphError(f"dense needs a positive int of units, got {units!r}.")
-    with variable_scope(name, default_name="dense", reuse=reuse):
-        kernel = get_variable(
-            "kernel", [_last_dim(x, "dense"), int(units)], x.dtype, kernel_initializer, trainable, kernel_regularizer
-        )
-        y = api.matmul(x, kernel)
-        return _finish(y, int(units), use_bias, bias_initializer, bias_regularizer, trainable, activation)
+    kernel_and_bias = (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    layer = Dense(units, activation, use_bias, *kernel_and_bias, trainable=trainable, name="dense")
+    return _apply(layer, inputs, name, reuse)
 
 
 def embedding(
@@ -115,7 +88,9 @@ def embedding(
     name: str | None = None,
     reuse: Any = None,
 ) -> Tensor:
-    """Rows of an ``[vocab_size, dim]`` table for integer ``ids``; the table's gradient is sparse.
+    """Rows of an ``[vocab_size, dim]`` float32 table for integer ``ids`` (an :class:`Embedding` layer).
+
+    The table's gradient is sparse.
 
     Args:
         ids: int tensor of any shape with values in ``[0, vocab_size)``.
@@ -130,29 +105,15 @@ def embedding(
     Returns:
         ``ids.shape + [dim]`` float32 tensor.
     """
-    ids_t = convert_to_tensor(ids)
-    if not ids_t.dtype.is_integer:
-        raise GraphError(f"embedding needs integer ids; {ids_t.name!r} has dtype {ids_t.dtype.name}.")
-    for what, n in (("vocab_size", vocab_size), ("dim", dim)):
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise GraphError(f"embedding needs a positive int {what}, got {n!r}.")
-    with variable_scope(name, default_name="embedding", reuse=reuse):
-        table = get_variable(
-            "embeddings",
-            [int(vocab_size), int(dim)],
-            "float32",
-            initializer or initializers.random_uniform(-0.05, 0.05),
-            trainable,
-            regularizer,
-        )
-        return nn.embedding_lookup(table, ids_t)
-
-
-def _pair(value: Any, what: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= 1 for v in pair):
-        raise GraphError(f"conv2d {what} must be a positive int or a pair of them, got {value!r}.")
-    return int(pair[0]), int(pair[1])
+    layer = Embedding(
+        vocab_size,
+        dim,
+        initializer,
+        regularizer,
+        trainable=trainable,
+        name="embedding",
+    )
+    return _apply(layer, ids, name, reuse, float_inputs=False)
 
 
 def conv2d(
@@ -160,7 +121,7 @@ def conv2d(
     filters: int,
     kernel_size: Any,
     strides: Any = 1,
-    padding: str = "same",
+    padding: str = "valid",
     activation: Any = None,
     use_bias: bool = True,
     kernel_initializer: Any = None,
@@ -174,12 +135,14 @@ def conv2d(
 ) -> Tensor:
     """2-D convolution of NHWC ``inputs`` with a ``[kh, kw, in, filters]`` kernel, plus bias and activation.
 
+    A :class:`Conv2D` layer. The default padding is "valid", as in ``tf.layers.conv2d``.
+
     Args:
         inputs: float tensor ``[batch, height, width, channels]`` with known channels.
         filters: number of output channels.
         kernel_size: int or (kh, kw).
         strides: int or (sh, sw).
-        padding: "same" or "valid" (any case).
+        padding: "valid" or "same" (any case).
         activation: None, a name or a function.
         use_bias: whether to add a bias.
         kernel_initializer: default ``glorot_uniform``.
@@ -194,48 +157,12 @@ def conv2d(
     Returns:
         ``[batch, out_height, out_width, filters]`` tensor.
     """
-    x = _float_input(inputs, "conv2d", 4)
-    if x.ndim != 4:
-        raise GraphError(f"conv2d needs NHWC inputs of rank 4; {x.name!r} has shape {format_shape(x.shape)}.")
-    kh, kw = _pair(kernel_size, "kernel_size")
-    pad = str(padding).upper()
-    if pad not in ("SAME", "VALID"):
-        raise GraphError(f"conv2d padding must be one of ['same', 'valid'], got {padding!r}.")
-    with variable_scope(name, default_name="conv2d", reuse=reuse):
-        kernel = get_variable(
-            "kernel",
-            [kh, kw, _last_dim(x, "conv2d"), int(filters)],
-            x.dtype,
-            kernel_initializer,
-            trainable,
-            kernel_regularizer,
-        )
-        y = nn.conv2d(
-            x, kernel, strides=_pair(strides, "strides"), padding=pad, dilations=_pair(dilation_rate, "dilation_rate")
-        )
-        return _finish(y, int(filters), use_bias, bias_initializer, bias_regularizer, trainable, activation)
-
-
-def _feature_axis(x: Tensor, axis: int, layer: str) -> tuple[int, list[int]]:
-    """``axis`` made non-negative, and the shape of per-feature variables broadcasting along it."""
-    rank = len(cast(tuple, x.shape))
-    if not -rank <= axis < rank:
-        raise GraphError(f"{layer} axis {axis} is out of range for inputs of rank {rank}.")
-    axis %= rank
-    return axis, [_last_dim(x, layer, axis)] + [1] * (rank - 1 - axis)
-
-
-def _scale_and_offset(
-    shape: list[int], dtype: Any, center: bool, scale: bool, beta_init: Any, gamma_init: Any, trainable: bool
-) -> tuple[Any, Any]:
-    """The learned ``gamma`` (default ones) and ``beta`` (default zeros) of a normalization, None where off."""
-    gamma = get_variable("gamma", shape, dtype, gamma_init or initializers.ones(), trainable) if scale else None
-    beta = get_variable("beta", shape, dtype, beta_init or initializers.zeros(), trainable) if center else None
-    return gamma, beta
-
-
-def _is_python_bool(value: Any) -> bool:
-    return isinstance(value, (bool, np.bool_))
+    kernel_and_bias = (kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
+    layer = Conv2D(
+        filters, kernel_size, strides, padding, activation, use_bias, *kernel_and_bias,
+        dilation_rate=dilation_rate, trainable=trainable, name="conv2d",
+    )
+    return _apply(layer, inputs, name, reuse)
 
 
 def batch_normalization(
@@ -254,13 +181,14 @@ def batch_normalization(
     name: str | None = None,
     reuse: Any = None,
 ) -> Tensor:
-    """Batch normalization over every axis but ``axis`` (the features), as ``tf.layers.batch_normalization``.
+    """Batch normalization over every axis but ``axis``, as ``tf.layers.batch_normalization``.
 
-    In training the batch's mean and (biased) variance normalise the inputs, and two update ops,
-    added to ``GraphKeys.UPDATE_OPS``, move ``moving_mean`` and ``moving_variance`` towards them:
-    ``moving -= (1 - momentum) * (moving - batch)``. Run them with the training op, e.g.
-    ``hubkit.group(train_op, *hubkit.get_collection(hubkit.GraphKeys.UPDATE_OPS))``. Otherwise the
-    moving statistics are used.
+    A :class:`BatchNormalization` layer: in training the batch's statistics normalise the inputs and
+    two update ops, added to ``GraphKeys.UPDATE_OPS``, move ``moving_mean`` and ``moving_variance``
+    towards them. Run them with the training op, e.g.
+    ``hubkit.group(train_op, *hubkit.get_collection(hubkit.GraphKeys.UPDATE_OPS))``. As in TF1,
+    ``trainable=False`` freezes ``beta`` and ``gamma`` only: training still uses and updates the
+    batch statistics.
 
     Args:
         inputs: float tensor with a known size of ``axis``.
@@ -282,51 +210,39 @@ def batch_normalization(
     Returns:
         A tensor like ``inputs``.
     """
-    x = _float_input(inputs, "batch_normalization", 1)
-    axis, stat_shape = _feature_axis(x, axis, "batch_normalization")
-    reduce_axes = [i for i in range(len(cast(tuple, x.shape))) if i != axis]
-    if not _is_python_bool(training):
-        training = convert_to_tensor(training, dtype=bool_)
-    with variable_scope(name, default_name="batch_normalization", reuse=reuse):
-        dt = x.dtype
-        gamma, beta = _scale_and_offset(stat_shape, dt, center, scale, beta_initializer, gamma_initializer, trainable)
-        moving_mean = get_variable(
-            "moving_mean", stat_shape, dt, moving_mean_initializer or initializers.zeros(), trainable=False
-        )
-        moving_variance = get_variable(
-            "moving_variance", stat_shape, dt, moving_variance_initializer or initializers.ones(), trainable=False
-        )
-        if _is_python_bool(training) and not training:
-            return nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma, epsilon)
-        mean, variance = nn.moments(x, reduce_axes, keepdims=True)
-        mean = api.reshape(mean, stat_shape)
-        variance = api.reshape(variance, stat_shape)
-        decay = constant(1.0 - float(momentum), dtype=dt)
-        if not _is_python_bool(training):
-            decay = api.multiply(api.cast(training, dt), decay)
-            mean = api.where(training, mean, moving_mean.tensor())
-            variance = api.where(training, variance, moving_variance.tensor())
-        graph = x.graph
-        for var, batch in ((moving_mean, mean), (moving_variance, variance)):
-            delta = api.multiply(api.subtract(var.tensor(), batch), decay)
-            graph.add_to_collection(GraphKeys.UPDATE_OPS, api.assign_sub(var, delta))
-        return nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+    layer = BatchNormalization(
+        axis,
+        momentum,
+        epsilon,
+        center,
+        scale,
+        beta_initializer,
+        gamma_initializer,
+        moving_mean_initializer,
+        moving_variance_initializer,
+        trainable=trainable,
+        name="batch_normalization",
+    )
+    layer._frozen_runs_inference = False  # TF1's tf.layers behaviour
+    return _apply(layer, inputs, name, reuse, training=training)
 
 
 def dropout(inputs: Any, rate: float = 0.5, training: Any = False, seed: int | None = None, name: str | None = None) -> Tensor:
-    """Drops each element with probability ``rate`` when ``training`` (Python bool or bool tensor).
+    """Drops each element with probability ``rate`` when ``training`` (a :class:`Dropout` layer).
+
+    Kept elements are scaled by ``1 / (1 - rate)``.
 
     Args:
         inputs: float tensor.
         rate: drop probability in [0, 1).
-        training: Python bool or bool scalar tensor; ``inputs`` pass unchanged when false.
+        training: Python bool or bool scalar tensor; when false the result is an identity of ``inputs``.
         seed: op seed, for reproducible masks.
-        name: node name (default ``dropout``).
+        name: name scope (default ``dropout``, ``dropout_1``, ...).
 
     Returns:
         A tensor like ``inputs``.
     """
-    return nn.dropout(inputs, rate, training=training, seed=seed, name=name or "dropout")
+    return _apply(Dropout(rate, seed=seed, name="dropout"), inputs, name, None, training=training)
 
 
 def layer_norm(
@@ -341,7 +257,9 @@ def layer_norm(
     name: str | None = None,
     reuse: Any = None,
 ) -> Tensor:
-    """Layer normalization over ``axis`` with a learned per-feature scale ``gamma`` and offset ``beta``.
+    """Layer normalization over ``axis`` with a learned scale ``gamma`` and offset ``beta``.
+
+    A :class:`LayerNormalization` layer.
 
     Args:
         inputs: float tensor with a known size of ``axis``.
@@ -358,26 +276,27 @@ def layer_norm(
     Returns:
         A tensor like ``inputs``.
     """
-    x = _float_input(inputs, "layer_norm", 1)
-    axis, shape = _feature_axis(x, axis, "layer_norm")
-    with variable_scope(name, default_name="layer_norm", reuse=reuse):
-        gamma, beta = _scale_and_offset(shape, x.dtype, center, scale, beta_initializer, gamma_initializer, trainable)
-        return nn.layer_norm(x, gamma, beta, axis=axis, epsilon=epsilon)
+    layer = LayerNormalization(
+        axis,
+        epsilon,
+        center,
+        scale,
+        beta_initializer,
+        gamma_initializer,
+        trainable=trainable,
+        name="layer_norm",
+    )
+    return _apply(layer, inputs, name, reuse)
 
 
 def flatten(inputs: Any, name: str | None = None) -> Tensor:
-    """Reshapes ``[batch, d1, d2, ...]`` to ``[batch, d1 * d2 * ...]`` (the non-batch sizes must be known).
+    """Reshapes ``[batch, d1, d2, ...]`` to ``[batch, d1 * d2 * ...]`` (a :class:`Flatten` layer).
 
     Args:
-        inputs: tensor of rank 1 or more.
-        name: node name (default ``flatten``).
+        inputs: tensor of rank 1 or more with known non-batch sizes.
+        name: name scope (default ``flatten``, ``flatten_1``, ...).
 
     Returns:
         A rank-2 tensor.
     """
-    x = convert_to_tensor(inputs)
-    if x.shape is None or len(x.shape) < 1 or any(d is None for d in x.shape[1:]):
-        raise GraphError(
-            f"flatten needs inputs of known rank and known non-batch sizes; {x.name!r} has shape {format_shape(x.shape)}."
-        )
-    return api.reshape(x, [-1, math.prod(x.shape[1:])], name=name or "flatten")
+    return _apply(Flatten(name="flatten"), inputs, name, None, float_inputs=False)

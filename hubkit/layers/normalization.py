@@ -6,7 +6,7 @@ from typing import Any
 
 from hubkit import nn
 from hubkit.errors import GraphError
-from hubkit.graph import GraphKeys, Tensor, format_shape
+from hubkit.graph import GraphKeys, Tensor, bool_, convert_to_tensor, format_shape
 from hubkit.layers.base import Layer, register_layer
 from hubkit.layers.core import config_of
 from hubkit.ops import api
@@ -16,26 +16,43 @@ __all__ = ["BatchNormalization", "LayerNormalization"]
 
 
 def _axis(layer: Layer, axis: int, shape: Any) -> int:
+    """``axis`` made non-negative for inputs of ``shape``; its size must be known (weights depend on it)."""
     if shape is None:
         raise GraphError(f"Layer {layer.name!r} needs inputs of known rank.")
-    a = axis + len(shape) if axis < 0 else axis
-    if not 0 < a < len(shape) or shape[a] is None:
+    if not -len(shape) <= axis < len(shape):
+        raise GraphError(f"Layer {layer.name!r}: axis {axis} is out of range for inputs of rank {len(shape)}.")
+    a = axis % len(shape)
+    if shape[a] is None:
         raise GraphError(
-            f"Layer {layer.name!r}: axis {axis} is not a known non-batch axis of inputs {format_shape(shape)}."
+            f"Layer {layer.name!r} needs a known size of axis {axis} to create its weights; inputs have shape "
+            f"{format_shape(shape)}."
         )
     return a
+
+
+def _defaults(offset_initializer: Any, scale_initializer: Any) -> tuple[Any, Any]:
+    """An offset's and a scale's initializers, None meaning ``zeros`` and ``ones`` (as in the layer functions)."""
+    return (
+        "zeros" if offset_initializer is None else offset_initializer,
+        "ones" if scale_initializer is None else scale_initializer,
+    )
 
 
 @register_layer
 class BatchNormalization(Layer):
     """Normalises with batch statistics in training and moving averages at inference.
 
-    In training, the moving mean and variance updates join the graph's UPDATE_OPS collection
-    (``Model.fit`` runs them with each step). A frozen layer (``trainable = False``) always runs
-    in inference mode, as in Keras.
+    In training, the batch's mean and (biased) variance normalise the inputs, and two update ops
+    join the graph's UPDATE_OPS collection (``Model.fit`` runs them with each step), moving the
+    statistics towards the batch's: ``moving -= (1 - momentum) * (moving - batch)``. Otherwise the
+    moving statistics are used. ``training`` may be a Python bool or a bool scalar tensor deciding
+    per run (the update ops then move the statistics only in runs where it is true). A frozen layer
+    object (``trainable = False``) always runs in inference mode, as in Keras 2; a
+    ``hubkit.layers.batch_normalization`` with ``trainable=False`` still uses and updates the batch
+    statistics in training, as ``tf.layers.batch_normalization`` does.
 
     Args:
-        axis: the feature axis (last by default).
+        axis: the feature axis (last by default; any axis of known size).
         momentum: moving-average momentum.
         epsilon: added to the variance.
         center, scale: whether to learn ``beta`` and ``gamma``.
@@ -63,10 +80,13 @@ class BatchNormalization(Layer):
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
-        self.moving_mean_initializer = moving_mean_initializer
-        self.moving_variance_initializer = moving_variance_initializer
+        self.beta_initializer, self.gamma_initializer = _defaults(beta_initializer, gamma_initializer)
+        self.moving_mean_initializer, self.moving_variance_initializer = _defaults(
+            moving_mean_initializer, moving_variance_initializer
+        )
+
+    # False in tf.layers mode: TF1's layer trains its statistics even when its weights are frozen.
+    _frozen_runs_inference = True
 
     def build(self, input_shape: Any) -> None:
         a = _axis(self, self.axis, input_shape)
@@ -90,24 +110,29 @@ class BatchNormalization(Layer):
         return api.reshape(v, shape)
 
     def call(self, inputs: Tensor, training: Any = None) -> Tensor:
-        if isinstance(training, Tensor):
-            raise GraphError(f"Layer {self.name!r} needs training as a Python bool, got the tensor {training.name!r}.")
         gamma = self.gamma if self.scale else None
         beta = self.beta if self.center else None
         a = _axis(self, self.axis, inputs.shape)
         assert inputs.shape is not None  # _axis raised otherwise
-        mean: Tensor | Variable
-        variance: Tensor | Variable
-        if training and self.trainable:
-            axes = [i for i in range(len(inputs.shape)) if i != a]
-            mean, variance = nn.moments(inputs, axes)
+        mean: Tensor | Variable = self.moving_mean
+        variance: Tensor | Variable = self.moving_variance
+        frozen = not self.trainable and self._frozen_runs_inference
+        if isinstance(training, Tensor):  # both paths, chosen per run
+            training = convert_to_tensor(training, dtype=bool_)
+            batch_statistics = not frozen
+        else:
+            batch_statistics = bool(training) and not frozen
+        if batch_statistics:
             g = inputs.graph
-            decay = 1.0 - self.momentum
+            mean, variance = nn.moments(inputs, [i for i in range(len(inputs.shape)) if i != a])
+            decay: Any = 1.0 - self.momentum
+            if isinstance(training, Tensor):
+                decay = api.multiply(api.cast(training, inputs.dtype), decay)
+                mean = api.where(training, mean, self.moving_mean._as_graph_tensor(g))
+                variance = api.where(training, variance, self.moving_variance._as_graph_tensor(g))
             for var, stat in ((self.moving_mean, mean), (self.moving_variance, variance)):
                 delta = (var._as_graph_tensor(g) - api.stop_gradient(stat)) * decay
                 g.add_to_collection(GraphKeys.UPDATE_OPS, api.assign_sub(var, delta))
-        else:
-            mean, variance = self.moving_mean, self.moving_variance
         b = self._broadcast
         return nn.batch_normalization(
             inputs, b(inputs, mean), b(inputs, variance), b(inputs, beta), b(inputs, gamma), self.epsilon
@@ -130,7 +155,10 @@ class BatchNormalization(Layer):
 
 @register_layer
 class LayerNormalization(Layer):
-    """Normalises each example over its last axis, then scales by ``gamma`` and shifts by ``beta``."""
+    """Normalises each example over ``axis`` (the last by default), then scales by ``gamma`` and shifts by ``beta``.
+
+    ``gamma`` and ``beta`` have shape ``[size of axis, 1, ...]``, broadcasting along the axes after it.
+    """
 
     def __init__(
         self,
@@ -147,14 +175,11 @@ class LayerNormalization(Layer):
         self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
-        self.beta_initializer = beta_initializer
-        self.gamma_initializer = gamma_initializer
+        self.beta_initializer, self.gamma_initializer = _defaults(beta_initializer, gamma_initializer)
 
     def build(self, input_shape: Any) -> None:
         a = _axis(self, self.axis, input_shape)
-        if a != len(input_shape) - 1:
-            raise GraphError(f"Layer {self.name!r} normalises over the last axis only; got axis {self.axis}.")
-        n = [input_shape[a]]
+        n = [input_shape[a]] + [1] * (len(input_shape) - 1 - a)  # broadcasts along the axes after it
         if self.scale:
             self.gamma = self.add_weight("gamma", n, self.gamma_initializer)
         if self.center:
@@ -165,7 +190,7 @@ class LayerNormalization(Layer):
             inputs,
             self.gamma if self.scale else None,
             self.beta if self.center else None,
-            axis=-1,
+            axis=_axis(self, self.axis, inputs.shape),
             epsilon=self.epsilon,
         )
 

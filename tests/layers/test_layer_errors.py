@@ -13,7 +13,8 @@ def ph(shape, dtype=hk.float32):
 
 
 CONSTRUCTOR_ERRORS = [
-    ("conv_triple", lambda: L.Conv2D(2, (3, 3, 3), name="c"), r"Layer 'c': kernel_size must be an int or a pair of ints, got \(3, 3, 3\)"),
+    ("conv_triple", lambda: L.Conv2D(2, (3, 3, 3), name="c"), r"Layer 'c': kernel_size must be a positive int or a pair of positive ints, got \(3, 3, 3\)"),
+    ("conv_dilation", lambda: L.Conv2D(2, 3, dilation_rate=0, name="c"), r"Layer 'c': dilation_rate must be a positive int or a pair of positive ints, got 0"),
     ("conv_padding", lambda: L.Conv2D(2, 3, padding="full", name="c"), r"Layer 'c': padding must be one of \['same', 'valid'\], got 'full'"),
     ("dropout_rate", lambda: L.Dropout(1.0, name="c"), r"Dropout layer 'c' needs a rate in \[0, 1\), got 1\.0"),
 ]
@@ -32,10 +33,10 @@ CALL_ERRORS = [
     ("embedding_floats", lambda: L.Embedding(5, 2, name="c")(ph([None])), r"Embedding layer 'c' needs integer ids, got 'x:0' of dtype float32"),
     ("subtract_three", lambda: L.Subtract(name="c")([ph([None, 2])] * 3), r"Layer 'c' needs exactly 2 inputs, got 3"),
     ("bn_unknown_rank", lambda: L.BatchNormalization(name="c")(ph(None)), r"Layer 'c' needs inputs of known rank"),
-    ("bn_batch_axis", lambda: L.BatchNormalization(axis=0, name="c")(ph([None, 3])), r"axis 0 is not a known non-batch axis of inputs \[None, 3\]"),
-    ("bn_tensor_training", lambda: L.BatchNormalization(name="c")(ph([None, 3]), training=hk.placeholder(hk.bool, [])),
-     r"Layer 'c' needs training as a Python bool, got the tensor"),
-    ("ln_axis", lambda: L.LayerNormalization(axis=1, name="c")(ph([None, 3, 4])), r"Layer 'c' normalises over the last axis only; got axis 1"),
+    ("bn_batch_axis", lambda: L.BatchNormalization(axis=0, name="c")(ph([None, 3])),
+     r"Layer 'c' needs a known size of axis 0 to create its weights; inputs have shape \[None, 3\]"),
+    ("ln_axis", lambda: L.LayerNormalization(axis=2, name="c")(ph([None, 3])), r"Layer 'c': axis 2 is out of range for inputs of rank 2"),
+    ("dense_rank", lambda: L.Dense(2, name="c")(ph([3])), r"Dense layer 'c' needs inputs of rank 2 or more, got \[3\]"),
     ("global_pool_rank", lambda: L.GlobalAveragePooling2D(name="c")(ph([None, 3])), r"Layer 'c' needs rank-4 inputs, got \[None, 3\]"),
     ("flatten_unknown", lambda: L.Flatten(name="c")(ph([None, None, 3])), r"Flatten layer 'c' needs known non-batch dimensions, got \[None, None, 3\]"),
     ("reshape_unknown", lambda: L.Reshape([-1], name="c")(ph([None, None])), r"Reshape layer 'c' with -1 needs known non-batch dimensions"),
@@ -71,12 +72,13 @@ def test_layer_input_and_output_need_exactly_one_symbolic_call(graph):
 
 
 FUNCTION_ERRORS = [
-    ("dense_rank", lambda: L.dense(ph([None]), 2), r"dense needs inputs of rank 2 or more; 'x:0' has shape \[None\]"),
-    ("embedding_floats", lambda: L.embedding(ph([None]), 5, 2), r"embedding needs integer ids; 'x:0' has dtype float32"),
-    ("embedding_dim", lambda: L.embedding(ph([None], hk.int32), 5, 0), r"embedding needs a positive int dim, got 0"),
-    ("conv_rank", lambda: L.conv2d(ph([None, 4, 4, 3, 1]), 2, 3), r"conv2d needs NHWC inputs of rank 4; 'x:0' has shape"),
-    ("conv_kernel", lambda: L.conv2d(ph([None, 4, 4, 3]), 2, 0), r"conv2d kernel_size must be a positive int or a pair of them, got 0"),
-    ("bn_axis", lambda: L.batch_normalization(ph([None, 3]), axis=2), r"batch_normalization axis 2 is out of range for inputs of rank 2"),
+    ("dense_rank", lambda: L.dense(ph([None]), 2), r"Dense layer 'dense' needs inputs of rank 2 or more, got \[None\]"),
+    ("dense_ints", lambda: L.dense(ph([None, 2], hk.int32), 2), r"dense needs float inputs; 'x:0' has dtype int32"),
+    ("embedding_floats", lambda: L.embedding(ph([None]), 5, 2), r"Embedding layer 'embedding' needs integer ids, got 'x:0' of dtype float32"),
+    ("embedding_dim", lambda: L.embedding(ph([None], hk.int32), 5, 0), r"Layer 'embedding': output_dim must be a positive integer, got 0"),
+    ("conv_rank", lambda: L.conv2d(ph([None, 4, 4, 3, 1]), 2, 3), r"Layer 'conv2d' needs NHWC inputs with known channels, got \[None, 4, 4, 3, 1\]"),
+    ("conv_kernel", lambda: L.conv2d(ph([None, 4, 4, 3]), 2, 0), r"Layer 'conv2d': kernel_size must be a positive int or a pair of positive ints, got 0"),
+    ("bn_axis", lambda: L.batch_normalization(ph([None, 3]), axis=2), r"Layer 'batch_normalization': axis 2 is out of range for inputs of rank 2"),
 ]
 
 

@@ -1,0 +1,383 @@
+"""Builds the TF1 Hub modules of tests/data/tf1/ with real TensorFlow and records TF's outputs.
+
+Dev-only: run it with a separate virtualenv holding TensorFlow (never a dependency of hubkit or its tests)::
+
+    python3 -m venv /work/tfvenv
+    /work/tfvenv/bin/pip install tensorflow-cpu==2.21.0 tf-keras==2.21.0 tensorflow-hub==0.15.0
+    /work/tfvenv/bin/python scripts/make_tf1_fixtures.py [OUT_DIR]
+
+tensorflow_hub 0.15 imports ``tensorflow.compat.v1.estimator``, which TF 2.21 removed: a stub module with an
+``Exporter`` class is registered under that name first. Each fixture is a module directory
+``<name>/`` plus ``<name>.npz`` holding the inputs fed and TF's outputs (plain arrays, no pickles).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import types
+
+import numpy as np
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf
+
+_stub = types.ModuleType("tensorflow.compat.v1.estimator")
+
+
+class _Exporter:  # what tensorflow_hub.estimator subclasses; never used here
+    pass
+
+
+_stub.Exporter = _Exporter  # type: ignore[attr-defined]
+sys.modules["tensorflow.compat.v1.estimator"] = _stub
+tf.compat.v1.estimator = _stub  # type: ignore[attr-defined]
+
+import tensorflow_hub as hub  # noqa: E402
+
+tf1 = tf.compat.v1
+tf1.disable_v2_behavior()
+tf1.enable_resource_variables()
+
+OUT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "tests",
+                                                                          "data", "tf1"))
+RNG = np.random.default_rng(1234)
+
+
+def _export(name: str, spec, feeds: dict, tags_list=(None,), setup=None, extra=None) -> None:
+    """Instantiates ``spec``, sets variables (``setup(sess, module)``), exports, records outputs per variant."""
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    record: dict[str, np.ndarray] = {}
+    with tf.Graph().as_default():
+        tf1.set_random_seed(7)
+        module = hub.Module(spec, trainable=True)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            sess.run(tf1.tables_initializer())
+            if setup is not None:
+                setup(sess, module)
+            module.export(path, sess)
+    for tags in tags_list:
+        prefix = "train__" if tags else ""
+        with tf.Graph().as_default():
+            m = hub.Module(path, tags=tags, trainable=True)
+            with tf1.Session() as sess:
+                sess.run(tf1.global_variables_initializer())
+                sess.run(tf1.tables_initializer())
+                for sig, inputs in feeds.items():
+                    placeholders = {k: tf1.placeholder(tf.as_dtype(v.dtype) if v.dtype.kind != "U" else tf.string,
+                                                       v.shape) for k, v in inputs.items()}
+                    outs = m(placeholders, signature=sig, as_dict=True)
+                    fd = {placeholders[k]: v for k, v in inputs.items()}
+                    values = sess.run(outs, fd)
+                    for k, v in inputs.items():
+                        record[f"{prefix}in__{sig}__{k}"] = v
+                    for k, v in values.items():
+                        record[f"{prefix}out__{sig}__{k}"] = np.asarray(v)
+                    if extra is not None:
+                        extra(sess, m, placeholders, fd, outs, record, prefix)
+    np.savez(os.path.join(OUT, name + ".npz"), **{k: _plain(v) for k, v in record.items()})
+    print("wrote", name, sorted(record))
+
+
+def _plain(value) -> np.ndarray:
+    """Strings as fixed-width bytes: an object array would need a pickle, which tests never load."""
+    arr = np.asarray(value)
+    if arr.dtype.kind in "OU":
+        return np.array([x.encode() if isinstance(x, str) else bytes(x) for x in arr.reshape(-1)],
+                        dtype=object).astype(bytes).reshape(arr.shape)
+    return arr
+
+
+def _grad_record(sess, m, placeholders, fd, outs, record, prefix):
+    """TF's gradient of sum(default output * w) with respect to every trainable variable."""
+    out = outs.get("default")
+    if out is None or not out.dtype.is_floating:
+        return
+    w = tf1.constant(np.linspace(-1.0, 1.0, int(np.prod(sess.run(tf.shape(out), fd)))).astype(np.float32))
+    loss = tf.reduce_sum(tf.reshape(out, [-1]) * w)
+    variables = m.variables
+    grads = tf.gradients(loss, variables)
+    for v, g in zip(variables, grads):
+        if g is None:
+            continue
+        if isinstance(g, tf.IndexedSlices):
+            g = tf.convert_to_tensor(g)
+        record[f"{prefix}grad__{v.op.name.split('/', 1)[1]}"] = sess.run(g, fd)
+
+
+# -- fixtures -----------------------------------------------------------------------------------------
+def two_signatures() -> None:
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf1.get_variable("dense/kernel", [3, 4], initializer=tf1.random_normal_initializer(seed=1))
+        b = tf1.get_variable("dense/bias", [4], initializer=tf1.random_normal_initializer(seed=2))
+        h = tf.nn.relu(tf.matmul(x, w) + b)
+        tf1.add_to_collection(tf1.GraphKeys.REGULARIZATION_LOSSES, 0.01 * tf.reduce_sum(tf.square(w)))
+        hub.add_signature("default", {"x": x}, {"default": h, "layer/logits": tf.matmul(x, w)})
+        a = tf1.placeholder(tf.float32, [None], name="a")
+        c = tf1.placeholder(tf.float32, [None], name="c")
+        hub.add_signature("combine_scaled", {"a": a, "c": c}, {"sum": a + c * 2.0, "prod": tf.sigmoid(a * c)})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    a = RNG.standard_normal(4).astype(np.float32)
+    c = RNG.standard_normal(4).astype(np.float32)
+    _export("two_signatures", spec, {"default": {"x": x}, "combine_scaled": {"a": a, "c": c}}, extra=None)
+
+
+VOCAB = ["<unk>", "the", "cat", "sat", "on", "mat", "dog", "caf\u00e9", "naïve", "hello", "world", "a\rb"]
+
+
+def text_embedding() -> None:
+    """Like tensorflow_hub's examples/text_embeddings/export.py: regex normalisation, vocab, OOV buckets, sqrtn."""
+    vocab_path = os.path.join(OUT, "_vocab.txt")
+    with open(vocab_path, "w", encoding="utf-8", newline="") as f:
+        f.write("\n".join(VOCAB[:-1]) + "\r\n" + VOCAB[-1])  # a \r before one line end, none at the end of file
+    num_oov, dim = 3, 5
+    vocab_size = len(VOCAB)
+
+    def module_fn():
+        sentences = tf1.placeholder(tf.string, [None], name="sentences")
+        normalized = tf.strings.regex_replace(sentences, r"\pP", "")
+        normalized = tf.strings.lower(normalized)
+        tokens = tf1.string_split(normalized, " \t")
+        emb = tf1.get_variable("embeddings", [vocab_size + num_oov, dim],
+                               initializer=tf1.random_normal_initializer(seed=3))
+        table = tf1.lookup.StaticVocabularyTable(
+            tf1.lookup.TextFileInitializer(vocab_path, tf.string, tf1.lookup.TextFileIndex.WHOLE_LINE,
+                                           tf.int64, tf1.lookup.TextFileIndex.LINE_NUMBER),
+            num_oov_buckets=num_oov) if False else None
+        from tensorflow.python.ops import lookup_ops
+        table = lookup_ops.index_table_from_file(vocabulary_file=vocab_path, num_oov_buckets=num_oov)
+        ids = tf.SparseTensor(tokens.indices, table.lookup(tokens.values), tokens.dense_shape)
+        ids, _ = tf1.sparse_fill_empty_rows(ids, table.lookup(tf.constant("")))
+        ids = tf1.sparse_reset_shape(ids)
+        combined = tf1.nn.embedding_lookup_sparse(params=emb, sp_ids=ids, sp_weights=None, combiner="sqrtn")
+        hub.add_signature("default", {"sentences": sentences}, {"default": combined})
+
+    spec = hub.create_module_spec(module_fn)
+    sentences = np.array(["the cat sat on the mat.", "", "Hello, WORLD!", "unknown words here", "caf\u00e9 naïve\tdog",
+                          "a\rb cat", "  ", "zebra"], dtype=object)
+    _export("text_embedding", spec, {"default": {"sentences": sentences}}, extra=_grad_record)
+    os.remove(vocab_path)
+
+
+def partitioned_embedding() -> None:
+    def module_fn():
+        ids = tf1.placeholder(tf.int64, [None], name="ids")
+        emb = tf1.get_variable("emb", [10, 3], partitioner=tf1.fixed_size_partitioner(3),
+                               initializer=tf1.random_normal_initializer(seed=4))
+        out = tf.nn.embedding_lookup(emb, ids, partition_strategy="mod") if False else tf1.nn.embedding_lookup(
+            emb, ids, partition_strategy="div")
+        hub.add_signature("default", {"ids": ids}, {"default": out})
+
+    spec = hub.create_module_spec(module_fn)
+    _export("partitioned_embedding", spec, {"default": {"ids": np.array([0, 3, 9, 4, 4, 7], np.int64)}},
+            extra=_grad_record)
+
+
+def _cnn_fn(training: bool):
+    def module_fn():
+        images = tf1.placeholder(tf.float32, [None, 10, 10, 3], name="images")
+        x = tf1.layers.conv2d(images, 4, 3, padding="same", use_bias=False, name="conv1")
+        x = tf1.layers.batch_normalization(x, training=training, fused=True, name="bn1", momentum=0.9)
+        x = tf.nn.relu(x)
+        x = tf.nn.max_pool2d(x, 2, 2, "VALID")
+        x = tf1.layers.conv2d(x, 6, 3, strides=2, padding="valid", name="conv2")
+        x = tf1.layers.batch_normalization(x, training=training, fused=False, name="bn2")
+        x = tf.nn.relu(x)
+        x = tf.reduce_mean(x, axis=[1, 2])
+        hub.add_signature("default", {"images": images}, {"default": x})
+
+    return module_fn
+
+
+def _set_bn_stats(sess, module):
+    for v in module.variables:
+        name = v.op.name
+        if "moving_mean" in name:
+            v.load(RNG.standard_normal(v.shape).astype(np.float32) * 0.3, sess)
+        elif "moving_variance" in name:
+            v.load(RNG.uniform(0.5, 2.0, v.shape).astype(np.float32), sess)
+        elif "gamma" in name or "beta" in name:
+            v.load(RNG.uniform(0.5, 1.5, v.shape).astype(np.float32), sess)
+
+
+def _bn_updates(sess, m, placeholders, fd, outs, record, prefix):
+    if not prefix:
+        return _grad_record(sess, m, placeholders, fd, outs, record, prefix)
+    updates = tf1.get_collection(tf1.GraphKeys.UPDATE_OPS)
+    sess.run(updates, fd)
+    for v in m.variables:
+        if "moving" in v.op.name:
+            record[f"{prefix}after__{v.op.name.split('/', 1)[1]}"] = sess.run(v)
+
+
+def cnn_batch_norm() -> None:
+    spec = hub.create_module_spec(lambda: _cnn_fn(False)(), tags_and_args=[
+        (set(), {}), ({"train"}, {})]) if False else None
+    spec = hub.create_module_spec(_cnn_module_fn, tags_and_args=[(set(), {"training": False}),
+                                                                 ({"train"}, {"training": True})])
+    images = RNG.standard_normal((4, 10, 10, 3)).astype(np.float32)
+    _export("cnn_batch_norm", spec, {"default": {"images": images}}, tags_list=(None, {"train"}),
+            setup=_set_bn_stats, extra=_bn_updates)
+
+
+def _cnn_module_fn(training):
+    _cnn_fn(training)()
+
+
+def mobilenet_block() -> None:
+    def module_fn():
+        images = tf1.placeholder(tf.float32, [None, 9, 9, 3], name="images")
+        x = tf1.layers.conv2d(images, 8, 3, strides=2, padding="same", use_bias=False, name="MobilenetV2/Conv")
+        x = tf1.layers.batch_normalization(x, training=False, fused=True, name="MobilenetV2/Conv/BatchNorm")
+        x = tf.nn.relu6(x)
+        dw = tf1.get_variable("MobilenetV2/expanded_conv/depthwise/depthwise_weights", [3, 3, 8, 2],
+                              initializer=tf1.random_normal_initializer(seed=5))
+        y = tf.nn.depthwise_conv2d(x, dw, [1, 1, 1, 1], "SAME")
+        y = tf.nn.relu6(y)
+        y = tf1.layers.conv2d(y, 6, 1, name="MobilenetV2/expanded_conv/project")
+        pooled = tf.nn.avg_pool2d(y, 2, 1, "VALID")
+        features = tf.reduce_mean(pooled, axis=[1, 2])
+        hub.attach_image_module_info(hub.ImageModuleInfo(default_image_size=hub.ImageModuleInfo.InputSize(height=9,
+                                                                                                      width=9)))
+        hub.add_signature("image_feature_vector", {"images": images},
+                          {"default": features, "MobilenetV2/layer_7/output": y})
+        hub.add_signature("default", {"images": images}, {"default": features})
+
+    spec = hub.create_module_spec(module_fn)
+    images = RNG.uniform(0, 1, (2, 9, 9, 3)).astype(np.float32)
+    _export("mobilenet_block", spec, {"default": {"images": images}, "image_feature_vector": {"images": images}},
+            setup=_set_bn_stats, extra=_grad_record)
+
+
+def _layer_norm(x, name):
+    with tf1.variable_scope(name):
+        gamma = tf1.get_variable("gamma", [x.shape[-1]], initializer=tf1.ones_initializer())
+        beta = tf1.get_variable("beta", [x.shape[-1]], initializer=tf1.zeros_initializer())
+        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(var + 1e-12) * gamma + beta
+
+
+def bert_encoder() -> None:
+    vocab, hidden, heads, seq = 30, 8, 2, 5
+
+    def gelu(x):
+        return x * 0.5 * (1.0 + tf.math.erf(x / np.sqrt(2.0).astype(np.float32)))
+
+    def module_fn():
+        ids = tf1.placeholder(tf.int32, [None, None], name="input_ids")
+        mask = tf1.placeholder(tf.int32, [None, None], name="input_mask")
+        init = tf1.truncated_normal_initializer(stddev=0.5, seed=6)
+        table = tf1.get_variable("bert/embeddings/word_embeddings", [vocab, hidden], initializer=init)
+        pos = tf1.get_variable("bert/embeddings/position_embeddings", [seq, hidden], initializer=init)
+        batch, length = tf.shape(ids)[0], tf.shape(ids)[1]
+        x = tf.gather(table, ids) + tf.expand_dims(tf.slice(pos, [0, 0], [length, -1]), 0)
+        x = _layer_norm(x, "bert/embeddings/LayerNorm")
+        q = tf1.layers.dense(x, hidden, name="bert/encoder/layer_0/attention/self/query", kernel_initializer=init)
+        k = tf1.layers.dense(x, hidden, name="bert/encoder/layer_0/attention/self/key", kernel_initializer=init)
+        v = tf1.layers.dense(x, hidden, name="bert/encoder/layer_0/attention/self/value", kernel_initializer=init)
+
+        def split(t):
+            return tf.transpose(tf.reshape(t, [batch, length, heads, hidden // heads]), [0, 2, 1, 3])
+
+        scores = tf.matmul(split(q), split(k), transpose_b=True) / np.sqrt(hidden // heads).astype(np.float32)
+        adder = (1.0 - tf.cast(mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * -10000.0
+        probs = tf.nn.softmax(scores + adder)
+        ctx = tf.reshape(tf.transpose(tf.matmul(probs, split(v)), [0, 2, 1, 3]), [batch, length, hidden])
+        x = _layer_norm(ctx + x, "bert/encoder/layer_0/attention/output/LayerNorm")
+        inter = gelu(tf1.layers.dense(x, 16, name="bert/encoder/layer_0/intermediate/dense", kernel_initializer=init))
+        x = _layer_norm(tf1.layers.dense(inter, hidden, name="bert/encoder/layer_0/output/dense",
+                                         kernel_initializer=init) + x, "bert/encoder/layer_0/output/LayerNorm")
+        pooled = tf.tanh(tf1.layers.dense(x[:, 0, :], hidden, name="bert/pooler/dense", kernel_initializer=init))
+        hub.add_signature("tokens", {"input_ids": ids, "input_mask": mask},
+                          {"pooled_output": pooled, "sequence_output": x, "default": pooled})
+
+    spec = hub.create_module_spec(module_fn)
+    ids = RNG.integers(0, vocab, (3, seq)).astype(np.int32)
+    mask = np.ones((3, seq), np.int32)
+    mask[1, 3:] = 0
+    _export("bert_encoder", spec, {"tokens": {"input_ids": ids, "input_mask": mask}}, extra=_grad_record)
+
+
+def ref_variables() -> None:
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, 2], name="x")
+        w = tf1.get_variable("w", [2, 2], initializer=tf1.random_normal_initializer(seed=8), use_resource=False)
+        b = tf1.Variable([0.5, -0.5], name="b", use_resource=False)
+        words = tf1.Variable(["alpha", "beta"], name="words", use_resource=False, trainable=False)
+        hub.add_signature("default", {"x": x}, {"default": tf.matmul(x, w) + b, "words": tf.identity(words)})
+
+    spec = hub.create_module_spec(module_fn)
+    _export("ref_variables", spec, {"default": {"x": RNG.standard_normal((3, 2)).astype(np.float32)}},
+            extra=_grad_record)
+
+
+def ops_zoo() -> None:
+    """Ops the other fixtures do not reach: padding modes, EXPLICIT/dilated convolution, SAME pools, splits,
+    Select (V1), integer division of negatives, strings split with StringSplitV2 and a computed RE2 pattern."""
+
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, 7, 6, 2], name="x")
+        padded = tf.pad(x, [[0, 0], [1, 2], [0, 1], [0, 0]])
+        reflected = tf.pad(x, [[0, 0], [2, 1], [1, 2], [0, 0]], mode="REFLECT")
+        symmetric = tf.pad(x, [[0, 0], [1, 0], [2, 2], [0, 0]], mode="SYMMETRIC")
+        w = tf1.get_variable("w", [3, 2, 2, 4], initializer=tf1.random_normal_initializer(seed=9))
+        conv = tf.nn.conv2d(padded, w, strides=[1, 2, 1, 1], padding=[[0, 0], [1, 2], [2, 1], [0, 0]],
+                            dilations=[1, 1, 1, 1])  # TF's CPU Conv2D kernel refuses dilations
+        pooled = tf.nn.max_pool2d(reflected, [1, 3, 2, 1], [1, 2, 2, 1], "SAME")
+        averaged = tf.nn.avg_pool2d(symmetric, [1, 2, 3, 1], [1, 2, 2, 1], "SAME")
+        a, b = tf.split(conv, 2, axis=3)
+        c, d, e = tf.split(pooled, [1, -1, 2], axis=2)
+        rows = tf.unstack(averaged, axis=1)
+        picked = tf1.where(tf.reduce_sum(x, axis=[1, 2, 3]) > 0.0, tf.reduce_mean(a, axis=[1, 2]),
+                           tf.reduce_max(b, axis=[1, 2]))
+        tiled = tf.tile(tf.reduce_sum(c, axis=[1, 2]), [1, 3])
+        hot = tf.one_hot(tf.argmax(tf.reduce_mean(e, axis=[1, 2]), axis=1), 3, on_value=2.0, off_value=-1.0)
+        flat = tf.reshape(x, [-1, 7 * 6 * 2])
+        summary = tf.concat([picked, tiled, hot, tf.math.reciprocal(tf.abs(flat[:, :3]) + 1.0), rows[0][:, 0, :],
+                             tf.reduce_mean(d, axis=[1, 2])], axis=1)
+        hub.add_signature("default", {"x": x}, {"default": summary, "conv": conv, "pooled": pooled,
+                                                "averaged": averaged})
+        n = tf1.placeholder(tf.int32, [None], name="n")
+        m = tf1.placeholder(tf.int32, [None], name="m")
+        hub.add_signature("integers", {"n": n, "m": m}, {
+            "floordiv": tf.math.floordiv(n, m), "floormod": tf.math.floormod(n, m),
+            "range": tf.range(tf.reduce_min(m), tf.reduce_max(n), 2), "filled": tf.fill(tf.shape(n), 7)})
+        text = tf1.placeholder(tf.string, [None], name="text")
+        pattern = tf.strings.join(["[", tf.constant("aeiou"), "]+"])
+        replaced = tf.strings.regex_replace(text, pattern, "_")
+        split = tf1.strings.split(
+            replaced, maxsplit=2, result_type="SparseTensor")
+        hub.add_signature("strings", {"text": text}, {"values": split.values, "indices": split.indices,
+                                                      "replaced": replaced})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((3, 7, 6, 2)).astype(np.float32)
+    x[1] = -np.abs(x[1])
+    feeds = {"default": {"x": x},
+             "integers": {"n": np.array([7, -7, 7, -7, 0], np.int32), "m": np.array([2, 2, -2, -2, 3], np.int32)},
+             "strings": {"text": np.array(["  hello  wide\tworld ", "", "aeiou x y z", "caf\u00e9 au lait"],
+                                          dtype=object)}}
+    _export("ops_zoo", spec, feeds, extra=_grad_record)
+
+
+FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
+                                    mobilenet_block, bert_encoder, ref_variables)}
+
+
+def main() -> None:
+    os.makedirs(OUT, exist_ok=True)
+    names = sys.argv[2:] or sorted(FIXTURES)
+    for name in names:
+        FIXTURES[name]()
+
+
+if __name__ == "__main__":
+    main()
