@@ -28,7 +28,14 @@ class Timing(NamedTuple):
     median: float
 
 
-def interleaved(fns: Mapping[K, Callable[[], object]], repeats: int, inner: int, warmup: int = 1) -> dict[K, Timing]:
+def interleaved(
+    fns: Mapping[K, Callable[[], object]],
+    repeats: int,
+    inner: int,
+    warmup: int = 1,
+    pause: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[K, Timing]:
     """Times each function ``repeats`` times in turn; a sample is the mean of ``inner`` back-to-back calls.
 
     Args:
@@ -36,6 +43,10 @@ def interleaved(fns: Mapping[K, Callable[[], object]], repeats: int, inner: int,
         repeats: samples per function.
         inner: calls per sample (many for fast calls, so the clock's resolution does not matter).
         warmup: untimed calls of each function first (plans compiled, caches and pages warm).
+        pause: seconds of sleep before each sample, so a contender's spinning worker threads
+            (onnxruntime's, by default) have stopped before the next one is timed.
+        clock: the clock samples are read from: wall time by default; ``time.process_time`` (CPU
+            time of the whole process) is steadier on a loaded machine for single-threaded work.
 
     Returns:
         The :class:`Timing` of each function, under its name.
@@ -46,8 +57,10 @@ def interleaved(fns: Mapping[K, Callable[[], object]], repeats: int, inner: int,
     samples: dict[K, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            if pause:
+                time.sleep(pause)
+            t0 = clock()
             for _ in range(inner):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / inner)
+            samples[name].append((clock() - t0) / inner)
     return {k: Timing(min(v), statistics.median(v)) for k, v in samples.items()}

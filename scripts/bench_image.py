@@ -45,7 +45,7 @@ from export_image_features import BLOCKS, export, init_weights
 
 import hubkit as hk
 from hubkit.ops import _conv_numpy as conv_numpy
-from hubkit.ops import _numba
+from hubkit.ops import _numba, _winograd43, conv_fused
 from hubkit.ops import conv as conv_ops
 from hubkit.runtime.executor import compile_plan
 
@@ -93,7 +93,7 @@ def set_blas_threads(threads: int) -> str:
     return f"OpenBLAS {threads} thread(s){core}"
 
 
-def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int, threads: int = 0):
+def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int, threads: int = 0, spinning: bool = False):
     """An onnxruntime session computing the same features, or None when onnx/onnxruntime are missing."""
     try:
         import onnx
@@ -127,8 +127,8 @@ def onnx_session(weights: list[tuple[np.ndarray, np.ndarray]], image_size: int, 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per physical core)
     options.inter_op_num_threads = 1
-    # Idle workers must not spin: they would steal the cores from the contender run next.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not spinning:  # idle workers would steal the cores from the contender run next (no pauses here)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -172,26 +172,52 @@ def _conv_fn(x: np.ndarray, w: np.ndarray, mode: str):
     return run
 
 
-def _im2col_vs_winograd(n: int, hw: int, c: int, k: int, rounds: int) -> tuple[float, float, str]:
-    """(im2col s, Winograd s, what the default picks) of one 3x3 SAME conv, interleaved, after checking they agree."""
+def _f43_fn(x: np.ndarray, w: np.ndarray):
+    """A call of Winograd F(4x4, 3x3) with compiled transforms (3x3 SAME, stride 1), or None without Numba."""
+    if not _winograd43.available():
+        return None
+    out = np.empty((*x.shape[:3], w.shape[3]), np.float32)
+
+    def run() -> np.ndarray:
+        u = _winograd43.filter_transform(w, out.dtype)
+        _winograd43.conv3x3_bias_act(x, u, None, 0, ((1, 1), (1, 1)), out)
+        return out
+
+    return run
+
+
+def _im2col_vs_winograd(n: int, hw: int, c: int, k: int, rounds: int) -> tuple[float, float, float, str]:
+    """(im2col s, F(2x2) s, F(4x4) s or nan, what the fused default picks) of one 3x3 SAME conv, interleaved."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, hw, hw, c), dtype=np.float32)
     w = (rng.standard_normal((3, 3, c, k)) / np.sqrt(9 * c)).astype(np.float32)
     fns = {"im2col": _conv_fn(x, w, "im2col"), "winograd": _conv_fn(x, w, "winograd")}
+    f43 = _f43_fn(x, w)
+    if f43 is not None:
+        fns["f43"] = f43
     ref = fns["im2col"]()
-    np.testing.assert_allclose(fns["winograd"](), ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max()))
+    for name in fns:
+        np.testing.assert_allclose(fns[name](), ref, rtol=1e-3, atol=1e-3 * float(np.abs(ref).max()))
     t = interleaved(fns, rounds, 1, warmup=1)
     picked = "winograd" if conv_numpy._use_winograd(x, (3, 3), (1, 1), (1, 1), (hw, hw)) else "im2col"
-    return t["im2col"].best, t["winograd"].best, picked
+    if conv_fused._use_f43(x, (3, 3), (1, 1), (1, 1), (hw, hw), x.dtype):
+        picked = "F(4x4)"
+    return t["im2col"].best, t["winograd"].best, t["f43"].best if "f43" in t else float("nan"), picked
 
 
 def bench_per_layer(batch: int, image_size: int, rounds: int) -> None:
-    print(f"per conv layer, batch {batch}, best of {rounds} interleaved calls (ms): im2col vs Winograd F(2x2, 3x3)")
+    peak = _blas_gflops()
+    print(f"per conv layer, batch {batch}, best of {rounds} interleaved calls (ms): im2col vs Winograd F(2x2, 3x3) "
+          f"vs F(4x4, 3x3) with Numba transforms; GFLOP/s count a direct convolution's 2*N*OH*OW*K*9*C FLOPs, "
+          f"against the BLAS's {peak:.0f} GFLOP/s (2048^3 matmul, this run)")
     hw, c = image_size, 3
     for k, pool in BLOCKS:
-        t_im, t_wino, picked = _im2col_vs_winograd(batch, hw, c, k, rounds)
-        print(f"  {hw}x{hw} {c:>3}->{k:<3}  im2col {t_im * 1e3:6.1f}  Winograd {t_wino * 1e3:6.1f}  "
-              f"im2col/Winograd {t_im / t_wino:4.2f}x  (default: {picked})")
+        t_im, t_wino, t_43, picked = _im2col_vs_winograd(batch, hw, c, k, rounds)
+        gflop = 2 * batch * hw * hw * k * 9 * c / 1e9
+        best = min(t for t in (t_im, t_wino, t_43) if t == t)
+        print(f"  {hw}x{hw} {c:>3}->{k:<3}  im2col {t_im * 1e3:6.1f}  F(2x2) {t_wino * 1e3:6.1f}  F(4x4) {t_43 * 1e3:6.1f}  "
+              f"im2col/F(2x2) {t_im / t_wino:4.2f}x  F(2x2)/F(4x4) {t_wino / t_43:4.2f}x  (fused default: {picked}); "
+              f"best {gflop / best:5.0f} GFLOP/s = {gflop / best / peak:4.0%} of the BLAS peak")
         c = k
         hw = hw // 2 if pool else hw
 
@@ -199,13 +225,25 @@ def bench_per_layer(batch: int, image_size: int, rounds: int) -> None:
 def bench_thresholds(rounds: int) -> None:
     print("Winograd vs im2col speed (im2col time / Winograd time; above 1: Winograd wins), best of "
           f"{rounds} interleaved calls; defaults: >= {_WINOGRAD_MIN_CHANNELS} input channels, >= {_WINOGRAD_MIN_TILES} tiles")
+    _numba.set_numba_enabled(True)  # F(4x4, 3x3) needs Numba
     cases = [(32, 48, c, 32) for c in (3, 8, 16, 24, 32)]
     cases += [(1, 4, 256, 256), (1, 7, 128, 128), (4, 7, 128, 128), (16, 7, 128, 128)]
     for n, hw, c, k in cases:
         tiles = n * (-(-hw // 2)) ** 2
-        t_im, t_wino, picked = _im2col_vs_winograd(n, hw, c, k, rounds)
+        t_im, t_wino, t_43, picked = _im2col_vs_winograd(n, hw, c, k, rounds)
         print(f"  batch {n:>2} {hw:>2}x{hw:<2} {c:>3}->{k:<3} ({tiles:>5} tiles): im2col {t_im * 1e3:7.2f} ms, "
-              f"Winograd {t_wino * 1e3:7.2f} ms -> {t_im / t_wino:4.2f}x  (default: {picked})")
+              f"F(2x2) {t_wino * 1e3:7.2f} ms -> {t_im / t_wino:4.2f}x; F(4x4) {t_43 * 1e3:7.2f} ms -> "
+              f"{t_im / t_43:4.2f}x  (fused default: {picked})")
+
+
+def _blas_gflops() -> float:
+    """GFLOP/s of a 2048^3 float32 matmul with the BLAS as loaded (best of 5)."""
+    n = 2048
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    t = interleaved({"matmul": lambda: np.matmul(a, b, out=out)}, 5, 1, warmup=1)["matmul"]
+    return 2 * n**3 / t.best / 1e9
 
 
 def bench_blas() -> None:
@@ -268,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     blas = set_blas_threads(args.threads)
     print(f"{load_header()}; hubkit: {blas}")
     if args.per_layer:
+        _numba.set_numba_enabled(True)  # F(4x4, 3x3) needs Numba
         bench_per_layer(args.batch, args.image_size, args.rounds)
         return 0
     if args.blas:

@@ -326,7 +326,7 @@ class BackgroundExtraction:
     bytes the file holds (:meth:`advance`); the extraction thread reads the file only up to there,
     waiting for more. zlib, CRC-32 and file I/O release the GIL, so the two threads use two cores.
     (Handing the received pieces over in memory instead, through a bounded pool of buffers, was
-    measured and did not win: see docs/performance.md.)
+    measured and did not win: see docs/performance_notes.md.)
     Nothing here decides whether the archive is trusted: the caller verifies the download's sha256 and
     size and only then uses what :meth:`finish` returns; on any failure the destination is thrown away.
 

@@ -112,7 +112,7 @@ def _output_transform(m: np.ndarray, sums: np.ndarray, y: np.ndarray) -> None:
     y[:, 1] -= sums[:, 3]
 
 
-def conv3x3(x: np.ndarray, u: np.ndarray, pads, out: np.ndarray) -> None:
+def conv3x3(x: np.ndarray, u: np.ndarray, pads, out: np.ndarray, epilogue=None) -> None:
     """Writes the 3x3 stride-1 convolution of NHWC ``x`` into ``out`` [n, oh, ow, K].
 
     Args:
@@ -120,6 +120,7 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pads, out: np.ndarray) -> None:
         u: [16, C, K] transformed filters (:func:`filter_transform`).
         pads: ``((top, bottom), (left, right))``; ``out``'s size must be what they give.
         out: the preallocated output, same dtype as ``u``.
+        epilogue: called on each finished, C-contiguous block of ``out`` while it is in cache.
     """
     n, _, _, c = x.shape
     k = u.shape[2]
@@ -166,3 +167,5 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pads, out: np.ndarray) -> None:
                 _output_transform(m6, sums, yb.transpose(2, 4, 0, 1, 3, 5))
                 rows_out = min(oh, 2 * r1) - 2 * r0
                 out[b0:b1, 2 * r0 : 2 * r0 + rows_out] = yb.reshape(bs, 2 * rs, 2 * tw, k)[:, :rows_out, :ow]
+            if epilogue is not None:  # whole images, or rows of one image: contiguous either way
+                epilogue(out[b0:b1, 2 * r0 : min(oh, 2 * r1)])

@@ -19,6 +19,7 @@ from hubkit.graph.walk import upstream
 from hubkit.ops._numba import numba_enabled
 from hubkit.ops.registry import get_op
 from hubkit.runtime.fusion import fuse_plan
+from hubkit.runtime.optimize import optimize_plan
 from hubkit.runtime.steps import PlanStep
 
 __all__ = ["Plan", "PlanStep", "Session", "compile_plan", "convert_feed"]
@@ -168,9 +169,12 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
         steps.append(PlanStep(opdef.forward, kwargs, ins, outs, tuple(frees), n))
         if opdef.aliases_input:
             copy_slots.update(outs)
-    plan = Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, copy_slots)
+    plan = original = Plan(steps, len(slot_of), tuple(slot_of[t] for t in feeds), fetch_slots, copy_slots)
+    plan = optimize_plan(plan)  # identities dropped, GEMM + bias + activation fused (runtime/optimize.py)
     if numba_enabled():  # elementwise chains run as one Numba kernel where measurement says it pays
         plan = fuse_plan(plan)
+    if plan is not original:
+        plan.unfused = original
     if plan.unfused is not None:
         plan.unfused.preload_leaves()
     return plan.preload_leaves()

@@ -326,6 +326,8 @@ def _is_fusible(step: PlanStep) -> bool:
     node = step.node
     if get_op(node.op).fused is None or len(node.outputs) != 1:
         return False
+    if step.fn is not get_op(node.op).forward:  # a step another pass rewrote (runtime/optimize.py)
+        return False
     dtype = node.outputs[0].dtype
     return dtype.name in ("float32", "float64") and all(t.dtype is dtype for t in node.inputs)
 

@@ -1,0 +1,145 @@
+"""Convolution + bias + activation in one kernel: the epilogue runs on each block while it is in cache.
+
+Used by the fused linear steps of the plan optimiser (``hubkit/runtime/optimize.py``). The
+convolution itself is the one :mod:`hubkit.ops._conv_numpy` runs (1x1 as one GEMM, Winograd F(2x2, 3x3),
+blocked im2col, per-tap): the blocked lowerings call the epilogue on each output block right after
+its GEMM (a few MB, still in L2), instead of a ``BiasAdd`` and a ``Relu`` step each reading and
+writing the whole output (tens of MB for early layers) and allocating a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hubkit.ops import _conv_numpy as conv_numpy
+from hubkit.ops import _winograd, _winograd43
+from hubkit.ops import conv as conv_ops
+from hubkit.ops._epilogue import bias_act_
+
+__all__ = ["conv2d_bias_act", "conv2d_bias_act_max_pool"]
+
+_POOL_CHUNK_BYTES = 4 << 20  # conv output per chunk of images pooled while it is in cache
+# 3x3 stride-1 undilated convolutions with at least this many input channels and 4x4 tiles use
+# Winograd F(4x4, 3x3) with compiled transforms when Numba is on. `python scripts/bench_image.py
+# --per-layer` and `--thresholds` print it against F(2x2, 3x3) and im2col: 1.5-2.8x faster than
+# im2col from 8 channels at batch 32, 48x48; the RGB layer (3 channels, 0.87x) stays im2col, and
+# below ~256 tiles the filter transform and the small matmuls lose (16 7x7 images: 1.07x).
+F43_MIN_CHANNELS = 8
+F43_MIN_TILES = 256
+
+
+def conv2d_bias_act(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    act: int,
+    strides,
+    dilations,
+    padding: Any,
+    buffer: np.ndarray | None = None,
+) -> np.ndarray:
+    """``act(conv2d(x, w) + bias)`` of NHWC ``x`` and HWIO ``w``, TensorFlow padding rules.
+
+    Args:
+        x: [n, h, w, C] input.
+        w: [kh, kw, C, K] filters.
+        bias: [K] bias, or None.
+        act: the activation code of :mod:`hubkit.ops._epilogue`.
+        strides, dilations, padding: as the ``Conv2D`` op's attributes.
+        buffer: a flat array of the output's dtype to write the output into when it is large enough
+            (a chunk's reused scratch); the result is then a view of it.
+    """
+    if x.shape[3] != w.shape[2]:
+        raise ValueError(f"input has {x.shape[3]} channels but the filters expect {w.shape[2]}.")
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != w.shape[3]):
+        raise ValueError(f"bias of shape {bias.shape} does not match the {w.shape[3]} filters.")
+    kh, kw, c, o = w.shape
+    n, h, wd, _ = x.shape
+    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
+    if conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc:  # replaced: run it, then the epilogue
+        return bias_act_(conv_numpy.kernels["conv2d"](x, w, strides, dilations, pads), bias, act)
+    out_hw = conv_numpy._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)
+    dtype = np.result_type(x, w)
+    if bias is not None and bias.dtype != dtype:
+        return bias_act_(conv_numpy._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
+    size = n * out_hw[0] * out_hw[1] * o
+    if buffer is not None and buffer.dtype == dtype and buffer.size >= size:
+        out = buffer[:size].reshape(n, *out_hw, o)
+    else:
+        out = np.empty((n, *out_hw, o), dtype=dtype)
+    if out.size == 0:
+        return out
+
+    def epilogue(block: np.ndarray) -> None:
+        bias_act_(block, bias, act)
+
+    if kh == kw == 1 and strides == (1, 1) and not any(pads[0] + pads[1]):
+        np.matmul(x.reshape(-1, c), w.reshape(c, o), out=out.reshape(-1, o))
+        return bias_act_(out, bias, act)
+    if _use_f43(x, (kh, kw), strides, dilations, out_hw, dtype):
+        u = _winograd43.filter_transform(w, dtype)
+        if _winograd43.conv3x3_bias_act(x, u, bias, act, pads, out):
+            return out
+    if conv_numpy._use_winograd(x, (kh, kw), strides, dilations, out_hw):
+        _winograd.conv3x3(x, _winograd.filter_transform(w, out.dtype), pads, out, epilogue)
+        return out
+    if conv_numpy._use_im2col(x, (kh, kw), out_hw, conv_numpy._IM2COL_MAX_CHANNELS):
+        w2 = np.ascontiguousarray(w).reshape(kh * kw * c, o)
+        for b0, b1, patches in conv_numpy._patch_blocks(x, (kh, kw), out_hw, strides, dilations, pads):
+            block = out[b0:b1].reshape(-1, o)
+            np.matmul(patches, w2, out=block)
+            epilogue(block)
+        return out
+    return bias_act_(conv_numpy._conv2d_nhwc(x, w, strides, dilations, pads), bias, act)
+
+
+def conv2d_bias_act_max_pool(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None,
+    act: int,
+    strides,
+    dilations,
+    padding: Any,
+    ksize,
+    pool_strides,
+    pool_padding: Any,
+) -> np.ndarray:
+    """``max_pool(act(conv2d(x, w) + bias))``, a few images at a time.
+
+    Each chunk of images is convolved into a reused buffer of about 4 MB and pooled from there, so the
+    full-resolution activations are never written to memory: the pooled output is all that is.
+    Exact: the same convolution kernels per image, and a maximum does not depend on the chunking.
+    """
+    n = x.shape[0]
+    if n <= 1:
+        y = conv2d_bias_act(x, w, bias, act, strides, dilations, padding)
+        _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
+        return conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
+    first = conv2d_bias_act(x[:1], w, bias, act, strides, dilations, padding)
+    _, pads = conv_ops._runtime_geometry(first.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
+    pooled = conv_numpy.kernels["max_pool"](first, ksize, pool_strides, pads)
+    out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
+    out[:1] = pooled
+    chunk = max(1, _POOL_CHUNK_BYTES // max(1, first.nbytes))
+    buffer = np.empty(chunk * first.size, first.dtype)  # reused: no page faults of fresh memory per chunk
+    for b0 in range(1, n, chunk):
+        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding, buffer)
+        out[b0 : b0 + chunk] = conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
+    return out
+
+
+def _use_f43(x: np.ndarray, khw, strides, dilations, out_hw, dtype) -> bool:
+    tiles = x.shape[0] * -(-out_hw[0] // 4) * -(-out_hw[1] // 4)
+    return (
+        tuple(khw) == (3, 3)
+        and tuple(strides) == (1, 1)
+        and tuple(dilations) == (1, 1)
+        and x.shape[3] >= F43_MIN_CHANNELS
+        and tiles >= F43_MIN_TILES
+        and x.dtype == dtype
+        and dtype in (np.float32, np.float64)
+        and _winograd43.available()
+    )
