@@ -5,7 +5,7 @@ namespaces (``hk.nn``, ``hk.layers``, ``hk.train``, ...). Everything else is pri
 hubkit never imports an optional extra (numba, onnx, dask): those load when first used.
 """
 
-from hubkit import initializers, layers, losses, nn, regularizers, text, train  # namespaces
+from hubkit import initializers, layers, losses, nn, regularizers, sparse, text, train  # namespaces
 from hubkit._version import __version__
 from hubkit.errors import (
     CheckpointError,
@@ -15,10 +15,12 @@ from hubkit.errors import (
     GraphError,
     HubkitError,
     IntegrityError,
+    MissingAttachmentError,
     OpError,
     RegistryError,
     ResolveError,
     SignatureError,
+    SignatureInputError,
 )
 from hubkit.graph import (
     DType,
@@ -65,9 +67,21 @@ from hubkit.module import (
     attach_message,
     convert,
     create_module_spec,
+    eval_function_for_module,
     get_expected_image_size,
     get_num_image_channels,
+    global_variables_initializer,
     load_module_spec,
+    local_variables_initializer,
+    tables_initializer,
+)
+from hubkit.ops.control_flow import (
+    cond,
+    foldl,
+    foldr,
+    map_fn,
+    scan,
+    while_loop,
 )
 from hubkit.ops.conv import (
     avg_pool,
@@ -118,6 +132,11 @@ from hubkit.ops.elementwise import (
     where,
     zeros_like,
 )
+from hubkit.ops.integer import (
+    floordiv,
+    floormod,
+    mod,
+)
 from hubkit.ops.nn import (
     batch_normalization,
     bias_add,
@@ -137,6 +156,12 @@ from hubkit.ops.nn import (
     softmax,
     softmax_cross_entropy_with_logits,
     sparse_softmax_cross_entropy_with_logits,
+)
+from hubkit.ops.ragged_value import (
+    RaggedTensor,
+    RaggedTensorValue,
+    ragged_from_row_splits,
+    ragged_placeholder,
 )
 from hubkit.ops.reduce import (
     argmax,
@@ -175,6 +200,16 @@ from hubkit.ops.shape import (
     unstack,
     zeros,
 )
+from hubkit.ops.sparse_tensor import (
+    SparseTensor,
+    SparseTensorValue,
+    sparse_from_dense,
+    sparse_placeholder,
+    sparse_reduce_sum,
+    sparse_tensor_dense_matmul,
+    sparse_tensor_to_dense,
+    sparse_to_dense,
+)
 from hubkit.ops.state import (
     assign,
     assign_add,
@@ -185,12 +220,16 @@ from hubkit.ops.state import (
 from hubkit.runtime import (
     AUTO_REUSE,
     IndexedSlices,
+    PartitionedVariable,
     Session,
     Variable,
     VariableScope,
+    fixed_size_partitioner,
     get_variable,
     get_variable_scope,
     gradients,
+    min_max_variable_partitioner,
+    variable_axis_size_partitioner,
     variable_scope,
 )
 from hubkit.train import (
@@ -220,16 +259,23 @@ __all__ = [
     "Input",
     "IntegrityError",
     "LatestModuleExporter",
+    "MissingAttachmentError",
     "Model",
     "Module",
     "ModuleSpec",
     "Node",
     "OpError",
+    "PartitionedVariable",
+    "RaggedTensor",
+    "RaggedTensorValue",
     "RegistryError",
     "ResolveError",
     "Session",
     "Shape",
     "SignatureError",
+    "SignatureInputError",
+    "SparseTensor",
+    "SparseTensorValue",
     "Tensor",
     "Variable",
     "VariableScope",
@@ -256,6 +302,7 @@ __all__ = [
     "cast",
     "clip_by_value",
     "concat",
+    "cond",
     "constant",
     "control_dependencies",
     "conv2d",
@@ -269,13 +316,19 @@ __all__ = [
     "embedding_lookup",
     "equal",
     "erf",
+    "eval_function_for_module",
     "exp",
     "expand_dims",
     "export_model_as_module",
     "fill",
+    "fixed_size_partitioner",
     "float32",
     "float64",
     "floor",
+    "floordiv",
+    "floormod",
+    "foldl",
+    "foldr",
     "format_shape",
     "gather",
     "gelu",
@@ -286,6 +339,7 @@ __all__ = [
     "get_op",
     "get_variable",
     "get_variable_scope",
+    "global_variables_initializer",
     "gradients",
     "greater",
     "greater_equal",
@@ -301,6 +355,7 @@ __all__ = [
     "less",
     "less_equal",
     "load_module_spec",
+    "local_variables_initializer",
     "log",
     "log1p",
     "log_softmax",
@@ -308,11 +363,14 @@ __all__ = [
     "logical_not",
     "logical_or",
     "losses",
+    "map_fn",
     "matmul",
     "max_pool",
     "max_pool2d",
     "maximum",
+    "min_max_variable_partitioner",
     "minimum",
+    "mod",
     "moments",
     "multiply",
     "name_scope",
@@ -327,6 +385,8 @@ __all__ = [
     "placeholder",
     "pow",
     "publish",
+    "ragged_from_row_splits",
+    "ragged_placeholder",
     "rank",
     "reduce_max",
     "reduce_mean",
@@ -344,6 +404,7 @@ __all__ = [
     "reshape",
     "resolve",
     "rsqrt",
+    "scan",
     "scatter_sub",
     "scatter_to_dense",
     "segment_sum",
@@ -357,7 +418,14 @@ __all__ = [
     "softmax",
     "softmax_cross_entropy_with_logits",
     "softplus",
+    "sparse",
+    "sparse_from_dense",
+    "sparse_placeholder",
+    "sparse_reduce_sum",
     "sparse_softmax_cross_entropy_with_logits",
+    "sparse_tensor_dense_matmul",
+    "sparse_tensor_to_dense",
+    "sparse_to_dense",
     "sqrt",
     "square",
     "squeeze",
@@ -365,6 +433,7 @@ __all__ = [
     "stop_gradient",
     "string",
     "subtract",
+    "tables_initializer",
     "tanh",
     "text",
     "tile",
@@ -373,8 +442,10 @@ __all__ = [
     "unregister_resolver",
     "unsorted_segment_sum",
     "unstack",
+    "variable_axis_size_partitioner",
     "variable_scope",
     "where",
+    "while_loop",
     "zeros",
     "zeros_like",
 ]

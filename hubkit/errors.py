@@ -14,10 +14,12 @@ __all__ = [
     "GraphError",
     "HubkitError",
     "IntegrityError",
+    "MissingAttachmentError",
     "OpError",
     "RegistryError",
     "ResolveError",
     "SignatureError",
+    "SignatureInputError",
 ]
 
 
@@ -39,6 +41,21 @@ class FeedError(HubkitError, ValueError):
 
 class SignatureError(HubkitError, ValueError):
     """A module signature was defined or called wrongly."""
+
+
+class SignatureInputError(SignatureError, TypeError):
+    """A call's inputs do not fit the signature: missing, extra, or of the wrong kind.
+
+    Also a ``TypeError`` (and, as every SignatureError, a ``ValueError``), as TensorFlow Hub raises,
+    so TF1 code's ``except TypeError`` clauses keep working.
+    """
+
+
+class MissingAttachmentError(SignatureError, KeyError):
+    """A required attached message is absent (also a ``KeyError``, as in TensorFlow Hub)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole sentence
+        return str(self.args[0]) if self.args else ""
 
 
 class FormatError(HubkitError):

@@ -21,7 +21,7 @@ RANKS: dict[str, int] = {
     "graph": 1,
     "ops": 2,
     "runtime": 3,
-    "initializers": 4, "regularizers": 4, "nn": 4, "losses": 4,  # public namespaces over ops and runtime
+    "initializers": 4, "regularizers": 4, "nn": 4, "losses": 4, "sparse": 4,  # public namespaces over ops and runtime
     "format": 5, "module": 5, "importers": 5, "exporters": 5,
     "hub": 6,
     "text": 7, "layers": 7,
@@ -29,7 +29,10 @@ RANKS: dict[str, int] = {
     "cli": 9, "__main__": 9, "": 9,  # "" is the package facade, hubkit/__init__.py
     "dask": 10,  # integrations: the public API only
 }
-SEAMS = {("module/loader.py", "hub")}  # Module(url): the module layer asks the hub to resolve a handle
+SEAMS = {
+    ("module/loader.py", "hub"),  # Module(url): the module layer asks the hub to resolve a handle
+    ("module/spec.py", "train"),  # ModuleSpec.export(path, checkpoint_path): reads a Saver checkpoint
+}
 PUBLIC_ONLY = {"dask"}
 
 

@@ -13,8 +13,9 @@ __all__ = ["FORMAT_VERSION", "MARKER_FILE", "SUPPORTED_FEATURES", "read_marker",
 
 MARKER_FILE = "hubkit_module.pb"
 FORMAT_VERSION = 1
-# Features a module may require of its reader; none exist yet in format 1.
-SUPPORTED_FEATURES: frozenset[str] = frozenset()
+# Features a module may require of its reader. "control_flow": If/While/Scan nodes holding function
+# graphs as attributes (hubkit/ops/control_flow.py); a reader without it refuses the module by name.
+SUPPORTED_FEATURES: frozenset[str] = frozenset({"control_flow"})
 
 
 def write_marker(directory: str, producer: str, required_features: tuple[str, ...] = ()) -> None:

@@ -424,7 +424,10 @@ def convert_to_tensor(value: Any, dtype: Any = None, graph: Graph | None = None,
     g = graph or get_default_graph()
     if isinstance(value, Tensor):
         if value.graph is not g:
-            raise GraphError(f"Tensor {value.name!r} belongs to another graph.")
+            capture = getattr(g, "capture", None)  # a function graph (cond branch, loop body) captures it
+            if capture is None:
+                raise GraphError(f"Tensor {value.name!r} belongs to another graph.")
+            value = capture(value)
         if dtype is not None and as_dtype(dtype) is not value.dtype:
             raise GraphError(
                 f"Tensor {value.name!r} has dtype {value.dtype.name}, but {as_dtype(dtype).name} is required."

@@ -29,6 +29,8 @@ class HubLayer(Layer):
         trainable: whether fitting the model trains the module's variables.
         signature: the signature to call (``"default"`` when None).
         output_key: which output to return; None returns the ``"default"`` output.
+        signature_outputs_as_dict: return the signature's whole output dict (as ``hub.KerasLayer`` does
+            for TF1 modules); needs ``signature`` and excludes ``output_key``.
         tags: always use this variant (disables the automatic ``{"train"}`` choice).
         name: the layer's name.
     """
@@ -43,9 +45,15 @@ class HubLayer(Layer):
         output_key: str | None = None,
         tags: Any = None,
         name: str | None = None,
+        signature_outputs_as_dict: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        if signature_outputs_as_dict and output_key is not None:
+            raise SignatureError("HubLayer: pass either output_key or signature_outputs_as_dict=True, not both.")
+        if signature_outputs_as_dict and signature is None:
+            raise SignatureError("HubLayer: signature_outputs_as_dict=True needs a signature= to return the outputs of.")
         super().__init__(trainable=trainable, name=name, **kwargs)
+        self.signature_outputs_as_dict = bool(signature_outputs_as_dict)
         self.handle = handle
         self.signature = signature
         self.output_key = output_key
@@ -68,7 +76,7 @@ class HubLayer(Layer):
 
     def _apply_parked(self, module: Any) -> None:
         """Checkpoint values restored before the module was loaded (deferred restore)."""
-        variables = module.variable_map
+        variables = module.flat_variable_map
         ready = {k: p for k, p in self._deferred.items() if k in variables}
         for k in ready:
             del self._deferred[k]
@@ -94,7 +102,7 @@ class HubLayer(Layer):
         return self._primary().variables if self._modules else []
 
     def _checkpoint_children(self) -> list[tuple[str, Any]]:
-        return list(self._primary().variable_map.items()) if self._modules else []
+        return list(self._primary().flat_variable_map.items()) if self._modules else []
 
     # -- layer ---------------------------------------------------------------------------------------
     def build(self, input_shape: Any) -> None:
@@ -102,6 +110,8 @@ class HubLayer(Layer):
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         module = self._module_for(bool(training) if not hasattr(training, "graph") else True)
+        if self.signature_outputs_as_dict:
+            return module(inputs, signature=self.signature, as_dict=True)
         if self.output_key is None:
             names = module.get_output_info_dict(signature=self.signature)
             if "default" not in names:
@@ -127,6 +137,7 @@ class HubLayer(Layer):
             "trainable": self._module_trainable,
             "signature": self.signature,
             "output_key": self.output_key,
+            "signature_outputs_as_dict": self.signature_outputs_as_dict,
             "tags": self.tags,
         }
 

@@ -4,6 +4,12 @@ from hubkit.module.assets import add_asset
 from hubkit.module.builder import add_signature, attach_message
 from hubkit.module.convert import convert
 from hubkit.module.create import create_module_spec
+from hubkit.module.eval_function import (
+    eval_function_for_module,
+    global_variables_initializer,
+    local_variables_initializer,
+    tables_initializer,
+)
 from hubkit.module.image_util import attach_image_module_info, get_expected_image_size, get_num_image_channels
 from hubkit.module.loader import load_module_spec
 from hubkit.module.module import Module
@@ -20,9 +26,13 @@ __all__ = [
     "attach_message",
     "convert",
     "create_module_spec",
+    "eval_function_for_module",
     "get_expected_image_size",
     "get_num_image_channels",
+    "global_variables_initializer",
     "load_module_spec",
+    "local_variables_initializer",
+    "tables_initializer",
 ]
 # Names lifted into the top-level hubkit namespace.
 __top_level__: list[str] = [
@@ -33,7 +43,11 @@ __top_level__: list[str] = [
     "attach_message",
     "convert",
     "create_module_spec",
+    "eval_function_for_module",
     "get_expected_image_size",
     "get_num_image_channels",
+    "global_variables_initializer",
     "load_module_spec",
+    "local_variables_initializer",
+    "tables_initializer",
 ]

@@ -14,6 +14,7 @@ from google.protobuf import any_pb2
 
 from hubkit.errors import SignatureError
 from hubkit.graph import Graph, Tensor, get_default_graph
+from hubkit.module.signatures import expand_composites
 
 __all__ = ["ModuleBuildState", "ModuleBuilder", "add_signature", "attach_message", "current_builder"]
 
@@ -83,8 +84,8 @@ def add_signature(name: str | None = None, inputs: Any = None, outputs: Any = No
     name = "default" if name is None else name
     if not isinstance(name, str) or not _SIGNATURE_KEY.match(name):
         raise SignatureError(f"Invalid signature name {name!r}; use letters, digits, '_', '.' and '-'.")
-    ins = _as_dict(inputs, "input", name)
-    outs = _as_dict(outputs, "output", name)
+    ins = expand_composites(_as_dict(inputs, "input", name))  # a SparseTensor/RaggedTensor: "x/<component>"
+    outs = expand_composites(_as_dict(outputs, "output", name))
     keys_of: dict[str, str] = {}
     for key, t in ins.items():
         if not isinstance(t, Tensor) or t.graph is not builder.graph:

@@ -14,6 +14,7 @@ from hubkit.format.marker import write_marker
 from hubkit.format.safetensors_io import VARIABLES_DIR, write_store
 from hubkit.module.assets import copy_assets
 from hubkit.module.spec import ModuleSpec
+from hubkit.ops.control_flow import CONTROL_FLOW_FEATURE, CONTROL_FLOW_OPS
 from hubkit.runtime.variables import Variable
 
 __all__ = ["export_module"]
@@ -23,6 +24,13 @@ def _producer() -> str:
     from hubkit._version import __version__
 
     return f"hubkit {__version__}"
+
+
+def required_features(graph: pb.ModuleGraph) -> tuple[str, ...]:
+    """The marker's ``required_features`` for this graph: "control_flow" when a node holds function graphs."""
+    if any(nd.op in CONTROL_FLOW_OPS for variant in graph.variants for nd in variant.nodes):
+        return (CONTROL_FLOW_FEATURE,)
+    return ()
 
 
 def _check_target(path: str) -> None:
@@ -54,7 +62,7 @@ def export_module(
         os.mkdir(os.path.join(tmp, VARIABLES_DIR))
         write_store(os.path.join(tmp, VARIABLES_DIR), {n: v.value for n, v in variables.items()}, max_shard_bytes)
         copy_assets(spec._asset_sources, tmp)
-        write_marker(tmp, _producer())
+        write_marker(tmp, _producer(), required_features(graph))
         _set_modes(tmp)
         _check_target(path)
         if os.path.isdir(path):

@@ -20,12 +20,16 @@ from hubkit.module.signatures import (
     TensorInfo,
     convert_eager_inputs,
     convert_symbolic_input,
+    group_composite_outputs,
+    output_keys,
     pack_inputs,
+    public_infos,
 )
 from hubkit.module.spec import ModuleSpec, Variant, normalize_tags
 from hubkit.ops.check import check_graph
 from hubkit.ops.importer import NodeSpec, import_nodes, nodes_needed
 from hubkit.runtime.executor import Plan, compile_plan
+from hubkit.runtime.partitioned import group_partitions
 from hubkit.runtime.scopes import claim_scope_name
 from hubkit.runtime.state import runtime_state
 from hubkit.runtime.variables import Variable, bind_variable, register_in_collections
@@ -37,6 +41,10 @@ _MODULE_NAME = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*$")
 
 class _PlacedModules(dict):
     """Per-graph state: ``id(module)`` -> ``(module, variable scope)`` of each module placed in the graph."""
+
+
+class _CalledModules(set):
+    """Per-graph state: ``id(module)`` of each module called in the graph (its losses are collected once)."""
 
 
 _CONCRETE_TYPES = frozenset((list, tuple, np.ndarray, str, bytes, int, float, bool))  # never _as_graph_tensor
@@ -75,6 +83,11 @@ class Module:
         name: name scope of the module's nodes and variables when used inside a graph.
         tags: selects the graph variant (default: the empty tag set).
 
+    Made inside ``with graph.as_default():``, the module is placed in that graph at once, as in
+    TensorFlow 1: its scope is claimed there (an active ``variable_scope`` prefixes its variables'
+    names), its variables are bound and added to ``GLOBAL_VARIABLES`` (and to ``TRAINABLE_VARIABLES``
+    when ``trainable=True``).
+
     Raises:
         SignatureError: no variant has these tags (the error lists the available tag sets).
         FormatError: the module on disk is invalid.
@@ -109,6 +122,12 @@ class Module:
         self._variables = self._make_variables()
         self._placement: list[str | None] = [None]  # the scope of the first graph placement, shared by with_tags
         self._build_eager_graph()
+        graph = entered_graph()
+        if graph is not None:  # as TF1: made inside a graph, the module's variables join it now
+            self._place(graph)
+            if not self._trainable:
+                for var in self._variables.values():
+                    register_in_collections(graph, var)  # GLOBAL_VARIABLES only: they are not trainable
 
     def with_tags(self, tags: Any) -> Module:
         """The same module (same ``Variable`` objects, name and trainability) running another variant.
@@ -232,7 +251,7 @@ class Module:
         sig = self._variant.signature(signature)
         packed = pack_inputs(sig, inputs)
         as_dict = bool(as_dict)
-        if not as_dict and "default" not in sig.outputs:
+        if not as_dict and "default" not in public_infos(sig.outputs):
             raise SignatureError(
                 f"Signature {sig.name!r} has no 'default' output; pass as_dict=True to get its outputs "
                 f"{sorted(sig.outputs)}."
@@ -246,10 +265,11 @@ class Module:
             entry = self._compile(sig, as_dict)
         plan, in_keys, out_keys = entry
         results = plan.run(convert_eager_inputs(sig, in_keys, packed))
-        return dict(zip(out_keys, results)) if as_dict else results[0]
+        grouped = group_composite_outputs(sig, dict(zip(out_keys, results)))
+        return grouped if as_dict else grouped["default"]
 
     def _compile(self, sig: SignatureSpec, as_dict: bool):
-        out_keys = tuple(sig.outputs) if as_dict else ("default",)
+        out_keys = output_keys(sig, as_dict)
         in_keys = tuple(sig.inputs)
         fetches = [self._eager_tensors[sig.outputs[k].name] for k in out_keys]
         feeds = [self._eager_tensors[sig.inputs[k].name] for k in in_keys]
@@ -265,29 +285,36 @@ class Module:
         for rel, var in self._variables.items():
             var.name = f"{scope}/{rel}"
 
+    def _place(self, graph: Graph) -> tuple[tuple[Module, str], bool]:
+        """The module's (module, variable scope) in ``graph``, placing it there first if need be."""
+        modules = graph.state_for(_PlacedModules)
+        known = modules.get(id(self))
+        if known is not None and known[0] is self:
+            return known, False
+        # Called by a layer of its name (a HubLayer, whose scope may be made unique as "name_1"), the
+        # layer's scope is the module's: no doubled "hub_layer/hub_layer" segment.
+        current = graph.current_scope
+        last = current.rsplit("/", 1)[-1]
+        same = last == self._name or (last.startswith(self._name + "_") and last[len(self._name) + 1:].isdigit())
+        scope = current if same else claim_scope_name(graph, self._name)
+        self._name_variables(scope)
+        known = modules[id(self)] = (self, scope)
+        # Every variable of the variant is bound at placement, in name order, so the graph's
+        # collections list them all whatever signature is called first.
+        for spec in sorted((n for n in self._variant.nodes if n.op == "Variable"), key=lambda n: n.name):
+            self._bind_variable(graph, f"{scope}/{spec.name}", spec, symbolic=True)
+        return known, True
+
     def _call_symbolic(self, sig: SignatureSpec, packed: dict[str, Any], as_dict: bool):
         graph = next((v.graph for v in packed.values() if isinstance(v, Tensor)), None) or get_default_graph()
         tensors = {k: convert_symbolic_input(sig, k, v, graph) for k, v in packed.items()}
-        modules = graph.state_for(_PlacedModules)
-        known = modules.get(id(self))
-        first = known is None or known[0] is not self
-        if known is None or first:
-            # Called by a layer of its name (a HubLayer, whose scope may be made unique as "name_1"), the
-            # layer's scope is the module's: no doubled "hub_layer/hub_layer" segment.
-            current = graph.current_scope
-            last = current.rsplit("/", 1)[-1]
-            same = last == self._name or (last.startswith(self._name + "_") and last[len(self._name) + 1:].isdigit())
-            scope = current if same else claim_scope_name(graph, self._name)
-            self._name_variables(scope)
-            known = modules[id(self)] = (self, scope)
-            # Every variable of the variant is bound at the first call, in name order, so the
-            # graph's collections list them all whatever signature is called first.
-            for spec in sorted((n for n in self._variant.nodes if n.op == "Variable"), key=lambda n: n.name):
-                self._bind_variable(graph, f"{scope}/{spec.name}", spec, symbolic=True)
-        else:
-            scope = graph.unique_name(self._name)
+        known, placed_now = self._place(graph)
+        called = graph.state_for(_CalledModules)
+        first = id(self) not in called or placed_now
+        called.add(id(self))
+        scope = known[1] if first else graph.unique_name(self._name)
         input_map = {sig.inputs[k].name: t for k, t in tensors.items()}
-        out_keys = tuple(sig.outputs) if as_dict else ("default",)
+        out_keys = output_keys(sig, as_dict)
         targets = [sig.outputs[k].name for k in out_keys]
         update_items: list[tuple[str, str]] = []
         loss_items: list[tuple[str, str]] = []
@@ -308,7 +335,8 @@ class Module:
                 graph.add_to_collection(ASSET_FILEPATHS, node.outputs[0])
         created = {id(n) for n in result.nodes.values() if n.op != "Variable"}
         outputs = {k: _with_declared_shape(sig, k, result.tensor(sig.outputs[k].name), created) for k in out_keys}
-        return outputs if as_dict else outputs["default"]
+        grouped = group_composite_outputs(sig, outputs)
+        return grouped if as_dict else grouped["default"]
 
     def _reachable(self, key: str, input_map: dict[str, Tensor]) -> list[tuple[str, str]]:
         """Items of a collection computable from the mapped inputs (no other placeholder needed)."""
@@ -329,11 +357,11 @@ class Module:
 
     def get_input_info_dict(self, signature: str | None = None) -> dict[str, TensorInfo]:
         """Input name -> :class:`TensorInfo` of a signature (default ``"default"``)."""
-        return dict(self._variant.signature(signature).inputs)
+        return public_infos(self._variant.signature(signature).inputs)
 
     def get_output_info_dict(self, signature: str | None = None) -> dict[str, TensorInfo]:
         """Output name -> :class:`TensorInfo` of a signature."""
-        return dict(self._variant.signature(signature).outputs)
+        return public_infos(self._variant.signature(signature).outputs)
 
     def get_attached_message(self, key: str, message_type: Any, required: bool = False):
         """The message attached under ``key`` to the selected variant (see ``ModuleSpec.get_attached_message``)."""
@@ -345,12 +373,19 @@ class Module:
 
     @property
     def variables(self) -> list[Variable]:
-        """Every variable of the module, sorted by module-relative name."""
-        return list(self._variables.values())
+        """Every variable of the module, in ``variable_map`` order (a partitioned variable's parts in order)."""
+        return [v for entry in self.variable_map.values() for v in (entry if isinstance(entry, list) else [entry])]
 
     @property
-    def variable_map(self) -> dict[str, Variable]:
-        """Module-relative name (``"dense/kernel"``) -> Variable, sorted by name."""
+    def variable_map(self) -> dict[str, Any]:
+        """Module-relative name (``"dense/kernel"``) -> Variable, sorted by name; a partitioned variable
+        (parts ``<name>/part_<i>``) maps to the list of its parts, as in TensorFlow Hub."""
+        return group_partitions(self._variables)
+
+    @property
+    def flat_variable_map(self) -> dict[str, Variable]:
+        """Module-relative name -> Variable for every variable, a partitioned one's parts each under its own
+        name (``emb/part_0``): the keys checkpoints and exports use."""
         return dict(self._variables)
 
     @property
@@ -374,12 +409,14 @@ class Module:
     def name(self) -> str:
         return self._name
 
-    def export(self, path: str | os.PathLike, *, max_shard_bytes: int | None = None) -> None:
+    def export(self, path: str | os.PathLike, session: Any = None, *, max_shard_bytes: int | None = None) -> None:
         """Writes the module (every variant, current variable values, assets) to the directory ``path``.
 
         The files are written into a temporary directory next to ``path`` and renamed into place;
         the marker is written last. Exporting the same module twice gives byte-identical files.
         Variables larger than ``max_shard_bytes`` in total (default 2 GiB) are split in shards.
+        ``session`` is accepted (and ignored: variables hold their own values) so TF1's
+        ``m.export(path, sess)`` runs unchanged.
 
         Raises:
             FormatError: ``path`` exists and is not an empty directory, or a value cannot be stored.

@@ -10,21 +10,22 @@ values are; ``Module(spec)`` makes the values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from google.protobuf import any_pb2
 
-from hubkit.errors import FormatError, SignatureError
+from hubkit.errors import FormatError, MissingAttachmentError, SignatureError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.attrs import decode_dtype, decode_shape
 from hubkit.format.graph_codec import decode_nodes, decode_tensor_info
 from hubkit.format.safetensors_io import TensorEntry
 from hubkit.graph import DType, GraphKeys, format_shape
 from hubkit.module.assets import ASSET_FILEPATHS, check_asset_filename
-from hubkit.module.signatures import SignatureSpec, TensorInfo
+from hubkit.module.signatures import SignatureSpec, TensorInfo, public_infos
 from hubkit.ops.importer import NodeSpec, split_tensor_name
 
 __all__ = ["CARRIED_COLLECTIONS", "ModuleSpec", "VariableInfo", "Variant", "normalize_tags"]
@@ -220,11 +221,11 @@ class ModuleSpec:
 
     def get_input_info_dict(self, signature: str | None = None, tags: Iterable[str] | None = None) -> dict[str, TensorInfo]:
         """Input name -> :class:`TensorInfo` (``.dtype``, ``.shape``, ``.get_shape()``) of a signature."""
-        return dict(self._variant(tags).signature(signature).inputs)
+        return public_infos(self._variant(tags).signature(signature).inputs)
 
     def get_output_info_dict(self, signature: str | None = None, tags: Iterable[str] | None = None) -> dict[str, TensorInfo]:
         """Output name -> :class:`TensorInfo` of a signature."""
-        return dict(self._variant(tags).signature(signature).outputs)
+        return public_infos(self._variant(tags).signature(signature).outputs)
 
     def get_attached_message(self, key: str, message_type: Any, tags: Iterable[str] | None = None, required: bool = False):
         """A fresh copy of the message attached under ``key``, or None when there is none.
@@ -236,13 +237,14 @@ class ModuleSpec:
             required: raise instead of returning None when the message is absent.
 
         Raises:
-            SignatureError: ``required`` and absent, or the attachment is of another message type.
+            MissingAttachmentError: ``required`` and absent (also a KeyError).
+            SignatureError: the attachment is of another message type.
         """
         variant = self._variant(tags)
         packed = variant.attachments.get(key)
         if packed is None:
             if required:
-                raise SignatureError(
+                raise MissingAttachmentError(
                     f"Module variant {_format_tags(variant.tags)} has no attached message {key!r}; attached: "
                     f"{sorted(variant.attachments)}."
                 )
@@ -263,6 +265,22 @@ class ModuleSpec:
     def module_dir(self) -> str | None:
         """The directory the spec was loaded from, or None for a spec made by ``create_module_spec``."""
         return self._module_dir
+
+    def export(self, path: str | os.PathLike, checkpoint_path: str | os.PathLike,
+               name_transform_fn: Callable[[str], str] | None = None) -> None:
+        """Writes this spec as a module whose variable values come from a name-keyed checkpoint.
+
+        Args:
+            path: the module directory to create.
+            checkpoint_path: a checkpoint written by ``hubkit.train.Saver`` (prefix, or directory: latest).
+            name_transform_fn: maps a module variable name to its key in the checkpoint.
+
+        Raises:
+            CheckpointError: a variable is missing from the checkpoint, or its shape differs (both named).
+        """
+        from hubkit.train.saver import export_spec_from_checkpoint  # train sits beside this layer
+
+        export_spec_from_checkpoint(self, path, checkpoint_path, name_transform_fn)
 
     def __repr__(self) -> str:
         where = self._module_dir or "create_module_spec"

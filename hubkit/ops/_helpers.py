@@ -27,10 +27,16 @@ def _is_symbolic(value: Any) -> bool:
     return isinstance(value, Tensor) or hasattr(value, "_as_graph_tensor")
 
 
+def _tracing(graph: Graph) -> Graph:
+    """While a cond branch or loop body is traced, ops go to its function graph (outer tensors are captured)."""
+    default = get_default_graph()
+    return default if graph is not default and hasattr(default, "capture") else graph
+
+
 def _graph_of(values: Sequence[Any]) -> Graph:
     for v in values:
         if isinstance(v, Tensor):
-            return v.graph
+            return _tracing(v.graph)
     return get_default_graph()
 
 
@@ -39,6 +45,8 @@ def as_tensor(value: Any, dtype: Any = None, graph: Graph | None = None) -> Tens
     becomes a constant of ``dtype``."""
     if graph is None and isinstance(value, Tensor):
         graph = value.graph
+    if graph is not None:
+        graph = _tracing(graph)
     return convert_to_tensor(value, dtype=dtype if not _is_symbolic(value) else None, graph=graph)
 
 

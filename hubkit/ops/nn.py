@@ -443,23 +443,35 @@ def bias_add(value: Any, bias: Any, name: str | None = None) -> Tensor:
     return apply("BiasAdd", value, bias, name=name or "BiasAdd")
 
 
-def embedding_lookup(params: Any, ids: Any, name: str | None = None) -> Tensor:
+def embedding_lookup(params: Any, ids: Any, partition_strategy: str = "mod", name: str | None = None,
+                     validate_indices: bool = True, max_norm: Any = None) -> Tensor:
     """Rows ``params[ids]``; the gradient with respect to ``params`` is sparse (only those rows).
 
     Args:
-        params: ``[vocab, dim...]`` tensor or Variable (a list of one is accepted, as in TF).
+        params: ``[vocab, dim...]`` tensor or Variable, or a list of them (a partitioned variable's
+            parts) holding the rows split by ``partition_strategy``.
         ids: int tensor of any shape.
+        partition_strategy: with several parts, ``"mod"`` (id ``i`` is row ``i // n`` of part ``i % n``)
+            or ``"div"`` (contiguous ranges, the first ``vocab % n`` parts one row longer).
         name: node name.
+        validate_indices, max_norm: accepted for TensorFlow 1 compatibility (``max_norm`` must be None).
 
     Returns:
         ``ids.shape + params.shape[1:]``.
     """
-    if isinstance(params, (list, tuple)):
-        if len(params) != 1:
-            raise GraphError(
-                f"embedding_lookup: sharded params are not supported; got a list of {len(params)} tensors."
-            )
-        params = params[0]
+    if partition_strategy not in ("div", "mod"):
+        raise GraphError(f"embedding_lookup: unknown partition_strategy {partition_strategy!r}; expected ['div', 'mod'].")
+    if max_norm is not None:
+        raise GraphError("embedding_lookup: max_norm is not supported; clip the rows with hubkit.clip_by_norm instead.")
+    if isinstance(params, (list, tuple)) or hasattr(params, "_get_variable_list"):
+        parts = list(params)
+        if not parts:
+            raise GraphError("embedding_lookup: params is an empty list.")
+        if len(parts) > 1:
+            from hubkit.ops.partitioned_lookup import partitioned_gather
+
+            return partitioned_gather(parts, ids, partition_strategy, name or "embedding_lookup")
+        params = parts[0]
     return gather(params, ids, name=name or "embedding_lookup")
 
 

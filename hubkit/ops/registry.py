@@ -118,9 +118,14 @@ def _graph_of(inputs: Sequence[Any]) -> Graph:
         g = x.graph if isinstance(x, Tensor) else None
         if g is not None:
             if graph is not None and g is not graph:
+                if hasattr(get_default_graph(), "capture"):  # tracing a function: it captures both
+                    return get_default_graph()
                 raise GraphError(f"Inputs come from different graphs ({x.name!r} is from another graph).")
             graph = g
-    return graph or get_default_graph()
+    default = get_default_graph()
+    if graph is not None and graph is not default and hasattr(default, "capture"):
+        return default  # tracing a cond branch or loop body: the op belongs there, outer inputs are captured
+    return graph or default
 
 
 def normalize_specs(specs: Any) -> list[tuple[DType, Shape]]:

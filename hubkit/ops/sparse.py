@@ -52,6 +52,20 @@ class RaggedTensor:
         """The same rows holding other ``values`` (e.g. the ids of these tokens)."""
         return RaggedTensor(values, self.row_ids, self.num_rows)
 
+    # Session protocol (hubkit/ops/ragged_value.py): fetched as a RaggedTensorValue, fed from one or from lists.
+    def _composite_components(self) -> list[Tensor]:
+        return [self.values, self.row_ids, self.num_rows]
+
+    def _composite_value(self, parts: list) -> Any:
+        from hubkit.ops.ragged_value import RaggedTensorValue
+
+        return RaggedTensorValue(*parts)
+
+    def _composite_feed(self, value: Any) -> list[tuple[Tensor, Any]]:
+        from hubkit.ops.ragged_value import as_ragged_value
+
+        return list(zip(self._composite_components(), as_ragged_value(value, "RaggedTensor feed")))
+
 
 # -- forward -----------------------------------------------------------------------------------------
 def check_ragged(ids: np.ndarray, row_ids: np.ndarray, weights: np.ndarray | None, num_rows: int) -> None:
@@ -372,6 +386,10 @@ class EmbeddingLookupSparseGrad:
 def _as_ragged(ids: Any, what: str) -> tuple[Any, Any, Any]:
     if isinstance(ids, RaggedTensor):
         return ids.values, ids.row_ids, ids.num_rows
+    if hasattr(ids, "indices") and hasattr(ids, "dense_shape"):  # a SparseTensor: rows are indices[:, 0]
+        from hubkit.ops.shape import getitem
+
+        return ids.values, getitem(ids.indices, (slice(None), 0)), getitem(ids.dense_shape, 0)
     if isinstance(ids, (tuple, list)) and len(ids) == 3:
         return tuple(ids)
     raise GraphError(
@@ -381,7 +399,8 @@ def _as_ragged(ids: Any, what: str) -> tuple[Any, Any, Any]:
 
 
 def embedding_lookup_sparse(
-    params: Any, ids: Any, weights: Any = None, combiner: str = "sqrtn", name: str | None = None
+    params: Any, ids: Any = None, weights: Any = None, combiner: str | None = "sqrtn", name: str | None = None,
+    *, sp_ids: Any = None, sp_weights: Any = None, partition_strategy: str = "mod", max_norm: Any = None,
 ) -> Tensor:
     """One combined embedding per row of a ragged batch of ids, as ``tf.nn.embedding_lookup_sparse``.
 
@@ -393,10 +412,14 @@ def embedding_lookup_sparse(
 
     Args:
         params: ``[vocab, dim...]`` embedding table (a Variable or a tensor).
-        ids: a :class:`RaggedTensor` of int ids, or a ``(values, row_ids, num_rows)`` tuple.
-        weights: None, or float weights with one value per id (a RaggedTensor or a flat tensor).
-        combiner: ``"sqrtn"`` (default), ``"mean"`` or ``"sum"``.
+        ids: a :class:`RaggedTensor` or ``SparseTensor`` of int ids (rows: ``indices[:, 0]``), or a
+            ``(values, row_ids, num_rows)`` tuple; ``sp_ids=`` is the same argument by TensorFlow's name.
+        weights: None, or float weights with one value per id (a RaggedTensor, a SparseTensor or a flat
+            tensor); ``sp_weights=`` is TensorFlow's name for it.
+        combiner: ``"sqrtn"`` (default), ``"mean"`` or ``"sum"``; None means ``"mean"`` (TF1's default).
         name: node name.
+        partition_strategy: with ``params`` a list of parts, ``"mod"`` or ``"div"`` (as ``embedding_lookup``).
+        max_norm: accepted for TensorFlow compatibility; must be None.
 
     Returns:
         A ``[num_rows, dim...]`` tensor.
@@ -416,9 +439,20 @@ def embedding_lookup_sparse(
            [0., 0.],
            [0., 1.]], dtype=float32)
     """
+    ids = sp_ids if ids is None else ids  # TensorFlow's argument names
+    weights = sp_weights if weights is None else weights
+    combiner = "mean" if combiner is None else combiner  # TF1's default when combiner=None
+    if ids is None:
+        raise GraphError("embedding_lookup_sparse: ids (sp_ids) are required.")
+    if max_norm is not None:
+        raise GraphError("embedding_lookup_sparse: max_norm is not supported.")
     if combiner not in COMBINERS:
         raise GraphError(f"embedding_lookup_sparse: unknown combiner {combiner!r}; expected one of {sorted(COMBINERS)}.")
     values, row_ids, num_rows = _as_ragged(ids, "ids")
+    if isinstance(params, (list, tuple)) or hasattr(params, "_get_variable_list"):
+        from hubkit.ops.partitioned_lookup import concat_parts
+
+        params, values = concat_parts(list(params), values, partition_strategy)
     graph = next((t.graph for t in (values, row_ids, num_rows) if isinstance(t, Tensor)), None)
     if graph is None and isinstance(params, Tensor):
         graph = params.graph
@@ -426,7 +460,7 @@ def embedding_lookup_sparse(
     params_t = as_tensor(params, graph=graph)
     inputs = [params_t, *(as_tensor(t, int64, graph) for t in (values, row_ids, num_rows))]
     if weights is not None:
-        w = weights.values if isinstance(weights, RaggedTensor) else weights
+        w = weights.values if isinstance(weights, RaggedTensor) or hasattr(weights, "dense_shape") else weights
         inputs.append(as_tensor(w, params_t.dtype, graph))
     if params_t.shape is not None and len(params_t.shape) == 0:
         raise GraphError(f"embedding_lookup_sparse: params must have rank >= 1, got {format_shape(params_t.shape)}.")

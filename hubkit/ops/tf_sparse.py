@@ -79,7 +79,9 @@ class TfSparseSegmentReduce:
         n = int(num_segments[0]) if num_segments else None
         rows, scale = _segments(data, indices, segment_ids, n, reduction)
         out = np.zeros((rows,) + data.shape[1:], dtype=data.dtype)
-        np.add.at(out, segment_ids, data[indices])
+        if len(segment_ids):  # ids are sorted: each segment is one run, summed by reduceat (np.add.at is ~10x slower)
+            starts = np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
+            out[segment_ids[starts]] = np.add.reduceat(data[indices], starts, axis=0)
         return out * scale.reshape((-1,) + (1,) * (data.ndim - 1))
 
     def vjp(g, out, data, indices, segment_ids, *num_segments, reduction):

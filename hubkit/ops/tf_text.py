@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -79,7 +81,39 @@ class TfStringSplit:
         if input.ndim != 1:
             raise TfRuntimeError(f"StringSplit needs a vector of strings, got shape {list(input.shape)}.")
         d = str(delimiter.reshape(-1)[0]) if delimiter.size else ""
+        if skip_empty and len(input) > 16 and d.isascii() and d:
+            fast = _split_batch(input.tolist(), d)
+            if fast is not None:
+                return fast
         return _sparse_rows([_split_one(x, d, skip_empty) for x in input])
+
+
+_ROW_MARK = "\x1f"  # not "\\x00": NumPy drops trailing NULs when it compares with a str
+
+
+def _split_batch(rows: list[str], delimiter: str):
+    """``StringSplit`` (empty tokens skipped) of a whole batch with three C-level passes instead of a Python
+    loop per string: the rows joined by a mark, every delimiter byte mapped to the first, one ``str.split``, and
+    NumPy finding the marks (row ends) and the empty tokens. ``None`` when a string holds the mark (or the mark is
+    a delimiter): the caller then splits row by row."""
+    if _ROW_MARK in delimiter:
+        return None
+    d0 = delimiter[0]
+    joined = _ROW_MARK.join(rows)
+    if joined.count(_ROW_MARK) != len(rows) - 1:
+        return None
+    if len(delimiter) > 1:
+        joined = joined.translate({ord(c): d0 for c in delimiter[1:]})
+    parts = np.array(joined.replace(_ROW_MARK, d0 + _ROW_MARK + d0).split(d0), dtype=object)
+    mark = parts == _ROW_MARK
+    keep = ~mark & (parts != "")
+    row_of = np.cumsum(mark)[keep]
+    counts = np.bincount(row_of, minlength=len(rows))
+    starts = np.cumsum(counts) - counts
+    cols = np.arange(len(row_of), dtype=np.int64) - starts[row_of]
+    indices = np.stack([row_of.astype(np.int64), cols], axis=1).reshape(-1, 2)
+    width = int(counts.max()) if len(rows) else 0
+    return indices, parts[keep], np.array([len(rows), width], dtype=np.int64)
 
 
 def _split_v2_one(s: str, sep: str, maxsplit: int) -> list[str]:
@@ -226,12 +260,38 @@ def _sub_bytes(regexp: Any, data: bytes, parts: tuple[str | int, ...], count: in
     return b"".join(out)
 
 
+# One character class, optionally repeated: a match never spans the row mark when the mark does not match it.
+_CLASS_ATOM = re.compile(
+    r"(?:\\[pP][A-Za-z]|\\[pP]\{\^?[A-Za-z_ ]+\}|\\[sSdDwW]|\[\^?\]?(?:[^\]\\\[]|\\.|\[:\^?[a-z]+:\])*\])\+?")
+
+
+def _regex_replace_joined(x: np.ndarray, rx: Any, regexp: Any, parts: tuple[str | int, ...]) -> np.ndarray | None:
+    """A global replacement of a single character class (``\\pP``, ``[\\pP\\s]+``) over a whole batch in one RE2
+    scan: the strings joined by a mark the class does not match and no string holds, so every match lies inside
+    one string and the result splits back at the marks. ``None`` when that does not hold."""
+    if rx.search(_ROW_MARK) is not None or any(isinstance(p, str) and _ROW_MARK in p for p in parts):
+        return None
+    flat = x.reshape(-1).tolist()
+    joined = _ROW_MARK.join(flat)
+    if joined.count(_ROW_MARK) != len(flat) - 1:
+        return None
+    data = joined.encode("utf-8", "surrogateescape")
+    out = _sub_bytes(regexp, data, parts, 0).decode("utf-8", "surrogateescape").split(_ROW_MARK)
+    result = np.empty(len(flat), dtype=object)
+    result[:] = out
+    return result.reshape(x.shape)
+
+
 def _regex_replace(x: np.ndarray, pattern: str, rewrite: str, replace_global: bool) -> np.ndarray:
     rx = _compile(pattern)
     _check_rewrite(rx, rewrite)
     parts = _rewrite_parts(rewrite)
     count = 0 if replace_global else 1
     regexp = getattr(rx, "_regexp", None)
+    if regexp is not None and replace_global and x.size > 16 and _CLASS_ATOM.fullmatch(pattern):
+        fast = _regex_replace_joined(x, rx, regexp, parts)
+        if fast is not None:
+            return fast
     if regexp is None:  # another re2 wrapper: its own sub has the same semantics
         def repl(m: Any) -> str:
             return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
@@ -290,6 +350,17 @@ class TfStringLower:
         return string, input.shape
 
     def forward(input, *, encoding=""):
+        if input.size > 16:
+            flat = input.reshape(-1).tolist()
+            joined = _ROW_MARK.join(flat)  # lowering never makes or removes the mark: one pass over the batch
+            if joined.count(_ROW_MARK) == len(flat) - 1:
+                if encoding == "utf-8" or joined.isascii():
+                    joined = joined.lower()
+                else:
+                    joined = joined.translate(_ASCII_LOWER)
+                out = np.empty(len(flat), dtype=object)
+                out[:] = joined.split(_ROW_MARK)
+                return out.reshape(input.shape)
         if encoding == "utf-8":
             return _map(str.lower, input)
         return _map(lambda s: s.lower() if s.isascii() else s.translate(_ASCII_LOWER), input)
@@ -308,15 +379,10 @@ class TfStringToHashBucketFast:
 
     def forward(input, *, num_buckets):
         n = int(num_buckets)
-        memo: dict[str, int] = {}  # tokens repeat (words): hash each distinct one once per call
-
-        def bucket(s: str) -> int:
-            b = memo.get(s)
-            if b is None:
-                b = memo[s] = fingerprint64(s.encode("utf-8", "surrogateescape")) % n
-            return b
-
-        return _map(bucket, input, np.int64)
+        flat = np.asarray(input, dtype=object).reshape(-1).tolist()
+        # tokens repeat (words): hash each distinct one once per call
+        memo = {t: fingerprint64(t.encode("utf-8", "surrogateescape")) % n for t in dict.fromkeys(flat)}
+        return np.array(list(map(memo.__getitem__, flat)), dtype=np.int64).reshape(np.shape(input))
 
 
 # -- lookup tables -----------------------------------------------------------------------------------------
@@ -385,8 +451,9 @@ def _table_attrs(node) -> dict:
 
 def _lookup(table: dict, keys: np.ndarray, default: np.ndarray, dtype) -> np.ndarray:
     d = default.reshape(-1)[0] if default.size else None
-    flat = [table.get(k, d) for k in np.asarray(keys, dtype=object).reshape(-1)]
-    return np.array(flat, dtype=dtype.np_dtype).reshape(keys.shape)
+    flat = np.asarray(keys, dtype=object).reshape(-1).tolist()
+    found = list(map(table.get, flat, itertools.repeat(d, len(flat))))  # a C loop, no Python frame per key
+    return np.array(found, dtype=dtype.np_dtype).reshape(keys.shape)
 
 
 @register_op

@@ -201,6 +201,10 @@ class _Fetches:
             keys = list(f)
             parts = [self._walk(graph, f[k]) for k in keys]
             return lambda r: {k: p(r) for k, p in zip(keys, parts)}
+        components = getattr(f, "_composite_components", None)
+        if components is not None:  # a SparseTensor (or other composite): fetched as its value type
+            parts = [self._walk(graph, c) for c in components()]
+            return lambda r: f._composite_value([p(r) for p in parts])
         item = _as_fetch(graph, f)
         i = len(self.flat)
         self.flat.append(item)
@@ -218,6 +222,15 @@ def _as_fetch(graph: Graph, f: Any, what: str = "Fetch") -> Tensor | Node:
     if hook is not None:
         return hook(graph)
     raise GraphError(f"Cannot {what.lower()} {f!r}: expected a Tensor, a Node, a Variable or a name.")
+
+
+def _expand_composite_feeds(feed_dict: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+    """Feed pairs, a composite key (a SparseTensor fed a SparseTensorValue) replaced by its components' pairs."""
+    pairs: list[tuple[Any, Any]] = []
+    for k, v in feed_dict.items():
+        split = getattr(k, "_composite_feed", None)
+        pairs.extend(split(v) if split is not None else [(k, v)])
+    return pairs
 
 
 class Session:
@@ -275,7 +288,7 @@ class Session:
         feeds: list[Tensor] = []
         values: list[Any] = []
         if feed_dict:
-            for k, v in feed_dict.items():
+            for k, v in _expand_composite_feeds(feed_dict):
                 t = _as_fetch(g, k, "Feed")
                 if not isinstance(t, Tensor):
                     raise FeedError(f"Cannot feed {k!r}: only tensors can be fed.")

@@ -208,7 +208,9 @@ def get_variable(
     initializer: Any = None,
     trainable: bool = True,
     regularizer: Any = None,
-) -> Variable:
+    partitioner: Any = None,
+    collections: Any = None,
+) -> Any:
     """Creates the variable ``<current variable scope>/<name>`` in the default graph, or reuses it.
 
     The variable is bound to the default graph, added to ``GLOBAL_VARIABLES`` (and
@@ -225,8 +227,14 @@ def get_variable(
         regularizer: a function of the variable's tensor returning a scalar loss tensor
             (``hubkit.regularizers.l2(1e-4)``).
 
+        collections: the collections to add the variable to instead of ``GLOBAL_VARIABLES`` (as TF1;
+            a trainable variable still joins ``TRAINABLE_VARIABLES``).
+        partitioner: a function of (shape, dtype) giving the parts per axis
+            (``hubkit.fixed_size_partitioner(n)``, ...): the variable is then made of ``<name>/part_<i>``.
+
     Returns:
-        The :class:`hubkit.Variable`; use it wherever a tensor is expected.
+        The :class:`hubkit.Variable` (a :class:`hubkit.PartitionedVariable`, the list of its parts, with a
+        partitioner); use it wherever a tensor is expected.
 
     Raises:
         GraphError: the name exists and the scope does not reuse, or reuse=True and it does not
@@ -234,6 +242,11 @@ def get_variable(
     """
     if not isinstance(name, str) or not _VALID_NAME.match(name):
         raise GraphError(f"Invalid variable name {name!r}: use letters, digits, '_', '.', '-' and '/'.")
+    if partitioner is not None:
+        from hubkit.runtime.partitioned import get_partitioned_variable
+
+        return get_partitioned_variable(get_variable, name, shape, dtype, initializer, trainable, regularizer,
+                                        partitioner)
     graph = get_default_graph()
     scope = get_variable_scope()
     full = _join(scope.name, name)
@@ -272,7 +285,14 @@ def get_variable(
     var = Variable(name=full, shape=sh, dtype=dt, initializer=init, trainable=trainable)
     tensor = var._as_graph_tensor(graph)
     store[full] = var
-    register_in_collections(graph, var)
+    if collections is None:
+        register_in_collections(graph, var)
+    else:  # TF1: these collections instead of GLOBAL_VARIABLES (TRAINABLE_VARIABLES still when trainable)
+        keys = list(collections)
+        if trainable and GraphKeys.TRAINABLE_VARIABLES not in keys:
+            keys.append(GraphKeys.TRAINABLE_VARIABLES)
+        for key in keys:
+            graph.add_to_collection(key, var)
     if reg is not None:
         with graph.as_default(), graph.name_scope(f"{full}/Regularizer/"):
             loss = reg(tensor)

@@ -16,6 +16,7 @@ from hubkit.train.optimizers import (
     create_global_step,
     get_global_step,
 )
+from hubkit.train.saver import Saver
 from hubkit.train.training import History
 
 __all__: list[str] = [
@@ -34,6 +35,7 @@ __all__: list[str] = [
     "Momentum",
     "Optimizer",
     "RMSProp",
+    "Saver",
     "create_global_step",
     "export_model_as_module",
     "get_global_step",

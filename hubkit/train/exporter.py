@@ -89,7 +89,7 @@ class LatestModuleExporter:
                 by_name.setdefault(saved, stored)
         module = Module(self._spec(), name="module")
         missing: list[str] = []
-        for var_name, var in module.variable_map.items():
+        for var_name, var in module.flat_variable_map.items():
             key = self._lookup(reader, var_name, by_name)
             if key is None:
                 missing.append(var_name)

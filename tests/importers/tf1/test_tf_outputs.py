@@ -62,7 +62,7 @@ def test_gradients_match_tensorflow(name):
         w = np.linspace(-1.0, 1.0, n).astype(np.float32)
         loss = hk.reduce_sum(hk.reshape(out, [-1]) * w)
         names = sorted(k[len("grad__"):] for k in rec if k.startswith("grad__"))
-        grads = hk.gradients(loss, [m.variable_map[v] for v in names])
+        grads = hk.gradients(loss, [m.flat_variable_map[v] for v in names])
         grads = [gr.to_dense() if isinstance(gr, hk.IndexedSlices) else gr for gr in grads]
     values = hk.Session(g).run(grads, {feeds[k]: v for k, v in inputs.items()})
     # float32 noise of a gradient that is zero in exact arithmetic (BERT's key bias: softmax ignores a shift
@@ -87,7 +87,7 @@ def test_train_variant_batch_norm_updates_match_tensorflow():
     hk.Session(g).run([y, *updates], {x: images})
     for key, want in rec.items():
         if key.startswith("train__after__"):
-            _assert_close(m.variable_map[key[len("train__after__"):]].value, want, key)
+            _assert_close(m.flat_variable_map[key[len("train__after__"):]].value, want, key)
 
 
 def test_signatures_tags_variables_and_attachment():
