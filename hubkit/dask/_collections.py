@@ -1,0 +1,204 @@
+"""How each Dask collection is cut into partitions, fed to the worker code, and rebuilt from its outputs.
+
+Shape rules (also in docs/scale.md):
+
+- dataframe: a Series feeds a one-input signature and gives a Series (one output) or a DataFrame of the
+  output columns; a DataFrame gives the same frame with one column appended per output. An output with
+  one value per row (shape ``[None]``) becomes a typed column; an output with more dimensions (an
+  embedding ``[None, dim]``, a feature map) becomes an object column holding one NumPy array per row.
+- array: rows are the first axis; the result is a dask array with the same row chunks and the output's
+  own trailing dimensions (an embedding becomes a 2-D ``[n, dim]`` array).
+- bag: a plain record feeds a one-input signature and is replaced by its output (a dict of outputs when
+  several are asked for); a dict record keeps its fields and gains one per output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from hubkit import FeedError, SignatureError
+from hubkit.dask._signature import Job, TensorDesc, input_sources
+from hubkit.dask._worker import run_partition
+
+__all__ = ["map_array", "map_bag", "map_dataframe"]
+
+
+def _column_dtype(desc: TensorDesc) -> np.dtype:
+    """Scalar-per-row outputs keep their dtype; anything with more dimensions (or unknown rank) is object."""
+    return desc.np_dtype if desc.shape is not None and len(desc.shape) == 1 else np.dtype(object)
+
+
+def _to_column(values: np.ndarray, desc: TensorDesc, index: Any, name: str) -> Any:
+    import pandas as pd
+
+    dtype = _column_dtype(desc)
+    if dtype.kind != "O" or values.ndim == 1:
+        return pd.Series(values.astype(dtype, copy=False), index=index, name=name)
+    cells = np.empty(len(values), dtype=object)
+    for i in range(len(values)):  # one array per row; assigning a 2-D array at once would broadcast
+        cells[i] = values[i]
+    return pd.Series(cells, index=index, name=name)
+
+
+def _dataframe_partition(part: Any, job: Job, sources: dict[str, Any] | None, partition_info: Any = None) -> Any:
+    import pandas as pd
+
+    number = partition_info["number"] if partition_info else -1
+    if sources is None:  # a Series feeding the only input
+        columns = {next(iter(job.inputs)): part.to_numpy()}
+    else:
+        columns = {name: part[col].to_numpy() for name, col in sources.items()}
+    outputs = run_partition(job, columns, len(part), number, labels=part.index)
+    new = {k: _to_column(v, job.outputs[k], part.index, k) for k, v in outputs.items()}
+    if sources is None:
+        return next(iter(new.values())) if len(new) == 1 else pd.DataFrame(new, index=part.index)
+    return part.assign(**new)
+
+
+def map_dataframe(job: Job, frame: Any, inputs: Any) -> Any:
+    """The module's outputs over a dask Series or DataFrame (see the module docstring for the shapes)."""
+    import dask.dataframe as dd
+    import pandas as pd
+
+    meta_columns = {k: pd.Series(np.empty(0, dtype=_column_dtype(d)), name=k) for k, d in job.outputs.items()}
+    if isinstance(frame, dd.Series):
+        if inputs is not None:
+            raise FeedError(
+                "A Series feeds a one-input signature directly; pass inputs only with a DataFrame or a bag of dicts."
+            )
+        if len(job.inputs) != 1:
+            raise FeedError(
+                f"Signature {job.signature!r} has several inputs {sorted(job.inputs)}; pass a DataFrame holding them "
+                "as columns (and inputs={input name: column} if the names differ)."
+            )
+        index = frame._meta.index
+        if len(meta_columns) == 1:
+            meta = next(iter(meta_columns.values())).set_axis(index[:0])
+        else:
+            meta = pd.DataFrame({k: s.set_axis(index[:0]) for k, s in meta_columns.items()})
+        return frame.map_partitions(_dataframe_partition, job, None, meta=meta, enforce_metadata=False)
+    columns = list(frame.columns)
+    if inputs is None and len(job.inputs) == 1 and len(columns) == 1 and columns[0] not in job.inputs:
+        inputs = {next(iter(job.inputs)): columns[0]}  # a one-column frame feeds a one-input signature
+    sources = input_sources(job, inputs, columns, "column")
+    for name, column in sources.items():
+        if job.inputs[name].dtype != "string" and pd.api.types.is_string_dtype(frame._meta[column].dtype) and (
+            frame._meta[column].dtype != object
+        ):
+            raise FeedError(
+                f"Column {column!r} has dtype {frame._meta[column].dtype}, but signature {job.signature!r} input "
+                f"{name!r} takes {job.inputs[name].dtype} values. A column of arrays must keep dtype object: build the "
+                "frame under dask.config.set({'dataframe.convert-string': False}), which stops dask turning object "
+                "columns into strings."
+            )
+    taken = sorted(k for k in job.outputs if k in frame.columns)
+    if taken:
+        raise FeedError(
+            f"The dataframe already has columns {taken}, which the outputs would overwrite; rename them first "
+            f"(or rename the outputs afterwards with a Series input)."
+        )
+    meta = frame._meta.assign(**{k: s.set_axis(frame._meta.index[:0]) for k, s in meta_columns.items()})
+    return frame.map_partitions(_dataframe_partition, job, sources, meta=meta, enforce_metadata=False)
+
+
+def _array_block(block: np.ndarray, job: Job, block_id: Any = None) -> np.ndarray:
+    number = block_id[0] if block_id else -1
+    name = next(iter(job.inputs))
+    outputs = run_partition(job, {name: block}, len(block), number)
+    return next(iter(outputs.values()))
+
+
+def map_array(job: Job, array: Any, inputs: Any) -> Any:
+    """The module's output over a dask array whose first axis holds the rows."""
+    from dask.base import tokenize
+
+    if inputs is not None:
+        raise FeedError("An array feeds a one-input signature directly; pass inputs only with a DataFrame or a bag of dicts.")
+    if len(job.inputs) != 1:
+        raise FeedError(
+            f"Signature {job.signature!r} has several inputs {sorted(job.inputs)}; an array feeds only one. Use a "
+            "DataFrame or a bag of dicts."
+        )
+    if len(job.outputs) != 1:
+        raise SignatureError(f"An array result holds one output; pass one output_key, not {list(job.outputs)}.")
+    (name, desc), (key, out) = next(iter(job.inputs.items())), next(iter(job.outputs.items()))
+    if array.ndim == 0:
+        raise FeedError("A 0-d array has no rows; the first axis of the array must hold the rows.")
+    if desc.shape is not None and array.ndim != len(desc.shape):
+        raise FeedError(
+            f"Signature {job.signature!r} input {name!r} has shape {list(desc.shape)} (rows first); the array has "
+            f"{array.ndim} dimensions, shape {list(array.shape)}."
+        )
+    if out.shape is None:
+        raise SignatureError(
+            f"Signature {job.signature!r} output {key!r} has unknown rank, so its array chunks cannot be laid out; "
+            "use a DataFrame or a bag."
+        )
+    if array.ndim > 1:  # every row must arrive whole: one chunk along every other axis
+        array = array.rechunk({axis: -1 for axis in range(1, array.ndim)})
+    chunks = (array.chunks[0], *[(np.nan if d is None else d,) for d in out.shape[1:]])
+    return array.map_blocks(
+        _array_block,
+        job=job,
+        dtype=out.np_dtype,
+        chunks=chunks,
+        drop_axis=list(range(1, array.ndim)),
+        new_axis=list(range(1, len(out.shape))),
+        meta=np.empty((0,) * len(out.shape), dtype=out.np_dtype),
+        name=f"hubkit-{job.signature}-{tokenize(array, job)}",
+    )
+
+
+def _bag_partition(records: Any, job: Job, inputs: Any, number: int) -> list[Any]:
+    records = list(records)
+    names = list(job.inputs)
+    as_dicts = inputs is not None or len(names) > 1 or any(isinstance(r, Mapping) for r in records)
+    if as_dicts:
+        sources = input_sources(job, inputs, None, "record key")
+        columns: dict[str, list[Any]] = {n: [] for n in names}
+        for row, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise FeedError(
+                    f"hubkit.dask: partition {number}, row {row} is a {type(record).__name__}, not a dict like the "
+                    f"other records; records feeding signature {job.signature!r} by key must all be dicts."
+                )
+            for n in names:
+                if sources[n] not in record:
+                    raise FeedError(
+                        f"hubkit.dask: partition {number}, row {row} has no key {sources[n]!r} for signature "
+                        f"{job.signature!r} input {n!r}; the record's keys: {sorted(map(str, record))}."
+                    )
+                columns[n].append(record[sources[n]])
+    else:
+        columns = {names[0]: records}
+    outputs = run_partition(job, columns, len(records), number)
+    keys = list(outputs)
+    result = []
+    for row, record in enumerate(records):
+        values = {k: outputs[k][row] for k in keys}
+        if as_dicts:
+            clash = sorted(k for k in keys if k in record)
+            if clash:
+                raise FeedError(
+                    f"hubkit.dask: partition {number}, row {row} already has keys {clash}, which the outputs would "
+                    "overwrite; rename them first."
+                )
+            result.append({**record, **values})
+        else:
+            result.append(values[keys[0]] if len(keys) == 1 else values)
+    return result
+
+
+def map_bag(job: Job, bag: Any, inputs: Any) -> Any:
+    """The module's outputs over a dask bag of records (see the module docstring for the record rules)."""
+    import dask
+    import dask.bag as db
+
+    if inputs is not None:
+        input_sources(job, inputs, None, "record key")  # a bad mapping fails here, on the client
+    run = dask.delayed(_bag_partition, pure=True)
+    parts = bag.to_delayed(optimize_graph=False)
+    return db.from_delayed([run(part, job, inputs, i) for i, part in enumerate(parts)])
