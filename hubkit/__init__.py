@@ -239,6 +239,7 @@ from hubkit.train import (
     Input,
     LatestModuleExporter,
     Model,
+    export_model_as_module,
 )
 
 __all__ = [
@@ -319,6 +320,7 @@ __all__ = [
     "eval_function_for_module",
     "exp",
     "expand_dims",
+    "export_model_as_module",
     "export_onnx",
     "fill",
     "fixed_size_partitioner",

@@ -1,11 +1,13 @@
 """The ``hubkit`` command line: inspect, download and cache modules, publish and serve registries.
 
-Every command exits 0 on success and non-zero on failure with one line on stderr (no traceback).
+Every command exits 0 on success and non-zero on failure with one line on stderr (no traceback;
+``HUBKIT_TRACEBACK=1`` shows one for an unexpected error).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -20,12 +22,15 @@ class _CliError(Exception):
     """A failure worth one line on stderr and exit status 1."""
 
 
-def _format_bytes(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} GB"  # pragma: no cover
+def _format_bytes(count: Any) -> str:
+    from hubkit.hub.sizes import format_size
+
+    return format_size(count)
+
+
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 entry``, ``2 entries``, ``0 problems``."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
 def _variables(module_dir: str) -> list[tuple[str, str, list[int], int]]:
@@ -39,11 +44,101 @@ def _variables(module_dir: str) -> list[tuple[str, str, list[int], int]]:
     return sorted((name, dtype_code(e.dtype), list(e.shape), e.end - e.begin) for name, e in entries.items())
 
 
+def _registry_module(handle: str) -> str | None:
+    """The handle as a registry module's location (no version) if it names one, else ``None``."""
+    from hubkit.hub.handles import is_archive_name, is_url, registry_parts
+    from hubkit.hub.resolvers import MODULE_MARKERS
+
+    if handle.lower().startswith(("http://", "https://")):
+        base = handle.split("#", 1)[0].rstrip("/")
+        if base.endswith(("/index.json", "/index.html")):
+            base = base.rsplit("/", 1)[0]
+        if registry_parts(base) is None and not is_archive_name(base) and not base.endswith(".json"):
+            return base
+        return None
+    if is_url(handle) and not handle.lower().startswith("file://"):
+        return None
+    from hubkit.hub.handles import local_path
+    from hubkit.hub.remote_registry import read_registry_json
+
+    path = local_path(handle)
+    if not os.path.isfile(os.path.join(path, "index.json")) or any(
+            os.path.isfile(os.path.join(path, m)) for m in MODULE_MARKERS):
+        return None
+    try:
+        index = read_registry_json(os.path.join(path, "index.json"))
+    except HubkitError:
+        return None
+    return path if isinstance(index, dict) and isinstance(index.get("versions"), list) else None
+
+
+def _print_versions(location: str) -> int:
+    from hubkit.hub.catalog import _published
+    from hubkit.hub.remote_registry import versions_of
+
+    versions, _ = versions_of(location)
+    latest = versions[-1]
+    print(f"Module {location!r} (a registry module: pick a version)")
+    if latest.get("description"):
+        print(f"  description: {latest['description']}")
+    print(f"  {_count(len(versions), 'version')}:")
+    for entry in versions:
+        print(f"    {entry['version']:>4}  {_format_bytes(entry.get('size')):>8}  "
+              f"published {_published(entry.get('published_at'))}  sha256 {entry.get('sha256', '?')}")
+    print(f"  latest: {latest['version']}")
+    pinned = f"{location.rstrip('/')}/{latest['version']}"
+    if not location.lower().startswith(("http://", "https://")):
+        pinned += ".tar.gz"  # a registry on this machine: its archives load directly
+    print(f'  load it with: hubkit.Module("{pinned}")')
+    return 0
+
+
+def _cache_manifest(module_dir: str) -> dict[str, Any]:
+    """The registry manifest recorded beside a cached module's directory ({} for anything else)."""
+    import json
+
+    try:
+        with open(os.path.join(os.path.dirname(module_dir), "descriptor.json"), "rb") as f:
+            descriptor = json.loads(f.read(1 << 20).decode("utf-8"))
+        manifest = descriptor.get("manifest") if os.path.basename(module_dir) == "module" else None
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _manifest_beside(handle: str) -> dict[str, Any]:
+    """The manifest next to a local registry archive (``.../acme/echo/2.tar.gz`` -> ``2.json``), else {}."""
+    from hubkit.hub.handles import is_url, local_path
+    from hubkit.hub.remote_registry import read_registry_json
+
+    if is_url(handle) and not handle.lower().startswith("file://"):
+        return {}
+    path = local_path(handle.split("#", 1)[0])
+    if not path.endswith(".tar.gz") or not os.path.isfile(path[: -len(".tar.gz")] + ".json"):
+        return {}
+    try:
+        manifest = read_registry_json(path[: -len(".tar.gz")] + ".json")
+    except HubkitError:
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from hubkit.hub import resolve, summarize_module
 
+    registry_module = _registry_module(args.handle)
+    if registry_module is not None:
+        return _print_versions(registry_module)
     module_dir = resolve(args.handle)
     print(f"Module {args.handle!r}")
+    manifest = _cache_manifest(module_dir) or _manifest_beside(args.handle)
+    if isinstance(manifest.get("description"), str) and manifest["description"]:
+        print(f"  description: {manifest['description']}")
+    if manifest:
+        from hubkit.hub.catalog import _published
+
+        print(f"  published: {_published(manifest.get('published_at'))}, archive "
+              f"{_format_bytes(manifest.get('size'))}, sha256 {manifest.get('sha256', '?')}")
     print(f"  directory: {module_dir}")
     if _is_tf1(module_dir):
         from hubkit.importers.tf1.info import describe_tf1_module
@@ -84,7 +179,7 @@ def _cache() -> Any:
 def _cmd_cache_ls(args: argparse.Namespace) -> int:
     cache = _cache()
     entries = list(cache.entries())
-    print(f"Cache {cache.root}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+    print(f"Cache {cache.root}: {_count(len(entries), 'entry', 'entries')}")
     for entry in entries:
         state = "complete" if entry.complete else "INCOMPLETE"
         fetched = entry.descriptor.get("fetched_at", "?")
@@ -134,7 +229,7 @@ def _cmd_cache_prune(args: argparse.Namespace) -> int:
             removed.append(entry.path)
     for path in removed:
         print(f"removed {path}")
-    print(f"{len(removed)} item(s) removed")
+    print(f"{_count(len(removed), 'item')} removed")
     return 0
 
 
@@ -148,30 +243,45 @@ def _cmd_cache_verify(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     if problems:
-        raise _CliError(f"{len(problems)} problem(s) in {count} cache entries; `hubkit cache rm HANDLE` or "
-                        "`hubkit cache prune --verify` removes the broken entries.")
-    print(f"{count} cache entries verified, all intact")
+        raise _CliError(f"{_count(len(problems), 'problem')} in {_count(count, 'cache entry', 'cache entries')}; "
+                        "`hubkit cache rm HANDLE` or `hubkit cache prune --verify` removes the broken entries.")
+    print(f"{_count(count, 'cache entry', 'cache entries')} verified, all intact")
     return 0
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
     from hubkit.hub import publish
 
-    manifest = publish(args.module_dir, args.root, name=args.name, version=args.version, description=args.description)
+    manifest = publish(args.module_dir, args.root, name=args.name, version=args.version,
+                       description=args.description, base_url=args.base_url)
     print(f"published {manifest['name']} version {manifest['version']} "
           f"({_format_bytes(manifest['size'])}, sha256 {manifest['sha256']}) to {args.root}")
+    if args.check:
+        _check_root(args.root, deep=True)
     return 0
 
 
-def _cmd_registry_check(args: argparse.Namespace) -> int:
+def _check_root(root: str, deep: bool) -> None:
     from hubkit.hub import check_registry
+    from hubkit.hub.remote_registry import check_remote_registry
 
-    problems = check_registry(args.root)
+    if root.lower().startswith(("http://", "https://")):
+        problems = check_remote_registry(root, deep=deep)
+    elif not os.path.isdir(root):
+        raise _CliError(f"Registry root {root!r} is not a directory (nor an http(s):// URL).")
+    else:
+        problems = check_registry(root)  # local archives are always hashed: reading them is cheap
     for problem in problems:
         print(problem)
     if problems:
-        raise _CliError(f"Registry {args.root!r} has {len(problems)} problem(s).")
-    print(f"Registry {args.root!r} is consistent")
+        raise _CliError(f"Registry {root!r} has {_count(len(problems), 'problem')}.")
+    checked = "indexes, manifests and archives" if deep or not root.lower().startswith("http") else (
+        "indexes and manifests; --deep also downloads and hashes every archive")
+    print(f"Registry {root!r} is consistent ({checked})")
+
+
+def _cmd_registry_check(args: argparse.Namespace) -> int:
+    _check_root(args.root, deep=args.deep)
     return 0
 
 
@@ -215,6 +325,20 @@ def _port(text: str) -> int:
     return port
 
 
+def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``hubkit publish`` (also used by ``scripts/publish.py``)."""
+    parser.add_argument("module_dir", metavar="MODULE_DIR", help="an exported module directory")
+    parser.add_argument("root", metavar="ROOT", help="the registry root directory (created if missing)")
+    parser.add_argument("--name", required=True, help="publisher/name, e.g. acme/text-embedding")
+    parser.add_argument("--version", type=int, default=None, help="a positive integer (default: the next one)")
+    parser.add_argument("--description", default=None,
+                        help="one line for the indexes and the catalog (default: the previous version's)")
+    parser.add_argument("--base-url", default=None, metavar="URL",
+                        help="the URL the root is served at, so the catalog shows complete load lines "
+                             "(remembered for later publishes)")
+    parser.add_argument("--check", action="store_true", help="verify the whole registry afterwards")
+
+
 def _is_tf1(module_dir: str) -> bool:
     from hubkit.importers import detect_format
 
@@ -230,27 +354,35 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser of the ``hubkit`` command."""
-    parser = argparse.ArgumentParser(prog="hubkit", description="Use, cache and publish hubkit modules.")
+    from hubkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hubkit", description="Use, cache and publish hubkit modules.",
+        epilog="A HANDLE is a module directory, a .tar.gz archive (path, file:// or http(s):// URL, optionally "
+               "with #sha256=HEX) or a registry version URL such as https://models.example.org/acme/echo/2.")
+    parser.add_argument("--version", action="version", version=f"hubkit {__version__} (distribution hubkit-ml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = commands.add_parser("info", help="show a module's signatures, inputs, outputs and variables")
-    info.add_argument("handle")
+    info = commands.add_parser("info", help="show a module's description, signatures, inputs, outputs and "
+                                            "variables; for a registry module without a version, its versions")
+    info.add_argument("handle", metavar="HANDLE",
+                      help="a module handle, or a registry module without a version (.../<publisher>/<name>)")
     info.set_defaults(run=_cmd_info)
 
     convert = commands.add_parser("convert", help="write a TF1 Hub module, ONNX model or module as a hubkit module")
-    convert.add_argument("src", metavar="SRC")
-    convert.add_argument("dst", metavar="DST")
+    convert.add_argument("src", metavar="SRC", help="the module to convert: a directory, archive or handle")
+    convert.add_argument("dst", metavar="DST", help="the hubkit module directory to write (must not exist, or be empty)")
     convert.set_defaults(run=_cmd_convert)
 
     download = commands.add_parser("download", help="fetch a module into the cache and print its directory")
-    download.add_argument("handle")
+    download.add_argument("handle", metavar="HANDLE", help="the module to fetch (an archive or registry version URL)")
     download.set_defaults(run=_cmd_download)
 
     cache = commands.add_parser("cache", help="inspect and maintain the module cache").add_subparsers(
         dest="cache_command", required=True, metavar="ACTION")
     cache.add_parser("ls", help="list cache entries").set_defaults(run=_cmd_cache_ls)
     rm = cache.add_parser("rm", help="remove the entry of a handle")
-    rm.add_argument("handle")
+    rm.add_argument("handle", metavar="HANDLE", help="the handle the entry was fetched for (as `cache ls` shows it)")
     rm.set_defaults(run=_cmd_cache_rm)
     prune = cache.add_parser("prune", help="remove incomplete entries, entries of changed local archives, "
                                            "leftovers and stale locks")
@@ -262,23 +394,23 @@ def build_parser() -> argparse.ArgumentParser:
         run=_cmd_cache_verify)
 
     publish = commands.add_parser("publish", help="publish a module directory into a registry root")
-    publish.add_argument("module_dir")
-    publish.add_argument("root")
-    publish.add_argument("--name", required=True, help="publisher/name")
-    publish.add_argument("--version", type=int, default=None, help="default: the next integer")
-    publish.add_argument("--description", default="")
+    add_publish_arguments(publish)
     publish.set_defaults(run=_cmd_publish)
 
-    registry = commands.add_parser("registry", help="check or serve a registry root").add_subparsers(
+    registry = commands.add_parser("registry", help="check, serve or query a registry").add_subparsers(
         dest="registry_command", required=True, metavar="ACTION")
-    check = registry.add_parser("check", help="verify indexes, manifests and archives")
-    check.add_argument("root")
+    check = registry.add_parser("check", help="verify indexes, manifests and archives (read-only)")
+    check.add_argument("root", metavar="ROOT", help="a registry root directory or http(s):// URL")
+    check.add_argument("--deep", action="store_true",
+                       help="over http(s): also download every archive and check its size and sha256 "
+                            "(a local root's archives are always checked)")
     check.set_defaults(run=_cmd_registry_check)
     latest = registry.add_parser("latest", help="print the newest version handle of .../<publisher>/<name>")
-    latest.add_argument("url")
+    latest.add_argument("url", metavar="URL", help="a registry module without a version, e.g. "
+                                                   "https://models.example.org/acme/echo")
     latest.set_defaults(run=_cmd_registry_latest)
     serve = registry.add_parser("serve", help="serve a registry root on 127.0.0.1 (development only)")
-    serve.add_argument("root")
+    serve.add_argument("root", metavar="ROOT", help="the registry root directory to serve")
     serve.add_argument("--port", type=_port, default=8000, help="TCP port 0-65535 (0: any free port)")
     serve.set_defaults(run=_cmd_registry_serve)
     export_onnx = commands.add_parser("export-onnx", help="write a module's signature as an ONNX model")
@@ -327,14 +459,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 141
     except (HubkitError, _CliError) as exc:
-        print(f"hubkit: error: {exc}", file=sys.stderr)
+        _fail(str(exc))
     except OSError as exc:
-        print(f"hubkit: error: {exc.strerror or exc} ({exc.filename!r})" if exc.filename else f"hubkit: error: {exc}",
-              file=sys.stderr)
+        _fail(f"{exc.strerror or exc} ({exc.filename!r})" if exc.filename else str(exc))
     except KeyboardInterrupt:
         print("hubkit: interrupted", file=sys.stderr)
         return 130
+    except (RecursionError, MemoryError) as exc:
+        _fail(f"the input is too large or too deeply nested ({type(exc).__name__}).")
+    except Exception as exc:  # the contract: one line, never a traceback (HUBKIT_TRACEBACK=1 shows it)
+        if os.environ.get("HUBKIT_TRACEBACK") == "1":
+            raise
+        _fail(f"unexpected {type(exc).__name__}: {exc} (a hubkit bug: please report it with the command; "
+              "HUBKIT_TRACEBACK=1 shows where it happened).")
     return 1
+
+
+def _fail(message: str) -> None:
+    """Prints ``message`` as one line on stderr (newlines and control characters from outside become spaces)."""
+    line = "".join(ch if ch.isprintable() else " " for ch in message)
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    line = line.encode(encoding, "backslashreplace").decode(encoding)  # undecodable bytes from argv, say
+    with contextlib.suppress(OSError, ValueError):  # stderr is gone too: the exit status still says it
+        print(f"hubkit: error: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,9 @@
 3. training: a functional Model trained, checkpointed, exported as a module;
 4. text and images: a text-embedding and an image-feature module built by the example exporters;
 5. hub: all of them published to a registry under .demo/, served on 127.0.0.1, loaded by URL
-   (the second load comes from the cache) and run.
+   (the second load comes from the cache) and run; sentences beside their embeddings and a similarity table.
+
+Every random number is seeded: two runs print the same numbers (only the server's port differs).
 """
 
 from __future__ import annotations
@@ -15,22 +17,29 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("HUBKIT_DEMO_DIR", ROOT / ".demo")).resolve()  # the tests point it elsewhere
 os.environ.setdefault("HUBKIT_CACHE_DIR", str(DEMO / "cache"))
+os.environ.setdefault("HUBKIT_PROGRESS", "0")  # the archives are tiny: no progress bars in the transcript
+SEED = 0
 
 import hubkit as hk  # noqa: E402  (after HUBKIT_CACHE_DIR is set)
+from hubkit.hub.serve import make_server  # noqa: E402
+
+
+def init(seed: int):
+    """A seeded initializer: hk.set_random_seed seeds random ops, not variable initializers."""
+    return hk.initializers.glorot_uniform(seed=SEED + seed)
 
 
 def fmt(values: np.ndarray) -> str:
-    return np.array2string(np.asarray(values), precision=4, suppress_small=True, separator=", ")
+    return np.array2string(np.asarray(values), precision=4, floatmode="fixed", suppress_small=True, separator=", ")
 
 
 def banner(title: str) -> None:
@@ -45,10 +54,11 @@ def engine_demo() -> None:
     y_data = np.tanh(x_data @ true_w) + 0.05 * rng.normal(size=(512, 1)).astype(np.float32)
     g = hk.Graph()
     with g.as_default():
+        hk.set_random_seed(SEED)  # the initial weights: the same losses every run
         x = hk.placeholder(hk.float32, [None, 8], name="x")
         y = hk.placeholder(hk.float32, [None, 1], name="y")
-        h = hk.layers.dense(x, 32, activation="relu")
-        pred = hk.layers.dense(h, 1)
+        h = hk.layers.dense(x, 32, activation="relu", kernel_initializer=init(1))
+        pred = hk.layers.dense(h, 1, kernel_initializer=init(2))
         loss = hk.losses.mean_squared_error(y, pred)
         train_op = hk.train.Adam(0.01).minimize(loss)
     sess = hk.Session(g)
@@ -60,9 +70,10 @@ def engine_demo() -> None:
 
 
 def two_signature_module_fn() -> None:
+    hk.set_random_seed(SEED)
     x = hk.placeholder(hk.float32, [None, 3], name="x")
-    h = hk.layers.dense(x, 4, activation="relu", name="hidden")
-    hk.add_signature(inputs=x, outputs=hk.layers.dense(h, 2, name="logits"))
+    h = hk.layers.dense(x, 4, activation="relu", name="hidden", kernel_initializer=init(3))
+    hk.add_signature(inputs=x, outputs=hk.layers.dense(h, 2, name="logits", kernel_initializer=init(4)))
     words = hk.placeholder(hk.float32, [None, 3], name="features")
     hk.add_signature("norm", inputs={"features": words}, outputs={"l2": hk.sqrt(hk.reduce_sum(hk.square(words), axis=1))})
 
@@ -87,25 +98,22 @@ def training_demo() -> Path:
     rng = np.random.default_rng(1)
     x_data = rng.normal(size=(600, 10)).astype(np.float32)
     labels = (x_data[:, :3].sum(axis=1) > 0).astype(np.int64)
+    hk.set_random_seed(SEED)
     inputs = hk.Input(shape=(10,), name="features")
-    hidden = hk.layers.Dense(16, activation="relu")(inputs)
-    outputs = hk.layers.Dense(2)(hidden)
+    hidden = hk.layers.Dense(16, activation="relu", name="hidden", kernel_initializer=init(5))(inputs)
+    outputs = hk.layers.Dense(2, name="logits", kernel_initializer=init(6))(hidden)
     model = hk.Model(inputs, outputs, name="classifier")
     model.summary()
     model.compile(optimizer=hk.train.Adam(0.01), loss="sparse_softmax_cross_entropy", metrics=["accuracy"])
-    model.fit(x_data, labels, batch_size=32, epochs=3, verbose=1)
+    history = model.fit(x_data, labels, batch_size=32, epochs=3, verbose=0, seed=SEED)
+    for epoch, (loss, accuracy) in enumerate(zip(history.history["loss"], history.history["accuracy"]), 1):
+        print(f"epoch {epoch}  loss {loss:.4f}  accuracy {accuracy:.4f}")
     ckpt_dir = DEMO / "checkpoints"
     manager = hk.CheckpointManager(hk.Checkpoint(model=model), str(ckpt_dir), max_to_keep=2)
-    print("checkpoint:", manager.save())
+    print("checkpoint:", os.path.relpath(manager.save(), ROOT))
     path = DEMO / "modules" / "classifier"
-
-
-    def module_fn() -> None:  # the trained model, wrapped as a module sharing its weights
-        x = hk.placeholder(hk.float32, [None, 10], name="features")
-        hk.add_signature(inputs=x, outputs=model(x))
-
-    hk.Module(hk.create_module_spec(module_fn)).export(str(path))
-    print("exported", path)
+    hk.export_model_as_module(model, path)  # the trained weights, under the model's own variable names
+    print("exported", os.path.relpath(path, ROOT), "with variables", sorted(hk.Module(str(path)).variable_map))
     return path
 
 
@@ -127,11 +135,20 @@ def example_exporters_demo() -> dict[str, Path]:
 
 
 def serve(root: Path) -> tuple[ThreadingHTTPServer, str]:
-    handler = partial(SimpleHTTPRequestHandler, directory=str(root))
-    SimpleHTTPRequestHandler.log_message = lambda *a, **k: None  # quiet
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = make_server(str(root), quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def similarity_table(sentences: list[str], vectors: np.ndarray) -> None:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    similarity = unit @ unit.T
+    width = max(len(s) for s in sentences) + 2
+    print("  cosine similarity".ljust(width + 6) + "".join(f"{f'[{i}]':>7}" for i in range(len(sentences))))
+    for i, sentence in enumerate(sentences):
+        cells = "".join(f"{similarity[i, j]:7.3f}" for j in range(len(sentences)))
+        print(f"  [{i}] {sentence!r:<{width}}{cells}")
 
 
 def hub_demo(modules: dict[str, Path]) -> None:
@@ -141,25 +158,30 @@ def hub_demo(modules: dict[str, Path]) -> None:
         hk.publish(str(path), str(registry), name=f"demo/{name}", description=f"hubkit demo: {name}")
     server, base = serve(registry)
     try:
-        print("registry served at", base, "- catalog:", base + "/index.html")
+        print(f"registry served at {base} (catalog: {base}/index.html)")
+        rng = np.random.default_rng(3)
         inputs = {
             "two-signatures": np.array([[1.0, 2.0, 3.0]], np.float32),
-            "classifier": np.random.default_rng(3).normal(size=(2, 10)).astype(np.float32),
-            "text-embedding": ["the cat sat on the mat", "a hubkit module", "", "unknown words only"],
-            "image-features": np.random.default_rng(4).uniform(size=(2, 32, 32, 3)).astype(np.float32),
+            "classifier": rng.normal(size=(2, 10)).astype(np.float32),
+            "text-embedding": ["the cat sat on the mat", "a cat sat on a mat", "the dog ran", "a hubkit module", ""],
+            "image-features": rng.uniform(size=(2, 32, 32, 3)).astype(np.float32),
         }
         for name in modules:
             url = f"{base}/demo/{name}/1"
-            for attempt in ("download", "cache"):
-                t0 = time.perf_counter()
-                m = hk.Module(url)
-                dt = time.perf_counter() - t0
-                print(f"{url} ({attempt}, {dt * 1000:.1f} ms)")
+            m = hk.Module(url)
+            hk.Module(url)  # the second load is a cache hit: no network request
+            print(f"demo/{name}/1: downloaded, verified and cached; loaded again from the cache")
             out = m(inputs[name])
             np.testing.assert_allclose(out, hk.Module(str(modules[name]))(inputs[name]), rtol=1e-6, atol=1e-6)
-            print(f"  -> output shape {tuple(out.shape)}, first row starts {fmt(out[0][:4])} (same as the local copy)")
+            if name == "text-embedding":
+                for sentence, vector in zip(inputs[name], out):
+                    print(f"  {sentence!r:<26} -> {fmt(vector[:4])[:-1]}, ...] (|v| = {np.linalg.norm(vector):.3f})")
+                similarity_table(inputs[name], out)
+            else:
+                print(f"  -> output shape {tuple(out.shape)}, first row starts {fmt(out[0][:4])} (same as the local copy)")
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def main() -> None:
@@ -171,6 +193,10 @@ def main() -> None:
     modules.update(example_exporters_demo())
     hub_demo(modules)
     print("\ndemo finished: everything ran on this machine and 127.0.0.1.")
+    where = os.path.relpath(DEMO, Path.cwd())
+    print(f"Browse the registry it built:  .venv/bin/hubkit registry serve {where}/registry"
+          "  (then open http://127.0.0.1:8000/)")
+    print(f"Inspect a module:              .venv/bin/hubkit info {where}/modules/text-embedding")
 
 
 def onnx_demo() -> None:

@@ -45,7 +45,7 @@ from hubkit.hub.hashing import sha256_file
 from hubkit.hub.lock import LockFile
 from hubkit.hub.manifest_schema import manifest_problem
 
-__all__ = ["check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
+__all__ = ["check_base_url", "check_registry", "pack_module", "publish", "read_manifest", "rebuild_indexes", "summarize_module"]
 
 MIN_HUBKIT_VERSION = {1: "0.1.0"}  # oldest hubkit able to load each format version
 _PACK_BUFFER = 1 << 20
@@ -229,9 +229,10 @@ def publish(
     registry_root: str,
     name: str,
     version: int | None = None,
-    description: str = "",
+    description: str | None = None,
     *,
     validate: Validator | None = None,
+    base_url: str | None = None,
 ) -> dict[str, Any]:
     """Publishes a module directory as ``<registry_root>/<publisher>/<name>/<version>``.
 
@@ -244,8 +245,11 @@ def publish(
         registry_root: The registry's root directory (created if missing).
         name: ``"publisher/name"`` (required: the module's identity in the registry, e.g. ``"acme/text-embedding"``).
         version: A positive integer; defaults to one more than the highest published version.
-        description: One line describing the module, shown in the indexes and the catalog.
+        description: One line describing the module, shown in the indexes and the catalog; ``None`` (the
+            default) keeps the description of the newest published version (empty for a new module).
         validate: Loads and describes the module (see :func:`summarize_module`, the default).
+        base_url: The registry's public URL (``https://models.example.org``), recorded in the root index so
+            the catalog pages show complete load lines; ``None`` keeps the one recorded before.
 
     Returns:
         The manifest written.
@@ -254,8 +258,16 @@ def publish(
         RegistryError: Bad name or version, the version exists already, or the module is not valid.
     """
     publisher, short_name = _check_name(name)
+    if description is not None and not isinstance(description, str):
+        raise RegistryError(f"Description {description!r} is not a string.")
+    if base_url is not None:
+        base_url = check_base_url(base_url)
     if not os.path.isfile(os.path.join(module_dir, MARKER_FILE)):
-        raise RegistryError(f"{module_dir!r} is not a hubkit module directory: it has no {MARKER_FILE!r}.")
+        if not os.path.exists(module_dir):
+            raise RegistryError(f"Module directory {module_dir!r} does not exist.")
+        what = "a file" if not os.path.isdir(module_dir) else f"a directory without {MARKER_FILE!r}"
+        raise RegistryError(f"{module_dir!r} is not a hubkit module directory: it is {what}. Publish an exported "
+                            "module (hubkit.Module(spec).export(path), or hubkit.export_model_as_module(model, path)).")
     validate = validate or summarize_module
     try:
         summary = validate(module_dir)
@@ -270,6 +282,8 @@ def publish(
     if version in existing:
         raise RegistryError(f"Module {name!r} version {version} is already published in {registry_root!r}; "
                             f"versions are immutable (published: {sorted(existing)}).")
+    if description is None:
+        description = _previous_description(module_root, existing)
     os.makedirs(module_root, exist_ok=True)
     archive_path = os.path.join(module_root, f"{version}.tar.gz")
     digest: dict[str, Any] = {}
@@ -305,8 +319,48 @@ def publish(
     except RegistryError:
         os.unlink(archive_path)
         raise
-    rebuild_indexes(registry_root)
+    rebuild_indexes(registry_root, base_url=base_url)
     return manifest
+
+
+def _previous_description(module_root: str, versions: set[int]) -> str:
+    """The description of the newest readable manifest among ``versions`` ("" when there is none)."""
+    for number in sorted(versions, reverse=True):
+        try:
+            previous = read_manifest(os.path.join(module_root, f"{number}.json")).get("description")
+        except RegistryError:
+            continue
+        if isinstance(previous, str):
+            return previous
+    return ""
+
+
+_BASE_URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+
+
+def check_base_url(url: str) -> str:
+    """Returns a registry's public URL without a trailing slash, or raises if it is not a plain http(s) URL.
+
+    >>> check_base_url("https://models.example.org/hub/")
+    'https://models.example.org/hub'
+
+    Raises:
+        RegistryError: Not ``http(s)://host[:port][/path]`` (no credentials, query, fragment or spaces).
+    """
+    if not isinstance(url, str) or not _BASE_URL.fullmatch(url):
+        raise RegistryError(f"Base URL {url!r} is not of the form 'https://host[:port][/path]' "
+                            "(no credentials, query string or fragment).")
+    return url.rstrip("/")
+
+
+def _recorded_base_url(registry_root: str) -> str | None:
+    """The base URL a previous rebuild recorded in the root index, if it is still a valid one."""
+    try:
+        with open(os.path.join(registry_root, "index.json"), encoding="utf-8") as f:
+            value = json.load(f).get("base_url")
+        return check_base_url(value)
+    except (OSError, ValueError, AttributeError, RecursionError, HubkitError):
+        return None
 
 
 def read_manifest(path: str) -> dict[str, Any]:
@@ -398,7 +452,7 @@ def _module_roots(registry_root: str) -> list[tuple[str, str]]:
     return roots
 
 
-def rebuild_indexes(registry_root: str) -> dict[str, Any]:
+def rebuild_indexes(registry_root: str, base_url: str | None = None) -> dict[str, Any]:
     """Rewrites every module ``index.json``, the root ``index.json`` and ``index.html`` from the manifests.
 
     Runs under the registry's index lock, and starts over when the versions on disk changed while it
@@ -407,21 +461,26 @@ def rebuild_indexes(registry_root: str) -> dict[str, Any]:
 
     Args:
         registry_root: The registry root directory.
+        base_url: The registry's public URL to record (see :func:`publish`); ``None`` keeps the recorded one.
 
     Returns:
         The root index written.
     """
+    base_url = check_base_url(base_url) if base_url is not None else None
     with _index_lock(registry_root) as lock:
+        base_url = base_url or _recorded_base_url(registry_root)
         for _ in range(_MAX_REBUILDS):
-            listed, root_index = _rebuild_once(registry_root, lock)
+            listed, root_index = _rebuild_once(registry_root, lock, base_url)
             if _listing(registry_root) == listed:
                 break
     return root_index
 
 
-def _rebuild_once(registry_root: str, lock: LockFile | None) -> tuple[dict[str, list[int]], dict[str, Any]]:
+def _rebuild_once(
+    registry_root: str, lock: LockFile | None, base_url: str | None
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
     """One rebuild: returns the complete versions it saw on disk and the root index it wrote."""
-    from hubkit.hub.catalog import render_catalog
+    from hubkit.hub.catalog import render_catalog, render_module_page
 
     listed: dict[str, list[int]] = {}
     modules: dict[str, Any] = {}
@@ -445,15 +504,19 @@ def _rebuild_once(registry_root: str, lock: LockFile | None) -> tuple[dict[str, 
         latest = versions[-1]
         atomic_write(os.path.join(module_root, "index.json"),
                        _dump({"name": name, "latest": latest["version"], "versions": entries}))
+        atomic_write(os.path.join(module_root, "index.html"),
+                     render_module_page(name, versions, base_url).encode("utf-8"))
         modules[name] = {
             "latest": latest["version"],
             "versions": [m["version"] for m in versions],
             "description": latest.get("description", ""),
         }
         manifests[name] = versions
-    root_index = {"format": "hubkit-registry", "format_version": 1, "modules": modules}
+    root_index: dict[str, Any] = {"format": "hubkit-registry", "format_version": 1, "modules": modules}
+    if base_url:
+        root_index["base_url"] = base_url
     atomic_write(os.path.join(registry_root, "index.json"), _dump(root_index))
-    atomic_write(os.path.join(registry_root, "index.html"), render_catalog(manifests).encode("utf-8"))
+    atomic_write(os.path.join(registry_root, "index.html"), render_catalog(manifests, base_url).encode("utf-8"))
     return listed, root_index
 
 

@@ -81,13 +81,19 @@ def check_module_dir(path: str, handle: str) -> str:
     Raises:
         ResolveError: The directory does not exist or has no ``hubkit_module.pb``.
     """
+    if os.path.isfile(path):
+        raise ResolveError(f"{path!r} (from handle {handle!r}) is a file, not a module: hubkit loads module "
+                           "directories, module archives (.tar.gz, .tgz, .tar) and ONNX models ('.onnx').")
     if not os.path.isdir(path):
-        raise ResolveError(f"Module directory {path!r} (from handle {handle!r}) does not exist.")
+        archive = f" Its archive {path + '.tar.gz'!r} exists: load that." if os.path.isfile(path + ".tar.gz") else ""
+        raise ResolveError(f"Module directory {path!r} (from handle {handle!r}) does not exist.{archive}")
     if not any(os.path.isfile(os.path.join(path, m)) for m in MODULE_MARKERS):
-        raise ResolveError(
+        from hubkit.hub.remote_registry import local_dir_advice
+
+        raise ResolveError(local_dir_advice(path) or (
             f"Directory {path!r} (from handle {handle!r}) is not a hubkit module: it has no {MARKER_FILE!r} "
             "(an export that did not finish, or not a module at all)."
-        )
+        ))
     return path
 
 
@@ -421,12 +427,14 @@ class ResolverChain:
         for resolver in self.resolvers:
             if resolver.is_supported(handle):
                 return resolver(handle)
+        from hubkit.hub.remote_registry import handle_advice  # what the handle should look like, leading
+
+        configs = [r.config for r in self.resolvers if isinstance(r, _BuiltinResolver)]
+        advice = handle_advice(handle, configs[0] if configs else None)
         tried = "; ".join(repr(r) for r in self.resolvers)
-        hint = ""
-        if is_url(handle) and handle.lower().startswith(("http://", "https://")):
-            hint = (" A registry handle needs an explicit version (.../<publisher>/<name>/<N>); "
-                    "hubkit.registry_latest(url) finds the newest one.")
-        raise ResolveError(f"No resolver supports handle {redact_url(handle)!r}; tried: {tried}.{hint}")
+        shown = redact_url(handle)
+        raise ResolveError(f"{advice} No resolver takes it as written; tried: {tried}." if advice
+                           else f"No resolver supports handle {shown!r}; tried: {tried}.")
 
 
 def default_resolvers(config: HubConfig | None = None) -> list[Any]:

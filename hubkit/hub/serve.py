@@ -9,18 +9,24 @@ It is for development, not production.
 
 from __future__ import annotations
 
+import html
 import http.server
+import io
 import os
 import re
 import shutil
 import urllib.parse
 from typing import Any
 
+from hubkit.hub.catalog import content_security_policy
 from hubkit.hub.handles import TEMP_INFIX
 
 __all__ = ["RegistryRequestHandler", "is_hidden_path", "make_server"]
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
+_PLACEHOLDER = b"&lt;registry URL&gt;"  # hubkit.hub.catalog's stand-in for an unrecorded base URL
+_MAX_PAGE = 16 << 20
 
 
 def is_hidden_path(url_path: str) -> bool:
@@ -54,14 +60,19 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
             self.send_error(404, "File not found")
             return None
         path = self.translate_path(self.path)
+        if os.path.isdir(path) and self.path.split("?", 1)[0].endswith("/"):
+            path = os.path.join(path, "index.html")  # served below, with the catalog's headers
         if os.path.isdir(path) or not os.path.isfile(path):
-            return super().send_head()
+            return super().send_head()  # a redirect to "dir/", a directory listing, or 404
         try:
-            f = open(path, "rb")  # noqa: SIM115  (closed by the base class after copyfile)
+            f: Any = open(path, "rb")  # noqa: SIM115  (closed by the base class after copyfile)
         except OSError:
             self.send_error(404, "File not found")
             return None
         size = os.fstat(f.fileno()).st_size
+        if path.endswith(".html") and size <= _MAX_PAGE:
+            f = self._with_own_url(f)
+            size = len(f.getvalue())
         start, end = 0, size - 1
         match = _RANGE.match(self.headers.get("Range", ""))
         if match:
@@ -81,6 +92,10 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Type", self.guess_type(path))
         self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        if path.endswith(".html"):  # the catalog shows untrusted manifest values: nothing may run but its own
+            self.send_header("Content-Security-Policy", content_security_policy() + "; frame-ancestors 'none'")
+            self.send_header("Referrer-Policy", "no-referrer")
         if path.endswith(".tar.gz"):
             self.send_header("Cache-Control", "public, max-age=31536000, immutable")
         else:
@@ -89,6 +104,17 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
         f.seek(start)
         self._remaining = end - start + 1
         return f
+
+    def _with_own_url(self, f: Any) -> io.BytesIO:
+        """A catalog page with its URL placeholder replaced by where this server is reached, so the load
+        lines are complete without JavaScript (a published registry records it: ``publish --base-url``)."""
+        with f:
+            page = f.read(_MAX_PAGE + 1)
+        host = self.headers.get("Host", "")
+        if not _HOST.fullmatch(host):
+            address: Any = self.server.server_address
+            host = f"{address[0]}:{address[1]}"
+        return io.BytesIO(page.replace(_PLACEHOLDER, html.escape(f"http://{host}").encode("ascii")))
 
     def copyfile(self, source: Any, outputfile: Any) -> None:
         remaining = getattr(self, "_remaining", None)

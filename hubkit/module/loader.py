@@ -51,6 +51,18 @@ def load_module_spec(handle: str | os.PathLike) -> ModuleSpec:
         ResolveError: the handle cannot be turned into a local directory.
     """
     directory = resolve_module_dir(handle)
+    try:
+        return _load_directory(directory)
+    except FormatError as exc:
+        from hubkit.hub.repair import cache_repair_hint  # the hub layer knows where its cache is
+
+        hint = cache_repair_hint(directory)
+        if hint is None:
+            raise
+        raise FormatError(f"{exc} {hint}") from exc
+
+
+def _load_directory(directory: str) -> ModuleSpec:
     if not os.path.isfile(os.path.join(directory, MARKER_FILE)) and detect_format_or_none(directory) in FOREIGN_FORMATS:
         return load_foreign_spec(directory)
     read_marker(directory)

@@ -18,7 +18,7 @@ from hubkit.module.loader import load_module_spec
 from hubkit.module.signatures import (
     SignatureSpec,
     TensorInfo,
-    convert_eager_input,
+    convert_eager_inputs,
     convert_symbolic_input,
     group_composite_outputs,
     output_keys,
@@ -267,7 +267,7 @@ class Module:
         if entry is None:
             entry = self._compile(sig, as_dict)
         plan, in_keys, out_keys = entry
-        results = plan.run([convert_eager_input(sig, k, packed[k]) for k in in_keys])
+        results = plan.run(convert_eager_inputs(sig, in_keys, packed))
         grouped = group_composite_outputs(sig, dict(zip(out_keys, results)))
         return grouped if as_dict else grouped["default"]
 
@@ -294,7 +294,12 @@ class Module:
         known = modules.get(id(self))
         if known is not None and known[0] is self:
             return known, False
-        scope = claim_scope_name(graph, self._name)
+        # Called by a layer of its name (a HubLayer, whose scope may be made unique as "name_1"), the
+        # layer's scope is the module's: no doubled "hub_layer/hub_layer" segment.
+        current = graph.current_scope
+        last = current.rsplit("/", 1)[-1]
+        same = last == self._name or (last.startswith(self._name + "_") and last[len(self._name) + 1:].isdigit())
+        scope = current if same else claim_scope_name(graph, self._name)
         self._name_variables(scope)
         known = modules[id(self)] = (self, scope)
         # Every variable of the variant is bound at placement, in name order, so the graph's

@@ -7,7 +7,7 @@ listed, sorted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +19,8 @@ from hubkit.graph.shapes import merge_shapes
 from hubkit.graph.values import convert_value
 
 __all__ = [
-    "SignatureSpec", "TensorInfo", "convert_eager_input", "convert_symbolic_input", "expand_composites",
-    "group_composite_outputs", "output_keys", "pack_inputs", "public_infos",
+    "SignatureSpec", "TensorInfo", "convert_eager_input", "convert_eager_inputs", "convert_symbolic_input",
+    "expand_composites", "group_composite_outputs", "output_keys", "pack_inputs", "public_infos",
 ]
 
 
@@ -127,7 +127,54 @@ def _pack_public(sig: SignatureSpec, inputs: Any) -> dict[str, Any]:
 def convert_eager_input(sig: SignatureSpec, key: str, value: Any) -> np.ndarray:
     """Converts a concrete value to the input's dtype and checks it against the declared shape."""
     info = sig.inputs[key]
-    return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureInputError)
+    if isinstance(value, (str, bytes)) and info.shape is not None and len(info.shape) >= 1:
+        raise SignatureInputError(
+            f"Signature {sig.name!r} input {key!r} takes a batch of strings (shape {format_shape(info.shape)}), "
+            f"but was given a bare string; pass a list, e.g. [{value[:40]!r}]."
+        )
+    try:
+        return convert_value(value, info.dtype, info.shape, f"Signature {sig.name!r} input {key!r}", SignatureInputError)
+    except SignatureInputError as exc:
+        if _is_one_example(value, info.shape):
+            raise SignatureInputError(f"{exc} It takes a batch: pass [x] (or x[np.newaxis]) for one example.") from None
+        raise
+
+
+def _is_one_example(value: Any, shape: Any) -> bool:
+    """Whether ``value`` would fit ``shape`` = ``[None, ...]`` with a leading batch dimension added."""
+    if shape is None or len(shape) < 1 or shape[0] is not None:
+        return False
+    try:
+        given = np.shape(value)
+    except (ValueError, TypeError):
+        return False
+    rest = tuple(shape[1:])
+    return len(given) == len(rest) and all(d is None or d == g for d, g in zip(rest, given))
+
+
+def convert_eager_inputs(sig: SignatureSpec, keys: Sequence[str], packed: dict[str, Any]) -> list[np.ndarray]:
+    """Converts every input of a call (see :func:`convert_eager_input`), then checks their batch sizes agree.
+
+    The first dimension of an input declared ``[None, ...]`` (rank 2 or more) is the batch: two such
+    inputs of different lengths are refused before anything runs, naming the signature, the inputs and
+    their shapes (instead of a broadcasting error from deep inside the plan).
+    """
+    arrays = [convert_eager_input(sig, k, packed[k]) for k in keys]
+    # Components of a sparse or ragged input (".../indices", ".../values") have no batch dimension.
+    composites = [k for k, info in public_infos(sig.inputs).items() if info.is_composite]
+    batched = [
+        (k, a.shape) for k, a in zip(keys, arrays)
+        # Rank >= 2 only: 1-D inputs of one signature may be of different lengths by design (row splits and values).
+        if a.ndim >= 2 and sig.inputs[k].shape and sig.inputs[k].shape[0] is None  # type: ignore[index]
+        and not sig.inputs[k].is_composite and not any(k.startswith(c + "/") for c in composites)
+    ]
+    if len({shape[0] for _, shape in batched}) > 1:
+        shapes = ", ".join(f"{k!r} has shape {format_shape(tuple(shape))}" for k, shape in sorted(batched))
+        raise SignatureInputError(
+            f"Signature {sig.name!r} was called with inputs whose batch sizes (first dimensions) disagree: "
+            f"{shapes}; give every input the same number of rows."
+        )
+    return arrays
 
 
 def convert_symbolic_input(sig: SignatureSpec, key: str, value: Any, graph: Graph) -> Tensor:

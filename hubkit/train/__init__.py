@@ -2,6 +2,7 @@
 
 from hubkit.train.checkpoint import Checkpoint, CheckpointManager, CheckpointStatus
 from hubkit.train.checkpoint_io import CheckpointReader, latest_checkpoint, list_variables, load_checkpoint
+from hubkit.train.export_model import export_model_as_module
 from hubkit.train.exporter import LatestModuleExporter
 from hubkit.train.functional import Input, InputLayer
 from hubkit.train.model import Model
@@ -36,6 +37,7 @@ __all__: list[str] = [
     "RMSProp",
     "Saver",
     "create_global_step",
+    "export_model_as_module",
     "get_global_step",
     "latest_checkpoint",
     "list_variables",
@@ -48,4 +50,5 @@ __top_level__: list[str] = [
     "Input",
     "LatestModuleExporter",
     "Model",
+    "export_model_as_module",
 ]

@@ -142,17 +142,17 @@ def test_cache_prune_drops_entries_of_changed_local_archives(hub_env, registry_r
     archive = os.path.join(registry_root, "acme", "echo", "1.tar.gz")
     first = resolve(archive)
     remote = resolve(f"{registry_server.url}/acme/echo/1")
-    assert main(["cache", "prune"]) == 0 and "0 item(s) removed" in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0 and "0 items removed" in capsys.readouterr().out
     stat = os.stat(archive)
     os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # replaced in place: a new entry
     second = resolve(archive)
     assert second != first
     assert main(["cache", "prune"]) == 0
     out = capsys.readouterr().out
-    assert os.path.dirname(first) in out and "1 item(s) removed" in out
+    assert os.path.dirname(first) in out and "1 item removed" in out
     assert os.path.isdir(second) and os.path.isdir(remote) and not os.path.exists(first)
     os.unlink(archive)  # gone: its entry can never be hit again
-    assert main(["cache", "prune"]) == 0 and "1 item(s) removed" in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0 and "1 item removed" in capsys.readouterr().out
     assert not os.path.exists(second) and os.path.isdir(remote)
 
 
@@ -165,8 +165,8 @@ def test_cache_verify_points_to_commands_that_remove_modified_entries(hub_env, r
     assert main(["cache", "verify"]) == 1
     err = capsys.readouterr().err
     assert "`hubkit cache rm HANDLE` or `hubkit cache prune --verify`" in err and "`hubkit cache prune` " not in err
-    assert main(["cache", "prune"]) == 0 and "0 item(s) removed" in capsys.readouterr().out
-    assert main(["cache", "prune", "--verify"]) == 0 and "1 item(s) removed" in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0 and "0 items removed" in capsys.readouterr().out
+    assert main(["cache", "prune", "--verify"]) == 0 and "1 item removed" in capsys.readouterr().out
     assert not os.path.exists(path)
     assert main(["cache", "verify"]) == 0
 

@@ -65,3 +65,13 @@ def test_nginx_never_serves_hidden_files_or_leftovers(nginx_server, registry_roo
         _get(f"{nginx_server}{url_path}")
     assert info.value.code == 404
     assert _get(f"{nginx_server}/acme/echo/index.json")[0] == 200  # the real index is still served
+
+
+def test_nginx_sends_the_catalog_policy(nginx_server):
+    from hubkit.hub.catalog import content_security_policy
+
+    for path in ("/", "/index.html", "/acme/echo/index.html"):
+        status, headers, page = _get(f"{nginx_server}{path}")
+        assert status == 200 and b"acme/echo" in page
+        assert headers["Content-Security-Policy"] == content_security_policy() + "; frame-ancestors 'none'"
+        assert headers["X-Content-Type-Options"] == "nosniff"

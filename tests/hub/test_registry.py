@@ -22,7 +22,7 @@ def test_publish_layout_and_manifest(tmp_path, fake_module):
     root = str(tmp_path / "reg")
     manifest = publish(fake_module, root, name="acme/echo", description="Echoes.", validate=fake_validate)
     module_root = os.path.join(root, "acme", "echo")
-    assert sorted(os.listdir(module_root)) == ["1.json", "1.tar.gz", "index.json"]
+    assert sorted(os.listdir(module_root)) == ["1.json", "1.tar.gz", "index.html", "index.json"]
     assert sorted(os.listdir(root)) == ["acme", "index.html", "index.json"]
     with open(os.path.join(module_root, "1.tar.gz"), "rb") as f:
         data = f.read()
@@ -87,7 +87,9 @@ def test_two_modules_share_the_root_index(tmp_path, fake_module):
     assert "acme/echo" in page and "other/thing" in page and "2 modules" in page
     assert "&lt;b&gt;bold&lt;/b&gt;" in page and "<b>bold</b>" not in page
     assert 'data-path="other/thing/1"' in page and "hubkit.Module(" in page
-    assert "default" in page and "float32" in page  # signatures are listed
+    with open(os.path.join(root, "other", "thing", "index.html")) as f:
+        module_page = f.read()
+    assert "default" in module_page and "float32" in module_page  # signatures are listed
 
 
 @pytest.mark.parametrize("name", [
@@ -128,7 +130,7 @@ def test_invalid_module_is_not_published(tmp_path, fake_module):
     with pytest.raises(RegistryError, match=r"does not load, so it cannot be published: graph\.pb is truncated"):
         publish(fake_module, str(root), name="acme/echo", validate=broken)
     assert not root.exists()
-    with pytest.raises(RegistryError, match=r"has no 'hubkit_module\.pb'"):
+    with pytest.raises(RegistryError, match=r"a directory without 'hubkit_module\.pb'"):
         publish(str(tmp_path), str(root), name="acme/echo", validate=fake_validate)
 
 

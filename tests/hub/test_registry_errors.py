@@ -12,8 +12,14 @@ from tests.hub.helpers import fake_validate
 
 
 def test_publish_of_a_directory_without_marker(tmp_path):
-    with pytest.raises(hk.RegistryError, match=r"is not a hubkit module directory: it has no 'hubkit_module.pb'"):
+    with pytest.raises(hk.RegistryError, match=r"is not a hubkit module directory: it is a directory without "
+                                              r"'hubkit_module.pb'\. Publish an exported module"):
         publish(str(tmp_path), str(tmp_path / "reg"), "acme/x", validate=fake_validate)
+    with pytest.raises(hk.RegistryError, match=r"^Module directory '.*nothing' does not exist\.$"):
+        publish(str(tmp_path / "nothing"), str(tmp_path / "reg"), "acme/x", validate=fake_validate)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(hk.RegistryError, match=r"is not a hubkit module directory: it is a file\."):
+        publish(str(tmp_path / "file"), str(tmp_path / "reg"), "acme/x", validate=fake_validate)
 
 
 def test_publish_of_a_module_that_does_not_load(fake_module, tmp_path):
@@ -73,8 +79,8 @@ def test_handle_no_resolver_supports(hub_env):
 
 
 def test_registry_url_without_version_gets_a_hint(hub_env):
-    with pytest.raises(hk.ResolveError, match=r"No resolver supports handle 'http://127.0.0.1:9/acme/x'.*A registry "
-                                              r"handle needs an explicit version .*registry_latest"):
+    with pytest.raises(hk.ResolveError, match=r"^Handle 'http://127.0.0.1:9/acme/x' has no version; registry handles "
+                                              r"look like .*'http://127.0.0.1:9/acme/x/1'.*registry_latest"):
         hk.resolve("http://127.0.0.1:9/acme/x")
 
 
