@@ -231,7 +231,7 @@ def test_index_lock_of_a_dead_publisher_is_taken_over(tmp_path, fake_module):
     dead.wait(30)
     root = tmp_path / "reg"
     root.mkdir()
-    (root / ".index.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "id": "dead"}))
+    (root / ".index.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "id": "d" * 32}))
     assert publish(fake_module, str(root), name="acme/echo", validate=fake_validate)["version"] == 1
     assert _load(root / "index.json")["modules"]["acme/echo"]["versions"] == [1]
     assert not (root / ".index.lock").exists()
