@@ -192,6 +192,7 @@ def main() -> None:
     modules = {"two-signatures": module_demo(), "classifier": training_demo()}
     modules.update(example_exporters_demo())
     hub_demo(modules)
+    onnx_demo()
     print("\ndemo finished: everything ran on this machine and 127.0.0.1.")
     where = os.path.relpath(DEMO, Path.cwd())
     print(f"Browse the registry it built:  .venv/bin/hubkit registry serve {where}/registry"
@@ -208,16 +209,17 @@ def onnx_demo() -> None:
     x = np.random.default_rng(5).normal(size=(3, 10)).astype(np.float32)
     ours = hk.Module(str(classifier))(x)
     back = hk.Module(path)  # the .onnx file imported as a module (its inputs and outputs keep their names)
-    print(f"  hubkit: {fmt(ours[0])}\n  ONNX imported back into hubkit: {fmt(back(x, as_dict=True)['default_output'][0])}")
+    (imported,) = back(x, as_dict=True).values()  # one output, named as in the ONNX graph
+    print(f"  hubkit: {fmt(ours[0])}\n  ONNX imported back into hubkit: {fmt(imported[0])}")
     try:
         import onnxruntime as ort
     except ImportError:
         print("  (onnxruntime is not installed: pip install onnxruntime to run the model there too)")
         return
-    (theirs,) = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"default": x})
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (theirs,) = session.run(None, {session.get_inputs()[0].name: x})  # the signature's input key
     print(f"  onnxruntime: {fmt(theirs[0])}  (max difference {np.abs(theirs - ours).max():.1e})")
 
 
 if __name__ == "__main__":
     main()
-    onnx_demo()
