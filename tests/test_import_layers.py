@@ -31,7 +31,6 @@ RANKS: dict[str, int] = {
 }
 SEAMS = {
     ("module/loader.py", "hub"),  # Module(url): the module layer asks the hub to resolve a handle
-    ("module/spec.py", "train"),  # ModuleSpec.export(path, checkpoint_path): reads a Saver checkpoint
 }
 PUBLIC_ONLY = {"dask"}
 

@@ -280,7 +280,7 @@ class ModuleSpec:
         Raises:
             CheckpointError: a variable is missing from the checkpoint, or its shape differs (both named).
         """
-        from hubkit.train.saver import export_spec_from_checkpoint  # train sits beside this layer
+        from hubkit.module.checkpoint_export import export_spec_from_checkpoint
 
         export_spec_from_checkpoint(self, path, checkpoint_path, name_transform_fn)
 

@@ -1,7 +1,7 @@
 """Training: optimizers (``hubkit.train.Adam(1e-3).minimize(loss)``) and the global step."""
 
+from hubkit.format.checkpoint_io import CheckpointReader, latest_checkpoint, list_variables, load_checkpoint
 from hubkit.train.checkpoint import Checkpoint, CheckpointManager, CheckpointStatus
-from hubkit.train.checkpoint_io import CheckpointReader, latest_checkpoint, list_variables, load_checkpoint
 from hubkit.train.export_model import export_model_as_module
 from hubkit.train.exporter import LatestModuleExporter
 from hubkit.train.functional import Input, InputLayer

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import CheckpointError
+from hubkit.format import checkpoint_io
 from hubkit.runtime.tracking import (
     PendingValue,
     apply_deferred,
@@ -36,7 +37,6 @@ from hubkit.runtime.tracking import (
     slot_names,
 )
 from hubkit.runtime.variables import Variable
-from hubkit.train import checkpoint_io
 
 __all__ = ["Checkpoint", "CheckpointManager", "CheckpointStatus", "apply_deferred", "assign_value", "check_value"]
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hubkit.errors import CheckpointError
-from hubkit.train import checkpoint_io
+from hubkit.format import checkpoint_io
 
 __all__ = ["LatestModuleExporter"]
 

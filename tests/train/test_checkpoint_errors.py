@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hubkit as hk
-from hubkit.train import checkpoint_io
+from hubkit.format import checkpoint_io
 
 V = "/.ATTRIBUTES/VARIABLE_VALUE"
 
