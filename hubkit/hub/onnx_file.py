@@ -17,11 +17,11 @@ from typing import Any
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.hub.cache import Cache, InstallContext
-from hubkit.hub.config import HubConfig, default_cache_dir
 from hubkit.hub.extract import ExtractedFile
 from hubkit.hub.handles import cache_key, local_path, normalize_handle, split_sha256_pin
 from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient
+from hubkit.hub.resolver_base import BuiltinResolver
 
 __all__ = ["OnnxFileResolver"]
 
@@ -49,37 +49,11 @@ class _OnnxHttpClient(HttpClient):
             raise DownloadError(f"{url!r} does not serve an ONNX model: its body does not start like one.")
 
 
-class OnnxFileResolver:
+class OnnxFileResolver(BuiltinResolver):
     """``file://`` or ``http(s)://`` URL of one ``.onnx`` model, optionally pinned with ``#sha256=<hex>``."""
 
     description = "file:// or http(s):// URL of an .onnx model, optionally with #sha256=<hex>"
-
-    def __init__(self, config: HubConfig | None = None) -> None:
-        self._config = config
-
-    @property
-    def config(self) -> HubConfig:
-        if self._config is None:
-            self._config = HubConfig.from_env()
-        return self._config
-
-    def cached(self, key: str) -> str | None:
-        return Cache.lookup_in(self._config.cache_dir if self._config is not None else default_cache_dir(), key)
-
-    def _cached_download(self, key: str, handle: str) -> str | None:
-        hit = self.cached(key)
-        if hit is None and self.config.offline:
-            raise ResolveError(
-                f"ONNX model {handle!r} is not in the cache {self.config.cache_dir!r}, and HUBKIT_OFFLINE is set so "
-                "it cannot be downloaded; unset HUBKIT_OFFLINE or download it first with `hubkit download`."
-            )
-        return hit
-
-    def cache_handle(self, handle: str) -> str:
-        return normalize_handle(handle)
-
-    def __repr__(self) -> str:
-        return f"OnnxFileResolver({self.description})"
+    what = "ONNX model"
 
     def is_supported(self, handle: str) -> bool:
         return _is_onnx_url(handle)

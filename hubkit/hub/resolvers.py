@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.format import FORMAT_VERSION, MARKER_FILE
 from hubkit.hub.cache import Cache, InstallContext
-from hubkit.hub.config import HubConfig, default_cache_dir
+from hubkit.hub.config import HubConfig
 from hubkit.hub.extract import BackgroundExtraction, ExtractedFile, safe_extract
 from hubkit.hub.handles import (
     cache_key,
@@ -34,6 +34,7 @@ from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
 from hubkit.hub.manifest_schema import MAX_VERSION, manifest_problem, min_version_tuple
 from hubkit.hub.onnx_file import OnnxFileResolver
+from hubkit.hub.resolver_base import BuiltinResolver as _BuiltinResolver
 from hubkit.importers import TF1_MARKER_FILE
 
 _log = logging.getLogger("hubkit.hub")
@@ -108,42 +109,6 @@ def _version_tuple(version: str) -> tuple[int, ...]:
         digits = "".join(ch for ch in piece if ch.isdigit())
         parts.append(int(digits) if digits else 0)
     return tuple(parts)
-
-
-class _BuiltinResolver:
-    description = ""
-
-    def __init__(self, config: HubConfig | None = None) -> None:
-        self._config = config
-
-    @property
-    def config(self) -> HubConfig:
-        """Settings, read from the environment on first use (a cache hit needs only the cache dir)."""
-        if self._config is None:
-            self._config = HubConfig.from_env()
-        return self._config
-
-    def cached(self, key: str) -> str | None:
-        """The module directory of a complete cache entry, found without reading the full settings."""
-        cache_dir = self._config.cache_dir if self._config is not None else default_cache_dir()
-        return Cache.lookup_in(cache_dir, key)
-
-    def _cached_download(self, key: str, handle: str) -> str | None:
-        """The cached module directory of a handle that is downloaded on a miss; a miss while offline is refused."""
-        hit = self.cached(key)
-        if hit is None and self.config.offline:
-            raise ResolveError(
-                f"Module {handle!r} is not in the cache {self.config.cache_dir!r}, and HUBKIT_OFFLINE is set so it "
-                "cannot be downloaded; unset HUBKIT_OFFLINE or download it first with `hubkit download`."
-            )
-        return hit
-
-    def cache_handle(self, handle: str) -> str:
-        """The handle as recorded in the descriptor of its cache entry (``hubkit cache rm`` matches on it)."""
-        return normalize_handle(handle)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.description})"
 
 
 class LocalPathResolver(_BuiltinResolver):
