@@ -44,6 +44,7 @@ import numpy as np
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
+from hubkit.ops.tf_text_buffers import buffer_text_steps
 
 __all__ = [
     "FusedLinear",
@@ -157,7 +158,8 @@ def optimize_plan(plan: Any) -> Any:
     steps = [(fn, kwargs, tuple(ins), tuple(outs), node) for fn, kwargs, ins, outs, _, node in plan.steps]
     steps, dropped = _drop_identities(steps, keep)
     steps, fused = _fuse_linear(steps, keep)
-    if not dropped and not fused:
+    steps, buffered = buffer_text_steps(steps, keep)  # TF string ops pass UTF-8 buffers (ops/tf_text_buffers.py)
+    if not dropped and not fused and not buffered:
         return plan
     new = type(plan)(
         _with_frees(steps, keep, _step_maker(plan)),
