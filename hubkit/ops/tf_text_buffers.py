@@ -191,7 +191,7 @@ class _ClassRewrite:
         return Utf8Strings(out[:used], out_starts, out_ends, buf.shape, True)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)  # 1.1 MB of membership bytes each
 def _class_rewrite(pattern: str, rewrite: str) -> _ClassRewrite | None:
     if not _CLASS_ATOM.fullmatch(pattern):
         return None
@@ -336,9 +336,9 @@ def buffer_text_steps(steps: list, keep: set[int]) -> tuple[list, int]:
     Returns:
         (the steps, how many were rewritten).
     """
-    if kernels() is None:
-        return steps, 0
     caps = [_capabilities(step[4]) for step in steps]
+    if all(c is None for c in caps) or kernels() is None:  # no string op: numba is not even imported
+        return steps, 0
     readers: dict[int, list[tuple[int, int]]] = {}
     for i, step in enumerate(steps):
         for pos, s in enumerate(step[2]):
