@@ -202,7 +202,11 @@ def _class_rewrite(pattern: str, rewrite: str) -> _ClassRewrite | None:
         return None  # the op's own kernel raises the error
     if any(isinstance(p, int) for p in parts):
         return None
-    return _ClassRewrite(pattern, "".join(str(p) for p in parts).encode("utf-8", "surrogateescape"))
+    try:
+        literal = "".join(str(p) for p in parts).encode("utf-8")  # strict: the output stays valid UTF-8
+    except UnicodeEncodeError:
+        return None
+    return _ClassRewrite(pattern, literal)
 
 
 def _regex_fast(k, input, *, pattern, rewrite, replace_global=True):

@@ -77,6 +77,7 @@ def test_fingerprints_equal_farmhash_at_every_length():
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("pattern, rewrite", [(r"\pP", ""), (r"[\pP\s]+", " "), (r"\s", "_"), (r"\PL+", ""),
                                               (r"[^a]", ""), (r"\p{Sm}", "<plus>"), (r"[[:punct:]]+", "é"),
+                                              (r"\pP", "\udcff"),
                                               (r"[a-z]", r"<\0>")])
 @pytest.mark.parametrize("surrogates", [False, True])
 def test_regex_replace_buffer_equals_op(seed, pattern, rewrite, surrogates):
