@@ -68,9 +68,12 @@ def map_partitions(
 
     - ``dask.dataframe.Series`` -> a Series named after the output (a DataFrame of output columns when
       ``output_key`` lists several). ``DataFrame`` -> the same frame plus one column per output.
-      An output of one value per row (shape ``[None]``) becomes a typed column; anything with more
-      dimensions (an embedding ``[None, dim]``) becomes an object column holding one NumPy array per
-      row. For a 2-D array of embeddings, pass an array (``series.to_dask_array(lengths=True)``).
+      An output of one value per row (shape ``[None]``) becomes a typed column; a numeric vector per
+      row (an embedding ``[None, dim]``, ``dim`` known) becomes an Arrow ``fixed_size_list<dtype>[dim]``
+      column (``pd.ArrowDtype``; ``col.to_numpy()`` gives the row vectors as NumPy arrays,
+      ``np.stack(col.to_numpy())`` the matrix, ``col.iloc[i]`` a list); anything else with more
+      dimensions becomes an object column holding one NumPy array per row. For a 2-D array of
+      embeddings, pass an array (``series.to_dask_array(lengths=True)``).
     - ``dask.array.Array`` (rows on the first axis) -> an array with the same row chunks and the
       output's trailing dimensions: an embedding becomes a 2-D ``[n, dim]`` array.
     - ``dask.bag.Bag`` -> a bag with the same partitions: a plain record (a sentence, an image array)
