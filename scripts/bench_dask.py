@@ -39,7 +39,9 @@ processes (their CPU minus ``task_cpu``: event loop, transfers, the sum tasks) a
 
 Then the per-partition overhead at small partitions: the same 8,192 sentences in partitions of each
 ``--small`` size on 2 workers, against this process calling the module at that batch size; overhead =
-(CPU seconds of the Dask job - CPU seconds of the same module calls in one process) / partitions.
+(CPU seconds of the Dask job - CPU seconds of the same module calls in one process) / partitions. Last,
+what a dataframe partition's embedding column costs to build and to serialise (as Dask does to move it
+between processes) as hubkit's Arrow fixed-size list column and as an object column of NumPy vectors.
 """
 
 from __future__ import annotations
@@ -177,6 +179,39 @@ def cost_of(fn, client=None, path: str = "") -> tuple[Cost, object]:
     return Cost(wall, main1 - main0, workers), result
 
 
+def dataframe_outputs(vectors: np.ndarray, rounds: int) -> None:
+    """CPU ms to build and serialise one partition's embedding column: fixed-size list vs object column."""
+    import pandas as pd
+    import pyarrow as pa
+    from distributed.protocol import deserialize_bytes, serialize_bytelist
+
+    def fixed_list():
+        cells = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+        return pd.DataFrame({"default": pd.Series(pd.arrays.ArrowExtensionArray(cells))})
+
+    def objects():
+        cells = np.empty(len(vectors), dtype=object)
+        for i in range(len(vectors)):
+            cells[i] = vectors[i]
+        return pd.DataFrame({"default": cells})
+
+    print(f"\none partition's dataframe output ({len(vectors):,} rows of {vectors.shape[1]} float32), CPU ms, best of "
+          f"{rounds}:")
+    print(f"{'column':>28} {'build':>7} {'serialise':>10} {'deserialise':>12}")
+    for name, build in (("fixed-size list (hubkit)", fixed_list), ("object column of arrays", objects)):
+        best = [float("inf")] * 3
+        for _ in range(rounds):
+            t0 = time.process_time()
+            frame = build()
+            t1 = time.process_time()
+            frames = serialize_bytelist(frame)
+            t2 = time.process_time()
+            deserialize_bytes(b"".join(frames))
+            t3 = time.process_time()
+            best = [min(b, t) for b, t in zip(best, (t1 - t0, t2 - t1, t3 - t2))]
+        print(f"{name:>28} {best[0] * 1e3:>7.1f} {best[1] * 1e3:>10.1f} {best[2] * 1e3:>12.1f}")
+
+
 def idle_rate(seconds: float = 1.0, samples: int = 3) -> float:
     """CPU seconds per second this process uses while idle (median of ``samples`` sleeps)."""
     rates = []
@@ -307,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{(dask_cpu - alone) / n * 1e3:>11.2f} ms {glue / n * 1e3:>11.2f} ms")
             print("overhead/part: CPU seconds of the Dask job (workers, scheduler, client) minus this process's for "
                   "the same module calls, per partition; of which glue: hubkit's work in the task around the calls")
+            dataframe_outputs(module(sentences[: args.partition_rows]), args.rounds)
         finally:
             for cluster, client in reversed(clusters.values()):  # reversed: each restores the log level it found
                 client.close()
