@@ -1,19 +1,20 @@
 """Text embeddings on Dask: sentences per second with 1 and 2 worker processes vs one process.
 
 Usage: ``python scripts/bench_dask.py [--vocab 100000] [--dim 300] [--sentences 131072]
-[--partition-rows 8192] [--batch-size 1024] [--rounds 3] [--small 16,128] [--no-dask-malloc]``
+[--partition-rows 8192] [--batch-size 1024] [--rounds 3] [--small 16,128] [--no-dask-defaults]``
 
 Like with like. Every BLAS/OpenMP/Numba thread pool is limited to one thread (OMP_NUM_THREADS,
 OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS = 1, set here before NumPy loads, and inherited
 by the workers), each worker runs one task thread, and every contender embeds the same sentences (the
 data of scripts/bench_text.py, from scripts/_text_data.py: random words, 5-40 words per sentence, ~3%
 unknown) with the same module (exported to a temporary directory, used by its path) at the same batch
-size. The workers also run with this process's memory allocator settings: Dask's nanny starts workers
-with ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``), which makes glibc hand
-freed memory back to the kernel at once, so every large temporary of a ``Module`` call is page-faulted
-in again (~8,200 minor page faults and ~30 ms of CPU per 8,192-sentence partition here, a third of the
-module's work); the ``dask-*`` clusters unset it, as docs/scale.md recommends for throughput, and the
-``dask-2 trim64k`` contender keeps Dask's default to show its cost (skip it with ``--no-dask-malloc``).
+size. The workers also run with this process's memory allocator settings: they are started with
+``hubkit.dask.throughput_config()`` (docs/scale.md, "Throughput"), which unsets the
+``MALLOC_TRIM_THRESHOLD_=65536`` Dask's nanny gives workers (with it, glibc hands freed memory back to the
+kernel at once, so every large temporary of a ``Module`` call is page-faulted in again: ~8,200 minor page
+faults and 20-45% more CPU per 8,192-sentence partition here) and switches off Dask's statistical
+profiler. The ``dask-2 defaults`` contender keeps Dask's defaults to show what they cost (skip it with
+``--no-dask-defaults``).
 
 Contenders, run in turn round by round (so load from other work falls on all of them alike):
 
@@ -79,15 +80,16 @@ def single_process(module: hk.Module, sentences: np.ndarray, batch: int) -> np.n
     return total
 
 
-def start_cluster(workers: int, dask_malloc: bool):
-    """A LocalCluster of ``workers`` one-thread processes; ``dask_malloc`` keeps Dask's MALLOC_TRIM_THRESHOLD_."""
+def start_cluster(workers: int, dask_defaults: bool):
+    """A LocalCluster of ``workers`` one-thread processes, with hubkit.dask.throughput_config() unless ``dask_defaults``."""
     import dask
     from distributed import Client, LocalCluster
 
+    import hubkit.dask as hd
+
     saved = {k: os.environ.get(k) for k in MALLOC_VARS}
-    override = {} if dask_malloc else {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     try:
-        with dask.config.set(override):
+        with dask.config.set({} if dask_defaults else hd.throughput_config()):
             cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None,
                                    silence_logs=logging.CRITICAL, memory_limit=0)
     finally:  # the nanny writes its pre-spawn environment into this process's: later clusters must not inherit it
@@ -231,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small", default="16,128", help="partition sizes of the overhead measurement")
-    parser.add_argument("--no-dask-malloc", action="store_true",
-                        help="skip the contender with Dask's default MALLOC_TRIM_THRESHOLD_=65536")
+    parser.add_argument("--no-dask-defaults", action="store_true",
+                        help="skip the contender whose workers run with Dask's defaults")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*(already in use|Sending large graph).*")
     print(load_header(), "(start)")
@@ -246,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         export_words(words, embeddings, path, num_oov_buckets=NUM_OOV_BUCKETS)
         module = hk.Module(path)
         specs = {"dask-1": (1, False), "dask-2": (2, False)}
-        if not args.no_dask_malloc:
-            specs["dask-2 trim64k"] = (2, True)
+        if not args.no_dask_defaults:
+            specs["dask-2 defaults"] = (2, True)
         clusters = {}
         try:
-            for name, (workers, dask_malloc) in specs.items():
-                clusters[name] = start_cluster(workers, dask_malloc)
+            for name, (workers, dask_defaults) in specs.items():
+                clusters[name] = start_cluster(workers, dask_defaults)
             jobs = {
                 "single": lambda: single_process(module, sentences, args.batch_size),
                 **{name: dask_job(c[1], path, sentences, args.partition_rows, args.batch_size)

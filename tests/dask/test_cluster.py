@@ -191,3 +191,19 @@ def test_killed_worker_is_recovered_with_identical_results(client, registry, cli
     np.testing.assert_array_equal(out["sentences"].to_numpy(), np.array(text, dtype=object))
     assert registry.archive_requests("text-kill") == 1  # the respawned worker found it in the cache
     client.wait_for_workers(2, timeout=60)
+
+
+def _worker_settings() -> tuple:
+    import dask
+
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled")
+
+
+def test_throughput_config_reaches_the_workers(client):
+    import dask
+
+    config = hd.throughput_config()
+    for key in config:  # the keys Dask reads (a renamed key would silently do nothing)
+        parent, _, leaf = key.rpartition(".")
+        assert leaf in dask.config.get(parent)
+    assert set(client.run(_worker_settings).values()) == {(None, False)}
