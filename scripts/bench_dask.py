@@ -214,14 +214,23 @@ def dataframe_outputs(vectors: np.ndarray, rounds: int) -> None:
         print(f"{name:>28} {best[0] * 1e3:>7.1f} {best[1] * 1e3:>10.1f} {best[2] * 1e3:>12.1f}")
 
 
-def idle_rate(seconds: float = 1.0, samples: int = 3) -> float:
-    """CPU seconds per second this process uses while idle (median of ``samples`` sleeps)."""
-    rates = []
+def idle_rates(clients: dict, seconds: float = 1.0, samples: int = 3) -> tuple[float, dict[str, float]]:
+    """CPU seconds per second used while idle: this process's, and the workers' of each client's cluster in all.
+
+    Medians of ``samples`` sleeps of ``seconds``.
+    """
+    here: list[float] = []
+    workers: dict[str, list[float]] = {name: [] for name in clients}
     for _ in range(samples):
+        before = {name: client.run(time.process_time) for name, client in clients.items()}
         cpu, wall = time.process_time(), time.perf_counter()
         time.sleep(seconds)
-        rates.append((time.process_time() - cpu) / (time.perf_counter() - wall))
-    return statistics.median(rates)
+        used, elapsed = time.process_time() - cpu, time.perf_counter() - wall
+        for name, client in clients.items():
+            after = client.run(time.process_time)
+            workers[name].append(sum(after[w] - before[name][w] for w in after) / elapsed)
+        here.append(used / elapsed)
+    return statistics.median(here), {name: statistics.median(r) for name, r in workers.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, fn in jobs.items():  # warm-up: the module loads on every worker, kernels compile
                 seconds = timed(fn)[0]
                 print(f"warm-up {name}: {seconds:.2f} s")
-            IDLE_CPU[0] = idle_rate()
-            print(f"this process's idle CPU with {len(clusters)} clusters up (schedulers, nannies, clients): "
-                  f"{IDLE_CPU[0] * 1e3:.1f} ms per second, subtracted from its CPU below")
+            IDLE_CPU[0], worker_idle = idle_rates({name: c[1] for name, c in clusters.items()})
+            print(f"idle CPU: this process (schedulers, nannies, clients of {len(clusters)} clusters) "
+                  f"{IDLE_CPU[0] * 1e3:.1f} ms per second, subtracted from its CPU below; the workers of "
+                  + ", ".join(f"{name} {rate * 1e3:.1f}" for name, rate in worker_idle.items()) + " ms per second")
             costs: dict[str, list[Cost]] = {k: [] for k in jobs}
             results = {}
             for _ in range(args.rounds):
@@ -307,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             per_part = 1e3 / parts
             print(f"\nCPU ms per {args.partition_rows:,}-row partition (median of {args.rounds}; single: "
                   f"{base_cpu * per_part:.1f} ms for the same rows)")
-            print(f"{'contender':>15} {'Module calls':>13} {'hubkit glue':>12} {'Dask, workers':>14} "
+            print(f"{'contender':>15} {'Module calls':>13} {'hubkit glue':>12} {'Dask, workers':>14} {'(idle)':>7} "
                   f"{'this process':>13} {'total':>7} {'overhead':>9}")
             for name in clusters:
                 module_cpu = median(name, lambda c: c.total("module_cpu")) * per_part
@@ -315,11 +325,14 @@ def main(argv: list[str] | None = None) -> int:
                 dask_work = median(name, lambda c: c.total("cpu") - c.total("task_cpu")) * per_part
                 here = median(name, lambda c: c.main) * per_part
                 total = median(name, lambda c: c.cpu) * per_part
-                print(f"{name:>15} {module_cpu:>13.1f} {glue:>12.1f} {dask_work:>14.1f} {here:>13.1f} {total:>7.1f} "
-                      f"{total - base_cpu * per_part:>9.1f}")
+                idle = worker_idle[name] * median(name, lambda c: c.wall) * per_part
+                print(f"{name:>15} {module_cpu:>13.1f} {glue:>12.1f} {dask_work:>14.1f} {idle:>7.1f} {here:>13.1f} "
+                      f"{total:>7.1f} {total - base_cpu * per_part:>9.1f}")
             print("Module calls: CPU of the worker task threads inside Module calls (cache_info's module_cpu); hubkit "
                   "glue: the rest of the partition tasks; Dask, workers: the worker processes' other CPU (event loop, "
-                  "transfers, the sum tasks); this process: scheduler and client; overhead: total minus single")
+                  "transfers, the sum tasks), of which (idle) is their idle rate times the wall time, which grows "
+                  "when other work stretches the wall time; this process: scheduler and client; overhead: total "
+                  "minus single")
 
             subset = sentences[:8192]
             client = clusters["dask-2"][1]

@@ -196,7 +196,8 @@ def test_killed_worker_is_recovered_with_identical_results(client, registry, cli
 def _worker_settings() -> tuple:
     import dask
 
-    return os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled")
+    return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled"),
+            dask.config.get("distributed.admin.tick.interval"))
 
 
 def test_throughput_config_reaches_the_workers(client):
@@ -206,4 +207,4 @@ def test_throughput_config_reaches_the_workers(client):
     for key in config:  # the keys Dask reads (a renamed key would silently do nothing)
         parent, _, leaf = key.rpartition(".")
         assert leaf in dask.config.get(parent)
-    assert set(client.run(_worker_settings).values()) == {(None, False)}
+    assert set(client.run(_worker_settings).values()) == {(None, False, "1s")}
