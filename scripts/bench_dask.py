@@ -28,9 +28,9 @@ Contenders, run in turn round by round (so load from other work falls on all of 
   The sums are checked against each other.
 
 CPU seconds are reported beside the wall times: on a machine shared with other work they are the
-load-independent figures. This process hosts the schedulers, nannies and clients of all the clusters,
-which tick even while idle; their idle rate is measured (three 1 s sleeps) and subtracted from this
-process's CPU for every contender, the single process included. ``CPU eff`` is the single process's CPU seconds over the contender's total
+load-independent figures. The single process's CPU is the CPU time of its working thread. This process
+also hosts the schedulers, nannies and clients of all the clusters, which tick even while idle; their
+idle rate is measured (three 1 s sleeps) and subtracted from this process's CPU for the Dask contenders. ``CPU eff`` is the single process's CPU seconds over the contender's total
 (this process, which hosts the schedulers and clients, plus every worker); ``worker eff`` the same over
 the workers' CPU alone (1.00 means a worker embeds as cheaply as the plain process). The stage breakdown
 splits the CPU per partition: the ``Module`` calls (worker task threads, ``hubkit.dask.cache_info``'s
@@ -147,12 +147,13 @@ IDLE_CPU = [0.0]  # CPU seconds per second this process burns with every cluster
 class Cost:
     """Wall and CPU seconds of one call (this process, with the schedulers and clients) and the workers' work.
 
-    ``main`` is this process's CPU minus its idle rate (``IDLE_CPU``) over the call: the schedulers, nannies
-    and clients of every cluster live here and tick while any contender runs, the single process included.
+    ``main`` is the CPU of this process's work: for the single process the CPU time of its one working
+    thread; for a cluster this process's CPU minus its idle rate (``IDLE_CPU``) over the call, as the
+    schedulers, nannies and clients of every cluster live here and tick while any contender runs.
     """
 
     def __init__(self, wall: float, main: float, workers: dict[str, dict[str, float]]) -> None:
-        self.wall, self.main, self.workers = wall, max(0.0, main - IDLE_CPU[0] * wall), workers
+        self.wall, self.main, self.workers = wall, main, workers
 
     def total(self, name: str) -> float:
         return sum(w[name] for w in self.workers.values())
@@ -173,12 +174,15 @@ def cost_of(fn, client=None, path: str = "") -> tuple[Cost, object]:
     single process's CPU to a cluster's total CPU for the same sentences is the parallel efficiency.
     """
     before = client.run(_worker_state, path) if client else {}
-    main0 = time.process_time()
+    clock = time.process_time if client else time.thread_time  # the single process works in this thread alone
+    main0 = clock()
     wall, result = timed(fn)
-    main1 = time.process_time()
+    main = clock() - main0
     after = client.run(_worker_state, path) if client else {}
     workers = {w: {k: after[w][k] - before.get(w, {}).get(k, 0.0) for k in after[w]} for w in after}
-    return Cost(wall, main1 - main0, workers), result
+    if client:
+        main = max(0.0, main - IDLE_CPU[0] * wall)
+    return Cost(wall, main, workers), result
 
 
 def dataframe_outputs(vectors: np.ndarray, rounds: int) -> None:
@@ -276,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warm-up {name}: {seconds:.2f} s")
             IDLE_CPU[0], worker_idle = idle_rates({name: c[1] for name, c in clusters.items()})
             print(f"idle CPU: this process (schedulers, nannies, clients of {len(clusters)} clusters) "
-                  f"{IDLE_CPU[0] * 1e3:.1f} ms per second, subtracted from its CPU below; the workers of "
+                  f"{IDLE_CPU[0] * 1e3:.1f} ms per second, subtracted from its CPU for the Dask contenders; the workers of "
                   + ", ".join(f"{name} {rate * 1e3:.1f}" for name, rate in worker_idle.items()) + " ms per second")
             costs: dict[str, list[Cost]] = {k: [] for k in jobs}
             results = {}
