@@ -368,8 +368,115 @@ def ops_zoo() -> None:
     _export("ops_zoo", spec, feeds, extra=_grad_record)
 
 
+def _export_sparse(name: str, spec, calls: list, extra=None) -> None:
+    """As :func:`_export` for signatures with sparse inputs: ``calls`` holds (signature, {key: array or
+    (indices, values, dense_shape)}); a sparse value is fed to a ``sparse_placeholder`` and recorded as
+    ``in__<sig>__<key>__indices`` / ``__values`` / ``__dense_shape`` (sparse outputs likewise)."""
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(7)
+        module = hub.Module(spec, trainable=True)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            module.export(path, sess)
+    record: dict[str, np.ndarray] = {}
+    with tf.Graph().as_default():
+        m = hub.Module(path, trainable=True)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for n, (sig, inputs) in enumerate(calls):
+                tag = f"call{n}"
+                placeholders, fd = {}, {}
+                for k, v in inputs.items():
+                    if isinstance(v, tuple):
+                        ph = tf1.sparse_placeholder(tf.as_dtype(v[1].dtype), [None] * len(v[2]))
+                        fd[ph] = tf1.SparseTensorValue(*v)
+                        for part, arr in zip(("indices", "values", "dense_shape"), v):
+                            record[f"{tag}__in__{sig}__{k}__{part}"] = arr
+                    else:
+                        ph = tf1.placeholder(tf.as_dtype(v.dtype), v.shape)
+                        fd[ph] = v
+                        record[f"{tag}__in__{sig}__{k}"] = v
+                    placeholders[k] = ph
+                outs = m(placeholders, signature=sig, as_dict=True)
+                for k, v in sess.run(outs, fd).items():
+                    if isinstance(v, tf1.SparseTensorValue):
+                        for part in ("indices", "values", "dense_shape"):
+                            record[f"{tag}__out__{sig}__{k}__{part}"] = np.asarray(getattr(v, part))
+                    else:
+                        record[f"{tag}__out__{sig}__{k}"] = np.asarray(v)
+                if extra is not None and n == 0:
+                    extra(sess, m, placeholders, fd, outs, record, "")
+    np.savez(os.path.join(OUT, name + ".npz"), **{k: _plain(v) for k, v in record.items()})
+    print("wrote", name, sorted(record))
+
+
+def sparse_signature() -> None:
+    """A classic sparse-input module: ids from ``sparse_placeholder`` -> embedding_lookup_sparse; a sparse output."""
+
+    def module_fn():
+        ids = tf1.sparse_placeholder(tf.int64, [None, None], name="ids")
+        weights = tf1.sparse_placeholder(tf.float32, [None, None], name="weights")
+        emb = tf1.get_variable("embeddings", [8, 4], initializer=tf1.random_normal_initializer(seed=11))
+        pooled = tf1.nn.embedding_lookup_sparse(emb, ids, None, combiner="sqrtn")
+        weighted = tf1.nn.embedding_lookup_sparse(emb, ids, weights, combiner="sum")
+        doubled = tf.SparseTensor(ids.indices, ids.values * 2, ids.dense_shape)
+        hub.add_signature("default", {"ids": ids}, {"default": pooled, "doubled": doubled})
+        hub.add_signature("weighted", {"ids": ids, "weights": weights}, {"default": weighted})
+
+    spec = hub.create_module_spec(module_fn)
+    indices = np.array([[0, 0], [0, 1], [2, 0], [2, 3], [3, 1]], np.int64)
+    ids = (indices, np.array([1, 7, 0, 3, 3], np.int64), np.array([4, 5], np.int64))
+    weights = (indices, RNG.uniform(0.5, 2.0, 5).astype(np.float32), np.array([4, 5], np.int64))
+    _export_sparse("sparse_signature", spec, [("default", {"ids": ids}), ("weighted", {"ids": ids, "weights": weights})],
+                   extra=_grad_record)
+
+
+def control_flow() -> None:
+    """TF1 control flow v1 (Enter/Merge/Switch/LoopCond/NextIteration/Exit): an RNN-like while_loop over a
+    dynamic length, a cond on a placeholder, a loop nested in a loop with a cond inside, and ``maximum_iterations``."""
+    tf1.disable_control_flow_v2()
+
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        n = tf1.placeholder(tf.int32, [], name="n")
+        flag = tf1.placeholder(tf.bool, [], name="flag")
+        w = tf1.get_variable("rnn/w", [3, 3], initializer=tf1.random_normal_initializer(seed=12))
+        u = tf1.get_variable("rnn/u", [3], initializer=tf1.random_normal_initializer(seed=13))
+
+        def body(i, h):
+            return i + 1, tf.tanh(tf.matmul(h, w) + x * u)
+
+        _, h = tf1.while_loop(lambda i, h: i < n, body, [tf.constant(0), tf.zeros_like(x)], name="rnn_loop")
+        chosen = tf1.cond(flag, lambda: h * 2.0 + u, lambda: tf.reduce_sum(x) - h, name="choose")
+
+        def outer_body(i, acc):
+            def inner_body(j, a):
+                step = tf1.cond(tf.equal(j % 2, 0), lambda: a + tf.cast(j, tf.float32) * u, lambda: a * 0.9)
+                return j + 1, step
+
+            _, acc2 = tf1.while_loop(lambda j, a: j < i, inner_body, [tf.constant(0), acc], name="inner")
+            return i + 1, tf.tanh(acc2)
+
+        _, nested = tf1.while_loop(lambda i, a: i < n, outer_body, [tf.constant(0), tf.reduce_mean(x, 0)],
+                                   name="outer")
+        bounded = tf1.while_loop(lambda v: tf.reduce_sum(v) < 1e6, lambda v: v * 2.0 + 1.0, [x],
+                                 maximum_iterations=n + 1, name="bounded")
+        hub.add_signature("default", {"x": x, "n": n, "flag": flag},
+                          {"default": chosen, "rnn": h, "nested": nested, "bounded": bounded})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    calls = [("default", {"x": x, "n": np.array(4, np.int32), "flag": np.array(True)}),
+             ("default", {"x": x, "n": np.array(0, np.int32), "flag": np.array(False)}),
+             ("default", {"x": x[:1], "n": np.array(3, np.int32), "flag": np.array(False)})]
+    _export_sparse("control_flow", spec, calls, extra=_grad_record)
+
+
 FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
-                                    mobilenet_block, bert_encoder, ref_variables)}
+                                    mobilenet_block, bert_encoder, ref_variables,
+                                    sparse_signature, control_flow)}
 
 
 def main() -> None:

@@ -173,6 +173,15 @@ TRANSLATORS["ArgMax"] = _same("TfArgMax", {"output_type": "output_type"}, kind="
 TRANSLATORS["ArgMin"] = _same("TfArgMax", {"output_type": "output_type"}, kind="min")
 
 
+@_register("SegmentSum")
+def _segment_sum(e: Emitter) -> None:
+    """``SegmentSum(data, ids)`` is the sparse segment sum over every row in order (``embedding_lookup_sparse``
+    with weights and ``combiner="sum"`` uses it)."""
+    rows = e.emit("TfSize", [e.inputs[1]], {"out_type": int32}, name=e.helper_name()) + ":0"
+    order = e.emit("TfRange", [e.const(0, int32), rows, e.const(1, int32)], name=e.helper_name()) + ":0"
+    e.emit("TfSparseSegmentReduce", [e.inputs[0], order, e.inputs[1]], {"reduction": "sum"})
+
+
 @_register("Reciprocal", "Inv")
 def _reciprocal(e: Emitter) -> None:
     e.emit("RealDiv", [e.const(1, e.dtype_attr("T")), e.inputs[0]])
@@ -346,3 +355,8 @@ def supported_ops_markdown() -> str:
         by_letter.setdefault(op[0], []).append(f"`{op}`")
     lines += [f"- **{letter}**: {', '.join(names)}" for letter, names in sorted(by_letter.items())]
     return "\n".join(lines)
+
+
+# The control-flow translators (Enter/Merge/Switch/Exit/..., hubkit/importers/tf1/control_flow.py) need the
+# Emitter above; importing them here keeps TRANSLATORS complete for every importer of this module.
+from hubkit.importers.tf1 import control_flow as _control_flow  # noqa: E402,F401
