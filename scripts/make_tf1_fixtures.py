@@ -474,9 +474,38 @@ def control_flow() -> None:
     _export_sparse("control_flow", spec, calls, extra=_grad_record)
 
 
+def dynamic_rnn() -> None:
+    """``tf.nn.dynamic_rnn`` (TensorArrayV3 read/write/scatter/gather inside a v1 while loop, sequence_length), and
+    a while loop writing a ``dynamic_size`` TensorArray that is stacked afterwards."""
+    tf1.disable_control_flow_v2()
+
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+        lengths = tf1.placeholder(tf.int32, [None], name="lengths")
+        cell = tf1.nn.rnn_cell.BasicLSTMCell(4, name="lstm")
+        outputs, state = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=tf.float32)
+        hub.add_signature("default", {"x": x, "lengths": lengths}, {"default": state.h, "outputs": outputs,
+                                                                    "cell": state.c})
+        n = tf1.placeholder(tf.int32, [], name="n")
+        scale = tf1.get_variable("scale", [], initializer=tf1.constant_initializer(1.5))
+
+        def body(i, ta):
+            return i + 1, ta.write(i, tf.cast(i * i, tf.float32) * scale)
+
+        _, ta = tf1.while_loop(lambda i, ta: i < n, body,
+                               [tf.constant(0), tf.TensorArray(tf.float32, size=0, dynamic_size=True)])
+        hub.add_signature("squares", {"n": n}, {"default": ta.stack(), "size": ta.size()})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((3, 5, 3)).astype(np.float32)
+    calls = [("default", {"x": x, "lengths": np.array([5, 2, 4], np.int32)}),
+             ("squares", {"n": np.array(4, np.int32)})]
+    _export_sparse("dynamic_rnn", spec, calls, extra=_grad_record)
+
+
 FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
                                     mobilenet_block, bert_encoder, ref_variables,
-                                    sparse_signature, control_flow)}
+                                    sparse_signature, control_flow, dynamic_rnn)}
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from hubkit.errors import FormatError
 from hubkit.format.attrs import decode_attrs
 from hubkit.graph import DType
+from hubkit.importers.tf1.tensor_array import HANDLE_OPS
 from hubkit.importers.tf1.translate import TRANSLATORS, Emitter
 from hubkit.ops.importer import split_tensor_name
 
@@ -307,7 +308,10 @@ class ControlFlow:
         try:
             for name in self._order(scope, [split_tensor_name(r)[0] for r in roots]):
                 node = self.t.nodes[name]
-                e = Emitter(self.t, name, node.op, node.attrs, [self.resolve(i) for i in node.inputs], node.inputs)
+                # a TensorArray op's handle (input 0) is not data and is left unresolved
+                skip = 1 if node.op in HANDLE_OPS else 0
+                inputs = [""] * skip + [self.resolve(i) for i in node.inputs[skip:]]
+                e = Emitter(self.t, name, node.op, node.attrs, inputs, node.inputs)
                 try:
                     TRANSLATORS[node.op](e)
                 except KeyError:

@@ -23,6 +23,7 @@ from hubkit.importers.tf1.attrs import decode_attr_value, decode_tensor
 from hubkit.importers.tf1.control_flow import CONTROL_FLOW_TF_OPS, control_flow_of
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
 from hubkit.importers.tf1.sparse_sig import signature_entries
+from hubkit.importers.tf1.tensor_array import HANDLE_OPS
 from hubkit.importers.tf1.translate import TRANSLATORS, Emitter, supported_tf_ops
 from hubkit.ops.importer import split_tensor_name
 
@@ -244,6 +245,8 @@ class GraphTranslator:
             extra = [split_tensor_name(init.inputs[1])[0]] if init is not None and len(init.inputs) > 1 and \
                 init.op.startswith("InitializeTableFromTextFile") else []
             return [split_tensor_name(t)[0] for t in node.inputs[1:]] + extra
+        if node.op in HANDLE_OPS and not raw:  # a TensorArray's handle is not data: its flow carries the array
+            return [split_tensor_name(t)[0] for t in node.inputs[1:]]
         deps = [split_tensor_name(t)[0] for t in node.inputs]
         if node.op == "NoOp":
             deps += node.control

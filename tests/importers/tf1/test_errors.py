@@ -34,13 +34,13 @@ def test_unsupported_ops_are_all_named_in_one_error(tf1_copy):
     def edit(sm):
         relus = [n for n in sm.meta_graphs[0].graph_def.node if n.op == "Relu"]
         relus[0].op = "FancyActivation"
-        _node(sm, next(n.name for n in sm.meta_graphs[0].graph_def.node if n.op == "Sigmoid")).op = "TensorArrayV3"
+        _node(sm, next(n.name for n in sm.meta_graphs[0].graph_def.node if n.op == "Sigmoid")).op = "TensorArrayConcatV3"
 
     _edit_saved_model(path, edit)
     with pytest.raises(FormatError) as info:
         hk.load_module_spec(path)
     message = str(info.value)
-    assert "'FancyActivation' (used by 'Relu')" in message and "'TensorArrayV3' (used by 'Sigmoid')" in message
+    assert "'FancyActivation' (used by 'Relu')" in message and "'TensorArrayConcatV3' (used by 'Sigmoid')" in message
     assert "2 TF op type(s)" in message and f"hubkit translates {len(supported_tf_ops())} TF ops" in message
     assert "saved_model.pb" in message
 
