@@ -433,45 +433,87 @@ def sparse_signature() -> None:
                    extra=_grad_record)
 
 
-def control_flow() -> None:
+def _control_flow_graph():
+    """The control_flow fixture's graph: (inputs, outputs) as dicts of tensors."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    n = tf1.placeholder(tf.int32, [], name="n")
+    flag = tf1.placeholder(tf.bool, [], name="flag")
+    w = tf1.get_variable("rnn/w", [3, 3], initializer=tf1.random_normal_initializer(seed=12))
+    u = tf1.get_variable("rnn/u", [3], initializer=tf1.random_normal_initializer(seed=13))
+
+    def body(i, h):
+        return i + 1, tf.tanh(tf.matmul(h, w) + x * u)
+
+    _, h = tf1.while_loop(lambda i, h: i < n, body, [tf.constant(0), tf.zeros_like(x)], name="rnn_loop")
+    chosen = tf1.cond(flag, lambda: h * 2.0 + u, lambda: tf.reduce_sum(x) - h, name="choose")
+
+    def outer_body(i, acc):
+        def inner_body(j, a):
+            step = tf1.cond(tf.equal(j % 2, 0), lambda: a + tf.cast(j, tf.float32) * u, lambda: a * 0.9)
+            return j + 1, step
+
+        _, acc2 = tf1.while_loop(lambda j, a: j < i, inner_body, [tf.constant(0), acc], name="inner")
+        return i + 1, tf.tanh(acc2)
+
+    _, nested = tf1.while_loop(lambda i, a: i < n, outer_body, [tf.constant(0), tf.reduce_mean(x, 0)],
+                               name="outer")
+    bounded = tf1.while_loop(lambda v: tf.reduce_sum(v) < 1e6, lambda v: v * 2.0 + 1.0, [x],
+                             maximum_iterations=n + 1, name="bounded")
+    return {"x": x, "n": n, "flag": flag}, {"default": chosen, "rnn": h, "nested": nested, "bounded": bounded}
+
+
+def _native_grads(path: str, build, feeds: dict) -> dict[str, np.ndarray]:
+    """TF's gradients of sum(default * linspace(-1, 1)) on the graph built directly with the module's variable
+    values: TF cannot differentiate control flow v2 re-imported from a module unless it was exported with every
+    intermediate (``output_all_intermediates``, which adds TensorList accumulators a served module never has)."""
+    reader = tf1.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    tf1.experimental.output_all_intermediates(True)
+    with tf.Graph().as_default():
+        inputs, outputs = build()
+        variables = tf1.global_variables()
+        with tf1.Session() as sess:
+            for v in variables:
+                v.load(reader.get_tensor(v.op.name), sess)
+            fd = {inputs[k]: v for k, v in feeds.items()}
+            out = outputs["default"]
+            w = tf1.constant(np.linspace(-1.0, 1.0, int(np.prod(sess.run(tf.shape(out), fd)))).astype(np.float32))
+            loss = tf.reduce_sum(tf.reshape(out, [-1]) * w)
+            grads = sess.run(tf.gradients(loss, variables), fd)
+    tf1.experimental.output_all_intermediates(None)
+    return {f"grad__{v.op.name}": g for v, g in zip(variables, grads)}
+
+
+def control_flow(name: str = "control_flow") -> None:
     """TF1 control flow v1 (Enter/Merge/Switch/LoopCond/NextIteration/Exit): an RNN-like while_loop over a
-    dynamic length, a cond on a placeholder, a loop nested in a loop with a cond inside, and ``maximum_iterations``."""
-    tf1.disable_control_flow_v2()
+    dynamic length, a cond on a placeholder, a loop nested in a loop with a cond inside, and ``maximum_iterations``.
+    As ``control_flow_v2``, the same module with control flow v2 (While/StatelessIf calling library functions)."""
+    v2 = name == "control_flow_v2"
+    if v2:
+        tf1.enable_control_flow_v2()
+    else:
+        tf1.disable_control_flow_v2()
 
     def module_fn():
-        x = tf1.placeholder(tf.float32, [None, 3], name="x")
-        n = tf1.placeholder(tf.int32, [], name="n")
-        flag = tf1.placeholder(tf.bool, [], name="flag")
-        w = tf1.get_variable("rnn/w", [3, 3], initializer=tf1.random_normal_initializer(seed=12))
-        u = tf1.get_variable("rnn/u", [3], initializer=tf1.random_normal_initializer(seed=13))
-
-        def body(i, h):
-            return i + 1, tf.tanh(tf.matmul(h, w) + x * u)
-
-        _, h = tf1.while_loop(lambda i, h: i < n, body, [tf.constant(0), tf.zeros_like(x)], name="rnn_loop")
-        chosen = tf1.cond(flag, lambda: h * 2.0 + u, lambda: tf.reduce_sum(x) - h, name="choose")
-
-        def outer_body(i, acc):
-            def inner_body(j, a):
-                step = tf1.cond(tf.equal(j % 2, 0), lambda: a + tf.cast(j, tf.float32) * u, lambda: a * 0.9)
-                return j + 1, step
-
-            _, acc2 = tf1.while_loop(lambda j, a: j < i, inner_body, [tf.constant(0), acc], name="inner")
-            return i + 1, tf.tanh(acc2)
-
-        _, nested = tf1.while_loop(lambda i, a: i < n, outer_body, [tf.constant(0), tf.reduce_mean(x, 0)],
-                                   name="outer")
-        bounded = tf1.while_loop(lambda v: tf.reduce_sum(v) < 1e6, lambda v: v * 2.0 + 1.0, [x],
-                                 maximum_iterations=n + 1, name="bounded")
-        hub.add_signature("default", {"x": x, "n": n, "flag": flag},
-                          {"default": chosen, "rnn": h, "nested": nested, "bounded": bounded})
+        inputs, outputs = _control_flow_graph()
+        hub.add_signature("default", inputs, outputs)
 
     spec = hub.create_module_spec(module_fn)
     x = RNG.standard_normal((2, 3)).astype(np.float32)
     calls = [("default", {"x": x, "n": np.array(4, np.int32), "flag": np.array(True)}),
              ("default", {"x": x, "n": np.array(0, np.int32), "flag": np.array(False)}),
              ("default", {"x": x[:1], "n": np.array(3, np.int32), "flag": np.array(False)})]
-    _export_sparse("control_flow", spec, calls, extra=_grad_record)
+    _export_sparse(name, spec, calls, extra=None if v2 else _grad_record)
+    if v2:
+        path = os.path.join(OUT, name)
+        with np.load(path + ".npz") as data:
+            record = {k: data[k] for k in data.files}
+        record.update(_native_grads(path, _control_flow_graph, calls[0][1]))
+        np.savez(path + ".npz", **record)
+    tf1.disable_control_flow_v2()
+
+
+def control_flow_v2() -> None:
+    control_flow("control_flow_v2")
 
 
 def dynamic_rnn() -> None:
@@ -505,7 +547,8 @@ def dynamic_rnn() -> None:
 
 FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
                                     mobilenet_block, bert_encoder, ref_variables,
-                                    sparse_signature, control_flow, dynamic_rnn)}
+                                    sparse_signature, control_flow, control_flow_v2,
+                                    dynamic_rnn)}
 
 
 def main() -> None:

@@ -357,7 +357,9 @@ def supported_ops_markdown() -> str:
     return "\n".join(lines)
 
 
-# The control-flow and TensorArray translators (hubkit/importers/tf1/control_flow.py, tensor_array.py) need the
-# Emitter above; importing them here keeps TRANSLATORS complete for every importer of this module.
+# The control-flow, function-call and TensorArray translators (hubkit/importers/tf1/control_flow.py,
+# functions.py, tensor_array.py) need the Emitter above; importing them here keeps TRANSLATORS complete for every
+# importer of this module.
 from hubkit.importers.tf1 import control_flow as _control_flow  # noqa: E402,F401
+from hubkit.importers.tf1 import functions as _functions  # noqa: E402,F401
 from hubkit.importers.tf1 import tensor_array as _tensor_array  # noqa: E402,F401

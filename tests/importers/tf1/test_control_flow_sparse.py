@@ -58,7 +58,7 @@ def _check_outputs(m, name: str) -> None:
                     np.testing.assert_array_equal(getattr(out[key], p), rec[f"{head}{key}__{p}"])
 
 
-@pytest.mark.parametrize("name", ["control_flow", "dynamic_rnn", "sparse_signature"])
+@pytest.mark.parametrize("name", ["control_flow", "control_flow_v2", "dynamic_rnn", "sparse_signature"])
 def test_outputs_match_tensorflow_directly_and_after_convert(name, tmp_path):
     _check_outputs(hk.Module(fixture_path(name)), name)
     converted = hk.convert(fixture_path(name), str(tmp_path / "converted"))
@@ -89,7 +89,7 @@ def test_sparse_input_from_a_sparse_placeholder_in_a_graph():
     np.testing.assert_array_equal(got["doubled"].values, rec["call0__out__default__doubled__values"])
 
 
-@pytest.mark.parametrize("name", ["control_flow", "dynamic_rnn", "sparse_signature"])
+@pytest.mark.parametrize("name", ["control_flow", "control_flow_v2", "dynamic_rnn", "sparse_signature"])
 def test_gradients_through_loops_conds_and_sparse_inputs_match_tensorflow(name):
     rec = recorded(name)
     tag, sig, feeds = _calls(rec)[0]
@@ -143,4 +143,35 @@ def test_a_loop_reading_its_exit_inside_the_body_is_refused(tf1_copy):
     with open(f"{path}/saved_model.pb", "wb") as f:
         f.write(sm.SerializeToString())
     with pytest.raises(FormatError, match="rnn_loop/Switch_1"):
+        hk.Module(path)
+
+
+def test_control_flow_v2_functions_become_while_and_if_nodes(tmp_path):
+    """TF 2.x writes While/StatelessWhile/If calling library functions: they become hubkit While/If nodes."""
+    from hubkit.format.graph_codec import read_graph_file
+
+    converted = hk.convert(fixture_path("control_flow_v2"), str(tmp_path / "converted"))
+    ops = [nd.op for nd in read_graph_file(converted).variants[0].nodes]
+    assert ops.count("While") == 3 and ops.count("If") == 1
+    assert not {"StatelessWhile", "StatelessIf"} & set(ops)
+
+
+def test_an_unsupported_op_inside_a_library_function_is_named(tf1_copy):
+    from hubkit.importers.tf1.functions import _messages
+    from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
+
+    path = tf1_copy("control_flow_v2")
+    with open(f"{path}/saved_model.pb", "rb") as f:
+        sm = tfpb.SavedModel.FromString(f.read())
+    graph = sm.meta_graphs[0].graph_def
+    _, view_cls = _messages()
+    view = view_cls.FromString(graph.SerializeToString())
+    body = next(fn for fn in view.library.function if fn.signature.name.startswith("rnn_loop_body"))
+    next(nd for nd in body.node_def if nd.op == "Tanh").op = "FancyTanh"
+    view.DiscardUnknownFields()  # the nodes (field 1): only the library stays in the view
+    nodes = tfpb.GraphDef(node=graph.node, versions=graph.versions)  # without the old library (field 2)
+    graph.ParseFromString(nodes.SerializeToString() + view.SerializeToString())
+    with open(f"{path}/saved_model.pb", "wb") as f:
+        f.write(sm.SerializeToString())
+    with pytest.raises(FormatError, match=r"function 'rnn_loop_body_\d+'.*'FancyTanh'"):
         hk.Module(path)
