@@ -33,7 +33,7 @@ from hubkit.ops.importer import split_tensor_name
 if TYPE_CHECKING:
     from hubkit.importers.tf1.graph import GraphTranslator
 
-__all__ = ["FUNCTION_CALL_OPS", "function_library"]
+__all__ = ["FUNCTION_CALL_OPS", "function_library", "function_ops"]
 
 FUNCTION_CALL_OPS = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
                                "StatefulPartitionedCall"})
@@ -217,6 +217,27 @@ def _flat_input(fdef: Any, name: str, where: str) -> str:
                               f"{node!r}, which has the outputs {list(names)}.")
         index += names.index(arg)  # these ops' output arguments are single tensors
     return f"{node}:{index}"
+
+
+def function_ops(t: GraphTranslator, nodes: list[str]) -> dict[str, list[str]]:
+    """``{op: ["function/node", ...]}`` of every op inside the library functions that ``nodes`` call (nested
+    calls followed), so unsupported ones are reported with the graph's before anything is translated."""
+    calls = [n for n in nodes if t.nodes[n].op in FUNCTION_CALL_OPS]
+    if not calls:
+        return {}
+    lib = _library(t)
+    todo = [a.func.name for n in calls for a in _raw_node(t, n).attr.values() if a.HasField("func")]
+    seen: set[str] = set()
+    out: dict[str, list[str]] = {}
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in lib:
+            continue
+        seen.add(name)
+        for nd in lib[name].node_def:
+            out.setdefault(nd.op, []).append(f"{name}/{nd.name}")
+            todo.extend(a.func.name for a in nd.attr.values() if a.HasField("func"))
+    return out
 
 
 # -- translators --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from hubkit.format.graph_codec import encode_tensor_info
 from hubkit.graph import DType
 from hubkit.importers.tf1.attrs import decode_attr_value, decode_tensor
 from hubkit.importers.tf1.control_flow import CONTROL_FLOW_TF_OPS, control_flow_of
+from hubkit.importers.tf1.functions import function_ops
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
 from hubkit.importers.tf1.sparse_sig import signature_entries
 from hubkit.importers.tf1.tensor_array import HANDLE_OPS
@@ -330,8 +331,12 @@ class GraphTranslator:
         for n in sorted(reached):
             if self.nodes[n].op not in TRANSLATORS:
                 unsupported.setdefault(self.nodes[n].op, []).append(n)
+        in_functions = function_ops(self, sorted(reached))  # control flow v2: ops of the called library functions
+        for op, users in in_functions.items():
+            if op not in TRANSLATORS:
+                unsupported.setdefault(op, []).extend(users)
         if unsupported:
-            raise unsupported_ops_error(self.where, unsupported, {self.nodes[n].op for n in reached})
+            raise unsupported_ops_error(self.where, unsupported, {self.nodes[n].op for n in reached} | set(in_functions))
         return self._order(roots)
 
     def _reach(self, roots: list[str]) -> set[str]:

@@ -173,5 +173,17 @@ def test_an_unsupported_op_inside_a_library_function_is_named(tf1_copy):
     graph.ParseFromString(nodes.SerializeToString() + view.SerializeToString())
     with open(f"{path}/saved_model.pb", "wb") as f:
         f.write(sm.SerializeToString())
-    with pytest.raises(FormatError, match=r"function 'rnn_loop_body_\d+'.*'FancyTanh'"):
+    with pytest.raises(FormatError, match=r"'FancyTanh' \(used by 'rnn_loop_body_\d+/Tanh'\)"):
         hk.Module(path)
+
+
+def test_hubkit_info_lists_control_flow_and_library_function_ops(capsys):
+    from hubkit.cli import main
+
+    assert main(["info", fixture_path("control_flow")]) == 0
+    out = capsys.readouterr().out
+    assert "LoopCond: 4 node(s), supported: yes" in out and "Enter: 17 node(s), supported: yes" in out
+    assert "supported: no (needed" not in out
+    assert main(["info", fixture_path("control_flow_v2")]) == 0
+    out = capsys.readouterr().out
+    assert "library functions: 12" in out and "MatMul: 1 node(s) in functions, supported: yes" in out
