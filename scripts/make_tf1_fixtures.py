@@ -459,7 +459,12 @@ def _control_flow_graph():
                                name="outer")
     bounded = tf1.while_loop(lambda v: tf.reduce_sum(v) < 1e6, lambda v: v * 2.0 + 1.0, [x],
                              maximum_iterations=n + 1, name="bounded")
-    return {"x": x, "n": n, "flag": flag}, {"default": chosen, "rnn": h, "nested": nested, "bounded": bounded}
+    pair_a, pair_b = tf1.cond(flag, lambda: (h + 1.0, tf.reduce_sum(h)), lambda: (h * h, tf.constant(3.0)),
+                              name="pair")  # two outputs: one If; a branch of constants only
+    nested_cond = tf1.cond(flag, lambda: tf1.cond(n > 2, lambda: x * 2.0, lambda: x + u), lambda: -x,
+                           name="outer_cond")
+    return {"x": x, "n": n, "flag": flag}, {"default": chosen, "rnn": h, "nested": nested, "bounded": bounded,
+                                            "pair_a": pair_a, "pair_b": pair_b, "nested_cond": nested_cond}
 
 
 def _native_grads(path: str, build, feeds: dict) -> dict[str, np.ndarray]:

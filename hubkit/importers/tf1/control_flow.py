@@ -69,6 +69,18 @@ class _Cond:
 
 
 @dataclass
+class _CondGroup:
+    """The Merges of one ``tf.cond`` call (one per output: same name scope, same predicate), built as one ``If``
+    with one output per Merge, so each branch runs once however many values the cond returns."""
+
+    merges: list[str]
+    conds: list[_Cond]
+    pred: str
+    switches: list[str]
+    external: list[str]
+
+
+@dataclass
 class _Scope:
     """One function being built: its nodes, aliases, placeholders, and captured tensors of the parent."""
 
@@ -76,7 +88,7 @@ class _Scope:
     prefix: str
     loop: _Loop | None = None
     kind: str = ""  # "cond" or "body" (a loop's functions), "then"/"else" (a cond's branches)
-    cond: _Cond | None = None
+    cond: _CondGroup | None = None
     out_nodes: list = field(default_factory=list)
     tensor_map: dict[str, str] = field(default_factory=dict)
     translated: set[str] = field(default_factory=set)
@@ -85,6 +97,7 @@ class _Scope:
     capture_ph: dict[str, str] = field(default_factory=dict)
     capture_dtype: dict[str, DType] = field(default_factory=dict)
     done_loops: dict[str, str] = field(default_factory=dict)  # frame -> While node name
+    done_conds: set[str] = field(default_factory=set)  # If nodes built (named by a group's first Merge)
 
 
 class ControlFlow:
@@ -101,6 +114,8 @@ class ControlFlow:
                 self.frames.setdefault(str(node.attrs.get("frame_name", "")), []).append(node.name)
         self._loops: dict[str, _Loop] = {}
         self._conds: dict[str, _Cond] = {}
+        self._groups: dict[str, _CondGroup] = {}
+        self._top_conds: set[str] = set()
         self._top_loops: dict[str, str] = {}  # frame -> While node name, at the top level
         self._cap_dtypes: dict[str, DType] = {}
         self.scope: _Scope | None = None  # the function being built; None at the top level
@@ -117,7 +132,7 @@ class ControlFlow:
         if node.op in EXIT_OPS:
             return self.loop(node.name).external
         if node.op in MERGE_OPS and not self.is_loop_merge(node):
-            return self.cond(node.name).external
+            return self.group(node.name).external
         return None
 
     def is_loop_merge(self, node: _Node) -> bool:
@@ -231,6 +246,34 @@ class ControlFlow:
         c = _Cond(merge_name, pred, switches, 0 if 1 in ports[0] else 1, external)
         self._conds[merge_name] = c
         return c
+
+    def group(self, merge_name: str) -> _CondGroup:
+        """The Merges translated together with ``merge_name``: the needed cond Merges of its name scope on its
+        predicate (a ``tf.cond`` returning several values has one Merge per value)."""
+        cached = self._groups.get(merge_name)
+        if cached is not None:
+            return cached
+        first = self.cond(merge_name)
+        prefix = merge_name.rpartition("/")[0]
+        reached = getattr(self.t, "reached", None) or {merge_name}
+        members = []
+        for name in sorted(reached):
+            node = self.t.nodes[name]
+            if name != merge_name and (node.op not in MERGE_OPS or name.rpartition("/")[0] != prefix
+                                       or self.is_loop_merge(node)):
+                continue
+            try:
+                c = self.cond(name)
+            except FormatError:
+                continue
+            if c.pred == first.pred:
+                members.append(c)
+        switches = sorted({s for c in members for s in c.switches})
+        external = list(dict.fromkeys(x for c in members for x in c.external))
+        group = _CondGroup([c.merge for c in members], members, first.pred, switches, external)
+        for c in members:
+            self._groups[c.merge] = group
+        return group
 
     # -- scopes ----------------------------------------------------------------------------------------
     def _leaf(self, scope: _Scope, tensor: str) -> str | None:
@@ -406,19 +449,26 @@ class ControlFlow:
         node = self.t.nodes[e.name]
         if self.is_loop_merge(node):
             raise FormatError(f"{e.where()} is a loop variable read outside its loop.")
-        c = self.cond(e.name)
-        scopes = []
-        for kind, index in (("then", c.then_input), ("else", 1 - c.then_input)):
-            s = _Scope(self.scope, f"{e.name}/_hk_{kind}", kind=kind, cond=c)
-            out = self._translate_in(s, [node.inputs[index]])
-            scopes.append((s, out))
-        caps = self._unify(*(s for s, _ in scopes))
-        attrs = {"then_branch": self._function(scopes[0][0], [], scopes[0][1], caps),
-                 "else_branch": self._function(scopes[1][0], [], scopes[1][1], caps)}
-        e.emit("If", [self.resolve(c.pred)] + [self.resolve(x) for x in caps], attrs)
+        g = self.group(e.name)
+        if_name = g.merges[0]
+        done = self.scope.done_conds if self.scope is not None else self._top_conds
+        if if_name not in done:
+            done.add(if_name)
+            scopes = []
+            for kind in ("then", "else"):
+                s = _Scope(self.scope, f"{if_name}/_hk_{kind}", kind=kind, cond=g)
+                roots = [self.t.nodes[c.merge].inputs[c.then_input if kind == "then" else 1 - c.then_input]
+                         for c in g.conds]
+                scopes.append((s, self._translate_in(s, roots)))
+            caps = self._unify(*(s for s, _ in scopes))
+            attrs = {"then_branch": self._function(scopes[0][0], [], scopes[0][1], caps),
+                     "else_branch": self._function(scopes[1][0], [], scopes[1][1], caps)}
+            e.emit("If", [self.resolve(g.pred)] + [self.resolve(x) for x in caps], attrs, name=if_name)
+        k = g.merges.index(e.name)
+        e.alias(0, f"{if_name}:{k}")
         if any(f"{e.name}:1" in self.t.nodes[n].inputs for n in self.consumers.get(e.name, [])):
-            taken = self.resolve(c.pred)  # value_index: which input the Merge forwarded
-            if c.then_input == 0:
+            taken = self.resolve(g.pred)  # value_index: which input the Merge forwarded
+            if g.conds[k].then_input == 0:
                 taken = e.emit("LogicalNot", [taken], name=e.helper_name()) + ":0"
             e.alias(1, e.emit("Cast", [taken], {"dtype": _int32()}, name=e.helper_name()) + ":0")
 

@@ -325,7 +325,7 @@ class GraphTranslator:
         roots += [n for n in var_defs if n in self.nodes]
         self._inits = self._table_initializers()
         roots = list(dict.fromkeys(roots))
-        reached = self._reach(roots)
+        reached = self.reached = self._reach(roots)  # the control-flow translation groups a cond's needed Merges
         # unsupported ops first, over every node (those inside loops and conds too)
         unsupported: dict[str, list[str]] = {}
         for n in sorted(reached):
