@@ -26,7 +26,7 @@ from hubkit.errors import FormatError
 from hubkit.format.attrs import decode_attrs
 from hubkit.graph import DType
 from hubkit.importers.tf1.tensor_array import HANDLE_OPS
-from hubkit.importers.tf1.translate import TRANSLATORS, Emitter
+from hubkit.importers.tf1.translate import ASSIGN_OPS, TRANSLATORS, Emitter
 from hubkit.ops.importer import split_tensor_name
 
 if TYPE_CHECKING:
@@ -351,6 +351,9 @@ class ControlFlow:
         try:
             for name in self._order(scope, [split_tensor_name(r)[0] for r in roots]):
                 node = self.t.nodes[name]
+                if node.op in ASSIGN_OPS:
+                    raise FormatError(f"{self.where(name)} assigns a variable inside a TF1 loop or cond; hubkit's "
+                                      "loop and branch functions are pure, so it cannot run this module.")
                 # a TensorArray op's handle (input 0) is not data and is left unresolved
                 skip = 1 if node.op in HANDLE_OPS else 0
                 inputs = [""] * skip + [self.resolve(i) for i in node.inputs[skip:]]

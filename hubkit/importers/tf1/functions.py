@@ -27,7 +27,7 @@ from hubkit.format.attrs import decode_attrs
 from hubkit.graph import DType, bool_
 from hubkit.importers.tf1.dtypes import _HUBKIT
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
-from hubkit.importers.tf1.translate import TRANSLATORS, Emitter
+from hubkit.importers.tf1.translate import ASSIGN_OPS, TRANSLATORS, Emitter
 from hubkit.ops.importer import split_tensor_name
 
 if TYPE_CHECKING:
@@ -187,6 +187,9 @@ def translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], w
         node = sub.nodes[n]
         emitter = Emitter(sub, n, node.op, node.attrs, [sub.tensor_map.get(x, x) for x in node.inputs], node.inputs)
         translator = TRANSLATORS.get(node.op)
+        if node.op in ASSIGN_OPS:
+            raise FormatError(f"{sub.where}: {node.op} node {n!r} assigns a variable inside a function; hubkit's "
+                              "loop and branch functions are pure, so it cannot run this module.")
         if translator is None:
             raise FormatError(f"{sub.where}: hubkit does not support the TF op {node.op!r} (node {n!r}).")
         try:

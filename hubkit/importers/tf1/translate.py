@@ -321,6 +321,9 @@ def _assign(hk_op: str) -> Translator:
 TRANSLATORS["Assign"] = TRANSLATORS["AssignVariableOp"] = _assign("Assign")
 TRANSLATORS["AssignSub"] = TRANSLATORS["AssignSubVariableOp"] = _assign("AssignSub")
 TRANSLATORS["AssignAdd"] = TRANSLATORS["AssignAddVariableOp"] = _assign("AssignAdd")
+# refused inside loop bodies and branches (hubkit's functions are pure)
+ASSIGN_OPS = frozenset({"Assign", "AssignVariableOp", "AssignSub", "AssignSubVariableOp", "AssignAdd",
+                        "AssignAddVariableOp"})
 
 
 @_register("NoOp")

@@ -188,3 +188,18 @@ def test_hubkit_info_lists_control_flow_and_library_function_ops(capsys):
     assert main(["info", fixture_path("control_flow_v2")]) == 0
     out = capsys.readouterr().out
     assert "library functions: 18, " in out and "MatMul: 1 node(s) in functions, supported: yes" in out
+
+
+def test_a_variable_assigned_inside_a_loop_body_is_refused(tf1_copy):
+    """hubkit's loop and branch functions are pure: an Assign a loop body reads as data fails at load."""
+    from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
+
+    path = tf1_copy("control_flow")
+    with open(f"{path}/saved_model.pb", "rb") as f:
+        sm = tfpb.SavedModel.FromString(f.read())
+    tanh = next(nd for nd in sm.meta_graphs[0].graph_def.node if nd.name == "rnn_loop/Tanh")
+    tanh.op = "AssignAddVariableOp"
+    with open(f"{path}/saved_model.pb", "wb") as f:
+        f.write(sm.SerializeToString())
+    with pytest.raises(FormatError, match="'rnn_loop/Tanh' assigns a variable inside a TF1 loop or cond"):
+        hk.Module(path)
