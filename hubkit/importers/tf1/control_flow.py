@@ -115,6 +115,7 @@ class ControlFlow:
         self._loops: dict[str, _Loop] = {}
         self._conds: dict[str, _Cond] = {}
         self._groups: dict[str, _CondGroup] = {}
+        self._merges_by_scope: dict[str, list[str]] | None = None
         self._top_conds: set[str] = set()
         self._top_loops: dict[str, str] = {}  # frame -> While node name, at the top level
         self._cap_dtypes: dict[str, DType] = {}
@@ -254,13 +255,15 @@ class ControlFlow:
         if cached is not None:
             return cached
         first = self.cond(merge_name)
-        prefix = merge_name.rpartition("/")[0]
+        if self._merges_by_scope is None:
+            self._merges_by_scope = {}
+            for name, node in self.t.nodes.items():
+                if node.op in MERGE_OPS:
+                    self._merges_by_scope.setdefault(name.rpartition("/")[0], []).append(name)
         reached = getattr(self.t, "reached", None) or {merge_name}
         members = []
-        for name in sorted(reached):
-            node = self.t.nodes[name]
-            if name != merge_name and (node.op not in MERGE_OPS or name.rpartition("/")[0] != prefix
-                                       or self.is_loop_merge(node)):
+        for name in sorted(self._merges_by_scope.get(merge_name.rpartition("/")[0], [])):
+            if name != merge_name and (name not in reached or self.is_loop_merge(self.t.nodes[name])):
                 continue
             try:
                 c = self.cond(name)
