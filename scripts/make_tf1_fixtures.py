@@ -521,18 +521,28 @@ def control_flow_v2() -> None:
     control_flow("control_flow_v2")
 
 
-def dynamic_rnn() -> None:
+def _rnn_graph():
+    """The dynamic_rnn fixture's default signature: (inputs, outputs) as dicts of tensors."""
+    x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+    lengths = tf1.placeholder(tf.int32, [None], name="lengths")
+    cell = tf1.nn.rnn_cell.BasicLSTMCell(4, name="lstm")
+    outputs, state = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=tf.float32)
+    return {"x": x, "lengths": lengths}, {"default": state.h, "outputs": outputs, "cell": state.c}
+
+
+def dynamic_rnn(name: str = "dynamic_rnn") -> None:
     """``tf.nn.dynamic_rnn`` (TensorArrayV3 read/write/scatter/gather inside a v1 while loop, sequence_length), and
-    a while loop writing a ``dynamic_size`` TensorArray that is stacked afterwards."""
-    tf1.disable_control_flow_v2()
+    a while loop writing a ``dynamic_size`` TensorArray that is stacked afterwards. As ``dynamic_rnn_v2``, the same
+    with control flow v2 (the TensorArrays become TensorList ops inside library functions)."""
+    v2 = name == "dynamic_rnn_v2"
+    if v2:
+        tf1.enable_control_flow_v2()
+    else:
+        tf1.disable_control_flow_v2()
 
     def module_fn():
-        x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
-        lengths = tf1.placeholder(tf.int32, [None], name="lengths")
-        cell = tf1.nn.rnn_cell.BasicLSTMCell(4, name="lstm")
-        outputs, state = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=tf.float32)
-        hub.add_signature("default", {"x": x, "lengths": lengths}, {"default": state.h, "outputs": outputs,
-                                                                    "cell": state.c})
+        inputs, outputs = _rnn_graph()
+        hub.add_signature("default", inputs, outputs)
         n = tf1.placeholder(tf.int32, [], name="n")
         scale = tf1.get_variable("scale", [], initializer=tf1.constant_initializer(1.5))
 
@@ -547,13 +557,24 @@ def dynamic_rnn() -> None:
     x = RNG.standard_normal((3, 5, 3)).astype(np.float32)
     calls = [("default", {"x": x, "lengths": np.array([5, 2, 4], np.int32)}),
              ("squares", {"n": np.array(4, np.int32)})]
-    _export_sparse("dynamic_rnn", spec, calls, extra=_grad_record)
+    _export_sparse(name, spec, calls, extra=None if v2 else _grad_record)
+    if v2:
+        path = os.path.join(OUT, name)
+        with np.load(path + ".npz") as data:
+            record = {k: data[k] for k in data.files}
+        record.update(_native_grads(path, _rnn_graph, calls[0][1]))
+        np.savez(path + ".npz", **record)
+    tf1.disable_control_flow_v2()
+
+
+def dynamic_rnn_v2() -> None:
+    dynamic_rnn("dynamic_rnn_v2")
 
 
 FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
                                     mobilenet_block, bert_encoder, ref_variables,
                                     sparse_signature, control_flow, control_flow_v2,
-                                    dynamic_rnn)}
+                                    dynamic_rnn, dynamic_rnn_v2)}
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """TF-exact ``TensorArray`` ops for imported TF1 graphs (``tf.nn.dynamic_rnn``, ``tf.while_loop`` over a
-``tf.TensorArray``): the array is a value, not a resource.
+``tf.TensorArray``): the array is a value, not a resource. Control flow v2's ``TensorList`` ops (a list is a
+variant value) map onto the same ops.
 
 TF passes a resource handle plus a scalar *flow* tensor that orders the writes; the importer drops the handle
 and makes the flow carry the whole array: a NumPy array ``[size, *element_shape]`` (its element shape taken
@@ -180,3 +181,48 @@ class TfTensorArrayAddRows:
         idx = np.asarray(indices).reshape(-1)
         np.add.at(out, idx, np.asarray(g).reshape((idx.size, *ta.shape[1:])))
         return out
+
+
+@register_op
+class TfTensorArrayFromTensor:
+    """``TensorListFromTensor``: the rows of ``tensor`` as the elements (the array is the tensor itself)."""
+
+    def infer(tensor):
+        return float32, None
+
+    def forward(tensor):
+        return np.asarray(tensor)
+
+    def vjp(g, out, tensor):
+        return (g,)
+
+
+@register_op
+class TfTensorArrayStack:
+    """``TensorListStack``: the elements stacked (the array itself, read with its element dtype)."""
+
+    def infer(ta, *, dtype):
+        return dtype, None
+
+    def forward(ta, *, dtype):
+        return ta
+
+    def vjp(g, out, ta, *, dtype):
+        return (g,)
+
+
+@register_op
+class TfTensorArrayPushBack:
+    """``TensorListPushBack``: the array with ``value`` appended."""
+
+    def infer(ta, value):
+        return float32, None
+
+    def forward(ta, value):
+        value = np.asarray(value)
+        buf = _elements(ta, value.shape, value.dtype, "TensorListPushBack")
+        return np.concatenate([buf, value[None]], axis=0)
+
+    def vjp(g, out, ta, value):
+        return apply("TfTensorArrayZeroRows", g, ta, apply("TfTensorArraySize", ta)), apply(
+            "TfTensorArrayRead", g, apply("TfTensorArraySize", ta), dtype=value.dtype)

@@ -24,7 +24,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from hubkit.errors import FormatError
 from hubkit.format.attrs import decode_attrs
-from hubkit.graph import DType, bool_
+from hubkit.graph import DType, bool_, float32
 from hubkit.importers.tf1.dtypes import _HUBKIT
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
 from hubkit.importers.tf1.translate import ASSIGN_OPS, TRANSLATORS, Emitter
@@ -127,6 +127,11 @@ def _value_dtype(t: GraphTranslator, tensor: str) -> DType:
             break
         if node.op in ("Identity", "Enter") and node.inputs:
             node = t.nodes[split_tensor_name(node.inputs[0])[0]]
+            continue
+        if node.op.startswith("TensorList") or node.op == "EmptyTensorList":
+            return float32  # a list is carried as its array; its declared type is TF's flow type
+        if node.op in ("While", "StatelessWhile"):  # a loop variable passed through: what entered the loop
+            node = t.nodes[split_tensor_name(node.inputs[split_tensor_name(tensor)[1]])[0]]
             continue
         break
     raise FormatError(f"{t.where}: cannot tell the value type of {tensor!r} (a {node.op} output) passed to a "

@@ -7,6 +7,7 @@ translated: :data:`HANDLE_OPS` tells the graph walk to skip it) and lets the flo
 
 from __future__ import annotations
 
+from hubkit.graph import int32
 from hubkit.importers.tf1.translate import TRANSLATORS, Emitter
 
 __all__ = ["HANDLE_OPS"]
@@ -36,6 +37,41 @@ def _close(e: Emitter) -> None:
     e.emit("Group", [])
 
 
+# -- control flow v2: TensorList ops (a list is a variant value; input 0 is the list itself, not a handle) ----------
+def _element_shape(e: Emitter, i: int) -> list[int] | None:
+    shape = e.const_input(i)
+    if shape is None or shape.ndim != 1 or (shape < 0).any():
+        return None  # unknown rank or dimensions: taken from the first element written
+    return [int(d) for d in shape]
+
+
+def _list_reserve(e: Emitter) -> None:
+    e.emit("TfTensorArrayNew", [e.inputs[1]], {"dtype": e.dtype_attr("element_dtype"),
+                                                "element_shape": _element_shape(e, 0)})
+
+
+def _empty_list(e: Emitter) -> None:
+    e.emit("TfTensorArrayNew", [e.const(0, int32)], {"dtype": e.dtype_attr("element_dtype"),
+                                                      "element_shape": _element_shape(e, 0)})
+
+
+_LIST_OPS = {"TensorListSetItem": ("TfTensorArrayWrite", 3, False), "TensorListGetItem": ("TfTensorArrayRead", 2, True),
+             "TensorListGather": ("TfTensorArrayGather", 2, True), "TensorListLength": ("TfTensorArraySize", 1, False),
+             "TensorListStack": ("TfTensorArrayStack", 1, True), "TensorListFromTensor": ("TfTensorArrayFromTensor", 1,
+                                                                                          False),
+             "TensorListPushBack": ("TfTensorArrayPushBack", 2, False)}
+
+
+def _list_op(e: Emitter) -> None:
+    hk_op, n_inputs, typed = _LIST_OPS[e.op]
+    attrs = {"dtype": e.dtype_attr("element_dtype")} if typed else {}
+    e.emit(hk_op, e.inputs[:n_inputs], attrs)
+
+
+TRANSLATORS["TensorListReserve"] = _list_reserve
+TRANSLATORS["EmptyTensorList"] = _empty_list
+for _op in _LIST_OPS:
+    TRANSLATORS[_op] = _list_op
 TRANSLATORS["TensorArrayV3"] = _tensor_array
 TRANSLATORS["TensorArrayCloseV3"] = _close
 for _op in _OPS:

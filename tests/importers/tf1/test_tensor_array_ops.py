@@ -44,6 +44,13 @@ def test_writes_past_the_end_grow_the_array_and_reads_past_it_fail():
         _fwd("TfTensorArrayWrite", ta, np.int32(-1), np.float32(1.0))
 
 
+def test_a_push_back_appends_and_takes_the_element_shape_from_the_first_element():
+    ta = _fwd("TfTensorArrayNew", np.int32(0), dtype=hk.float32, element_shape=None)
+    ta = _fwd("TfTensorArrayPushBack", ta, np.array([1.0, 2.0], np.float32))
+    ta = _fwd("TfTensorArrayPushBack", ta, np.array([3.0, 4.0], np.float32))
+    assert _fwd("TfTensorArrayStack", ta, dtype=hk.float32).tolist() == [[1, 2], [3, 4]]
+
+
 def test_a_write_does_not_change_the_array_it_was_given():
     ta = np.zeros((2, 2))
     out = _fwd("TfTensorArrayWrite", ta, np.int32(0), np.ones(2))
@@ -56,8 +63,13 @@ CASES = [  # (ops checked, function, inputs)
     (["TfTensorArrayScatter", "TfTensorArrayRead"], lambda ta, v: apply("TfTensorArrayRead", apply("TfTensorArrayScatter", ta, np.array([2, 0]), v), np.int32(2),
                          dtype=hk.float64) * apply("TfTensorArrayRead", ta, np.int32(1), dtype=hk.float64),
      [_r.standard_normal((3, 2)), _r.standard_normal((2, 2))]),
+    (["TfTensorArrayPushBack", "TfTensorArrayStack"], lambda ta, v: apply(
+        "TfTensorArrayStack", apply("TfTensorArrayPushBack", ta, v), dtype=hk.float64), [_r.standard_normal((2, 3)),
+                                                                                          _r.standard_normal(3)]),
+    (["TfTensorArrayFromTensor"], lambda t: apply("TfTensorArrayRead", apply("TfTensorArrayFromTensor", t), np.int32(1),
+                                                  dtype=hk.float64), [_r.standard_normal((3, 2))]),
 ]
-cover("hubkit.ops.tf_tensor_array", _ALL)
+cover("hubkit.ops.tf_tensor_array", _ALL + ["TfTensorArrayPushBack", "TfTensorArrayStack", "TfTensorArrayFromTensor"])
 
 
 @pytest.mark.parametrize("ops, fn, inputs", CASES)
