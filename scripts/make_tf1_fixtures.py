@@ -521,6 +521,31 @@ def control_flow_v2() -> None:
     control_flow("control_flow_v2")
 
 
+def control_flow_v2_intermediates() -> None:
+    """Control flow v2 exported under ``output_all_intermediates(True)`` (what a module meant for fine-tuning in
+    TF gets): loops carry EmptyTensorList/TensorListPushBack accumulators, branches return Optional intermediates."""
+    tf1.enable_control_flow_v2()
+    tf1.experimental.output_all_intermediates(True)
+
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        n = tf1.placeholder(tf.int32, [], name="n")
+        flag = tf1.placeholder(tf.bool, [], name="flag")
+        w = tf1.get_variable("w", [3, 3], initializer=tf1.random_normal_initializer(seed=14))
+        _, h = tf1.while_loop(lambda i, h: i < n, lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w) + x)),
+                              [tf.constant(0), tf.zeros_like(x)], name="loop")
+        out = tf1.cond(flag, lambda: tf.sigmoid(h) * 2.0, lambda: h - tf.reduce_sum(w), name="choose")
+        hub.add_signature("default", {"x": x, "n": n, "flag": flag}, {"default": out, "rnn": h})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    calls = [("default", {"x": x, "n": np.array(3, np.int32), "flag": np.array(True)}),
+             ("default", {"x": x, "n": np.array(2, np.int32), "flag": np.array(False)})]
+    _export_sparse("control_flow_v2_intermediates", spec, calls, extra=_grad_record)
+    tf1.experimental.output_all_intermediates(None)
+    tf1.disable_control_flow_v2()
+
+
 def _rnn_graph():
     """The dynamic_rnn fixture's default signature: (inputs, outputs) as dicts of tensors."""
     x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
@@ -574,7 +599,7 @@ def dynamic_rnn_v2() -> None:
 FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
                                     mobilenet_block, bert_encoder, ref_variables,
                                     sparse_signature, control_flow, control_flow_v2,
-                                    dynamic_rnn, dynamic_rnn_v2)}
+                                    control_flow_v2_intermediates, dynamic_rnn, dynamic_rnn_v2)}
 
 
 def main() -> None:

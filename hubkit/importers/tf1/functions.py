@@ -145,13 +145,27 @@ def _arg_dtypes(e: Emitter, types_attr: str, inputs: list[str]) -> list[DType]:
     return [ty if isinstance(ty, DType) else _value_dtype(e.t, x) for ty, x in zip(types, inputs)]
 
 
-def _function(e: Emitter, attr: str, arg_dtypes: list[DType]) -> dict[str, Any]:
-    """The hubkit Function data of the library function named by ``attr`` of the node, for these argument types."""
+def _function(e: Emitter, attr: str, arg_dtypes: list[DType], keep: list[int] | None = None) -> dict[str, Any]:
+    """The hubkit Function data of the library function named by ``attr`` of the node, for these argument types
+    (only the outputs ``keep`` when given)."""
     name = _raw_node(e.t, e.name).attr[attr].func.name
-    return translate_function(e.t, name, arg_dtypes, e.where())
+    return translate_function(e.t, name, arg_dtypes, e.where(), keep)
 
 
-def translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], where: str) -> dict[str, Any]:
+def _optional_outputs(e: Emitter, attr: str) -> set[int]:
+    """The outputs of a branch function that are ``Optional`` values: the intermediates TF exports for its own
+    gradient (under ``output_all_intermediates``), which nothing in a module's forward graph reads."""
+    name = _raw_node(e.t, e.name).attr[attr].func.name
+    fdef = _library(e.t).get(name)
+    if fdef is None:
+        return set()
+    ops = {nd.name: nd.op for nd in fdef.node_def}
+    return {i for i, out in enumerate(fdef.signature.output_arg)
+            if ops.get(fdef.ret.get(out.name, "").split(":")[0], "").startswith("Optional")}
+
+
+def translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], where: str,
+                       keep: list[int] | None = None) -> dict[str, Any]:
     from hubkit.importers.tf1.graph import GraphTranslator
 
     fdef = _library(t).get(name)
@@ -187,6 +201,8 @@ def translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], w
         if out.name not in fdef.ret:
             raise FormatError(f"{where}: function {name!r} does not say what its output {out.name!r} is.")
         rets.append(_flat_input(fdef, fdef.ret[out.name], where))
+    if keep is not None:
+        rets = [rets[i] for i in keep]
     order = sub._order([split_tensor_name(x)[0] for x in args + rets])
     for n in order:
         node = sub.nodes[n]
@@ -243,6 +259,8 @@ def function_ops(t: GraphTranslator, nodes: list[str]) -> dict[str, list[str]]:
             continue
         seen.add(name)
         for nd in lib[name].node_def:
+            if nd.op.startswith("Optional"):
+                continue  # gradient intermediates a branch returns; _if drops those outputs untranslated
             out.setdefault(nd.op, []).append(f"{name}/{nd.name}")
             todo.extend(a.func.name for a in nd.attr.values() if a.HasField("func"))
     return out
@@ -258,8 +276,13 @@ def _while(e: Emitter) -> None:
 def _if(e: Emitter) -> None:
     dtypes = _arg_dtypes(e, "Tin", e.tf_inputs[1:])
     e.require(e.attrs.get("Tcond", bool_) is bool_, "its predicate is not a bool (hubkit's If takes a bool).")
-    e.emit("If", e.inputs, {"then_branch": _function(e, "then_branch", dtypes),
-                            "else_branch": _function(e, "else_branch", dtypes)})
+    dropped = _optional_outputs(e, "then_branch") | _optional_outputs(e, "else_branch")
+    keep = [k for k in range(len(e.attrs.get("Tout") or [])) if k not in dropped]
+    e.emit("If", e.inputs, {"then_branch": _function(e, "then_branch", dtypes, keep),
+                            "else_branch": _function(e, "else_branch", dtypes, keep)})
+    for j, k in enumerate(keep):
+        if j != k:
+            e.alias(k, f"{e.name}:{j}")
 
 
 def _call(e: Emitter) -> None:

@@ -70,8 +70,10 @@ def describe_tf1_module(directory: str) -> list[str]:
             in_functions = collections.Counter(nd.op for f in library.values() for nd in f.node_def)
             lines.append(f"    library functions: {len(library)}, with {len(in_functions)} TF op types")
             for op in sorted(in_functions):
-                lines.append(f"      {op}: {in_functions[op]} node(s) in functions, supported: "
-                             f"{'yes' if op in TRANSLATORS else 'no'}")
+                state = "yes" if op in TRANSLATORS else "no"
+                if op.startswith("Optional"):
+                    state = "not needed (gradient intermediates a branch returns: dropped)"
+                lines.append(f"      {op}: {in_functions[op]} node(s) in functions, supported: {state}")
     variables_dir = os.path.join(directory, "variables")
     if os.path.isfile(os.path.join(variables_dir, INDEX_FILE)):
         bundle = read_bundle(variables_dir)

@@ -58,7 +58,8 @@ def _check_outputs(m, name: str) -> None:
                     np.testing.assert_array_equal(getattr(out[key], p), rec[f"{head}{key}__{p}"])
 
 
-@pytest.mark.parametrize("name", ["control_flow", "control_flow_v2", "dynamic_rnn", "dynamic_rnn_v2", "sparse_signature"])
+@pytest.mark.parametrize("name", ["control_flow", "control_flow_v2", "control_flow_v2_intermediates", "dynamic_rnn",
+                                  "dynamic_rnn_v2", "sparse_signature"])
 def test_outputs_match_tensorflow_directly_and_after_convert(name, tmp_path):
     _check_outputs(hk.Module(fixture_path(name)), name)
     converted = hk.convert(fixture_path(name), str(tmp_path / "converted"))
@@ -89,7 +90,8 @@ def test_sparse_input_from_a_sparse_placeholder_in_a_graph():
     np.testing.assert_array_equal(got["doubled"].values, rec["call0__out__default__doubled__values"])
 
 
-@pytest.mark.parametrize("name", ["control_flow", "control_flow_v2", "dynamic_rnn", "dynamic_rnn_v2", "sparse_signature"])
+@pytest.mark.parametrize("name", ["control_flow", "control_flow_v2", "control_flow_v2_intermediates", "dynamic_rnn",
+                                  "dynamic_rnn_v2", "sparse_signature"])
 def test_gradients_through_loops_conds_and_sparse_inputs_match_tensorflow(name):
     rec = recorded(name)
     tag, sig, feeds = _calls(rec)[0]
