@@ -9,7 +9,8 @@ and its ``NextIteration``, a ``Switch`` on the ``LoopCond`` routes it to the bod
 Both are rebuilt as hubkit's own control flow (:mod:`hubkit.ops.control_flow`): a frame becomes one
 ``While`` node whose ``cond`` function computes the ``LoopCond`` input from the ``Merge`` values and whose
 ``body`` function computes the ``NextIteration`` inputs from the ``Switch`` outputs; a cond ``Merge``
-becomes an ``If`` node over its two branches. The nodes inside are translated by the ordinary
+becomes an ``If`` node over its two branches (the Merges of one ``tf.cond`` returning several values share one
+``If``, so each branch runs once). The nodes inside are translated by the ordinary
 translators into the functions (a *scope*); tensors of the enclosing scope that they read (the loop
 invariants, the values a cond switches) become the functions' captured inputs, so gradients reach them.
 Loops and conds nest: a frame or cond met while translating a function is translated into that function.
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hubkit.errors import FormatError
-from hubkit.format.attrs import decode_attrs
-from hubkit.graph import DType
+from hubkit.format import hubkit_module_pb2 as pb
+from hubkit.format.attrs import decode_attrs, encode_attrs
+from hubkit.graph import DType, int32
 from hubkit.importers.tf1.tensor_array import HANDLE_OPS
 from hubkit.importers.tf1.translate import ASSIGN_OPS, TRANSLATORS, Emitter
 from hubkit.ops.importer import split_tensor_name
@@ -91,7 +93,6 @@ class _Scope:
     cond: _CondGroup | None = None
     out_nodes: list = field(default_factory=list)
     tensor_map: dict[str, str] = field(default_factory=dict)
-    translated: set[str] = field(default_factory=set)
     args: list[str] = field(default_factory=list)  # placeholder tensors of the loop variables
     captures: list[str] = field(default_factory=list)  # TF tensors of the parent scope
     capture_ph: dict[str, str] = field(default_factory=dict)
@@ -368,7 +369,6 @@ class ControlFlow:
                                       f"{name!r}).") from None
                 except (TypeError, ValueError) as err:
                     raise FormatError(f"{self.t.where}: {node.op} node {name!r} cannot be translated: {err}.") from None
-                scope.translated.add(name)
             return [self.resolve(r) for r in roots]
         finally:
             self.scope, self.t.out_nodes, self.t.tensor_map = saved
@@ -403,13 +403,10 @@ class ControlFlow:
         """The Function data of a finished scope, with a placeholder for every capture in ``caps``."""
         for tensor in caps:
             if tensor not in scope.capture_ph:
-                self._capture(scope, tensor, self._cap_dtype(tensor))
+                self._capture(scope, tensor, self._cap_dtypes[tensor])
         nodes = [{"name": nd.name, "op": nd.op, "inputs": list(nd.inputs), "control_inputs": [],
                   "attrs": decode_attrs(nd.attrs)} for nd in scope.out_nodes]
         return {"nodes": nodes, "inputs": inputs + [scope.capture_ph[c] for c in caps], "outputs": outputs}
-
-    def _cap_dtype(self, tensor: str) -> DType:
-        return self._cap_dtypes[tensor]
 
     def _unify(self, *scopes: _Scope) -> list[str]:
         caps: list[str] = []
@@ -476,19 +473,10 @@ class ControlFlow:
             taken = self.resolve(g.pred)  # value_index: which input the Merge forwarded
             if g.conds[k].then_input == 0:
                 taken = e.emit("LogicalNot", [taken], name=e.helper_name()) + ":0"
-            e.alias(1, e.emit("Cast", [taken], {"dtype": _int32()}, name=e.helper_name()) + ":0")
+            e.alias(1, e.emit("Cast", [taken], {"dtype": int32}, name=e.helper_name()) + ":0")
 
 
-def _int32() -> DType:
-    from hubkit.graph import int32
-
-    return int32
-
-
-def _placeholder_node(name: str, dtype: DType):
-    from hubkit.format import hubkit_module_pb2 as pb
-    from hubkit.format.attrs import encode_attrs
-
+def _placeholder_node(name: str, dtype: DType) -> pb.NodeDef:
     nd = pb.NodeDef(name=name, op="Placeholder")
     encode_attrs({"dtype": dtype, "shape": None}, nd.attrs)
     return nd
