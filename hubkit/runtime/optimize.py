@@ -44,6 +44,7 @@ import numpy as np
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
+from hubkit.runtime.optimize_conv import rewrite_conv_plan
 
 __all__ = [
     "FusedLinear",
@@ -156,12 +157,14 @@ def optimize_plan(plan: Any) -> Any:
     keep = set(plan.fetch_slots) | set(plan.feed_slots)
     steps = [(fn, kwargs, tuple(ins), tuple(outs), node) for fn, kwargs, ins, outs, _, node in plan.steps]
     steps, dropped = _drop_identities(steps, keep)
+    # Constant and batch-norm folding, fused NCHW convolutions (runtime/optimize_conv.py).
+    steps, num_slots, conv = rewrite_conv_plan(steps, keep, plan.num_slots, [_stateful(s[4]) for s in steps])
     steps, fused = _fuse_linear(steps, keep)
-    if not dropped and not fused:
+    if not dropped and not fused and not conv:
         return plan
     new = type(plan)(
         _with_frees(steps, keep, _step_maker(plan)),
-        plan.num_slots,
+        num_slots,
         plan.feed_slots,
         plan.fetch_slots,
         set(plan.copy_slots),
@@ -325,8 +328,9 @@ def describe_plan(plan: Any, feed_names: Sequence[str] = ()) -> str:
         count += f" ({len(before.steps)} before the optimiser)"
     lines = [f"{count}, {len(plan.leaf_names)} preloaded constants and variables"]
     for i, (fn, _, ins, outs, _, node) in enumerate(plan.steps):
-        reads = ", ".join(names.get(s, f"slot:{s}") for s in ins)
-        writes = ", ".join(names.get(s, f"slot:{s}") for s in outs) or "(no output)"
+        reads = ", ".join(names.get(s, f"slot:{s}") for s in ins) if len(ins) <= 8 else f"{len(ins)} values"
+        writes = ", ".join(names.get(s, f"slot:{s}") for s in outs) if len(outs) <= 8 else f"{len(outs)} values"
+        writes = writes or "(no output)"
         lines.append(f"  {i:>2}  {_step_label(fn, node)}  ({reads}) -> {writes}")
     return "\n".join(lines)
 
