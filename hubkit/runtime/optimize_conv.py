@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops.conv_nchw import PreparedConv, conv_nchw_fused
+from hubkit.ops.conv_nchw import PreparedConv, channel_affine_act, conv_nchw_fused
 from hubkit.ops.onnx_conv import window_geometry
 
-__all__ = ["FoldedConstants", "FusedOnnxConv", "rewrite_conv_plan"]
+__all__ = ["ChannelAffine", "FoldedConstants", "FusedOnnxConv", "rewrite_conv_plan"]
 
 # Pure, deterministic ops whose values depend only on their inputs: folded when those are constants.
 FOLDABLE_OPS = frozenset({
@@ -83,6 +83,23 @@ class FoldedConstants:
         return f"FoldedConstants({self.label})"
 
 
+def _fold_affine(ops, consts, m: int, shift: np.ndarray | None):
+    """``(scale, shift)`` in float64 of the per-channel ``Add``/``Sub``/``Mul`` steps ``ops`` applied to ``v + shift``."""
+    scale = np.ones(m)
+    shift = np.zeros(m) if shift is None else shift.astype(np.float64).reshape(m)
+    for (op, left), c in zip(ops, consts):
+        c = np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1), (m,))
+        if op == "Add":
+            shift = shift + c
+        elif op == "Mul":
+            scale, shift = scale * c, shift * c
+        elif left:  # chain - c
+            shift = shift - c
+        else:  # c - chain
+            scale, shift = -scale, c - shift
+    return scale, shift
+
+
 class _Prepare:
     """Fold-program step: ``PreparedConv`` of a filter, its bias and the per-channel affine ops after it."""
 
@@ -92,25 +109,40 @@ class _Prepare:
         self.m = m
 
     def __call__(self, w: np.ndarray, *params: np.ndarray) -> PreparedConv:
-        m = self.m
         bias = params[0] if self.has_bias else None
-        consts = params[1:] if self.has_bias else params
         if not self.ops:
             return PreparedConv(w, bias)
-        scale = np.ones(m)
-        shift = np.zeros(m) if bias is None else bias.astype(np.float64).reshape(m)
-        for (op, left), c in zip(self.ops, consts):
-            c = np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1), (m,))
-            if op == "Add":
-                shift = shift + c
-            elif op == "Mul":
-                scale, shift = scale * c, shift * c
-            elif left:  # chain - c
-                shift = shift - c
-            else:  # c - chain
-                scale, shift = -scale, c - shift
-        w2 = (w.astype(np.float64) * scale.reshape(m, *([1] * (w.ndim - 1)))).astype(w.dtype)
+        scale, shift = _fold_affine(self.ops, params[1:] if self.has_bias else params, self.m, bias)
+        w2 = (w.astype(np.float64) * scale.reshape(self.m, *([1] * (w.ndim - 1)))).astype(w.dtype)
         return PreparedConv(w2, shift.astype(w.dtype))
+
+
+class _PrepareAffine:
+    """Fold-program step: ``(scale, shift)`` of a chain of per-channel affine ops, in the values' dtype."""
+
+    def __init__(self, ops: Sequence[tuple[str, bool]], m: int, dtype: np.dtype) -> None:
+        self.ops, self.m, self.dtype = tuple(ops), m, dtype
+
+    def __call__(self, *consts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scale, shift = _fold_affine(self.ops, consts, self.m, None)
+        return scale.astype(self.dtype), shift.astype(self.dtype)
+
+
+class ChannelAffine:
+    """The kernel of a fused per-channel affine chain (an imported batch norm) and activation on NCHW values."""
+
+    __slots__ = ("act", "label", "nodes")
+
+    def __init__(self, nodes: Sequence[Any], act: int) -> None:
+        self.nodes = tuple(nodes)
+        self.act = act
+        self.label = "+".join(n.op for n in self.nodes)
+
+    def __call__(self, x: np.ndarray, params: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return channel_affine_act(x, params[0], params[1], self.act)
+
+    def __repr__(self) -> str:
+        return f"ChannelAffine({self.label})"
 
 
 class FusedOnnxConv:
@@ -207,6 +239,23 @@ def rewrite_conv_plan(steps: list, keep: set[int], num_slots: int, stateful: Seq
         last = idx[-1]
         fused_ins = (ins[0], slot) + ((res_slot,) if res_slot is not None else ())
         replaced[last] = (fused, {}, fused_ins, steps[last][3], steps[last][4])
+        members.update(idx)
+    for i, step in enumerate(steps):
+        node = step[4]
+        if i in members:
+            continue
+        found = _match_affine(steps, i, foldable, consts, sole_reader)
+        if found is None:
+            continue
+        idx, x_slot, affine, act, m = found
+        slot = num_slots
+        num_slots += 1
+        dtype = node.outputs[0].dtype.np_dtype
+        prepares.append((_PrepareAffine([(op, left) for op, left, _ in affine], m, dtype),
+                         tuple(c for _, _, c in affine), slot))
+        last = idx[-1]
+        fn = ChannelAffine([steps[k][4] for k in idx], act)
+        replaced[last] = (fn, {}, (x_slot, slot), steps[last][3], steps[last][4])
         members.update(idx)
     if not fold_idx and not prepares:
         return steps, num_slots, 0
@@ -310,24 +359,81 @@ def _match_chain(steps, i: int, foldable: set[int], consts: dict[int, Any], sole
             break
         idx.append(j)
         cur = jouts[0]
+    act = _match_act(steps, cur, shape, consts, sole_reader, idx)
+    return idx, len(ins) == 3, affine, res_slot, act  # a bare convolution too: still the faster kernel
+
+
+def _match_act(steps, cur: int, shape, consts: dict[int, Any], sole_reader, idx: list[int]) -> int:
+    """The activation code of a ``Relu`` (or ``Maximum(., 0)``, then maybe ``Minimum(., 6)``) reading ``cur``.
+
+    Appends the steps it takes to ``idx``.
+    """
     j = sole_reader(cur)
-    if j is not None:
+    if j is None:
+        return 0
+    _, _, jins, jouts, jnode = steps[j]
+    if jnode.op == "Relu" and len(jins) == 1:
+        idx.append(j)
+        return 1
+    if jnode.op != "Maximum" or len(jins) != 2 or cur not in jins or jnode.outputs[0].shape != shape:
+        return 0
+    other = jins[1] if jins[0] == cur else jins[0]
+    if other == cur or _scalar_value(other, consts) != 0.0:
+        return 0
+    idx.append(j)
+    k = sole_reader(jouts[0])
+    if k is not None:
+        _, _, kins, _, knode = steps[k]
+        o2 = kins[1] if kins[0] == jouts[0] else kins[0]
+        if (
+            knode.op == "Minimum" and len(kins) == 2 and o2 != jouts[0] and _scalar_value(o2, consts) == 6.0
+            and knode.outputs[0].shape == shape
+        ):
+            idx.append(k)
+            return 2
+    return 1
+
+
+def _match_affine(steps, i: int, foldable: set[int], consts: dict[int, Any], sole_reader):
+    """``(indices, input slot, affine ops, act, channels)`` of a per-channel affine chain starting at step ``i``.
+
+    At least two steps (two affine ops, or one and an activation), on a value of static rank 4 and
+    known channel count whose shape no step broadcasts.
+    """
+    _, _, ins, outs, node = steps[i]
+    if node.op not in ("Add", "Sub", "Mul") or len(ins) != 2 or ins[0] == ins[1] or node.control_inputs:
+        return None
+    y = node.outputs[0]
+    shape = y.shape
+    if shape is None or len(shape) != 4 or shape[1] is None or y.dtype.np_dtype not in (np.float32, np.float64):
+        return None
+    m = shape[1]
+    left = ins[0] not in foldable
+    x_slot, c_slot = (ins[0], ins[1]) if left else (ins[1], ins[0])
+    x_t, c_t = (node.inputs[0], node.inputs[1]) if left else (node.inputs[1], node.inputs[0])
+    if x_slot in foldable or c_slot not in foldable or x_t.shape != shape or not _per_channel(c_t, m):
+        return None
+    idx = [i]
+    affine: list[tuple[str, bool, int]] = [(node.op, left, c_slot)]
+    cur = outs[0]
+    while True:
+        j = sole_reader(cur)
+        if j is None:
+            break
         _, _, jins, jouts, jnode = steps[j]
-        if jnode.op == "Relu" and len(jins) == 1:
-            idx.append(j)
-            act = 1
-        elif jnode.op == "Maximum" and len(jins) == 2 and cur in jins and jnode.outputs[0].shape == shape:
-            other = jins[1] if jins[0] == cur else jins[0]
-            if other != cur and _scalar_value(other, consts) == 0.0:
-                idx.append(j)
-                act = 1
-                k = sole_reader(jouts[0])
-                if k is not None:
-                    _, _, kins, _, knode = steps[k]
-                    o2 = kins[1] if kins[0] == jouts[0] else kins[0]
-                    if knode.op == "Minimum" and len(kins) == 2 and o2 != jouts[0] and _scalar_value(o2, consts) == 6.0:
-                        idx.append(k)
-                        act = 2
-    if len(idx) == 1 and len(ins) == 2:
-        return idx, False, affine, res_slot, act  # a bare convolution: still the faster kernel
-    return idx, len(ins) == 3, affine, res_slot, act
+        if (
+            jnode.op not in ("Add", "Sub", "Mul") or len(jins) != 2 or jins[0] == jins[1] or jnode.control_inputs
+            or jnode.outputs[0].shape != shape or jnode.outputs[0].dtype is not y.dtype
+        ):
+            break
+        jleft = jins[0] == cur
+        other = jins[1] if jleft else jins[0]
+        if other not in foldable or not _per_channel(jnode.inputs[1] if jleft else jnode.inputs[0], m):
+            break
+        affine.append((jnode.op, jleft, other))
+        idx.append(j)
+        cur = jouts[0]
+    act = _match_act(steps, cur, shape, consts, sole_reader, idx)
+    if len(idx) < 2:
+        return None
+    return idx, x_slot, affine, act, m

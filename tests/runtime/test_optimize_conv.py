@@ -210,3 +210,26 @@ def test_onnx_topologies_match_unoptimised_and_onnxruntime(name, tmp_path):
     from hubkit.runtime.optimize import describe_signature_plan
 
     assert "OnnxConv+" in describe_signature_plan(module)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_affine_chains_match_plain_plan(kernels, dtype):
+    """A pre-activation batch norm (DenseNet): (x - mean) * inv + bias, then ReLU or Clip(0, 6), one step."""
+    from hubkit.runtime.optimize_conv import ChannelAffine
+
+    rng = np.random.default_rng(6)
+    for act in (None, "relu", "clip"):
+        g = hk.Graph()
+        with g.as_default():
+            x = hk.placeholder(dtype, [None, 5, 4, 3], name="x")
+            h, _ = _bn(rng, x, 5, dtype, "bn")
+            if act == "relu":
+                h = hk.nn.relu(h)
+            elif act == "clip":
+                h = hk.minimum(hk.maximum(h, np.asarray(0.0, dtype)), np.asarray(6.0, dtype))
+            y = h
+        plain, opt = _plans(g, [y], [x])
+        assert ChannelAffine in _kinds(opt), describe_plan(opt)
+        xv = rng.standard_normal((2, 5, 4, 3)).astype(dtype) * 3
+        want, got = plain.run([xv])[0], opt.run([xv])[0]
+        np.testing.assert_allclose(got, want, rtol=0, atol=16 * np.finfo(dtype).eps * (np.abs(want).max() + 8))
