@@ -314,7 +314,7 @@ def describe_plan(plan: Any, feed_names: Sequence[str] = ()) -> str:
     """
     names: dict[int, str] = {s: f"feed:{k}" for k, s in enumerate(plan.feed_slots)}
     names.update({s: n for s, n in zip(plan.feed_slots, feed_names)})
-    source = plan
+    source = plan if plan.unfused is None else plan.unfused
     while source is not None:  # the original plan names every tensor, fused or not
         for step in source.steps:
             names.update({s: t.name for s, t in zip(step[3], step[5].outputs)})

@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.conv_nchw import PreparedConv, channel_affine_act, conv_nchw_fused
 from hubkit.ops.onnx_conv import window_geometry
 
-__all__ = ["ChannelAffine", "FoldedConstants", "FusedOnnxConv", "rewrite_conv_plan"]
+__all__ = ["ChannelAffine", "FoldedConstants", "FusedOnnxConv", "FusedTfConv", "rewrite_conv_plan"]
 
 # Pure, deterministic ops whose values depend only on their inputs: folded when those are constants.
 FOLDABLE_OPS = frozenset({
@@ -84,11 +85,20 @@ class FoldedConstants:
 
 
 def _fold_affine(ops, consts, m: int, shift: np.ndarray | None):
-    """``(scale, shift)`` in float64 of the per-channel ``Add``/``Sub``/``Mul`` steps ``ops`` applied to ``v + shift``."""
+    """``(scale, shift)`` in float64 of the per-channel ``Add``/``Sub``/``Mul`` steps ``ops`` applied to ``v + shift``.
+
+    ``ops`` are ``(op, chain value on the left)``, or ``("BN", epsilon)`` taking four constants.
+    """
     scale = np.ones(m)
     shift = np.zeros(m) if shift is None else shift.astype(np.float64).reshape(m)
-    for (op, left), c in zip(ops, consts):
-        c = np.broadcast_to(np.asarray(c, dtype=np.float64).reshape(-1), (m,))
+    consts = list(consts)
+    for op, left in ops:
+        if op == "BN":  # TF FusedBatchNorm, inference: x * mul + (offset - mean * mul), mul = scale / sqrt(var + eps)
+            gamma, beta, mean, var = (np.asarray(consts.pop(0), dtype=np.float64).reshape(m) for _ in range(4))
+            mul = gamma / np.sqrt(var + left)
+            scale, shift = scale * mul, shift * mul + (beta - mean * mul)
+            continue
+        c = np.broadcast_to(np.asarray(consts.pop(0), dtype=np.float64).reshape(-1), (m,))
         if op == "Add":
             shift = shift + c
         elif op == "Mul":
@@ -115,6 +125,48 @@ class _Prepare:
         scale, shift = _fold_affine(self.ops, params[1:] if self.has_bias else params, self.m, bias)
         w2 = (w.astype(np.float64) * scale.reshape(self.m, *([1] * (w.ndim - 1)))).astype(w.dtype)
         return PreparedConv(w2, shift.astype(w.dtype))
+
+
+class _PrepareTf:
+    """Fold-program step: ``(HWIO filter, bias or None)`` of a TF convolution with its bias and batch norm folded in."""
+
+    def __init__(self, has_bias: bool, ops: Sequence[tuple[str, Any]], k: int) -> None:
+        self.has_bias, self.ops, self.k = has_bias, tuple(ops), k
+
+    def __call__(self, w: np.ndarray, *params: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        bias = params[0] if self.has_bias else None
+        if not self.ops:
+            if bias is None:
+                return np.ascontiguousarray(w), None
+            return np.ascontiguousarray(w), np.ascontiguousarray(np.broadcast_to(bias.reshape(-1), (self.k,)), w.dtype)
+        scale, shift = _fold_affine(self.ops, params[1:] if self.has_bias else params, self.k, bias)
+        return (w.astype(np.float64) * scale).astype(w.dtype), shift.astype(w.dtype)
+
+
+class FusedTfConv:
+    """The kernel of a fused TF1 ``Conv2D`` (+ bias, inference batch norm, ReLU/ReLU6, max pool) step, NHWC."""
+
+    __slots__ = ("act", "conv", "label", "nodes", "pool")
+
+    def __init__(self, nodes: Sequence[Any], conv: dict[str, Any], act: int, pool: dict[str, Any] | None) -> None:
+        self.nodes = tuple(nodes)
+        self.conv = conv  # strides, dilations, padding in hubkit's Conv2D form
+        self.act = act
+        self.pool = pool  # ksize, strides, padding of a following max pool, or None
+        self.label = "+".join(n.op for n in self.nodes)
+
+    def __call__(self, x: np.ndarray, prepared: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+        w, bias = prepared
+        c = self.conv
+        if self.pool is None:
+            return conv2d_bias_act(x, w, bias, self.act, c["strides"], c["dilations"], c["padding"])
+        p = self.pool
+        return conv2d_bias_act_max_pool(
+            x, w, bias, self.act, c["strides"], c["dilations"], c["padding"], p["ksize"], p["strides"], p["padding"]
+        )
+
+    def __repr__(self) -> str:
+        return f"FusedTfConv({self.label})"
 
 
 class _PrepareAffine:
@@ -239,6 +291,23 @@ def rewrite_conv_plan(steps: list, keep: set[int], num_slots: int, stateful: Seq
         last = idx[-1]
         fused_ins = (ins[0], slot) + ((res_slot,) if res_slot is not None else ())
         replaced[last] = (fused, {}, fused_ins, steps[last][3], steps[last][4])
+        members.update(idx)
+    for i, (_, kwargs, ins, _outs, _node) in enumerate(steps):
+        tf = _match_tf_chain(steps, i, foldable, consts, sole_reader, readers, keep)
+        if tf is None:
+            continue
+        idx, has_bias, affine, act, pool, k = tf
+        slot = num_slots
+        num_slots += 1
+        param_slots = ins[1:2] + tuple(p for _, _, ps in affine for p in ps)
+        ops = [(op, arg) for op, arg, _ in affine]
+        if has_bias:  # the first affine entry is the bias: it goes first, as the shift the rest apply to
+            param_slots = ins[1:2] + affine[0][2] + tuple(p for _, _, ps in affine[1:] for p in ps)
+            ops = ops[1:]
+        prepares.append((_PrepareTf(has_bias, ops, k), param_slots, slot))
+        last = idx[-1]
+        tf_fn = FusedTfConv([steps[j][4] for j in idx], _tf_conv_attrs(kwargs), act, pool)
+        replaced[last] = (tf_fn, {}, (ins[0], slot), steps[last][3][:1], steps[last][4])
         members.update(idx)
     for i, step in enumerate(steps):
         node = step[4]
@@ -437,3 +506,91 @@ def _match_affine(steps, i: int, foldable: set[int], consts: dict[int, Any], sol
     if len(idx) < 2:
         return None
     return idx, x_slot, affine, act, m
+
+
+def _tf_conv_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """A TF ``Conv2D`` node's strides, dilations and padding in the form hubkit's ``Conv2D`` kernels take."""
+    s, d = attrs["strides"], attrs.get("dilations") or [1, 1, 1, 1]
+    padding: Any = attrs["padding"]
+    if padding == "EXPLICIT":
+        p = [int(v) for v in attrs["explicit_paddings"]]
+        padding = [(p[2], p[3]), (p[4], p[5])]
+    return {"strides": (int(s[1]), int(s[2])), "dilations": (int(d[1]), int(d[2])), "padding": padding}
+
+
+def _per_last(t: Any, k: int) -> bool:
+    """Whether ``t`` broadcasts as one value per channel (last axis) of an ``(N, H, W, k)`` value."""
+    shape = t.shape
+    if shape is None or None in shape or len(shape) > 4:
+        return False
+    return all(v == 1 for v in shape[:-1]) and (not shape or shape[-1] in (1, k))
+
+
+def _match_tf_chain(steps, i: int, foldable: set[int], consts, sole_reader, readers, keep):
+    """``(indices, has_bias, affine, act, pool, channels)`` of a fusible TF1 convolution chain at step ``i``.
+
+    ``TfConv2D`` (not depthwise, NHWC), then bias adds, per-channel ``Mul``/``Add``/``Sub`` and inference
+    ``TfFusedBatchNorm`` steps (its statistics outputs unread), an activation, and a max pool. ``affine``
+    holds ``(op, arg, constant slots)``; with ``has_bias`` its first entry is the bias.
+    """
+    _, kwargs, ins, outs, node = steps[i]
+    if node.op != "TfConv2D" or kwargs.get("depthwise") or kwargs.get("data_format", "NHWC") != "NHWC":
+        return None
+    w, y = node.inputs[1], node.outputs[0]
+    if (
+        len(ins) != 2 or ins[1] not in foldable or ins[0] == ins[1] or w.shape is None or None in w.shape
+        or y.dtype.np_dtype not in (np.float32, np.float64) or y.shape is None or len(y.shape) != 4
+    ):
+        return None
+    k = w.shape[3]
+    shape = y.shape
+    idx = [i]
+    affine: list[tuple[str, Any, tuple[int, ...]]] = []
+    has_bias = False
+    cur = outs[0]
+    while True:
+        j = sole_reader(cur)
+        if j is None:
+            break
+        _, jkw, jins, jouts, jnode = steps[j]
+        if jnode.control_inputs or jnode.outputs[0].shape != shape or jnode.outputs[0].dtype is not y.dtype:
+            break
+        if jnode.op == "TfFusedBatchNorm":
+            if (
+                jkw.get("is_training", True) or jins[0] != cur or len(jins) != 5
+                or not all(s in foldable for s in jins[1:])
+                or any(readers.get(s) or s in keep for s in jouts[1:])
+            ):
+                break
+            affine.append(("BN", float(jkw.get("epsilon", 1e-4)), tuple(jins[1:])))
+        elif jnode.op in ("BiasAdd", "Add", "Sub", "Mul") and len(jins) == 2 and jins[0] != jins[1]:
+            left = jins[0] == cur
+            other = jins[1] if left else jins[0]
+            if jnode.op == "BiasAdd" and not left:
+                break
+            if other not in foldable or not _per_last(jnode.inputs[1] if left else jnode.inputs[0], k):
+                break
+            op = "Add" if jnode.op == "BiasAdd" else jnode.op
+            if not affine and op == "Add" and len(idx) == 1:
+                has_bias = True
+            affine.append((op, left, (other,)))
+        else:
+            break
+        idx.append(j)
+        cur = jouts[0]
+    act = _match_act(steps, cur, shape, consts, sole_reader, idx)
+    if act == 0:
+        j = sole_reader(cur)
+        if j is not None and steps[j][4].op == "Relu6" and len(steps[j][2]) == 1:
+            idx.append(j)
+            act = 2
+    pool = None
+    j = sole_reader(steps[idx[-1]][3][0])
+    if j is not None:
+        _, pkw, pins, _, pnode = steps[j]
+        if pnode.op == "TfPool" and pkw.get("kind") == "max" and len(pins) == 1 and pkw.get("padding") in ("SAME", "VALID"):
+            ks, st = pkw["ksize"], pkw["strides"]
+            if len(ks) == 4 and len(st) == 4 and ks[0] == ks[3] == st[0] == st[3] == 1:
+                idx.append(j)
+                pool = {"ksize": (int(ks[1]), int(ks[2])), "strides": (int(st[1]), int(st[2])), "padding": pkw["padding"]}
+    return idx, has_bias, affine, act, pool, k

@@ -233,3 +233,72 @@ def test_channel_affine_chains_match_plain_plan(kernels, dtype):
         xv = rng.standard_normal((2, 5, 4, 3)).astype(dtype) * 3
         want, got = plain.run([xv])[0], opt.run([xv])[0]
         np.testing.assert_allclose(got, want, rtol=0, atol=16 * np.finfo(dtype).eps * (np.abs(want).max() + 8))
+
+
+# (kernel, stride, dilation, padding, explicit pads, size)
+TF_GEOMETRIES = [
+    ((1, 1), 1, 1, "VALID", [], 5),
+    ((3, 3), 1, 1, "SAME", [], 6),
+    ((3, 3), 2, 1, "SAME", [], 9),
+    ((3, 2), 1, 2, "VALID", [], 8),
+    ((3, 3), 1, 1, "EXPLICIT", [0, 0, 1, 2, 0, 1, 0, 0], 7),
+]
+
+
+@pytest.mark.parametrize("geometry", TF_GEOMETRIES)
+def test_fused_tf1_conv_chains_match_plain_plan(kernels, geometry):
+    """TF1 imports: TfConv2D + BiasAdd + inference TfFusedBatchNorm (or Mul/Add) + Relu/Relu6 + max TfPool."""
+    from hubkit.runtime.optimize_conv import FusedTfConv
+
+    (kh, kw), stride, dil, padding, explicit, size = geometry
+    rng = np.random.default_rng(kh * 100 + stride * 10 + dil)
+    for trial in range(6):
+        bias, bn, act, pool = bool(trial & 1), ["fused", "ops", None][trial % 3], [None, "relu", "relu6"][trial % 3], trial >= 3
+        c, k = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+        g = hk.Graph()
+        with g.as_default():
+            x = hk.placeholder(hk.float32, [None, size, size, c], name="x")
+            w = hk.Variable(rng.standard_normal((kh, kw, c, k)).astype(np.float32), name="w")
+            h = apply("TfConv2D", x, w, strides=[1, stride, stride, 1], padding=padding, explicit_paddings=explicit,
+                      dilations=[1, dil, dil, 1], data_format="NHWC", depthwise=False)
+            if bias:
+                h = hk.nn.bias_add(h, hk.Variable(rng.standard_normal(k).astype(np.float32), name="b"))
+            stats = [hk.Variable(rng.standard_normal(k).astype(np.float32), name=f"s{j}") for j in range(3)]
+            stats.append(hk.Variable(rng.uniform(0.5, 1.5, k).astype(np.float32), name="v"))
+            if bn == "fused":
+                h = apply("TfFusedBatchNorm", h, *stats, epsilon=1e-3, is_training=False, data_format="NHWC",
+                          num_outputs=6)[0]
+            elif bn == "ops":
+                h = hk.add(hk.multiply(h, stats[0]), stats[1])
+            if act == "relu":
+                h = hk.nn.relu(h)
+            elif act == "relu6":
+                h = hk.nn.relu6(h)
+            if pool:
+                h = apply("TfPool", h, kind="max", ksize=[1, 2, 2, 1], strides=[1, 2, 2, 1], padding="SAME",
+                          explicit_paddings=[])
+        plain, opt = _plans(g, [h], [x])
+        assert FusedTfConv in _kinds(opt), describe_plan(opt)
+        xv = rng.standard_normal((int(rng.integers(1, 4)), size, size, c)).astype(np.float32)
+        for _ in range(2):
+            want, got = plain.run([xv])[0], opt.run([xv])[0]
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=64 * np.finfo(np.float32).eps * (np.abs(want).max() + 8))
+
+
+def test_tf1_cnn_fixture_matches_unoptimised_and_recorded_outputs():
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "data", "tf1", "cnn_batch_norm")
+    module = hk.Module(path)
+    from hubkit.runtime.optimize import describe_signature_plan
+
+    text = describe_signature_plan(module)
+    assert "TfConv2D+TfFusedBatchNorm+Relu+TfPool" in text and "TfConv2D+BiasAdd+Mul+Add+Relu" in text
+    x = np.random.default_rng(7).standard_normal((5, 10, 10, 3)).astype(np.float32)
+    set_optimize_enabled(False)
+    try:
+        want = hk.Module(path)(x)
+    finally:
+        set_optimize_enabled(None)
+    np.testing.assert_allclose(module(x), want, rtol=1e-5, atol=1e-6)
