@@ -426,11 +426,25 @@ class OnnxAveragePoolGrad:
 
 # -- LRN ----------------------------------------------------------------------------------------------
 def _channel_window_sum(v: np.ndarray, before: int, after: int) -> np.ndarray:
-    """``out[:, c] = sum(v[:, c - before : c + after + 1])`` (clipped to the channels), via a cumulative sum."""
+    """``out[:, c] = sum(v[:, c - before : c + after + 1])`` (clipped to the channels).
+
+    Small windows (LRN's usual 3 to 9 channels) add shifted slices, one pass each, in order; wide ones take
+    the difference of a float64 cumulative sum (a few passes, whatever the width).
+    """
+    size = before + after + 1
+    channels = v.shape[1]
+    if size <= 16:
+        out = v.copy()
+        for k in range(1, before + 1):  # channel c - k into c
+            if k < channels:
+                out[:, k:] += v[:, : channels - k]
+        for k in range(1, after + 1):  # channel c + k into c
+            if k < channels:
+                out[:, : channels - k] += v[:, k:]
+        return out
     padded = np.pad(v, [(0, 0), (before, after)] + [(0, 0)] * (v.ndim - 2))
     c = np.cumsum(padded, axis=1, dtype=np.float64)
     c = np.concatenate([np.zeros_like(c[:, :1]), c], axis=1)
-    size = before + after + 1
     return (c[:, size:] - c[:, : c.shape[1] - size]).astype(v.dtype)
 
 

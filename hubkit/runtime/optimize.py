@@ -14,6 +14,11 @@ returns an equivalent, shorter one (the original stays in ``plan.unfused``, whic
   (:mod:`hubkit.ops.conv_fused`). Exact: the same float additions and comparisons, in the same
   order, as the separate ops.
 
+- **Convolutional inference** (:mod:`hubkit.runtime.optimize_conv`, plans with no stateful step):
+  constant folding into one cached step, batch norms and biases folded into the preceding ONNX
+  (NCHW) or TF1 (NHWC) convolution's filter, which runs fused with its residual add, activation
+  and (TF1) max pool; within a stated tolerance, not bit for bit.
+
 A chain is fused only when its intermediates have no other reader, are not fetched and no
 stateful step runs between its members. Graphs are unchanged: gradients, serialization and
 ``Session.run_with_intermediates`` never see the rewrites. ``HUBKIT_OPTIMIZE=0`` (or
