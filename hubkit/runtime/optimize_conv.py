@@ -7,7 +7,9 @@ trains, or updates any variable, is left as it is):
   constants and variables, directly or through other such steps, move into one :class:`FoldedConstants`
   step at the start of the plan. It computes them on its first run and returns the same (read-only)
   arrays afterwards, until a variable it reads is assigned or updated (each variable counts its
-  writes): then it computes them again. Exact: the same kernels on the same values.
+  writes through ``assign``, ``assign_add``/``assign_sub``, optimizers and checkpoint restores): then it
+  computes them again. Writing into the array ``Variable.value`` returns bypasses that count; compile
+  with ``HUBKIT_OPTIMIZE=0`` to do so. Exact: the same kernels on the same values.
 - **ONNX convolution chains.** ``OnnxConv`` (2-D, group 1) followed by per-channel ``Add``/``Sub``/``Mul``
   by folded constants (an imported ``BatchNormalization`` is ``(x - mean) * (scale / sqrt(var + eps))
   + bias``; a bias ``Add``), then optionally a residual ``Add`` of a tensor of the output's shape, then
@@ -16,6 +18,14 @@ trains, or updates any variable, is left as it is):
   map is folded into the filter and bias by the fold step (in float64, rounded once to the filter's
   dtype), so it is not bit-exact: the tests check it within a few float32 ulps of the products' scale.
   Without a folded affine map the arithmetic is the unoptimised plan's, up to the GEMM's blocking.
+- **TF1 convolution chains.** ``TfConv2D`` (NHWC, not depthwise), then ``BiasAdd``, inference-mode
+  ``TfFusedBatchNorm`` (its statistics outputs unread) or per-channel ``Mul``/``Add``/``Sub``, then
+  ``Relu``/``Relu6``, then a max ``TfPool``, become one :class:`FusedTfConv` step on the kernels of
+  hubkit's own fused ``Conv2D`` (:mod:`hubkit.ops.conv_fused`: 1x1 as a GEMM, Winograd, blocked
+  im2col with the epilogue per block, the pool per chunk of images); the bias and batch norm are
+  folded into the filter as above.
+- **Per-channel affine chains** left over (a pre-activation batch norm, as in DenseNet) and an
+  activation after them become one :class:`ChannelAffine` step (one Numba pass, ``x * scale + shift``).
 
 Intermediates of a chain must have no other reader and not be fetched, as for the other fusions.
 """
