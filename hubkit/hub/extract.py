@@ -36,6 +36,7 @@ __all__ = [
 
 _READ_CHUNK = 1 << 20  # compressed bytes read at a time
 _PIECE = 4 << 20  # most decompressed bytes held at once (memory stays flat whatever the archive size)
+_TRAILER_CRC_MIN = 1 << 20  # smallest file whose CRC-32 is taken from its gzip member's trailer when it can be
 _MAX_HEADER_BYTES = 1 << 20  # largest extended header (PAX record, GNU long name) read into memory
 _TAR_OVERHEAD_PER_ENTRY = 4 << 10  # header, long-name/PAX headers and padding of one ordinary entry
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -151,6 +152,11 @@ class _Gunzip:
     ``gzip`` does; anything else that is not a new member is an error (``incorrect header check``), and
     so is input that ends inside
     a member (a truncated archive never extracts the files that happen to precede the cut).
+
+    It also remembers where the last few members began and ended in the decompressed stream, with the
+    CRC-32 of their trailers (which zlib has checked): a file whose data is exactly one member (how
+    :func:`~hubkit.hub.registry.pack_module` stores every large file) gets its CRC-32 from there, with no
+    second pass over its bytes. A returned piece never spans two members.
     """
 
     def __init__(self, raw: Any, head: bytes, chunk_size: int) -> None:
@@ -160,10 +166,25 @@ class _Gunzip:
         self._decompressor: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._in_member = True
         self._done = False
+        self._produced = 0  # decompressed bytes returned so far
+        self._consumed_tail = b""  # the last 8 compressed bytes zlib consumed (the trailer, at a member's end)
+        self._starts: list[int] = [0]  # where the last few members began (decompressed offsets)
+        self._ended: list[tuple[int, int, int]] = []  # (start, end, trailer CRC-32) of the last few members
 
     def _more(self) -> bytes:
         data = self._raw.read(self._chunk_size)
         return bytes(data) if data else b""
+
+    def starts_member(self, position: int) -> bool:
+        """Whether a member begins at decompressed offset ``position`` (among the last few seen)."""
+        return position in self._starts
+
+    def member_crc(self, start: int, end: int) -> int | None:
+        """The checked CRC-32 of a member that spans exactly ``[start, end)``, if one ended recently."""
+        for began, ended, crc in self._ended:
+            if (began, ended) == (start, end):
+                return crc
+        return None
 
     def read_piece(self, limit: int) -> bytes:
         """Returns the next 1 to ``limit`` decompressed bytes, or ``b""`` at the end of the file."""
@@ -183,12 +204,19 @@ class _Gunzip:
                 if not self._input:
                     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
             decompressor = self._decompressor
-            out = decompressor.decompress(self._input, limit)
+            given = self._input
+            out = decompressor.decompress(given, limit)
+            self._produced += len(out)
+            rest = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
+            consumed = len(given) - len(rest)
+            self._consumed_tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
+            self._input = rest
             if decompressor.eof:
-                self._input = decompressor.unused_data
+                # zlib consumed the 8-byte trailer (CRC-32, then length) last and found it right.
+                crc = int.from_bytes(self._consumed_tail[:4], "little")
+                self._ended = [*self._ended[-3:], (self._starts[-1], self._produced, crc)]
+                self._starts = [*self._starts[-3:], self._produced]  # where the next member, if any, begins
                 self._in_member = False
-            else:
-                self._input = decompressor.unconsumed_tail
             if out:
                 return out
         return b""
@@ -294,18 +322,30 @@ class _ForwardStream:
         return self._position
 
     def copy_to(self, fd: int, size: int) -> int:
-        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32."""
-        crc = 0
-        while size > 0:
+        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32.
+
+        When the bytes start a gzip member, their CRC-32 is not computed while copying: if they turn out
+        to be that whole member, it is its (checked) trailer's; otherwise they are read back from ``fd``.
+        """
+        start, crc = self._position, 0
+        from_trailer = size >= _TRAILER_CRC_MIN and getattr(self._pieces, "starts_member", _never)(start)
+        remaining = size
+        while remaining > 0:
             try:
-                part = self.view(min(size, _PIECE))
+                part = self.view(min(remaining, _PIECE))
             except EOFError:
                 raise EOFError("The archive ends in the middle of an entry.") from None
-            crc = zlib.crc32(part, crc)
-            size -= len(part)
+            if not from_trailer:
+                crc = zlib.crc32(part, crc)
+            remaining -= len(part)
             while part:
                 part = part[os.write(fd, part):]
-        return crc
+        if not from_trailer:
+            return crc
+        if not self._piece and self._position < self._limit:
+            self._piece = memoryview(self._pieces.read_piece(_PIECE))  # lets zlib reach the member's trailer
+        trailer = self._pieces.member_crc(start, self._position)
+        return trailer if trailer is not None else _crc_of(fd, size)
 
     def drain(self) -> None:
         """Reads to the end of the file (tar padding, then for gzip every member's checked trailer)."""
@@ -318,6 +358,22 @@ class _ForwardStream:
                     f"Archive {self._source!r} has more than {self._limit} decompressed bytes after its last "
                     "entry; refusing it as a possible decompression bomb."
                 )
+
+
+def _never(position: int) -> bool:
+    return False
+
+
+def _crc_of(fd: int, size: int) -> int:
+    """The CRC-32 of the first ``size`` bytes of the file ``fd`` (just written: read back from the page cache)."""
+    crc, offset = 0, 0
+    while offset < size:
+        chunk = os.pread(fd, min(_PIECE, size - offset), offset)
+        if not chunk:
+            raise EOFError("An extracted file is shorter than its entry.")
+        crc = zlib.crc32(chunk, crc)
+        offset += len(chunk)
+    return crc
 
 
 def _check_name(name: str, source: str) -> None:
