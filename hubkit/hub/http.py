@@ -33,6 +33,7 @@ from hubkit.errors import DownloadError, FormatError, IntegrityError, ResolveErr
 from hubkit.format.bounded_io import parse_json, read_json_file
 from hubkit.hub.config import HubConfig
 from hubkit.hub.handles import redact_url
+from hubkit.hub.hashing import BackgroundHasher
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -298,8 +299,9 @@ class HttpClient:
     ) -> DownloadResult:
         """Streams ``url`` into the file ``destination`` while hashing it, resuming with ``Range`` on failures.
 
-        Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes,
-        written to the file and hashed from there.
+        Memory stays flat: the body is received into two reusable buffers of up to ``chunk_size`` bytes
+        each, in turn, and written to the file from there; a second thread hashes one buffer while the next
+        is received (:class:`~hubkit.hub.hashing.BackgroundHasher`).
 
         Args:
             url: The archive URL.
@@ -327,8 +329,8 @@ class HttpClient:
 
         shown = redact_url(url)
         limit = self.config.max_download_bytes if expected_size is None else min(expected_size, self.config.max_download_bytes)
-        buffer = bytearray(max(self.config.chunk_size, _MIN_READ))
-        view = memoryview(buffer)
+        views = [memoryview(bytearray(max(self.config.chunk_size, _MIN_READ))) for _ in range(2)]
+        hashing = BackgroundHasher()
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(destination, flags, 0o600)
@@ -345,6 +347,7 @@ class HttpClient:
 
         def restart() -> None:
             nonlocal resumed_from
+            hashing.wait()
             if follower is not None:
                 follower.restart()
             _truncate(fd)
@@ -364,6 +367,7 @@ class HttpClient:
                 if state["validator"] is not None:
                     headers["If-Range"] = state["validator"]
             response = self._request(url, headers)
+            turn = 0
             try:
                 if received and response.status_code == 416 and _complete_at(response, received):
                     return DownloadResult(received, state["hasher"].hexdigest(), resumed_from)
@@ -385,23 +389,24 @@ class HttpClient:
                 readinto = _body_readinto(response)
                 hasher = state["hasher"]
                 size, started = _MIN_READ, time.monotonic()
-                while count := readinto(view[:size]):
+                while count := readinto(views[turn][:size]):
                     # Fill large pieces on a fast link (fewer, bigger reads and writes), small ones on a slow
                     # link (so progress, the lock's liveness and the resumable file keep up).
                     now = time.monotonic()
                     if count == size and now - started < _FAST_READ_SECONDS:
-                        size = min(size * 2, len(view))
+                        size = min(size * 2, len(views[turn]))
                     elif now - started > _SLOW_READ_SECONDS:
                         size = max(size // 2, _MIN_READ)
                     started = now
-                    chunk = view[:count]
+                    chunk = views[turn][:count]
                     if len(state["head"]) < _TAR_BLOCK:
                         state["head"] += bytes(chunk[: _TAR_BLOCK - len(state["head"])])
                         self._check_archive_start(shown, response, state["head"], final=False)
                     if state["received"] + count > limit:
                         raise self._too_large(shown, limit, expected_size)
                     _write_all(fd, chunk, state["received"])
-                    hasher.update(chunk)
+                    hashing.update(hasher, chunk)  # in the background: the next read goes to the other buffer
+                    turn = 1 - turn
                     got_here += count
                     state["received"] += count
                     if follower is not None:
@@ -415,11 +420,13 @@ class HttpClient:
                 raise _Retryable(f"connection broke after {state['received']} bytes: {type(exc).__name__}") from None
             finally:
                 response.close()
+                hashing.wait()
             return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from)
 
         try:
             return self._with_retries(url, attempt)
         finally:
+            hashing.close()
             os.close(fd)
 
     @staticmethod
