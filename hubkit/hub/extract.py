@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import stat
 import struct
 import tarfile
 import threading
@@ -22,6 +21,7 @@ import zlib
 from typing import Any
 
 from hubkit.errors import DownloadError
+from hubkit.format.bounded_io import open_regular
 
 __all__ = [
     "GZIP_MAGIC",
@@ -415,20 +415,7 @@ def safe_extract(
         DownloadError: The archive is corrupted, is not a ``.tar.gz`` or ``.tar``, or is not a regular file.
     """
     source = source or archive_path
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(archive_path, flags)
-    except OSError as exc:
-        raise DownloadError(f"Archive {source!r} cannot be read: {exc.strerror or exc}.") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DownloadError(f"Archive {source!r} is not a regular file (a directory, FIFO or device); refusing it.")
-        os.set_blocking(fd, True)
-        raw = os.fdopen(fd, "rb", buffering=0)
-    except BaseException:
-        os.close(fd)
-        raise
-    with raw:
+    with open_regular(archive_path, "Archive", error=DownloadError, shown=source) as raw:
         return extract_stream(raw, destination, max_bytes, max_members, source, check_crc)
 
 

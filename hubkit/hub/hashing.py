@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
-import stat
 import threading
 import zlib
 from typing import Any
+
+from hubkit.format.bounded_io import open_regular
 
 __all__ = ["BackgroundHasher", "file_checksums", "sha256_file"]
 
@@ -33,16 +32,7 @@ def file_checksums(path: str, sha256: bool = True, crc32: bool = False) -> tuple
     hasher = hashlib.sha256() if sha256 else None
     crc = 0
     size = 0
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        os.set_blocking(fd, True)
-        f = os.fdopen(fd, "rb", buffering=0)
-    except BaseException:
-        os.close(fd)
-        raise
-    with f:
+    with open_regular(path, error=OSError) as f:
         while chunk := f.read(_CHUNK):
             if hasher is not None:
                 hasher.update(chunk)

@@ -32,7 +32,7 @@ def test_file_checksums_of_a_missing_file_raises_oserror(tmp_path):
 
     from hubkit.hub.hashing import file_checksums
 
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OSError, match="does not exist"):
         file_checksums(str(tmp_path / "missing"))
 
 
@@ -67,3 +67,17 @@ def test_background_hasher_raises_the_hash_error_at_the_next_call():
         hashing.update(Broken(), memoryview(bytes(1 << 20)))
         with pytest.raises(MemoryError):
             hashing.wait()
+
+
+def test_file_checksums_never_reads_a_fifo_or_directory(tmp_path):
+    import os
+
+    import pytest
+
+    from hubkit.hub.hashing import file_checksums
+
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError, match="is a FIFO, not a regular file"):
+        file_checksums(str(tmp_path / "fifo"))  # no writer: a blocking open would hang here
+    with pytest.raises(OSError, match=r"(is a directory|cannot be read)"):
+        file_checksums(str(tmp_path))
