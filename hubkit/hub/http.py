@@ -331,11 +331,7 @@ class HttpClient:
         limit = self.config.max_download_bytes if expected_size is None else min(expected_size, self.config.max_download_bytes)
         views = [memoryview(bytearray(max(self.config.chunk_size, _MIN_READ))) for _ in range(2)]
         hashing = BackgroundHasher()
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(destination, flags, 0o600)
-        except OSError as exc:
-            raise DownloadError(f"Cannot create the download file {destination!r}: {exc.strerror or exc}.") from None
+        fd = _open_download_file(destination)
         validator = _read_validator(info_path, url)
         state: _Transfer = {"received": 0, "hasher": hashlib.sha256(), "validator": validator, "head": b""}
         resumed_from = _continue_partial(fd, state, follower) if validator is not None else 0
@@ -493,13 +489,17 @@ def _read_validator(info_path: str | None, url: str) -> str | None:
 
 
 def _write_validator(info_path: str, url: str, validator: str | None) -> None:
+    _remove_quietly(info_path)
     if validator is None:
-        _remove_quietly(info_path)
         return
     import json
 
+    # A new private file, never through a link or into a file planted at the path (a shared cache directory
+    # is writable by others): O_EXCL fails on anything that is there, and the record is then not kept.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(info_path, "w", encoding="utf-8") as f:
+        fd = os.open(info_path, flags, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"url": url, "validator": validator}, f)
     except OSError as exc:
         _log.info("Could not record the validator of %s (%s); the download cannot be resumed.", redact_url(url), exc)
@@ -511,8 +511,13 @@ def _truncate(fd: int) -> None:
 
 
 def _remove_quietly(path: str) -> None:
+    """Unlinks ``path`` if it is a regular file or a symbolic link (never a device, FIFO or directory)."""
+    import stat
+
     with contextlib.suppress(OSError):
-        os.unlink(path)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            os.unlink(path)
 
 
 def _continue_partial(fd: int, state: _Transfer, follower: DownloadFollower | None) -> int:
@@ -535,6 +540,49 @@ def _continue_partial(fd: int, state: _Transfer, follower: DownloadFollower | No
     if follower is not None:
         follower.advance(offset)
     return offset
+
+
+def _open_download_file(path: str) -> int:
+    """Opens the download file ``path`` read-write: this user's own earlier partial file, else a new one.
+
+    A partial file that another user of a shared cache could have written (owned by someone else, or
+    writable by others), a link, or anything else at ``path`` is removed and never resumed from: a pinned
+    download's final sha256 would catch foreign bytes only after the whole download, and an unpinned
+    one's nothing would.
+    """
+    import stat
+
+    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        pass
+    except OSError:  # a link, or a file this user may not write: not a download to continue
+        _remove_quietly(path)
+    else:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and _private_to_this_user(info):
+            os.set_blocking(fd, True)
+            return fd
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):  # a device or FIFO is never written to, and never removed
+            raise DownloadError(f"Cannot use {path!r} as the download file: it is not a regular file.")
+        _log.info("Not resuming %r: it is not this user's private file; starting over.", path)
+        _remove_quietly(path)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise DownloadError(f"Cannot create the download file {path!r}: {exc.strerror or exc}.") from None
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _private_to_this_user(info: os.stat_result) -> bool:
+    """Whether a file is owned by this process's user and writable by nobody else (as a download creates it)."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:  # pragma: no cover - not POSIX
+        return True
+    return info.st_uid == geteuid() and not info.st_mode & 0o022
 
 
 def _content_length(response: Any) -> int | None:

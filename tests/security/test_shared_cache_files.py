@@ -1,0 +1,120 @@
+"""Files another user of a shared cache directory plants at hubkit's temp paths are never trusted or followed.
+
+A partial download is resumed only from this user's own private file (owned by this user, writable by
+nobody else): bytes another user left there would make an unpinned archive URL install foreign content,
+and a pinned one download in full before its sha256 caught them. The resume record is written as a new
+private file, never through a link planted at its path. A device or FIFO at a download path is never
+written to, read from or removed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from hubkit import resolve
+from hubkit.errors import DownloadError
+from hubkit.hub import http
+from hubkit.hub.handles import cache_key, normalize_handle
+from tests.security.hostile import entry, gz, tar_bytes
+
+PAYLOAD = os.urandom(256 << 10)
+ARCHIVE = gz(tar_bytes([entry("variables/v.bin", PAYLOAD)]))
+FOREIGN = gz(tar_bytes([entry("variables/v.bin", b"planted by another user" * 1000)]))
+
+
+def _plant_resume(cache_dir: str, handle: str, part: bytes, mode: int = 0o600, uid: int | None = None,
+                  link_to: str | None = None) -> str:
+    key = cache_key(normalize_handle(handle))
+    os.makedirs(cache_dir, exist_ok=True)
+    part_path = os.path.join(cache_dir, f".{key}.resume.part")
+    if link_to is not None:
+        os.symlink(link_to, part_path)
+    else:
+        with open(part_path, "wb") as f:
+            f.write(part)
+        os.chmod(part_path, mode)
+        if uid is not None:
+            os.chown(part_path, uid, -1)
+    with open(os.path.join(cache_dir, f".{key}.resume.info"), "w") as f:  # a valid record: the URL and its ETag
+        f.write('{"url": "%s", "validator": "\\"v1\\""}' % handle)
+    return part_path
+
+
+def _ranges(hostile, path: str) -> list[str]:
+    return [h["Range"] for p, h in hostile.requests if p == path and "Range" in h]
+
+
+@pytest.mark.parametrize("planted", ["another user's", "group-writable", "world-writable", "a link to a victim"])
+def test_a_partial_download_not_private_to_this_user_is_never_resumed(hub_env, hostile, tmp_path, planted):
+    if planted == "another user's" and os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    hostile.serve_bytes("/m.tar.gz", ARCHIVE)
+    handle = f"{hostile.url}/m.tar.gz"  # unpinned: nothing but the resume check stands between FOREIGN and the cache
+    victim = tmp_path / "victim"
+    victim.write_bytes(FOREIGN[:100])
+    _plant_resume(hub_env.cache_dir, handle, FOREIGN[:100],
+                  mode={"group-writable": 0o620, "world-writable": 0o602}.get(planted, 0o600),
+                  uid=65534 if planted == "another user's" else None,
+                  link_to=str(victim) if planted == "a link to a victim" else None)
+    path = resolve(handle)
+    assert Path(path, "variables", "v.bin").read_bytes() == PAYLOAD
+    assert _ranges(hostile, "/m.tar.gz") == []  # started over: the planted bytes were not continued
+    assert victim.read_bytes() == FOREIGN[:100]  # a link was removed, never followed
+
+
+def test_this_users_own_partial_download_still_resumes(hub_env, hostile):
+    hostile.serve_bytes("/m.tar.gz", ARCHIVE)
+    handle = f"{hostile.url}/m.tar.gz"
+    _plant_resume(hub_env.cache_dir, handle, ARCHIVE[: len(ARCHIVE) // 2])
+    path = resolve(handle)
+    assert Path(path, "variables", "v.bin").read_bytes() == PAYLOAD
+    assert _ranges(hostile, "/m.tar.gz") == [f"bytes={len(ARCHIVE) // 2}-"]
+
+
+def test_the_resume_record_is_never_written_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    info = tmp_path / ".info"
+    os.symlink(victim, info)
+    http._write_validator(str(info), "http://h/m.tar.gz", '"v1"')
+    assert victim.read_text() == "precious"
+    assert not info.is_symlink() and stat.S_IMODE(info.stat().st_mode) == 0o600
+    assert http._read_validator(str(info), "http://h/m.tar.gz") == '"v1"'
+
+
+def test_a_fifo_at_the_resume_record_or_download_path_is_left_alone_without_hanging(tmp_path):
+    info, part = tmp_path / ".info", tmp_path / ".part"
+    os.mkfifo(info)
+    os.mkfifo(part)
+    done = threading.Event()
+
+    def run() -> None:
+        http._write_validator(str(info), "http://h/m.tar.gz", '"v1"')  # logged, not kept
+        with pytest.raises(DownloadError, match="not a regular file"):
+            http._open_download_file(str(part))
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert done.is_set()
+    assert stat.S_ISFIFO(os.lstat(info).st_mode) and stat.S_ISFIFO(os.lstat(part).st_mode)  # never removed
+
+
+def test_a_download_file_this_user_cannot_write_is_replaced(tmp_path):
+    part = tmp_path / ".part"
+    part.write_bytes(b"x" * 10)
+    os.chmod(part, 0o444)
+    if os.geteuid() == 0:
+        os.chown(part, 65534, -1)
+    fd = http._open_download_file(str(part))
+    try:
+        info = os.fstat(fd)
+        assert info.st_size == 0 and info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o600
+    finally:
+        os.close(fd)
