@@ -269,13 +269,16 @@ class HttpClient:
             import urllib3
 
             response = self._request(url)
+            shown = redact_url(url)
             try:
-                body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
+                # Undecoded, then decoded here with a bound: a server may compress the body although hubkit
+                # asks for identity, and urllib3 before 2.6 inflated a whole read at once (a gzip bomb).
+                body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=False)
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _Retryable(f"reading the response failed: {exc}") from None
             finally:
                 response.close()
-            shown = redact_url(url)
+            body = _decoded(body, str(response.headers.get("Content-Encoding", "")), shown)
             if len(body) > _MAX_DOCUMENT_BYTES:
                 raise DownloadError(f"{shown!r} does not serve a hubkit registry document: it is larger than "
                                     f"{_MAX_DOCUMENT_BYTES} bytes.")
@@ -459,6 +462,22 @@ class HttpClient:
             f"{shown!r} does not serve a hubkit module: expected a .tar.gz archive but got "
             f"{'an HTML page' if html else 'other content'}."
         )
+
+
+def _decoded(body: bytes, encoding: str, shown: str) -> bytes:
+    """``body`` decoded from its ``Content-Encoding`` (gzip or deflate), at most one byte over the document bound."""
+    import zlib
+
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise DownloadError(f"{shown!r} sent its body with Content-Encoding {encoding[:40]!r}, which hubkit cannot decode.")
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+    try:
+        return decompressor.decompress(body, _MAX_DOCUMENT_BYTES + 1)
+    except zlib.error as exc:
+        raise DownloadError(f"{shown!r} sent a body that is not valid {encoding} ({exc}).") from None
 
 
 def _complete_at(response: Any, received: int) -> bool:

@@ -9,6 +9,7 @@ written to, read from or removed.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -41,7 +42,7 @@ def _plant_resume(cache_dir: str, handle: str, part: bytes, mode: int = 0o600, u
         if uid is not None:
             os.chown(part_path, uid, -1)
     with open(os.path.join(cache_dir, f".{key}.resume.info"), "w") as f:  # a valid record: the URL and its ETag
-        f.write('{"url": "%s", "validator": "\\"v1\\""}' % handle)
+        json.dump({"url": handle, "validator": '"v1"'}, f)
     return part_path
 
 
