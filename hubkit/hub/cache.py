@@ -211,7 +211,10 @@ class Cache:
         info_path = os.path.join(self.root, f".{key}.{token}.info")
         module_dir = os.path.join(temp_entry, MODULE_SUBDIR)
         try:
-            os.makedirs(module_dir)
+            # Private while it is built (in a cache shared by a group, a group-writable temp entry let others
+            # plant links that the extraction's directories and the records would follow); readable once done.
+            os.mkdir(temp_entry, 0o700)
+            os.mkdir(module_dir, 0o755)
             made = os.stat(temp_entry)
         except OSError as exc:
             raise ResolveError(f"Cannot create the temp entry {temp_entry!r} in the cache: {exc.strerror or exc}.") from None
@@ -239,6 +242,7 @@ class Cache:
                     f"The download of {handle!r} was taken over by another process while this one stalled, and its "
                     "temp entry was removed; try again (the other process may have installed it already)."
                 )
+            _make_readable(temp_entry, made)
             return self._move_into_place(key, temp_entry)
         except BaseException as exc:
             keep_part = bool(getattr(exc, "resumable", False)) or isinstance(exc, KeyboardInterrupt)
@@ -475,10 +479,27 @@ def _same_directory(path: str, made: os.stat_result) -> bool:
     return stat.S_ISDIR(now.st_mode) and (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino)
 
 
+def _make_readable(path: str, made: os.stat_result) -> None:
+    """Opens up the finished temp entry (0o755) through a descriptor of the very directory this process made."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise ResolveError(f"The temp entry {path!r} was replaced while it was completed ({exc.strerror or exc}).") from None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (made.st_dev, made.st_ino):
+            raise ResolveError(f"The temp entry {path!r} was replaced while it was completed.")
+        os.fchmod(fd, 0o755)
+    finally:
+        os.close(fd)
+
+
 def _write_json(path: str, value: Any) -> None:
     # Not fsynced: a record lost or torn by a power loss only makes the entry incomplete (downloaded again),
     # and an fsync here waited for the journal to commit the whole download (~40 ms per install).
-    with open(path, "w", encoding="utf-8") as f:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    with os.fdopen(os.open(path, flags, 0o644), "w", encoding="utf-8") as f:  # a new file, never through a link
         json.dump(value, f, indent=1, sort_keys=True)
 
 

@@ -119,3 +119,29 @@ def test_a_download_file_this_user_cannot_write_is_replaced(tmp_path):
         assert info.st_size == 0 and info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o600
     finally:
         os.close(fd)
+
+
+def test_the_temp_entry_is_private_while_it_is_built_even_with_umask_0(hub_env, tmp_path, monkeypatch):
+    """In a cache shared by a group, others must not plant links in an entry being built; it opens up when done."""
+    from hubkit.hub import resolvers
+
+    archive = str(tmp_path / "m.tar.gz")
+    with open(archive, "wb") as f:
+        f.write(ARCHIVE)
+    modes = []
+    real = resolvers.safe_extract
+
+    def extract(archive_path, destination, *args, **kwargs):
+        modes.append(stat.S_IMODE(os.stat(os.path.dirname(destination)).st_mode))
+        return real(archive_path, destination, *args, **kwargs)
+
+    monkeypatch.setattr(resolvers, "safe_extract", extract)
+    old = os.umask(0)
+    try:
+        path = resolve(archive)
+    finally:
+        os.umask(old)
+    assert modes == [0o700]
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o755
+    for name in ("descriptor.json", "complete.json"):
+        assert stat.S_IMODE(os.stat(os.path.join(os.path.dirname(path), name)).st_mode) == 0o644
