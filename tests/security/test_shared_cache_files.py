@@ -129,13 +129,13 @@ def test_the_temp_entry_is_private_while_it_is_built_even_with_umask_0(hub_env, 
     with open(archive, "wb") as f:
         f.write(ARCHIVE)
     modes = []
-    real = resolvers.safe_extract
+    real = resolvers.extract_stream
 
-    def extract(archive_path, destination, *args, **kwargs):
+    def extract(raw, destination, *args, **kwargs):
         modes.append(stat.S_IMODE(os.stat(os.path.dirname(destination)).st_mode))
-        return real(archive_path, destination, *args, **kwargs)
+        return real(raw, destination, *args, **kwargs)
 
-    monkeypatch.setattr(resolvers, "safe_extract", extract)
+    monkeypatch.setattr(resolvers, "extract_stream", extract)
     old = os.umask(0)
     try:
         path = resolve(archive)
@@ -145,3 +145,64 @@ def test_the_temp_entry_is_private_while_it_is_built_even_with_umask_0(hub_env, 
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o755
     for name in ("descriptor.json", "complete.json"):
         assert stat.S_IMODE(os.stat(os.path.join(os.path.dirname(path), name)).st_mode) == 0o644
+
+
+@pytest.mark.parametrize("how", ["rewritten in place", "replaced by another file"])
+def test_a_pinned_local_archive_changed_while_it_is_installed_never_enters_the_cache(hub_env, tmp_path, monkeypatch,
+                                                                                    how):
+    """The bytes checked against the pin are the bytes extracted (one pass over one descriptor)."""
+    import hashlib
+
+    from hubkit.errors import IntegrityError
+    from hubkit.hub import resolvers
+
+    archive = tmp_path / "m.tar.gz"
+    archive.write_bytes(ARCHIVE)
+    real = resolvers.extract_stream
+
+    def extract(raw, destination, *args, **kwargs):  # another user swaps the content once hubkit has started
+        if how == "rewritten in place":
+            with open(archive, "r+b") as f:
+                f.write(FOREIGN)
+        else:
+            (tmp_path / "other").write_bytes(FOREIGN)
+            os.replace(tmp_path / "other", archive)
+        return real(raw, destination, *args, **kwargs)
+
+    monkeypatch.setattr(resolvers, "extract_stream", extract)
+    handle = f"{archive}#sha256={hashlib.sha256(ARCHIVE).hexdigest()}"
+    if how == "rewritten in place":
+        with pytest.raises(IntegrityError):
+            resolve(handle)
+        assert [n for n in os.listdir(hub_env.cache_dir) if not n.startswith(".")] == []
+    else:  # the descriptor still reads the file that was checked
+        assert Path(resolve(handle), "variables", "v.bin").read_bytes() == PAYLOAD
+
+
+def test_a_pinned_local_onnx_model_is_copied_and_hashed_in_one_pass(hub_env, tmp_path, monkeypatch):
+    import hashlib
+
+    from hubkit.errors import IntegrityError
+    from hubkit.hub import onnx_file
+
+    model = b"\x08\x07" + os.urandom(3 << 20)  # starts like a ModelProto; the bytes are what matter here
+    (tmp_path / "a.onnx").write_bytes(model)
+    (tmp_path / "b.onnx").write_bytes(b"\x08\x07")  # a second model: the pinned one is copied into the cache
+    with pytest.raises(IntegrityError):
+        resolve(f"file://{tmp_path}/a.onnx#sha256={'0' * 64}")
+    real = onnx_file.open_regular
+
+    def rewritten_after_open(path, *args, **kwargs):  # another user rewrites the file as hubkit starts copying it
+        context = real(path, *args, **kwargs)
+        with open(path, "r+b") as f:
+            f.write(b"\x08\x07planted")
+        return context
+
+    monkeypatch.setattr(onnx_file, "open_regular", rewritten_after_open)
+    with pytest.raises(IntegrityError):
+        resolve(f"file://{tmp_path}/a.onnx#sha256={hashlib.sha256(model).hexdigest()}")
+    monkeypatch.undo()
+    (tmp_path / "a.onnx").write_bytes(model)
+    directory = resolve(f"file://{tmp_path}/a.onnx#sha256={hashlib.sha256(model).hexdigest()}")
+    copied = Path(directory, "a.onnx")
+    assert copied.read_bytes() == model and stat.S_IMODE(copied.stat().st_mode) == 0o644
