@@ -26,6 +26,8 @@ each CPU-per-byte lever of the install switched off alone (and all of them off) 
 - ``background``: the archive is extracted by a second thread while it downloads (off: extracted after
   the download finished). zlib's own gzip decoder does the inflating either way (the hand-written
   decoder and its levers were removed: they gained nothing, see docs/security.md).
+- ``hash-thread``: the download's sha256 runs in a thread of its own, double-buffered (off: in the
+  download thread, between a receive and the next).
 """
 
 from __future__ import annotations
@@ -298,7 +300,8 @@ def bench_download(
           f"target < 100 MB)")
 
 
-_LEVERS = ("background",)
+_LEVERS = ("background", "hash-thread")
+_INLINE_BYTES = None  # BackgroundHasher's own threshold, restored when the lever is on
 
 
 class _ExtractAfterDownload:
@@ -327,9 +330,13 @@ class _ExtractAfterDownload:
 
 def _set_levers(off: set[str]) -> None:
     """Switches the named levers off (and every other one on) for the next in-process resolve."""
-    from hubkit.hub import extract, resolvers
+    global _INLINE_BYTES
+    from hubkit.hub import extract, hashing, resolvers
 
     resolvers.BackgroundExtraction = _ExtractAfterDownload if "background" in off else extract.BackgroundExtraction
+    if _INLINE_BYTES is None:
+        _INLINE_BYTES = hashing.BackgroundHasher._INLINE_BYTES
+    hashing.BackgroundHasher._INLINE_BYTES = 1 << 62 if "hash-thread" in off else _INLINE_BYTES
 
 
 def bench_levers(
