@@ -21,7 +21,7 @@ import zlib
 from typing import Any
 
 from hubkit.errors import DownloadError
-from hubkit.format.bounded_io import open_regular
+from hubkit.format.bounded_io import open_regular, open_regular_fd
 
 __all__ = [
     "GZIP_MAGIC",
@@ -547,6 +547,7 @@ class BackgroundExtraction:
         self._abandoned = False
         self._files: list[ExtractedFile] | None = None
         self._error: BaseException | None = None
+        self._source_fd: int | None = None  # a duplicate of the download's own descriptor (use_descriptor)
         self._thread = threading.Thread(target=self._run, name="hubkit-extract", daemon=True)
         self._thread.start()
 
@@ -555,6 +556,19 @@ class BackgroundExtraction:
 
     def __exit__(self, *exc: object) -> None:
         self.abandon()
+        if self._source_fd is not None:
+            os.close(self._source_fd)
+            self._source_fd = None
+
+    def use_descriptor(self, fd: int) -> None:
+        """Reads the archive through (a duplicate of) the download's own descriptor ``fd``, not by its path.
+
+        The temp file sits in a cache directory others may write to: a file renamed over its path while
+        the download runs must not be what is extracted (the download verifies the bytes it wrote).
+        """
+        with self._condition:
+            if self._source_fd is None:
+                self._source_fd = os.dup(fd)
 
     # -- called by the download thread ---------------------------------------------------------------
 
@@ -597,7 +611,9 @@ class BackgroundExtraction:
         self._thread.join()
         if self._abandoned:  # the download started over: extract the finished file from scratch
             empty_directory(self.destination)
-            return safe_extract(self.archive_path, self.destination, *self._limits)
+            if self._source_fd is None:
+                return safe_extract(self.archive_path, self.destination, *self._limits)
+            return extract_stream(_DescriptorReader(self._source_fd), self.destination, *self._limits)
         if self._error is not None:
             raise self._error
         assert self._files is not None  # the thread ended without abandonment: files or an error
@@ -626,6 +642,19 @@ class BackgroundExtraction:
             return self._available
 
 
+class _DescriptorReader:
+    """A file descriptor read front to back from offset 0 with ``pread`` (its own position is untouched)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._position = 0
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self._fd, size, self._position)
+        self._position += len(data)
+        return data
+
+
 class _GrowingFileReader:
     """Reads the archive file front to back, never past what the download reported as written."""
 
@@ -639,7 +668,11 @@ class _GrowingFileReader:
         if available <= self._position:
             return b""
         if self._fd is None:
-            self._fd = os.open(self._owner.archive_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            with self._owner._condition:
+                source = self._owner._source_fd
+                self._fd = os.dup(source) if source is not None else None
+            if self._fd is None:  # a download that did not hand its descriptor over: the path, never a link
+                self._fd = open_regular_fd(self._owner.archive_path, "Archive", False, DownloadError)
         data = os.pread(self._fd, min(size, available - self._position), self._position)
         self._position += len(data)
         return data

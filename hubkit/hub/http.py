@@ -126,14 +126,17 @@ class DownloadResult:
         size: Bytes in the file.
         sha256: Hex sha256 of the file.
         resumed_from: Bytes that were already on disk from an earlier, interrupted download (0 if none).
+        file_id: ``(st_dev, st_ino)`` of the file written: whoever moves it on can check it is still that
+            file (its directory may be writable by others).
     """
 
-    __slots__ = ("resumed_from", "sha256", "size")
+    __slots__ = ("file_id", "resumed_from", "sha256", "size")
 
-    def __init__(self, size: int, sha256: str, resumed_from: int = 0) -> None:
+    def __init__(self, size: int, sha256: str, resumed_from: int = 0, file_id: tuple[int, int] | None = None) -> None:
         self.size = size
         self.sha256 = sha256
         self.resumed_from = resumed_from
+        self.file_id = file_id
 
 
 def _user_agent() -> str:
@@ -316,7 +319,9 @@ class HttpClient:
             follower: Told how many bytes the file holds after each write (``advance``) and before the
                 download starts over from byte 0 (``restart``): e.g. a
                 :class:`~hubkit.hub.extract.BackgroundExtraction` reading the file as it grows. When its
-                ``advance`` raises (the archive is bad), the download stops with that error.
+                ``advance`` raises (the archive is bad), the download stops with that error. A follower
+                with ``use_descriptor(fd)`` is given the file's descriptor first, to read the very file
+                written rather than whatever a path names later.
             info_path: Where to keep the server's validators (``ETag``/``Last-Modified``) so that another
                 process can resume the download; ``None`` keeps them in memory only.
 
@@ -335,6 +340,10 @@ class HttpClient:
         views = [memoryview(bytearray(max(self.config.chunk_size, _MIN_READ))) for _ in range(2)]
         hashing = BackgroundHasher()
         fd = _open_download_file(destination)
+        opened = os.fstat(fd)
+        file_id = (opened.st_dev, opened.st_ino)
+        if follower is not None and hasattr(follower, "use_descriptor"):
+            follower.use_descriptor(fd)  # it reads this very file, whatever is renamed over the path meanwhile
         validator = _read_validator(info_path, url)
         state: _Transfer = {"received": 0, "hasher": hashlib.sha256(), "validator": validator, "head": b""}
         resumed_from = _continue_partial(fd, state, follower) if validator is not None else 0
@@ -369,7 +378,7 @@ class HttpClient:
             turn = 0
             try:
                 if received and response.status_code == 416 and _complete_at(response, received):
-                    return DownloadResult(received, state["hasher"].hexdigest(), resumed_from)
+                    return DownloadResult(received, state["hasher"].hexdigest(), resumed_from, file_id)
                 if received and not self._accepts_resume(response, received):
                     _log.info("Server does not resume %s (or its content changed); starting over.", shown)
                     restart()
@@ -420,7 +429,7 @@ class HttpClient:
             finally:
                 response.close()
                 hashing.wait()
-            return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from)
+            return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from, file_id)
 
         try:
             return self._with_retries(url, attempt)

@@ -133,6 +133,9 @@ class OnnxFileResolver(BuiltinResolver):
         name = _file_name(url)
         target = os.path.join(ctx.module_dir, name)
         os.replace(ctx.part_path, target)
+        moved = os.lstat(target)  # in our private temp entry: nobody else can change it from here on
+        if (moved.st_dev, moved.st_ino) != result.file_id:  # the part path is in a directory others may write
+            raise IntegrityError(f"The download of {url!r} was replaced by another file before it was installed.")
         os.chmod(target, 0o644)  # the download file is private (0600); the cache's files are readable (its dir is ours)
         return [ExtractedFile(name, result.size, sha256=result.sha256)], {
             "source": url, "archive_sha256": result.sha256, "archive_size": result.size}

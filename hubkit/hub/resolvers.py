@@ -7,6 +7,7 @@ error lists what each one accepts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat as _stat
@@ -283,7 +284,8 @@ def _download_once(
     if not resume:
         for path in (ctx.part_path, ctx.info_path):
             if path and os.path.lexists(path):
-                os.unlink(path)
+                with contextlib.suppress(OSError):  # whatever is left there, the download creates its own file
+                    os.unlink(path)
     # A second thread extracts the archive while it downloads; its work only counts (ctx.extracted) once
     # the whole archive's size and sha256 are verified, and is discarded with the temp entry otherwise.
     # If it finds the archive bad, the download stops at once (the follower's advance raises).

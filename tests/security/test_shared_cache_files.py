@@ -206,3 +206,50 @@ def test_a_pinned_local_onnx_model_is_copied_and_hashed_in_one_pass(hub_env, tmp
     directory = resolve(f"file://{tmp_path}/a.onnx#sha256={hashlib.sha256(model).hexdigest()}")
     copied = Path(directory, "a.onnx")
     assert copied.read_bytes() == model and stat.S_IMODE(copied.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("abandoned", [False, True])
+def test_the_extraction_reads_the_file_the_download_wrote_not_what_its_path_names_later(tmp_path, abandoned):
+    """Another user renames a file of theirs over the download's temp path: the verified bytes are extracted."""
+    from hubkit.hub.extract import BackgroundExtraction
+
+    part, destination = tmp_path / ".part", tmp_path / "dest"
+    destination.mkdir()
+    with BackgroundExtraction(str(part), str(destination), 1 << 30, 1000, "test") as extraction:
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            extraction.use_descriptor(fd)
+            os.write(fd, ARCHIVE)
+            (tmp_path / "foreign").write_bytes(FOREIGN)
+            os.replace(tmp_path / "foreign", part)  # before the extraction opened anything
+            if abandoned:
+                extraction.restart()  # the download started over: the finished file is extracted at the end
+            else:
+                extraction.advance(len(ARCHIVE))
+            files = extraction.finish()
+        finally:
+            os.close(fd)
+    assert [f.path for f in files if f.path.endswith("v.bin")] == ["variables/v.bin"]
+    assert (destination / "variables" / "v.bin").read_bytes() == PAYLOAD
+
+
+def test_a_downloaded_onnx_model_replaced_before_it_is_installed_is_refused(hub_env, hostile):
+    from hubkit.errors import IntegrityError
+
+    model = b"\x08\x07" + os.urandom(1 << 20)
+    hostile.serve_bytes("/m.onnx", model, content_type="application/octet-stream")
+    real = http.HttpClient.download
+
+    def download_then_swap(self, url, destination, *args, **kwargs):
+        result = real(self, url, destination, *args, **kwargs)
+        other = destination + ".other"
+        with open(other, "wb") as f:
+            f.write(b"\x08\x07planted")
+        os.replace(other, destination)  # another user's file, renamed over the verified download
+        return result
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(http.HttpClient, "download", download_then_swap), pytest.raises(IntegrityError):
+        resolve(f"{hostile.url}/m.onnx")
+    assert [n for n in os.listdir(hub_env.cache_dir) if not n.startswith(".") and not n.endswith(".lock")] == []
