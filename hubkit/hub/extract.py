@@ -116,6 +116,7 @@ def _member_kind(member: tarfile.TarInfo) -> str:
 GZIP_MAGIC = b"\x1f\x8b"
 _MAX_NAME_BYTES = 4096  # longest member path (Linux PATH_MAX)
 _MAX_COMPONENT_BYTES = 255  # longest path component (NAME_MAX)
+_MAX_DEPTH = 128  # most directories in a member path (a module needs a few)
 _MAX_HEADER_READS = 16  # header reads (plain, GNU long name, PAX) before one entry; ordinary entries need 1-5
 
 
@@ -385,6 +386,10 @@ def _check_name(name: str, source: str) -> None:
         raise UnsafeArchiveError(
             f"Archive entry {name[:80]!r}... of {source!r} has a name longer than the filesystem allows "
             f"({_MAX_COMPONENT_BYTES} bytes per component, {_MAX_NAME_BYTES} in all); refusing it."
+        )
+    if encoded.count(b"/") >= _MAX_DEPTH:  # deeper trees exhaust recursion in makedirs and rmtree
+        raise UnsafeArchiveError(
+            f"Archive entry {name[:80]!r}... of {source!r} is nested more than {_MAX_DEPTH} directories deep; refusing it."
         )
 
 

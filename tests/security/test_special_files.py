@@ -261,3 +261,20 @@ def test_a_fifo_where_a_registry_or_cache_document_should_be_never_blocks(tmp_pa
     out = subprocess.run([sys.executable, "-c", _FIFO_READERS, str(root), which], capture_output=True, text=True,
                          timeout=60, cwd=REPO, env=env)
     assert out.stdout.strip() == expected, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("depth", [129, 1200, 2000])
+def test_member_paths_nested_too_deeply_are_refused_by_name(tmp_path, depth):
+    """A 2,000-deep path fits in 4,096 bytes; it once ended as a misleading "nests its headers" RecursionError."""
+    archive = tmp_path / "deep.tar.gz"
+    archive.write_bytes(gz(tar_bytes([entry("/".join(["d"] * depth) + "/f", b"x")])))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UnsafeArchiveError, match="nested more than 128 directories deep"):
+        safe_extract(str(archive), str(tmp_path / "out"), 1 << 20)
+
+
+def test_member_paths_of_ordinary_depth_still_extract(tmp_path):
+    archive = tmp_path / "ok.tar.gz"
+    archive.write_bytes(gz(tar_bytes([entry("/".join(["d"] * 127) + "/f", b"x")])))
+    (tmp_path / "out").mkdir()
+    assert [f.size for f in safe_extract(str(archive), str(tmp_path / "out"), 1 << 20)][-1] == 1
