@@ -376,6 +376,7 @@ class HttpClient:
                     headers["If-Range"] = state["validator"]
             response = self._request(url, headers)
             turn = 0
+            stall_watch = _StallWatch(response, self.config.read_timeout)
             try:
                 if received and response.status_code == 416 and _complete_at(response, received):
                     return DownloadResult(received, state["hasher"].hexdigest(), resumed_from, file_id)
@@ -394,7 +395,7 @@ class HttpClient:
                 if expected_here is not None and state["received"] + expected_here > limit:
                     raise self._too_large(shown, limit, expected_size, announced=state["received"] + expected_here)
                 got_here = 0
-                readinto = _body_readinto(response)
+                readinto = stall_watch.wrap(_body_readinto(response))
                 hasher = state["hasher"]
                 size, started = _MIN_READ, time.monotonic()
                 while count := readinto(views[turn][:size]):
@@ -427,6 +428,7 @@ class HttpClient:
             except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
                 raise _Retryable(f"connection broke after {state['received']} bytes: {type(exc).__name__}") from None
             finally:
+                stall_watch.close()
                 response.close()
                 hashing.wait()
             return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from, file_id)
@@ -618,6 +620,63 @@ def _content_length(response: Any) -> int | None:
         return int(response.headers["Content-Length"])
     except (KeyError, ValueError):
         return None
+
+
+class _StallWatch:
+    """Ends a body read that trickles: one piece (64 KiB or more) must arrive within ``seconds``.
+
+    The socket's read timeout only bounds each ``recv``: a server sending a byte every few seconds would
+    keep one piece's read, and the download, going for ever. A watchdog thread (waking a few times per
+    ``seconds``) shuts the connection down when a read has run longer than ``seconds``; the read then
+    fails and the download retries (resuming) like after any broken connection. The slowest link that
+    always passes is 64 KiB per ``seconds`` (about 1 KB/s with the default 60 s): after a slow piece the
+    next ones are 64 KiB.
+    """
+
+    def __init__(self, response: Any, seconds: float) -> None:
+        connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
+        self._socket = getattr(connection, "sock", None)
+        self._seconds = seconds
+        self._deadline: float | None = None
+        self.fired = False
+        import threading
+
+        self._done = threading.Event()
+
+    def wrap(self, readinto: Callable[[memoryview], int]) -> Callable[[memoryview], int]:
+        if self._socket is None:  # e.g. a mocked response: nothing to watch
+            return readinto
+        import socket
+        import threading
+
+        sock, done = self._socket, self._done
+
+        def watch() -> None:
+            while not done.wait(min(1.0, self._seconds / 4)):
+                deadline = self._deadline
+                if deadline is not None and time.monotonic() > deadline:
+                    self.fired = True
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    return
+
+        threading.Thread(target=watch, name="hubkit-stall-watch", daemon=True).start()
+
+        def watched(view: memoryview) -> int:
+            self._deadline = time.monotonic() + self._seconds
+            try:
+                count = readinto(view)
+            finally:
+                self._deadline = None
+            if self.fired:
+                raise _Retryable(f"the server sent less than {len(view)} bytes in {self._seconds:g} s")
+            return count
+
+        return watched
+
+    def close(self) -> None:
+        """Stops the watchdog (call when the body is read or abandoned)."""
+        self._done.set()
 
 
 def _body_readinto(response: Any) -> Callable[[memoryview], int]:
