@@ -13,15 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.ops import _numba
-from hubkit.ops._threads import MIN_ELEMENTS_PER_THREAD, parallel_kernel, run_rows
 
 __all__ = ["ACTIVATIONS", "bias_act_"]
 
 NONE, RELU, RELU6 = 0, 1, 2
 ACTIVATIONS = {None: NONE, "Relu": RELU, "Relu6": RELU6}
 """Activation op name (None: no activation) -> epilogue code."""
-
-prange = range  # numba.prange once parallel_kernel compiles a kernel (importing hubkit never imports numba)
 
 _NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _NO_BIAS = {dt: np.empty(0, dt) for dt in _NUMBA_DTYPES}  # read-only use: the kernel never writes its bias
@@ -50,28 +47,6 @@ def bias_act_kernel(out, bias, act):  # pragma: no cover - compiled by Numba
             row[j] = v
 
 
-def bias_act_parallel_kernel(out, parts, bias, act):  # pragma: no cover - compiled by Numba
-    """:func:`bias_act_kernel` over ``parts`` contiguous row ranges of ``out`` in parallel (same per-element code)."""
-    rows, cols = out.shape
-    has_bias = bias.shape[0] > 0
-    zero = out.dtype.type(0)
-    six = out.dtype.type(6)
-    for p in prange(parts):
-        for i in range(rows * p // parts, rows * (p + 1) // parts):
-            row = out[i]
-            for j in range(cols):
-                v = row[j] + bias[j] if has_bias else row[j]
-                if act == 1:
-                    if v <= zero:
-                        v = zero
-                elif act == 2:
-                    if v < zero:
-                        v = zero
-                    elif v > six:
-                        v = six
-                row[j] = v
-
-
 def bias_act_(out: np.ndarray, bias: np.ndarray | None, act: int) -> np.ndarray:
     """Applies the epilogue to ``out`` in place and returns it.
 
@@ -86,11 +61,7 @@ def bias_act_(out: np.ndarray, bias: np.ndarray | None, act: int) -> np.ndarray:
         fast = _numba.kernel(bias_act_kernel)
         if fast is not None:
             b = _NO_BIAS[out.dtype] if bias is None else bias if bias.flags.c_contiguous else np.ascontiguousarray(bias)
-            out2d = out if out.ndim == 2 else out.reshape(-1, out.shape[-1])
-            if out.size >= 2 * MIN_ELEMENTS_PER_THREAD:
-                run_rows(fast, parallel_kernel(bias_act_parallel_kernel), out2d, b, act)
-            else:
-                fast(out2d, b, act)
+            fast(out if out.ndim == 2 else out.reshape(-1, out.shape[-1]), b, act)
             return out
     if bias is not None:
         np.add(out, bias, out=out)
