@@ -3,8 +3,7 @@
 Usage: ``python scripts/bench_vs_ort.py [--threads 1,2] [--workloads mlp,image] [--quick] [--pause 0.05]``
 
 For each thread count the measurements run in a fresh child process whose environment sets
-``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` before NumPy is imported
-(hubkit's own parallel kernels, the fused epilogues, follow them: ``hubkit/ops/_threads.py``),
+``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` before NumPy is imported,
 and onnxruntime gets the same number of intra-op threads, with its default thread spinning (as
 users run it). Contenders take turns (interleaved rounds) and sleep ``--pause`` seconds before each
 sample, so onnxruntime's spinning threads never overlap the next contender's timing.
@@ -233,7 +232,6 @@ def child(args: argparse.Namespace) -> int:
     from _timing import load_header
 
     import hubkit as hk
-    from hubkit.ops._threads import num_threads
 
     threads = args.threads[0]
     print(f"== {threads} thread(s): {load_header()}")
@@ -243,8 +241,7 @@ def child(args: argparse.Namespace) -> int:
     coretype = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"   {_blas_info()} {coretype}; numpy {np.__version__}, onnxruntime {onnxruntime.__version__} "
           f"({threads} intra-op thread(s), default spinning), hubkit {hk.__version__}, "
-          f"Numba kernels {'on' if hk.ops._numba.numba_enabled() else 'off'}, "
-          f"{num_threads()} thread(s) for hubkit's parallel kernels")
+          f"Numba kernels {'on' if hk.ops._numba.numba_enabled() else 'off'}")
     scale = 0.3 if args.quick else 1.0
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"   clock: {'CPU time of the process' if args.clock == 'cpu' else 'wall time'}")
