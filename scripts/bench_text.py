@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _text_data import NUM_OOV_BUCKETS, text_data
 from _timing import interleaved, load_header
 from export_text_embedding import export_words
 
@@ -37,28 +38,6 @@ import hubkit as hk
 from hubkit.errors import FeedError
 from hubkit.graph.values import convert_value
 from hubkit.ops import _numba, _numba_kernels, _vocab, _vocab_numpy, sparse
-
-NUM_OOV_BUCKETS = 10
-
-
-def random_words(rng: np.random.Generator, n: int) -> list[str]:
-    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
-    words: set[str] = set()
-    while len(words) < n:
-        for length in rng.integers(2, 11, size=n - len(words) + 100):
-            words.add("".join(rng.choice(letters, size=length)))
-    return sorted(words)[:n]
-
-
-def random_sentences(rng: np.random.Generator, words: list[str], n: int) -> list[str]:
-    vocab = np.array(words, dtype=object)
-    out = []
-    for length in rng.integers(5, 41, size=n):
-        tokens = list(vocab[rng.integers(0, len(vocab), size=length)])
-        for i in np.flatnonzero(rng.random(length) < 0.03):
-            tokens[i] = tokens[i] + "xq"  # an unknown word
-        out.append(" ".join(tokens))
-    return out
 
 
 class Baseline:
@@ -214,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(load_header())
     rng = np.random.default_rng(0)
-    words = random_words(rng, args.vocab)
-    embeddings = rng.normal(size=(args.vocab, args.dim)).astype(np.float32)
-    sentences = random_sentences(rng, words, 8192)
+    words, embeddings, sentences = text_data(rng, args.vocab, args.dim, 8192)
     baseline = Baseline(words, embeddings)
     if args.stages:
         bench_stages(words, baseline, sentences, 1024, args.rounds)

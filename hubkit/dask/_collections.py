@@ -4,8 +4,11 @@ Shape rules (also in docs/scale.md):
 
 - dataframe: a Series feeds a one-input signature and gives a Series (one output) or a DataFrame of the
   output columns; a DataFrame gives the same frame with one column appended per output. An output with
-  one value per row (shape ``[None]``) becomes a typed column; an output with more dimensions (an
-  embedding ``[None, dim]``, a feature map) becomes an object column holding one NumPy array per row.
+  one value per row (shape ``[None]``) becomes a typed column; a numeric vector per row (shape
+  ``[None, dim]`` with ``dim`` known, an embedding) becomes an Arrow ``fixed_size_list<dtype>[dim]``
+  column (``pd.ArrowDtype``: one buffer, so serialising a partition costs ~1 ms where an object column
+  of 8,192 arrays costs ~90 ms); anything else (more dimensions, an unknown ``dim``, strings) becomes
+  an object column holding one NumPy array per row.
 - array: rows are the first axis; the result is a dask array with the same row chunks and the output's
   own trailing dimensions (an embedding becomes a 2-D ``[n, dim]`` array).
 - bag: a plain record feeds a one-input signature and is replaced by its output (a dict of outputs when
@@ -21,19 +24,56 @@ import numpy as np
 
 from hubkit import FeedError, SignatureError
 from hubkit.dask._signature import Job, TensorDesc, input_sources
-from hubkit.dask._worker import run_partition
+from hubkit.dask._worker import run_partition, timed_task
 
 __all__ = ["map_array", "map_bag", "map_dataframe"]
 
 
-def _column_dtype(desc: TensorDesc) -> np.dtype:
-    """Scalar-per-row outputs keep their dtype; anything with more dimensions (or unknown rank) is object."""
-    return desc.np_dtype if desc.shape is not None and len(desc.shape) == 1 else np.dtype(object)
+def _vector_width(desc: TensorDesc) -> int | None:
+    """``dim`` of a numeric ``[None, dim]`` output (an Arrow fixed-size list column), else None."""
+    shape = desc.shape
+    if shape is None or len(shape) != 2 or shape[1] is None or shape[1] < 1 or desc.np_dtype.kind not in "biuf":
+        return None
+    return shape[1]
 
 
-def _to_column(values: np.ndarray, desc: TensorDesc, index: Any, name: str) -> Any:
+def _column_dtype(desc: TensorDesc) -> Any:
+    """Scalar-per-row outputs keep their dtype, numeric vectors are Arrow fixed-size lists, the rest object."""
+    if desc.shape is not None and len(desc.shape) == 1:
+        return desc.np_dtype
+    width = _vector_width(desc)
+    if width is None:
+        return np.dtype(object)
+    import pandas as pd
+    import pyarrow as pa
+
+    return pd.ArrowDtype(pa.list_(pa.from_numpy_dtype(desc.np_dtype), width))
+
+
+def _empty_column(desc: TensorDesc, name: str) -> Any:
     import pandas as pd
 
+    dtype = _column_dtype(desc)
+    if isinstance(dtype, np.dtype):
+        return pd.Series(np.empty(0, dtype=dtype), name=name)
+    return pd.Series(pd.array([], dtype=dtype), name=name)
+
+
+def _to_column(values: np.ndarray, desc: TensorDesc, index: Any, name: str, job: Job) -> Any:
+    import pandas as pd
+
+    width = _vector_width(desc)
+    if width is not None:
+        import pyarrow as pa
+
+        if values.ndim != 2 or values.shape[1] != width:
+            raise SignatureError(
+                f"hubkit.dask: signature {job.signature!r} output {name!r} is declared [None, {width}] but gave rows "
+                f"of shape {list(values.shape[1:])}, so it cannot fill its fixed-size list column."
+            )
+        flat = np.ascontiguousarray(values, dtype=desc.np_dtype).reshape(-1)
+        cells = pa.FixedSizeListArray.from_arrays(pa.array(flat), width)  # zero-copy for numeric dtypes
+        return pd.Series(pd.arrays.ArrowExtensionArray(cells), index=index, name=name)
     dtype = _column_dtype(desc)
     if dtype.kind != "O" or values.ndim == 1:
         return pd.Series(values.astype(dtype, copy=False), index=index, name=name)
@@ -44,6 +84,11 @@ def _to_column(values: np.ndarray, desc: TensorDesc, index: Any, name: str) -> A
 
 
 def _dataframe_partition(part: Any, job: Job, sources: dict[str, Any] | None, partition_info: Any = None) -> Any:
+    with timed_task(job):
+        return _run_dataframe_partition(part, job, sources, partition_info)
+
+
+def _run_dataframe_partition(part: Any, job: Job, sources: dict[str, Any] | None, partition_info: Any) -> Any:
     import pandas as pd
 
     number = partition_info["number"] if partition_info else -1
@@ -52,7 +97,7 @@ def _dataframe_partition(part: Any, job: Job, sources: dict[str, Any] | None, pa
     else:
         columns = {name: part[col].to_numpy() for name, col in sources.items()}
     outputs = run_partition(job, columns, len(part), number, labels=part.index)
-    new = {k: _to_column(v, job.outputs[k], part.index, k) for k, v in outputs.items()}
+    new = {k: _to_column(v, job.outputs[k], part.index, k, job) for k, v in outputs.items()}
     if sources is None:
         return next(iter(new.values())) if len(new) == 1 else pd.DataFrame(new, index=part.index)
     return part.assign(**new)
@@ -63,7 +108,7 @@ def map_dataframe(job: Job, frame: Any, inputs: Any) -> Any:
     import dask.dataframe as dd
     import pandas as pd
 
-    meta_columns = {k: pd.Series(np.empty(0, dtype=_column_dtype(d)), name=k) for k, d in job.outputs.items()}
+    meta_columns = {k: _empty_column(d, k) for k, d in job.outputs.items()}
     if isinstance(frame, dd.Series):
         if inputs is not None:
             raise FeedError(
@@ -107,7 +152,8 @@ def map_dataframe(job: Job, frame: Any, inputs: Any) -> Any:
 def _array_block(block: np.ndarray, job: Job, block_id: Any = None) -> np.ndarray:
     number = block_id[0] if block_id else -1
     name = next(iter(job.inputs))
-    outputs = run_partition(job, {name: block}, len(block), number)
+    with timed_task(job):
+        outputs = run_partition(job, {name: block}, len(block), number)
     return next(iter(outputs.values()))
 
 
@@ -153,6 +199,11 @@ def map_array(job: Job, array: Any, inputs: Any) -> Any:
 
 
 def _bag_partition(records: Any, job: Job, inputs: Any, number: int) -> list[Any]:
+    with timed_task(job):
+        return _run_bag_partition(records, job, inputs, number)
+
+
+def _run_bag_partition(records: Any, job: Job, inputs: Any, number: int) -> list[Any]:
     records = list(records)
     names = list(job.inputs)
     as_dicts = inputs is not None or len(names) > 1 or any(isinstance(r, Mapping) for r in records)

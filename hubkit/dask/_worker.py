@@ -11,7 +11,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from hubkit import HubkitError, SignatureError
 from hubkit.dask._signature import Job, TensorDesc
 
-__all__ = ["PartitionError", "cache_info", "clear_cache", "get_module", "run_partition"]
+__all__ = ["PartitionError", "cache_info", "clear_cache", "get_module", "run_partition", "timed_task"]
 
 # A failed load is remembered this long, so the other partitions queued on a worker fail fast with the
 # same error instead of each retrying an unreachable registry; afterwards the next partition tries again.
@@ -32,6 +33,26 @@ _loads: dict[tuple, int] = {}
 _hits: dict[tuple, int] = {}
 _failed: dict[tuple, int] = {}
 _failures: dict[tuple, tuple[float, HubkitError]] = {}
+# Work done per key: partitions, rows, and CPU seconds of the task threads (whole partition tasks, and the
+# Module calls inside them), so the cost of Dask and of hubkit's glue can be told apart (cache_info).
+_work: dict[tuple, dict[str, float]] = {}
+
+
+def _count(key: tuple, **amounts: float) -> None:
+    with _lock:
+        work = _work.setdefault(key, {"partitions": 0, "rows": 0, "task_cpu": 0.0, "module_cpu": 0.0})
+        for name, amount in amounts.items():
+            work[name] += amount
+
+
+@contextmanager
+def timed_task(job: Job) -> Iterator[None]:
+    """Adds the CPU time of the calling thread inside the block to ``job``'s ``task_cpu`` (see cache_info)."""
+    start = time.thread_time()
+    try:
+        yield
+    finally:
+        _count(job.cache_key, task_cpu=time.thread_time() - start)
 
 
 class PartitionError(HubkitError, RuntimeError):
@@ -116,15 +137,20 @@ def cache_info() -> dict[str, Any]:
     """What this process's module cache holds: for tests, logs and ``client.run(hubkit.dask.cache_info)``.
 
     Returns:
-        ``{"pid": int, "modules": [{"handle", "tags", "signature", "trainable", "loads", "hits", "failed"}, ...]}``:
-        ``loads`` counts how often the module was resolved and loaded in this process, ``hits`` how often
-        a partition reused it, ``failed`` how often resolving or loading it failed.
+        ``{"pid": int, "modules": [{"handle", "tags", "signature", "trainable", "loads", "hits", "failed",
+        "partitions", "rows", "task_cpu", "module_cpu"}, ...]}``: ``loads`` counts how often the module was
+        resolved and loaded in this process, ``hits`` how often a partition reused it, ``failed`` how often
+        resolving or loading it failed; ``partitions`` and ``rows`` count the work run, ``task_cpu`` is the
+        CPU seconds of the partition tasks (thread time: input extraction, batching, the calls and building
+        the output) and ``module_cpu`` the part spent in the ``Module`` calls (with their batch slicing). The worker process's CPU
+        time beyond ``task_cpu`` is Dask's own (event loop, transfers, serialisation).
     """
     with _lock:
         keys = sorted(set(_loads) | set(_failed))
         modules = [
             {"handle": k[0], "tags": list(k[1]), "signature": k[2], "trainable": k[3], "loads": _loads.get(k, 0),
-             "hits": _hits.get(k, 0), "failed": _failed.get(k, 0)}
+             "hits": _hits.get(k, 0), "failed": _failed.get(k, 0),
+             **_work.get(k, {"partitions": 0, "rows": 0, "task_cpu": 0.0, "module_cpu": 0.0})}
             for k in keys
         ]
     return {"pid": os.getpid(), "modules": modules}
@@ -138,6 +164,7 @@ def clear_cache() -> None:
         _hits.clear()
         _failed.clear()
         _failures.clear()
+        _work.clear()
 
 
 def _batch_array(values: Any, desc: TensorDesc) -> Any:
@@ -196,12 +223,16 @@ def run_partition(
     except HubkitError as exc:
         raise _located(exc, f"{_where(partition)} could not load module {job.handle!r}: {exc}", partition) from exc
     if num_rows == 0:
+        _count(job.cache_key, partitions=1)
         return {k: _empty(d) for k, d in job.outputs.items()}
     results: dict[str, np.ndarray] = {}
+    module_cpu = 0.0
     for start in range(0, num_rows, job.batch_size):
         stop = min(start + job.batch_size, num_rows)
         try:
+            began = time.thread_time()
             out = _call(module, job, columns, start, stop)
+            module_cpu += time.thread_time() - began
         except (HubkitError, ValueError, TypeError) as exc:
             found = _find_bad_row(module, job, columns, start, stop)
             if found is None:
@@ -229,6 +260,7 @@ def run_partition(
                 )
             if stop != num_rows or start != 0:
                 results[key][start:stop] = value
+    _count(job.cache_key, partitions=1, rows=num_rows, module_cpu=module_cpu)
     return results
 
 

@@ -102,30 +102,36 @@ def worker_cache(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def client(worker_cache) -> Iterator:
-    """A distributed Client on a LocalCluster of 2 worker processes (1 thread each), for the whole file."""
+    """A distributed Client on a LocalCluster of 2 worker processes (1 thread each, hubkit.dask's throughput
+    settings), for the whole file."""
+    import dask
     from distributed import Client, LocalCluster
+
+    import hubkit.dask
 
     env = {**WORKER_ENV, "HUBKIT_CACHE_DIR": worker_cache}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # inherited by the worker processes the nannies spawn (and respawn)
-    try:
-        cluster = LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
-            silence_logs=logging.CRITICAL, memory_limit=0,
-        )
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    client = Client(cluster)
-    try:
-        client.wait_for_workers(2, timeout=60)
-        yield client
-    finally:
-        client.close()
-        cluster.close(timeout=20)
+    # In force for the cluster's whole life: a nanny reads Dask's configuration again when it respawns a worker.
+    with dask.config.set(hubkit.dask.throughput_config()):
+        try:
+            cluster = LocalCluster(
+                n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                silence_logs=logging.CRITICAL, memory_limit=0,
+            )
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        client = Client(cluster)
+        try:
+            client.wait_for_workers(2, timeout=60)
+            yield client
+        finally:
+            client.close()
+            cluster.close(timeout=20)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import hubkit as hk
@@ -61,9 +62,25 @@ def test_dataframe_shape_rules(pair_module):
     got = out.compute()
     assert list(got.columns) == ["x", "y", "sum", "pair"] and got["sum"].dtype == np.float32
     np.testing.assert_array_equal(got["sum"].to_numpy(), [11, 22, 33, 44, 55])
-    assert got["pair"].dtype == object and got["pair"].iloc[1].shape == (2,)
+    assert got["pair"].dtype == pd.ArrowDtype(pa.list_(pa.float32(), 2)) == out.dtypes["pair"]  # a fixed-size list
+    assert got["pair"].iloc[1] == [2.0, 20.0]
     np.testing.assert_array_equal(np.stack(got["pair"].to_numpy()), table.to_numpy())
+    np.testing.assert_array_equal(got["pair"].list.flatten().to_numpy().reshape(-1, 2), table.to_numpy())
     np.testing.assert_array_equal(got.index, table.index)
+
+
+def test_vectors_of_unknown_width_are_an_object_column(tmp_path):
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None], name="x")
+        hk.add_signature(inputs=x, outputs=hk.reshape(x, [-1, 1]) * hk.ones_like(hk.reshape(x, [1, -1])))
+
+    path = str(tmp_path / "m")
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    out = hd.map_partitions(path, dd.from_pandas(pd.Series([1.0, 2.0, 3.0]), npartitions=1))
+    assert out.dtype == object
+    got = out.compute()
+    assert got.dtype == object and got.iloc[1].shape == (3,)
+    np.testing.assert_array_equal(np.stack(got.to_numpy()), [[1.0] * 3, [2.0] * 3, [3.0] * 3])
 
 
 def test_series_gives_a_series_or_a_frame_of_outputs(tmp_path):
@@ -236,6 +253,8 @@ def test_threads_of_one_process_share_one_load(tmp_path):
     np.testing.assert_array_equal(out.compute(scheduler="threads", num_workers=4), values + 1)
     entry = [m for m in hd.cache_info()["modules"] if m["handle"] == path]
     assert entry[0]["loads"] == 1 and entry[0]["loads"] + entry[0]["hits"] == 16
+    assert entry[0]["partitions"] == 16 and entry[0]["rows"] == 64  # the work counters
+    assert entry[0]["task_cpu"] >= entry[0]["module_cpu"] > 0
 
 
 def test_rows_of_different_shapes_across_batches_are_refused(tmp_path):

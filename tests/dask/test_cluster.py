@@ -61,7 +61,7 @@ def test_text_dataframe_equals_loop_downloaded_once(client, registry, client_env
     assert registry.archive_requests("text-frame") == 0  # the client checked the signature from the manifest
     out = client.compute(result).result()
     assert list(out.columns) == ["sentences", "id", "default"]
-    assert out["default"].dtype == object and out["default"].iloc[0].shape == (16,)
+    assert out["default"].dtype == result.dtypes["default"] and len(out["default"].iloc[0]) == 16  # fixed-size lists
     np.testing.assert_array_equal(out["id"].to_numpy(), np.arange(120))
     np.testing.assert_allclose(np.stack(out["default"].to_numpy()), loop(registry.module_dirs["text"], text),
                                rtol=1e-6, atol=1e-7)
@@ -191,3 +191,20 @@ def test_killed_worker_is_recovered_with_identical_results(client, registry, cli
     np.testing.assert_array_equal(out["sentences"].to_numpy(), np.array(text, dtype=object))
     assert registry.archive_requests("text-kill") == 1  # the respawned worker found it in the cache
     client.wait_for_workers(2, timeout=60)
+
+
+def _worker_settings() -> tuple:
+    import dask
+
+    return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled"),
+            dask.config.get("distributed.admin.tick.interval"))
+
+
+def test_throughput_config_reaches_the_workers(client):
+    import dask
+
+    config = hd.throughput_config()
+    for key in config:  # the keys Dask reads (a renamed key would silently do nothing)
+        parent, _, leaf = key.rpartition(".")
+        assert leaf in dask.config.get(parent)
+    assert set(client.run(_worker_settings).values()) == {(None, False, "1s")}
