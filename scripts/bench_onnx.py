@@ -3,12 +3,16 @@
 The onnx package's SqueezeNet, ResNet-50, DenseNet-121 and Inception v1 (random weights put in) at batch 1
 and 16. Both engines get the same thread count (``--threads``, default 1: BLAS threads for hubkit, intra-op
 threads for onnxruntime) and are timed interleaved in one process (``scripts/_timing.py``), so load from
-other work on the machine falls on both. Reported: min and median seconds per call and the ratio
-hubkit / onnxruntime. ``--layout`` also times one convolution in the NCHW form the importer uses
-(``OnnxConv``) against hubkit's NHWC ``Conv2D`` with a transpose on each side.
+other work on the machine falls on both. Reported: min and median seconds per call and the ratios
+hubkit / onnxruntime of the minima and of the medians. Then, per model and batch, the heaviest steps of
+hubkit's optimised plan (``--layers N``, default 5; 0 to skip): each one's fastest time and, for
+convolutions, the achieved GFLOP/s (direct-convolution FLOPs) against the BLAS's sgemm peak measured
+in the same run (a 1024-cube float32 GEMM, ``np.matmul(..., out=)``). ``--layout`` also times one
+convolution in the NCHW form the importer uses (``OnnxConv``, unoptimised) against hubkit's NHWC
+``Conv2D`` with a transpose on each side.
 
 Usage: ``.venv/bin/python scripts/bench_onnx.py [--threads 1] [--repeats 3] [--models squeezenet,...]
-[--batches 1,16] [--layout]``
+[--batches 1,16] [--layers 5] [--layout]``
 """
 
 from __future__ import annotations
@@ -42,7 +46,65 @@ import hubkit as hk  # noqa: E402
 MODELS = ["squeezenet", "resnet50", "densenet121", "inception_v1"]
 
 
-def bench_models(models: list[str], batches: list[int], threads: int, repeats: int) -> None:
+def sgemm_peak(repeats: int = 10, n: int = 1024) -> float:
+    """GFLOP/s of the BLAS's float32 GEMM on an ``n``-cube (fastest of ``repeats``), in this process."""
+    import time
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    c = np.empty((n, n), np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def plan_layers(module, feed: dict, repeats: int) -> list[tuple[float, float, str]]:
+    """(fastest seconds, FLOPs or 0, description) of each step of ``module``'s optimised default plan."""
+    import time
+
+    from hubkit.runtime.optimize import _step_label
+    from hubkit.runtime.optimize_conv import FusedOnnxConv
+
+    sig = module._variant.signature(None)
+    plan, in_keys, _ = module._plans.get((sig.name, True)) or module._compile(sig, True)
+    best: list[float] = []
+    info: list[tuple[float, str]] = []
+    for rep in range(max(1, repeats)):
+        values = plan.template.copy()
+        for slot, var in plan.var_reads:
+            values[slot] = var.value
+        for slot, key in zip(plan.feed_slots, in_keys):
+            values[slot] = feed[key]
+        for i, (fn, kwargs, ins, outs, frees, node) in enumerate(plan.steps):
+            args = [values[k] for k in ins]
+            t0 = time.perf_counter()
+            res = fn(*args, **kwargs)
+            dt = time.perf_counter() - t0
+            if len(outs) == 1:
+                values[outs[0]] = res
+            else:
+                for o, r in zip(outs, res):
+                    values[o] = r
+            for k in frees:
+                values[k] = None
+            if rep == 0:
+                best.append(dt)
+                label = _step_label(fn, node)
+                flops = 0.0
+                if isinstance(fn, FusedOnnxConv):
+                    prep = args[1]
+                    flops = 2.0 * res.shape[0] * res.shape[2] * res.shape[3] * prep.w2.shape[0] * prep.w2.shape[1]
+                    label += f" {tuple(args[0].shape[1:])} k{prep.kernel} s{tuple(fn.attrs['strides'])} -> {res.shape[1]}"
+                info.append((flops, label))
+            else:
+                best[i] = min(best[i], dt)
+    return [(t, f, lab) for t, (f, lab) in zip(best, info)]
+
+
+def bench_models(models: list[str], batches: list[int], threads: int, repeats: int, layers: int) -> None:
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
@@ -53,7 +115,10 @@ def bench_models(models: list[str], batches: list[int], threads: int, repeats: i
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    print(f"{'model':<14} {'batch':>5} {'hubkit min/med (s)':>20} {'ORT min/med (s)':>18} {'ratio (med)':>11}")
+    peak = sgemm_peak() if layers else 0.0
+    if layers:
+        print(f"BLAS sgemm peak (1024^3 float32, fastest of 10, this run): {peak:.1f} GFLOP/s")
+    print(f"{'model':<14} {'batch':>5} {'hubkit min/med (s)':>20} {'ORT min/med (s)':>18} {'ratio min/med':>14}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
             base = light_model(name)
@@ -84,7 +149,13 @@ def bench_models(models: list[str], batches: list[int], threads: int, repeats: i
                                  "ort": lambda s=session, f=feed: s.run(None, f)}, repeats=repeats, inner=1)
                 h, o = t["hubkit"], t["ort"]
                 print(f"{name:<14} {batch:>5} {h.best:>9.3f} / {h.median:<8.3f} {o.best:>8.3f} / {o.median:<7.3f} "
-                      f"{h.median / o.median:>10.1f}x", flush=True)
+                      f"{h.best / o.best:>6.2f}x / {h.median / o.median:.2f}x", flush=True)
+                if layers:
+                    rows = plan_layers(module, {key: x}, repeats)
+                    total = sum(t for t, _, _ in rows)
+                    for t, flops, label in sorted(rows, key=lambda r: -r[0])[:layers]:
+                        rate = f"{flops / t / 1e9:6.1f} GFLOP/s = {flops / t / 1e9 / peak:4.0%} of peak" if flops else ""
+                        print(f"    {t * 1e3:8.2f} ms {t / total:4.0%}  {rate:<32} {label}", flush=True)
 
 
 def bench_layout(repeats: int) -> None:
@@ -116,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--layers", type=int, default=5, help="heaviest plan steps shown per model and batch")
     parser.add_argument("--layout", action="store_true", help="also time NCHW against transposed NHWC convolution")
     parser.add_argument("--no-models", action="store_true", help="skip the model comparison")
     args = parser.parse_args(argv)
@@ -123,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.layout:
         bench_layout(args.repeats)
     if not args.no_models:
-        bench_models(args.models.split(","), [int(b) for b in args.batches.split(",")], args.threads, args.repeats)
+        bench_models(args.models.split(","), [int(b) for b in args.batches.split(",")], args.threads, args.repeats,
+                     args.layers)
     return 0
 
 

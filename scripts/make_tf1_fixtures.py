@@ -368,8 +368,238 @@ def ops_zoo() -> None:
     _export("ops_zoo", spec, feeds, extra=_grad_record)
 
 
+def _export_sparse(name: str, spec, calls: list, extra=None) -> None:
+    """As :func:`_export` for signatures with sparse inputs: ``calls`` holds (signature, {key: array or
+    (indices, values, dense_shape)}); a sparse value is fed to a ``sparse_placeholder`` and recorded as
+    ``in__<sig>__<key>__indices`` / ``__values`` / ``__dense_shape`` (sparse outputs likewise)."""
+    path = os.path.join(OUT, name)
+    shutil.rmtree(path, ignore_errors=True)
+    with tf.Graph().as_default():
+        tf1.set_random_seed(7)
+        module = hub.Module(spec, trainable=True)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            module.export(path, sess)
+    record: dict[str, np.ndarray] = {}
+    with tf.Graph().as_default():
+        m = hub.Module(path, trainable=True)
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            for n, (sig, inputs) in enumerate(calls):
+                tag = f"call{n}"
+                placeholders, fd = {}, {}
+                for k, v in inputs.items():
+                    if isinstance(v, tuple):
+                        ph = tf1.sparse_placeholder(tf.as_dtype(v[1].dtype), [None] * len(v[2]))
+                        fd[ph] = tf1.SparseTensorValue(*v)
+                        for part, arr in zip(("indices", "values", "dense_shape"), v):
+                            record[f"{tag}__in__{sig}__{k}__{part}"] = arr
+                    else:
+                        ph = tf1.placeholder(tf.as_dtype(v.dtype), v.shape)
+                        fd[ph] = v
+                        record[f"{tag}__in__{sig}__{k}"] = v
+                    placeholders[k] = ph
+                outs = m(placeholders, signature=sig, as_dict=True)
+                for k, v in sess.run(outs, fd).items():
+                    if isinstance(v, tf1.SparseTensorValue):
+                        for part in ("indices", "values", "dense_shape"):
+                            record[f"{tag}__out__{sig}__{k}__{part}"] = np.asarray(getattr(v, part))
+                    else:
+                        record[f"{tag}__out__{sig}__{k}"] = np.asarray(v)
+                if extra is not None and n == 0:
+                    extra(sess, m, placeholders, fd, outs, record, "")
+    np.savez(os.path.join(OUT, name + ".npz"), **{k: _plain(v) for k, v in record.items()})
+    print("wrote", name, sorted(record))
+
+
+def sparse_signature() -> None:
+    """A classic sparse-input module: ids from ``sparse_placeholder`` -> embedding_lookup_sparse; a sparse output."""
+
+    def module_fn():
+        ids = tf1.sparse_placeholder(tf.int64, [None, None], name="ids")
+        weights = tf1.sparse_placeholder(tf.float32, [None, None], name="weights")
+        emb = tf1.get_variable("embeddings", [8, 4], initializer=tf1.random_normal_initializer(seed=11))
+        pooled = tf1.nn.embedding_lookup_sparse(emb, ids, None, combiner="sqrtn")
+        weighted = tf1.nn.embedding_lookup_sparse(emb, ids, weights, combiner="sum")
+        doubled = tf.SparseTensor(ids.indices, ids.values * 2, ids.dense_shape)
+        hub.add_signature("default", {"ids": ids}, {"default": pooled, "doubled": doubled})
+        hub.add_signature("weighted", {"ids": ids, "weights": weights}, {"default": weighted})
+
+    spec = hub.create_module_spec(module_fn)
+    indices = np.array([[0, 0], [0, 1], [2, 0], [2, 3], [3, 1]], np.int64)
+    ids = (indices, np.array([1, 7, 0, 3, 3], np.int64), np.array([4, 5], np.int64))
+    weights = (indices, RNG.uniform(0.5, 2.0, 5).astype(np.float32), np.array([4, 5], np.int64))
+    _export_sparse("sparse_signature", spec, [("default", {"ids": ids}), ("weighted", {"ids": ids, "weights": weights})],
+                   extra=_grad_record)
+
+
+def _control_flow_graph():
+    """The control_flow fixture's graph: (inputs, outputs) as dicts of tensors."""
+    x = tf1.placeholder(tf.float32, [None, 3], name="x")
+    n = tf1.placeholder(tf.int32, [], name="n")
+    flag = tf1.placeholder(tf.bool, [], name="flag")
+    w = tf1.get_variable("rnn/w", [3, 3], initializer=tf1.random_normal_initializer(seed=12))
+    u = tf1.get_variable("rnn/u", [3], initializer=tf1.random_normal_initializer(seed=13))
+
+    def body(i, h):
+        return i + 1, tf.tanh(tf.matmul(h, w) + x * u)
+
+    _, h = tf1.while_loop(lambda i, h: i < n, body, [tf.constant(0), tf.zeros_like(x)], name="rnn_loop")
+    chosen = tf1.cond(flag, lambda: h * 2.0 + u, lambda: tf.reduce_sum(x) - h, name="choose")
+
+    def outer_body(i, acc):
+        def inner_body(j, a):
+            step = tf1.cond(tf.equal(j % 2, 0), lambda: a + tf.cast(j, tf.float32) * u, lambda: a * 0.9)
+            return j + 1, step
+
+        _, acc2 = tf1.while_loop(lambda j, a: j < i, inner_body, [tf.constant(0), acc], name="inner")
+        return i + 1, tf.tanh(acc2)
+
+    _, nested = tf1.while_loop(lambda i, a: i < n, outer_body, [tf.constant(0), tf.reduce_mean(x, 0)],
+                               name="outer")
+    bounded = tf1.while_loop(lambda v: tf.reduce_sum(v) < 1e6, lambda v: v * 2.0 + 1.0, [x],
+                             maximum_iterations=n + 1, name="bounded")
+    pair_a, pair_b = tf1.cond(flag, lambda: (h + 1.0, tf.reduce_sum(h)), lambda: (h * h, tf.constant(3.0)),
+                              name="pair")  # two outputs: one If; a branch of constants only
+    nested_cond = tf1.cond(flag, lambda: tf1.cond(n > 2, lambda: x * 2.0, lambda: x + u), lambda: -x,
+                           name="outer_cond")
+    return {"x": x, "n": n, "flag": flag}, {"default": chosen, "rnn": h, "nested": nested, "bounded": bounded,
+                                            "pair_a": pair_a, "pair_b": pair_b, "nested_cond": nested_cond}
+
+
+def _native_grads(path: str, build, feeds: dict) -> dict[str, np.ndarray]:
+    """TF's gradients of sum(default * linspace(-1, 1)) on the graph built directly with the module's variable
+    values: TF cannot differentiate control flow v2 re-imported from a module unless it was exported with every
+    intermediate (``output_all_intermediates``, which adds TensorList accumulators a served module never has)."""
+    reader = tf1.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    tf1.experimental.output_all_intermediates(True)
+    with tf.Graph().as_default():
+        inputs, outputs = build()
+        variables = tf1.global_variables()
+        with tf1.Session() as sess:
+            for v in variables:
+                v.load(reader.get_tensor(v.op.name), sess)
+            fd = {inputs[k]: v for k, v in feeds.items()}
+            out = outputs["default"]
+            w = tf1.constant(np.linspace(-1.0, 1.0, int(np.prod(sess.run(tf.shape(out), fd)))).astype(np.float32))
+            loss = tf.reduce_sum(tf.reshape(out, [-1]) * w)
+            grads = sess.run(tf.gradients(loss, variables), fd)
+    tf1.experimental.output_all_intermediates(None)
+    return {f"grad__{v.op.name}": g for v, g in zip(variables, grads)}
+
+
+def control_flow(name: str = "control_flow") -> None:
+    """TF1 control flow v1 (Enter/Merge/Switch/LoopCond/NextIteration/Exit): an RNN-like while_loop over a
+    dynamic length, a cond on a placeholder, a loop nested in a loop with a cond inside, and ``maximum_iterations``.
+    As ``control_flow_v2``, the same module with control flow v2 (While/StatelessIf calling library functions)."""
+    v2 = name == "control_flow_v2"
+    if v2:
+        tf1.enable_control_flow_v2()
+    else:
+        tf1.disable_control_flow_v2()
+
+    def module_fn():
+        inputs, outputs = _control_flow_graph()
+        hub.add_signature("default", inputs, outputs)
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    calls = [("default", {"x": x, "n": np.array(4, np.int32), "flag": np.array(True)}),
+             ("default", {"x": x, "n": np.array(0, np.int32), "flag": np.array(False)}),
+             ("default", {"x": x[:1], "n": np.array(3, np.int32), "flag": np.array(False)})]
+    _export_sparse(name, spec, calls, extra=None if v2 else _grad_record)
+    if v2:
+        path = os.path.join(OUT, name)
+        with np.load(path + ".npz") as data:
+            record = {k: data[k] for k in data.files}
+        record.update(_native_grads(path, _control_flow_graph, calls[0][1]))
+        np.savez(path + ".npz", **record)
+    tf1.disable_control_flow_v2()
+
+
+def control_flow_v2() -> None:
+    control_flow("control_flow_v2")
+
+
+def control_flow_v2_intermediates() -> None:
+    """Control flow v2 exported under ``output_all_intermediates(True)`` (what a module meant for fine-tuning in
+    TF gets): loops carry EmptyTensorList/TensorListPushBack accumulators, branches return Optional intermediates."""
+    tf1.enable_control_flow_v2()
+    tf1.experimental.output_all_intermediates(True)
+
+    def module_fn():
+        x = tf1.placeholder(tf.float32, [None, 3], name="x")
+        n = tf1.placeholder(tf.int32, [], name="n")
+        flag = tf1.placeholder(tf.bool, [], name="flag")
+        w = tf1.get_variable("w", [3, 3], initializer=tf1.random_normal_initializer(seed=14))
+        _, h = tf1.while_loop(lambda i, h: i < n, lambda i, h: (i + 1, tf.tanh(tf.matmul(h, w) + x)),
+                              [tf.constant(0), tf.zeros_like(x)], name="loop")
+        out = tf1.cond(flag, lambda: tf.sigmoid(h) * 2.0, lambda: h - tf.reduce_sum(w), name="choose")
+        hub.add_signature("default", {"x": x, "n": n, "flag": flag}, {"default": out, "rnn": h})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((2, 3)).astype(np.float32)
+    calls = [("default", {"x": x, "n": np.array(3, np.int32), "flag": np.array(True)}),
+             ("default", {"x": x, "n": np.array(2, np.int32), "flag": np.array(False)})]
+    _export_sparse("control_flow_v2_intermediates", spec, calls, extra=_grad_record)
+    tf1.experimental.output_all_intermediates(None)
+    tf1.disable_control_flow_v2()
+
+
+def _rnn_graph():
+    """The dynamic_rnn fixture's default signature: (inputs, outputs) as dicts of tensors."""
+    x = tf1.placeholder(tf.float32, [None, None, 3], name="x")
+    lengths = tf1.placeholder(tf.int32, [None], name="lengths")
+    cell = tf1.nn.rnn_cell.BasicLSTMCell(4, name="lstm")
+    outputs, state = tf1.nn.dynamic_rnn(cell, x, sequence_length=lengths, dtype=tf.float32)
+    return {"x": x, "lengths": lengths}, {"default": state.h, "outputs": outputs, "cell": state.c}
+
+
+def dynamic_rnn(name: str = "dynamic_rnn") -> None:
+    """``tf.nn.dynamic_rnn`` (TensorArrayV3 read/write/scatter/gather inside a v1 while loop, sequence_length), and
+    a while loop writing a ``dynamic_size`` TensorArray that is stacked afterwards. As ``dynamic_rnn_v2``, the same
+    with control flow v2 (the TensorArrays become TensorList ops inside library functions)."""
+    v2 = name == "dynamic_rnn_v2"
+    if v2:
+        tf1.enable_control_flow_v2()
+    else:
+        tf1.disable_control_flow_v2()
+
+    def module_fn():
+        inputs, outputs = _rnn_graph()
+        hub.add_signature("default", inputs, outputs)
+        n = tf1.placeholder(tf.int32, [], name="n")
+        scale = tf1.get_variable("scale", [], initializer=tf1.constant_initializer(1.5))
+
+        def body(i, ta):
+            return i + 1, ta.write(i, tf.cast(i * i, tf.float32) * scale)
+
+        _, ta = tf1.while_loop(lambda i, ta: i < n, body,
+                               [tf.constant(0), tf.TensorArray(tf.float32, size=0, dynamic_size=True)])
+        hub.add_signature("squares", {"n": n}, {"default": ta.stack(), "size": ta.size()})
+
+    spec = hub.create_module_spec(module_fn)
+    x = RNG.standard_normal((3, 5, 3)).astype(np.float32)
+    calls = [("default", {"x": x, "lengths": np.array([5, 2, 4], np.int32)}),
+             ("squares", {"n": np.array(4, np.int32)})]
+    _export_sparse(name, spec, calls, extra=None if v2 else _grad_record)
+    if v2:
+        path = os.path.join(OUT, name)
+        with np.load(path + ".npz") as data:
+            record = {k: data[k] for k in data.files}
+        record.update(_native_grads(path, _rnn_graph, calls[0][1]))
+        np.savez(path + ".npz", **record)
+    tf1.disable_control_flow_v2()
+
+
+def dynamic_rnn_v2() -> None:
+    dynamic_rnn("dynamic_rnn_v2")
+
+
 FIXTURES = {f.__name__: f for f in (ops_zoo, two_signatures, text_embedding, partitioned_embedding, cnn_batch_norm,
-                                    mobilenet_block, bert_encoder, ref_variables)}
+                                    mobilenet_block, bert_encoder, ref_variables,
+                                    sparse_signature, control_flow, control_flow_v2,
+                                    control_flow_v2_intermediates, dynamic_rnn, dynamic_rnn_v2)}
 
 
 def main() -> None:

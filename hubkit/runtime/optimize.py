@@ -14,6 +14,11 @@ returns an equivalent, shorter one (the original stays in ``plan.unfused``, whic
   (:mod:`hubkit.ops.conv_fused`). Exact: the same float additions and comparisons, in the same
   order, as the separate ops.
 
+- **Convolutional inference** (:mod:`hubkit.runtime.optimize_conv`, plans with no stateful step):
+  constant folding into one cached step, batch norms and biases folded into the preceding ONNX
+  (NCHW) or TF1 (NHWC) convolution's filter, which runs fused with its residual add, activation
+  and (TF1) max pool; within a stated tolerance, not bit for bit.
+
 A chain is fused only when its intermediates have no other reader, are not fetched and no
 stateful step runs between its members. Graphs are unchanged: gradients, serialization and
 ``Session.run_with_intermediates`` never see the rewrites. ``HUBKIT_OPTIMIZE=0`` (or
@@ -44,6 +49,7 @@ import numpy as np
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
+from hubkit.runtime.optimize_conv import rewrite_conv_plan
 
 __all__ = [
     "FusedLinear",
@@ -160,12 +166,14 @@ def optimize_plan(plan: Any) -> Any:
     keep = set(plan.fetch_slots) | set(plan.feed_slots)
     steps = [(fn, kwargs, tuple(ins), tuple(outs), node) for fn, kwargs, ins, outs, _, node in plan.steps]
     steps, dropped = _drop_identities(steps, keep)
+    # Constant and batch-norm folding, fused NCHW convolutions (runtime/optimize_conv.py).
+    steps, num_slots, conv = rewrite_conv_plan(steps, keep, plan.num_slots, [_stateful(s[4]) for s in steps])
     steps, fused = _fuse_linear(steps, keep)
-    if not dropped and not fused:
+    if not dropped and not fused and not conv:
         return plan
     new = type(plan)(
         _with_frees(steps, keep, _step_maker(plan)),
-        plan.num_slots,
+        num_slots,
         plan.feed_slots,
         plan.fetch_slots,
         set(plan.copy_slots),
@@ -315,7 +323,7 @@ def describe_plan(plan: Any, feed_names: Sequence[str] = ()) -> str:
     """
     names: dict[int, str] = {s: f"feed:{k}" for k, s in enumerate(plan.feed_slots)}
     names.update({s: n for s, n in zip(plan.feed_slots, feed_names)})
-    source = plan
+    source = plan if plan.unfused is None else plan.unfused
     while source is not None:  # the original plan names every tensor, fused or not
         for step in source.steps:
             names.update({s: t.name for s, t in zip(step[3], step[5].outputs)})
@@ -329,8 +337,9 @@ def describe_plan(plan: Any, feed_names: Sequence[str] = ()) -> str:
         count += f" ({len(before.steps)} before the optimiser)"
     lines = [f"{count}, {len(plan.leaf_names)} preloaded constants and variables"]
     for i, (fn, _, ins, outs, _, node) in enumerate(plan.steps):
-        reads = ", ".join(names.get(s, f"slot:{s}") for s in ins)
-        writes = ", ".join(names.get(s, f"slot:{s}") for s in outs) or "(no output)"
+        reads = ", ".join(names.get(s, f"slot:{s}") for s in ins) if len(ins) <= 8 else f"{len(ins)} values"
+        writes = ", ".join(names.get(s, f"slot:{s}") for s in outs) if len(outs) <= 8 else f"{len(outs)} values"
+        writes = writes or "(no output)"
         lines.append(f"  {i:>2}  {_step_label(fn, node)}  ({reads}) -> {writes}")
     return "\n".join(lines)
 

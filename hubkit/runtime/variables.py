@@ -33,6 +33,8 @@ class Variable:
     array([3., 4.], dtype=float32)
     """
 
+    _version = 0  # counts writes (every in-place update goes through _writable): plan caches of folded values check it
+
     def __init__(
         self,
         initial_value: Any = None,
@@ -141,6 +143,7 @@ class Variable:
 
     def _writable(self) -> np.ndarray:
         v = self.value
+        self._version += 1
         if not v.flags.writeable:
             v = np.array(v, copy=True)
             self._value = v
@@ -152,6 +155,7 @@ class Variable:
         self._check(arr, "assign")
         if self._value is None:
             self._value = np.array(arr, copy=True)
+            self._version += 1
             return
         np.copyto(self._writable(), arr)
 

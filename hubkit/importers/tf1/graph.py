@@ -19,9 +19,12 @@ from hubkit.errors import FormatError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.graph_codec import encode_tensor_info
 from hubkit.graph import DType
-from hubkit.importers.tf1.attrs import decode_attr_value, decode_shape, decode_tensor
-from hubkit.importers.tf1.dtypes import hubkit_dtype
+from hubkit.importers.tf1.attrs import decode_attr_value, decode_tensor
+from hubkit.importers.tf1.control_flow import CONTROL_FLOW_TF_OPS, control_flow_of
+from hubkit.importers.tf1.functions import function_ops
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
+from hubkit.importers.tf1.sparse_sig import signature_entries
+from hubkit.importers.tf1.tensor_array import HANDLE_OPS
 from hubkit.importers.tf1.translate import TRANSLATORS, Emitter, supported_tf_ops
 from hubkit.ops.importer import split_tensor_name
 
@@ -230,13 +233,21 @@ class GraphTranslator:
         return f"{node}:0"
 
     # -- selection -------------------------------------------------------------------------------------------
-    def _deps(self, node: _Node) -> list[str]:
+    def _deps(self, node: _Node, raw: bool = False) -> list[str]:
+        """The nodes ``node`` is computed from: a TF1 loop's Exit or cond's Merge from what the whole loop or cond
+        reads (it is translated as one node); ``raw`` gives the plain data inputs (every node a loop holds)."""
+        if not raw and node.op in CONTROL_FLOW_TF_OPS:
+            ext = control_flow_of(self).external_inputs(node)
+            if ext is not None:
+                return [split_tensor_name(t)[0] for t in ext]
         if node.op in ("LookupTableFindV2", "LookupTableSizeV2"):
             table = split_tensor_name(node.inputs[0])[0] if node.inputs else ""
             init = self._inits.get(table)
             extra = [split_tensor_name(init.inputs[1])[0]] if init is not None and len(init.inputs) > 1 and \
                 init.op.startswith("InitializeTableFromTextFile") else []
             return [split_tensor_name(t)[0] for t in node.inputs[1:]] + extra
+        if node.op in HANDLE_OPS and not raw:  # a TensorArray's handle is not data: its flow carries the array
+            return [split_tensor_name(t)[0] for t in node.inputs[1:]]
         deps = [split_tensor_name(t)[0] for t in node.inputs]
         if node.op == "NoOp":
             deps += node.control
@@ -260,8 +271,8 @@ class GraphTranslator:
                     order.append(name)
                 elif state.get(child) == 1:
                     raise FormatError(
-                        f"{self.where} has a cycle through node {child!r} ({self.nodes[child].op}); TF1 loops "
-                        "(Enter/Exit/NextIteration) are not supported yet."
+                        f"{self.where} has a cycle through node {child!r} ({self.nodes[child].op}) that is not a "
+                        "TF1 while loop (Enter/Merge/Switch/LoopCond/NextIteration/Exit)."
                     )
                 elif state.get(child) is None:
                     state[child] = 1
@@ -314,14 +325,18 @@ class GraphTranslator:
         roots += [n for n in var_defs if n in self.nodes]
         self._inits = self._table_initializers()
         roots = list(dict.fromkeys(roots))
-        reached = self._reach(roots)
-        # unsupported ops first: a TF1 loop is a cycle through NextIteration, reported as the ops it uses
+        reached = self.reached = self._reach(roots)  # the control-flow translation groups a cond's needed Merges
+        # unsupported ops first, over every node (those inside loops and conds too)
         unsupported: dict[str, list[str]] = {}
         for n in sorted(reached):
             if self.nodes[n].op not in TRANSLATORS:
                 unsupported.setdefault(self.nodes[n].op, []).append(n)
+        in_functions = function_ops(self, sorted(reached))  # control flow v2: ops of the called library functions
+        for op, users in in_functions.items():
+            if op not in TRANSLATORS:
+                unsupported.setdefault(op, []).extend(users)
         if unsupported:
-            raise unsupported_ops_error(self.where, unsupported, {self.nodes[n].op for n in reached})
+            raise unsupported_ops_error(self.where, unsupported, {self.nodes[n].op for n in reached} | set(in_functions))
         return self._order(roots)
 
     def _reach(self, roots: list[str]) -> set[str]:
@@ -331,7 +346,7 @@ class GraphTranslator:
             name = stack.pop()
             if name not in seen:
                 seen.add(name)
-                stack.extend(self._deps(self.nodes[name]))
+                stack.extend(self._deps(self.nodes[name], raw=True))
         return seen
 
     def needed_nodes(self, check: bool = True) -> list[str]:
@@ -349,28 +364,22 @@ class GraphTranslator:
     # -- signatures, collections, assets, attachments -----------------------------------------------------------
     def _read_signatures(self) -> list[tuple[str, str, dict[str, str]]]:
         out = []
-        infos_by_sig: dict[str, tuple[dict, dict]] = {}
+        self._signature_specs: dict[tuple[str, str, str], tuple[DType, Any]] = {}
         for key in sorted(self.mg.signature_def):
             sd = self.mg.signature_def[key]
-            parts: list[dict[str, tfpb.TensorInfo]] = [dict(sd.inputs), dict(sd.outputs)]
-            infos_by_sig[key] = (parts[0], parts[1])
-            for part_name, part in zip(("input", "output"), parts):
+            for part_name, part in (("input", sd.inputs), ("output", sd.outputs)):
                 names = {}
-                for k, info in sorted(part.items()):
-                    if info.WhichOneof("encoding") != "name":
-                        raise FormatError(
-                            f"{self.where}: signature {key!r} {part_name} {k!r} is a sparse or composite tensor, "
-                            "which hubkit signatures do not support yet."
-                        )
-                    name = _tensor_name(info.name)
-                    if split_tensor_name(name)[0] not in self.nodes:
-                        raise FormatError(f"{self.where}: signature {key!r} names the tensor {name!r}, which is "
-                                          "not in the graph.")
-                    names[k] = name
-                    if part_name == "input":
-                        self.signature_inputs.add(split_tensor_name(name)[0])
+                for k in sorted(part):
+                    where = f"{self.where}: signature {key!r} {part_name} {k!r}"
+                    for hk_key, name, dtype, shape in signature_entries(k, part[k], where):
+                        if split_tensor_name(name)[0] not in self.nodes:
+                            raise FormatError(f"{self.where}: signature {key!r} names the tensor {name!r}, which is "
+                                              "not in the graph.")
+                        names[hk_key] = name
+                        self._signature_specs[(key, part_name, hk_key)] = (dtype, shape)
+                        if part_name == "input":
+                            self.signature_inputs.add(split_tensor_name(name)[0])
                 out.append((key, part_name, names))
-        self._signature_infos = infos_by_sig
         return out
 
     def _write_signatures(self, variant: pb.GraphVariant, signatures) -> None:
@@ -379,14 +388,10 @@ class GraphTranslator:
             sd = by_key.get(key)
             if sd is None:
                 sd = by_key[key] = variant.signatures.add(name=key)
-            infos = self._signature_infos[key][0 if part == "input" else 1]
             for k in sorted(names):
-                info = infos[k]
-                where = f"{self.where}: signature {key!r} {part} {k!r}"
-                dtype = hubkit_dtype(info.dtype, where)
+                dtype, shape = self._signature_specs[(key, part, k)]
                 target = sd.inputs.add() if part == "input" else sd.outputs.add()
-                encode_tensor_info(target, k, self.tensor_map.get(names[k], names[k]), dtype,
-                                   decode_shape(info.tensor_shape))
+                encode_tensor_info(target, k, self.tensor_map.get(names[k], names[k]), dtype, shape)
 
     def _carried_collections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         out = []

@@ -14,6 +14,7 @@ from hubkit.importers.tf1 import SAVED_MODEL_FILE, _check_module_def, _read_prot
 from hubkit.importers.tf1.attrs import decode_shape
 from hubkit.importers.tf1.bundle import INDEX_FILE, read_bundle
 from hubkit.importers.tf1.dtypes import tf_dtype_name
+from hubkit.importers.tf1.functions import function_library
 from hubkit.importers.tf1.graph import GraphTranslator
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
 from hubkit.importers.tf1.translate import TRANSLATORS
@@ -64,6 +65,15 @@ def describe_tf1_module(directory: str) -> list[str]:
             else:
                 state = "no (not needed: initializers, saving; ignored)"
             lines.append(f"      {op}: {counts[op]} node(s), supported: {state}")
+        library = function_library(mg.graph_def, "TF1 SavedModel")
+        if library:  # control flow v2: the ops of the functions While/If/PartitionedCall call
+            in_functions = collections.Counter(nd.op for f in library.values() for nd in f.node_def)
+            lines.append(f"    library functions: {len(library)}, with {len(in_functions)} TF op types")
+            for op in sorted(in_functions):
+                state = "yes" if op in TRANSLATORS else "no"
+                if op.startswith("Optional"):
+                    state = "not needed (gradient intermediates a branch returns: dropped)"
+                lines.append(f"      {op}: {in_functions[op]} node(s) in functions, supported: {state}")
     variables_dir = os.path.join(directory, "variables")
     if os.path.isfile(os.path.join(variables_dir, INDEX_FILE)):
         bundle = read_bundle(variables_dir)

@@ -173,6 +173,15 @@ TRANSLATORS["ArgMax"] = _same("TfArgMax", {"output_type": "output_type"}, kind="
 TRANSLATORS["ArgMin"] = _same("TfArgMax", {"output_type": "output_type"}, kind="min")
 
 
+@_register("SegmentSum")
+def _segment_sum(e: Emitter) -> None:
+    """``SegmentSum(data, ids)`` is the sparse segment sum over every row in order (``embedding_lookup_sparse``
+    with weights and ``combiner="sum"`` uses it)."""
+    rows = e.emit("TfSize", [e.inputs[1]], {"out_type": int32}, name=e.helper_name()) + ":0"
+    order = e.emit("TfRange", [e.const(0, int32), rows, e.const(1, int32)], name=e.helper_name()) + ":0"
+    e.emit("TfSparseSegmentReduce", [e.inputs[0], order, e.inputs[1]], {"reduction": "sum"})
+
+
 @_register("Reciprocal", "Inv")
 def _reciprocal(e: Emitter) -> None:
     e.emit("RealDiv", [e.const(1, e.dtype_attr("T")), e.inputs[0]])
@@ -312,6 +321,9 @@ def _assign(hk_op: str) -> Translator:
 TRANSLATORS["Assign"] = TRANSLATORS["AssignVariableOp"] = _assign("Assign")
 TRANSLATORS["AssignSub"] = TRANSLATORS["AssignSubVariableOp"] = _assign("AssignSub")
 TRANSLATORS["AssignAdd"] = TRANSLATORS["AssignAddVariableOp"] = _assign("AssignAdd")
+# refused inside loop bodies and branches (hubkit's functions are pure)
+ASSIGN_OPS = frozenset({"Assign", "AssignVariableOp", "AssignSub", "AssignSubVariableOp", "AssignAdd",
+                        "AssignAddVariableOp"})
 
 
 @_register("NoOp")
@@ -346,3 +358,11 @@ def supported_ops_markdown() -> str:
         by_letter.setdefault(op[0], []).append(f"`{op}`")
     lines += [f"- **{letter}**: {', '.join(names)}" for letter, names in sorted(by_letter.items())]
     return "\n".join(lines)
+
+
+# The control-flow, function-call and TensorArray translators (hubkit/importers/tf1/control_flow.py,
+# functions.py, tensor_array.py) need the Emitter above; importing them here keeps TRANSLATORS complete for every
+# importer of this module.
+from hubkit.importers.tf1 import control_flow as _control_flow  # noqa: E402,F401
+from hubkit.importers.tf1 import functions as _functions  # noqa: E402,F401
+from hubkit.importers.tf1 import tensor_array as _tensor_array  # noqa: E402,F401

@@ -1,0 +1,289 @@
+"""Channels-first (NCHW) 2-D convolution + bias + residual + activation in one step, for imported ONNX models.
+
+The fused ONNX convolution steps of the plan optimiser (:mod:`hubkit.runtime.optimize_conv`) run here.
+ONNX's layout stays as it is, with no transpose around the op: per image, the output ``(M, OH*OW)``
+is the GEMM ``W[M, C*kh*kw] @ cols[C*kh*kw, OH*OW]``, which is already that image's NCHW block.
+A 1x1 stride-1 convolution multiplies the image itself (no im2col); other kernels gather their taps
+into a reused per-image column buffer. The epilogue (bias, a residual tensor added before the
+activation, ReLU/ReLU6) runs on each image's block right after its GEMM, in one Numba pass.
+
+3x3 stride-1 convolutions over enough tiles run Winograd F(4x4, 3x3) (:mod:`hubkit.ops._winograd43`):
+its padded-input copy reads the NCHW image through a transposed view (the layout change costs
+nothing there), and one Numba pass moves the NHWC product back to NCHW while it adds the bias and
+residual and applies the activation.
+
+:class:`PreparedConv` holds what the weights give once (the filter as a GEMM matrix, the bias, the
+Winograd filter transform on first use); the plan's fold step rebuilds it only when a weight changes.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from hubkit.ops import _numba, _winograd43
+
+__all__ = ["PreparedConv", "channel_affine_act", "conv_nchw_fused", "epilogue_nchw_"]
+
+F43_MIN_CHANNELS = 64
+F43_MIN_TILES = 16
+"""3x3 stride-1 convolutions with at least this many input channels and 4x4 output tiles (all images)
+run Winograd F(4x4, 3x3); ``python scripts/bench_onnx.py --layers`` prints the per-layer figures."""
+
+_scratch = threading.local()
+_NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class PreparedConv:
+    """An ONNX convolution's weights, ready for :func:`conv_nchw_fused`.
+
+    Attributes:
+        w2: ``[M, C*kh*kw]`` C-contiguous filter matrix.
+        bias: ``[M]`` bias, or None.
+        kernel: ``(kh, kw)``.
+    """
+
+    __slots__ = ("_u43", "bias", "kernel", "w2")
+
+    def __init__(self, w: np.ndarray, bias: np.ndarray | None) -> None:
+        self.kernel = tuple(int(k) for k in w.shape[2:])
+        self.w2 = np.ascontiguousarray(w.reshape(w.shape[0], -1))
+        self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=self.w2.dtype)
+        self._u43: np.ndarray | None = None
+
+    def u43(self) -> np.ndarray:
+        """The Winograd F(4x4, 3x3) filter transform ``[36, C, M]`` (computed once)."""
+        if self._u43 is None:
+            m = self.w2.shape[0]
+            w = self.w2.reshape(m, -1, 3, 3).transpose(2, 3, 1, 0)  # HWIO
+            self._u43 = _winograd43.filter_transform(w, self.w2.dtype)
+        return self._u43
+
+
+def epilogue_kernel(out, bias, res, act):  # pragma: no cover - compiled by Numba
+    """``out[i, k, j] = act(out[i, k, j] + bias[k] + res[i, k, j])`` (empty ``bias``/``res``: not added)."""
+    n, m, p = out.shape
+    has_bias = bias.shape[0] > 0
+    has_res = res.shape[0] > 0
+    zero = out.dtype.type(0)
+    six = out.dtype.type(6)
+    for i in range(n):
+        for k in range(m):
+            row = out[i, k]
+            b = bias[k] if has_bias else zero
+            for j in range(p):
+                v = row[j]
+                if has_bias:
+                    v = v + b
+                if has_res:
+                    v = v + res[i, k, j]
+                if act == 1:
+                    if v <= zero:
+                        v = zero
+                elif act == 2:
+                    if v < zero:
+                        v = zero
+                    elif v > six:
+                        v = six
+                row[j] = v
+
+
+def transpose_epilogue_kernel(src, bias, res, act, out):  # pragma: no cover - compiled by Numba
+    """``out[i, k, j] = act(src[i, j, k] + bias[k] + res[i, k, j])``: NHWC product to NCHW output."""
+    n, p, m = src.shape
+    has_bias = bias.shape[0] > 0
+    has_res = res.shape[0] > 0
+    zero = out.dtype.type(0)
+    six = out.dtype.type(6)
+    for i in range(n):
+        for j0 in range(0, p, 64):
+            j1 = min(p, j0 + 64)
+            for k in range(m):
+                b = bias[k] if has_bias else zero
+                for j in range(j0, j1):
+                    v = src[i, j, k]
+                    if has_bias:
+                        v = v + b
+                    if has_res:
+                        v = v + res[i, k, j]
+                    if act == 1:
+                        if v <= zero:
+                            v = zero
+                    elif act == 2:
+                        if v < zero:
+                            v = zero
+                        elif v > six:
+                            v = six
+                    out[i, k, j] = v
+
+
+def epilogue_nchw_(out: np.ndarray, bias: np.ndarray | None, res: np.ndarray | None, act: int) -> np.ndarray:
+    """``out = act(out + bias[channel] + res)`` in place on a C-contiguous ``(N, M, ...)`` ``out``; returns it."""
+    if out.size == 0 or (bias is None and res is None and act == 0):
+        return out
+    n, m = out.shape[:2]
+    o3 = out.reshape(n, m, -1)
+    if out.dtype in _NUMBA_DTYPES and out.flags.c_contiguous:
+        fast = _numba.kernel(epilogue_kernel)
+        if fast is not None:
+            b = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, dtype=out.dtype)
+            r = np.empty((0, 0, 0), out.dtype) if res is None else np.ascontiguousarray(res, out.dtype).reshape(o3.shape)
+            fast(o3, b, r, act)
+            return out
+    if bias is not None:
+        np.add(o3, bias.reshape(m, 1), out=o3)
+    if res is not None:
+        np.add(o3, res.reshape(o3.shape), out=o3)
+    if act == 1:
+        np.maximum(o3, 0, out=o3)
+    elif act == 2:
+        np.clip(o3, 0, 6, out=o3)
+    return out
+
+
+def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.dtype != dtype or buf.size < size:
+        buf = np.empty(size, dtype=dtype)
+        if buf.nbytes <= 64 << 20:
+            setattr(_scratch, name, buf)
+    return buf
+
+
+def conv_nchw_fused(
+    x: np.ndarray,
+    prep: PreparedConv,
+    res: np.ndarray | None,
+    act: int,
+    strides,
+    dilations,
+    begin,
+    end,
+    out_hw,
+) -> np.ndarray:
+    """``act(conv2d(x) + bias + res)`` of NCHW ``x``: ``(N, M, OH, OW)``.
+
+    Args:
+        x: ``(N, C, H, W)`` input of the filter's dtype.
+        prep: the prepared filter and bias (group 1).
+        res: a tensor of the output's shape added before the activation, or None.
+        act: 0 none, 1 ReLU, 2 ReLU6.
+        strides, dilations, begin, end, out_hw: the window geometry (pads at the begin and end of H and W).
+    """
+    n, c, h, wd = x.shape
+    kh, kw = prep.kernel
+    m, ck = prep.w2.shape
+    if ck != c * kh * kw:
+        raise ValueError(f"input has {c} channels but the filters expect {ck // (kh * kw)}.")
+    oh, ow = out_hw
+    p = oh * ow
+    dtype = prep.w2.dtype
+    x = np.ascontiguousarray(x, dtype=dtype)
+    if res is not None and res.shape != (n, m, oh, ow):
+        raise ValueError(f"residual of shape {res.shape} does not match the output {(n, m, oh, ow)}.")
+    y = np.empty((n, m, oh, ow), dtype=dtype)
+    if y.size == 0:
+        return y
+    sh, sw = strides
+    dh, dw = dilations
+    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, oh, ow, begin, dtype):
+        src = _buffer("nhwc", n * p * m, dtype)[: n * p * m].reshape(n, oh, ow, m)
+        if _winograd43.conv3x3_bias_act(
+            x.transpose(0, 2, 3, 1), prep.u43(), None, 0, ((begin[0], end[0]), (begin[1], end[1])), src
+        ):
+            fast = _numba.kernel(transpose_epilogue_kernel)
+            if fast is not None:
+                b = np.empty(0, dtype) if prep.bias is None else prep.bias
+                r = np.empty((0, 0, 0), dtype) if res is None else np.ascontiguousarray(res, dtype).reshape(n, m, p)
+                fast(src.reshape(n, p, m), b, r, act, y.reshape(n, m, p))
+                return y
+            y[...] = src.transpose(0, 3, 1, 2)
+            return epilogue_nchw_(y, prep.bias, res, act)
+    pointwise = kh == kw == 1 and not any(begin) and not any(end)
+    if pointwise and sh == sw == 1:
+        np.matmul(prep.w2, x.reshape(n, c, p), out=y.reshape(n, m, p))
+        return epilogue_nchw_(y, prep.bias, res, act)
+    if pointwise:  # strided 1x1: the subsampled image, then one GEMM
+        xs = np.ascontiguousarray(x[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw])
+        np.matmul(prep.w2, xs.reshape(n, c, p), out=y.reshape(n, m, p))
+        return epilogue_nchw_(y, prep.bias, res, act)
+    hp, wp = h + begin[0] + end[0], wd + begin[1] + end[1]
+    xp = _buffer("padded", c * hp * wp, dtype)[: c * hp * wp].reshape(c, hp, wp)
+    cols = _buffer("cols", ck * p, dtype)[: ck * p].reshape(c, kh, kw, oh, ow)
+    y3 = y.reshape(n, m, p)
+    for i in range(n):
+        if begin[0] or end[0] or begin[1] or end[1]:
+            xp[:, : begin[0]] = 0
+            xp[:, hp - end[0] :] = 0
+            xp[:, :, : begin[1]] = 0
+            xp[:, :, wp - end[1] :] = 0
+            xp[:, begin[0] : begin[0] + h, begin[1] : begin[1] + wd] = x[i]
+            img = xp
+        else:
+            img = x[i]
+        for ta in range(kh):
+            ra = ta * dh
+            for tb in range(kw):
+                cb = tb * dw
+                cols[:, ta, tb] = img[:, ra : ra + (oh - 1) * sh + 1 : sh, cb : cb + (ow - 1) * sw + 1 : sw]
+        np.matmul(prep.w2, cols.reshape(ck, p), out=y3[i])
+        epilogue_nchw_(y3[i : i + 1], prep.bias, None if res is None else res[i : i + 1], act)
+    return y
+
+
+def _use_f43(n: int, c: int, oh: int, ow: int, begin, dtype) -> bool:
+    tiles = n * -(-oh // 4) * -(-ow // 4)
+    return (
+        c >= F43_MIN_CHANNELS
+        and tiles >= F43_MIN_TILES
+        and max(begin) <= 2
+        and dtype in _NUMBA_DTYPES
+        and _winograd43.available()
+    )
+
+
+
+def channel_affine_kernel(x, scale, shift, act, out):  # pragma: no cover - compiled by Numba
+    """``out[i, k, j] = act(x[i, k, j] * scale[k] + shift[k])``."""
+    n, m, p = x.shape
+    zero = out.dtype.type(0)
+    six = out.dtype.type(6)
+    for i in range(n):
+        for k in range(m):
+            s = scale[k]
+            t = shift[k]
+            src = x[i, k]
+            dst = out[i, k]
+            for j in range(p):
+                v = src[j] * s + t
+                if act == 1:
+                    if v <= zero:
+                        v = zero
+                elif act == 2:
+                    if v < zero:
+                        v = zero
+                    elif v > six:
+                        v = six
+                dst[j] = v
+
+
+def channel_affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, act: int) -> np.ndarray:
+    """``act(x * scale[channel] + shift[channel])`` of an ``(N, C, ...)`` ``x``, into a new array."""
+    n, m = x.shape[:2]
+    dtype = x.dtype
+    s = np.ascontiguousarray(scale, dtype=dtype).reshape(m)
+    t = np.ascontiguousarray(shift, dtype=dtype).reshape(m)
+    out = np.empty(x.shape, dtype)
+    fast = _numba.kernel(channel_affine_kernel) if dtype in _NUMBA_DTYPES and out.size else None
+    if fast is not None:
+        fast(np.ascontiguousarray(x).reshape(n, m, -1), s, t, act, out.reshape(n, m, -1))
+        return out
+    shape = (m,) + (1,) * (x.ndim - 2)
+    np.multiply(x, s.reshape(shape), out=out)
+    np.add(out, t.reshape(shape), out=out)
+    if act == 1:
+        np.maximum(out, 0, out=out)
+    elif act == 2:
+        np.clip(out, 0, 6, out=out)
+    return out
