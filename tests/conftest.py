@@ -18,6 +18,24 @@ if _ROOT not in sys.path:
 import hubkit as hk  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_hub_cache(tmp_path_factory) -> Iterator[None]:
+    """No test writes to the user's real hubkit cache: the whole session (and its subprocesses) gets its own.
+
+    Tests that need a cache of their own still set ``HUBKIT_CACHE_DIR`` themselves (``hub_env``); this only
+    catches the ones that forget, or that undo their monkeypatches before resolving.
+    """
+    import os
+
+    previous = os.environ.get("HUBKIT_CACHE_DIR")
+    os.environ["HUBKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("hubkit-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("HUBKIT_CACHE_DIR", None)
+    else:
+        os.environ["HUBKIT_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def graph() -> Iterator[hk.Graph]:
     """A fresh graph, installed as the default graph for the test."""

@@ -5,7 +5,9 @@ a FIFO (opening it for reading would block forever), a device (``/dev/zero`` nev
 or a JSON document nested deeply enough to exhaust the parser's recursion. Every reader of such files
 goes through here: the file is opened without blocking, checked to be a regular file *after* opening
 (so a swap between a check and the open cannot fool it), read up to a byte limit, and JSON is parsed
-with a nesting limit. Every failure is a :class:`~hubkit.errors.FormatError` naming the path.
+with a nesting limit. Every failure is a :class:`~hubkit.errors.FormatError` naming the path, or the
+error a caller asks for (:func:`open_regular_fd` is the one place that opens such files: the hub's archive
+extraction and file hashing use it too).
 """
 
 from __future__ import annotations
@@ -14,12 +16,20 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from hubkit.errors import FormatError
 
-__all__ = ["MAX_JSON_DEPTH", "json_depth", "open_regular", "parse_json", "read_json_file", "read_regular_file"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "json_depth",
+    "open_regular",
+    "open_regular_fd",
+    "parse_json",
+    "read_json_file",
+    "read_regular_file",
+]
 
 MAX_JSON_DEPTH = 64  # hubkit's own documents nest at most ~6 levels
 _MISSING = object()
@@ -33,41 +43,74 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-@contextlib.contextmanager
-def open_regular(path: str, what: str = "File", follow_links: bool = True) -> Iterator[BinaryIO]:
-    """Opens ``path`` for binary reading if (after opening) it is a regular file.
+def open_regular_fd(
+    path: str,
+    what: str = "File",
+    follow_links: bool = True,
+    error: Callable[[str], BaseException] = FormatError,
+    shown: str | None = None,
+) -> int:
+    """Opens ``path`` read-only and returns a blocking file descriptor, if (after opening) it is a regular file.
+
+    The open does not block (``O_NONBLOCK``: a FIFO must not wait for a writer), and the check is made
+    on the open descriptor (``fstat``), so a swap of the path between a check and the open cannot fool it.
 
     Args:
         path: The file.
-        what: How to name the file in messages ("Module graph", "Variables file", ...).
+        what: How to name the file in messages ("Module graph", "Archive", ...).
         follow_links: When false, a symbolic link is refused instead of followed.
+        error: What to raise, called with the message: e.g. ``FormatError`` (the default),
+            ``DownloadError``, or ``OSError`` for callers that treat an unreadable file like a missing one.
+        shown: How to name the path in messages (e.g. the URL an archive came from); defaults to ``path``.
 
-    Yields:
-        An unbuffered binary file object.
+    Returns:
+        The descriptor (blocking, close-on-exec); the caller closes it.
 
     Raises:
-        FormatError: The file is missing, unreadable, or not a regular file (FIFO, device, directory...).
+        The ``error`` given: the file is missing, unreadable, or not a regular file (FIFO, device, directory...).
     """
+    name = path if shown is None else shown
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow_links:
         flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise FormatError(f"{what} {path!r} cannot be read: No such file or directory (it does not exist).") from None
+        raise error(f"{what} {name!r} cannot be read: No such file or directory (it does not exist).") from None
     except (OSError, ValueError) as exc:
         kind = None
         with contextlib.suppress(OSError, ValueError):
             mode = os.lstat(path).st_mode
             kind = None if stat.S_ISREG(mode) else _kind(mode)
         reason = f"it is {kind}" if kind else (getattr(exc, "strerror", None) or str(exc))
-        raise FormatError(f"{what} {path!r} cannot be read: {reason}.") from None
+        raise error(f"{what} {name!r} cannot be read: {reason}.") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise FormatError(f"{what} {path!r} is {_kind(mode)}, not a regular file; refusing to read it.")
+            raise error(f"{what} {name!r} is {_kind(mode)}, not a regular file; refusing to read it.")
         if getattr(os, "O_NONBLOCK", 0):
             os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def open_regular(
+    path: str, what: str = "File", follow_links: bool = True, error: Callable[[str], BaseException] = FormatError,
+    shown: str | None = None,
+) -> Iterator[BinaryIO]:
+    """Opens ``path`` for binary reading if (after opening) it is a regular file (see :func:`open_regular_fd`).
+
+    Yields:
+        An unbuffered binary file object.
+
+    Raises:
+        The ``error`` given (``FormatError`` by default): the file is missing, unreadable, or not a regular file.
+    """
+    fd = open_regular_fd(path, what, follow_links, error, shown)
+    try:
         f = os.fdopen(fd, "rb", buffering=0)
     except BaseException:
         os.close(fd)
@@ -82,22 +125,11 @@ def read_regular_file(path: str, max_bytes: int, what: str = "File", follow_link
     Raises:
         FormatError: As for :func:`open_regular`, or the file is larger than ``max_bytes``.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    if not follow_links:
-        flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = open_regular_fd(path, what, follow_links)
     try:
-        fd = os.open(path, flags)  # O_NONBLOCK: opening a FIFO must not wait for a writer
-    except (OSError, ValueError):
-        with open_regular(path, what, follow_links):  # raises the error that names the problem
-            pass
-        raise  # pragma: no cover - open_regular raised
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise FormatError(f"{what} {path!r} is {_kind(info.st_mode)}, not a regular file; refusing to read it.")
-        want = min(info.st_size, max_bytes) + 1  # one byte more, to notice a file larger than allowed
+        want = min(os.fstat(fd).st_size, max_bytes) + 1  # one byte more, to notice a file larger than allowed
         parts, got = [], 0
-        while got < want:  # a regular file ignores O_NONBLOCK
+        while got < want:
             chunk = os.read(fd, want - got)
             if not chunk:
                 break

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import stat
 import struct
 import tarfile
 import threading
@@ -22,6 +21,7 @@ import zlib
 from typing import Any
 
 from hubkit.errors import DownloadError
+from hubkit.format.bounded_io import open_regular, open_regular_fd
 
 __all__ = [
     "GZIP_MAGIC",
@@ -36,6 +36,7 @@ __all__ = [
 
 _READ_CHUNK = 1 << 20  # compressed bytes read at a time
 _PIECE = 4 << 20  # most decompressed bytes held at once (memory stays flat whatever the archive size)
+_TRAILER_CRC_MIN = 1 << 20  # smallest file whose CRC-32 is taken from its gzip member's trailer when it can be
 _MAX_HEADER_BYTES = 1 << 20  # largest extended header (PAX record, GNU long name) read into memory
 _TAR_OVERHEAD_PER_ENTRY = 4 << 10  # header, long-name/PAX headers and padding of one ordinary entry
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -115,6 +116,7 @@ def _member_kind(member: tarfile.TarInfo) -> str:
 GZIP_MAGIC = b"\x1f\x8b"
 _MAX_NAME_BYTES = 4096  # longest member path (Linux PATH_MAX)
 _MAX_COMPONENT_BYTES = 255  # longest path component (NAME_MAX)
+_MAX_DEPTH = 128  # most directories in a member path (a module needs a few)
 _MAX_HEADER_READS = 16  # header reads (plain, GNU long name, PAX) before one entry; ordinary entries need 1-5
 
 
@@ -151,6 +153,11 @@ class _Gunzip:
     ``gzip`` does; anything else that is not a new member is an error (``incorrect header check``), and
     so is input that ends inside
     a member (a truncated archive never extracts the files that happen to precede the cut).
+
+    It also remembers where the last few members began and ended in the decompressed stream, with the
+    CRC-32 of their trailers (which zlib has checked): a file whose data is exactly one member (how
+    :func:`~hubkit.hub.registry.pack_module` stores every large file) gets its CRC-32 from there, with no
+    second pass over its bytes. A returned piece never spans two members.
     """
 
     def __init__(self, raw: Any, head: bytes, chunk_size: int) -> None:
@@ -160,10 +167,25 @@ class _Gunzip:
         self._decompressor: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._in_member = True
         self._done = False
+        self._produced = 0  # decompressed bytes returned so far
+        self._consumed_tail = b""  # the last 8 compressed bytes zlib consumed (the trailer, at a member's end)
+        self._starts: list[int] = [0]  # where the last few members began (decompressed offsets)
+        self._ended: list[tuple[int, int, int]] = []  # (start, end, trailer CRC-32) of the last few members
 
     def _more(self) -> bytes:
         data = self._raw.read(self._chunk_size)
         return bytes(data) if data else b""
+
+    def starts_member(self, position: int) -> bool:
+        """Whether a member begins at decompressed offset ``position`` (among the last few seen)."""
+        return position in self._starts
+
+    def member_crc(self, start: int, end: int) -> int | None:
+        """The checked CRC-32 of a member that spans exactly ``[start, end)``, if one ended recently."""
+        for began, ended, crc in self._ended:
+            if (began, ended) == (start, end):
+                return crc
+        return None
 
     def read_piece(self, limit: int) -> bytes:
         """Returns the next 1 to ``limit`` decompressed bytes, or ``b""`` at the end of the file."""
@@ -183,12 +205,19 @@ class _Gunzip:
                 if not self._input:
                     raise EOFError("Compressed file ended before the end-of-stream marker was reached")
             decompressor = self._decompressor
-            out = decompressor.decompress(self._input, limit)
+            given = self._input
+            out = decompressor.decompress(given, limit)
+            self._produced += len(out)
+            rest = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
+            consumed = len(given) - len(rest)
+            self._consumed_tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
+            self._input = rest
             if decompressor.eof:
-                self._input = decompressor.unused_data
+                # zlib consumed the 8-byte trailer (CRC-32, then length) last and found it right.
+                crc = int.from_bytes(self._consumed_tail[:4], "little")
+                self._ended = [*self._ended[-3:], (self._starts[-1], self._produced, crc)]
+                self._starts = [*self._starts[-3:], self._produced]  # where the next member, if any, begins
                 self._in_member = False
-            else:
-                self._input = decompressor.unconsumed_tail
             if out:
                 return out
         return b""
@@ -294,18 +323,30 @@ class _ForwardStream:
         return self._position
 
     def copy_to(self, fd: int, size: int) -> int:
-        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32."""
-        crc = 0
-        while size > 0:
+        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32.
+
+        When the bytes start a gzip member, their CRC-32 is not computed while copying: if they turn out
+        to be that whole member, it is its (checked) trailer's; otherwise they are read back from ``fd``.
+        """
+        start, crc = self._position, 0
+        from_trailer = size >= _TRAILER_CRC_MIN and getattr(self._pieces, "starts_member", _never)(start)
+        remaining = size
+        while remaining > 0:
             try:
-                part = self.view(min(size, _PIECE))
+                part = self.view(min(remaining, _PIECE))
             except EOFError:
                 raise EOFError("The archive ends in the middle of an entry.") from None
-            crc = zlib.crc32(part, crc)
-            size -= len(part)
+            if not from_trailer:
+                crc = zlib.crc32(part, crc)
+            remaining -= len(part)
             while part:
                 part = part[os.write(fd, part):]
-        return crc
+        if not from_trailer:
+            return crc
+        if not self._piece and self._position < self._limit:
+            self._piece = memoryview(self._pieces.read_piece(_PIECE))  # lets zlib reach the member's trailer
+        trailer = self._pieces.member_crc(start, self._position)
+        return trailer if trailer is not None else _crc_of(fd, size)
 
     def drain(self) -> None:
         """Reads to the end of the file (tar padding, then for gzip every member's checked trailer)."""
@@ -320,6 +361,22 @@ class _ForwardStream:
                 )
 
 
+def _never(position: int) -> bool:
+    return False
+
+
+def _crc_of(fd: int, size: int) -> int:
+    """The CRC-32 of the first ``size`` bytes of the file ``fd`` (just written: read back from the page cache)."""
+    crc, offset = 0, 0
+    while offset < size:
+        chunk = os.pread(fd, min(_PIECE, size - offset), offset)
+        if not chunk:
+            raise EOFError("An extracted file is shorter than its entry.")
+        crc = zlib.crc32(chunk, crc)
+        offset += len(chunk)
+    return crc
+
+
 def _check_name(name: str, source: str) -> None:
     """Refuses member names the filesystem cannot hold (NUL bytes, over-long paths or components)."""
     if "\0" in name:
@@ -329,6 +386,10 @@ def _check_name(name: str, source: str) -> None:
         raise UnsafeArchiveError(
             f"Archive entry {name[:80]!r}... of {source!r} has a name longer than the filesystem allows "
             f"({_MAX_COMPONENT_BYTES} bytes per component, {_MAX_NAME_BYTES} in all); refusing it."
+        )
+    if encoded.count(b"/") >= _MAX_DEPTH:  # deeper trees exhaust recursion in makedirs and rmtree
+        raise UnsafeArchiveError(
+            f"Archive entry {name[:80]!r}... of {source!r} is nested more than {_MAX_DEPTH} directories deep; refusing it."
         )
 
 
@@ -359,20 +420,7 @@ def safe_extract(
         DownloadError: The archive is corrupted, is not a ``.tar.gz`` or ``.tar``, or is not a regular file.
     """
     source = source or archive_path
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(archive_path, flags)
-    except OSError as exc:
-        raise DownloadError(f"Archive {source!r} cannot be read: {exc.strerror or exc}.") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DownloadError(f"Archive {source!r} is not a regular file (a directory, FIFO or device); refusing it.")
-        os.set_blocking(fd, True)
-        raw = os.fdopen(fd, "rb", buffering=0)
-    except BaseException:
-        os.close(fd)
-        raise
-    with raw:
+    with open_regular(archive_path, "Archive", error=DownloadError, shown=source) as raw:
         return extract_stream(raw, destination, max_bytes, max_members, source, check_crc)
 
 
@@ -504,6 +552,7 @@ class BackgroundExtraction:
         self._abandoned = False
         self._files: list[ExtractedFile] | None = None
         self._error: BaseException | None = None
+        self._source_fd: int | None = None  # a duplicate of the download's own descriptor (use_descriptor)
         self._thread = threading.Thread(target=self._run, name="hubkit-extract", daemon=True)
         self._thread.start()
 
@@ -512,6 +561,19 @@ class BackgroundExtraction:
 
     def __exit__(self, *exc: object) -> None:
         self.abandon()
+        if self._source_fd is not None:
+            os.close(self._source_fd)
+            self._source_fd = None
+
+    def use_descriptor(self, fd: int) -> None:
+        """Reads the archive through (a duplicate of) the download's own descriptor ``fd``, not by its path.
+
+        The temp file sits in a cache directory others may write to: a file renamed over its path while
+        the download runs must not be what is extracted (the download verifies the bytes it wrote).
+        """
+        with self._condition:
+            if self._source_fd is None:
+                self._source_fd = os.dup(fd)
 
     # -- called by the download thread ---------------------------------------------------------------
 
@@ -554,7 +616,9 @@ class BackgroundExtraction:
         self._thread.join()
         if self._abandoned:  # the download started over: extract the finished file from scratch
             empty_directory(self.destination)
-            return safe_extract(self.archive_path, self.destination, *self._limits)
+            if self._source_fd is None:
+                return safe_extract(self.archive_path, self.destination, *self._limits)
+            return extract_stream(_DescriptorReader(self._source_fd), self.destination, *self._limits)
         if self._error is not None:
             raise self._error
         assert self._files is not None  # the thread ended without abandonment: files or an error
@@ -583,6 +647,19 @@ class BackgroundExtraction:
             return self._available
 
 
+class _DescriptorReader:
+    """A file descriptor read front to back from offset 0 with ``pread`` (its own position is untouched)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._position = 0
+
+    def read(self, size: int) -> bytes:
+        data = os.pread(self._fd, size, self._position)
+        self._position += len(data)
+        return data
+
+
 class _GrowingFileReader:
     """Reads the archive file front to back, never past what the download reported as written."""
 
@@ -596,7 +673,11 @@ class _GrowingFileReader:
         if available <= self._position:
             return b""
         if self._fd is None:
-            self._fd = os.open(self._owner.archive_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            with self._owner._condition:
+                source = self._owner._source_fd
+                self._fd = os.dup(source) if source is not None else None
+            if self._fd is None:  # a download that did not hand its descriptor over: the path, never a link
+                self._fd = open_regular_fd(self._owner.archive_path, "Archive", False, DownloadError)
         data = os.pread(self._fd, min(size, available - self._position), self._position)
         self._position += len(data)
         return data

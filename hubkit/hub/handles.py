@@ -248,7 +248,8 @@ def cache_key(normalized_handle: str) -> str:
     Returns:
         A 40-character lowercase hex string.
     """
-    return hashlib.sha1(normalized_handle.encode("utf-8")).hexdigest()
+    # surrogatepass: a path that is not UTF-8 (os.fsdecode gives lone surrogates) still has one key
+    return hashlib.sha1(normalized_handle.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def is_sha256_hex(value: object) -> TypeGuard[str]:

@@ -33,6 +33,7 @@ from hubkit.errors import DownloadError, FormatError, IntegrityError, ResolveErr
 from hubkit.format.bounded_io import parse_json, read_json_file
 from hubkit.hub.config import HubConfig
 from hubkit.hub.handles import redact_url
+from hubkit.hub.hashing import BackgroundHasher
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -125,14 +126,17 @@ class DownloadResult:
         size: Bytes in the file.
         sha256: Hex sha256 of the file.
         resumed_from: Bytes that were already on disk from an earlier, interrupted download (0 if none).
+        file_id: ``(st_dev, st_ino)`` of the file written: whoever moves it on can check it is still that
+            file (its directory may be writable by others).
     """
 
-    __slots__ = ("resumed_from", "sha256", "size")
+    __slots__ = ("file_id", "resumed_from", "sha256", "size")
 
-    def __init__(self, size: int, sha256: str, resumed_from: int = 0) -> None:
+    def __init__(self, size: int, sha256: str, resumed_from: int = 0, file_id: tuple[int, int] | None = None) -> None:
         self.size = size
         self.sha256 = sha256
         self.resumed_from = resumed_from
+        self.file_id = file_id
 
 
 def _user_agent() -> str:
@@ -268,13 +272,16 @@ class HttpClient:
             import urllib3
 
             response = self._request(url)
+            shown = redact_url(url)
             try:
-                body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
+                # Undecoded, then decoded here with a bound: a server may compress the body although hubkit
+                # asks for identity, and urllib3 before 2.6 inflated a whole read at once (a gzip bomb).
+                body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=False)
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _Retryable(f"reading the response failed: {exc}") from None
             finally:
                 response.close()
-            shown = redact_url(url)
+            body = _decoded(body, str(response.headers.get("Content-Encoding", "")), shown)
             if len(body) > _MAX_DOCUMENT_BYTES:
                 raise DownloadError(f"{shown!r} does not serve a hubkit registry document: it is larger than "
                                     f"{_MAX_DOCUMENT_BYTES} bytes.")
@@ -298,8 +305,9 @@ class HttpClient:
     ) -> DownloadResult:
         """Streams ``url`` into the file ``destination`` while hashing it, resuming with ``Range`` on failures.
 
-        Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes,
-        written to the file and hashed from there.
+        Memory stays flat: the body is received into two reusable buffers of up to ``chunk_size`` bytes
+        each, in turn, and written to the file from there; a second thread hashes one buffer while the next
+        is received (:class:`~hubkit.hub.hashing.BackgroundHasher`).
 
         Args:
             url: The archive URL.
@@ -311,7 +319,9 @@ class HttpClient:
             follower: Told how many bytes the file holds after each write (``advance``) and before the
                 download starts over from byte 0 (``restart``): e.g. a
                 :class:`~hubkit.hub.extract.BackgroundExtraction` reading the file as it grows. When its
-                ``advance`` raises (the archive is bad), the download stops with that error.
+                ``advance`` raises (the archive is bad), the download stops with that error. A follower
+                with ``use_descriptor(fd)`` is given the file's descriptor first, to read the very file
+                written rather than whatever a path names later.
             info_path: Where to keep the server's validators (``ETag``/``Last-Modified``) so that another
                 process can resume the download; ``None`` keeps them in memory only.
 
@@ -327,13 +337,13 @@ class HttpClient:
 
         shown = redact_url(url)
         limit = self.config.max_download_bytes if expected_size is None else min(expected_size, self.config.max_download_bytes)
-        buffer = bytearray(max(self.config.chunk_size, _MIN_READ))
-        view = memoryview(buffer)
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(destination, flags, 0o600)
-        except OSError as exc:
-            raise DownloadError(f"Cannot create the download file {destination!r}: {exc.strerror or exc}.") from None
+        views = [memoryview(bytearray(max(self.config.chunk_size, _MIN_READ))) for _ in range(2)]
+        hashing = BackgroundHasher()
+        fd = _open_download_file(destination)
+        opened = os.fstat(fd)
+        file_id = (opened.st_dev, opened.st_ino)
+        if follower is not None and hasattr(follower, "use_descriptor"):
+            follower.use_descriptor(fd)  # it reads this very file, whatever is renamed over the path meanwhile
         validator = _read_validator(info_path, url)
         state: _Transfer = {"received": 0, "hasher": hashlib.sha256(), "validator": validator, "head": b""}
         resumed_from = _continue_partial(fd, state, follower) if validator is not None else 0
@@ -345,6 +355,7 @@ class HttpClient:
 
         def restart() -> None:
             nonlocal resumed_from
+            hashing.wait()
             if follower is not None:
                 follower.restart()
             _truncate(fd)
@@ -364,9 +375,11 @@ class HttpClient:
                 if state["validator"] is not None:
                     headers["If-Range"] = state["validator"]
             response = self._request(url, headers)
+            turn = 0
+            stall_watch = _StallWatch(response, self.config.read_timeout)
             try:
                 if received and response.status_code == 416 and _complete_at(response, received):
-                    return DownloadResult(received, state["hasher"].hexdigest(), resumed_from)
+                    return DownloadResult(received, state["hasher"].hexdigest(), resumed_from, file_id)
                 if received and not self._accepts_resume(response, received):
                     _log.info("Server does not resume %s (or its content changed); starting over.", shown)
                     restart()
@@ -382,26 +395,27 @@ class HttpClient:
                 if expected_here is not None and state["received"] + expected_here > limit:
                     raise self._too_large(shown, limit, expected_size, announced=state["received"] + expected_here)
                 got_here = 0
-                readinto = _body_readinto(response)
+                readinto = stall_watch.wrap(_body_readinto(response))
                 hasher = state["hasher"]
                 size, started = _MIN_READ, time.monotonic()
-                while count := readinto(view[:size]):
+                while count := readinto(views[turn][:size]):
                     # Fill large pieces on a fast link (fewer, bigger reads and writes), small ones on a slow
                     # link (so progress, the lock's liveness and the resumable file keep up).
                     now = time.monotonic()
                     if count == size and now - started < _FAST_READ_SECONDS:
-                        size = min(size * 2, len(view))
+                        size = min(size * 2, len(views[turn]))
                     elif now - started > _SLOW_READ_SECONDS:
                         size = max(size // 2, _MIN_READ)
                     started = now
-                    chunk = view[:count]
+                    chunk = views[turn][:count]
                     if len(state["head"]) < _TAR_BLOCK:
                         state["head"] += bytes(chunk[: _TAR_BLOCK - len(state["head"])])
                         self._check_archive_start(shown, response, state["head"], final=False)
                     if state["received"] + count > limit:
                         raise self._too_large(shown, limit, expected_size)
                     _write_all(fd, chunk, state["received"])
-                    hasher.update(chunk)
+                    hashing.update(hasher, chunk)  # in the background: the next read goes to the other buffer
+                    turn = 1 - turn
                     got_here += count
                     state["received"] += count
                     if follower is not None:
@@ -414,12 +428,15 @@ class HttpClient:
             except (requests.RequestException, urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
                 raise _Retryable(f"connection broke after {state['received']} bytes: {type(exc).__name__}") from None
             finally:
+                stall_watch.close()
                 response.close()
-            return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from)
+                hashing.wait()
+            return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from, file_id)
 
         try:
             return self._with_retries(url, attempt)
         finally:
+            hashing.close()
             os.close(fd)
 
     @staticmethod
@@ -458,6 +475,22 @@ class HttpClient:
         )
 
 
+def _decoded(body: bytes, encoding: str, shown: str) -> bytes:
+    """``body`` decoded from its ``Content-Encoding`` (gzip or deflate), at most one byte over the document bound."""
+    import zlib
+
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise DownloadError(f"{shown!r} sent its body with Content-Encoding {encoding[:40]!r}, which hubkit cannot decode.")
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+    try:
+        return decompressor.decompress(body, _MAX_DOCUMENT_BYTES + 1)
+    except zlib.error as exc:
+        raise DownloadError(f"{shown!r} sent a body that is not valid {encoding} ({exc}).") from None
+
+
 def _complete_at(response: Any, received: int) -> bool:
     """Whether a 416 answer says the file has exactly ``received`` bytes (nothing is left to fetch)."""
     return str(response.headers.get("Content-Range", "")).strip() == f"bytes */{received}"
@@ -486,13 +519,17 @@ def _read_validator(info_path: str | None, url: str) -> str | None:
 
 
 def _write_validator(info_path: str, url: str, validator: str | None) -> None:
+    _remove_quietly(info_path)
     if validator is None:
-        _remove_quietly(info_path)
         return
     import json
 
+    # A new private file, never through a link or into a file planted at the path (a shared cache directory
+    # is writable by others): O_EXCL fails on anything that is there, and the record is then not kept.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(info_path, "w", encoding="utf-8") as f:
+        fd = os.open(info_path, flags, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"url": url, "validator": validator}, f)
     except OSError as exc:
         _log.info("Could not record the validator of %s (%s); the download cannot be resumed.", redact_url(url), exc)
@@ -504,8 +541,13 @@ def _truncate(fd: int) -> None:
 
 
 def _remove_quietly(path: str) -> None:
+    """Unlinks ``path`` if it is a regular file or a symbolic link (never a device, FIFO or directory)."""
+    import stat
+
     with contextlib.suppress(OSError):
-        os.unlink(path)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            os.unlink(path)
 
 
 def _continue_partial(fd: int, state: _Transfer, follower: DownloadFollower | None) -> int:
@@ -530,11 +572,111 @@ def _continue_partial(fd: int, state: _Transfer, follower: DownloadFollower | No
     return offset
 
 
+def _open_download_file(path: str) -> int:
+    """Opens the download file ``path`` read-write: this user's own earlier partial file, else a new one.
+
+    A partial file that another user of a shared cache could have written (owned by someone else, or
+    writable by others), a link, or anything else at ``path`` is removed and never resumed from: a pinned
+    download's final sha256 would catch foreign bytes only after the whole download, and an unpinned
+    one's nothing would.
+    """
+    import stat
+
+    flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        pass
+    except OSError:  # a link, or a file this user may not write: not a download to continue
+        _remove_quietly(path)
+    else:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and _private_to_this_user(info):
+            os.set_blocking(fd, True)
+            return fd
+        os.close(fd)
+        if not stat.S_ISREG(info.st_mode):  # a device or FIFO is never written to, and never removed
+            raise DownloadError(f"Cannot use {path!r} as the download file: it is not a regular file.")
+        _log.info("Not resuming %r: it is not this user's private file; starting over.", path)
+        _remove_quietly(path)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise DownloadError(f"Cannot create the download file {path!r}: {exc.strerror or exc}.") from None
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _private_to_this_user(info: os.stat_result) -> bool:
+    """Whether a file is owned by this process's user and writable by nobody else (as a download creates it)."""
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:  # pragma: no cover - not POSIX
+        return True
+    return info.st_uid == geteuid() and not info.st_mode & 0o022
+
+
 def _content_length(response: Any) -> int | None:
     try:
         return int(response.headers["Content-Length"])
     except (KeyError, ValueError):
         return None
+
+
+class _StallWatch:
+    """Ends a body read that trickles: one piece (64 KiB or more) must arrive within ``seconds``.
+
+    The socket's read timeout only bounds each ``recv``: a server sending a byte every few seconds would
+    keep one piece's read, and the download, going for ever. A watchdog thread (waking a few times per
+    ``seconds``) shuts the connection down when a read has run longer than ``seconds``; the read then
+    fails and the download retries (resuming) like after any broken connection. The slowest link that
+    always passes is 64 KiB per ``seconds`` (about 1 KB/s with the default 60 s): after a slow piece the
+    next ones are 64 KiB.
+    """
+
+    def __init__(self, response: Any, seconds: float) -> None:
+        connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
+        self._socket = getattr(connection, "sock", None)
+        self._seconds = seconds
+        self._deadline: float | None = None
+        self.fired = False
+        import threading
+
+        self._done = threading.Event()
+
+    def wrap(self, readinto: Callable[[memoryview], int]) -> Callable[[memoryview], int]:
+        if self._socket is None:  # e.g. a mocked response: nothing to watch
+            return readinto
+        import socket
+        import threading
+
+        sock, done = self._socket, self._done
+
+        def watch() -> None:
+            while not done.wait(min(1.0, self._seconds / 4)):
+                deadline = self._deadline
+                if deadline is not None and time.monotonic() > deadline:
+                    self.fired = True
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                    return
+
+        threading.Thread(target=watch, name="hubkit-stall-watch", daemon=True).start()
+
+        def watched(view: memoryview) -> int:
+            self._deadline = time.monotonic() + self._seconds
+            try:
+                count = readinto(view)
+            finally:
+                self._deadline = None
+            if self.fired:
+                raise _Retryable(f"the server sent less than {len(view)} bytes in {self._seconds:g} s")
+            return count
+
+        return watched
+
+    def close(self) -> None:
+        """Stops the watchdog (call when the body is read or abandoned)."""
+        self._done.set()
 
 
 def _body_readinto(response: Any) -> Callable[[memoryview], int]:

@@ -224,8 +224,9 @@ class LockFile:
         if now - self._last_touch < min_interval:
             return
         self._last_touch = now
-        with contextlib.suppress(OSError):  # taken over by someone else: harmless, our rename stays atomic
-            os.utime(self.path)
+        with contextlib.suppress(OSError, NotImplementedError):  # taken over: harmless, our rename stays atomic
+            # Never through a link: the path may have been taken over and replaced by someone else's link.
+            os.utime(self.path, follow_symlinks=os.utime not in os.supports_follow_symlinks)
 
     def release(self) -> None:
         """Removes the lock file if this object still holds it (not if it was taken over)."""

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import Any
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
+from hubkit.format.bounded_io import open_regular
 from hubkit.hub.cache import Cache, InstallContext
 from hubkit.hub.extract import ExtractedFile
 from hubkit.hub.handles import cache_key, local_path, normalize_handle, split_sha256_pin
-from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient
 from hubkit.hub.resolver_base import BuiltinResolver
 
@@ -47,6 +46,31 @@ class _OnnxHttpClient(HttpClient):
             return  # wait for the first two bytes
         if len(head) < 2 or head[0] != 0x08 or not 0 < head[1] < 0x80:
             raise DownloadError(f"{url!r} does not serve an ONNX model: its body does not start like one.")
+
+
+def _copy_hashed(source: str, target: str, limit: int) -> tuple[str, int]:
+    """Copies the regular file ``source`` to the new file ``target`` and returns the sha256 and size of the copy.
+
+    One pass over one descriptor: the bytes checked against a pin are the bytes copied, even if the
+    source is replaced or rewritten meanwhile.
+    """
+    import hashlib
+
+    hasher, size = hashlib.sha256(), 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    with open_regular(source, "ONNX model", error=ResolveError) as f:
+        try:
+            with os.fdopen(os.open(target, flags, 0o644), "wb") as out:
+                while chunk := f.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise ResolveError(f"ONNX model {source!r} is larger than the {limit}-byte limit "
+                                           "(HUBKIT_MAX_EXTRACT_BYTES).")
+                    hasher.update(chunk)
+                    out.write(chunk)
+        except OSError as exc:
+            raise ResolveError(f"Cannot copy ONNX model {source!r} into the cache: {exc.strerror or exc}.") from None
+    return hasher.hexdigest(), size
 
 
 class OnnxFileResolver(BuiltinResolver):
@@ -80,11 +104,10 @@ class OnnxFileResolver(BuiltinResolver):
         key = cache_key(f"{path}\n{stat.st_size}\n{stat.st_mtime_ns}\n{pin}")
 
         def copy(ctx: InstallContext) -> tuple[list[ExtractedFile], dict[str, Any]]:
-            digest, size = sha256_file(path)
+            name = _file_name(path)
+            digest, size = _copy_hashed(path, os.path.join(ctx.module_dir, name), self.config.max_extract_bytes)
             if pin is not None and digest != pin:
                 raise IntegrityError(f"ONNX model {path!r} has sha256 {digest}, but the handle pins {pin}.")
-            name = _file_name(path)
-            shutil.copyfile(path, os.path.join(ctx.module_dir, name))
             return [ExtractedFile(name, size, sha256=digest)], {"source": path, "archive_sha256": digest,
                                                                  "archive_size": size}
 
@@ -108,6 +131,11 @@ class OnnxFileResolver(BuiltinResolver):
         if pin is not None and result.sha256 != pin:
             raise IntegrityError(f"Download of {url!r} has sha256 {result.sha256}, but {pin} was expected.")
         name = _file_name(url)
-        os.replace(ctx.part_path, os.path.join(ctx.module_dir, name))
+        target = os.path.join(ctx.module_dir, name)
+        os.replace(ctx.part_path, target)
+        moved = os.lstat(target)  # in our private temp entry: nobody else can change it from here on
+        if (moved.st_dev, moved.st_ino) != result.file_id:  # the part path is in a directory others may write
+            raise IntegrityError(f"The download of {url!r} was replaced by another file before it was installed.")
+        os.chmod(target, 0o644)  # the download file is private (0600); the cache's files are readable (its dir is ours)
         return [ExtractedFile(name, result.size, sha256=result.sha256)], {
             "source": url, "archive_sha256": result.sha256, "archive_size": result.size}

@@ -355,11 +355,11 @@ def check_base_url(url: str) -> str:
 
 def _recorded_base_url(registry_root: str) -> str | None:
     """The base URL a previous rebuild recorded in the root index, if it is still a valid one."""
-    try:
-        with open(os.path.join(registry_root, "index.json"), encoding="utf-8") as f:
-            value = json.load(f).get("base_url")
-        return check_base_url(value)
-    except (OSError, ValueError, AttributeError, RecursionError, HubkitError):
+    index = read_json_file(os.path.join(registry_root, "index.json"), _MAX_JSON_BYTES, default=None, follow_links=True)
+    try:  # a regular file only (a FIFO planted in a writable registry would block every publish), bounded
+        value = index.get("base_url") if isinstance(index, dict) else None
+        return check_base_url(value) if isinstance(value, str) else None
+    except HubkitError:
         return None
 
 

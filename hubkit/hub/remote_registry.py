@@ -8,13 +8,13 @@ temp file (``--deep`` downloads each archive once to hash it, then deletes it).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 import urllib.parse
 from typing import Any
 
-from hubkit.errors import HubkitError, RegistryError
+from hubkit.errors import FormatError, HubkitError, RegistryError
+from hubkit.format.bounded_io import read_json_file
 from hubkit.hub.config import HubConfig
 from hubkit.hub.handles import is_registry_name_part, is_url, local_path, split_module_name
 
@@ -47,15 +47,10 @@ def read_registry_json(location: str, config: HubConfig | None = None) -> Any:
         finally:
             client.close()
     path = local_path(location)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_LOCAL_DOCUMENT + 1)
-        if len(data) > _MAX_LOCAL_DOCUMENT:
-            raise ValueError(f"larger than {_MAX_LOCAL_DOCUMENT} bytes")
-        return json.loads(data.decode("utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise RegistryError(f"Registry document {path!r} cannot be read: {reason}.") from None
+    try:  # a regular file only (a FIFO would block), bounded in size and nesting
+        return read_json_file(path, _MAX_LOCAL_DOCUMENT, "Registry document", follow_links=True)
+    except FormatError as exc:
+        raise RegistryError(str(exc)) from None
 
 
 def versions_of(module_url: str, config: HubConfig | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 
+from hubkit.format.bounded_io import read_json_file
 from hubkit.hub.config import default_cache_dir
 
 __all__ = ["cache_repair_hint"]
@@ -26,12 +26,10 @@ def cache_repair_hint(module_dir: str) -> str | None:
     except (OSError, ValueError):
         return None
     handle = None
-    try:
-        with open(os.path.join(entry, "descriptor.json"), "rb") as f:
-            descriptor = json.loads(f.read(_MAX_DESCRIPTOR).decode("utf-8"))
-        handle = descriptor.get("handle") if isinstance(descriptor, dict) else None
-    except (OSError, ValueError, RecursionError):
-        pass
+    # Untrusted (a shared cache): a regular file only, bounded; a FIFO planted there must not hang the hint.
+    descriptor = read_json_file(os.path.join(entry, "descriptor.json"), _MAX_DESCRIPTOR, default=None)
+    if isinstance(descriptor, dict):
+        handle = descriptor.get("handle")
     remove = f"`hubkit cache rm {handle}`" if isinstance(handle, str) and handle.isprintable() else None
     return (f"This is a cached copy (in {entry!r}) that was modified or damaged after it was installed; "
             + (f"{remove} removes it, or " if remove else "")

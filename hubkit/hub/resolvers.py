@@ -7,6 +7,7 @@ error lists what each one accepts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat as _stat
@@ -15,9 +16,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.format import FORMAT_VERSION, MARKER_FILE
+from hubkit.format.bounded_io import open_regular
 from hubkit.hub.cache import Cache, InstallContext
 from hubkit.hub.config import HubConfig
-from hubkit.hub.extract import BackgroundExtraction, ExtractedFile, safe_extract
+from hubkit.hub.extract import BackgroundExtraction, ExtractedFile, extract_stream, safe_extract
 from hubkit.hub.handles import (
     cache_key,
     is_archive_name,
@@ -30,7 +32,6 @@ from hubkit.hub.handles import (
     registry_parts,
     split_sha256_pin,
 )
-from hubkit.hub.hashing import sha256_file
 from hubkit.hub.http import HttpClient, progress_bar
 from hubkit.hub.manifest_schema import MAX_VERSION, manifest_problem, min_version_tuple
 from hubkit.hub.onnx_file import OnnxFileResolver
@@ -205,15 +206,49 @@ class LocalArchiveResolver(_BuiltinResolver):
         key = self._key(normalized, stat)
 
         def fetch(ctx: InstallContext) -> tuple[str, dict[str, Any]]:
-            try:
-                digest, _ = sha256_file(path)
-            except OSError as exc:
-                raise ResolveError(f"Archive {path!r} cannot be read: {exc.strerror or exc}.") from None
+            # Hashed and extracted in one pass over one descriptor: the bytes checked against the pin are the
+            # bytes extracted, even if the file is replaced meanwhile (it may sit in a directory others write).
+            with open_regular(path, "Archive", error=ResolveError) as f:
+                reader = _HashingReader(f)
+                limits = (self.config.max_extract_bytes, self.config.max_extract_members, path)
+                try:
+                    ctx.extracted = extract_stream(reader, ctx.module_dir, *limits)
+                except DownloadError:
+                    if pin is not None and reader.finish()[0] != pin:  # the real cause: other bytes than pinned
+                        raise IntegrityError(f"Archive {path!r} does not have the sha256 the handle pins ({pin}).") from None
+                    raise
+                digest, size = reader.finish()
             if pin is not None and digest != pin:
                 raise IntegrityError(f"Archive {path!r} has sha256 {digest}, but the handle pins {pin}.")
-            return path, {"source": path, "archive_sha256": digest, "archive_size": stat.st_size}
+            return path, {"source": path, "archive_sha256": digest, "archive_size": size}
 
         return _install_archive(self.config, key, normalized, fetch)
+
+
+class _HashingReader:
+    """A binary file read front to back once, hashed (sha256) on the way."""
+
+    def __init__(self, raw: Any) -> None:
+        import hashlib
+
+        self._raw = raw
+        self._hasher = hashlib.sha256()
+        self._size = 0
+
+    def read(self, size: int) -> bytes:
+        data = self._raw.read(size)
+        self._hasher.update(data)
+        self._size += len(data)
+        return data
+
+    def finish(self) -> tuple[str, int]:
+        """Reads what the extraction left (e.g. padding after the tar end) and returns ``(sha256 hex, size)``."""
+        try:
+            while self.read(1 << 20):
+                pass
+        except OSError as exc:
+            raise ResolveError(f"Archive cannot be read to its end: {exc.strerror or exc}.") from None
+        return self._hasher.hexdigest(), self._size
 
 
 def _download(config: HubConfig, ctx: InstallContext, url: str, size: int | None, sha256: str | None) -> dict[str, Any]:
@@ -249,7 +284,8 @@ def _download_once(
     if not resume:
         for path in (ctx.part_path, ctx.info_path):
             if path and os.path.lexists(path):
-                os.unlink(path)
+                with contextlib.suppress(OSError):  # whatever is left there, the download creates its own file
+                    os.unlink(path)
     # A second thread extracts the archive while it downloads; its work only counts (ctx.extracted) once
     # the whole archive's size and sha256 are verified, and is discarded with the temp entry otherwise.
     # If it finds the archive bad, the download stops at once (the follower's advance raises).

@@ -18,6 +18,7 @@ import shutil
 import urllib.parse
 from typing import Any
 
+from hubkit.format.bounded_io import open_regular_fd
 from hubkit.hub.catalog import content_security_policy
 from hubkit.hub.handles import TEMP_INFIX
 
@@ -60,12 +61,15 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
             self.send_error(404, "File not found")
             return None
         path = self.translate_path(self.path)
+        if not self._inside_root(path):  # a link out of the root (a publisher may have planted one)
+            self.send_error(404, "File not found")
+            return None
         if os.path.isdir(path) and self.path.split("?", 1)[0].endswith("/"):
             path = os.path.join(path, "index.html")  # served below, with the catalog's headers
-        if os.path.isdir(path) or not os.path.isfile(path):
+        if os.path.isdir(path) or not os.path.lexists(path):
             return super().send_head()  # a redirect to "dir/", a directory listing, or 404
-        try:
-            f: Any = open(path, "rb")  # noqa: SIM115  (closed by the base class after copyfile)
+        try:  # a regular file only: a FIFO would block this thread, a device never end
+            f: Any = os.fdopen(open_regular_fd(path, follow_links=False, error=OSError), "rb")
         except OSError:
             self.send_error(404, "File not found")
             return None
@@ -104,6 +108,10 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
         f.seek(start)
         self._remaining = end - start + 1
         return f
+
+    def _inside_root(self, path: str) -> bool:
+        root = os.path.realpath(self.directory)
+        return os.path.commonpath([root, os.path.realpath(path)]) == root
 
     def _with_own_url(self, f: Any) -> io.BytesIO:
         """A catalog page with its URL placeholder replaced by where this server is reached, so the load

@@ -92,3 +92,76 @@ def test_record_crcs_are_right_whichever_way_they_are_found(tmp_path, module, la
     for file in files:
         with open(os.path.join(module, file.path), "rb") as f:
             assert file.crc32 == zlib.crc32(f.read()), file.path
+
+
+class _CountingZlib:
+    """``zlib`` for the extractor, counting the bytes it CRCs outside the decompressor."""
+
+    def __init__(self):
+        self.crc_bytes = 0
+
+    def __getattr__(self, name):
+        return getattr(zlib, name)
+
+    def crc32(self, data, value=0):
+        self.crc_bytes += len(data)
+        return zlib.crc32(data, value)
+
+
+def test_a_file_alone_in_its_member_takes_its_crc_from_the_checked_trailer(tmp_path, module, monkeypatch):
+    from hubkit.hub import extract
+
+    archive = tmp_path / "a.tar.gz"
+    with open(archive, "wb") as f:
+        pack_module(module, f)
+    counting = _CountingZlib()
+    monkeypatch.setattr(extract, "zlib", counting)
+    monkeypatch.setattr(extract, "_crc_of", lambda fd, size: pytest.fail("a file alone in its member was read back"))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    files = safe_extract(str(archive), str(dest), 1 << 30)
+    assert counting.crc_bytes < 1 << 20  # only the small files were CRC'd while copying
+    for file in files:
+        with open(os.path.join(module, file.path), "rb") as f:
+            assert file.crc32 == zlib.crc32(f.read()), file.path
+
+
+def test_a_member_that_runs_on_past_its_file_is_read_back_for_the_crc(tmp_path, module, monkeypatch):
+    from hubkit.hub import extract
+
+    archive = str(tmp_path / "a.tar.gz")
+    _other_layout(module, archive, weights_member_runs_on=True)
+    read_back = []
+    real = extract._crc_of
+    monkeypatch.setattr(extract, "_crc_of", lambda fd, size: read_back.append(size) or real(fd, size))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    files = {f.path: f for f in safe_extract(archive, str(dest), 1 << 30)}
+    weights = "variables/variables.safetensors"
+    assert read_back == [os.path.getsize(os.path.join(module, weights))]
+    with open(os.path.join(module, weights), "rb") as f:
+        assert files[weights].crc32 == zlib.crc32(f.read())
+
+
+def test_a_lying_member_trailer_fails_the_extraction(tmp_path, module):
+    from hubkit.errors import DownloadError
+
+    out = io.BytesIO()
+    pack_module(module, out)
+    raw = bytearray(out.getvalue())
+    # The weights member is the largest; flip a bit of its trailer's CRC-32 (the 8 bytes before the next member).
+    members, offset = [], 0
+    while offset < len(raw):
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        decompressor.decompress(bytes(raw[offset:]))
+        end = len(raw) - len(decompressor.unused_data)
+        members.append((end - offset, offset, end))
+        offset = end
+    _, _, end = max(members)
+    raw[end - 8] ^= 1
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(bytes(raw))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(DownloadError, match="corrupted"):
+        safe_extract(str(archive), str(dest), 1 << 30)

@@ -62,10 +62,10 @@ def test_404_is_final_and_explained(client):
 
 
 @responses.activate
-def test_403_is_final(client):
+def test_403_is_final(client, tmp_path):
     responses.get(URL, status=403)
     with pytest.raises(DownloadError, match=r"refused .* with HTTP 403"):
-        client.download(URL, "/dev/null")
+        client.download(URL, str(tmp_path / "a.part"))
     assert client.delays == []
 
 

@@ -124,3 +124,35 @@ def test_timeouts_from_the_environment_must_be_positive(hub_env, monkeypatch, na
     monkeypatch.setenv(name, value)
     with pytest.raises(ResolveError, match=name):
         resolve("http://127.0.0.1:9/acme/m/1")
+
+
+def test_a_server_that_trickles_bytes_is_cut_off(hub_env, hostile):
+    """A byte every 0.2 s never trips the socket's read timeout (1 s here): one piece must arrive in that time."""
+    import time as _time
+
+    from hubkit.hub.config import HubConfig
+    from hubkit.hub.http import HttpClient
+
+    body = gz(tar_bytes([entry("variables/v.bin", os.urandom(1 << 20))]))
+
+    def trickle(h):
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        deadline = _time.monotonic() + 20
+        for byte in body:
+            if _time.monotonic() > deadline or hostile.release.is_set():
+                return
+            h.wfile.write(bytes([byte]))
+            h.wfile.flush()
+            _time.sleep(0.2)
+
+    hostile.routes["/m.tar.gz"] = trickle
+    client = HttpClient(HubConfig.from_env(read_timeout=1.0, retries=1, backoff=0.0))
+    started = _time.monotonic()
+    try:
+        with pytest.raises(DownloadError, match=r"sent less than .* bytes in 1 s"):
+            client.download(f"{hostile.url}/m.tar.gz", str(hub_env.cache_dir) + ".part")
+    finally:
+        hostile.release.set()
+    assert _time.monotonic() - started < 10

@@ -187,3 +187,17 @@ def test_cache_dir_that_is_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("HUBKIT_CACHE_DIR", str(blocker / "sub"))
     with pytest.raises(ResolveError, match=r"cache directory .* cannot be created"):
         resolve(str(archive))
+
+
+def test_touching_a_lock_replaced_by_a_link_never_touches_the_links_target(tmp_path):
+    from hubkit.hub.lock import LockFile
+
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    os.utime(victim, (1_000_000, 1_000_000))
+    lock = LockFile(str(tmp_path / "k.lock"), 600)
+    assert lock.try_acquire()
+    os.unlink(lock.path)  # taken over, then replaced by another user's link
+    os.symlink(victim, lock.path)
+    lock.touch(min_interval=0)
+    assert victim.stat().st_mtime == 1_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import struct
 
 import pytest
@@ -210,3 +211,19 @@ def test_an_https_registry_cannot_redirect_to_plain_http(hub_env):
         mock.get("http://models.example.org/acme/m/1.json", json={"sha256": "0" * 64, "size": 1})
         with pytest.raises(DownloadError, match="redirected to plain HTTP"):
             resolve("https://models.example.org/acme/m/1")
+
+
+def test_handles_that_are_not_utf8_resolve_or_fail_as_hubkit_errors(hub_env, tmp_path):
+    """A file name that is not UTF-8 (os.fsdecode gives lone surrogates, as sys.argv does) has a cache key."""
+    from tests.security.hostile import entry
+
+    raw = os.fsencode(str(tmp_path)) + b"/\xff\xfe.tar.gz"
+    with open(raw, "wb") as f:
+        f.write(gz(tar_bytes([entry("variables/v.bin", b"x")])))
+    path = resolve(os.fsdecode(raw))
+    with open(os.path.join(path, "variables", "v.bin"), "rb") as f:
+        assert f.read() == b"x"
+    for handle in ["http://127.0.0.1:9/\udcff/m.tar.gz", "http://127.0.0.1:9/a/\udcff/1", f"{tmp_path}/\udcff",
+                   "file:///nowhere/\udcff.onnx"]:
+        with pytest.raises(HubkitError):
+            resolve(handle)

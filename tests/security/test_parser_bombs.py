@@ -156,3 +156,39 @@ def test_gzip_bomb_members_and_padding_are_bounded(tmp_path):
     with pytest.raises(DownloadError, match="corrupted"):
         safe_extract(str(path), str(tmp_path / "out2"), 1 << 30)
     os.unlink(path)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_registry_document_is_inflated_with_a_bound(hostile, encoding):
+    """A server may compress a manifest although hubkit asks for identity: decoded here, never past 64 MB."""
+    import gzip
+
+    from hubkit.hub.config import HubConfig
+    from hubkit.hub.http import HttpClient
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31 if encoding == "gzip" else 15)
+    bomb = compressor.compress(b'{"a": "') + b"".join(compressor.compress(b" " * (1 << 20)) for _ in range(1000))
+    bomb += compressor.compress(b'"}') + compressor.flush()  # 1 MB that inflates to 1 GB
+    small = (zlib if encoding == "deflate" else gzip).compress(b'{"name": "acme/m"}')
+
+    def serve(body):
+        def handle(h):
+            h.send_response(200)
+            h.send_header("Content-Encoding", encoding)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+        return handle
+
+    hostile.routes["/bomb.json"] = serve(bomb)
+    hostile.routes["/small.json"] = serve(small)
+    client = HttpClient(HubConfig.from_env(retries=0))
+    assert client.get_json(f"{hostile.url}/small.json") == {"name": "acme/m"}
+    tracemalloc.start()
+    try:
+        with pytest.raises(DownloadError, match="larger than"):
+            client.get_json(f"{hostile.url}/bomb.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 << 20

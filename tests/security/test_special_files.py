@@ -214,3 +214,67 @@ def test_a_vocabulary_asset_that_is_not_a_regular_file(tmp_path, kind):
     _replace(asset, kind)
     out = subprocess.run([sys.executable, "-c", _VOCAB, path], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.stdout.startswith("HUBKIT"), (out.stdout, out.stderr)
+
+
+_FIFO_READERS = r"""
+import os, sys, threading
+from hubkit.errors import HubkitError
+
+root, which = sys.argv[1], sys.argv[2]
+done = []
+
+def run():
+    if which == "registry document":
+        from hubkit.hub.remote_registry import read_registry_json
+        try:
+            read_registry_json(os.path.join(root, "index.json"))
+        except HubkitError as exc:
+            done.append(type(exc).__name__)
+    elif which == "registry base url":
+        from hubkit.hub.registry import _recorded_base_url
+        done.append(repr(_recorded_base_url(root)))
+    else:
+        from hubkit.hub.repair import cache_repair_hint
+        done.append(str(cache_repair_hint(os.path.join(root, "key", "module")) is not None))
+
+thread = threading.Thread(target=run, daemon=True)
+thread.start()
+thread.join(20)
+print(done[0] if done else "HUNG")
+"""
+
+
+@pytest.mark.parametrize(("which", "expected"), [("registry document", "RegistryError"), ("registry base url", "None"),
+                                                 ("cache repair hint", "True")])
+def test_a_fifo_where_a_registry_or_cache_document_should_be_never_blocks(tmp_path, which, expected):
+    """A FIFO at a registry's index.json (read by `registry check` and `publish`) or at a cache entry's
+    descriptor.json (read for the repair hint of a damaged entry) is not read: nothing waits for a writer."""
+    root = tmp_path / "root"
+    if which == "cache repair hint":
+        (root / "key" / "module").mkdir(parents=True)
+        os.mkfifo(root / "key" / "descriptor.json")
+        env = {**os.environ, "HUBKIT_CACHE_DIR": str(root)}
+    else:
+        root.mkdir()
+        os.mkfifo(root / "index.json")
+        env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-c", _FIFO_READERS, str(root), which], capture_output=True, text=True,
+                         timeout=60, cwd=REPO, env=env)
+    assert out.stdout.strip() == expected, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("depth", [129, 1200, 2000])
+def test_member_paths_nested_too_deeply_are_refused_by_name(tmp_path, depth):
+    """A 2,000-deep path fits in 4,096 bytes; it once ended as a misleading "nests its headers" RecursionError."""
+    archive = tmp_path / "deep.tar.gz"
+    archive.write_bytes(gz(tar_bytes([entry("/".join(["d"] * depth) + "/f", b"x")])))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(UnsafeArchiveError, match="nested more than 128 directories deep"):
+        safe_extract(str(archive), str(tmp_path / "out"), 1 << 20)
+
+
+def test_member_paths_of_ordinary_depth_still_extract(tmp_path):
+    archive = tmp_path / "ok.tar.gz"
+    archive.write_bytes(gz(tar_bytes([entry("/".join(["d"] * 127) + "/f", b"x")])))
+    (tmp_path / "out").mkdir()
+    assert [f.size for f in safe_extract(str(archive), str(tmp_path / "out"), 1 << 20)][-1] == 1
