@@ -123,9 +123,29 @@ def _manifest_beside(handle: str) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) else {}
 
 
+def _print_plans(args: argparse.Namespace, module_dir: str) -> int:
+    """``hubkit info HANDLE --plan``: the optimised plan of one signature (or of each)."""
+    from hubkit.module.module import Module
+    from hubkit.runtime.plan_report import describe_module_plan
+
+    if args.batch is not None and args.batch < 1:
+        raise _CliError(f"--batch must be at least 1, got {args.batch}.")
+    tags = [t for t in (args.tags or "").split(",") if t]
+    module = Module(module_dir, tags=tags or None)
+    names = [args.signature] if args.signature is not None else module.get_signature_names()
+    for i, name in enumerate(names):
+        print(("\n" if i else "") + describe_module_plan(module, name, args.batch))
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from hubkit.hub import resolve, summarize_module
 
+    if args.plan or args.signature is not None or args.batch is not None or args.tags is not None:
+        if not args.plan:
+            raise _CliError("--signature, --tags and --batch go with --plan.")
+        print(f"Module {args.handle!r}")
+        return _print_plans(args, resolve(args.handle))
     registry_module = _registry_module(args.handle)
     if registry_module is not None:
         return _print_versions(registry_module)
@@ -367,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
                                             "variables; for a registry module without a version, its versions")
     info.add_argument("handle", metavar="HANDLE",
                       help="a module handle, or a registry module without a version (.../<publisher>/<name>)")
+    info.add_argument("--plan", action="store_true",
+                      help="print the optimised plan each signature runs: steps, fused epilogues, in-place writes")
+    info.add_argument("--signature", metavar="S", help="with --plan: only this signature")
+    info.add_argument("--tags", metavar="T1,T2", help="with --plan: the graph variant's tags (default: none)")
+    info.add_argument("--batch", metavar="N", type=int,
+                      help="with --plan: run once on zeros of batch N and print each step's output size")
     info.set_defaults(run=_cmd_info)
 
     convert = commands.add_parser("convert", help="write a TF1 Hub module, ONNX model or module as a hubkit module")

@@ -21,6 +21,7 @@ ACTIVATIONS = {None: NONE, "Relu": RELU, "Relu6": RELU6}
 """Activation op name (None: no activation) -> epilogue code."""
 
 _NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_NO_BIAS = {dt: np.empty(0, dt) for dt in _NUMBA_DTYPES}  # read-only use: the kernel never writes its bias
 
 
 def bias_act_kernel(out, bias, act):  # pragma: no cover - compiled by Numba
@@ -59,8 +60,8 @@ def bias_act_(out: np.ndarray, bias: np.ndarray | None, act: int) -> np.ndarray:
     if out.dtype in _NUMBA_DTYPES and out.flags.c_contiguous and (bias is None or bias.dtype == out.dtype):
         fast = _numba.kernel(bias_act_kernel)
         if fast is not None:
-            b = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias)
-            fast(out.reshape(-1, out.shape[-1]), b, act)
+            b = _NO_BIAS[out.dtype] if bias is None else bias if bias.flags.c_contiguous else np.ascontiguousarray(bias)
+            fast(out if out.ndim == 2 else out.reshape(-1, out.shape[-1]), b, act)
             return out
     if bias is not None:
         np.add(out, bias, out=out)

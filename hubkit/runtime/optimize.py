@@ -94,7 +94,7 @@ class FusedLinear:
         label: ``"MatMul+BiasAdd+Relu"``-style name of the fused chain.
     """
 
-    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "pool")
+    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "pool", "transposes")
 
     def __init__(
         self,
@@ -111,9 +111,12 @@ class FusedLinear:
         self.act = ACTIVATIONS[act]
         self.pool = pool  # a MaxPool's attributes, pooled chunk by chunk (convolutions only)
         self.label = "+".join(n.op for n in self.nodes)
+        self.transposes = bool(attrs.get("transpose_a") or attrs.get("transpose_b"))
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-        if bias is not None and (bias.ndim != 1 or bias.dtype != np.result_type(a, w)):
+        if bias is not None and (
+            bias.ndim != 1 or ((bias.dtype != a.dtype or a.dtype != w.dtype) and bias.dtype != np.result_type(a, w))
+        ):
             bias_node = self.nodes[1]
             raise ValueError(
                 f"{bias_node.op} node {bias_node.name!r} got a bias of shape {bias.shape} and dtype "
@@ -136,10 +139,11 @@ class FusedLinear:
             return conv2d_bias_act(
                 a, w, bias, self.act, self.attrs["strides"], self.attrs["dilations"], self.attrs["padding"]
             )
-        if self.attrs.get("transpose_a"):
-            a = np.swapaxes(a, -1, -2)
-        if self.attrs.get("transpose_b"):
-            w = np.swapaxes(w, -1, -2)
+        if self.transposes:
+            if self.attrs.get("transpose_a"):
+                a = np.swapaxes(a, -1, -2)
+            if self.attrs.get("transpose_b"):
+                w = np.swapaxes(w, -1, -2)
         out = np.matmul(a, w)
         if bias is not None and bias.shape[0] != out.shape[-1]:
             bias_node = self.nodes[1]

@@ -7,8 +7,7 @@ import pytest
 
 import hubkit as hk
 from hubkit.errors import OpError
-from hubkit.ops import _numba, conv_fused
-from hubkit.runtime.executor import compile_plan
+from hubkit.ops import conv_fused
 from hubkit.runtime.optimize import (
     FusedLinear,
     describe_plan,
@@ -16,25 +15,9 @@ from hubkit.runtime.optimize import (
     optimize_enabled,
     set_optimize_enabled,
 )
+from tests.helpers_plans import plain_and_optimised
 
-
-@pytest.fixture(params=["numba", "numpy"])
-def kernels(request):
-    if request.param == "numba" and not _numba.set_numba_enabled(True):
-        pytest.skip("numba is not installed")
-    if request.param == "numpy":
-        _numba.set_numba_enabled(False)
-    yield request.param
-    _numba.set_numba_enabled(None)
-
-
-def _plans(graph, fetches, feeds):
-    set_optimize_enabled(False)
-    try:
-        plain = compile_plan(graph, fetches, feeds)
-    finally:
-        set_optimize_enabled(None)
-    return plain, compile_plan(graph, fetches, feeds)
+_plans = plain_and_optimised  # the `kernels` fixture (NumPy and Numba runs) is the suite-wide one
 
 
 def _special(rng, shape, dtype, nans=True):

@@ -11,30 +11,12 @@ import numpy as np
 import pytest
 
 import hubkit as hk
-from hubkit.ops import _numba
 from hubkit.ops.registry import apply
-from hubkit.runtime.executor import compile_plan
 from hubkit.runtime.optimize import describe_plan, set_optimize_enabled
 from hubkit.runtime.optimize_conv import FoldedConstants, FusedOnnxConv
+from tests.helpers_plans import plain_and_optimised
 
-
-@pytest.fixture(params=["numba", "numpy"])
-def kernels(request):
-    if request.param == "numba" and not _numba.set_numba_enabled(True):
-        pytest.skip("numba is not installed")
-    if request.param == "numpy":
-        _numba.set_numba_enabled(False)
-    yield request.param
-    _numba.set_numba_enabled(None)
-
-
-def _plans(graph, fetches, feeds):
-    set_optimize_enabled(False)
-    try:
-        plain = compile_plan(graph, fetches, feeds)
-    finally:
-        set_optimize_enabled(None)
-    return plain, compile_plan(graph, fetches, feeds)
+_plans = plain_and_optimised  # the `kernels` fixture (NumPy and Numba runs) is the suite-wide one
 
 
 def _kinds(plan):
