@@ -258,8 +258,14 @@ def map_tensors(directory: str, entries: Mapping[str, TensorEntry]) -> dict[str,
             out[name] = np.zeros(e.shape, dtype=e.dtype)
             continue
         mm = maps.get(e.file)
-        if mm is None:
-            mm = maps[e.file] = np.memmap(os.path.join(directory, e.file), dtype=np.uint8, mode="c")
+        if mm is None:  # opened as a regular file (never a FIFO or device), then mapped from that descriptor
+            path = os.path.join(directory, e.file)
+            try:
+                with open_regular(path, "Variables file") as f:
+                    mm = maps[e.file] = np.memmap(f, dtype=np.uint8, mode="c")
+            except (OSError, ValueError) as exc:
+                raise FormatError(f"Variables file {path!r} cannot be mapped: {getattr(exc, 'strerror', None) or exc}.") \
+                    from None
         le = e.dtype.newbyteorder("<")
         out[name] = mm[e.begin:e.end].view(le).reshape(e.shape)
     return out

@@ -14,8 +14,11 @@ from hubkit.graph import bool_, int64
 from hubkit.ops._tf_common import static_list
 from hubkit.ops.registry import apply, infer_error, register_op
 from hubkit.ops.tf_array import TfRuntimeError
+from hubkit.ops.tf_text_buffers import kernels
 
 __all__: list[str] = []
+
+_MODES = {"sum": 0, "mean": 1, "sqrtn": 2}
 
 
 @register_op
@@ -36,6 +39,10 @@ class TfUnique:
             y = np.empty(len(first), dtype=x.dtype)
             y[:] = list(first)
             return y, np.array(idx, dtype=out_idx.np_dtype)
+        k = kernels() if x.dtype.kind in "iu" and x.ndim == 1 else None
+        if k is not None:  # a hash table in one pass, no sort
+            values, idx = np.empty_like(x), np.empty(len(x), dtype=out_idx.np_dtype)
+            return values[:k.unique(x, values, idx)], idx
         _, first, inverse = np.unique(x, return_index=True, return_inverse=True)
         order = np.argsort(first, kind="stable")  # unique values by their first occurrence
         rank = np.empty(len(order), dtype=np.int64)
@@ -77,6 +84,12 @@ class TfSparseSegmentReduce:
 
     def forward(data, indices, segment_ids, *num_segments, reduction):
         n = int(num_segments[0]) if num_segments else None
+        k = kernels() if data.ndim == 2 and data.dtype.kind == "f" and len(indices) == len(segment_ids) else None
+        if k is not None:  # one pass that also checks; on a failed check the NumPy path below names the error
+            rows = n if n is not None else (int(segment_ids[-1]) + 1 if len(segment_ids) else 0)
+            out = np.zeros((max(rows, 0), data.shape[1]), dtype=data.dtype)
+            if rows >= 0 and k.segment_reduce(data, indices, segment_ids, _MODES[reduction], out) == 0:
+                return out
         rows, scale = _segments(data, indices, segment_ids, n, reduction)
         out = np.zeros((rows,) + data.shape[1:], dtype=data.dtype)
         if len(segment_ids):  # ids are sorted: each segment is one run, summed by reduceat (np.add.at is ~10x slower)
@@ -119,6 +132,15 @@ class TfSparseFillEmptyRows:
     def forward(indices, values, dense_shape, default_value):
         rows = int(dense_shape[0])
         n = len(indices)
+        k = kernels() if indices.ndim == 2 and values.dtype != object and rows >= 0 else None
+        if k is not None:  # rows in order (as StringSplit makes them): one pass
+            out_idx = np.empty((n + rows, indices.shape[1]), dtype=np.int64)
+            out_val = np.empty(n + rows, dtype=values.dtype)
+            empty, reverse = np.empty(rows, dtype=bool), np.empty(n, dtype=np.int64)
+            q = k.fill_empty_rows(indices, values, rows, np.asarray(default_value, values.dtype).reshape(-1)[0], out_idx,
+                                  out_val, empty, reverse)
+            if q >= 0:
+                return out_idx[:q], out_val[:q], empty, reverse
         if n and (indices[:, 0].min() < 0 or indices[:, 0].max() >= rows):
             raise TfRuntimeError(f"a sparse index row is out of range [0, {rows}).")
         if n and indices[0, 0] == 0 and indices[-1, 0] == rows - 1:

@@ -49,6 +49,7 @@ import numpy as np
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
+from hubkit.ops.tf_text_buffers import buffer_text_steps
 from hubkit.runtime.optimize_conv import rewrite_conv_plan
 
 __all__ = [
@@ -169,7 +170,8 @@ def optimize_plan(plan: Any) -> Any:
     # Constant and batch-norm folding, fused NCHW convolutions (runtime/optimize_conv.py).
     steps, num_slots, conv = rewrite_conv_plan(steps, keep, plan.num_slots, [_stateful(s[4]) for s in steps])
     steps, fused = _fuse_linear(steps, keep)
-    if not dropped and not fused and not conv:
+    steps, buffered = buffer_text_steps(steps, keep)  # TF string ops pass UTF-8 buffers (ops/tf_text_buffers.py)
+    if not dropped and not fused and not conv and not buffered:
         return plan
     new = type(plan)(
         _with_frees(steps, keep, _step_maker(plan)),

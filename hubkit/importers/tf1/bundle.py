@@ -8,21 +8,33 @@ the bytes) are decoded. Slices of partitioned variables live under binary keys (
 ``0``, the name, the rank, then ``start, length`` per dimension, ``length = -1`` for a whole dimension).
 
 Checks at load: every index block's CRC (so the index file is always verified), every entry's bounds against
-its shard's size, and the data CRC of the smallest entries up to a 4 MB budget (so small modules are fully
-verified and a large one loads in milliseconds); :func:`verify_bundle` checks every byte of every shard.
+its shard's size, and the data CRC of every numeric tensor once per version of the files. With Numba the CRC runs
+at ~1-2 GB/s (:mod:`.crc32c`): the first load of a bundle checks every tensor, then records a *verified stamp*
+(the SHA-256 of each file's real path, device, inode, size, mtime_ns and ctime_ns) in this process and as an empty
+file under ``<hubkit cache>/tf1-verified/``; a later load whose files have the same stamp skips the data CRCs, so
+a cached 1 GB module loads in milliseconds and any rewrite of a file (which changes its ctime) is checked again.
+Without Numba (NumPy CRC at ~60 MB/s) only the smallest entries up to a 4 MB budget are checked at load.
+:func:`verify_bundle` always checks every byte of every shard.
+
+Shards are opened as regular files only (``O_NONBLOCK`` open, then ``fstat``: never a FIFO, device or
+directory), and a shard that is a symbolic link must resolve inside the directory of the bundle's index file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from google.protobuf.message import DecodeError
 
 from hubkit.errors import FormatError
+from hubkit.format.bounded_io import open_regular
 from hubkit.format.safetensors_io import TensorEntry
+from hubkit.importers.tf1 import crc32c as _crc
 from hubkit.importers.tf1.crc32c import crc32c, mask
 from hubkit.importers.tf1.dtypes import numpy_dtype, tf_dtype_name
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
@@ -31,7 +43,10 @@ from hubkit.importers.tf1.table import read_table
 __all__ = ["Bundle", "BundleEntry", "read_bundle", "verify_bundle"]
 
 INDEX_FILE = "variables.index"
-CRC_BUDGET_BYTES = 4 << 20  # data bytes CRC-checked at load beyond the first entry of each shard
+CRC_BUDGET_BYTES = 4 << 20  # data bytes CRC-checked at load without a fast CRC
+STAMP_DIR = "tf1-verified"
+_verified: set[str] = set()  # stamps of bundles checked by this process
+_verified_lock = threading.Lock()
 MAX_STRING_ELEMENTS = 1 << 24
 
 
@@ -64,9 +79,12 @@ class Bundle:
     def read_strings(self, entry: BundleEntry) -> np.ndarray:
         """Decodes a string tensor (its CRC is checked)."""
         path = os.path.join(self.directory, entry.file)
-        with open(path, "rb") as f:
-            f.seek(entry.offset)
-            data = f.read(entry.size)
+        try:
+            with open_regular(path, "Tensor bundle shard") as f:
+                f.seek(entry.offset)
+                data = f.read(entry.size)
+        except OSError as e:
+            raise FormatError(f"Tensor bundle shard {path!r} cannot be read: {e.strerror or e}.") from None
         return _decode_strings(data, entry, path)
 
 
@@ -182,12 +200,13 @@ def read_bundle(variables_dir: str) -> Bundle:
     if not 1 <= header.num_shards <= 100000:
         raise FormatError(f"{where} claims {header.num_shards} shards.")
     sizes: dict[str, int] = {}
+    stats: list[os.stat_result] = [os.stat(index_path)]
+    root = os.path.dirname(os.path.realpath(index_path))
     for shard in range(header.num_shards):
         name = _shard_name(header.num_shards, shard)
-        path = os.path.join(variables_dir, name)
-        if not os.path.isfile(path):
-            raise FormatError(f"Tensor bundle shard {path!r} is missing.")
-        sizes[name] = os.path.getsize(path)
+        st = _shard_stat(os.path.join(variables_dir, name), root)
+        sizes[name] = st.st_size
+        stats.append(st)
     entries: dict[str, BundleEntry] = {}
     slices: dict[tuple[str, tuple[tuple[int, int], ...]], BundleEntry] = {}
     for key, value in items[1:]:
@@ -220,8 +239,69 @@ def read_bundle(variables_dir: str) -> Bundle:
         else:
             entries[shown] = entry
     bundle = Bundle(variables_dir, entries, slices)
-    _spot_check(bundle)
+    _check_data(bundle, stats)
     return bundle
+
+
+def _shard_stat(path: str, root: str) -> os.stat_result:
+    """The ``fstat`` of the shard at ``path``, opened without blocking; a regular file inside ``root`` only."""
+    if os.path.islink(path) and os.path.commonpath([os.path.realpath(path), root]) != root:
+        raise FormatError(f"Tensor bundle shard {path!r} is a symbolic link to {os.path.realpath(path)!r}, outside "
+                          f"the bundle's directory {root!r}; refusing to read it.")
+    if not os.path.lexists(path):
+        raise FormatError(f"Tensor bundle shard {path!r} is missing.")
+    with open_regular(path, "Tensor bundle shard") as f:  # FormatError for a FIFO, device, directory, OS error
+        return os.fstat(f.fileno())
+
+
+def _stamp(bundle: Bundle, stats: list[os.stat_result]) -> str:
+    files = [INDEX_FILE] + sorted({e.file for e in list(bundle.entries.values()) + list(bundle.slices.values())})
+    parts = [os.path.realpath(os.path.join(bundle.directory, INDEX_FILE))]
+    parts += [f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}" for st in stats]
+    parts += files
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _stamp_path(stamp: str) -> str | None:
+    root = os.environ.get("HUBKIT_CACHE_DIR")
+    if not root:
+        try:
+            import platformdirs
+        except ImportError:  # pragma: no cover - a dependency of hubkit
+            return None
+        root = platformdirs.user_cache_dir("hubkit")
+    return os.path.join(os.path.abspath(os.path.expanduser(root)), STAMP_DIR, stamp)
+
+
+def _check_data(bundle: Bundle, stats: list[os.stat_result]) -> None:
+    """Every tensor's CRC once per version of the files when the CRC is fast, else the budgeted spot check."""
+    if not _crc.fast():
+        _spot_check(bundle)
+        return
+    stamp = _stamp(bundle, stats)
+    if stamp in _verified:
+        return
+    path = _stamp_path(stamp)
+    if path is not None and os.path.isfile(path):
+        with _verified_lock:
+            _verified.add(stamp)
+        return
+    _check_all(bundle)
+    with _verified_lock:
+        _verified.add(stamp)
+    if path is not None:
+        try:  # a read-only cache only costs the next process another check
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644))
+        except OSError:
+            pass
+
+
+def _check_all(bundle: Bundle) -> None:
+    maps: dict[str, np.memmap] = {}
+    for entry in list(bundle.entries.values()) + list(bundle.slices.values()):
+        if not entry.slices and tf_dtype_name(entry.dtype) != "string":
+            _data_crc(bundle, entry, maps)
 
 
 def _check_size(entry: BundleEntry, where: str) -> None:
@@ -240,7 +320,12 @@ def _data_crc(bundle: Bundle, entry: BundleEntry, maps: dict[str, np.memmap]) ->
         return
     mm = maps.get(entry.file)
     if mm is None:
-        mm = maps[entry.file] = np.memmap(path, dtype=np.uint8, mode="r")
+        try:
+            with open_regular(path, "Tensor bundle shard") as f:
+                mm = maps[entry.file] = np.memmap(f, dtype=np.uint8, mode="r")
+        except (OSError, ValueError) as e:
+            raise FormatError(f"Tensor bundle shard {path!r} cannot be mapped: {getattr(e, 'strerror', None) or e}.") \
+                from None
     if mask(crc32c(mm[entry.offset:entry.offset + entry.size])) != entry.crc32c:
         raise FormatError(f"Tensor bundle shard {path!r} is corrupt: the data of {entry.key!r} fails its CRC-32C check.")
 
@@ -249,8 +334,8 @@ def _spot_check(bundle: Bundle) -> None:
     """CRC of each shard's smallest numeric entries, up to CRC_BUDGET_BYTES in all.
 
     Smallest first, so a shard of many variables gets most of them checked; an entry larger than the
-    budget (a 100 MB embedding) is left to :func:`verify_bundle`, which a load cannot afford (NumPy
-    computes CRC-32C at about 60 MB/s).
+    budget (a 100 MB embedding) is left to :func:`verify_bundle`, which a load cannot afford without Numba
+    (NumPy computes CRC-32C at about 60 MB/s).
     """
     numeric = [e for e in list(bundle.entries.values()) + list(bundle.slices.values())
                if not e.slices and tf_dtype_name(e.dtype) != "string"]
@@ -270,14 +355,10 @@ def verify_bundle(variables_dir: str) -> None:
         FormatError: naming the first file and tensor whose bytes do not match.
     """
     bundle = read_bundle(variables_dir)
-    maps: dict[str, np.memmap] = {}
+    _check_all(bundle)
     for entry in list(bundle.entries.values()) + list(bundle.slices.values()):
-        if entry.slices:
-            continue
-        if tf_dtype_name(entry.dtype) == "string":
+        if not entry.slices and tf_dtype_name(entry.dtype) == "string":
             bundle.read_strings(entry)
-        else:
-            _data_crc(bundle, entry, maps)
 
 
 def _decode_strings(data: bytes, entry: BundleEntry, path: str) -> np.ndarray:

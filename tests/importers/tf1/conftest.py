@@ -72,3 +72,9 @@ def server_factory() -> Iterator:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture(autouse=True)
+def _stamps_in_tmp(tmp_path, monkeypatch):
+    """Verified-bundle stamps (importers/tf1/bundle.py) go to a per-test cache, never the user's."""
+    monkeypatch.setenv("HUBKIT_CACHE_DIR", str(tmp_path / "hubkit-cache"))
