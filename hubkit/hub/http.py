@@ -33,7 +33,6 @@ from hubkit.errors import DownloadError, FormatError, IntegrityError, ResolveErr
 from hubkit.format.bounded_io import parse_json, read_json_file
 from hubkit.hub.config import HubConfig
 from hubkit.hub.handles import redact_url
-from hubkit.hub.hashing import BackgroundHasher
 
 if TYPE_CHECKING:
     from _hashlib import HASH
@@ -305,9 +304,8 @@ class HttpClient:
     ) -> DownloadResult:
         """Streams ``url`` into the file ``destination`` while hashing it, resuming with ``Range`` on failures.
 
-        Memory stays flat: the body is received into two reusable buffers of up to ``chunk_size`` bytes
-        each, in turn, and written to the file from there; a second thread hashes one buffer while the next
-        is received (:class:`~hubkit.hub.hashing.BackgroundHasher`).
+        Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes,
+        then written to the file and hashed from there.
 
         Args:
             url: The archive URL.
@@ -337,8 +335,7 @@ class HttpClient:
 
         shown = redact_url(url)
         limit = self.config.max_download_bytes if expected_size is None else min(expected_size, self.config.max_download_bytes)
-        views = [memoryview(bytearray(max(self.config.chunk_size, _MIN_READ))) for _ in range(2)]
-        hashing = BackgroundHasher()
+        view = memoryview(bytearray(max(self.config.chunk_size, _MIN_READ)))
         fd = _open_download_file(destination)
         opened = os.fstat(fd)
         file_id = (opened.st_dev, opened.st_ino)
@@ -355,7 +352,6 @@ class HttpClient:
 
         def restart() -> None:
             nonlocal resumed_from
-            hashing.wait()
             if follower is not None:
                 follower.restart()
             _truncate(fd)
@@ -375,7 +371,6 @@ class HttpClient:
                 if state["validator"] is not None:
                     headers["If-Range"] = state["validator"]
             response = self._request(url, headers)
-            turn = 0
             stall_watch = _StallWatch(response, self.config.read_timeout)
             try:
                 if received and response.status_code == 416 and _complete_at(response, received):
@@ -398,24 +393,23 @@ class HttpClient:
                 readinto = stall_watch.wrap(_body_readinto(response))
                 hasher = state["hasher"]
                 size, started = _MIN_READ, time.monotonic()
-                while count := readinto(views[turn][:size]):
+                while count := readinto(view[:size]):
                     # Fill large pieces on a fast link (fewer, bigger reads and writes), small ones on a slow
                     # link (so progress, the lock's liveness and the resumable file keep up).
                     now = time.monotonic()
                     if count == size and now - started < _FAST_READ_SECONDS:
-                        size = min(size * 2, len(views[turn]))
+                        size = min(size * 2, len(view))
                     elif now - started > _SLOW_READ_SECONDS:
                         size = max(size // 2, _MIN_READ)
                     started = now
-                    chunk = views[turn][:count]
+                    chunk = view[:count]
                     if len(state["head"]) < _TAR_BLOCK:
                         state["head"] += bytes(chunk[: _TAR_BLOCK - len(state["head"])])
                         self._check_archive_start(shown, response, state["head"], final=False)
                     if state["received"] + count > limit:
                         raise self._too_large(shown, limit, expected_size)
                     _write_all(fd, chunk, state["received"])
-                    hashing.update(hasher, chunk)  # in the background: the next read goes to the other buffer
-                    turn = 1 - turn
+                    hasher.update(chunk)
                     got_here += count
                     state["received"] += count
                     if follower is not None:
@@ -430,13 +424,11 @@ class HttpClient:
             finally:
                 stall_watch.close()
                 response.close()
-                hashing.wait()
             return DownloadResult(state["received"], state["hasher"].hexdigest(), resumed_from, file_id)
 
         try:
             return self._with_retries(url, attempt)
         finally:
-            hashing.close()
             os.close(fd)
 
     @staticmethod

@@ -36,39 +36,6 @@ def test_file_checksums_of_a_missing_file_raises_oserror(tmp_path):
         file_checksums(str(tmp_path / "missing"))
 
 
-def test_background_hasher_hashes_buffers_in_order_with_double_buffering():
-    import os
-
-    from hubkit.hub.hashing import BackgroundHasher
-
-    data = os.urandom(5 << 20)
-    buffers = [memoryview(bytearray(1 << 20)) for _ in range(2)]
-    hasher, turn, offset = hashlib.sha256(), 0, 0
-    with BackgroundHasher() as hashing:
-        for size in [100, 1 << 20, 300 << 10, 1 << 20, 7, 1 << 20]:  # inline and background, interleaved
-            buffers[turn][:size] = data[offset : offset + size]  # the buffer given two calls ago is free again
-            hashing.update(hasher, buffers[turn][:size])
-            turn, offset = 1 - turn, offset + size
-        hashing.wait()
-        assert hasher.hexdigest() == hashlib.sha256(data[:offset]).hexdigest()
-    assert hashing._thread is not None and not hashing._thread.is_alive()
-
-
-def test_background_hasher_raises_the_hash_error_at_the_next_call():
-    import pytest
-
-    from hubkit.hub.hashing import BackgroundHasher
-
-    class Broken:
-        def update(self, data):
-            raise MemoryError("no memory")
-
-    with BackgroundHasher() as hashing:
-        hashing.update(Broken(), memoryview(bytes(1 << 20)))
-        with pytest.raises(MemoryError):
-            hashing.wait()
-
-
 def test_file_checksums_never_reads_a_fifo_or_directory(tmp_path):
     import os
 
