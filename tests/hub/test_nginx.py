@@ -67,6 +67,18 @@ def test_nginx_never_serves_hidden_files_or_leftovers(nginx_server, registry_roo
     assert _get(f"{nginx_server}/acme/echo/index.json")[0] == 200  # the real index is still served
 
 
+def test_nginx_never_follows_a_link_planted_in_the_registry(nginx_server, registry_root, tmp_path):
+    secret = tmp_path / "outside.json"
+    secret.write_text('{"secret": true}')
+    os.symlink(secret, os.path.join(registry_root, "acme", "echo", "7.json"))  # same owner: if_not_owner would serve it
+    os.symlink(os.path.join(registry_root, "acme", "echo", "1.json"), os.path.join(registry_root, "acme", "echo", "8.json"))
+    for name in ("7.json", "8.json"):  # out of the root, and inside it
+        with pytest.raises(urllib.error.HTTPError) as info:
+            _get(f"{nginx_server}/acme/echo/{name}")
+        assert info.value.code in (403, 404)
+    assert _get(f"{nginx_server}/acme/echo/1.json")[0] == 200
+
+
 def test_nginx_sends_the_catalog_policy(nginx_server):
     from hubkit.hub.catalog import content_security_policy
 
