@@ -528,8 +528,14 @@ def _write_validator(info_path: str, url: str, validator: str | None) -> None:
 
 
 def _truncate(fd: int) -> None:
+    """Empties the download file, unless it is empty already.
+
+    Truncating even an empty file to 0 makes ext4 (``auto_da_alloc``) write the whole file back when it is
+    closed, as if an old file had been replaced: ~80 ms of waiting on the disk per 200 MB download.
+    """
     with contextlib.suppress(OSError):  # not a regular file (e.g. /dev/null): nothing to truncate
-        os.ftruncate(fd, 0)
+        if os.fstat(fd).st_size:
+            os.ftruncate(fd, 0)
 
 
 def _remove_quietly(path: str) -> None:

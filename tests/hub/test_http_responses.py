@@ -132,3 +132,22 @@ def test_manifest_checks(tmp_path, monkeypatch):
         resolve(f"{base}/3")
     with pytest.raises(DownloadError, match="not a JSON object"):
         resolve(f"{base}/4")
+
+
+@responses.activate
+def test_a_fresh_download_file_is_never_truncated(client, tmp_path, monkeypatch):
+    """ftruncate(0) on ext4 makes the close write the whole file back (auto_da_alloc): only a non-empty file is emptied."""
+    import os
+
+    body = build_archive([])
+    responses.get(URL, body=body)
+    truncated = []
+    real = os.ftruncate
+    monkeypatch.setattr(os, "ftruncate", lambda fd, size: (truncated.append(size), real(fd, size))[1])
+    client.download(URL, str(tmp_path / "fresh.part"))
+    assert truncated == []
+    stale = tmp_path / "stale.part"
+    stale.write_bytes(b"old bytes of another download")
+    os.chmod(stale, 0o600)
+    assert client.download(URL, str(stale)).sha256 == hashlib.sha256(body).hexdigest()
+    assert stale.read_bytes() == body and truncated == [0]
