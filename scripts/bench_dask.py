@@ -1,7 +1,10 @@
 """Text embeddings on Dask: sentences per second with 1 and 2 worker processes vs one process.
 
 Usage: ``python scripts/bench_dask.py [--vocab 100000] [--dim 300] [--sentences 131072]
-[--partition-rows 8192] [--batch-size 1024] [--rounds 3] [--small 16,128] [--no-dask-defaults]``
+[--partition-rows 8192] [--batch-size 1024] [--rounds 3] [--small 16,128] [--no-dask-defaults] [--isolated]``
+
+``--isolated`` measures each contender alone instead (no other cluster alive in this process): what a
+user who runs either one process or a cluster sees; see ``isolated()``.
 
 Like with like. Every BLAS/OpenMP/Numba thread pool is limited to one thread (OMP_NUM_THREADS,
 OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS = 1, set here before NumPy loads, and inherited
@@ -237,6 +240,42 @@ def idle_rates(clients: dict, seconds: float = 1.0, samples: int = 3) -> tuple[f
     return statistics.median(here), {name: statistics.median(r) for name, r in workers.items()}
 
 
+def isolated(module: hk.Module, path: str, sentences: np.ndarray, texts: list[str], args) -> None:
+    """One contender alive at a time: the single process with no cluster running, then each cluster alone.
+
+    In the interleaved run every cluster lives in this process for the whole benchmark, so the idle
+    schedulers, nannies and workers of the others (80-170 ms of CPU per second here) take CPU that the
+    2-worker contender needs from both cores, while the single process needs only one. Here each
+    contender runs as a user would run it: alone. The single process is timed before and after the
+    clusters (so a drift in the machine shows), each contender ``--rounds`` times after a warm-up.
+    """
+    n = len(sentences)
+
+    def single() -> list[float]:
+        single_process(module, sentences, args.batch_size)
+        return [timed(lambda: single_process(module, sentences, args.batch_size))[0] for _ in range(args.rounds)]
+
+    walls = {"single": single()}
+    for workers in (1, 2):
+        cluster, client = start_cluster(workers, False)
+        try:
+            client.run(_warm, path, args.batch_size, texts[: args.batch_size])
+            job = dask_job(client, path, sentences, args.partition_rows, args.batch_size)
+            job()
+            walls[f"dask-{workers}"] = [timed(job)[0] for _ in range(args.rounds)]
+        finally:
+            client.close()
+            cluster.close()
+    walls["single"] += single()
+    base, best = statistics.median(walls["single"]), min(walls["single"])
+    print(f"\nisolated: one contender alive at a time, {n:,} sentences, {args.partition_rows:,} rows per partition, "
+          f"{args.rounds} rounds each (single: {args.rounds} before and {args.rounds} after the clusters)")
+    print(f"{'contender':>15} {'sentences/s':>12} {'vs single':>10} {'best vs best':>13}")
+    for name, times in walls.items():
+        print(f"{name:>15} {n / statistics.median(times):>12,.0f} {base / statistics.median(times):>9.2f}x "
+              f"{best / min(times):>12.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=100_000)
@@ -248,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", default="16,128", help="partition sizes of the overhead measurement")
     parser.add_argument("--no-dask-defaults", action="store_true",
                         help="skip the contender whose workers run with Dask's defaults")
+    parser.add_argument("--isolated", action="store_true",
+                        help="only the isolated run: each contender alone, no other cluster alive")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*(already in use|Sending large graph).*")
     print(load_header(), "(start)")
@@ -260,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         path = os.path.join(tmp, "text_module")
         export_words(words, embeddings, path, num_oov_buckets=NUM_OOV_BUCKETS)
         module = hk.Module(path)
+        if args.isolated:
+            isolated(module, path, sentences, texts, args)
+            print("\n" + load_header(), "(end)")
+            return 0
         specs = {"dask-1": (1, False), "dask-2": (2, False)}
         if not args.no_dask_defaults:
             specs["dask-2 defaults"] = (2, True)
