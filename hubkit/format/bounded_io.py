@@ -17,13 +17,14 @@ import json
 import os
 import stat
 from collections.abc import Callable, Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from hubkit.errors import FormatError
 
 __all__ = [
     "MAX_JSON_DEPTH",
     "json_depth",
+    "map_regular",
     "open_regular",
     "open_regular_fd",
     "parse_json",
@@ -117,6 +118,26 @@ def open_regular(
         raise
     with f:
         yield f  # type: ignore[misc]
+
+
+def map_regular(path: str, what: str = "File", mode: Literal["r", "c"] = "r") -> Any:
+    """Memory-maps a regular file's bytes (``np.memmap`` of uint8) from the descriptor :func:`open_regular` checked.
+
+    Args:
+        path: The file.
+        what: How error messages name it.
+        mode: ``"r"`` (read-only) or ``"c"`` (copy-on-write).
+
+    Raises:
+        FormatError: The file is missing, not a regular file, or cannot be mapped (e.g. it is empty).
+    """
+    import numpy as np
+
+    try:
+        with open_regular(path, what) as f:
+            return np.memmap(f, dtype=np.uint8, mode=mode)
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{what} {path!r} cannot be mapped: {getattr(exc, 'strerror', None) or exc}.") from None
 
 
 def read_regular_file(path: str, max_bytes: int, what: str = "File", follow_links: bool = True) -> bytes:

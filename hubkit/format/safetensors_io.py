@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hubkit.errors import FormatError
-from hubkit.format.bounded_io import open_regular, parse_json, read_json_file
+from hubkit.format.bounded_io import map_regular, open_regular, parse_json, read_json_file
 
 __all__ = [
     "DEFAULT_MAX_SHARD_BYTES",
@@ -259,13 +259,7 @@ def map_tensors(directory: str, entries: Mapping[str, TensorEntry]) -> dict[str,
             continue
         mm = maps.get(e.file)
         if mm is None:  # opened as a regular file (never a FIFO or device), then mapped from that descriptor
-            path = os.path.join(directory, e.file)
-            try:
-                with open_regular(path, "Variables file") as f:
-                    mm = maps[e.file] = np.memmap(f, dtype=np.uint8, mode="c")
-            except (OSError, ValueError) as exc:
-                raise FormatError(f"Variables file {path!r} cannot be mapped: {getattr(exc, 'strerror', None) or exc}.") \
-                    from None
+            mm = maps[e.file] = map_regular(os.path.join(directory, e.file), "Variables file", mode="c")
         le = e.dtype.newbyteorder("<")
         out[name] = mm[e.begin:e.end].view(le).reshape(e.shape)
     return out

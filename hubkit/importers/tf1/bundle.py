@@ -32,7 +32,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from hubkit.errors import FormatError
-from hubkit.format.bounded_io import open_regular
+from hubkit.format.bounded_io import map_regular, open_regular
 from hubkit.format.safetensors_io import TensorEntry
 from hubkit.importers.tf1 import crc32c as _crc
 from hubkit.importers.tf1.crc32c import crc32c, mask
@@ -320,12 +320,7 @@ def _data_crc(bundle: Bundle, entry: BundleEntry, maps: dict[str, np.memmap]) ->
         return
     mm = maps.get(entry.file)
     if mm is None:
-        try:
-            with open_regular(path, "Tensor bundle shard") as f:
-                mm = maps[entry.file] = np.memmap(f, dtype=np.uint8, mode="r")
-        except (OSError, ValueError) as e:
-            raise FormatError(f"Tensor bundle shard {path!r} cannot be mapped: {getattr(e, 'strerror', None) or e}.") \
-                from None
+        mm = maps[entry.file] = map_regular(path, "Tensor bundle shard")
     if mask(crc32c(mm[entry.offset:entry.offset + entry.size])) != entry.crc32c:
         raise FormatError(f"Tensor bundle shard {path!r} is corrupt: the data of {entry.key!r} fails its CRC-32C check.")
 
