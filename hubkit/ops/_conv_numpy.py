@@ -6,13 +6,13 @@ right))`` and call ``kernels[name]``; replacing an entry swaps an implementation
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from hubkit.ops import _numba_conv, _winograd
+from hubkit.ops._scratch import ScratchBuffers
 
 __all__ = ["Pads", "kernels"]
 
@@ -31,7 +31,7 @@ _IM2COL_FILTER_GRAD_MAX_CHANNELS = 512
 _IM2COL_MAX_BYTES = 256 << 20
 _PATCH_BLOCK_BYTES = 4 << 20
 _ROW_RUN_MAX_CHANNELS = 16  # below this, copy whole kw*c runs from a padded copy (fewer, longer copies)
-_scratch = threading.local()
+_scratch = ScratchBuffers(keep_bytes=2 * _PATCH_BLOCK_BYTES)  # keep small buffers only; a huge one is freed
 
 # 3x3 stride-1 undilated forward convolutions with enough channels and tiles use Winograd F(2x2,
 # 3x3) (hubkit/ops/_winograd.py): 2.25x fewer matmul FLOPs, paid for by transforms that are
@@ -123,11 +123,7 @@ def _patch_blocks(x: np.ndarray, khw, out_hw, strides, dilations, pads: Pads) ->
     k = kh * kw * c
     per_image = oh * ow * k
     nb = max(1, min(n, _PATCH_BLOCK_BYTES // (per_image * x.itemsize)))
-    buf = getattr(_scratch, "patches", None)
-    if buf is None or buf.dtype != x.dtype or buf.size < nb * per_image:
-        buf = np.empty(nb * per_image, dtype=x.dtype)
-        if buf.nbytes <= 2 * _PATCH_BLOCK_BYTES:  # keep small buffers only; a huge one is freed
-            _scratch.patches = buf
+    buf = _scratch.get("patches", nb * per_image, x.dtype)
     rows = c < _ROW_RUN_MAX_CHANNELS and strides[1] == 1 and dilations[1] == 1
     xp = np.ascontiguousarray(_pad_hw(x, pads)) if rows else x  # runs need contiguous rows
     for b0 in range(0, n, nb):

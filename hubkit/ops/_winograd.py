@@ -15,16 +15,16 @@ so the buffers stay near :data:`BLOCK_BYTES`.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
+
+from hubkit.ops._scratch import ScratchBuffers
 
 __all__ = ["BLOCK_BYTES", "conv3x3", "filter_transform"]
 
 BLOCK_BYTES = 4 << 20
 """Target size of one block's buffers (padded input, transformed tiles, products, row sums)."""
 
-_scratch = threading.local()
+_scratch = ScratchBuffers(keep_bytes=4 * BLOCK_BYTES)
 
 
 def filter_transform(w: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -50,16 +50,6 @@ def _g_rows(g: np.ndarray, out: np.ndarray) -> None:
     out[1] += g[1]
     out[1:3] *= 0.5
     np.copyto(out[3], g[2])
-
-
-def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
-    """A flat per-thread scratch buffer of at least ``size`` elements, kept when small."""
-    buf = getattr(_scratch, name, None)
-    if buf is None or buf.dtype != dtype or buf.size < size:
-        buf = np.empty(size, dtype=dtype)
-        if buf.nbytes <= 4 * BLOCK_BYTES:
-            setattr(_scratch, name, buf)
-    return buf
 
 
 def _fill_padded(dst: np.ndarray, x: np.ndarray, row0: int, col0: int) -> None:
@@ -135,12 +125,12 @@ def conv3x3(x: np.ndarray, u: np.ndarray, pads, out: np.ndarray, epilogue=None) 
     rb = max(1, min(th, BLOCK_BYTES // per_row))
     nb = max(1, min(n, BLOCK_BYTES // (per_row * th))) if rb == th else 1
     dt = out.dtype
-    xp_buf = _buffer("xp", nb * (2 * rb + 2) * wp * c, dt)
-    rows_buf = _buffer("rows", 4 * nb * rb * wp * c, dt)
-    v_buf = _buffer("v", 16 * nb * rb * tw * c, dt)
-    m_buf = _buffer("m", 16 * nb * rb * tw * k, dt)
-    s_buf = _buffer("sums", 8 * nb * rb * tw * k, dt)
-    y_buf = None if even else _buffer("y", 4 * nb * rb * tw * k, dt)
+    xp_buf = _scratch.get("xp", nb * (2 * rb + 2) * wp * c, dt)
+    rows_buf = _scratch.get("rows", 4 * nb * rb * wp * c, dt)
+    v_buf = _scratch.get("v", 16 * nb * rb * tw * c, dt)
+    m_buf = _scratch.get("m", 16 * nb * rb * tw * k, dt)
+    s_buf = _scratch.get("sums", 8 * nb * rb * tw * k, dt)
+    y_buf = None if even else _scratch.get("y", 4 * nb * rb * tw * k, dt)
     for b0 in range(0, n, nb):
         b1 = min(n, b0 + nb)
         bs = b1 - b0

@@ -16,11 +16,10 @@ errors stay below ~1e-5 of ``sum |x| |w|`` per output, checked against a float64
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from hubkit.ops import _numba
+from hubkit.ops._scratch import ScratchBuffers
 
 __all__ = ["BLOCK_BYTES", "available", "conv3x3_bias_act", "filter_transform"]
 
@@ -38,7 +37,7 @@ _G = np.array(
     ],
     dtype=np.float64,
 )
-_scratch = threading.local()
+_scratch = ScratchBuffers(keep_bytes=4 * BLOCK_BYTES)
 
 
 def filter_transform(w: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -177,15 +176,6 @@ def available() -> bool:
     return _numba.numba_enabled()
 
 
-def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
-    buf = getattr(_scratch, name, None)
-    if buf is None or buf.dtype != dtype or buf.size < size:
-        buf = np.empty(size, dtype=dtype)
-        if buf.nbytes <= 4 * BLOCK_BYTES:
-            setattr(_scratch, name, buf)
-    return buf
-
-
 def conv3x3_bias_act(
     x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, act: int, pads, out: np.ndarray
 ) -> bool:
@@ -216,9 +206,9 @@ def conv3x3_bias_act(
     rb = max(1, min(th, BLOCK_BYTES // (per_tile * tw)))  # tile rows per block
     nb = max(1, min(n, BLOCK_BYTES // (per_tile * tw * th))) if rb == th else 1  # images per block
     b = np.empty(0, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
-    xp_buf = _buffer("xp", nb * rows * cols * c, dt)
-    v_buf = _buffer("v", 36 * nb * rb * tw * c, dt)
-    m_buf = _buffer("m", 36 * nb * rb * tw * k, dt)
+    xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)
+    v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)
+    m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
     y0, y1 = pt, min(rows, pt + h)  # where the input lands in the padded block
     x0, x1 = pl, min(cols, pl + w)
     for b0 in range(0, n, nb):

@@ -18,11 +18,10 @@ Winograd filter transform on first use); the plan's fold step rebuilds it only w
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from hubkit.ops import _numba, _winograd43
+from hubkit.ops._scratch import ScratchBuffers
 
 __all__ = ["PreparedConv", "channel_affine_act", "conv_nchw_fused", "epilogue_nchw_"]
 
@@ -31,7 +30,7 @@ F43_MIN_TILES = 16
 """3x3 stride-1 convolutions with at least this many input channels and 4x4 output tiles (all images)
 run Winograd F(4x4, 3x3); ``python scripts/bench_onnx.py --layers`` prints the per-layer figures."""
 
-_scratch = threading.local()
+_scratch = ScratchBuffers(keep_bytes=64 << 20)
 _NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -142,15 +141,6 @@ def epilogue_nchw_(out: np.ndarray, bias: np.ndarray | None, res: np.ndarray | N
     return out
 
 
-def _buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
-    buf = getattr(_scratch, name, None)
-    if buf is None or buf.dtype != dtype or buf.size < size:
-        buf = np.empty(size, dtype=dtype)
-        if buf.nbytes <= 64 << 20:
-            setattr(_scratch, name, buf)
-    return buf
-
-
 def conv_nchw_fused(
     x: np.ndarray,
     prep: PreparedConv,
@@ -188,7 +178,7 @@ def conv_nchw_fused(
     sh, sw = strides
     dh, dw = dilations
     if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, oh, ow, begin, dtype):
-        src = _buffer("nhwc", n * p * m, dtype)[: n * p * m].reshape(n, oh, ow, m)
+        src = _scratch.get("nhwc", n * p * m, dtype)[: n * p * m].reshape(n, oh, ow, m)
         if _winograd43.conv3x3_bias_act(
             x.transpose(0, 2, 3, 1), prep.u43(), None, 0, ((begin[0], end[0]), (begin[1], end[1])), src
         ):
@@ -209,8 +199,8 @@ def conv_nchw_fused(
         np.matmul(prep.w2, xs.reshape(n, c, p), out=y.reshape(n, m, p))
         return epilogue_nchw_(y, prep.bias, res, act)
     hp, wp = h + begin[0] + end[0], wd + begin[1] + end[1]
-    xp = _buffer("padded", c * hp * wp, dtype)[: c * hp * wp].reshape(c, hp, wp)
-    cols = _buffer("cols", ck * p, dtype)[: ck * p].reshape(c, kh, kw, oh, ow)
+    xp = _scratch.get("padded", c * hp * wp, dtype)[: c * hp * wp].reshape(c, hp, wp)
+    cols = _scratch.get("cols", ck * p, dtype)[: ck * p].reshape(c, kh, kw, oh, ow)
     y3 = y.reshape(n, m, p)
     for i in range(n):
         if begin[0] or end[0] or begin[1] or end[1]:
@@ -241,7 +231,6 @@ def _use_f43(n: int, c: int, oh: int, ow: int, begin, dtype) -> bool:
         and dtype in _NUMBA_DTYPES
         and _winograd43.available()
     )
-
 
 
 def channel_affine_kernel(x, scale, shift, act, out):  # pragma: no cover - compiled by Numba
