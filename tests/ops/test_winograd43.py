@@ -7,20 +7,12 @@ import pytest
 
 from hubkit.ops import _numba, _winograd43, conv_fused
 from hubkit.ops._epilogue import NONE, RELU, RELU6
+from tests.ops.test_conv_winograd import reference_conv3x3
 
 pytestmark = pytest.mark.skipif(not _numba.numba_enabled(), reason="numba is not installed")
 
 
-def _direct(x: np.ndarray, w: np.ndarray, pads) -> np.ndarray:
-    """Float64 3x3 stride-1 convolution written as 9 shifted products (an independent reference)."""
-    (pt, pb), (pl, pr) = pads
-    xp = np.pad(x.astype(np.float64), ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-    oh, ow = xp.shape[1] - 2, xp.shape[2] - 2
-    out = np.zeros((x.shape[0], oh, ow, w.shape[3]))
-    for i in range(3):
-        for j in range(3):
-            out += xp[:, i : i + oh, j : j + ow] @ w[i, j].astype(np.float64)
-    return out
+_direct = reference_conv3x3  # float64, 9 shifted products: an independent reference
 
 
 @pytest.mark.parametrize(
