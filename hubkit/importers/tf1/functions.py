@@ -37,10 +37,12 @@ __all__ = ["FUNCTION_CALL_OPS", "function_library", "function_ops"]
 
 FUNCTION_CALL_OPS = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
                                "StatefulPartitionedCall"})
-MAX_FUNCTION_DEPTH = 32
-# Nodes of translated functions per module file, each function counted with the functions it embeds (hubkit's
-# Function holds its callees' bodies, so a function calling another twice per level would double per level).
-MAX_FUNCTION_NODES = 400_000
+# hubkit's Function attribute holds its callees' bodies, about a dozen protobuf message levels per call level, and
+# protobuf refuses messages nested more than 100 deep: 8 levels of calls is what a hubkit module file can hold.
+MAX_FUNCTION_DEPTH = 8
+# Nodes of translated functions per module file, each function counted every time it is embedded with the functions
+# it embeds (a function calling another twice per level would double per level; loading costs per embedded node).
+MAX_FUNCTION_NODES = 100_000
 # Output argument names of multi-output ops (``node:name:i`` in a function); every other op is assumed to have
 # a single output argument (possibly a list, as While's ``output``), so ``i`` is the flat index.
 _OUTPUT_ARGS = {
@@ -310,8 +312,9 @@ def _if(e: Emitter) -> None:
 
 
 def _call(e: Emitter) -> None:
-    fn = _function(e, "f", _arg_dtypes(e, "Tin", e.tf_inputs))
-    e.emit("If", [e.const(True, bool_), *e.inputs], {"then_branch": fn, "else_branch": fn})
+    dtypes = _arg_dtypes(e, "Tin", e.tf_inputs)
+    then, other = _function(e, "f", dtypes), _function(e, "f", dtypes)  # the same (memoised); embedded twice
+    e.emit("If", [e.const(True, bool_), *e.inputs], {"then_branch": then, "else_branch": other})
 
 
 for _op in ("While", "StatelessWhile"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from hubkit.errors import FormatError
 from hubkit.format import hubkit_module_pb2 as pb
@@ -294,7 +295,10 @@ class GraphTranslator:
             inputs = [self.tensor_map.get(t, t) for t in node.inputs]
             run_translator(self, n, Emitter(self, n, node.op, node.attrs, inputs, node.inputs))
             self._translated.add(n)
-        variant.nodes.extend(self.out_nodes)
+        try:
+            variant.nodes.extend(self.out_nodes)
+        except DecodeError:  # defensive: functions.MAX_FUNCTION_DEPTH keeps nesting within protobuf's limit
+            raise FormatError(f"{self.where}: its functions nest too deeply for a hubkit module graph.") from None
         for name, info in self._var_infos.items():
             if info.const_value is None:
                 self.variables.setdefault(name, info)
