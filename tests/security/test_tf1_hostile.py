@@ -156,3 +156,67 @@ def test_nested_functions_within_limits_load(module):
     _library(sm, 3, 2)
     spec = hk.load_module_spec(save())
     assert spec is not None
+
+
+# -- variables.index and bundle entries ----------------------------------------------------------------------------
+def test_index_value_size_is_capped(tmp_path):
+    from hubkit.importers.tf1.table import MAX_VALUE_BYTES, read_table
+    from hubkit.importers.tf1.writer import write_table
+
+    path = str(tmp_path / "variables.index")
+    write_table(path, [(b"a", b"x"), (b"b", b"\0" * (MAX_VALUE_BYTES + 1))], compress=True, block_bytes=1 << 22)
+    with pytest.raises(FormatError, match="holds more than"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_index_total_decoded_is_capped(tmp_path, monkeypatch, compress):
+    from hubkit.importers.tf1 import table
+    from hubkit.importers.tf1.writer import write_table
+
+    monkeypatch.setattr(table, "MAX_DECODED_BASE", 1 << 16)  # the same check at a scale a test can reach
+    monkeypatch.setattr(table, "DECODED_PER_FILE_BYTE", 0)
+    path = str(tmp_path / "variables.index")
+    write_table(path, [(b"k%05d" % i, b"\0" * 1000) for i in range(200)], compress=compress)
+    with pytest.raises(FormatError, match="decode to more than"):
+        table.read_table(path)
+
+
+@pytest.mark.parametrize("shape", [(2**32, 2**32), (2**62, 4), (2**63, 2**63, 2)])
+def test_bundle_shapes_never_wrap(shape):
+    from hubkit.importers.tf1.bundle import BundleEntry, _check_size, _decode_strings
+
+    with pytest.raises(FormatError, match="needs"):
+        _check_size(BundleEntry("w", 1, shape, "f", 0, 0, 0), "entry 'w'")
+    with pytest.raises(FormatError, match="more than the limit"):
+        _decode_strings(b"", BundleEntry("s", 7, shape, "f", 0, 0, 0), "shard")
+
+
+@pytest.mark.parametrize("varint", [b"\xff" * 9 + b"\x7f", b"\xff" * 10 + b"\x01", b"\x80" * 12])
+def test_bundle_string_lengths_beyond_64_bits(varint):
+    from hubkit.importers.tf1.bundle import BundleEntry, _decode_strings
+
+    with pytest.raises(FormatError, match="64 bits|truncated or corrupt"):
+        _decode_strings(varint + b"\0" * 8, BundleEntry("s", 7, (1,), "f", 0, 0, 0), "shard")
+
+
+def test_sliced_bundle_entry_holding_bytes_is_refused(tmp_path, monkeypatch):
+    from hubkit.importers.tf1.table import read_table
+    from hubkit.importers.tf1.writer import write_table
+
+    monkeypatch.setenv("HUBKIT_CACHE_DIR", str(tmp_path / "cache"))
+    d = str(tmp_path / "m")
+    shutil.copytree(os.path.join(os.path.dirname(FIXTURE), "partitioned_embedding"), d)
+    index = os.path.join(d, "variables", "variables.index")
+    items, changed = [], 0
+    for key, value in read_table(index):
+        if key:
+            entry = tfpb.BundleEntryProto.FromString(value)
+            if entry.slices:
+                entry.size, changed = 4, changed + 1
+                value = entry.SerializeToString()
+        items.append((key, value))
+    assert changed
+    write_table(index, items)
+    with pytest.raises(FormatError, match="lists slices but also holds 4 bytes"):
+        hk.load_module_spec(d)
