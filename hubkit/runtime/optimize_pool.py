@@ -33,15 +33,18 @@ class PoolStep:
 
     Attributes:
         label: the op's name, what plan descriptions show.
+        note: what the step runs, for ``hubkit info --plan``.
     """
 
-    __slots__ = ("attrs", "forward", "kind", "label")
+    __slots__ = ("attrs", "forward", "kind", "label", "note")
+    note: str
 
     def __init__(self, kind: str, forward: Any, attrs: dict[str, Any]) -> None:
         self.kind = kind
         self.forward = forward
         self.attrs = attrs
         self.label = kind
+        self.note = "one pass plane by plane in a Numba kernel (the op's NumPy kernel when Numba is off)"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         a = self.attrs

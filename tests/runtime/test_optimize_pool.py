@@ -136,3 +136,15 @@ def test_pool_rewrite_can_be_turned_off(monkeypatch):
         y = apply("OnnxLRN", x, size=3)
     _, opt = plain_and_optimised(g, [y], [x])
     assert PoolStep not in _kinds(opt)
+
+
+def test_plan_description_says_what_a_pool_step_runs():
+    from hubkit.runtime.plan_report import _in_place_note
+
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 2, 4, 4], name="x")
+        y = apply("OnnxMaxPool", x, kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0])
+    _, opt = plain_and_optimised(g, [y], [x])
+    (step,) = [s for s in opt.steps if isinstance(s.fn, PoolStep)]
+    assert "Numba kernel" in _in_place_note(step.fn)
