@@ -36,10 +36,11 @@ MODELS = ["squeezenet", "resnet50", "densenet121", "inception_v1"]
 
 
 def _op_type(label: str) -> str:
-    head = label.split(" ")[0]
-    if head.startswith("OnnxConv"):
+    if label.startswith("OnnxConv"):
         return "OnnxConv(+fused)"
-    return head
+    if label.startswith("Fold("):
+        return "Fold (constants)"
+    return label.split(" ")[0]
 
 
 def step_times(module, feed: dict, repeats: int, clock=time.process_time) -> list[tuple[float, str]]:
