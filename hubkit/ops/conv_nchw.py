@@ -25,10 +25,13 @@ from hubkit.ops._scratch import ScratchBuffers
 
 __all__ = ["PreparedConv", "channel_affine_act", "conv_nchw_fused", "epilogue_nchw_"]
 
-F43_MIN_CHANNELS = 64
-F43_MIN_TILES = 16
-"""3x3 stride-1 convolutions with at least this many input channels and 4x4 output tiles (all images)
-run Winograd F(4x4, 3x3); ``python scripts/bench_onnx.py --layers`` prints the per-layer figures."""
+F43_MIN_CHANNELS = 32
+F43_FILTER_PAIRS_PER_TILE = 16384
+"""3x3 stride-1 convolutions with at least ``F43_MIN_CHANNELS`` input channels run Winograd F(4x4, 3x3)
+when they have at least one 4x4 output tile (all images) per ``F43_FILTER_PAIRS_PER_TILE`` (input,
+output) channel pairs: with fewer tiles, reading the 36 transformed filter slices costs more than the
+multiplications it saves (512 -> 512 channels on one 7x7 image: 4 tiles, 2x slower than im2col; 16
+images: 3x faster). ``python scripts/bench_onnx.py --layers`` prints the per-layer figures."""
 
 _scratch = ScratchBuffers(keep_bytes=64 << 20)
 _NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -177,7 +180,7 @@ def conv_nchw_fused(
         return y
     sh, sw = strides
     dh, dw = dilations
-    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, oh, ow, begin, dtype):
+    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, m, oh, ow, begin, dtype):
         src = _scratch.get("nhwc", n * p * m, dtype)[: n * p * m].reshape(n, oh, ow, m)
         if _winograd43.conv3x3_bias_act(
             x.transpose(0, 2, 3, 1), prep.u43(), None, 0, ((begin[0], end[0]), (begin[1], end[1])), src
@@ -222,11 +225,11 @@ def conv_nchw_fused(
     return y
 
 
-def _use_f43(n: int, c: int, oh: int, ow: int, begin, dtype) -> bool:
+def _use_f43(n: int, c: int, m: int, oh: int, ow: int, begin, dtype) -> bool:
     tiles = n * -(-oh // 4) * -(-ow // 4)
     return (
         c >= F43_MIN_CHANNELS
-        and tiles >= F43_MIN_TILES
+        and tiles * F43_FILTER_PAIRS_PER_TILE >= c * m
         and max(begin) <= 2
         and dtype in _NUMBA_DTYPES
         and _winograd43.available()
