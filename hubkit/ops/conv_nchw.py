@@ -122,18 +122,32 @@ def transpose_epilogue_kernel(src, bias, res, act, out):  # pragma: no cover - c
                     out[i, k, j] = v
 
 
+def _view3(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, M, ...) as an (N, M, P) view; its (M, ...) blocks must be C-contiguous (a channel slice is)."""
+    v = a.view()
+    v.shape = (a.shape[0], a.shape[1], -1)  # raises rather than copying
+    return v
+
+
 def epilogue_nchw_(out: np.ndarray, bias: np.ndarray | None, res: np.ndarray | None, act: int) -> np.ndarray:
-    """``out = act(out + bias[channel] + res)`` in place on a C-contiguous ``(N, M, ...)`` ``out``; returns it."""
+    """``out = act(out + bias[channel] + res)`` in place on an ``(N, M, ...)`` ``out`` whose ``(M, ...)`` blocks
+    are C-contiguous (a whole array, or a channel slice of one); returns it."""
     if out.size == 0 or (bias is None and res is None and act == 0):
         return out
-    n, m = out.shape[:2]
-    o3 = out.reshape(n, m, -1)
-    if out.dtype in _NUMBA_DTYPES and out.flags.c_contiguous:
+    m = out.shape[1]
+    o3 = _view3(out)
+    if out.dtype in _NUMBA_DTYPES:
         fast = _numba.kernel(epilogue_kernel)
         if fast is not None:
             b = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, dtype=out.dtype)
-            r = np.empty((0, 0, 0), out.dtype) if res is None else np.ascontiguousarray(res, out.dtype).reshape(o3.shape)
-            fast(o3, b, r, act)
+            r: np.ndarray = (
+                np.empty((0, 0, 0), out.dtype) if res is None else np.ascontiguousarray(res, out.dtype).reshape(o3.shape)
+            )
+            if o3.flags.c_contiguous:
+                fast(o3, b, r, act)
+            else:  # a channel slice: image by image, each block contiguous (Numba's fast 'C' layout)
+                for i in range(o3.shape[0]):
+                    fast(o3[i : i + 1], b, r[i : i + 1] if r.shape[0] else r, act)
             return out
     if bias is not None:
         np.add(o3, bias.reshape(m, 1), out=o3)
@@ -156,6 +170,7 @@ def conv_nchw_fused(
     begin,
     end,
     out_hw,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``act(conv2d(x) + bias + res)`` of NCHW ``x``: ``(N, M, OH, OW)``.
 
@@ -165,6 +180,8 @@ def conv_nchw_fused(
         res: a tensor of the output's shape added before the activation, or None.
         act: 0 none, 1 ReLU, 2 ReLU6.
         strides, dilations, begin, end, out_hw: the window geometry (pads at the begin and end of H and W).
+        out: where to write the result (returned): an ``(N, M, OH, OW)`` array of the filter's dtype whose
+            ``(M, OH, OW)`` blocks are C-contiguous, e.g. this convolution's channels of a concatenation.
     """
     n, c, h, wd = x.shape
     kh, kw = prep.kernel
@@ -177,7 +194,12 @@ def conv_nchw_fused(
     x = np.ascontiguousarray(x, dtype=dtype)
     if res is not None and res.shape != (n, m, oh, ow):
         raise ValueError(f"residual of shape {res.shape} does not match the output {(n, m, oh, ow)}.")
-    y = outputs.empty((n, m, oh, ow), dtype)
+    if out is None:
+        y = outputs.empty((n, m, oh, ow), dtype)
+    elif out.shape != (n, m, oh, ow) or out.dtype != dtype:
+        raise ValueError(f"out of shape {out.shape} and dtype {out.dtype} for a {(n, m, oh, ow)} {dtype} result.")
+    else:
+        y = out
     if y.size == 0:
         return y
     sh, sw = strides
@@ -191,22 +213,27 @@ def conv_nchw_fused(
             if fast is not None:
                 b = np.empty(0, dtype) if prep.bias is None else prep.bias
                 r = np.empty((0, 0, 0), dtype) if res is None else np.ascontiguousarray(res, dtype).reshape(n, m, p)
-                fast(src.reshape(n, p, m), b, r, act, y.reshape(n, m, p))
+                src3, y3 = src.reshape(n, p, m), _view3(y)
+                if y3.flags.c_contiguous:
+                    fast(src3, b, r, act, y3)
+                else:  # a channel slice: image by image (contiguous blocks)
+                    for i in range(n):
+                        fast(src3[i : i + 1], b, r[i : i + 1] if r.shape[0] else r, act, y3[i : i + 1])
                 return y
             y[...] = src.transpose(0, 3, 1, 2)
             return epilogue_nchw_(y, prep.bias, res, act)
     pointwise = kh == kw == 1 and not any(begin) and not any(end)
     if pointwise and sh == sw == 1:
-        np.matmul(prep.w2, x.reshape(n, c, p), out=y.reshape(n, m, p))
+        np.matmul(prep.w2, x.reshape(n, c, p), out=_view3(y))
         return epilogue_nchw_(y, prep.bias, res, act)
     if pointwise:  # strided 1x1: the subsampled image, then one GEMM
         xs = np.ascontiguousarray(x[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw])
-        np.matmul(prep.w2, xs.reshape(n, c, p), out=y.reshape(n, m, p))
+        np.matmul(prep.w2, xs.reshape(n, c, p), out=_view3(y))
         return epilogue_nchw_(y, prep.bias, res, act)
     hp, wp = h + begin[0] + end[0], wd + begin[1] + end[1]
     xp = _scratch.get("padded", c * hp * wp, dtype)[: c * hp * wp].reshape(c, hp, wp)
     cols = _scratch.get("cols", ck * p, dtype)[: ck * p].reshape(c, kh, kw, oh, ow)
-    y3 = y.reshape(n, m, p)
+    y3 = _view3(y)
     for i in range(n):
         if begin[0] or end[0] or begin[1] or end[1]:
             xp[:, : begin[0]] = 0
