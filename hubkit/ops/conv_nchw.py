@@ -34,7 +34,7 @@ multiplications it saves (512 -> 512 channels on one 7x7 image: 4 tiles, 2x slow
 images: 3x faster). ``python scripts/bench_onnx.py --layers`` prints the per-layer figures."""
 
 _scratch = ScratchBuffers(keep_bytes=64 << 20)
-outputs = RecycledOutputs(min_bytes=1 << 20, max_bytes=1 << 30)
+outputs = RecycledOutputs(min_bytes=1 << 20, max_bytes=512 << 20)
 """Where the fused steps' outputs of 1 MB or more come from (memory reused across calls, no page faults)."""
 _NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
