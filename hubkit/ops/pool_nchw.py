@@ -1,6 +1,6 @@
 """Numba kernels for the non-convolution steps of imported ONNX CNNs on NCHW values: pools and LRN.
 
-Each kernel reads an ``(N, C, H, W)`` (LRN: ``(N, C, P)``) C-contiguous array and writes a fresh
+Each kernel reads an ``(N, C, H, W)`` (LRN: ``(N, C, P)``) C-contiguous array and writes a new
 one in one pass, plane by plane, so it stays in cache; the plan rewrite of
 :mod:`hubkit.runtime.optimize_pool` runs them in place of the NumPy ``forward`` of
 :class:`~hubkit.ops.onnx_conv.OnnxMaxPool`, ``OnnxAveragePool`` and ``OnnxLRN`` (which pad a copy
@@ -18,6 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.ops import _numba
+from hubkit.ops.conv_nchw import outputs as _outputs
+
+# Outputs of 1 MB+ come from conv_nchw's RecycledOutputs, as the convolutions' do: a fresh mmapped array
+# takes its page faults on every call (batch 16: 0.78x the time for Inception's first max pool and LRN).
 
 __all__ = ["NUMBA_DTYPES", "avg_pool2d", "lrn", "max_pool2d"]
 
@@ -261,7 +265,7 @@ def max_pool2d(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> np.n
     fast = _numba.kernel(max_pool2d_s1_kernel if stride1 else max_pool2d_kernel)
     if fast is None:
         return None
-    out = np.empty((*x.shape[:2], *out_hw), x.dtype)
+    out = _outputs.empty((*x.shape[:2], *out_hw), x.dtype)
     if out.size and stride1:
         fast(np.ascontiguousarray(x), *kernel, *dilations, *begin, out)
     elif out.size:
@@ -274,7 +278,7 @@ def avg_pool2d(x: np.ndarray, kernel, strides, begin, end, include_pad: bool, ou
     fast = _numba.kernel(avg_pool2d_kernel, numpy_errors=True) if x.dtype in NUMBA_DTYPES else None
     if fast is None:
         return None
-    out = np.empty((*x.shape[:2], *out_hw), x.dtype)
+    out = _outputs.empty((*x.shape[:2], *out_hw), x.dtype)
     if out.size:
         fast(np.ascontiguousarray(x), *kernel, *strides, *begin, *end, bool(include_pad), out)
     return out
@@ -289,7 +293,7 @@ def lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.
     fast = _numba.kernel(lrn_kernel, numpy_errors=True) if ok else None
     if fast is None:
         return None
-    out = np.empty(x.shape, x.dtype)
+    out = _outputs.empty(x.shape, x.dtype)
     if out.size:
         t = x.dtype.type
         lo, hi = (size - 1) // 2, size // 2
