@@ -13,6 +13,7 @@ being downloaded, reading the growing temp file up to what the download has writ
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import posixpath
 import struct
@@ -572,7 +573,8 @@ class BackgroundExtraction:
     def __exit__(self, *exc: object) -> None:
         self.abandon()
         try:
-            self._write_waiting_pieces()
+            if self._error is None:  # the archive is not known to be bad: keep what was received, to resume
+                self._write_waiting_pieces()
         finally:
             if self._source_fd is not None:
                 os.close(self._source_fd)
@@ -686,10 +688,12 @@ class BackgroundExtraction:
         return self._files
 
     def _write_waiting_pieces(self) -> None:
-        """Writes the pieces the extraction thread (ended) did not get to, in order."""
-        while self._pieces and self._source_fd is not None:
-            offset, piece = self._pieces.popleft()
-            _write_piece(self._source_fd, offset, piece, self._limits[2])
+        """Writes the pieces the extraction thread (ended) did not get to, in order, as far as it can."""
+        with contextlib.suppress(DownloadError):  # the file then holds a shorter start: still one to resume from
+            while self._pieces and self._source_fd is not None:
+                offset, piece = self._pieces.popleft()
+                _write_piece(self._source_fd, offset, piece, self._limits[2])
+        self._pieces.clear()
 
     # -- the extraction thread -----------------------------------------------------------------------
 
