@@ -220,4 +220,6 @@ def test_the_download_receives_into_recycled_buffers(hub_env, registry_server, t
     monkeypatch.setattr(BackgroundExtraction, "piece_buffer", spy)
     path = hubkit.resolve(f"{registry_server.url}/acme/pieces/1")
     assert _tree(path) == _tree(module)
-    assert len({id(b) for b in given}) < len(given) // 2  # buffers came back and were used again
+    allocated = len({id(b) for b in given})
+    assert len(given) > extract._HANDOFF_PIECES + 4  # more pieces than can wait at once
+    assert allocated <= extract._HANDOFF_PIECES + 4  # the waiting ones, plus the few in hand: the others reused
