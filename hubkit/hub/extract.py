@@ -531,7 +531,9 @@ class BackgroundExtraction:
     download that writes the file itself (:meth:`advance`) are read from the file, never past what was
     reported as written. zlib, sha256 and file I/O release the GIL, so the two threads use two cores:
     the download receives and hashes, the extraction writes the download file, inflates and writes the
-    extracted files.
+    extracted files. That split balances them (CPU per 210 MB of stored weights: ~0.28 s against
+    ~0.27 s; with the download thread writing the file and the extraction reading it back, 0.33 s, the
+    critical path, against 0.24 s).
     Nothing here decides whether the archive is trusted: the caller verifies the download's sha256 and
     size and only then uses what :meth:`finish` returns; on any failure the destination is thrown away.
 
@@ -733,7 +735,10 @@ class BackgroundExtraction:
     def _recycle(self, piece: memoryview) -> None:
         """Offers the buffer under a piece the extraction is done with to :meth:`piece_buffer`."""
         buffer = piece.obj
-        piece.release()
+        try:
+            piece.release()
+        except BufferError:  # something still reads through it: not reused
+            return
         if isinstance(buffer, bytearray):
             with self._condition:
                 if len(self._spare) < _HANDOFF_PIECES:
