@@ -29,6 +29,8 @@ each CPU-per-byte lever of the install switched off alone (and all of them off) 
 - ``handoff``: the download hands each received piece to the extraction thread in memory, and that
   thread writes it to the download file (off: the download thread writes the file and the extraction
   thread reads it back, as before).
+- ``download-writes``: when the extraction thread falls behind (4 pieces wait), the download thread
+  writes the waiting pieces to the download file itself (off: only the extraction thread writes it).
 
 A sha256 thread of its own (double-buffered) was measured here as a lever and deleted: a wash on 2 cores
 (best 0.317 s with it, 0.313 s without; medians 0.375 and 0.343 s; load 1.6).
@@ -308,7 +310,7 @@ def bench_download(
           f"target < 100 MB)")
 
 
-_LEVERS = ("background", "handoff")
+_LEVERS = ("background", "handoff", "download-writes")
 
 
 def _file_following_extraction():
@@ -351,6 +353,7 @@ def _set_levers(off: set[str]) -> None:
     """Switches the named levers off (and every other one on) for the next in-process resolve."""
     from hubkit.hub import extract, resolvers
 
+    extract._DOWNLOAD_WRITES_AT = 1 << 30 if "download-writes" in off else 4
     if "background" in off:
         resolvers.BackgroundExtraction = _ExtractAfterDownload
     elif "handoff" in off:

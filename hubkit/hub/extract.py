@@ -38,6 +38,7 @@ __all__ = [
 
 _READ_CHUNK = 1 << 20  # compressed bytes read at a time
 _HANDOFF_PIECES = 16  # received pieces (up to 1 MB each) waiting for the extraction thread, at most
+_DOWNLOAD_WRITES_AT = 4  # pieces waiting that make the download thread write the file itself (it has time)
 _PIECE = 4 << 20  # most decompressed bytes held at once (memory stays flat whatever the archive size)
 _TRAILER_CRC_MIN = 1 << 20  # smallest file whose CRC-32 is taken from its gzip member's trailer when it can be
 _MAX_HEADER_BYTES = 1 << 20  # largest extended header (PAX record, GNU long name) read into memory
@@ -525,7 +526,10 @@ class BackgroundExtraction:
 
     The download hands every received piece over in memory (:meth:`take`): the extraction thread writes
     it to the download file ``archive_path`` (which makes an interrupted download resumable) and
-    extracts from the piece itself, so the file is never read back. At most ``_HANDOFF_PIECES`` pieces
+    extracts from the piece itself, so the file is never read back. When the extraction falls behind
+    (``_DOWNLOAD_WRITES_AT`` pieces wait), the download thread has time to spare and writes the waiting
+    pieces itself. Either way pieces are written one at a time, in order: what is on disk is always an
+    exact start of the body, whoever wrote it. At most ``_HANDOFF_PIECES`` pieces
     wait for it (the download blocks meanwhile), which bounds memory and keeps the file within that many
     pieces of what was received. Bytes already in the file (the start of a resumed download) and a
     download that writes the file itself (:meth:`advance`) are read from the file, never past what was
@@ -559,7 +563,10 @@ class BackgroundExtraction:
         self._condition = threading.Condition()
         self._available = 0  # bytes of the archive known so far: in the file, or waiting in _pieces
         self._in_file = 0  # bytes the download itself wrote to the file (read from there)
-        self._pieces: collections.deque[tuple[int, memoryview]] = collections.deque()  # (offset, bytes) to write
+        self._on_disk = 0  # bytes at the start of the file that are written (always a whole prefix)
+        self._pieces: collections.deque[tuple[int, memoryview]] = collections.deque()  # (offset, bytes) to extract
+        self._unwritten: collections.deque[tuple[int, memoryview]] = collections.deque()  # ... to write, in order
+        self._write_lock = threading.Lock()  # one file write at a time, so they land in order
         self._spare: list[bytearray] = []  # buffers of pieces done with, for the download's next pieces
         self._download_done = False
         self._abandoned = False
@@ -616,7 +623,9 @@ class BackgroundExtraction:
         the download file and extracted by the extraction thread. ``piece`` (a view of a buffer from
         :meth:`piece_buffer`, or any buffer) must never be changed afterwards.
 
-        Blocks while ``_HANDOFF_PIECES`` pieces are waiting.
+        Blocks while ``_HANDOFF_PIECES`` pieces are waiting. When ``_DOWNLOAD_WRITES_AT`` are (the
+        extraction is behind) and every earlier byte is in the file, writes the piece to the file here,
+        in the download's thread.
 
         Returns:
             ``False`` when the piece is not taken (no descriptor was given, or the download started over):
@@ -636,9 +645,13 @@ class BackgroundExtraction:
             if offset != self._available:  # pragma: no cover - the download hands pieces over in order
                 raise RuntimeError(f"piece at {offset} handed over after {self._available} bytes")
             self._pieces.append((offset, piece))
+            self._unwritten.append((offset, piece))
             self._available = offset + len(piece)
             self._condition.notify_all()
-            return True
+            behind = len(self._pieces) >= _DOWNLOAD_WRITES_AT
+        if behind:
+            self._write_through(self._available)
+        return True
 
     def advance(self, available: int) -> None:
         """Reports that the download wrote the archive file itself up to ``available`` bytes.
@@ -649,7 +662,7 @@ class BackgroundExtraction:
         if self._error is not None and not self._abandoned:
             raise self._error
         with self._condition:
-            self._available = self._in_file = available
+            self._available = self._in_file = self._on_disk = available
             self._condition.notify_all()
 
     def restart(self) -> None:
@@ -657,6 +670,7 @@ class BackgroundExtraction:
         self.abandon()
         with self._condition:
             self._pieces.clear()  # the file is truncated next: pieces of the old body are never written
+            self._unwritten.clear()
 
     def abandon(self) -> None:
         """Stops the extraction thread and waits for it; what it wrote stays for the caller to delete."""
@@ -692,10 +706,27 @@ class BackgroundExtraction:
     def _write_waiting_pieces(self) -> None:
         """Writes the pieces the extraction thread (ended) did not get to, in order, as far as it can."""
         with contextlib.suppress(DownloadError):  # the file then holds a shorter start: still one to resume from
-            while self._pieces and self._source_fd is not None:
-                offset, piece = self._pieces.popleft()
-                _write_piece(self._source_fd, offset, piece, self._limits[2])
+            self._write_through(self._available)
         self._pieces.clear()
+        self._unwritten.clear()
+
+    def _write_through(self, end: int) -> None:
+        """Writes waiting pieces to the download file, in order, until it holds ``end`` bytes (or no piece
+        waits). Called by both threads: one piece at a time under the write lock, the next one always
+        where the file ends."""
+        while True:
+            with self._write_lock:
+                with self._condition:
+                    if not self._unwritten or self._on_disk >= end or self._source_fd is None:
+                        return
+                    offset, piece = self._unwritten[0]
+                    fd = self._source_fd
+                if offset != self._on_disk:  # pragma: no cover - pieces are queued in order
+                    raise RuntimeError(f"piece at {offset} written after {self._on_disk} bytes")
+                _write_piece(fd, offset, piece, self._limits[2])
+                with self._condition:
+                    self._unwritten.popleft()
+                    self._on_disk = offset + len(piece)
 
     # -- the extraction thread -----------------------------------------------------------------------
 
@@ -799,10 +830,9 @@ class _FollowingReader:
                 self._whole = None
             end, piece = self._owner._next(self._position)
             if piece is not None:
-                with self._owner._condition:
-                    fd = self._owner._source_fd
-                assert fd is not None  # pieces are taken only with a descriptor
-                _write_piece(fd, self._position, piece, self._owner._limits[2])
+                # In the file before it is extracted (so before its buffer can be reused), unless the
+                # download, waiting for room, wrote it already.
+                self._owner._write_through(end)
                 self._piece, self._whole = piece[:], piece
             elif end <= self._position:
                 return b""

@@ -86,6 +86,43 @@ def test_taken_pieces_are_extracted_and_written_to_the_file_in_order(archive, do
     assert _read(path) == data
 
 
+@pytest.mark.parametrize("slow", ["extraction", "writes", "download"])
+def test_the_file_grows_without_holes_whichever_thread_writes(archive, download_file, monkeypatch, slow):
+    """Both threads write pieces (the download when the extraction is behind): every write starts exactly
+    where the file ends, so a process killed at any moment leaves an exact start of the body."""
+    module, data = archive
+    path, fd, dest = download_file
+    writers, real_write, real_inflate = [], extract._write_piece, extract._Gunzip.read_piece
+
+    def checked_write(descriptor, offset, piece, source):
+        assert os.fstat(descriptor).st_size == offset  # appends, never leaves a hole
+        writers.append(threading.current_thread().name)
+        if slow == "writes":
+            time.sleep(0.005)
+        real_write(descriptor, offset, piece, source)
+
+    def slow_inflate(self, limit):
+        time.sleep(0.01)
+        return real_inflate(self, limit)
+
+    monkeypatch.setattr(extract, "_write_piece", checked_write)
+    if slow == "extraction":
+        monkeypatch.setattr(extract._Gunzip, "read_piece", slow_inflate)
+    with BackgroundExtraction(path, dest, 1 << 30, 1000, "a") as job:
+        job.use_descriptor(fd)
+        for start in range(0, len(data), 1 << 16):
+            assert job.take(start, memoryview(bytearray(data[start:start + (1 << 16)])))
+            if slow == "download":
+                time.sleep(0.002)
+        job.finish()
+    assert _tree(dest) == _tree(module)
+    assert _read(path) == data
+    if slow == "extraction":  # behind from the start: the download wrote the file
+        assert "hubkit-extract" not in set(writers[8:])
+    if slow == "download":  # the extraction keeps up: it writes the file
+        assert writers.count("hubkit-extract") > len(writers) // 2
+
+
 def test_a_resumed_start_is_read_from_the_file_and_the_rest_from_memory(archive, download_file):
     module, data = archive
     path, fd, dest = download_file
@@ -106,6 +143,7 @@ def test_pieces_still_waiting_when_the_block_is_left_are_written(archive, downlo
     _, data = archive
     path, fd, dest = download_file
     _slow_writes(monkeypatch, 0.02)
+    monkeypatch.setattr(extract, "_DOWNLOAD_WRITES_AT", 1 << 30)  # the pieces wait for the extraction thread
     pieces = extract._HANDOFF_PIECES  # all taken at once: none waits for room
     with BackgroundExtraction(path, dest, 1 << 30, 1000, "a") as job:
         job.use_descriptor(fd)
@@ -127,6 +165,7 @@ def test_after_a_restart_no_old_piece_is_written_and_none_is_taken(archive, down
     _, data = archive
     path, fd, dest = download_file
     _slow_writes(monkeypatch, 0.02)
+    monkeypatch.setattr(extract, "_DOWNLOAD_WRITES_AT", 1 << 30)  # the pieces wait for the extraction thread
     with BackgroundExtraction(path, dest, 1 << 30, 1000, "a") as job:
         job.use_descriptor(fd)
         _take_all(job, data[: 8 * PIECE])

@@ -94,6 +94,7 @@ def slow(*args):
     time.sleep(0.3)
     real(*args)
 extract._write_piece = slow
+extract._DOWNLOAD_WRITES_AT = 1 << 30  # the pieces wait in memory for the extraction thread
 """
 
 
