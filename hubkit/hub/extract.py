@@ -624,8 +624,8 @@ class BackgroundExtraction:
         :meth:`piece_buffer`, or any buffer) must never be changed afterwards.
 
         Blocks while ``_HANDOFF_PIECES`` pieces are waiting. When ``_DOWNLOAD_WRITES_AT`` are (the
-        extraction is behind) and every earlier byte is in the file, writes the piece to the file here,
-        in the download's thread.
+        extraction is behind, so the download has time to spare), writes the waiting pieces to the file
+        here, in order, in the download's thread.
 
         Returns:
             ``False`` when the piece is not taken (no descriptor was given, or the download started over):
@@ -761,7 +761,6 @@ class BackgroundExtraction:
                 if self._download_done:
                     return position, None
                 self._condition.wait()
-
 
     def _recycle(self, piece: memoryview) -> None:
         """Offers the buffer under a piece the extraction is done with to :meth:`piece_buffer`."""
