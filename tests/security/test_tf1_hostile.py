@@ -196,7 +196,7 @@ def test_bundle_shapes_never_wrap(shape):
 def test_bundle_string_lengths_beyond_64_bits(varint):
     from hubkit.importers.tf1.bundle import BundleEntry, _decode_strings
 
-    with pytest.raises(FormatError, match="64 bits|truncated or corrupt"):
+    with pytest.raises(FormatError, match=r"64 bits|truncated or corrupt"):
         _decode_strings(varint + b"\0" * 8, BundleEntry("s", 7, (1,), "f", 0, 0, 0), "shard")
 
 
