@@ -116,16 +116,24 @@ def read_partition(file: str) -> np.ndarray:
         return np.array(f.read().split("\n"), dtype=object)
 
 
-def embed_sum(module: hk.Module, sentences: np.ndarray, batch: int, total: np.ndarray) -> None:
+def embed_sum(module: hk.Module, sentences: np.ndarray, batch: int, total: np.ndarray) -> float:
+    """Adds the column sums of the sentences' embeddings to ``total``; returns the CPU seconds of the Module calls."""
+    module_cpu = 0.0
     for start in range(0, len(sentences), batch):
-        total += module(sentences[start : start + batch]).sum(axis=0, dtype=np.float64)
+        began = time.thread_time()
+        vectors = module(sentences[start : start + batch])
+        module_cpu += time.thread_time() - began
+        total += vectors.sum(axis=0, dtype=np.float64)
+    return module_cpu
 
 
-def single_process(module: hk.Module, files: list[tuple[str, int]], batch: int) -> np.ndarray:
+def single_process(module: hk.Module, files: list[tuple[str, int]], batch: int) -> tuple[np.ndarray, float]:
+    """The baseline: the column sums of every file's embeddings, and the CPU seconds of the Module calls."""
     total = np.zeros(module.get_output_info_dict()["default"].get_shape()[1], np.float64)
+    module_cpu = 0.0
     for file, _ in files:
-        embed_sum(module, read_partition(file), batch, total)
-    return total
+        module_cpu += embed_sum(module, read_partition(file), batch, total)
+    return total, module_cpu
 
 
 # -- two plain processes: the hardware's bound ------------------------------------------------------
@@ -136,7 +144,7 @@ def _plain_process(path: str, files: list[tuple[str, int]], batch: int, counter,
     embed_sum(module, read_partition(files[0][0])[:batch], batch, np.zeros(dim))
     conn.send("ready")
     while conn.recv() == "go":
-        cpu = time.process_time()
+        cpu, module_cpu = time.process_time(), 0.0
         total = np.zeros(dim)
         while True:
             with counter.get_lock():
@@ -144,8 +152,8 @@ def _plain_process(path: str, files: list[tuple[str, int]], batch: int, counter,
                 counter.value += 1
             if number >= len(files):
                 break
-            embed_sum(module, read_partition(files[number][0]), batch, total)
-        conn.send((total, time.process_time() - cpu))
+            module_cpu += embed_sum(module, read_partition(files[number][0]), batch, total)
+        conn.send((total, time.process_time() - cpu, module_cpu))
 
 
 class PlainProcesses:
@@ -171,8 +179,9 @@ class PlainProcesses:
         for conn in self.conns:
             conn.send("go")
         results = [conn.recv() for conn in self.conns]
-        self.last_cpu = {f"process {i}": {"cpu": cpu} for i, (_, cpu) in enumerate(results)}
-        return sum(total for total, _ in results)
+        self.last_cpu = {f"process {i}": {"cpu": cpu, "module_cpu": module, "task_cpu": module}
+                         for i, (_, cpu, module) in enumerate(results)}
+        return sum(total for total, _, _ in results)
 
     def close(self) -> None:
         for conn in self.conns:
@@ -269,11 +278,13 @@ IDLE_CPU = [0.0]  # CPU seconds per second this process burns with the cluster i
 
 
 class Cost:
-    """Wall and CPU seconds of one call (this process, with the scheduler and client) and the workers' work.
+    """Wall and CPU seconds of one call: this process's (scheduler and client) and the working processes'.
 
-    ``main`` is the CPU of this process's work: for the single process and the plain processes the CPU
-    time of the calling thread; for a cluster this process's CPU minus its idle rate (``IDLE_CPU``) over
-    the call, as the scheduler, nannies and client live here and tick while any contender runs.
+    ``workers`` holds, per working process (a Dask worker, a plain process, or for the single process
+    its working thread), its CPU seconds (``cpu``), those of the task code (``task_cpu``) and of the
+    Module calls in it (``module_cpu``). ``main`` is this process's other CPU: for a cluster this
+    process's CPU minus its idle rate (``IDLE_CPU``) over the call, as the scheduler, nannies and client
+    live here and tick while any contender runs; for the plain processes the CPU of the calling thread.
     """
 
     def __init__(self, wall: float, main: float, workers: dict[str, dict[str, float]]) -> None:
@@ -306,8 +317,11 @@ def cost_of(fn, client=None, path: str = "", plain: PlainProcesses | None = None
     workers = {w: {k: after[w][k] - before.get(w, {}).get(k, 0.0) for k in after[w]} for w in after}
     if client:
         main = max(0.0, main - IDLE_CPU[0] * wall)
-    if plain is not None:
+    elif plain is not None:
         workers = plain.last_cpu
+    else:  # the single process: this thread did the work
+        result, module_cpu = result
+        workers, main = {"this process": {"cpu": main, "task_cpu": module_cpu, "module_cpu": module_cpu}}, 0.0
     return Cost(wall, main, workers), result
 
 
@@ -350,25 +364,23 @@ def report(costs: dict[str, list[Cost]], cores: dict[str, int], sentences: int, 
 def breakdown(costs: dict[str, list[Cost]], parts: int, rows: int, worker_idle: float) -> None:
     per_part = 1e3 / parts
     base_cpu = median_of(costs["single"], lambda c: c.cpu)
-    print(f"\nCPU ms per {rows:,}-row partition (medians; single: {base_cpu * per_part:.1f} ms for the same rows)")
-    print(f"{'contender':>16} {'Module calls':>13} {'hubkit glue':>12} {'Dask, workers':>14} {'(idle)':>7} "
+    print(f"\nCPU ms per {rows:,}-row partition (medians of the rounds)")
+    print(f"{'contender':>16} {'Module calls':>13} {'hubkit glue':>12} {'rest, workers':>14} {'(idle)':>7} "
           f"{'this process':>13} {'total':>7} {'overhead':>9}")
     for name, runs in costs.items():
-        if not name.startswith("dask"):
-            continue
         module_cpu = median_of(runs, lambda c: c.total("module_cpu")) * per_part
         glue = median_of(runs, lambda c: c.total("task_cpu") - c.total("module_cpu")) * per_part
-        dask_work = median_of(runs, lambda c: c.total("cpu") - c.total("task_cpu")) * per_part
+        rest = median_of(runs, lambda c: c.total("cpu") - c.total("task_cpu")) * per_part
         here = median_of(runs, lambda c: c.main) * per_part
         total = median_of(runs, lambda c: c.cpu) * per_part
-        idle = worker_idle * median_of(runs, lambda c: c.wall) * per_part
-        print(f"{name:>16} {module_cpu:>13.1f} {glue:>12.1f} {dask_work:>14.1f} {idle:>7.1f} {here:>13.1f} "
+        idle = f"{worker_idle * median_of(runs, lambda c: c.wall) * per_part:>7.1f}" if name.startswith("dask") else ""
+        print(f"{name:>16} {module_cpu:>13.1f} {glue:>12.1f} {rest:>14.1f} {idle:>7} {here:>13.1f} "
               f"{total:>7.1f} {total - base_cpu * per_part:>9.1f}")
-    print("Module calls: CPU of the worker task threads inside Module calls (cache_info's module_cpu); hubkit glue: "
-          "the rest of the partition tasks; Dask, workers: the worker processes' other CPU (event loop, reading the "
-          "files, the sum tasks), of which (idle) is their idle rate times the wall time (both workers' for dask-1 "
-          "too), which grows when other work stretches the wall time; this process: scheduler and client; "
-          "overhead: total minus single")
+    print("Module calls: CPU of the working threads inside Module calls (for Dask cache_info's module_cpu); "
+          "hubkit glue: the rest of the partition tasks (putting the batches' outputs together); rest, workers: "
+          "the working processes' other CPU (reading the files and the column sums; for Dask also its event "
+          "loop, messages and task bookkeeping, of which (idle) is the workers' idle rate times the wall time, "
+          "both workers' for dask-1 too); this process: scheduler and client; overhead: total minus single")
 
 
 def rounds_of(jobs: dict, rounds: int, measure) -> tuple[dict[str, list[Cost]], dict[str, object]]:
@@ -390,8 +402,7 @@ def small_partitions(client, path: str, module: hk.Module, sentences: np.ndarray
     for rows in (int(r) for r in sizes.split(",")):
         def alone(rows=rows):
             total = np.zeros(module.get_output_info_dict()["default"].get_shape()[1])
-            embed_sum(module, subset, rows, total)
-            return total
+            return total, embed_sum(module, subset, rows, total)
 
         fns = {"dask": dask_memory_job(client, path, subset, rows, min(rows, batch)), "single": alone}
         for fn in fns.values():
