@@ -1,7 +1,8 @@
 """Text embeddings on Dask: sentences per second with 1 and 2 worker processes vs one process.
 
 Usage: ``python scripts/bench_dask.py [--vocab 100000] [--dim 300] [--sentences 524288]
-[--partition-rows 16384] [--batch-size 1024] [--rounds 5] [--small 16,128] [--no-dask-defaults]``
+[--partition-rows 16384] [--batch-size 1024] [--rounds 5] [--small 16,128] [--collect SENTENCES]
+[--no-dask-defaults]``
 
 What is measured changed in session 3 (earlier figures: 131,072 sentences in 8,192-row partitions
 persisted on the workers, an interleaved run with three clusters alive, ``--isolated``): see "The
@@ -25,6 +26,11 @@ batches of ``--batch-size``, and reduces the embeddings to their column sums in 
   (``.sum(axis=0, dtype=float64)``), so only 300 floats per partition travel to the client: a job
   that writes its outputs out or reduces them, not one that gathers every vector into one process.
   The sums of all contenders are checked against each other.
+
+``--collect N`` adds a job that gathers the embeddings instead (the first N sentences' files): Dask's
+``client.compute(embeddings).result()`` (every partition serialised on its worker, sent over TCP and
+put together into one ``[N, dim]`` array in this process) against the single process copying its
+batches' outputs into a preallocated array.
 
 Turns. The contenders take turns round by round (so load from other work falls on all of them
 alike), and only one cluster and one pair of plain processes are alive while they run (idle, they
@@ -234,6 +240,34 @@ def dask_file_job(client, path: str, files: list[tuple[str, int]], batch: int, w
     return lambda: client.compute(total, workers=workers).result()
 
 
+def single_collect(module: hk.Module, files: list[tuple[str, int]], batch: int) -> tuple[np.ndarray, float]:
+    """The baseline of ``--collect``: every embedding in one ``[n, dim]`` array in this process."""
+    n = sum(rows for _, rows in files)
+    out = np.empty((n, module.get_output_info_dict()["default"].get_shape()[1]), np.float32)
+    module_cpu, row = 0.0, 0
+    for file, _ in files:
+        sentences = read_partition(file)
+        for start in range(0, len(sentences), batch):
+            began = time.thread_time()
+            vectors = module(sentences[start : start + batch])
+            module_cpu += time.thread_time() - began
+            out[row : row + len(vectors)] = vectors
+            row += len(vectors)
+    return out, module_cpu
+
+
+def dask_collect_job(client, path: str, files: list[tuple[str, int]], batch: int):
+    """Every embedding gathered into one array in this process: ``client.compute(embeddings).result()``."""
+    import dask.array as da
+
+    import hubkit.dask as hd
+
+    sentences = da.map_blocks(_read_block, [file for file, _ in files], chunks=(tuple(rows for _, rows in files),),
+                              dtype=object, meta=np.empty(0, dtype=object))
+    embeddings = hd.map_partitions(path, sentences, batch_size=batch)
+    return lambda: client.compute(embeddings).result()
+
+
 def dask_memory_job(client, path: str, sentences: np.ndarray, rows: int, batch: int):
     """The job on sentences already persisted on the workers (for the small-partition overhead)."""
     import dask.array as da
@@ -274,7 +308,7 @@ def _worker_state(path: str) -> dict[str, float]:
     return state
 
 
-IDLE_CPU = [0.0]  # CPU seconds per second this process burns with the cluster idle (set by main)
+IDLE_CPU = [0.0, 0.0]  # CPU seconds per second burnt idle by this process and by the workers (set by compare)
 
 
 class Cost:
@@ -480,7 +514,8 @@ def compare(module, path, files, texts, args) -> None:
         }
         for name, fn in jobs.items():  # warm-up: pages of the table and of the files in every process
             print(f"warm-up {name}: {timed(fn)[0]:.2f} s")
-        IDLE_CPU[0], worker_idle = idle_rates(client)
+        IDLE_CPU[0], IDLE_CPU[1] = idle_rates(client)
+        worker_idle = IDLE_CPU[1]
         print(f"idle CPU: this process (scheduler, nannies, client) {IDLE_CPU[0] * 1e3:.1f} ms per second, subtracted "
               f"from its CPU for the Dask contenders; the two workers {worker_idle * 1e3:.1f} ms per second")
 
@@ -503,12 +538,35 @@ def compare(module, path, files, texts, args) -> None:
               "workers' minor page faults per partition")
         breakdown(costs, parts, args.partition_rows, worker_idle)
         job_latency(client, path, args.tiny_files, args.rounds)
+        if args.collect:
+            collect(client, path, module, files[: max(1, args.collect // args.partition_rows)], args)
         small_partitions(client, path, module, np.array(texts[:8192], dtype=object), args.small, args.batch_size,
                          args.rounds)
     finally:
         client.close()
         cluster.close()
         plain.close()
+
+
+def collect(client, path: str, module: hk.Module, files: list[tuple[str, int]], args) -> None:
+    """``--collect``: the embeddings gathered into this process instead of reduced on the workers."""
+    n = sum(rows for _, rows in files)
+    jobs = {"single collect": lambda: single_collect(module, files, args.batch_size),
+            "dask-2 collect": dask_collect_job(client, path, files, args.batch_size)}
+    for fn in jobs.values():
+        fn()
+
+    def measure(name):
+        return cost_of(jobs[name], client, path) if name.startswith("dask") else cost_of(jobs[name])
+
+    costs, results = rounds_of(jobs, args.rounds, measure)
+    np.testing.assert_allclose(results["dask-2 collect"], results["single collect"], rtol=1e-6)
+    print(f"\n--collect: every embedding of {n:,} sentences ({n * args.dim * 4 / 2**20:,.0f} MB of float32) gathered "
+          f"into one array in this process (Dask: client.compute(embeddings).result(); single: copied into a "
+          f"preallocated array), median of {args.rounds} interleaved rounds")
+    renamed = {"single": costs["single collect"], "dask-2 collect": costs["dask-2 collect"]}
+    report(renamed, {"single": 1, "dask-2 collect": 2}, n, len(files))
+    breakdown(renamed, len(files), args.partition_rows, IDLE_CPU[1])
 
 
 def compare_defaults(module, path, files, texts, args) -> None:
@@ -545,6 +603,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--small", default="16,128", help="partition sizes of the overhead measurement")
+    parser.add_argument("--collect", type=int, default=0, metavar="SENTENCES",
+                        help="also gather the embeddings of the first SENTENCES sentences into this process")
     parser.add_argument("--no-dask-defaults", action="store_true",
                         help="skip the comparison with a cluster started with Dask's defaults")
     args = parser.parse_args(argv)
