@@ -4,9 +4,9 @@ Usage: ``python scripts/bench_dask.py [--vocab 100000] [--dim 300] [--sentences 
 [--partition-rows 16384] [--batch-size 1024] [--rounds 5] [--small 16,128] [--collect SENTENCES]
 [--no-dask-defaults]``
 
-What is measured changed in session 3 (earlier figures: 131,072 sentences in 8,192-row partitions
-persisted on the workers, an interleaved run with three clusters alive, ``--isolated``): see "The
-job" and "Turns" below.
+Earlier versions measured 131,072 sentences in 8,192-row partitions already persisted on the workers
+(shipped from this process before timing), with three clusters alive in turns or each contender alone
+(``--isolated``); their figures are not comparable with these. See "The job" and "Turns" below.
 
 The job. It is what a pipeline whose data outgrows one machine does: the sentences are in files, one
 per partition (``--partition-rows`` sentences per file, written to a temporary directory before
@@ -21,8 +21,8 @@ batches of ``--batch-size``, and reduces the embeddings to their column sums in 
 - ``dask-1`` / ``dask-2``: ``hubkit.dask.map_partitions`` over a dask array whose blocks are the
   files' sentences (``da.map_blocks`` reading file ``block_id``: reading, embedding and the sums fuse
   into one task per file, so each worker reads its own partitions) on one ``LocalCluster`` of 2 worker
-  processes with one thread each, started with ``hubkit.dask.throughput_config()``; ``dask-1`` is the same job restricted to one of
-  the two workers (``client.compute(..., workers=[one])``). The column sums are taken on the workers
+  processes with one thread each, started with ``hubkit.dask.throughput_config()``; ``dask-1`` is the
+  same job restricted to one of the two workers (``client.compute(..., workers=[one])``). The column sums are taken on the workers
   (``.sum(axis=0, dtype=float64)``), so only 300 floats per partition travel to the client: a job
   that writes its outputs out or reduces them, not one that gathers every vector into one process.
   The sums of all contenders are checked against each other.
@@ -54,17 +54,18 @@ a second cluster with Dask's defaults, ``dask-2 defaults`` against ``single`` ag
 defaults cost (skip it with ``--no-dask-defaults``).
 
 CPU seconds are reported beside the wall times: on a machine shared with other work they are the
-load-independent figures. The single process's CPU is the CPU time of its working thread, the plain
-processes' their process CPU. This process also hosts the cluster's scheduler, nannies and client,
+load-independent figures (though not free of it: under load every process's CPU per sentence moves
+by 5-10% as others evict its cache). The single process's CPU is the CPU time of its working thread,
+the plain processes' their process CPU. This process also hosts the cluster's scheduler, nannies and client,
 which tick even while idle; their idle rate is measured (three 1 s sleeps) and subtracted from this
 process's CPU for the Dask contenders. ``CPU eff`` is the single process's CPU seconds over the
 contender's total (this process plus every worker or plain process); ``worker eff`` the same over the
-workers' (or plain processes') CPU alone (1.00: as cheap as the baseline). The stage breakdown splits
-the CPU per partition: the ``Module`` calls (worker task threads, ``hubkit.dask.cache_info``'s
-``module_cpu``), hubkit's glue around them (``task_cpu`` minus that: assembling the batches' outputs
-into the partition's array), Dask's own work in the worker processes (their CPU minus ``task_cpu``:
-event loop, reading the files, the sum tasks) and this process's (scheduler and client), against the
-single process's CPU for the same rows (reading, calls and sums).
+workers' (or plain processes') CPU alone (1.00: as cheap as the baseline). The breakdown splits every
+contender's CPU per partition: the ``Module`` calls (timed around each call by the single and plain
+processes; in the workers ``hubkit.dask.cache_info``'s ``module_cpu``), hubkit's glue around them
+(``task_cpu`` minus that: putting the batches' outputs together into the partition's array), the rest
+of the working processes (reading the files, the column sums, and for Dask its event loop, messages
+and task bookkeeping) and this process's (scheduler and client).
 
 Then the fixed cost of one job (2 partitions of 16 sentences), the per-partition overhead at small
 partitions (the same 8,192 sentences, in memory on the workers, in partitions of each ``--small`` size
