@@ -1,51 +1,78 @@
 """Text embeddings on Dask: sentences per second with 1 and 2 worker processes vs one process.
 
-Usage: ``python scripts/bench_dask.py [--vocab 100000] [--dim 300] [--sentences 131072]
-[--partition-rows 8192] [--batch-size 1024] [--rounds 3] [--small 16,128] [--no-dask-defaults] [--isolated]``
+Usage: ``python scripts/bench_dask.py [--vocab 100000] [--dim 300] [--sentences 524288]
+[--partition-rows 16384] [--batch-size 1024] [--rounds 5] [--small 16,128] [--collect SENTENCES]
+[--no-dask-defaults]``
 
-``--isolated`` measures each contender alone instead (no other cluster alive in this process): what a
-user who runs either one process or a cluster sees; see ``isolated()``.
+Earlier versions measured 131,072 sentences in 8,192-row partitions already persisted on the workers
+(shipped from this process before timing), with three clusters alive in turns or each contender alone
+(``--isolated``); their figures are not comparable with these. See "The job" and "Turns" below.
+
+The job. It is what a pipeline whose data outgrows one machine does: the sentences are in files, one
+per partition (``--partition-rows`` sentences per file, written to a temporary directory before
+anything is timed); every contender reads the files, embeds the sentences with the text module in
+batches of ``--batch-size``, and reduces the embeddings to their column sums in float64. Contenders:
+
+- ``single``: this process reads each file and calls the ``Module`` on its batches (the baseline);
+- ``2 processes``: two plain Python processes (``multiprocessing``, spawned, no Dask) take the files
+  from a shared counter and do the same; they have no framework overhead at all, so their speed-up is
+  the bound this hardware sets (two processes share the L3 cache and memory bandwidth, and the
+  module's table lookups are memory-bound);
+- ``dask-1`` / ``dask-2``: ``hubkit.dask.map_partitions`` over a dask array whose blocks are the
+  files' sentences (``da.map_blocks`` reading file ``block_id``: reading, embedding and the sums fuse
+  into one task per file, so each worker reads its own partitions) on one ``LocalCluster`` of 2 worker
+  processes with one thread each, started with ``hubkit.dask.throughput_config()``; ``dask-1`` is the
+  same job restricted to one of the two workers (``client.compute(..., workers=[one])``). The column sums are taken on the workers
+  (``.sum(axis=0, dtype=float64)``), so only 300 floats per partition travel to the client: a job
+  that writes its outputs out or reduces them, not one that gathers every vector into one process.
+  The sums of all contenders are checked against each other.
+
+``--collect N`` adds a job that gathers the embeddings instead (the first N sentences' files): Dask's
+``client.compute(embeddings).result()`` (every partition serialised on its worker, sent over TCP and
+put together into one ``[N, dim]`` array in this process) against the single process copying its
+batches' outputs into a preallocated array.
+
+Turns. The contenders take turns round by round (so load from other work falls on all of them
+alike), and only one cluster and one pair of plain processes are alive while they run (idle, they
+take ~1% of the two cores). A job of 524,288 sentences in 32 partitions of 16,384 (~4 s for one
+process, 16 partitions per worker) keeps three costs that a pipeline over millions of sentences does
+not pay per sentence small: the fixed cost of a job (building and submitting the graph, the first and
+last round trips: tens of ms, printed as ``job latency``), the tail at its end (when one worker has
+finished and the other runs its last partition) and Dask's cost per task (~5-10 ms of CPU in the
+scheduler and the worker, printed in the breakdown; a partition of 16,384 sentences is ~150 ms of work,
+Dask's advice is tasks of 100 ms or more).
 
 Like with like. Every BLAS/OpenMP/Numba thread pool is limited to one thread (OMP_NUM_THREADS,
 OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS = 1, set here before NumPy loads, and inherited
-by the workers), each worker runs one task thread, and every contender embeds the same sentences (the
-data of scripts/bench_text.py, from scripts/_text_data.py: random words, 5-40 words per sentence, ~3%
-unknown) with the same module (exported to a temporary directory, used by its path) at the same batch
-size. The workers also run with this process's memory allocator settings: they are started with
-``hubkit.dask.throughput_config()`` (docs/scale.md, "Throughput"), which unsets the
-``MALLOC_TRIM_THRESHOLD_=65536`` Dask's nanny gives workers (with it, glibc hands freed memory back to the
-kernel at once, so every large temporary of a ``Module`` call is page-faulted in again: ~8,200 minor page
-faults and 20-45% more CPU per 8,192-sentence partition here) and switches off Dask's statistical
-profiler. The ``dask-2 defaults`` contender keeps Dask's defaults to show what they cost (skip it with
-``--no-dask-defaults``).
-
-Contenders, run in turn round by round (so load from other work falls on all of them alike):
-
-- ``single``: this process calls the ``Module`` over the sentences (an object array) in batches of
-  ``--batch-size`` and adds each batch's column sums in float64;
-- ``dask-1`` / ``dask-2``: ``hubkit.dask.map_partitions`` over a dask array of the same sentences
-  (already persisted on the workers, ``--partition-rows`` per partition) on a ``LocalCluster`` of 1 or 2
-  worker processes with one thread each, the module loaded on every worker beforehand, and the column
-  sums in float64 taken on the workers (``.sum(axis=0, dtype=float64)``); only the sums travel to the
-  client, so the figures measure the embedding work and its scheduling, not the transfer of the vectors.
-  The sums are checked against each other.
+by every child process), each worker runs one task thread, and every contender embeds the same sentences
+(the data of scripts/bench_text.py, from scripts/_text_data.py: random words, 5-40 words per sentence,
+~3% unknown) with the same module (exported to a temporary directory, used by its path) at the same batch
+size. The workers run with ``hubkit.dask.throughput_config()`` (docs/scale.md, "Throughput"): without
+Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` (~8,200 minor page faults and 20-45% more CPU per
+8,192-sentence partition here), without the statistical profiler, with a 1 s event-loop tick. Then, on
+a second cluster with Dask's defaults, ``dask-2 defaults`` against ``single`` again shows what the
+defaults cost (skip it with ``--no-dask-defaults``).
 
 CPU seconds are reported beside the wall times: on a machine shared with other work they are the
-load-independent figures. The single process's CPU is the CPU time of its working thread. This process
-also hosts the schedulers, nannies and clients of all the clusters, which tick even while idle; their
-idle rate is measured (three 1 s sleeps) and subtracted from this process's CPU for the Dask contenders. ``CPU eff`` is the single process's CPU seconds over the contender's total
-(this process, which hosts the schedulers and clients, plus every worker); ``worker eff`` the same over
-the workers' CPU alone (1.00 means a worker embeds as cheaply as the plain process). The stage breakdown
-splits the CPU per partition: the ``Module`` calls (worker task threads, ``hubkit.dask.cache_info``'s
-``module_cpu``), hubkit's glue around them (``task_cpu`` minus that), Dask's own work in the worker
-processes (their CPU minus ``task_cpu``: event loop, transfers, the sum tasks) and this process's
-(scheduler and client), against the single process's CPU for the same rows.
+load-independent figures (though not free of it: under load every process's CPU per sentence moves
+by 5-10% as others evict its cache). The single process's CPU is the CPU time of its working thread,
+the plain processes' their process CPU. This process also hosts the cluster's scheduler, nannies and client,
+which tick even while idle; their idle rate is measured (three 1 s sleeps) and subtracted from this
+process's CPU for the Dask contenders. ``CPU eff`` is the single process's CPU seconds over the
+contender's total (this process plus every worker or plain process); ``worker eff`` the same over the
+workers' (or plain processes') CPU alone (1.00: as cheap as the baseline). The breakdown splits every
+contender's CPU per partition: the ``Module`` calls (timed around each call by the single and plain
+processes; in the workers ``hubkit.dask.cache_info``'s ``module_cpu``), hubkit's glue around them
+(``task_cpu`` minus that: putting the batches' outputs together into the partition's array), the rest
+of the working processes (reading the files, the column sums, and for Dask its event loop, messages
+and task bookkeeping) and this process's (scheduler and client).
 
-Then the per-partition overhead at small partitions: the same 8,192 sentences in partitions of each
-``--small`` size on 2 workers, against this process calling the module at that batch size; overhead =
-(CPU seconds of the Dask job - CPU seconds of the same module calls in one process) / partitions. Last,
-what a dataframe partition's embedding column costs to build and to serialise (as Dask does to move it
-between processes) as hubkit's Arrow fixed-size list column and as an object column of NumPy vectors.
+Then the fixed cost of one job (2 partitions of 16 sentences), the per-partition overhead at small
+partitions (the same 8,192 sentences, in memory on the workers, in partitions of each ``--small`` size
+on 2 workers, against this process calling the module at that batch size; overhead = (CPU seconds of
+the Dask job - CPU seconds of the same module calls in one process) / partitions), and last what a
+dataframe partition's embedding column costs to build and to serialise (as Dask does to move it between
+processes) as hubkit's Arrow fixed-size list column and as an object column of NumPy vectors.
 """
 
 from __future__ import annotations
@@ -57,6 +84,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import multiprocessing  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -76,13 +104,100 @@ import hubkit as hk  # noqa: E402
 MALLOC_VARS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "GLIBC_TUNABLES")
 
 
-def single_process(module: hk.Module, sentences: np.ndarray, batch: int) -> np.ndarray:
-    total = np.zeros(module.get_output_info_dict()["default"].get_shape()[1], np.float64)
+def write_partitions(sentences: list[str], rows: int, directory: str) -> list[tuple[str, int]]:
+    """One UTF-8 file per ``rows`` sentences, a sentence per line: ``[(file, rows in it), ...]``."""
+    os.makedirs(directory, exist_ok=True)
+    files = []
+    for number, start in enumerate(range(0, len(sentences), rows)):
+        chunk = sentences[start : start + rows]
+        name = os.path.join(directory, f"part-{number:05d}.txt")
+        with open(name, "w", encoding="utf-8") as f:
+            f.write("\n".join(chunk))
+        files.append((name, len(chunk)))
+    return files
+
+
+def read_partition(file: str) -> np.ndarray:
+    """A partition's sentences, as an object array (the sentences hold no newlines)."""
+    with open(file, encoding="utf-8") as f:
+        return np.array(f.read().split("\n"), dtype=object)
+
+
+def embed_sum(module: hk.Module, sentences: np.ndarray, batch: int, total: np.ndarray) -> float:
+    """Adds the column sums of the sentences' embeddings to ``total``; returns the CPU seconds of the Module calls."""
+    module_cpu = 0.0
     for start in range(0, len(sentences), batch):
-        total += module(sentences[start : start + batch]).sum(axis=0, dtype=np.float64)
-    return total
+        began = time.thread_time()
+        vectors = module(sentences[start : start + batch])
+        module_cpu += time.thread_time() - began
+        total += vectors.sum(axis=0, dtype=np.float64)
+    return module_cpu
 
 
+def single_process(module: hk.Module, files: list[tuple[str, int]], batch: int) -> tuple[np.ndarray, float]:
+    """The baseline: the column sums of every file's embeddings, and the CPU seconds of the Module calls."""
+    total = np.zeros(module.get_output_info_dict()["default"].get_shape()[1], np.float64)
+    module_cpu = 0.0
+    for file, _ in files:
+        module_cpu += embed_sum(module, read_partition(file), batch, total)
+    return total, module_cpu
+
+
+# -- two plain processes: the hardware's bound ------------------------------------------------------
+def _plain_process(path: str, files: list[tuple[str, int]], batch: int, counter, conn) -> None:
+    """Runs in a spawned child: loads the module, then on each ``go`` embeds files from the shared counter."""
+    module = hk.Module(path)
+    dim = module.get_output_info_dict()["default"].get_shape()[1]
+    embed_sum(module, read_partition(files[0][0])[:batch], batch, np.zeros(dim))
+    conn.send("ready")
+    while conn.recv() == "go":
+        cpu, module_cpu = time.process_time(), 0.0
+        total = np.zeros(dim)
+        while True:
+            with counter.get_lock():
+                number = counter.value
+                counter.value += 1
+            if number >= len(files):
+                break
+            module_cpu += embed_sum(module, read_partition(files[number][0]), batch, total)
+        conn.send((total, time.process_time() - cpu, module_cpu))
+
+
+class PlainProcesses:
+    """``n`` plain processes (spawned like Dask's workers) sharing the files of one job through a counter."""
+
+    def __init__(self, n: int, path: str, files: list[tuple[str, int]], batch: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.counter = ctx.Value("l", 0)
+        self.conns, self.procs = [], []
+        for _ in range(n):
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=_plain_process, args=(path, files, batch, self.counter, there), daemon=True)
+            proc.start()
+            self.conns.append(here)
+            self.procs.append(proc)
+        for conn in self.conns:
+            conn.recv()
+        self.last_cpu: dict[str, dict[str, float]] = {}
+
+    def run(self) -> np.ndarray:
+        with self.counter.get_lock():
+            self.counter.value = 0
+        for conn in self.conns:
+            conn.send("go")
+        results = [conn.recv() for conn in self.conns]
+        self.last_cpu = {f"process {i}": {"cpu": cpu, "module_cpu": module, "task_cpu": module}
+                         for i, (_, cpu, module) in enumerate(results)}
+        return sum(total for total, _, _ in results)
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.send("stop")
+        for proc in self.procs:
+            proc.join(timeout=10)
+
+
+# -- the Dask cluster ----------------------------------------------------------------------------
 def start_cluster(workers: int, dask_defaults: bool):
     """A LocalCluster of ``workers`` one-thread processes, with hubkit.dask.throughput_config() unless ``dask_defaults``."""
     import dask
@@ -104,8 +219,58 @@ def start_cluster(workers: int, dask_defaults: bool):
     return cluster, Client(cluster, set_as_default=False)
 
 
-def dask_job(client, path: str, sentences: np.ndarray, rows: int, batch: int):
-    """A function running the embedding job on ``client``'s cluster (the input already persisted there)."""
+def _read_block(files: list[str], block_id: tuple[int, ...]) -> np.ndarray:
+    return read_partition(files[block_id[0]])
+
+
+def dask_file_job(client, path: str, files: list[tuple[str, int]], batch: int, workers: list[str] | None = None):
+    """The job on ``client``'s cluster: read each file, embed, column sums (on ``workers`` only, if given).
+
+    Reading (a block per file, found by its ``block_id``), embedding and the partition's column sums are
+    blockwise, so Dask fuses them into one task per file: a worker reads its own partitions, and only the
+    sums leave it. (Reading through a dask array of file names instead adds a second, aliasing task per
+    partition when Dask fuses the name's task into the rest: twice the scheduling per partition.)
+    """
+    import dask.array as da
+
+    import hubkit.dask as hd
+
+    sentences = da.map_blocks(_read_block, [file for file, _ in files], chunks=(tuple(rows for _, rows in files),),
+                              dtype=object, meta=np.empty(0, dtype=object))
+    total = hd.map_partitions(path, sentences, batch_size=batch).sum(axis=0, dtype=np.float64)
+    return lambda: client.compute(total, workers=workers).result()
+
+
+def single_collect(module: hk.Module, files: list[tuple[str, int]], batch: int) -> tuple[np.ndarray, float]:
+    """The baseline of ``--collect``: every embedding in one ``[n, dim]`` array in this process."""
+    n = sum(rows for _, rows in files)
+    out = np.empty((n, module.get_output_info_dict()["default"].get_shape()[1]), np.float32)
+    module_cpu, row = 0.0, 0
+    for file, _ in files:
+        sentences = read_partition(file)
+        for start in range(0, len(sentences), batch):
+            began = time.thread_time()
+            vectors = module(sentences[start : start + batch])
+            module_cpu += time.thread_time() - began
+            out[row : row + len(vectors)] = vectors
+            row += len(vectors)
+    return out, module_cpu
+
+
+def dask_collect_job(client, path: str, files: list[tuple[str, int]], batch: int):
+    """Every embedding gathered into one array in this process: ``client.compute(embeddings).result()``."""
+    import dask.array as da
+
+    import hubkit.dask as hd
+
+    sentences = da.map_blocks(_read_block, [file for file, _ in files], chunks=(tuple(rows for _, rows in files),),
+                              dtype=object, meta=np.empty(0, dtype=object))
+    embeddings = hd.map_partitions(path, sentences, batch_size=batch)
+    return lambda: client.compute(embeddings).result()
+
+
+def dask_memory_job(client, path: str, sentences: np.ndarray, rows: int, batch: int):
+    """The job on sentences already persisted on the workers (for the small-partition overhead)."""
     import dask.array as da
 
     import hubkit.dask as hd
@@ -144,22 +309,24 @@ def _worker_state(path: str) -> dict[str, float]:
     return state
 
 
-IDLE_CPU = [0.0]  # CPU seconds per second this process burns with every cluster idle (set by main)
+IDLE_CPU = [0.0, 0.0]  # CPU seconds per second burnt idle by this process and by the workers (set by compare)
 
 
 class Cost:
-    """Wall and CPU seconds of one call (this process, with the schedulers and clients) and the workers' work.
+    """Wall and CPU seconds of one call: this process's (scheduler and client) and the working processes'.
 
-    ``main`` is the CPU of this process's work: for the single process the CPU time of its one working
-    thread; for a cluster this process's CPU minus its idle rate (``IDLE_CPU``) over the call, as the
-    schedulers, nannies and clients of every cluster live here and tick while any contender runs.
+    ``workers`` holds, per working process (a Dask worker, a plain process, or for the single process
+    its working thread), its CPU seconds (``cpu``), those of the task code (``task_cpu``) and of the
+    Module calls in it (``module_cpu``). ``main`` is this process's other CPU: for a cluster this
+    process's CPU minus its idle rate (``IDLE_CPU``) over the call, as the scheduler, nannies and client
+    live here and tick while any contender runs; for the plain processes the CPU of the calling thread.
     """
 
     def __init__(self, wall: float, main: float, workers: dict[str, dict[str, float]]) -> None:
         self.wall, self.main, self.workers = wall, main, workers
 
     def total(self, name: str) -> float:
-        return sum(w[name] for w in self.workers.values())
+        return sum(w.get(name, 0.0) for w in self.workers.values())
 
     @property
     def cpu(self) -> float:
@@ -170,11 +337,11 @@ class Cost:
         return max([self.main, *(w["cpu"] for w in self.workers.values()), self.cpu / cores])
 
 
-def cost_of(fn, client=None, path: str = "") -> tuple[Cost, object]:
+def cost_of(fn, client=None, path: str = "", plain: PlainProcesses | None = None) -> tuple[Cost, object]:
     """The :class:`Cost` and result of one call.
 
     CPU time is much less sensitive than wall time to other work on a shared machine: the ratio of the
-    single process's CPU to a cluster's total CPU for the same sentences is the parallel efficiency.
+    single process's CPU to a contender's total CPU for the same sentences is the parallel efficiency.
     """
     before = client.run(_worker_state, path) if client else {}
     clock = time.process_time if client else time.thread_time  # the single process works in this thread alone
@@ -185,7 +352,118 @@ def cost_of(fn, client=None, path: str = "") -> tuple[Cost, object]:
     workers = {w: {k: after[w][k] - before.get(w, {}).get(k, 0.0) for k in after[w]} for w in after}
     if client:
         main = max(0.0, main - IDLE_CPU[0] * wall)
+    elif plain is not None:
+        workers = plain.last_cpu
+    else:  # the single process: this thread did the work
+        result, module_cpu = result
+        workers, main = {"this process": {"cpu": main, "task_cpu": module_cpu, "module_cpu": module_cpu}}, 0.0
     return Cost(wall, main, workers), result
+
+
+def idle_rates(client, seconds: float = 1.0, samples: int = 3) -> tuple[float, float]:
+    """CPU seconds per second used while idle by this process and by the cluster's workers: medians of 1 s sleeps."""
+    here: list[float] = []
+    workers: list[float] = []
+    for _ in range(samples):
+        before = client.run(time.process_time)
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(seconds)
+        used, elapsed = time.process_time() - cpu, time.perf_counter() - wall
+        after = client.run(time.process_time)
+        workers.append(sum(after[w] - before[w] for w in after) / elapsed)
+        here.append(used / elapsed)
+    return statistics.median(here), statistics.median(workers)
+
+
+def median_of(costs: list[Cost], what) -> float:
+    return statistics.median(what(c) for c in costs)
+
+
+def report(costs: dict[str, list[Cost]], cores: dict[str, int], sentences: int, parts: int) -> None:
+    print(f"{'contender':>16} {'sentences/s':>12} {'vs single':>10} {'best/best':>10} {'CPU s':>7} {'CPU eff':>8} "
+          f"{'worker eff':>11} {'idle-core bound':>16} {'faults/part':>12}")
+    base, base_best = median_of(costs["single"], lambda c: c.wall), min(c.wall for c in costs["single"])
+    base_cpu = median_of(costs["single"], lambda c: c.cpu)
+    for name, runs in costs.items():
+        wall, cpu = median_of(runs, lambda c: c.wall), median_of(runs, lambda c: c.cpu)
+        bound = median_of(runs, lambda c, n=cores[name]: c.bound(n))
+        if name != "single":
+            worker_eff = f"{base_cpu / median_of(runs, lambda c: c.total('cpu')):>11.2f}"
+        else:
+            worker_eff = f"{'':>11}"
+        faults = f"{median_of(runs, lambda c: c.total('faults')) / parts:>12,.0f}" if name.startswith("dask") else ""
+        print(f"{name:>16} {sentences / wall:>12,.0f} {base / wall:>9.2f}x {base_best / min(c.wall for c in runs):>9.2f}x "
+              f"{cpu:>7.2f} {base_cpu / cpu:>8.2f} {worker_eff} {base_cpu / bound:>15.2f}x {faults}")
+
+
+def breakdown(costs: dict[str, list[Cost]], parts: int, rows: int, worker_idle: float) -> None:
+    per_part = 1e3 / parts
+    base_cpu = median_of(costs["single"], lambda c: c.cpu)
+    print(f"\nCPU ms per {rows:,}-row partition (medians of the rounds)")
+    print(f"{'contender':>16} {'Module calls':>13} {'hubkit glue':>12} {'rest, workers':>14} {'(idle)':>7} "
+          f"{'this process':>13} {'total':>7} {'overhead':>9}")
+    for name, runs in costs.items():
+        module_cpu = median_of(runs, lambda c: c.total("module_cpu")) * per_part
+        glue = median_of(runs, lambda c: c.total("task_cpu") - c.total("module_cpu")) * per_part
+        rest = median_of(runs, lambda c: c.total("cpu") - c.total("task_cpu")) * per_part
+        here = median_of(runs, lambda c: c.main) * per_part
+        total = median_of(runs, lambda c: c.cpu) * per_part
+        idle = f"{worker_idle * median_of(runs, lambda c: c.wall) * per_part:>7.1f}" if name.startswith("dask") else ""
+        print(f"{name:>16} {module_cpu:>13.1f} {glue:>12.1f} {rest:>14.1f} {idle:>7} {here:>13.1f} "
+              f"{total:>7.1f} {total - base_cpu * per_part:>9.1f}")
+    print("Module calls: CPU of the working threads inside Module calls (for Dask cache_info's module_cpu); "
+          "hubkit glue: the rest of the partition tasks (putting the batches' outputs together); rest, workers: "
+          "the working processes' other CPU (reading the files and the column sums; for Dask also its event "
+          "loop, messages and task bookkeeping, of which (idle) is the workers' idle rate times the wall time, "
+          "both workers' for dask-1 too); this process: scheduler and client; overhead: total minus single")
+
+
+def rounds_of(jobs: dict, rounds: int, measure) -> tuple[dict[str, list[Cost]], dict[str, object]]:
+    costs: dict[str, list[Cost]] = {k: [] for k in jobs}
+    results: dict[str, object] = {}
+    for _ in range(rounds):
+        for name in jobs:
+            cost, results[name] = measure(name)
+            costs[name].append(cost)
+    return costs, results
+
+
+def small_partitions(client, path: str, module: hk.Module, sentences: np.ndarray, sizes: str, batch: int,
+                     rounds: int) -> None:
+    subset = sentences[:8192]
+    print(f"\nper-partition overhead, {len(subset):,} sentences in memory on 2 workers (median of {rounds}):")
+    print(f"{'rows/part':>10} {'parts':>6} {'wall s':>7} {'CPU s':>7} {'single CPU s':>13} "
+          f"{'overhead/part':>14} {'of which glue':>14}")
+    for rows in (int(r) for r in sizes.split(",")):
+        def alone(rows=rows):
+            total = np.zeros(module.get_output_info_dict()["default"].get_shape()[1])
+            return total, embed_sum(module, subset, rows, total)
+
+        fns = {"dask": dask_memory_job(client, path, subset, rows, min(rows, batch)), "single": alone}
+        for fn in fns.values():
+            fn()
+        small: dict[str, list[Cost]] = {k: [] for k in fns}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                small[name].append(cost_of(fn, client if name == "dask" else None, path)[0])
+        n = -(-len(subset) // rows)
+        dask_cpu = median_of(small["dask"], lambda c: c.cpu)
+        single_cpu = median_of(small["single"], lambda c: c.cpu)
+        glue = median_of(small["dask"], lambda c: c.total("task_cpu") - c.total("module_cpu"))
+        print(f"{rows:>10} {n:>6} {median_of(small['dask'], lambda c: c.wall):>7.3f} {dask_cpu:>7.3f} "
+              f"{single_cpu:>13.3f} {(dask_cpu - single_cpu) / n * 1e3:>11.2f} ms {glue / n * 1e3:>11.2f} ms")
+    print("overhead/part: CPU seconds of the Dask job (workers, scheduler, client) minus this process's for "
+          "the same module calls, per partition; of which glue: hubkit's work in the task around the calls")
+
+
+def job_latency(client, path: str, files: list[tuple[str, int]], rounds: int) -> None:
+    """Wall and CPU of a job of 2 tiny partitions: the fixed cost of submitting a job and collecting its result."""
+    job = dask_file_job(client, path, files, 16)
+    job()
+    costs = [cost_of(job, client, path)[0] for _ in range(rounds)]
+    print(f"\njob latency (2 partitions of 16 sentences, median of {rounds}): wall "
+          f"{median_of(costs, lambda c: c.wall) * 1e3:.1f} ms, CPU {median_of(costs, lambda c: c.cpu) * 1e3:.1f} ms "
+          f"(this process {median_of(costs, lambda c: c.main) * 1e3:.1f} ms); a fixed cost per job, whatever its size")
 
 
 def dataframe_outputs(vectors: np.ndarray, rounds: int) -> None:
@@ -221,196 +499,133 @@ def dataframe_outputs(vectors: np.ndarray, rounds: int) -> None:
         print(f"{name:>28} {best[0] * 1e3:>7.1f} {best[1] * 1e3:>10.1f} {best[2] * 1e3:>12.1f}")
 
 
-def idle_rates(clients: dict, seconds: float = 1.0, samples: int = 3) -> tuple[float, dict[str, float]]:
-    """CPU seconds per second used while idle: this process's, and the workers' of each client's cluster in all.
+def compare(module, path, files, texts, args) -> None:
+    """single, 2 plain processes, dask-1 and dask-2 in turn on one 2-worker cluster; then the small-partition figures."""
+    n, parts = sum(rows for _, rows in files), len(files)
+    plain = PlainProcesses(2, path, files, args.batch_size)
+    cluster, client = start_cluster(2, False)
+    try:
+        client.run(_warm, path, args.batch_size, texts[: args.batch_size])
+        first = sorted(client.scheduler_info()["workers"])[0]
+        jobs = {
+            "single": lambda: single_process(module, files, args.batch_size),
+            "2 processes": plain.run,
+            "dask-1": dask_file_job(client, path, files, args.batch_size, workers=[first]),
+            "dask-2": dask_file_job(client, path, files, args.batch_size),
+        }
+        for name, fn in jobs.items():  # warm-up: pages of the table and of the files in every process
+            print(f"warm-up {name}: {timed(fn)[0]:.2f} s")
+        IDLE_CPU[0], IDLE_CPU[1] = idle_rates(client)
+        worker_idle = IDLE_CPU[1]
+        print(f"idle CPU: this process (scheduler, nannies, client) {IDLE_CPU[0] * 1e3:.1f} ms per second, subtracted "
+              f"from its CPU for the Dask contenders; the two workers {worker_idle * 1e3:.1f} ms per second")
 
-    Medians of ``samples`` sleeps of ``seconds``.
-    """
-    here: list[float] = []
-    workers: dict[str, list[float]] = {name: [] for name in clients}
-    for _ in range(samples):
-        before = {name: client.run(time.process_time) for name, client in clients.items()}
-        cpu, wall = time.process_time(), time.perf_counter()
-        time.sleep(seconds)
-        used, elapsed = time.process_time() - cpu, time.perf_counter() - wall
-        for name, client in clients.items():
-            after = client.run(time.process_time)
-            workers[name].append(sum(after[w] - before[name][w] for w in after) / elapsed)
-        here.append(used / elapsed)
-    return statistics.median(here), {name: statistics.median(r) for name, r in workers.items()}
+        def measure(name):
+            if name.startswith("dask"):
+                return cost_of(jobs[name], client, path)
+            return cost_of(jobs[name], plain=plain if name == "2 processes" else None)
+
+        costs, results = rounds_of(jobs, args.rounds, measure)
+        for name in jobs:
+            np.testing.assert_allclose(results[name], results["single"], rtol=1e-5)
+        print(f"\n{n:,} sentences in {parts} files of {args.partition_rows:,}, vocabulary {args.vocab:,} + "
+              f"{NUM_OOV_BUCKETS} OOV buckets, dim {args.dim}, batch {args.batch_size}; median of {args.rounds} "
+              "interleaved rounds (best/best: fastest run against fastest single run)")
+        report(costs, {"single": 1, "2 processes": 2, "dask-1": 1, "dask-2": 2}, n, parts)
+        print("CPU s: this process (scheduler and client included) plus the workers or plain processes; CPU eff / "
+              "worker eff: the single process's CPU seconds over the contender's total / its workers'; idle-core "
+              "bound: the single process's CPU seconds over the least wall time the contender's CPU work needs on "
+              "1 or 2 idle cores (its busiest process, or its total CPU shared over the cores); faults/part: the "
+              "workers' minor page faults per partition")
+        breakdown(costs, parts, args.partition_rows, worker_idle)
+        job_latency(client, path, args.tiny_files, args.rounds)
+        if args.collect:
+            collect(client, path, module, files[: max(1, args.collect // args.partition_rows)], args)
+        small_partitions(client, path, module, np.array(texts[:8192], dtype=object), args.small, args.batch_size,
+                         args.rounds)
+    finally:
+        client.close()
+        cluster.close()
+        plain.close()
 
 
-def isolated(module: hk.Module, path: str, sentences: np.ndarray, texts: list[str], args) -> None:
-    """One contender alive at a time: the single process with no cluster running, then each cluster alone.
+def collect(client, path: str, module: hk.Module, files: list[tuple[str, int]], args) -> None:
+    """``--collect``: the embeddings gathered into this process instead of reduced on the workers."""
+    n = sum(rows for _, rows in files)
+    jobs = {"single collect": lambda: single_collect(module, files, args.batch_size),
+            "dask-2 collect": dask_collect_job(client, path, files, args.batch_size)}
+    for fn in jobs.values():
+        fn()
 
-    In the interleaved run every cluster lives in this process for the whole benchmark, so the idle
-    schedulers, nannies and workers of the others (80-170 ms of CPU per second here) take CPU that the
-    2-worker contender needs from both cores, while the single process needs only one. Here each
-    contender runs as a user would run it: alone. The single process is timed before and after the
-    clusters (so a drift in the machine shows), each contender ``--rounds`` times after a warm-up.
-    """
-    n = len(sentences)
+    def measure(name):
+        return cost_of(jobs[name], client, path) if name.startswith("dask") else cost_of(jobs[name])
 
-    def single() -> list[float]:
-        single_process(module, sentences, args.batch_size)
-        return [timed(lambda: single_process(module, sentences, args.batch_size))[0] for _ in range(args.rounds)]
+    costs, results = rounds_of(jobs, args.rounds, measure)
+    np.testing.assert_allclose(results["dask-2 collect"], results["single collect"], rtol=1e-6)
+    print(f"\n--collect: every embedding of {n:,} sentences ({n * args.dim * 4 / 2**20:,.0f} MB of float32) gathered "
+          f"into one array in this process (Dask: client.compute(embeddings).result(); single: copied into a "
+          f"preallocated array), median of {args.rounds} interleaved rounds")
+    renamed = {"single": costs["single collect"], "dask-2 collect": costs["dask-2 collect"]}
+    report(renamed, {"single": 1, "dask-2 collect": 2}, n, len(files))
+    breakdown(renamed, len(files), args.partition_rows, IDLE_CPU[1])
 
-    walls = {"single": single()}
-    for workers in (1, 2):
-        cluster, client = start_cluster(workers, False)
-        try:
-            client.run(_warm, path, args.batch_size, texts[: args.batch_size])
-            job = dask_job(client, path, sentences, args.partition_rows, args.batch_size)
-            job()
-            walls[f"dask-{workers}"] = [timed(job)[0] for _ in range(args.rounds)]
-        finally:
-            client.close()
-            cluster.close()
-    walls["single"] += single()
-    base, best = statistics.median(walls["single"]), min(walls["single"])
-    print(f"\nisolated: one contender alive at a time, {n:,} sentences, {args.partition_rows:,} rows per partition, "
-          f"{args.rounds} rounds each (single: {args.rounds} before and {args.rounds} after the clusters)")
-    print(f"{'contender':>15} {'sentences/s':>12} {'vs single':>10} {'best vs best':>13}")
-    for name, times in walls.items():
-        print(f"{name:>15} {n / statistics.median(times):>12,.0f} {base / statistics.median(times):>9.2f}x "
-              f"{best / min(times):>12.2f}x")
+
+def compare_defaults(module, path, files, texts, args) -> None:
+    """``single`` against 2 workers started with Dask's defaults (no throughput_config)."""
+    n, parts = sum(rows for _, rows in files), len(files)
+    cluster, client = start_cluster(2, True)
+    try:
+        client.run(_warm, path, args.batch_size, texts[: args.batch_size])
+        jobs = {"single": lambda: single_process(module, files, args.batch_size),
+                "dask-2 defaults": dask_file_job(client, path, files, args.batch_size)}
+        for fn in jobs.values():
+            fn()
+        IDLE_CPU[0], worker_idle = idle_rates(client)
+
+        def measure(name):
+            return cost_of(jobs[name], client, path) if name.startswith("dask") else cost_of(jobs[name])
+
+        costs, _ = rounds_of(jobs, args.rounds, measure)
+        print(f"\nDask's defaults (no throughput_config; idle: this process {IDLE_CPU[0] * 1e3:.1f}, the workers "
+              f"{worker_idle * 1e3:.1f} ms per second), median of {args.rounds} interleaved rounds")
+        report(costs, {"single": 1, "dask-2 defaults": 2}, n, parts)
+        breakdown(costs, parts, args.partition_rows, worker_idle)
+    finally:
+        client.close()
+        cluster.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=300)
-    parser.add_argument("--sentences", type=int, default=131_072)
-    parser.add_argument("--partition-rows", type=int, default=8192)
+    parser.add_argument("--sentences", type=int, default=524_288)
+    parser.add_argument("--partition-rows", type=int, default=16_384)
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--small", default="16,128", help="partition sizes of the overhead measurement")
+    parser.add_argument("--collect", type=int, default=0, metavar="SENTENCES",
+                        help="also gather the embeddings of the first SENTENCES sentences into this process")
     parser.add_argument("--no-dask-defaults", action="store_true",
-                        help="skip the contender whose workers run with Dask's defaults")
-    parser.add_argument("--isolated", action="store_true",
-                        help="only the isolated run: each contender alone, no other cluster alive")
+                        help="skip the comparison with a cluster started with Dask's defaults")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*(already in use|Sending large graph).*")
     print(load_header(), "(start)")
-    print("threads: OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=1 here and in every worker; 1 thread per worker; "
+    print("threads: OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS=1 here and in every child process; 1 thread per worker; "
           f"malloc settings here: { {k: os.environ[k] for k in MALLOC_VARS if k in os.environ} or 'glibc defaults'}")
     rng = np.random.default_rng(0)
     words, embeddings, texts = text_data(rng, args.vocab, args.dim, args.sentences)
-    sentences = np.array(texts, dtype=object)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "text_module")
         export_words(words, embeddings, path, num_oov_buckets=NUM_OOV_BUCKETS)
+        del embeddings
         module = hk.Module(path)
-        if args.isolated:
-            isolated(module, path, sentences, texts, args)
-            print("\n" + load_header(), "(end)")
-            return 0
-        specs = {"dask-1": (1, False), "dask-2": (2, False)}
+        files = write_partitions(texts, args.partition_rows, os.path.join(tmp, "sentences"))
+        args.tiny_files = write_partitions(texts[:32], 16, os.path.join(tmp, "tiny"))
+        compare(module, path, files, texts, args)
         if not args.no_dask_defaults:
-            specs["dask-2 defaults"] = (2, True)
-        clusters = {}
-        try:
-            for name, (workers, dask_defaults) in specs.items():
-                clusters[name] = start_cluster(workers, dask_defaults)
-            jobs = {
-                "single": lambda: single_process(module, sentences, args.batch_size),
-                **{name: dask_job(c[1], path, sentences, args.partition_rows, args.batch_size)
-                   for name, c in clusters.items()},
-            }
-            clients = {"single": None, **{name: c[1] for name, c in clusters.items()}}
-            for _, client in clusters.values():  # every worker loads the module before anything is timed
-                client.run(_warm, path, args.batch_size, texts[: args.batch_size])
-            for name, fn in jobs.items():  # warm-up: the module loads on every worker, kernels compile
-                seconds = timed(fn)[0]
-                print(f"warm-up {name}: {seconds:.2f} s")
-            IDLE_CPU[0], worker_idle = idle_rates({name: c[1] for name, c in clusters.items()})
-            print(f"idle CPU: this process (schedulers, nannies, clients of {len(clusters)} clusters) "
-                  f"{IDLE_CPU[0] * 1e3:.1f} ms per second, subtracted from its CPU for the Dask contenders; the workers of "
-                  + ", ".join(f"{name} {rate * 1e3:.1f}" for name, rate in worker_idle.items()) + " ms per second")
-            costs: dict[str, list[Cost]] = {k: [] for k in jobs}
-            results = {}
-            for _ in range(args.rounds):
-                for name, fn in jobs.items():
-                    cost, results[name] = cost_of(fn, clients[name], path)
-                    costs[name].append(cost)
-            for name in clusters:
-                np.testing.assert_allclose(results[name], results["single"], rtol=1e-5)
-            parts = -(-args.sentences // args.partition_rows)
-            print(f"\n{args.sentences:,} sentences, vocabulary {args.vocab:,} + {NUM_OOV_BUCKETS} OOV buckets, dim "
-                  f"{args.dim}, batch {args.batch_size}, {args.partition_rows:,} rows per partition ({parts} "
-                  f"partitions), median of {args.rounds} interleaved rounds")
-            print(f"{'contender':>15} {'sentences/s':>12} {'vs single':>10} {'CPU s':>7} {'CPU eff':>8} "
-                  f"{'worker eff':>11} {'idle-core bound':>16} {'faults/part':>12}")
-
-            def median(name: str, what) -> float:
-                return statistics.median(what(c) for c in costs[name])
-
-            base, base_cpu = median("single", lambda c: c.wall), median("single", lambda c: c.cpu)
-            for name in jobs:
-                cores = specs[name][0] if name in specs else 1
-                wall, cpu = median(name, lambda c: c.wall), median(name, lambda c: c.cpu)
-                bound = median(name, lambda c, cores=cores: c.bound(cores))
-                if name in specs:
-                    worker_eff = f"{base_cpu / median(name, lambda c: c.total('cpu')):>11.2f}"
-                    faults = f"{median(name, lambda c: c.total('faults')) / parts:>12,.0f}"
-                else:
-                    worker_eff, faults = f"{'':>11}", f"{'':>12}"
-                print(f"{name:>15} {args.sentences / wall:>12,.0f} {base / wall:>9.2f}x {cpu:>7.2f} "
-                      f"{base_cpu / cpu:>8.2f} {worker_eff} {base_cpu / bound:>15.2f}x {faults}")
-            print("CPU s: this process (schedulers and clients included) plus the workers; CPU eff / worker eff: the "
-                  "single process's CPU seconds over the contender's total / its workers'; idle-core bound: the single "
-                  "process's CPU seconds over the least wall time the contender's CPU work needs on 1 or 2 idle cores "
-                  "(its busiest process, or its total CPU shared over the cores): the speed-up the same work allows on "
-                  "an idle machine; faults/part: the workers' minor page faults per partition")
-
-            per_part = 1e3 / parts
-            print(f"\nCPU ms per {args.partition_rows:,}-row partition (median of {args.rounds}; single: "
-                  f"{base_cpu * per_part:.1f} ms for the same rows)")
-            print(f"{'contender':>15} {'Module calls':>13} {'hubkit glue':>12} {'Dask, workers':>14} {'(idle)':>7} "
-                  f"{'this process':>13} {'total':>7} {'overhead':>9}")
-            for name in clusters:
-                module_cpu = median(name, lambda c: c.total("module_cpu")) * per_part
-                glue = median(name, lambda c: c.total("task_cpu") - c.total("module_cpu")) * per_part
-                dask_work = median(name, lambda c: c.total("cpu") - c.total("task_cpu")) * per_part
-                here = median(name, lambda c: c.main) * per_part
-                total = median(name, lambda c: c.cpu) * per_part
-                idle = worker_idle[name] * median(name, lambda c: c.wall) * per_part
-                print(f"{name:>15} {module_cpu:>13.1f} {glue:>12.1f} {dask_work:>14.1f} {idle:>7.1f} {here:>13.1f} "
-                      f"{total:>7.1f} {total - base_cpu * per_part:>9.1f}")
-            print("Module calls: CPU of the worker task threads inside Module calls (cache_info's module_cpu); hubkit "
-                  "glue: the rest of the partition tasks; Dask, workers: the worker processes' other CPU (event loop, "
-                  "transfers, the sum tasks), of which (idle) is their idle rate times the wall time, which grows "
-                  "when other work stretches the wall time; this process: scheduler and client; overhead: total "
-                  "minus single")
-
-            subset = sentences[:8192]
-            client = clusters["dask-2"][1]
-            print(f"\nper-partition overhead, {len(subset):,} sentences on 2 workers (median of {args.rounds}):")
-            print(f"{'rows/part':>10} {'parts':>6} {'wall s':>7} {'CPU s':>7} {'single CPU s':>13} "
-                  f"{'overhead/part':>14} {'of which glue':>14}")
-            for rows in (int(r) for r in args.small.split(",")):
-                fns = {"dask": dask_job(client, path, subset, rows, min(rows, args.batch_size)),
-                       "single": lambda rows=rows: single_process(module, subset, rows)}
-                for fn in fns.values():
-                    fn()
-                small: dict[str, list[Cost]] = {k: [] for k in fns}
-                for _ in range(args.rounds):
-                    for name, fn in fns.items():
-                        small[name].append(cost_of(fn, client if name == "dask" else None, path)[0])
-                n = -(-len(subset) // rows)
-                dask_cpu = statistics.median(c.cpu for c in small["dask"])
-                alone = statistics.median(c.cpu for c in small["single"])
-                glue = statistics.median(c.total("task_cpu") - c.total("module_cpu") for c in small["dask"])
-                wall_s = statistics.median(c.wall for c in small["dask"])
-                print(f"{rows:>10} {n:>6} {wall_s:>7.3f} {dask_cpu:>7.3f} {alone:>13.3f} "
-                      f"{(dask_cpu - alone) / n * 1e3:>11.2f} ms {glue / n * 1e3:>11.2f} ms")
-            print("overhead/part: CPU seconds of the Dask job (workers, scheduler, client) minus this process's for "
-                  "the same module calls, per partition; of which glue: hubkit's work in the task around the calls")
-            dataframe_outputs(module(sentences[: args.partition_rows]), args.rounds)
-        finally:
-            for cluster, client in reversed(clusters.values()):  # reversed: each restores the log level it found
-                client.close()
-                cluster.close()
+            compare_defaults(module, path, files, texts, args)
+        dataframe_outputs(module(np.array(texts[: args.partition_rows], dtype=object)), args.rounds)
     print("\n" + load_header(), "(end)")
     return 0
 
