@@ -45,9 +45,15 @@ _REGISTRY_PATH = re.compile(
 )
 
 
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+
+
 def is_url(handle: str) -> bool:
     """Returns whether ``handle`` has a URL scheme (``file``, ``http``, ``https``, ...)."""
-    scheme = urllib.parse.urlsplit(handle).scheme
+    # The scheme is read without urlsplit, which raises ValueError on a malformed host ("http://[::1");
+    # such a handle is a URL whose normalisation then fails as a ResolveError naming it.
+    match = _SCHEME.match(handle)
+    scheme = match.group(1) if match else ""
     # A one-letter scheme is a Windows drive letter ("C:\\models"), not a URL.
     return len(scheme) > 1 and "://" in handle
 
