@@ -9,13 +9,16 @@ from typing import Any
 
 from hubkit.errors import FormatError, HubkitError
 
-__all__ = ["MAX_MODEL_BYTES", "TARGET_OPSET", "load_spec", "read_model", "require_onnx"]
+__all__ = ["MAX_MODEL_BYTES", "MAX_NODES", "TARGET_OPSET", "external_data_info", "load_spec", "read_model", "require_onnx"]
 
 # Every model is converted to this opset of the default domain before translation, so each translator
 # knows one set of semantics (e.g. Softmax before opset 13 flattened to 2-D around its axis).
 TARGET_OPSET = 21
 # A ModelProto is one protobuf message, which protobuf caps at 2 GiB; larger weights live in external data.
 MAX_MODEL_BYTES = 2 * 1024**3 - 1
+# onnx's version converter holds about 3 KB per node (a few bytes each in the file): bound the count, as the
+# TF1 importer does, so a small file cannot ask for hundreds of gigabytes.
+MAX_NODES = 2_000_000
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -224,6 +227,8 @@ def read_model(path: str) -> Any:
     except Exception as e:  # DecodeError and friends: protobuf's parser bounds depth and size itself
         raise FormatError(f"ONNX model {path!r} cannot be parsed: {e}.") from None
     del data
+    if len(model.graph.node) > MAX_NODES:
+        raise FormatError(f"ONNX model {path!r} has {len(model.graph.node)} nodes, more than the limit of {MAX_NODES}.")
     base = os.path.dirname(os.path.abspath(path))
     _check_external_data(model, base)
     _refuse_other_external_data(model)
