@@ -315,7 +315,8 @@ class OnnxIntDiv:
         return x.dtype, shape
 
     def forward(x, y):
-        q = np.abs(x) // np.abs(y)
+        with np.errstate(divide="ignore"):  # ONNX leaves integer division by 0 undefined: numpy's 0, silently
+            q = np.abs(x) // np.abs(y)
         return (np.sign(x) * np.sign(y) * q).astype(x.dtype)
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from hubkit.errors import FormatError, HubkitError
 
-__all__ = ["MAX_MODEL_BYTES", "MAX_NODES", "TARGET_OPSET", "external_data_info", "load_spec", "read_model", "require_onnx"]
+__all__ = ["MAX_MODEL_BYTES", "MAX_NODES", "TARGET_OPSET", "external_data_info", "load_spec", "read_model",
+           "require_onnx"]
 
 # Every model is converted to this opset of the default domain before translation, so each translator
 # knows one set of semantics (e.g. Softmax before opset 13 flattened to 2-D around its axis).
@@ -98,7 +99,8 @@ def _check_external_data(model: Any, base: str) -> None:
             continue
         loc, offset, length = external_data_info(tensor)
         target = os.path.realpath(os.path.join(root, loc)) if loc and "\0" not in loc else ""
-        if not target or os.path.isabs(loc) or os.path.commonpath([root, target]) != root or not os.path.isfile(target):
+        inside = bool(target) and not os.path.isabs(loc) and os.path.commonpath([root, target]) == root
+        if not inside or not os.path.isfile(target):
             raise FormatError(
                 f"Initializer {tensor.name!r} keeps its data in {loc[:200]!r}, which is not a file inside the model "
                 f"directory {base!r}."
@@ -228,7 +230,9 @@ def read_model(path: str) -> Any:
         raise FormatError(f"ONNX model {path!r} cannot be parsed: {e}.") from None
     del data
     if len(model.graph.node) > MAX_NODES:
-        raise FormatError(f"ONNX model {path!r} has {len(model.graph.node)} nodes, more than the limit of {MAX_NODES}.")
+        raise FormatError(
+            f"ONNX model {path!r} has {len(model.graph.node)} nodes, more than the limit of {MAX_NODES}."
+        )
     base = os.path.dirname(os.path.abspath(path))
     _check_external_data(model, base)
     _refuse_other_external_data(model)
