@@ -202,6 +202,15 @@ def _without_external_data(model: Any) -> Any:
     return copy
 
 
+def _with_output_shapes(model: Any) -> Any:
+    """``model`` (a copy) with an (empty) shape field on every graph input and output that has none: the
+    checker requires the field, which the version converter's shape inference used to fill in."""
+    for vi in [*model.graph.input, *model.graph.output]:
+        if vi.type.HasField("tensor_type") and not vi.type.tensor_type.HasField("shape"):
+            vi.type.tensor_type.shape.SetInParent()
+    return model
+
+
 def default_opset(model: Any) -> int:
     versions = [o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS]
     return versions[0] if versions else 1
@@ -241,7 +250,7 @@ def read_model(path: str) -> Any:
     _inline_small_external_data(model, base)
     check_supported(model, path)  # before conversion: names the ops as the file spells them
     try:  # against the schemas of the model's own opset, before any other C++ code reads the model
-        onnx.checker.check_model(_without_external_data(model))
+        onnx.checker.check_model(_with_output_shapes(_without_external_data(model)))
     except Exception as e:
         raise FormatError(f"ONNX model {path!r} is invalid: {e}") from None
     version = default_opset(model)
