@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -102,9 +101,8 @@ def test_cache_ls_prints_no_escapes_from_a_planted_record(private_cache, capsys,
 
 
 def test_info_prints_no_escapes_from_a_manifest_description(tmp_path, private_cache, capsys):
-    from tests.hub.helpers import fake_validate, make_fake_module
-
     from hubkit.hub.registry import publish
+    from tests.hub.helpers import fake_validate, make_fake_module
 
     registry = tmp_path / "registry"
     publish(make_fake_module(str(tmp_path / "m")), str(registry), "acme/victim", validate=fake_validate)
