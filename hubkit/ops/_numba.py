@@ -80,7 +80,7 @@ def cache_dir() -> str:
     return os.path.join(platformdirs.user_cache_dir("hubkit"), "numba")
 
 
-def _compile(fn: Callable[..., Any]) -> Callable[..., Any] | None:
+def _compile(fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any] | None:
     with _lock:
         done = _STATE.compiled.get(fn)
         if done is not None:
@@ -95,13 +95,16 @@ def _compile(fn: Callable[..., Any]) -> Callable[..., Any] | None:
             # Read by numba's cache locator each time a function is compiled, so setting it here
             # (rather than in os.environ before import) is enough and leaves the environment alone.
             numba.config.CACHE_DIR = cache_dir()  # type: ignore[attr-defined]
-        jitted = numba.njit(cache=True, nogil=True)(fn)
+        jitted = numba.njit(cache=True, nogil=True, **options)(fn)
         _STATE.compiled[fn] = jitted
         return jitted
 
 
-def kernel(fn: Callable[..., Any]) -> Callable[..., Any] | None:
+def kernel(fn: Callable[..., Any], **options: Any) -> Callable[..., Any] | None:
     """The compiled form of the numba-compatible Python function ``fn``, or None when Numba is off.
+
+    ``options`` (e.g. ``fastmath``, ``parallel``) go to ``numba.njit`` when ``fn`` is first compiled;
+    pass the same ones on every call for a given ``fn``.
 
     Compilation happens on the first call for each ``fn`` (from the disk cache when possible); the
     argument types select the specialization, as with any ``numba.njit`` function.
@@ -111,4 +114,4 @@ def kernel(fn: Callable[..., Any]) -> Callable[..., Any] | None:
     done = _STATE.compiled.get(fn)
     if done is not None:
         return done
-    return _compile(fn)
+    return _compile(fn, options)
