@@ -3,11 +3,15 @@
 At batch 1 (up to :data:`MAX_ROWS` rows) a dense layer is a matrix-vector product: OpenBLAS's
 GEMV runs on one core however many threads it has, and NumPy adds a call, an allocation and a
 pass for the epilogue. This kernel computes each output column as a dot product of the input
-rows with a contiguous row of ``w.T`` (kept per fused step, see :class:`TransposedWeights`),
-applies bias and activation while the rows are in cache, and when both the BLAS and Numba are
-allowed more than one thread (``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` and
-``NUMBA_NUM_THREADS``), splits the columns across Numba's threads
-(:mod:`hubkit.ops._small_linear_parallel`).
+rows with a contiguous row of ``w.T`` (kept per fused step, see :class:`TransposedWeights`) and
+applies bias and activation while the rows are in cache. On one thread it runs for 3 to 8 rows
+(where it beats OpenBLAS); with ``HUBKIT_GEMV_THREADS=N`` (or :func:`set_threads`) it also runs
+for 1-2 rows and splits the columns across N of Numba's threads
+(:mod:`hubkit.ops._small_linear_parallel`). That is off by default: on the shared development
+machine the parallel form was 8x slower than NumPy's GEMV at batch 1, and a batch-64 call right
+after it 7x slower (Numba's OpenMP workers spin after each region, on the cores the next
+OpenBLAS GEMM needs); ``OMP_WAIT_POLICY=passive`` removed most of that (0.71x of NumPy's time at
+batch 1, by minimum). ``scripts/bench_vs_ort.py`` measures both forms side by side.
 
 Results differ from NumPy's by rounding only: the dot products are summed in a different order
 (vectorised partial sums), within ``K * eps * sum_k |x_k w_k|`` per output, tested in
@@ -118,7 +122,7 @@ class TransposedWeights:
 
 
 class _Threads:
-    count: int | None = None  # columns are split across this many threads (decided on first use)
+    count: int | None = None  # columns are split across this many threads (HUBKIT_GEMV_THREADS, default 1)
     lock = threading.Lock()  # one parallel launch at a time: Numba's workqueue layer aborts on two
 
 
@@ -133,15 +137,16 @@ def _env_threads(*names: str) -> int | None:
 def _thread_count() -> int:
     count = _Threads.count
     if count is None:
+        count = _Threads.count = _env_threads("HUBKIT_GEMV_THREADS") or 1
+    if count > 1:
         import numba
 
-        blas = _env_threads("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") or os.cpu_count() or 1
-        count = _Threads.count = max(1, min(blas, numba.get_num_threads()))
+        count = min(count, numba.get_num_threads())  # NUMBA_NUM_THREADS caps it
     return count
 
 
 def set_threads(count: int | None) -> int:
-    """Splits the kernel's columns across ``count`` threads from now on; None decides again from the environment.
+    """Splits the kernel's columns across ``count`` threads from now on; None re-reads ``HUBKIT_GEMV_THREADS``.
 
     Returns:
         The thread count now in effect.
@@ -174,6 +179,10 @@ def small_linear(
         act: an :mod:`hubkit.ops._epilogue` activation code.
         transposed: where ``w.T`` is kept, or None when ``w`` is already ``(N, K)``.
     """
+    rows = a.shape[0] if a.ndim == 2 else 0
+    count = _Threads.count
+    if rows < MIN_ROWS_ONE_THREAD and (count if count is not None else _thread_count()) == 1:
+        return None  # OpenBLAS's GEMV: checked first, it is the common batch-1 case
     dtype = a.dtype
     if (
         a.ndim != 2

@@ -55,7 +55,9 @@ def test_kernel_within_tolerance_of_float64(seed, act, dtype, kernels, threads):
     w = rng.standard_normal((depth, cols)).astype(dtype)
     bias = None if seed % 3 == 0 else rng.standard_normal(cols).astype(dtype)
     got = small_linear(x, w, bias, act, TransposedWeights(None))
-    one_thread = threads == 1 or w.size < _small_linear.PARALLEL_WORK
+    one_thread = (
+        kernels == "numpy" or _small_linear._thread_count() == 1 or w.size < _small_linear.PARALLEL_WORK
+    )
     if (
         kernels == "numpy"
         or w.size < _small_linear.MIN_WORK
@@ -90,6 +92,17 @@ def test_epilogue_nan_and_signed_zeros_as_numpy(kernels, threads):
             want = np.clip(want, 0, 6)
         assert np.array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_array_equal(np.signbit(got[:, [0, 3]]), np.signbit(want[:, [0, 3]]))
+
+
+def test_threads_from_the_environment(monkeypatch, kernels):
+    monkeypatch.delenv("HUBKIT_GEMV_THREADS", raising=False)
+    assert _small_linear.set_threads(None) == 1  # one thread unless asked for
+    monkeypatch.setenv("HUBKIT_GEMV_THREADS", "2")
+    try:
+        assert 1 <= _small_linear.set_threads(None) <= 2  # capped by NUMBA_NUM_THREADS
+    finally:
+        monkeypatch.delenv("HUBKIT_GEMV_THREADS")
+        _small_linear.set_threads(None)
 
 
 def test_transposed_weights_follow_variable_writes(kernels):
