@@ -12,7 +12,7 @@ convolution in the NCHW form the importer uses (``OnnxConv``, unoptimised) again
 ``Conv2D`` with a transpose on each side.
 
 Usage: ``.venv/bin/python scripts/bench_onnx.py [--threads 1] [--repeats 3] [--models squeezenet,...]
-[--batches 1,16] [--layers 5] [--layout]``
+[--batches 1,16] [--layers 5] [--layout] [--clock cpu]``
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -48,8 +49,6 @@ MODELS = ["squeezenet", "resnet50", "densenet121", "inception_v1"]
 
 def sgemm_peak(repeats: int = 10, n: int = 1024) -> float:
     """GFLOP/s of the BLAS's float32 GEMM on an ``n``-cube (fastest of ``repeats``), in this process."""
-    import time
-
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
     c = np.empty((n, n), np.float32)
@@ -61,9 +60,9 @@ def sgemm_peak(repeats: int = 10, n: int = 1024) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def plan_layers(module, feed: dict, repeats: int) -> list[tuple[float, float, str]]:
-    """(fastest seconds, FLOPs or 0, description) of each step of ``module``'s optimised default plan."""
-    import time
+def plan_layers(module, feed: dict, repeats: int, clock=None) -> list[tuple[float, float, str, str]]:
+    """(fastest seconds, FLOPs or 0, description, kind) of each step of ``module``'s optimised default plan."""
+    clock = clock or time.perf_counter
 
     from hubkit.runtime.optimize import _step_label
     from hubkit.runtime.optimize_conv import FusedOnnxConv
@@ -71,7 +70,7 @@ def plan_layers(module, feed: dict, repeats: int) -> list[tuple[float, float, st
     sig = module._variant.signature(None)
     plan, in_keys, _ = module._plans.get((sig.name, True)) or module._compile(sig, True)
     best: list[float] = []
-    info: list[tuple[float, str]] = []
+    info: list[tuple[float, str, str]] = []
     for rep in range(max(1, repeats)):
         values = plan.template.copy()
         for slot, var in plan.var_reads:
@@ -80,9 +79,9 @@ def plan_layers(module, feed: dict, repeats: int) -> list[tuple[float, float, st
             values[slot] = feed[key]
         for i, (fn, kwargs, ins, outs, frees, node) in enumerate(plan.steps):
             args = [values[k] for k in ins]
-            t0 = time.perf_counter()
+            t0 = clock()
             res = fn(*args, **kwargs)
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if len(outs) == 1:
                 values[outs[0]] = res
             else:
@@ -94,17 +93,23 @@ def plan_layers(module, feed: dict, repeats: int) -> list[tuple[float, float, st
                 best.append(dt)
                 label = _step_label(fn, node)
                 flops = 0.0
+                kind = label
                 if isinstance(fn, FusedOnnxConv):
                     prep = args[1]
                     flops = 2.0 * res.shape[0] * res.shape[2] * res.shape[3] * prep.w2.shape[0] * prep.w2.shape[1]
                     label += f" {tuple(args[0].shape[1:])} k{prep.kernel} s{tuple(fn.attrs['strides'])} -> {res.shape[1]}"
-                info.append((flops, label))
+                    kind = f"conv k{prep.kernel[0]}x{prep.kernel[1]} s{fn.attrs['strides'][0]}"
+                    if prep.kernel == (3, 3) and tuple(fn.attrs["strides"]) == (1, 1):
+                        kind += f" {'<14' if res.shape[2] < 14 else '>=14'}"
+                info.append((flops, label, kind))
             else:
                 best[i] = min(best[i], dt)
-    return [(t, f, lab) for t, (f, lab) in zip(best, info)]
+    return [(t, f, lab, kind) for t, (f, lab, kind) in zip(best, info)]
 
 
-def bench_models(models: list[str], batches: list[int], threads: int, repeats: int, layers: int) -> None:
+def bench_models(
+    models: list[str], batches: list[int], threads: int, repeats: int, layers: int, clock=None
+) -> None:
     import onnx
     import onnxruntime as ort
     from onnx import numpy_helper
@@ -146,14 +151,26 @@ def bench_models(models: list[str], batches: list[int], threads: int, repeats: i
                 session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
                 feed = {model.graph.input[0].name: x}
                 t = interleaved({"hubkit": lambda m=module, k=key, x=x: m({k: x}, as_dict=True),
-                                 "ort": lambda s=session, f=feed: s.run(None, f)}, repeats=repeats, inner=1)
+                                 "ort": lambda s=session, f=feed: s.run(None, f)}, repeats=repeats, inner=1,
+                                clock=clock or time.perf_counter)
                 h, o = t["hubkit"], t["ort"]
                 print(f"{name:<14} {batch:>5} {h.best:>9.3f} / {h.median:<8.3f} {o.best:>8.3f} / {o.median:<7.3f} "
                       f"{h.best / o.best:>6.2f}x / {h.median / o.median:.2f}x", flush=True)
                 if layers:
-                    rows = plan_layers(module, {key: x}, repeats)
-                    total = sum(t for t, _, _ in rows)
-                    for t, flops, label in sorted(rows, key=lambda r: -r[0])[:layers]:
+                    rows = plan_layers(module, {key: x}, repeats, clock)
+                    total = sum(t for t, _, _, _ in rows)
+                    kinds: dict[str, list[float]] = {}
+                    for t, flops, _, kind in rows:
+                        kinds.setdefault(kind, [0.0, 0.0, 0.0])
+                        kinds[kind][0] += t
+                        kinds[kind][1] += flops
+                        kinds[kind][2] += 1
+                    print(f"    steps' fastest times sum to {total * 1e3:.2f} ms = {total / o.best:.2f}x ORT's fastest call; "
+                          "by kind (ms, share, GFLOP/s):")
+                    for kind, (t, flops, count) in sorted(kinds.items(), key=lambda kv: -kv[1][0])[:8]:
+                        rate = f"{flops / t / 1e9:6.1f}" if flops else ""
+                        print(f"      {t * 1e3:8.2f} {t / total:4.0%} {rate:>6}  {kind} (x{count:.0f})")
+                    for t, flops, label, _ in sorted(rows, key=lambda r: -r[0])[:layers]:
                         rate = f"{flops / t / 1e9:6.1f} GFLOP/s = {flops / t / 1e9 / peak:4.0%} of peak" if flops else ""
                         print(f"    {t * 1e3:8.2f} ms {t / total:4.0%}  {rate:<32} {label}", flush=True)
 
@@ -190,13 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=5, help="heaviest plan steps shown per model and batch")
     parser.add_argument("--layout", action="store_true", help="also time NCHW against transposed NHWC convolution")
     parser.add_argument("--no-models", action="store_true", help="skip the model comparison")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: process CPU time (steadier on a shared machine; one thread only)")
     args = parser.parse_args(argv)
     print(load_header(), f"; {args.threads} thread(s) each")
     if args.layout:
         bench_layout(args.repeats)
     if not args.no_models:
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
         bench_models(args.models.split(","), [int(b) for b in args.batches.split(",")], args.threads, args.repeats,
-                     args.layers)
+                     args.layers, clock)
     return 0
 
 

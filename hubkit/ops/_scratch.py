@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
 
-__all__ = ["ScratchBuffers"]
+__all__ = ["RecycledOutputs", "ScratchBuffers"]
 
 
 class ScratchBuffers:
@@ -28,3 +29,48 @@ class ScratchBuffers:
             if buf.nbytes <= self.keep_bytes:
                 setattr(self._local, name, buf)
         return buf
+
+
+class RecycledOutputs:
+    """Large output arrays whose memory is reused once nothing references them any more.
+
+    A fresh ``np.empty`` of tens of MB comes from ``mmap``: every call then takes its page faults again
+    (and with transparent huge pages, the kernel's compaction), which cost imported CNNs at batch 16
+    more CPU time than some of their layers. This keeps the buffers it handed out (per thread, up to
+    ``max_bytes`` in all) and hands one back out when the only references left are its own: an array
+    still held anywhere (a plan slot, a view, the caller's result) is never reused.
+    """
+
+    def __init__(self, min_bytes: int, max_bytes: int) -> None:
+        self.min_bytes = min_bytes
+        self.max_bytes = max_bytes
+        self.enabled = True
+        self._local = threading.local()
+
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialised C-contiguous array of ``shape`` and ``dtype`` (recycled memory when large)."""
+        dtype = np.dtype(dtype)
+        nbytes = dtype.itemsize
+        for d in shape:
+            nbytes *= d
+        if nbytes < self.min_bytes or not self.enabled:
+            return np.empty(shape, dtype)
+        bufs: list[np.ndarray] | None = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = []
+        for i in range(len(bufs)):
+            # references: the list, and getrefcount's argument; any view or holder adds one
+            if nbytes <= bufs[i].nbytes <= 2 * nbytes and sys.getrefcount(bufs[i]) == 2:
+                buf = bufs.pop(i)
+                bufs.append(buf)  # most recently used last
+                return buf[:nbytes].view(dtype).reshape(shape)
+        buf = np.empty(nbytes, np.uint8)
+        bufs.append(buf)
+        total = sum(b.nbytes for b in bufs)
+        i = 0
+        while total > self.max_bytes and i < len(bufs) - 1:  # forget the least recently used free buffers
+            if sys.getrefcount(bufs[i]) == 2:
+                total -= bufs.pop(i).nbytes
+            else:
+                i += 1
+        return buf.view(dtype).reshape(shape)

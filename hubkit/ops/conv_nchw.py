@@ -21,16 +21,21 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.ops import _numba, _winograd43
-from hubkit.ops._scratch import ScratchBuffers
+from hubkit.ops._scratch import RecycledOutputs, ScratchBuffers
 
 __all__ = ["PreparedConv", "channel_affine_act", "conv_nchw_fused", "epilogue_nchw_"]
 
-F43_MIN_CHANNELS = 64
-F43_MIN_TILES = 16
-"""3x3 stride-1 convolutions with at least this many input channels and 4x4 output tiles (all images)
-run Winograd F(4x4, 3x3); ``python scripts/bench_onnx.py --layers`` prints the per-layer figures."""
+F43_MIN_CHANNELS = 32
+F43_FILTER_PAIRS_PER_TILE = 16384
+"""3x3 stride-1 convolutions with at least ``F43_MIN_CHANNELS`` input channels run Winograd F(4x4, 3x3)
+when they have at least one 4x4 output tile (all images) per ``F43_FILTER_PAIRS_PER_TILE`` (input,
+output) channel pairs: with fewer tiles, reading the 36 transformed filter slices costs more than the
+multiplications it saves (512 -> 512 channels on one 7x7 image: 4 tiles, 2x slower than im2col; 16
+images: 3x faster). ``python scripts/bench_onnx.py --layers`` prints the per-layer figures."""
 
 _scratch = ScratchBuffers(keep_bytes=64 << 20)
+outputs = RecycledOutputs(min_bytes=1 << 20, max_bytes=512 << 20)
+"""Where the fused steps' outputs of 1 MB or more come from (memory reused across calls, no page faults)."""
 _NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -117,18 +122,32 @@ def transpose_epilogue_kernel(src, bias, res, act, out):  # pragma: no cover - c
                     out[i, k, j] = v
 
 
+def _view3(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, M, ...) as an (N, M, P) view; its (M, ...) blocks must be C-contiguous (a channel slice is)."""
+    v = a.view()
+    v.shape = (a.shape[0], a.shape[1], -1)  # raises rather than copying
+    return v
+
+
 def epilogue_nchw_(out: np.ndarray, bias: np.ndarray | None, res: np.ndarray | None, act: int) -> np.ndarray:
-    """``out = act(out + bias[channel] + res)`` in place on a C-contiguous ``(N, M, ...)`` ``out``; returns it."""
+    """``out = act(out + bias[channel] + res)`` in place on an ``(N, M, ...)`` ``out`` whose ``(M, ...)`` blocks
+    are C-contiguous (a whole array, or a channel slice of one); returns it."""
     if out.size == 0 or (bias is None and res is None and act == 0):
         return out
-    n, m = out.shape[:2]
-    o3 = out.reshape(n, m, -1)
-    if out.dtype in _NUMBA_DTYPES and out.flags.c_contiguous:
+    m = out.shape[1]
+    o3 = _view3(out)
+    if out.dtype in _NUMBA_DTYPES:
         fast = _numba.kernel(epilogue_kernel)
         if fast is not None:
             b = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, dtype=out.dtype)
-            r = np.empty((0, 0, 0), out.dtype) if res is None else np.ascontiguousarray(res, out.dtype).reshape(o3.shape)
-            fast(o3, b, r, act)
+            r: np.ndarray = (
+                np.empty((0, 0, 0), out.dtype) if res is None else np.ascontiguousarray(res, out.dtype).reshape(o3.shape)
+            )
+            if o3.flags.c_contiguous:
+                fast(o3, b, r, act)
+            else:  # a channel slice: image by image, each block contiguous (Numba's fast 'C' layout)
+                for i in range(o3.shape[0]):
+                    fast(o3[i : i + 1], b, r[i : i + 1] if r.shape[0] else r, act)
             return out
     if bias is not None:
         np.add(o3, bias.reshape(m, 1), out=o3)
@@ -151,6 +170,7 @@ def conv_nchw_fused(
     begin,
     end,
     out_hw,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """``act(conv2d(x) + bias + res)`` of NCHW ``x``: ``(N, M, OH, OW)``.
 
@@ -160,6 +180,8 @@ def conv_nchw_fused(
         res: a tensor of the output's shape added before the activation, or None.
         act: 0 none, 1 ReLU, 2 ReLU6.
         strides, dilations, begin, end, out_hw: the window geometry (pads at the begin and end of H and W).
+        out: where to write the result (returned): an ``(N, M, OH, OW)`` array of the filter's dtype whose
+            ``(M, OH, OW)`` blocks are C-contiguous, e.g. this convolution's channels of a concatenation.
     """
     n, c, h, wd = x.shape
     kh, kw = prep.kernel
@@ -172,12 +194,17 @@ def conv_nchw_fused(
     x = np.ascontiguousarray(x, dtype=dtype)
     if res is not None and res.shape != (n, m, oh, ow):
         raise ValueError(f"residual of shape {res.shape} does not match the output {(n, m, oh, ow)}.")
-    y = np.empty((n, m, oh, ow), dtype=dtype)
+    if out is None:
+        y = outputs.empty((n, m, oh, ow), dtype)
+    elif out.shape != (n, m, oh, ow) or out.dtype != dtype:
+        raise ValueError(f"out of shape {out.shape} and dtype {out.dtype} for a {(n, m, oh, ow)} {dtype} result.")
+    else:
+        y = out
     if y.size == 0:
         return y
     sh, sw = strides
     dh, dw = dilations
-    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, oh, ow, begin, dtype):
+    if (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, m, oh, ow, begin, dtype):
         src = _scratch.get("nhwc", n * p * m, dtype)[: n * p * m].reshape(n, oh, ow, m)
         if _winograd43.conv3x3_bias_act(
             x.transpose(0, 2, 3, 1), prep.u43(), None, 0, ((begin[0], end[0]), (begin[1], end[1])), src
@@ -186,22 +213,27 @@ def conv_nchw_fused(
             if fast is not None:
                 b = np.empty(0, dtype) if prep.bias is None else prep.bias
                 r = np.empty((0, 0, 0), dtype) if res is None else np.ascontiguousarray(res, dtype).reshape(n, m, p)
-                fast(src.reshape(n, p, m), b, r, act, y.reshape(n, m, p))
+                src3, y3 = src.reshape(n, p, m), _view3(y)
+                if y3.flags.c_contiguous:
+                    fast(src3, b, r, act, y3)
+                else:  # a channel slice: image by image (contiguous blocks)
+                    for i in range(n):
+                        fast(src3[i : i + 1], b, r[i : i + 1] if r.shape[0] else r, act, y3[i : i + 1])
                 return y
             y[...] = src.transpose(0, 3, 1, 2)
             return epilogue_nchw_(y, prep.bias, res, act)
     pointwise = kh == kw == 1 and not any(begin) and not any(end)
     if pointwise and sh == sw == 1:
-        np.matmul(prep.w2, x.reshape(n, c, p), out=y.reshape(n, m, p))
+        np.matmul(prep.w2, x.reshape(n, c, p), out=_view3(y))
         return epilogue_nchw_(y, prep.bias, res, act)
     if pointwise:  # strided 1x1: the subsampled image, then one GEMM
         xs = np.ascontiguousarray(x[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw])
-        np.matmul(prep.w2, xs.reshape(n, c, p), out=y.reshape(n, m, p))
+        np.matmul(prep.w2, xs.reshape(n, c, p), out=_view3(y))
         return epilogue_nchw_(y, prep.bias, res, act)
     hp, wp = h + begin[0] + end[0], wd + begin[1] + end[1]
     xp = _scratch.get("padded", c * hp * wp, dtype)[: c * hp * wp].reshape(c, hp, wp)
     cols = _scratch.get("cols", ck * p, dtype)[: ck * p].reshape(c, kh, kw, oh, ow)
-    y3 = y.reshape(n, m, p)
+    y3 = _view3(y)
     for i in range(n):
         if begin[0] or end[0] or begin[1] or end[1]:
             xp[:, : begin[0]] = 0
@@ -222,11 +254,11 @@ def conv_nchw_fused(
     return y
 
 
-def _use_f43(n: int, c: int, oh: int, ow: int, begin, dtype) -> bool:
+def _use_f43(n: int, c: int, m: int, oh: int, ow: int, begin, dtype) -> bool:
     tiles = n * -(-oh // 4) * -(-ow // 4)
     return (
         c >= F43_MIN_CHANNELS
-        and tiles >= F43_MIN_TILES
+        and tiles * F43_FILTER_PAIRS_PER_TILE >= c * m
         and max(begin) <= 2
         and dtype in _NUMBA_DTYPES
         and _winograd43.available()
@@ -263,7 +295,7 @@ def channel_affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, act:
     dtype = x.dtype
     s = np.ascontiguousarray(scale, dtype=dtype).reshape(m)
     t = np.ascontiguousarray(shift, dtype=dtype).reshape(m)
-    out = np.empty(x.shape, dtype)
+    out = outputs.empty(x.shape, dtype)
     fast = _numba.kernel(channel_affine_kernel) if dtype in _NUMBA_DTYPES and out.size else None
     if fast is not None:
         fast(np.ascontiguousarray(x).reshape(n, m, -1), s, t, act, out.reshape(n, m, -1))

@@ -24,6 +24,10 @@ trains, or updates any variable, is left as it is):
   hubkit's own fused ``Conv2D`` (:mod:`hubkit.ops.conv_fused`: 1x1 as a GEMM, Winograd, blocked
   im2col with the epilogue per block, the pool per chunk of images); the bias and batch norm are
   folded into the filter as above.
+- **Concatenated convolutions.** A ``Concat`` along the channels of rank-4 values whose inputs include
+  fused convolutions read by nothing else becomes one :class:`ConcatConvs` step: those convolutions
+  run at the ``Concat``'s place and write straight into their channel slice of its output (Inception
+  and SqueezeNet branches, DenseNet's new features), so no copy of them is made. Exact.
 - **Per-channel affine chains** left over (a pre-activation batch norm, as in DenseNet) and an
   activation after them become one :class:`ChannelAffine` step (one Numba pass, ``x * scale + shift``).
 
@@ -38,10 +42,11 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
-from hubkit.ops.conv_nchw import PreparedConv, channel_affine_act, conv_nchw_fused
+from hubkit.ops.conv_nchw import PreparedConv, channel_affine_act, conv_nchw_fused, outputs
 from hubkit.ops.onnx_conv import window_geometry
 
-__all__ = ["ChannelAffine", "FoldedConstants", "FusedOnnxConv", "FusedTfConv", "rewrite_conv_plan"]
+__all__ = ["ChannelAffine", "ConcatConvs", "FoldedConstants", "FusedOnnxConv", "FusedTfConv", "rewrite_concat",
+           "rewrite_conv_plan"]
 
 # Pure, deterministic ops whose values depend only on their inputs: folded when those are constants.
 FOLDABLE_OPS = frozenset({
@@ -223,22 +228,142 @@ class FusedOnnxConv:
         self.act = act
         self.label = "+".join(n.op for n in self.nodes)
 
-    def __call__(self, x: np.ndarray, prep: PreparedConv, res: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, x: np.ndarray, prep: PreparedConv, res: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The fused chain's value; written into ``out`` (see :func:`conv_nchw_fused`) when given."""
         a = self.attrs
         if x.ndim != 4:
             raise ValueError(f"a 2-D convolution needs a 4-D input, got shape {x.shape}.")
-        out, begin, end = window_geometry(
+        out_hw, begin, end = window_geometry(
             x.shape[2:], prep.kernel, a["strides"], a["dilations"], a["pads"], a.get("auto_pad", "NOTSET")
         )
-        geometry = (tuple(a["strides"]), tuple(a["dilations"]), begin, end, out)
+        geometry = (tuple(a["strides"]), tuple(a["dilations"]), begin, end, out_hw)
         m = prep.w2.shape[0]
-        if res is not None and res.shape != (x.shape[0], m, *out):  # a broadcasting residual: as the ops do it
-            y = conv_nchw_fused(x, prep, None, 0, *geometry) + res
-            return _act(y, self.act)
-        return conv_nchw_fused(x, prep, res, self.act, *geometry)
+        if res is not None and res.shape != (x.shape[0], m, *out_hw):  # a broadcasting residual: as the ops do it
+            y = _act(conv_nchw_fused(x, prep, None, 0, *geometry) + res, self.act)
+            if out is None:
+                return y
+            out[...] = y
+            return out
+        return conv_nchw_fused(x, prep, res, self.act, *geometry, out=out)
+
+    def result_shape(self, x: np.ndarray, prep: PreparedConv) -> tuple[int, ...] | None:
+        """The output's shape for input ``x`` (None when ``x`` is not 4-D)."""
+        if x.ndim != 4:
+            return None
+        a = self.attrs
+        out_hw, _, _ = window_geometry(
+            x.shape[2:], prep.kernel, a["strides"], a["dilations"], a["pads"], a.get("auto_pad", "NOTSET")
+        )
+        return (x.shape[0], prep.w2.shape[0], *out_hw)
 
     def __repr__(self) -> str:
         return f"FusedOnnxConv({self.label})"
+
+
+class ConcatConvs:
+    """A channel ``Concat`` of NCHW values whose fused-convolution inputs write into their slice of its output.
+
+    ``parts`` are ``(FusedOnnxConv, 2)`` for a convolution run here on its ``(x, prepared)`` arguments,
+    or ``(None, 1)`` for a value copied in. The convolutions run when the ``Concat`` would have, in
+    part order; values that do not fit (another rank or dtype, or batch and map sizes that differ) go
+    the way the ``Concat`` op goes (each part computed, then ``concat_fn``). Exact: the same kernels.
+    """
+
+    __slots__ = ("concat_fn", "concat_kwargs", "label", "nodes", "parts")
+
+    def __init__(self, parts: Sequence[tuple[Any, int]], nodes: Sequence[Any], concat_fn, concat_kwargs) -> None:
+        self.parts = tuple(parts)
+        self.nodes = tuple(nodes)
+        self.concat_fn = concat_fn
+        self.concat_kwargs = dict(concat_kwargs)
+        inner = ", ".join("copy" if fn is None else fn.label for fn, _ in self.parts)
+        self.label = f"Concat({inner})"
+
+    def __call__(self, *args: Any) -> np.ndarray:
+        groups = []
+        k = 0
+        for _, count in self.parts:
+            groups.append(args[k : k + count])
+            k += count
+        shapes: list[Any] = []
+        dtypes: list[Any] = []
+        for (fn, _), g in zip(self.parts, groups):
+            if fn is None:
+                v = g[0]
+                shapes.append(v.shape if isinstance(v, np.ndarray) else None)
+                dtypes.append(v.dtype if isinstance(v, np.ndarray) else None)
+            else:
+                shapes.append(fn.result_shape(g[0], g[1]) if isinstance(g[0], np.ndarray) else None)
+                dtypes.append(g[1].w2.dtype)
+        first = shapes[0]
+        if first is None or any(
+            sh is None or len(sh) != 4 or sh[0] != first[0] or sh[2:] != first[2:] or dt != dtypes[0]
+            for sh, dt in zip(shapes, dtypes)
+        ):
+            values = [g[0] if fn is None else fn(*g) for (fn, _), g in zip(self.parts, groups)]
+            return self.concat_fn(*values, **self.concat_kwargs)
+        out: Any = outputs.empty((first[0], sum(sh[1] for sh in shapes), *first[2:]), dtypes[0])
+        c0 = 0
+        for (fn, _), g, sh in zip(self.parts, groups, shapes):
+            dst = out[:, c0 : c0 + sh[1]]
+            if fn is None:
+                dst[...] = g[0]
+            else:
+                fn(g[0], g[1], out=dst)
+            c0 += sh[1]
+        return out
+
+    def __repr__(self) -> str:
+        return f"ConcatConvs({self.label})"
+
+
+def rewrite_concat(steps: list, keep: set[int]):
+    """``Concat`` steps along the channel axis of rank-4 values whose inputs include fused convolutions (no
+    residual) read by nothing else become :class:`ConcatConvs` steps; the convolutions' own steps go.
+
+    Returns:
+        (new steps, number of rewrites).
+    """
+    producer: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    for i, step in enumerate(steps):
+        for s in step[3]:
+            producer[s] = i
+        for s in step[2]:
+            readers.setdefault(s, []).append(i)
+    replaced: dict[int, tuple] = {}
+    taken: set[int] = set()
+    for i, (fn, kwargs, ins, outs, node) in enumerate(steps):
+        if node.op != "Concat" or node.control_inputs or len(outs) != 1 or len(ins) < 2:
+            continue
+        if any(t.shape is None or len(t.shape) != 4 for t in node.inputs) or int(kwargs.get("axis", 0)) % 4 != 1:
+            continue
+        parts: list[tuple[Any, int]] = []
+        flat: list[int] = []
+        convs: list[int] = []
+        for s in ins:
+            j = producer.get(s)
+            if (
+                j is not None and j not in taken and isinstance(steps[j][0], FusedOnnxConv) and len(steps[j][2]) == 2
+                and readers.get(s) == [i] and s not in keep and ins.count(s) == 1
+            ):
+                parts.append((steps[j][0], 2))
+                flat.extend(steps[j][2])
+                convs.append(j)
+            else:
+                parts.append((None, 1))
+                flat.append(s)
+        if not convs:
+            continue
+        taken.update(convs)
+        nodes = [n for j in convs for n in steps[j][0].nodes] + [node]
+        replaced[i] = (ConcatConvs(parts, nodes, fn, kwargs), {}, tuple(flat), outs, node)
+    if not replaced:
+        return steps, 0
+    new = [replaced.get(i, step) for i, step in enumerate(steps) if i not in taken]
+    return new, len(replaced)
 
 
 def _act(y: np.ndarray, act: int) -> np.ndarray:
@@ -379,7 +504,8 @@ def rewrite_conv_plan(steps: list, keep: set[int], num_slots: int, stateful: Seq
             new.append(replaced[k])
         elif k not in members and k not in fold_set:
             new.append(step)
-    return new, num_slots, len(replaced) + (1 if fold_step is not None else 0)
+    new, concats = rewrite_concat(new, keep)
+    return new, num_slots, len(replaced) + concats + (1 if fold_step is not None else 0)
 
 
 def _per_channel(t: Any, m: int) -> bool:

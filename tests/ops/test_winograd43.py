@@ -36,8 +36,10 @@ def test_matches_a_float64_direct_convolution(n, h, w, c, k, pads, act, dtype, m
     ref = {NONE: ref, RELU: np.maximum(ref, 0), RELU6: np.clip(ref, 0, 6)}[act]
     bound = _direct(np.abs(x), np.abs(filters), pads) + np.abs(bias)  # sum |x| |w| per output
     eps = np.finfo(dtype).eps
-    for block_bytes in (_winograd43.BLOCK_BYTES, 1):  # one block, then a tile row at a time
+    # one block; a tile row at a time; blocks as large as the transformed filters (a few tiles or images)
+    for block_bytes, max_bytes in ((_winograd43.BLOCK_BYTES, _winograd43.MAX_BLOCK_BYTES), (1, 1), (1, 1 << 30)):
         monkeypatch.setattr(_winograd43, "BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", max_bytes)
         out = np.empty(ref.shape, dtype)
         u = _winograd43.filter_transform(filters, np.dtype(dtype))
         assert _winograd43.conv3x3_bias_act(x, u, bias, act, pads, out)

@@ -29,6 +29,7 @@ GEOMETRIES = [
     ((1, 1), (2, 2), (1, 1), (0, 0, 0, 0), "NOTSET", 4, 7),
     ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1), "NOTSET", 3, 8),
     ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1), "NOTSET", 64, 9),  # Winograd F(4x4, 3x3) when Numba is on
+    ((3, 3), (1, 1), (1, 1), (1, 0, 2, 1), "NOTSET", 32, 7),  # Winograd, uneven pads, 4 tiles per image
     ((3, 3), (2, 2), (1, 1), (0, 1, 2, 0), "NOTSET", 4, 9),
     ((5, 3), (1, 2), (2, 1), (0, 0, 0, 0), "NOTSET", 3, 11),
     ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), "SAME_UPPER", 3, 8),
@@ -284,3 +285,116 @@ def test_tf1_cnn_fixture_matches_unoptimised_and_recorded_outputs():
     finally:
         set_optimize_enabled(None)
     np.testing.assert_allclose(module(x), want, rtol=1e-5, atol=1e-6)
+
+
+# -- convolutions writing into their slice of a Concat (ConcatConvs) ------------------------------------
+@pytest.mark.parametrize(
+    ("c", "size", "kernel", "strides", "pads"),
+    [
+        (5, 6, (1, 1), (1, 1), (0, 0, 0, 0)),  # one GEMM per batch
+        (4, 7, (1, 1), (2, 2), (0, 0, 0, 0)),  # strided 1x1
+        (3, 9, (3, 3), (2, 1), (1, 0, 2, 1)),  # im2col
+        (32, 7, (3, 3), (1, 1), (1, 1, 1, 1)),  # Winograd when Numba is on
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_into_a_channel_slice_is_bit_identical(kernels, c, size, kernel, strides, pads, dtype):
+    from hubkit.ops.conv_nchw import PreparedConv, conv_nchw_fused
+    from hubkit.ops.onnx_conv import window_geometry
+
+    rng = np.random.default_rng(c * size)
+    m, n = 6, 3
+    prep = PreparedConv(rng.standard_normal((m, c, *kernel)).astype(dtype), rng.standard_normal(m).astype(dtype))
+    x = rng.standard_normal((n, c, size, size)).astype(dtype)
+    out_hw, begin, end = window_geometry((size, size), kernel, strides, (1, 1), pads, "NOTSET")
+    res = rng.standard_normal((n, m, *out_hw)).astype(dtype)
+    for r, act in ((None, 0), (res, 1), (None, 2)):
+        want = conv_nchw_fused(x, prep, r, act, strides, (1, 1), begin, end, out_hw)
+        big = np.full((n, m + 5, *out_hw), 7.0, dtype)
+        got = conv_nchw_fused(x, prep, r, act, strides, (1, 1), begin, end, out_hw, out=big[:, 2 : 2 + m])
+        assert np.shares_memory(got, big)
+        np.testing.assert_array_equal(big[:, 2 : 2 + m], want)
+        assert (big[:, :2] == 7).all() and (big[:, 2 + m :] == 7).all()
+    with pytest.raises(ValueError, match="out of shape"):
+        conv_nchw_fused(x, prep, None, 0, strides, (1, 1), begin, end, out_hw, out=big[:, :m].astype(np.float16))
+
+
+def _concat_graph(rng, dtype, axis, extra_reader):
+    """Two conv branches (3x3 with BN + ReLU, 1x1) and the input itself, concatenated along the channels."""
+    g = hk.Graph()
+    c = 32
+    with g.as_default():
+        x = hk.placeholder(dtype, [None, c, 7, 7], name="x")
+
+        def conv(k, m, pads, name):
+            w = hk.Variable((rng.standard_normal((m, c, k, k)) / np.sqrt(c * k * k)).astype(dtype), name=name, dtype=dtype)
+            return apply("OnnxConv", x, w, strides=[1, 1], dilations=[1, 1], pads=pads, auto_pad="NOTSET", group=1)
+
+        a, _ = _bn(rng, conv(3, 8, [1, 1, 1, 1], "wa"), 8, dtype, "bn")
+        a = hk.nn.relu(a)
+        b = conv(1, 5, [0, 0, 0, 0], "wb")
+        y = hk.concat([a, x, b], axis=axis)
+        fetches = [y, hk.add(b, np.asarray(1.0, dtype))] if extra_reader else [y]
+    return g, x, fetches
+
+
+@pytest.mark.parametrize("axis", [1, -3])
+@pytest.mark.parametrize("extra_reader", [False, True])
+def test_concat_of_convolutions_matches_the_unrewritten_plan_exactly(kernels, axis, extra_reader, monkeypatch):
+    from hubkit.runtime import optimize_conv
+    from hubkit.runtime.optimize_conv import ConcatConvs
+
+    rng = np.random.default_rng(7)
+    g, x, fetches = _concat_graph(rng, np.float32, axis, extra_reader)
+    plain, opt = _plans(g, fetches, [x])
+    steps = [step.fn for step in opt.steps]
+    concat = [fn for fn in steps if isinstance(fn, ConcatConvs)]
+    assert len(concat) == 1, describe_plan(opt)
+    # the 1x1 branch has another reader: it stays a step of its own and is copied in
+    assert [fn is None for fn, _ in concat[0].parts] == ([False, True, True] if extra_reader else [False, True, False])
+    monkeypatch.setattr(optimize_conv, "rewrite_concat", lambda steps, keep: (steps, 0))
+    _, unrewritten = _plans(g, fetches, [x])
+    assert not any(isinstance(step.fn, ConcatConvs) for step in unrewritten.steps)
+    for batch in (1, 3):
+        xv = rng.standard_normal((batch, 32, 7, 7)).astype(np.float32)
+        got = opt.run([xv])
+        want = unrewritten.run([xv])
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+        ref = plain.run([xv])[0]
+        np.testing.assert_allclose(got[0], ref, rtol=0, atol=64 * np.finfo(np.float32).eps * (np.abs(ref).max() + 8))
+
+
+def test_concat_of_convolutions_falls_back_on_mismatched_parts():
+    from types import SimpleNamespace
+
+    from hubkit.ops.conv_nchw import PreparedConv
+    from hubkit.runtime.optimize_conv import ConcatConvs
+
+    rng = np.random.default_rng(3)
+    attrs = {"strides": [1, 1], "dilations": [1, 1], "pads": [1, 1, 1, 1]}
+    conv = FusedOnnxConv([SimpleNamespace(op="OnnxConv")], attrs, 1)
+    prep = PreparedConv(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), None)
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    calls = []
+
+    def concat_fn(*values, axis):
+        calls.append([v.shape for v in values])
+        return np.concatenate(values, axis=axis)
+
+    fn = ConcatConvs([(conv, 2), (None, 1)], [], concat_fn, {"axis": 1})
+    assert fn.label == "Concat(OnnxConv, copy)"
+    ok = fn(x, prep, x)  # fits: no call of concat_fn
+    assert not calls and ok.shape == (2, 7, 5, 5)
+    np.testing.assert_array_equal(ok, np.concatenate([conv(x, prep), x], axis=1))
+    # parts that do not fit go the Concat op's way: each computed, then concat_fn (which may raise, as the op does)
+    with pytest.raises(ValueError):
+        fn(x, prep, x[:, :, :4])
+    assert calls == [[(2, 4, 5, 5), (2, 3, 4, 5)]]
+    with pytest.raises(ValueError):
+        fn(x, prep, x[:1])
+    assert calls[1] == [(2, 4, 5, 5), (1, 3, 5, 5)]
+    wide = x.astype(np.float64)
+    got = fn(x, prep, wide)
+    assert got.dtype == np.float64 and len(calls) == 3
+    np.testing.assert_array_equal(got, np.concatenate([conv(x, prep), wide], axis=1))

@@ -27,6 +27,7 @@ from hubkit.errors import FormatError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.attrs import decode_attrs, encode_attrs
 from hubkit.graph import DType, int32
+from hubkit.graph.walk import dependencies_first
 from hubkit.importers.tf1.tensor_array import HANDLE_OPS
 from hubkit.importers.tf1.translate import ASSIGN_OPS, TRANSLATORS, Emitter
 from hubkit.ops.importer import split_tensor_name
@@ -374,26 +375,10 @@ class ControlFlow:
             self.scope, self.t.out_nodes, self.t.tensor_map = saved
 
     def _order(self, scope: _Scope, roots: list[str]) -> list[str]:
-        order: list[str] = []
-        state: dict[str, int] = {}
-        for root in roots:
-            if state.get(root) or self._is_leaf_node(scope, root):
-                continue
-            state[root] = 1
-            stack = [(root, iter(self._deps(scope, root)))]
-            while stack:
-                name, it = stack[-1]
-                child = next(it, None)
-                if child is None:
-                    stack.pop()
-                    state[name] = 2
-                    order.append(name)
-                elif state.get(child) == 1:
-                    raise FormatError(f"{self.t.where} has a cycle through node {child!r} inside a loop or cond.")
-                elif state.get(child) is None:
-                    state[child] = 1
-                    stack.append((child, iter(self._deps(scope, child))))
-        return order
+        def cycle(name: str) -> FormatError:
+            return FormatError(f"{self.t.where} has a cycle through node {name!r} inside a loop or cond.")
+        inner = [r for r in roots if not self._is_leaf_node(scope, r)]
+        return dependencies_first(inner, lambda name: self._deps(scope, name), cycle)
 
     def _deps(self, scope: _Scope, name: str) -> list[str]:
         return [d for d in self.t._deps(self.t.nodes[name]) if not self._is_leaf_node(scope, d)]

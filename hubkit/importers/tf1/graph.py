@@ -19,6 +19,7 @@ from hubkit.errors import FormatError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.graph_codec import encode_tensor_info
 from hubkit.graph import DType
+from hubkit.graph.walk import dependencies_first
 from hubkit.importers.tf1.attrs import decode_attr_value, decode_tensor
 from hubkit.importers.tf1.control_flow import CONTROL_FLOW_TF_OPS, control_flow_of
 from hubkit.importers.tf1.functions import function_ops
@@ -255,29 +256,12 @@ class GraphTranslator:
 
     def _order(self, roots: list[str]) -> list[str]:
         """Names of the nodes ``roots`` depend on, dependencies first; a cycle is refused."""
-        order: list[str] = []
-        state: dict[str, int] = {}  # 1 visiting, 2 done
-        for root in roots:
-            if state.get(root) == 2:
-                continue
-            stack = [(root, iter(self._deps(self.nodes[root])))]
-            state[root] = 1
-            while stack:
-                name, it = stack[-1]
-                child = next(it, None)
-                if child is None:
-                    stack.pop()
-                    state[name] = 2
-                    order.append(name)
-                elif state.get(child) == 1:
-                    raise FormatError(
-                        f"{self.where} has a cycle through node {child!r} ({self.nodes[child].op}) that is not a "
-                        "TF1 while loop (Enter/Merge/Switch/LoopCond/NextIteration/Exit)."
-                    )
-                elif state.get(child) is None:
-                    state[child] = 1
-                    stack.append((child, iter(self._deps(self.nodes[child]))))
-        return order
+        def cycle(name: str) -> FormatError:
+            return FormatError(
+                f"{self.where} has a cycle through node {name!r} ({self.nodes[name].op}) that is not a "
+                "TF1 while loop (Enter/Merge/Switch/LoopCond/NextIteration/Exit)."
+            )
+        return dependencies_first(roots, lambda name: self._deps(self.nodes[name]), cycle)
 
     # -- translation ---------------------------------------------------------------------------------------------
     def translate(self) -> pb.GraphVariant:
