@@ -80,7 +80,9 @@ def cache_dir() -> str:
     return os.path.join(platformdirs.user_cache_dir("hubkit"), "numba")
 
 
-def _compile(fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., Any] | None:
+def _compile(
+    fn: Callable[..., Any], numpy_errors: bool = False, options: dict[str, Any] | None = None
+) -> Callable[..., Any] | None:
     with _lock:
         done = _STATE.compiled.get(fn)
         if done is not None:
@@ -95,23 +97,29 @@ def _compile(fn: Callable[..., Any], options: dict[str, Any]) -> Callable[..., A
             # Read by numba's cache locator each time a function is compiled, so setting it here
             # (rather than in os.environ before import) is enough and leaves the environment alone.
             numba.config.CACHE_DIR = cache_dir()  # type: ignore[attr-defined]
-        jitted = numba.njit(cache=True, nogil=True, **options)(fn)
+        opts = dict(options or {})
+        if numpy_errors:
+            opts["error_model"] = "numpy"
+        jitted = numba.njit(cache=True, nogil=True, **opts)(fn)
         _STATE.compiled[fn] = jitted
         return jitted
 
 
-def kernel(fn: Callable[..., Any], **options: Any) -> Callable[..., Any] | None:
+def kernel(fn: Callable[..., Any], numpy_errors: bool = False, **options: Any) -> Callable[..., Any] | None:
     """The compiled form of the numba-compatible Python function ``fn``, or None when Numba is off.
 
-    ``options`` (e.g. ``fastmath``, ``parallel``) go to ``numba.njit`` when ``fn`` is first compiled;
-    pass the same ones on every call for a given ``fn``.
+    ``options`` (e.g. ``fastmath``, ``parallel``) go to ``numba.njit`` too, from the first request,
+    as ``numpy_errors`` does.
 
     Compilation happens on the first call for each ``fn`` (from the disk cache when possible); the
-    argument types select the specialization, as with any ``numba.njit`` function.
+    argument types select the specialization, as with any ``numba.njit`` function. ``numpy_errors``
+    compiles with Numba's NumPy error model: a float division by zero gives inf or nan, as NumPy's
+    does, instead of raising, and loops that divide can vectorise (each ``fn`` is compiled once,
+    with the flag of its first request).
     """
     if not numba_enabled():
         return None
     done = _STATE.compiled.get(fn)
     if done is not None:
         return done
-    return _compile(fn, options)
+    return _compile(fn, numpy_errors, options)

@@ -52,6 +52,7 @@ from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
 from hubkit.ops.tf_text_buffers import buffer_text_steps
 from hubkit.runtime.optimize_conv import rewrite_conv_plan
+from hubkit.runtime.optimize_pool import rewrite_pool_plan
 
 __all__ = [
     "FusedLinear",
@@ -180,9 +181,10 @@ def optimize_plan(plan: Any) -> Any:
     steps, dropped = _drop_identities(steps, keep)
     # Constant and batch-norm folding, fused NCHW convolutions (runtime/optimize_conv.py).
     steps, num_slots, conv = rewrite_conv_plan(steps, keep, plan.num_slots, [_stateful(s[4]) for s in steps])
+    steps, pools = rewrite_pool_plan(steps, keep)  # pools and LRN on Numba kernels (runtime/optimize_pool.py)
     steps, fused = _fuse_linear(steps, keep)
     steps, buffered = buffer_text_steps(steps, keep)  # TF string ops pass UTF-8 buffers (ops/tf_text_buffers.py)
-    if not dropped and not fused and not conv and not buffered:
+    if not dropped and not fused and not conv and not buffered and not pools:
         return plan
     new = type(plan)(
         _with_frees(steps, keep, _step_maker(plan)),

@@ -587,7 +587,7 @@ def _match_act(steps, cur: int, shape, consts: dict[int, Any], sole_reader, idx:
         return 0
     idx.append(j)
     k = sole_reader(jouts[0])
-    if k is not None:
+    if k is not None and len(steps[k][2]) == 2:  # a one-input reader (a pool) is no Minimum
         _, _, kins, _, knode = steps[k]
         o2 = kins[1] if kins[0] == jouts[0] else kins[0]
         if (

@@ -44,6 +44,9 @@ def _format_bytes(n: int) -> str:
 
 def _in_place_note(fn: Any) -> str | None:
     """What a fused step writes in place, or None for a plain op's step."""
+    note = getattr(fn, "note", None)  # a rewritten step that says what it runs (runtime/optimize_pool.py)
+    if isinstance(note, str):
+        return note
     nodes = getattr(fn, "nodes", None)
     if nodes is not None and hasattr(fn, "has_bias"):  # a FusedLinear
         act = _ACT_NAMES.get(fn.act)

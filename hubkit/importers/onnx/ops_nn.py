@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.errors import GraphError
+from hubkit.graph import constant
 from hubkit.importers.onnx.registry import translates
 from hubkit.ops import api as K
 from hubkit.ops.registry import apply
@@ -231,10 +232,21 @@ def clip(ctx, node, attrs):
     x = ctx.t(node.input[0])
     y = x
     if len(node.input) > 1 and node.input[1]:
-        y = K.maximum(y, ctx.t(node.input[1]))
+        y = K.maximum(y, _clip_bound(ctx, node.input[1]))
     if len(node.input) > 2 and node.input[2]:
-        y = K.minimum(y, ctx.t(node.input[2]))
+        y = K.minimum(y, _clip_bound(ctx, node.input[2]))
     return [y if y is not x else K.identity(x)]
+
+
+def _clip_bound(ctx, name: str):
+    """A bound of ``Clip``: a constant when it is an initializer (so the plan optimiser sees ``Clip(0, 6)``
+    after a convolution as a ReLU6 and fuses it), else the tensor computed at run time."""
+    if ctx.known(name) is None and ctx.has(name):
+        try:
+            return constant(ctx.value(name, "A Clip bound"))
+        except GraphError:  # computed at run time
+            pass
+    return ctx.t(name)
 
 
 @translates("Softmax", "LogSoftmax")
