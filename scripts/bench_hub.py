@@ -26,6 +26,11 @@ each CPU-per-byte lever of the install switched off alone (and all of them off) 
 - ``background``: the archive is extracted by a second thread while it downloads (off: extracted after
   the download finished). zlib's own gzip decoder does the inflating either way (the hand-written
   decoder and its levers were removed: they gained nothing, see docs/security.md).
+- ``handoff``: the download hands each received piece to the extraction thread in memory, and that
+  thread writes it to the download file (off: the download thread writes the file and the extraction
+  thread reads it back, as before).
+- ``download-writes``: when the extraction thread falls behind (4 pieces wait), the download thread
+  writes the waiting pieces to the download file itself (off: only the extraction thread writes it).
 
 A sha256 thread of its own (double-buffered) was measured here as a lever and deleted: a wash on 2 cores
 (best 0.317 s with it, 0.313 s without; medians 0.375 and 0.343 s; load 1.6).
@@ -305,7 +310,19 @@ def bench_download(
           f"target < 100 MB)")
 
 
-_LEVERS = ("background",)
+_LEVERS = ("background", "handoff", "download-writes")
+
+
+def _file_following_extraction():
+    """BackgroundExtraction without the in-memory handoff (lever ``handoff`` off): the download writes the
+    file itself, into one reusable buffer, and the extraction thread reads the file back."""
+    from hubkit.hub.extract import BackgroundExtraction
+
+    class FileFollowingExtraction(BackgroundExtraction):
+        take = None  # the download looks these up with getattr(follower, name, None)
+        piece_buffer = None
+
+    return FileFollowingExtraction
 
 
 class _ExtractAfterDownload:
@@ -336,7 +353,13 @@ def _set_levers(off: set[str]) -> None:
     """Switches the named levers off (and every other one on) for the next in-process resolve."""
     from hubkit.hub import extract, resolvers
 
-    resolvers.BackgroundExtraction = _ExtractAfterDownload if "background" in off else extract.BackgroundExtraction
+    extract._DOWNLOAD_WRITES_AT = 1 << 30 if "download-writes" in off else 4
+    if "background" in off:
+        resolvers.BackgroundExtraction = _ExtractAfterDownload
+    elif "handoff" in off:
+        resolvers.BackgroundExtraction = _file_following_extraction()
+    else:
+        resolvers.BackgroundExtraction = extract.BackgroundExtraction
 
 
 def bench_levers(

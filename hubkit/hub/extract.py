@@ -12,6 +12,8 @@ being downloaded, reading the growing temp file up to what the download has writ
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import posixpath
 import struct
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 _READ_CHUNK = 1 << 20  # compressed bytes read at a time
+_HANDOFF_PIECES = 16  # received pieces (up to 1 MB each) waiting for the extraction thread, at most
+_DOWNLOAD_WRITES_AT = 4  # pieces waiting that make the download thread write the file itself (it has time)
 _PIECE = 4 << 20  # most decompressed bytes held at once (memory stays flat whatever the archive size)
 _TRAILER_CRC_MIN = 1 << 20  # smallest file whose CRC-32 is taken from its gzip member's trailer when it can be
 _MAX_HEADER_BYTES = 1 << 20  # largest extended header (PAX record, GNU long name) read into memory
@@ -163,7 +167,7 @@ class _Gunzip:
     def __init__(self, raw: Any, head: bytes, chunk_size: int) -> None:
         self._raw = raw
         self._chunk_size = chunk_size
-        self._input = head
+        self._input: bytes | memoryview = head
         self._decompressor: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._in_member = True
         self._done = False
@@ -172,9 +176,9 @@ class _Gunzip:
         self._starts: list[int] = [0]  # where the last few members began (decompressed offsets)
         self._ended: list[tuple[int, int, int]] = []  # (start, end, trailer CRC-32) of the last few members
 
-    def _more(self) -> bytes:
-        data = self._raw.read(self._chunk_size)
-        return bytes(data) if data else b""
+    def _more(self) -> bytes | memoryview:
+        data = self._raw.read(self._chunk_size)  # zlib inflates a piece handed over in memory without a copy
+        return data if data else b""
 
     def starts_member(self, position: int) -> bool:
         """Whether a member begins at decompressed offset ``position`` (among the last few seen)."""
@@ -191,13 +195,13 @@ class _Gunzip:
         """Returns the next 1 to ``limit`` decompressed bytes, or ``b""`` at the end of the file."""
         while not self._done:
             if not self._in_member:
-                self._input = self._input.lstrip(b"\0")
+                self._input = bytes(self._input).lstrip(b"\0")  # zlib's unused data: bytes already
                 while not self._input:
                     more = self._more()
                     if not more:
                         self._done = True
                         return b""
-                    self._input = more.lstrip(b"\0")
+                    self._input = bytes(more).lstrip(b"\0")  # a member ended with the input: rare
                 self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib checks the next magic
                 self._in_member = True
             if not self._input:
@@ -520,16 +524,26 @@ class _Abandoned(Exception):
 class BackgroundExtraction:
     """Extracts an archive in a second thread while another thread is still downloading it.
 
-    The download thread writes the archive to ``archive_path`` and reports after every write how many
-    bytes the file holds (:meth:`advance`); the extraction thread reads the file only up to there,
-    waiting for more. zlib, CRC-32 and file I/O release the GIL, so the two threads use two cores.
-    (Handing the received pieces over in memory instead, through a bounded pool of buffers, was
-    measured and did not win: see docs/performance_notes.md.)
+    The download hands every received piece over in memory (:meth:`take`): the extraction thread writes
+    it to the download file ``archive_path`` (which makes an interrupted download resumable) and
+    extracts from the piece itself, so the file is never read back. When the extraction falls behind
+    (``_DOWNLOAD_WRITES_AT`` pieces wait), the download thread has time to spare and writes the waiting
+    pieces itself. Either way pieces are written one at a time, in order: what is on disk is always an
+    exact start of the body, whoever wrote it. At most ``_HANDOFF_PIECES`` pieces
+    wait for it (the download blocks meanwhile), which bounds memory and keeps the file within that many
+    pieces of what was received. Bytes already in the file (the start of a resumed download) and a
+    download that writes the file itself (:meth:`advance`) are read from the file, never past what was
+    reported as written. zlib, sha256 and file I/O release the GIL, so the two threads use two cores:
+    the download receives and hashes, the extraction writes the download file, inflates and writes the
+    extracted files. That split balances them (CPU per 210 MB of stored weights: ~0.28 s against
+    ~0.27 s; with the download thread writing the file and the extraction reading it back, 0.33 s, the
+    critical path, against 0.24 s).
     Nothing here decides whether the archive is trusted: the caller verifies the download's sha256 and
     size and only then uses what :meth:`finish` returns; on any failure the destination is thrown away.
 
     Use as a context manager: leaving the block stops and joins the thread, so nothing writes into the
-    destination afterwards.
+    destination afterwards, and writes the pieces still waiting to the download file (so a download
+    that failed on the network resumes from every byte it received).
 
     Args:
         archive_path: The temp file the download writes (it need not exist yet).
@@ -547,7 +561,13 @@ class BackgroundExtraction:
         self.destination = destination
         self._limits = (max_bytes, max_members, source, check_crc)
         self._condition = threading.Condition()
-        self._available = 0
+        self._available = 0  # bytes of the archive known so far: in the file, or waiting in _pieces
+        self._in_file = 0  # bytes the download itself wrote to the file (read from there)
+        self._on_disk = 0  # bytes at the start of the file that are written (always a whole prefix)
+        self._pieces: collections.deque[tuple[int, memoryview]] = collections.deque()  # (offset, bytes) to extract
+        self._unwritten: collections.deque[tuple[int, memoryview]] = collections.deque()  # ... to write, in order
+        self._write_lock = threading.Lock()  # one file write at a time, so they land in order
+        self._spare: list[bytearray] = []  # buffers of pieces done with, for the download's next pieces
         self._download_done = False
         self._abandoned = False
         self._files: list[ExtractedFile] | None = None
@@ -561,15 +581,20 @@ class BackgroundExtraction:
 
     def __exit__(self, *exc: object) -> None:
         self.abandon()
-        if self._source_fd is not None:
-            os.close(self._source_fd)
-            self._source_fd = None
+        try:
+            if self._error is None:  # the archive is not known to be bad: keep what was received, to resume
+                self._write_waiting_pieces()
+        finally:
+            if self._source_fd is not None:
+                os.close(self._source_fd)
+                self._source_fd = None
 
     def use_descriptor(self, fd: int) -> None:
-        """Reads the archive through (a duplicate of) the download's own descriptor ``fd``, not by its path.
+        """Reads and writes the archive through (a duplicate of) the download's own descriptor ``fd``.
 
         The temp file sits in a cache directory others may write to: a file renamed over its path while
-        the download runs must not be what is extracted (the download verifies the bytes it wrote).
+        the download runs must not be what is extracted (the download verifies the bytes it received).
+        Pieces are taken (:meth:`take`) only once a descriptor was given.
         """
         with self._condition:
             if self._source_fd is None:
@@ -577,8 +602,59 @@ class BackgroundExtraction:
 
     # -- called by the download thread ---------------------------------------------------------------
 
+    def piece_buffer(self, size: int) -> bytearray:
+        """A buffer of ``size`` bytes for the download to receive the next piece into (then :meth:`take`).
+
+        Buffers of pieces already extracted are reused (new memory costs a page fault per 4 KiB), but only
+        when nothing holds a view of them any more: a bytearray with live views refuses to change its
+        size, which is checked here. One still in use is dropped, never written over.
+        """
+        with self._condition:
+            while self._spare:
+                buffer = self._spare.pop()
+                if len(buffer) == size and _unshared(buffer):
+                    return buffer
+        buffer = bytearray(size + 1)
+        del buffer[-1]  # room for _unshared's byte: it never reallocates
+        return buffer
+
+    def take(self, offset: int, piece: memoryview) -> bool:
+        """Takes the next received piece (``offset`` is where it starts in the archive): it is written to
+        the download file and extracted by the extraction thread. ``piece`` (a view of a buffer from
+        :meth:`piece_buffer`, or any buffer) must never be changed afterwards.
+
+        Blocks while ``_HANDOFF_PIECES`` pieces are waiting. When ``_DOWNLOAD_WRITES_AT`` are (the
+        extraction is behind, so the download has time to spare), writes the waiting pieces to the file
+        here, in order, in the download's thread.
+
+        Returns:
+            ``False`` when the piece is not taken (no descriptor was given, or the download started over):
+            the download writes it itself and reports it with :meth:`advance`.
+
+        Raises:
+            HubkitError: The extraction already failed (the archive is bad, or the file cannot be
+                written): the download stops at once.
+        """
+        with self._condition:
+            while len(self._pieces) >= _HANDOFF_PIECES and self._error is None and not self._abandoned:
+                self._condition.wait()
+            if self._abandoned or self._source_fd is None:
+                return False
+            if self._error is not None:
+                raise self._error
+            if offset != self._available:  # pragma: no cover - the download hands pieces over in order
+                raise RuntimeError(f"piece at {offset} handed over after {self._available} bytes")
+            self._pieces.append((offset, piece))
+            self._unwritten.append((offset, piece))
+            self._available = offset + len(piece)
+            self._condition.notify_all()
+            behind = len(self._pieces) >= _DOWNLOAD_WRITES_AT
+        if behind:
+            self._write_through(self._available)
+        return True
+
     def advance(self, available: int) -> None:
-        """Reports that the archive file now holds ``available`` bytes, all written to the OS.
+        """Reports that the download wrote the archive file itself up to ``available`` bytes.
 
         Raises:
             HubkitError: The extraction already failed (the archive is bad): the download stops at once.
@@ -586,18 +662,21 @@ class BackgroundExtraction:
         if self._error is not None and not self._abandoned:
             raise self._error
         with self._condition:
-            self._available = available
-            self._condition.notify()
+            self._available = self._in_file = self._on_disk = available
+            self._condition.notify_all()
 
     def restart(self) -> None:
         """The download starts over from byte 0: stop following it (:meth:`finish` extracts afterwards)."""
         self.abandon()
+        with self._condition:
+            self._pieces.clear()  # the file is truncated next: pieces of the old body are never written
+            self._unwritten.clear()
 
     def abandon(self) -> None:
         """Stops the extraction thread and waits for it; what it wrote stays for the caller to delete."""
         with self._condition:
             self._abandoned = True
-            self._condition.notify()
+            self._condition.notify_all()
         self._thread.join()
 
     def finish(self) -> list[ExtractedFile]:
@@ -612,7 +691,7 @@ class BackgroundExtraction:
         """
         with self._condition:
             self._download_done = True
-            self._condition.notify()
+            self._condition.notify_all()
         self._thread.join()
         if self._abandoned:  # the download started over: extract the finished file from scratch
             empty_directory(self.destination)
@@ -624,27 +703,98 @@ class BackgroundExtraction:
         assert self._files is not None  # the thread ended without abandonment: files or an error
         return self._files
 
+    def _write_waiting_pieces(self) -> None:
+        """Writes the pieces the extraction thread (ended) did not get to, in order, as far as it can."""
+        with contextlib.suppress(DownloadError):  # the file then holds a shorter start: still one to resume from
+            self._write_through(self._available)
+        self._pieces.clear()
+        self._unwritten.clear()
+
+    def _write_through(self, end: int) -> None:
+        """Writes waiting pieces to the download file, in order, until it holds ``end`` bytes (or no piece
+        waits). Called by both threads: one piece at a time under the write lock, the next one always
+        where the file ends."""
+        while True:
+            with self._write_lock:
+                with self._condition:
+                    if not self._unwritten or self._on_disk >= end or self._source_fd is None:
+                        return
+                    offset, piece = self._unwritten[0]
+                    fd = self._source_fd
+                if offset != self._on_disk:  # pragma: no cover - pieces are queued in order
+                    raise RuntimeError(f"piece at {offset} written after {self._on_disk} bytes")
+                _write_piece(fd, offset, piece, self._limits[2])
+                with self._condition:
+                    self._unwritten.popleft()
+                    self._on_disk = offset + len(piece)
+
     # -- the extraction thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        reader = _GrowingFileReader(self)
+        reader = _FollowingReader(self)
         try:
             self._files = extract_stream(reader, self.destination, *self._limits)
         except _Abandoned:
             pass
         except BaseException as exc:  # handed to finish(); the download thread decides what to raise
-            self._error = exc
+            with self._condition:
+                self._error = exc
+                self._condition.notify_all()  # a download waiting for room stops at once
         finally:
             reader.close()
 
-    def _wait_for(self, position: int) -> int:
-        """Blocks until the file holds more than ``position`` bytes; returns the count (``position`` at the end)."""
+    def _next(self, position: int) -> tuple[int, memoryview | None]:
+        """Waits for bytes past ``position``: ``(end, None)`` when they are in the file up to ``end``, else
+        ``(end, piece)`` with the next waiting piece (ending at ``end``); ``(position, None)`` at the end."""
         with self._condition:
-            while not self._abandoned and self._available <= position and not self._download_done:
+            while True:
+                if self._abandoned:
+                    raise _Abandoned()
+                if position < self._in_file:
+                    return self._in_file, None
+                if self._pieces:
+                    offset, piece = self._pieces.popleft()
+                    self._condition.notify_all()  # room for the download's next piece
+                    if offset != position:  # pragma: no cover - pieces follow the file's bytes
+                        raise RuntimeError(f"piece at {offset} where {position} was expected")
+                    return offset + len(piece), piece
+                if self._download_done:
+                    return position, None
                 self._condition.wait()
-            if self._abandoned:
-                raise _Abandoned()
-            return self._available
+
+    def _recycle(self, piece: memoryview) -> None:
+        """Offers the buffer under a piece the extraction is done with to :meth:`piece_buffer`."""
+        buffer = piece.obj
+        try:
+            piece.release()
+        except BufferError:  # something still reads through it: not reused
+            return
+        if isinstance(buffer, bytearray):
+            with self._condition:
+                if len(self._spare) < _HANDOFF_PIECES:
+                    self._spare.append(buffer)
+
+
+def _unshared(buffer: bytearray) -> bool:
+    """Whether no view of ``buffer`` is alive: CPython refuses to resize a bytearray that has one."""
+    try:
+        buffer.append(0)
+    except BufferError:
+        return False
+    del buffer[-1]
+    return True
+
+
+def _write_piece(fd: int, offset: int, piece: memoryview, source: str) -> None:
+    """Writes a received piece to the download file at ``offset``; a failure is a named ``DownloadError``."""
+    try:
+        while piece:
+            written = os.pwrite(fd, piece, offset)
+            piece, offset = piece[written:], offset + written
+    except OSError as exc:
+        raise DownloadError(
+            f"Cannot write the download of {source!r} to its temp file: {exc.strerror or exc}."
+        ) from None
 
 
 class _DescriptorReader:
@@ -660,25 +810,46 @@ class _DescriptorReader:
         return data
 
 
-class _GrowingFileReader:
-    """Reads the archive file front to back, never past what the download reported as written."""
+class _FollowingReader:
+    """Reads the archive front to back as it downloads: from the pieces handed over (each written to the
+    download file first), or from the file, never past what the download reported as written."""
 
     def __init__(self, owner: BackgroundExtraction) -> None:
         self._owner = owner
         self._fd: int | None = None
         self._position = 0
+        self._piece = memoryview(b"")  # the rest of the current piece
+        self._whole: memoryview | None = None  # the current piece, as handed over
 
-    def read(self, size: int) -> bytes:
-        available = self._owner._wait_for(self._position)
-        if available <= self._position:
-            return b""
+    def read(self, size: int) -> bytes | memoryview:
+        if not self._piece:
+            if self._whole is not None:  # the views handed out of it are dropped by now (else not reused)
+                self._piece = memoryview(b"")
+                self._owner._recycle(self._whole)
+                self._whole = None
+            end, piece = self._owner._next(self._position)
+            if piece is not None:
+                # In the file before it is extracted (so before its buffer can be reused), unless the
+                # download, waiting for room, wrote it already.
+                self._owner._write_through(end)
+                self._piece, self._whole = piece[:], piece
+            elif end <= self._position:
+                return b""
+            else:
+                return self._read_file(min(size, end - self._position))
+        out = self._piece[:size]
+        self._piece = self._piece[len(out):]
+        self._position += len(out)
+        return out
+
+    def _read_file(self, size: int) -> bytes:
         if self._fd is None:
             with self._owner._condition:
                 source = self._owner._source_fd
                 self._fd = os.dup(source) if source is not None else None
             if self._fd is None:  # a download that did not hand its descriptor over: the path, never a link
                 self._fd = open_regular_fd(self._owner.archive_path, "Archive", False, DownloadError)
-        data = os.pread(self._fd, min(size, available - self._position), self._position)
+        data = os.pread(self._fd, size, self._position)
         self._position += len(data)
         return data
 
@@ -686,6 +857,8 @@ class _GrowingFileReader:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._piece = memoryview(b"")
+        self._whole = None
 
 
 def empty_directory(path: str) -> None:

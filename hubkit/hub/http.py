@@ -100,7 +100,12 @@ class _Retryable(Exception):
 
 
 class DownloadFollower(Protocol):
-    """What :meth:`HttpClient.download` tells about the file it writes (see ``follower`` there)."""
+    """What :meth:`HttpClient.download` tells about the file it writes (see ``follower`` there).
+
+    A follower may also have ``take(offset, piece) -> bool``: it then receives each piece in memory and
+    writes it to the file itself (in order, at ``offset``), unless it returns ``False``; and
+    ``piece_buffer(size) -> bytearray``, which gives the buffer to receive the next piece into.
+    """
 
     def advance(self, available: int) -> None:
         """The file now holds ``available`` bytes, all written to the OS."""
@@ -305,7 +310,9 @@ class HttpClient:
         """Streams ``url`` into the file ``destination`` while hashing it, resuming with ``Range`` on failures.
 
         Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes,
-        then written to the file and hashed from there.
+        then hashed and written to the file from there; or, with a follower that takes pieces, into a
+        buffer per piece that the follower writes to the file (a bounded number wait for it; the
+        follower's ``piece_buffer`` gives the buffers, else each is new).
 
         Args:
             url: The archive URL.
@@ -319,7 +326,11 @@ class HttpClient:
                 :class:`~hubkit.hub.extract.BackgroundExtraction` reading the file as it grows. When its
                 ``advance`` raises (the archive is bad), the download stops with that error. A follower
                 with ``use_descriptor(fd)`` is given the file's descriptor first, to read the very file
-                written rather than whatever a path names later.
+                written rather than whatever a path names later. A follower with ``take(offset, piece)``
+                that returns ``True`` owns that piece (a buffer never reused here): it writes it to the
+                file at ``offset`` itself, before its own ``finish`` returns; it may block while earlier
+                pieces wait, and raises (stopping the download) when the archive is bad. On a network
+                failure the pieces it took are on disk once it is closed (then the download resumes).
             info_path: Where to keep the server's validators (``ETag``/``Last-Modified``) so that another
                 process can resume the download; ``None`` keeps them in memory only.
 
@@ -335,7 +346,10 @@ class HttpClient:
 
         shown = redact_url(url)
         limit = self.config.max_download_bytes if expected_size is None else min(expected_size, self.config.max_download_bytes)
-        view = memoryview(bytearray(max(self.config.chunk_size, _MIN_READ)))
+        max_read = max(self.config.chunk_size, _MIN_READ)
+        take = getattr(follower, "take", None)
+        new_buffer = getattr(follower, "piece_buffer", bytearray)  # a buffer that is taken is never written again
+        view = memoryview(bytearray(max_read if take is None else 0))  # the reusable buffer, unless pieces are taken
         fd = _open_download_file(destination)
         opened = os.fstat(fd)
         file_id = (opened.st_dev, opened.st_ino)
@@ -393,27 +407,37 @@ class HttpClient:
                 readinto = stall_watch.wrap(_body_readinto(response))
                 hasher = state["hasher"]
                 size, started = _MIN_READ, time.monotonic()
-                while count := readinto(view[:size]):
+                while True:
+                    # A follower that takes pieces writes them to the file itself (in the extraction thread,
+                    # which then reads them from memory, not back from the file): each piece gets a buffer
+                    # of its own, handed over for good, so none is overwritten while the follower holds it.
+                    piece = memoryview(new_buffer(max_read)) if take is not None else view
+                    count = readinto(piece[:size])
+                    if not count:
+                        break
                     # Fill large pieces on a fast link (fewer, bigger reads and writes), small ones on a slow
                     # link (so progress, the lock's liveness and the resumable file keep up).
                     now = time.monotonic()
                     if count == size and now - started < _FAST_READ_SECONDS:
-                        size = min(size * 2, len(view))
+                        size = min(size * 2, max_read)
                     elif now - started > _SLOW_READ_SECONDS:
                         size = max(size // 2, _MIN_READ)
                     started = now
-                    chunk = view[:count]
+                    chunk = piece[:count]
                     if len(state["head"]) < _TAR_BLOCK:
                         state["head"] += bytes(chunk[: _TAR_BLOCK - len(state["head"])])
                         self._check_archive_start(shown, response, state["head"], final=False)
                     if state["received"] + count > limit:
                         raise self._too_large(shown, limit, expected_size)
-                    _write_all(fd, chunk, state["received"])
                     hasher.update(chunk)
+                    offset = state["received"]
                     got_here += count
                     state["received"] += count
-                    if follower is not None:
-                        follower.advance(state["received"])
+                    if take is None or not take(offset, chunk):
+                        _write_all(fd, chunk, offset)
+                        if follower is not None:
+                            follower.advance(state["received"])
+                    del piece, chunk  # a taken buffer is reused only once no view of it is left
                     if on_progress is not None:
                         on_progress(count)
                 if expected_here is not None and got_here < expected_here:

@@ -104,17 +104,18 @@ def test_corruption_found_after_extraction_started_leaves_nothing(hub_env, big_s
         f.seek(size - _WEIGHTS // 4)  # inside the stored weights, near the end
         f.write(b"\xff" * 64)
     seen_during_download = []
-    advance = BackgroundExtraction.advance
+    take = BackgroundExtraction.take
 
-    def advance_then_wait(self, available):
-        advance(self, available)
-        if available > size // 2 and not seen_during_download:
+    def take_then_wait(self, offset, piece):
+        taken = take(self, offset, piece)
+        if offset > size // 2 and not seen_during_download:
             deadline = time.monotonic() + 10  # let the extraction thread write the first files
             while not os.listdir(self.destination) and time.monotonic() < deadline:
                 time.sleep(0.005)
             seen_during_download.extend(os.listdir(self.destination))
+        return taken
 
-    monkeypatch.setattr(BackgroundExtraction, "advance", advance_then_wait)
+    monkeypatch.setattr(BackgroundExtraction, "take", take_then_wait)
     with pytest.raises(IntegrityError, match="sha256"):
         resolve(f"{big_server.url}/acme/big/1")
     assert seen_during_download  # extraction had started before the download finished

@@ -59,15 +59,16 @@ def _partial_bytes(cache_dir: str) -> int:
         return 0
 
 
-def _kill_client_mid_download(hub_env, hostile, body):
+def _kill_client_mid_download(hub_env, hostile, body, prelude="", on_disk=None):
     hostile.serve_json("/acme/m/1.json", manifest_for(body))
     hostile.routes["/acme/m/1.tar.gz"] = _stalling(body, hostile.release)
-    client = subprocess.Popen([sys.executable, "-c", "import sys, hubkit; hubkit.resolve(sys.argv[1])",
+    client = subprocess.Popen([sys.executable, "-c", f"import sys, hubkit\n{prelude}\nhubkit.resolve(sys.argv[1])",
                                f"{hostile.url}/acme/m/1"], cwd=REPO, env={**os.environ, "HUBKIT_READ_TIMEOUT": "60"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    on_disk = len(body) // 4 if on_disk is None else on_disk
     try:
         deadline = time.monotonic() + 60
-        while _partial_bytes(hub_env.cache_dir) < len(body) // 4:  # the client reads in pieces of 64 KiB+
+        while _partial_bytes(hub_env.cache_dir) < on_disk:  # the client reads in pieces of 64 KiB+
             assert client.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
     finally:
@@ -83,6 +84,31 @@ def test_a_killed_download_resumes_in_the_next_process(hub_env, hostile):
     last = [h for p, h in hostile.requests if p == "/acme/m/1.tar.gz"][-1]
     assert last.get("Range") == f"bytes={sent}-" and last.get("If-Range") == '"v1"'
     assert not [n for n in os.listdir(hub_env.cache_dir) if n.startswith(".")]
+
+
+_SLOW_FILE_WRITES = """
+import time
+from hubkit.hub import extract
+real = extract._write_piece
+def slow(*args):
+    time.sleep(0.3)
+    real(*args)
+extract._write_piece = slow
+extract._DOWNLOAD_WRITES_AT = 1 << 30  # the pieces wait in memory for the extraction thread
+"""
+
+
+def test_a_download_killed_while_received_pieces_wait_in_memory_resumes_from_the_file(hub_env, hostile):
+    """The extraction thread writes the download file behind the download (pieces wait in memory, here
+    slowed down): the file on disk is still an exact start of the body, and the next process resumes from it."""
+    sent = _kill_client_mid_download(hub_env, hostile, ARCHIVE, prelude=_SLOW_FILE_WRITES, on_disk=1)
+    [part] = [n for n in os.listdir(hub_env.cache_dir) if n.endswith(".part")]
+    assert 0 < sent < len(ARCHIVE) // 2  # the server had sent half: the rest of it was in memory, and is lost
+    assert Path(hub_env.cache_dir, part).read_bytes() == ARCHIVE[:sent]  # in order, no hole
+    path = resolve(f"{hostile.url}/acme/m/1")
+    assert Path(os.path.join(path, "variables", "v.bin")).read_bytes() == PAYLOAD
+    last = [h for p, h in hostile.requests if p == "/acme/m/1.tar.gz"][-1]
+    assert last.get("Range") == f"bytes={sent}-" and last.get("If-Range") == '"v1"'
 
 
 def test_changed_content_starts_over(hub_env, hostile):
