@@ -22,6 +22,7 @@ from hubkit.format.attrs import encode_shape
 from hubkit.format.bounded_io import read_regular_file
 from hubkit.format.safetensors_io import TensorEntry
 from hubkit.graph import DType, format_shape
+from hubkit.importers.tf1.attrs import TensorBudget
 from hubkit.importers.tf1.bundle import INDEX_FILE, Bundle, read_bundle
 from hubkit.importers.tf1.dtypes import hubkit_dtype, numpy_dtype
 from hubkit.importers.tf1.graph import GraphTranslator, VariableInfo
@@ -175,6 +176,7 @@ def load_spec(path: str) -> Any:
     if not saved_model.meta_graphs:
         raise FormatError(f"TF1 SavedModel {saved_model_path!r} has no graph.")
     variables = _Variables(directory)
+    budget = TensorBudget(saved_model.ByteSize())  # every attribute tensor of every variant counts against it
     collected: dict[str, VariableInfo] = {}
     asset_sources: dict[str, str] = {}
     module_graph = pb.ModuleGraph()
@@ -192,7 +194,7 @@ def load_spec(path: str) -> Any:
             asset_sources[filename] = source
             return source
 
-        translator = GraphTranslator(mg, where, collected, variables.resolve, asset)
+        translator = GraphTranslator(mg, where, collected, variables.resolve, asset, budget)
         module_graph.variants.append(translator.translate())
     store_entries = {}
     for name in sorted(collected):

@@ -23,6 +23,7 @@ directory), and a shard that is a symbolic link must resolve inside the director
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import struct
 import threading
@@ -230,6 +231,8 @@ def read_bundle(variables_dir: str) -> Bundle:
         entry = BundleEntry(shown, proto.dtype, shape, file, proto.offset, proto.size, proto.crc32c, extents)
         if not extents:
             _check_size(entry, ewhere)
+        elif entry.size:  # a partitioned tensor's own entry holds no bytes: its slices' entries do
+            raise FormatError(f"{ewhere} lists slices but also holds {entry.size} bytes of its own.")
         if key[:1] == b"\x00":
             try:
                 name, ext = decode_slice_key(key)
@@ -309,7 +312,7 @@ def _check_size(entry: BundleEntry, where: str) -> None:
     if name == "string":
         return
     dt = numpy_dtype(entry.dtype, where)
-    need = int(np.prod(entry.shape, dtype=np.int64)) * dt.itemsize
+    need = math.prod(int(d) for d in entry.shape) * dt.itemsize  # Python ints: a shape never wraps
     if need != entry.size:
         raise FormatError(f"{where} holds {entry.size} bytes; {name} {list(entry.shape)} needs {need}.")
 
@@ -358,7 +361,7 @@ def verify_bundle(variables_dir: str) -> None:
 
 def _decode_strings(data: bytes, entry: BundleEntry, path: str) -> np.ndarray:
     where = f"Tensor bundle shard {path!r} string tensor {entry.key!r}"
-    count = int(np.prod(entry.shape, dtype=np.int64))
+    count = math.prod(int(d) for d in entry.shape)
     if count > MAX_STRING_ELEMENTS:
         raise FormatError(f"{where} has {count} elements, more than the limit of {MAX_STRING_ELEMENTS}.")
     lengths = []
@@ -375,6 +378,8 @@ def _decode_strings(data: bytes, entry: BundleEntry, path: str) -> np.ndarray:
             shift += 7
             if not b & 0x80:
                 break
+        if value > 0xFFFFFFFFFFFFFFFF:
+            raise FormatError(f"{where} is corrupt: a string length does not fit in 64 bits.")
         lengths.append(value)
         crc = crc32c(struct.pack("<I" if value <= 0xFFFFFFFF else "<Q", value), crc)  # as TF extends it
     if pos + 4 > len(data):

@@ -37,7 +37,12 @@ __all__ = ["FUNCTION_CALL_OPS", "function_library", "function_ops"]
 
 FUNCTION_CALL_OPS = frozenset({"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
                                "StatefulPartitionedCall"})
-MAX_FUNCTION_DEPTH = 32
+# hubkit's Function attribute holds its callees' bodies, about a dozen protobuf message levels per call level, and
+# protobuf refuses messages nested more than 100 deep: 8 levels of calls is what a hubkit module file can hold.
+MAX_FUNCTION_DEPTH = 8
+# Nodes of translated functions per module file, each function counted every time it is embedded with the functions
+# it embeds (a function calling another twice per level would double per level; loading costs per embedded node).
+MAX_FUNCTION_NODES = 100_000
 # Output argument names of multi-output ops (``node:name:i`` in a function); every other op is assumed to have
 # a single output argument (possibly a list, as While's ``output``), so ``i`` is the flat index.
 _OUTPUT_ARGS = {
@@ -166,7 +171,27 @@ def _optional_outputs(e: Emitter, attr: str) -> set[int]:
 
 def translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], where: str,
                        keep: list[int] | None = None) -> dict[str, Any]:
-    from hubkit.importers.tf1.graph import GraphTranslator
+    """The hubkit Function data of library function ``name`` for these argument types (memoised per module graph);
+    its nodes, with those of the functions it embeds, count against :data:`MAX_FUNCTION_NODES`."""
+    memo = getattr(t, "_function_memo", None)
+    if memo is None:
+        memo = t._function_memo = {}  # type: ignore[attr-defined]
+    key = (name, tuple(d.name for d in arg_dtypes), None if keep is None else tuple(keep))
+    if key not in memo:  # the same function for the same types translates the same: once per module graph
+        memo[key] = _translate_function(t, name, arg_dtypes, where, keep)
+    data, weight = memo[key]
+    t._nested_weight = getattr(t, "_nested_weight", 0) + weight  # type: ignore[attr-defined]
+    t.budget.function_nodes += weight
+    if t.budget.function_nodes > MAX_FUNCTION_NODES:
+        raise FormatError(f"{where}: the functions it calls (and those they call) expand to more than "
+                          f"{MAX_FUNCTION_NODES} nodes in all.")
+    return data
+
+
+def _translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], where: str,
+                        keep: list[int] | None) -> tuple[dict[str, Any], int]:
+    """The Function data and its weight: its nodes and those of every function it embeds."""
+    from hubkit.importers.tf1.graph import GraphTranslator, run_translator
 
     fdef = _library(t).get(name)
     if fdef is None:
@@ -190,8 +215,11 @@ def translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], w
         copy.CopyFrom(nd)
         del copy.input[:]
         copy.input.extend(_flat_input(fdef, i, where) for i in nd.input)
-    sub = GraphTranslator(mg, f"{t.where}: function {name!r}", t.variables, t._resolve_variable, t._resolve_asset)
+    sub = GraphTranslator(mg, f"{t.where}: function {name!r}", t.variables, t._resolve_variable, t._resolve_asset,
+                          t.budget)
     sub._function_library = _library(t)  # type: ignore[attr-defined]
+    sub._function_memo = t._function_memo  # type: ignore[attr-defined]
+    sub._nested_weight = 0  # type: ignore[attr-defined]
     sub._function_depth = depth  # type: ignore[attr-defined]
     sub._inits = sub._table_initializers()
     sub._translated = set()
@@ -213,14 +241,12 @@ def translate_function(t: GraphTranslator, name: str, arg_dtypes: list[DType], w
                               "loop and branch functions are pure, so it cannot run this module.")
         if translator is None:
             raise FormatError(f"{sub.where}: hubkit does not support the TF op {node.op!r} (node {n!r}).")
-        try:
-            translator(emitter)
-        except (KeyError, TypeError, ValueError) as err:
-            raise FormatError(f"{sub.where}: {node.op} node {n!r} cannot be translated: {err}.") from None
+        run_translator(sub, n, emitter)
         sub._translated.add(n)
     nodes = [{"name": nd.name, "op": nd.op, "inputs": list(nd.inputs), "control_inputs": [],
               "attrs": decode_attrs(nd.attrs)} for nd in sub.out_nodes]
-    return {"nodes": nodes, "inputs": args, "outputs": [sub.tensor_map.get(r, r) for r in rets]}
+    data = {"nodes": nodes, "inputs": args, "outputs": [sub.tensor_map.get(r, r) for r in rets]}
+    return data, len(nodes) + sub._nested_weight  # type: ignore[attr-defined]
 
 
 def _flat_input(fdef: Any, name: str, where: str) -> str:
@@ -286,8 +312,9 @@ def _if(e: Emitter) -> None:
 
 
 def _call(e: Emitter) -> None:
-    fn = _function(e, "f", _arg_dtypes(e, "Tin", e.tf_inputs))
-    e.emit("If", [e.const(True, bool_), *e.inputs], {"then_branch": fn, "else_branch": fn})
+    dtypes = _arg_dtypes(e, "Tin", e.tf_inputs)
+    then, other = _function(e, "f", dtypes), _function(e, "f", dtypes)  # the same (memoised); embedded twice
+    e.emit("If", [e.const(True, bool_), *e.inputs], {"then_branch": then, "else_branch": other})
 
 
 for _op in ("While", "StatelessWhile"):

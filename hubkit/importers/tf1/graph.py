@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from hubkit.errors import FormatError
 from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.format.graph_codec import encode_tensor_info
 from hubkit.graph import DType
 from hubkit.graph.walk import dependencies_first
-from hubkit.importers.tf1.attrs import decode_attr_value, decode_tensor
+from hubkit.importers.tf1.attrs import TensorBudget, decode_attr_value
 from hubkit.importers.tf1.control_flow import CONTROL_FLOW_TF_OPS, control_flow_of
 from hubkit.importers.tf1.functions import function_ops
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
@@ -96,8 +97,9 @@ class GraphTranslator:
     """Translates one MetaGraphDef; ``variables`` is shared by every variant of the module."""
 
     def __init__(self, meta_graph: tfpb.MetaGraphDef, where: str, variables: dict[str, VariableInfo],
-                 resolve_variable, resolve_asset) -> None:
+                 resolve_variable, resolve_asset, budget: TensorBudget | None = None) -> None:
         self.mg = meta_graph
+        self.budget = TensorBudget() if budget is None else budget  # one per module file, shared by its graphs
         self.tags = frozenset(meta_graph.meta_info_def.tags)
         self.where = where
         self.variables = variables
@@ -125,16 +127,17 @@ class GraphTranslator:
             if not nd.name or nd.name in nodes:
                 raise FormatError(f"{self.where}: the node name {nd.name!r} is empty or repeated.")
             where = f"{self.where}: node {nd.name!r} attribute"
-            attrs = {k: decode_attr_value(v, f"{where} {k!r}") for k, v in defaults.get(nd.op, {}).items()}
+            attrs = {k: decode_attr_value(v, f"{where} {k!r}", self.budget) for k, v in defaults.get(nd.op, {}).items()
+                     if k not in nd.attr}
             for k, v in nd.attr.items():
                 if k.startswith("_"):
                     continue  # _class, _output_shapes, ...: placement and debugging hints
-                attrs[k] = decode_attr_value(v, f"{where} {k!r}")
+                attrs[k] = decode_attr_value(v, f"{where} {k!r}", self.budget)
             data = [i for i in nd.input if not i.startswith("^")]
             control = [i[1:] for i in nd.input if i.startswith("^")]
             nodes[nd.name] = _Node(nd.name, nd.op, [_tensor_name(i) for i in data], control, attrs)
-            if nd.op == "Const" and "value" in nd.attr:
-                value = decode_tensor(nd.attr["value"].tensor, f"{where} 'value'")
+            value = attrs.get("value") if nd.op == "Const" and "value" in nd.attr else None
+            if isinstance(value, np.ndarray):
                 const_elements += value.size
                 if const_elements > MAX_CONST_ELEMENTS_PER_GRAPH:
                     raise FormatError(f"{self.where}: its constants hold more than {MAX_CONST_ELEMENTS_PER_GRAPH} "
@@ -279,6 +282,8 @@ class GraphTranslator:
                 info = self._resolve_variable(node.name, node.op, node.attrs, var_defs.get(n), n in trainable)
                 self._var_infos[n] = info
             elif node.op in ("LookupTableFindV2", "LookupTableSizeV2"):
+                if len(node.inputs) < (3 if node.op == "LookupTableFindV2" else 1):
+                    raise FormatError(f"{self.where}: {node.op} node {n!r} has {len(node.inputs)} inputs, too few.")
                 table = split_tensor_name(node.inputs[0])[0]
                 if table not in self._tables:
                     if table not in self.nodes:
@@ -288,13 +293,12 @@ class GraphTranslator:
         for n in order:
             node = self.nodes[n]
             inputs = [self.tensor_map.get(t, t) for t in node.inputs]
-            emitter = Emitter(self, n, node.op, node.attrs, inputs, node.inputs)
-            try:
-                TRANSLATORS[node.op](emitter)
-            except (KeyError, TypeError, ValueError) as e:
-                raise FormatError(f"{self.where}: {node.op} node {n!r} cannot be translated: {e}.") from None
+            run_translator(self, n, Emitter(self, n, node.op, node.attrs, inputs, node.inputs))
             self._translated.add(n)
-        variant.nodes.extend(self.out_nodes)
+        try:
+            variant.nodes.extend(self.out_nodes)
+        except DecodeError:  # defensive: functions.MAX_FUNCTION_DEPTH keeps nesting within protobuf's limit
+            raise FormatError(f"{self.where}: its functions nest too deeply for a hubkit module graph.") from None
         for name, info in self._var_infos.items():
             if info.const_value is None:
                 self.variables.setdefault(name, info)
@@ -438,6 +442,19 @@ class GraphTranslator:
             entry = variant.attachments.add(key=att.key)
             entry.message.type_url = _IMAGE_MODULE_INFO_TYPE if att.key == IMAGE_MODULE_INFO_KEY else UNTYPED_ATTACHMENT
             entry.message.value = att.value
+
+
+def run_translator(t: GraphTranslator, name: str, emitter: Emitter) -> None:
+    """Runs the translator of node ``name``; a node the translator cannot read (too few inputs, an attribute of the
+    wrong kind) gives a FormatError naming it."""
+    node = t.nodes[name]
+    try:
+        TRANSLATORS[node.op](emitter)
+    except IndexError:
+        raise FormatError(f"{t.where}: {node.op} node {name!r} cannot be translated: it has too few inputs "
+                          f"({len(node.inputs)}) or a list attribute too short.") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise FormatError(f"{t.where}: {node.op} node {name!r} cannot be translated: {e}.") from None
 
 
 def _parse(message: Any, data: bytes) -> bool:

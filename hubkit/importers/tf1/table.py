@@ -27,6 +27,11 @@ FOOTER_SIZE = 48
 TRAILER_SIZE = 5
 MAX_INDEX_BYTES = 1 << 30  # an index of 1 GiB would describe ~10 million tensors: refuse anything larger
 _MAX_BLOCK = 64 << 20
+# A value is one BundleEntryProto (a few dozen bytes; a partitioned tensor's lists its slices' extents).
+MAX_VALUE_BYTES = 1 << 20
+# All blocks of an index decode to at most this plus a few times the file (snappy rarely gains 2x on an index).
+MAX_DECODED_BASE = 64 << 20
+DECODED_PER_FILE_BYTE = 4
 
 
 class _Corrupt(Exception):
@@ -186,11 +191,20 @@ def read_table(path: str) -> list[tuple[bytes, bytes]]:
         index_offset, index_size, _ = _handle(footer[pos:40])
         out: list[tuple[bytes, bytes]] = []
         last = None
-        for _, handle in _entries(_block(body, index_offset, index_size)):
+        cap = MAX_DECODED_BASE + DECODED_PER_FILE_BYTE * len(data)
+        index_block = _block(body, index_offset, index_size)
+        decoded = len(index_block)
+        for _, handle in _entries(index_block):
             offset, size, used = _handle(handle)
             if used != len(handle):
                 raise _Corrupt("an index entry holds more than a block handle")
-            for key, value in _entries(_block(body, offset, size)):
+            block = _block(body, offset, size)
+            decoded += len(block)
+            if decoded > cap:
+                raise _Corrupt(f"its blocks decode to more than {cap} bytes in all")
+            for key, value in _entries(block):
+                if len(value) > MAX_VALUE_BYTES or len(key) > MAX_VALUE_BYTES:
+                    raise _Corrupt(f"the entry {key[:40]!r} holds more than {MAX_VALUE_BYTES} bytes")
                 if last is not None and key <= last:
                     raise _Corrupt(f"keys are not in increasing order across blocks ({key!r} after {last!r})")
                 last = key
