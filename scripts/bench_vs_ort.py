@@ -15,11 +15,7 @@ Workloads:
   call ``m(x)`` and ``Session.run``, onnxruntime (``Gemm``/``Relu`` built with ``onnx.helper``), and
   the limit: the same three GEMMs alone, ``np.matmul(..., out=)`` into preallocated arrays (no bias,
   no activation, no allocation). At batch 1 (up to 8 rows) also ``m(x)`` with the small-batch
-  kernel off (``hubkit/ops/_small_linear.py``; NumPy's GEMV, the code before it) and, with more
-  than one thread, with its columns split across the threads (``HUBKIT_GEMV_THREADS``, off by
-  default); at larger batches with more than one thread, a batch-1 call followed by the batch's
-  call, by default and with the split kernel: whether Numba's threads, spinning after the batch-1
-  call, slow the next GEMM down.
+  kernel off (``hubkit/ops/_small_linear.py``; NumPy's GEMV, the code before it).
 - ``image``: the CNN of ``scripts/export_image_features.py`` (four 3x3 conv blocks) at batch 32 on
   96x96x3 images, hubkit's module call against onnxruntime on the same weights (the ONNX graph of
   ``scripts/bench_image.py``).
@@ -178,20 +174,6 @@ def _small_kernel_off(fn):
     return run
 
 
-def _gemv_threads(threads: int, fn):
-    """``fn`` run with the small-batch kernel's columns split across ``threads`` Numba threads."""
-    from hubkit.ops import _small_linear
-
-    def run():
-        _small_linear._Threads.count = threads
-        try:
-            return fn()
-        finally:
-            _small_linear._Threads.count = None
-
-    return run
-
-
 def bench_mlp(threads: int, scale: float, pause: float, clock, batches: tuple[int, ...] | None = None) -> None:
     import numpy as np
     from _timing import interleaved
@@ -209,7 +191,6 @@ def bench_mlp(threads: int, scale: float, pause: float, clock, batches: tuple[in
     ort_sess = _mlp_onnx(weights, threads)
     w1, w2, w3 = weights[0], weights[2], weights[4]
     rng = np.random.default_rng(1)
-    x1 = rng.standard_normal((1, MLP_SIZES[0])).astype(np.float32)
     for batch, rounds, inner in MLP_BATCHES:
         if batches is not None and batch not in batches:
             continue
@@ -231,27 +212,15 @@ def bench_mlp(threads: int, scale: float, pause: float, clock, batches: tuple[in
             "onnxruntime": lambda x=x: ort_sess.run(None, {"x": x}),
             "limit: GEMMs alone": gemms,
         }
-        par = f"GEMV on {threads} threads"
         if batch <= _small_linear.MAX_ROWS:  # the same call with NumPy's GEMV (the code before the kernel)
             fns["hubkit m(x), BLAS GEMV"] = _small_kernel_off(lambda x=x: module(x))
-            if threads > 1:
-                fns[f"hubkit m(x), {par}"] = _gemv_threads(threads, lambda x=x: module(x))
-        elif threads > 1:
-            # Does a batch-1 call just before (Numba's threads spinning after it) slow this call down?
-            fns["m(x1); m(x)"] = lambda x=x: (module(x1), module(x))
-            fns[f"m(x1) {par}; m(x)"] = lambda x=x: (_gemv_threads(threads, lambda: module(x1))(), module(x))
-        ours = ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser", "hubkit m(x), BLAS GEMV",
-                f"hubkit m(x), {par}")
+        ours = ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser", "hubkit m(x), BLAS GEMV")
         res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause, clock=clock)
         _report(f"MLP {'-'.join(map(str, MLP_SIZES))}, batch {batch}, {threads} thread(s): min (median) per call",
                 res, ours, "onnxruntime", "limit: GEMMs alone")
-        for name in ("hubkit m(x)", f"hubkit m(x), {par}"):
-            if name in res and "hubkit m(x), BLAS GEMV" in res:
-                a, b = res[name], res["hubkit m(x), BLAS GEMV"]
-                print(f"  {name} / BLAS GEMV: {a.best / b.best:.2f}x ({a.median / b.median:.2f}x median)")
-        if "m(x1); m(x)" in res:
-            a, b = res[f"m(x1) {par}; m(x)"], res["m(x1); m(x)"]
-            print(f"  after a batch-1 call, {par} / default: {a.best / b.best:.2f}x ({a.median / b.median:.2f}x median)")
+        if "hubkit m(x), BLAS GEMV" in res:
+            a, b = res["hubkit m(x)"], res["hubkit m(x), BLAS GEMV"]
+            print(f"  hubkit m(x) / BLAS GEMV: {a.best / b.best:.2f}x ({a.median / b.median:.2f}x median)")
 
 
 # -- the image feature extractor -------------------------------------------------------------------------

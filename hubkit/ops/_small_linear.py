@@ -1,17 +1,14 @@
-"""Fused linear layers for a few rows: ``act(x @ w + bias)`` as dot products, on one or two threads.
+"""Fused linear layers for 3 to 8 rows: ``act(x @ w + bias)`` as dot products, on one thread.
 
-At batch 1 (up to :data:`MAX_ROWS` rows) a dense layer is a matrix-vector product: OpenBLAS's
-GEMV runs on one core however many threads it has, and NumPy adds a call, an allocation and a
-pass for the epilogue. This kernel computes each output column as a dot product of the input
-rows with a contiguous row of ``w.T`` (kept per fused step, see :class:`TransposedWeights`) and
-applies bias and activation while the rows are in cache. On one thread it runs for 3 to 8 rows
-(where it beats OpenBLAS); with ``HUBKIT_GEMV_THREADS=N`` (or :func:`set_threads`) it also runs
-for 1-2 rows and splits the columns across N of Numba's threads
-(:mod:`hubkit.ops._small_linear_parallel`). That is off by default: on the shared development
-machine the parallel form was 8x slower than NumPy's GEMV at batch 1, and a batch-64 call right
-after it 7x slower (Numba's OpenMP workers spin after each region, on the cores the next
-OpenBLAS GEMM needs); ``OMP_WAIT_POLICY=passive`` removed most of that (0.71x of NumPy's time at
-batch 1, by minimum). ``scripts/bench_vs_ort.py`` measures both forms side by side.
+At a small batch (up to :data:`MAX_ROWS` rows) a dense layer is a few matrix-vector products,
+and NumPy adds a BLAS call, an allocation and a pass for the epilogue. This kernel computes each output column as a dot product of the input
+rows with a contiguous row of ``w.T`` (kept per fused step, see :class:`TransposedWeights`),
+four rows sharing each load of the weights, and applies bias and activation while the rows are
+in cache. It runs for 3 to 8 rows, where it beats OpenBLAS; 1-2 rows go to OpenBLAS's GEMV.
+A column split across Numba's threads (for 1-2 rows) was measured and removed: on two threads
+at batch 1 it was 0.76x of BLAS GEMV's time by minimum but 1.01x by median, and a batch-64 call
+right after it 12.1x slower (11.0x median), batch 4096 1.22x slower (MLP 784-512-512-10, load
+1.2-2.3).
 
 Results differ from NumPy's by rounding only: the dot products are summed in a different order
 (vectorised partial sums), within ``K * eps * sum_k |x_k w_k|`` per output, tested in
@@ -21,8 +18,6 @@ exactly (NaN kept, ``Relu`` of ``-0.0`` is ``0.0``).
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -33,9 +28,7 @@ __all__ = [
     "MAX_ROWS",
     "MIN_ROWS_ONE_THREAD",
     "MIN_WORK",
-    "PARALLEL_WORK",
     "TransposedWeights",
-    "set_threads",
     "small_linear",
 ]
 
@@ -48,9 +41,6 @@ MIN_ROWS_ONE_THREAD = 3
 
 MIN_WORK = 16384
 """Least ``K * N`` the kernel takes (smaller products gain nothing over NumPy's)."""
-
-PARALLEL_WORK = 65536
-"""Least ``K * N`` split across threads (a parallel launch costs a few microseconds)."""
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised dot products; no 'nnan'/'nsz': NaN and -0.0 as NumPy
 
@@ -121,49 +111,6 @@ class TransposedWeights:
         return wt
 
 
-class _Threads:
-    count: int | None = None  # columns are split across this many threads (HUBKIT_GEMV_THREADS, default 1)
-    lock = threading.Lock()  # one parallel launch at a time: Numba's workqueue layer aborts on two
-
-
-def _env_threads(*names: str) -> int | None:
-    for name in names:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return None
-
-
-def _thread_count() -> int:
-    count = _Threads.count
-    if count is None:
-        count = _Threads.count = _env_threads("HUBKIT_GEMV_THREADS") or 1
-    if count > 1:
-        import numba
-
-        count = min(count, numba.get_num_threads())  # NUMBA_NUM_THREADS caps it
-    return count
-
-
-def set_threads(count: int | None) -> int:
-    """Splits the kernel's columns across ``count`` threads from now on; None re-reads ``HUBKIT_GEMV_THREADS``.
-
-    Returns:
-        The thread count now in effect.
-    """
-    _Threads.count = None if count is None else max(1, int(count))
-    return _thread_count()
-
-
-def _after_fork_in_child() -> None:
-    # Numba's OpenMP layer terminates a forked child that launches a parallel region after its
-    # parent did: children stay on one thread.
-    _Threads.count = 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -173,15 +120,14 @@ def small_linear(
     """``act(a @ w + bias)`` by the small-batch kernel, or None when it does not apply.
 
     Args:
-        a: the input rows, 2-D (at most :data:`MAX_ROWS` of them).
+        a: the input rows, 2-D (:data:`MIN_ROWS_ONE_THREAD` to :data:`MAX_ROWS` of them).
         w: the weights, ``(K, N)``; or ``(N, K)``, already transposed, when ``transposed`` is None.
         bias: a 1-D array of length N of ``a``'s dtype, or None.
         act: an :mod:`hubkit.ops._epilogue` activation code.
         transposed: where ``w.T`` is kept, or None when ``w`` is already ``(N, K)``.
     """
     rows = a.shape[0] if a.ndim == 2 else 0
-    count = _Threads.count
-    if rows < MIN_ROWS_ONE_THREAD and (count if count is not None else _thread_count()) == 1:
+    if rows < MIN_ROWS_ONE_THREAD:
         return None  # OpenBLAS's GEMV: checked first, it is the common batch-1 case
     dtype = a.dtype
     if (
@@ -196,9 +142,6 @@ def small_linear(
         return None
     fast = _numba.kernel(linear_block_kernel, fastmath=_FASTMATH)
     if fast is None:
-        return None
-    threads = _thread_count() if w.size >= PARALLEL_WORK else 1
-    if threads == 1 and a.shape[0] < MIN_ROWS_ONE_THREAD:
         return None
     wt = w if transposed is None else transposed.get(w)
     if wt.shape[1] != a.shape[1] or (bias is not None and bias.shape[0] != wt.shape[0]):
@@ -215,13 +158,5 @@ def small_linear(
     )
     n = wt.shape[0]
     out = np.empty((x.shape[0], n), dtype)
-    if threads > 1 and _Threads.lock.acquire(blocking=False):
-        try:
-            from hubkit.ops._small_linear_parallel import parallel_linear
-
-            parallel_linear(x, wt, b, act, out, threads)
-        finally:
-            _Threads.lock.release()
-        return out
     fast(x, wt, b, act, out, 0, n)
     return out

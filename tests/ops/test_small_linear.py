@@ -18,13 +18,6 @@ from hubkit.runtime.optimize import FusedLinear
 from tests.helpers_plans import plain_and_optimised
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    _small_linear.set_threads(request.param)
-    yield request.param
-    _small_linear.set_threads(None)
-
-
 def _reference(x, w, bias, act):
     z = x.astype(np.float64) @ w.astype(np.float64)
     if bias is not None:
@@ -46,7 +39,7 @@ def _check_close(got, want, scale, depth, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("act", [NONE, RELU, RELU6])
 @pytest.mark.parametrize("seed", range(6))
-def test_kernel_within_tolerance_of_float64(seed, act, dtype, kernels, threads):
+def test_kernel_within_tolerance_of_float64(seed, act, dtype, kernels):
     rng = np.random.default_rng(seed)
     rows = int(rng.integers(1, _small_linear.MAX_ROWS + 1))
     depth = int(rng.choice([129, 257, 784]))
@@ -55,14 +48,7 @@ def test_kernel_within_tolerance_of_float64(seed, act, dtype, kernels, threads):
     w = rng.standard_normal((depth, cols)).astype(dtype)
     bias = None if seed % 3 == 0 else rng.standard_normal(cols).astype(dtype)
     got = small_linear(x, w, bias, act, TransposedWeights(None))
-    one_thread = (
-        kernels == "numpy" or _small_linear._thread_count() == 1 or w.size < _small_linear.PARALLEL_WORK
-    )
-    if (
-        kernels == "numpy"
-        or w.size < _small_linear.MIN_WORK
-        or (one_thread and rows < _small_linear.MIN_ROWS_ONE_THREAD)
-    ):
+    if kernels == "numpy" or w.size < _small_linear.MIN_WORK or rows < _small_linear.MIN_ROWS_ONE_THREAD:
         assert got is None  # NumPy's GEMM runs instead
         return
     assert got is not None and got.dtype == dtype and got.shape == (rows, cols)
@@ -73,7 +59,7 @@ def test_kernel_within_tolerance_of_float64(seed, act, dtype, kernels, threads):
     np.testing.assert_array_equal(same, got)
 
 
-def test_epilogue_nan_and_signed_zeros_as_numpy(kernels, threads):
+def test_epilogue_nan_and_signed_zeros_as_numpy(kernels):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 256)).astype(np.float32)
     w = np.zeros((256, 128), np.float32)
@@ -94,17 +80,6 @@ def test_epilogue_nan_and_signed_zeros_as_numpy(kernels, threads):
         np.testing.assert_array_equal(np.signbit(got[:, [0, 3]]), np.signbit(want[:, [0, 3]]))
 
 
-def test_threads_from_the_environment(monkeypatch, kernels):
-    monkeypatch.delenv("HUBKIT_GEMV_THREADS", raising=False)
-    assert _small_linear.set_threads(None) == 1  # one thread unless asked for
-    monkeypatch.setenv("HUBKIT_GEMV_THREADS", "2")
-    try:
-        assert 1 <= _small_linear.set_threads(None) <= 2  # capped by NUMBA_NUM_THREADS
-    finally:
-        monkeypatch.delenv("HUBKIT_GEMV_THREADS")
-        _small_linear.set_threads(None)
-
-
 def test_transposed_weights_follow_variable_writes(kernels):
     v = hk.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
     cache = TransposedWeights(v)
@@ -114,7 +89,7 @@ def test_transposed_weights_follow_variable_writes(kernels):
     np.testing.assert_array_equal(cache.get(v.value), np.ones((3, 2), np.float32))
 
 
-def test_not_taken_for_small_or_unsupported_products(kernels, threads):
+def test_not_taken_for_small_or_unsupported_products(kernels):
     x = np.ones((4, 8), np.float32)
     assert small_linear(x, np.ones((8, 8), np.float32), None, NONE, TransposedWeights(None)) is None
     big = np.ones((300, 300), np.float32)
@@ -152,7 +127,7 @@ def _dense_chain(rng, dtype, transpose_b):
 @pytest.mark.parametrize("transpose_b", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("seed", range(6))
-def test_optimised_plan_within_tolerance_of_unoptimised(seed, dtype, transpose_b, kernels, threads):
+def test_optimised_plan_within_tolerance_of_unoptimised(seed, dtype, transpose_b, kernels):
     rng = np.random.default_rng(seed)
     g, x, y = _dense_chain(rng, dtype, transpose_b)
     plain, optimised = plain_and_optimised(g, [y], [x])
