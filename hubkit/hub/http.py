@@ -143,6 +143,23 @@ class DownloadResult:
         self.file_id = file_id
 
 
+def _refuse_downgrade(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A ``requests`` response hook: refuses a redirect from HTTPS to plain HTTP at any hop of the chain.
+
+    Checking only the final URL let ``https -> http://mitm -> https://evil`` through.
+    """
+    import urllib.parse
+
+    source = str(response.url)
+    if response.is_redirect and source.lower().startswith("https://"):
+        target = urllib.parse.urljoin(source, str(response.headers.get("location", "")))
+        if not target.lower().startswith("https://"):
+            response.close()
+            raise DownloadError(f"{redact_url(source)!r} redirected to plain HTTP ({redact_url(target)!r}); "
+                                "refusing to downgrade from HTTPS.")
+    return response
+
+
 def _user_agent() -> str:
     from hubkit._version import __version__
 
@@ -191,6 +208,7 @@ class HttpClient:
             session.headers["User-Agent"] = _user_agent()
             session.headers["Accept-Encoding"] = "identity"
             session.max_redirects = 10
+            session.hooks["response"].append(_refuse_downgrade)  # every hop, before the next is requested
             self._session = session
         return self._session
 

@@ -3,6 +3,7 @@ leaves HTTPS, and a server that trickles headers or a small body is cut off by a
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -62,3 +63,80 @@ def test_the_catalog_renders_a_bad_date_it_is_given_directly():
     page = catalog.render_catalog({"acme/m": [{"version": 1, "size": 1, "sha256": "0" * 64,
                                                "published_at": "0001-01-01T00:00:00+01:00"}]})
     assert "acme/m" in page
+
+
+# --- class 10: no redirect hop may leave HTTPS --------------------------------------------------------------------
+
+DOWNGRADES = {
+    "https-http-https": ["https://models.example.org/acme/m/1.json", "http://mitm.example/x",
+                         "https://evil.example/acme/m/1.json"],
+    "https-http": ["https://models.example.org/acme/m/1.json", "http://mitm.example/acme/m/1.json"],
+    "second-hop": ["https://models.example.org/acme/m/1.json", "https://cdn.example/a",
+                   "http://mitm.example/b", "https://cdn.example/acme/m/1.json"],
+    "credentials": ["https://models.example.org/acme/m/1.json", "http://user:s3cret@mitm.example/x",
+                    "https://evil.example/acme/m/1.json"],
+    "upper-case-scheme": ["https://models.example.org/acme/m/1.json", "HTTP://mitm.example/x",
+                          "https://evil.example/acme/m/1.json"],
+}
+
+
+@pytest.mark.parametrize("chain", sorted(DOWNGRADES))
+def test_no_redirect_hop_may_leave_https(hub_env, chain):
+    import responses
+
+    from hubkit.errors import DownloadError
+    from hubkit.hub import resolve
+
+    hops = DOWNGRADES[chain]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        for here, there in itertools.pairwise(hops):
+            mock.get(here, status=302, headers={"Location": there})
+        mock.get(hops[-1], json={"sha256": "0" * 64, "size": 1, "name": "acme/m", "version": 1})
+        with pytest.raises(DownloadError, match="plain HTTP") as caught:
+            resolve("https://models.example.org/acme/m/1")
+        requested = [call.request.url.lower() for call in mock.calls]
+    assert not any(url.startswith("http://") for url in requested), requested  # refused before the plain request
+    assert "s3cret" not in str(caught.value)
+    assert "mitm.example" in str(caught.value)
+
+
+def test_an_archive_download_redirected_to_http_is_refused(hub_env):
+    import responses
+
+    from hubkit.errors import DownloadError
+    from hubkit.hub import resolve
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get("https://models.example.org/m.tar.gz", status=301, headers={"Location": "http://mitm.example/m.tar.gz"})
+        mock.get("http://mitm.example/m.tar.gz", status=302, headers={"Location": "https://evil.example/m.tar.gz"})
+        with pytest.raises(DownloadError, match="plain HTTP"):
+            resolve("https://models.example.org/m.tar.gz")
+        assert [call.request.url for call in mock.calls] == ["https://models.example.org/m.tar.gz"]
+
+
+@pytest.mark.parametrize("location", ["/acme/m/1.json", "//cdn.example/acme/m/1.json", "https://cdn.example/acme/m/1.json"])
+def test_redirects_that_stay_on_https_are_followed(hub_env, location):
+    import responses
+
+    from hubkit.hub.config import HubConfig
+    from hubkit.hub.http import HttpClient
+
+    body = {"sha256": "0" * 64, "size": 1}
+    target = location if location.startswith("https:") else (
+        "https:" + location if location.startswith("//") else "https://models.example.org" + location)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get("https://models.example.org/old/1.json", status=302, headers={"Location": location})
+        mock.get(target, json=body)
+        assert HttpClient(HubConfig.from_env()).get_json("https://models.example.org/old/1.json") == body
+
+
+def test_a_redirect_from_http_to_https_is_followed(hub_env):
+    import responses
+
+    from hubkit.hub.config import HubConfig
+    from hubkit.hub.http import HttpClient
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get("http://models.example.org/1.json", status=301, headers={"Location": "https://models.example.org/1.json"})
+        mock.get("https://models.example.org/1.json", json={"ok": 1})
+        assert HttpClient(HubConfig.from_env()).get_json("http://models.example.org/1.json") == {"ok": 1}
