@@ -140,3 +140,127 @@ def test_a_redirect_from_http_to_https_is_followed(hub_env):
         mock.get("http://models.example.org/1.json", status=301, headers={"Location": "https://models.example.org/1.json"})
         mock.get("https://models.example.org/1.json", json={"ok": 1})
         assert HttpClient(HubConfig.from_env()).get_json("http://models.example.org/1.json") == {"ok": 1}
+
+
+# --- class 11: an overall deadline for headers and registry documents ----------------------------------------------
+
+
+class _Trickler:
+    """A server on 127.0.0.1 sending one byte every 0.1 s (at most 300 bytes, stopped by close())."""
+
+    def __init__(self, mode: str) -> None:
+        import http.server
+        import threading
+        import time
+
+        stop = self.stop = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def drip(self, data: bytes) -> None:
+                for byte in data[:300]:
+                    if stop.wait(0.1):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+
+            def do_GET(self):
+                if mode == "headers":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    self.drip(b"X-Slow: " + b"a" * 400)
+                elif mode == "json":
+                    body = json.dumps({"sha256": "0" * 64, "size": 10, "description": "x" * 400}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.drip(body)
+                else:  # an archive body without Content-Length, read until the server closes
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\n\r\n")
+                    self.drip(b"\x1f\x8b" + b"\x00" * 400)
+                time.sleep(0)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://user:s3cret@127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def slow_env(hub_env, monkeypatch):
+    monkeypatch.setenv("HUBKIT_REQUEST_DEADLINE", "1")
+    monkeypatch.setenv("HUBKIT_READ_TIMEOUT", "2")
+    monkeypatch.setenv("HUBKIT_RETRIES", "0")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    return hub_env
+
+
+@pytest.mark.parametrize(("mode", "path", "how"), [
+    ("headers", "/acme/m/1.json", "get_json"),
+    ("headers", "/m.tar.gz", "resolve"),
+    ("headers", "/acme/m/1", "resolve"),
+    ("json", "/acme/m/1.json", "get_json"),
+    ("json", "/acme/m/1", "resolve"),
+])
+def test_a_server_trickling_headers_or_a_document_is_cut_off_at_the_deadline(slow_env, mode, path, how):
+    import time
+
+    from hubkit.errors import DownloadError
+    from hubkit.hub import resolve
+    from hubkit.hub.config import HubConfig
+    from hubkit.hub.http import HttpClient
+
+    server = _Trickler(mode)
+    try:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="HUBKIT_REQUEST_DEADLINE") as caught:
+            if how == "get_json":
+                HttpClient(HubConfig.from_env()).get_json(server.base + path)
+            else:
+                resolve(server.base + path)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert elapsed < 8, elapsed  # 1 s deadline; the server would drip for 30 s
+    assert "127.0.0.1" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+def test_an_archive_body_read_until_close_is_watched_for_stalls(slow_env):
+    """A body without Content-Length left its connection: the stall watchdog found no socket and waited."""
+    import time
+
+    from hubkit.errors import DownloadError
+    from hubkit.hub import resolve
+
+    server = _Trickler("body")
+    try:
+        started = time.monotonic()
+        with pytest.raises(DownloadError) as caught:
+            resolve(server.base + "/m.tar.gz")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert elapsed < 12, elapsed
+    assert "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "x"])
+def test_the_request_deadline_must_be_positive(monkeypatch, tmp_path, value):
+    from hubkit.errors import ResolveError
+    from hubkit.hub.config import HubConfig
+
+    monkeypatch.setenv("HUBKIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("HUBKIT_REQUEST_DEADLINE", value)
+    with pytest.raises(ResolveError):
+        HubConfig.from_env()
