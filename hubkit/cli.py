@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hubkit.errors import HubkitError
+from hubkit.hub.handles import redact_url
 
 __all__ = ["main"]
 
@@ -144,13 +145,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if args.plan or args.signature is not None or args.batch is not None or args.tags is not None:
         if not args.plan:
             raise _CliError("--signature, --tags and --batch go with --plan.")
-        print(f"Module {args.handle!r}")
+        print(f"Module {redact_url(args.handle)!r}")
         return _print_plans(args, resolve(args.handle))
     registry_module = _registry_module(args.handle)
     if registry_module is not None:
         return _print_versions(registry_module)
     module_dir = resolve(args.handle)
-    print(f"Module {args.handle!r}")
+    print(f"Module {redact_url(args.handle)!r}")
     manifest = _cache_manifest(module_dir) or _manifest_beside(args.handle)
     if isinstance(manifest.get("description"), str) and manifest["description"]:
         print(f"  description: {manifest['description']}")
@@ -227,7 +228,7 @@ def _cmd_cache_rm(args: argparse.Namespace) -> int:
     wanted = _cache_handles(args.handle)
     matches = [e for e in cache.entries() if e.handle in wanted]
     if not matches:
-        raise _CliError(f"Handle {args.handle!r} is not in the cache {cache.root!r}.")
+        raise _CliError(f"Handle {redact_url(args.handle)!r} is not in the cache {cache.root!r}.")
     for entry in matches:
         cache.remove(entry.key)
         print(f"removed {entry.path}")
@@ -465,6 +466,25 @@ def _silence_stdout() -> None:
         pass
 
 
+class _PrintableOnly:
+    """A text stream that writes control characters (other than newlines and tabs) as ``?``.
+
+    Everything a command prints passes through it, so a handle, a manifest's description or a planted cache
+    record cannot send terminal escape sequences to the user's terminal.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if not text.isprintable():
+            text = "".join(ch if ch.isprintable() or ch in "\n\t" else "?" for ch in text)
+        return int(self._stream.write(text))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``hubkit`` command.
 
@@ -478,7 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)  # argparse itself ignores a closed pipe for --help and usage
     try:
-        status = int(args.run(args))
+        with contextlib.redirect_stdout(_PrintableOnly(sys.stdout)):  # type: ignore[type-var]
+            status = int(args.run(args))
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit where it cannot be handled
         return status
     except BrokenPipeError:

@@ -1,6 +1,7 @@
 """hubkit against onnxruntime on the same models, same weights, same thread count, in one process.
 
-Usage: ``python scripts/bench_vs_ort.py [--threads 1,2] [--workloads mlp,image] [--quick] [--pause 0.05]``
+Usage: ``python scripts/bench_vs_ort.py [--threads 1,2] [--workloads mlp,image] [--batches 1,64,4096] [--quick]
+[--pause 0.05]``
 
 For each thread count the measurements run in a fresh child process whose environment sets
 ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` before NumPy is imported,
@@ -13,7 +14,12 @@ Workloads:
 - ``mlp``: an MLP 784-512-512-10 (ReLU, float32) at batch 1, 64 and 4096: hubkit's eager module
   call ``m(x)`` and ``Session.run``, onnxruntime (``Gemm``/``Relu`` built with ``onnx.helper``), and
   the limit: the same three GEMMs alone, ``np.matmul(..., out=)`` into preallocated arrays (no bias,
-  no activation, no allocation).
+  no activation, no allocation). At batch 1 (up to 8 rows) also ``m(x)`` with the small-batch
+  kernel off (``hubkit/ops/_small_linear.py``; NumPy's GEMV, the code before it) and, with more
+  than one thread, with its columns split across the threads (``HUBKIT_GEMV_THREADS``, off by
+  default); at larger batches with more than one thread, a batch-1 call followed by the batch's
+  call, by default and with the split kernel: whether Numba's threads, spinning after the batch-1
+  call, slow the next GEMM down.
 - ``image``: the CNN of ``scripts/export_image_features.py`` (four 3x3 conv blocks) at batch 32 on
   96x96x3 images, hubkit's module call against onnxruntime on the same weights (the ONNX graph of
   ``scripts/bench_image.py``).
@@ -158,11 +164,40 @@ def _mlp_onnx(weights, threads: int):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def bench_mlp(threads: int, scale: float, pause: float, clock) -> None:
+def _small_kernel_off(fn):
+    """``fn`` run with the small-batch kernel off (``hubkit/ops/_small_linear.py``): NumPy's GEMV, as before it."""
+    from hubkit.ops import _small_linear
+
+    def run():
+        _small_linear.MAX_ROWS = 0
+        try:
+            return fn()
+        finally:
+            _small_linear.MAX_ROWS = 8
+
+    return run
+
+
+def _gemv_threads(threads: int, fn):
+    """``fn`` run with the small-batch kernel's columns split across ``threads`` Numba threads."""
+    from hubkit.ops import _small_linear
+
+    def run():
+        _small_linear._Threads.count = threads
+        try:
+            return fn()
+        finally:
+            _small_linear._Threads.count = None
+
+    return run
+
+
+def bench_mlp(threads: int, scale: float, pause: float, clock, batches: tuple[int, ...] | None = None) -> None:
     import numpy as np
     from _timing import interleaved
 
     import hubkit as hk
+    from hubkit.ops import _small_linear
 
     weights = _mlp_weights()
     module = _mlp_module(weights)
@@ -174,7 +209,10 @@ def bench_mlp(threads: int, scale: float, pause: float, clock) -> None:
     ort_sess = _mlp_onnx(weights, threads)
     w1, w2, w3 = weights[0], weights[2], weights[4]
     rng = np.random.default_rng(1)
+    x1 = rng.standard_normal((1, MLP_SIZES[0])).astype(np.float32)
     for batch, rounds, inner in MLP_BATCHES:
+        if batches is not None and batch not in batches:
+            continue
         x = rng.standard_normal((batch, MLP_SIZES[0])).astype(np.float32)
         o1, o2, o3 = (np.empty((batch, n), np.float32) for n in MLP_SIZES[1:])
 
@@ -193,9 +231,27 @@ def bench_mlp(threads: int, scale: float, pause: float, clock) -> None:
             "onnxruntime": lambda x=x: ort_sess.run(None, {"x": x}),
             "limit: GEMMs alone": gemms,
         }
+        par = f"GEMV on {threads} threads"
+        if batch <= _small_linear.MAX_ROWS:  # the same call with NumPy's GEMV (the code before the kernel)
+            fns["hubkit m(x), BLAS GEMV"] = _small_kernel_off(lambda x=x: module(x))
+            if threads > 1:
+                fns[f"hubkit m(x), {par}"] = _gemv_threads(threads, lambda x=x: module(x))
+        elif threads > 1:
+            # Does a batch-1 call just before (Numba's threads spinning after it) slow this call down?
+            fns["m(x1); m(x)"] = lambda x=x: (module(x1), module(x))
+            fns[f"m(x1) {par}; m(x)"] = lambda x=x: (_gemv_threads(threads, lambda: module(x1))(), module(x))
+        ours = ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser", "hubkit m(x), BLAS GEMV",
+                f"hubkit m(x), {par}")
         res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause, clock=clock)
         _report(f"MLP {'-'.join(map(str, MLP_SIZES))}, batch {batch}, {threads} thread(s): min (median) per call",
-                res, ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser"), "onnxruntime", "limit: GEMMs alone")
+                res, ours, "onnxruntime", "limit: GEMMs alone")
+        for name in ("hubkit m(x)", f"hubkit m(x), {par}"):
+            if name in res and "hubkit m(x), BLAS GEMV" in res:
+                a, b = res[name], res["hubkit m(x), BLAS GEMV"]
+                print(f"  {name} / BLAS GEMV: {a.best / b.best:.2f}x ({a.median / b.median:.2f}x median)")
+        if "m(x1); m(x)" in res:
+            a, b = res[f"m(x1) {par}; m(x)"], res["m(x1); m(x)"]
+            print(f"  after a batch-1 call, {par} / default: {a.best / b.best:.2f}x ({a.median / b.median:.2f}x median)")
 
 
 # -- the image feature extractor -------------------------------------------------------------------------
@@ -246,7 +302,10 @@ def child(args: argparse.Namespace) -> int:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"   clock: {'CPU time of the process' if args.clock == 'cpu' else 'wall time'}")
     for workload in args.workloads:
-        {"mlp": bench_mlp, "image": bench_image}[workload](threads, scale, args.pause, clock)
+        if workload == "mlp":
+            bench_mlp(threads, scale, args.pause, clock, args.batches)
+        else:
+            bench_image(threads, scale, args.pause, clock)
     return 0
 
 
@@ -257,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier)")
     parser.add_argument("--pause", type=float, default=0.05, help="seconds of sleep before each sample (default 0.05)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="what a sample measures (default wall)")
+    parser.add_argument("--batches", default=None,
+                        help="comma-separated MLP batch sizes to run, among 1, 64, 4096 (default all)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -267,6 +328,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads must be at least 1")
     if args.clock == "cpu" and any(t > 1 for t in args.threads):
         parser.error("--clock cpu measures single-threaded work only; use --threads 1")
+    if args.batches is not None:
+        try:
+            args.batches = tuple(int(b) for b in args.batches.split(","))
+        except ValueError:
+            parser.error(f"--batches must be comma-separated integers, got {args.batches!r}")
+        known = {b for b, _, _ in MLP_BATCHES}
+        if not set(args.batches) <= known:
+            parser.error(f"unknown --batches {sorted(set(args.batches) - known)}; expected some of {sorted(known)}")
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = sorted(set(args.workloads) - {"mlp", "image"})
     if unknown:
@@ -280,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             env[var] = str(threads)
         cmd = [sys.executable, __file__, "--child", "--threads", str(threads), "--workloads", ",".join(args.workloads),
                "--pause", str(args.pause), "--clock", args.clock] + (["--quick"] if args.quick else [])
+        if args.batches is not None:
+            cmd += ["--batches", ",".join(map(str, args.batches))]
         sys.stdout.flush()
         status |= subprocess.run(cmd, env=env, check=False).returncode
         time.sleep(args.pause)

@@ -18,7 +18,7 @@ from hubkit.errors import DownloadError, IntegrityError, ResolveError
 from hubkit.format.bounded_io import open_regular
 from hubkit.hub.cache import Cache, InstallContext
 from hubkit.hub.extract import ExtractedFile
-from hubkit.hub.handles import cache_key, local_path, normalize_handle, split_sha256_pin
+from hubkit.hub.handles import cache_key, local_path, normalize_handle, redact_url, split_sha256_pin
 from hubkit.hub.http import HttpClient
 from hubkit.hub.resolver_base import BuiltinResolver
 
@@ -45,7 +45,7 @@ class _OnnxHttpClient(HttpClient):
         if len(head) < 2 and not final:
             return  # wait for the first two bytes
         if len(head) < 2 or head[0] != 0x08 or not 0 < head[1] < 0x80:
-            raise DownloadError(f"{url!r} does not serve an ONNX model: its body does not start like one.")
+            raise DownloadError(f"{redact_url(url)!r} does not serve an ONNX model: its body does not start like one.")
 
 
 def _copy_hashed(source: str, target: str, limit: int) -> tuple[str, int]:
@@ -91,7 +91,7 @@ class OnnxFileResolver(BuiltinResolver):
         hit = self._cached_download(key, handle)
         if hit is not None:
             return hit
-        return Cache(self.config).get_or_install(key, normalized, lambda ctx: self._download(ctx, url, pin))
+        return Cache(self.config).get_or_install(key, redact_url(normalized), lambda ctx: self._download(ctx, url, pin))
 
     def _local(self, handle: str, path: str, pin: str | None) -> str:
         if not os.path.isfile(path):
@@ -113,15 +113,20 @@ class OnnxFileResolver(BuiltinResolver):
 
         return self.cached(key) or Cache(self.config).get_or_install(key, f"{path}#sha256={pin}" if pin else path, copy)
 
+    def cache_handle(self, handle: str) -> str:
+        """The handle as its cache entry records it: normalised, with any user name and password replaced."""
+        return redact_url(normalize_handle(handle))
+
     def _download(self, ctx: InstallContext, url: str, pin: str | None) -> tuple[list[ExtractedFile], dict[str, Any]]:
         limit = self.config.max_extract_bytes
+        shown = redact_url(url)
         received = [0]
 
         def on_progress(count: int) -> None:
             ctx.touch()
             received[0] += count
             if received[0] > limit:
-                raise DownloadError(f"{url!r} is larger than the {limit}-byte limit (HUBKIT_MAX_EXTRACT_BYTES).")
+                raise DownloadError(f"{shown!r} is larger than the {limit}-byte limit (HUBKIT_MAX_EXTRACT_BYTES).")
 
         client = _OnnxHttpClient(self.config)
         try:
@@ -129,13 +134,13 @@ class OnnxFileResolver(BuiltinResolver):
         finally:
             client.close()
         if pin is not None and result.sha256 != pin:
-            raise IntegrityError(f"Download of {url!r} has sha256 {result.sha256}, but {pin} was expected.")
+            raise IntegrityError(f"Download of {shown!r} has sha256 {result.sha256}, but {pin} was expected.")
         name = _file_name(url)
         target = os.path.join(ctx.module_dir, name)
         os.replace(ctx.part_path, target)
         moved = os.lstat(target)  # in our private temp entry: nobody else can change it from here on
         if (moved.st_dev, moved.st_ino) != result.file_id:  # the part path is in a directory others may write
-            raise IntegrityError(f"The download of {url!r} was replaced by another file before it was installed.")
+            raise IntegrityError(f"The download of {shown!r} was replaced by another file before it was installed.")
         os.chmod(target, 0o644)  # the download file is private (0600); the cache's files are readable (its dir is ours)
         return [ExtractedFile(name, result.size, sha256=result.sha256)], {
-            "source": url, "archive_sha256": result.sha256, "archive_size": result.size}
+            "source": shown, "archive_sha256": result.sha256, "archive_size": result.size}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hubkit.errors import ResolveError
 from hubkit.hub.cache import Cache
 from hubkit.hub.config import HubConfig, default_cache_dir
-from hubkit.hub.handles import normalize_handle
+from hubkit.hub.handles import normalize_handle, redact_url
 
 __all__ = ["BuiltinResolver"]
 
@@ -36,7 +36,7 @@ class BuiltinResolver:
         hit = self.cached(key)
         if hit is None and self.config.offline:
             raise ResolveError(
-                f"{self.what} {handle!r} is not in the cache {self.config.cache_dir!r}, and HUBKIT_OFFLINE is set so it "
+                f"{self.what} {redact_url(handle)!r} is not in the cache {self.config.cache_dir!r}, and HUBKIT_OFFLINE is set so it "
                 "cannot be downloaded; unset HUBKIT_OFFLINE or download it first with `hubkit download`."
             )
         return hit

@@ -67,7 +67,7 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
         if os.path.isdir(path) and self.path.split("?", 1)[0].endswith("/"):
             path = os.path.join(path, "index.html")  # served below, with the catalog's headers
         if os.path.isdir(path) or not os.path.lexists(path):
-            return super().send_head()  # a redirect to "dir/", a directory listing, or 404
+            return super().send_head()  # a redirect to "dir/", or 404 (directories are never listed)
         try:  # a regular file only: a FIFO would block this thread, a device never end
             f: Any = os.fdopen(open_regular_fd(path, follow_links=False, error=OSError), "rb")
         except OSError:
@@ -108,6 +108,11 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
         f.seek(start)
         self._remaining = end - start + 1
         return f
+
+    def list_directory(self, path: Any) -> None:
+        """Never lists a directory: only the registry's own pages and files are served (404 otherwise)."""
+        self.send_error(404, "File not found")
+        return None
 
     def _inside_root(self, path: str) -> bool:
         root = os.path.realpath(self.directory)

@@ -80,7 +80,9 @@ def cache_dir() -> str:
     return os.path.join(platformdirs.user_cache_dir("hubkit"), "numba")
 
 
-def _compile(fn: Callable[..., Any], numpy_errors: bool = False) -> Callable[..., Any] | None:
+def _compile(
+    fn: Callable[..., Any], numpy_errors: bool = False, options: dict[str, Any] | None = None
+) -> Callable[..., Any] | None:
     with _lock:
         done = _STATE.compiled.get(fn)
         if done is not None:
@@ -95,16 +97,19 @@ def _compile(fn: Callable[..., Any], numpy_errors: bool = False) -> Callable[...
             # Read by numba's cache locator each time a function is compiled, so setting it here
             # (rather than in os.environ before import) is enough and leaves the environment alone.
             numba.config.CACHE_DIR = cache_dir()  # type: ignore[attr-defined]
+        opts = dict(options or {})
         if numpy_errors:
-            jitted = numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
-        else:
-            jitted = numba.njit(cache=True, nogil=True)(fn)
+            opts["error_model"] = "numpy"
+        jitted = numba.njit(cache=True, nogil=True, **opts)(fn)
         _STATE.compiled[fn] = jitted
         return jitted
 
 
-def kernel(fn: Callable[..., Any], numpy_errors: bool = False) -> Callable[..., Any] | None:
+def kernel(fn: Callable[..., Any], numpy_errors: bool = False, **options: Any) -> Callable[..., Any] | None:
     """The compiled form of the numba-compatible Python function ``fn``, or None when Numba is off.
+
+    ``options`` (e.g. ``fastmath``, ``parallel``) go to ``numba.njit`` too, from the first request,
+    as ``numpy_errors`` does.
 
     Compilation happens on the first call for each ``fn`` (from the disk cache when possible); the
     argument types select the specialization, as with any ``numba.njit`` function. ``numpy_errors``
@@ -117,4 +122,4 @@ def kernel(fn: Callable[..., Any], numpy_errors: bool = False) -> Callable[..., 
     done = _STATE.compiled.get(fn)
     if done is not None:
         return done
-    return _compile(fn, numpy_errors)
+    return _compile(fn, numpy_errors, options)

@@ -241,6 +241,9 @@ class OnnxTrilu:
 
     def forward(x, *k, upper=True):
         kk = int(np.asarray(k[0]).reshape(-1)[0]) if k else 0
+        # Every k at or beyond the matrix's edges keeps (or drops) everything: clamping changes nothing, and
+        # numpy computes k - 1 in a C long (k = -2**63 overflowed).
+        kk = min(max(kk, -x.shape[-2]), x.shape[-1])
         return np.triu(x, kk) if upper else np.tril(x, kk)
 
     def vjp(g, out, x, *k, upper=True):
@@ -257,13 +260,23 @@ class OnnxRange:
         values = [_const(t) for t in (start, limit, delta)]
         if None in values:
             return start.dtype, (None,)
-        s, lim, d = (v.item() for v in values)
-        return start.dtype, (max(0, math.ceil((lim - s) / d)),)
+        return start.dtype, (_range_length(*(v.reshape(-1)[0].item() for v in values)),)
 
     def forward(start, limit, delta):
         s, lim, d = start.item(), limit.item(), delta.item()
-        n = max(0, math.ceil((lim - s) / d))
-        return (s + d * np.arange(n)).astype(start.dtype)
+        return (s + d * np.arange(_range_length(s, lim, d))).astype(start.dtype)
+
+
+def _range_length(s, lim, d) -> int:
+    """``max(0, ceil((lim - s) / d))``, exactly for integers; refuses a zero step and non-finite values."""
+    if d == 0:
+        raise infer_error(f"the step (delta) is 0: start {s}, limit {lim}.")
+    if isinstance(s, int) and isinstance(lim, int) and isinstance(d, int):
+        return max(0, -((s - lim) // d))
+    n = (lim - s) / d
+    if not math.isfinite(n):
+        raise infer_error(f"start {s}, limit {lim} and delta {d} do not give a finite number of elements.")
+    return max(0, math.ceil(n))
 
 
 @register_op
@@ -302,7 +315,8 @@ class OnnxIntDiv:
         return x.dtype, shape
 
     def forward(x, y):
-        q = np.abs(x) // np.abs(y)
+        with np.errstate(divide="ignore"):  # ONNX leaves integer division by 0 undefined: numpy's 0, silently
+            q = np.abs(x) // np.abs(y)
         return (np.sign(x) * np.sign(y) * q).astype(x.dtype)
 
 

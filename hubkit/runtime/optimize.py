@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
+from hubkit.ops._small_linear import TransposedWeights, small_linear
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
 from hubkit.ops.tf_text_buffers import buffer_text_steps
@@ -95,7 +96,7 @@ class FusedLinear:
         label: ``"MatMul+BiasAdd+Relu"``-style name of the fused chain.
     """
 
-    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "pool", "transposes")
+    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "pool", "small", "transposes")
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class FusedLinear:
         has_bias: bool,
         act: str | None,
         pool: dict[str, Any] | None = None,
+        weights: Any = False,
     ) -> None:
         self.nodes = tuple(nodes)
         self.kind = self.nodes[0].op
@@ -113,6 +115,11 @@ class FusedLinear:
         self.pool = pool  # a MaxPool's attributes, pooled chunk by chunk (convolutions only)
         self.label = "+".join(n.op for n in self.nodes)
         self.transposes = bool(attrs.get("transpose_a") or attrs.get("transpose_b"))
+        # Few rows: the small-batch kernel (ops/_small_linear.py), for a MatMul whose weights are a
+        # variable or a constant (``weights``: the Variable, None for a constant, False otherwise).
+        self.small: tuple[TransposedWeights | None] | None = None
+        if self.kind == "MatMul" and weights is not False and not attrs.get("transpose_a"):
+            self.small = (None,) if attrs.get("transpose_b") else (TransposedWeights(weights),)
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         if bias is not None and (
@@ -140,6 +147,10 @@ class FusedLinear:
             return conv2d_bias_act(
                 a, w, bias, self.act, self.attrs["strides"], self.attrs["dilations"], self.attrs["padding"]
             )
+        if self.small is not None and a.ndim == 2 and a.shape[0] <= 8:
+            out = small_linear(a, w, bias, self.act, self.small[0])
+            if out is not None:
+                return out
         if self.transposes:
             if self.attrs.get("transpose_a"):
                 a = np.swapaxes(a, -1, -2)
@@ -226,6 +237,8 @@ def _fuse_linear(steps, keep: set[int]):
         return r[0] if len(r) == 1 and slot not in keep else None
 
     replaced: dict[int, tuple] = {}  # index of the chain's last step -> the fused step
+    # Slots holding a variable's value (-> the Variable) or a constant (-> None).
+    leaf = {s[3][0]: s[1].get("variable") for s in steps if s[4].op in ("Variable", "Const") and s[3]}
     members: set[int] = set()
     for i, (_, kwargs, ins, outs, node) in enumerate(steps):
         if node.op not in _LINEAR or i in members or len(ins) != 2 or ins[0] == ins[1]:
@@ -253,7 +266,7 @@ def _fuse_linear(steps, keep: set[int]):
             len(chain) > 1 and steps[chain[1]][4].op not in ACTIVATIONS and steps[chain[1]][4].op != "MaxPool"
         )
         nodes = [steps[k][4] for k in chain]
-        fused = FusedLinear(nodes, dict(kwargs), has_bias, act, pool)
+        fused = FusedLinear(nodes, dict(kwargs), has_bias, act, pool, leaf.get(ins[1], False))
         fused_ins = ins + ((bias_slot,) if has_bias else ())
         last = chain[-1]
         replaced[last] = (fused, {}, fused_ins, steps[last][3], steps[last][4])

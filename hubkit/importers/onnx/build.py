@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -33,15 +34,18 @@ def _value_type(vi: Any, what: str):
 
 
 def _external_entry(tensor: Any, base: str, dtype: np.dtype, shape: tuple[int, ...]) -> TensorEntry | None:
-    """A TensorEntry mapping the initializer's bytes in place, when they are raw, aligned and little-endian."""
-    from onnx.external_data_helper import ExternalDataInfo
+    """A TensorEntry mapping the initializer's bytes in place, when they are raw, aligned and little-endian.
 
-    info = ExternalDataInfo(tensor)
-    offset = int(info.offset or 0)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if offset % dtype.itemsize or (info.length is not None and int(info.length) != nbytes):
+    ``read_model`` checked the entries (and rewrote them canonically): the file holds ``prod(shape)`` elements
+    from ``offset`` on.
+    """
+    from hubkit.importers.onnx.load import external_data_info
+
+    location, offset, length = external_data_info(tensor)
+    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no int64 wrap-around
+    if offset % dtype.itemsize or (length is not None and length != nbytes):
         return None
-    path = os.path.realpath(os.path.join(base, info.location))
+    path = os.path.realpath(os.path.join(base, location))
     return TensorEntry(path, dtype, shape, offset, offset + nbytes)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hubkit.errors import GraphError
@@ -167,7 +169,10 @@ def shape(ctx, node, attrs):
 def size(ctx, node, attrs):
     x = ctx.t(node.input[0])
     if x.shape is not None and None not in x.shape:
-        return [np.asarray(int(np.prod(x.shape)), dtype=np.int64)]
+        n = math.prod(x.shape)  # Python ints: np.prod wraps
+        if n >= 2**63:
+            raise GraphError(f"the input has the shape {list(x.shape)}, of more than 2**63 elements.")
+        return [np.asarray(n, dtype=np.int64)]
     return [K.size(x, out_type="int64")]
 
 
@@ -219,7 +224,7 @@ def constant_of_shape(ctx, node, attrs):
         shape = [int(d) for d in dims.reshape(-1)]
         if any(d < 0 for d in shape):
             raise GraphError(f"ConstantOfShape has the negative shape {shape}.")
-        check_fold_size(int(np.prod(shape, dtype=np.float64)), "ConstantOfShape")
+        check_fold_size(math.prod(shape), "ConstantOfShape")  # Python ints: no wrap, no rounding
         return [np.full(shape, value[0], dtype=value.dtype)]
     return [K.fill(ctx.t(node.input[0]), value[0])]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,9 @@ _DTYPES: dict[int, DType] = {1: float32, 6: int32, 7: int64, 9: bool_, 11: float
 _DTYPE_NAMES = {1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64", 8: "STRING",
                 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64", 16: "BFLOAT16"}
 _MAX_FOLD_ELEMENTS = 1 << 24  # folding a larger constant would bloat graph.pb: keep it as graph ops
+# A node output whose static shape (computed at import from constants: Resize scales, Expand shapes, ...)
+# holds more elements than this is refused at import rather than left to fail allocating at run time.
+_MAX_STATIC_ELEMENTS = 1 << 31
 
 
 def onnx_dtype(code: int, what: str) -> DType:
@@ -84,7 +88,7 @@ def evaluate(tensors: Sequence[Tensor]) -> list[np.ndarray]:
             else:
                 for out in node.outputs:  # a hostile model must not make the importer allocate without bound
                     if out.shape is not None and None not in out.shape:
-                        check_fold_size(int(np.prod(out.shape, dtype=np.int64)), node.op)
+                        check_fold_size(math.prod(out.shape), node.op)  # Python ints: np.prod wraps
                 opdef = get_op(node.op)
                 args = [value(i) for i in node.inputs]
                 extra = opdef.prepare(node) if opdef.prepare is not None else {}
@@ -159,6 +163,12 @@ class Context:
         else:
             with self.graph.as_default():
                 outs = translator(self, node, attrs)
+            for out in outs:
+                if isinstance(out, Tensor) and out.shape is not None and None not in out.shape:
+                    elements = math.prod(out.shape)
+                    if elements > _MAX_STATIC_ELEMENTS:
+                        raise GraphError(f"the output of static shape {list(out.shape)} would hold {elements} "
+                                         f"elements; the limit is {_MAX_STATIC_ELEMENTS}.")
         for name, out in zip(node.output, outs):
             if name:
                 self.values[name] = np.asarray(out) if not isinstance(out, Tensor) else out
@@ -170,7 +180,9 @@ def translate_node(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
         ctx.run(node, attrs)
     except HubkitError as e:
         raise FormatError(f"ONNX node {node.name!r} ({node.op_type}) cannot be imported: {e}") from None
-    except (ValueError, TypeError, IndexError, KeyError) as e:
+    except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
+        # ArithmeticError: ZeroDivisionError, OverflowError (an inf or a 2**63 where numpy wants an int64);
+        # MemoryError: an allocation no size check foresaw. Either way the model is what is wrong.
         raise FormatError(
             f"ONNX node {node.name!r} ({node.op_type}) cannot be imported: {type(e).__name__}: {e}"
         ) from None

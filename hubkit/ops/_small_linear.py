@@ -1,0 +1,227 @@
+"""Fused linear layers for a few rows: ``act(x @ w + bias)`` as dot products, on one or two threads.
+
+At batch 1 (up to :data:`MAX_ROWS` rows) a dense layer is a matrix-vector product: OpenBLAS's
+GEMV runs on one core however many threads it has, and NumPy adds a call, an allocation and a
+pass for the epilogue. This kernel computes each output column as a dot product of the input
+rows with a contiguous row of ``w.T`` (kept per fused step, see :class:`TransposedWeights`) and
+applies bias and activation while the rows are in cache. On one thread it runs for 3 to 8 rows
+(where it beats OpenBLAS); with ``HUBKIT_GEMV_THREADS=N`` (or :func:`set_threads`) it also runs
+for 1-2 rows and splits the columns across N of Numba's threads
+(:mod:`hubkit.ops._small_linear_parallel`). That is off by default: on the shared development
+machine the parallel form was 8x slower than NumPy's GEMV at batch 1, and a batch-64 call right
+after it 7x slower (Numba's OpenMP workers spin after each region, on the cores the next
+OpenBLAS GEMM needs); ``OMP_WAIT_POLICY=passive`` removed most of that (0.71x of NumPy's time at
+batch 1, by minimum). ``scripts/bench_vs_ort.py`` measures both forms side by side.
+
+Results differ from NumPy's by rounding only: the dot products are summed in a different order
+(vectorised partial sums), within ``K * eps * sum_k |x_k w_k|`` per output, tested in
+``tests/ops/test_small_linear.py``. Bias and activation follow :mod:`hubkit.ops._epilogue`
+exactly (NaN kept, ``Relu`` of ``-0.0`` is ``0.0``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from hubkit.ops import _numba
+
+__all__ = [
+    "MAX_ROWS",
+    "MIN_ROWS_ONE_THREAD",
+    "MIN_WORK",
+    "PARALLEL_WORK",
+    "TransposedWeights",
+    "set_threads",
+    "small_linear",
+]
+
+MAX_ROWS = 8
+"""Most rows the kernel takes; above that the BLAS GEMM is faster."""
+
+MIN_ROWS_ONE_THREAD = 3
+"""Fewest rows the kernel takes on one thread: for 1-2 rows OpenBLAS's GEMV is as fast or faster
+(MLP 784-512-512-10, one thread, CPU time: 1.02-1.09x NumPy's time at 1-2 rows, 0.53-0.57x at 4, 0.87-0.90x at 8)."""
+
+MIN_WORK = 16384
+"""Least ``K * N`` the kernel takes (smaller products gain nothing over NumPy's)."""
+
+PARALLEL_WORK = 65536
+"""Least ``K * N`` split across threads (a parallel launch costs a few microseconds)."""
+
+_FASTMATH = {"reassoc", "contract"}  # vectorised dot products; no 'nnan'/'nsz': NaN and -0.0 as NumPy
+
+
+def linear_block_kernel(x, wt, bias, act, out, j0, j1):  # pragma: no cover - compiled by Numba
+    """``out[:, j] = act(x @ wt[j] + bias[j])`` for ``j0 <= j < j1`` (``bias`` may be empty)."""
+    rows, depth = x.shape
+    zero = out.dtype.type(0)
+    six = out.dtype.type(6)
+    for j in range(j0, j1):
+        wr = wt[j]
+        m = 0
+        while m + 4 <= rows:  # four rows share each load of wr
+            x0, x1, x2, x3 = x[m], x[m + 1], x[m + 2], x[m + 3]
+            s0 = s1 = s2 = s3 = zero
+            for k in range(depth):
+                w = wr[k]
+                s0 += x0[k] * w
+                s1 += x1[k] * w
+                s2 += x2[k] * w
+                s3 += x3[k] * w
+            out[m, j], out[m + 1, j], out[m + 2, j], out[m + 3, j] = s0, s1, s2, s3
+            m += 4
+        while m < rows:
+            xr = x[m]
+            s = zero
+            for k in range(depth):
+                s += xr[k] * wr[k]
+            out[m, j] = s
+            m += 1
+    has_bias = bias.shape[0] > 0
+    for m in range(rows):
+        row = out[m]
+        for j in range(j0, j1):
+            v = row[j] + bias[j] if has_bias else row[j]
+            if act == 1:  # as hubkit.ops._epilogue: NaN kept, -0.0 -> 0.0 (Relu), kept (Relu6)
+                if v <= zero:
+                    v = zero
+            elif act == 2:
+                if v < zero:
+                    v = zero
+                elif v > six:
+                    v = six
+            row[j] = v
+
+
+class TransposedWeights:
+    """``w.T`` as a C-contiguous array, made on first use and remade when ``w`` changes.
+
+    ``w`` is the same array object on every run of a plan while its variable is not written; a
+    write goes through ``Variable._writable``, which bumps ``Variable._version`` (pass the variable,
+    or None for a constant).
+    """
+
+    __slots__ = ("_cache", "variable")
+
+    def __init__(self, variable: Any | None) -> None:
+        self.variable = variable
+        self._cache: tuple[Any, int, np.ndarray] | None = None
+
+    def get(self, w: np.ndarray) -> np.ndarray:
+        version = 0 if self.variable is None else self.variable._version
+        cache = self._cache
+        if cache is not None and cache[0] is w and cache[1] == version:
+            return cache[2]
+        wt = np.ascontiguousarray(w.T)
+        self._cache = (w, version, wt)
+        return wt
+
+
+class _Threads:
+    count: int | None = None  # columns are split across this many threads (HUBKIT_GEMV_THREADS, default 1)
+    lock = threading.Lock()  # one parallel launch at a time: Numba's workqueue layer aborts on two
+
+
+def _env_threads(*names: str) -> int | None:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _thread_count() -> int:
+    count = _Threads.count
+    if count is None:
+        count = _Threads.count = _env_threads("HUBKIT_GEMV_THREADS") or 1
+    if count > 1:
+        import numba
+
+        count = min(count, numba.get_num_threads())  # NUMBA_NUM_THREADS caps it
+    return count
+
+
+def set_threads(count: int | None) -> int:
+    """Splits the kernel's columns across ``count`` threads from now on; None re-reads ``HUBKIT_GEMV_THREADS``.
+
+    Returns:
+        The thread count now in effect.
+    """
+    _Threads.count = None if count is None else max(1, int(count))
+    return _thread_count()
+
+
+def _after_fork_in_child() -> None:
+    # Numba's OpenMP layer terminates a forked child that launches a parallel region after its
+    # parent did: children stay on one thread.
+    _Threads.count = 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def small_linear(
+    a: np.ndarray, w: np.ndarray, bias: np.ndarray | None, act: int, transposed: TransposedWeights | None
+) -> np.ndarray | None:
+    """``act(a @ w + bias)`` by the small-batch kernel, or None when it does not apply.
+
+    Args:
+        a: the input rows, 2-D (at most :data:`MAX_ROWS` of them).
+        w: the weights, ``(K, N)``; or ``(N, K)``, already transposed, when ``transposed`` is None.
+        bias: a 1-D array of length N of ``a``'s dtype, or None.
+        act: an :mod:`hubkit.ops._epilogue` activation code.
+        transposed: where ``w.T`` is kept, or None when ``w`` is already ``(N, K)``.
+    """
+    rows = a.shape[0] if a.ndim == 2 else 0
+    count = _Threads.count
+    if rows < MIN_ROWS_ONE_THREAD and (count if count is not None else _thread_count()) == 1:
+        return None  # OpenBLAS's GEMV: checked first, it is the common batch-1 case
+    dtype = a.dtype
+    if (
+        a.ndim != 2
+        or w.ndim != 2
+        or not 0 < a.shape[0] <= MAX_ROWS
+        or w.dtype != dtype
+        or dtype not in _DTYPES
+        or w.size < MIN_WORK
+        or (bias is not None and bias.dtype != dtype)
+    ):
+        return None
+    fast = _numba.kernel(linear_block_kernel, fastmath=_FASTMATH)
+    if fast is None:
+        return None
+    threads = _thread_count() if w.size >= PARALLEL_WORK else 1
+    if threads == 1 and a.shape[0] < MIN_ROWS_ONE_THREAD:
+        return None
+    wt = w if transposed is None else transposed.get(w)
+    if wt.shape[1] != a.shape[1] or (bias is not None and bias.shape[0] != wt.shape[0]):
+        return None  # let NumPy raise its own shape error
+    if not wt.flags.c_contiguous:
+        wt = np.ascontiguousarray(wt)
+    x = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    b = (
+        np.empty(0, dtype)
+        if bias is None
+        else bias
+        if bias.flags.c_contiguous
+        else np.ascontiguousarray(bias)
+    )
+    n = wt.shape[0]
+    out = np.empty((x.shape[0], n), dtype)
+    if threads > 1 and _Threads.lock.acquire(blocking=False):
+        try:
+            from hubkit.ops._small_linear_parallel import parallel_linear
+
+            parallel_linear(x, wt, b, act, out, threads)
+        finally:
+            _Threads.lock.release()
+        return out
+    fast(x, wt, b, act, out, 0, n)
+    return out
