@@ -115,14 +115,16 @@ def _signature_names(manifest: Mapping[str, Any]) -> str:
 
 
 def _published(value: Any) -> str:
-    try:
-        moment = datetime.datetime.fromisoformat(str(value))
-    except ValueError:
-        return _text(value) if value else "?"
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(datetime.timezone.utc)
-        return moment.strftime("%Y-%m-%d %H:%M UTC")
-    return moment.strftime("%Y-%m-%d %H:%M")
+    if not isinstance(value, str) or not value:
+        return "?"
+    try:  # never raises on any string: a manifest's date is untrusted (a year-1 time with a zone overflowed)
+        moment = datetime.datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(datetime.timezone.utc)
+            return moment.strftime("%Y-%m-%d %H:%M UTC")
+        return moment.strftime("%Y-%m-%d %H:%M")
+    except (ValueError, OverflowError, TypeError):
+        return _text(value)
 
 
 def _load_line(name: str, version: Any, base_url: str | None) -> str:

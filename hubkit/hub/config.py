@@ -81,6 +81,9 @@ class HubConfig:
             only when stderr is a terminal (``HUBKIT_PROGRESS``).
         connect_timeout: Seconds to wait for a TCP connection (``HUBKIT_CONNECT_TIMEOUT``).
         read_timeout: Seconds to wait for each read from the server (``HUBKIT_READ_TIMEOUT``).
+        request_deadline: Seconds one request may take in all for its response headers, and for a registry
+            document's body too (``HUBKIT_REQUEST_DEADLINE``): the read timeout bounds each read only, so a
+            server sending a byte a second would otherwise hold hubkit for ever.
         retries: Extra attempts after a retryable failure (``HUBKIT_RETRIES``).
         backoff: First backoff delay in seconds, doubled on each retry (``HUBKIT_BACKOFF``).
         backoff_max: Upper bound of one backoff delay, including ``Retry-After`` (``HUBKIT_BACKOFF_MAX``).
@@ -100,6 +103,7 @@ class HubConfig:
     progress: bool | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    request_deadline: float = 300.0
     retries: int = 4
     backoff: float = 0.5
     backoff_max: float = 30.0
@@ -111,7 +115,7 @@ class HubConfig:
     max_download_bytes: int = 64 << 30
 
     def __post_init__(self) -> None:
-        for name in ("connect_timeout", "read_timeout"):
+        for name in ("connect_timeout", "read_timeout", "request_deadline"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
                 raise ResolveError(f"HubConfig.{name} must be a positive finite number of seconds, got {value!r}.")
@@ -136,6 +140,7 @@ class HubConfig:
             "progress": _flag(environ, "HUBKIT_PROGRESS"),
             "connect_timeout": _number(environ, "HUBKIT_CONNECT_TIMEOUT", cls.connect_timeout, positive=True),
             "read_timeout": _number(environ, "HUBKIT_READ_TIMEOUT", cls.read_timeout, positive=True),
+            "request_deadline": _number(environ, "HUBKIT_REQUEST_DEADLINE", cls.request_deadline, positive=True),
             "retries": int(_number(environ, "HUBKIT_RETRIES", cls.retries, int)),
             "backoff": _number(environ, "HUBKIT_BACKOFF", cls.backoff),
             "backoff_max": _number(environ, "HUBKIT_BACKOFF_MAX", cls.backoff_max),

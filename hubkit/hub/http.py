@@ -24,7 +24,9 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
@@ -143,6 +145,23 @@ class DownloadResult:
         self.file_id = file_id
 
 
+def _refuse_downgrade(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """A ``requests`` response hook: refuses a redirect from HTTPS to plain HTTP at any hop of the chain.
+
+    Checking only the final URL let ``https -> http://mitm -> https://evil`` through.
+    """
+    import urllib.parse
+
+    source = str(response.url)
+    if response.is_redirect and source.lower().startswith("https://"):
+        target = urllib.parse.urljoin(source, str(response.headers.get("location", "")))
+        if not target.lower().startswith("https://"):
+            response.close()
+            raise DownloadError(f"{redact_url(source)!r} redirected to plain HTTP ({redact_url(target)!r}); "
+                                "refusing to downgrade from HTTPS.")
+    return response
+
+
 def _user_agent() -> str:
     from hubkit._version import __version__
 
@@ -191,6 +210,8 @@ class HttpClient:
             session.headers["User-Agent"] = _user_agent()
             session.headers["Accept-Encoding"] = "identity"
             session.max_redirects = 10
+            session.hooks["response"].append(_refuse_downgrade)  # every hop, before the next is requested
+            _watch_response_headers(session)
             self._session = session
         return self._session
 
@@ -216,11 +237,17 @@ class HttpClient:
                 last = exc
         raise _failure(f"Failed to fetch {redact_url(url)!r} after {self.config.retries + 1} attempts: {last}")
 
-    def _request(self, url: str, headers: dict[str, str] | None = None) -> Any:
-        """Sends one streamed GET and sorts the answer into success, retryable or final failure."""
+    def _request(self, url: str, headers: dict[str, str] | None = None, deadline: _Deadline | None = None) -> Any:
+        """Sends one streamed GET and sorts the answer into success, retryable or final failure.
+
+        Its response headers must arrive before ``deadline`` (by default ``config.request_deadline`` from now).
+        """
         import requests
 
         session = self._get_session()
+        own = deadline is None
+        deadline = _Deadline(self.config.request_deadline) if deadline is None else deadline
+        _current.deadline = deadline
         try:
             response = session.get(
                 url,
@@ -229,15 +256,25 @@ class HttpClient:
                 timeout=(self.config.connect_timeout, self.config.read_timeout),
             )
         except requests.ConnectionError as exc:
+            deadline.check(url)  # a connection shut down at the deadline is named as such
             if _refused(exc):  # nobody listens there: retrying would only make the user wait
                 raise _failure(
                     f"Failed to fetch {redact_url(url)!r}: could not connect to {_host_port(url)} (connection refused)."
                 ) from None
             raise _Retryable(f"connection failed: {exc}") from None
         except requests.Timeout as exc:
+            deadline.check(url)
             raise _Retryable(f"connection failed: {exc}") from None
         except (requests.RequestException, ValueError) as exc:  # e.g. an invalid URL
+            deadline.check(url)
             raise DownloadError(f"Request for {redact_url(url)!r} failed: {type(exc).__name__}.") from None
+        finally:
+            _current.deadline = None
+            if own:
+                deadline.close()
+        if deadline.fired:  # headers cut short at the deadline may still parse
+            response.close()
+            deadline.check(url)
         status = response.status_code
         if url.lower().startswith("https://") and str(getattr(response, "url", url)).lower().startswith("http://"):
             response.close()
@@ -275,16 +312,23 @@ class HttpClient:
             import requests
             import urllib3
 
-            response = self._request(url)
-            shown = redact_url(url)
+            deadline = _Deadline(self.config.request_deadline)  # headers and body: a document is small
             try:
-                # Undecoded, then decoded here with a bound: a server may compress the body although hubkit
-                # asks for identity, and urllib3 before 2.6 inflated a whole read at once (a gzip bomb).
-                body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=False)
-            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-                raise _Retryable(f"reading the response failed: {exc}") from None
+                response = self._request(url, deadline=deadline)
+                deadline.watch(_response_socket(response))
+                shown = redact_url(url)
+                try:
+                    # Undecoded, then decoded here with a bound: a server may compress the body although hubkit
+                    # asks for identity, and urllib3 before 2.6 inflated a whole read at once (a gzip bomb).
+                    body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=False)
+                    deadline.check(url)  # a read cut short at the deadline may end without an error
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                    deadline.check(url)
+                    raise _Retryable(f"reading the response failed: {exc}") from None
+                finally:
+                    response.close()
             finally:
-                response.close()
+                deadline.close()
             body = _decoded(body, str(response.headers.get("Content-Encoding", "")), shown)
             if len(body) > _MAX_DOCUMENT_BYTES:
                 raise DownloadError(f"{shown!r} does not serve a hubkit registry document: it is larger than "
@@ -656,8 +700,7 @@ class _StallWatch:
     """
 
     def __init__(self, response: Any, seconds: float) -> None:
-        connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
-        self._socket = getattr(connection, "sock", None)
+        self._socket = _response_socket(response)
         self._seconds = seconds
         self._deadline: float | None = None
         self.fired = False
@@ -699,6 +742,97 @@ class _StallWatch:
     def close(self) -> None:
         """Stops the watchdog (call when the body is read or abandoned)."""
         self._done.set()
+
+
+_current = threading.local()  # the _Deadline of the request this thread is sending, if any
+
+
+class _Deadline:
+    """Shuts a request's connection down once ``seconds`` have passed since it was made.
+
+    The socket's read timeout bounds each ``recv`` only: a server sending a byte every half second kept a
+    registry document's request, or any request's headers, going for ever. The socket to shut down is the
+    one whose response headers are read (set by the connection classes of :func:`_watch_response_headers`)
+    or whose body is read (:meth:`watch`). A watchdog thread is started only when a socket is watched.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[Any] = []
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: Any) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sockets.append(sock)
+            if self._thread is None and not self._done.is_set():
+                self._thread = threading.Thread(target=self._run, name="hubkit-deadline", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(max(0.0, min(0.25, self.at - time.monotonic()))):
+            if time.monotonic() >= self.at:
+                with self._lock:
+                    self.fired = True
+                    for sock in self._sockets:
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    def check(self, url: str) -> None:
+        """Raises the deadline's error if it has passed (call when a read failed or ended)."""
+        if self.fired or time.monotonic() >= self.at:
+            self.fired = True
+            raise DownloadError(f"{redact_url(url)!r} did not answer within {self.seconds:g} s "
+                                "(HUBKIT_REQUEST_DEADLINE): the server sends too slowly.")
+
+    def close(self) -> None:
+        self._done.set()
+
+
+def _response_socket(response: Any) -> Any:
+    """The socket a response's body is read from, or ``None`` (e.g. a mocked response).
+
+    A body read until the server closes has left its connection (``http.client`` hands the socket over to
+    the response and sets the connection's ``sock`` to ``None``): it is then found in the response's file.
+    """
+    connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        buffered = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(buffered, "raw", None), "_sock", None)
+    return sock
+
+
+def _watch_response_headers(session: Any) -> None:
+    """Makes the session's HTTP(S) connections hand their socket to the current :class:`_Deadline` while
+    they read response headers (``getresponse``), whether the connection is new or reused."""
+    import urllib3.connection
+    import urllib3.connectionpool
+    from requests.adapters import HTTPAdapter
+
+    def watched(base: type) -> type:
+        class Watched(base):  # type: ignore[valid-type,misc]
+            def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+                deadline = getattr(_current, "deadline", None)
+                if deadline is not None:
+                    deadline.watch(self.sock)
+                return super().getresponse(*args, **kwargs)
+
+        return Watched
+
+    pools = {}
+    for scheme, pool in (("http", urllib3.connectionpool.HTTPConnectionPool),
+                         ("https", urllib3.connectionpool.HTTPSConnectionPool)):
+        pools[scheme] = type(f"Watched{pool.__name__}", (pool,), {"ConnectionCls": watched(pool.ConnectionCls)})
+    for adapter in session.adapters.values():
+        if isinstance(adapter, HTTPAdapter):
+            adapter.poolmanager.pool_classes_by_scheme = pools
 
 
 def _body_readinto(response: Any) -> Callable[[memoryview], int]:

@@ -12,18 +12,20 @@ others), and ``hubkit registry check`` reports every bad entry. All of them use 
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any
 
 from hubkit.hub.handles import is_byte_count, is_sha256_hex, split_module_name
 
-__all__ = ["MAX_VERSION", "manifest_problem", "min_version_tuple"]
+__all__ = ["MAX_VERSION", "manifest_problem", "min_version_tuple", "published_at_utc"]
 
 MAX_VERSION = (1 << 63) - 1  # module versions are int64 (as registry URLs spell them, at most 18 digits)
 _MIN_HUBKIT_VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,3}([.+-]?[A-Za-z0-9]{1,16}){0,3}")
 _MAX_TEXT = 64 << 10  # longest description, producer or time stamp
 _MAX_NAME = 256  # longest tag, signature, input/output or dtype name
 _TEXT_FIELDS = ("archive", "description", "producer", "published_at")
+_YEARS = (1970, 9999)  # the years a 'published_at' may name, in UTC
 
 
 def _is_int(value: Any, low: int = 0, high: int = MAX_VERSION) -> bool:
@@ -120,7 +122,33 @@ def manifest_problem(manifest: Any, name: str | None = None, version: int | None
         value = manifest.get(key, "")
         if not isinstance(value, str) or len(value) > _MAX_TEXT:
             return f"its {key!r} is {_short(value)}, not a string of at most {_MAX_TEXT} characters"
+    published = manifest.get("published_at", "")
+    if published != "" and published_at_utc(published) is None:
+        return (f"its 'published_at' is {_short(published)}, not an ISO 8601 time between the years "
+                f"{_YEARS[0]} and {_YEARS[1]}")
     return _variants_problem(manifest.get("variants", []))
+
+
+def published_at_utc(value: Any) -> datetime.datetime | None:
+    """A manifest's ``published_at`` as a time in UTC (a time without zone is taken as UTC); ``None`` if invalid.
+
+    Never raises: ``"0001-01-01T00:00:00+01:00"`` parses, but lies before year 1 in UTC (``OverflowError``).
+
+    >>> published_at_utc("2024-05-01T12:00:00+02:00").isoformat()
+    '2024-05-01T10:00:00+00:00'
+    >>> published_at_utc("0001-01-01T00:00:00+01:00") is None
+    True
+    """
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    return moment if _YEARS[0] <= moment.year <= _YEARS[1] else None
 
 
 def _short(value: Any) -> str:
