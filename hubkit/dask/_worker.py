@@ -19,7 +19,6 @@ import numpy as np
 
 from hubkit import HubkitError, SignatureError
 from hubkit.dask._signature import Job, TensorDesc
-from hubkit.hub.handles import redact_url
 
 __all__ = ["PartitionError", "cache_info", "clear_cache", "get_module", "run_partition", "timed_task"]
 
@@ -120,7 +119,7 @@ def get_module(job: Job) -> Any:
             names = module.get_signature_names()
             if job.signature not in names:
                 raise SignatureError(
-                    f"Module {redact_url(job.handle)!r} has no signature {job.signature!r}; available signatures: {sorted(names)}."
+                    f"Module {job.handle!r} has no signature {job.signature!r}; available signatures: {sorted(names)}."
                 )
         except HubkitError as exc:
             with _lock:
@@ -222,7 +221,7 @@ def run_partition(
     try:
         module = get_module(job)
     except HubkitError as exc:
-        raise _located(exc, f"{_where(partition)} could not load module {redact_url(job.handle)!r}: {exc}", partition) from exc
+        raise _located(exc, f"{_where(partition)} could not load module {job.handle!r}: {exc}", partition) from exc
     if num_rows == 0:
         _count(job.cache_key, partitions=1)
         return {k: _empty(d) for k, d in job.outputs.items()}
