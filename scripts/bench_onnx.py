@@ -60,17 +60,13 @@ def sgemm_peak(repeats: int = 10, n: int = 1024) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def plan_layers(module, feed: dict, repeats: int, clock=None) -> list[tuple[float, float, str, str]]:
-    """(fastest seconds, FLOPs or 0, description, kind) of each step of ``module``'s optimised default plan."""
-    clock = clock or time.perf_counter
-
-    from hubkit.runtime.optimize import _step_label
-    from hubkit.runtime.optimize_conv import FusedOnnxConv
-
+def timed_steps(module, feed: dict, repeats: int, clock, describe) -> list[tuple[float, object]]:
+    """(fastest seconds, ``describe(fn, node, args, result)`` of the first run) of each step of ``module``'s
+    optimised default plan, run step by step as the executor would."""
     sig = module._variant.signature(None)
     plan, in_keys, _ = module._plans.get((sig.name, True)) or module._compile(sig, True)
     best: list[float] = []
-    info: list[tuple[float, str, str]] = []
+    info: list[object] = []
     for rep in range(max(1, repeats)):
         values = plan.template.copy()
         for slot, var in plan.var_reads:
@@ -91,20 +87,32 @@ def plan_layers(module, feed: dict, repeats: int, clock=None) -> list[tuple[floa
                 values[k] = None
             if rep == 0:
                 best.append(dt)
-                label = _step_label(fn, node)
-                flops = 0.0
-                kind = label
-                if isinstance(fn, FusedOnnxConv):
-                    prep = args[1]
-                    flops = 2.0 * res.shape[0] * res.shape[2] * res.shape[3] * prep.w2.shape[0] * prep.w2.shape[1]
-                    label += f" {tuple(args[0].shape[1:])} k{prep.kernel} s{tuple(fn.attrs['strides'])} -> {res.shape[1]}"
-                    kind = f"conv k{prep.kernel[0]}x{prep.kernel[1]} s{fn.attrs['strides'][0]}"
-                    if prep.kernel == (3, 3) and tuple(fn.attrs["strides"]) == (1, 1):
-                        kind += f" {'<14' if res.shape[2] < 14 else '>=14'}"
-                info.append((flops, label, kind))
+                info.append(describe(fn, node, args, res))
             else:
                 best[i] = min(best[i], dt)
-    return [(t, f, lab, kind) for t, (f, lab, kind) in zip(best, info)]
+    return list(zip(best, info))
+
+
+def plan_layers(module, feed: dict, repeats: int, clock=None) -> list[tuple[float, float, str, str]]:
+    """(fastest seconds, FLOPs or 0, description, kind) of each step of ``module``'s optimised default plan."""
+    from hubkit.runtime.optimize import _step_label
+    from hubkit.runtime.optimize_conv import FusedOnnxConv
+
+    def describe(fn, node, args, res) -> tuple[float, str, str]:
+        label = _step_label(fn, node)
+        flops = 0.0
+        kind = label
+        if isinstance(fn, FusedOnnxConv):
+            prep = args[1]
+            flops = 2.0 * res.shape[0] * res.shape[2] * res.shape[3] * prep.w2.shape[0] * prep.w2.shape[1]
+            label += f" {tuple(args[0].shape[1:])} k{prep.kernel} s{tuple(fn.attrs['strides'])} -> {res.shape[1]}"
+            kind = f"conv k{prep.kernel[0]}x{prep.kernel[1]} s{fn.attrs['strides'][0]}"
+            if prep.kernel == (3, 3) and tuple(fn.attrs["strides"]) == (1, 1):
+                kind += f" {'<14' if res.shape[2] < 14 else '>=14'}"
+        return flops, label, kind
+
+    steps = timed_steps(module, feed, repeats, clock or time.perf_counter, describe)
+    return [(t, f, lab, kind) for t, (f, lab, kind) in steps]  # type: ignore[misc]
 
 
 def bench_models(

@@ -45,36 +45,11 @@ def _op_type(label: str) -> str:
 
 def step_times(module, feed: dict, repeats: int, clock=time.process_time) -> list[tuple[float, str]]:
     """(fastest CPU seconds, label) of each step of the module's optimised default plan."""
+    from bench_onnx import timed_steps
+
     from hubkit.runtime.optimize import _step_label
 
-    sig = module._variant.signature(None)
-    plan, in_keys, _ = module._plans.get((sig.name, True)) or module._compile(sig, True)
-    best: list[float] = []
-    labels: list[str] = []
-    for rep in range(max(1, repeats)):
-        values = plan.template.copy()
-        for slot, var in plan.var_reads:
-            values[slot] = var.value
-        for slot, key in zip(plan.feed_slots, in_keys):
-            values[slot] = feed[key]
-        for i, (fn, kwargs, ins, outs, frees, node) in enumerate(plan.steps):
-            args = [values[k] for k in ins]
-            t0 = clock()
-            res = fn(*args, **kwargs)
-            dt = clock() - t0
-            if len(outs) == 1:
-                values[outs[0]] = res
-            else:
-                for o, r in zip(outs, res):
-                    values[o] = r
-            for k in frees:
-                values[k] = None
-            if rep == 0:
-                best.append(dt)
-                labels.append(_step_label(fn, node))
-            else:
-                best[i] = min(best[i], dt)
-    return list(zip(best, labels))
+    return timed_steps(module, feed, repeats, clock, lambda fn, node, args, res: _step_label(fn, node))
 
 
 def whole_call(module, key, x, repeats: int, clock=time.process_time) -> float:
