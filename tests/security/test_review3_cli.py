@@ -12,8 +12,6 @@ import io
 import json
 import os
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from hubkit import cli
 from hubkit.errors import HubkitError
 from hubkit.hub import resolve
 from hubkit.hub.serve import make_server
+from tests.security.hostile import http_get
 
 SECRET = "S3CRET-pw"
 
@@ -121,14 +120,6 @@ def test_info_prints_no_escapes_from_a_manifest_description(tmp_path, private_ca
         assert "\x1b" not in text and "\x07" not in text
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, b""
-
-
 @pytest.fixture
 def served(tmp_path):
     root = tmp_path / "registry"
@@ -148,10 +139,10 @@ def served(tmp_path):
 
 @pytest.mark.parametrize("path", ["/acme/", "/acme/m/", "/acme", "/acme/m/?C=M;O=D"])
 def test_registry_serve_lists_no_directory(served, path):
-    status, body = _get(served + path)
+    status, body = http_get(served + path)
     assert status == 404 and b"secret" not in body and b"tmp-abc" not in body
 
 
 def test_registry_serve_still_serves_pages_and_files(served):
-    assert _get(served + "/")[0] == 200
-    assert _get(served + "/acme/m/1.json") == (200, b'{"name": "acme/m"}')
+    assert http_get(served + "/")[0] == 200
+    assert http_get(served + "/acme/m/1.json") == (200, b'{"name": "acme/m"}')

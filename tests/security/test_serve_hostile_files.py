@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 
 from hubkit.hub.serve import make_server
+from tests.security.hostile import http_get
 
 
 @pytest.fixture
@@ -35,18 +34,10 @@ def served(tmp_path):
         server.shutdown()
 
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, b""
-
-
 @pytest.mark.parametrize("path", ["/acme/m/2.json", "/acme/out/secret", "/acme/m/3.json"])
 def test_links_out_of_the_root_and_fifos_are_not_served(served, path):
-    assert _get(served + path) == (404, b"")  # a FIFO answers at once: no thread blocks on it
+    assert http_get(served + path) == (404, b"")  # a FIFO answers at once: no thread blocks on it
 
 
 def test_regular_files_are_still_served(served):
-    assert _get(served + "/acme/m/1.json") == (200, b'{"name": "acme/m"}')
+    assert http_get(served + "/acme/m/1.json") == (200, b'{"name": "acme/m"}')
