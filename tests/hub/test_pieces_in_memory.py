@@ -20,19 +20,9 @@ from hubkit.errors import DownloadError
 from hubkit.hub import extract
 from hubkit.hub.extract import BackgroundExtraction
 from hubkit.hub.registry import pack_module
-from tests.hub.helpers import make_fake_module
+from tests.hub.helpers import make_fake_module, read_tree
 
 PIECE = 100_003  # odd: cuts land inside headers and gzip members
-
-
-def _tree(root):
-    files = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
 
 
 @pytest.fixture
@@ -81,8 +71,8 @@ def test_taken_pieces_are_extracted_and_written_to_the_file_in_order(archive, do
         job.use_descriptor(fd)
         _take_all(job, data)
         files = job.finish()
-    assert _tree(dest) == _tree(module)
-    assert sorted(f.path for f in files) == sorted(_tree(module))
+    assert read_tree(dest) == read_tree(module)
+    assert sorted(f.path for f in files) == sorted(read_tree(module))
     assert _read(path) == data
 
 
@@ -115,7 +105,7 @@ def test_the_file_grows_without_holes_whichever_thread_writes(archive, download_
             if slow == "download":
                 time.sleep(0.002)
         job.finish()
-    assert _tree(dest) == _tree(module)
+    assert read_tree(dest) == read_tree(module)
     assert _read(path) == data
     if slow == "extraction":  # behind from the start: the download wrote the file
         assert "hubkit-extract" not in set(writers[8:])
@@ -134,7 +124,7 @@ def test_a_resumed_start_is_read_from_the_file_and_the_rest_from_memory(archive,
         for start in range(half, len(data), PIECE):
             assert job.take(start, memoryview(data[start:start + PIECE]))
         job.finish()
-    assert _tree(dest) == _tree(module)
+    assert read_tree(dest) == read_tree(module)
     assert _read(path) == data
 
 
@@ -258,7 +248,7 @@ def test_the_download_receives_into_recycled_buffers(hub_env, registry_server, t
 
     monkeypatch.setattr(BackgroundExtraction, "piece_buffer", spy)
     path = hubkit.resolve(f"{registry_server.url}/acme/pieces/1")
-    assert _tree(path) == _tree(module)
+    assert read_tree(path) == read_tree(module)
     allocated = len({id(b) for b in given})
     assert len(given) > extract._HANDOFF_PIECES + 4  # more pieces than can wait at once
     assert allocated <= extract._HANDOFF_PIECES + 4  # the waiting ones, plus the few in hand: the others reused

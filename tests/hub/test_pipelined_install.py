@@ -19,20 +19,10 @@ from hubkit.hub import resolve
 from hubkit.hub.extract import BackgroundExtraction, UnsafeArchiveError, safe_extract
 from hubkit.hub.registry import pack_module
 from tests.hub.archives import build_archive, file_entry, special_entry
-from tests.hub.helpers import make_fake_module
+from tests.hub.helpers import make_fake_module, read_tree
 
 BIG = "/acme/big/1.tar.gz"
 _WEIGHTS = 3 << 20
-
-
-def _tree(root):
-    files = {}
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(directory, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, root)] = f.read()
-    return files
 
 
 @pytest.fixture
@@ -73,14 +63,14 @@ def _cache_leftovers(config):
 def test_pipelined_install_gives_identical_files(hub_env, big_server, big_module, spy, tmp_path):
     path = resolve(f"{big_server.url}/acme/big/1")
     assert {name for name, _ in spy} == {"hubkit-extract"}  # extracted by the second thread
-    assert _tree(path) == _tree(big_module)
+    assert read_tree(path) == read_tree(big_module)
     reference = tmp_path / "reference"
     reference.mkdir()
     safe_extract(big_server.archive, str(reference), 1 << 30)
-    assert _tree(path) == _tree(str(reference))
+    assert read_tree(path) == read_tree(str(reference))
     with open(os.path.join(os.path.dirname(path), "complete.json")) as f:
         record = json.load(f)["files"]
-    for relative, data in _tree(big_module).items():
+    for relative, data in read_tree(big_module).items():
         assert record[relative] == {"size": len(data), "crc32": zlib.crc32(data)}
 
 
@@ -136,7 +126,7 @@ def test_unpinned_corrupt_archive_url_leaves_nothing(hub_env, big_server):
 def test_resume_with_range_while_extracting(hub_env, big_server, big_module, spy):
     big_server.faults[BIG] = ["truncate"]
     path = resolve(f"{big_server.url}/acme/big/1")
-    assert _tree(path) == _tree(big_module)
+    assert read_tree(path) == read_tree(big_module)
     ranges = [h.get("Range") for p, h in big_server.requests if p == BIG]
     assert ranges[0] is None and ranges[1].startswith("bytes=")
 
@@ -145,7 +135,7 @@ def test_restart_without_range_support_extracts_from_scratch(hub_env, big_server
     big_server.range_support = False
     big_server.faults[BIG] = ["reset"]
     path = resolve(f"{big_server.url}/acme/big/1")
-    assert _tree(path) == _tree(big_module)
+    assert read_tree(path) == read_tree(big_module)
     assert big_server.count(BIG) == 2
 
 
@@ -168,8 +158,8 @@ def test_background_extraction_follows_a_growing_file(tmp_path, big_module):
             out.write(raw[start:start + 100_003])
             job.advance(min(start + 100_003, len(raw)))
         files = job.finish()
-    assert _tree(dest) == _tree(big_module)
-    assert sorted(f.path for f in files) == sorted(_tree(big_module))
+    assert read_tree(dest) == read_tree(big_module)
+    assert sorted(f.path for f in files) == sorted(read_tree(big_module))
 
 
 def test_background_extraction_abandoned_midway_stops_writing(tmp_path, big_module):
@@ -179,10 +169,10 @@ def test_background_extraction_abandoned_midway_stops_writing(tmp_path, big_modu
     job = BackgroundExtraction(archive, dest, 1 << 30, 1000, "a")
     job.advance(os.path.getsize(archive) // 2)
     job.abandon()  # joins the thread: nothing is written after this
-    before = _tree(dest)
+    before = read_tree(dest)
     time.sleep(0.05)
-    assert _tree(dest) == before
-    assert _tree(dest) != _tree(big_module)
+    assert read_tree(dest) == before
+    assert read_tree(dest) != read_tree(big_module)
 
 
 def test_background_extraction_reports_unsafe_entries_on_finish(tmp_path):
