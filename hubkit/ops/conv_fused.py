@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import _conv_numpy as conv_numpy
-from hubkit.ops import _winograd, _winograd43
+from hubkit.ops import _conv_small, _winograd, _winograd43
 from hubkit.ops import conv as conv_ops
 from hubkit.ops._epilogue import bias_act_
 
@@ -28,6 +28,11 @@ _POOL_CHUNK_BYTES = 4 << 20  # conv output per chunk of images pooled while it i
 # below ~256 tiles the filter transform and the small matmuls lose (16 7x7 images: 1.07x).
 F43_MIN_CHANNELS = 8
 F43_MIN_TILES = 256
+# Inputs with at most this many channels (RGB layers), and filters of more than one tap, run the direct
+# Numba kernel of :mod:`hubkit.ops._conv_small` (its bias, activation and 2x2 pool fused) when their
+# taps times channels fit its sum: `python scripts/bench_image.py --per-layer` prints it against the
+# blocked im2col GEMM.
+SMALL_MAX_CHANNELS = 4
 
 
 def conv2d_bias_act(
@@ -78,6 +83,8 @@ def conv2d_bias_act(
     if kh == kw == 1 and strides == (1, 1) and not any(pads[0] + pads[1]):
         np.matmul(x.reshape(-1, c), w.reshape(c, o), out=out.reshape(-1, o))
         return bias_act_(out, bias, act)
+    if _use_small(x, w) and _conv_small.conv_small_bias_act(x, w, bias, act, strides, dilations, pads, False, out):
+        return out
     if _use_f43(x, (kh, kw), strides, dilations, out_hw, dtype):
         u = _winograd43.filter_transform(w, dtype)
         if _winograd43.conv3x3_bias_act(x, u, bias, act, pads, out):
@@ -114,6 +121,10 @@ def conv2d_bias_act_max_pool(
     Exact: the same convolution kernels per image, and a maximum does not depend on the chunking.
     """
     n = x.shape[0]
+    if _use_small(x, w) and tuple(ksize) == (2, 2) and tuple(pool_strides) == (2, 2):
+        out = _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding)
+        if out is not None:
+            return out
     if n <= 1:
         y = conv2d_bias_act(x, w, bias, act, strides, dilations, padding)
         _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
@@ -143,3 +154,30 @@ def _use_f43(x: np.ndarray, khw, strides, dilations, out_hw, dtype) -> bool:
         and dtype in (np.float32, np.float64)
         and _winograd43.available()
     )
+
+
+def _use_small(x: np.ndarray, w: np.ndarray) -> bool:
+    kh, kw, c, _ = w.shape
+    return c <= SMALL_MAX_CHANNELS and kh * kw > 1 and kh * kw * c <= _conv_small.MAX_TERMS
+
+
+def _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding) -> np.ndarray | None:
+    """``max_pool(act(conv2d(x, w) + bias))`` for a 2x2 stride-2 pool, by the direct kernel; None when it cannot."""
+    kh, kw, c, o = w.shape
+    n, h, wd, _ = x.shape
+    dtype = np.result_type(x, w)
+    if x.shape[3] != c or x.dtype != dtype or (bias is not None and (bias.dtype != dtype or bias.shape != (o,))):
+        return None  # the generic path runs (and raises what it raises)
+    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
+    if conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc:
+        return None
+    oh, ow = conv_numpy._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)
+    if oh < 2 or ow < 2:
+        return None
+    _, pool_pads = conv_ops._runtime_geometry((oh, ow), (2, 2), (2, 2), (1, 1), pool_padding)
+    if any(pool_pads[0] + pool_pads[1]):  # SAME on an odd size pads: the generic path handles it
+        return None
+    out = np.empty((n, oh // 2, ow // 2, o), dtype=dtype)
+    if not _conv_small.conv_small_bias_act(x, w, bias, act, strides, dilations, pads, True, out):
+        return None
+    return out
