@@ -28,10 +28,10 @@ _POOL_CHUNK_BYTES = 4 << 20  # conv output per chunk of images pooled while it i
 # below ~256 tiles the filter transform and the small matmuls lose (16 7x7 images: 1.07x).
 F43_MIN_CHANNELS = 8
 F43_MIN_TILES = 256
-# Inputs with at most this many channels (RGB layers), and filters of more than one tap, run the direct
-# Numba kernel of :mod:`hubkit.ops._conv_small` (its bias, activation and 2x2 pool fused) when their
-# taps times channels fit its sum: `python scripts/bench_image.py --per-layer` prints it against the
-# blocked im2col GEMM.
+# Convolutions followed by a 2x2 stride-2 max pool whose inputs have at most this many channels (RGB
+# layers), and filters of more than one tap, run the direct Numba kernel of :mod:`hubkit.ops._conv_small`
+# (bias, activation and pool fused) when their taps times channels fit its sum: 0.73x the blocked
+# im2col's time for the image CNN's first layer (batch 32, 96x96, 3 -> 32; without the pool, a wash).
 SMALL_MAX_CHANNELS = 4
 
 
@@ -83,8 +83,6 @@ def conv2d_bias_act(
     if kh == kw == 1 and strides == (1, 1) and not any(pads[0] + pads[1]):
         np.matmul(x.reshape(-1, c), w.reshape(c, o), out=out.reshape(-1, o))
         return bias_act_(out, bias, act)
-    if _use_small(x, w) and _conv_small.conv_small_bias_act(x, w, bias, act, strides, dilations, pads, False, out):
-        return out
     if _use_f43(x, (kh, kw), strides, dilations, out_hw, dtype):
         u = _winograd43.filter_transform(w, dtype)
         if _winograd43.conv3x3_bias_act(x, u, bias, act, pads, out):
@@ -178,6 +176,6 @@ def _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding) ->
     if any(pool_pads[0] + pool_pads[1]):  # SAME on an odd size pads: the generic path handles it
         return None
     out = np.empty((n, oh // 2, ow // 2, o), dtype=dtype)
-    if not _conv_small.conv_small_bias_act(x, w, bias, act, strides, dilations, pads, True, out):
+    if not _conv_small.conv_small_bias_act_max_pool(x, w, bias, act, strides, dilations, pads, out):
         return None
     return out

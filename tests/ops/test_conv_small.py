@@ -1,4 +1,4 @@
-"""The direct few-channel convolution (RGB layers) with its fused bias, activation and 2x2 pool, against float64."""
+"""The direct few-channel convolution (RGB layers) with its fused bias, activation and 2x2 max pool, against float64."""
 
 from __future__ import annotations
 
@@ -62,23 +62,23 @@ def test_matches_a_float64_reference(n, h, w, c, kh, kw, k, strides, dilations, 
     conv = reference_conv(x, filters, strides, dilations, pads)
     bound = reference_conv(np.abs(x), np.abs(filters), strides, dilations, pads) + np.abs(bias)
     tol = 8 * np.finfo(dtype).eps * bound
-    ref = _act(conv + bias, act)
+    ref = _pool2(_act(conv + bias, act))
+    tol = _pool2(tol)
     out = np.full(ref.shape, np.nan, dtype)
-    assert _conv_small.conv_small_bias_act(x, filters, bias, act, strides, dilations, pads, False, out)
+    assert _conv_small.conv_small_bias_act_max_pool(x, filters, bias, act, strides, dilations, pads, out)
     assert np.all(np.abs(out - ref) <= tol)
-    if ref.shape[1] >= 2 and ref.shape[2] >= 2:
-        pooled = np.full(_pool2(ref).shape, np.nan, dtype)
-        assert _conv_small.conv_small_bias_act(x, filters, bias, act, strides, dilations, pads, True, pooled)
-        assert np.all(np.abs(pooled - _pool2(ref)) <= _pool2(tol))
     no_bias = np.full(ref.shape, np.nan, dtype)
-    assert _conv_small.conv_small_bias_act(x, filters, None, act, strides, dilations, pads, False, no_bias)
-    assert np.all(np.abs(no_bias - _act(conv, act)) <= tol)
+    assert _conv_small.conv_small_bias_act_max_pool(x, filters, None, act, strides, dilations, pads, no_bias)
+    assert np.all(np.abs(no_bias - _pool2(_act(conv, act))) <= tol)
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
 @pytest.mark.parametrize("pool_padding", ["SAME", "VALID"])
 @pytest.mark.parametrize(("h", "w"), [(96, 96), (9, 11), (10, 7)])
-def test_fused_steps_use_it_and_match(padding, pool_padding, h, w):
+def test_fused_steps_use_it_and_match(padding, pool_padding, h, w, monkeypatch):
+    used = []
+    real = _conv_small.conv_small_bias_act_max_pool
+    monkeypatch.setattr(_conv_small, "conv_small_bias_act_max_pool", lambda *a: used.append(1) or real(*a))
     rng = np.random.default_rng(h + w)
     x = rng.random((3, h, w, 3), dtype=np.float32)
     filters = rng.standard_normal((3, 3, 3, 32)).astype(np.float32)
@@ -96,32 +96,33 @@ def test_fused_steps_use_it_and_match(padding, pool_padding, h, w):
         tol = np.pad(tol, ((0, 0), (0, oh % 2), (0, ow % 2), (0, 0)), constant_values=0)
     assert got.shape == _pool2(ref).shape
     assert np.all(np.abs(got - _pool2(ref)) <= _pool2(tol))
+    assert used == ([] if pool_padding == "SAME" and (oh % 2 or ow % 2) else [1])
 
 
 def test_nan_and_inf_propagate_as_the_ops_do():
-    x = np.ones((1, 6, 6, 3), np.float32)
+    x = np.ones((1, 8, 8, 3), np.float32)
     x[0, 2, 2, 1] = np.nan
-    x[0, 5, 5, 0] = np.inf
+    x[0, 7, 7, 0] = np.inf
     filters = np.ones((3, 3, 3, 2), np.float32)
-    out = np.empty((1, 6, 6, 2), np.float32)
-    assert _conv_small.conv_small_bias_act(x, filters, None, RELU, (1, 1), (1, 1), ((1, 1), (1, 1)), False, out)
-    ref = np.maximum(reference_conv(x, filters, (1, 1), (1, 1), ((1, 1), (1, 1))), 0)
+    out = np.empty((1, 4, 4, 2), np.float32)
+    assert _conv_small.conv_small_bias_act_max_pool(x, filters, None, RELU, (1, 1), (1, 1), ((1, 1), (1, 1)), out)
+    with np.errstate(invalid="ignore"):
+        ref = _pool2(np.maximum(reference_conv(x, filters, (1, 1), (1, 1), ((1, 1), (1, 1))), 0))
+    assert np.isnan(ref).any() and np.isinf(ref).any()
     np.testing.assert_array_equal(out, ref.astype(np.float32))  # NaN where the NaN is read, inf where the inf is
-    pooled = np.empty((1, 3, 3, 2), np.float32)
-    assert _conv_small.conv_small_bias_act(x, filters, None, RELU, (1, 1), (1, 1), ((1, 1), (1, 1)), True, pooled)
-    np.testing.assert_array_equal(pooled, _pool2(ref).astype(np.float32))
 
 
 def test_declines_what_it_cannot_run():
     x = np.ones((1, 6, 6, 4), np.float32)
-    out = np.empty((1, 4, 4, 2), np.float32)
-    assert not _conv_small.conv_small_bias_act(x, np.ones((3, 3, 4, 2), np.float32), None, NONE, (1, 1), (1, 1),
-                                                ((0, 0), (0, 0)), False, out)  # 36 terms
-    assert not _conv_small.conv_small_bias_act(x[..., :3], np.ones((3, 3, 3, 2), np.float64), None, NONE, (1, 1),
-                                                (1, 1), ((0, 0), (0, 0)), False, out)  # dtypes differ
+    out = np.empty((1, 2, 2, 2), np.float32)
+    none = ((0, 0), (0, 0))
+    f32 = np.ones((3, 3, 3, 2), np.float32)
+    run = _conv_small.conv_small_bias_act_max_pool
+    assert not run(x, np.ones((3, 3, 4, 2), np.float32), None, NONE, (1, 1), (1, 1), none, out)  # 36 terms
+    assert not run(x[..., :3], f32.astype(np.float64), None, NONE, (1, 1), (1, 1), none, out)  # dtypes differ
+    assert not run(x[..., :3], f32, None, NONE, (1, 1), (1, 1), none, out[:, :1])  # wrong output size
     _numba.set_numba_enabled(False)
     try:
-        assert not _conv_small.conv_small_bias_act(x[..., :3], np.ones((3, 3, 3, 2), np.float32), None, NONE, (1, 1),
-                                                    (1, 1), ((0, 0), (0, 0)), False, out)
+        assert not run(x[..., :3], f32, None, NONE, (1, 1), (1, 1), none, out)
     finally:
         _numba.set_numba_enabled(None)
