@@ -123,22 +123,31 @@ def conv2d_bias_act_max_pool(
         out = _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding)
         if out is not None:
             return out
-    if n <= 1:
+    kh, kw, _, o = w.shape
+    _, conv_pads = conv_ops._runtime_geometry(x.shape[1:3], (kh, kw), strides, dilations, padding)
+    out_hw = conv_numpy._out_hw(
+        (x.shape[1] + sum(conv_pads[0]), x.shape[2] + sum(conv_pads[1])), (kh, kw), strides, dilations
+    )
+    dtype = np.result_type(x, w)
+    # Whole chunks from the first image on: a one-image first call (to learn the output's shape) fell
+    # below Winograd's tile threshold on the 24x24 and 48x48 layers and ran im2col.
+    chunk = max(1, _POOL_CHUNK_BYTES // max(1, out_hw[0] * out_hw[1] * o * dtype.itemsize))
+    buffer = np.empty(min(n, chunk) * out_hw[0] * out_hw[1] * o, dtype)  # reused: no page faults per chunk
+    out = None
+    for b0 in range(0, n, chunk):
+        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding, buffer)
+        _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
+        pooled = conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
+        if out is None:
+            if b0 + chunk >= n:
+                return pooled
+            out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
+        out[b0 : b0 + chunk] = pooled
+    if out is None:  # no images
         y = conv2d_bias_act(x, w, bias, act, strides, dilations, padding)
         _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
         return conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
-    first = conv2d_bias_act(x[:1], w, bias, act, strides, dilations, padding)
-    _, pads = conv_ops._runtime_geometry(first.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
-    pooled = conv_numpy.kernels["max_pool"](first, ksize, pool_strides, pads)
-    out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
-    out[:1] = pooled
-    chunk = max(1, _POOL_CHUNK_BYTES // max(1, first.nbytes))
-    buffer = np.empty(chunk * first.size, first.dtype)  # reused: no page faults of fresh memory per chunk
-    for b0 in range(1, n, chunk):
-        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding, buffer)
-        out[b0 : b0 + chunk] = conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
     return out
-
 
 def _use_f43(x: np.ndarray, khw, strides, dilations, out_hw, dtype) -> bool:
     tiles = x.shape[0] * -(-out_hw[0] // 4) * -(-out_hw[1] // 4)
