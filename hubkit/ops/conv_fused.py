@@ -2,9 +2,11 @@
 
 Used by the fused linear steps of the plan optimiser (``hubkit/runtime/optimize.py``). The
 convolution itself is the one :mod:`hubkit.ops._conv_numpy` runs (1x1 as one GEMM, Winograd F(2x2, 3x3),
-blocked im2col, per-tap): the blocked lowerings call the epilogue on each output block right after
-its GEMM (a few MB, still in L2), instead of a ``BiasAdd`` and a ``Relu`` step each reading and
-writing the whole output (tens of MB for early layers) and allocating a new one.
+blocked im2col, per-tap), or Winograd F(4x4, 3x3) with compiled transforms: the blocked lowerings
+call the epilogue on each output block right after its GEMM (a few MB, still in L2), instead of a
+``BiasAdd`` and a ``Relu`` step each reading and writing the whole output (tens of MB for early
+layers) and allocating a new one. A few-channel (RGB) convolution followed by a 2x2 max pool runs the
+direct Numba kernel of :mod:`hubkit.ops._conv_small`, which fuses the pool too.
 """
 
 from __future__ import annotations

@@ -126,3 +126,21 @@ def test_declines_what_it_cannot_run():
         assert not run(x[..., :3], f32, None, NONE, (1, 1), (1, 1), none, out)
     finally:
         _numba.set_numba_enabled(None)
+
+
+@pytest.mark.parametrize(("channels", "direct"), [(3, True), (8, False)])
+def test_plan_description_names_the_kernel(channels, direct):
+    import hubkit as hk
+    from hubkit.runtime.plan_report import _in_place_note
+    from tests.helpers_plans import plain_and_optimised
+
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 8, 8, channels], name="x")
+        w = hk.constant(np.ones((3, 3, channels, 4), np.float32))
+        y = hk.nn.max_pool2d(hk.nn.relu(hk.nn.conv2d(x, w, strides=1, padding="SAME")), ksize=2, strides=2,
+                             padding="VALID")
+    _, opt = plain_and_optimised(g, [y], [x])
+    notes = [_in_place_note(s.fn) for s in opt.steps if "Conv2D" in getattr(s.fn, "label", "")]
+    assert len(notes) == 1
+    assert ("direct Numba convolution" in notes[0]) == direct
