@@ -95,9 +95,13 @@ path = hubkit.resolve(sys.argv[1])
 elapsed = time.perf_counter() - start
 thread_cpu["main"] = time.thread_time() - start_main
 for thread in threading.enumerate():  # e.g. the removal of the downloaded archive, which resolve does not wait for
-    if thread is not threading.current_thread() and thread.is_alive():
-        thread.join(30)
-print(elapsed, baseline, peak_rss_mb(), time.perf_counter() - start, time.process_time() - start_cpu)
+    if thread is not threading.current_thread() and not thread.daemon:
+        thread.join()
+settled, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+for thread in threading.enumerate():  # watchdogs, stopped by now: a thread's CPU is counted when it ends
+    if thread is not threading.current_thread():
+        thread.join(5)
+print(elapsed, baseline, peak_rss_mb(), settled, cpu)
 print(json.dumps(thread_cpu))
 """
 
