@@ -1,8 +1,8 @@
 """Text embeddings on Dask: sentences per second with 1 and 2 worker processes vs one process.
 
 Usage: ``python scripts/bench_dask.py [--vocab 100000] [--dim 300] [--sentences 524288]
-[--partition-rows 16384] [--batch-size 1024] [--rounds 5] [--small 16,128] [--collect SENTENCES]
-[--no-dask-defaults]``
+[--partition-rows 16384] [--batch-size 1024] [--rounds 5] [--control-seconds 0.5] [--small 16,128]
+[--collect SENTENCES] [--no-dask-defaults]``
 
 Earlier versions measured 131,072 sentences in 8,192-row partitions already persisted on the workers
 (shipped from this process before timing), with three clusters alive in turns or each contender alone
@@ -14,6 +14,8 @@ anything is timed); every contender reads the files, embeds the sentences with t
 batches of ``--batch-size``, and reduces the embeddings to their column sums in float64. Contenders:
 
 - ``single``: this process reads each file and calls the ``Module`` on its batches (the baseline);
+- ``1 process``: the same in one of the plain processes below, alone: a check that the baseline is not
+  slowed by living in this process (which also hosts the cluster's scheduler, nannies and client);
 - ``2 processes``: two plain Python processes (``multiprocessing``, spawned, no Dask) take the files
   from a shared counter and do the same; they have no framework overhead at all, so their speed-up is
   the bound this hardware sets (two processes share the L3 cache and memory bandwidth, and the
@@ -33,7 +35,8 @@ put together into one ``[N, dim]`` array in this process) against the single pro
 batches' outputs into a preallocated array.
 
 Turns. The contenders take turns round by round (so load from other work falls on all of them
-alike), and only one cluster and one pair of plain processes are alive while they run (idle, they
+alike; each round starts one contender later, so none always runs first or right after the same
+other), and only one cluster and one pair of plain processes are alive while they run (idle, they
 take ~1% of the two cores). A job of 524,288 sentences in 32 partitions of 16,384 (~4 s for one
 process, 16 partitions per worker) keeps three costs that a pipeline over millions of sentences does
 not pay per sentence small: the fixed cost of a job (building and submitting the graph, the first and
@@ -41,6 +44,19 @@ last round trips: tens of ms, printed as ``job latency``), the tail at its end (
 finished and the other runs its last partition) and Dask's cost per task (~5-10 ms of CPU in the
 scheduler and the worker, printed in the breakdown; a partition of 16,384 sentences is ~150 ms of work,
 Dask's advice is tasks of 100 ms or more).
+
+The machine's bound, every round. On this shared VM even pure interpreter work in two processes gets
+anywhere from 1.0x to 1.9x of one process's throughput from one moment to the next (other sessions'
+processes take the cores: the kernel shares CPU between sessions, not processes). So every round first
+runs a control, :func:`control_loop` (an integer loop with no memory traffic to speak of) in one plain
+process and then in both at once, and the per-round table gives each contender's throughput over the
+single process's *in the same round* (paired ratios, and their median), beside the control's 2-process
+scaling of that round (``control 2p``) and dask-2's share of it. Where ``control 2p`` is near 2.0 the
+cores were free and the contenders' ratios are the hardware's; where it is lower, no contender could
+have scaled further at that moment. ``2 proc CPU eff`` separates the workload's own contention from
+the machine's: one plain process's CPU seconds over the two plain processes' for the same sentences
+(a process stalled on a cache miss still burns CPU time, so contention for the shared L3 cache and
+memory shows as more CPU per sentence, while CPU taken by other sessions does not).
 
 Like with like. Every BLAS/OpenMP/Numba thread pool is limited to one thread (OMP_NUM_THREADS,
 OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS = 1, set here before NumPy loads, and inherited
@@ -144,13 +160,31 @@ def single_process(module: hk.Module, files: list[tuple[str, int]], batch: int) 
 
 
 # -- two plain processes: the hardware's bound ------------------------------------------------------
+def control_loop(iterations: int) -> int:
+    """The control: pure interpreter work on a few integers (no memory traffic beyond L1/L2).
+
+    Two processes running it at once are slowed only by what the machine does to any CPU work (other
+    sessions' processes sharing the cores, the hypervisor), never by cache or memory contention, so its
+    2-process scaling is the machine's bound at that moment.
+    """
+    x = 0
+    for i in range(iterations):
+        x = (x + i * i) & 0xFFFF
+    return x
+
+
 def _plain_process(path: str, files: list[tuple[str, int]], batch: int, counter, conn) -> None:
     """Runs in a spawned child: loads the module, then on each ``go`` embeds files from the shared counter."""
     module = hk.Module(path)
     dim = module.get_output_info_dict()["default"].get_shape()[1]
     embed_sum(module, read_partition(files[0][0])[:batch], batch, np.zeros(dim))
     conn.send("ready")
-    while conn.recv() == "go":
+    while (message := conn.recv()) != "stop":
+        if message != "go":  # ("control", iterations)
+            began, cpu = time.perf_counter(), time.process_time()
+            control_loop(message[1])
+            conn.send((time.perf_counter() - began, time.process_time() - cpu))
+            continue
         cpu, module_cpu = time.process_time(), 0.0
         total = np.zeros(dim)
         while True:
@@ -180,15 +214,23 @@ class PlainProcesses:
             conn.recv()
         self.last_cpu: dict[str, dict[str, float]] = {}
 
-    def run(self) -> np.ndarray:
+    def run(self, processes: int = 0) -> np.ndarray:
+        """The job in the first ``processes`` processes (all by default): the files' column sums."""
+        conns = self.conns[: processes or len(self.conns)]
         with self.counter.get_lock():
             self.counter.value = 0
-        for conn in self.conns:
+        for conn in conns:
             conn.send("go")
-        results = [conn.recv() for conn in self.conns]
+        results = [conn.recv() for conn in conns]
         self.last_cpu = {f"process {i}": {"cpu": cpu, "module_cpu": module, "task_cpu": module}
                          for i, (_, cpu, module) in enumerate(results)}
         return sum(total for total, _, _ in results)
+
+    def control(self, processes: int, iterations: int) -> list[tuple[float, float]]:
+        """(wall, CPU) seconds of :func:`control_loop` run at once in the first ``processes`` processes."""
+        for conn in self.conns[:processes]:
+            conn.send(("control", iterations))
+        return [conn.recv() for conn in self.conns[:processes]]
 
     def close(self) -> None:
         for conn in self.conns:
@@ -418,14 +460,87 @@ def breakdown(costs: dict[str, list[Cost]], parts: int, rows: int, worker_idle: 
           "both workers' for dask-1 too); this process: scheduler and client; overhead: total minus single")
 
 
-def rounds_of(jobs: dict, rounds: int, measure) -> tuple[dict[str, list[Cost]], dict[str, object]]:
+def rounds_of(jobs: dict, rounds: int, measure, each_round=None) -> tuple[dict[str, list[Cost]], dict[str, object]]:
+    """Every job once per round, in turn, each round starting one job later (so a contender is not always the
+    one that runs just after another, or first after the control); ``each_round()`` (the control) first."""
     costs: dict[str, list[Cost]] = {k: [] for k in jobs}
     results: dict[str, object] = {}
-    for _ in range(rounds):
-        for name in jobs:
+    names = list(jobs)
+    for r in range(rounds):
+        if each_round is not None:
+            each_round()
+        for name in names[r % len(names):] + names[: r % len(names)]:  # each round starts one contender later
             cost, results[name] = measure(name)
             costs[name].append(cost)
     return costs, results
+
+
+class Control:
+    """The machine's 2-process bound, measured in every round: :func:`control_loop` in 1 and then 2 processes.
+
+    ``scaling[r]`` is round r's throughput of two processes over one (2 x the one's wall time over the
+    slower of the two's): 2.00 on two idle cores; less when other work takes CPU from this job or the
+    hypervisor runs the two vCPUs slower together. ``cpu_ratio[r]`` is the mean CPU seconds of the two
+    over the one's (above 1 if running together makes the same work cost more CPU).
+    """
+
+    def __init__(self, plain: PlainProcesses, seconds: float) -> None:
+        self.plain = plain
+        probe = 300_000
+        cpu = min(plain.control(1, probe)[0][1] for _ in range(3))
+        self.iterations = max(probe, int(probe * seconds / max(cpu, 1e-4)))
+        self.scaling: list[float] = []
+        self.cpu_ratio: list[float] = []
+        self.load: list[float] = []
+
+    def __call__(self) -> None:
+        self.load.append(os.getloadavg()[0])
+        [(one, one_cpu)] = self.plain.control(1, self.iterations)
+        two = self.plain.control(2, self.iterations)
+        self.scaling.append(2 * one / max(wall for wall, _ in two))
+        self.cpu_ratio.append(statistics.mean(cpu for _, cpu in two) / one_cpu)
+
+
+def paired_ratios(costs: dict[str, list[Cost]], base: str = "single") -> dict[str, list[float]]:
+    """Per round, the base's wall time over each contender's: throughput vs the base run in the same round."""
+    return {name: [b.wall / c.wall for b, c in zip(costs[base], runs)] for name, runs in costs.items() if name != base}
+
+
+def round_table(costs: dict[str, list[Cost]], control: Control) -> None:
+    """Each round's paired ratios beside the control's scaling in that round, then their medians."""
+    ratios = paired_ratios(costs)
+    names = list(ratios)
+    two, plain = "dask-2", "2 processes"
+    share = [d / c for d, c in zip(ratios[two], control.scaling)] if two in ratios else []
+    over_plain = [p.wall / d.wall for p, d in zip(costs[plain], costs[two])] if two in costs and plain in costs else []
+    one = "1 process" if "1 process" in costs else "single"
+    eff = [b.cpu / c.cpu for b, c in zip(costs[one], costs[plain])] if plain in costs else []
+    print("\nper round: each contender's throughput over the single process's in the same round (paired ratios), "
+          "and the control's 2-process scaling measured at the start of that round (the machine's bound then)")
+    header = (f"{'round':>5} {'load':>5} {'single s':>9} " + " ".join(f"{n:>12}" for n in names)
+              + f" {'control 2p':>11} {'dask-2/control':>15} {'dask-2/2 proc':>14} {'2 proc CPU eff':>15}")
+    print(header)
+
+    def row(label: str, load: str, single: str, values: list[float], rest: list[float | None]) -> str:
+        cells = " ".join(f"{v:>11.2f}x" for v in values)
+        extra = " ".join(" " * w if v is None else f"{v:>{w}.2f}" for v, w in zip(rest, (11, 15, 14, 15)))
+        return f"{label:>5} {load:>5} {single:>9} {cells} {extra}"
+
+    for r in range(len(costs["single"])):
+        rest: list[float | None] = [control.scaling[r], share[r] if share else None,
+                                    over_plain[r] if over_plain else None, eff[r] if eff else None]
+        print(row(str(r + 1), f"{control.load[r]:.1f}", f"{costs['single'][r].wall:.2f}",
+                  [ratios[n][r] for n in names], rest))
+    med = statistics.median
+    print(row("med", "", f"{med(c.wall for c in costs['single']):.2f}", [med(ratios[n]) for n in names],
+              [med(control.scaling), med(share) if share else None, med(over_plain) if over_plain else None,
+               med(eff) if eff else None]))
+    print(f"control: {control.iterations:,} iterations of a pure-Python integer loop per process; its CPU per "
+          f"iteration in 2 processes vs 1: {med(control.cpu_ratio):.2f} (median); dask-2/control: the share of the "
+          "machine's bound dask-2 reached in that round; 2 proc CPU eff: one plain process's CPU seconds over the "
+          "two plain processes' for the same sentences (below 1: the text module costs more CPU when two processes "
+          "run it at once, i.e. they contend for caches and memory; compare with the control's figure, and note that "
+          "on a loaded machine the two overlap only part of the time)")
 
 
 def small_partitions(client, path: str, module: hk.Module, sentences: np.ndarray, sizes: str, batch: int,
@@ -509,6 +624,7 @@ def compare(module, path, files, texts, args) -> None:
         first = sorted(client.scheduler_info()["workers"])[0]
         jobs = {
             "single": lambda: single_process(module, files, args.batch_size),
+            "1 process": lambda: plain.run(1),
             "2 processes": plain.run,
             "dask-1": dask_file_job(client, path, files, args.batch_size, workers=[first]),
             "dask-2": dask_file_job(client, path, files, args.batch_size),
@@ -523,20 +639,22 @@ def compare(module, path, files, texts, args) -> None:
         def measure(name):
             if name.startswith("dask"):
                 return cost_of(jobs[name], client, path)
-            return cost_of(jobs[name], plain=plain if name == "2 processes" else None)
+            return cost_of(jobs[name], plain=plain if name.endswith(("process", "processes")) else None)
 
-        costs, results = rounds_of(jobs, args.rounds, measure)
+        control = Control(plain, args.control_seconds)
+        costs, results = rounds_of(jobs, args.rounds, measure, each_round=control)
         for name in jobs:
             np.testing.assert_allclose(results[name], results["single"], rtol=1e-5)
         print(f"\n{n:,} sentences in {parts} files of {args.partition_rows:,}, vocabulary {args.vocab:,} + "
               f"{NUM_OOV_BUCKETS} OOV buckets, dim {args.dim}, batch {args.batch_size}; median of {args.rounds} "
               "interleaved rounds (best/best: fastest run against fastest single run)")
-        report(costs, {"single": 1, "2 processes": 2, "dask-1": 1, "dask-2": 2}, n, parts)
+        report(costs, {"single": 1, "1 process": 1, "2 processes": 2, "dask-1": 1, "dask-2": 2}, n, parts)
         print("CPU s: this process (scheduler and client included) plus the workers or plain processes; CPU eff / "
               "worker eff: the single process's CPU seconds over the contender's total / its workers'; idle-core "
               "bound: the single process's CPU seconds over the least wall time the contender's CPU work needs on "
               "1 or 2 idle cores (its busiest process, or its total CPU shared over the cores); faults/part: the "
               "workers' minor page faults per partition")
+        round_table(costs, control)
         breakdown(costs, parts, args.partition_rows, worker_idle)
         job_latency(client, path, args.tiny_files, args.rounds)
         if args.collect:
@@ -603,6 +721,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partition-rows", type=int, default=16_384)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--control-seconds", type=float, default=0.5,
+                        help="CPU seconds of the control loop per process, run in 1 and 2 processes every round")
     parser.add_argument("--small", default="16,128", help="partition sizes of the overhead measurement")
     parser.add_argument("--collect", type=int, default=0, metavar="SENTENCES",
                         help="also gather the embeddings of the first SENTENCES sentences into this process")
