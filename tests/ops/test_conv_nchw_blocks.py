@@ -1,5 +1,5 @@
-"""The NCHW im2col convolution in blocks of output rows (parity planes at stride 2) against the whole-image
-form and a float64 reference (hubkit/ops/conv_nchw.py)."""
+"""The NCHW im2col convolution in blocks of output rows (parity planes at stride 2) and 1x1 convolutions as one
+GEMM over all images, against the whole-image / per-image forms and a float64 reference (hubkit/ops/conv_nchw.py)."""
 
 from __future__ import annotations
 
@@ -72,3 +72,31 @@ def test_large_rgb_stem_takes_blocks_and_small_layers_do_not():
     assert conv_nchw._block_rows(3, 147, 64, 112, 112) < 112  # 7x7 stem: 7.4 MB of columns
     assert conv_nchw._block_rows(3, 27, 64, 111, 111) == 111  # 3x3 stem: 1.3 MB
     assert conv_nchw._block_rows(128, 1152, 128, 28, 28) == 28  # wide inputs stay whole
+
+
+@pytest.mark.parametrize(("c", "hw", "strides"), [(6, (7, 7), (1, 1)), (5, (13, 11), (2, 2)), (3, (8, 5), (1, 2))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_one_gemm_over_images_matches_per_image_and_reference(kernels, monkeypatch, c, hw, strides, dtype):
+    rng = np.random.default_rng(c)
+    m, n = 7, 3
+    w = rng.standard_normal((m, c, 1, 1)).astype(dtype)
+    prep = PreparedConv(w, rng.standard_normal(m).astype(dtype))
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    out_hw, begin, end = window_geometry(hw, (1, 1), strides, (1, 1), (0, 0, 0, 0), "NOTSET")
+    assert out_hw[0] * out_hw[1] <= conv_nchw.BATCH_GEMM_MAX_PIXELS
+    monkeypatch.setattr(conv_nchw, "BATCH_GEMM_MIN_OUTPUTS", 1)
+    res = rng.standard_normal((n, m, *out_hw)).astype(dtype)
+    geometry = (strides, (1, 1), begin, end, out_hw)
+    for r, act in ((None, 0), (res, 1), (None, 2)):
+        monkeypatch.setattr(conv_nchw, "BATCH_GEMM_MAX_PIXELS", 0)  # one GEMM per image
+        per_image = conv_nchw_fused(x, prep, r, act, *geometry).copy()
+        monkeypatch.setattr(conv_nchw, "BATCH_GEMM_MAX_PIXELS", 64)
+        big = np.full((n, m + 3, *out_hw), 7.0, dtype)
+        got = conv_nchw_fused(x, prep, r, act, *geometry, out=big[:, 2 : 2 + m])
+        assert (big[:, :2] == 7).all() and (big[:, 2 + m :] == 7).all()
+        want = _reference(x, w, prep.bias, r, act, strides, (1, 1), begin, end, out_hw)
+        scale = _reference(np.abs(x), np.abs(w), np.abs(prep.bias), None if r is None else np.abs(r), 0,
+                           strides, (1, 1), begin, end, out_hw)
+        eps = np.finfo(dtype).eps
+        assert np.all(np.abs(got - want) <= 8 * eps * scale + eps)
+        np.testing.assert_allclose(got, per_image, rtol=0, atol=float(8 * eps * scale.max()))
