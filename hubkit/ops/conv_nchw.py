@@ -223,7 +223,8 @@ def conv_nchw_fused(
             y[...] = src.transpose(0, 3, 1, 2)
             return epilogue_nchw_(y, prep.bias, res, act)
     pointwise = kh == kw == 1 and not any(begin) and not any(end)
-    if pointwise and n > 1 and p <= BATCH_GEMM_MAX_PIXELS and m >= BATCH_GEMM_MIN_OUTPUTS and dtype in _NUMBA_DTYPES:
+    max_pixels = BATCH_GEMM_MAX_PIXELS if sh == sw == 1 else BATCH_GEMM_MAX_PIXELS_STRIDED
+    if pointwise and n > 1 and p <= max_pixels and m >= BATCH_GEMM_MIN_OUTPUTS and dtype in _NUMBA_DTYPES:
         fast = _numba.kernel(batch_epilogue_kernel)
         if fast is not None:
             return _pointwise_one_gemm(x, prep, res, act, strides, (oh, ow), y, fast)
@@ -246,7 +247,10 @@ at 60-75 GFLOP/s): the input is copied channel-major first and the epilogue move
 NCHW. Same process, 16 images at 7x7: 512 -> 2048 channels 0.66-0.70x the time, 2048 -> 512 0.78-0.79x,
 1024 -> 2048 at stride 2 0.60-0.65x, 832 -> 384 0.83-0.85x, 1024 -> 256 0.88-0.89x, 480 -> 192 0.93-0.98x;
 with fewer outputs the copy of the input costs more than the GEMM gains (1024 -> 128: 1.08-1.12x,
-128 -> 32: 1.5x). 14x14 maps (196 columns) were 0.99-1.26x with NumPy copies on both sides."""
+128 -> 32: 1.5x). 14x14 maps (196 columns) were 1.0-1.15x, except for strided 1x1 convolutions, which
+copy their (subsampled) input anyway: up to ``BATCH_GEMM_MAX_PIXELS_STRIDED`` output pixels, 512 -> 1024
+channels from 28x28 to 14x14 0.84-0.88x (56x56 to 28x28: 0.95-1.02x, left per image)."""
+BATCH_GEMM_MAX_PIXELS_STRIDED = 196
 
 
 def _pointwise_one_gemm(x, prep: PreparedConv, res, act: int, strides, out_hw, y, fast) -> np.ndarray:

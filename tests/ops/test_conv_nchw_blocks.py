@@ -89,8 +89,10 @@ def test_pointwise_one_gemm_over_images_matches_per_image_and_reference(kernels,
     geometry = (strides, (1, 1), begin, end, out_hw)
     for r, act in ((None, 0), (res, 1), (None, 2)):
         monkeypatch.setattr(conv_nchw, "BATCH_GEMM_MAX_PIXELS", 0)  # one GEMM per image
+        monkeypatch.setattr(conv_nchw, "BATCH_GEMM_MAX_PIXELS_STRIDED", 0)
         per_image = conv_nchw_fused(x, prep, r, act, *geometry).copy()
         monkeypatch.setattr(conv_nchw, "BATCH_GEMM_MAX_PIXELS", 64)
+        monkeypatch.setattr(conv_nchw, "BATCH_GEMM_MAX_PIXELS_STRIDED", 64)
         big = np.full((n, m + 3, *out_hw), 7.0, dtype)
         got = conv_nchw_fused(x, prep, r, act, *geometry, out=big[:, 2 : 2 + m])
         assert (big[:, :2] == 7).all() and (big[:, 2 + m :] == 7).all()
