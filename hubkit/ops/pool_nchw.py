@@ -101,7 +101,7 @@ def max_pool2d_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragma: no 
 
 def max_pool2d_plane_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragma: no cover - compiled by Numba
     """:func:`max_pool2d_kernel` on whole planes at once: stride 1 (Inception's pools on 7x7 to 28x28 maps)
-    and small strided planes (rows of 13 to 55 values: SqueezeNet's and Inception's stride-2 pools).
+    and small strided planes (rows of 13 to 28 values: SqueezeNet's and Inception's later stride-2 pools).
 
     Each plane (copied into a buffer with -inf borders when it is padded) is flattened; the row taps
     and then the column taps are long contiguous loops over it (rows of a few dozen values are too
@@ -282,10 +282,11 @@ def max_pool2d(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> np.n
     return out
 
 
-PLANE_KERNEL_MAX_WIDTH = 64
+PLANE_KERNEL_MAX_WIDTH = 32
 """Strided max pools of planes up to this wide run :func:`max_pool2d_plane_kernel`, wider ones
-:func:`max_pool2d_kernel` (3x3 stride 2, plane by plane: 27 wide 0.5-0.68x the row kernel's time, 55 wide
-0.77-0.93x, 111 wide 1.3-1.5x)."""
+:func:`max_pool2d_kernel`. Plane kernel / row kernel, same process, 3x3 stride 2 unless said: 256 x 27x27
+0.55-0.58x (1 image) and 0.68-0.77x (16), 480 x 28x28 padded 0.72-0.74x, 832 x 14x14 padded 0.60x (16),
+2x2 0.44-0.54x; 55-56 wide 0.85-1.37x, 111 wide 1.3-1.5x."""
 
 
 def avg_pool2d(x: np.ndarray, kernel, strides, begin, end, include_pad: bool, out_hw) -> np.ndarray | None:
