@@ -4,8 +4,11 @@ The fused ONNX convolution steps of the plan optimiser (:mod:`hubkit.runtime.opt
 ONNX's layout stays as it is, with no transpose around the op: per image, the output ``(M, OH*OW)``
 is the GEMM ``W[M, C*kh*kw] @ cols[C*kh*kw, OH*OW]``, which is already that image's NCHW block.
 A 1x1 stride-1 convolution multiplies the image itself (no im2col); other kernels gather their taps
-into a reused per-image column buffer. The epilogue (bias, a residual tensor added before the
-activation, ReLU/ReLU6) runs on each image's block right after its GEMM, in one Numba pass.
+into a reused per-image column buffer (the 7x7 RGB stems: per block of output rows, see
+:data:`IM2COL_BLOCK_MAX_CHANNELS`). The epilogue (bias, a residual tensor added before the
+activation, ReLU/ReLU6) runs on each image's block right after its GEMM, in one Numba pass. 1x1
+convolutions of several images on small maps run one GEMM over all of their pixels instead
+(:data:`BATCH_GEMM_MAX_PIXELS`).
 
 3x3 stride-1 convolutions over enough tiles run Winograd F(4x4, 3x3) (:mod:`hubkit.ops._winograd43`):
 its padded-input copy reads the NCHW image through a transposed view (the layout change costs
