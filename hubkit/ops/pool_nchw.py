@@ -99,40 +99,47 @@ def max_pool2d_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragma: no 
                             d[ox] = a if (a >= b) | (a != a) else b
 
 
-def max_pool2d_s1_kernel(x, kh, kw, dh, dw, top, left, out):  # pragma: no cover - compiled by Numba
-    """:func:`max_pool2d_kernel` for stride 1: whole planes at once (Inception's pools on 7x7 to 28x28 maps).
+def max_pool2d_plane_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragma: no cover - compiled by Numba
+    """:func:`max_pool2d_kernel` on whole planes at once: stride 1 (Inception's pools on 7x7 to 28x28 maps)
+    and small strided planes (rows of 13 to 28 values: SqueezeNet's and Inception's later stride-2 pools).
 
-    Each plane is copied into a buffer with -inf borders; the row taps and then the column taps
-    are long contiguous loops over the flattened buffer (rows of a few dozen values are too short to
-    vectorise one by one); the values computed across a row's end are never read.
+    Each plane (copied into a buffer with -inf borders when it is padded) is flattened; the row taps
+    and then the column taps are long contiguous loops over it (rows of a few dozen values are too
+    short to vectorise one by one), computed at every position, and the outputs are read at the
+    strided positions; the values computed across a row's end are never read.
     """
     n, c, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
-    rows = max(top + h, oh + (kh - 1) * dh)
-    pitch = max(left + w, ow + (kw - 1) * dw)
-    span = oh * pitch
+    rows = max(top + h, (oh - 1) * sh + (kh - 1) * dh + 1)
+    pitch = max(left + w, (ow - 1) * sw + (kw - 1) * dw + 1)
+    direct = top == 0 and left == 0 and pitch == w and rows <= h  # read the plane itself
+    span = ((oh - 1) * sh + 1) * pitch
+    last = span - (kw - 1) * dw
     ninf = x.dtype.type(-np.inf)
-    buf = np.full(rows * pitch, ninf, x.dtype)
+    buf = np.full(1 if direct else rows * pitch, ninf, x.dtype)
     vert = np.empty(span, x.dtype)
-    hor = np.empty(span, x.dtype)
+    hor = np.empty(last, x.dtype)
     for i in range(n):
         for k in range(c):
-            plane = x[i, k]
-            for y in range(h):
-                dst = buf[(top + y) * pitch + left : (top + y) * pitch + left + w]
-                src = plane[y]
-                for j in range(w):
-                    dst[j] = src[j]
-            first = buf[0:span]
+            if direct:
+                flat = x[i, k].reshape(h * w)
+            else:
+                plane = x[i, k]
+                for y in range(h):
+                    dst = buf[(top + y) * pitch + left : (top + y) * pitch + left + w]
+                    src = plane[y]
+                    for j in range(w):
+                        dst[j] = src[j]
+                flat = buf
+            first = flat[0:span]
             for q in range(span):
                 vert[q] = first[q]
             for r in range(1, kh):
-                tap = buf[r * dh * pitch : r * dh * pitch + span]
+                tap = flat[r * dh * pitch : r * dh * pitch + span]
                 for q in range(span):
                     a = vert[q]
                     b = tap[q]
                     vert[q] = a if (a >= b) | (a != a) else b
-            last = span - (kw - 1) * dw
             for q in range(last):
                 hor[q] = vert[q]
             for t in range(1, kw):
@@ -143,10 +150,14 @@ def max_pool2d_s1_kernel(x, kh, kw, dh, dw, top, left, out):  # pragma: no cover
                     hor[q] = a if (a >= b) | (a != a) else b
             dst2 = out[i, k]
             for oy in range(oh):
-                src = hor[oy * pitch : oy * pitch + ow]
+                src = hor[oy * sh * pitch : oy * sh * pitch + (ow - 1) * sw + 1]
                 d = dst2[oy]
-                for ox in range(ow):
-                    d[ox] = src[ox]
+                if sw == 1:
+                    for ox in range(ow):
+                        d[ox] = src[ox]
+                else:
+                    for ox in range(ow):
+                        d[ox] = src[ox * sw]
 
 
 def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, out):  # pragma: no cover
@@ -156,7 +167,10 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
     taps are added in the same order (row by row, column by column, the first one copied, padding
     adding +0.0), vectorised along each output row; stride-2 planes are split into their even and
     odd columns first so the taps read contiguous memory. The divisor is the window's rows times its
-    columns inside the (padded, when ``include_pad``) input.
+    columns inside the (padded, when ``include_pad``) input. Planes up to 16 wide whose windows are all
+    inside are read directly, with no copy or split: 0.51-0.56x the time for DenseNet-121's 512 x 14x14
+    2x2 pool (1 and 16 images), 0.53-0.61x for ResNet-50's global 7x7 pool; 28 wide was 0.8-1.2x, 56 wide
+    1.0-1.4x (left to the copies).
     """
     n, c, h, w = x.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -178,9 +192,43 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
             cx = min(x0 + kw, hi_x) - max(x0, lo_x)
             counts[oy, ox] = max(cy, 0) * max(cx, 0)
     acc = np.empty(ow, x.dtype)
+    # windows all inside a plane up to 16 wide (DenseNet's 2x2 transitions, ResNet's global 7x7 pool): the
+    # taps are read from the plane itself, with no padded copy or even/odd split (same additions, same order)
+    direct = top == 0 and left == 0 and (oh - 1) * sh + kh <= h and (ow - 1) * sw + kw <= w and w <= 16
     for i in range(n):
         for k in range(c):
             plane = x[i, k]
+            if direct and ow < 4:  # a global pool's one column: a loop per window
+                dst2 = out[i, k]
+                for oy in range(oh):
+                    for ox in range(ow):
+                        y0 = oy * sh
+                        x0 = ox * sw
+                        total = plane[y0, x0]
+                        for r in range(kh):
+                            row = plane[y0 + r]
+                            for t in range(1 if r == 0 else 0, kw):
+                                total += row[x0 + t]
+                        dst2[oy, ox] = total / counts[oy, ox]
+                continue
+            if direct:
+                dst2 = out[i, k]
+                for oy in range(oh):
+                    for r in range(kh):
+                        row = plane[oy * sh + r]
+                        for t in range(kw):
+                            tap = row[t : t + (ow - 1) * sw + 1 : sw]
+                            if r == 0 and t == 0:
+                                for ox in range(ow):
+                                    acc[ox] = tap[ox]
+                            else:
+                                for ox in range(ow):
+                                    acc[ox] += tap[ox]
+                    d = dst2[oy]
+                    cnt = counts[oy]
+                    for ox in range(ow):
+                        d[ox] = acc[ox] / cnt[ox]
+                continue
             for y in range(h):
                 dst = buf[top + y, left : left + w]
                 src = plane[y]
@@ -261,16 +309,21 @@ def max_pool2d(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> np.n
     """Max pool of a 4-D ``x`` into a new ``(N, C, *out_hw)`` array, or None when Numba is off."""
     if x.dtype not in NUMBA_DTYPES:
         return None
-    stride1 = tuple(strides) == (1, 1)
-    fast = _numba.kernel(max_pool2d_s1_kernel if stride1 else max_pool2d_kernel)
+    whole = tuple(strides) == (1, 1) or x.shape[3] <= PLANE_KERNEL_MAX_WIDTH
+    fast = _numba.kernel(max_pool2d_plane_kernel if whole else max_pool2d_kernel)
     if fast is None:
         return None
     out = _outputs.empty((*x.shape[:2], *out_hw), x.dtype)
-    if out.size and stride1:
-        fast(np.ascontiguousarray(x), *kernel, *dilations, *begin, out)
-    elif out.size:
+    if out.size:
         fast(np.ascontiguousarray(x), *kernel, *strides, *dilations, *begin, out)
     return out
+
+
+PLANE_KERNEL_MAX_WIDTH = 32
+"""Strided max pools of planes up to this wide run :func:`max_pool2d_plane_kernel`, wider ones
+:func:`max_pool2d_kernel`. Plane kernel / row kernel, same process, 3x3 stride 2 unless said: 256 x 27x27
+0.55-0.58x (1 image) and 0.68-0.77x (16), 480 x 28x28 padded 0.72-0.74x, 832 x 14x14 padded 0.60x (16),
+2x2 0.44-0.54x; 55-56 wide 0.85-1.37x, 111 wide 1.3-1.5x."""
 
 
 def avg_pool2d(x: np.ndarray, kernel, strides, begin, end, include_pad: bool, out_hw) -> np.ndarray | None:

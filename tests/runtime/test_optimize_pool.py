@@ -31,6 +31,10 @@ POOLS = [
     ((3, 2), (1, 1), (1, 1), (1, 2, 0, 1), "NOTSET", False, (4, 19)),
     ((2, 3), (1, 3), (1, 1), (0, 1, 1, 1), "NOTSET", True, (5, 31)),
     ((3, 2), (2, 3), (1, 1), (1, 0, 1, 1), "NOTSET", False, (1, 7)),
+    # wider than pool_nchw.PLANE_KERNEL_MAX_WIDTH (32): strided pools run the row kernel
+    ((3, 3), (2, 2), (1, 1), (0, 0, 0, 0), "NOTSET", True, (5, 67)),
+    ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1), "NOTSET", False, (4, 70)),
+    ((2, 3), (3, 2), (2, 1), (1, 0, 0, 2), "NOTSET", True, (9, 66)),
 ]
 
 
