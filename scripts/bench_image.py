@@ -1,7 +1,7 @@
 """Image feature extractor at batch 32: hubkit (NumPy and Numba kernels) vs onnxruntime, same weights.
 
 Usage: ``python scripts/bench_image.py [--image-size 96] [--batch 32] [--seconds 10] [--threads 1]``
-``[--per-layer | --blas | --thresholds | --bias-relu | --rgb-layer]``
+``[--per-layer | --blas | --thresholds | --bias-relu | --rgb-layer | --winograd-pool]``
 
 Exports the CNN of scripts/export_image_features.py, loads it, and builds the same network as an
 ONNX graph with ``onnx.helper`` (NHWC input transposed to NCHW, Conv/Relu/MaxPool, global average).
@@ -27,6 +27,9 @@ The other modes time one piece each, its contenders interleaved in this process 
 - ``--rgb-layer``: the first block (3x3 conv on the RGB images + bias + ReLU + 2x2 max pool) as the
   fused step runs it: the direct Numba kernel (``hubkit/ops/_conv_small.py``) vs the blocked im2col
   GEMM, and onnxruntime running the same block (transposes to and from NCHW included), CPU time.
+- ``--winograd-pool``: the whole CNN (``module(images)``) with the 2x2 max pool fused into the
+  F(4x4, 3x3) output transform (``conv_fused._f43_pooled``) and with it switched off (the transform
+  writes the full-size output, then the pool kernel runs), against onnxruntime, CPU time.
 """
 
 from __future__ import annotations
@@ -351,6 +354,35 @@ def bench_rgb_layer(batch: int, image_size: int, threads: int, rounds: int) -> N
               f"{flops / timing.best / 1e9:5.1f} GFLOP/s, {timing.best / t['blocked im2col'].best:4.2f}x the im2col's time")
 
 
+def bench_winograd_pool(module, session, images: np.ndarray, rounds: int) -> None:
+    real = conv_fused._f43_pooled
+    _numba.set_numba_enabled(True)
+
+    def run(fused: bool):
+        def call() -> np.ndarray:
+            conv_fused._f43_pooled = real if fused else (lambda *a: None)
+            try:
+                return module(images)
+            finally:
+                conv_fused._f43_pooled = real
+
+        return call
+
+    fns = {"pool in transform": run(True), "separate pool": run(False)}
+    if session is not None:
+        fns["onnxruntime"] = lambda: session.run(["features"], {"images": images})[0]
+    ref = fns["separate pool"]()
+    for fn in fns.values():
+        np.testing.assert_allclose(fn(), ref, rtol=1e-3, atol=1e-4)
+    t = interleaved(fns, rounds, 1, warmup=1, pause=0.05, clock=time.process_time)
+    base = t.get("onnxruntime", t["separate pool"])
+    print(f"whole CNN, batch {images.shape[0]}, CPU time, min (median) of {rounds} interleaved calls:")
+    for name, timing in t.items():
+        print(f"  {name:>17}: {timing.best * 1e3:6.1f} ms ({timing.median * 1e3:6.1f} ms), "
+              f"{timing.best / base.best:4.2f}x ({timing.median / base.median:4.2f}x) {'onnxruntime' if session else 'the separate pool'}'s time")
+    _numba.set_numba_enabled(None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=96)
@@ -364,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--thresholds", action="store_true", help="Winograd vs im2col over channel and tile counts")
     mode.add_argument("--bias-relu", action="store_true", help="relu(bias_add) unfused vs fused vs NumPy in place")
     mode.add_argument("--rgb-layer", action="store_true", help="the first block: direct kernel vs im2col vs onnxruntime")
+    mode.add_argument("--winograd-pool", action="store_true", help="the CNN with the pool in the F(4x4,3x3) transform or not")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -391,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         export(path, args.image_size, seed=0)
         module = hk.Module(path)
         session = onnx_session(init_weights(0), args.image_size, args.threads)
+        if args.winograd_pool:
+            bench_winograd_pool(module, session, images, args.rounds)
+            return 0
         contenders = {"numpy": module, "numpy, no Winograd": module}
         if _numba.set_numba_enabled(True):
             contenders["numba"] = module

@@ -21,7 +21,14 @@ import numpy as np
 from hubkit.ops import _numba
 from hubkit.ops._scratch import ScratchBuffers
 
-__all__ = ["BLOCK_BYTES", "MAX_BLOCK_BYTES", "available", "conv3x3_bias_act", "filter_transform"]
+__all__ = [
+    "BLOCK_BYTES",
+    "MAX_BLOCK_BYTES",
+    "available",
+    "conv3x3_bias_act",
+    "conv3x3_bias_act_max_pool2",
+    "filter_transform",
+]
 
 BLOCK_BYTES = 2 << 20
 """Target size of one block's transformed tiles and products (they should stay in L2)..."""
@@ -176,6 +183,92 @@ def output_transform_kernel(m, bias, act, ty0, ty1, tw, out):  # pragma: no cove
                             dst[ch] = val
 
 
+def output_transform_pool_kernel(m, bias, lo, hi, ty0, ty1, tw, out):  # pragma: no cover - compiled by Numba
+    """``out`` = ``clip(max_pool2x2(A^T M A) + bias, lo, hi)`` for tile rows ``ty0 .. ty1 - 1``, cropped.
+
+    Each 4x4 output tile holds four whole 2x2 stride-2 pool windows (tiles start at multiples of 4),
+    so the pooled ``[nb, oh // 2, ow // 2, K]`` pixels are written straight from the tile and the
+    full-size output never exists. Bias and the clip (``lo``/``hi``: -inf/inf, 0/inf for ReLU, 0/6 for
+    ReLU6) are nondecreasing per channel, so applying them after the maximum gives the same values as
+    pooling ``act(conv + bias)``, with a quarter of the work. ``bias``: [K] (zeros when there is none).
+    """
+    nb, ph, pw, k = out.shape
+    rs = ty1 - ty0
+    two, four, eight = out.dtype.type(2), out.dtype.type(4), out.dtype.type(8)
+    s = np.empty((4, 6, k), out.dtype)
+    for b in range(nb):
+        for ty in range(ty0, ty1):
+            for tx in range(tw):
+                t = (b * rs + ty - ty0) * tw + tx
+                for j in range(6):  # s = A^T M, column j
+                    m0, m1, m2 = m[j, t], m[6 + j, t], m[12 + j, t]
+                    m3, m4, m5 = m[18 + j, t], m[24 + j, t], m[30 + j, t]
+                    s0, s1, s2, s3 = s[0, j], s[1, j], s[2, j], s[3, j]
+                    for ch in range(k):
+                        a1, a2, a3, a4 = m1[ch], m2[ch], m3[ch], m4[ch]
+                        p, q = a1 + a2, a3 + a4
+                        r, u = a1 - a2, a3 - a4
+                        s0[ch] = m0[ch] + p + q
+                        s1[ch] = r + two * u
+                        s2[ch] = p + four * q
+                        s3[ch] = r + eight * u + m5[ch]
+                for py in range(2):  # pooled row 2 ty + py: output rows 2 py and 2 py + 1 of the tile
+                    yo = 2 * ty + py
+                    if yo >= ph:
+                        break
+                    e0, e1, e2, e3, e4, e5 = (
+                        s[2 * py, 0],
+                        s[2 * py, 1],
+                        s[2 * py, 2],
+                        s[2 * py, 3],
+                        s[2 * py, 4],
+                        s[2 * py, 5],
+                    )
+                    f0, f1, f2, f3, f4, f5 = (
+                        s[2 * py + 1, 0],
+                        s[2 * py + 1, 1],
+                        s[2 * py + 1, 2],
+                        s[2 * py + 1, 3],
+                        s[2 * py + 1, 4],
+                        s[2 * py + 1, 5],
+                    )
+                    xo = 2 * tx
+                    if xo < pw:  # tile columns 0 and 1
+                        dst = out[b, yo, xo]
+                        for ch in range(k):
+                            a1, a2, a3, a4 = e1[ch], e2[ch], e3[ch], e4[ch]
+                            c1, c2, c3, c4 = f1[ch], f2[ch], f3[ch], f4[ch]
+                            y00 = e0[ch] + (a1 + a2) + (a3 + a4)
+                            y01 = (a1 - a2) + two * (a3 - a4)
+                            y10 = f0[ch] + (c1 + c2) + (c3 + c4)
+                            y11 = (c1 - c2) + two * (c3 - c4)
+                            top = y00 if (y00 > y01 or y00 != y00) else y01  # NaN wins, as with np.maximum
+                            bot = y10 if (y10 > y11 or y10 != y10) else y11
+                            val = (top if (top > bot or top != top) else bot) + bias[ch]
+                            if val < lo:
+                                val = lo
+                            if val > hi:
+                                val = hi
+                            dst[ch] = val
+                    if xo + 1 < pw:  # tile columns 2 and 3
+                        dst = out[b, yo, xo + 1]
+                        for ch in range(k):
+                            a1, a2, a3, a4 = e1[ch], e2[ch], e3[ch], e4[ch]
+                            c1, c2, c3, c4 = f1[ch], f2[ch], f3[ch], f4[ch]
+                            y02 = (a1 + a2) + four * (a3 + a4)
+                            y03 = (a1 - a2) + eight * (a3 - a4) + e5[ch]
+                            y12 = (c1 + c2) + four * (c3 + c4)
+                            y13 = (c1 - c2) + eight * (c3 - c4) + f5[ch]
+                            top = y02 if (y02 > y03 or y02 != y02) else y03  # NaN wins, as with np.maximum
+                            bot = y12 if (y12 > y13 or y12 != y12) else y13
+                            val = (top if (top > bot or top != top) else bot) + bias[ch]
+                            if val < lo:
+                                val = lo
+                            if val > hi:
+                                val = hi
+                            dst[ch] = val
+
+
 def available() -> bool:
     """Whether the compiled transforms can run (Numba on)."""
     return _numba.numba_enabled()
@@ -233,4 +326,59 @@ def conv3x3_bias_act(
             m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
             np.matmul(v, u, out=m)
             tf_out(m, b, act, r0, r1, tw, out[b0:b1])
+    return True
+
+
+def conv3x3_bias_act_max_pool2(
+    x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, act: int, pads, out: np.ndarray
+) -> bool:
+    """Writes ``max_pool2x2(act(conv3x3(x) + bias))`` (2x2 stride-2 VALID pool) into ``out``; False when it cannot.
+
+    As :func:`conv3x3_bias_act`, with the pool fused into the output transform
+    (:func:`output_transform_pool_kernel`): ``out`` is [n, oh // 2, ow // 2, K] for the convolution's
+    output size ``oh x ow`` (what ``pads`` give), C-contiguous.
+    """
+    (pt, pb), (pl, pr) = pads
+    if not (0 <= pt <= 2 and 0 <= pl <= 2) or act not in (0, 1, 2):
+        return False
+    tf_in = _numba.kernel(input_transform_kernel)
+    tf_out = _numba.kernel(output_transform_pool_kernel)
+    if tf_in is None or tf_out is None:
+        return False
+    n, h, w, c = x.shape
+    k = u.shape[2]
+    oh, ow = h + pt + pb - 2, w + pl + pr - 2
+    if out.shape != (n, oh // 2, ow // 2, k) or min(out.shape[1:3]) < 1:
+        return False
+    th, tw = -(-(oh // 2) // 2), -(-(ow // 2) // 2)  # only tiles holding a whole pool window
+    rows, cols = 4 * th + 2, 4 * tw + 2
+    dt = out.dtype
+    per_tile = 36 * (c + k) * dt.itemsize
+    block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, u.nbytes))
+    rb = max(1, min(th, block // (per_tile * tw)))  # tile rows per block
+    nb = max(1, min(n, block // (per_tile * tw * th))) if rb == th else 1  # images per block
+    b = np.zeros(k, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
+    lo = dt.type(-np.inf if act == 0 else 0)
+    hi = dt.type(6 if act == 2 else np.inf)
+    xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)
+    v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)
+    m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
+    y0, y1 = pt, min(rows, pt + h)  # where the input lands in the padded block
+    x0, x1 = pl, min(cols, pl + w)
+    for b0 in range(0, n, nb):
+        b1 = min(n, b0 + nb)
+        xp = xp_buf[: (b1 - b0) * rows * cols * c].reshape(b1 - b0, rows, cols, c)
+        xp[:, :y0] = 0
+        xp[:, y1:] = 0
+        xp[:, y0:y1, :x0] = 0
+        xp[:, y0:y1, x1:] = 0
+        xp[:, y0:y1, x0:x1] = x[b0:b1, : y1 - y0, : x1 - x0]
+        for r0 in range(0, th, rb):
+            r1 = min(th, r0 + rb)
+            tiles = (b1 - b0) * (r1 - r0) * tw
+            v = v_buf[: 36 * tiles * c].reshape(36, tiles, c)
+            tf_in(xp, r0, r1, v)
+            m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
+            np.matmul(v, u, out=m)
+            tf_out(m, b, lo, hi, r0, r1, tw, out[b0:b1])
     return True

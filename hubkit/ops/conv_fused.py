@@ -6,7 +6,8 @@ blocked im2col, per-tap), or Winograd F(4x4, 3x3) with compiled transforms: the 
 call the epilogue on each output block right after its GEMM (a few MB, still in L2), instead of a
 ``BiasAdd`` and a ``Relu`` step each reading and writing the whole output (tens of MB for early
 layers) and allocating a new one. A few-channel (RGB) convolution followed by a 2x2 max pool runs the
-direct Numba kernel of :mod:`hubkit.ops._conv_small`, which fuses the pool too.
+direct Numba kernel of :mod:`hubkit.ops._conv_small`, which fuses the pool too; a Winograd F(4x4, 3x3)
+convolution followed by a 2x2 stride-2 max pool pools inside its output transform.
 """
 
 from __future__ import annotations
@@ -131,6 +132,10 @@ def conv2d_bias_act_max_pool(
         (x.shape[1] + sum(conv_pads[0]), x.shape[2] + sum(conv_pads[1])), (kh, kw), strides, dilations
     )
     dtype = np.result_type(x, w)
+    if tuple(ksize) == (2, 2) and tuple(pool_strides) == (2, 2):
+        out = _f43_pooled(x, w, bias, act, strides, dilations, conv_pads, out_hw, pool_padding)
+        if out is not None:
+            return out
     # Whole chunks from the first image on: a one-image first call (to learn the output's shape) fell
     # below Winograd's tile threshold on the 24x24 and 48x48 layers and ran im2col.
     chunk = max(1, _POOL_CHUNK_BYTES // max(1, out_hw[0] * out_hw[1] * o * dtype.itemsize))
@@ -151,6 +156,7 @@ def conv2d_bias_act_max_pool(
         return conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
     return out
 
+
 def _use_f43(x: np.ndarray, khw, strides, dilations, out_hw, dtype) -> bool:
     tiles = x.shape[0] * -(-out_hw[0] // 4) * -(-out_hw[1] // 4)
     return (
@@ -165,6 +171,29 @@ def _use_f43(x: np.ndarray, khw, strides, dilations, out_hw, dtype) -> bool:
     )
 
 
+def _f43_pooled(x, w, bias, act, strides, dilations, pads, out_hw, pool_padding) -> np.ndarray | None:
+    """``max_pool(act(conv2d(x, w) + bias))`` for a 2x2 stride-2 unpadded pool by Winograd F(4x4, 3x3)
+    with the pool in the output transform (the full-size output is never written); None when it cannot."""
+    dtype = np.result_type(x, w)
+    o = w.shape[3]
+    if (
+        x.shape[3] != w.shape[2]
+        or (bias is not None and (bias.dtype != dtype or bias.shape != (o,)))
+        or conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc
+        or min(out_hw) < 2
+        or not _use_f43(x, w.shape[:2], strides, dilations, out_hw, dtype)
+    ):
+        return None
+    _, pool_pads = conv_ops._runtime_geometry(out_hw, (2, 2), (2, 2), (1, 1), pool_padding)
+    if any(pool_pads[0] + pool_pads[1]):  # SAME on an odd size pads: the chunked path handles it
+        return None
+    out = np.empty((x.shape[0], out_hw[0] // 2, out_hw[1] // 2, o), dtype=dtype)
+    u = _winograd43.filter_transform(w, dtype)
+    if not _winograd43.conv3x3_bias_act_max_pool2(x, u, bias, act, pads, out):
+        return None
+    return out
+
+
 def _use_small(x: np.ndarray, w: np.ndarray) -> bool:
     kh, kw, c, _ = w.shape
     return c <= SMALL_MAX_CHANNELS and kh * kw > 1 and kh * kw * c <= _conv_small.MAX_TERMS
@@ -175,7 +204,11 @@ def _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding) ->
     kh, kw, c, o = w.shape
     n, h, wd, _ = x.shape
     dtype = np.result_type(x, w)
-    if x.shape[3] != c or x.dtype != dtype or (bias is not None and (bias.dtype != dtype or bias.shape != (o,))):
+    if (
+        x.shape[3] != c
+        or x.dtype != dtype
+        or (bias is not None and (bias.dtype != dtype or bias.shape != (o,)))
+    ):
         return None  # the generic path runs (and raises what it raises)
     _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
     if conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc:

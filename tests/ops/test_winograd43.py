@@ -37,7 +37,11 @@ def test_matches_a_float64_direct_convolution(n, h, w, c, k, pads, act, dtype, m
     bound = _direct(np.abs(x), np.abs(filters), pads) + np.abs(bias)  # sum |x| |w| per output
     eps = np.finfo(dtype).eps
     # one block; a tile row at a time; blocks as large as the transformed filters (a few tiles or images)
-    for block_bytes, max_bytes in ((_winograd43.BLOCK_BYTES, _winograd43.MAX_BLOCK_BYTES), (1, 1), (1, 1 << 30)):
+    for block_bytes, max_bytes in (
+        (_winograd43.BLOCK_BYTES, _winograd43.MAX_BLOCK_BYTES),
+        (1, 1),
+        (1, 1 << 30),
+    ):
         monkeypatch.setattr(_winograd43, "BLOCK_BYTES", block_bytes)
         monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", max_bytes)
         out = np.empty(ref.shape, dtype)
@@ -70,3 +74,88 @@ def test_off_without_numba():
         assert not conv_fused._use_f43(x, (3, 3), (1, 1), (1, 1), (4, 4), np.dtype(np.float32))
     finally:
         _numba.set_numba_enabled(None)
+
+
+def _pool2(y: np.ndarray) -> np.ndarray:
+    """2x2 stride-2 VALID max pool of NHWC ``y`` (float64 reference)."""
+    n, h, w, k = y.shape
+    return y[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, k).max(axis=(2, 4))
+
+
+@pytest.mark.parametrize(
+    ("n", "h", "w", "c", "k", "pads"),
+    [
+        (1, 4, 4, 1, 1, ((1, 1), (1, 1))),  # SAME
+        (2, 9, 7, 3, 5, ((1, 1), (1, 1))),  # odd sizes: the last row/column is dropped by the pool
+        (3, 10, 13, 16, 8, ((0, 0), (0, 0))),  # VALID
+        (2, 8, 8, 32, 64, ((0, 1), (0, 1))),
+        (5, 17, 6, 20, 12, ((2, 2), (1, 0))),
+        (1, 5, 5, 3, 2, ((0, 0), (0, 0))),  # 3x3 output: one pooled pixel
+    ],
+)
+@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_pool_matches_a_float64_direct_convolution(n, h, w, c, k, pads, act, dtype, monkeypatch):
+    rng = np.random.default_rng(h * 100 + c + 7)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    filters = rng.standard_normal((3, 3, c, k)).astype(dtype)
+    bias = rng.standard_normal(k).astype(dtype)
+    ref = _direct(x, filters, pads) + bias
+    ref = _pool2({NONE: ref, RELU: np.maximum(ref, 0), RELU6: np.clip(ref, 0, 6)}[act])
+    # the bound of the pooled value: the largest sum |x| |w| of the window's four outputs
+    bound = _pool2(_direct(np.abs(x), np.abs(filters), pads) + np.abs(bias))
+    eps = np.finfo(dtype).eps
+    for block_bytes, max_bytes in (
+        (_winograd43.BLOCK_BYTES, _winograd43.MAX_BLOCK_BYTES),
+        (1, 1),
+        (1, 1 << 30),
+    ):
+        monkeypatch.setattr(_winograd43, "BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", max_bytes)
+        out = np.empty(ref.shape, dtype)
+        u = _winograd43.filter_transform(filters, np.dtype(dtype))
+        assert _winograd43.conv3x3_bias_act_max_pool2(x, u, bias, act, pads, out)
+        assert np.all(np.abs(out - ref) <= 64 * eps * bound)
+    out = np.empty(ref.shape, dtype)
+    assert _winograd43.conv3x3_bias_act_max_pool2(x, u, None, act, pads, out)  # no bias
+    ref = _pool2(
+        {NONE: lambda y: y, RELU: lambda y: np.maximum(y, 0), RELU6: lambda y: np.clip(y, 0, 6)}[act](
+            _direct(x, filters, pads)
+        )
+    )
+    assert np.all(np.abs(out - ref) <= 64 * eps * bound)
+
+
+def test_fused_pool_refuses_what_it_cannot_do():
+    x = np.ones((1, 6, 6, 4), np.float32)
+    u = _winograd43.filter_transform(np.ones((3, 3, 4, 2), np.float32), np.dtype(np.float32))
+    assert not _winograd43.conv3x3_bias_act_max_pool2(
+        x, u, None, NONE, ((3, 0), (1, 1)), np.empty((1, 3, 3, 2), np.float32)
+    )
+    assert not _winograd43.conv3x3_bias_act_max_pool2(
+        x, u, None, NONE, ((1, 1), (1, 1)), np.empty((1, 6, 6, 2), np.float32)
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "padding", "pool_padding"),
+    [(16, "SAME", "VALID"), (17, "VALID", "VALID"), (18, "SAME", "SAME"), (17, "SAME", "SAME")],
+)
+def test_conv_fused_pool_uses_the_fused_transform_and_matches_the_chunked_path(
+    size, padding, pool_padding, monkeypatch
+):
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((16, size, size, 16)).astype(np.float32)  # >= 256 tiles
+    filters = rng.standard_normal((3, 3, 16, 24)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    args = (x, filters, bias, RELU, (1, 1), (1, 1), padding, (2, 2), (2, 2), pool_padding)
+    calls = []
+    real = _winograd43.conv3x3_bias_act_max_pool2
+    monkeypatch.setattr(_winograd43, "conv3x3_bias_act_max_pool2", lambda *a: calls.append(1) or real(*a))
+    got = conv_fused.conv2d_bias_act_max_pool(*args)
+    fused = bool(calls)
+    monkeypatch.setattr(_winograd43, "conv3x3_bias_act_max_pool2", lambda *a: False)
+    want = conv_fused.conv2d_bias_act_max_pool(*args)  # the chunked path: F(4x4, 3x3) then the pool kernel
+    assert fused == ((size, pool_padding) != (17, "SAME"))  # SAME pooling of an odd size pads: not fused
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
