@@ -72,6 +72,10 @@ def _check_window(x, kernel, strides, dilations, pads, auto_pad) -> None:
         raise infer_error(f"strides, dilations and pads must have {n}, {n} and {2 * n} entries for a {n}-d window.")
     if auto_pad not in AUTO_PADS:
         raise infer_error(f"auto_pad {auto_pad!r} is not one of {list(AUTO_PADS)}.")
+    if any(k < 1 for k in kernel):
+        # A kernel of 0 or less makes the window's output larger than its input (from 8 columns, 1,000,001 with
+        # a kernel of -10**6), which the Numba pool kernels would read and write out of bounds.
+        raise infer_error(f"kernel sizes must be >= 1, got {list(kernel)}.")
     if any(s < 1 for s in strides) or any(d < 1 for d in dilations) or any(p < 0 for p in pads):
         raise infer_error("strides and dilations must be >= 1 and pads >= 0.")
 
