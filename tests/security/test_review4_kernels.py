@@ -16,6 +16,7 @@ import pytest
 
 import hubkit as hk
 from hubkit.errors import GraphError
+from hubkit.format import hubkit_module_pb2 as pb
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
 from hubkit.ops import _numba
 from hubkit.ops.registry import apply
@@ -162,3 +163,75 @@ def test_fill_empty_rows_in_a_tf1_module_is_refused(tmp_path):
         _tf1_fill_module(str(tmp_path / "longer-tf1"), [2, 2], np.ones(3, np.float32)),
     ]
     _run_both_ways(paths)
+
+
+# -- the audit of every Numba call site: a convolution's bias length came from the module, unchecked -----------
+def _conv_module(path: str, bias_len: int, channels: int = 4096) -> str:
+    """A module whose OnnxConv has ``channels`` filters and a bias constant patched in graph.pb to ``bias_len``
+    values: the fused epilogue kernels read ``bias[k]`` for every channel (1 value for 4096 gave NaNs read past it)."""
+
+    def module_fn():
+        x = hk.placeholder(hk.float32, [1, 2, 8, 8], name="x")
+        w = hk.constant(np.ones((channels, 2, 3, 3), np.float32))
+        b = hk.constant(np.ones(channels, np.float32), name="the_bias")
+        hk.add_signature(inputs=x, outputs=apply("OnnxConv", x, w, b, strides=[1, 1], dilations=[1, 1],
+                                                  pads=[1, 1, 1, 1]))
+
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    with open(os.path.join(path, "graph.pb"), "rb") as f:
+        g = pb.ModuleGraph.FromString(f.read())
+    (node,) = [n for n in g.variants[0].nodes if n.name == "the_bias"]
+    (entry,) = [e for e in node.attrs.entries if e.key == "value"]
+    del entry.value.tensor.shape.dims[:]
+    entry.value.tensor.shape.dims.append(bias_len)
+    entry.value.tensor.content = np.ones(bias_len, np.float32).tobytes()
+    with open(os.path.join(path, "graph.pb"), "wb") as f:
+        f.write(g.SerializeToString())
+    return path
+
+
+_CONV_CALL = r'''
+for path in sys.argv[1:]:
+    def call(path=path):
+        m = hk.Module(path)
+        y = m(np.ones((1, 2, 8, 8), np.float32), as_dict=True) if path.endswith(".onnx") else m(np.ones((1, 2, 8, 8), np.float32))
+        y = np.asarray(y["y"] if isinstance(y, dict) else y)
+        if not np.isfinite(y).all():
+            raise RuntimeError("values read past the bias")
+    attempt(path, call)
+'''
+
+
+def _onnx_conv(path: str, bias_len: int, channels: int = 4096) -> str:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.ones((channels, 2, 3, 3), np.float32), "w")
+    b = numpy_helper.from_array(np.ones(bias_len, np.float32), "b")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "g", [x], [y], initializer=[w, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_a_convolution_bias_of_the_wrong_length_never_reaches_the_epilogue_kernels(tmp_path):
+    pytest.importorskip("onnx")
+    paths = [_conv_module(str(tmp_path / f"bias-{n}"), n) for n in (1, 0, 3, 4095, 4097)]
+    paths += [_onnx_conv(str(tmp_path / f"bias-{n}.onnx"), n) for n in (1, 0, 4095)]
+    records = run_in_child(_CONV_CALL, *paths)
+    for path in paths:
+        assert records[path]["outcome"] == "hubkit", records[path]
+        assert "one value per output channel" in records[path]["error"], records[path]
+
+
+def test_prepared_convolutions_check_their_bias():
+    from hubkit.errors import OpError
+    from hubkit.ops.conv_nchw import PreparedConv
+
+    w = np.ones((8, 2, 3, 3), np.float32)
+    assert PreparedConv(w, np.ones(8, np.float32)).bias.shape == (8,)
+    for bias in (np.ones(1, np.float32), np.ones(0, np.float32), np.ones((8, 1), np.float32)):
+        with pytest.raises(OpError, match="bias"):
+            PreparedConv(w, bias)
