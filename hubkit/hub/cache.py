@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import time
 import uuid
@@ -504,11 +503,82 @@ def _write_json(path: str, value: Any) -> None:
 
 
 def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
+    """Deletes the file or directory tree ``path`` (never following links); errors are ignored.
+
+    Trees are removed by :func:`_remove_tree`, not ``shutil.rmtree``, which recurses once per level: a planted
+    tree 1,200 levels deep made it raise ``RecursionError`` (not swallowed by ``ignore_errors``).
+    """
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return
+    if is_dir:
+        with contextlib.suppress(OSError):
+            _remove_tree(path)
     else:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+_MAX_TREE_DEPTH = 256  # directory levels open at once while removing or measuring a tree
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _clear_files(fd: int) -> list[str]:
+    """Unlinks every entry of the directory ``fd`` that is not a directory (links included, never followed);
+    returns the names of its subdirectories."""
+    subdirs = []
+    with os.scandir(fd) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=fd)
+    return subdirs
+
+
+def _remove_tree(path: str) -> None:
+    """Deletes the directory tree ``path`` without recursion and without following links.
+
+    Every directory is opened relative to its parent's descriptor with ``O_NOFOLLOW`` (a directory replaced by a
+    link meanwhile is unlinked, its target untouched). At most :data:`_MAX_TREE_DEPTH` levels are open at once:
+    a directory deeper than that is first moved up to the top of the tree (a rename within the tree, which is
+    private to this process: a renamed-aside entry), so a tree of any depth is removed with bounded descriptors.
+    """
+    root = os.open(path, _DIR_FLAGS)
+    stack: list[tuple[int, str, list[str]]] = []  # (descriptor, name in its parent, subdirectories left)
+    try:
+        stack.append((root, path, _clear_files(root)))
+        while stack:
+            fd, done, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                os.close(fd)
+                if stack:  # the top directory itself is removed by its path below
+                    with contextlib.suppress(FileNotFoundError):
+                        os.rmdir(done, dir_fd=stack[-1][0])
+                continue
+            name = pending.pop()
+            if len(stack) >= _MAX_TREE_DEPTH:  # too deep to descend: move it to the top, removed from there
+                moved = f".deep.{uuid.uuid4().hex}"
+                os.rename(name, moved, src_dir_fd=fd, dst_dir_fd=root)
+                stack[0][2].append(moved)
+                continue
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError:  # no longer a directory (a link or a file put there meanwhile): unlink it
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                continue
+            stack.append((child, name, []))
+            stack[-1][2].extend(_clear_files(child))
+    finally:
+        for fd, _, _ in stack:
+            os.close(fd)
+    os.rmdir(path)
 
 
 _REMOVE_LATER_BYTES = 16 << 20  # a larger temp file is deleted in the background
@@ -534,11 +604,26 @@ def _remove_soon(path: str) -> None:
 
 
 def _tree_size(path: str) -> int:
+    """Bytes of the files of the tree ``path``, never following links and without recursion (``os.walk`` recursed
+    once per level). Only the first :data:`_MAX_TREE_DEPTH` levels are measured: hubkit never makes deeper trees
+    (extraction refuses 128 levels), and a planted deeper one must not make ``hubkit cache ls`` fail."""
     total = 0
-    for directory, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(directory, name)).st_size
+    pending = [(path, 0)]
+    while pending:
+        directory, depth = pending.pop()
+        try:
+            with os.scandir(directory) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if depth + 1 < _MAX_TREE_DEPTH:
+                                pending.append((entry.path, depth + 1))
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
     return total
 
 

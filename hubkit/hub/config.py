@@ -49,7 +49,15 @@ def _flag(environ: Mapping[str, str], name: str) -> bool | None:
     raise ResolveError(f"Environment variable {name}={raw!r} is not a boolean; expected one of {sorted(_TRUE | _FALSE - {''})}.")
 
 
-def _number(environ: Mapping[str, str], name: str, default: float, kind: type = float, positive: bool = False) -> float:
+# Upper bounds of environment numbers: a duration beyond ~11 days (HUBKIT_READ_TIMEOUT=1e300 overflowed
+# socket.settimeout and time.sleep), a byte count beyond int64, more than 1,000 retries.
+MAX_SECONDS = 1e6
+_MAX_BYTES = 2**63 - 1
+_MAX_RETRIES = 1000
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, kind: type = float, positive: bool = False,
+            maximum: float = MAX_SECONDS) -> float:
     raw = environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -67,6 +75,8 @@ def _number(environ: Mapping[str, str], name: str, default: float, kind: type = 
         raise ResolveError(f"Environment variable {name}={shown!r} must not be negative.")
     if positive and value == 0:
         raise ResolveError(f"Environment variable {name}={shown!r} must be greater than 0.")
+    if value > maximum:
+        raise ResolveError(f"Environment variable {name}={shown!r} must be at most {maximum:g}.")
     return value
 
 
@@ -117,8 +127,9 @@ class HubConfig:
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "request_deadline"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ResolveError(f"HubConfig.{name} must be a positive finite number of seconds, got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_SECONDS:
+                raise ResolveError(f"HubConfig.{name} must be a positive number of seconds up to {MAX_SECONDS:g}, "
+                                   f"got {value!r}.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> HubConfig:
@@ -141,13 +152,15 @@ class HubConfig:
             "connect_timeout": _number(environ, "HUBKIT_CONNECT_TIMEOUT", cls.connect_timeout, positive=True),
             "read_timeout": _number(environ, "HUBKIT_READ_TIMEOUT", cls.read_timeout, positive=True),
             "request_deadline": _number(environ, "HUBKIT_REQUEST_DEADLINE", cls.request_deadline, positive=True),
-            "retries": int(_number(environ, "HUBKIT_RETRIES", cls.retries, int)),
+            "retries": int(_number(environ, "HUBKIT_RETRIES", cls.retries, int, maximum=_MAX_RETRIES)),
             "backoff": _number(environ, "HUBKIT_BACKOFF", cls.backoff),
             "backoff_max": _number(environ, "HUBKIT_BACKOFF_MAX", cls.backoff_max),
             "lock_timeout": _number(environ, "HUBKIT_LOCK_TIMEOUT", cls.lock_timeout),
             "lock_poll": _number(environ, "HUBKIT_LOCK_POLL", cls.lock_poll),
-            "max_extract_bytes": int(_number(environ, "HUBKIT_MAX_EXTRACT_BYTES", cls.max_extract_bytes, int)),
-            "max_download_bytes": int(_number(environ, "HUBKIT_MAX_DOWNLOAD_BYTES", cls.max_download_bytes, int)),
+            "max_extract_bytes": int(_number(environ, "HUBKIT_MAX_EXTRACT_BYTES", cls.max_extract_bytes, int,
+                                             maximum=_MAX_BYTES)),
+            "max_download_bytes": int(_number(environ, "HUBKIT_MAX_DOWNLOAD_BYTES", cls.max_download_bytes, int,
+                                              maximum=_MAX_BYTES)),
         }
         unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
         if unknown:

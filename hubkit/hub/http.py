@@ -265,13 +265,13 @@ def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", value):  # ASCII only: str.isdigit() accepts '²', which float() refuses
         return float(value)
     import email.utils  # lazy: only for the rare HTTP-date form of Retry-After
 
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return max(0.0, when.timestamp() - time.time())
 

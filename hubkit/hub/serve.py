@@ -24,7 +24,8 @@ from hubkit.hub.handles import TEMP_INFIX
 
 __all__ = ["RegistryRequestHandler", "is_hidden_path", "make_server"]
 
-_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]+)-([0-9]*)")  # ASCII digits; more than _MAX_RANGE_DIGITS of them: 416
+_MAX_RANGE_DIGITS = 19  # int() of a 4,300-digit value raised ValueError in the handler (no answer at all)
 _HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?")
 _PLACEHOLDER = b"&lt;registry URL&gt;"  # hubkit.hub.catalog's stand-in for an unrecorded base URL
 _MAX_PAGE = 16 << 20
@@ -78,10 +79,11 @@ class RegistryRequestHandler(http.server.SimpleHTTPRequestHandler):
             f = self._with_own_url(f)
             size = len(f.getvalue())
         start, end = 0, size - 1
-        match = _RANGE.match(self.headers.get("Range", ""))
+        match = _RANGE.fullmatch(self.headers.get("Range", ""))
         if match:
-            start = int(match[1])
-            end = min(int(match[2]), size - 1) if match[2] else size - 1
+            huge = max(len(match[1]), len(match[2])) > _MAX_RANGE_DIGITS
+            start = size if huge else int(match[1])
+            end = min(int(match[2]), size - 1) if match[2] and not huge else size - 1
             if start >= size or start > end:
                 f.close()
                 self.send_response(416)

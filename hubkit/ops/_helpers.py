@@ -12,15 +12,49 @@ from hubkit.graph.shapes import Shape, broadcast_shapes
 from hubkit.ops.registry import apply, describe, infer_error
 
 __all__ = [
+    "MAX_OUTPUT_ELEMENTS",
     "as_tensor",
     "broadcast_infer",
     "check_dtype",
+    "check_output_size",
     "describe",
     "normalize_axes",
     "operands",
     "reshape_like",
+    "tiled_shape",
     "unbroadcast",
 ]
+
+
+# The most elements an op that multiplies sizes (Tile, Expand, Pad, Fill, Resize and their TF and ONNX forms)
+# may produce: 2**31 (8 GiB of float32). A module file's few bytes (Resize scales of 16384, a Tile of
+# [2**20, 2**20]) could otherwise make the first call allocate tens of GB. The ONNX importer refuses a static
+# shape over the same limit at import.
+MAX_OUTPUT_ELEMENTS = 1 << 31
+
+
+def check_output_size(shape: Sequence[Any], what: str) -> None:
+    """Refuses to build an output of ``shape`` (Python integers: no wrap-around) beyond :data:`MAX_OUTPUT_ELEMENTS`.
+
+    Raises:
+        OpError: the output would hold more elements than the limit (the message names ``what`` and the shape).
+    """
+    elements = 1
+    for d in shape:
+        elements *= int(d)
+    if elements > MAX_OUTPUT_ELEMENTS:
+        from hubkit.errors import OpError
+
+        raise OpError(f"{what}: an output of shape {[int(d) for d in shape]} would hold {elements} elements; "
+                      f"the limit is {MAX_OUTPUT_ELEMENTS}.")
+
+
+def tiled_shape(shape: Sequence[int], reps: Sequence[Any]) -> list[int]:
+    """The shape ``np.tile`` gives (the shorter of ``shape`` and ``reps`` is padded with leading ones)."""
+    n = max(len(shape), len(reps))
+    s = [1] * (n - len(shape)) + [int(d) for d in shape]
+    r = [1] * (n - len(reps)) + [int(k) for k in reps]
+    return [a * b for a, b in zip(s, r)]
 
 
 def _is_symbolic(value: Any) -> bool:

@@ -79,6 +79,8 @@ def _dim_geometry(size: int | None, k: int, s: int, d: int, pad: Any) -> tuple[i
 
 def _geometry(hw: Sequence[int | None], khw: Sequence[int], strides, dilations, padding):
     """Output (height, width) and concrete paddings of a window op."""
+    if min(*khw, *strides, *dilations) < 1:  # from a module file: the builders check this, graph.pb may not
+        raise infer_error(f"window {list(khw)}, strides {list(strides)} and dilations {list(dilations)} must be >= 1.")
     pads = [padding, padding] if isinstance(padding, str) else padding
     (oh, ph), (ow, pw) = (
         _dim_geometry(hw[i], khw[i], strides[i], dilations[i], pads[i]) for i in range(2)

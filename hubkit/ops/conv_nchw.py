@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hubkit.errors import OpError
 from hubkit.ops import _numba, _winograd43
 from hubkit.ops._scratch import RecycledOutputs, ScratchBuffers
 
@@ -54,6 +55,8 @@ class PreparedConv:
     __slots__ = ("_u43", "bias", "kernel", "w2")
 
     def __init__(self, w: np.ndarray, bias: np.ndarray | None) -> None:
+        if bias is not None and bias.shape != w.shape[:1]:  # the epilogue kernels read bias[k] for every channel
+            raise OpError(f"a bias of shape {list(bias.shape)} for {w.shape[0]} output channels.")
         self.kernel = tuple(int(k) for k in w.shape[2:])
         self.w2 = np.ascontiguousarray(w.reshape(w.shape[0], -1))
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=self.w2.dtype)

@@ -72,8 +72,18 @@ def _check_window(x, kernel, strides, dilations, pads, auto_pad) -> None:
         raise infer_error(f"strides, dilations and pads must have {n}, {n} and {2 * n} entries for a {n}-d window.")
     if auto_pad not in AUTO_PADS:
         raise infer_error(f"auto_pad {auto_pad!r} is not one of {list(AUTO_PADS)}.")
+    if any(k < 1 for k in kernel):
+        # A kernel of 0 or less makes the window's output larger than its input (from 8 columns, 1,000,001 with
+        # a kernel of -10**6), which the Numba pool kernels would read and write out of bounds.
+        raise infer_error(f"kernel sizes must be >= 1, got {list(kernel)}.")
     if any(s < 1 for s in strides) or any(d < 1 for d in dilations) or any(p < 0 for p in pads):
         raise infer_error("strides and dilations must be >= 1 and pads >= 0.")
+
+
+def _check_bias(b, m: int) -> None:
+    """A bias must hold one value per output channel (the fused kernels read ``bias[k]`` for each)."""
+    if b and b[0].shape is not None and tuple(b[0].shape) not in ((m,), (None,)):
+        raise infer_error(f"the bias {describe(b[0])} must have shape [{m}], one value per output channel.")
 
 
 def _static_out(x, kernel, strides, dilations, pads, auto_pad, ceil_mode=False) -> list[int | None]:
@@ -146,6 +156,7 @@ class OnnxConv:
             raise infer_error(f"the filter {describe(w)} and bias must have the input's dtype {x.dtype.name}.")
         if w.shape is None or None in w.shape:
             raise infer_error(f"the filter {describe(w)} must have a static shape.")
+        _check_bias(b, w.shape[0])
         _check_window(x, w.shape[2:], strides, dilations, pads, auto_pad)
         c = None if x.shape is None else x.shape[1]
         m = w.shape[0]
@@ -227,6 +238,7 @@ class OnnxConvTranspose:
         kernel = w.shape[2:]
         _check_window(x, kernel, strides, dilations, pads, auto_pad)
         m = w.shape[1] * group
+        _check_bias(b, m)
         if x.shape is None:
             return x.dtype, None
         size = x.shape[2:]

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from hubkit.graph import int64
-from hubkit.ops._helpers import check_dtype, reshape_like, unbroadcast
+from hubkit.ops._helpers import check_dtype, check_output_size, reshape_like, unbroadcast
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 
 __all__: list[str] = []
@@ -122,7 +122,9 @@ class OnnxExpand:
         return x.dtype, tuple(out)
 
     def forward(x, shape):
-        return np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(int(d) for d in shape))).copy()
+        out_shape = np.broadcast_shapes(x.shape, tuple(int(d) for d in shape))
+        check_output_size(out_shape, "Expand")
+        return np.broadcast_to(x, out_shape).copy()
 
     def vjp(g, out, x, shape):
         return unbroadcast(g, x, g), None
@@ -293,6 +295,7 @@ class OnnxPad:
 
     def forward(x, *, pads, mode):
         n = x.ndim
+        check_output_size([d + pads[i] + pads[n + i] for i, d in enumerate(x.shape)], "Pad")
         return np.pad(x, [(pads[i], pads[n + i]) for i in range(n)], mode={"edge": "edge", "reflect": "reflect",
                                                                           "wrap": "wrap"}[mode])
 
@@ -368,6 +371,7 @@ class OnnxResize:
 
     def forward(x, *, scales, sizes, mode, coord, nearest_mode="round_prefer_floor"):
         out_shape = _resize_out(x.shape, sizes, scales)
+        check_output_size(out_shape, "Resize")
         y = x
         for axis, (n_in, n_out) in enumerate(zip(x.shape, out_shape)):
             scale = scales[axis] if not sizes else n_out / n_in

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hubkit.errors import OpError
 from hubkit.ops import _numba
 from hubkit.ops.conv_nchw import outputs as _outputs
 
@@ -305,8 +306,25 @@ def lrn_kernel(x, before, after, scale, bias, out):  # pragma: no cover - compil
                 dst[j] = src[j] / (r * np.sqrt(r))
 
 
+def _check_geometry(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> None:
+    """Refuses a window the kernels above cannot run in bounds: Numba checks no index.
+
+    Their buffers are sized from ``out_hw`` and the window, so every index stays inside them for any
+    ``out_hw >= 0`` once ``x`` is 4-D, kernel, stride and dilation sizes are >= 1 and begin pads >= 0 (a kernel
+    of -10**6 made the stride-1 max pool write 4 MB past its buffer).
+    """
+    parts = (kernel, strides, dilations, begin, out_hw)
+    ok = x.ndim == 4 and all(len(p) == 2 and all(isinstance(v, (int, np.integer)) for v in p) for p in parts)
+    if not ok or min(*kernel, *strides, *dilations) < 1 or min(*begin, *out_hw) < 0:
+        raise OpError(
+            f"pool window {list(kernel)} (strides {list(strides)}, dilations {list(dilations)}, begin pads "
+            f"{list(begin)}, outputs {list(out_hw)}) does not fit an input of shape {list(x.shape)}."
+        )
+
+
 def max_pool2d(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> np.ndarray | None:
     """Max pool of a 4-D ``x`` into a new ``(N, C, *out_hw)`` array, or None when Numba is off."""
+    _check_geometry(x, kernel, strides, dilations, begin, out_hw)
     if x.dtype not in NUMBA_DTYPES:
         return None
     whole = tuple(strides) == (1, 1) or x.shape[3] <= PLANE_KERNEL_MAX_WIDTH
@@ -328,6 +346,7 @@ PLANE_KERNEL_MAX_WIDTH = 32
 
 def avg_pool2d(x: np.ndarray, kernel, strides, begin, end, include_pad: bool, out_hw) -> np.ndarray | None:
     """Average pool of a 4-D ``x`` (``end``: the declared end pads), or None when Numba is off."""
+    _check_geometry(x, kernel, strides, (1, 1), begin, out_hw)
     fast = _numba.kernel(avg_pool2d_kernel, numpy_errors=True) if x.dtype in NUMBA_DTYPES else None
     if fast is None:
         return None

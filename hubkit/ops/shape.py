@@ -17,7 +17,16 @@ from hubkit.errors import GraphError, OpError
 from hubkit.graph import DType, Tensor, as_dtype, float32, format_shape, int32, int64
 from hubkit.graph.shapes import Shape as StaticShape
 from hubkit.graph.shapes import merge_shapes
-from hubkit.ops._helpers import as_tensor, check_dtype, describe, normalize_axes, operands, reshape_like
+from hubkit.ops._helpers import (
+    as_tensor,
+    check_dtype,
+    check_output_size,
+    describe,
+    normalize_axes,
+    operands,
+    reshape_like,
+    tiled_shape,
+)
 from hubkit.ops.elementwise import cast, zeros_like
 from hubkit.ops.indexed_slices import IndexedSlices
 from hubkit.ops.reduce import reduce_sum
@@ -608,6 +617,7 @@ class Fill:
         return value.dtype, None if dims.shape is None or dims.shape[0] is None else (None,) * dims.shape[0]
 
     def forward(dims, value):
+        check_output_size(dims.reshape(-1).tolist(), "Fill")
         return np.full(tuple(dims.tolist()), value, dtype=value.dtype)
 
     def vjp(g, out, dims, value):
@@ -626,6 +636,7 @@ class Tile:
         return x.dtype, tuple(None if d is None else d * m for d, m in zip(x.shape, multiples))
 
     def forward(x, *, multiples):
+        check_output_size(tiled_shape(x.shape, multiples), "Tile")
         return np.tile(x, multiples)
 
     def vjp(g, out, x, *, multiples):
@@ -664,6 +675,7 @@ class Pad:
 
     def forward(x, *, paddings, key, constant_values=0):
         shape = tuple(d + b + a for d, (b, a) in zip(x.shape, paddings))
+        check_output_size(shape, "Pad")
         out = np.full(shape, constant_values, dtype=x.dtype) if constant_values else np.zeros(shape, x.dtype)
         out[key] = x
         return out

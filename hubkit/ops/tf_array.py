@@ -13,6 +13,7 @@ import numpy as np
 
 from hubkit.errors import HubkitError
 from hubkit.graph import Tensor, format_shape, int32
+from hubkit.ops._helpers import check_output_size, tiled_shape
 from hubkit.ops._tf_common import const_value, known_size, static_list
 from hubkit.ops.registry import apply, infer_error, register_op
 
@@ -331,6 +332,7 @@ class TfFill:
         return value.dtype, tuple(d) if d is not None else _unknown(_vector_length(dims))
 
     def forward(dims, value):
+        check_output_size(dims.reshape(-1).tolist(), "Fill")
         return np.full([int(d) for d in dims], value, dtype=value.dtype)
 
     def vjp(g, out, dims, value):
@@ -401,6 +403,7 @@ class TfTile:
         return x.dtype, tuple(None if d is None else d * k for d, k in zip(x.shape, m))
 
     def forward(x, multiples):
+        check_output_size(tiled_shape(x.shape, multiples.tolist()), "Tile")
         return np.tile(x, [int(k) for k in multiples])
 
     def vjp(g, out, x, multiples):
@@ -449,6 +452,7 @@ class TfPad:
         pairs = _pairs(paddings)
         if any(a < 0 or b < 0 for a, b in pairs):
             raise TfRuntimeError(f"paddings must be non-negative, got {pairs}.")
+        check_output_size([d + a + b for d, (a, b) in zip(x.shape, pairs)], "Pad")
         if mode == "CONSTANT":
             value = constant[0] if constant else np.zeros((), dtype=x.dtype)
             return np.pad(x, pairs, constant_values=value)

@@ -23,6 +23,8 @@ def _pair(values, what: str) -> tuple[int, int]:
     v = [int(x) for x in values]
     if len(v) != 4 or v[0] != 1 or v[3] != 1:
         raise infer_error(f"{what} must be [1, h, w, 1] (NHWC), got {v}.")
+    if v[1] < 1 or v[2] < 1:  # ksize, strides and dilations; a window of 0 or less grows its output
+        raise infer_error(f"{what} must be >= 1, got {v}.")
     return v[1], v[2]
 
 
@@ -70,6 +72,8 @@ class _Geometry:
         self.dh, self.dw = _pair(attrs.get("dilations") or [1, 1, 1, 1], "dilations")
         eh, ew = _explicit(attrs)
         padding = attrs["padding"]
+        if kh < 1 or kw < 1:
+            raise infer_error(f"the window {kh}x{kw} must be at least 1x1.")
         self.kh, self.kw = kh, kw
         self.ph = _pads_1d(padding, x_shape[1], kh, self.sh, self.dh, eh)
         self.pw = _pads_1d(padding, x_shape[2], kw, self.sw, self.dw, ew)
@@ -103,6 +107,8 @@ def _conv_infer(x, w, depthwise, attrs):
         raise infer_error(f"input and filter differ in dtype: {x.dtype.name} and {w.dtype.name}.")
     xs = x.shape or (None,) * 4
     ws = w.shape or (None,) * 4
+    if any(k is not None and k < 1 for k in ws[:2]):
+        raise infer_error(f"the filter {format_shape(ws)} must be at least 1x1.")
     if xs[3] is not None and ws[2] is not None and xs[3] != ws[2]:
         raise infer_error(f"input {format_shape(xs)} has {xs[3]} channels; the filter {format_shape(ws)} wants {ws[2]}.")
     if depthwise:

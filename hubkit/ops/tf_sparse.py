@@ -121,15 +121,38 @@ class TfSparseSegmentRows:
         return rows[segment_ids]
 
 
+def _check_fill_inputs(indices, values, dense_shape, default_value) -> None:
+    """What TF checks, and what the Numba kernel needs to stay in bounds (it reads ``values[m]`` and
+    ``indices[m, 0]`` for every row ``m`` unchecked: 4M index rows with one value read 32 MB past it)."""
+    if indices.ndim != 2 or indices.shape[1] < 1 or indices.dtype.kind not in "iu":
+        raise TfRuntimeError(f"indices must be an integer matrix with 1 or more columns, got shape {list(indices.shape)}.")
+    if values.ndim != 1 or len(values) != len(indices):
+        raise TfRuntimeError(f"values must be a vector of {len(indices)} entries (one per index row), got shape "
+                             f"{list(values.shape)}.")
+    if dense_shape.ndim != 1 or len(dense_shape) < 1 or dense_shape.dtype.kind not in "iu":
+        raise TfRuntimeError(f"dense_shape must be a non-empty integer vector, got shape {list(dense_shape.shape)}.")
+    if np.size(default_value) != 1:
+        raise TfRuntimeError(f"default_value must be a scalar, got {np.size(default_value)} values.")
+    rows = int(dense_shape[0])
+    if rows < 0 or (len(indices) and (indices[:, 0].min() < 0 or indices[:, 0].max() >= rows)):
+        raise TfRuntimeError(f"a sparse index row is out of range [0, {rows}).")
+
+
 @register_op
 class TfSparseFillEmptyRows:
     """TF ``SparseFillEmptyRows``: ``output_indices, output_values, empty_row_indicator, reverse_index_map``."""
 
     def infer(indices, values, dense_shape, default_value):
+        for t, rank, what in ((indices, 2, "indices"), (values, 1, "values"), (dense_shape, 1, "dense_shape")):
+            if t.shape is not None and len(t.shape) != rank:
+                raise infer_error(f"{what} must have rank {rank}, got shape {list(t.shape)}.")
+        if default_value.shape is not None and any(d is not None and d != 1 for d in default_value.shape):
+            raise infer_error(f"default_value must be a scalar, got shape {list(default_value.shape)}.")
         return [(int64, (None, 2) if indices.shape is None else (None, indices.shape[1])),
                 (values.dtype, (None,)), (bool_, (None,)), (int64, values.shape)]
 
     def forward(indices, values, dense_shape, default_value):
+        _check_fill_inputs(indices, values, dense_shape, default_value)
         rows = int(dense_shape[0])
         n = len(indices)
         k = kernels() if indices.ndim == 2 and values.dtype != object and rows >= 0 else None

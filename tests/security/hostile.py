@@ -166,3 +166,49 @@ def http_get(url: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, b""
+
+
+_CHILD_PROLOGUE = r'''
+import json, sys, traceback
+import numpy as np
+import hubkit as hk
+from hubkit.errors import HubkitError
+
+def attempt(label, fn):
+    print(json.dumps({"start": label}), flush=True)
+    try:
+        fn()
+        record = {"label": label, "outcome": "ok"}
+    except HubkitError as e:
+        record = {"label": label, "outcome": "hubkit", "error": f"{type(e).__name__}: {e}"[:500]}
+    except BaseException as e:
+        record = {"label": label, "outcome": "other", "error": traceback.format_exc()[-1500:]}
+    print(json.dumps(record), flush=True)
+'''
+
+
+def run_in_child(code: str, *args: str, timeout: float = 300.0, env: dict[str, str] | None = None) -> dict[str, dict]:
+    """Runs ``code`` (which calls ``attempt(label, fn)``) in a fresh interpreter; the record of each label.
+
+    A hostile input that crashes the interpreter (SIGSEGV) or hangs then fails the test instead of killing
+    pytest: the child's exit status must be 0 and it must finish within ``timeout`` seconds.
+    """
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    child_env = dict(os.environ if env is None else env)
+    child_env["PYTHONPATH"] = root + os.pathsep + child_env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _CHILD_PROLOGUE + code, *args], capture_output=True, text=True,
+                       timeout=timeout, env=child_env, cwd=root)
+    records: dict[str, dict] = {}
+    last = None
+    for line in r.stdout.splitlines():
+        record = json.loads(line)
+        if "start" in record:
+            last = record["start"]
+        else:
+            records[record["label"]] = record
+    assert r.returncode == 0, f"the child died with status {r.returncode} in {last!r}: {r.stderr[-2000:]}"
+    return records

@@ -23,6 +23,7 @@ from hubkit.graph import (
 )
 from hubkit.importers.onnx import ops_math, ops_nn, ops_shape  # noqa: F401  (register the translators)
 from hubkit.importers.onnx.registry import TRANSLATORS
+from hubkit.ops._helpers import MAX_OUTPUT_ELEMENTS
 from hubkit.ops.registry import get_op
 
 __all__ = ["SUPPORTED_OPS", "Context", "check_fold_size", "check_supported", "onnx_dtype"]
@@ -35,8 +36,9 @@ _DTYPE_NAMES = {1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "
                 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64", 16: "BFLOAT16"}
 _MAX_FOLD_ELEMENTS = 1 << 24  # folding a larger constant would bloat graph.pb: keep it as graph ops
 # A node output whose static shape (computed at import from constants: Resize scales, Expand shapes, ...)
-# holds more elements than this is refused at import rather than left to fail allocating at run time.
-_MAX_STATIC_ELEMENTS = 1 << 31
+# holds more elements than this is refused at import rather than left to fail allocating at run time; unknown
+# dimensions count as 1 (a bound per batch item). The ops that multiply sizes check it again at run time.
+_MAX_STATIC_ELEMENTS = MAX_OUTPUT_ELEMENTS
 
 
 def onnx_dtype(code: int, what: str) -> DType:
@@ -164,11 +166,12 @@ class Context:
             with self.graph.as_default():
                 outs = translator(self, node, attrs)
             for out in outs:
-                if isinstance(out, Tensor) and out.shape is not None and None not in out.shape:
-                    elements = math.prod(out.shape)
+                if isinstance(out, Tensor) and out.shape is not None:
+                    elements = math.prod(1 if d is None else d for d in out.shape)
                     if elements > _MAX_STATIC_ELEMENTS:
+                        per = " (unknown dimensions counted as 1)" if None in out.shape else ""
                         raise GraphError(f"the output of static shape {list(out.shape)} would hold {elements} "
-                                         f"elements; the limit is {_MAX_STATIC_ELEMENTS}.")
+                                         f"elements{per}; the limit is {_MAX_STATIC_ELEMENTS}.")
         for name, out in zip(node.output, outs):
             if name:
                 self.values[name] = np.asarray(out) if not isinstance(out, Tensor) else out
