@@ -20,6 +20,14 @@ from hubkit.hub import cache as cache_module
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.fixture(autouse=True)
+def _remove_deep_trees(tmp_path):
+    """Each test removes its own trees: pytest deletes old temp directories with ``shutil.rmtree``, which recurses
+    once per level on Python 3.11, so a deep tree left in ``tmp_path`` broke every later pytest run on the machine."""
+    yield
+    cache_module._remove(str(tmp_path))
+
+
 def _plant_deep_tree(path: str, depth: int, files_every: int = 0, link_to: str | None = None) -> None:
     """``path/a/a/.../a`` ``depth`` levels deep, made relative to descriptors (no long paths); optionally a file
     every ``files_every`` levels and a link to ``link_to`` at every level that has a file."""
