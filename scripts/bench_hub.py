@@ -31,9 +31,6 @@ with curl) with each CPU-per-byte lever of the install switched off alone (and a
   thread reads it back, as before).
 - ``download-writes``: when the extraction thread falls behind (4 pieces wait), the download thread
   writes the waiting pieces to the download file itself (off: only the extraction thread writes it).
-- ``hash-thread``: the download's sha256 is computed by a thread of its own, from the received pieces
-  themselves (off: the download thread hashes each piece after receiving it). An earlier sha256 thread that
-  copied every piece (double-buffered) was a wash on 2 cores and was deleted.
 
 Besides the best and the median of each contender, the download rounds are paired: each hubkit round
 against the curl run of the same round, then the median of those ratios (the host's speed drifts within a
@@ -375,23 +372,7 @@ def bench_download(
           f"target < 100 MB)")
 
 
-_LEVERS = ("background", "handoff", "download-writes", "hash-thread")
-
-
-class _InlineHasher:
-    """The download's sha256 computed in the download thread itself (lever ``hash-thread`` off)."""
-
-    def __init__(self, start=None):
-        self._hash = start if start is not None else hashlib.sha256()
-
-    def update(self, data):
-        self._hash.update(data)
-
-    def hexdigest(self):
-        return self._hash.hexdigest()
-
-    def close(self):
-        pass
+_LEVERS = ("background", "handoff", "download-writes")
 
 
 def _file_following_extraction():
@@ -430,15 +411,11 @@ class _ExtractAfterDownload:
         return safe_extract(self.archive_path, self.destination, *self.limits)
 
 
-from hubkit.hub.http import _PieceHasher as _PIECE_HASHER  # noqa: E402
-
-
 def _set_levers(off: set[str]) -> None:
     """Switches the named levers off (and every other one on) for the next in-process resolve."""
-    from hubkit.hub import extract, http, resolvers
+    from hubkit.hub import extract, resolvers
 
     extract._DOWNLOAD_WRITES_AT = 1 << 30 if "download-writes" in off else 4
-    http._PieceHasher = _InlineHasher if "hash-thread" in off else _PIECE_HASHER
     if "background" in off:
         resolvers.BackgroundExtraction = _ExtractAfterDownload
     elif "handoff" in off:
