@@ -20,8 +20,8 @@ Each download round runs, one after the other: hubkit's resolve (download + veri
 fresh process with an empty cache, hubkit's download alone (``HttpClient.download``: what extraction
 adds on top of it), and curl. The best and the median round are reported.
 
-``--levers`` instead times, in this one process and interleaved round by round, ``hubkit.resolve`` with
-each CPU-per-byte lever of the install switched off alone (and all of them off) against all on, and curl:
+``--levers`` instead times ``hubkit.resolve`` (each in a fresh process, as above, interleaved round by round
+with curl) with each CPU-per-byte lever of the install switched off alone (and all of them off) against all on:
 
 - ``background``: the archive is extracted by a second thread while it downloads (off: extracted after
   the download finished). zlib's own gzip decoder does the inflating either way (the hand-written
@@ -31,15 +31,20 @@ each CPU-per-byte lever of the install switched off alone (and all of them off) 
   thread reads it back, as before).
 - ``download-writes``: when the extraction thread falls behind (4 pieces wait), the download thread
   writes the waiting pieces to the download file itself (off: only the extraction thread writes it).
+- ``hash-thread``: the download's sha256 is computed by a thread of its own, from the received pieces
+  themselves (off: the download thread hashes each piece after receiving it). An earlier sha256 thread that
+  copied every piece (double-buffered) was a wash on 2 cores and was deleted.
 
-A sha256 thread of its own (double-buffered) was measured here as a lever and deleted: a wash on 2 cores
-(best 0.317 s with it, 0.313 s without; medians 0.375 and 0.343 s; load 1.6).
+Besides the best and the median of each contender, the download rounds are paired: each hubkit round
+against the curl run of the same round, then the median of those ratios (the host's speed drifts within a
+run). The CPU of the resolving process is printed by thread (``main`` is the downloading one).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -48,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 from _timing import load_header
@@ -56,8 +62,23 @@ import hubkit
 from hubkit.hub.serve import make_server
 
 _CHILD_RESOLVE = """
-import os, sys, time
+import collections, json, os, sys, threading, time
 import hubkit
+
+thread_cpu = collections.defaultdict(float)  # CPU seconds by thread name (hubkit-extract, hubkit-sha256, ...)
+run = threading.Thread.run
+
+def counted_run(self):
+    try:
+        run(self)
+    finally:
+        thread_cpu[self.name] += time.thread_time()
+
+threading.Thread.run = counted_run
+if len(sys.argv) > 2:  # --levers: these levers off in this process (argv[3] is the scripts directory)
+    sys.path.insert(0, sys.argv[3])
+    import bench_hub
+    bench_hub._set_levers(set(filter(None, sys.argv[2].split(","))))
 
 def peak_rss_mb():
     with open("/proc/self/status") as f:
@@ -69,14 +90,19 @@ def peak_rss_mb():
 
 import requests, urllib3, tqdm, platformdirs  # loaded before the baseline, so it counts only the download
 baseline = peak_rss_mb()
-start, start_cpu = time.perf_counter(), time.process_time()
+start, start_cpu, start_main = time.perf_counter(), time.process_time(), time.thread_time()
 path = hubkit.resolve(sys.argv[1])
 elapsed = time.perf_counter() - start
-import threading
+thread_cpu["main"] = time.thread_time() - start_main
 for thread in threading.enumerate():  # e.g. the removal of the downloaded archive, which resolve does not wait for
     if thread is not threading.current_thread() and not thread.daemon:
         thread.join()
-print(elapsed, baseline, peak_rss_mb(), time.perf_counter() - start, time.process_time() - start_cpu)
+settled, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+for thread in threading.enumerate():  # watchdogs, stopped by now: a thread's CPU is counted when it ends
+    if thread is not threading.current_thread():
+        thread.join(5)
+print(elapsed, baseline, peak_rss_mb(), settled, cpu)
+print(json.dumps(thread_cpu))
 """
 
 _CHILD_DOWNLOAD_ONLY = """
@@ -97,6 +123,41 @@ with requests.get(sys.argv[1], stream=True, timeout=60) as r, open(sys.argv[2], 
         f.write(chunk)
 print(time.perf_counter() - start)
 """
+
+
+class _Resolved(NamedTuple):
+    """What one resolve in a fresh process measured (see ``_CHILD_RESOLVE``)."""
+
+    seconds: float  # wall time of resolve()
+    baseline_mb: float  # peak RSS after the imports, before resolve()
+    peak_mb: float  # peak RSS at the end
+    settled: float  # wall time until its background cleanup ended too
+    cpu: float  # CPU seconds of the process (all threads) during resolve() and the cleanup
+    thread_cpu: dict[str, float]  # CPU seconds of each thread, by name ("main" for the resolving one)
+
+
+def _resolve_in_child(url: str, env: dict[str, str], levers_off: set[str] | None = None) -> _Resolved:
+    shutil.rmtree(env["HUBKIT_CACHE_DIR"], ignore_errors=True)
+    args = [sys.executable, "-c", _CHILD_RESOLVE, url]
+    if levers_off is not None:
+        args += [",".join(sorted(levers_off)), os.path.dirname(os.path.abspath(__file__))]
+    lines = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    shutil.rmtree(env["HUBKIT_CACHE_DIR"], ignore_errors=True)
+    seconds, baseline, peak, settled, cpu = (float(value) for value in lines[0].split())
+    return _Resolved(seconds, baseline, peak, settled, cpu, json.loads(lines[1]))
+
+
+def _curl_seconds(curl: str, url: str, target: str) -> float:
+    start = time.perf_counter()
+    subprocess.run([curl, "-sSf", "--noproxy", "127.0.0.1", "-o", target, url], check=True)
+    seconds = time.perf_counter() - start
+    os.unlink(target)
+    return seconds
+
+
+def _thread_cpu_line(samples: list[dict[str, float]]) -> str:
+    names = sorted({name for sample in samples for name in sample}, key=lambda name: (name != "main", name))
+    return ", ".join(f"{name} {statistics.median(sample.get(name, 0.0) for sample in samples):.3f} s" for name in names)
 
 
 def sha256_mb_per_s(megabytes: int = 64, rounds: int = 3) -> tuple[float, bool]:
@@ -230,48 +291,46 @@ def bench_download(
         kind = "nginx"
     url = f"{base}/bench/big/1"
     archive_url = f"{url}.tar.gz"
+    env = {**os.environ, "HUBKIT_CACHE_DIR": os.path.join(workdir, "cache"), "HUBKIT_PROGRESS": "0",
+           "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     if levers:
-        print(f"levers, in-process resolve ({kind}, {rounds} interleaved rounds; load {os.getloadavg()[0]:.1f}):")
-        bench_levers(url, os.path.join(workdir, "cache-levers"), manifest["size"] / 1e6, rounds, shutil.which("curl"),
-                     workdir, None if levers is True else levers)
+        print(f"levers, resolve in a fresh process each ({kind}, {rounds} interleaved rounds; "
+              f"load {os.getloadavg()[0]:.1f}):")
+        bench_levers(url, env, manifest["size"] / 1e6, rounds, shutil.which("curl"), workdir,
+                     None if levers is True else levers)
         if kind == "nginx":
             server.terminate()  # type: ignore[attr-defined]
             server.wait(10)  # type: ignore[attr-defined]
         else:
             server.shutdown()  # type: ignore[attr-defined]
         return
-    env = {**os.environ, "HUBKIT_CACHE_DIR": os.path.join(workdir, "cache"), "HUBKIT_PROGRESS": "0",
-           "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     target = os.path.join(workdir, "curl.out")
     curl = shutil.which("curl")
     hub_times, download_times, base_times, peaks, baselines = [], [], [], [], []
     settled_times, untar_times = [], []  # resolve until its background cleanup ended; curl | tar xz
     cpu_times = []  # CPU seconds of the resolving process (all its threads): steadier than wall time under load
+    thread_cpus: list[dict[str, float]] = []  # CPU seconds of each of its threads, by name
     tar = shutil.which("tar")
     untar_dir = os.path.join(workdir, "untar")
     for _ in range(rounds):  # contenders interleaved round by round: load from other jobs hits all alike
-        shutil.rmtree(env["HUBKIT_CACHE_DIR"], ignore_errors=True)
-        out = subprocess.run([sys.executable, "-c", _CHILD_RESOLVE, url], env=env, capture_output=True, text=True,
-                             check=True).stdout.split()
-        hub_times.append(float(out[0]))
-        baselines.append(float(out[1]))
-        peaks.append(float(out[2]))
-        settled_times.append(float(out[3]))
-        cpu_times.append(float(out[4]))
-        shutil.rmtree(env["HUBKIT_CACHE_DIR"], ignore_errors=True)
+        resolved = _resolve_in_child(url, env)
+        thread_cpus.append(resolved.thread_cpu)
+        hub_times.append(resolved.seconds)
+        baselines.append(resolved.baseline_mb)
+        peaks.append(resolved.peak_mb)
+        settled_times.append(resolved.settled)
+        cpu_times.append(resolved.cpu)
         out = subprocess.run([sys.executable, "-c", _CHILD_DOWNLOAD_ONLY, archive_url, target], env=env,
                              capture_output=True, text=True, check=True).stdout
         download_times.append(float(out))
         os.unlink(target)
         if curl:
-            start = time.perf_counter()
-            subprocess.run([curl, "-sSf", "--noproxy", "127.0.0.1", "-o", target, archive_url], check=True)
-            base_times.append(time.perf_counter() - start)
+            base_times.append(_curl_seconds(curl, archive_url, target))
         else:
             out = subprocess.run([sys.executable, "-c", _CHILD_REQUESTS, archive_url, target], env=env,
                                  capture_output=True, text=True, check=True).stdout
             base_times.append(float(out))
-        os.unlink(target)
+            os.unlink(target)
         if curl and tar:  # what a user would run to get the files: download and extract in one pipeline
             os.makedirs(untar_dir)
             start = time.perf_counter()
@@ -303,14 +362,36 @@ def bench_download(
         untar = f"; vs curl | tar xz {pick(untar_times) / hub:.2f}x" if untar_times else ""
         print(f"    with the background cleanup awaited: {size / settled:.0f} MB/s, {base / settled:.2f}x of "
               f"{baseline_name}{untar}")
+    # The host's speed drifts within a run (other jobs, the page cache, the disk's discards): each hubkit round
+    # against the curl run right after it, then the median of those ratios, is steadier than best vs best.
+    paired = sorted(base / hub for hub, base in zip(hub_times, base_times))
+    print(f"paired by round ({baseline_name} / hubkit of the same round): median {statistics.median(paired):.2f}x "
+          f"(from {paired[0]:.2f}x to {paired[-1]:.2f}x; target >= 0.7x)")
     print(f"CPU of the resolving process (all threads, cleanup included): best {min(cpu_times):.3f} s, median "
           f"{statistics.median(cpu_times):.3f} s for {size:.0f} MB")
+    print(f"    median CPU by thread: {_thread_cpu_line(thread_cpus)}")
     print(f"load average {os.getloadavg()[0]:.1f}; peak RSS of the downloading process: {max(peaks):.0f} MB "
           f"(of which {max(peaks) - min(baselines):.0f} MB above the {min(baselines):.0f} MB after imports; "
           f"target < 100 MB)")
 
 
-_LEVERS = ("background", "handoff", "download-writes")
+_LEVERS = ("background", "handoff", "download-writes", "hash-thread")
+
+
+class _InlineHasher:
+    """The download's sha256 computed in the download thread itself (lever ``hash-thread`` off)."""
+
+    def __init__(self, start=None):
+        self._hash = start if start is not None else hashlib.sha256()
+
+    def update(self, data):
+        self._hash.update(data)
+
+    def hexdigest(self):
+        return self._hash.hexdigest()
+
+    def close(self):
+        pass
 
 
 def _file_following_extraction():
@@ -349,11 +430,15 @@ class _ExtractAfterDownload:
         return safe_extract(self.archive_path, self.destination, *self.limits)
 
 
+from hubkit.hub.http import _PieceHasher as _PIECE_HASHER  # noqa: E402
+
+
 def _set_levers(off: set[str]) -> None:
     """Switches the named levers off (and every other one on) for the next in-process resolve."""
-    from hubkit.hub import extract, resolvers
+    from hubkit.hub import extract, http, resolvers
 
     extract._DOWNLOAD_WRITES_AT = 1 << 30 if "download-writes" in off else 4
+    http._PieceHasher = _InlineHasher if "hash-thread" in off else _PIECE_HASHER
     if "background" in off:
         resolvers.BackgroundExtraction = _ExtractAfterDownload
     elif "handoff" in off:
@@ -363,36 +448,34 @@ def _set_levers(off: set[str]) -> None:
 
 
 def bench_levers(
-    url: str, cache: str, size: float, rounds: int, curl: str | None, workdir: str, only: str | None = None
+    url: str, env: dict[str, str], size: float, rounds: int, curl: str | None, workdir: str, only: str | None = None
 ) -> None:
+    """Times resolve with each lever off alone (and all off) against all on, each in a fresh process like the
+    main measurement (resolves in one long-lived process were slower and noisier: 0.57-0.71 s against
+    0.34-0.41 s in the same minute), interleaved round by round with curl."""
     variants = {"all on": set(), **{f"{lever} off": {lever} for lever in _LEVERS}, "all off": set(_LEVERS)}
     if only is not None:
         variants = {"all on": set(), f"{only} off": {only}}
-    times: dict[str, list[float]] = {name: [] for name in [*variants, "curl"]}
-    cpu: dict[str, list[float]] = {name: [] for name in variants}  # CPU seconds of both threads
+    runs: dict[str, list[_Resolved]] = {name: [] for name in variants}
+    curl_times: list[float] = []
     target = os.path.join(workdir, "curl.out")
-    os.environ["HUBKIT_CACHE_DIR"] = cache
     for _ in range(rounds):
         for name, off in variants.items():
-            shutil.rmtree(cache, ignore_errors=True)
-            _set_levers(off)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            hubkit.resolve(url)
-            times[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+            runs[name].append(_resolve_in_child(url, env, off))
         if curl:
-            start = time.perf_counter()
-            subprocess.run([curl, "-sSf", "--noproxy", "127.0.0.1", "-o", target, f"{url}.tar.gz"], check=True)
-            times["curl"].append(time.perf_counter() - start)
-            os.unlink(target)
-    _set_levers(set())
-    shutil.rmtree(cache, ignore_errors=True)
-    curl_best = min(times["curl"]) if curl else None
-    for name, values in times.items():
-        best, median = min(values), statistics.median(values)
-        ratio = f", {curl_best / best:.2f}x of curl's best" if curl_best else ""
-        used = f"; CPU best {min(cpu[name]):.3f} s, median {statistics.median(cpu[name]):.3f} s" if name in cpu else ""
-        print(f"  {name:16s} best {best:.3f} s ({size / best:.0f} MB/s), median {median:.3f} s{ratio}{used}")
+            curl_times.append(_curl_seconds(curl, f"{url}.tar.gz", target))
+    for name, samples in runs.items():
+        times = [sample.seconds for sample in samples]
+        line = f"  {name:18s} best {min(times):.3f} s ({size / min(times):.0f} MB/s), median {statistics.median(times):.3f} s"
+        if curl_times:
+            paired = statistics.median(base / hub for hub, base in zip(times, curl_times))
+            line += f", {min(curl_times) / min(times):.2f}x of curl's best, paired by round {paired:.2f}x"
+        cpu = [sample.cpu for sample in samples]
+        print(f"{line}; CPU best {min(cpu):.3f} s, median {statistics.median(cpu):.3f} s")
+        print(f"      median CPU by thread: {_thread_cpu_line([sample.thread_cpu for sample in samples])}")
+    if curl_times:
+        print(f"  {'curl':18s} best {min(curl_times):.3f} s ({size / min(curl_times):.0f} MB/s), "
+              f"median {statistics.median(curl_times):.3f} s")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Image feature extractor at batch 32: hubkit (NumPy and Numba kernels) vs onnxruntime, same weights.
 
 Usage: ``python scripts/bench_image.py [--image-size 96] [--batch 32] [--seconds 10] [--threads 1]``
-``[--per-layer | --blas | --thresholds | --bias-relu]``
+``[--per-layer | --blas | --thresholds | --bias-relu | --rgb-layer]``
 
 Exports the CNN of scripts/export_image_features.py, loads it, and builds the same network as an
 ONNX graph with ``onnx.helper`` (NHWC input transposed to NCHW, Conv/Relu/MaxPool, global average).
@@ -24,6 +24,9 @@ The other modes time one piece each, its contenders interleaved in this process 
   and ``_WINOGRAD_MIN_TILES`` in ``hubkit/ops/_conv_numpy.py``;
 - ``--bias-relu``: ``relu(bias_add(x, b))`` on the block-1 activations (batch x 96 x 96 x 32):
   the plan unfused vs fused (Numba) vs NumPy writing the ReLU in place into the bias-add result.
+- ``--rgb-layer``: the first block (3x3 conv on the RGB images + bias + ReLU + 2x2 max pool) as the
+  fused step runs it: the direct Numba kernel (``hubkit/ops/_conv_small.py``) vs the blocked im2col
+  GEMM, and onnxruntime running the same block (transposes to and from NCHW included), CPU time.
 """
 
 from __future__ import annotations
@@ -288,6 +291,66 @@ def bench_bias_relu(batch: int, image_size: int, rounds: int) -> None:
         print(f"  {name:>14}: {timing.best * 1e3:6.2f} ms  ({t['unfused plan'].best / timing.best:4.2f}x the unfused plan's speed)")
 
 
+
+def _rgb_layer_onnx(w: np.ndarray, b: np.ndarray, image_size: int, threads: int):
+    """onnxruntime running the first block alone (NHWC in and out), or None without onnx/onnxruntime."""
+    try:
+        import onnxruntime
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["xt", "w", "b"], ["c"], kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Transpose", ["p"], ["y"], perm=[0, 2, 3, 1]),
+    ]
+    inits = [numpy_helper.from_array(np.ascontiguousarray(w.transpose(3, 2, 0, 1)), "w"), numpy_helper.from_array(b, "b")]
+    graph = helper.make_graph(
+        nodes, "rgb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, image_size, image_size, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 8)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def bench_rgb_layer(batch: int, image_size: int, threads: int, rounds: int) -> None:
+    w, _ = init_weights(0)[0]
+    b = np.random.default_rng(2).standard_normal(w.shape[3]).astype(np.float32)
+    x = np.random.default_rng(1).random((batch, image_size, image_size, 3), dtype=np.float32)
+    small = conv_fused.SMALL_MAX_CHANNELS
+    _numba.set_numba_enabled(True)
+
+    def fused(direct: bool):
+        def run() -> np.ndarray:
+            conv_fused.SMALL_MAX_CHANNELS = small if direct else 0
+            try:
+                return conv_fused.conv2d_bias_act_max_pool(x, w, b, 1, (1, 1), (1, 1), "SAME", (2, 2), (2, 2), "VALID")
+            finally:
+                conv_fused.SMALL_MAX_CHANNELS = small
+
+        return run
+
+    fns = {"direct (Numba)": fused(True), "blocked im2col": fused(False)}
+    session = _rgb_layer_onnx(w, b, image_size, threads)
+    if session is not None:
+        fns["onnxruntime"] = lambda: session.run(["y"], {"x": x})[0]
+    ref = fns["blocked im2col"]()
+    for fn in fns.values():
+        np.testing.assert_allclose(fn(), ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+    t = interleaved(fns, rounds, 1, warmup=1, pause=0.05, clock=time.process_time)
+    flops = 2 * batch * image_size * image_size * w.size
+    print(f"first block (3x3 conv {w.shape[2]} -> {w.shape[3]} + bias + ReLU + 2x2 max pool), batch {batch}, "
+          f"{image_size}x{image_size}, CPU time, min (median) of {rounds} interleaved calls:")
+    for name, timing in t.items():
+        print(f"  {name:>15}: {timing.best * 1e3:6.2f} ms ({timing.median * 1e3:6.2f} ms), "
+              f"{flops / timing.best / 1e9:5.1f} GFLOP/s, {timing.best / t['blocked im2col'].best:4.2f}x the im2col's time")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=96)
@@ -300,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--blas", action="store_true", help="GFLOP/s of a 2048^3 float32 matmul with the loaded BLAS")
     mode.add_argument("--thresholds", action="store_true", help="Winograd vs im2col over channel and tile counts")
     mode.add_argument("--bias-relu", action="store_true", help="relu(bias_add) unfused vs fused vs NumPy in place")
+    mode.add_argument("--rgb-layer", action="store_true", help="the first block: direct kernel vs im2col vs onnxruntime")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
@@ -317,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.bias_relu:
         bench_bias_relu(args.batch, args.image_size, args.rounds)
+        return 0
+    if args.rgb_layer:
+        bench_rgb_layer(args.batch, args.image_size, args.threads, args.rounds)
         return 0
     images = np.random.default_rng(1).random((args.batch, args.image_size, args.image_size, 3), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:

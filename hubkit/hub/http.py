@@ -18,6 +18,7 @@ whole body, and the download starts over.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import hashlib
@@ -29,15 +30,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from hubkit.errors import DownloadError, FormatError, IntegrityError, ResolveError
 from hubkit.format.bounded_io import parse_json, read_json_file
 from hubkit.hub.config import HubConfig
 from hubkit.hub.handles import redact_url
-
-if TYPE_CHECKING:
-    from _hashlib import HASH
 
 __all__ = ["GZIP_MAGIC", "DownloadFollower", "DownloadResult", "HttpClient"]
 
@@ -46,6 +44,7 @@ _log = logging.getLogger("hubkit.hub")
 GZIP_MAGIC = b"\x1f\x8b"
 _RETRY_STATUS = frozenset({408, 429})
 _MAX_DOCUMENT_BYTES = 64 << 20
+_HASH_WAITING = 8  # received pieces waiting for the hashing thread, at most (each keeps its buffer)
 _MIN_READ = 64 << 10  # first (and smallest) piece of a download body
 _FAST_READ_SECONDS = 0.05  # a full piece read faster than this doubles the next one (up to chunk_size)
 _SLOW_READ_SECONDS = 0.5  # a piece taking longer than this halves the next one
@@ -116,13 +115,107 @@ class DownloadFollower(Protocol):
         """The download is about to truncate the file and start over from byte 0."""
 
 
+class _Hash(Protocol):
+    """What a download needs of a hash: ``hashlib.sha256()``, or a :class:`_PieceHasher`."""
+
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
 class _Transfer(TypedDict):
     """What a download wrote so far, kept across its retries."""
 
     received: int
-    hasher: HASH  # sha256 of the bytes received
+    hasher: _Hash  # sha256 of the bytes received
     validator: str | None  # the server's strong ETag or Last-Modified, sent as If-Range when resuming
     head: bytes  # the first bytes of the body (up to one tar block), to check it is an archive
+
+
+class _PieceHasher:
+    """The sha256 of a download's pieces, computed by a thread of its own while the next ones are received.
+
+    hashlib releases the GIL while it hashes a large buffer, so receiving a piece, hashing the one before
+    and extracting (:class:`~hubkit.hub.extract.BackgroundExtraction`) the ones before that overlap:
+    the download thread no longer receives and hashes one after the other, and three threads share the
+    two cores as the work comes.
+    A piece is hashed from the caller's buffer, never a copy: this keeps a view of it until it is hashed,
+    so a buffer that is only reused once no view of it is left (``piece_buffer``) is never written over
+    first. Pieces are hashed in the order given; at most ``_HASH_WAITING`` wait (``update`` blocks).
+
+    Args:
+        start: The hash of the bytes before the first piece (e.g. of a resumed download's partial file).
+    """
+
+    def __init__(self, start: _Hash | None = None) -> None:
+        self._hash = start if start is not None else hashlib.sha256()
+        self._waiting: collections.deque[memoryview] = collections.deque()
+        self._condition = threading.Condition()
+        self._hashing = False  # the thread holds a piece taken from _waiting
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None  # started with the first piece
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        """Queues ``data`` (which must not change until it is hashed) to be hashed after what came before."""
+        view = memoryview(data)  # a view of its own, released by the thread once hashed
+        with self._condition:
+            while len(self._waiting) >= _HASH_WAITING and self._error is None and not self._closed:
+                self._condition.wait()
+            self._check()
+            self._waiting.append(view)
+            self._condition.notify_all()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hubkit-sha256", daemon=True)
+                self._thread.start()
+
+    def hexdigest(self) -> str:
+        """Waits until every queued piece is hashed; returns the hex sha256 of all of them."""
+        with self._condition:
+            while (self._waiting or self._hashing) and self._error is None and not self._closed:
+                self._condition.wait()
+            self._check()
+            return self._hash.hexdigest()
+
+    def close(self) -> None:
+        """Stops the thread (pieces still waiting are dropped, with their views) and waits for it."""
+        with self._condition:
+            self._closed = True
+            while self._waiting:
+                self._waiting.popleft().release()
+            self._condition.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise DownloadError(f"Hashing the download failed: {self._error!r}.")
+        if self._closed:
+            raise RuntimeError("the download's hasher is closed")
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._waiting and not self._closed:
+                    self._condition.wait()
+                if self._closed:
+                    return
+                view = self._waiting.popleft()
+                self._hashing = True
+                self._condition.notify_all()  # room for the next piece
+            try:
+                self._hash.update(view)
+            except BaseException as exc:  # e.g. MemoryError: handed to the download thread
+                with self._condition:
+                    self._error = exc
+                    self._hashing = False
+                    self._condition.notify_all()
+                return
+            finally:
+                view.release()  # the buffer may be reused from now on
+            with self._condition:
+                self._hashing = False
+                self._condition.notify_all()
 
 
 class DownloadResult:
@@ -356,7 +449,8 @@ class HttpClient:
         Memory stays flat: the body is received into one reusable buffer of up to ``chunk_size`` bytes,
         then hashed and written to the file from there; or, with a follower that takes pieces, into a
         buffer per piece that the follower writes to the file (a bounded number wait for it; the
-        follower's ``piece_buffer`` gives the buffers, else each is new).
+        follower's ``piece_buffer`` gives the buffers, else each is new), and that a thread of its own
+        hashes meanwhile (:class:`_PieceHasher`, which keeps a view of each piece until it is hashed).
 
         Args:
             url: The archive URL.
@@ -407,6 +501,8 @@ class HttpClient:
             state["validator"] = None
             if info_path is not None:
                 _remove_quietly(info_path)
+        if take is not None:  # taken pieces are never written again here: they are hashed in a thread
+            state["hasher"] = _PieceHasher(state["hasher"])
 
         def restart() -> None:
             nonlocal resumed_from
@@ -414,7 +510,8 @@ class HttpClient:
                 follower.restart()
             _truncate(fd)
             state["received"] = 0
-            state["hasher"] = hashlib.sha256()
+            _close_hasher(state)
+            state["hasher"] = hashlib.sha256() if take is None else _PieceHasher()
             state["head"] = b""
             resumed_from = 0
 
@@ -497,6 +594,7 @@ class HttpClient:
         try:
             return self._with_retries(url, attempt)
         finally:
+            _close_hasher(state)
             os.close(fd)
 
     @staticmethod
@@ -614,6 +712,12 @@ def _remove_quietly(path: str) -> None:
         mode = os.lstat(path).st_mode
         if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
             os.unlink(path)
+
+
+def _close_hasher(state: _Transfer) -> None:
+    hasher = state["hasher"]
+    if isinstance(hasher, _PieceHasher):
+        hasher.close()
 
 
 def _continue_partial(fd: int, state: _Transfer, follower: DownloadFollower | None) -> int:

@@ -2,9 +2,9 @@
 
 Each wrapper has the signature of the NumPy kernel it stands for and falls back to it when Numba is
 off. Pooling is chosen by measurement: the Numba loops beat NumPy's sliding-window reductions
-(`scripts/bench_image.py` runs the network with both kernel sets side by side). Convolution stays
-NumPy (blocked im2col or Winograd feeding BLAS): direct Numba loops and Numba im2col variants were
-slower in development measurements, and no code for them is kept.
+(`scripts/bench_image.py` runs the network with both kernel sets side by side). The unfused
+convolution op stays NumPy (blocked im2col or Winograd feeding BLAS); the fused steps' Numba
+convolution kernels are in :mod:`hubkit.ops._winograd43` and :mod:`hubkit.ops._conv_small`.
 """
 
 from __future__ import annotations

@@ -2,9 +2,11 @@
 
 Used by the fused linear steps of the plan optimiser (``hubkit/runtime/optimize.py``). The
 convolution itself is the one :mod:`hubkit.ops._conv_numpy` runs (1x1 as one GEMM, Winograd F(2x2, 3x3),
-blocked im2col, per-tap): the blocked lowerings call the epilogue on each output block right after
-its GEMM (a few MB, still in L2), instead of a ``BiasAdd`` and a ``Relu`` step each reading and
-writing the whole output (tens of MB for early layers) and allocating a new one.
+blocked im2col, per-tap), or Winograd F(4x4, 3x3) with compiled transforms: the blocked lowerings
+call the epilogue on each output block right after its GEMM (a few MB, still in L2), instead of a
+``BiasAdd`` and a ``Relu`` step each reading and writing the whole output (tens of MB for early
+layers) and allocating a new one. A few-channel (RGB) convolution followed by a 2x2 max pool runs the
+direct Numba kernel of :mod:`hubkit.ops._conv_small`, which fuses the pool too.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import _conv_numpy as conv_numpy
-from hubkit.ops import _winograd, _winograd43
+from hubkit.ops import _conv_small, _winograd, _winograd43
 from hubkit.ops import conv as conv_ops
 from hubkit.ops._epilogue import bias_act_
 
@@ -28,6 +30,11 @@ _POOL_CHUNK_BYTES = 4 << 20  # conv output per chunk of images pooled while it i
 # below ~256 tiles the filter transform and the small matmuls lose (16 7x7 images: 1.07x).
 F43_MIN_CHANNELS = 8
 F43_MIN_TILES = 256
+# Convolutions followed by a 2x2 stride-2 max pool whose inputs have at most this many channels (RGB
+# layers), and filters of more than one tap, run the direct Numba kernel of :mod:`hubkit.ops._conv_small`
+# (bias, activation and pool fused) when their taps times channels fit its sum: 0.73x the blocked
+# im2col's time for the image CNN's first layer (batch 32, 96x96, 3 -> 32; without the pool, a wash).
+SMALL_MAX_CHANNELS = 4
 
 
 def conv2d_bias_act(
@@ -114,22 +121,35 @@ def conv2d_bias_act_max_pool(
     Exact: the same convolution kernels per image, and a maximum does not depend on the chunking.
     """
     n = x.shape[0]
-    if n <= 1:
+    if _use_small(x, w) and tuple(ksize) == (2, 2) and tuple(pool_strides) == (2, 2):
+        out = _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding)
+        if out is not None:
+            return out
+    kh, kw, _, o = w.shape
+    _, conv_pads = conv_ops._runtime_geometry(x.shape[1:3], (kh, kw), strides, dilations, padding)
+    out_hw = conv_numpy._out_hw(
+        (x.shape[1] + sum(conv_pads[0]), x.shape[2] + sum(conv_pads[1])), (kh, kw), strides, dilations
+    )
+    dtype = np.result_type(x, w)
+    # Whole chunks from the first image on: a one-image first call (to learn the output's shape) fell
+    # below Winograd's tile threshold on the 24x24 and 48x48 layers and ran im2col.
+    chunk = max(1, _POOL_CHUNK_BYTES // max(1, out_hw[0] * out_hw[1] * o * dtype.itemsize))
+    buffer = np.empty(min(n, chunk) * out_hw[0] * out_hw[1] * o, dtype)  # reused: no page faults per chunk
+    out = None
+    for b0 in range(0, n, chunk):
+        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding, buffer)
+        _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
+        pooled = conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
+        if out is None:
+            if b0 + chunk >= n:
+                return pooled
+            out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
+        out[b0 : b0 + chunk] = pooled
+    if out is None:  # no images
         y = conv2d_bias_act(x, w, bias, act, strides, dilations, padding)
         _, pads = conv_ops._runtime_geometry(y.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
         return conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
-    first = conv2d_bias_act(x[:1], w, bias, act, strides, dilations, padding)
-    _, pads = conv_ops._runtime_geometry(first.shape[1:3], ksize, pool_strides, (1, 1), pool_padding)
-    pooled = conv_numpy.kernels["max_pool"](first, ksize, pool_strides, pads)
-    out = np.empty((n, *pooled.shape[1:]), pooled.dtype)
-    out[:1] = pooled
-    chunk = max(1, _POOL_CHUNK_BYTES // max(1, first.nbytes))
-    buffer = np.empty(chunk * first.size, first.dtype)  # reused: no page faults of fresh memory per chunk
-    for b0 in range(1, n, chunk):
-        y = conv2d_bias_act(x[b0 : b0 + chunk], w, bias, act, strides, dilations, padding, buffer)
-        out[b0 : b0 + chunk] = conv_numpy.kernels["max_pool"](y, ksize, pool_strides, pads)
     return out
-
 
 def _use_f43(x: np.ndarray, khw, strides, dilations, out_hw, dtype) -> bool:
     tiles = x.shape[0] * -(-out_hw[0] // 4) * -(-out_hw[1] // 4)
@@ -143,3 +163,30 @@ def _use_f43(x: np.ndarray, khw, strides, dilations, out_hw, dtype) -> bool:
         and dtype in (np.float32, np.float64)
         and _winograd43.available()
     )
+
+
+def _use_small(x: np.ndarray, w: np.ndarray) -> bool:
+    kh, kw, c, _ = w.shape
+    return c <= SMALL_MAX_CHANNELS and kh * kw > 1 and kh * kw * c <= _conv_small.MAX_TERMS
+
+
+def _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding) -> np.ndarray | None:
+    """``max_pool(act(conv2d(x, w) + bias))`` for a 2x2 stride-2 pool, by the direct kernel; None when it cannot."""
+    kh, kw, c, o = w.shape
+    n, h, wd, _ = x.shape
+    dtype = np.result_type(x, w)
+    if x.shape[3] != c or x.dtype != dtype or (bias is not None and (bias.dtype != dtype or bias.shape != (o,))):
+        return None  # the generic path runs (and raises what it raises)
+    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
+    if conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc:
+        return None
+    oh, ow = conv_numpy._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)
+    if oh < 2 or ow < 2:
+        return None
+    _, pool_pads = conv_ops._runtime_geometry((oh, ow), (2, 2), (2, 2), (1, 1), pool_padding)
+    if any(pool_pads[0] + pool_pads[1]):  # SAME on an odd size pads: the generic path handles it
+        return None
+    out = np.empty((n, oh // 2, ow // 2, o), dtype=dtype)
+    if not _conv_small.conv_small_bias_act_max_pool(x, w, bias, act, strides, dilations, pads, out):
+        return None
+    return out

@@ -52,6 +52,9 @@ def _in_place_note(fn: Any) -> str | None:
         act = _ACT_NAMES.get(fn.act)
         epilogue = " + ".join((["bias"] if fn.has_bias else []) + ([act] if act else []))
         if fn.kind == "Conv2D":
+            if fn.pool is not None and _direct_small_conv(fn):
+                return f"direct Numba convolution of a few-channel input, {epilogue or 'no epilogue'} and the 2x2 max pool " \
+                    "in the same pass (the full-size output is never stored)"
             note = "convolution in cache-sized blocks"
             if epilogue:
                 note += f", {epilogue} on each block in place right after its GEMM"
@@ -63,6 +66,21 @@ def _in_place_note(fn: Any) -> str | None:
     if inner is not None:  # an elementwise chain (runtime/fusion.py)
         return f"{len(inner)} elementwise ops in one compiled pass, one output array"
     return None
+
+
+def _direct_small_conv(fn: Any) -> bool:
+    """Whether a fused, pooled Conv2D step runs :mod:`hubkit.ops._conv_small` (as far as static shapes tell)."""
+    from hubkit.ops import _conv_small, conv_fused
+
+    try:
+        x_shape, w_shape = fn.nodes[0].inputs[0].shape, fn.nodes[0].inputs[1].shape
+        c, taps = int(x_shape[-1]), int(w_shape[0]) * int(w_shape[1])
+    except (AttributeError, IndexError, TypeError):
+        return False
+    return (
+        tuple(fn.pool.get("ksize", ())) == (2, 2) and tuple(fn.pool.get("strides", ())) == (2, 2)
+        and c <= conv_fused.SMALL_MAX_CHANNELS and taps > 1 and taps * c <= _conv_small.MAX_TERMS
+    )
 
 
 def _zeros(info: Any, batch: int, key: str, sig_name: str) -> np.ndarray:

@@ -96,11 +96,13 @@ def test_random_dense_graphs_equal_unoptimised(seed, dtype, kernels):
 @pytest.mark.parametrize("f43", [False, True])
 @pytest.mark.parametrize("seed", range(8))
 def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
-    """Bit for bit, except with Winograd F(4x4, 3x3) (Numba only): then within its stated tolerance."""
+    """Bit for bit, except with Winograd F(4x4, 3x3) and the direct few-channel kernel (Numba only, each
+    summing in its own order): then within a tolerance."""
     if seed % 2:  # pool one image at a time: every chunk boundary is crossed
         monkeypatch.setattr(conv_fused, "_POOL_CHUNK_BYTES", 1)
     if not f43:
         monkeypatch.setattr(conv_fused, "F43_MIN_CHANNELS", 1 << 30)
+        monkeypatch.setattr(conv_fused, "SMALL_MAX_CHANNELS", 0)
     used = []
     real = conv_fused._winograd43.conv3x3_bias_act
     monkeypatch.setattr(conv_fused._winograd43, "conv3x3_bias_act", lambda *a: used.append(1) or real(*a))
