@@ -6,6 +6,9 @@ cache-sized block of a convolution right after that block's GEMM). The Numba ker
 and the activation in one read and one write of each element; NumPy needs two or three passes.
 Both give exactly the values of the separate ``BiasAdd`` and ``Relu``/``Relu6`` ops (the same
 float additions, and NaN propagated as ``np.maximum``/``np.clip`` do).
+
+:func:`activate` is that activation of one value, a :func:`hubkit.ops._numba.helper` that the fused
+kernels' epilogues call (here, in ``_small_linear.py`` and ``conv_nchw.py``), compiled into each.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from hubkit.ops import _numba
 
-__all__ = ["ACTIVATIONS", "bias_act_"]
+__all__ = ["ACTIVATIONS", "activate", "bias_act_"]
 
 NONE, RELU, RELU6 = 0, 1, 2
 ACTIVATIONS = {None: NONE, "Relu": RELU, "Relu6": RELU6}
@@ -24,27 +27,33 @@ _NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _NO_BIAS = {dt: np.empty(0, dt) for dt in _NUMBA_DTYPES}  # read-only use: the kernel never writes its bias
 
 
+@_numba.helper
+def activate(v, act):
+    """The activation ``act`` (:data:`NONE`, :data:`RELU`, :data:`RELU6`) of the float ``v``, as the ops compute it.
+
+    ``np.maximum(v, 0)`` keeps NaN and turns -0.0 into 0.0; ``np.clip(v, 0, 6)`` keeps NaN and -0.0.
+    """
+    zero = type(v)(0)  # of v's type: a float32 stays float32
+    if act == RELU:
+        if v <= zero:
+            v = zero
+    elif act == RELU6:
+        six = type(v)(6)
+        if v < zero:
+            v = zero
+        elif v > six:
+            v = six
+    return v
+
+
 def bias_act_kernel(out, bias, act):  # pragma: no cover - compiled by Numba
     """``out[i, j] = act(out[i, j] + bias[j])`` over a C-contiguous 2-D ``out`` (``bias`` may be empty)."""
     rows, cols = out.shape
     has_bias = bias.shape[0] > 0
-    zero = out.dtype.type(0)
-    six = out.dtype.type(6)
     for i in range(rows):
         row = out[i]
         for j in range(cols):
-            v = row[j] + bias[j] if has_bias else row[j]
-            # As the ops compute it: np.maximum(v, 0) keeps NaN and turns -0.0 into 0.0;
-            # np.clip(v, 0, 6) keeps NaN and -0.0.
-            if act == 1:
-                if v <= zero:
-                    v = zero
-            elif act == 2:
-                if v < zero:
-                    v = zero
-                elif v > six:
-                    v = six
-            row[j] = v
+            row[j] = activate(row[j] + bias[j] if has_bias else row[j], act)
 
 
 def bias_act_(out: np.ndarray, bias: np.ndarray | None, act: int) -> np.ndarray:

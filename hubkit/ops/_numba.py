@@ -9,20 +9,39 @@ it imports and ``HUBKIT_NUMBA`` is not ``0`` (or ``false``/``no``/``off``). Ops 
         return fast(...)
     ...  # the NumPy kernel
 
+Kernels share code through helpers: a plain Python function marked with :func:`helper` may be
+called from any kernel (by its name, or as an attribute of its module). Marking imports nothing;
+the first kernel compiled registers the marked helpers with Numba, which compiles a helper only
+inside a kernel that calls it, inlined (``inline="always"``: a call costs nothing)::
+
+    @_numba.helper
+    def relu(v):
+        return v if v > 0 else type(v)(0)
+
+    def relu_kernel(x):  # compiled by _numba.kernel(relu_kernel)
+        for i in range(x.shape[0]):
+            x[i] = relu(x[i])
+
 Compiled machine code is cached in ``NUMBA_CACHE_DIR`` when that is set, else in
 ``<platformdirs.user_cache_dir("hubkit")>/numba``, so only the first process on a machine pays the
-compile time.
+compile time. Numba's cache checks only the kernel's own source file; a kernel that calls helpers
+is cached under a name that includes a hash of the helpers' source files, so editing a helper
+recompiles every kernel that calls it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import threading
+import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["cache_dir", "kernel", "numba_enabled", "set_numba_enabled"]
+__all__ = ["cache_dir", "helper", "kernel", "numba_enabled", "set_numba_enabled"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _OFF_VALUES = ("0", "false", "no", "off")
 _lock = threading.Lock()
@@ -32,6 +51,8 @@ class _State:
     enabled: bool | None = None  # None: not decided yet (read the environment on first use)
     forced: bool | None = None  # set by set_numba_enabled
     compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
+    helpers: dict[Callable[..., Any], bool] = {}  # marked helper -> registered with Numba yet
+    numba: Any = None  # the numba module, once a kernel has imported it
 
 
 _STATE = _State()
@@ -80,6 +101,76 @@ def cache_dir() -> str:
     return os.path.join(platformdirs.user_cache_dir("hubkit"), "numba")
 
 
+def helper(fn: F) -> F:
+    """Marks the numba-compatible function ``fn`` as callable from kernels; returns ``fn`` unchanged.
+
+    ``fn`` stays a plain Python function and marking it imports nothing. When the first kernel is
+    compiled (or now, when one already was), it is registered with Numba's
+    ``register_jitable(inline="always")``: Numba then compiles it inside each kernel that calls it,
+    with that kernel's options (``fastmath`` included), and never on its own. A kernel calls it by
+    a global name or as ``module.name``.
+    """
+    with _lock:
+        _STATE.helpers[fn] = False
+        if _STATE.numba is not None:
+            _register_helpers()
+    return fn
+
+
+def _register_helpers() -> None:
+    from numba.extending import register_jitable
+
+    for fn, registered in list(_STATE.helpers.items()):
+        if not registered:
+            register_jitable(inline="always")(fn)
+            _STATE.helpers[fn] = True
+
+
+def _helpers_called(fn: types.FunctionType) -> list[types.FunctionType]:
+    """The marked helpers ``fn`` calls, directly or through other helpers."""
+    found: list[types.FunctionType] = []
+    todo = [fn]
+    while todo:
+        f = todo.pop()
+        names = f.__code__.co_names
+        for name in names:
+            value = f.__globals__.get(name)
+            # vars(), not getattr(): a module's __getattr__ (lazy imports, deprecations) is not run
+            candidates = (
+                [vars(value).get(n) for n in names] if isinstance(value, types.ModuleType) else [value]
+            )
+            for c in candidates:
+                if isinstance(c, types.FunctionType) and c in _STATE.helpers and c not in found:
+                    found.append(c)
+                    todo.append(c)
+    return found
+
+
+def _cache_safe(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, or when it calls helpers a copy named with a hash of their source files.
+
+    Numba's disk cache checks a function against its own source file only: under its own name,
+    a kernel would go on running a helper's old code after the helper is edited.
+    """
+    helpers = _helpers_called(fn) if isinstance(fn, types.FunctionType) else []
+    if not helpers:
+        return fn
+    digest = hashlib.sha256()
+    for path in sorted({h.__code__.co_filename for h in helpers}):
+        try:
+            with open(path, "rb") as f:
+                digest.update(f.read())  # the whole file: the module constants a helper reads too
+        except OSError:  # not from a file: the helpers' bytecode and constants
+            for h in helpers:
+                if h.__code__.co_filename == path:
+                    digest.update(h.__code__.co_code + repr(h.__code__.co_consts).encode())
+    clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    clone.__qualname__ = f"{fn.__qualname__}__helpers_{digest.hexdigest()[:16]}"
+    clone.__module__ = fn.__module__
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
 def _compile(
     fn: Callable[..., Any], numpy_errors: bool = False, options: dict[str, Any] | None = None
 ) -> Callable[..., Any] | None:
@@ -97,10 +188,13 @@ def _compile(
             # Read by numba's cache locator each time a function is compiled, so setting it here
             # (rather than in os.environ before import) is enough and leaves the environment alone.
             numba.config.CACHE_DIR = cache_dir()  # type: ignore[attr-defined]
+        if _STATE.numba is None:
+            _STATE.numba = numba
+            _register_helpers()
         opts = dict(options or {})
         if numpy_errors:
             opts["error_model"] = "numpy"
-        jitted = numba.njit(cache=True, nogil=True, **opts)(fn)
+        jitted = numba.njit(cache=True, nogil=True, **opts)(_cache_safe(fn))
         _STATE.compiled[fn] = jitted
         return jitted
 

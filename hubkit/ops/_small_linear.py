@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import _numba
+from hubkit.ops._epilogue import activate
 
 __all__ = [
     "MAX_ROWS",
@@ -49,7 +50,6 @@ def linear_block_kernel(x, wt, bias, act, out, j0, j1):  # pragma: no cover - co
     """``out[:, j] = act(x @ wt[j] + bias[j])`` for ``j0 <= j < j1`` (``bias`` may be empty)."""
     rows, depth = x.shape
     zero = out.dtype.type(0)
-    six = out.dtype.type(6)
     for j in range(j0, j1):
         wr = wt[j]
         m = 0
@@ -75,16 +75,7 @@ def linear_block_kernel(x, wt, bias, act, out, j0, j1):  # pragma: no cover - co
     for m in range(rows):
         row = out[m]
         for j in range(j0, j1):
-            v = row[j] + bias[j] if has_bias else row[j]
-            if act == 1:  # as hubkit.ops._epilogue: NaN kept, -0.0 -> 0.0 (Relu), kept (Relu6)
-                if v <= zero:
-                    v = zero
-            elif act == 2:
-                if v < zero:
-                    v = zero
-                elif v > six:
-                    v = six
-            row[j] = v
+            row[j] = activate(row[j] + bias[j] if has_bias else row[j], act)
 
 
 class TransposedWeights:

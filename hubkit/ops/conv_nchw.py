@@ -25,6 +25,7 @@ import numpy as np
 
 from hubkit.errors import OpError
 from hubkit.ops import _numba, _winograd43
+from hubkit.ops._epilogue import activate
 from hubkit.ops._scratch import RecycledOutputs, ScratchBuffers
 
 __all__ = ["PreparedConv", "channel_affine_act", "conv_nchw_fused", "epilogue_nchw_"]
@@ -77,7 +78,6 @@ def epilogue_kernel(out, bias, res, act):  # pragma: no cover - compiled by Numb
     has_bias = bias.shape[0] > 0
     has_res = res.shape[0] > 0
     zero = out.dtype.type(0)
-    six = out.dtype.type(6)
     for i in range(n):
         for k in range(m):
             row = out[i, k]
@@ -88,15 +88,7 @@ def epilogue_kernel(out, bias, res, act):  # pragma: no cover - compiled by Numb
                     v = v + b
                 if has_res:
                     v = v + res[i, k, j]
-                if act == 1:
-                    if v <= zero:
-                        v = zero
-                elif act == 2:
-                    if v < zero:
-                        v = zero
-                    elif v > six:
-                        v = six
-                row[j] = v
+                row[j] = activate(v, act)
 
 
 def transpose_epilogue_kernel(src, bias, res, act, out):  # pragma: no cover - compiled by Numba
@@ -105,7 +97,6 @@ def transpose_epilogue_kernel(src, bias, res, act, out):  # pragma: no cover - c
     has_bias = bias.shape[0] > 0
     has_res = res.shape[0] > 0
     zero = out.dtype.type(0)
-    six = out.dtype.type(6)
     for i in range(n):
         for j0 in range(0, p, 64):
             j1 = min(p, j0 + 64)
@@ -117,15 +108,7 @@ def transpose_epilogue_kernel(src, bias, res, act, out):  # pragma: no cover - c
                         v = v + b
                     if has_res:
                         v = v + res[i, k, j]
-                    if act == 1:
-                        if v <= zero:
-                            v = zero
-                    elif act == 2:
-                        if v < zero:
-                            v = zero
-                        elif v > six:
-                            v = six
-                    out[i, k, j] = v
+                    out[i, k, j] = activate(v, act)
 
 
 def _view3(a: np.ndarray) -> np.ndarray:
@@ -440,8 +423,6 @@ def _use_f43(n: int, c: int, m: int, oh: int, ow: int, begin, dtype) -> bool:
 def channel_affine_kernel(x, scale, shift, act, out):  # pragma: no cover - compiled by Numba
     """``out[i, k, j] = act(x[i, k, j] * scale[k] + shift[k])``."""
     n, m, p = x.shape
-    zero = out.dtype.type(0)
-    six = out.dtype.type(6)
     for i in range(n):
         for k in range(m):
             s = scale[k]
@@ -449,16 +430,7 @@ def channel_affine_kernel(x, scale, shift, act, out):  # pragma: no cover - comp
             src = x[i, k]
             dst = out[i, k]
             for j in range(p):
-                v = src[j] * s + t
-                if act == 1:
-                    if v <= zero:
-                        v = zero
-                elif act == 2:
-                    if v < zero:
-                        v = zero
-                    elif v > six:
-                        v = six
-                dst[j] = v
+                dst[j] = activate(src[j] * s + t, act)
 
 
 def channel_affine_act(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, act: int) -> np.ndarray:
