@@ -270,7 +270,6 @@ def batch_epilogue_kernel(src, bias, res, act, out, i):  # pragma: no cover - co
     has_bias = bias.shape[0] > 0
     has_res = res.shape[0] > 0
     zero = out.dtype.type(0)
-    six = out.dtype.type(6)
     for k in range(m):
         s = src[k, i]
         d = out[k]
@@ -282,15 +281,7 @@ def batch_epilogue_kernel(src, bias, res, act, out, i):  # pragma: no cover - co
                 v = v + b
             if has_res:
                 v = v + r[j]
-            if act == 1:
-                if v <= zero:
-                    v = zero
-            elif act == 2:
-                if v < zero:
-                    v = zero
-                elif v > six:
-                    v = six
-            d[j] = v
+            d[j] = activate(v, act)
 
 
 def _im2col_nchw(x, prep: PreparedConv, res, act: int, strides, dilations, begin, end, out_hw, y) -> np.ndarray:
@@ -386,7 +377,6 @@ def block_epilogue_kernel(src, bias, res, act, out, j0):  # pragma: no cover - c
     has_bias = bias.shape[0] > 0
     has_res = res.shape[0] > 0
     zero = out.dtype.type(0)
-    six = out.dtype.type(6)
     for k in range(m):
         s = src[k]
         d = out[k, j0 : j0 + q]
@@ -398,15 +388,7 @@ def block_epilogue_kernel(src, bias, res, act, out, j0):  # pragma: no cover - c
                 v = v + b
             if has_res:
                 v = v + r[j]
-            if act == 1:
-                if v <= zero:
-                    v = zero
-            elif act == 2:
-                if v < zero:
-                    v = zero
-                elif v > six:
-                    v = six
-            d[j] = v
+            d[j] = activate(v, act)
 
 
 def _use_f43(n: int, c: int, m: int, oh: int, ow: int, begin, dtype) -> bool:
