@@ -294,17 +294,27 @@ def conv3x3_bias_act(
     tf_out = _numba.kernel(output_transform_kernel)
     if tf_in is None or tf_out is None:
         return False
+    oh, ow = out.shape[1:3]
+    b = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, dtype=out.dtype)
+    th, tw = -(-oh // 4), -(-ow // 4)
+    _tiles_in_blocks(x, u, pt, pl, th, tw, out, tf_in, lambda m, r0, r1, o: tf_out(m, b, act, r0, r1, tw, o))
+    return True
+
+
+def _tiles_in_blocks(x: np.ndarray, u: np.ndarray, pt: int, pl: int, th: int, tw: int, out: np.ndarray, tf_in,
+                     finish) -> None:
+    """The blocked F(4x4, 3x3) loop shared by the plain and the pooled convolution: ``th x tw`` tiles per
+    image, padded by ``pt``/``pl`` leading rows/columns, input-transformed (``tf_in``) in blocks of whole tile
+    rows (or whole images) that fit the scratch budget, multiplied by ``u``, then ``finish(m, r0, r1, out_block)``
+    output-transforms the block's products into the block's images of ``out``."""
     n, h, w, c = x.shape
     k = u.shape[2]
-    oh, ow = out.shape[1:3]
-    th, tw = -(-oh // 4), -(-ow // 4)
     rows, cols = 4 * th + 2, 4 * tw + 2
     dt = out.dtype
     per_tile = 36 * (c + k) * dt.itemsize
     block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, u.nbytes))
     rb = max(1, min(th, block // (per_tile * tw)))  # tile rows per block
     nb = max(1, min(n, block // (per_tile * tw * th))) if rb == th else 1  # images per block
-    b = np.empty(0, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
     xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)
     v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)
     m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
@@ -325,8 +335,7 @@ def conv3x3_bias_act(
             tf_in(xp, r0, r1, v)
             m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
             np.matmul(v, u, out=m)
-            tf_out(m, b, act, r0, r1, tw, out[b0:b1])
-    return True
+            finish(m, r0, r1, out[b0:b1])
 
 
 def conv3x3_bias_act_max_pool2(
@@ -345,40 +354,15 @@ def conv3x3_bias_act_max_pool2(
     tf_out = _numba.kernel(output_transform_pool_kernel)
     if tf_in is None or tf_out is None:
         return False
-    n, h, w, c = x.shape
+    n, h, w, _ = x.shape
     k = u.shape[2]
     oh, ow = h + pt + pb - 2, w + pl + pr - 2
     if out.shape != (n, oh // 2, ow // 2, k) or min(out.shape[1:3]) < 1:
         return False
     th, tw = -(-(oh // 2) // 2), -(-(ow // 2) // 2)  # only tiles holding a whole pool window
-    rows, cols = 4 * th + 2, 4 * tw + 2
     dt = out.dtype
-    per_tile = 36 * (c + k) * dt.itemsize
-    block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, u.nbytes))
-    rb = max(1, min(th, block // (per_tile * tw)))  # tile rows per block
-    nb = max(1, min(n, block // (per_tile * tw * th))) if rb == th else 1  # images per block
     b = np.zeros(k, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
     lo = dt.type(-np.inf if act == 0 else 0)
     hi = dt.type(6 if act == 2 else np.inf)
-    xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)
-    v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)
-    m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
-    y0, y1 = pt, min(rows, pt + h)  # where the input lands in the padded block
-    x0, x1 = pl, min(cols, pl + w)
-    for b0 in range(0, n, nb):
-        b1 = min(n, b0 + nb)
-        xp = xp_buf[: (b1 - b0) * rows * cols * c].reshape(b1 - b0, rows, cols, c)
-        xp[:, :y0] = 0
-        xp[:, y1:] = 0
-        xp[:, y0:y1, :x0] = 0
-        xp[:, y0:y1, x1:] = 0
-        xp[:, y0:y1, x0:x1] = x[b0:b1, : y1 - y0, : x1 - x0]
-        for r0 in range(0, th, rb):
-            r1 = min(th, r0 + rb)
-            tiles = (b1 - b0) * (r1 - r0) * tw
-            v = v_buf[: 36 * tiles * c].reshape(36, tiles, c)
-            tf_in(xp, r0, r1, v)
-            m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
-            np.matmul(v, u, out=m)
-            tf_out(m, b, lo, hi, r0, r1, tw, out[b0:b1])
+    _tiles_in_blocks(x, u, pt, pl, th, tw, out, tf_in, lambda m, r0, r1, o: tf_out(m, b, lo, hi, r0, r1, tw, o))
     return True
