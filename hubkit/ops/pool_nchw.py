@@ -161,6 +161,23 @@ def max_pool2d_plane_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragm
                         d[ox] = src[ox * sw]
 
 
+@_numba.helper
+def _window_means(src, kh, kw, sh, sw, counts, dst):
+    """``dst[oy, ox]``: the sum of the ``kh x kw`` window of ``src`` at ``(oy * sh, ox * sw)`` over
+    ``counts[oy, ox]``, window by window (for few output columns, where a pass per output row does not pay)."""
+    oh, ow = dst.shape
+    for oy in range(oh):
+        for ox in range(ow):
+            y0 = oy * sh
+            x0 = ox * sw
+            total = src[y0, x0]
+            for r in range(kh):
+                row = src[y0 + r]
+                for t in range(1 if r == 0 else 0, kw):
+                    total += row[x0 + t]
+            dst[oy, ox] = total / counts[oy, ox]
+
+
 def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, out):  # pragma: no cover
     """Mean of each window; the divisor counts padding (not the ceil-mode overhang) when ``include_pad``.
 
@@ -200,17 +217,7 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
         for k in range(c):
             plane = x[i, k]
             if direct and ow < 4:  # a global pool's one column: a loop per window
-                dst2 = out[i, k]
-                for oy in range(oh):
-                    for ox in range(ow):
-                        y0 = oy * sh
-                        x0 = ox * sw
-                        total = plane[y0, x0]
-                        for r in range(kh):
-                            row = plane[y0 + r]
-                            for t in range(1 if r == 0 else 0, kw):
-                                total += row[x0 + t]
-                        dst2[oy, ox] = total / counts[oy, ox]
+                _window_means(plane, kh, kw, sh, sw, counts, out[i, k])
                 continue
             if direct:
                 dst2 = out[i, k]
@@ -237,16 +244,7 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
                     dst[j] = src[j]
             dst2 = out[i, k]
             if ow < 8:  # a global pool's one column: a loop per window, not per output row
-                for oy in range(oh):
-                    for ox in range(ow):
-                        y0 = oy * sh
-                        x0 = ox * sw
-                        total = buf[y0, x0]
-                        for r in range(kh):
-                            row = buf[y0 + r]
-                            for t in range(1 if r == 0 else 0, kw):
-                                total += row[x0 + t]
-                        dst2[oy, ox] = total / counts[oy, ox]
+                _window_means(buf, kh, kw, sh, sw, counts, dst2)
                 continue
             if sw == 2:
                 for y in range(rows):
