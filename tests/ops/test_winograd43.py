@@ -15,6 +15,19 @@ pytestmark = pytest.mark.skipif(not _numba.numba_enabled(), reason="numba is not
 _direct = reference_conv3x3  # float64, 9 shifted products: an independent reference
 
 
+def _each_block_budget(monkeypatch):
+    """Runs the loop body with one block, a tile row at a time, and blocks as large as the transformed filters
+    (a few tiles or images)."""
+    for block_bytes, max_bytes in (
+        (_winograd43.BLOCK_BYTES, _winograd43.MAX_BLOCK_BYTES),
+        (1, 1),
+        (1, 1 << 30),
+    ):
+        monkeypatch.setattr(_winograd43, "BLOCK_BYTES", block_bytes)
+        monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", max_bytes)
+        yield
+
+
 @pytest.mark.parametrize(
     ("n", "h", "w", "c", "k", "pads"),
     [
@@ -36,14 +49,7 @@ def test_matches_a_float64_direct_convolution(n, h, w, c, k, pads, act, dtype, m
     ref = {NONE: ref, RELU: np.maximum(ref, 0), RELU6: np.clip(ref, 0, 6)}[act]
     bound = _direct(np.abs(x), np.abs(filters), pads) + np.abs(bias)  # sum |x| |w| per output
     eps = np.finfo(dtype).eps
-    # one block; a tile row at a time; blocks as large as the transformed filters (a few tiles or images)
-    for block_bytes, max_bytes in (
-        (_winograd43.BLOCK_BYTES, _winograd43.MAX_BLOCK_BYTES),
-        (1, 1),
-        (1, 1 << 30),
-    ):
-        monkeypatch.setattr(_winograd43, "BLOCK_BYTES", block_bytes)
-        monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", max_bytes)
+    for _ in _each_block_budget(monkeypatch):
         out = np.empty(ref.shape, dtype)
         u = _winograd43.filter_transform(filters, np.dtype(dtype))
         assert _winograd43.conv3x3_bias_act(x, u, bias, act, pads, out)
@@ -105,13 +111,7 @@ def test_fused_pool_matches_a_float64_direct_convolution(n, h, w, c, k, pads, ac
     # the bound of the pooled value: the largest sum |x| |w| of the window's four outputs
     bound = _pool2(_direct(np.abs(x), np.abs(filters), pads) + np.abs(bias))
     eps = np.finfo(dtype).eps
-    for block_bytes, max_bytes in (
-        (_winograd43.BLOCK_BYTES, _winograd43.MAX_BLOCK_BYTES),
-        (1, 1),
-        (1, 1 << 30),
-    ):
-        monkeypatch.setattr(_winograd43, "BLOCK_BYTES", block_bytes)
-        monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", max_bytes)
+    for _ in _each_block_budget(monkeypatch):
         out = np.empty(ref.shape, dtype)
         u = _winograd43.filter_transform(filters, np.dtype(dtype))
         assert _winograd43.conv3x3_bias_act_max_pool2(x, u, bias, act, pads, out)

@@ -187,6 +187,20 @@ def attempt(label, fn):
 '''
 
 
+def child_records(stdout: str, key: str) -> tuple[dict[str, dict], str | None]:
+    """The JSON records a child printed, one a line, by their ``key``; and the case it started last: a child
+    prints ``{"start": case}`` before each case, so when it dies, that is the case that killed it."""
+    records: dict[str, dict] = {}
+    last = None
+    for line in stdout.splitlines():
+        record = json.loads(line)
+        if "start" in record:
+            last = record["start"]
+        else:
+            records[record[key]] = record
+    return records, last
+
+
 def run_in_child(code: str, *args: str, timeout: float = 300.0, env: dict[str, str] | None = None) -> dict[str, dict]:
     """Runs ``code`` (which calls ``attempt(label, fn)``) in a fresh interpreter; the record of each label.
 
@@ -202,13 +216,6 @@ def run_in_child(code: str, *args: str, timeout: float = 300.0, env: dict[str, s
     child_env["PYTHONPATH"] = root + os.pathsep + child_env.get("PYTHONPATH", "")
     r = subprocess.run([sys.executable, "-c", _CHILD_PROLOGUE + code, *args], capture_output=True, text=True,
                        timeout=timeout, env=child_env, cwd=root)
-    records: dict[str, dict] = {}
-    last = None
-    for line in r.stdout.splitlines():
-        record = json.loads(line)
-        if "start" in record:
-            last = record["start"]
-        else:
-            records[record["label"]] = record
+    records, last = child_records(r.stdout, "label")
     assert r.returncode == 0, f"the child died with status {r.returncode} in {last!r}: {r.stderr[-2000:]}"
     return records

@@ -7,7 +7,6 @@ run in a child process, so a crash fails the test instead of ending the run.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -23,6 +22,7 @@ from onnx import AttributeProto, TensorProto, helper, numpy_helper
 from hubkit.errors import FormatError, HubkitError
 from hubkit.importers.onnx.load import load_spec
 from hubkit.module import Module
+from tests.security.hostile import child_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _NIGHTLY = "HUBKIT_FUZZ_NIGHTLY" in os.environ
@@ -78,13 +78,8 @@ def _load_in_children(paths: list[str], timeout: float = 600) -> tuple[dict[str,
             break
         r = subprocess.run([sys.executable, "-c", _CHILD, *todo], capture_output=True, text=True, timeout=timeout,
                            env=env, cwd=ROOT)
-        last = None
-        for line in r.stdout.splitlines():
-            record = json.loads(line)
-            if "start" in record:
-                last = record["start"]
-            else:
-                results[record["path"]] = record
+        records, last = child_records(r.stdout, "path")
+        results.update(records)
         if r.returncode == 0:
             break
         assert last is not None and last not in results, r.stderr[-2000:]
