@@ -121,6 +121,24 @@ def input_transform_kernel(xp, ty0, ty1, v):  # pragma: no cover - compiled by N
                         o5[ch] = four * a1 - five * a3 + a5
 
 
+@_numba.helper
+def _a_t_m(m, t, s):
+    """``s`` [4, 6, K] = ``A^T M`` of tile ``t`` of ``m`` [36, tiles, K], column by column."""
+    two, four, eight = s.dtype.type(2), s.dtype.type(4), s.dtype.type(8)
+    for j in range(6):
+        m0, m1, m2 = m[j, t], m[6 + j, t], m[12 + j, t]
+        m3, m4, m5 = m[18 + j, t], m[24 + j, t], m[30 + j, t]
+        s0, s1, s2, s3 = s[0, j], s[1, j], s[2, j], s[3, j]
+        for ch in range(s.shape[2]):
+            a1, a2, a3, a4 = m1[ch], m2[ch], m3[ch], m4[ch]
+            p, q = a1 + a2, a3 + a4
+            r, u = a1 - a2, a3 - a4
+            s0[ch] = m0[ch] + p + q
+            s1[ch] = r + two * u
+            s2[ch] = p + four * q
+            s3[ch] = r + eight * u + m5[ch]
+
+
 def output_transform_kernel(m, bias, act, ty0, ty1, tw, out):  # pragma: no cover - compiled by Numba
     """``out`` pixels of tile rows ``ty0 .. ty1 - 1`` = ``act(A^T M A + bias)`` per tile, cropped to ``out``.
 
@@ -139,17 +157,7 @@ def output_transform_kernel(m, bias, act, ty0, ty1, tw, out):  # pragma: no cove
         for ty in range(ty0, ty1):
             for tx in range(tw):
                 t = (b * rs + ty - ty0) * tw + tx
-                for j in range(6):  # s = A^T M, column j
-                    m0, m1, m2 = m[j, t], m[6 + j, t], m[12 + j, t]
-                    m3, m4, m5 = m[18 + j, t], m[24 + j, t], m[30 + j, t]
-                    for ch in range(k):
-                        a1, a2, a3, a4 = m1[ch], m2[ch], m3[ch], m4[ch]
-                        p, q = a1 + a2, a3 + a4
-                        r, u = a1 - a2, a3 - a4
-                        s[0, j, ch] = m0[ch] + p + q
-                        s[1, j, ch] = r + two * u
-                        s[2, j, ch] = p + four * q
-                        s[3, j, ch] = r + eight * u + m5[ch]
+                _a_t_m(m, t, s)
                 for i in range(4):  # y = s A, row i
                     y = 4 * ty + i
                     if y >= oh:
@@ -200,18 +208,7 @@ def output_transform_pool_kernel(m, bias, lo, hi, ty0, ty1, tw, out):  # pragma:
         for ty in range(ty0, ty1):
             for tx in range(tw):
                 t = (b * rs + ty - ty0) * tw + tx
-                for j in range(6):  # s = A^T M, column j
-                    m0, m1, m2 = m[j, t], m[6 + j, t], m[12 + j, t]
-                    m3, m4, m5 = m[18 + j, t], m[24 + j, t], m[30 + j, t]
-                    s0, s1, s2, s3 = s[0, j], s[1, j], s[2, j], s[3, j]
-                    for ch in range(k):
-                        a1, a2, a3, a4 = m1[ch], m2[ch], m3[ch], m4[ch]
-                        p, q = a1 + a2, a3 + a4
-                        r, u = a1 - a2, a3 - a4
-                        s0[ch] = m0[ch] + p + q
-                        s1[ch] = r + two * u
-                        s2[ch] = p + four * q
-                        s3[ch] = r + eight * u + m5[ch]
+                _a_t_m(m, t, s)
                 for py in range(2):  # pooled row 2 ty + py: output rows 2 py and 2 py + 1 of the tile
                     yo = 2 * ty + py
                     if yo >= ph:
