@@ -162,20 +162,14 @@ def max_pool2d_plane_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragm
 
 
 @_numba.helper
-def _window_means(src, kh, kw, sh, sw, counts, dst):
-    """``dst[oy, ox]``: the sum of the ``kh x kw`` window of ``src`` at ``(oy * sh, ox * sw)`` over
-    ``counts[oy, ox]``, window by window (for few output columns, where a pass per output row does not pay)."""
-    oh, ow = dst.shape
-    for oy in range(oh):
-        for ox in range(ow):
-            y0 = oy * sh
-            x0 = ox * sw
-            total = src[y0, x0]
-            for r in range(kh):
-                row = src[y0 + r]
-                for t in range(1 if r == 0 else 0, kw):
-                    total += row[x0 + t]
-            dst[oy, ox] = total / counts[oy, ox]
+def _add_tap(acc, tap, n, first):
+    """``acc[:n]`` = ``tap[:n]`` for a window's first tap, else ``acc[:n] += tap[:n]``."""
+    if first:
+        for j in range(n):
+            acc[j] = tap[j]
+    else:
+        for j in range(n):
+            acc[j] += tap[j]
 
 
 def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, out):  # pragma: no cover
@@ -217,7 +211,17 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
         for k in range(c):
             plane = x[i, k]
             if direct and ow < 4:  # a global pool's one column: a loop per window
-                _window_means(plane, kh, kw, sh, sw, counts, out[i, k])
+                dst2 = out[i, k]
+                for oy in range(oh):
+                    for ox in range(ow):
+                        y0 = oy * sh
+                        x0 = ox * sw
+                        total = plane[y0, x0]
+                        for r in range(kh):
+                            row = plane[y0 + r]
+                            for t in range(1 if r == 0 else 0, kw):
+                                total += row[x0 + t]
+                        dst2[oy, ox] = total / counts[oy, ox]
                 continue
             if direct:
                 dst2 = out[i, k]
@@ -226,12 +230,7 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
                         row = plane[oy * sh + r]
                         for t in range(kw):
                             tap = row[t : t + (ow - 1) * sw + 1 : sw]
-                            if r == 0 and t == 0:
-                                for ox in range(ow):
-                                    acc[ox] = tap[ox]
-                            else:
-                                for ox in range(ow):
-                                    acc[ox] += tap[ox]
+                            _add_tap(acc, tap, ow, r == 0 and t == 0)
                     d = dst2[oy]
                     cnt = counts[oy]
                     for ox in range(ow):
@@ -244,7 +243,16 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
                     dst[j] = src[j]
             dst2 = out[i, k]
             if ow < 8:  # a global pool's one column: a loop per window, not per output row
-                _window_means(buf, kh, kw, sh, sw, counts, dst2)
+                for oy in range(oh):
+                    for ox in range(ow):
+                        y0 = oy * sh
+                        x0 = ox * sw
+                        total = buf[y0, x0]
+                        for r in range(kh):
+                            row = buf[y0 + r]
+                            for t in range(1 if r == 0 else 0, kw):
+                                total += row[x0 + t]
+                        dst2[oy, ox] = total / counts[oy, ox]
                 continue
             if sw == 2:
                 for y in range(rows):
@@ -262,12 +270,7 @@ def avg_pool2d_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, 
                             tap = (even[y] if t % 2 == 0 else odd[y])[t // 2 : t // 2 + ow]
                         else:
                             tap = buf[y, t::sw]
-                        if r == 0 and t == 0:
-                            for ox in range(ow):
-                                acc[ox] = tap[ox]
-                        else:
-                            for ox in range(ow):
-                                acc[ox] += tap[ox]
+                        _add_tap(acc, tap, ow, r == 0 and t == 0)
                 d = dst2[oy]
                 cnt = counts[oy]
                 for ox in range(ow):
