@@ -59,7 +59,8 @@ def _in_place_note(fn: Any) -> str | None:
             if epilogue:
                 note += f", {epilogue} on each block in place right after its GEMM"
             if fn.pool is not None:
-                note += ", then max-pooled block by block (the full-size output is never stored)"
+                note += (", then max-pooled: for a 2x2 pool after a Winograd F(4x4, 3x3) convolution inside its output "
+                         "transform, else block by block (the full-size output is never stored)")
             return note
         return f"GEMM into a fresh array, then {epilogue} on it in place (one pass)" if epilogue else None
     inner = getattr(fn, "steps", None)
