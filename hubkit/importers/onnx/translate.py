@@ -35,10 +35,6 @@ _DTYPES: dict[int, DType] = {1: float32, 6: int32, 7: int64, 9: bool_, 11: float
 _DTYPE_NAMES = {1: "FLOAT", 2: "UINT8", 3: "INT8", 4: "UINT16", 5: "INT16", 6: "INT32", 7: "INT64", 8: "STRING",
                 9: "BOOL", 10: "FLOAT16", 11: "DOUBLE", 12: "UINT32", 13: "UINT64", 16: "BFLOAT16"}
 _MAX_FOLD_ELEMENTS = 1 << 24  # folding a larger constant would bloat graph.pb: keep it as graph ops
-# A node output whose static shape (computed at import from constants: Resize scales, Expand shapes, ...)
-# holds more elements than this is refused at import rather than left to fail allocating at run time; unknown
-# dimensions count as 1 (a bound per batch item). The ops that multiply sizes check it again at run time.
-_MAX_STATIC_ELEMENTS = MAX_OUTPUT_ELEMENTS
 
 
 def onnx_dtype(code: int, what: str) -> DType:
@@ -167,11 +163,13 @@ class Context:
                 outs = translator(self, node, attrs)
             for out in outs:
                 if isinstance(out, Tensor) and out.shape is not None:
+                    # a static shape (from constants: Resize scales, Expand shapes, ...) over the ops' run-time
+                    # limit is refused at import; unknown dimensions count as 1 (a bound per batch item)
                     elements = math.prod(1 if d is None else d for d in out.shape)
-                    if elements > _MAX_STATIC_ELEMENTS:
+                    if elements > MAX_OUTPUT_ELEMENTS:
                         per = " (unknown dimensions counted as 1)" if None in out.shape else ""
                         raise GraphError(f"the output of static shape {list(out.shape)} would hold {elements} "
-                                         f"elements{per}; the limit is {_MAX_STATIC_ELEMENTS}.")
+                                         f"elements{per}; the limit is {MAX_OUTPUT_ELEMENTS}.")
         for name, out in zip(node.output, outs):
             if name:
                 self.values[name] = np.asarray(out) if not isinstance(out, Tensor) else out
