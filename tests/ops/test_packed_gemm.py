@@ -1,0 +1,203 @@
+"""The LLVM tile GEMM (ops/_gemm_kernel.py, _gemm_numba.py, _packed_gemm.py) against float64 and NumPy.
+
+Stated tolerance: each output is a float32 sum over K accumulated in FMA order (another order than
+NumPy's), so it may differ from the exact value by ``2 * K * eps * sum_k |a_k b_k|`` (plus
+``2 * eps * |value|`` for the bias addition and the final rounding); bias and activation follow
+``hubkit.ops._epilogue`` exactly (checked with integer-valued data, where every sum is exact).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from hubkit.ops import _gemm_kernel, _numba, _packed_gemm
+from hubkit.ops._epilogue import NONE, RELU, RELU6, bias_act_
+from hubkit.ops._packed_gemm import PackedWeights, matmul_rows, pack_weights, packed_matmul
+
+needs_kernel = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
+
+
+@pytest.fixture
+def kernel():
+    _numba.set_numba_enabled(True)
+    if not _packed_gemm.available():
+        _numba.set_numba_enabled(None)
+        pytest.skip("the LLVM tile kernel does not compile here")
+    yield
+    _numba.set_numba_enabled(None)
+
+
+def _reference(a, b, bias, act, rows_bias=False):
+    z = a.astype(np.float64) @ b.astype(np.float64)
+    if bias is not None:
+        z = z + (bias[:, None] if rows_bias else bias)
+    if act == RELU:
+        z = np.maximum(z, 0)
+    elif act == RELU6:
+        z = np.clip(z, 0, 6)
+    return z, np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
+
+
+def _check_close(got, want, scale, depth):
+    eps = np.finfo(np.float32).eps
+    bound = 2 * max(depth, 1) * eps * scale + 2 * eps * np.abs(want) + 1e-30
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.all(np.abs(got - want) <= bound)
+
+
+# M, K, N: every edge -- 1s, below and above a tile's rows (mr: 14 with AVX-512, else 3), N below,
+# at and above 32 and not a multiple of it, K above the depth block (several blocks, accumulated).
+SHAPES = [
+    (1, 1, 1), (1, 5, 1), (2, 1, 3), (3, 7, 31), (13, 17, 32), (14, 9, 33), (15, 64, 64), (29, 100, 65),
+    (64, 784, 512), (64, 512, 10), (1, 784, 512), (100, 257, 95), (37, 600, 47), (5, 1024, 3), (300, 3, 200),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_packed_matmul_within_tolerance(shape, act, kernel):
+    m, k, n = shape
+    rng = np.random.default_rng(m * 1000 + k * 7 + n)
+    x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    bias = None if (m + n) % 3 == 0 else rng.standard_normal(n).astype(np.float32)
+    got = packed_matmul(x, pack_weights(w), n, bias, act)
+    want, scale = _reference(x, w, bias, act)
+    _check_close(got, want, scale, k)
+
+
+@needs_kernel
+@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_matmul_rows_within_tolerance(shape, act, kernel):
+    m, k, n = shape
+    rng = np.random.default_rng(m * 999 + k * 5 + n)
+    w = rng.standard_normal((m, k)).astype(np.float32)
+    x = (rng.standard_normal((k, n)) * 2).astype(np.float32)
+    bias = None if (m + k) % 3 == 0 else rng.standard_normal(m).astype(np.float32)
+    got = matmul_rows(w, x, bias, act)
+    want, scale = _reference(w, x, bias, act, rows_bias=True)
+    _check_close(got, want, scale, k)
+
+
+@needs_kernel
+def test_strided_operands_and_outputs(kernel):
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((40, 900)).astype(np.float32)
+    x = big[1:37:2, 5:805]  # row stride 1800 floats, offset start
+    xt = np.asfortranarray(x)  # column-major: copied by the entry point
+    w = rng.standard_normal((800, 70)).astype(np.float32)
+    wide = np.full((18, 100), np.nan, np.float32)
+    out = wide[:, 10:80]  # row stride 100 > 70 columns
+    got = packed_matmul(x, pack_weights(w), 70, out=out)
+    assert got is out
+    want, scale = _reference(x, w, None, NONE)
+    _check_close(out, want, scale, 800)
+    assert np.isnan(wide[:, :10]).all() and np.isnan(wide[:, 80:]).all()  # nothing written outside
+    _check_close(packed_matmul(xt, pack_weights(w), 70), want, scale, 800)
+    # matmul_rows: B read in place with a row stride longer than its columns, A transposed
+    xb = rng.standard_normal((800, 150)).astype(np.float32)[:, 3:123]
+    wa = rng.standard_normal((800, 21)).astype(np.float32).T
+    want, scale = _reference(wa, xb, None, NONE)
+    _check_close(matmul_rows(wa, xb), want, scale, 800)
+
+
+@needs_kernel
+@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
+def test_epilogue_exact_on_integer_data(act, kernel):
+    """Integer-valued data: every sum is exact, so results equal NumPy's GEMM + the epilogue bit for bit."""
+    rng = np.random.default_rng(act)
+    m, k, n = 33, 300, 77
+    x = rng.integers(-3, 4, (m, k)).astype(np.float32)
+    w = rng.integers(-2, 3, (k, n)).astype(np.float32)
+    bias = rng.integers(-40, 40, n).astype(np.float32)
+    bias[:5] = [-0.0, 0.5, -6.5, 6.5, np.nan]
+    want = bias_act_(np.matmul(x, w), bias, act)
+    got = packed_matmul(x, pack_weights(w), n, bias, act)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    rows_bias = rng.integers(-40, 40, n).astype(np.float32)  # (x @ w).T = w.T @ x.T: one bias per row
+    want_rows = bias_act_(np.matmul(x, w), rows_bias, act).T
+    got_rows = matmul_rows(np.ascontiguousarray(w.T), np.ascontiguousarray(x.T), rows_bias, act)
+    np.testing.assert_array_equal(got_rows, want_rows)
+
+
+@needs_kernel
+def test_nan_and_zero_depth(kernel):
+    x = np.ones((4, 8), np.float32)
+    x[1, 3] = np.nan
+    w = np.ones((8, 40), np.float32)
+    got = packed_matmul(x, pack_weights(w), 40, None, RELU)
+    assert np.isnan(got[1]).all() and (got[[0, 2, 3]] == 8).all()
+    empty = packed_matmul(np.ones((3, 0), np.float32), pack_weights(np.ones((0, 5), np.float32)), 5,
+                          np.arange(5, dtype=np.float32) - 2, RELU)
+    np.testing.assert_array_equal(empty, np.tile(np.maximum(np.arange(5, dtype=np.float32) - 2, 0), (3, 1)))
+    assert packed_matmul(np.ones((0, 8), np.float32), pack_weights(w), 40).shape == (0, 40)
+    assert matmul_rows(np.ones((2, 0), np.float32), np.ones((0, 3), np.float32)).tolist() == [[0.0] * 3] * 2
+
+
+def test_numpy_fallback_returns_none():
+    _numba.set_numba_enabled(False)
+    try:
+        x = np.ones((4, 8), np.float32)
+        assert packed_matmul(x, pack_weights(np.ones((8, 3), np.float32)), 3) is None
+        assert matmul_rows(x, np.ones((8, 3), np.float32)) is None
+        assert not _packed_gemm.available()
+    finally:
+        _numba.set_numba_enabled(None)
+
+
+@needs_kernel
+def test_other_dtypes_return_none(kernel):
+    x = np.ones((4, 8), np.float64)
+    assert packed_matmul(x, pack_weights(np.ones((8, 3), np.float32)), 3) is None
+    assert matmul_rows(x, np.ones((8, 3), np.float64)) is None
+
+
+def test_pack_weights_layout():
+    w = np.arange(7 * 45, dtype=np.float32).reshape(7, 45)
+    p = pack_weights(w)
+    assert p.shape == (2, 7, 32) and p.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(p[0], w[:, :32])
+    np.testing.assert_array_equal(p[1, :, :13], w[:, 32:])
+    assert not p[1, :, 13:].any()
+
+
+def test_packed_weights_cached_until_the_variable_changes():
+    class Var:
+        _version = 0
+
+    var = Var()
+    cache = PackedWeights(var)
+    w = np.ones((5, 3), np.float32)
+    first = cache.get(w)
+    assert cache.get(w) is first
+    var._version += 1
+    second = cache.get(w)
+    assert second is not first
+    assert cache.get(np.ones((5, 3), np.float32)) is not second  # another array object
+
+
+def test_ir_is_deterministic_and_sized_by_the_host_features():
+    assert _gemm_kernel.kernel_ir(14) == _gemm_kernel.kernel_ir(14)
+    assert _gemm_kernel.max_mr("+sse2,+avx,+avx2,+fma,+avx512f,+avx512bw") == 14
+    assert _gemm_kernel.max_mr("+sse2,+avx,+avx2,+fma,-avx512f") == 3
+    ir = _gemm_kernel.kernel_ir(3)
+    assert "@hk_tile_3" in ir and "@hk_tile_4" not in ir and "@llvm.fma.v16f32" in ir
+
+
+@needs_kernel
+def test_ir_compiles_without_avx512():
+    """The same IR compiles for a CPU without AVX-512 (LLVM splits the vectors)."""
+    import llvmlite.binding as llvm
+
+    _gemm_kernel._init_llvm()
+    mod = llvm.parse_assembly(_gemm_kernel.kernel_ir(3))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(cpu="haswell", features="", opt=2)
+    asm = tm.emit_assembly(mod)
+    assert "zmm" not in asm and "vfmadd" in asm
