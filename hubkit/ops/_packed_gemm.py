@@ -35,10 +35,22 @@ import numpy as np
 from hubkit.ops import _numba
 from hubkit.ops._epilogue import RELU, RELU6
 
-__all__ = ["KC", "PackedWeights", "available", "matmul_rows", "pack_weights", "packed_matmul"]
+__all__ = ["KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "dense", "matmul_rows", "pack_weights", "packed_matmul"]
 
 KC = 256
 """Most depth of a block: a row panel's ``mr x KC`` values of ``A`` (14 KB) stay in L1 along the column panels."""
+
+MIN_ROWS = 9
+"""Fewest rows :func:`dense` takes: 3-8 rows go to ``hubkit/ops/_small_linear.py``, 1-2 to BLAS's GEMV."""
+
+MIN_COLS = 64
+MIN_DEPTH = 64
+"""Smallest ``N`` and ``K`` :func:`dense` takes (below them, and below :data:`MIN_SMALL_WORK` for
+fewer than 32 rows, np.matmul was as fast or faster: 0.3-0.9x for 512x64 and 64x512 weights at 4-16
+rows; 0.6x for the MLP's 512x10 layer at 64 rows, where 22 of the 32 columns of a tile are padding)."""
+
+MIN_SMALL_WORK = 128 * 1024
+"""Least ``K * N`` for 9 to 31 rows (1.5-2.7x np.matmul for 784x512 and 512x512 weights there)."""
 
 _F32 = np.dtype(np.float32)
 _lock = threading.Lock()
@@ -105,15 +117,16 @@ class PackedWeights:
 
     def __init__(self, variable: Any | None = None) -> None:
         self.variable = variable
-        self._cache: tuple[Any, int, np.ndarray] | None = None
+        self._cache: tuple[Any, int, bool, np.ndarray] | None = None
 
-    def get(self, w: np.ndarray) -> np.ndarray:
+    def get(self, w: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """``pack_weights(w)``, or ``pack_weights(w.T)`` when ``transpose``."""
         version = 0 if self.variable is None else self.variable._version
         cache = self._cache
-        if cache is not None and cache[0] is w and cache[1] == version:
-            return cache[2]
-        packed = pack_weights(np.asarray(w, _F32))
-        self._cache = (w, version, packed)
+        if cache is not None and cache[0] is w and cache[1] == version and cache[2] == transpose:
+            return cache[3]
+        packed = pack_weights(np.asarray(w.T if transpose else w, _F32))
+        self._cache = (w, version, transpose, packed)  # ``w`` kept: an identity check needs the object alive
         return packed
 
 
@@ -229,3 +242,29 @@ def matmul_rows(
         x.ctypes.data, x.strides[0] // 4, 128, out, bias_addr, flags,
     )
     return out
+
+
+def dense(
+    a: np.ndarray, w: np.ndarray, bias: np.ndarray | None, act: int, packed: PackedWeights, transpose_b: bool = False
+) -> np.ndarray | None:
+    """``act(a @ w + bias)`` (``w.T`` when ``transpose_b``) by the tile kernel, or None when it does not apply.
+
+    The fused ``MatMul`` + bias + activation step (``hubkit/runtime/optimize.py``) calls it for a
+    MatMul whose weights are a variable or a constant; ``packed`` keeps their packed form between
+    runs. It applies to float32 2-D operands of at least :data:`MIN_ROWS` rows, :data:`MIN_DEPTH`
+    depth and :data:`MIN_COLS` columns (and :data:`MIN_SMALL_WORK` below 32 rows), with a 1-D float32
+    bias of the right length or none.
+    """
+    if a.ndim != 2 or w.ndim != 2 or a.dtype != _F32 or w.dtype != _F32:
+        return None
+    rows, depth = a.shape
+    cols = w.shape[0] if transpose_b else w.shape[1]
+    if (w.shape[1] if transpose_b else w.shape[0]) != depth:
+        return None
+    if rows < MIN_ROWS or depth < MIN_DEPTH or cols < MIN_COLS or (rows < 32 and depth * cols < MIN_SMALL_WORK):
+        return None
+    if bias is not None and (bias.dtype != _F32 or bias.shape != (cols,)):
+        return None
+    if not available():
+        return None
+    return packed_matmul(a, packed.get(w, transpose_b), cols, bias, act)

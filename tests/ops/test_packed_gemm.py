@@ -15,7 +15,7 @@ import pytest
 
 from hubkit.ops import _gemm_kernel, _numba, _packed_gemm
 from hubkit.ops._epilogue import NONE, RELU, RELU6, bias_act_
-from hubkit.ops._packed_gemm import PackedWeights, matmul_rows, pack_weights, packed_matmul
+from hubkit.ops._packed_gemm import PackedWeights, dense, matmul_rows, pack_weights, packed_matmul
 
 needs_kernel = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
 
@@ -201,3 +201,73 @@ def test_ir_compiles_without_avx512():
     tm = llvm.Target.from_default_triple().create_target_machine(cpu="haswell", features="", opt=2)
     asm = tm.emit_assembly(mod)
     assert "zmm" not in asm and "vfmadd" in asm
+
+
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kernels):
+    """The fused MatMul step takes the tile kernel for 9+ rows (Numba on) and NumPy's GEMM otherwise."""
+    import hubkit as hk
+    from hubkit.runtime.optimize import FusedLinear
+    from tests.helpers_plans import plain_and_optimised
+
+    rng = np.random.default_rng(seed)
+    g = hk.Graph()
+    with g.as_default():
+        width = int(rng.choice([100, 784]))
+        x = hk.placeholder(np.float32, [None, width], name="x")
+        h = x
+        for layer in range(int(rng.integers(1, 4))):
+            out = int(rng.choice([70, 300, 512]))
+            shape = (out, width) if transpose_b else (width, out)
+            value = (rng.standard_normal(shape) / np.sqrt(width)).astype(np.float32)
+            w = hk.Variable(value, name=f"w{layer}") if layer % 2 == 0 else hk.constant(value)
+            h = hk.matmul(h, w, transpose_b=transpose_b)
+            if rng.integers(3):
+                h = hk.nn.bias_add(h, hk.Variable(rng.standard_normal(out).astype(np.float32), name=f"b{layer}"))
+            act = [hk.nn.relu, hk.nn.relu6, None][int(rng.integers(3))]
+            h = act(h) if act is not None else hk.identity(h)
+            width = out
+    plain, optimised = plain_and_optimised(g, [h], [x])
+    fused = [s[0] for s in optimised.steps if isinstance(s[0], FusedLinear)]
+    assert fused and all(f.packed is not None for f in fused)
+    eps = np.finfo(np.float32).eps
+    for rows in (9, 31, 64, 100):
+        value = rng.standard_normal((rows, x.shape[1])).astype(np.float32)
+        (want,) = plain.run([value])
+        (got,) = optimised.run([value])
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=3000 * eps, atol=3000 * eps * max(1.0, np.abs(want).max()))
+        if kernels == "numpy":
+            np.testing.assert_array_equal(got, want)  # NumPy's GEMM: bit for bit
+    if kernels == "numba" and _packed_gemm.available():
+        assert any(f.packed._cache is not None for f in fused)  # the tile kernel ran
+
+
+def test_packed_weights_follow_variable_writes():
+    import hubkit as hk
+
+    v = hk.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
+    cache = PackedWeights(v)
+    first = cache.get(v.value)
+    assert cache.get(v.value) is first  # same array, same version: reused
+    v.assign(np.ones((2, 3), np.float32))  # written in place: same array object, new version
+    np.testing.assert_array_equal(cache.get(v.value)[0, :, :3], np.ones((2, 3), np.float32))
+    np.testing.assert_array_equal(cache.get(v.value, transpose=True)[0, :3, :2], np.ones((3, 2), np.float32))
+
+
+@needs_kernel
+def test_dense_takes_only_what_it_measured_well_on(kernel):
+    packed = PackedWeights(None)
+    w = np.ones((784, 512), np.float32)
+    assert dense(np.ones((8, 784), np.float32), w, None, NONE, packed) is None  # the small-batch kernel's rows
+    assert dense(np.ones((64, 784), np.float32), w[:, :10], None, NONE, packed) is None  # 10 columns
+    assert dense(np.ones((64, 32), np.float32), w[:32], None, NONE, packed) is None  # depth 32
+    assert dense(np.ones((9, 200), np.float32), w[:200, :100], None, NONE, packed) is None  # little work, few rows
+    assert dense(np.ones((64, 784), np.float64), w.astype(np.float64), None, NONE, packed) is None
+    assert dense(np.ones((64, 784), np.float32), w, np.ones(3, np.float32), NONE, packed) is None  # bad bias
+    assert dense(np.ones((64, 700), np.float32), w, None, NONE, packed) is None  # depths differ
+    got = dense(np.ones((64, 784), np.float32), w, np.ones(512, np.float32), RELU, packed)
+    np.testing.assert_array_equal(got, np.full((64, 512), 785, np.float32))
+    got_t = dense(np.ones((64, 784), np.float32), np.ascontiguousarray(w.T), None, NONE, PackedWeights(None), True)
+    np.testing.assert_array_equal(got_t, np.full((64, 512), 784, np.float32))
