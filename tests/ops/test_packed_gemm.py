@@ -205,8 +205,9 @@ def test_ir_compiles_without_avx512():
 
 @pytest.mark.parametrize("transpose_b", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kernels):
+def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kernels, monkeypatch):
     """The fused MatMul step takes the tile kernel for 9+ rows (Numba on) and NumPy's GEMM otherwise."""
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
     import hubkit as hk
     from hubkit.runtime.optimize import FusedLinear
     from tests.helpers_plans import plain_and_optimised
@@ -240,7 +241,7 @@ def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kerne
         np.testing.assert_allclose(got, want, rtol=3000 * eps, atol=3000 * eps * max(1.0, np.abs(want).max()))
         if kernels == "numpy":
             np.testing.assert_array_equal(got, want)  # NumPy's GEMM: bit for bit
-    if kernels == "numba" and _packed_gemm.available():
+    if kernels == "numba" and _packed_gemm.available() and _packed_gemm._STATE.mr >= _packed_gemm.WIDE_MR:
         assert any(f.packed._cache is not None for f in fused)  # the tile kernel ran
 
 
@@ -257,7 +258,10 @@ def test_packed_weights_follow_variable_writes():
 
 
 @needs_kernel
-def test_dense_takes_only_what_it_measured_well_on(kernel):
+def test_dense_takes_only_what_it_measured_well_on(kernel, monkeypatch):
+    if _packed_gemm._STATE.mr < _packed_gemm.WIDE_MR:
+        pytest.skip("dense() runs the kernel with AVX-512 tiles only")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
     packed = PackedWeights(None)
     w = np.ones((784, 512), np.float32)
     assert dense(np.ones((8, 784), np.float32), w, None, NONE, packed) is None  # the small-batch kernel's rows
@@ -271,3 +275,10 @@ def test_dense_takes_only_what_it_measured_well_on(kernel):
     np.testing.assert_array_equal(got, np.full((64, 512), 785, np.float32))
     got_t = dense(np.ones((64, 784), np.float32), np.ascontiguousarray(w.T), None, NONE, PackedWeights(None), True)
     np.testing.assert_array_equal(got_t, np.full((64, 512), 784, np.float32))
+
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)  # BLAS on two threads: np.matmul runs
+    assert dense(np.ones((64, 784), np.float32), w, None, NONE, PackedWeights(None)) is None
+
+
+def test_blas_threads_is_an_integer():
+    assert _packed_gemm.blas_threads() >= 0
