@@ -63,6 +63,7 @@ class _State:
     mr: int = 0
     kernel: Any = None
     blas_fn: Any = None
+    wide: bool | None = None
 
 
 _STATE = _State()
@@ -266,7 +267,7 @@ def dense(
         return None
     if bias is not None and (bias.dtype != _F32 or bias.shape != (cols,)):
         return None
-    if not available() or _STATE.mr < WIDE_MR or blas_threads() != 1:
+    if not _wide_host() or blas_threads() != 1 or not available():
         return None
     return packed_matmul(a, packed.get(w, transpose_b), cols, bias, act)
 
@@ -274,6 +275,20 @@ def dense(
 WIDE_MR = 14
 """:func:`dense` runs only with AVX-512's 14-row tiles: the 3-row tiles of 8-wide machines were not measured
 against OpenBLAS's kernels (tests still run them)."""
+
+
+def _wide_host() -> bool:
+    """Whether the host gets :data:`WIDE_MR`-row tiles (AVX-512), read from its features without compiling."""
+    wide = _STATE.wide
+    if wide is None:
+        try:
+            from hubkit.ops import _gemm_kernel
+
+            wide = _gemm_kernel.max_mr() >= WIDE_MR
+        except Exception:  # llvmlite missing or broken: no kernel
+            wide = False
+        _STATE.wide = wide
+    return wide
 
 
 def _find_blas_threads() -> Any:
