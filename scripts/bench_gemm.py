@@ -1,10 +1,12 @@
 """GFLOP/s of hubkit's LLVM tile GEMM against np.matmul and onnxruntime's MatMul, one thread each.
 
 Shapes: the MLP's layers (784-512-512-10) at batch 1, 64 and 4096, as ``x @ W`` with ``W`` packed
-once (``hubkit/ops/_packed_gemm.py``; packing is not timed), and 1x1 convolutions of ResNet-50 and
-SqueezeNet at batch 1, as ``W[Cout, Cin] @ X[Cin, HW]`` with ``X`` read in place. np.matmul writes
-into a preallocated ``out=``; onnxruntime runs a one-node ``MatMul`` graph whose constant operand
-(``W``) is an initializer, so it packs it once at session creation as it does in a model.
+once (``hubkit/ops/_packed_gemm.py``; packing is not timed; the fused dense step uses the kernel for
+9+ rows, ``N`` and ``K`` >= 64 only). np.matmul writes into a preallocated ``out=``; onnxruntime runs
+a one-node ``MatMul`` graph whose ``W`` is an initializer, so it packs it once at session creation
+as it does in a model. (1x1 convolutions of ResNet-50 and SqueezeNet, ``W[Cout, Cin] @ X[Cin, HW]``
+with ``X`` read in place, were measured with an earlier form of the kernel, 0.67-1.11x np.matmul,
+and are not part of hubkit.)
 
 Samples are interleaved (``scripts/_timing.py``), CPU time of the process, a short pause before each
 so onnxruntime's spinning threads are idle; min and median GFLOP/s and the ratios
@@ -31,27 +33,13 @@ from _timing import interleaved, load_header  # noqa: E402
 DENSE = [(b, k, n) for b in (1, 64, 4096) for k, n in ((784, 512), (512, 512), (512, 10))]
 """(M, K, N) of ``x @ W``: the MLP's three layers at batch 1, 64, 4096."""
 
-CONV1X1 = [
-    ("resnet50 conv2 1x1 64->64", 64, 64, 3136),
-    ("resnet50 conv2 1x1 64->256", 256, 64, 3136),
-    ("resnet50 conv2 1x1 256->64", 64, 256, 3136),
-    ("resnet50 conv3 1x1 512->128", 128, 512, 784),
-    ("resnet50 conv4 1x1 1024->256", 256, 1024, 196),
-    ("resnet50 conv5 1x1 512->2048", 2048, 512, 49),
-    ("squeezenet fire2 squeeze 96->16", 16, 96, 3025),
-    ("squeezenet fire2 expand1x1 16->64", 64, 16, 3025),
-    ("squeezenet fire9 expand1x1 64->256", 256, 64, 169),
-]
-"""(name, M = Cout, K = Cin, N = H*W) of ``W @ X``."""
-
-
-def _ort_matmul(const: np.ndarray, const_first: bool, other_shape: tuple[int, int]):
-    out_shape = [const.shape[0], other_shape[1]] if const_first else [other_shape[0], const.shape[1]]
+def _ort_matmul(const: np.ndarray, other_shape: tuple[int, int]):
+    out_shape = [other_shape[0], const.shape[1]]
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    inputs = ["W", "x"] if const_first else ["x", "W"]
+    inputs = ["x", "W"]
     graph = helper.make_graph(
         [helper.make_node("MatMul", inputs, ["y"])], "mm",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(other_shape))],
@@ -110,29 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             "np.matmul": lambda x=x, w=w, o=out_n: np.matmul(x, w, out=o),
         }
         if not args.no_ort:
-            sess = _ort_matmul(w, False, (m, k))
+            sess = _ort_matmul(w, (m, k))
             fns["ort"] = lambda s=sess, x=x: s.run(None, {"x": x})
         flops = 2.0 * m * k * n
         inner = max(1, int(target * 50e9 / flops))
         res = interleaved(fns, repeats, inner, warmup=2, pause=args.pause, clock=time.process_time)
         _row(f"{m}x{k} @ {k}x{n}", flops, res, names)
-    print("== 1x1 convolution W[Cout,Cin] @ X[Cin,HW], X read in place, batch 1")
-    for label, m, k, n in CONV1X1:
-        w = rng.standard_normal((m, k), np.float32)
-        x = rng.standard_normal((k, n), np.float32)
-        out_k = np.empty((m, n), np.float32)
-        out_n = np.empty((m, n), np.float32)
-        fns = {
-            "kernel": lambda w=w, x=x, o=out_k: _packed_gemm.matmul_rows(w, x, out=o),
-            "np.matmul": lambda w=w, x=x, o=out_n: np.matmul(w, x, out=o),
-        }
-        if not args.no_ort:
-            sess = _ort_matmul(w, True, (k, n))
-            fns["ort"] = lambda s=sess, x=x: s.run(None, {"x": x})
-        flops = 2.0 * m * k * n
-        inner = max(1, int(target * 50e9 / flops))
-        res = interleaved(fns, repeats, inner, warmup=2, pause=args.pause, clock=time.process_time)
-        _row(f"{label} ({m}x{k} @ {k}x{n})", flops, res, names)
     print(load_header())
     return 0
 

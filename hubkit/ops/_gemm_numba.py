@@ -10,7 +10,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
-from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, BIAS_ROWS, LOAD_MASK, NR, RELU, RELU6
+from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, RELU, RELU6
 
 __all__ = ["call_tile", "gemm_kernel"]
 
@@ -31,17 +31,15 @@ def call_tile(typingctx, addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias):  
     return sig, codegen
 
 
-def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, ldb, b_pstride, c, bias_addr, flags):  # pragma: no cover - compiled by Numba
+def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c, bias_addr, flags):  # pragma: no cover - compiled by Numba
     """``c (=|+=) A @ B`` then the epilogue ``flags`` ask for, tile by tile.
 
     ``A`` is ``rows x depth`` float32, element ``(i, p)`` at ``a_addr + (i * lda + p) * 4`` (read in
     place: each step of a tile broadcasts one value of each of its rows); ``c`` is ``(rows, N)``
-    float32 with unit column stride. Row ``p`` of ``B``'s column panel ``j`` (32 columns) is at
-    ``b_addr + j * b_pstride + p * ldb * 4`` (bytes): ``pack_weights(w)`` (``ldb`` 32, ``b_pstride``
-    ``K * 128``, zero-padded) or a row-major ``(K, N)`` array read in place (``ldb`` its row length,
-    ``b_pstride`` 128, and ``LOAD_MASK`` in ``flags``: the last panel's loads are masked). ``flags``:
-    :mod:`hubkit.ops._gemm_kernel` epilogue flags; ``bias_addr`` points at ``N`` floats
-    (``BIAS_COLS``) or ``rows`` floats (``BIAS_ROWS``).
+    float32 with unit column stride. ``B`` is ``pack_weights(w)`` at ``b_addr``: row ``p`` of column
+    panel ``j`` (32 columns, zero-padded) at ``b_addr + (j * depth + p) * 128`` (bytes). ``flags``:
+    :mod:`hubkit.ops._gemm_kernel` flags (``ACCUMULATE`` and the epilogue); ``bias_addr`` points at
+    ``N`` floats (``BIAS_COLS``).
 
     Order: row blocks of ``mc_max`` (their output rows stay in L2 across the depth blocks), depth
     blocks (balanced, at most ``kc_max``), then each row panel (at most ``mr_max`` rows, balanced
@@ -52,7 +50,7 @@ def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, 
     n_total = c.shape[1]
     ldc = c.strides[0] // 4
     c_addr = c.ctypes.data
-    epilogue = flags & (BIAS_COLS | BIAS_ROWS | RELU | RELU6)
+    epilogue = flags & (BIAS_COLS | RELU | RELU6)
     kblocks = (depth + kc_max - 1) // kc_max
     kstep = (depth + kblocks - 1) // kblocks
     for i0 in range(0, rows, mc_max):
@@ -75,14 +73,7 @@ def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, 
                 c_row = c_addr + i * ldc * 4
                 for j0 in range(0, n_total, NR):
                     n = min(NR, n_total - j0)
-                    fj = fl
-                    if n < NR and (flags & LOAD_MASK) != 0:
-                        fj |= LOAD_MASK
-                    bias = bias_addr
-                    if (fj & BIAS_COLS) != 0:
-                        bias += j0 * 4
-                    elif (fj & BIAS_ROWS) != 0:
-                        bias += i * 4
-                    bptr = b_addr + (j0 // NR) * b_pstride + k0 * ldb * 4
-                    call_tile(addr, r, kc, a_ptr, lda, bptr, ldb, c_row + j0 * 4, ldc, n, fj, bias)
+                    bias = bias_addr + j0 * 4 if (fl & BIAS_COLS) != 0 else 0
+                    bptr = b_addr + ((j0 // NR) * depth + k0) * NR * 4
+                    call_tile(addr, r, kc, a_ptr, lda, bptr, NR, c_row + j0 * 4, ldc, n, fl, bias)
                 i += r

@@ -1,21 +1,15 @@
-"""float32 GEMMs on the LLVM tile kernel of :mod:`hubkit.ops._gemm_kernel`, with a NumPy fallback.
+"""float32 dense layers on the LLVM tile kernel of :mod:`hubkit.ops._gemm_kernel`, with a NumPy fallback.
 
-Two forms:
-
-- :func:`packed_matmul`: ``act(x @ w + bias)`` with ``w`` packed once (:class:`PackedWeights`,
-  ``K x 32`` column panels, zero-padded) -- dense layers.
-- :func:`matmul_rows`: ``act(w @ x + bias[:, None])`` with ``x`` read in place (``ldb`` = its row
-  length) -- NCHW 1x1 convolutions, ``y[Cout, HW] = W[Cout, Cin] @ X[Cin, HW]``.
-
-Both read the left operand in place (rows with unit column stride; anything else is copied first)
+:func:`packed_matmul` computes ``act(x @ w + bias)`` with ``w`` packed once (:class:`PackedWeights`,
+``K x 32`` column panels, zero-padded); :func:`dense` is what the fused ``MatMul`` step calls. They
+read ``x`` in place (rows with unit column stride; anything else is copied first)
 and run the macro-kernel of :mod:`hubkit.ops._gemm_numba`: rows in blocks whose output rows stay in
 L2 across the depth blocks, the depth in balanced blocks of at most :data:`KC`. Bias and activation
 are applied in the tile's registers after the last depth block (same arithmetic as
 :mod:`hubkit.ops._epilogue`: one float32 addition, then the activation).
 
 Measured (``scripts/bench_gemm.py``, one thread, Ice Lake AVX-512): 1.1-1.5x np.matmul's GFLOP/s on
-the MLP's batch-64 layers with the weights packed, 0.95-1.0x at batch 4096; the 1x1-convolution form
-(``B`` read in place with a long row stride) is 0.4-1.0x np.matmul, so nothing calls it yet.
+the MLP's batch-64 layers, 0.95-1.0x at batch 4096 (where the fused epilogue still saves a pass).
 
 Results differ from NumPy's by summation order only: each output is a float32 sum over ``K``
 accumulated in FMA order, within ``K * eps * sum_k |a_k b_k|`` of the exact value (tested in
@@ -35,7 +29,7 @@ import numpy as np
 from hubkit.ops import _numba
 from hubkit.ops._epilogue import RELU, RELU6
 
-__all__ = ["KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "dense", "matmul_rows", "pack_weights", "packed_matmul"]
+__all__ = ["KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "dense", "pack_weights", "packed_matmul"]
 
 KC = 256
 """Most depth of a block: a row panel's ``mr x KC`` values of ``A`` (14 KB) stay in L1 along the column panels."""
@@ -192,56 +186,7 @@ def packed_matmul(
     if x.strides[1] != 4 or x.strides[0] % 4 or x.strides[0] < 0:
         x = np.ascontiguousarray(x)
     _STATE.kernel(
-        _STATE.addr, mr, KC, mc, x.ctypes.data, x.strides[0] // 4, rows, depth,
-        packed.ctypes.data, 32, depth * 128, out, bias_addr, flags,
-    )
-    return out
-
-
-def matmul_rows(
-    w: np.ndarray,
-    x: np.ndarray,
-    bias: np.ndarray | None = None,
-    act: int = 0,
-    out: np.ndarray | None = None,
-) -> np.ndarray | None:
-    """``act(w @ x + bias[:, None])`` with ``x`` (``K x N``, C-contiguous rows) read in place, or None.
-
-    ``w`` is ``(M, K)`` float32 with any strides; ``out`` (fresh when None) is ``(M, N)`` with unit
-    column stride. None when the kernel is not available.
-    """
-    if not available() or x.dtype != _F32 or w.dtype != _F32 or x.ndim != 2 or w.ndim != 2:
-        return None
-    if x.strides[1] != 4 or x.strides[0] % 4 or x.strides[0] < 0:
-        x = np.ascontiguousarray(x)
-    from hubkit.ops import _gemm_kernel as g
-
-    rows, depth = w.shape
-    n = x.shape[1]
-    if out is None:
-        out = np.empty((rows, n), _F32)
-    if rows == 0 or n == 0:
-        return out
-    flags = _act_flags(act) | g.LOAD_MASK
-    bias_addr = 0
-    if bias is not None:
-        bias = np.ascontiguousarray(bias, _F32)
-        bias_addr = bias.ctypes.data
-        flags |= g.BIAS_ROWS
-    if depth == 0:
-        out[...] = 0
-        if bias is not None:
-            out += bias[:, None]
-        from hubkit.ops._epilogue import bias_act_
-
-        return bias_act_(out, None, act)
-    mr = _STATE.mr
-    mc = _mc(mr, depth, n)
-    if w.strides[1] != 4 or w.strides[0] % 4 or w.strides[0] < 0:
-        w = np.ascontiguousarray(w)
-    _STATE.kernel(
-        _STATE.addr, mr, KC, mc, w.ctypes.data, w.strides[0] // 4, rows, depth,
-        x.ctypes.data, x.strides[0] // 4, 128, out, bias_addr, flags,
+        _STATE.addr, mr, KC, mc, x.ctypes.data, x.strides[0] // 4, rows, depth, packed.ctypes.data, out, bias_addr, flags
     )
     return out
 

@@ -16,7 +16,7 @@ import pytest
 
 from hubkit.ops import _gemm_kernel, _numba, _packed_gemm
 from hubkit.ops._epilogue import NONE, RELU, RELU6, bias_act_
-from hubkit.ops._packed_gemm import PackedWeights, dense, matmul_rows, pack_weights, packed_matmul
+from hubkit.ops._packed_gemm import PackedWeights, dense, pack_weights, packed_matmul
 
 needs_kernel = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
 
@@ -31,10 +31,10 @@ def kernel():
     _numba.set_numba_enabled(None)
 
 
-def _reference(a, b, bias, act, rows_bias=False):
+def _reference(a, b, bias, act):
     z = a.astype(np.float64) @ b.astype(np.float64)
     if bias is not None:
-        z = z + (bias[:, None] if rows_bias else bias)
+        z = z + bias
     if act == RELU:
         z = np.maximum(z, 0)
     elif act == RELU6:
@@ -72,20 +72,6 @@ def test_packed_matmul_within_tolerance(shape, act, kernel):
 
 
 @needs_kernel
-@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_matmul_rows_within_tolerance(shape, act, kernel):
-    m, k, n = shape
-    rng = np.random.default_rng(m * 999 + k * 5 + n)
-    w = rng.standard_normal((m, k)).astype(np.float32)
-    x = (rng.standard_normal((k, n)) * 2).astype(np.float32)
-    bias = None if (m + k) % 3 == 0 else rng.standard_normal(m).astype(np.float32)
-    got = matmul_rows(w, x, bias, act)
-    want, scale = _reference(w, x, bias, act, rows_bias=True)
-    _check_close(got, want, scale, k)
-
-
-@needs_kernel
 def test_strided_operands_and_outputs(kernel):
     rng = np.random.default_rng(3)
     big = rng.standard_normal((40, 900)).astype(np.float32)
@@ -100,11 +86,10 @@ def test_strided_operands_and_outputs(kernel):
     _check_close(out, want, scale, 800)
     assert np.isnan(wide[:, :10]).all() and np.isnan(wide[:, 80:]).all()  # nothing written outside
     _check_close(packed_matmul(xt, pack_weights(w), 70), want, scale, 800)
-    # matmul_rows: B read in place with a row stride longer than its columns, A transposed
-    xb = rng.standard_normal((800, 150)).astype(np.float32)[:, 3:123]
-    wa = rng.standard_normal((800, 21)).astype(np.float32).T
-    want, scale = _reference(wa, xb, None, NONE)
-    _check_close(matmul_rows(wa, xb), want, scale, 800)
+    # weights given as a strided view: packed from it
+    wv = rng.standard_normal((800, 150)).astype(np.float32)[:, 3:123:2]
+    want, scale = _reference(x, wv, None, NONE)
+    _check_close(packed_matmul(x, pack_weights(wv), 60), want, scale, 800)
 
 
 @needs_kernel
@@ -121,10 +106,6 @@ def test_epilogue_exact_on_integer_data(act, kernel):
     got = packed_matmul(x, pack_weights(w), n, bias, act)
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(np.signbit(got), np.signbit(want))
-    rows_bias = rng.integers(-40, 40, n).astype(np.float32)  # (x @ w).T = w.T @ x.T: one bias per row
-    want_rows = bias_act_(np.matmul(x, w), rows_bias, act).T
-    got_rows = matmul_rows(np.ascontiguousarray(w.T), np.ascontiguousarray(x.T), rows_bias, act)
-    np.testing.assert_array_equal(got_rows, want_rows)
 
 
 @needs_kernel
@@ -138,7 +119,6 @@ def test_nan_and_zero_depth(kernel):
                           np.arange(5, dtype=np.float32) - 2, RELU)
     np.testing.assert_array_equal(empty, np.tile(np.maximum(np.arange(5, dtype=np.float32) - 2, 0), (3, 1)))
     assert packed_matmul(np.ones((0, 8), np.float32), pack_weights(w), 40).shape == (0, 40)
-    assert matmul_rows(np.ones((2, 0), np.float32), np.ones((0, 3), np.float32)).tolist() == [[0.0] * 3] * 2
 
 
 def test_numpy_fallback_returns_none():
@@ -146,7 +126,6 @@ def test_numpy_fallback_returns_none():
     try:
         x = np.ones((4, 8), np.float32)
         assert packed_matmul(x, pack_weights(np.ones((8, 3), np.float32)), 3) is None
-        assert matmul_rows(x, np.ones((8, 3), np.float32)) is None
         assert not _packed_gemm.available()
     finally:
         _numba.set_numba_enabled(None)
@@ -156,7 +135,6 @@ def test_numpy_fallback_returns_none():
 def test_other_dtypes_return_none(kernel):
     x = np.ones((4, 8), np.float64)
     assert packed_matmul(x, pack_weights(np.ones((8, 3), np.float32)), 3) is None
-    assert matmul_rows(x, np.ones((8, 3), np.float64)) is None
 
 
 def test_pack_weights_layout():
