@@ -14,7 +14,7 @@ by a hash of the IR, the CPU name, its features and llvmlite's version; whoever 
 already replace Numba's cached kernels) and called through a function address: from Numba with
 ``hubkit.ops._gemm_numba.call_tile`` (an intrinsic: the address is a run-time argument, so kernels
 that call it cache on disk), from Python with ctypes. Nothing is compiled at import; the first
-:func:`kernel_address` call compiles every ``mr`` variant in one module (0.4 s; 0.1 s from the
+:func:`kernel_address` call compiles every ``mr`` variant in one module (0.2-0.4 s; 0.1 s from the
 cached object code).
 
 Signature of the entry point (all ``i64``; pointers as addresses)::
