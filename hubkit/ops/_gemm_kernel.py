@@ -5,7 +5,13 @@ the whole depth ``k``, with the ``2 * mr`` accumulators as SSA vector values: LL
 registers by construction (a plain Numba loop over a 4x32 block did not, see
 docs/performance_notes.md). ``A`` is read in place (element ``(i, p)`` at ``a[i * lda + p]``): each
 step broadcasts one value of each of the ``mr`` rows; ``B``'s row ``p`` is read as two 16-wide
-vectors at ``b + p * ldb``. (Packing ``A`` into ``k``-major panels made the loop a few instructions
+vectors at ``b + p * ldb``. The loop takes :data:`UNROLL` steps per iteration (one pointer per
+stream, the steps at constant offsets) and is compiled with LLVM's machine scheduler off, which
+keeps the IR's order: with it on, the broadcasts were hoisted ahead of their FMAs and spilled. The
+4-step loop measured 1.12-1.19x the one-step loop by min on the MLP's batch-64 layers; 2 or 8 steps,
+a software prefetch of ``B`` 4-16 steps ahead and depth blocks of 400 or 800 instead of 256 measured
+within the noise or slower. ``ldb`` must be ``NR`` (32): the packed panels' row stride.
+(Packing ``A`` into ``k``-major panels made the loop a few instructions
 shorter but the packing cost more than that: 42 us of a 456 us 64x784x512 call.)
 
 The IR is text made here, compiled by ``llvmlite.binding`` for the host CPU (its name and
