@@ -81,11 +81,25 @@ def _geometry(hw: Sequence[int | None], khw: Sequence[int], strides, dilations, 
     """Output (height, width) and concrete paddings of a window op."""
     if min(*khw, *strides, *dilations) < 1:  # from a module file: the builders check this, graph.pb may not
         raise infer_error(f"window {list(khw)}, strides {list(strides)} and dilations {list(dilations)} must be >= 1.")
+    if not _plain_padding(padding):  # likewise: a negative pad misplaced the input in the fused kernels' padded copy
+        raise infer_error(f"padding must be 'SAME', 'VALID' or [[top, bottom], [left, right]] of integers >= 0; "
+                          f"got {padding!r}.")
     pads = [padding, padding] if isinstance(padding, str) else padding
     (oh, ph), (ow, pw) = (
         _dim_geometry(hw[i], khw[i], strides[i], dilations[i], pads[i]) for i in range(2)
     )
     return (oh, ow), (ph, pw)
+
+
+def _plain_padding(padding: Any) -> bool:
+    """Whether ``padding`` is what :func:`_padding` returns: ``"SAME"``, ``"VALID"`` or two pairs of ints >= 0."""
+    if isinstance(padding, str):
+        return padding in ("SAME", "VALID")
+    return (
+        isinstance(padding, (list, tuple)) and len(padding) == 2
+        and all(isinstance(r, (list, tuple)) and len(r) == 2 for r in padding)
+        and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0 for r in padding for p in r)
+    )
 
 
 def _does_not_fit(hw: Sequence, khw: Sequence, dilations: Sequence, padding: Any) -> str:

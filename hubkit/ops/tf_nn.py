@@ -55,6 +55,8 @@ def _explicit(attrs) -> tuple[tuple[int, int], tuple[int, int]]:
     if attrs.get("padding") == "EXPLICIT":
         if len(p) != 8:
             raise infer_error(f"EXPLICIT padding needs 8 explicit_paddings, got {p}.")
+        if min(p) < 0 or any(p[i] for i in (0, 1, 6, 7)):  # as TF: a negative pad misplaced the input in fused kernels
+            raise infer_error(f"explicit_paddings must be >= 0 and 0 for the batch and channels, got {p}.")
         return (p[2], p[3]), (p[4], p[5])
     return (0, 0), (0, 0)
 
