@@ -166,3 +166,30 @@ for path in sys.argv[1:]:
     y = np.asarray(m(np.random.RandomState(0).rand(4, h, w, 3).astype(np.float32)))
     print(json.dumps({"label": "sum:" + path, "sum": float(np.nansum(y))}), flush=True)
 '''
+
+
+_LIMITED = r'''
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+'''
+
+
+@pytest.mark.parametrize("optimize", ["1", "0"])
+def test_huge_explicit_paddings_are_bounded_like_a_pad(tmp_path, optimize):
+    """Pads of 30,000 on a 16x16 image asked for 13+ GiB per array on the first call (review 4's bound covered Pad,
+    not the pads of a convolution or pool)."""
+    p = 30000
+    paths = [
+        _hubkit_module(str(tmp_path / "hubkit-conv"), [[p, p], [p, p]]),
+        _hubkit_module(str(tmp_path / "hubkit-conv-one-side"), [[0, 2**31], [0, 0]]),
+        _hubkit_module(str(tmp_path / "hubkit-pool"), [[p, p], [p, p]], op="MaxPool"),
+        _tf1_module(str(tmp_path / "tf1-conv"), [0, 0, p, p, p, p, 0, 0]),
+        _tf1_module(str(tmp_path / "tf1-conv-one-side"), [0, 0, 2**31, 0, 0, 0, 0, 0]),
+        _tf1_module(str(tmp_path / "tf1-pool"), [0, 0, p, p, p, p, 0, 0], op="MaxPool"),
+    ]
+    records = run_in_child(_LIMITED + _CALL, *paths, env={**os.environ, "HUBKIT_OPTIMIZE": optimize,
+                                                          "HUBKIT_CACHE_DIR": str(tmp_path / "cache")})
+    for path in paths:
+        record = records[path]
+        assert record["outcome"] == "hubkit", record
+        assert "the limit is 2147483648" in record["error"], record
