@@ -266,7 +266,9 @@ class OnnxRange:
 
     def forward(start, limit, delta):
         s, lim, d = start.item(), limit.item(), delta.item()
-        return (s + d * np.arange(_range_length(s, lim, d))).astype(start.dtype)
+        n = _range_length(s, lim, d)
+        check_output_size([n], "Range")  # limits from tensors: counted before anything is built
+        return (s + d * np.arange(n)).astype(start.dtype)
 
 
 def _range_length(s, lim, d) -> int:
