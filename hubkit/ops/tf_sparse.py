@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.graph import bool_, int64
+from hubkit.ops._helpers import check_output_size
 from hubkit.ops._tf_common import static_list
 from hubkit.ops.registry import apply, infer_error, register_op
 from hubkit.ops.tf_array import TfRuntimeError
@@ -58,6 +59,7 @@ def _segments(data, indices, segment_ids, num_segments, reduction):
     if len(indices) and (indices.min() < 0 or indices.max() >= data.shape[0]):
         raise TfRuntimeError(f"an index is out of range [0, {data.shape[0]}).")
     rows = int(num_segments) if num_segments is not None else (int(segment_ids[-1]) + 1 if len(segment_ids) else 0)
+    check_output_size([max(rows, 0), *data.shape[1:]], "SparseSegmentReduce")  # rows from a tensor's value
     if len(segment_ids) and (segment_ids[0] < 0 or segment_ids[-1] >= rows):
         raise TfRuntimeError(f"a segment id is out of range [0, {rows}).")
     counts = np.bincount(segment_ids, minlength=rows).astype(data.dtype) if len(segment_ids) else \
@@ -87,6 +89,7 @@ class TfSparseSegmentReduce:
         k = kernels() if data.ndim == 2 and data.dtype.kind == "f" and len(indices) == len(segment_ids) else None
         if k is not None:  # one pass that also checks; on a failed check the NumPy path below names the error
             rows = n if n is not None else (int(segment_ids[-1]) + 1 if len(segment_ids) else 0)
+            check_output_size([max(rows, 0), data.shape[1]], "SparseSegmentReduce")  # rows from a tensor's value
             out = np.zeros((max(rows, 0), data.shape[1]), dtype=data.dtype)
             if rows >= 0 and k.segment_reduce(data, indices, segment_ids, _MODES[reduction], out) == 0:
                 return out

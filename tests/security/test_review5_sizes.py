@@ -142,3 +142,46 @@ def test_onnx_range_with_a_limit_from_an_input_is_bounded(tmp_path):
     records = run_in_child(_LOAD, path)
     assert records[path]["outcome"] == "hubkit", records[path]
     assert "the limit is 2147483648" in records[path]["error"], records[path]
+
+
+_SEGMENTS = r'''
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from hubkit.ops.tf_sparse import TfSparseSegmentReduce
+for path in sys.argv[1:]:
+    attempt(path, lambda path=path: np.asarray(hk.Module(path)(np.ones((1, 4), np.float32))).sum())
+for reduction in ("sum", "mean", "sqrtn"):
+    for ids, n in (([0], 2**31), ([2**30], None), ([0], 2**40)):
+        data = np.ones((1, 4), np.float32)
+        extra = () if n is None else (np.int64(n),)
+        attempt(f"tf-{reduction}-{ids[0]}-{n}", lambda: TfSparseSegmentReduce.forward(
+            data, np.array([0]), np.array(ids), *extra, reduction=reduction))
+'''
+
+
+def _segment_module(path: str, ids: list[int], num_segments: int | None) -> str:
+    import hubkit as hk
+
+    def module_fn():
+        x = hk.placeholder(hk.float32, [1, 4], name="x")
+        ids_t = hk.constant(np.array(ids, np.int64))
+        y = hk.unsorted_segment_sum(x, ids_t, hk.constant(np.int64(num_segments))) if num_segments is not None \
+            else hk.segment_sum(x, ids_t)
+        hk.add_signature(inputs=x, outputs=y)
+
+    hk.Module(hk.create_module_spec(module_fn)).export(path)
+    return path
+
+
+def test_segment_counts_from_tensors_are_bounded(tmp_path):
+    """A segment count (or a largest id) of 2**30 and more from a one-value constant asked for 16 GiB and more."""
+    paths = [
+        _segment_module(str(tmp_path / "num-segments"), [0], 2**31),
+        _segment_module(str(tmp_path / "num-segments-huge"), [0], 2**40),
+        _segment_module(str(tmp_path / "largest-id"), [2**30], None),
+    ]
+    records = run_in_child(_SEGMENTS, *paths)
+    assert len(records) == 3 + 9, records
+    for label, record in records.items():
+        assert record["outcome"] == "hubkit", (label, record)
+        assert "the limit is 2147483648" in record["error"], (label, record)
