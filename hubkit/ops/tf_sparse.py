@@ -158,6 +158,7 @@ class TfSparseFillEmptyRows:
         _check_fill_inputs(indices, values, dense_shape, default_value)
         rows = int(dense_shape[0])
         n = len(indices)
+        check_output_size([n + rows, indices.shape[1]], "SparseFillEmptyRows")  # rows: a tensor's value
         k = kernels() if indices.ndim == 2 and values.dtype != object and rows >= 0 else None
         if k is not None:  # rows in order (as StringSplit makes them): one pass
             out_idx = np.empty((n + rows, indices.shape[1]), dtype=np.int64)

@@ -185,3 +185,33 @@ def test_segment_counts_from_tensors_are_bounded(tmp_path):
     for label, record in records.items():
         assert record["outcome"] == "hubkit", (label, record)
         assert "the limit is 2147483648" in record["error"], (label, record)
+
+
+_SPARSE = r'''
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from hubkit.ops import sparse
+from hubkit.ops.sparse_tensor import SparseFillEmptyRows, SparseToDense
+from hubkit.ops.tf_sparse import TfSparseFillEmptyRows
+i64 = lambda *v: np.array(v, np.int64)
+one = (np.zeros((1, 2), np.int64), np.ones(1, np.float32))
+for shape in [(2**20, 2**20), (2**31 + 1,), (2**16, 2**16, 2)]:
+    attempt(f"to-dense-{shape}", lambda: SparseToDense.forward(np.zeros((1, len(shape)), np.int64), one[1],
+                                                               i64(*shape), np.float32(0)))
+for rows in (2**31, 2**40):
+    attempt(f"fill-{rows}", lambda: SparseFillEmptyRows.forward(*one, i64(rows, 3), np.float32(0)))
+    attempt(f"tf-fill-{rows}", lambda: TfSparseFillEmptyRows.forward(*one, i64(rows, 3), np.float32(0)))
+for rows in (2**30, 2**26):
+    for fn in (sparse.combine, sparse.combine_numpy):
+        attempt(f"combine-{fn.__name__}-{rows}", lambda: fn(np.ones((10, 64), np.float32), i64(1), i64(0), rows, None, 0))
+'''
+
+
+def test_dense_shapes_and_row_counts_of_sparse_values_are_bounded():
+    """A SparseTensor's ``dense_shape`` (a fed or constant tensor) sized SparseToDense, the filled rows and the rows of
+    ``embedding_lookup_sparse`` with no bound: [2**20, 2**20] asked for 4 TiB, 2**30 rows of 64 for 256 GiB."""
+    records = run_in_child(_SPARSE)
+    assert len(records) == 3 + 4 + 4, records
+    for label, record in records.items():
+        assert record["outcome"] == "hubkit", (label, record)
+        assert "the limit is 2147483648" in record["error"], (label, record)
