@@ -290,6 +290,7 @@ class TfDynamicStitch:
         indices, data = inputs[:n], inputs[n:]
         rows = max((int(i.max()) + 1 for i in indices if i.size), default=0)
         rest = data[0].shape[indices[0].ndim:]
+        check_output_size([rows, *rest], "DynamicStitch")  # rows: the largest index, a tensor's value
         out = np.zeros((rows,) + rest, dtype=data[0].dtype)
         for i, d in zip(indices, data):
             if i.size and i.min() < 0:

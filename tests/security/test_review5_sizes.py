@@ -215,3 +215,22 @@ def test_dense_shapes_and_row_counts_of_sparse_values_are_bounded():
     for label, record in records.items():
         assert record["outcome"] == "hubkit", (label, record)
         assert "the limit is 2147483648" in record["error"], (label, record)
+
+
+_STITCH = r'''
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from hubkit.ops.tf_sparse import TfDynamicStitch
+for index, width in ((2**30, 64), (2**33, 1), (2**62, 1)):
+    attempt(f"stitch-{index}", lambda: TfDynamicStitch.forward(np.array([index], np.int32 if index < 2**31 else np.int64),
+                                                                np.ones((1, width), np.float32)))
+'''
+
+
+def test_dynamic_stitch_rows_from_an_index_are_bounded():
+    """DynamicStitch's output has as many rows as its largest index + 1: one index of 2**30 asked for 256 GiB."""
+    records = run_in_child(_STITCH)
+    assert len(records) == 3, records
+    for label, record in records.items():
+        assert record["outcome"] == "hubkit", (label, record)
+        assert "the limit is 2147483648" in record["error"], (label, record)
