@@ -41,6 +41,8 @@ _HANDOFF_PIECES = 16  # received pieces (up to 1 MB each) waiting for the extrac
 _DOWNLOAD_WRITES_AT = 4  # pieces waiting that make the download thread write the file itself (it has time)
 _PIECE = 4 << 20  # most decompressed bytes held at once (memory stays flat whatever the archive size)
 _TRAILER_CRC_MIN = 1 << 20  # smallest file whose CRC-32 is taken from its gzip member's trailer when it can be
+_PLAIN_HEADER_START = b"\x1f\x8b\x08\x00"  # gzip magic, deflate, no optional header fields (FLG 0)
+_PLAIN_HEADER_SIZE = 10  # such a header: the 4 bytes above, mtime, extra flags, OS
 _MAX_HEADER_BYTES = 1 << 20  # largest extended header (PAX record, GNU long name) read into memory
 _TAR_OVERHEAD_PER_ENTRY = 4 << 10  # header, long-name/PAX headers and padding of one ordinary entry
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -150,26 +152,35 @@ def archive_format(head: bytes) -> str | None:
 
 
 class _Gunzip:
-    """The decompressed bytes of a gzip file of any number of members, through zlib's own gzip decoder.
+    """The decompressed bytes of a gzip file of any number of members, through zlib.
 
-    zlib (in C) parses each member's header, skipping name and comment fields without storing them,
-    and checks each member's CRC-32 and length trailer. Between members, zero padding is skipped as
-    ``gzip`` does; anything else that is not a new member is an error (``incorrect header check``), and
-    so is input that ends inside
-    a member (a truncated archive never extracts the files that happen to precede the cut).
+    By default zlib's own gzip decoder (in C) parses each member's header, skipping name and comment
+    fields without storing them, and checks each member's CRC-32 and length trailer. With
+    ``check_crc=False`` (the caller verifies a pinned sha256 of every compressed byte, which proves more
+    than the CRC), a member whose header is the plain 10 bytes (no optional fields: what
+    :func:`~hubkit.hub.registry.pack_module` and ``gzip`` write) is inflated raw, so zlib computes no
+    CRC-32 (~10% of an install's CPU); its length trailer is still checked. Any other header goes through
+    zlib's gzip decoder as before, so no variable-length header field is ever parsed here.
+    Between members, zero padding is skipped as ``gzip`` does; anything else that is not a new member is
+    an error (``incorrect header check``), and so is input that ends inside a member (a truncated archive
+    never extracts the files that happen to precede the cut).
 
     It also remembers where the last few members began and ended in the decompressed stream, with the
-    CRC-32 of their trailers (which zlib has checked): a file whose data is exactly one member (how
+    CRC-32 of their trailers (checked by zlib, or with ``check_crc=False`` as the sha256-pinned archive
+    states it): a file whose data is exactly one member (how
     :func:`~hubkit.hub.registry.pack_module` stores every large file) gets its CRC-32 from there, with no
     second pass over its bytes. A returned piece never spans two members.
     """
 
-    def __init__(self, raw: Any, head: bytes, chunk_size: int) -> None:
+    def __init__(self, raw: Any, head: bytes, chunk_size: int, check_crc: bool = True) -> None:
         self._raw = raw
         self._chunk_size = chunk_size
+        self._check_crc = check_crc
         self._input: bytes | memoryview = head
-        self._decompressor: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._in_member = True
+        self._decompressor: Any = None
+        self._raw_member = False  # this member is inflated raw (its 10-byte header skipped, trailer read here)
+        self._member_out = 0  # decompressed bytes of this member so far
+        self._in_member = False
         self._done = False
         self._produced = 0  # decompressed bytes returned so far
         self._consumed_tail = b""  # the last 8 compressed bytes zlib consumed (the trailer, at a member's end)
@@ -180,12 +191,50 @@ class _Gunzip:
         data = self._raw.read(self._chunk_size)  # zlib inflates a piece handed over in memory without a copy
         return data if data else b""
 
+    def _at_least(self, count: int) -> bool:
+        """Reads until ``count`` input bytes wait (fewer only at the end of the file)."""
+        while len(self._input) < count:
+            more = self._more()
+            if not more:
+                return False
+            self._input = bytes(self._input) + bytes(more)
+        return True
+
+    def _start_member(self) -> bool:
+        """Skips zero padding and starts the next member; ``False`` at the end of the file."""
+        self._input = bytes(self._input).lstrip(b"\0")  # zlib's unused data: bytes already
+        while not self._input:
+            more = self._more()
+            if not more:
+                return False
+            self._input = bytes(more).lstrip(b"\0")  # a member ended with the input: rare
+        self._raw_member = False
+        if not self._check_crc and self._at_least(_PLAIN_HEADER_SIZE) and self._input[:4] == _PLAIN_HEADER_START:
+            self._input = self._input[_PLAIN_HEADER_SIZE:]
+            self._decompressor = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._raw_member = True
+        else:
+            self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib checks the magic and header
+        self._member_out = 0
+        self._in_member = True
+        return True
+
+    def _raw_trailer(self) -> int:
+        """Reads a raw member's 8-byte trailer, checks its length and returns its CRC-32."""
+        if not self._at_least(8):
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        crc, size = struct.unpack("<II", self._input[:8])
+        if size != self._member_out & 0xFFFFFFFF:
+            raise zlib.error("Error -3 while decompressing data: incorrect length check")
+        self._input = self._input[8:]
+        return int(crc)
+
     def starts_member(self, position: int) -> bool:
         """Whether a member begins at decompressed offset ``position`` (among the last few seen)."""
         return position in self._starts
 
     def member_crc(self, start: int, end: int) -> int | None:
-        """The checked CRC-32 of a member that spans exactly ``[start, end)``, if one ended recently."""
+        """The CRC-32 of a member that spans exactly ``[start, end)``, if one ended recently."""
         for began, ended, crc in self._ended:
             if (began, ended) == (start, end):
                 return crc
@@ -194,16 +243,11 @@ class _Gunzip:
     def read_piece(self, limit: int) -> bytes:
         """Returns the next 1 to ``limit`` decompressed bytes, or ``b""`` at the end of the file."""
         while not self._done:
-            if not self._in_member:
-                self._input = bytes(self._input).lstrip(b"\0")  # zlib's unused data: bytes already
-                while not self._input:
-                    more = self._more()
-                    if not more:
-                        self._done = True
-                        return b""
-                    self._input = bytes(more).lstrip(b"\0")  # a member ended with the input: rare
-                self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib checks the next magic
-                self._in_member = True
+            if not self._in_member and not self._start_member():
+                if not self._ended:  # not even one member: an empty or all-zero file
+                    raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+                self._done = True
+                return b""
             if not self._input:
                 self._input = self._more()
                 if not self._input:
@@ -212,16 +256,24 @@ class _Gunzip:
             given = self._input
             out = decompressor.decompress(given, limit)
             self._produced += len(out)
+            self._member_out += len(out)
             rest = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
-            consumed = len(given) - len(rest)
-            self._consumed_tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
             self._input = rest
             if decompressor.eof:
-                # zlib consumed the 8-byte trailer (CRC-32, then length) last and found it right.
-                crc = int.from_bytes(self._consumed_tail[:4], "little")
+                if self._raw_member:
+                    crc = self._raw_trailer()
+                else:
+                    # zlib consumed the 8-byte trailer (CRC-32, then length) last and found it right.
+                    consumed = len(given) - len(rest)
+                    tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
+                    crc = int.from_bytes(tail[:4], "little")
                 self._ended = [*self._ended[-3:], (self._starts[-1], self._produced, crc)]
                 self._starts = [*self._starts[-3:], self._produced]  # where the next member, if any, begins
                 self._in_member = False
+                self._consumed_tail = b""
+            elif not self._raw_member:
+                consumed = len(given) - len(rest)
+                self._consumed_tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
             if out:
                 return out
         return b""
@@ -243,7 +295,7 @@ class _PlainTar:
         return bytes(data) if data else b""
 
 
-def _open_pieces(raw: Any, source: str) -> Any:
+def _open_pieces(raw: Any, source: str, check_crc: bool = True) -> Any:
     head = b""
     while len(head) < tarfile.BLOCKSIZE:
         more = raw.read(tarfile.BLOCKSIZE - len(head))
@@ -252,7 +304,7 @@ def _open_pieces(raw: Any, source: str) -> Any:
         head += bytes(more)
     kind = archive_format(head)
     if kind == "gzip":
-        return _Gunzip(raw, head, _READ_CHUNK)
+        return _Gunzip(raw, head, _READ_CHUNK, check_crc)
     if kind == "tar":
         return _PlainTar(raw, head, _READ_CHUNK)
     raise DownloadError(
@@ -413,8 +465,9 @@ def safe_extract(
         max_bytes: Refuse the archive once its files add up to more than this many bytes.
         max_members: Refuse the archive once it has more than this many entries.
         source: How to name the archive in error messages (e.g. its URL); defaults to the path.
-        check_crc: Accepted for compatibility: zlib checks every gzip member's CRC-32 as it inflates, at
-            no measurable cost (see docs/security.md).
+        check_crc: Whether zlib checks every gzip member's CRC-32 as it inflates. Pass ``False`` only when
+            the caller verifies a pinned sha256 of the whole archive before using what was extracted: a
+            plainly-headed member is then inflated raw (no CRC-32 computed; its length is still checked).
 
     Returns:
         The regular files written, in archive order.
@@ -459,7 +512,7 @@ def extract_stream(
     # entry (a few headers for long names), and the end-of-archive blocks.
     limit = max_bytes + max_members * _TAR_OVERHEAD_PER_ENTRY + _MAX_HEADER_BYTES
     try:
-        stream = _ForwardStream(_open_pieces(raw, source), limit, source)
+        stream = _ForwardStream(_open_pieces(raw, source, check_crc), limit, source)
         with tarfile.open(fileobj=stream, mode="r:") as archive:  # type: ignore[call-overload]
             for count, member in enumerate(archive, start=1):
                 stream.header_reads = 0

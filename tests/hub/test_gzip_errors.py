@@ -2,7 +2,10 @@
 
 The reader (zlib's own gzip decoder, member after member) is the hub's streaming decompressor; it mirrors ``gzip``'s exception classes
 (``zlib.error``/``EOFError``, turned into hubkit errors by the archive extractor), so each
-corruption is also fed to ``gzip.decompress`` as an independent reference.
+corruption is also fed to ``gzip.decompress`` as an independent reference. Every test runs twice: with
+zlib checking each member's CRC-32, and with ``check_crc=False`` (what a sha256-pinned download uses:
+plainly-headed members are inflated raw, their length trailer checked here), where every corruption but
+a wrong CRC-32 must fail the same way.
 """
 
 import gzip
@@ -15,10 +18,18 @@ import pytest
 from hubkit.hub.extract import _Gunzip
 
 PAYLOAD = b"hubkit module bytes " * 50
+_CHECK_CRC = [True]
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["crc-checked", "pinned"])
+def check_crc(request):
+    _CHECK_CRC[0] = request.param
+    yield request.param
+    _CHECK_CRC[0] = True
 
 
 def _read(raw: bytes) -> bytes:
-    reader, out = _Gunzip(io.BytesIO(raw), b"", 7), []
+    reader, out = _Gunzip(io.BytesIO(raw), b"", 7, check_crc=_CHECK_CRC[0]), []
     for _ in range(100_000):  # bounded: the payloads here are a few KB
         piece = reader.read_piece(5)
         if not piece:
@@ -107,15 +118,41 @@ def test_truncated_stored_member(cut):
     _both_raise(_stored_member(PAYLOAD)[:-cut], EOFError, "ended before the end-of-stream marker")
 
 
-def test_trailer_with_wrong_length_and_crc():
+@pytest.mark.parametrize("where", [-1, -4])
+def test_trailer_with_wrong_length(where):
     raw = bytearray(_stored_member(PAYLOAD))
-    raw[-1] ^= 0x01
+    raw[where] ^= 0x01
     with pytest.raises(zlib.error, match="incorrect length check"):
         _read(bytes(raw))
-    raw = bytearray(_stored_member(PAYLOAD))
+
+
+@pytest.mark.parametrize("flags", [0, 0x08])
+def test_trailer_with_wrong_crc(check_crc, flags):
+    """Unchecked only for a plain member of a pinned download (the sha256 covers it); a member with a
+    name field (FNAME) still goes through zlib's gzip decoder, which checks it."""
+    raw = bytearray(_stored_member(PAYLOAD, flags=flags, extra=b"name\0" if flags else b""))
     raw[-8] ^= 0x01
-    with pytest.raises(zlib.error, match="incorrect data check"):
-        _read(bytes(raw))
+    if check_crc or flags:
+        with pytest.raises(zlib.error, match="incorrect data check"):
+            _read(bytes(raw))
+    else:
+        assert _read(bytes(raw)) == PAYLOAD
+
+
+def test_members_of_both_kinds_in_one_file():
+    plain = [_stored_member(PAYLOAD[:i]) for i in (0, 1, 7, 500)]
+    named = _stored_member(PAYLOAD, flags=0x08, extra=b"x\0")
+    raw = plain[0] + named + gzip.compress(PAYLOAD, mtime=0) + plain[1] + bytes(3) + plain[2] + named + plain[3]
+    assert _read(raw) == gzip.decompress(raw)
+
+
+@pytest.mark.parametrize("keep", [1, 3, 9])
+def test_second_member_cut_inside_its_header(keep):
+    raw = _stored_member(PAYLOAD) + _stored_member(PAYLOAD)[:keep]
+    with pytest.raises((EOFError, OSError)):  # gzip.BadGzipFile for a lone magic byte
+        gzip.decompress(raw)
+    with pytest.raises((EOFError, zlib.error)):
+        _read(raw)
 
 
 def test_nul_padding_after_the_last_member_is_allowed():
