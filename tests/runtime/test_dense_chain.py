@@ -10,7 +10,7 @@ import pytest
 
 import hubkit as hk
 from hubkit.runtime.dense_chain import DenseChain
-from hubkit.runtime.optimize import set_optimize_enabled
+from hubkit.runtime.optimize import describe_plan, set_optimize_enabled
 from tests.helpers_plans import plain_and_optimised
 
 
@@ -175,6 +175,8 @@ def test_plans_that_are_not_chains():
     assert m._plans[("two_out", True)][0].dense is None  # two fetches
     np.testing.assert_array_equal(m(x, signature="plain"), [[12.0, 16.0]])  # a bare MatMul is a chain of one
     assert m._plans[("plain", False)][0].dense is not None
+    assert "dense_chain" in describe_plan(m._plans[("plain", False)][0])  # what `hubkit info --plan` shows
+    assert "dense_chain" not in describe_plan(m._plans[("default", False)][0])
 
 
 def test_concurrent_calls_get_their_own_results():
