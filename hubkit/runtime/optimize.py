@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
+from hubkit.ops._packed_gemm import PackedWeights, dense
 from hubkit.ops._small_linear import TransposedWeights, small_linear
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
@@ -97,7 +98,7 @@ class FusedLinear:
         label: ``"MatMul+BiasAdd+Relu"``-style name of the fused chain.
     """
 
-    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "pool", "small", "transposes")
+    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "packed", "pool", "small", "transposes")
 
     def __init__(
         self,
@@ -121,6 +122,10 @@ class FusedLinear:
         self.small: tuple[TransposedWeights | None] | None = None
         if self.kind == "MatMul" and weights is not False and not attrs.get("transpose_a"):
             self.small = (None,) if attrs.get("transpose_b") else (TransposedWeights(weights),)
+        # More rows: the LLVM tile GEMM on weights packed once (ops/_packed_gemm.py), same weights.
+        self.packed: PackedWeights | None = None
+        if self.kind == "MatMul" and weights is not False and not attrs.get("transpose_a"):
+            self.packed = PackedWeights(weights)
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         if bias is not None and (
@@ -150,6 +155,10 @@ class FusedLinear:
             )
         if self.small is not None and a.ndim == 2 and a.shape[0] <= 8:
             out = small_linear(a, w, bias, self.act, self.small[0])
+            if out is not None:
+                return out
+        if self.packed is not None and a.ndim == 2 and a.shape[0] > 8:
+            out = dense(a, w, bias, self.act, self.packed, bool(self.attrs.get("transpose_b")))
             if out is not None:
                 return out
         if self.transposes:

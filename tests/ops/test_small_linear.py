@@ -140,5 +140,5 @@ def test_optimised_plan_within_tolerance_of_unoptimised(seed, dtype, transpose_b
         assert got.dtype == want.dtype and got.shape == want.shape
         # Layers of depth <= 784 with weights ~ 1/sqrt(K): a relative bound per layer, summed.
         np.testing.assert_allclose(got, want, rtol=3000 * eps, atol=3000 * eps * max(1.0, np.abs(want).max()))
-        if kernels == "numpy" or rows > _small_linear.MAX_ROWS:
-            np.testing.assert_array_equal(got, want)  # NumPy's GEMM: bit for bit
+        if kernels == "numpy" or (rows > _small_linear.MAX_ROWS and dtype != np.float32):
+            np.testing.assert_array_equal(got, want)  # NumPy's GEMM: bit for bit (float32: see test_packed_gemm)

@@ -1,0 +1,79 @@
+"""Numba side of the packed GEMM: the intrinsic that calls the LLVM tile kernel, and the macro-kernel.
+
+Imported only when a packed GEMM runs (it imports numba). See :mod:`hubkit.ops._gemm_kernel` for
+the tile kernel and :mod:`hubkit.ops._packed_gemm` for the entry points.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
+
+from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, RELU, RELU6
+
+__all__ = ["call_tile", "gemm_kernel"]
+
+
+@intrinsic
+def call_tile(typingctx, addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias):  # type: ignore[no-untyped-def]
+    """Calls the tile kernel at the address ``addr`` (every argument an integer; pointers as addresses)."""
+    sig = types.void(addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        i64 = ir.IntType(64)
+        fnty = ir.FunctionType(ir.VoidType(), [i64] * 11)
+        vals = [context.cast(builder, v, t, types.int64) for v, t in zip(args, signature.args, strict=True)]
+        fn = builder.inttoptr(vals[0], fnty.as_pointer())
+        builder.call(fn, vals[1:])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c, bias_addr, flags):  # pragma: no cover - compiled by Numba
+    """``c (=|+=) A @ B`` then the epilogue ``flags`` ask for, tile by tile.
+
+    ``A`` is ``rows x depth`` float32, element ``(i, p)`` at ``a_addr + (i * lda + p) * 4`` (read in
+    place: each step of a tile broadcasts one value of each of its rows); ``c`` is ``(rows, N)``
+    float32 with unit column stride. ``B`` is ``pack_weights(w)`` at ``b_addr``: row ``p`` of column
+    panel ``j`` (32 columns, zero-padded) at ``b_addr + (j * depth + p) * 128`` (bytes). ``flags``:
+    :mod:`hubkit.ops._gemm_kernel` flags (``ACCUMULATE`` and the epilogue); ``bias_addr`` points at
+    ``N`` floats (``BIAS_COLS``).
+
+    Order: row blocks of ``mc_max`` (their output rows stay in L2 across the depth blocks), depth
+    blocks (balanced, at most ``kc_max``), then each row panel (at most ``mr_max`` rows, balanced
+    heights) along all column panels: the panel's rows of ``A`` stay in L1, and its output rows are
+    written left to right (a few sequential streams, which the prefetchers follow; a
+    column-panel-major order over hundreds of rows measured 2-3x slower once ``C`` left L2).
+    """
+    n_total = c.shape[1]
+    ldc = c.strides[0] // 4
+    c_addr = c.ctypes.data
+    epilogue = flags & (BIAS_COLS | RELU | RELU6)
+    kblocks = (depth + kc_max - 1) // kc_max
+    kstep = (depth + kblocks - 1) // kblocks
+    for i0 in range(0, rows, mc_max):
+        mc = min(mc_max, rows - i0)
+        npanels = (mc + mr_max - 1) // mr_max
+        # panels of balanced heights (64 rows: 13, 13, 13, 13, 12 rather than 14 x 4 + 8)
+        base_r = mc // npanels
+        extra = mc - base_r * npanels
+        for k0 in range(0, depth, kstep):
+            kc = min(kstep, depth - k0)
+            fl = 0
+            if k0 > 0 or (flags & ACCUMULATE) != 0:
+                fl |= ACCUMULATE
+            if k0 + kc == depth:
+                fl |= epilogue
+            i = i0
+            for t in range(npanels):
+                r = base_r + (1 if t < extra else 0)
+                a_ptr = a_addr + (i * lda + k0) * 4
+                c_row = c_addr + i * ldc * 4
+                for j0 in range(0, n_total, NR):
+                    n = min(NR, n_total - j0)
+                    bias = bias_addr + j0 * 4 if (fl & BIAS_COLS) != 0 else 0
+                    bptr = b_addr + ((j0 // NR) * depth + k0) * NR * 4
+                    call_tile(addr, r, kc, a_ptr, lda, bptr, NR, c_row + j0 * 4, ldc, n, fl, bias)
+                i += r

@@ -1,0 +1,267 @@
+"""The LLVM tile GEMM (ops/_gemm_kernel.py, _gemm_numba.py, _packed_gemm.py) against float64 and NumPy.
+
+Stated tolerance: each output is a float32 sum over K accumulated in FMA order (another order than
+NumPy's), so it may differ from the exact value by ``2 * K * eps * sum_k |a_k b_k|`` (plus
+``2 * eps * |value|`` for the bias addition and the final rounding); bias and activation follow
+``hubkit.ops._epilogue`` exactly (checked with integer-valued data, where every sum is exact).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+
+import numpy as np
+import pytest
+
+from hubkit.ops import _gemm_kernel, _numba, _packed_gemm
+from hubkit.ops._epilogue import NONE, RELU, RELU6, bias_act_
+from hubkit.ops._packed_gemm import PackedWeights, dense, pack_weights, packed_matmul
+
+needs_kernel = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
+
+
+@pytest.fixture
+def kernel():
+    _numba.set_numba_enabled(True)
+    if not _packed_gemm.available():
+        _numba.set_numba_enabled(None)
+        pytest.skip("the LLVM tile kernel does not compile here")
+    yield
+    _numba.set_numba_enabled(None)
+
+
+def _reference(a, b, bias, act):
+    z = a.astype(np.float64) @ b.astype(np.float64)
+    if bias is not None:
+        z = z + bias
+    if act == RELU:
+        z = np.maximum(z, 0)
+    elif act == RELU6:
+        z = np.clip(z, 0, 6)
+    return z, np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
+
+
+def _check_close(got, want, scale, depth):
+    eps = np.finfo(np.float32).eps
+    bound = 2 * max(depth, 1) * eps * scale + 2 * eps * np.abs(want) + 1e-30
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.all(np.abs(got - want) <= bound)
+
+
+# M, K, N: every edge -- 1s, below and above a tile's rows (mr: 14 with AVX-512, else 3), N below,
+# at and above 32 and not a multiple of it, K above the depth block (several blocks, accumulated).
+SHAPES = [
+    (1, 1, 1), (1, 5, 1), (2, 1, 3), (3, 7, 31), (13, 17, 32), (14, 9, 33), (15, 64, 64), (29, 100, 65),
+    (64, 784, 512), (64, 512, 10), (1, 784, 512), (100, 257, 95), (37, 600, 47), (5, 1024, 3), (300, 3, 200),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_packed_matmul_within_tolerance(shape, act, kernel):
+    m, k, n = shape
+    rng = np.random.default_rng(m * 1000 + k * 7 + n)
+    x = (rng.standard_normal((m, k)) * 3).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    bias = None if (m + n) % 3 == 0 else rng.standard_normal(n).astype(np.float32)
+    got = packed_matmul(x, pack_weights(w), n, bias, act)
+    want, scale = _reference(x, w, bias, act)
+    _check_close(got, want, scale, k)
+
+
+@needs_kernel
+def test_strided_operands_and_outputs(kernel):
+    rng = np.random.default_rng(3)
+    big = rng.standard_normal((40, 900)).astype(np.float32)
+    x = big[1:37:2, 5:805]  # row stride 1800 floats, offset start
+    xt = np.asfortranarray(x)  # column-major: copied by the entry point
+    w = rng.standard_normal((800, 70)).astype(np.float32)
+    wide = np.full((18, 100), np.nan, np.float32)
+    out = wide[:, 10:80]  # row stride 100 > 70 columns
+    got = packed_matmul(x, pack_weights(w), 70, out=out)
+    assert got is out
+    want, scale = _reference(x, w, None, NONE)
+    _check_close(out, want, scale, 800)
+    assert np.isnan(wide[:, :10]).all() and np.isnan(wide[:, 80:]).all()  # nothing written outside
+    _check_close(packed_matmul(xt, pack_weights(w), 70), want, scale, 800)
+    # weights given as a strided view: packed from it
+    wv = rng.standard_normal((800, 150)).astype(np.float32)[:, 3:123:2]
+    want, scale = _reference(x, wv, None, NONE)
+    _check_close(packed_matmul(x, pack_weights(wv), 60), want, scale, 800)
+
+
+@needs_kernel
+@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
+def test_epilogue_exact_on_integer_data(act, kernel):
+    """Integer-valued data: every sum is exact, so results equal NumPy's GEMM + the epilogue bit for bit."""
+    rng = np.random.default_rng(act)
+    m, k, n = 33, 300, 77
+    x = rng.integers(-3, 4, (m, k)).astype(np.float32)
+    w = rng.integers(-2, 3, (k, n)).astype(np.float32)
+    bias = rng.integers(-40, 40, n).astype(np.float32)
+    bias[:5] = [-0.0, 0.5, -6.5, 6.5, np.nan]
+    want = bias_act_(np.matmul(x, w), bias, act)
+    got = packed_matmul(x, pack_weights(w), n, bias, act)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@needs_kernel
+def test_nan_and_zero_depth(kernel):
+    x = np.ones((4, 8), np.float32)
+    x[1, 3] = np.nan
+    w = np.ones((8, 40), np.float32)
+    got = packed_matmul(x, pack_weights(w), 40, None, RELU)
+    assert np.isnan(got[1]).all() and (got[[0, 2, 3]] == 8).all()
+    empty = packed_matmul(np.ones((3, 0), np.float32), pack_weights(np.ones((0, 5), np.float32)), 5,
+                          np.arange(5, dtype=np.float32) - 2, RELU)
+    np.testing.assert_array_equal(empty, np.tile(np.maximum(np.arange(5, dtype=np.float32) - 2, 0), (3, 1)))
+    assert packed_matmul(np.ones((0, 8), np.float32), pack_weights(w), 40).shape == (0, 40)
+
+
+def test_numpy_fallback_returns_none():
+    _numba.set_numba_enabled(False)
+    try:
+        x = np.ones((4, 8), np.float32)
+        assert packed_matmul(x, pack_weights(np.ones((8, 3), np.float32)), 3) is None
+        assert not _packed_gemm.available()
+    finally:
+        _numba.set_numba_enabled(None)
+
+
+@needs_kernel
+def test_other_dtypes_return_none(kernel):
+    x = np.ones((4, 8), np.float64)
+    assert packed_matmul(x, pack_weights(np.ones((8, 3), np.float32)), 3) is None
+
+
+def test_pack_weights_layout():
+    w = np.arange(7 * 45, dtype=np.float32).reshape(7, 45)
+    p = pack_weights(w)
+    assert p.shape == (2, 7, 32) and p.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(p[0], w[:, :32])
+    np.testing.assert_array_equal(p[1, :, :13], w[:, 32:])
+    assert not p[1, :, 13:].any()
+
+
+def test_packed_weights_cached_until_the_variable_changes():
+    class Var:
+        _version = 0
+
+    var = Var()
+    cache = PackedWeights(var)
+    w = np.ones((5, 3), np.float32)
+    first = cache.get(w)
+    assert cache.get(w) is first
+    var._version += 1
+    second = cache.get(w)
+    assert second is not first
+    assert cache.get(np.ones((5, 3), np.float32)) is not second  # another array object
+
+
+def test_ir_is_deterministic_and_sized_by_the_host_features():
+    assert _gemm_kernel.kernel_ir(14) == _gemm_kernel.kernel_ir(14)
+    assert _gemm_kernel.max_mr("+sse2,+avx,+avx2,+fma,+avx512f,+avx512bw") == 14
+    assert _gemm_kernel.max_mr("+sse2,+avx,+avx2,+fma,-avx512f") == 3
+    ir = _gemm_kernel.kernel_ir(3)
+    assert "@hk_tile_3" in ir and "@hk_tile_4" not in ir and "@llvm.fma.v16f32" in ir
+
+
+@needs_kernel
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 CPU names")
+def test_ir_compiles_without_avx512():
+    """The same IR compiles for a CPU without AVX-512 (LLVM splits the vectors)."""
+    import llvmlite.binding as llvm
+
+    _gemm_kernel._init_llvm()
+    mod = llvm.parse_assembly(_gemm_kernel.kernel_ir(3))
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(cpu="haswell", features="", opt=2)
+    asm = tm.emit_assembly(mod)
+    assert "zmm" not in asm and "vfmadd" in asm
+
+
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kernels, monkeypatch):
+    """The fused MatMul step takes the tile kernel for 9+ rows (Numba on) and NumPy's GEMM otherwise."""
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
+    import hubkit as hk
+    from hubkit.runtime.optimize import FusedLinear
+    from tests.helpers_plans import plain_and_optimised
+
+    rng = np.random.default_rng(seed)
+    g = hk.Graph()
+    with g.as_default():
+        width = int(rng.choice([100, 784]))
+        x = hk.placeholder(np.float32, [None, width], name="x")
+        h = x
+        for layer in range(int(rng.integers(1, 4))):
+            out = int(rng.choice([70, 300, 512]))
+            shape = (out, width) if transpose_b else (width, out)
+            value = (rng.standard_normal(shape) / np.sqrt(width)).astype(np.float32)
+            w = hk.Variable(value, name=f"w{layer}") if layer % 2 == 0 else hk.constant(value)
+            h = hk.matmul(h, w, transpose_b=transpose_b)
+            if rng.integers(3):
+                h = hk.nn.bias_add(h, hk.Variable(rng.standard_normal(out).astype(np.float32), name=f"b{layer}"))
+            act = [hk.nn.relu, hk.nn.relu6, None][int(rng.integers(3))]
+            h = act(h) if act is not None else hk.identity(h)
+            width = out
+    plain, optimised = plain_and_optimised(g, [h], [x])
+    fused = [s[0] for s in optimised.steps if isinstance(s[0], FusedLinear)]
+    assert fused and all(f.packed is not None for f in fused)
+    eps = np.finfo(np.float32).eps
+    for rows in (9, 31, 64, 100):
+        value = rng.standard_normal((rows, x.shape[1])).astype(np.float32)
+        (want,) = plain.run([value])
+        (got,) = optimised.run([value])
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=3000 * eps, atol=3000 * eps * max(1.0, np.abs(want).max()))
+        if kernels == "numpy":
+            np.testing.assert_array_equal(got, want)  # NumPy's GEMM: bit for bit
+    if kernels == "numba" and _packed_gemm._wide_host() and _packed_gemm.available():
+        assert any(f.packed._cache is not None for f in fused)  # the tile kernel ran
+
+
+def test_packed_weights_follow_variable_writes():
+    import hubkit as hk
+
+    v = hk.Variable(np.arange(6, dtype=np.float32).reshape(2, 3), name="w")
+    cache = PackedWeights(v)
+    first = cache.get(v.value)
+    assert cache.get(v.value) is first  # same array, same version: reused
+    v.assign(np.ones((2, 3), np.float32))  # written in place: same array object, new version
+    np.testing.assert_array_equal(cache.get(v.value)[0, :, :3], np.ones((2, 3), np.float32))
+    np.testing.assert_array_equal(cache.get(v.value, transpose=True)[0, :3, :2], np.ones((3, 2), np.float32))
+
+
+@needs_kernel
+def test_dense_takes_only_what_it_measured_well_on(kernel, monkeypatch):
+    if not _packed_gemm._wide_host():
+        pytest.skip("dense() runs the kernel with AVX-512 tiles only")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
+    packed = PackedWeights(None)
+    w = np.ones((784, 512), np.float32)
+    assert dense(np.ones((8, 784), np.float32), w, None, NONE, packed) is None  # the small-batch kernel's rows
+    assert dense(np.ones((64, 784), np.float32), w[:, :10], None, NONE, packed) is None  # 10 columns
+    assert dense(np.ones((64, 32), np.float32), w[:32], None, NONE, packed) is None  # depth 32
+    assert dense(np.ones((9, 200), np.float32), w[:200, :100], None, NONE, packed) is None  # little work, few rows
+    assert dense(np.ones((64, 784), np.float64), w.astype(np.float64), None, NONE, packed) is None
+    assert dense(np.ones((64, 784), np.float32), w, np.ones(3, np.float32), NONE, packed) is None  # bad bias
+    assert dense(np.ones((64, 700), np.float32), w, None, NONE, packed) is None  # depths differ
+    got = dense(np.ones((64, 784), np.float32), w, np.ones(512, np.float32), RELU, packed)
+    np.testing.assert_array_equal(got, np.full((64, 512), 785, np.float32))
+    got_t = dense(np.ones((64, 784), np.float32), np.ascontiguousarray(w.T), None, NONE, PackedWeights(None), True)
+    np.testing.assert_array_equal(got_t, np.full((64, 512), 784, np.float32))
+
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)  # BLAS on two threads: np.matmul runs
+    assert dense(np.ones((64, 784), np.float32), w, None, NONE, PackedWeights(None)) is None
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
+    monkeypatch.setattr(_packed_gemm._STATE, "wide", False)  # no AVX-512: np.matmul runs
+    assert dense(np.ones((64, 784), np.float32), w, None, NONE, PackedWeights(None)) is None
+
+
+def test_blas_threads_is_an_integer():
+    assert _packed_gemm.blas_threads() >= 0
