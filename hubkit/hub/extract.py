@@ -600,9 +600,9 @@ class BackgroundExtraction:
     download that writes the file itself (:meth:`advance`) are read from the file, never past what was
     reported as written. zlib, sha256 and file I/O release the GIL, so the two threads use two cores:
     the download receives and hashes, the extraction writes the download file, inflates and writes the
-    extracted files. That split balances them (CPU per 210 MB of stored weights: ~0.28 s against
-    ~0.27 s; with the download thread writing the file and the extraction reading it back, 0.33 s, the
-    critical path, against 0.24 s).
+    extracted files (CPU per 210 MB of stored weights from nginx, fifth session: 0.35 s, of which sha256
+    0.24 s, against 0.25 s; with nginx on the same two cores that is about all of them, so a third
+    thread hashing measured as a wash, twice).
     Nothing here decides whether the archive is trusted: the caller verifies the download's sha256 and
     size and only then uses what :meth:`finish` returns; on any failure the destination is thrown away.
 
