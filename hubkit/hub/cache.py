@@ -422,7 +422,14 @@ class Cache:
             except (OSError, ResolveError):
                 problems.append(f"Entry {entry.key} for {entry.handle!r} is missing file {relative!r}.")
                 continue
-            if found != (info.get("sha256"), info.get("crc32"), info.get("size")):
+            if found == (info.get("sha256"), info.get("crc32"), info.get("size")):
+                continue
+            if info.get("crc32_stated") and found[0::2] == (info.get("sha256"), info.get("size")):
+                problems.append(
+                    f"Entry {entry.key} for {entry.handle!r} has a file {relative!r} whose CRC-32 differs from the one "
+                    "its sha256-pinned archive stated (modified since the install, or the archive stated a wrong one)."
+                )
+            else:
                 problems.append(f"Entry {entry.key} for {entry.handle!r} has a modified file {relative!r}.")
         return problems
 
@@ -450,7 +457,8 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 def _valid_file_record(info: dict[str, Any]) -> bool:
     size, crc, digest = info.get("size"), info.get("crc32", 0), info.get("sha256")
     return (
-        type(size) is int and 0 <= size < 1 << 62
+        type(info.get("crc32_stated", False)) is bool
+        and type(size) is int and 0 <= size < 1 << 62
         and type(crc) is int and 0 <= crc < 1 << 32
         and (digest is None or (type(digest) is str and _HEX64.fullmatch(digest) is not None))
     )
@@ -633,5 +641,7 @@ def _file_record(file: ExtractedFile) -> dict[str, Any]:
         record["sha256"] = file.sha256
     if file.crc32 is not None:
         record["crc32"] = file.crc32
+        if file.crc32_stated:
+            record["crc32_stated"] = True
     return record
 

@@ -61,15 +61,21 @@ class ExtractedFile:
         crc32: CRC-32 of the content (computed while copying: nearly free), or ``None``.
         sha256: Hex sha256 of the content, or ``None`` (extraction does not compute it; the archive's
             sha256 already proves the content).
+        crc32_stated: ``crc32`` is the one the (sha256-pinned) archive states for the file's gzip member,
+            not computed (see ``check_crc``): a later check that finds another CRC-32 cannot tell a
+            modified file from an archive that stated a wrong one.
     """
 
-    __slots__ = ("crc32", "path", "sha256", "size")
+    __slots__ = ("crc32", "crc32_stated", "path", "sha256", "size")
 
-    def __init__(self, path: str, size: int, sha256: str | None = None, crc32: int | None = None) -> None:
+    def __init__(
+        self, path: str, size: int, sha256: str | None = None, crc32: int | None = None, crc32_stated: bool = False
+    ) -> None:
         self.path = path
         self.size = size
         self.sha256 = sha256
         self.crc32 = crc32
+        self.crc32_stated = crc32_stated
 
 
 def merge_relative_path(root: str, relative: str) -> str:
@@ -185,7 +191,7 @@ class _Gunzip:
         self._produced = 0  # decompressed bytes returned so far
         self._consumed_tail = b""  # the last 8 compressed bytes zlib consumed (the trailer, at a member's end)
         self._starts: list[int] = [0]  # where the last few members began (decompressed offsets)
-        self._ended: list[tuple[int, int, int]] = []  # (start, end, trailer CRC-32) of the last few members
+        self._ended: list[tuple[int, int, int, bool]] = []  # (start, end, trailer CRC-32, checked) of the last few
 
     def _more(self) -> bytes | memoryview:
         data = self._raw.read(self._chunk_size)  # zlib inflates a piece handed over in memory without a copy
@@ -233,11 +239,14 @@ class _Gunzip:
         """Whether a member begins at decompressed offset ``position`` (among the last few seen)."""
         return position in self._starts
 
-    def member_crc(self, start: int, end: int) -> int | None:
-        """The CRC-32 of a member that spans exactly ``[start, end)``, if one ended recently."""
-        for began, ended, crc in self._ended:
+    def member_crc(self, start: int, end: int) -> tuple[int, bool] | None:
+        """``(CRC-32, checked)`` of a member that spans exactly ``[start, end)``, if one ended recently.
+
+        ``checked`` is False for a raw member: its trailer's CRC-32 as the archive states it.
+        """
+        for began, ended, crc, checked in self._ended:
             if (began, ended) == (start, end):
-                return crc
+                return crc, checked
         return None
 
     def read_piece(self, limit: int) -> bytes:
@@ -267,7 +276,7 @@ class _Gunzip:
                     consumed = len(given) - len(rest)
                     tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
                     crc = int.from_bytes(tail[:4], "little")
-                self._ended = [*self._ended[-3:], (self._starts[-1], self._produced, crc)]
+                self._ended = [*self._ended[-3:], (self._starts[-1], self._produced, crc, not self._raw_member)]
                 self._starts = [*self._starts[-3:], self._produced]  # where the next member, if any, begins
                 self._in_member = False
                 self._consumed_tail = b""
@@ -378,11 +387,12 @@ class _ForwardStream:
             self.view(min(position - self._position, _PIECE))
         return self._position
 
-    def copy_to(self, fd: int, size: int) -> int:
-        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32.
+    def copy_to(self, fd: int, size: int) -> tuple[int, bool]:
+        """Writes the next ``size`` bytes to ``fd``; returns their CRC-32 and whether it is only stated.
 
         When the bytes start a gzip member, their CRC-32 is not computed while copying: if they turn out
-        to be that whole member, it is its (checked) trailer's; otherwise they are read back from ``fd``.
+        to be that whole member, it is its trailer's (checked by zlib, or for a raw member only stated
+        by the archive); otherwise they are read back from ``fd``.
         """
         start, crc = self._position, 0
         from_trailer = size >= _TRAILER_CRC_MIN and getattr(self._pieces, "starts_member", _never)(start)
@@ -398,11 +408,13 @@ class _ForwardStream:
             while part:
                 part = part[os.write(fd, part):]
         if not from_trailer:
-            return crc
+            return crc, False
         if not self._piece and self._position < self._limit:
             self._piece = memoryview(self._pieces.read_piece(_PIECE))  # lets zlib reach the member's trailer
         trailer = self._pieces.member_crc(start, self._position)
-        return trailer if trailer is not None else _crc_of(fd, size)
+        if trailer is None:
+            return _crc_of(fd, size), False
+        return trailer[0], not trailer[1]
 
     def drain(self) -> None:
         """Reads to the end of the file (tar padding, then for gzip every member's checked trailer)."""
@@ -564,10 +576,10 @@ def _copy_member(stream: _ForwardStream, member: tarfile.TarInfo, target: str, r
     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
     fd = os.open(target, _OPEN_FLAGS, 0o644)
     try:
-        crc = stream.copy_to(fd, member.size)
+        crc, stated = stream.copy_to(fd, member.size)
     finally:
         os.close(fd)
-    return ExtractedFile(posixpath.normpath(relative), member.size, crc32=crc)
+    return ExtractedFile(posixpath.normpath(relative), member.size, crc32=crc, crc32_stated=stated)
 
 
 class _Abandoned(Exception):
@@ -588,9 +600,9 @@ class BackgroundExtraction:
     download that writes the file itself (:meth:`advance`) are read from the file, never past what was
     reported as written. zlib, sha256 and file I/O release the GIL, so the two threads use two cores:
     the download receives and hashes, the extraction writes the download file, inflates and writes the
-    extracted files. That split balances them (CPU per 210 MB of stored weights: ~0.28 s against
-    ~0.27 s; with the download thread writing the file and the extraction reading it back, 0.33 s, the
-    critical path, against 0.24 s).
+    extracted files (CPU per 210 MB of stored weights from nginx, fifth session: 0.35 s, of which sha256
+    0.24 s, against 0.25 s; with nginx on the same two cores that is about all of them, so a third
+    thread hashing measured as a wash, twice).
     Nothing here decides whether the archive is trusted: the caller verifies the download's sha256 and
     size and only then uses what :meth:`finish` returns; on any failure the destination is thrown away.
 

@@ -20,7 +20,7 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Tensor
 from hubkit.ops._conv_numpy import Pads, kernels
-from hubkit.ops._helpers import as_tensor, check_dtype
+from hubkit.ops._helpers import as_tensor, check_dtype, check_output_size
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 from hubkit.ops.shape import shape as shape_of
 
@@ -81,11 +81,25 @@ def _geometry(hw: Sequence[int | None], khw: Sequence[int], strides, dilations, 
     """Output (height, width) and concrete paddings of a window op."""
     if min(*khw, *strides, *dilations) < 1:  # from a module file: the builders check this, graph.pb may not
         raise infer_error(f"window {list(khw)}, strides {list(strides)} and dilations {list(dilations)} must be >= 1.")
+    if not _plain_padding(padding):  # likewise: a negative pad misplaced the input in the fused kernels' padded copy
+        raise infer_error(f"padding must be 'SAME', 'VALID' or [[top, bottom], [left, right]] of integers >= 0; "
+                          f"got {padding!r}.")
     pads = [padding, padding] if isinstance(padding, str) else padding
     (oh, ph), (ow, pw) = (
         _dim_geometry(hw[i], khw[i], strides[i], dilations[i], pads[i]) for i in range(2)
     )
     return (oh, ow), (ph, pw)
+
+
+def _plain_padding(padding: Any) -> bool:
+    """Whether ``padding`` is what :func:`_padding` returns: ``"SAME"``, ``"VALID"`` or two pairs of ints >= 0."""
+    if isinstance(padding, str):
+        return padding in ("SAME", "VALID")
+    return (
+        isinstance(padding, (list, tuple)) and len(padding) == 2
+        and all(isinstance(r, (list, tuple)) and len(r) == 2 for r in padding)
+        and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0 for r in padding for p in r)
+    )
 
 
 def _does_not_fit(hw: Sequence, khw: Sequence, dilations: Sequence, padding: Any) -> str:
@@ -95,10 +109,17 @@ def _does_not_fit(hw: Sequence, khw: Sequence, dilations: Sequence, padding: Any
     )
 
 
-def _runtime_geometry(hw, khw, strides, dilations, padding) -> tuple[tuple[int, int], Pads]:
+def _runtime_geometry(hw, khw, strides, dilations, padding, planes: int = 1) -> tuple[tuple[int, int], Pads]:
+    """Output size and pads of a window op on ``hw``; ``planes``: images times the larger channel count.
+
+    The padded input and the output (``planes`` of each) are bounded by ``MAX_OUTPUT_ELEMENTS``: explicit pads from
+    a module file multiply sizes as a ``Pad`` does.
+    """
     out, pads = _geometry(hw, khw, strides, dilations, padding)
     if out[0] <= 0 or out[1] <= 0:
         raise ValueError(_does_not_fit(hw, khw, dilations, padding))
+    check_output_size([planes, hw[0] + sum(pads[0]), hw[1] + sum(pads[1])], "the padded input of a window op")
+    check_output_size([planes, *out], "a window op")
     return out, pads
 
 
@@ -172,7 +193,8 @@ class Conv2D:
     def forward(x, w, *, strides, dilations, padding):
         if x.shape[3] != w.shape[2]:
             raise ValueError(f"input has {x.shape[3]} channels but the filters expect {w.shape[2]}.")
-        _, pads = _runtime_geometry(x.shape[1:3], w.shape[:2], strides, dilations, padding)
+        _, pads = _runtime_geometry(x.shape[1:3], w.shape[:2], strides, dilations, padding,
+                                    x.shape[0] * max(x.shape[3], w.shape[3]))
         return kernels["conv2d"](x, w, strides, dilations, pads)
 
     def vjp(g, out, x, w, **attrs):
@@ -208,7 +230,7 @@ class Conv2DBackpropInput:
 
     def forward(g, w, sizes=None, *, input_hw, strides, dilations, padding):
         hw = _sizes_hw(sizes, input_hw)
-        out, pads = _runtime_geometry(hw, w.shape[:2], strides, dilations, padding)
+        out, pads = _runtime_geometry(hw, w.shape[:2], strides, dilations, padding, g.shape[0] * max(w.shape[2:]))
         if tuple(g.shape[1:3]) != out or g.shape[3] != w.shape[3]:
             raise ValueError(
                 f"an input of size {hw[0]}x{hw[1]} gives outputs of {out[0]}x{out[1]}x{w.shape[3]} with these "
@@ -236,7 +258,8 @@ class Conv2DBackpropFilter:
         return x.dtype, (filter_hw[0], filter_hw[1], c, o)
 
     def forward(x, g, *, filter_hw, strides, dilations, padding):
-        out, pads = _runtime_geometry(x.shape[1:3], filter_hw, strides, dilations, padding)
+        out, pads = _runtime_geometry(x.shape[1:3], filter_hw, strides, dilations, padding,
+                                      x.shape[0] * max(x.shape[3], g.shape[3]))
         if tuple(g.shape[1:3]) != out:
             raise ValueError(f"input of shape {list(x.shape)} gives outputs of {out}, not {list(g.shape)}.")
         return kernels["conv2d_backprop_filter"](x, g, tuple(filter_hw), strides, dilations, pads)
@@ -260,7 +283,7 @@ class MaxPool:
         return _pool_infer(x, ksize, strides, padding)
 
     def forward(x, *, ksize, strides, padding):
-        _, pads = _runtime_geometry(x.shape[1:3], ksize, strides, (1, 1), padding)
+        _, pads = _runtime_geometry(x.shape[1:3], ksize, strides, (1, 1), padding, x.shape[0] * x.shape[3])
         return kernels["max_pool"](x, ksize, strides, pads)
 
     def vjp(g, out, x, **attrs):
@@ -277,7 +300,7 @@ class MaxPoolGrad:
         return x.dtype, x.shape
 
     def forward(x, out, g, *, ksize, strides, padding):
-        _, pads = _runtime_geometry(x.shape[1:3], ksize, strides, (1, 1), padding)
+        _, pads = _runtime_geometry(x.shape[1:3], ksize, strides, (1, 1), padding, x.shape[0] * x.shape[3])
         return kernels["max_pool_grad"](x, out, g, ksize, strides, pads)
 
 
@@ -289,7 +312,7 @@ class AvgPool:
         return _pool_infer(x, ksize, strides, padding)
 
     def forward(x, *, ksize, strides, padding):
-        _, pads = _runtime_geometry(x.shape[1:3], ksize, strides, (1, 1), padding)
+        _, pads = _runtime_geometry(x.shape[1:3], ksize, strides, (1, 1), padding, x.shape[0] * x.shape[3])
         return kernels["avg_pool"](x, ksize, strides, pads)
 
     def vjp(g, out, x, **attrs):
@@ -307,7 +330,7 @@ class AvgPoolGrad:
 
     def forward(g, sizes=None, *, input_hw, ksize, strides, padding):
         hw = _sizes_hw(sizes, input_hw)
-        out, pads = _runtime_geometry(hw, ksize, strides, (1, 1), padding)
+        out, pads = _runtime_geometry(hw, ksize, strides, (1, 1), padding, g.shape[0] * g.shape[3])
         if tuple(g.shape[1:3]) != out:
             raise ValueError(f"an input of size {hw[0]}x{hw[1]} pools to {out}, not {list(g.shape)}.")
         return kernels["avg_pool_grad"](g, hw, ksize, strides, pads)

@@ -65,7 +65,7 @@ def conv2d_bias_act(
         raise ValueError(f"bias of shape {bias.shape} does not match the {w.shape[3]} filters.")
     kh, kw, c, o = w.shape
     n, h, wd, _ = x.shape
-    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
+    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding, n * max(c, o))
     if conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc:  # replaced: run it, then the epilogue
         return bias_act_(conv_numpy.kernels["conv2d"](x, w, strides, dilations, pads), bias, act)
     out_hw = conv_numpy._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)
@@ -127,7 +127,8 @@ def conv2d_bias_act_max_pool(
         if out is not None:
             return out
     kh, kw, _, o = w.shape
-    _, conv_pads = conv_ops._runtime_geometry(x.shape[1:3], (kh, kw), strides, dilations, padding)
+    _, conv_pads = conv_ops._runtime_geometry(x.shape[1:3], (kh, kw), strides, dilations, padding,
+                                              x.shape[0] * max(x.shape[3], o))
     out_hw = conv_numpy._out_hw(
         (x.shape[1] + sum(conv_pads[0]), x.shape[2] + sum(conv_pads[1])), (kh, kw), strides, dilations
     )
@@ -210,7 +211,7 @@ def _small_pooled(x, w, bias, act, strides, dilations, padding, pool_padding) ->
         or (bias is not None and (bias.dtype != dtype or bias.shape != (o,)))
     ):
         return None  # the generic path runs (and raises what it raises)
-    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding)
+    _, pads = conv_ops._runtime_geometry((h, wd), (kh, kw), strides, dilations, padding, n * max(c, o))
     if conv_numpy.kernels["conv2d"] is not conv_numpy._conv2d_nhwc:
         return None
     oh, ow = conv_numpy._out_hw((h + sum(pads[0]), wd + sum(pads[1])), (kh, kw), strides, dilations)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hubkit.ops._helpers import check_dtype
+from hubkit.ops._helpers import check_dtype, check_output_size
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 
 __all__: list[str] = []
@@ -80,6 +80,19 @@ def _check_window(x, kernel, strides, dilations, pads, auto_pad) -> None:
         raise infer_error("strides and dilations must be >= 1 and pads >= 0.")
 
 
+def check_window_sizes(x_shape, out, begin, end, channels_out: int | None = None, taps: int = 1) -> None:
+    """Refuses a window op whose padded input, output or im2col columns would hold more than
+    :data:`~hubkit.ops._helpers.MAX_OUTPUT_ELEMENTS`: pads, strides and ``output_shape`` multiply sizes as a
+    ``Pad`` does (a 120-byte ONNX ``MaxPool`` with pads of 30,000 asked for 13 GiB on its first call)."""
+    n, c = int(x_shape[0]), int(x_shape[1])
+    padded = [int(d) + int(b) + int(e) for d, b, e in zip(x_shape[2:], begin, end)]
+    check_output_size([n, c, *padded], "the padded input of a window op")
+    check_output_size([n, c if channels_out is None else channels_out, *(max(int(o), 0) for o in out)],
+                      "a window op")
+    if taps > 1:
+        check_output_size([n, c * taps, *(max(int(o), 0) for o in out)], "the columns of a convolution")
+
+
 def _check_bias(b, m: int) -> None:
     """A bias must hold one value per output channel (the fused kernels read ``bias[k]`` for each)."""
     if b and b[0].shape is not None and tuple(b[0].shape) not in ((m,), (None,)):
@@ -137,6 +150,7 @@ def _conv_cols(x, w, strides, dilations, pads, auto_pad, group):
     out, begin, end = window_geometry(x.shape[2:], kernel, strides, dilations, pads, auto_pad)
     n, c = x.shape[:2]
     taps = math.prod(kernel)
+    check_window_sizes(x.shape, out, begin, end, w.shape[0], taps)
     pixels = math.prod(out)
     if _is_pointwise(kernel, strides, begin, end):
         cols = x.reshape(n, group, c // group, pixels)
@@ -219,6 +233,10 @@ def _transpose_geometry(size, kernel, strides, dilations, pads, auto_pad, output
         if output_shape or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             target = output_shape[i] if output_shape else size[i] * strides[i]
             total = full - target
+            if total < 0 and output_shape:  # a negative crop was a negative slice: a wrongly shaped result
+                raise infer_error(f"output_shape {list(output_shape)} is larger than the full output of the "
+                                  f"transposed convolution ({full} along spatial axis {i}), as ONNX Runtime refuses.")
+            total = max(total, 0)  # SAME with strides beyond the window: the full output, as ONNX Runtime computes
             half = total // 2
             begin[i], end[i] = (half, total - half) if auto_pad == "SAME_UPPER" else (total - half, half)
         elif auto_pad == "NOTSET":
@@ -256,6 +274,10 @@ class OnnxConvTranspose:
         size = x.shape[2:]
         out, begin, _ = _transpose_geometry(size, kernel, strides, dilations, pads, auto_pad,
                                             output_padding or [0] * len(kernel), output_shape)
+        full = [s * (d - 1) + (k - 1) * dl + 1 for s, d, k, dl in zip(strides, size, kernel, dilations)]
+        check_output_size([n, m, math.prod(kernel), *size], "the columns of a transposed convolution")
+        check_output_size([n, m, *full], "the full output of a transposed convolution")
+        check_output_size([n, m, *(max(b + o, f) for b, o, f in zip(begin, out, full))], "a transposed convolution")
         wg = w.reshape(group, c // group, mg * math.prod(kernel))
         cols = np.matmul(np.swapaxes(wg, -1, -2), x.reshape(n, group, c // group, -1))
         cols = cols.reshape(n, m, math.prod(kernel), *size)
@@ -330,6 +352,7 @@ def _pool_padding(x, kernel, strides, dilations, pads, auto_pad, ceil_mode):
     # ceil_mode may need room past the end padding for the last partial window.
     extra = [max(0, (o - 1) * s + (k - 1) * d + 1 - (size + b + e))
              for o, s, k, d, size, b, e in zip(out, strides, kernel, dilations, x.shape[2:], begin, end)]
+    check_window_sizes(x.shape, out, begin, [e + more for e, more in zip(end, extra)])
     return out, begin, end, extra
 
 

@@ -192,6 +192,79 @@ class OnnxTopK:
         return np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)
 
 
+def einsum_shape(equation: str, shapes, error) -> tuple[int, ...]:
+    """The shape ``np.einsum(equation, *operands)`` gives for operands of ``shapes``, without computing it.
+
+    The import ran ``np.einsum`` on uninitialised operands of the declared shapes to learn it: four declared
+    ``[300]`` vectors and ``"i,j,k,l->ijkl"`` allocated and computed 8e9 values at import, two ``[20000, 20000]``
+    matrices 8e12 multiply-adds. The equation is parsed here (numpy's rules: size-1 dimensions broadcast, an
+    implicit output holds the broadcast ellipsis, then the labels used once in ASCII order); NumPy then checks it
+    on stand-ins that keep the sizes' equalities and 1s (each other size becomes 2, 3, ...) when they are small.
+    """
+    shapes = [tuple(int(d) for d in sh) for sh in shapes]
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes) or "->" in rhs:
+        raise error(f"equation {equation!r} does not fit {len(shapes)} operands.")
+    sizes: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    ellipses: list[tuple[int, ...]] = []
+    for term, shape in zip(terms, shapes):
+        before, dots, after = term.partition("...")
+        letters = before + after
+        if (letters and not letters.isalpha()) or not letters.isascii() or "." in after:
+            raise error(f"equation {equation!r}: term {term!r} is not letters with at most one '...'.")
+        n_ell = len(shape) - len(before) - len(after)
+        if n_ell < 0 or (n_ell and not dots):
+            raise error(f"equation {equation!r}: term {term!r} does not fit an operand of shape {list(shape)}.")
+        if dots:
+            ellipses.append(shape[len(before) : len(shape) - len(after)])
+        own: dict[str, int] = {}
+        for label, d in zip(letters, shape[: len(before)] + shape[len(shape) - len(after) :]):
+            if own.setdefault(label, d) != d:  # a diagonal: no broadcasting within one operand
+                raise error(f"equation {equation!r}: label {label!r} of term {term!r} has sizes {own[label]} and {d}.")
+            counts[label] = counts.get(label, 0) + 1
+            known = sizes.get(label, 1)
+            if known != 1 and d not in (1, known):
+                raise error(f"equation {equation!r}: label {label!r} has sizes {known} and {d}.")
+            sizes[label] = d if known == 1 else known
+    rank = max((len(e) for e in ellipses), default=0)
+    ell = [1] * rank
+    for e in ellipses:
+        for i, d in enumerate(e, start=rank - len(e)):
+            if ell[i] != 1 and d not in (1, ell[i]):
+                raise error(f"equation {equation!r}: the '...' dimensions {list(e)} do not broadcast.")
+            ell[i] = d if ell[i] == 1 else ell[i]
+    if not arrow:
+        out = [*ell, *(sizes[label] for label in sorted(label for label, c in counts.items() if c == 1))]
+    else:
+        before, dots, after = rhs.partition("...")
+        labels = before + after
+        if (labels and not (labels.isalpha() and labels.isascii())) or "." in after or len(set(labels)) != len(labels) \
+                or any(label not in sizes for label in labels) or (rank and not dots):
+            raise error(f"equation {equation!r}: the output {rhs!r} does not fit the operands.")
+        out = [*(sizes[label] for label in before), *(ell if dots else []), *(sizes[label] for label in after)]
+    _check_with_numpy(equation, shapes, tuple(out), error)
+    return tuple(out)
+
+
+def _check_with_numpy(equation: str, shapes, out: tuple[int, ...], error) -> None:
+    """``np.einsum`` on small stand-ins (no memory: broadcast views) must give ``out``'s shape, mapped."""
+    distinct = sorted({d for sh in [*shapes, out] for d in sh} - {0, 1})
+    small = {d: i + 2 for i, d in enumerate(distinct)}
+    stand = [tuple(small.get(d, d) for d in sh) for sh in shapes]
+    expected = tuple(small.get(d, d) for d in out)
+    if max([math.prod(expected), *(math.prod(sh) for sh in stand)], default=1) > 1 << 16:
+        return  # too many distinct sizes to run cheaply: the parse above stands
+    try:
+        got = np.einsum(equation, *[np.broadcast_to(np.float32(0), sh) for sh in stand]).shape
+    except ValueError as e:
+        raise error(f"equation {equation!r} does not fit the operands: {e}.") from None
+    if got != expected:
+        raise error(f"equation {equation!r}: its output shape could not be determined.")
+
+
 @register_op
 class OnnxEinsum:
     """ONNX ``Einsum`` with an explicit or implicit output (numpy's semantics)."""
@@ -200,20 +273,15 @@ class OnnxEinsum:
         if any(x.dtype is not xs[0].dtype for x in xs):
             raise infer_error("all operands must have one dtype.")
         shapes = [x.shape for x in xs]
-        if any(s is None or None in s for s in shapes):
-            dummy = [np.empty([1 if d is None else d for d in (s or ())], dtype=np.float32) for s in shapes]
-            try:
-                out = np.einsum(equation, *dummy).shape
-            except ValueError as e:
-                raise infer_error(f"equation {equation!r} does not fit the operands: {e}.") from None
-            return xs[0].dtype, tuple(None for _ in out) if any(s is None for s in shapes) else None
-        try:
-            shape = np.einsum(equation, *[np.empty(s, dtype=np.float32) for s in shapes]).shape
-        except ValueError as e:
-            raise infer_error(f"equation {equation!r} does not fit the operands: {e}.") from None
-        return xs[0].dtype, tuple(shape)
+        if any(s is None for s in shapes):
+            return xs[0].dtype, None
+        out = einsum_shape(equation, [tuple(1 if d is None else d for d in s) for s in shapes], infer_error)
+        if any(None in s for s in shapes):
+            return xs[0].dtype, tuple(None for _ in out)
+        return xs[0].dtype, out
 
     def forward(*xs, equation):
+        check_output_size(einsum_shape(equation, [x.shape for x in xs], ValueError), "Einsum")  # outer products
         return np.asarray(np.einsum(equation, *xs, optimize=len(xs) > 2))
 
     def vjp(g, out, *xs, equation):
@@ -266,7 +334,9 @@ class OnnxRange:
 
     def forward(start, limit, delta):
         s, lim, d = start.item(), limit.item(), delta.item()
-        return (s + d * np.arange(_range_length(s, lim, d))).astype(start.dtype)
+        n = _range_length(s, lim, d)
+        check_output_size([n], "Range")  # limits from tensors: counted before anything is built
+        return (s + d * np.arange(n)).astype(start.dtype)
 
 
 def _range_length(s, lim, d) -> int:

@@ -528,6 +528,7 @@ class UnsortedSegmentSum:
             n = int(segment_ids.max()) + 1 if segment_ids.size else 0
         else:
             n = int(num_segments)
+        check_output_size([n, *data.shape[segment_ids.ndim :]], "UnsortedSegmentSum")  # rows from a tensor's value
         out = np.zeros((n, *data.shape[segment_ids.ndim :]), data.dtype)
         np.add.at(out, segment_ids, data)
         return out

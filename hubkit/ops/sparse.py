@@ -21,7 +21,7 @@ from hubkit.errors import GraphError, OpError
 from hubkit.graph import Tensor, get_default_graph, int64
 from hubkit.graph.shapes import format_shape, merge_shapes
 from hubkit.ops import _numba, _numba_kernels
-from hubkit.ops._helpers import as_tensor, check_dtype
+from hubkit.ops._helpers import MAX_OUTPUT_ELEMENTS, as_tensor, check_dtype, check_output_size
 from hubkit.ops.indexed_slices import IndexedSlices
 from hubkit.ops.registry import apply, describe, infer_error, register_op
 
@@ -223,6 +223,7 @@ def combine_numpy(params, ids, row_ids, num_rows: int, weights, combiner: int) -
         out = _combine_one_row(params, ids, row_ids, combiner)
         if out is not None:
             return out
+    check_output_size([num_rows, *params.shape[1:]], "embedding_lookup_sparse")
     out = np.zeros((num_rows, *params.shape[1:]), dtype=params.dtype)
     if not ids.size:
         return out
@@ -272,6 +273,8 @@ def combine(params, ids, row_ids, num_rows, weights, combiner: int) -> np.ndarra
     if type(params) is not np.ndarray:  # a memmap: its subclass bookkeeping costs more than the kernel
         params = params.view(np.ndarray)
     flat = params if params.ndim == 2 else params.reshape(params.shape[0], -1)
+    if n * flat.shape[1] > MAX_OUTPUT_ELEMENTS:  # num_rows is a tensor's value (a SparseTensor's dense_shape)
+        check_output_size([n, *params.shape[1:]], "embedding_lookup_sparse")
     out = np.zeros((n, flat.shape[1]), dtype=params.dtype)
     den = np.zeros(n)
     w = _NO_WEIGHTS.get(params.dtype) if weights is None else weights.astype(params.dtype, copy=False)

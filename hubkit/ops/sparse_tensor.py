@@ -33,7 +33,7 @@ from hubkit.graph import (
     placeholder,
 )
 from hubkit.graph.shapes import normalize_shape
-from hubkit.ops._helpers import as_tensor
+from hubkit.ops._helpers import as_tensor, check_output_size
 from hubkit.ops.registry import apply, apply_op, infer_error, register_op
 
 # fill_empty_rows is public as hk.sparse.fill_empty_rows only (as tf.sparse.fill_empty_rows).
@@ -175,6 +175,7 @@ class SparseToDense:
 
     def forward(indices, values, dense_shape, default, *, static_shape=None):
         shape = tuple(int(d) for d in dense_shape)
+        check_output_size(shape, "SparseToDense")  # the dense shape is a tensor's value
         out = np.full(shape, default, dtype=values.dtype)
         if len(indices):
             if (indices < 0).any() or (indices >= np.asarray(shape)).any():
@@ -224,6 +225,7 @@ class SparseFillEmptyRows:
 
     def forward(indices, values, dense_shape, default):
         rows = int(dense_shape[0])
+        check_output_size([max(rows, 0), *indices.shape[1:]], "SparseFillEmptyRows")  # rows: a tensor's value
         present = np.zeros(rows, dtype=bool)
         if len(indices):
             present[indices[:, 0]] = True

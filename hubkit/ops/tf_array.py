@@ -9,11 +9,13 @@ TensorFlow: ``Select`` (V1) picks whole rows with a vector condition, ``StridedS
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hubkit.errors import HubkitError
 from hubkit.graph import Tensor, format_shape, int32
-from hubkit.ops._helpers import check_output_size, tiled_shape
+from hubkit.ops._helpers import MAX_OUTPUT_ELEMENTS, check_output_size, tiled_shape
 from hubkit.ops._tf_common import const_value, known_size, static_list
 from hubkit.ops.registry import apply, infer_error, register_op
 
@@ -362,12 +364,28 @@ class TfRange:
         s, lim, d = (const_value(t) for t in (start, limit, delta))
         if s is None or lim is None or d is None:
             return start.dtype, (None,)
-        return start.dtype, (len(np.arange(s, lim, d)),)
+        # counted, not built: np.arange of a constant limit of 3e8 took 2.4 GB to load, 1e10 a bare MemoryError
+        n = _range_length(s, lim, d, infer_error)
+        if n > MAX_OUTPUT_ELEMENTS:
+            raise infer_error(f"Range({s}, {lim}, {d}) would hold {n} elements; the limit is {MAX_OUTPUT_ELEMENTS}.")
+        return start.dtype, (n,)
 
     def forward(start, limit, delta):
-        if delta == 0:
-            raise TfRuntimeError("Range needs a non-zero delta.")
+        check_output_size([_range_length(start, limit, delta, TfRuntimeError)], "Range")
         return np.arange(start, limit, delta, dtype=start.dtype)
+
+
+def _range_length(start, limit, delta, error) -> int:
+    """How many values ``np.arange(start, limit, delta)`` holds, without building it (``error``: what to raise)."""
+    s, lim, d = (np.asarray(v).reshape(-1)[0].item() if np.size(v) == 1 else v for v in (start, limit, delta))
+    if not all(isinstance(v, (int, float)) for v in (s, lim, d)):
+        raise error(f"Range needs scalar start, limit and delta, got {start!r}, {limit!r}, {delta!r}.")
+    if d == 0:
+        raise error("Range needs a non-zero delta.")
+    n = (lim - s) / d  # true division, then ceil: how np.arange counts, integers too (the forward runs it)
+    if not math.isfinite(n):
+        raise error(f"Range({s}, {lim}, {d}) does not give a finite number of elements.")
+    return max(0, math.ceil(n))
 
 
 @register_op
@@ -387,6 +405,7 @@ class TfOneHot:
 
     def forward(indices, depth, on_value, off_value, *, axis=-1):
         depth = int(depth)
+        check_output_size([*np.shape(indices), max(depth, 0)], "OneHot")
         hot = np.expand_dims(indices, -1) == np.arange(depth)
         out = np.where(hot, on_value, off_value).astype(on_value.dtype)
         return np.moveaxis(out, -1, axis) if axis != -1 else out

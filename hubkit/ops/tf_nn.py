@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.graph import format_shape
+from hubkit.ops._helpers import check_output_size
 from hubkit.ops.registry import apply, infer_error, register_op
 from hubkit.ops.tf_array import TfRuntimeError
 
@@ -55,6 +56,8 @@ def _explicit(attrs) -> tuple[tuple[int, int], tuple[int, int]]:
     if attrs.get("padding") == "EXPLICIT":
         if len(p) != 8:
             raise infer_error(f"EXPLICIT padding needs 8 explicit_paddings, got {p}.")
+        if min(p) < 0 or any(p[i] for i in (0, 1, 6, 7)):  # as TF: a negative pad misplaced the input in fused kernels
+            raise infer_error(f"explicit_paddings must be >= 0 and 0 for the batch and channels, got {p}.")
         return (p[2], p[3]), (p[4], p[5])
     return (0, 0), (0, 0)
 
@@ -67,7 +70,7 @@ def _check_padding(padding: str) -> None:
 class _Geometry:
     """Padding and output size of a windowed op on a concrete input."""
 
-    def __init__(self, x_shape, kh, kw, attrs, ksize_from_strides=False):
+    def __init__(self, x_shape, kh, kw, attrs, ksize_from_strides=False, channels_out=1):
         self.sh, self.sw = _pair(attrs["strides"], "strides")
         self.dh, self.dw = _pair(attrs.get("dilations") or [1, 1, 1, 1], "dilations")
         eh, ew = _explicit(attrs)
@@ -79,6 +82,10 @@ class _Geometry:
         self.pw = _pads_1d(padding, x_shape[2], kw, self.sw, self.dw, ew)
         self.oh = conv_output_size(padding, x_shape[1], kh, self.sh, self.dh, eh)
         self.ow = conv_output_size(padding, x_shape[2], kw, self.sw, self.dw, ew)
+        # explicit pads from a module file multiply sizes as a Pad does: the padded input and the output are bounded
+        planes = x_shape[0] * max(x_shape[3], channels_out)
+        check_output_size([planes, x_shape[1] + sum(self.ph), x_shape[2] + sum(self.pw)], "the padded input of a window op")
+        check_output_size([planes, max(self.oh, 0), max(self.ow, 0)], "a window op")
 
     def pad(self, x, value=0.0):
         return np.pad(x, ((0, 0), self.ph, self.pw, (0, 0)), constant_values=value)
@@ -120,9 +127,9 @@ def _conv_infer(x, w, depthwise, attrs):
 
 
 def _conv(x, w, depthwise, attrs):
-    geo = _Geometry(x.shape, w.shape[0], w.shape[1], attrs)
-    n, c = x.shape[0], x.shape[3]
-    cout = c * w.shape[3] if depthwise else w.shape[3]
+    cout = x.shape[3] * w.shape[3] if depthwise else w.shape[3]
+    geo = _Geometry(x.shape, w.shape[0], w.shape[1], attrs, channels_out=cout)
+    n = x.shape[0]
     if geo.oh <= 0 or geo.ow <= 0:
         return np.zeros((n, max(geo.oh, 0), max(geo.ow, 0), cout), dtype=np.result_type(x, w))
     xp = geo.pad(x)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.graph import bool_, int64
+from hubkit.ops._helpers import check_output_size
 from hubkit.ops._tf_common import static_list
 from hubkit.ops.registry import apply, infer_error, register_op
 from hubkit.ops.tf_array import TfRuntimeError
@@ -58,6 +59,7 @@ def _segments(data, indices, segment_ids, num_segments, reduction):
     if len(indices) and (indices.min() < 0 or indices.max() >= data.shape[0]):
         raise TfRuntimeError(f"an index is out of range [0, {data.shape[0]}).")
     rows = int(num_segments) if num_segments is not None else (int(segment_ids[-1]) + 1 if len(segment_ids) else 0)
+    check_output_size([max(rows, 0), *data.shape[1:]], "SparseSegmentReduce")  # rows from a tensor's value
     if len(segment_ids) and (segment_ids[0] < 0 or segment_ids[-1] >= rows):
         raise TfRuntimeError(f"a segment id is out of range [0, {rows}).")
     counts = np.bincount(segment_ids, minlength=rows).astype(data.dtype) if len(segment_ids) else \
@@ -87,6 +89,7 @@ class TfSparseSegmentReduce:
         k = kernels() if data.ndim == 2 and data.dtype.kind == "f" and len(indices) == len(segment_ids) else None
         if k is not None:  # one pass that also checks; on a failed check the NumPy path below names the error
             rows = n if n is not None else (int(segment_ids[-1]) + 1 if len(segment_ids) else 0)
+            check_output_size([max(rows, 0), data.shape[1]], "SparseSegmentReduce")  # rows from a tensor's value
             out = np.zeros((max(rows, 0), data.shape[1]), dtype=data.dtype)
             if rows >= 0 and k.segment_reduce(data, indices, segment_ids, _MODES[reduction], out) == 0:
                 return out
@@ -155,6 +158,7 @@ class TfSparseFillEmptyRows:
         _check_fill_inputs(indices, values, dense_shape, default_value)
         rows = int(dense_shape[0])
         n = len(indices)
+        check_output_size([n + rows, indices.shape[1]], "SparseFillEmptyRows")  # rows: a tensor's value
         k = kernels() if indices.ndim == 2 and values.dtype != object and rows >= 0 else None
         if k is not None:  # rows in order (as StringSplit makes them): one pass
             out_idx = np.empty((n + rows, indices.shape[1]), dtype=np.int64)
@@ -286,6 +290,7 @@ class TfDynamicStitch:
         indices, data = inputs[:n], inputs[n:]
         rows = max((int(i.max()) + 1 for i in indices if i.size), default=0)
         rest = data[0].shape[indices[0].ndim:]
+        check_output_size([rows, *rest], "DynamicStitch")  # rows: the largest index, a tensor's value
         out = np.zeros((rows,) + rest, dtype=data[0].dtype)
         for i, d in zip(indices, data):
             if i.size and i.min() < 0:

@@ -18,6 +18,7 @@ from hubkit.graph.values import convert_value
 from hubkit.graph.walk import upstream
 from hubkit.ops._numba import numba_enabled
 from hubkit.ops.registry import get_op
+from hubkit.runtime.dense_chain import DenseChain, dense_chain
 from hubkit.runtime.fusion import fuse_plan
 from hubkit.runtime.optimize import optimize_plan
 from hubkit.runtime.steps import PlanStep
@@ -33,7 +34,7 @@ class Plan:
     """
 
     __slots__ = (
-        "copy_slots", "feed_slots", "fetch_slots", "leaf_names", "num_slots", "steps", "template",
+        "copy_slots", "dense", "feed_slots", "fetch_slots", "leaf_names", "num_slots", "steps", "template",
         "unfused", "var_reads",
     )
 
@@ -47,6 +48,7 @@ class Plan:
         self.template: list[Any] = [None] * num_slots
         self.var_reads: tuple[tuple[int, Any], ...] = ()
         self.leaf_names: tuple[tuple[str, int], ...] = ()  # (tensor name, slot) of preloaded leaves
+        self.dense: DenseChain | None = None  # set by compile_plan for a chain of fused dense layers
 
     def preload_leaves(self) -> Plan:
         """Moves ``Const`` and ``Variable`` steps out of the step list (they cost a step each per run)."""
@@ -69,6 +71,15 @@ class Plan:
         return self
 
     def run(self, feed_values: list[Any], intermediates: dict[str, Any] | None = None) -> list[Any]:
+        """The fetched values for ``feed_values``; every computed tensor into ``intermediates`` when given."""
+        if self.dense is not None and intermediates is None:  # 1-2 rows through dense layers (dense_chain.py)
+            out = self.dense(feed_values[0])
+            if out is not None:
+                return [out]
+        return self.run_steps(feed_values, intermediates)
+
+    def run_steps(self, feed_values: list[Any], intermediates: dict[str, Any] | None = None) -> list[Any]:
+        """:meth:`run` by the step interpreter (never the dense chain)."""
         values: list[Any] = self.template.copy()
         for slot, var in self.var_reads:
             values[slot] = var.value
@@ -177,7 +188,9 @@ def compile_plan(graph: Graph, fetches: list[Tensor | Node], feeds: list[Tensor]
         plan.unfused = original
     if plan.unfused is not None:
         plan.unfused.preload_leaves()
-    return plan.preload_leaves()
+    plan.preload_leaves()
+    plan.dense = dense_chain(plan)
+    return plan
 
 
 def convert_feed(t: Tensor, value: Any, what: str = "Placeholder") -> np.ndarray:

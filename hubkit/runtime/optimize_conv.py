@@ -43,7 +43,7 @@ import numpy as np
 
 from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.conv_nchw import PreparedConv, channel_affine_act, conv_nchw_fused, outputs
-from hubkit.ops.onnx_conv import window_geometry
+from hubkit.ops.onnx_conv import check_window_sizes, window_geometry
 
 __all__ = ["ChannelAffine", "ConcatConvs", "FoldedConstants", "FusedOnnxConv", "FusedTfConv", "rewrite_concat",
            "rewrite_conv_plan"]
@@ -240,6 +240,7 @@ class FusedOnnxConv:
         )
         geometry = (tuple(a["strides"]), tuple(a["dilations"]), begin, end, out_hw)
         m = prep.w2.shape[0]
+        check_window_sizes(x.shape, out_hw, begin, end, m, prep.w2.shape[1] // max(1, x.shape[1]))
         if res is not None and res.shape != (x.shape[0], m, *out_hw):  # a broadcasting residual: as the ops do it
             y = _act(conv_nchw_fused(x, prep, None, 0, *geometry) + res, self.act)
             if out is None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import pool_nchw
-from hubkit.ops.onnx_conv import window_geometry
+from hubkit.ops.onnx_conv import check_window_sizes, window_geometry
 
 __all__ = ["PoolStep", "rewrite_pool_plan"]
 
@@ -60,6 +60,7 @@ class PoolStep:
                 x.shape[2:], kernel, strides, dilations, a["pads"], a.get("auto_pad", "NOTSET"),
                 a.get("ceil_mode", False),
             )
+            check_window_sizes(x.shape, hw, begin, end)
             if self.kind == "OnnxMaxPool":
                 out = pool_nchw.max_pool2d(x, kernel, strides, dilations, begin, hw)
             else:

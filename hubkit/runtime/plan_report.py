@@ -15,6 +15,7 @@ intermediates at once::
     >>> print(describe_module_plan(hk.Module(hk.create_module_spec(module_fn)), batch=4))
     signature 'default': inputs ['x:0'] -> outputs ['dense/Relu:0']
     1 step (3 before the optimiser), 2 preloaded constants and variables
+    at 1-2 rows the steps run as one loop of np.dot and epilogues (runtime/dense_chain.py)
        0  MatMul+BiasAdd+Relu  (x:0, dense/kernel:0, dense/bias:0) -> dense/Relu:0
           GEMM into a fresh array, then bias + Relu on it in place (one pass)
           batch 4: writes float32 (4, 2), 32 B
@@ -133,7 +134,8 @@ def describe_module_plan(module: Any, signature: str | None = None, batch: int |
                 if slot not in leaves:
                     live.pop(slot, None)
     lines = text.split("\n")
-    head, body = lines[:2], lines[2:]
+    first_step = len(lines) - len(plan.steps)  # one line per step, after the heading lines
+    head, body = lines[:first_step], lines[first_step:]
     out = list(head)
     for step, line in zip(plan.steps, body):
         out.append(line)

@@ -487,3 +487,45 @@ def test_a_wrong_gzip_crc_fails_an_unpinned_archive_url_only(hub_env, registry_s
     assert _cache_dirs(hub_env) == []
     digest = hashlib.sha256(bytes(data)).hexdigest()
     assert _same_tree(resolve(f"{registry_server.url}/crc.tar.gz#sha256={digest}"), fake_module)
+
+
+def test_a_pinned_archive_that_states_a_wrong_crc_is_named_so_by_verify(hub_env, registry_server, tmp_path):
+    """The CRC-32 of a large file of a pinned download is the one its gzip member's trailer states (not
+    computed); `verify` then names a mismatch as such instead of calling the file modified."""
+    import io
+    import zlib
+
+    from hubkit.hub.registry import pack_module
+    from tests.hub.helpers import make_fake_module
+
+    payload = os.urandom(2 << 20)
+    module = make_fake_module(str(tmp_path / "big"), payload=payload)
+    buffer = io.BytesIO()
+    pack_module(module, buffer)
+    data, position = bytearray(buffer.getvalue()), 0
+    while position < len(data):  # find the member holding exactly the payload; break its stated CRC-32
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out = decompressor.decompress(bytes(data[position:]))
+        end = len(data) - len(decompressor.unused_data)
+        if out == payload:
+            data[end - 8] ^= 0x01
+            break
+        position = end
+    else:
+        raise AssertionError("no member holds exactly the payload")
+    honest = buffer.getvalue()
+    (tmp_path / "registry" / "honest.tar.gz").write_bytes(honest)
+    resolve(f"{registry_server.url}/honest.tar.gz#sha256={hashlib.sha256(honest).hexdigest()}")
+    (entry,) = Cache(hub_env).entries()
+    assert Cache(hub_env).verify(entry) == []
+    assert Cache(hub_env).remove(entry.key)
+    (tmp_path / "registry" / "stated.tar.gz").write_bytes(bytes(data))
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    path = resolve(f"{registry_server.url}/stated.tar.gz#sha256={digest}")
+    assert _same_tree(path, module)
+    cache = Cache(hub_env)
+    (entry,) = cache.entries()
+    problems = cache.verify(entry)
+    assert len(problems) == 1 and "CRC-32 differs from the one its sha256-pinned archive stated" in problems[0]
+    with pytest.raises(DownloadError, match="corrupted"):  # unpinned, zlib checks it
+        resolve(f"{registry_server.url}/stated.tar.gz")

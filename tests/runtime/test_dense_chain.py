@@ -1,0 +1,213 @@
+"""The dense-chain path (runtime/dense_chain.py): a plan of fused dense layers at 1-2 rows gives the
+unoptimised plan's values bit for bit, and falls back to the plan whenever it cannot run."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import hubkit as hk
+from hubkit.runtime.dense_chain import DenseChain
+from hubkit.runtime.optimize import describe_plan, set_optimize_enabled
+from tests.helpers_plans import plain_and_optimised
+
+
+def _same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.tobytes() == b.tobytes()  # bit for bit: -0.0 against 0.0 and NaN payloads included
+
+
+def _special(rng, shape, dtype):
+    """Random values with a NaN, zeros of both signs and values at the ReLU6 cap."""
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    flat = x.reshape(-1)
+    flat[rng.integers(flat.size)] = -0.0
+    flat[rng.integers(flat.size)] = 6.0
+    if flat.size > 8:
+        flat[rng.integers(flat.size)] = np.nan
+    return x
+
+
+def _mlp_spec(sizes=(20, 16, 12, 3), dtype=hk.float32, seed=0, acts=("relu", "relu6", None), bias=(True,) * 3,
+              const_first=False):
+    rng = np.random.default_rng(seed)
+
+    def module_fn():
+        x = hk.placeholder(dtype, [None, sizes[0]], name="x")
+        h = x
+        for i in range(len(sizes) - 1):
+            value = rng.standard_normal((sizes[i], sizes[i + 1])).astype(dtype.np_dtype)
+            w = hk.constant(value) if const_first and i == 0 else hk.Variable(value, name=f"w{i}", dtype=dtype)
+            h = hk.matmul(h, w)
+            if bias[i]:
+                h = hk.nn.bias_add(h, hk.Variable(rng.standard_normal(sizes[i + 1]).astype(dtype.np_dtype),
+                                                  name=f"b{i}", dtype=dtype))
+            if acts[i] == "relu":
+                h = hk.nn.relu(h)
+            elif acts[i] == "relu6":
+                h = hk.nn.relu6(h)
+        hk.add_signature(inputs=x, outputs=h)
+
+    return hk.create_module_spec(module_fn)
+
+
+def _unoptimised(spec):
+    set_optimize_enabled(False)
+    try:
+        m = hk.Module(spec)
+        m(np.zeros((1, m.get_input_info_dict()["default"].shape[1]), m.get_input_info_dict()["default"].dtype.np_dtype))
+    finally:
+        set_optimize_enabled(None)
+    return m
+
+
+def _counting(monkeypatch, only=None):
+    """Records, per call of a chain (or only of the chain ``only``), whether it ran instead of the plan."""
+    ran = []
+    original = DenseChain.__call__
+
+    def counted(self, x):
+        out = original(self, x)
+        if only is None or self is only:
+            ran.append(out is not None)
+        return out
+
+    monkeypatch.setattr(DenseChain, "__call__", counted)
+    return ran
+
+
+@pytest.mark.parametrize("dtype", [hk.float32, hk.float64])
+@pytest.mark.parametrize(
+    "acts, bias, const_first",
+    [(("relu", "relu6", None), (True, True, True), False), ((None, "relu", "relu"), (False, True, False), True)],
+)
+def test_module_call_equals_unoptimised_plan(dtype, acts, bias, const_first, kernels, monkeypatch):
+    spec = _mlp_spec(dtype=dtype, acts=acts, bias=bias, const_first=const_first)
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    ran = _counting(monkeypatch)
+    rng = np.random.default_rng(1)
+    # Shapes change between calls (1 and 2 rows take the chain, 3 and more the plan), as does contiguity.
+    for rows in (1, 2, 1, 5, 2, 1, 64, 1):
+        x = _special(rng, (rows, 20), dtype.np_dtype)
+        for _ in range(2):  # the second call takes Module.__call__'s cached fast path
+            _same(m(x), plain(x))
+        strided = _special(rng, (rows, 40), dtype.np_dtype)[:, ::2]  # not contiguous: the plan runs
+        _same(m(strided), plain(strided))
+        _same(m(x[:, None, :][:, 0]), plain(x))  # a contiguous view
+    assert m._variant is not None and m._plans[("default", False)][0].dense is not None
+    assert sum(ran) >= 12 and not all(ran)
+
+
+def test_session_run_takes_it_and_intermediates_still_seen(monkeypatch):
+    spec = _mlp_spec()
+    m = hk.Module(spec)
+    sess = hk.Session(m._graph)
+    sig = m._variant.signature(None)
+    x_t, y_t = m._eager_tensors[sig.inputs["default"].name], m._eager_tensors[sig.outputs["default"].name]
+    ran = _counting(monkeypatch)
+    x = np.random.default_rng(2).standard_normal((1, 20)).astype(np.float32)
+    plain, optimised = plain_and_optimised(m._graph, [y_t], [x_t])
+    assert plain.dense is None and optimised.dense is not None
+    expected = plain.run([x])[0]
+    _same(sess.run(y_t, {x_t: x}), expected)
+    assert ran == [True]
+    out, inter = sess.run_with_intermediates(y_t, {x_t: x})
+    _same(out, expected)
+    assert len(inter) > 6 and ran == [True]  # the unfused plan ran, every intermediate is there
+
+
+def test_variables_changed_between_calls(monkeypatch):
+    m = hk.Module(_mlp_spec())
+    x = np.random.default_rng(3).standard_normal((1, 20)).astype(np.float32)
+    first = m(x)
+    ran = _counting(monkeypatch, only=m._plans[("default", False)][0].dense)
+    w0 = m.variable_map["w0"]
+    w0.assign(w0.value * 2)  # in place: the same array, new values
+    expected = hk.Module(_mlp_spec())
+    expected.variable_map["w0"].assign(w0.value)
+    _same(m(x), expected(x))
+    assert not np.array_equal(m(x), first)
+    w0._value = np.asfortranarray(w0.value)  # a new array, not C-contiguous: the plan runs
+    expected.variable_map["w0"]._value = w0._value  # (whose BLAS call differs for it: compare like with like)
+    _same(m(x), expected(x))
+    w0._value = np.ascontiguousarray(w0.value)  # a new array again: checked, then the chain runs
+    expected.variable_map["w0"]._value = w0._value
+    _same(m(x), expected(x))
+    assert ran == [True, True, False, True]  # a new C-contiguous array is checked, then run
+
+
+def test_lazily_initialised_variables(monkeypatch):
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 6], name="x")
+        hk.add_signature(inputs=x, outputs=hk.layers.dense(hk.layers.dense(x, 5, activation="relu"), 4))
+
+    spec = hk.create_module_spec(module_fn)
+    x = np.random.default_rng(4).standard_normal((2, 6)).astype(np.float32)
+    m = hk.Module(spec)
+    ran = _counting(monkeypatch)
+    assert not m.variables[0].is_initialized
+    first = m(x)  # the variables are not initialised yet: the plan runs, reading them through Variable.value
+    assert ran == [False]
+    _same(m(x), first)
+    assert ran == [False, True]
+
+
+def test_plans_that_are_not_chains():
+    def module_fn():
+        x = hk.placeholder(hk.float32, [None, 4], name="x")
+        w = hk.Variable(np.ones((3, 4), np.float32), name="w")
+        h = hk.nn.relu(hk.matmul(x, w, transpose_b=True))
+        hk.add_signature(inputs=x, outputs=h)
+        hk.add_signature("twice", inputs=x, outputs=h * 2.0)
+        v = hk.Variable(np.arange(8, dtype=np.float32).reshape(4, 2), name="v")
+        hk.add_signature("plain", inputs=x, outputs=hk.matmul(x, v))
+        hk.add_signature("shifted", inputs=x, outputs=hk.matmul(x, v) + 1.0)
+        hk.add_signature("two_out", inputs=x, outputs={"default": hk.matmul(x, v), "h": h})
+
+    m = hk.Module(hk.create_module_spec(module_fn))
+    x = np.ones((1, 4), np.float32)
+    for name in ("default", "twice", "shifted"):
+        m(x, signature=name)
+        assert m._plans[(name, False)][0].dense is None
+    m(x, signature="two_out", as_dict=True)
+    assert m._plans[("two_out", True)][0].dense is None  # two fetches
+    np.testing.assert_array_equal(m(x, signature="plain"), [[12.0, 16.0]])  # a bare MatMul is a chain of one
+    assert m._plans[("plain", False)][0].dense is not None
+    assert "dense_chain" in describe_plan(m._plans[("plain", False)][0])  # what `hubkit info --plan` shows
+    assert "dense_chain" not in describe_plan(m._plans[("default", False)][0])
+
+
+def test_concurrent_calls_get_their_own_results():
+    spec = _mlp_spec(sizes=(64, 48, 48, 8))
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    rng = np.random.default_rng(5)
+    inputs = [rng.standard_normal((1 + i % 2, 64)).astype(np.float32) for i in range(8)]
+    expected = [plain(x) for x in inputs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(300):
+                for i in range(k, k + 8):
+                    np.testing.assert_array_equal(m(inputs[i % 8]), expected[i % 8])
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_outputs_are_fresh_arrays():
+    m = hk.Module(_mlp_spec())
+    x = np.ones((1, 20), np.float32)
+    a = m(x)
+    b = m(x)
+    assert a is not b and not np.shares_memory(a, b)
+    a[:] = 123.0
+    assert not np.array_equal(m(x), a)
