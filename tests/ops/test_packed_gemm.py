@@ -50,10 +50,12 @@ def _check_close(got, want, scale, depth):
 
 
 # M, K, N: every edge -- 1s, below and above a tile's rows (mr: 14 with AVX-512, else 3), N below,
-# at and above 32 and not a multiple of it, K above the depth block (several blocks, accumulated).
+# at and above 32 and not a multiple of it, K above the depth block (several blocks, accumulated), K of
+# every remainder modulo the tile loop's unroll (4) and below it.
 SHAPES = [
     (1, 1, 1), (1, 5, 1), (2, 1, 3), (3, 7, 31), (13, 17, 32), (14, 9, 33), (15, 64, 64), (29, 100, 65),
     (64, 784, 512), (64, 512, 10), (1, 784, 512), (100, 257, 95), (37, 600, 47), (5, 1024, 3), (300, 3, 200),
+    (6, 2, 5), (20, 6, 40), (17, 38, 33), (27, 11, 64),
 ]
 
 
