@@ -17,6 +17,7 @@ import pytest
 from hubkit.ops import _gemm_kernel, _numba, _packed_gemm
 from hubkit.ops._epilogue import NONE, RELU, RELU6, bias_act_
 from hubkit.ops._packed_gemm import PackedWeights, dense, pack_weights, packed_matmul
+from tests.helpers_plans import dense_reference
 
 needs_kernel = pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba not installed")
 
@@ -29,17 +30,6 @@ def kernel():
         pytest.skip("the LLVM tile kernel does not compile here")
     yield
     _numba.set_numba_enabled(None)
-
-
-def _reference(a, b, bias, act):
-    z = a.astype(np.float64) @ b.astype(np.float64)
-    if bias is not None:
-        z = z + bias
-    if act == RELU:
-        z = np.maximum(z, 0)
-    elif act == RELU6:
-        z = np.clip(z, 0, 6)
-    return z, np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))
 
 
 def _check_close(got, want, scale, depth):
@@ -69,7 +59,7 @@ def test_packed_matmul_within_tolerance(shape, act, kernel):
     w = rng.standard_normal((k, n)).astype(np.float32)
     bias = None if (m + n) % 3 == 0 else rng.standard_normal(n).astype(np.float32)
     got = packed_matmul(x, pack_weights(w), n, bias, act)
-    want, scale = _reference(x, w, bias, act)
+    want, scale = dense_reference(x, w, bias, act)
     _check_close(got, want, scale, k)
 
 
@@ -84,13 +74,13 @@ def test_strided_operands_and_outputs(kernel):
     out = wide[:, 10:80]  # row stride 100 > 70 columns
     got = packed_matmul(x, pack_weights(w), 70, out=out)
     assert got is out
-    want, scale = _reference(x, w, None, NONE)
+    want, scale = dense_reference(x, w, None, NONE)
     _check_close(out, want, scale, 800)
     assert np.isnan(wide[:, :10]).all() and np.isnan(wide[:, 80:]).all()  # nothing written outside
     _check_close(packed_matmul(xt, pack_weights(w), 70), want, scale, 800)
     # weights given as a strided view: packed from it
     wv = rng.standard_normal((800, 150)).astype(np.float32)[:, 3:123:2]
-    want, scale = _reference(x, wv, None, NONE)
+    want, scale = dense_reference(x, wv, None, NONE)
     _check_close(packed_matmul(x, pack_weights(wv), 60), want, scale, 800)
 
 

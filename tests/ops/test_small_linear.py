@@ -15,18 +15,7 @@ from hubkit.ops import _small_linear
 from hubkit.ops._epilogue import NONE, RELU, RELU6
 from hubkit.ops._small_linear import TransposedWeights, small_linear
 from hubkit.runtime.optimize import FusedLinear
-from tests.helpers_plans import plain_and_optimised
-
-
-def _reference(x, w, bias, act):
-    z = x.astype(np.float64) @ w.astype(np.float64)
-    if bias is not None:
-        z = z + bias
-    if act == RELU:
-        z = np.maximum(z, 0)
-    elif act == RELU6:
-        z = np.clip(z, 0, 6)
-    return z, np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64))
+from tests.helpers_plans import dense_reference, plain_and_optimised
 
 
 def _check_close(got, want, scale, depth, dtype):
@@ -52,7 +41,7 @@ def test_kernel_within_tolerance_of_float64(seed, act, dtype, kernels):
         assert got is None  # NumPy's GEMM runs instead
         return
     assert got is not None and got.dtype == dtype and got.shape == (rows, cols)
-    want, scale = _reference(x, w, bias, act)
+    want, scale = dense_reference(x, w, bias, act)
     _check_close(got, want, scale, depth, dtype)
     # Already-transposed weights (MatMul with transpose_b) give the same values.
     same = small_linear(x, np.ascontiguousarray(w.T), bias, act, None)

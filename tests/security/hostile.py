@@ -219,3 +219,19 @@ def run_in_child(code: str, *args: str, timeout: float = 300.0, env: dict[str, s
     records, last = child_records(r.stdout, "label")
     assert r.returncode == 0, f"the child died with status {r.returncode} in {last!r}: {r.stderr[-2000:]}"
     return records
+
+
+_TF_DTYPES = {"float32": 1, "int32": 3, "int64": 9}  # tensorflow DataType enum values
+
+
+def add_tf_const(graph_def, name: str, arr) -> str:
+    """Appends a TF ``Const`` node holding ``arr`` (float32, int32 or int64) to ``graph_def``; returns its name."""
+    dtype = _TF_DTYPES[arr.dtype.name]
+    node = graph_def.node.add(name=name, op="Const")
+    node.attr["dtype"].type = dtype
+    tensor = node.attr["value"].tensor
+    tensor.dtype = dtype
+    for size in arr.shape:
+        tensor.tensor_shape.dim.add(size=size)
+    tensor.tensor_content = arr.tobytes()
+    return name

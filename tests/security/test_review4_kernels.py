@@ -22,7 +22,7 @@ from hubkit.ops import _numba
 from hubkit.ops.registry import apply
 from hubkit.ops.tf_array import TfRuntimeError
 from hubkit.ops.tf_sparse import TfSparseFillEmptyRows
-from tests.security.hostile import run_in_child
+from tests.security.hostile import add_tf_const, run_in_child
 
 TF1_DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "tf1")
 
@@ -128,20 +128,11 @@ def _tf1_fill_module(path: str, idx_dims: list[int], values: np.ndarray) -> str:
         sm = tfpb.SavedModel.FromString(f.read())
     gd = sm.meta_graphs[0].graph_def
 
-    def const(name, dtype, arr):
-        n = gd.node.add(name=name, op="Const")
-        n.attr["dtype"].type = dtype
-        t = n.attr["value"].tensor
-        t.dtype = dtype
-        for s in arr.shape:
-            t.tensor_shape.dim.add(size=s)
-        t.tensor_content = arr.tobytes()
-
-    const("fz/dims", 3, np.array(idx_dims, np.int32))
-    const("fz/zero", 9, np.array(0, np.int64))
-    const("fz/vals", 1, values)
-    const("fz/dense", 9, _i64(3, 3))
-    const("fz/default", 1, np.array(0, np.float32))
+    add_tf_const(gd, "fz/dims", np.array(idx_dims, np.int32))
+    add_tf_const(gd, "fz/zero", np.array(0, np.int64))
+    add_tf_const(gd, "fz/vals", values)
+    add_tf_const(gd, "fz/dense", _i64(3, 3))
+    add_tf_const(gd, "fz/default", np.array(0, np.float32))
     fill = gd.node.add(name="fz/idx", op="Fill", input=["fz/dims", "fz/zero"])
     fill.attr["T"].type = 9
     fill.attr["index_type"].type = 3

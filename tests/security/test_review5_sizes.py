@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from hubkit.importers.tf1.proto import tf1_pb2 as tfpb
-from tests.security.hostile import run_in_child
+from tests.security.hostile import add_tf_const, run_in_child
 
 TF1_DATA = os.path.join(os.path.dirname(__file__), "..", "data", "tf1", "two_signatures")
 
@@ -42,18 +42,7 @@ def _tf1(path: str, op: str, values: dict[str, np.ndarray]) -> str:
     gd = sm.meta_graphs[0].graph_def
     x = next(n.name for n in gd.node if n.op == "Placeholder")
 
-    def const(name, arr):
-        n = gd.node.add(name=name, op="Const")
-        dtype = {np.dtype(np.float32): 1, np.dtype(np.int32): 3}[arr.dtype]
-        n.attr["dtype"].type = dtype
-        t = n.attr["value"].tensor
-        t.dtype = dtype
-        for s in arr.shape:
-            t.tensor_shape.dim.add(size=s)
-        t.tensor_content = arr.tobytes()
-        return name
-
-    names = [const(f"h/{k}", v) for k, v in values.items()]
+    names = [add_tf_const(gd, f"h/{k}", v) for k, v in values.items()]
     if path.endswith("-call"):  # the limit (Range) or depth (OneHot) times the input's size / 6
         size = gd.node.add(name="h/size", op="Size", input=[x])
         size.attr["T"].type = 1
