@@ -28,6 +28,7 @@ import numpy as np
 
 from hubkit.ops import _numba
 from hubkit.ops._epilogue import RELU, RELU6
+from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = ["KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "dense", "pack_weights", "packed_matmul"]
 
@@ -102,28 +103,18 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     return packed
 
 
-class PackedWeights:
-    """``pack_weights(w)`` made on first use and remade when ``w`` changes (as ``TransposedWeights``).
+class PackedWeights(DerivedWeights):
+    """``pack_weights(w)``, or of ``w.T`` when asked with ``get(w, transpose=True)``, kept per fused step
+    (:class:`~hubkit.ops._small_linear.DerivedWeights`: remade when ``w`` changes)."""
 
-    ``w`` is the same array object on every run of a plan while its variable is not written; a
-    write bumps ``Variable._version`` (pass the variable, or None for a constant).
-    """
-
-    __slots__ = ("_cache", "variable")
-
-    def __init__(self, variable: Any | None = None) -> None:
-        self.variable = variable
-        self._cache: tuple[Any, int, bool, np.ndarray] | None = None
+    __slots__ = ()
 
     def get(self, w: np.ndarray, transpose: bool = False) -> np.ndarray:
         """``pack_weights(w)``, or ``pack_weights(w.T)`` when ``transpose``."""
-        version = 0 if self.variable is None else self.variable._version
-        cache = self._cache
-        if cache is not None and cache[0] is w and cache[1] == version and cache[2] == transpose:
-            return cache[3]
-        packed = pack_weights(np.asarray(w.T if transpose else w, _F32))
-        self._cache = (w, version, transpose, packed)  # ``w`` kept: an identity check needs the object alive
-        return packed
+        return super().get(w, transpose)
+
+    def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
+        return pack_weights(np.asarray(w.T if key else w, _F32))
 
 
 def _act_flags(act: int) -> int:

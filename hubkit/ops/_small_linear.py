@@ -29,6 +29,7 @@ __all__ = [
     "MAX_ROWS",
     "MIN_ROWS_ONE_THREAD",
     "MIN_WORK",
+    "DerivedWeights",
     "TransposedWeights",
     "small_linear",
 ]
@@ -78,28 +79,43 @@ def linear_block_kernel(x, wt, bias, act, out, j0, j1):  # pragma: no cover - co
             row[j] = activate(row[j] + bias[j] if has_bias else row[j], act)
 
 
-class TransposedWeights:
-    """``w.T`` as a C-contiguous array, made on first use and remade when ``w`` changes.
+class DerivedWeights:
+    """A form of a weight array (see :meth:`derive`) made on first use and remade when the weights change.
 
     ``w`` is the same array object on every run of a plan while its variable is not written; a
     write goes through ``Variable._writable``, which bumps ``Variable._version`` (pass the variable,
-    or None for a constant).
+    or None for a constant). ``get(w, key)`` keeps one form: asking with another ``w``, version or
+    ``key`` remakes it.
     """
 
     __slots__ = ("_cache", "variable")
 
-    def __init__(self, variable: Any | None) -> None:
+    def __init__(self, variable: Any | None = None) -> None:
         self.variable = variable
-        self._cache: tuple[Any, int, np.ndarray] | None = None
+        self._cache: tuple[Any, int, Any, np.ndarray] | None = None
 
-    def get(self, w: np.ndarray) -> np.ndarray:
+    def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
+        """The form of ``w`` to keep (a subclass's)."""
+        raise NotImplementedError
+
+    def get(self, w: np.ndarray, key: Any = None) -> np.ndarray:
+        """``derive(w, key)``, made again only when ``w``, its variable's version or ``key`` changed."""
         version = 0 if self.variable is None else self.variable._version
         cache = self._cache
-        if cache is not None and cache[0] is w and cache[1] == version:
-            return cache[2]
-        wt = np.ascontiguousarray(w.T)
-        self._cache = (w, version, wt)
-        return wt
+        if cache is not None and cache[0] is w and cache[1] == version and cache[2] == key:
+            return cache[3]
+        value = self.derive(w, key)
+        self._cache = (w, version, key, value)  # ``w`` kept: an identity check needs the object alive
+        return value
+
+
+class TransposedWeights(DerivedWeights):
+    """``w.T`` as a C-contiguous array, kept per fused step (:class:`DerivedWeights`)."""
+
+    __slots__ = ()
+
+    def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
+        return np.ascontiguousarray(w.T)
 
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -120,11 +120,9 @@ class FusedLinear:
         # Few rows: the small-batch kernel (ops/_small_linear.py), for a MatMul whose weights are a
         # variable or a constant (``weights``: the Variable, None for a constant, False otherwise).
         self.small: tuple[TransposedWeights | None] | None = None
+        self.packed: PackedWeights | None = None  # more rows: the LLVM tile GEMM on weights packed once
         if self.kind == "MatMul" and weights is not False and not attrs.get("transpose_a"):
             self.small = (None,) if attrs.get("transpose_b") else (TransposedWeights(weights),)
-        # More rows: the LLVM tile GEMM on weights packed once (ops/_packed_gemm.py), same weights.
-        self.packed: PackedWeights | None = None
-        if self.kind == "MatMul" and weights is not False and not attrs.get("transpose_a"):
             self.packed = PackedWeights(weights)
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
