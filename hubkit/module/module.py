@@ -267,12 +267,7 @@ class Module:
         if type(inputs) is np.ndarray and not as_dict:
             fast = self._fast_calls.get(signature)
             if fast is not None and inputs.shape in fast.shapes and inputs.dtype == fast.dtype:
-                dense = fast.plan.dense  # a chain of dense layers at 1-2 rows: no interpreter (runtime/dense_chain.py)
-                if dense is not None:
-                    out = dense(inputs)
-                    if out is not None:
-                        return out
-                return fast.plan.run_steps([inputs])[0]
+                return fast.plan.run([inputs])[0]  # at 1-2 rows through dense layers: runtime/dense_chain.py
         sig = self._variant.signature(signature)
         packed = pack_inputs(sig, inputs)
         as_dict = bool(as_dict)

@@ -64,14 +64,13 @@ def _numpy_epilogue(out: np.ndarray, bias: np.ndarray, act: int) -> None:
 class _Checked:
     """What the last check proved: these arrays fit an input of this dtype and width; the layers to run."""
 
-    __slots__ = ("arrays", "dtype", "last", "middle", "width")
+    __slots__ = ("arrays", "dtype", "layers", "width")
 
     def __init__(self, dtype: np.dtype, arrays: tuple[Any, ...], layers: list[tuple[Any, Any, int | None]]) -> None:
         self.dtype = dtype
         self.arrays = arrays  # the sources' arrays when checked: the same objects unchanged since
         self.width = layers[0][0].shape[0]
-        self.middle = tuple(layers[:-1])  # (w, bias, act) of each layer but the last
-        self.last = layers[-1]
+        self.layers = tuple(layers)  # (w, bias, act) of each layer
 
 
 class DenseChain:
@@ -139,14 +138,10 @@ class DenseChain:
         kernel = _numba.kernel(bias_act_kernel)
         epilogue = _numpy_epilogue if kernel is None else kernel
         h = x
-        for w, b, act in checked.middle:
+        for w, b, act in checked.layers:
             h = np.dot(h, w)
             if act is not None:
                 epilogue(h, b, act)
-        w, b, act = checked.last
-        h = np.dot(h, w)
-        if act is not None:
-            epilogue(h, b, act)
         return h
 
 
