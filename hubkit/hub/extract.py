@@ -268,21 +268,16 @@ class _Gunzip:
             self._member_out += len(out)
             rest = decompressor.unused_data if decompressor.eof else decompressor.unconsumed_tail
             self._input = rest
+            if not self._raw_member:
+                consumed = len(given) - len(rest)
+                self._consumed_tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
             if decompressor.eof:
-                if self._raw_member:
-                    crc = self._raw_trailer()
-                else:
-                    # zlib consumed the 8-byte trailer (CRC-32, then length) last and found it right.
-                    consumed = len(given) - len(rest)
-                    tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
-                    crc = int.from_bytes(tail[:4], "little")
+                # A raw member's trailer is read here; zlib's gzip decoder consumed (and checked) it last.
+                crc = self._raw_trailer() if self._raw_member else int.from_bytes(self._consumed_tail[:4], "little")
                 self._ended = [*self._ended[-3:], (self._starts[-1], self._produced, crc, not self._raw_member)]
                 self._starts = [*self._starts[-3:], self._produced]  # where the next member, if any, begins
                 self._in_member = False
                 self._consumed_tail = b""
-            elif not self._raw_member:
-                consumed = len(given) - len(rest)
-                self._consumed_tail = (self._consumed_tail + given[max(0, consumed - 8) : consumed])[-8:]
             if out:
                 return out
         return b""
