@@ -16,8 +16,9 @@ The hand-off, through a control block of 32-bit words on separate cache lines (`
   waits of 1 ms each). The worker only ever claims a job it then runs to its end, so a missing,
   slow, late-woken or never-started worker (a forked child has none) only costs time: nothing can
   wait for a job nobody runs;
-- the worker spins up to :data:`SPIN_US` after each job or wake-up (reading the time-stamp counter:
-  no ``pause``, which KVM's pause-loop exiting turns into a yield of the virtual CPU), then
+- the worker spins up to :data:`SPIN_US` after each job or wake-up (bounded by the time-stamp
+  counter, not by a count of ``pause`` instructions, whose latency varies by CPU model and which a
+  KVM guest's pause-loop exiting may turn into a yield of the virtual CPU), then
   sleeps in a futex wait on ``state`` (1 s timeout); the sleep and the post use the store-then-load
   pattern on ``sleeping`` / ``state`` (both sequentially consistent), so a wake is lost only if the
   futex call fails, which again costs only time (the caller steals).
@@ -66,13 +67,15 @@ _OFF_SYSCALL = 272  # i64 libc's syscall()
 _OFF_SPIN = 280  # i64 time-stamp-counter ticks the worker spins before it sleeps
 _OFF_JOBS = 288  # i64 jobs the worker ran (a statistic)
 _OFF_SLEEPS = 296  # i64 futex waits of the worker (a statistic)
+_OFF_CALLER_WAITS = 304  # i64 futex waits of callers for done (a statistic)
 _CTL_BYTES = 320
 
 SPIN_US = 50.0
 """Microseconds the worker spins after a job (or a wake-up) before it sleeps (see ``docs/performance.md``)."""
 
-_CALLER_SPIN_US = 500.0
-"""Microseconds the caller spins waiting for ``done`` before it sleeps in 1 ms futex waits."""
+_CALLER_SPIN_US = 50.0
+"""Microseconds the caller spins waiting for ``done`` before it sleeps in 1 ms futex waits (a worker
+that took longer was descheduled: sleeping gives the core back, in case both share one)."""
 
 _SYS_FUTEX = 202  # x86-64
 _FUTEX_WAIT_PRIVATE = 128
@@ -233,6 +236,10 @@ sleep:
   %d2set = icmp ne i32 %d2, 0
   br i1 %d2set, label %woken, label %wait
 wait:
+  %cwp = getelementptr i8, ptr %ctl, i64 304
+  %cw = load i64, ptr %cwp, align 8
+  %cw1 = add i64 %cw, 1
+  store i64 %cw1, ptr %cwp, align 8
   %r1 = call i64 @futex(ptr %ctl, ptr %done, i64 128, i64 0, i64 0, i64 1000000)
   br label %woken
 woken:
@@ -323,8 +330,7 @@ def compile_code() -> _Code:
 
 
 def _calibrate(tsc_addr: int) -> float:
-    """Time-stamp-counter ticks per microsecond (the spins are bounded in ticks: no ``pause``, which a KVM
-    guest's pause-loop exiting turns into a yield of the virtual CPU)."""
+    """Time-stamp-counter ticks per microsecond (the spins are bounded in ticks)."""
     tsc = ctypes.CFUNCTYPE(ctypes.c_int64)(tsc_addr)
     t0, c0 = time.perf_counter(), tsc()
     while time.perf_counter() - t0 < 0.002:
@@ -385,6 +391,16 @@ class Pool:
     def jobs(self) -> int:
         """Jobs the worker has run."""
         return ctypes.c_int64.from_address(self.ctl + _OFF_JOBS).value
+
+    @property
+    def sleeps(self) -> int:
+        """Futex waits of the worker (each one a sleep after its spin ran out)."""
+        return ctypes.c_int64.from_address(self.ctl + _OFF_SLEEPS).value
+
+    @property
+    def caller_waits(self) -> int:
+        """Futex waits of callers for a job the worker had claimed but not finished within the caller's spin."""
+        return ctypes.c_int64.from_address(self.ctl + _OFF_CALLER_WAITS).value
 
     def set_spin(self, us: float) -> None:
         """Microseconds the worker spins after a job before it sleeps."""

@@ -103,7 +103,7 @@ def test_worker_is_started_once_and_reused():
         _split_dense.split_dense(x, w, b, RELU, weights)
         calls += 1
     assert pool.jobs >= jobs + 5  # the worker took jobs (even on a loaded machine, within 20 s)
-    assert len(os.listdir("/proc/self/task")) == tasks  # no thread per call
+    assert len(os.listdir("/proc/self/task")) <= tasks  # no thread per call
     assert _worker_pool.get_pool() is pool and pool.alive
 
 
