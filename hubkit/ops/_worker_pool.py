@@ -70,7 +70,7 @@ _OFF_SLEEPS = 296  # i64 futex waits of the worker (a statistic)
 _OFF_CALLER_WAITS = 304  # i64 futex waits of callers for done (a statistic)
 _CTL_BYTES = 320
 
-SPIN_US = 50.0
+SPIN_US = 20.0
 """Microseconds the worker spins after a job (or a wake-up) before it sleeps (see ``docs/performance.md``)."""
 
 _CALLER_SPIN_US = 50.0
