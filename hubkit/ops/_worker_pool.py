@@ -357,6 +357,9 @@ def compile_ir(ir: str) -> Any:
     engine = llvm.create_mcjit_compiler(mod, tm)
     engine.finalize_object()
     _ENGINES.append(engine)
+    # one reference more than anything holds: the engine (and the machine code a worker may still be
+    # running while the interpreter shuts down) is never freed
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(engine))
     return engine
 
 
@@ -466,9 +469,9 @@ _holder_lock = threading.Lock()
 
 
 def get_pool() -> Pool:
-    """The process's pool (made on first use; a fresh one in a forked child)."""
+    """The process's pool (made on first use; a fresh one in a forked child, see :func:`_after_fork_in_child`)."""
     pool = _HOLDER.pool
-    if pool is None or _HOLDER.pid != os.getpid():
+    if pool is None:
         with _holder_lock:
             pool = _HOLDER.pool
             if pool is None or _HOLDER.pid != os.getpid():
