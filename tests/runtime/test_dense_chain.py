@@ -351,7 +351,7 @@ def test_split_chain_backs_off_when_the_worker_runs_nothing(monkeypatch):
     monkeypatch.setattr(_worker_pool, "get_pool", lambda: idle)
     calls = _split_counting(monkeypatch)
     x = (np.random.default_rng(16).standard_normal((1, 784)) * 0.1).astype(np.float32)
-    for i in range(dc.BACKOFF_MISSES):
+    for _ in range(dc.BACKOFF_MISSES):
         assert idle.backoff == 0
         _close(m(x), plain(x), 784)
     assert len(calls) == 2 * dc.BACKOFF_MISSES and idle.backoff == dc.BACKOFF_CALLS
