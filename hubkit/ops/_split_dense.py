@@ -206,16 +206,15 @@ def split_layer(pool: Any, x: np.ndarray, w: np.ndarray, bias: np.ndarray, act: 
         act: an :mod:`hubkit.ops._epilogue` activation code.
         weights: where the packed halves of ``w`` are kept.
 
-    Call only when :func:`available` is true. Adds 1 to ``pool.worker_took`` when the worker ran its half.
+    Call only when :func:`available` is true.
     """
     packed_c, packed_w, kc = weights.get(w)
     rows, n = x.shape[0], w.shape[1]
     out = np.empty((rows, n), _F32)
     part = np.empty((rows, n), _F32)
     spin = pool.caller_spin if pool.started else 0
-    pool.worker_took += _STATE.kernel(
-        _STATE.split, _STATE.run, pool.ctl, _STATE.tile, spin, x, kc, packed_c, packed_w, out, part, bias, act
-    )
+    _STATE.kernel(_STATE.split, _STATE.run, pool.ctl, _STATE.tile, spin, x, kc, packed_c, packed_w, out, part, bias,
+                  act)
     return out
 
 

@@ -381,9 +381,6 @@ class Pool:
         self.started = False
         self.enabled = True  # tests turn the worker off to run the stolen path
         self.caller_spin = int(_CALLER_SPIN_US * self.ticks_per_us)
-        self.worker_took = 0  # halves the worker ran (counted by the callers, see _split_dense.split_layer)
-        self.backoff = 0  # calls to run single-threaded before trying the worker again (see dense_chain)
-        self.misses = 0  # calls in a row whose halves the worker ran none of (see dense_chain)
 
     def _word(self, off: int) -> int:
         return ctypes.c_int32.from_address(self.ctl + off).value

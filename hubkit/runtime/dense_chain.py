@@ -28,11 +28,7 @@ on one thread whatever its thread count, and each half of these weights stays in
 MLP 784-512-512-10 at batch 1, 2 threads: 0.48-0.52x the unsplit chain's time (by minimum and by median,
 in a quiet moment of the shared machine). Those layers are then within the split layer's stated
 tolerance of the plan's values (another summation order), not bit for bit; with one BLAS thread
-nothing changes. A call that finds the worker busy with another thread's call runs unsplit. When the
-worker ran none of the halves of :data:`BACKOFF_MISSES` calls in a row (its core was taken by another
-process: the caller stole them all), the next :data:`BACKOFF_CALLS` calls run unsplit (one call alone
-says little: after an idle spell the worker sleeps, and the caller steals the first halves): on a machine where another process kept one
-core busy, the split chain measured 1.12-1.16x the unsplit chain's time without this back-off.
+nothing changes. A call that finds the worker busy with another thread's call runs unsplit.
 
 Anything else (3 or more rows, which other kernels take, a non-contiguous input, a variable not
 initialised yet, weights that do not fit) makes :meth:`DenseChain.__call__` return None, and the
@@ -54,11 +50,6 @@ from hubkit.ops._small_linear import MIN_ROWS_ONE_THREAD
 __all__ = ["DenseChain", "dense_chain"]
 
 _F32 = np.dtype(np.float32)
-
-BACKOFF_MISSES = 3
-BACKOFF_CALLS = 32
-"""Calls that run unsplit after :data:`BACKOFF_MISSES` calls in a row whose split layers the worker ran
-none of (see the module docstring)."""
 _DTYPES = (_F32, np.dtype(np.float64))  # the epilogue kernel's
 _NO_BIAS = {dt: np.empty(0, dt) for dt in _DTYPES}
 
@@ -178,9 +169,7 @@ class DenseChain:
                 return None
         if checked.split is not None and x.shape[0] <= 2 and blas_threads() >= 2 and _split_dense.available():
             pool = _worker_pool.get_pool()
-            if pool.backoff:
-                pool.backoff -= 1  # (a race between threads only miscounts a back-off)
-            elif pool.acquire():  # else another thread's call has the worker: this one runs on one thread
+            if pool.acquire():  # else another thread's call has the worker: this one runs on one thread
                 try:
                     return self._run_split(x, checked.split, pool)
                 finally:
@@ -200,7 +189,6 @@ class DenseChain:
         kernel = _numba.kernel(bias_act_kernel)
         epilogue = _numpy_epilogue if kernel is None else kernel
         split_layer = _split_dense.split_layer
-        took = pool.worker_took
         h = x
         for w, b, act, sw in layers:
             if sw is not None:
@@ -209,13 +197,6 @@ class DenseChain:
                 h = np.dot(h, w)
                 if act is not None:
                     epilogue(h, b, act)
-        if pool.worker_took != took:
-            pool.misses = 0
-        else:  # the worker ran none of the halves: asleep after an idle spell, or its core taken by another process
-            pool.misses += 1
-            if pool.misses >= BACKOFF_MISSES:
-                pool.misses = 0
-                pool.backoff = BACKOFF_CALLS
         return h
 
 

@@ -222,14 +222,10 @@ _split_available = pytest.mark.skipif(
 )
 
 
-def _two_blas_threads(monkeypatch, n=2, backoff=0):
-    """``n`` BLAS threads as the chain sees them; no back-off (so which calls split is known) unless asked."""
-    from hubkit.ops import _worker_pool
+def _two_blas_threads(monkeypatch, n=2):
     from hubkit.runtime import dense_chain as dc
 
     monkeypatch.setattr(dc, "blas_threads", lambda: n)
-    monkeypatch.setattr(dc, "BACKOFF_CALLS", backoff)
-    _worker_pool.get_pool().backoff = 0
 
 
 def _split_counting(monkeypatch):
@@ -336,27 +332,3 @@ def test_split_chain_propagates_nan(monkeypatch):
     got = m(x)
     assert np.isnan(got[1]).all() and not np.isnan(got[0]).any()
     _close(got, plain(x), 784)
-
-
-@_split_available
-def test_split_chain_backs_off_when_the_worker_runs_nothing(monkeypatch):
-    from hubkit.ops import _worker_pool
-    from hubkit.runtime import dense_chain as dc
-
-    spec = _mlp_spec(sizes=(784, 512, 512, 10))
-    m, plain = hk.Module(spec), _unoptimised(spec)
-    _two_blas_threads(monkeypatch, backoff=5)
-    idle = _worker_pool.Pool()
-    idle.enabled = False  # never started: the caller steals every half
-    monkeypatch.setattr(_worker_pool, "get_pool", lambda: idle)
-    calls = _split_counting(monkeypatch)
-    x = (np.random.default_rng(16).standard_normal((1, 784)) * 0.1).astype(np.float32)
-    for _ in range(dc.BACKOFF_MISSES):
-        assert idle.backoff == 0
-        _close(m(x), plain(x), 784)
-    assert len(calls) == 2 * dc.BACKOFF_MISSES and idle.backoff == dc.BACKOFF_CALLS
-    for _ in range(dc.BACKOFF_CALLS):
-        _same(m(x), plain(x))  # unsplit: np.dot as with one thread
-    assert len(calls) == 2 * dc.BACKOFF_MISSES and idle.backoff == 0
-    _close(m(x), plain(x), 784)
-    assert len(calls) == 2 * dc.BACKOFF_MISSES + 2
