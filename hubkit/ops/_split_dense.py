@@ -34,6 +34,7 @@ __all__ = [
     "SplitWeights",
     "applies",
     "available",
+    "max_work",
     "split_dense",
     "split_depth",
     "split_layer",
@@ -42,7 +43,15 @@ __all__ = [
 MIN_DEPTH = 128
 MIN_COLS = 64
 MIN_WORK = 128 * 1024
-"""Smallest ``K``, ``N`` and ``K * N`` split (see ``docs/performance.md`` for the measurements)."""
+"""Smallest ``K``, ``N`` and ``K * N`` split. Measured at one row, 2 threads, against ``np.dot`` plus
+the epilogue kernel (by min / median): 784x512 0.25-0.28x / 0.25-0.28x, 512x512 0.43x / 0.45x,
+256x512 0.72x / 0.73x, 128x1024 0.66x / 0.69x; below :data:`MIN_WORK` the gain shrinks to the noise
+(256x256 0.83x / 0.90x, 512x128 0.89x / 0.90x)."""
+
+L2_SHARE = 0.4
+"""Largest ``K * N`` split, as a share of the L2 cache's bytes (:func:`max_work`): each half's weights
+(``2 * K * N`` bytes) must fit one core's L2. Beyond, the halves stream from L3 and the split lost:
+768x768 (1.18 MB halves, 1.25 MB of L2 here) took 2.0x np.dot's time, 1024x1024 1.3-1.5x."""
 
 _F32 = np.dtype(np.float32)
 
@@ -172,12 +181,34 @@ def split_depth(depth: int) -> int:
     return max(4, (depth // 2 + 3) // 4 * 4)
 
 
+def _l2_bytes() -> int:
+    """The L2 cache of CPU 0 (from Linux's sysfs), or 1 MiB when it cannot be read."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip().upper()
+        scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
+        return int(text.rstrip("KM")) * scale
+    except (OSError, ValueError):
+        return 1024 * 1024
+
+
+_MAX_WORK: list[int] = []
+
+
+def max_work() -> int:
+    """Largest ``K * N`` split: :data:`L2_SHARE` of the L2's bytes."""
+    if not _MAX_WORK:
+        _MAX_WORK.append(int(L2_SHARE * _l2_bytes()))
+    return _MAX_WORK[0]
+
+
 def applies(w: np.ndarray) -> bool:
-    """Whether :func:`split_layer` takes weights ``w`` (float32, 2-D, C-contiguous, large enough)."""
+    """Whether :func:`split_layer` takes weights ``w`` (float32, 2-D, C-contiguous, large enough, each
+    half small enough for one core's L2)."""
     if w.dtype != _F32 or w.ndim != 2 or not w.flags.c_contiguous:
         return False
     depth, cols = w.shape
-    return depth >= MIN_DEPTH and cols >= MIN_COLS and depth * cols >= MIN_WORK
+    return depth >= MIN_DEPTH and cols >= MIN_COLS and MIN_WORK <= depth * cols <= max_work()
 
 
 class SplitWeights(DerivedWeights):

@@ -28,7 +28,11 @@ on one thread whatever its thread count, and each half of these weights stays in
 MLP 784-512-512-10 at batch 1, 2 threads: 0.48-0.52x the unsplit chain's time (by minimum and by median,
 in a quiet moment of the shared machine). Those layers are then within the split layer's stated
 tolerance of the plan's values (another summation order), not bit for bit; with one BLAS thread
-nothing changes. A call that finds the worker busy with another thread's call runs unsplit.
+nothing changes. A call that finds the worker busy with another thread's call runs unsplit. The
+split pays on a machine with a core to spare: with another process keeping one core busy the worker
+gets its core late, and the split chain measured 1.12-1.16x the unsplit chain's time (a back-off to
+the unsplit chain after calls whose halves the worker ran none of was measured and removed: no gain
+beyond the noise).
 
 Anything else (3 or more rows, which other kernels take, a non-contiguous input, a variable not
 initialised yet, weights that do not fit) makes :meth:`DenseChain.__call__` return None, and the

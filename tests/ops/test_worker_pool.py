@@ -28,6 +28,12 @@ pytestmark = pytest.mark.skipif(not _split_dense.available(), reason="no worker 
 _EPS = np.finfo(np.float32).eps
 
 
+@pytest.fixture(autouse=True)
+def _any_l2(monkeypatch):
+    """Correctness does not depend on the host's L2: every shape here is split wherever the tests run."""
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
+
+
 def _check(got, x, w, bias, act):
     want, scale = dense_reference(x, w, bias, act)
     bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
@@ -243,7 +249,7 @@ def test_weights_written_in_place_are_packed_again():
     assert not np.array_equal(got, first)
 
 
-def test_thresholds():
+def test_thresholds(monkeypatch):
     f32 = np.float32
     assert _split_dense.applies(np.zeros((_split_dense.MIN_DEPTH, _split_dense.MIN_WORK // _split_dense.MIN_DEPTH), f32))
     assert not _split_dense.applies(np.zeros((_split_dense.MIN_DEPTH - 1, 4096), f32))
@@ -251,8 +257,16 @@ def test_thresholds():
     assert not _split_dense.applies(np.zeros((512, 10), f32))  # the MLP's last layer stays on np.dot
     assert not _split_dense.applies(np.zeros((784, 512), np.float64))
     assert not _split_dense.applies(np.zeros((512, 784), f32).T)  # not C-contiguous
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 512 * 1024)
+    assert _split_dense.applies(np.zeros((1024, 512), f32))
+    assert not _split_dense.applies(np.zeros((1024, 513), f32))  # halves too large for one core's L2
     rng = np.random.default_rng(9)
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
     x, w, b = _layer(rng, _split_dense.MIN_DEPTH, _split_dense.MIN_WORK // _split_dense.MIN_DEPTH)
     _check(_split_dense.split_dense(x, w, b, RELU), x, w, b, RELU)
     assert _split_dense.split_dense(x[:, :-1], w[:-1], b, RELU) is None
     assert _split_dense.split_dense(np.ones((3, w.shape[0]), f32), w, b, RELU) is None  # 3 rows: other kernels
+
+
+def test_l2_bytes_read_or_assumed():
+    assert _split_dense._l2_bytes() >= 64 * 1024

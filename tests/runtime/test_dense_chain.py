@@ -223,9 +223,12 @@ _split_available = pytest.mark.skipif(
 
 
 def _two_blas_threads(monkeypatch, n=2):
+    """``n`` BLAS threads as the chain sees them; the MLP's layers split whatever the host's L2."""
+    from hubkit.ops import _split_dense
     from hubkit.runtime import dense_chain as dc
 
     monkeypatch.setattr(dc, "blas_threads", lambda: n)
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
 
 
 def _split_counting(monkeypatch):
