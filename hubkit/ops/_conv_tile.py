@@ -8,13 +8,18 @@ channels, the filters packed once per :class:`~hubkit.ops.conv_nchw.PreparedConv
 weight gets a new packing with its new ``PreparedConv``). ``cols^T`` is gathered pixel-major from an
 NHWC copy of the (padded) images, its depth ordered ``(kh, kw, C)`` so that every tap is one slice
 copy of contiguous channel runs; the GEMM runs over the pixels of several images at once (rows
-``image * P + pixel``), in chunks whose columns stay in L2; the existing transposing epilogue
-(:func:`hubkit.ops.conv_nchw.transpose_epilogue_kernel`) moves each chunk's ``(P, M)`` product into the
-NCHW output, adding bias and residual and applying the activation on the way.
+``image * P + pixel``), in chunks of about :data:`CHUNK_BYTES` of columns, with bias and activation applied
+in the tile's registers, and a transposed copy (``np.copyto`` of a transposed view) moves each chunk's
+``(P, M)`` product into the NCHW output, which may be a channel slice of a ``Concat``'s. A residual is
+added afterwards by the caller (:func:`hubkit.ops.conv_nchw.conv_nchw_fused`), then the activation.
 
 It runs only for float32, with AVX-512's 14-row tiles and one BLAS thread (as the fused dense step,
-:func:`hubkit.ops._packed_gemm.dense`); :func:`conv_tile` returns None otherwise and the caller runs
-its own code. Results differ from ``np.matmul``'s by summation order only.
+:func:`hubkit.ops._packed_gemm.dense`), and only where :func:`wanted` says it measured faster;
+otherwise the NCHW path runs unchanged. Results differ from ``np.matmul``'s by summation order only.
+Measured and not kept: the transposed copies in a Numba kernel with bias, residual and activation
+(1.0-2.5x NumPy's copy), or by an LLVM IR kernel of 16x16 register-block transposes (1.6-3x faster than
+NumPy's copy alone; whole models unchanged within noise: ResNet-50 at batch 1 ran 0.950x the NCHW path's
+time with it, 0.954x without).
 """
 
 from __future__ import annotations
@@ -30,13 +35,21 @@ _F32 = np.dtype(np.float32)
 MAX_PIXELS = 196
 MAX_PIXELS_STRIDED = 784
 MAX_PIXELS_POINTWISE = 64
-"""Most output pixels per image the tile form takes. Same process, one thread, the tile form's time over
-the NCHW path's (``np.matmul`` on im2col columns), one image (16 images): 3x3 layers gathered from 7x7
-to 14x14 maps 0.65-0.80 (0.64-0.74), from 28x28 (stride 1, ``MAX_PIXELS``) 0.87-0.95 (0.90); 3x3 stride 1
-on 7x7 maps (512 channels) 0.62-0.70, on 14x14 maps (Winograd's, left to it) 0.97; 5x5 on 7x7 and 14x14 maps
-0.66-0.88, on 28x28 1.05. 1x1 convolutions (``MAX_PIXELS_POINTWISE``; their only extra work is a transposed
-copy of the input) on 7x7 maps 0.83-0.93, on 13x13 and 14x14 maps 1.05-1.24; several images of 7x7 maps
-keep the one-GEMM form (:data:`hubkit.ops.conv_nchw.BATCH_GEMM_MAX_PIXELS`: the tile form 1.15x its time)."""
+"""Most output pixels per image the tile form takes: ``MAX_PIXELS`` for gathered stride-1 kernels,
+``MAX_PIXELS_STRIDED`` for gathered strided ones, ``MAX_PIXELS_POINTWISE`` for unpadded 1x1 kernels (any
+stride: their only extra work is a transposed copy of the input). Same process, one thread, CPU time, the
+contenders' order rotated, tile form / NCHW path by min and median, one image (16 images):
+
+- 3x3 512 -> 512 on 7x7 maps 0.56-0.61; 3x3 stride 2 to 7x7 0.49-0.62 (0.62-0.66), to 14x14 0.69-0.75
+  (0.74-0.76), to 28x28 0.83-0.86 (0.91-0.92); 5x5 on 6x6 to 14x14 maps 0.63-0.90 (0.60-0.89), 16 -> 48
+  channels on 13x13 0.98-1.01. Stride-1 3x3 layers that run Winograd F(4x4, 3x3) stay there (the tile form
+  1.3-1.8x Winograd's time on 13x13 to 28x28 maps).
+- 1x1 on 7x7 maps: 512 -> 2048 (+ residual) 0.80-0.81, 2048 -> 512 0.69-0.75, 1024 -> 2048 stride 2
+  0.74-0.85; on 13x13 and 14x14 maps 1.10-1.17 (the transposed copies cost more than the GEMM gains),
+  stride 2 to 14x14 0.97-1.01, to 28x28 1.52-1.57. Several images of 7x7 maps keep the one-GEMM form
+  (:data:`hubkit.ops.conv_nchw.BATCH_GEMM_MAX_PIXELS`; the tile form 0.98-1.01 of it).
+
+Whole models, the tile form on and off in one process: ``scripts/bench_onnx.py --tile-ab``."""
 
 MIN_PIXELS = 16
 MIN_OUTPUTS = 32
@@ -44,8 +57,8 @@ MIN_OUTPUTS_POINTWISE = 192
 MIN_DEPTH = 64
 """Fewest output pixels per image (a 1x1 map, a classifier as a convolution, is a matrix-vector product:
 1.27x the time of ``np.matmul`` for 1024 -> 1000 channels), output channels (a tile is 32 wide; for 1x1
-convolutions, DenseNet-121's 512-992 -> 128 on 7x7 maps ran 1.0-1.09x) and depth (``C * kh * kw``) the
-tile form takes."""
+convolutions, DenseNet-121's 512-992 -> 128 on 7x7 maps ran 1.0-1.09x in the model, 0.99 at 16 images)
+and depth (``C * kh * kw``) the tile form takes."""
 
 CHUNK_BYTES = 1 << 20
 """Bytes of gathered columns per GEMM (at least one image): a chunk's columns stay in L2 for its GEMM."""

@@ -10,6 +10,9 @@ activation, ReLU/ReLU6) runs on each image's block right after its GEMM, in one 
 convolutions of several images on small maps run one GEMM over all of their pixels instead
 (:data:`BATCH_GEMM_MAX_PIXELS`).
 
+Float32 convolutions with few output pixels (7x7 to 14x14 maps, stride-2 layers) run as a pixel-major GEMM
+on hubkit's LLVM tile kernel instead, where it measured faster (:mod:`hubkit.ops._conv_tile`).
+
 3x3 stride-1 convolutions over enough tiles run Winograd F(4x4, 3x3) (:mod:`hubkit.ops._winograd43`):
 its padded-input copy reads the NCHW image through a transposed view (the layout change costs
 nothing there), and one Numba pass moves the NHWC product back to NCHW while it adds the bias and
