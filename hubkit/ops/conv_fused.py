@@ -43,21 +43,24 @@ class WinogradFilters(DerivedWeights):
     """The Winograd transform of a fused step's filters, kept while they do not change.
 
     ``get(w, (module, dtype))`` returns ``module.filter_transform(w, dtype)`` for
-    :mod:`hubkit.ops._winograd43` or :mod:`hubkit.ops._winograd`, made again only when ``w``, its
-    variable's version or the key changes (:class:`~hubkit.ops._small_linear.DerivedWeights`). The
-    transform costs 0.4-1.1 ms for the image CNN's 32-128 channel layers and 14 ms for 256 x 256
-    filters, against 1.3-20 ms for the convolution itself: made on every call it was 3% of the CNN.
+    :mod:`hubkit.ops._winograd` and a :class:`~hubkit.ops._winograd43.Filters` of it for
+    :mod:`hubkit.ops._winograd43` (which also keeps the filters packed for the tile GEMM), made again
+    only when ``w``, its variable's version or the key changes
+    (:class:`~hubkit.ops._small_linear.DerivedWeights`). The transform costs 0.4-1.1 ms for the image
+    CNN's 32-128 channel layers and 14 ms for 256 x 256 filters, against 1.3-20 ms for the convolution
+    itself: made on every call it was 3% of the CNN.
     """
 
     __slots__ = ()
 
-    def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
+    def derive(self, w: np.ndarray, key: Any) -> Any:
         module, dtype = key
-        return module.filter_transform(w, dtype)
+        u = module.filter_transform(w, dtype)
+        return _winograd43.Filters(u) if module is _winograd43 else u
 
 
-def _filters(cache: WinogradFilters | None, module: Any, w: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``module.filter_transform(w, dtype)``, from ``cache`` when there is one."""
+def _filters(cache: WinogradFilters | None, module: Any, w: np.ndarray, dtype: np.dtype) -> Any:
+    """``module.filter_transform(w, dtype)`` for this call, or from ``cache`` (see :class:`WinogradFilters`)."""
     if cache is None:
         return module.filter_transform(w, dtype)
     return cache.get(w, (module, np.dtype(dtype)))
