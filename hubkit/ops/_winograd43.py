@@ -16,6 +16,8 @@ errors stay below ~1e-5 of ``sum |x| |w|`` per output, checked against a float64
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from hubkit.ops import _numba
@@ -62,28 +64,57 @@ there); C = 64, K = 96 0.83x; C = 96-512, K = 128-512 0.56-0.80x the time."""
 
 
 class Filters:
-    """F(4x4, 3x3) filters ready to run: ``u`` (:func:`filter_transform`) and, made on the first call
-    that multiplies on the tile GEMM, its 36 slices packed for it (kept as long as this object is)."""
+    """F(4x4, 3x3) filters ready to run: the transform ``[36, C, K]`` (:func:`filter_transform`) in one of
+    two forms, the array (:attr:`u`, for ``np.matmul``) or its 36 slices packed for the tile GEMM
+    (:meth:`packed`). Asking for one form makes it from the other and drops the other: a model keeps one
+    copy of each transform (ResNet-50's are 181 MB), not two. Which form a layer uses depends only on
+    its shape and the BLAS's thread count, so it does not flip from call to call.
+    """
 
-    __slots__ = ("_packed", "u")
+    __slots__ = ("_lock", "_packed", "_u", "shape")
 
     def __init__(self, u: np.ndarray) -> None:
-        self.u = u
+        self.shape = u.shape
+        self._u: np.ndarray | None = u
         self._packed: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def u(self) -> np.ndarray:
+        """The ``[36, C, K]`` array (unpacked again if the packed form was made)."""
+        u = self._u
+        if u is None:
+            with self._lock:
+                if self._u is None:
+                    packed = self._packed
+                    assert packed is not None
+                    count, panels, c, width = packed.shape
+                    flat = packed.transpose(0, 2, 1, 3).reshape(count, c, panels * width)
+                    self._u = np.ascontiguousarray(flat[:, :, : self.shape[2]])
+                    self._packed = None
+                u = self._u
+        return u
 
     def packed(self) -> np.ndarray:
-        """``pack_batch(u)`` (:mod:`hubkit.ops._packed_gemm`), made once."""
-        if self._packed is None:
+        """``pack_batch(u)`` (:mod:`hubkit.ops._packed_gemm`), made from the array (which is then dropped)."""
+        packed = self._packed
+        if packed is None:
             from hubkit.ops._packed_gemm import pack_batch
 
-            self._packed = pack_batch(self.u)
-        return self._packed
+            with self._lock:
+                if self._packed is None:
+                    u = self._u
+                    assert u is not None
+                    self._packed = pack_batch(u)
+                    self._u = None
+                packed = self._packed
+        return packed
 
 
 def _multiply(v: np.ndarray, u: np.ndarray | Filters, m: np.ndarray) -> None:
     """``m[p] = v[p] @ u[p]`` for the 36 positions: the tile GEMM for ``Filters`` of enough channels, else NumPy."""
     if isinstance(u, Filters):
-        c, k = u.u.shape[1:]
+        c, k = u.shape[1:]
         if c >= TILE_MIN_CHANNELS and k >= TILE_MIN_FILTERS and v.dtype == np.float32 and _tile_gemm_applies():
             from hubkit.ops._packed_gemm import batched_matmul
 
@@ -353,12 +384,11 @@ def _tiles_in_blocks(x: np.ndarray, u: np.ndarray | Filters, pt: int, pl: int, t
     rows (or whole images) that fit the scratch budget, multiplied by ``u``, then ``finish(m, r0, r1, out_block)``
     output-transforms the block's products into the block's images of ``out``."""
     n, h, w, c = x.shape
-    u_raw = u.u if isinstance(u, Filters) else u
-    k = u_raw.shape[2]
+    k = u.shape[2]
     rows, cols = 4 * th + 2, 4 * tw + 2
     dt = out.dtype
     per_tile = 36 * (c + k) * dt.itemsize
-    block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, u_raw.nbytes))
+    block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, int(np.prod(u.shape)) * dt.itemsize))
     rb = max(1, min(th, block // (per_tile * tw)))  # tile rows per block
     nb = max(1, min(n, block // (per_tile * tw * th))) if rb == th else 1  # images per block
     xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)
@@ -401,7 +431,7 @@ def conv3x3_bias_act_max_pool2(
     if tf_in is None or tf_out is None:
         return False
     n, h, w, _ = x.shape
-    k = (u.u if isinstance(u, Filters) else u).shape[2]
+    k = u.shape[2]
     oh, ow = h + pt + pb - 2, w + pl + pr - 2
     if out.shape != (n, oh // 2, ow // 2, k) or min(out.shape[1:3]) < 1:
         return False

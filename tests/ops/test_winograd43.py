@@ -242,3 +242,15 @@ def test_batched_matmul_refuses_what_it_cannot_take():
     if _packed_gemm.available():
         assert _packed_gemm.batched_matmul(a, packed, out)
         np.testing.assert_array_equal(out, 4.0)
+
+
+def test_filters_keep_one_form():
+    """Asking for the packed form drops the array and the other way round; both give the same values."""
+    u = np.random.default_rng(3).standard_normal((36, 5, 70)).astype(np.float32)
+    f = _winograd43.Filters(u.copy())
+    assert f.shape == u.shape
+    packed = f.packed()
+    assert f._u is None and packed.shape == (36, 3, 5, 32)
+    np.testing.assert_array_equal(f.u, u)  # unpacked again, padding columns dropped
+    assert f._packed is None and f.u.flags.c_contiguous
+    np.testing.assert_array_equal(f.packed(), packed)
