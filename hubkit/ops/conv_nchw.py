@@ -64,15 +64,15 @@ class PreparedConv:
         self.kernel = tuple(int(k) for k in w.shape[2:])
         self.w2 = np.ascontiguousarray(w.reshape(w.shape[0], -1))
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=self.w2.dtype)
-        self._u43: np.ndarray | None = None
+        self._u43: _winograd43.Filters | None = None
         self._tile: np.ndarray | None = None
 
-    def u43(self) -> np.ndarray:
-        """The Winograd F(4x4, 3x3) filter transform ``[36, C, M]`` (computed once)."""
+    def u43(self) -> _winograd43.Filters:
+        """The Winograd F(4x4, 3x3) filter transform ``[36, C, M]`` (computed once), as ``Filters``."""
         if self._u43 is None:
             m = self.w2.shape[0]
             w = self.w2.reshape(m, -1, 3, 3).transpose(2, 3, 1, 0)  # HWIO
-            self._u43 = _winograd43.filter_transform(w, self.w2.dtype)
+            self._u43 = _winograd43.Filters(_winograd43.filter_transform(w, self.w2.dtype))
         return self._u43
 
     def tile_packed(self, c: int) -> np.ndarray:
