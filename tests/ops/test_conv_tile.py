@@ -198,3 +198,30 @@ def test_imported_resnet_on_the_tile_form_matches_the_unoptimised_plan(tile, mon
     finally:
         set_optimize_enabled(None)
     assert np.abs(got - plain).max() <= 1e-4 * np.abs(plain).max()
+
+
+def test_optimised_plan_repacks_after_the_filter_variable_is_written(tile, monkeypatch):
+    import hubkit as hk
+    from hubkit.ops.registry import apply
+    from tests.helpers_plans import plain_and_optimised
+
+    rng = np.random.default_rng(8)
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 8, 7, 7])
+        w = hk.Variable(rng.standard_normal((40, 8, 3, 3)).astype(np.float32), name="w")
+        b = hk.Variable(rng.standard_normal(40).astype(np.float32), name="b")
+        y = hk.nn.relu(apply("OnnxConv", x, w, b, strides=[2, 2], dilations=[1, 1], pads=[1, 0, 1, 1]))
+    plain, opt = plain_and_optimised(g, [y], [x])
+    packs: list[int] = []
+    pack = _conv_tile.pack_filters
+    monkeypatch.setattr(_conv_tile, "pack_filters", lambda *a: packs.append(1) or pack(*a))
+    xv = rng.standard_normal((2, 8, 7, 7)).astype(np.float32)
+    for new in (None, np.ones((40, 8, 3, 3), np.float32), None):
+        if new is not None:
+            w.assign(new)
+        before = len(tile)
+        got, want = opt.run([xv])[0], plain.run([xv])[0]
+        assert len(tile) == before + 1
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * (np.abs(want).max() + 1))
+    assert len(packs) == 2  # once, and again for the written filters
