@@ -9,10 +9,11 @@ hubkit's optimised plan (``--layers N``, default 5; 0 to skip): each one's faste
 convolutions, the achieved GFLOP/s (direct-convolution FLOPs) against the BLAS's sgemm peak measured
 in the same run (a 1024-cube float32 GEMM, ``np.matmul(..., out=)``). ``--layout`` also times one
 convolution in the NCHW form the importer uses (``OnnxConv``, unoptimised) against hubkit's NHWC
-``Conv2D`` with a transpose on each side.
+``Conv2D`` with a transpose on each side. ``--tile-ab`` also times hubkit with the tile-GEMM convolutions
+(``hubkit/ops/_conv_tile.py``) off, interleaved in the same process, and prints the ratio.
 
 Usage: ``.venv/bin/python scripts/bench_onnx.py [--threads 1] [--repeats 3] [--models squeezenet,...]
-[--batches 1,16] [--layers 5] [--layout] [--clock cpu]``
+[--batches 1,16] [--layers 5] [--layout] [--clock cpu] [--tile-ab]``
 """
 
 from __future__ import annotations
@@ -115,8 +116,23 @@ def plan_layers(module, feed: dict, repeats: int, clock=None) -> list[tuple[floa
     return [(t, f, lab, kind) for t, (f, lab, kind) in steps]  # type: ignore[misc]
 
 
+def _without_tile(fn):
+    """``fn()`` with the tile-GEMM convolutions (``hubkit/ops/_conv_tile.py``) switched off: the NCHW path runs."""
+    from hubkit.ops import _conv_tile
+
+    names = ("MAX_PIXELS", "MAX_PIXELS_STRIDED", "MAX_PIXELS_POINTWISE")
+    saved = [getattr(_conv_tile, n) for n in names]
+    for n in names:
+        setattr(_conv_tile, n, 0)
+    try:
+        return fn()
+    finally:
+        for n, v in zip(names, saved):
+            setattr(_conv_tile, n, v)
+
+
 def bench_models(
-    models: list[str], batches: list[int], threads: int, repeats: int, layers: int, clock=None
+    models: list[str], batches: list[int], threads: int, repeats: int, layers: int, clock=None, tile_ab=False
 ) -> None:
     import onnx
     import onnxruntime as ort
@@ -158,12 +174,16 @@ def bench_models(
                 x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
                 session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
                 feed = {model.graph.input[0].name: x}
-                t = interleaved({"hubkit": lambda m=module, k=key, x=x: m({k: x}, as_dict=True),
-                                 "ort": lambda s=session, f=feed: s.run(None, f)}, repeats=repeats, inner=1,
-                                clock=clock or time.perf_counter)
+                fns = {"hubkit": lambda m=module, k=key, x=x: m({k: x}, as_dict=True),
+                       "ort": lambda s=session, f=feed: s.run(None, f)}
+                if tile_ab:  # each hubkit contender right after an onnxruntime call: the same cache state before both
+                    fns["no tile"] = lambda m=module, k=key, x=x: _without_tile(lambda: m({k: x}, as_dict=True))
+                    fns["ort again"] = fns["ort"]
+                t = interleaved(fns, repeats=repeats, inner=1, clock=clock or time.perf_counter)
                 h, o = t["hubkit"], t["ort"]
+                ab = f"   tile/no tile {h.best / t['no tile'].best:.3f} / {h.median / t['no tile'].median:.3f}" if tile_ab else ""
                 print(f"{name:<14} {batch:>5} {h.best:>9.3f} / {h.median:<8.3f} {o.best:>8.3f} / {o.median:<7.3f} "
-                      f"{h.best / o.best:>6.2f}x / {h.median / o.median:.2f}x", flush=True)
+                      f"{h.best / o.best:>6.2f}x / {h.median / o.median:.2f}x{ab}", flush=True)
                 if layers:
                     rows = plan_layers(module, {key: x}, repeats, clock)
                     total = sum(t for t, _, _, _ in rows)
@@ -215,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=5, help="heaviest plan steps shown per model and batch")
     parser.add_argument("--layout", action="store_true", help="also time NCHW against transposed NHWC convolution")
     parser.add_argument("--no-models", action="store_true", help="skip the model comparison")
+    parser.add_argument("--tile-ab", action="store_true",
+                        help="also time hubkit with the tile-GEMM convolutions off, interleaved (same process)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: process CPU time (steadier on a shared machine; one thread only)")
     args = parser.parse_args(argv)
@@ -224,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_models:
         clock = time.process_time if args.clock == "cpu" else time.perf_counter
         bench_models(args.models.split(","), [int(b) for b in args.batches.split(",")], args.threads, args.repeats,
-                     args.layers, clock)
+                     args.layers, clock, args.tile_ab)
     return 0
 
 

@@ -10,9 +10,10 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from hubkit.ops import _numba
 from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, RELU, RELU6
 
-__all__ = ["call_tile", "gemm_kernel"]
+__all__ = ["call_tile", "gemm_batched", "gemm_kernel"]
 
 
 @intrinsic
@@ -31,6 +32,7 @@ def call_tile(typingctx, addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias):  
     return sig, codegen
 
 
+@_numba.helper  # gemm_batched calls it (inlined there); compiled on its own by _numba.kernel too
 def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c, bias_addr, flags):  # pragma: no cover - compiled by Numba
     """``c (=|+=) A @ B`` then the epilogue ``flags`` ask for, tile by tile.
 
@@ -77,3 +79,16 @@ def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, 
                     bptr = b_addr + ((j0 // NR) * depth + k0) * NR * 4
                     call_tile(addr, r, kc, a_ptr, lda, bptr, NR, c_row + j0 * 4, ldc, n, fl, bias)
                 i += r
+
+
+def gemm_batched(addr, mr_max, kc_max, mc_max, a, b_addr, b_stride, c, flags):  # pragma: no cover - compiled by Numba
+    """``c[p] = A[p] @ B[p]`` for each ``p``: :func:`gemm_kernel` on each slice, in one compiled loop.
+
+    ``a`` is ``(P, rows, depth)`` and ``c`` ``(P, rows, N)``, float32 and C-contiguous; ``B[p]`` is
+    ``pack_weights`` of a ``depth x N`` matrix at ``b_addr + p * b_stride`` (bytes).
+    """
+    n_slices, rows, depth = a.shape
+    a_addr = a.ctypes.data
+    for p in range(n_slices):
+        gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr + p * rows * depth * 4, depth, rows, depth,
+                    b_addr + p * b_stride, c[p], 0, flags)

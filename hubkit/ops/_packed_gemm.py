@@ -30,7 +30,10 @@ from hubkit.ops import _numba
 from hubkit.ops._epilogue import RELU, RELU6
 from hubkit.ops._small_linear import DerivedWeights
 
-__all__ = ["KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "dense", "pack_weights", "packed_matmul"]
+__all__ = [
+    "KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "batched_matmul", "dense", "pack_batch", "pack_weights",
+    "packed_matmul",
+]
 
 KC = 256
 """Most depth of a block: a row panel's ``mr x KC`` values of ``A`` (14 KB) stay in L1 along the column panels."""
@@ -100,6 +103,20 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     if n % 32:
         packed[full] = 0
         packed[full, :, : n % 32] = w[:, full * 32 :]
+    return packed
+
+
+def pack_batch(w: np.ndarray) -> np.ndarray:
+    """``pack_weights`` of each ``w[p]`` (``w``: ``P x K x N`` float32): ``P x ceil(N / 32) x K x 32``, 64-byte aligned."""
+    count, k, n = w.shape
+    panels = (n + 31) // 32
+    packed = _aligned_empty(count * panels * k * 32).reshape(count, panels, k, 32)
+    full = n // 32
+    if full:
+        packed[:, :full] = w[:, :, : full * 32].reshape(count, k, full, 32).transpose(0, 2, 1, 3)
+    if n % 32:
+        packed[:, full] = 0
+        packed[:, full, :, : n % 32] = w[:, :, full * 32 :]
     return packed
 
 
@@ -180,6 +197,29 @@ def packed_matmul(
         _STATE.addr, mr, KC, mc, x.ctypes.data, x.strides[0] // 4, rows, depth, packed.ctypes.data, out, bias_addr, flags
     )
     return out
+
+
+def batched_matmul(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
+    """``out[p] = a[p] @ w[p]`` for ``packed = pack_batch(w)``; False (nothing written) when the kernel cannot run.
+
+    ``a`` (``P x M x K``) and ``out`` (``P x M x N``) are C-contiguous float32 arrays.
+    """
+    if not available() or a.dtype != _F32 or out.dtype != _F32 or not a.flags.c_contiguous or not out.flags.c_contiguous:
+        return False
+    count, rows, depth = a.shape
+    n = out.shape[2]
+    if packed.shape[0] != count or packed.shape[2] != depth or packed.shape[1] * 32 < n or out.shape[:2] != (count, rows):
+        return False
+    if count == 0 or rows == 0 or n == 0 or depth == 0:
+        return False
+    from hubkit.ops import _gemm_numba
+
+    kernel = _numba.kernel(_gemm_numba.gemm_batched)
+    if kernel is None:
+        return False
+    mr = _STATE.mr
+    kernel(_STATE.addr, mr, KC, _mc(mr, depth, n), a, packed.ctypes.data, packed[0].nbytes, out, 0)
+    return True
 
 
 def dense(

@@ -16,6 +16,8 @@ errors stay below ~1e-5 of ``sum |x| |w|`` per output, checked against a float64
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from hubkit.ops import _numba
@@ -24,6 +26,7 @@ from hubkit.ops._scratch import ScratchBuffers
 __all__ = [
     "BLOCK_BYTES",
     "MAX_BLOCK_BYTES",
+    "Filters",
     "available",
     "conv3x3_bias_act",
     "conv3x3_bias_act_max_pool2",
@@ -50,6 +53,81 @@ _G = np.array(
     dtype=np.float64,
 )
 _scratch = ScratchBuffers(keep_bytes=MAX_BLOCK_BYTES)
+
+TILE_MIN_CHANNELS = 64
+TILE_MIN_FILTERS = 96
+"""Least input channels and filters for which the 36 products run on hubkit's tile GEMM
+(:mod:`hubkit.ops._packed_gemm`) instead of one batched ``np.matmul``, on its hosts (float32, AVX-512,
+one BLAS thread). Measured by the products alone (36 x tiles x C times C x K, one thread, by the
+minimum): C = 32 or 64 with K = 64, 1.2-1.3x slower than OpenBLAS (whose small-matrix kernels do well
+there); C = 64, K = 96 0.83x; C = 96-512, K = 128-512 0.56-0.80x the time."""
+
+
+class Filters:
+    """F(4x4, 3x3) filters ready to run: the transform ``[36, C, K]`` (:func:`filter_transform`) in one of
+    two forms, the array (:attr:`u`, for ``np.matmul``) or its 36 slices packed for the tile GEMM
+    (:meth:`packed`). Asking for one form makes it from the other and drops the other: a model keeps one
+    copy of each transform (ResNet-50's are 181 MB), not two. Which form a layer uses depends only on
+    its shape and the BLAS's thread count, so it does not flip from call to call.
+    """
+
+    __slots__ = ("_lock", "_packed", "_u", "shape")
+
+    def __init__(self, u: np.ndarray) -> None:
+        self.shape = u.shape
+        self._u: np.ndarray | None = u
+        self._packed: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def u(self) -> np.ndarray:
+        """The ``[36, C, K]`` array (unpacked again if the packed form was made)."""
+        u = self._u
+        if u is None:
+            with self._lock:
+                if self._u is None:
+                    packed = self._packed
+                    assert packed is not None
+                    count, panels, c, width = packed.shape
+                    flat = packed.transpose(0, 2, 1, 3).reshape(count, c, panels * width)
+                    self._u = np.ascontiguousarray(flat[:, :, : self.shape[2]])
+                    self._packed = None
+                u = self._u
+        return u
+
+    def packed(self) -> np.ndarray:
+        """``pack_batch(u)`` (:mod:`hubkit.ops._packed_gemm`), made from the array (which is then dropped)."""
+        packed = self._packed
+        if packed is None:
+            from hubkit.ops._packed_gemm import pack_batch
+
+            with self._lock:
+                if self._packed is None:
+                    u = self._u
+                    assert u is not None
+                    self._packed = pack_batch(u)
+                    self._u = None
+                packed = self._packed
+        return packed
+
+
+def _multiply(v: np.ndarray, u: np.ndarray | Filters, m: np.ndarray) -> None:
+    """``m[p] = v[p] @ u[p]`` for the 36 positions: the tile GEMM for ``Filters`` of enough channels, else NumPy."""
+    if isinstance(u, Filters):
+        c, k = u.shape[1:]
+        if c >= TILE_MIN_CHANNELS and k >= TILE_MIN_FILTERS and v.dtype == np.float32 and _tile_gemm_applies():
+            from hubkit.ops._packed_gemm import batched_matmul
+
+            if batched_matmul(v, u.packed(), m):
+                return
+        u = u.u
+    np.matmul(v, u, out=m)
+
+
+def _tile_gemm_applies() -> bool:
+    from hubkit.ops import _packed_gemm
+
+    return _packed_gemm._wide_host() and _packed_gemm.blas_threads() == 1 and _packed_gemm.available()
 
 
 def filter_transform(w: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -272,13 +350,14 @@ def available() -> bool:
 
 
 def conv3x3_bias_act(
-    x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, act: int, pads, out: np.ndarray
+    x: np.ndarray, u: np.ndarray | Filters, bias: np.ndarray | None, act: int, pads, out: np.ndarray
 ) -> bool:
     """Writes ``act(conv3x3(x) + bias)`` (stride 1, undilated, NHWC) into ``out``; False when Numba is off.
 
     Args:
         x: [n, h, w, C] input, of ``out``'s dtype.
-        u: [36, C, K] transformed filters (:func:`filter_transform`).
+        u: [36, C, K] transformed filters (:func:`filter_transform`), or :class:`Filters` holding them
+            (then the products may run on the tile GEMM, its packed filters kept in the object).
         bias: [K] or None.
         act: 0 none, 1 ReLU, 2 ReLU6.
         pads: ``((top, bottom), (left, right))``; ``out``'s size must be what they give.
@@ -298,7 +377,7 @@ def conv3x3_bias_act(
     return True
 
 
-def _tiles_in_blocks(x: np.ndarray, u: np.ndarray, pt: int, pl: int, th: int, tw: int, out: np.ndarray, tf_in,
+def _tiles_in_blocks(x: np.ndarray, u: np.ndarray | Filters, pt: int, pl: int, th: int, tw: int, out: np.ndarray, tf_in,
                      finish) -> None:
     """The blocked F(4x4, 3x3) loop shared by the plain and the pooled convolution: ``th x tw`` tiles per
     image, padded by ``pt``/``pl`` leading rows/columns, input-transformed (``tf_in``) in blocks of whole tile
@@ -309,7 +388,7 @@ def _tiles_in_blocks(x: np.ndarray, u: np.ndarray, pt: int, pl: int, th: int, tw
     rows, cols = 4 * th + 2, 4 * tw + 2
     dt = out.dtype
     per_tile = 36 * (c + k) * dt.itemsize
-    block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, u.nbytes))
+    block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, int(np.prod(u.shape)) * dt.itemsize))
     rb = max(1, min(th, block // (per_tile * tw)))  # tile rows per block
     nb = max(1, min(n, block // (per_tile * tw * th))) if rb == th else 1  # images per block
     xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)
@@ -331,12 +410,12 @@ def _tiles_in_blocks(x: np.ndarray, u: np.ndarray, pt: int, pl: int, th: int, tw
             v = v_buf[: 36 * tiles * c].reshape(36, tiles, c)
             tf_in(xp, r0, r1, v)
             m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
-            np.matmul(v, u, out=m)
+            _multiply(v, u, m)
             finish(m, r0, r1, out[b0:b1])
 
 
 def conv3x3_bias_act_max_pool2(
-    x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, act: int, pads, out: np.ndarray
+    x: np.ndarray, u: np.ndarray | Filters, bias: np.ndarray | None, act: int, pads, out: np.ndarray
 ) -> bool:
     """Writes ``max_pool2x2(act(conv3x3(x) + bias))`` (2x2 stride-2 VALID pool) into ``out``; False when it cannot.
 

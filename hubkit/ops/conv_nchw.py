@@ -10,6 +10,9 @@ activation, ReLU/ReLU6) runs on each image's block right after its GEMM, in one 
 convolutions of several images on small maps run one GEMM over all of their pixels instead
 (:data:`BATCH_GEMM_MAX_PIXELS`).
 
+Float32 convolutions with few output pixels (7x7 to 14x14 maps, stride-2 layers) run as a pixel-major GEMM
+on hubkit's LLVM tile kernel instead, where it measured faster (:mod:`hubkit.ops._conv_tile`).
+
 3x3 stride-1 convolutions over enough tiles run Winograd F(4x4, 3x3) (:mod:`hubkit.ops._winograd43`):
 its padded-input copy reads the NCHW image through a transposed view (the layout change costs
 nothing there), and one Numba pass moves the NHWC product back to NCHW while it adds the bias and
@@ -24,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.errors import OpError
-from hubkit.ops import _numba, _winograd43
+from hubkit.ops import _conv_tile, _numba, _winograd43
 from hubkit.ops._epilogue import activate
 from hubkit.ops._scratch import RecycledOutputs, ScratchBuffers
 
@@ -53,7 +56,7 @@ class PreparedConv:
         kernel: ``(kh, kw)``.
     """
 
-    __slots__ = ("_u43", "bias", "kernel", "w2")
+    __slots__ = ("_tile", "_u43", "bias", "kernel", "w2")
 
     def __init__(self, w: np.ndarray, bias: np.ndarray | None) -> None:
         if bias is not None and bias.shape != w.shape[:1]:  # the epilogue kernels read bias[k] for every channel
@@ -61,15 +64,22 @@ class PreparedConv:
         self.kernel = tuple(int(k) for k in w.shape[2:])
         self.w2 = np.ascontiguousarray(w.reshape(w.shape[0], -1))
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=self.w2.dtype)
-        self._u43: np.ndarray | None = None
+        self._u43: _winograd43.Filters | None = None
+        self._tile: np.ndarray | None = None
 
-    def u43(self) -> np.ndarray:
-        """The Winograd F(4x4, 3x3) filter transform ``[36, C, M]`` (computed once)."""
+    def u43(self) -> _winograd43.Filters:
+        """The Winograd F(4x4, 3x3) filter transform ``[36, C, M]`` (computed once), as ``Filters``."""
         if self._u43 is None:
             m = self.w2.shape[0]
             w = self.w2.reshape(m, -1, 3, 3).transpose(2, 3, 1, 0)  # HWIO
-            self._u43 = _winograd43.filter_transform(w, self.w2.dtype)
+            self._u43 = _winograd43.Filters(_winograd43.filter_transform(w, self.w2.dtype))
         return self._u43
+
+    def tile_packed(self, c: int) -> np.ndarray:
+        """The filters packed for the pixel-major tile GEMM (:func:`hubkit.ops._conv_tile.pack_filters`, once)."""
+        if self._tile is None:
+            self._tile = _conv_tile.pack_filters(self.w2, c, *self.kernel)
+        return self._tile
 
 
 def epilogue_kernel(out, bias, res, act):  # pragma: no cover - compiled by Numba
@@ -212,11 +222,15 @@ def conv_nchw_fused(
             y[...] = src.transpose(0, 3, 1, 2)
             return epilogue_nchw_(y, prep.bias, res, act)
     pointwise = kh == kw == 1 and not any(begin) and not any(end)
+    if not pointwise and _conv_tile.wanted(c, m, kh, kw, strides, False, p, dtype):
+        return _tile(x, prep, res, act, strides, dilations, begin, end, out_hw, y)
     max_pixels = BATCH_GEMM_MAX_PIXELS if sh == sw == 1 else BATCH_GEMM_MAX_PIXELS_STRIDED
     if pointwise and n > 1 and p <= max_pixels and m >= BATCH_GEMM_MIN_OUTPUTS and dtype in _NUMBA_DTYPES:
         fast = _numba.kernel(batch_epilogue_kernel)
         if fast is not None:
             return _pointwise_one_gemm(x, prep, res, act, strides, (oh, ow), y, fast)
+    if pointwise and _conv_tile.wanted(c, m, kh, kw, strides, True, p, dtype):
+        return _tile(x, prep, res, act, strides, dilations, begin, end, out_hw, y)
     if pointwise and sh == sw == 1:
         np.matmul(prep.w2, x.reshape(n, c, p), out=_view3(y))
         return epilogue_nchw_(y, prep.bias, res, act)
@@ -225,6 +239,18 @@ def conv_nchw_fused(
         np.matmul(prep.w2, xs.reshape(n, c, p), out=_view3(y))
         return epilogue_nchw_(y, prep.bias, res, act)
     return _im2col_nchw(x, prep, res, act, strides, dilations, begin, end, (oh, ow), y)
+
+
+def _tile(x, prep: PreparedConv, res, act: int, strides, dilations, begin, end, out_hw, y) -> np.ndarray:
+    """The pixel-major tile GEMM (:mod:`hubkit.ops._conv_tile`), bias and activation in its tiles; a residual
+    is added afterwards (then the activation comes with it, in the same order of operations)."""
+    c = x.shape[1]
+    packed = prep.tile_packed(c)
+    _conv_tile.conv_tile(
+        x, packed, prep.bias, 0 if res is not None else act, prep.kernel, strides, dilations, begin, end, out_hw, y,
+        _scratch,
+    )
+    return y if res is None else epilogue_nchw_(y, None, res, act)
 
 
 BATCH_GEMM_MAX_PIXELS = 64

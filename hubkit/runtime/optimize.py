@@ -50,7 +50,7 @@ import numpy as np
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
 from hubkit.ops._packed_gemm import PackedWeights, dense
 from hubkit.ops._small_linear import TransposedWeights, small_linear
-from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
+from hubkit.ops.conv_fused import WinogradFilters, conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
 from hubkit.ops.tf_text_buffers import buffer_text_steps
 from hubkit.runtime.optimize_conv import rewrite_conv_plan
@@ -98,7 +98,7 @@ class FusedLinear:
         label: ``"MatMul+BiasAdd+Relu"``-style name of the fused chain.
     """
 
-    __slots__ = ("act", "attrs", "has_bias", "kind", "label", "nodes", "packed", "pool", "small", "transposes")
+    __slots__ = ("act", "attrs", "filters", "has_bias", "kind", "label", "nodes", "packed", "pool", "small", "transposes")
 
     def __init__(
         self,
@@ -124,6 +124,8 @@ class FusedLinear:
         if self.kind == "MatMul" and weights is not False and not attrs.get("transpose_a"):
             self.small = (None,) if attrs.get("transpose_b") else (TransposedWeights(weights),)
             self.packed = PackedWeights(weights)
+        # A convolution's Winograd filter transform, kept while its variable (or constant) is unchanged.
+        self.filters = WinogradFilters(weights) if self.kind == "Conv2D" and weights is not False else None
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         if bias is not None and (
@@ -146,10 +148,12 @@ class FusedLinear:
                 self.pool["ksize"],
                 self.pool["strides"],
                 self.pool["padding"],
+                self.filters,
             )
         if self.kind == "Conv2D":
             return conv2d_bias_act(
-                a, w, bias, self.act, self.attrs["strides"], self.attrs["dilations"], self.attrs["padding"]
+                a, w, bias, self.act, self.attrs["strides"], self.attrs["dilations"], self.attrs["padding"],
+                filters=self.filters,
             )
         if self.small is not None and a.ndim == 2 and a.shape[0] <= 8:
             out = small_linear(a, w, bias, self.act, self.small[0])

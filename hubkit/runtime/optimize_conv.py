@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops.conv_fused import conv2d_bias_act, conv2d_bias_act_max_pool
+from hubkit.ops.conv_fused import WinogradFilters, conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.conv_nchw import PreparedConv, channel_affine_act, conv_nchw_fused, outputs
 from hubkit.ops.onnx_conv import check_window_sizes, window_geometry
 
@@ -143,19 +143,21 @@ class _Prepare:
 
 
 class _PrepareTf:
-    """Fold-program step: ``(HWIO filter, bias or None)`` of a TF convolution with its bias and batch norm folded in."""
+    """Fold-program step: ``(HWIO filter, bias or None, its Winograd transform's cache)`` of a TF convolution
+    with its bias and batch norm folded in (each fold makes a new cache, so it never outlives its filter)."""
 
     def __init__(self, has_bias: bool, ops: Sequence[tuple[str, Any]], k: int) -> None:
         self.has_bias, self.ops, self.k = has_bias, tuple(ops), k
 
-    def __call__(self, w: np.ndarray, *params: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def __call__(self, w: np.ndarray, *params: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, WinogradFilters]:
         bias = params[0] if self.has_bias else None
         if not self.ops:
             if bias is None:
-                return np.ascontiguousarray(w), None
-            return np.ascontiguousarray(w), np.ascontiguousarray(np.broadcast_to(bias.reshape(-1), (self.k,)), w.dtype)
+                return np.ascontiguousarray(w), None, WinogradFilters()
+            bias = np.ascontiguousarray(np.broadcast_to(bias.reshape(-1), (self.k,)), w.dtype)
+            return np.ascontiguousarray(w), bias, WinogradFilters()
         scale, shift = _fold_affine(self.ops, params[1:] if self.has_bias else params, self.k, bias)
-        return (w.astype(np.float64) * scale).astype(w.dtype), shift.astype(w.dtype)
+        return (w.astype(np.float64) * scale).astype(w.dtype), shift.astype(w.dtype), WinogradFilters()
 
 
 class FusedTfConv:
@@ -170,14 +172,15 @@ class FusedTfConv:
         self.pool = pool  # ksize, strides, padding of a following max pool, or None
         self.label = "+".join(n.op for n in self.nodes)
 
-    def __call__(self, x: np.ndarray, prepared: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
-        w, bias = prepared
+    def __call__(self, x: np.ndarray, prepared: tuple[np.ndarray, np.ndarray | None, WinogradFilters]) -> np.ndarray:
+        w, bias, filters = prepared
         c = self.conv
         if self.pool is None:
-            return conv2d_bias_act(x, w, bias, self.act, c["strides"], c["dilations"], c["padding"])
+            return conv2d_bias_act(x, w, bias, self.act, c["strides"], c["dilations"], c["padding"], filters=filters)
         p = self.pool
         return conv2d_bias_act_max_pool(
-            x, w, bias, self.act, c["strides"], c["dilations"], c["padding"], p["ksize"], p["strides"], p["padding"]
+            x, w, bias, self.act, c["strides"], c["dilations"], c["padding"], p["ksize"], p["strides"], p["padding"],
+            filters,
         )
 
     def __repr__(self) -> str:

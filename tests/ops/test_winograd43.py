@@ -159,3 +159,98 @@ def test_conv_fused_pool_uses_the_fused_transform_and_matches_the_chunked_path(
     assert fused == ((size, pool_padding) != (17, "SAME"))  # SAME pooling of an odd size pads: not fused
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+# -- the 36 products on hubkit's tile GEMM (Filters, enough channels, one BLAS thread) ----------------------
+_packed_gemm_ok = pytest.mark.skipif(
+    not __import__("hubkit.ops._packed_gemm", fromlist=["available"]).available(), reason="no tile GEMM here"
+)
+
+
+@_packed_gemm_ok
+@pytest.mark.parametrize(
+    ("n", "h", "w", "c", "k", "pads"),
+    [
+        (1, 12, 12, 64, 96, ((1, 1), (1, 1))),  # at the thresholds; K not a multiple of 32 after 64
+        (2, 9, 7, 70, 130, ((1, 1), (1, 1))),  # odd sizes, a 2-column last panel
+        (1, 16, 8, 300, 128, ((0, 0), (1, 0))),  # depth above the kernel's depth block (balanced blocks)
+    ],
+)
+@pytest.mark.parametrize("pool", [False, True])
+def test_filters_on_the_tile_gemm_match_the_reference_and_numpy(n, h, w, c, k, pads, pool, monkeypatch):
+    rng = np.random.default_rng(c + k + h)
+    x = rng.standard_normal((n, h, w, c)).astype(np.float32)
+    filters = rng.standard_normal((3, 3, c, k)).astype(np.float32)
+    bias = rng.standard_normal(k).astype(np.float32)
+    ref = _direct(x, filters, pads) + bias
+    bound = _direct(np.abs(x), np.abs(filters), pads) + np.abs(bias)
+    ref = np.maximum(ref, 0)
+    if pool:
+        ref, bound = _pool2(ref), _pool2(bound)
+    run = _winograd43.conv3x3_bias_act_max_pool2 if pool else _winograd43.conv3x3_bias_act
+    u = _winograd43.filter_transform(filters, np.dtype(np.float32))
+    prepared = _winograd43.Filters(u)
+    used = []
+    real = _winograd43._multiply
+
+    def spy(v, uu, m):
+        used.append(isinstance(uu, _winograd43.Filters))
+        return real(v, uu, m)
+
+    monkeypatch.setattr(_winograd43, "_multiply", spy)
+    monkeypatch.setattr(_winograd43, "_tile_gemm_applies", lambda: True)
+    eps = np.finfo(np.float32).eps
+    for _ in _each_block_budget(monkeypatch):
+        tiled, plain = np.empty(ref.shape, np.float32), np.empty(ref.shape, np.float32)
+        assert run(x, prepared, bias, RELU, pads, tiled)
+        assert run(x, u, bias, RELU, pads, plain)  # an array: one batched np.matmul
+        assert np.all(np.abs(tiled - ref) <= 64 * eps * bound)
+        assert np.all(np.abs(tiled - plain) <= 64 * eps * bound)
+    assert any(used)
+    assert prepared.packed() is prepared.packed()  # packed once
+
+
+def test_filters_below_the_thresholds_or_with_two_blas_threads_use_numpy(monkeypatch):
+    from hubkit.ops import _packed_gemm
+
+    calls = []
+    monkeypatch.setattr(_packed_gemm, "batched_matmul", lambda *a: calls.append(1) or False)
+    x = np.ones((1, 8, 8, 32), np.float32)
+    for c, k, threads in ((32, 128, 1), (64, 64, 1), (64, 128, 2)):
+        monkeypatch.setattr(_packed_gemm, "blas_threads", lambda t=threads: t)
+        x = np.ones((1, 8, 8, c), np.float32)
+        u = _winograd43.Filters(_winograd43.filter_transform(np.ones((3, 3, c, k), np.float32), np.dtype(np.float32)))
+        out = np.empty((1, 8, 8, k), np.float32)
+        assert _winograd43.conv3x3_bias_act(x, u, None, NONE, ((1, 1), (1, 1)), out)
+        np.testing.assert_allclose(out[0, 3, 3], 9 * c, rtol=1e-5)
+    assert calls == []
+
+
+def test_batched_matmul_refuses_what_it_cannot_take():
+    from hubkit.ops import _packed_gemm
+
+    a = np.ones((3, 5, 4), np.float32)
+    packed = _packed_gemm.pack_batch(np.ones((3, 4, 7), np.float32))
+    assert not _packed_gemm.batched_matmul(a.astype(np.float64), packed, np.empty((3, 5, 7), np.float32))
+    assert not _packed_gemm.batched_matmul(a, packed, np.empty((2, 5, 7), np.float32))  # slice count
+    assert not _packed_gemm.batched_matmul(a, packed, np.empty((3, 5, 40), np.float32))  # more columns than packed
+    assert not _packed_gemm.batched_matmul(a[:, :, :3], packed, np.empty((3, 5, 7), np.float32))  # not contiguous
+    w = np.random.default_rng(1).standard_normal((3, 4, 40)).astype(np.float32)
+    for p in range(3):
+        np.testing.assert_array_equal(_packed_gemm.pack_batch(w)[p], _packed_gemm.pack_weights(w[p]))
+    out = np.empty((3, 5, 7), np.float32)
+    if _packed_gemm.available():
+        assert _packed_gemm.batched_matmul(a, packed, out)
+        np.testing.assert_array_equal(out, 4.0)
+
+
+def test_filters_keep_one_form():
+    """Asking for the packed form drops the array and the other way round; both give the same values."""
+    u = np.random.default_rng(3).standard_normal((36, 5, 70)).astype(np.float32)
+    f = _winograd43.Filters(u.copy())
+    assert f.shape == u.shape
+    packed = f.packed()
+    assert f._u is None and packed.shape == (36, 3, 5, 32)
+    np.testing.assert_array_equal(f.u, u)  # unpacked again, padding columns dropped
+    assert f._packed is None and f.u.flags.c_contiguous
+    np.testing.assert_array_equal(f.packed(), packed)
