@@ -34,10 +34,16 @@ worker does not exist there) and starts its own worker on first use.
 Measured (:func:`handoff_us`, 2-core KVM guest, quiet): an empty job's round trip through ctypes
 0.91 us, 0.69 us above a ctypes call of an empty function (the caller mostly steals an empty job);
 with halves of 2, 5 and 10 us, a paired call took 1.0-1.1 us more than one half alone and the
-worker ran 94-99% of the halves. The worker's spin after a job (:data:`SPIN_US`) must cover the gap
-between one layer's hand-off and the next (a few microseconds of Python): 5 us let it sleep between
-calls (the MLP chain 1.2x slower than unsplit), 20 us did not; a batch-64 call (2 BLAS threads) right
-after a batch-1 call took 1.01-1.04x its time without the split with 20 us, 1.04-1.05x with 50 us.
+worker ran 94-99% of the halves.
+
+The worker is kept off the CPU of the caller that started it (:func:`_keep_off`), and it spins
+:data:`SPIN_US` after a job, :data:`WAKE_SPIN_US` after a wake-up. Measured on the MLP chain at one row
+in samples of 200 calls after a 50 ms pause (as ``scripts/bench_vs_ort.py`` samples): unpinned, the
+worker woken by the caller landed on the caller's CPU and whole samples ran at 2-3x the time (9-14
+of 16 samples with a 50 us spin); pinned, 1-3 of 16 with a 50 us spin, 4-8 of 16 with 20 us (the
+worker's core, woken from idle, was late, and a short spin let it fall asleep again between calls).
+The cost of the longer spin: a batch-64 call (2 BLAS threads) right after a batch-1 call took
+1.06-1.08x its time without the split (1.03x with a 20 us spin).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from typing import Any
 
 __all__ = [
     "SPIN_US",
+    "WAKE_SPIN_US",
     "Pool",
     "available",
     "get_pool",
@@ -73,10 +80,15 @@ _OFF_SPIN = 280  # i64 time-stamp-counter ticks the worker spins before it sleep
 _OFF_JOBS = 288  # i64 jobs the worker ran (a statistic)
 _OFF_SLEEPS = 296  # i64 futex waits of the worker (a statistic)
 _OFF_CALLER_WAITS = 304  # i64 futex waits of callers for done (a statistic)
+_OFF_WAKE_SPIN = 312  # i64 time-stamp-counter ticks the worker spins after a wake-up
 _CTL_BYTES = 320
 
-SPIN_US = 20.0
-"""Microseconds the worker spins after a job (or a wake-up) before it sleeps (see the module docstring)."""
+SPIN_US = 50.0
+"""Microseconds the worker spins after a job before it sleeps (see the module docstring)."""
+
+WAKE_SPIN_US = 200.0
+"""Microseconds the worker spins after a wake-up (it was woken for a job it may have missed: the
+caller steals what the worker has not claimed, and the next job follows within a call)."""
 
 _CALLER_SPIN_US = 50.0
 """Microseconds the caller spins waiting for ``done`` before it sleeps in 1 ms futex waits (a worker
@@ -129,9 +141,16 @@ entry:
   %spinp = getelementptr i8, ptr %ctl, i64 280
   %jobsp = getelementptr i8, ptr %ctl, i64 288
   call void @st(ptr %alive, i32 1)
-  br label %outer
+  br label %outer.wake
 outer:
-  %limit = load atomic i64, ptr %spinp monotonic, align 8
+  %limit.job = load atomic i64, ptr %spinp monotonic, align 8
+  br label %spin.start
+outer.wake:
+  %wakespinp = getelementptr i8, ptr %ctl, i64 312
+  %limit.wake = load atomic i64, ptr %wakespinp monotonic, align 8
+  br label %spin.start
+spin.start:
+  %limit = phi i64 [%limit.job, %outer], [%limit.wake, %outer.wake]
   %t0 = call i64 @llvm.readcyclecounter()
   %end = add i64 %t0, %limit
   br label %spin
@@ -165,7 +184,7 @@ wait:
   br label %awake
 awake:
   call void @st(ptr %sleeping, i32 0)
-  br label %outer
+  br label %outer.wake
 claim:
   %cx = cmpxchg ptr %state, i32 1, i32 2 seq_cst seq_cst
   %won = extractvalue { i32, i1 } %cx, 1
@@ -315,6 +334,9 @@ def _libc() -> Any:
         libc.pthread_create.restype = ctypes.c_int
         libc.pthread_detach.argtypes = [ctypes.c_ulong]
         libc.pthread_detach.restype = ctypes.c_int
+        libc.pthread_setaffinity_np.argtypes = [ctypes.c_ulong, ctypes.c_size_t, ctypes.c_void_p]
+        libc.pthread_setaffinity_np.restype = ctypes.c_int
+        libc.sched_getcpu.restype = ctypes.c_int
         _LIBC = libc
     return _LIBC
 
@@ -381,7 +403,7 @@ class Pool:
         syscall = ctypes.cast(libc.syscall, ctypes.c_void_p).value or 0
         ctypes.c_int64.from_address(self.ctl + _OFF_SYSCALL).value = syscall
         self.ticks_per_us = compile_code().ticks_per_us
-        self.set_spin(SPIN_US)
+        self.set_spin(SPIN_US, WAKE_SPIN_US)
         self.lock = threading.Lock()
         self.started = False
         self.enabled = True  # tests turn the worker off to run the stolen path
@@ -410,14 +432,20 @@ class Pool:
         """Futex waits of callers for a job the worker had claimed but not finished within the caller's spin."""
         return ctypes.c_int64.from_address(self.ctl + _OFF_CALLER_WAITS).value
 
-    def set_spin(self, us: float) -> None:
-        """Microseconds the worker spins after a job before it sleeps."""
+    def set_spin(self, us: float, wake_us: float | None = None) -> None:
+        """Microseconds the worker spins after a job (and after a wake-up, when given) before it sleeps."""
         ctypes.c_int64.from_address(self.ctl + _OFF_SPIN).value = max(0, int(us * self.ticks_per_us))
+        if wake_us is not None:
+            ctypes.c_int64.from_address(self.ctl + _OFF_WAKE_SPIN).value = max(0, int(wake_us * self.ticks_per_us))
 
     def start(self) -> bool:
         """Starts the worker thread (once; called with :attr:`lock` held). False if it could not start."""
         if self.started:
             return True
+        cpus = os.sched_getaffinity(0)
+        if len(cpus) < 2:
+            self.enabled = False  # one CPU: a worker could only take it from the caller
+            return False
         code = compile_code()
         libc = _libc()
         tid = ctypes.c_ulong(0)
@@ -425,6 +453,7 @@ class Pool:
         if rc != 0:
             self.enabled = False  # no thread: every job runs on the caller
             return False
+        _keep_off(libc, tid.value, cpus, libc.sched_getcpu())
         libc.pthread_detach(tid.value)
         self.started = True
         return True
@@ -461,6 +490,24 @@ class Pool:
         while self.alive and time.monotonic() < end:
             time.sleep(0.0005)
         return not self.alive
+
+
+def _keep_off(libc: Any, tid: int, cpus: set[int], here: int) -> None:
+    """Restricts the worker ``tid`` to ``cpus`` but the CPU ``here`` (the starting caller's).
+
+    Unrestricted, the scheduler's wake-affine placement put the worker woken by a futex wake on the
+    waker's CPU: both threads then shared one core (the other idle) for whole runs of calls
+    (measured: 150 us per MLP call instead of 45, the worker sleeping after every job). The caller
+    is not pinned: when it lands on the worker's CPU, the load balancer moves it to an idle one.
+    """
+    others = sorted(cpus - {here})
+    if here < 0 or not others:
+        return
+    mask = (ctypes.c_uint64 * 16)()  # a cpu_set_t of 1024 CPUs
+    for cpu in others:
+        if cpu < 1024:
+            mask[cpu // 64] |= 1 << (cpu % 64)
+    libc.pthread_setaffinity_np(tid, ctypes.sizeof(mask), ctypes.byref(mask))  # a failure only costs time
 
 
 class _Holder:

@@ -270,3 +270,50 @@ def test_thresholds(monkeypatch):
 
 def test_l2_bytes_read_or_assumed():
     assert _split_dense._l2_bytes() >= 64 * 1024
+
+
+def test_one_cpu_means_no_worker():
+    rng = np.random.default_rng(10)
+    x, w, b = _layer(rng, 784, 512)
+    want, scale = dense_reference(x, w, b, RELU)
+    bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
+    pid = os.fork()
+    if pid == 0:  # the child, on one CPU: the pool never starts a worker; the caller runs both halves
+        status = 1
+        try:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+            got = _split_dense.split_dense(x, w, b, RELU)
+            pool = _worker_pool.get_pool()
+            ok = got is not None and bool(np.all(np.abs(got - want) <= bound)) and not pool.started
+            status = 0 if ok else 2
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 60
+    while True:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish within 60 s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(code) == 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker")
+def test_worker_kept_off_the_starting_callers_cpu():
+    pool = _worker_pool.Pool()
+    assert pool.acquire() and pool.started
+    try:
+        deadline = time.monotonic() + 5
+        while not pool.alive and time.monotonic() < deadline:
+            time.sleep(0.001)
+        allowed = {}
+        for t in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{t}/status") as f:
+                allowed[t] = next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list"))
+        assert len(set(allowed.values())) >= 2  # at least one thread (a worker) has fewer CPUs than the process
+    finally:
+        pool.release()
+        assert pool.stop(timeout=5.0)
