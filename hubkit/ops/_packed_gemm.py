@@ -239,25 +239,29 @@ def dense(
     cols = w.shape[0] if transpose_b else w.shape[1]
     if (w.shape[1] if transpose_b else w.shape[0]) != depth:
         return None
-    if rows < MIN_ROWS or depth < MIN_DEPTH or cols < MIN_COLS or (rows < 32 and depth * cols < MIN_SMALL_WORK):
-        return None
     if bias is not None and (bias.dtype != _F32 or bias.shape != (cols,)):
         return None
     if not _wide_host() or not available():
         return None
     threads = blas_threads()
-    if threads == 1:
-        return packed_matmul(a, packed.get(w, transpose_b), cols, bias, act)
-    if threads >= 2 and rows >= SPLIT_MIN_ROWS and a.flags.c_contiguous:
+    if threads >= 2:  # every layer of enough rows, small ones too: a threaded BLAS call between them left
+        # OpenBLAS's idle threads spinning on the worker's core (the MLP at batch 4096: 44 ms against 22)
+        if rows < SPLIT_MIN_ROWS or depth == 0 or cols == 0 or not a.flags.c_contiguous:
+            return None
         from hubkit.ops._split_rows import split_rows
 
         return split_rows(a, packed.get(w, transpose_b), cols, bias, act)
-    return None
+    if threads != 1:
+        return None
+    if rows < MIN_ROWS or depth < MIN_DEPTH or cols < MIN_COLS or (rows < 32 and depth * cols < MIN_SMALL_WORK):
+        return None
+    return packed_matmul(a, packed.get(w, transpose_b), cols, bias, act)
 
 
 SPLIT_MIN_ROWS = 64
-"""With two or more BLAS threads, :func:`dense` splits layers of at least this many rows over two threads
-(:mod:`hubkit.ops._split_rows`); fewer rows stay on np.matmul (17 rows of a 300x70 layer: 2x its time)."""
+"""With two or more BLAS threads, :func:`dense` splits every layer of at least this many rows over two threads
+(:mod:`hubkit.ops._split_rows`), whatever its width; fewer rows stay on np.matmul (17 rows of a 300x70 layer:
+2x its time)."""
 
 
 WIDE_MR = 14
