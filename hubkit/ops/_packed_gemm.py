@@ -21,6 +21,7 @@ entry points return None when it cannot and the caller keeps its NumPy code.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -52,6 +53,15 @@ MIN_SMALL_WORK = 128 * 1024
 
 _F32 = np.dtype(np.float32)
 _lock = threading.Lock()
+
+
+def _fresh_lock() -> None:
+    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
 
 
 class _State:

@@ -250,7 +250,7 @@ def test_filters_keep_one_form():
     f = _winograd43.Filters(u.copy())
     assert f.shape == u.shape
     packed = f.packed()
-    assert f._u is None and packed.shape == (36, 3, 5, 32)
+    assert f._forms[0] is None and packed.shape == (36, 3, 5, 32)
     np.testing.assert_array_equal(f.u, u)  # unpacked again, padding columns dropped
-    assert f._packed is None and f.u.flags.c_contiguous
+    assert f._forms[1] is None and f.u.flags.c_contiguous
     np.testing.assert_array_equal(f.packed(), packed)
