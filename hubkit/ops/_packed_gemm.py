@@ -218,7 +218,17 @@ def batched_matmul(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
         return False
     count, rows, depth = a.shape
     n = out.shape[2]
-    if packed.shape[0] != count or packed.shape[2] != depth or packed.shape[1] * 32 < n or out.shape[:2] != (count, rows):
+    if (
+        packed.dtype != _F32
+        or packed.ndim != 4
+        or packed.shape[3] != 32
+        or not packed.flags.c_contiguous
+        or packed.ctypes.data % 64  # the kernel loads its panels with 64-byte aligned vector loads
+        or packed.shape[0] != count
+        or packed.shape[2] != depth
+        or packed.shape[1] * 32 < n
+        or out.shape[:2] != (count, rows)
+    ):
         return False
     if count == 0 or rows == 0 or n == 0 or depth == 0:
         return False

@@ -53,6 +53,7 @@ _G = np.array(
 _scratch = ScratchBuffers(keep_bytes=MAX_BLOCK_BYTES)
 
 TILE_MIN_CHANNELS = 64
+"""Least input channels for the tile GEMM (see :data:`TILE_MIN_FILTERS`)."""
 TILE_MIN_FILTERS = 96
 """Least input channels and filters for which the 36 products run on hubkit's tile GEMM
 (:mod:`hubkit.ops._packed_gemm`) instead of one batched ``np.matmul``, on its hosts (float32, AVX-512,
