@@ -28,6 +28,22 @@ class Timing(NamedTuple):
     median: float
 
 
+SPIN_PAUSE = 0.3
+"""Seconds to sleep before each sample when the contenders run more than one thread. Idle worker
+threads spin before they sleep: onnxruntime's (its default), and OpenBLAS's for about 2**28 cycles
+(its ``THREAD_TIMEOUT``, ~0.1 s here) after every threaded call. With 0.05 s, OpenBLAS's threads,
+still spinning after hubkit's GEMMs, took a core from onnxruntime's next timing: its two-thread
+image CNN measured 49.3 ms against 27.2 ms with 0.3 s, the MLP at batch 64 584 against 384 us
+(2026-12-04, ``scripts/bench_vs_ort.py --threads 2 --pause 0.05`` and ``--pause 0.3``)."""
+
+
+def pause_for(threads: int, pause: float | None = None) -> float:
+    """``pause`` when given, else :data:`SPIN_PAUSE` for more than one thread and 0.05 s for one."""
+    if pause is not None:
+        return pause
+    return SPIN_PAUSE if threads > 1 else 0.05
+
+
 def interleaved(
     fns: Mapping[K, Callable[[], object]],
     repeats: int,
