@@ -51,6 +51,7 @@ def interleaved(
     warmup: int = 1,
     pause: float = 0.0,
     clock: Callable[[], float] = time.perf_counter,
+    rewarm: int = 0,
 ) -> dict[K, Timing]:
     """Times each function ``repeats`` times in turn; a sample is the mean of ``inner`` back-to-back calls.
 
@@ -63,6 +64,9 @@ def interleaved(
             (onnxruntime's, by default) have stopped before the next one is timed.
         clock: the clock samples are read from: wall time by default; ``time.process_time`` (CPU
             time of the whole process) is steadier on a loaded machine for single-threaded work.
+        rewarm: untimed calls of the contender after the pause, right before its sample: its own
+            worker threads, asleep after the pause, are woken and spinning again when timing starts
+            (each engine is timed warm, and none while another's threads spin).
 
     Returns:
         The :class:`Timing` of each function, under its name.
@@ -75,6 +79,8 @@ def interleaved(
         for name, fn in fns.items():
             if pause:
                 time.sleep(pause)
+            for _ in range(rewarm):
+                fn()
             t0 = clock()
             for _ in range(inner):
                 fn()

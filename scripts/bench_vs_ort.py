@@ -10,7 +10,8 @@ users run it). Contenders take turns (interleaved rounds) and sleep ``--pause`` 
 sample, so no engine's spinning threads (onnxruntime's, and OpenBLAS's after hubkit's threaded GEMMs)
 overlap the next contender's timing: by default 0.05 s with one thread and ``_timing.SPIN_PAUSE``
 (0.3 s) with more, longer than OpenBLAS's spin (a 0.05 s pause let it slow onnxruntime's two-thread
-image CNN from 27 to 49 ms).
+image CNN from 27 to 49 ms). After the pause each contender makes a few untimed calls, so its own
+threads are awake when its sample starts.
 
 Workloads:
 
@@ -218,7 +219,8 @@ def bench_mlp(threads: int, scale: float, pause: float, clock, batches: tuple[in
         if batch <= _small_linear.MAX_ROWS:  # the same call with NumPy's GEMV (the code before the kernel)
             fns["hubkit m(x), BLAS GEMV"] = _small_kernel_off(lambda x=x: module(x))
         ours = ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser", "hubkit m(x), BLAS GEMV")
-        res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause, clock=clock)
+        res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause, clock=clock,
+                          rewarm=max(1, inner // 4) if pause else 0)
         _report(f"MLP {'-'.join(map(str, MLP_SIZES))}, batch {batch}, {threads} thread(s): min (median) per call",
                 res, ours, "onnxruntime", "limit: GEMMs alone")
         if "hubkit m(x), BLAS GEMV" in res:
@@ -250,7 +252,7 @@ def bench_image(threads: int, scale: float, pause: float, clock, batch: int = 32
             "hubkit, no optimiser": lambda: unoptimised(images),
             "onnxruntime": lambda: ort_sess.run(["features"], {"images": images}),
         }
-        res = interleaved(fns, max(3, int(15 * scale)), 1, warmup=2, pause=pause, clock=clock)
+        res = interleaved(fns, max(3, int(15 * scale)), 1, warmup=2, pause=pause, clock=clock, rewarm=1 if pause else 0)
     _report(f"image features (4 conv blocks), batch {batch}, {image_size}x{image_size}x3, {threads} thread(s): "
             "min (median) per call", res, ("hubkit m(x)", "hubkit, no optimiser"), "onnxruntime", None)
 
