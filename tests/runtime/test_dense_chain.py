@@ -211,3 +211,127 @@ def test_outputs_are_fresh_arrays():
     assert a is not b and not np.shares_memory(a, b)
     a[:] = 123.0
     assert not np.array_equal(m(x), a)
+
+
+# The split path (hubkit/ops/_split_dense.py): with 2+ BLAS threads the chain's large float32 layers
+# at 1-2 rows are split in depth between the caller and a native worker. It cannot be bit for bit with
+# np.dot (another summation order): within the split layer's stated tolerance (tests/ops/test_worker_pool.py).
+
+_split_available = pytest.mark.skipif(
+    not __import__("hubkit.ops._split_dense", fromlist=["available"]).available(), reason="no worker pool here"
+)
+
+
+def _two_blas_threads(monkeypatch, n=2):
+    """``n`` BLAS threads as the chain sees them; the MLP's layers split whatever the host's L2."""
+    from hubkit.ops import _split_dense
+    from hubkit.runtime import dense_chain as dc
+
+    monkeypatch.setattr(dc, "blas_threads", lambda: n)
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
+
+
+def _split_counting(monkeypatch):
+    from hubkit.ops import _split_dense
+
+    calls = []
+    original = _split_dense.split_layer
+
+    def counted(*args):
+        calls.append(args[2].shape)
+        return original(*args)
+
+    monkeypatch.setattr(_split_dense, "split_layer", counted)
+    return calls
+
+
+def _close(got, want, depth):
+    eps = np.finfo(np.float32).eps
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    # through ReLU layers the error of a layer's inputs carries to the next: a loose multiple of K * eps
+    np.testing.assert_allclose(got, want, rtol=8 * depth * eps, atol=8 * depth * eps * max(1.0, np.nanmax(np.abs(want))))
+
+
+@_split_available
+@pytest.mark.parametrize("acts, bias", [(("relu", "relu6", None), (True, True, True)), ((None, "relu", None), (False, True, False))])
+def test_split_chain_within_tolerance_of_unoptimised_plan(acts, bias, monkeypatch):
+    spec = _mlp_spec(sizes=(784, 512, 512, 10), acts=acts, bias=bias)
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    _two_blas_threads(monkeypatch)
+    calls = _split_counting(monkeypatch)
+    rng = np.random.default_rng(11)
+    for rows in (1, 2, 1, 5, 2):
+        x = (rng.standard_normal((rows, 784)) * 0.1).astype(np.float32)
+        for _ in range(3):
+            _close(m(x), plain(x), 784)
+    assert calls.count((784, 512)) == 12 and calls.count((512, 512)) == 12 and (512, 10) not in calls
+
+
+@_split_available
+def test_one_blas_thread_keeps_the_bits(monkeypatch):
+    spec = _mlp_spec(sizes=(784, 512, 512, 10))
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    _two_blas_threads(monkeypatch, 1)
+    calls = _split_counting(monkeypatch)
+    x = np.random.default_rng(12).standard_normal((1, 784)).astype(np.float32)
+    _same(m(x), plain(x))
+    assert calls == []
+
+
+@_split_available
+def test_split_chain_repacks_after_assignment(monkeypatch):
+    spec = _mlp_spec(sizes=(784, 512, 512, 10))
+    m = hk.Module(spec)
+    _two_blas_threads(monkeypatch)
+    x = (np.random.default_rng(13).standard_normal((1, 784)) * 0.1).astype(np.float32)
+    first = m(x)
+    for name in ("w0", "w1"):
+        v = m.variable_map[name]
+        v.assign(v.value * -1.5)  # in place: the same array, new values, a new version
+        expected = hk.Module(spec)
+        for n in ("w0", "w1"):
+            expected.variable_map[n].assign(m.variable_map[n].value)
+        _two_blas_threads(monkeypatch, 1)
+        want = expected(x)
+        _two_blas_threads(monkeypatch)
+        _close(m(x), want, 784)
+    assert not np.allclose(m(x), first)
+
+
+@_split_available
+def test_split_chain_from_four_threads(monkeypatch):
+    spec = _mlp_spec(sizes=(784, 512, 512, 10))
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    _two_blas_threads(monkeypatch)
+    rng = np.random.default_rng(14)
+    inputs = [(rng.standard_normal((1 + i % 2, 784)) * 0.1).astype(np.float32) for i in range(8)]
+    expected = [plain(x) for x in inputs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(50):
+                for i in range(k, k + 8):
+                    _close(m(inputs[i % 8]), expected[i % 8], 784)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors
+
+
+@_split_available
+def test_split_chain_propagates_nan(monkeypatch):
+    spec = _mlp_spec(sizes=(784, 512, 512, 10), acts=(None, None, None))
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    _two_blas_threads(monkeypatch)
+    x = np.random.default_rng(15).standard_normal((2, 784)).astype(np.float32) * 0.1
+    x[1, 700] = np.nan  # in the worker's half of the first layer: the second row all NaN
+    got = m(x)
+    assert np.isnan(got[1]).all() and not np.isnan(got[0]).any()
+    _close(got, plain(x), 784)

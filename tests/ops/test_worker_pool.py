@@ -1,0 +1,319 @@
+"""The native worker pool (hubkit/ops/_worker_pool.py) and the depth-split dense layer over it
+(hubkit/ops/_split_dense.py).
+
+Stated tolerance of a split layer: each output is the float32 sum of two partial sums over halves of
+K, each accumulated in FMA order (another order than NumPy's), so it may differ from the exact value by
+``2 * K * eps * sum_k |x_k w_k|`` plus ``2 * eps * |value|`` (the bias addition and the final rounding).
+The stolen path (the caller runs both halves) computes the same bits as the worker path.
+
+Nothing here waits without a bound: pool calls return by construction (the caller steals a job the
+worker has not claimed), and the forked child is polled with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from hubkit.ops import _split_dense, _worker_pool
+from hubkit.ops._epilogue import NONE, RELU, RELU6
+from tests.helpers_plans import dense_reference
+
+pytestmark = pytest.mark.skipif(not _split_dense.available(), reason="no worker pool here (needs x86-64 Linux, Numba)")
+
+_EPS = np.finfo(np.float32).eps
+
+
+@pytest.fixture(autouse=True)
+def _any_l2(monkeypatch):
+    """Correctness does not depend on the host's L2: every shape here is split wherever the tests run."""
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
+
+
+def _check(got, x, w, bias, act):
+    want, scale = dense_reference(x, w, bias, act)
+    bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
+    assert got.dtype == np.float32 and got.shape == want.shape
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert np.all(np.abs(got[~nan] - want[~nan]) <= bound[~nan])
+
+
+def _layer(rng, depth, cols, rows=1):
+    x = rng.standard_normal((rows, depth)).astype(np.float32)
+    w = rng.standard_normal((depth, cols)).astype(np.float32)
+    b = rng.standard_normal(cols).astype(np.float32)
+    return x, w, b
+
+
+def _stolen_pool():
+    """A pool whose worker never starts: every job is stolen by the caller."""
+    pool = _worker_pool.Pool()
+    pool.enabled = False
+    assert pool.acquire()
+    return pool
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
+@pytest.mark.parametrize(
+    "depth, cols",
+    [(784, 512), (512, 512), (128, 1024), (1024, 128), (130, 1011), (257, 515), (2048, 64)],
+)
+def test_split_layer_within_tolerance(rows, act, depth, cols):
+    rng = np.random.default_rng(depth * 7 + cols + rows)
+    x, w, b = _layer(rng, depth, cols, rows)
+    assert _split_dense.applies(w)
+    for bias in (b, None):
+        got = _split_dense.split_dense(x, w, bias, act)
+        assert got is not None
+        _check(got, x, w, bias, act)
+
+
+def test_stolen_path_gives_the_same_bits_as_the_worker():
+    rng = np.random.default_rng(1)
+    x, w, b = _layer(rng, 784, 512)
+    weights = _split_dense.SplitWeights()
+    stolen = _stolen_pool()
+    try:
+        a = _split_dense.split_layer(stolen, x, w, b, RELU, weights)
+        assert stolen.jobs == 0 and not stolen.started
+    finally:
+        stolen.release()
+    pool = _worker_pool.get_pool()
+    assert pool.acquire()
+    try:
+        for _ in range(50):
+            assert _split_dense.split_layer(pool, x, w, b, RELU, weights).tobytes() == a.tobytes()
+    finally:
+        pool.release()
+    _check(a, x, w, b, RELU)
+
+
+def test_worker_is_started_once_and_reused():
+    pool = _worker_pool.get_pool()
+    rng = np.random.default_rng(2)
+    x, w, b = _layer(rng, 784, 512)
+    weights = _split_dense.SplitWeights()
+    _split_dense.split_dense(x, w, b, RELU, weights)
+    assert pool.started
+    tasks = len(os.listdir("/proc/self/task"))
+    jobs = pool.jobs
+    deadline = time.monotonic() + 20
+    calls = 0
+    while (pool.jobs < jobs + 5 or calls < 200) and time.monotonic() < deadline:
+        _split_dense.split_dense(x, w, b, RELU, weights)
+        calls += 1
+    assert pool.jobs >= jobs + 5  # the worker took jobs (even on a loaded machine, within 20 s)
+    assert len(os.listdir("/proc/self/task")) <= tasks  # no thread per call
+    assert _worker_pool.get_pool() is pool and pool.alive
+
+
+def test_empty_job_handoff():
+    paired, alone, share = _worker_pool.handoff_us(0.0, calls=200)
+    assert paired > 0 and alone > 0 and 0 <= share <= 1
+    paired, alone, share = _worker_pool.handoff_us(5.0, calls=100)  # halves long enough for the worker to claim
+    assert paired >= alone * 0.5
+
+
+def test_a_pool_stops_within_its_bound():
+    pool = _worker_pool.Pool()
+    assert pool.acquire() and pool.started
+    try:
+        deadline = time.monotonic() + 5
+        while not pool.alive and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert pool.alive
+    finally:
+        pool.release()
+    assert pool.stop(timeout=5.0)
+    assert not pool.alive
+    # a stopped pool still computes (the caller steals every job)
+    rng = np.random.default_rng(3)
+    x, w, b = _layer(rng, 512, 512)
+    assert pool.acquire()
+    try:
+        got = _split_dense.split_layer(pool, x, w, b, RELU6, _split_dense.SplitWeights())
+    finally:
+        pool.release()
+    _check(got, x, w, b, RELU6)
+
+
+def test_a_busy_pool_refuses_a_second_caller():
+    pool = _worker_pool.get_pool()
+    assert pool.acquire()
+    try:
+        rng = np.random.default_rng(4)
+        x, w, b = _layer(rng, 512, 512)
+        assert _split_dense.split_dense(x, w, b) is None  # the chain then runs np.dot on its own thread
+    finally:
+        pool.release()
+
+
+def test_many_calls_from_four_threads():
+    rng = np.random.default_rng(5)
+    layers = [_layer(rng, 784, 512, rows=1 + i % 2) for i in range(4)]
+    weights = [_split_dense.SplitWeights() for _ in layers]
+    stolen = _stolen_pool()
+    expected = [_split_dense.split_layer(stolen, x, w, b, RELU, _split_dense.SplitWeights()) for x, w, b in layers]
+    stolen.release()
+    errors: list[BaseException] = []
+    split = [0]
+
+    def work(k):
+        try:
+            for i in range(200):
+                x, w, b = layers[(k + i) % 4]
+                got = _split_dense.split_dense(x, w, b, RELU, weights[(k + i) % 4])
+                if got is not None:  # None: another thread had the pool
+                    split[0] += 1
+                    assert got.tobytes() == expected[(k + i) % 4].tobytes()
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors and split[0] > 0
+
+
+@pytest.mark.parametrize("worker_first", [True, False])
+def test_forked_child_computes(worker_first):
+    rng = np.random.default_rng(6)
+    x, w, b = _layer(rng, 784, 512)
+    weights = _split_dense.SplitWeights()
+    if worker_first:
+        assert _split_dense.split_dense(x, w, b, RELU, weights) is not None  # the parent's worker runs
+    want, scale = dense_reference(x, w, b, RELU)
+    bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
+    pid = os.fork()
+    if pid == 0:  # the child: no worker thread until it starts its own; exits with a status, never returns
+        status = 1
+        try:
+            ok = True
+            for _ in range(20):
+                got = _split_dense.split_dense(x, w, b, RELU, weights)
+                ok = ok and got is not None and bool(np.all(np.abs(got - want) <= bound))
+            pool = _worker_pool.get_pool()
+            ok = ok and pool.started and pool.stop(timeout=5.0)
+            status = 0 if ok else 2
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 60
+    while True:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish within 60 s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(code) == 0
+
+
+def test_nan_propagates():
+    rng = np.random.default_rng(7)
+    x, w, b = _layer(rng, 512, 256)
+    x[0, 3] = np.nan  # in the caller's half: every output NaN
+    got = _split_dense.split_dense(x, w, b, RELU)
+    assert np.isnan(got).all()
+    x[0, 3] = 1.0
+    w[400, 5] = np.nan  # in the worker's half: column 5 only
+    x2 = x.copy()
+    got = _split_dense.split_dense(x2, w, b, NONE)
+    assert np.isnan(got[0, 5]) and not np.isnan(np.delete(got[0], 5)).any()
+    _check(got, x2, w, b, NONE)
+
+
+def test_weights_written_in_place_are_packed_again():
+    class Holder:
+        _version = 0
+
+    rng = np.random.default_rng(8)
+    x, w, b = _layer(rng, 784, 512)
+    holder = Holder()
+    weights = _split_dense.SplitWeights(holder)
+    first = _split_dense.split_dense(x, w, b, NONE, weights)
+    w[600:] *= 2  # the worker's half changes: the variable's version says so
+    holder._version += 1
+    got = _split_dense.split_dense(x, w, b, NONE, weights)
+    _check(got, x, w, b, NONE)
+    assert not np.array_equal(got, first)
+
+
+def test_thresholds(monkeypatch):
+    f32 = np.float32
+    assert _split_dense.applies(np.zeros((_split_dense.MIN_DEPTH, _split_dense.MIN_WORK // _split_dense.MIN_DEPTH), f32))
+    assert not _split_dense.applies(np.zeros((_split_dense.MIN_DEPTH - 1, 4096), f32))
+    assert not _split_dense.applies(np.zeros((4096, _split_dense.MIN_COLS - 1), f32))
+    assert not _split_dense.applies(np.zeros((512, 10), f32))  # the MLP's last layer stays on np.dot
+    assert not _split_dense.applies(np.zeros((784, 512), np.float64))
+    assert not _split_dense.applies(np.zeros((512, 784), f32).T)  # not C-contiguous
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 512 * 1024)
+    assert _split_dense.applies(np.zeros((1024, 512), f32))
+    assert not _split_dense.applies(np.zeros((1024, 513), f32))  # halves too large for one core's L2
+    rng = np.random.default_rng(9)
+    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
+    x, w, b = _layer(rng, _split_dense.MIN_DEPTH, _split_dense.MIN_WORK // _split_dense.MIN_DEPTH)
+    _check(_split_dense.split_dense(x, w, b, RELU), x, w, b, RELU)
+    assert _split_dense.split_dense(x[:, :-1], w[:-1], b, RELU) is None
+    assert _split_dense.split_dense(np.ones((3, w.shape[0]), f32), w, b, RELU) is None  # 3 rows: other kernels
+
+
+def test_l2_bytes_read_or_assumed():
+    assert _split_dense._l2_bytes() >= 64 * 1024
+
+
+def test_one_cpu_means_no_worker():
+    rng = np.random.default_rng(10)
+    x, w, b = _layer(rng, 784, 512)
+    want, scale = dense_reference(x, w, b, RELU)
+    bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
+    pid = os.fork()
+    if pid == 0:  # the child, on one CPU: the pool never starts a worker; the caller runs both halves
+        status = 1
+        try:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+            got = _split_dense.split_dense(x, w, b, RELU)
+            pool = _worker_pool.get_pool()
+            ok = got is not None and bool(np.all(np.abs(got - want) <= bound)) and not pool.started
+            status = 0 if ok else 2
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 60
+    while True:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not finish within 60 s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(code) == 0
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker")
+def test_worker_kept_off_the_starting_callers_cpu():
+    pool = _worker_pool.Pool()
+    assert pool.acquire() and pool.started
+    try:
+        deadline = time.monotonic() + 5
+        while not pool.alive and time.monotonic() < deadline:
+            time.sleep(0.001)
+        allowed = {}
+        for t in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{t}/status") as f:
+                allowed[t] = next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list"))
+        assert len(set(allowed.values())) >= 2  # at least one thread (a worker) has fewer CPUs than the process
+    finally:
+        pool.release()
+        assert pool.stop(timeout=5.0)
