@@ -85,9 +85,9 @@ def test_plans_share_a_variables_forms(monkeypatch):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_lock_held_at_fork_is_fresh_in_the_child():
     """A thread compiling (holding a kernel lock) when another forks must not leave the child's lock held."""
-    from hubkit.ops import _gemm_kernel
+    from hubkit.ops import _gemm_kernel, _split_dense
 
-    for module in (_packed_gemm, _gemm_kernel, _numba):
+    for module in (_packed_gemm, _gemm_kernel, _numba, _split_dense):
         module._lock.acquire()
         try:
             pid = os.fork()
@@ -98,3 +98,15 @@ def test_a_lock_held_at_fork_is_fresh_in_the_child():
             module._lock.release()
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0, module.__name__
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_the_pool_compile_lock_is_fresh_in_a_forked_child():
+    from hubkit.ops import _worker_pool
+
+    with _worker_pool._code_lock:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if _worker_pool._code_lock.acquire(timeout=5) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
