@@ -28,6 +28,22 @@ class Timing(NamedTuple):
     median: float
 
 
+SPIN_PAUSE = 0.3
+"""Seconds to sleep before each sample when the contenders run more than one thread. Idle worker
+threads spin before they sleep: onnxruntime's (its default), and OpenBLAS's for about 2**28 cycles
+(its ``THREAD_TIMEOUT``, ~0.1 s here) after every threaded call. With 0.05 s, OpenBLAS's threads,
+still spinning after hubkit's GEMMs, took a core from onnxruntime's next timing: its two-thread
+image CNN measured 49.3 ms against 27.2 ms with 0.3 s, the MLP at batch 64 584 against 384 us
+(2026-12-04, ``scripts/bench_vs_ort.py --threads 2 --pause 0.05`` and ``--pause 0.3``)."""
+
+
+def pause_for(threads: int, pause: float | None = None) -> float:
+    """``pause`` when given, else :data:`SPIN_PAUSE` for more than one thread and 0.05 s for one."""
+    if pause is not None:
+        return pause
+    return SPIN_PAUSE if threads > 1 else 0.05
+
+
 def interleaved(
     fns: Mapping[K, Callable[[], object]],
     repeats: int,
@@ -35,6 +51,7 @@ def interleaved(
     warmup: int = 1,
     pause: float = 0.0,
     clock: Callable[[], float] = time.perf_counter,
+    rewarm: int = 0,
 ) -> dict[K, Timing]:
     """Times each function ``repeats`` times in turn; a sample is the mean of ``inner`` back-to-back calls.
 
@@ -47,6 +64,9 @@ def interleaved(
             (onnxruntime's, by default) have stopped before the next one is timed.
         clock: the clock samples are read from: wall time by default; ``time.process_time`` (CPU
             time of the whole process) is steadier on a loaded machine for single-threaded work.
+        rewarm: untimed calls of the contender after the pause, right before its sample: its own
+            worker threads, asleep after the pause, are woken and spinning again when timing starts
+            (each engine is timed warm, and none while another's threads spin).
 
     Returns:
         The :class:`Timing` of each function, under its name.
@@ -59,6 +79,8 @@ def interleaved(
         for name, fn in fns.items():
             if pause:
                 time.sleep(pause)
+            for _ in range(rewarm):
+                fn()
             t0 = clock()
             for _ in range(inner):
                 fn()

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from _timing import interleaved, load_header  # noqa: E402
+from _timing import SPIN_PAUSE, interleaved, load_header  # noqa: E402
 
 import hubkit as hk  # noqa: E402
 
@@ -179,7 +179,8 @@ def bench_models(
                 if tile_ab:  # each hubkit contender right after an onnxruntime call: the same cache state before both
                     fns["no tile"] = lambda m=module, k=key, x=x: _without_tile(lambda: m({k: x}, as_dict=True))
                     fns["ort again"] = fns["ort"]
-                t = interleaved(fns, repeats=repeats, inner=1, clock=clock or time.perf_counter)
+                t = interleaved(fns, repeats=repeats, inner=1, pause=0.0 if threads == 1 else SPIN_PAUSE,
+                                clock=clock or time.perf_counter, rewarm=0 if threads == 1 else 1)
                 h, o = t["hubkit"], t["ort"]
                 ab = f"   tile/no tile {h.best / t['no tile'].best:.3f} / {h.median / t['no tile'].median:.3f}" if tile_ab else ""
                 print(f"{name:<14} {batch:>5} {h.best:>9.3f} / {h.median:<8.3f} {o.best:>8.3f} / {o.median:<7.3f} "

@@ -1,13 +1,17 @@
 """hubkit against onnxruntime on the same models, same weights, same thread count, in one process.
 
 Usage: ``python scripts/bench_vs_ort.py [--threads 1,2] [--workloads mlp,image] [--batches 1,64,4096] [--quick]
-[--pause 0.05]``
+[--pause SECONDS]``
 
 For each thread count the measurements run in a fresh child process whose environment sets
 ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and ``NUMBA_NUM_THREADS`` before NumPy is imported,
 and onnxruntime gets the same number of intra-op threads, with its default thread spinning (as
 users run it). Contenders take turns (interleaved rounds) and sleep ``--pause`` seconds before each
-sample, so onnxruntime's spinning threads never overlap the next contender's timing.
+sample, so no engine's spinning threads (onnxruntime's, and OpenBLAS's after hubkit's threaded GEMMs)
+overlap the next contender's timing: by default 0.05 s with one thread and ``_timing.SPIN_PAUSE``
+(0.3 s) with more, longer than OpenBLAS's spin (a 0.05 s pause let it slow onnxruntime's two-thread
+image CNN from 27 to 49 ms). After the pause each contender makes a few untimed calls, so its own
+threads are awake when its sample starts.
 
 Workloads:
 
@@ -215,7 +219,8 @@ def bench_mlp(threads: int, scale: float, pause: float, clock, batches: tuple[in
         if batch <= _small_linear.MAX_ROWS:  # the same call with NumPy's GEMV (the code before the kernel)
             fns["hubkit m(x), BLAS GEMV"] = _small_kernel_off(lambda x=x: module(x))
         ours = ("hubkit m(x)", "hubkit Session.run", "hubkit, no optimiser", "hubkit m(x), BLAS GEMV")
-        res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause, clock=clock)
+        res = interleaved(fns, max(3, int(rounds * scale)), inner, warmup=max(2, inner // 4), pause=pause, clock=clock,
+                          rewarm=max(1, inner // 4) if pause else 0)
         _report(f"MLP {'-'.join(map(str, MLP_SIZES))}, batch {batch}, {threads} thread(s): min (median) per call",
                 res, ours, "onnxruntime", "limit: GEMMs alone")
         if "hubkit m(x), BLAS GEMV" in res:
@@ -247,7 +252,7 @@ def bench_image(threads: int, scale: float, pause: float, clock, batch: int = 32
             "hubkit, no optimiser": lambda: unoptimised(images),
             "onnxruntime": lambda: ort_sess.run(["features"], {"images": images}),
         }
-        res = interleaved(fns, max(3, int(15 * scale)), 1, warmup=2, pause=pause, clock=clock)
+        res = interleaved(fns, max(3, int(15 * scale)), 1, warmup=2, pause=pause, clock=clock, rewarm=1 if pause else 0)
     _report(f"image features (4 conv blocks), batch {batch}, {image_size}x{image_size}x3, {threads} thread(s): "
             "min (median) per call", res, ("hubkit m(x)", "hubkit, no optimiser"), "onnxruntime", None)
 
@@ -283,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--workloads", default="mlp,image", help="comma-separated: mlp, image (default both)")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, noisier)")
-    parser.add_argument("--pause", type=float, default=0.05, help="seconds of sleep before each sample (default 0.05)")
+    parser.add_argument("--pause", type=float, default=None,
+                        help="seconds of sleep before each sample (default 0.05 with one thread, 0.3 with more)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="what a sample measures (default wall)")
     parser.add_argument("--batches", default=None,
                         help="comma-separated MLP batch sizes to run, among 1, 64, 4096 (default all)")
@@ -311,18 +317,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workloads {unknown}; expected ['image', 'mlp']")
     if args.child:
         return child(args)
+    sys.path.insert(0, _SCRIPTS)
+    from _timing import pause_for
+
     status = 0
     for threads in args.threads:
+        pause = pause_for(threads, args.pause)
         env = dict(os.environ)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[var] = str(threads)
         cmd = [sys.executable, __file__, "--child", "--threads", str(threads), "--workloads", ",".join(args.workloads),
-               "--pause", str(args.pause), "--clock", args.clock] + (["--quick"] if args.quick else [])
+               "--pause", str(pause), "--clock", args.clock] + (["--quick"] if args.quick else [])
         if args.batches is not None:
             cmd += ["--batches", ",".join(map(str, args.batches))]
         sys.stdout.flush()
         status |= subprocess.run(cmd, env=env, check=False).returncode
-        time.sleep(args.pause)
+        time.sleep(pause)
     return status
 
 

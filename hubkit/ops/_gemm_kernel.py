@@ -42,6 +42,7 @@ and SqueezeNet shapes at batch 1: 0.67-1.11x with ``X`` read in place (rows ``HW
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -66,6 +67,15 @@ RELU = 8
 RELU6 = 16
 
 _lock = threading.Lock()
+
+
+def _fresh_lock() -> None:
+    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
 
 
 class _State:
@@ -426,9 +436,9 @@ def _build() -> None:
     engine.set_object_cache(notify, load)
     with _no_machine_scheduler():
         engine.finalize_object()
-    _STATE.address = engine.get_function_address("hk_sgemm_tile")
     _STATE.engine = engine  # keeps the machine code alive for the process
     _STATE.mr = mr
+    _STATE.address = engine.get_function_address("hk_sgemm_tile")  # last: callers test it
 
 
 def kernel_address() -> tuple[int, int]:

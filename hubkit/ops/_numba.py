@@ -47,6 +47,15 @@ _OFF_VALUES = ("0", "false", "no", "off")
 _lock = threading.Lock()
 
 
+def _fresh_lock() -> None:
+    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
+
+
 class _State:
     enabled: bool | None = None  # None: not decided yet (read the environment on first use)
     forced: bool | None = None  # set by set_numba_enabled

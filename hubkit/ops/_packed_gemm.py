@@ -21,6 +21,7 @@ entry points return None when it cannot and the caller keeps its NumPy code.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -52,6 +53,15 @@ MIN_SMALL_WORK = 128 * 1024
 
 _F32 = np.dtype(np.float32)
 _lock = threading.Lock()
+
+
+def _fresh_lock() -> None:
+    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
 
 
 class _State:
@@ -208,7 +218,17 @@ def batched_matmul(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
         return False
     count, rows, depth = a.shape
     n = out.shape[2]
-    if packed.shape[0] != count or packed.shape[2] != depth or packed.shape[1] * 32 < n or out.shape[:2] != (count, rows):
+    if (
+        packed.dtype != _F32
+        or packed.ndim != 4
+        or packed.shape[3] != 32
+        or not packed.flags.c_contiguous
+        or packed.ctypes.data % 64  # the kernel loads its panels with 64-byte aligned vector loads
+        or packed.shape[0] != count
+        or packed.shape[2] != depth
+        or packed.shape[1] * 32 < n
+        or out.shape[:2] != (count, rows)
+    ):
         return False
     if count == 0 or rows == 0 or n == 0 or depth == 0:
         return False

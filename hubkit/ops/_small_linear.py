@@ -83,29 +83,44 @@ class DerivedWeights:
     """A form of a weight array (see :meth:`derive`) made on first use and remade when the weights change.
 
     ``w`` is the same array object on every run of a plan while its variable is not written; a
-    write goes through ``Variable._writable``, which bumps ``Variable._version`` (pass the variable,
-    or None for a constant). ``get(w, key)`` keeps one form: asking with another ``w``, version or
-    ``key`` remakes it.
+    write goes through ``Variable._writable`` and ``Variable._written``, which move
+    ``Variable._version`` on both sides of it (pass the variable, or None for a constant). ``get(w,
+    key)`` keeps one form per key: asking with another ``w`` or version remakes it. The forms of a
+    variable are kept on the variable itself, shared by every plan and step that asks for the same
+    subclass and key (a Session's plans of one graph hold one packed copy, not one each); a
+    constant's are kept in this object.
     """
 
     __slots__ = ("_cache", "variable")
 
     def __init__(self, variable: Any | None = None) -> None:
         self.variable = variable
-        self._cache: tuple[Any, int, Any, np.ndarray] | None = None
+        self._cache: tuple[Any, int, Any, Any] | None = None
 
-    def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
+    def derive(self, w: np.ndarray, key: Any) -> Any:
         """The form of ``w`` to keep (a subclass's)."""
         raise NotImplementedError
 
-    def get(self, w: np.ndarray, key: Any = None) -> np.ndarray:
+    def get(self, w: np.ndarray, key: Any = None) -> Any:
         """``derive(w, key)``, made again only when ``w``, its variable's version or ``key`` changed."""
-        version = 0 if self.variable is None else self.variable._version
-        cache = self._cache
+        var = self.variable
+        if var is None:
+            version = 0
+            cache = self._cache
+        else:
+            version = var._version
+            forms = var.__dict__.get("_derived_forms")
+            if forms is None:
+                forms = var.__dict__.setdefault("_derived_forms", {})
+            cache = forms.get((type(self), key))
         if cache is not None and cache[0] is w and cache[1] == version and cache[2] == key:
             return cache[3]
         value = self.derive(w, key)
-        self._cache = (w, version, key, value)  # ``w`` kept: an identity check needs the object alive
+        entry = (w, version, key, value)  # ``w`` kept: an identity check needs the object alive
+        if var is None:
+            self._cache = entry
+        else:
+            forms[(type(self), key)] = entry
         return value
 
 

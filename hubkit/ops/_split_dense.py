@@ -10,7 +10,7 @@ The caller then adds the two partial rows, the bias and the activation (one Numb
 
 Results differ from the unsplit ``np.dot`` by summation order only: each output is the float32 sum
 of two partial sums, each accumulated in FMA order, within ``K * eps * sum_k |x_k w_k|`` of the
-exact value (tested in ``tests/ops/test_split_dense.py``); the bias and activation follow
+exact value (tested in ``tests/ops/test_worker_pool.py``); the bias and activation follow
 :mod:`hubkit.ops._epilogue` (NaN kept, ``Relu`` of ``-0.0`` is ``0.0``).
 
 The worker is only an accelerator: if it is busy, missing (a forked child, a failed
@@ -19,6 +19,7 @@ The worker is only an accelerator: if it is busy, missing (a forked child, a fai
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -154,6 +155,15 @@ _STATE = _State()
 _lock = threading.Lock()
 
 
+def _fresh_lock() -> None:
+    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock)
+
+
 def available() -> bool:
     """Whether a layer can be split here: Numba on, the tile kernel and the worker pool compile."""
     if not _numba.numba_enabled():
@@ -164,7 +174,8 @@ def available() -> bool:
                 try:
                     from hubkit.ops import _gemm_kernel, _packed_gemm, _split_dense_numba, _worker_pool
 
-                    if _packed_gemm.available() and _worker_pool.available():
+                    # AVX-512 hosts only, as the dense step (_packed_gemm.WIDE_MR): elsewhere not measured
+                    if _packed_gemm._wide_host() and _packed_gemm.available() and _worker_pool.available():
                         _STATE.tile = _gemm_kernel.kernel_address()[0]
                         _STATE.run = _worker_pool.compile_code().run
                         _STATE.split = _worker_pool.compile_ir(_IR).get_function_address("hk_split_gemv")

@@ -16,8 +16,6 @@ errors stay below ~1e-5 of ``sum |x| |w|`` per output, checked against a float64
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from hubkit.ops import _numba
@@ -55,6 +53,7 @@ _G = np.array(
 _scratch = ScratchBuffers(keep_bytes=MAX_BLOCK_BYTES)
 
 TILE_MIN_CHANNELS = 64
+"""Least input channels for the tile GEMM (see :data:`TILE_MIN_FILTERS`)."""
 TILE_MIN_FILTERS = 96
 """Least input channels and filters for which the 36 products run on hubkit's tile GEMM
 (:mod:`hubkit.ops._packed_gemm`) instead of one batched ``np.matmul``, on its hosts (float32, AVX-512,
@@ -67,47 +66,40 @@ class Filters:
     """F(4x4, 3x3) filters ready to run: the transform ``[36, C, K]`` (:func:`filter_transform`) in one of
     two forms, the array (:attr:`u`, for ``np.matmul``) or its 36 slices packed for the tile GEMM
     (:meth:`packed`). Asking for one form makes it from the other and drops the other: a model keeps one
-    copy of each transform (ResNet-50's are 181 MB), not two. Which form a layer uses depends only on
-    its shape and the BLAS's thread count, so it does not flip from call to call.
+    copy of each transform (ResNet-50's are 181 MB), not two. Which form a layer uses depends on its
+    shape and on the BLAS's thread count, so it changes only when that count does.
+
+    Thread-safe without a lock: the forms are one tuple, replaced as a whole (two threads switching
+    at once may both make the new form; either result is the same).
     """
 
-    __slots__ = ("_lock", "_packed", "_u", "shape")
+    __slots__ = ("_forms", "shape")
 
     def __init__(self, u: np.ndarray) -> None:
         self.shape = u.shape
-        self._u: np.ndarray | None = u
-        self._packed: np.ndarray | None = None
-        self._lock = threading.Lock()
+        self._forms: tuple[np.ndarray | None, np.ndarray | None] = (u, None)  # (array, packed): one is set
 
     @property
     def u(self) -> np.ndarray:
         """The ``[36, C, K]`` array (unpacked again if the packed form was made)."""
-        u = self._u
+        u, packed = self._forms
         if u is None:
-            with self._lock:
-                if self._u is None:
-                    packed = self._packed
-                    assert packed is not None
-                    count, panels, c, width = packed.shape
-                    flat = packed.transpose(0, 2, 1, 3).reshape(count, c, panels * width)
-                    self._u = np.ascontiguousarray(flat[:, :, : self.shape[2]])
-                    self._packed = None
-                u = self._u
+            assert packed is not None
+            count, panels, c, width = packed.shape
+            flat = packed.transpose(0, 2, 1, 3).reshape(count, c, panels * width)
+            u = np.ascontiguousarray(flat[:, :, : self.shape[2]])
+            self._forms = (u, None)
         return u
 
     def packed(self) -> np.ndarray:
         """``pack_batch(u)`` (:mod:`hubkit.ops._packed_gemm`), made from the array (which is then dropped)."""
-        packed = self._packed
+        u, packed = self._forms
         if packed is None:
             from hubkit.ops._packed_gemm import pack_batch
 
-            with self._lock:
-                if self._packed is None:
-                    u = self._u
-                    assert u is not None
-                    self._packed = pack_batch(u)
-                    self._u = None
-                packed = self._packed
+            assert u is not None
+            packed = pack_batch(u)
+            self._forms = (None, packed)
         return packed
 
 

@@ -538,8 +538,9 @@ def get_pool() -> Pool:
 
 def _after_fork_in_child() -> None:
     # the parent's worker does not exist here, and the holder's lock may be held by a parent thread
-    global _holder_lock
+    global _holder_lock, _code_lock
     _holder_lock = threading.Lock()
+    _code_lock = threading.Lock()  # held by a parent thread compiling at the fork: fresh here
     _HOLDER.pool = None
     _HOLDER.pid = 0
 

@@ -12,6 +12,9 @@ indices first, and touch only those rows of the variable and of its slots. Spars
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 
 from hubkit.errors import GraphError
@@ -92,6 +95,23 @@ def _rows(values: np.ndarray, indices: np.ndarray, var: np.ndarray) -> tuple[np.
 class _Update:
     differentiable = False
     stateful = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Each update's ``forward`` ends the writes it began (``Variable._written`` for every target)."""
+        super().__init_subclass__(**kwargs)
+        forward = cls.__dict__.get("forward")
+        if forward is None:
+            return
+
+        @functools.wraps(forward)
+        def ended(*args: Any, targets: tuple, scratch: dict, **kw: Any) -> Any:
+            try:
+                return forward(*args, targets=targets, scratch=scratch, **kw)
+            finally:
+                for target in targets:
+                    target._written()
+
+        cls.forward = ended  # type: ignore[attr-defined]
 
 
 # -- gradient descent ------------------------------------------------------------------------------

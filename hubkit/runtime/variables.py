@@ -33,7 +33,7 @@ class Variable:
     array([3., 4.], dtype=float32)
     """
 
-    _version = 0  # counts writes (every in-place update goes through _writable): plan caches of folded values check it
+    _version = 0  # counts writes: _writable() before one and _written() after it (caches of derived values check it)
 
     def __init__(
         self,
@@ -107,7 +107,13 @@ class Variable:
     # -- value -------------------------------------------------------------------------------------
     @property
     def value(self) -> np.ndarray:
-        """The current value (created from the initializer on first read)."""
+        """The current value (created from the initializer on first read).
+
+        The array itself, not a copy. Change it through :meth:`assign` and the other update methods
+        (or an optimizer): optimised plans keep forms derived from it (packed weights, Winograd
+        transforms, folded constants) and remake them when the variable counts a write, which writing
+        into this array directly does not.
+        """
         v = self._value
         if v is None:
             with self._lock:
@@ -142,12 +148,22 @@ class Variable:
         return arr
 
     def _writable(self) -> np.ndarray:
+        """The value's array, to be written in place; the writer calls :meth:`_written` when it has written.
+
+        The version counts on both sides of the write, so a form derived from the values while they
+        were being written (by a plan running in another thread) is never kept as current: it was made
+        under a version that the write's end moves past.
+        """
         v = self.value
         self._version += 1
         if not v.flags.writeable:
             v = np.array(v, copy=True)
             self._value = v
         return v
+
+    def _written(self) -> None:
+        """Ends a write begun by :meth:`_writable`."""
+        self._version += 1
 
     def assign(self, value: Any) -> None:
         """Sets the value (copied into the existing buffer when it can be written)."""
@@ -158,6 +174,7 @@ class Variable:
             self._version += 1
             return
         np.copyto(self._writable(), arr)
+        self._written()
 
     def _delta(self, delta: Any) -> np.ndarray:
         """``delta`` as this variable's dtype, refused unless it broadcasts to the variable's shape."""
@@ -178,17 +195,22 @@ class Variable:
         arr = self._delta(delta)
         v = self._writable()
         np.add(v, arr, out=v)
+        self._written()
 
     def assign_sub(self, delta: Any) -> None:
         """``value -= delta`` in place (``delta`` may broadcast, e.g. a scalar)."""
         arr = self._delta(delta)
         v = self._writable()
         np.subtract(v, arr, out=v)
+        self._written()
 
     def scatter_sub(self, indices: Any, updates: Any) -> None:
         """``value[indices] -= updates``, accumulating repeated indices; only those rows are touched."""
         v = self._writable()
-        np.subtract.at(v, np.asarray(indices), self._coerce(updates, "update"))
+        try:
+            np.subtract.at(v, np.asarray(indices), self._coerce(updates, "update"))
+        finally:
+            self._written()
 
     # -- graphs ---------------------------------------------------------------------------------------
     def _as_graph_tensor(self, graph: Graph) -> Tensor:

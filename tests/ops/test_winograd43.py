@@ -234,7 +234,10 @@ def test_batched_matmul_refuses_what_it_cannot_take():
     assert not _packed_gemm.batched_matmul(a.astype(np.float64), packed, np.empty((3, 5, 7), np.float32))
     assert not _packed_gemm.batched_matmul(a, packed, np.empty((2, 5, 7), np.float32))  # slice count
     assert not _packed_gemm.batched_matmul(a, packed, np.empty((3, 5, 40), np.float32))  # more columns than packed
-    assert not _packed_gemm.batched_matmul(a[:, :, :3], packed, np.empty((3, 5, 7), np.float32))  # not contiguous
+    strided = np.ones((3, 5, 8), np.float32)[:, :, ::2]  # the right shape, not contiguous
+    assert not _packed_gemm.batched_matmul(strided, packed, np.empty((3, 5, 7), np.float32))
+    assert not _packed_gemm.batched_matmul(a, packed.astype(np.float64), np.empty((3, 5, 7), np.float32))
+    assert not _packed_gemm.batched_matmul(a, packed[..., :16], np.empty((3, 5, 7), np.float32))  # not 32 wide
     w = np.random.default_rng(1).standard_normal((3, 4, 40)).astype(np.float32)
     for p in range(3):
         np.testing.assert_array_equal(_packed_gemm.pack_batch(w)[p], _packed_gemm.pack_weights(w[p]))
@@ -250,7 +253,7 @@ def test_filters_keep_one_form():
     f = _winograd43.Filters(u.copy())
     assert f.shape == u.shape
     packed = f.packed()
-    assert f._u is None and packed.shape == (36, 3, 5, 32)
+    assert f._forms[0] is None and packed.shape == (36, 3, 5, 32)
     np.testing.assert_array_equal(f.u, u)  # unpacked again, padding columns dropped
-    assert f._packed is None and f.u.flags.c_contiguous
+    assert f._forms[1] is None and f.u.flags.c_contiguous
     np.testing.assert_array_equal(f.packed(), packed)

@@ -317,3 +317,16 @@ def test_worker_kept_off_the_starting_callers_cpu():
     finally:
         pool.release()
         assert pool.stop(timeout=5.0)
+
+
+def test_no_split_without_avx512_tiles(monkeypatch):
+    """Like the dense step, the split runs only where the tile kernel has its measured 14-row tiles."""
+    from hubkit.ops import _packed_gemm
+
+    monkeypatch.setattr(_packed_gemm._STATE, "wide", False)
+    monkeypatch.setattr(_split_dense._STATE, "checked", False)
+    monkeypatch.setattr(_split_dense._STATE, "ok", False)
+    assert not _split_dense.available()
+    rng = np.random.default_rng(9)
+    x, w, b = _layer(rng, 784, 512)
+    assert _split_dense.split_dense(x, w, b) is None
