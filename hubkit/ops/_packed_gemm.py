@@ -278,10 +278,13 @@ def dense(
     return packed_matmul(a, packed.get(w, transpose_b), cols, bias, act)
 
 
-SPLIT_MIN_ROWS = 64
+SPLIT_MIN_ROWS = 256
 """With two or more BLAS threads, :func:`dense` splits every layer of at least this many rows over two threads
-(:mod:`hubkit.ops._split_rows`), whatever its width; fewer rows stay on np.matmul (17 rows of a 300x70 layer:
-2x its time)."""
+(:mod:`hubkit.ops._split_rows`), whatever its width; fewer rows stay on np.matmul. The MLP 784-512-512-10
+with two threads (``scripts/bench_vs_ort.py --threads 2``, against main in the same minutes): batch 4096
+22.3-23.0 ms against 23.9-26.7 (0.97-1.02x onnxruntime, 0.98-1.01x the GEMMs alone); batch 64 split 462 us
+by the minimum against 513-528 but 768-835 us by the median against 590-605 (the worker's slow samples):
+64 rows stay on np.matmul, like 17 rows of a 300x70 layer (2x its time split)."""
 
 
 WIDE_MR = 14

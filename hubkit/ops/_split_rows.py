@@ -51,7 +51,7 @@ def job_address() -> int:
 
                     _numba.kernel(_gemm_numba.gemm_kernel)  # registers the helpers the job inlines
                     sig = types.void(types.CPointer(types.int64))
-                    _JOB.cfunc = numba.cfunc(sig, nopython=True, cache=True)(_numba._cache_safe(_gemm_numba.rows_job))
+                    _JOB.cfunc = numba.cfunc(sig, cache=True)(_numba._cache_safe(_gemm_numba.rows_job))
                     _JOB.address = _JOB.cfunc.address
                 except Exception:  # numba or llvmlite unusable: no split
                     _JOB.address = 0

@@ -89,7 +89,7 @@ def test_dense_splits_with_two_blas_threads(monkeypatch):
     from hubkit.ops._small_linear import DerivedWeights  # noqa: F401  (the weights cache dense() takes)
 
     rng = np.random.default_rng(4)
-    x, w, b = _layer(rng, 64, 784, 512)
+    x, w, b = _layer(rng, _packed_gemm.SPLIT_MIN_ROWS, 784, 512)
     calls = []
     real = _split_rows.split_rows
     monkeypatch.setattr(_split_rows, "split_rows", lambda *a: calls.append(1) or real(*a))
@@ -99,4 +99,6 @@ def test_dense_splits_with_two_blas_threads(monkeypatch):
     got = _packed_gemm.dense(x, w, b, RELU, _packed_gemm.PackedWeights())
     assert calls == [1] and got is not None
     np.testing.assert_array_equal(got, _packed_gemm.packed_matmul(x, _packed_gemm.pack_weights(w), 512, b, RELU))
-    assert _packed_gemm.dense(x[:32], w, b, RELU, _packed_gemm.PackedWeights()) is None  # below SPLIT_MIN_ROWS
+    assert _packed_gemm.dense(x[:-1], w, b, RELU, _packed_gemm.PackedWeights()) is None  # below SPLIT_MIN_ROWS
+    narrow = _packed_gemm.dense(x, w[:, :10], b[:10], 0, _packed_gemm.PackedWeights())  # any width is split
+    np.testing.assert_array_equal(narrow, _packed_gemm.packed_matmul(x, _packed_gemm.pack_weights(w[:, :10]), 10, b[:10], 0))
