@@ -7,13 +7,14 @@ the tile kernel and :mod:`hubkit.ops._packed_gemm` for the entry points.
 from __future__ import annotations
 
 from llvmlite import ir
+from numba import carray
 from numba.core import types
 from numba.extending import intrinsic
 
 from hubkit.ops import _numba
 from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, RELU, RELU6
 
-__all__ = ["call_tile", "gemm_batched", "gemm_kernel"]
+__all__ = ["ROWS_JOB_ARGS", "call_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_job"]
 
 
 @intrinsic
@@ -34,14 +35,24 @@ def call_tile(typingctx, addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias):  
 
 @_numba.helper  # gemm_batched calls it (inlined there); compiled on its own by _numba.kernel too
 def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c, bias_addr, flags):  # pragma: no cover - compiled by Numba
-    """``c (=|+=) A @ B`` then the epilogue ``flags`` ask for, tile by tile.
+    """``c (=|+=) A @ B`` then the epilogue ``flags`` ask for: :func:`gemm_rows` on the array ``c``.
+
+    ``c`` is ``(rows, N)`` float32 with unit column stride; the other arguments are :func:`gemm_rows`'.
+    """
+    gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c.ctypes.data, c.strides[0] // 4,
+              c.shape[1], bias_addr, flags)
+
+
+@_numba.helper  # inlined into gemm_kernel and the split-rows job (hubkit/ops/_split_rows.py)
+def gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c_addr, ldc, n_total, bias_addr, flags):  # pragma: no cover - compiled by Numba
+    """``C (=|+=) A @ B`` then the epilogue ``flags`` ask for, tile by tile (every operand an address).
 
     ``A`` is ``rows x depth`` float32, element ``(i, p)`` at ``a_addr + (i * lda + p) * 4`` (read in
-    place: each step of a tile broadcasts one value of each of its rows); ``c`` is ``(rows, N)``
-    float32 with unit column stride. ``B`` is ``pack_weights(w)`` at ``b_addr``: row ``p`` of column
-    panel ``j`` (32 columns, zero-padded) at ``b_addr + (j * depth + p) * 128`` (bytes). ``flags``:
-    :mod:`hubkit.ops._gemm_kernel` flags (``ACCUMULATE`` and the epilogue); ``bias_addr`` points at
-    ``N`` floats (``BIAS_COLS``).
+    place: each step of a tile broadcasts one value of each of its rows); ``C`` is ``rows x n_total``
+    float32, element ``(i, j)`` at ``c_addr + (i * ldc + j) * 4``. ``B`` is ``pack_weights(w)`` at
+    ``b_addr``: row ``p`` of column panel ``j`` (32 columns, zero-padded) at ``b_addr + (j * depth + p)
+    * 128`` (bytes). ``flags``: :mod:`hubkit.ops._gemm_kernel` flags (``ACCUMULATE`` and the
+    epilogue); ``bias_addr`` points at ``n_total`` floats (``BIAS_COLS``).
 
     Order: row blocks of ``mc_max`` (their output rows stay in L2 across the depth blocks), depth
     blocks (balanced, at most ``kc_max``), then each row panel (at most ``mr_max`` rows, balanced
@@ -49,9 +60,6 @@ def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, 
     written left to right (a few sequential streams, which the prefetchers follow; a
     column-panel-major order over hundreds of rows measured 2-3x slower once ``C`` left L2).
     """
-    n_total = c.shape[1]
-    ldc = c.strides[0] // 4
-    c_addr = c.ctypes.data
     epilogue = flags & (BIAS_COLS | RELU | RELU6)
     kblocks = (depth + kc_max - 1) // kc_max
     kstep = (depth + kblocks - 1) // kblocks
@@ -92,3 +100,13 @@ def gemm_batched(addr, mr_max, kc_max, mc_max, a, b_addr, b_stride, c, flags):  
     for p in range(n_slices):
         gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr + p * rows * depth * 4, depth, rows, depth,
                     b_addr + p * b_stride, c[p], 0, flags)
+
+
+ROWS_JOB_ARGS = 14
+"""int64 words of :func:`rows_job`'s argument block: :func:`gemm_rows`' arguments, in order."""
+
+
+def rows_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/_split_rows.py)
+    """:func:`gemm_rows` on the :data:`ROWS_JOB_ARGS` int64 arguments at ``args`` (a ``void f(int64 *)``)."""
+    a = carray(args, (14,))
+    gemm_rows(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13])

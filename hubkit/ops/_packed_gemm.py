@@ -259,13 +259,32 @@ def dense(
     cols = w.shape[0] if transpose_b else w.shape[1]
     if (w.shape[1] if transpose_b else w.shape[0]) != depth:
         return None
-    if rows < MIN_ROWS or depth < MIN_DEPTH or cols < MIN_COLS or (rows < 32 and depth * cols < MIN_SMALL_WORK):
-        return None
     if bias is not None and (bias.dtype != _F32 or bias.shape != (cols,)):
         return None
-    if not _wide_host() or blas_threads() != 1 or not available():
+    if not _wide_host() or not available():
+        return None
+    threads = blas_threads()
+    if threads >= 2:  # every layer of enough rows, small ones too: a threaded BLAS call between them left
+        # OpenBLAS's idle threads spinning on the worker's core (the MLP at batch 4096: 44 ms against 22)
+        if rows < SPLIT_MIN_ROWS or depth == 0 or cols == 0 or not a.flags.c_contiguous:
+            return None
+        from hubkit.ops._split_rows import split_rows
+
+        return split_rows(a, packed.get(w, transpose_b), cols, bias, act)
+    if threads != 1:
+        return None
+    if rows < MIN_ROWS or depth < MIN_DEPTH or cols < MIN_COLS or (rows < 32 and depth * cols < MIN_SMALL_WORK):
         return None
     return packed_matmul(a, packed.get(w, transpose_b), cols, bias, act)
+
+
+SPLIT_MIN_ROWS = 256
+"""With two or more BLAS threads, :func:`dense` splits every layer of at least this many rows over two threads
+(:mod:`hubkit.ops._split_rows`), whatever its width; fewer rows stay on np.matmul. The MLP 784-512-512-10
+with two threads (``scripts/bench_vs_ort.py --threads 2``, against main in the same minutes): batch 4096
+22.3-23.0 ms against 23.9-26.7 (0.97-1.02x onnxruntime, 0.98-1.01x the GEMMs alone); batch 64 split 462 us
+by the minimum against 513-528 but 768-835 us by the median against 590-605 (the worker's slow samples):
+64 rows stay on np.matmul, like 17 rows of a 300x70 layer (2x its time split)."""
 
 
 WIDE_MR = 14

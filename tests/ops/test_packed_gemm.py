@@ -249,8 +249,8 @@ def test_dense_takes_only_what_it_measured_well_on(kernel, monkeypatch):
     got_t = dense(np.ones((64, 784), np.float32), np.ascontiguousarray(w.T), None, NONE, PackedWeights(None), True)
     np.testing.assert_array_equal(got_t, np.full((64, 512), 784, np.float32))
 
-    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)  # BLAS on two threads: np.matmul runs
-    assert dense(np.ones((64, 784), np.float32), w, None, NONE, PackedWeights(None)) is None
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)  # BLAS on two threads: fewer rows go to np.matmul
+    assert dense(np.ones((64, 784), np.float32), w, None, NONE, PackedWeights(None)) is None  # (256+: _split_rows)
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
     monkeypatch.setattr(_packed_gemm._STATE, "wide", False)  # no AVX-512: np.matmul runs
     assert dense(np.ones((64, 784), np.float32), w, None, NONE, PackedWeights(None)) is None

@@ -1,0 +1,102 @@
+"""A float32 dense layer of many rows on two threads: half of the rows on the pool's worker, on the tile GEMM.
+
+With two BLAS threads the fused dense step used np.matmul: OpenBLAS packs the weights on every call,
+and the bias and activation ran after it on one thread. :func:`split_rows` runs the tile kernel of
+:mod:`hubkit.ops._gemm_kernel` (weights packed once, bias and activation in its registers) on the
+two halves of the rows at once: the second half on the worker thread of
+:mod:`hubkit.ops._worker_pool`, the first on the caller. Each output row is computed by one thread,
+in the same order as the one-thread tile GEMM, so the result is bit for bit
+:func:`hubkit.ops._packed_gemm.packed_matmul`'s.
+
+The worker is only an accelerator: when the pool is busy (another caller has it), missing or late,
+the caller runs the second half itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from hubkit.ops import _numba, _packed_gemm
+
+__all__ = ["MIN_ROWS", "job_address", "split_rows"]
+
+MIN_ROWS = 16
+"""Fewest rows split (two tile panels of 8 or more rows each); fewer go to np.matmul."""
+
+_lock = threading.Lock()
+
+
+class _Job:
+    address: int = 0
+    cfunc: Any = None
+
+
+_JOB = _Job()
+
+
+def job_address() -> int:
+    """The address of the compiled ``void rows_job(int64 *args)`` of :mod:`hubkit.ops._gemm_numba` (compiled
+    and cached on the first call; 0 when it cannot be)."""
+    if not _JOB.address:
+        with _lock:
+            if not _JOB.address:
+                try:
+                    import numba
+                    from numba import types
+
+                    from hubkit.ops import _gemm_numba
+
+                    _numba.kernel(_gemm_numba.gemm_kernel)  # registers the helpers the job inlines
+                    sig = types.void(types.CPointer(types.int64))
+                    _JOB.cfunc = numba.cfunc(sig, cache=True)(_numba._cache_safe(_gemm_numba.rows_job))
+                    _JOB.address = _JOB.cfunc.address
+                except Exception:  # numba or llvmlite unusable: no split
+                    _JOB.address = 0
+    return _JOB.address
+
+
+def split_rows(x: np.ndarray, packed: np.ndarray, n: int, bias: np.ndarray | None, act: int) -> np.ndarray | None:
+    """``act(x @ w + bias)`` for ``packed = pack_weights(w)``, half of the rows on the pool's worker; None
+    when it cannot run here (the caller then computes it another way).
+
+    ``x`` is a C-contiguous float32 ``(M, K)`` with at least :data:`MIN_ROWS` rows; ``bias`` a float32
+    ``(n,)`` array or None.
+    """
+    from hubkit.ops import _gemm_kernel as g
+    from hubkit.ops import _worker_pool
+
+    rows, depth = x.shape
+    if rows < MIN_ROWS or depth == 0 or n == 0 or not x.flags.c_contiguous or not _worker_pool.available():
+        return None
+    if not _packed_gemm.available():
+        return None
+    fn = job_address()
+    if not fn:
+        return None
+    pool = _worker_pool.get_pool()
+    if not pool.acquire():
+        return None
+    try:
+        out = np.empty((rows, n), np.float32)
+        flags = _packed_gemm._act_flags(act)
+        bias_addr = 0
+        if bias is not None:
+            bias = np.ascontiguousarray(bias, np.float32)
+            bias_addr = bias.ctypes.data
+            flags |= g.BIAS_COLS
+        mr = _packed_gemm._STATE.mr
+        half = (rows + 1) // 2
+        mc = _packed_gemm._mc(mr, depth, n)
+        blocks = np.empty((2, 14), np.int64)  # alive until run() returns: both halves are done by then
+        for b, (r0, r1) in enumerate(((0, half), (half, rows))):
+            blocks[b] = (
+                _packed_gemm._STATE.addr, mr, _packed_gemm.KC, mc, x.ctypes.data + r0 * depth * 4, depth, r1 - r0,
+                depth, packed.ctypes.data, out.ctypes.data + r0 * n * 4, n, n, bias_addr, flags,
+            )
+        pool.run(fn, blocks[1].ctypes.data, blocks[0].ctypes.data)
+        return out
+    finally:
+        pool.release()
