@@ -266,7 +266,7 @@ def dense(
     threads = blas_threads()
     if threads >= 2:  # every layer of enough rows, small ones too: a threaded BLAS call between them left
         # OpenBLAS's idle threads spinning on the worker's core (the MLP at batch 4096: 44 ms against 22)
-        if rows < SPLIT_MIN_ROWS or depth == 0 or cols == 0 or not a.flags.c_contiguous:
+        if rows < SPLIT_MIN_ROWS or depth < MIN_DEPTH or cols == 0 or not a.flags.c_contiguous:
             return None
         from hubkit.ops._split_rows import split_rows
 

@@ -100,5 +100,7 @@ def test_dense_splits_with_two_blas_threads(monkeypatch):
     assert calls == [1] and got is not None
     np.testing.assert_array_equal(got, _packed_gemm.packed_matmul(x, _packed_gemm.pack_weights(w), 512, b, RELU))
     assert _packed_gemm.dense(x[:-1], w, b, RELU, _packed_gemm.PackedWeights()) is None  # below SPLIT_MIN_ROWS
+    shallow = np.ascontiguousarray(x[:, :32])
+    assert _packed_gemm.dense(shallow, w[:32], b, RELU, _packed_gemm.PackedWeights()) is None  # depth < MIN_DEPTH
     narrow = _packed_gemm.dense(x, w[:, :10], b[:10], 0, _packed_gemm.PackedWeights())  # any width is split
     np.testing.assert_array_equal(narrow, _packed_gemm.packed_matmul(x, _packed_gemm.pack_weights(w[:, :10]), 10, b[:10], 0))

@@ -43,6 +43,21 @@ def _check(got, x, w, bias, act):
     assert np.all(np.abs(got[~nan] - want[~nan]) <= bound[~nan])
 
 
+
+def _wait_child(pid: int, seconds: float = 60.0) -> None:
+    """Waits (bounded) for the forked child ``pid`` and checks that it exited 0; a child still running is killed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the forked child did not finish within {seconds:.0f} s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(code) == 0
+
 def _layer(rng, depth, cols, rows=1):
     x = rng.standard_normal((rows, depth)).astype(np.float32)
     w = rng.standard_normal((depth, cols)).astype(np.float32)
@@ -206,17 +221,7 @@ def test_forked_child_computes(worker_first):
             status = 0 if ok else 2
         finally:
             os._exit(status)
-    deadline = time.monotonic() + 60
-    while True:
-        done, code = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child did not finish within 60 s")
-        time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(code) == 0
+    _wait_child(pid)
 
 
 def test_nan_propagates():
@@ -288,17 +293,7 @@ def test_one_cpu_means_no_worker():
             status = 0 if ok else 2
         finally:
             os._exit(status)
-    deadline = time.monotonic() + 60
-    while True:
-        done, code = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child did not finish within 60 s")
-        time.sleep(0.01)
-    assert os.waitstatus_to_exitcode(code) == 0
+    _wait_child(pid)
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker")
