@@ -16,6 +16,9 @@ errors stay below ~1e-5 of ``sum |x| |w|`` per output, checked against a float64
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 
 from hubkit.ops import _numba
@@ -103,11 +106,15 @@ class Filters:
         return packed
 
 
-def _multiply(v: np.ndarray, u: np.ndarray | Filters, m: np.ndarray) -> None:
-    """``m[p] = v[p] @ u[p]`` for the 36 positions: the tile GEMM for ``Filters`` of enough channels, else NumPy."""
+def _multiply(v: np.ndarray, u: np.ndarray | Filters, m: np.ndarray, split: bool = False) -> None:
+    """``m[p] = v[p] @ u[p]`` for the 36 positions: the tile GEMM for ``Filters`` of enough channels, else NumPy.
+
+    ``split``: the blocks run on two threads of ours, so the one-thread tile GEMM runs whatever the BLAS's
+    thread count.
+    """
     if isinstance(u, Filters):
         c, k = u.shape[1:]
-        if c >= TILE_MIN_CHANNELS and k >= TILE_MIN_FILTERS and v.dtype == np.float32 and _tile_gemm_applies():
+        if c >= TILE_MIN_CHANNELS and k >= TILE_MIN_FILTERS and v.dtype == np.float32 and _tile_gemm_applies(split):
             from hubkit.ops._packed_gemm import batched_matmul
 
             if batched_matmul(v, u.packed(), m):
@@ -116,10 +123,10 @@ def _multiply(v: np.ndarray, u: np.ndarray | Filters, m: np.ndarray) -> None:
     np.matmul(v, u, out=m)
 
 
-def _tile_gemm_applies() -> bool:
+def _tile_gemm_applies(split: bool = False) -> bool:
     from hubkit.ops import _packed_gemm
 
-    return _packed_gemm._wide_host() and _packed_gemm.blas_threads() == 1 and _packed_gemm.available()
+    return _packed_gemm._wide_host() and (split or _packed_gemm.blas_threads() == 1) and _packed_gemm.available()
 
 
 def filter_transform(w: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -383,27 +390,64 @@ def _tiles_in_blocks(x: np.ndarray, u: np.ndarray | Filters, pt: int, pl: int, t
     block = max(BLOCK_BYTES, min(MAX_BLOCK_BYTES, int(np.prod(u.shape)) * dt.itemsize))
     rb = max(1, min(th, block // (per_tile * tw)))  # tile rows per block
     nb = max(1, min(n, block // (per_tile * tw * th))) if rb == th else 1  # images per block
-    xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)
-    v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)
-    m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
     y0, y1 = pt, min(rows, pt + h)  # where the input lands in the padded block
     x0, x1 = pl, min(cols, pl + w)
-    for b0 in range(0, n, nb):
-        b1 = min(n, b0 + nb)
-        xp = xp_buf[: (b1 - b0) * rows * cols * c].reshape(b1 - b0, rows, cols, c)
-        xp[:, :y0] = 0
-        xp[:, y1:] = 0
-        xp[:, y0:y1, :x0] = 0
-        xp[:, y0:y1, x1:] = 0
-        xp[:, y0:y1, x0:x1] = x[b0:b1, : y1 - y0, : x1 - x0]
-        for r0 in range(0, th, rb):
-            r1 = min(th, r0 + rb)
-            tiles = (b1 - b0) * (r1 - r0) * tw
-            v = v_buf[: 36 * tiles * c].reshape(36, tiles, c)
-            tf_in(xp, r0, r1, v)
-            m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
-            _multiply(v, u, m)
-            finish(m, r0, r1, out[b0:b1])
+    starts = list(range(0, n, nb))
+    split = len(starts) >= 2 and _two_threads()
+
+    def run(chunk_starts: list[int]) -> None:
+        xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)  # per thread: each thread its own buffers
+        v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)
+        m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
+        for b0 in chunk_starts:
+            b1 = min(n, b0 + nb)
+            xp = xp_buf[: (b1 - b0) * rows * cols * c].reshape(b1 - b0, rows, cols, c)
+            xp[:, :y0] = 0
+            xp[:, y1:] = 0
+            xp[:, y0:y1, :x0] = 0
+            xp[:, y0:y1, x1:] = 0
+            xp[:, y0:y1, x0:x1] = x[b0:b1, : y1 - y0, : x1 - x0]
+            for r0 in range(0, th, rb):
+                r1 = min(th, r0 + rb)
+                tiles = (b1 - b0) * (r1 - r0) * tw
+                v = v_buf[: 36 * tiles * c].reshape(36, tiles, c)
+                tf_in(xp, r0, r1, v)
+                m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
+                _multiply(v, u, m, split)
+                finish(m, r0, r1, out[b0:b1])
+
+    if not split:
+        run(starts)
+        return
+    # two BLAS threads: the second half of the image chunks on a thread of ours (each chunk writes its own
+    # images of ``out``; the compiled kernels and the tile GEMM release the GIL)
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            run(starts[len(starts) // 2 :])
+        except BaseException as e:  # raised again in the caller
+            failed.append(e)
+
+    helper = threading.Thread(target=second, name="hubkit-winograd", daemon=True)
+    helper.start()
+    try:
+        run(starts[: len(starts) // 2])
+    finally:
+        helper.join()
+    if failed:
+        raise failed[0]
+
+
+def _two_threads() -> bool:
+    """Whether the BLAS has two or more threads and this process two CPUs: then blocks run on two threads."""
+    from hubkit.ops import _packed_gemm
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus >= 2 and _packed_gemm.blas_threads() >= 2
 
 
 def conv3x3_bias_act_max_pool2(

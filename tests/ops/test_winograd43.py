@@ -193,12 +193,12 @@ def test_filters_on_the_tile_gemm_match_the_reference_and_numpy(n, h, w, c, k, p
     used = []
     real = _winograd43._multiply
 
-    def spy(v, uu, m):
+    def spy(v, uu, m, split=False):
         used.append(isinstance(uu, _winograd43.Filters))
-        return real(v, uu, m)
+        return real(v, uu, m, split)
 
     monkeypatch.setattr(_winograd43, "_multiply", spy)
-    monkeypatch.setattr(_winograd43, "_tile_gemm_applies", lambda: True)
+    monkeypatch.setattr(_winograd43, "_tile_gemm_applies", lambda split=False: True)
     eps = np.finfo(np.float32).eps
     for _ in _each_block_budget(monkeypatch):
         tiled, plain = np.empty(ref.shape, np.float32), np.empty(ref.shape, np.float32)
@@ -257,3 +257,36 @@ def test_filters_keep_one_form():
     np.testing.assert_array_equal(f.u, u)  # unpacked again, padding columns dropped
     assert f._forms[1] is None and f.u.flags.c_contiguous
     np.testing.assert_array_equal(f.packed(), packed)
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_blocks_on_two_threads_match_the_reference(pool, monkeypatch):
+    """With two BLAS threads the image chunks are shared with a second thread: each writes its own images."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 12, 10, 24)).astype(np.float32)
+    filters = rng.standard_normal((3, 3, 24, 16)).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    ref = np.maximum(_direct(x, filters, pads) + bias, 0)
+    bound = _direct(np.abs(x), np.abs(filters), pads) + np.abs(bias)
+    if pool:
+        ref, bound = _pool2(ref), _pool2(bound)
+    run = _winograd43.conv3x3_bias_act_max_pool2 if pool else _winograd43.conv3x3_bias_act
+    threads = set()
+    real = _winograd43._multiply
+
+    def spy(v, uu, m, split=False):
+        threads.add(threading.current_thread().name)
+        return real(v, uu, m, split)
+
+    monkeypatch.setattr(_winograd43, "_multiply", spy)
+    monkeypatch.setattr(_winograd43, "_two_threads", lambda: True)
+    monkeypatch.setattr(_winograd43, "BLOCK_BYTES", 1)  # one image per chunk: five chunks
+    monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", 1)
+    u = _winograd43.filter_transform(filters, np.dtype(np.float32))
+    out = np.empty(ref.shape, np.float32)
+    assert run(x, u, bias, RELU, pads, out)
+    assert np.all(np.abs(out - ref) <= 64 * np.finfo(np.float32).eps * bound)
+    assert "hubkit-winograd" in threads and len(threads) == 2
