@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.ops import _numba
+from hubkit.ops._chunks import run_chunks, two_threads
 from hubkit.ops._scratch import ScratchBuffers
 
 __all__ = ["MAX_TERMS", "conv_small_bias_act_max_pool"]
@@ -175,16 +176,21 @@ def conv_small_bias_act_max_pool(
     wt[:, : kh * kw * c] = w.transpose(3, 2, 0, 1).reshape(k, -1)  # term (c * kh + i) * kw + j
     b = np.zeros(k, dt) if bias is None else np.ascontiguousarray(bias, dtype=dt)
     nb = max(1, min(n, _PLANES_BLOCK_BYTES // (rows * cols * c * dt.itemsize)))
-    buf = _scratch.get("planes", nb * c * rows * cols, dt)
     y0, y1 = pt, pt + h
     x0, x1 = pl, pl + wd
-    for b0 in range(0, n, nb):
-        b1 = min(n, b0 + nb)
-        xpl = buf[: (b1 - b0) * c * rows * cols].reshape(b1 - b0, c, rows, cols)
-        xpl[:, :, :y0] = 0
-        xpl[:, :, y1:] = 0
-        xpl[:, :, y0:y1, :x0] = 0
-        xpl[:, :, y0:y1, x1:] = 0
-        xpl[:, :, y0:y1, x0:x1] = x[b0:b1].transpose(0, 3, 1, 2)
-        fast(xpl, wt, b, act, kh, kw, strides[0], strides[1], dilations[0], dilations[1], oh, ow, out[b0:b1])
+
+    def run(chunk_starts: list[int]) -> None:
+        buf = _scratch.get("planes", nb * c * rows * cols, dt)  # per thread
+        for b0 in chunk_starts:
+            b1 = min(n, b0 + nb)
+            xpl = buf[: (b1 - b0) * c * rows * cols].reshape(b1 - b0, c, rows, cols)
+            xpl[:, :, :y0] = 0
+            xpl[:, :, y1:] = 0
+            xpl[:, :, y0:y1, :x0] = 0
+            xpl[:, :, y0:y1, x1:] = 0
+            xpl[:, :, y0:y1, x0:x1] = x[b0:b1].transpose(0, 3, 1, 2)
+            fast(xpl, wt, b, act, kh, kw, strides[0], strides[1], dilations[0], dilations[1], oh, ow, out[b0:b1])
+
+    starts = list(range(0, n, nb))
+    run_chunks(starts, run, len(starts) >= 2 and two_threads())  # each chunk writes its own images
     return True

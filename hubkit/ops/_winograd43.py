@@ -16,12 +16,10 @@ errors stay below ~1e-5 of ``sum |x| |w|`` per output, checked against a float64
 
 from __future__ import annotations
 
-import os
-import threading
-
 import numpy as np
 
 from hubkit.ops import _numba
+from hubkit.ops._chunks import run_chunks, two_threads
 from hubkit.ops._scratch import ScratchBuffers
 
 __all__ = [
@@ -393,7 +391,7 @@ def _tiles_in_blocks(x: np.ndarray, u: np.ndarray | Filters, pt: int, pl: int, t
     y0, y1 = pt, min(rows, pt + h)  # where the input lands in the padded block
     x0, x1 = pl, min(cols, pl + w)
     starts = list(range(0, n, nb))
-    split = len(starts) >= 2 and _two_threads()
+    split = len(starts) >= 2 and two_threads()
 
     def run(chunk_starts: list[int]) -> None:
         xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)  # per thread: each thread its own buffers
@@ -416,38 +414,7 @@ def _tiles_in_blocks(x: np.ndarray, u: np.ndarray | Filters, pt: int, pl: int, t
                 _multiply(v, u, m, split)
                 finish(m, r0, r1, out[b0:b1])
 
-    if not split:
-        run(starts)
-        return
-    # two BLAS threads: the second half of the image chunks on a thread of ours (each chunk writes its own
-    # images of ``out``; the compiled kernels and the tile GEMM release the GIL)
-    failed: list[BaseException] = []
-
-    def second() -> None:
-        try:
-            run(starts[len(starts) // 2 :])
-        except BaseException as e:  # raised again in the caller
-            failed.append(e)
-
-    helper = threading.Thread(target=second, name="hubkit-winograd", daemon=True)
-    helper.start()
-    try:
-        run(starts[: len(starts) // 2])
-    finally:
-        helper.join()
-    if failed:
-        raise failed[0]
-
-
-def _two_threads() -> bool:
-    """Whether the BLAS has two or more threads and this process two CPUs: then blocks run on two threads."""
-    from hubkit.ops import _packed_gemm
-
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return cpus >= 2 and _packed_gemm.blas_threads() >= 2
+    run_chunks(starts, run, split)
 
 
 def conv3x3_bias_act_max_pool2(

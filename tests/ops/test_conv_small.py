@@ -144,3 +144,31 @@ def test_plan_description_names_the_kernel(channels, direct):
     notes = [_in_place_note(s.fn) for s in opt.steps if "Conv2D" in getattr(s.fn, "label", "")]
     assert len(notes) == 1
     assert ("direct Numba convolution" in notes[0]) == direct
+
+
+def test_image_chunks_on_two_threads_match_one(monkeypatch):
+    """With two BLAS threads the second half of the image chunks runs on a second thread (ops/_chunks.py)."""
+    import threading
+
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((5, 18, 14, 3)).astype(np.float32)
+    filters = rng.standard_normal((3, 3, 3, 16)).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    monkeypatch.setattr(_conv_small, "_PLANES_BLOCK_BYTES", 1)  # one image per chunk: five chunks
+    one = np.empty((5, 9, 7, 16), np.float32)
+    monkeypatch.setattr(_conv_small, "two_threads", lambda: False)
+    assert _conv_small.conv_small_bias_act_max_pool(x, filters, bias, RELU, (1, 1), (1, 1), pads, one)
+    names = set()
+    real = threading.Thread
+
+    def spying_thread(*args, **kwargs):
+        names.add(kwargs.get("name"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_conv_small, "two_threads", lambda: True)
+    monkeypatch.setattr(threading, "Thread", spying_thread)
+    two = np.empty_like(one)
+    assert _conv_small.conv_small_bias_act_max_pool(x, filters, bias, RELU, (1, 1), (1, 1), pads, two)
+    np.testing.assert_array_equal(two, one)  # the same kernel on the same images: the same bits
+    assert "hubkit-chunks" in names

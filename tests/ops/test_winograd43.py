@@ -282,11 +282,11 @@ def test_blocks_on_two_threads_match_the_reference(pool, monkeypatch):
         return real(v, uu, m, split)
 
     monkeypatch.setattr(_winograd43, "_multiply", spy)
-    monkeypatch.setattr(_winograd43, "_two_threads", lambda: True)
+    monkeypatch.setattr(_winograd43, "two_threads", lambda: True)
     monkeypatch.setattr(_winograd43, "BLOCK_BYTES", 1)  # one image per chunk: five chunks
     monkeypatch.setattr(_winograd43, "MAX_BLOCK_BYTES", 1)
     u = _winograd43.filter_transform(filters, np.dtype(np.float32))
     out = np.empty(ref.shape, np.float32)
     assert run(x, u, bias, RELU, pads, out)
     assert np.all(np.abs(out - ref) <= 64 * np.finfo(np.float32).eps * bound)
-    assert "hubkit-winograd" in threads and len(threads) == 2
+    assert "hubkit-chunks" in threads and len(threads) == 2
