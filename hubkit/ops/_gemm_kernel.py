@@ -43,9 +43,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator
 from typing import Any
+
+from hubkit.ops._forksafe import ForkSafeLock
 
 __all__ = [
     "ACCUMULATE",
@@ -66,16 +67,7 @@ BIAS_COLS = 2
 RELU = 8
 RELU6 = 16
 
-_lock = threading.Lock()
-
-
-def _fresh_lock() -> None:
-    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_fresh_lock)
+_lock = ForkSafeLock()  # fresh in a forked child: a parent thread may hold it while compiling
 
 
 class _State:
@@ -382,7 +374,6 @@ def _no_machine_scheduler() -> Iterator[None]:
 def _object_path(ir: str, name: str, features: str) -> str | None:
     """Where the machine code of ``ir`` for this CPU is cached (next to Numba's cache), or None."""
     import hashlib
-    import os
 
     import llvmlite
 
@@ -397,7 +388,6 @@ def _object_path(ir: str, name: str, features: str) -> str | None:
 
 
 def _build() -> None:
-    import os
 
     import llvmlite.binding as llvm
 

@@ -34,26 +34,18 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import threading
 import types
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from hubkit.ops._forksafe import ForkSafeLock
 
 __all__ = ["cache_dir", "helper", "kernel", "numba_enabled", "set_numba_enabled"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _OFF_VALUES = ("0", "false", "no", "off")
-_lock = threading.Lock()
-
-
-def _fresh_lock() -> None:
-    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_fresh_lock)
+_lock = ForkSafeLock()  # fresh in a forked child: a parent thread may hold it while compiling
 
 
 class _State:

@@ -22,13 +22,13 @@ entry points return None when it cannot and the caller keeps its NumPy code.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 import numpy as np
 
 from hubkit.ops import _numba
 from hubkit.ops._epilogue import RELU, RELU6
+from hubkit.ops._forksafe import ForkSafeLock
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
@@ -52,16 +52,7 @@ MIN_SMALL_WORK = 128 * 1024
 """Least ``K * N`` for 9 to 31 rows (1.5-2.7x np.matmul for 784x512 and 512x512 weights there)."""
 
 _F32 = np.dtype(np.float32)
-_lock = threading.Lock()
-
-
-def _fresh_lock() -> None:
-    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_fresh_lock)
+_lock = ForkSafeLock()  # fresh in a forked child: a parent thread may hold it while compiling
 
 
 class _State:
@@ -310,7 +301,6 @@ def _find_blas_threads() -> Any:
     """OpenBLAS's ``get_num_threads`` of the library NumPy loaded (its wheels bundle one), or None."""
     import ctypes
     import glob
-    import os
 
     libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
     for path in sorted(glob.glob(os.path.join(libs, "*openblas*.so*"))):

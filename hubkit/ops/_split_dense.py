@@ -19,13 +19,12 @@ The worker is only an accelerator: if it is busy, missing (a forked child, a fai
 
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any
 
 import numpy as np
 
 from hubkit.ops import _numba
+from hubkit.ops._forksafe import ForkSafeLock
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
@@ -152,16 +151,7 @@ class _State:
 
 
 _STATE = _State()
-_lock = threading.Lock()
-
-
-def _fresh_lock() -> None:
-    """After ``fork``: a lock another thread of the parent held (compiling) would stay held in the child."""
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_fresh_lock)
+_lock = ForkSafeLock()  # fresh in a forked child: a parent thread may hold it while compiling
 
 
 def available() -> bool:

@@ -56,6 +56,8 @@ import threading
 import time
 from typing import Any
 
+from hubkit.ops._forksafe import ForkSafeLock
+
 __all__ = [
     "SPIN_US",
     "WAKE_SPIN_US",
@@ -320,7 +322,7 @@ class _Code:
 
 
 _CODE = _Code()
-_code_lock = threading.Lock()
+_code_lock = ForkSafeLock()  # fresh in a forked child
 _LIBC: Any = None
 
 
@@ -538,9 +540,8 @@ def get_pool() -> Pool:
 
 def _after_fork_in_child() -> None:
     # the parent's worker does not exist here, and the holder's lock may be held by a parent thread
-    global _holder_lock, _code_lock
+    global _holder_lock
     _holder_lock = threading.Lock()
-    _code_lock = threading.Lock()  # held by a parent thread compiling at the fork: fresh here
     _HOLDER.pool = None
     _HOLDER.pid = 0
 

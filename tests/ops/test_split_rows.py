@@ -86,8 +86,6 @@ def test_four_threads_at_once():
 
 
 def test_dense_splits_with_two_blas_threads(monkeypatch):
-    from hubkit.ops._small_linear import DerivedWeights  # noqa: F401  (the weights cache dense() takes)
-
     rng = np.random.default_rng(4)
     x, w, b = _layer(rng, _packed_gemm.SPLIT_MIN_ROWS, 784, 512)
     calls = []
