@@ -731,6 +731,10 @@ class _StallWatch:
             self._deadline = time.monotonic() + self._seconds
             try:
                 count = readinto(view)
+            except Exception:
+                if not self.fired:
+                    raise
+                count = 0  # the shutdown made the read fail (a reset) rather than return short: the same stall
             finally:
                 self._deadline = None
             if self.fired:
