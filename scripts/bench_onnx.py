@@ -98,18 +98,22 @@ def plan_layers(module, feed: dict, repeats: int, clock=None) -> list[tuple[floa
     """(fastest seconds, FLOPs or 0, description, kind) of each step of ``module``'s optimised default plan."""
     from hubkit.runtime.optimize import _step_label
     from hubkit.runtime.optimize_conv import FusedOnnxConv
+    from hubkit.runtime.optimize_layout import NhwcConv
 
     def describe(fn, node, args, res) -> tuple[float, str, str]:
         label = _step_label(fn, node)
         flops = 0.0
         kind = label
-        if isinstance(fn, FusedOnnxConv):
+        if isinstance(fn, (FusedOnnxConv, NhwcConv)):
             prep = args[1]
-            flops = 2.0 * res.shape[0] * res.shape[2] * res.shape[3] * prep.w2.shape[0] * prep.w2.shape[1]
-            label += f" {tuple(args[0].shape[1:])} k{prep.kernel} s{tuple(fn.attrs['strides'])} -> {res.shape[1]}"
+            nhwc = isinstance(fn, NhwcConv)  # channels-last: (N, H, W, C)
+            x_chw = tuple(args[0].shape[i] for i in ((3, 1, 2) if nhwc else (1, 2, 3)))
+            m, oh = (res.shape[3], res.shape[1]) if nhwc else (res.shape[1], res.shape[2])
+            flops = 2.0 * res.size * prep.w2.shape[1]
+            label += f" {x_chw} k{prep.kernel} s{tuple(fn.attrs['strides'])} -> {m}"
             kind = f"conv k{prep.kernel[0]}x{prep.kernel[1]} s{fn.attrs['strides'][0]}"
             if prep.kernel == (3, 3) and tuple(fn.attrs["strides"]) == (1, 1):
-                kind += f" {'<14' if res.shape[2] < 14 else '>=14'}"
+                kind += f" {'<14' if oh < 14 else '>=14'}"
         return flops, label, kind
 
     steps = timed_steps(module, feed, repeats, clock or time.perf_counter, describe)

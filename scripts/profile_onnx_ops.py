@@ -111,37 +111,48 @@ def _conv_key(kernel, stride: int, m: int, out_hw) -> str:
 def hubkit_layers(module, key, x, repeats: int) -> tuple[dict[str, list[float]], float]:
     """Fastest CPU seconds of each convolution and pool call of one ``module`` call, keyed as onnxruntime's
     nodes are (:func:`_conv_key`), and the fastest whole call."""
-    from hubkit.runtime import optimize_conv, optimize_pool
+    from hubkit.runtime import optimize_conv, optimize_layout, optimize_pool
 
     calls: list[tuple[str, float]] = []
-    conv_call, pool_call = optimize_conv.FusedOnnxConv.__call__, optimize_pool.PoolStep.__call__
+    # (class, channels-last) of the kernels timed: the NCHW steps and their NHWC forms (runtime/optimize_layout.py)
+    convs = [(optimize_conv.FusedOnnxConv, False), (optimize_layout.NhwcConv, True)]
+    pools = [(optimize_pool.PoolStep, False), (optimize_layout.NhwcPool, True)]
+    saved = [(cls, cls.__call__) for cls, _ in convs + pools]
 
-    def timed_conv(self, x, prep, res=None, out=None):
-        t0 = time.process_time()
-        y = conv_call(self, x, prep, res, out)
-        dt = time.process_time() - t0
-        stride = int(self.attrs["strides"][0])
-        calls.append((_conv_key(prep.kernel, stride, y.shape[1], y.shape[2:]), dt))
-        return y
+    def timed_conv(call, nhwc):
+        def run(self, x, prep, res=None, out=None):
+            t0 = time.process_time()
+            y = call(self, x, prep, res, out)
+            dt = time.process_time() - t0
+            m, hw = (y.shape[3], y.shape[1:3]) if nhwc else (y.shape[1], y.shape[2:])
+            calls.append((_conv_key(prep.kernel, int(self.attrs["strides"][0]), m, hw), dt))
+            return y
+        return run
 
-    def timed_pool(self, x):
-        t0 = time.process_time()
-        y = pool_call(self, x)
-        dt = time.process_time() - t0
-        calls.append((f"{self.kind.removeprefix('Onnx')} {-(-y.shape[1] // 16) * 16} @{y.shape[2]}x{y.shape[3]}", dt))
-        return y
+    def timed_pool(call, nhwc):
+        def run(self, x):
+            t0 = time.process_time()
+            y = call(self, x)
+            dt = time.process_time() - t0
+            m, hw = (y.shape[3], y.shape[1:3]) if nhwc else (y.shape[1], y.shape[2:])
+            kind = self.label.split(" ")[0]
+            calls.append((f"{kind.removeprefix('Onnx')} {-(-m // 16) * 16} @{hw[0]}x{hw[1]}", dt))
+            return y
+        return run
 
     best: list[tuple[str, float]] = []
     try:
-        optimize_conv.FusedOnnxConv.__call__ = timed_conv  # type: ignore[method-assign]
-        optimize_pool.PoolStep.__call__ = timed_pool  # type: ignore[method-assign]
+        for cls, nhwc in convs:
+            cls.__call__ = timed_conv(cls.__call__, nhwc)  # type: ignore[method-assign]
+        for cls, nhwc in pools:
+            cls.__call__ = timed_pool(cls.__call__, nhwc)  # type: ignore[method-assign]
         for rep in range(max(1, repeats)):
             calls.clear()
             module({key: x}, as_dict=True)
             best = list(calls) if rep == 0 else [(k, min(t, calls[i][1])) for i, (k, t) in enumerate(best)]
     finally:
-        optimize_conv.FusedOnnxConv.__call__ = conv_call  # type: ignore[method-assign]
-        optimize_pool.PoolStep.__call__ = pool_call  # type: ignore[method-assign]
+        for cls, call in saved:
+            cls.__call__ = call  # type: ignore[method-assign]
     by: dict[str, list[float]] = {}
     for k, t in best:
         by.setdefault(k, []).append(t)

@@ -162,27 +162,34 @@ def packed_matmul(
     bias: np.ndarray | None = None,
     act: int = 0,
     out: np.ndarray | None = None,
+    accumulate: bool = False,
 ) -> np.ndarray | None:
     """``act(x @ w + bias)`` for ``packed = pack_weights(w)`` (``w`` of ``n`` columns), or None.
 
     ``x`` is ``(M, K)`` float32 with any strides; ``out`` (fresh when None) is ``(M, n)`` float32
-    with unit column stride. None when the kernel is not available (the caller computes it itself).
+    with unit column stride. With ``accumulate``, ``out`` holds a value the product is added to (in the
+    tile's registers, before the bias and activation): ``act(out + x @ w + bias)``. None when the kernel
+    is not available (the caller computes it itself).
     """
     if not available() or x.dtype != _F32 or x.ndim != 2:
         return None
     from hubkit.ops import _gemm_kernel as g
 
     rows, depth = x.shape
+    if accumulate and out is None:
+        raise ValueError("accumulate needs an out array holding the value to add to.")
     if out is None:
         out = np.empty((rows, n), _F32)
     if rows == 0 or n == 0:
         return out
-    flags = _act_flags(act)
+    flags = _act_flags(act) | (g.ACCUMULATE if accumulate else 0)
     bias_addr = 0
     if bias is not None:
         bias = np.ascontiguousarray(bias, _F32)
         bias_addr = bias.ctypes.data
         flags |= g.BIAS_COLS
+    if depth == 0 and accumulate:
+        return None
     if depth == 0:
         out[...] = 0
         if bias is not None:

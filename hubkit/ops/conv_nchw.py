@@ -56,7 +56,7 @@ class PreparedConv:
         kernel: ``(kh, kw)``.
     """
 
-    __slots__ = ("_tile", "_u43", "bias", "kernel", "w2")
+    __slots__ = ("_tile", "_u43", "bias", "hwc", "kernel", "w2")
 
     def __init__(self, w: np.ndarray, bias: np.ndarray | None) -> None:
         if bias is not None and bias.shape != w.shape[:1]:  # the epilogue kernels read bias[k] for every channel
@@ -66,6 +66,7 @@ class PreparedConv:
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=self.w2.dtype)
         self._u43: _winograd43.Filters | None = None
         self._tile: np.ndarray | None = None
+        self.hwc: np.ndarray | None = None  # [kh*kw*C, M], kept by hubkit.ops.conv_nhwc on first use
 
     def u43(self) -> _winograd43.Filters:
         """The Winograd F(4x4, 3x3) filter transform ``[36, C, M]`` (computed once), as ``Filters``."""

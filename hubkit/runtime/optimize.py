@@ -54,6 +54,7 @@ from hubkit.ops.conv_fused import WinogradFilters, conv2d_bias_act, conv2d_bias_
 from hubkit.ops.registry import get_op
 from hubkit.ops.tf_text_buffers import buffer_text_steps
 from hubkit.runtime.optimize_conv import rewrite_conv_plan
+from hubkit.runtime.optimize_layout import ToNhwc, rewrite_layout_plan
 from hubkit.runtime.optimize_pool import rewrite_pool_plan
 
 __all__ = [
@@ -194,9 +195,10 @@ def optimize_plan(plan: Any) -> Any:
     # Constant and batch-norm folding, fused NCHW convolutions (runtime/optimize_conv.py).
     steps, num_slots, conv = rewrite_conv_plan(steps, keep, plan.num_slots, [_stateful(s[4]) for s in steps])
     steps, pools = rewrite_pool_plan(steps, keep)  # pools and LRN on Numba kernels (runtime/optimize_pool.py)
+    steps, num_slots, layout = rewrite_layout_plan(steps, keep, num_slots)  # NHWC regions (optimize_layout.py)
     steps, fused = _fuse_linear(steps, keep)
     steps, buffered = buffer_text_steps(steps, keep)  # TF string ops pass UTF-8 buffers (ops/tf_text_buffers.py)
-    if not dropped and not fused and not conv and not buffered and not pools:
+    if not dropped and not fused and not conv and not buffered and not pools and not layout:
         return plan
     new = type(plan)(
         _with_frees(steps, keep, _step_maker(plan)),
@@ -358,6 +360,10 @@ def describe_plan(plan: Any, feed_names: Sequence[str] = ()) -> str:
             names.update({s: t.name for s, t in zip(step[3], step[5].outputs)})
         names.update({s: n for n, s in source.leaf_names})
         source = source.unfused
+    for fn, _, ins, outs, _, node in plan.steps:  # channels-last copies (runtime/optimize_layout.py)
+        if outs and outs[0] not in names and (isinstance(fn, ToNhwc) or str(getattr(fn, "label", "")).endswith("(NHWC)")):
+            base = names.get(ins[0], f"slot:{ins[0]}") if isinstance(fn, ToNhwc) else node.outputs[0].name
+            names[outs[0]] = f"{base} (NHWC)"
     before = plan.unfused
     while before is not None and before.unfused is not None:
         before = before.unfused

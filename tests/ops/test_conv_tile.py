@@ -185,6 +185,7 @@ def test_imported_resnet_on_the_tile_form_matches_the_unoptimised_plan(tile, mon
     from hubkit.runtime.optimize import set_optimize_enabled
     from tests.importers.onnx.onnx_helpers import light_model
 
+    monkeypatch.setenv("HUBKIT_OPTIMIZE_LAYOUT", "0")  # channels-first: runtime/optimize_layout.py off
     path = str(tmp_path / "model.onnx")
     onnx.save(light_model("resnet50"), path)
     x = np.random.default_rng(5).standard_normal((1, 3, 224, 224)).astype(np.float32)

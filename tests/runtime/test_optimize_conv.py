@@ -19,6 +19,12 @@ from tests.helpers_plans import plain_and_optimised
 _plans = plain_and_optimised  # the `kernels` fixture (NumPy and Numba runs) is the suite-wide one
 
 
+@pytest.fixture(autouse=True)
+def _channels_first(monkeypatch):
+    """These tests look at the NCHW rewrites; the NHWC regions built on them have tests of their own."""
+    monkeypatch.setenv("HUBKIT_OPTIMIZE_LAYOUT", "0")
+
+
 def _kinds(plan):
     return [type(step.fn) for step in plan.steps]
 

@@ -1,0 +1,238 @@
+"""Channels-last (NHWC) 2-D convolution + bias + residual + activation in one step, for imported ONNX models.
+
+The channels-last regions of the plan optimiser (:mod:`hubkit.runtime.optimize_layout`) run their
+convolutions here. Channels-last, a convolution is one pixel-major GEMM with no transpose on either
+side: ``columns[N*OH*OW, kh*kw*C] @ W[kh*kw*C, M]`` is the ``(N, OH, OW, M)`` output itself, and a
+concatenation's channel slice is the same product written with a longer row stride.
+
+- A 1x1 stride-1 unpadded convolution multiplies the input in place (no copy); a strided one its
+  subsampled copy.
+- Other kernels gather their columns (taps in ``(kh, kw, C)`` order, zeros for padding) with a Numba
+  kernel, in chunks of about :data:`CHUNK_BYTES` so that each chunk's columns stay in L2 for its GEMM.
+- 3x3 stride-1 layers with enough tiles per filter run Winograd F(4x4, 3x3)
+  (:func:`hubkit.ops._winograd43.conv3x3_bias_act`, whose input and output are NHWC already), on the
+  criteria of :mod:`hubkit.ops.conv_nchw`.
+- The GEMM is hubkit's tile kernel (:func:`hubkit.ops._packed_gemm.packed_matmul`: float32, AVX-512,
+  one BLAS thread; the filters packed once per :class:`~hubkit.ops.conv_nchw.PreparedConv`) with bias and
+  activation in its registers, or else ``np.matmul`` with the ``[kh*kw*C, M]`` filter matrix and a
+  Numba (or NumPy) epilogue. A residual is added after the GEMM, then the activation, in the order the
+  separate ops use.
+
+Results differ from :func:`hubkit.ops.conv_nchw.conv_nchw_fused`'s by summation order only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hubkit.errors import OpError
+from hubkit.ops import _numba, _packed_gemm, _winograd43
+from hubkit.ops._epilogue import activate, bias_act_
+from hubkit.ops.conv_nchw import _NUMBA_DTYPES, PreparedConv, _scratch, _use_f43, outputs
+
+__all__ = ["CHUNK_BYTES", "conv_nhwc_fused"]
+
+_F32 = np.dtype(np.float32)
+
+CHUNK_BYTES = 1 << 20
+"""Bytes of gathered columns per GEMM: a chunk's columns stay in L2 while its GEMM reads them."""
+
+
+def gather_kernel(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols):  # pragma: no cover - compiled by Numba
+    """Rows ``r0 .. r0 + len(cols)`` of the ``(N*OH*OW, kh*kw*C)`` columns of NHWC ``x`` (zeros for padding)."""
+    _, h, w, c = x.shape
+    p = oh * ow
+    zero = cols.dtype.type(0)
+    for q in range(cols.shape[0]):
+        r = r0 + q
+        i = r // p
+        oy = (r % p) // ow
+        ox = r % ow
+        row = cols[q]
+        for a in range(kh):
+            iy = oy * sh - top + a * dh
+            inside_y = 0 <= iy < h
+            for b in range(kw):
+                ix = ox * sw - left + b * dw
+                dst = row[(a * kw + b) * c : (a * kw + b + 1) * c]
+                if inside_y and 0 <= ix < w:
+                    src = x[i, iy, ix]
+                    for k in range(c):
+                        dst[k] = src[k]
+                else:
+                    for k in range(c):
+                        dst[k] = zero
+
+
+def residual_act_kernel(y, res, act):  # pragma: no cover - compiled by Numba
+    """``y[i, j] = act(y[i, j] + res[i, j])``, in place."""
+    rows, cols = y.shape
+    for i in range(rows):
+        d = y[i]
+        s = res[i]
+        for j in range(cols):
+            d[j] = activate(d[j] + s[j], act)
+
+
+def _rows_view(a: np.ndarray) -> np.ndarray:
+    """``a`` (N, OH, OW, M) as an (N*OH*OW, M) view (a channel slice of a C-contiguous array has one)."""
+    v = a.view()
+    v.shape = (-1, a.shape[3])  # raises rather than copying
+    return v
+
+
+def _residual_act(y2: np.ndarray, res: np.ndarray, act: int) -> None:
+    r2 = np.ascontiguousarray(res, y2.dtype).reshape(y2.shape)
+    fast = _numba.kernel(residual_act_kernel) if y2.dtype in _NUMBA_DTYPES else None
+    if fast is not None:
+        fast(y2, r2, act)
+        return
+    np.add(y2, r2, out=y2)
+    if act == 1:
+        np.maximum(y2, 0, out=y2)
+    elif act == 2:
+        np.clip(y2, 0, 6, out=y2)
+
+
+def _tile_runs(dtype) -> bool:
+    return (
+        dtype == _F32 and _packed_gemm._wide_host() and _packed_gemm.blas_threads() == 1 and _packed_gemm.available()
+    )
+
+
+def _filter_matrix(prep: PreparedConv, c: int) -> np.ndarray:
+    """``[kh*kw*C, M]`` filters (depth in ``(kh, kw, C)`` order) for np.matmul, kept on ``prep``."""
+    cached = prep.hwc
+    if cached is None:
+        m = prep.w2.shape[0]
+        kh, kw = prep.kernel
+        cached = np.ascontiguousarray(prep.w2.reshape(m, c, kh, kw).transpose(2, 3, 1, 0).reshape(kh * kw * c, m))
+        prep.hwc = cached
+    return cached
+
+
+def _gemm(a: np.ndarray, prep: PreparedConv, c: int, act: int, tile: bool, y2: np.ndarray, accumulate=False) -> None:
+    """``y2 = act(a @ W + bias)`` (rows of ``a``: pixels; ``y2`` may have a longer row stride); with
+    ``accumulate`` (the tile GEMM only), ``y2 = act(y2 + a @ W + bias)``."""
+    m = prep.w2.shape[0]
+    if tile and _packed_gemm.packed_matmul(a, prep.tile_packed(c), m, prep.bias, act, y2, accumulate) is not None:
+        return
+    assert not accumulate, "accumulating GEMMs run on the tile kernel only"
+    np.matmul(a, _filter_matrix(prep, c), out=y2)
+    if prep.bias is not None or act:
+        if y2.flags.c_contiguous:
+            bias_act_(y2, prep.bias, act)
+        else:
+            if prep.bias is not None:
+                np.add(y2, prep.bias, out=y2)
+            if act == 1:
+                np.maximum(y2, 0, out=y2)
+            elif act == 2:
+                np.clip(y2, 0, 6, out=y2)
+
+
+def conv_nhwc_fused(
+    x: np.ndarray,
+    prep: PreparedConv,
+    res: np.ndarray | None,
+    act: int,
+    strides,
+    dilations,
+    begin,
+    end,
+    out_hw,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``act(conv2d(x) + bias + res)`` of NHWC ``x``: ``(N, OH, OW, M)``.
+
+    Args:
+        x: ``(N, H, W, C)`` input of the filter's dtype.
+        prep: the prepared filter and bias (group 1).
+        res: an ``(N, OH, OW, M)`` tensor added before the activation, or None.
+        act: 0 none, 1 ReLU, 2 ReLU6.
+        strides, dilations, begin, end, out_hw: the window geometry (pads at the begin and end of H and W).
+        out: where to write the result (returned): an ``(N, OH, OW, M)`` array of the filter's dtype with unit
+            stride along M, e.g. this convolution's channels of a concatenation. ``out`` may be ``res`` itself
+            (a residual nothing reads afterwards): the tile GEMM then adds its product to the residual in
+            its registers (``act(res + conv + bias)``: the same sums, another order), with no pass of its
+            own; where that cannot run, the result goes to a new array instead (returned).
+    """
+    if x.ndim != 4:
+        raise OpError(f"a 2-D convolution needs a 4-D input, got shape {list(x.shape)}.")
+    n, h, w, c = x.shape
+    kh, kw = prep.kernel
+    m, ck = prep.w2.shape
+    if ck != c * kh * kw:
+        raise OpError(f"input has {c} channels but the filters expect {ck // (kh * kw)}.")
+    oh, ow = (int(v) for v in out_hw)
+    sh, sw = (int(v) for v in strides)
+    dh, dw = (int(v) for v in dilations)
+    top, left = (int(v) for v in begin)
+    if min(oh, ow, top, left) < 0 or min(sh, sw, dh, dw) < 1:
+        raise OpError(f"convolution geometry out of range: outputs {out_hw}, strides {strides}, pads {begin}.")
+    dtype = prep.w2.dtype
+    x = np.ascontiguousarray(x, dtype=dtype)
+    shape = (n, oh, ow, m)
+    if res is not None and res.shape != shape:
+        raise OpError(f"residual of shape {list(res.shape)} does not match the output {list(shape)}.")
+    tile = _tile_runs(dtype)
+    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, m, oh, ow, begin, dtype)
+    in_place = res is not None and out is res
+    if res is not None and in_place and (
+        not tile or f43 or not res.flags.c_contiguous or not res.flags.writeable or np.may_share_memory(x, res)
+    ):
+        out = None  # the residual is added after the GEMM, into a new array
+        in_place = False
+    if out is None:
+        y = outputs.empty(shape, dtype)
+    elif out.shape != shape or out.dtype != dtype or out.strides[3] != dtype.itemsize:
+        raise OpError(f"out of shape {list(out.shape)} and dtype {out.dtype} for a {list(shape)} {dtype} result.")
+    else:
+        y = out
+    if y.size == 0:
+        return y
+    gemm_act = 0 if res is not None and not in_place else act
+    if f43:
+        dst = y if y.flags.c_contiguous else _scratch.get("nhwc_f43", y.size, dtype)[: y.size].reshape(shape)
+        pads = ((top, int(end[0])), (left, int(end[1])))
+        if _winograd43.conv3x3_bias_act(x, prep.u43(), prep.bias, gemm_act, pads, dst):
+            if dst is not y:
+                y[...] = dst
+            if res is not None:
+                _residual_act(_rows_view(y), res, act)
+            return y
+    y2 = _rows_view(y)
+    pointwise = kh == kw == 1 and top == left == 0 and (oh - 1) * sh < h and (ow - 1) * sw < w
+    if pointwise:
+        xs = x if sh == sw == 1 and (oh, ow) == (h, w) else np.ascontiguousarray(x[:, : oh * sh : sh, : ow * sw : sw])
+        _gemm(xs.reshape(n * oh * ow, c), prep, c, gemm_act, tile, y2, in_place)
+    else:
+        gather = _numba.kernel(gather_kernel) if dtype in _NUMBA_DTYPES else None
+        rows = n * oh * ow
+        chunk = max(1, min(rows, CHUNK_BYTES // (dtype.itemsize * ck))) if gather is not None else rows
+        cols_buf = _scratch.get("nhwc_cols", chunk * ck, dtype)
+        for r0 in range(0, rows, chunk):
+            r1 = min(rows, r0 + chunk)
+            cols = cols_buf[: (r1 - r0) * ck].reshape(r1 - r0, ck)
+            if gather is not None:
+                gather(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols)
+            else:
+                _gather_numpy(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols)
+            _gemm(cols, prep, c, gemm_act, tile, y2[r0:r1], in_place)
+    if res is not None and not in_place:
+        _residual_act(y2, res, act)
+    return y
+
+
+def _gather_numpy(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols) -> None:
+    """:func:`gather_kernel` in NumPy (Numba off, other dtypes): every output pixel of the padded input."""
+    n, h, w, c = x.shape
+    bottom = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - top - h)
+    right = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - left - w)
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    full = np.empty((n, oh, ow, kh, kw, c), x.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            ra, cb = a * dh, b * dw
+            full[:, :, :, a, b] = xp[:, ra : ra + (oh - 1) * sh + 1 : sh, cb : cb + (ow - 1) * sw + 1 : sw]
+    cols[...] = full.reshape(n * oh * ow, kh * kw * c)[r0 : r0 + cols.shape[0]]

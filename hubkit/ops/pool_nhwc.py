@@ -1,0 +1,161 @@
+"""Numba kernels for pools of channels-last (NHWC) values, in the channels-last regions of imported ONNX CNNs.
+
+The regions of :mod:`hubkit.runtime.optimize_layout` run their max and average pools here. Each
+window's taps are whole rows of contiguous channels, so every kernel's inner loop runs along the
+channels (vectorised), once per tap. Equalities against the NCHW kernels of
+:mod:`hubkit.ops.pool_nchw` (and so against the ONNX ops):
+
+- max pool: the same maxima, NaN propagated the same way (only the sign of a zero maximum may differ,
+  the taps being compared in another order); a window all in padding gives ``-inf``;
+- average pool: exact (each output is the same float additions in the same tap order, row by row and
+  column by column, the first tap copied and padding adding +0.0, divided by the same count);
+- :func:`global_avg_pool_nhwc` (the spatial mean of ``GlobalAveragePool`` / ``Mean`` over H and W):
+  a float sum in pixel order, then one division; NumPy's mean sums pairwise, so results differ by
+  summation order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hubkit.errors import OpError
+from hubkit.ops import _numba
+from hubkit.ops.conv_nchw import outputs as _outputs
+from hubkit.ops.pool_nchw import NUMBA_DTYPES, _check_geometry
+
+__all__ = ["avg_pool2d_nhwc", "global_avg_pool_nhwc", "max_pool2d_nhwc"]
+
+
+def max_pool_nhwc_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragma: no cover - compiled by Numba
+    """Max over each window of NHWC ``x``, channel by channel; padding never wins."""
+    n, h, w, c = x.shape
+    oh, ow = out.shape[1], out.shape[2]
+    ninf = x.dtype.type(-np.inf)
+    for i in range(n):
+        for oy in range(oh):
+            for ox in range(ow):
+                dst = out[i, oy, ox]
+                first = True
+                for r in range(kh):
+                    iy = oy * sh - top + r * dh
+                    if iy < 0 or iy >= h:
+                        continue
+                    for t in range(kw):
+                        ix = ox * sw - left + t * dw
+                        if ix < 0 or ix >= w:
+                            continue
+                        src = x[i, iy, ix]
+                        if first:
+                            for k in range(c):
+                                dst[k] = src[k]
+                            first = False
+                        else:
+                            for k in range(c):
+                                a = dst[k]
+                                b = src[k]
+                                dst[k] = a if (a >= b) | (a != a) else b
+                if first:
+                    for k in range(c):
+                        dst[k] = ninf
+
+
+def avg_pool_nhwc_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pad, out):  # pragma: no cover
+    """Mean of each window of NHWC ``x``: every tap of the window in order (padding adds +0.0), over its count."""
+    n, h, w, c = x.shape
+    oh, ow = out.shape[1], out.shape[2]
+    lo_y, hi_y = (-top, h + bottom) if include_pad else (0, h)
+    lo_x, hi_x = (-left, w + right) if include_pad else (0, w)
+    zero = x.dtype.type(0)
+    for i in range(n):
+        for oy in range(oh):
+            y0 = oy * sh - top
+            cy = max(min(y0 + kh, hi_y) - max(y0, lo_y), 0)
+            for ox in range(ow):
+                x0 = ox * sw - left
+                cx = max(min(x0 + kw, hi_x) - max(x0, lo_x), 0)
+                count = x.dtype.type(cy * cx)
+                dst = out[i, oy, ox]
+                for r in range(kh):
+                    iy = y0 + r
+                    inside_y = 0 <= iy < h
+                    for t in range(kw):
+                        ix = x0 + t
+                        first = r == 0 and t == 0
+                        if inside_y and 0 <= ix < w:
+                            src = x[i, iy, ix]
+                            if first:
+                                for k in range(c):
+                                    dst[k] = src[k]
+                            else:
+                                for k in range(c):
+                                    dst[k] += src[k]
+                        elif first:
+                            for k in range(c):
+                                dst[k] = zero
+                        else:
+                            for k in range(c):
+                                dst[k] += zero
+                for k in range(c):
+                    dst[k] = dst[k] / count
+
+
+def global_avg_kernel(x, out):  # pragma: no cover - compiled by Numba
+    """``out[i, k]`` = the mean of ``x[i, :, :, k]``: a sum in pixel order, then one division."""
+    n, h, w, c = x.shape
+    count = x.dtype.type(h * w)
+    for i in range(n):
+        dst = out[i]
+        for k in range(c):
+            dst[k] = 0
+        for y in range(h):
+            for j in range(w):
+                src = x[i, y, j]
+                for k in range(c):
+                    dst[k] += src[k]
+        for k in range(c):
+            dst[k] = dst[k] / count
+
+
+def _nchw_geometry_check(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> None:
+    """:func:`hubkit.ops.pool_nchw._check_geometry` on the NCHW shape of NHWC ``x``."""
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise OpError(f"a 2-D pool needs a 4-D input, got shape {list(getattr(x, 'shape', ()))}.")
+    _check_geometry(x.transpose(0, 3, 1, 2), kernel, strides, dilations, begin, out_hw)
+
+
+def max_pool2d_nhwc(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> np.ndarray | None:
+    """Max pool of a 4-D NHWC ``x`` into a new ``(N, *out_hw, C)`` array, or None when Numba is off."""
+    _nchw_geometry_check(x, kernel, strides, dilations, begin, out_hw)
+    fast = _numba.kernel(max_pool_nhwc_kernel) if x.dtype in NUMBA_DTYPES else None
+    if fast is None:
+        return None
+    out = _outputs.empty((x.shape[0], *out_hw, x.shape[3]), x.dtype)
+    if out.size:
+        fast(np.ascontiguousarray(x), *kernel, *strides, *dilations, *begin, out)
+    return out
+
+
+def avg_pool2d_nhwc(x: np.ndarray, kernel, strides, begin, end, include_pad: bool, out_hw) -> np.ndarray | None:
+    """Average pool of a 4-D NHWC ``x`` (``end``: the declared end pads), or None when Numba is off."""
+    _nchw_geometry_check(x, kernel, strides, (1, 1), begin, out_hw)
+    if len(end) != 2 or min(end) < 0:
+        raise OpError(f"end pads {list(end)} must be two values >= 0.")
+    fast = _numba.kernel(avg_pool_nhwc_kernel, numpy_errors=True) if x.dtype in NUMBA_DTYPES else None
+    if fast is None:
+        return None
+    out = _outputs.empty((x.shape[0], *out_hw, x.shape[3]), x.dtype)
+    if out.size:
+        fast(np.ascontiguousarray(x), *kernel, *strides, *begin, *end, bool(include_pad), out)
+    return out
+
+
+def global_avg_pool_nhwc(x: np.ndarray) -> np.ndarray:
+    """``(N, H, W, C)`` to ``(N, C)``: the mean over H and W (NumPy's mean when Numba is off or for other dtypes)."""
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise OpError(f"a spatial mean needs a 4-D input, got shape {list(getattr(x, 'shape', ()))}.")
+    fast = _numba.kernel(global_avg_kernel, numpy_errors=True) if x.dtype in NUMBA_DTYPES else None
+    if fast is None or x.shape[1] * x.shape[2] == 0:
+        return x.mean(axis=(1, 2))
+    out = np.empty((x.shape[0], x.shape[3]), x.dtype)
+    fast(np.ascontiguousarray(x), out)
+    return out

@@ -1,0 +1,366 @@
+"""Channels-last regions for imported ONNX CNNs: the layout changes once at a region's edges, not per op.
+
+ONNX lays images out channels-first (NCHW). There a convolution is ``W @ columns`` per image, and
+hubkit's pixel-major tile GEMM needs a transposed copy on both sides of it. Channels-last (NHWC), a
+convolution is directly ``columns[pixels, taps * C] @ W``: a 1x1 stride-1 convolution multiplies the
+activations in place, the product is already the next layer's input, and a channel ``Concat`` is a
+set of column slices that each convolution writes into.
+
+Called by :func:`hubkit.runtime.optimize.optimize_plan` after the convolution and pool rewrites, this
+pass finds the connected groups of steps that have an NHWC form (fused ONNX convolutions, channel
+concatenations of them, 2-D max and average pools, per-channel affine chains, and a spatial ``Mean``,
+which leaves the region with its ``(N, C, 1, 1)`` result), and keeps each group of at least
+:data:`REGION_MIN_CONVS` convolutions channels-last: a ``ToNHWC`` step converts each value that flows in,
+a ``ToNCHW`` step each value read outside the group or fetched. Every other reader sees the NCHW value
+it saw before. The NHWC kernels are :mod:`hubkit.ops.conv_nhwc` and :mod:`hubkit.ops.pool_nhwc`.
+
+Results equal the NCHW plan's within the convolutions' stated tolerance (summation order; pools,
+concatenations, affines and conversions are exact, the spatial mean differs by summation order).
+``HUBKIT_OPTIMIZE_LAYOUT=0`` leaves plans channels-first (to measure the rewrite in one process).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from hubkit.ops import conv_nhwc, pool_nhwc
+from hubkit.ops._epilogue import bias_act_
+from hubkit.ops._helpers import normalize_axes
+from hubkit.ops.conv_nchw import PreparedConv, outputs
+from hubkit.ops.onnx_conv import check_window_sizes, window_geometry
+from hubkit.runtime.optimize_conv import ChannelAffine, ConcatConvs, FusedOnnxConv
+from hubkit.runtime.optimize_pool import PoolStep
+
+__all__ = ["REGION_MIN_CONVS", "rewrite_layout_plan"]
+
+REGION_MIN_CONVS = 2
+"""Fewest convolutions a channels-last region holds: a lone convolution would pay two conversions."""
+
+
+def _enabled() -> bool:
+    return os.environ.get("HUBKIT_OPTIMIZE_LAYOUT", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _four_d(x: Any, what: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        shape = getattr(x, "shape", None)
+        raise ValueError(f"{what} needs a 4-D array, got {type(x).__name__} of shape {shape}.")
+    return x
+
+
+class ToNhwc:
+    """``(N, C, H, W)`` to a new C-contiguous ``(N, H, W, C)`` copy: a value entering a channels-last region."""
+
+    label = "ToNHWC"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _four_d(x, "ToNHWC")
+        n, c, h, w = x.shape
+        out = outputs.empty((n, h, w, c), x.dtype)
+        np.copyto(out, x.transpose(0, 2, 3, 1))
+        return out
+
+    def __repr__(self) -> str:
+        return "ToNhwc()"
+
+
+class ToNchw:
+    """``(N, H, W, C)`` to a new C-contiguous ``(N, C, H, W)`` copy: a region's value read outside it."""
+
+    label = "ToNCHW"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _four_d(x, "ToNCHW")
+        n, h, w, c = x.shape
+        out = outputs.empty((n, c, h, w), x.dtype)
+        np.copyto(out, x.transpose(0, 3, 1, 2))
+        return out
+
+    def __repr__(self) -> str:
+        return "ToNchw()"
+
+
+def _act_(y: np.ndarray, act: int) -> np.ndarray:
+    if act == 1:
+        np.maximum(y, 0, out=y)
+    elif act == 2:
+        np.clip(y, 0, 6, out=y)
+    return y
+
+
+class NhwcConv:
+    """A fused ONNX convolution (:class:`~hubkit.runtime.optimize_conv.FusedOnnxConv`) on NHWC values."""
+
+    __slots__ = ("act", "attrs", "donate", "label", "nodes")
+
+    def __init__(self, conv: FusedOnnxConv) -> None:
+        self.nodes = conv.nodes
+        self.attrs = conv.attrs
+        self.act = conv.act
+        self.donate = False  # the residual's array is read by nothing else: the output may take its memory
+        self.label = conv.label + " (NHWC)"
+
+    def _geometry(self, x: np.ndarray, prep: PreparedConv) -> tuple[Any, Any, Any, Any, Any]:
+        a = self.attrs
+        n, h, w, c = _four_d(x, "a 2-D convolution").shape
+        out_hw, begin, end = window_geometry(
+            (h, w), prep.kernel, a["strides"], a["dilations"], a["pads"], a.get("auto_pad", "NOTSET")
+        )
+        check_window_sizes((n, c, h, w), out_hw, begin, end, prep.w2.shape[0], prep.w2.shape[1] // max(1, c))
+        return tuple(a["strides"]), tuple(a["dilations"]), begin, end, out_hw
+
+    def result_shape(self, x: np.ndarray, prep: PreparedConv) -> tuple[int, ...] | None:
+        """The ``(N, OH, OW, M)`` output's shape for input ``x`` (None when ``x`` is not 4-D)."""
+        if not isinstance(x, np.ndarray) or x.ndim != 4:
+            return None
+        out_hw = self._geometry(x, prep)[4]
+        return (x.shape[0], *out_hw, prep.w2.shape[0])
+
+    def __call__(
+        self, x: np.ndarray, prep: PreparedConv, res: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The fused chain's NHWC value; written into ``out`` (a channel slice of a concatenation) when given."""
+        geometry = self._geometry(x, prep)
+        shape = (x.shape[0], *geometry[4], prep.w2.shape[0])
+        if res is not None and res.shape != shape:  # a broadcasting residual: as the ops do it
+            y = _act_(conv_nhwc.conv_nhwc_fused(x, prep, None, 0, *geometry) + res, self.act)
+            if out is None:
+                return y
+            out[...] = y
+            return out
+        if out is None and self.donate:
+            out = res  # the GEMM adds its product to the residual in place (when it can)
+        return conv_nhwc.conv_nhwc_fused(x, prep, res, self.act, *geometry, out=out)
+
+    def __repr__(self) -> str:
+        return f"NhwcConv({self.label})"
+
+
+class NhwcConcat:
+    """A :class:`~hubkit.runtime.optimize_conv.ConcatConvs` on NHWC values: each part fills its channel slice."""
+
+    __slots__ = ("concat_fn", "concat_kwargs", "label", "nodes", "parts")
+
+    def __init__(self, concat: ConcatConvs) -> None:
+        self.parts = tuple((None if fn is None else NhwcConv(fn), count) for fn, count in concat.parts)
+        self.nodes = concat.nodes
+        self.concat_fn = concat.concat_fn
+        self.concat_kwargs = {**concat.concat_kwargs, "axis": 3}
+        self.label = concat.label + " (NHWC)"
+
+    def __call__(self, *args: Any) -> np.ndarray:
+        groups = []
+        k = 0
+        for _, count in self.parts:
+            groups.append(args[k : k + count])
+            k += count
+        shapes: list[Any] = []
+        dtypes: list[Any] = []
+        for (fn, _), g in zip(self.parts, groups):
+            if fn is None:
+                shapes.append(g[0].shape if isinstance(g[0], np.ndarray) else None)
+                dtypes.append(getattr(g[0], "dtype", None))
+            else:
+                shapes.append(fn.result_shape(g[0], g[1]))
+                dtypes.append(g[1].w2.dtype)
+        first = shapes[0]
+        if first is None or any(
+            sh is None or len(sh) != 4 or sh[:3] != first[:3] or dt != dtypes[0] for sh, dt in zip(shapes, dtypes)
+        ):
+            values = [g[0] if fn is None else fn(*g) for (fn, _), g in zip(self.parts, groups)]
+            return self.concat_fn(*values, **self.concat_kwargs)
+        out: Any = outputs.empty((*first[:3], sum(sh[3] for sh in shapes)), dtypes[0])
+        c0 = 0
+        for (fn, _), g, sh in zip(self.parts, groups, shapes):
+            dst = out[..., c0 : c0 + sh[3]]
+            if fn is None:
+                dst[...] = g[0]
+            else:
+                fn(g[0], g[1], out=dst)
+            c0 += sh[3]
+        return out
+
+    def __repr__(self) -> str:
+        return f"NhwcConcat({self.label})"
+
+
+class NhwcPool:
+    """A 2-D max or average pool (:class:`~hubkit.runtime.optimize_pool.PoolStep`) on NHWC values."""
+
+    __slots__ = ("label", "pool")
+
+    def __init__(self, pool: PoolStep) -> None:
+        self.pool = pool
+        self.label = pool.label + " (NHWC)"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        a = self.pool.attrs
+        n, h, w, c = _four_d(x, self.pool.kind).shape
+        kernel, strides = a["kernel_shape"], a["strides"]
+        avg = self.pool.kind == "OnnxAveragePool"
+        dilations = [1, 1] if avg else (a.get("dilations") or [1, 1])
+        hw, begin, end = window_geometry(
+            (h, w), kernel, strides, dilations, a["pads"], a.get("auto_pad", "NOTSET"), a.get("ceil_mode", False)
+        )
+        check_window_sizes((n, c, h, w), hw, begin, end)
+        if avg:
+            out = pool_nhwc.avg_pool2d_nhwc(x, kernel, strides, begin, end, a.get("count_include_pad", False), hw)
+        else:
+            out = pool_nhwc.max_pool2d_nhwc(x, kernel, strides, dilations, begin, hw)
+        if out is None:  # Numba off: the NCHW step between two conversions
+            out = ToNhwc()(self.pool(ToNchw()(x)))
+        return out
+
+    def __repr__(self) -> str:
+        return f"NhwcPool({self.label})"
+
+
+class NhwcAffine:
+    """A per-channel affine chain and activation (:class:`~hubkit.runtime.optimize_conv.ChannelAffine`) on NHWC."""
+
+    __slots__ = ("act", "label", "nodes")
+
+    def __init__(self, affine: ChannelAffine) -> None:
+        self.nodes = affine.nodes
+        self.act = affine.act
+        self.label = affine.label + " (NHWC)"
+
+    def __call__(self, x: np.ndarray, params: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        x = _four_d(x, "a per-channel affine")
+        scale, shift = params
+        out = outputs.empty(x.shape, x.dtype)
+        np.multiply(x, scale, out=out)
+        bias_act_(out.reshape(-1, x.shape[3]), shift, self.act)
+        return out
+
+    def __repr__(self) -> str:
+        return f"NhwcAffine({self.label})"
+
+
+class NhwcMean:
+    """The mean over H and W of an NHWC value, as the NCHW ``(N, C, 1, 1)`` result of ``Mean(axis=(2, 3))``."""
+
+    label = "Mean (from NHWC)"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = _four_d(x, "Mean")
+        n, _, _, c = x.shape
+        return pool_nhwc.global_avg_pool_nhwc(x).reshape(n, c, 1, 1)
+
+    def __repr__(self) -> str:
+        return "NhwcMean()"
+
+
+# -- the pass -------------------------------------------------------------------------------------------
+def _nhwc_form(step: tuple) -> tuple[Any, tuple[int, ...], bool] | None:
+    """``(NHWC kernel, positions of the inputs that are activations, whether its output stays NHWC)``."""
+    fn, kwargs, ins, outs, node = step
+    if len(outs) != 1 or node.control_inputs:
+        return None
+    if isinstance(fn, FusedOnnxConv):
+        x = fn.nodes[0].inputs[0]
+        if x.shape is None or len(x.shape) != 4 or len(ins) not in (2, 3):
+            return None
+        return NhwcConv(fn), (0, 2) if len(ins) == 3 else (0,), True
+    if isinstance(fn, ConcatConvs):
+        if any(t.shape is None or len(t.shape) != 4 for t in fn.nodes[-1].inputs):
+            return None
+        positions: list[int] = []
+        k = 0
+        for _, count in fn.parts:
+            positions.append(k)
+            k += count
+        return NhwcConcat(fn), tuple(positions), True
+    if isinstance(fn, PoolStep) and fn.kind in ("OnnxMaxPool", "OnnxAveragePool") and len(ins) == 1:
+        return NhwcPool(fn), (0,), True
+    if isinstance(fn, ChannelAffine) and len(ins) == 2:
+        return NhwcAffine(fn), (0,), True
+    if node.op == "Mean" and len(ins) == 1 and node.inputs[0].shape is not None and len(node.inputs[0].shape) == 4:
+        axes = normalize_axes(kwargs.get("axis"), 4)
+        if axes is not None and sorted(axes) == [2, 3] and kwargs.get("keepdims"):
+            return NhwcMean(), (0,), False
+    return None
+
+
+def _convs(fn: Any) -> int:
+    if isinstance(fn, NhwcConv):
+        return 1
+    if isinstance(fn, NhwcConcat):
+        return sum(1 for part, _ in fn.parts if part is not None)
+    return 0
+
+
+def rewrite_layout_plan(steps: list, keep: set[int], num_slots: int) -> tuple[list, int, int]:
+    """``steps`` (``(fn, kwargs, ins, outs, node)``) with their channels-last regions (see the module docstring).
+
+    Returns:
+        (new steps, new number of slots, number of steps now running channels-last).
+    """
+    if not _enabled():
+        return steps, num_slots, 0
+    forms = {i: f for i, step in enumerate(steps) if (f := _nhwc_form(step)) is not None}
+    producer = {s: i for i, step in enumerate(steps) for s in step[3]}
+    # Regions: candidates joined through the activations one reads from another's NHWC output.
+    parent = {i: i for i in forms}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, (_, positions, _) in forms.items():
+        for p in positions:
+            j = producer.get(steps[i][2][p])
+            if j is not None and j in forms and forms[j][2]:
+                parent[root(i)] = root(j)
+    convs: dict[int, int] = {}
+    for i, (fn, _, _) in forms.items():
+        convs[root(i)] = convs.get(root(i), 0) + _convs(fn)
+    chosen = {i for i in forms if convs[root(i)] >= REGION_MIN_CONVS}
+    if not chosen:
+        return steps, num_slots, 0
+    nchw_readers: dict[int, int] = {}  # slot -> readers that need its NCHW value
+    for i, (_, _, ins, _, _) in enumerate(steps):
+        act_pos = set(forms[i][1]) if i in chosen else set()
+        for p, s in enumerate(ins):
+            if p not in act_pos:
+                nchw_readers[s] = nchw_readers.get(s, 0) + 1
+    nhwc: dict[int, int] = {}  # NCHW slot -> the slot of its NHWC value
+    new: list[tuple] = []
+    for i, step in enumerate(steps):
+        if i not in chosen:
+            new.append(step)
+            continue
+        _, _, ins, outs, node = step
+        kernel, positions, stays = forms[i]
+        new_ins = list(ins)
+        for p in positions:
+            s = ins[p]
+            if s not in nhwc:  # a value entering the region: converted once, before its first NHWC reader
+                nhwc[s] = num_slots
+                num_slots += 1
+                new.append((ToNhwc(), {}, (s,), (nhwc[s],), node))
+            new_ins[p] = nhwc[s]
+        if not stays:
+            new.append((kernel, {}, tuple(new_ins), outs, node))
+            continue
+        nhwc[outs[0]] = num_slots
+        num_slots += 1
+        new.append((kernel, {}, tuple(new_ins), (nhwc[outs[0]],), node))
+        if outs[0] in keep or nchw_readers.get(outs[0]):
+            new.append((ToNchw(), {}, (nhwc[outs[0]],), outs, node))
+    # A residual whose NHWC value its convolution reads last (a region's own array, never fetched or fed:
+    # ResNet's shortcuts) lends that convolution its memory.
+    region_values = set(nhwc.values())
+    last_reader: dict[int, int] = {}
+    for k, step in enumerate(new):
+        for s in step[2]:
+            last_reader[s] = k
+    for k, (fn, _, ins, _, _) in enumerate(new):
+        if isinstance(fn, NhwcConv) and len(ins) == 3 and ins[2] in region_values and last_reader[ins[2]] == k:
+            fn.donate = ins[0] != ins[2]
+    return new, num_slots, len(chosen)

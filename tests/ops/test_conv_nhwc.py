@@ -1,0 +1,123 @@
+"""Channels-last convolutions (hubkit/ops/conv_nhwc.py) against a float64 direct convolution.
+
+Every path runs: the tile GEMM (one BLAS thread, float32, where the kernel compiles) and np.matmul (two
+BLAS threads, float64), gathered columns from the Numba kernel and from NumPy (Numba off), 1x1 convolutions
+with no copy and subsampled, Winograd for 3x3 stride-1 layers with enough tiles, outputs into a channel
+slice, and a residual added in the tile's registers when the output takes the residual's memory.
+Tolerance: the sums run in another order, so ``|got - exact| <= 16 * eps * (|x| * |w| + |bias| + |res|)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hubkit.errors import OpError
+from hubkit.ops import _packed_gemm, conv_nhwc
+from hubkit.ops.conv_nchw import PreparedConv
+from hubkit.ops.conv_nhwc import conv_nhwc_fused
+from hubkit.ops.onnx_conv import window_geometry
+from tests.ops.test_conv_nchw_blocks import _reference
+
+# (channels, size, kernel, strides, dilations, pads: top, left, bottom, right)
+CASES = [
+    (5, (6, 7), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),
+    (6, (9, 8), (1, 1), (2, 2), (1, 1), (0, 0, 0, 0)),
+    (4, (7, 7), (1, 1), (2, 1), (1, 1), (0, 0, 1, 1)),  # end pads: a 1x1 kernel that still gathers
+    (3, (11, 10), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # an RGB stem
+    (16, (9, 9), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+    (32, (12, 12), (3, 3), (1, 1), (1, 1), (1, 0, 1, 2)),  # Winograd (enough tiles for few filters)
+    (4, (10, 9), (5, 3), (1, 2), (2, 1), (2, 0, 1, 1)),
+    (3, (15, 14), (7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),
+]
+
+
+def _bound(x, w, bias, res, dtype, geometry, winograd):
+    """``16 * eps * (|x| * |w| + |bias| + |res| + 1)`` per output, NHWC (Winograd's transforms: 16 times that)."""
+    scale = _reference(np.abs(x.astype(np.float64)), np.abs(w.astype(np.float64)), np.abs(bias),
+                       None if res is None else np.abs(res), 0, *geometry)
+    return ((256 if winograd else 16) * np.finfo(dtype).eps * (scale + 1)).transpose(0, 2, 3, 1)
+
+
+@pytest.fixture(params=[1, 2], ids=["tile", "blas"])
+def threads(request, monkeypatch):
+    """1: the tile GEMM (skipped where it does not compile); 2: np.matmul."""
+    if request.param == 1 and not _packed_gemm.available():
+        pytest.skip("the LLVM tile kernel does not compile here")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: request.param)
+    if request.param == 1:
+        monkeypatch.setattr(_packed_gemm._STATE, "wide", True)  # 3-row tiles elsewhere: the same code
+    return request.param
+
+
+@pytest.mark.parametrize(("c", "hw", "kernel", "strides", "dilations", "pads"), CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_nhwc_matches_a_direct_convolution(kernels, threads, c, hw, kernel, strides, dilations, pads, dtype):
+    rng = np.random.default_rng(c * hw[0] + kernel[0])
+    m, n = 7, 2
+    w = rng.standard_normal((m, c, *kernel)).astype(dtype)
+    bias = rng.standard_normal(m).astype(dtype)
+    prep = PreparedConv(w, bias)
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    out_hw, begin, end = window_geometry(hw, kernel, strides, dilations, pads, "NOTSET")
+    geometry = (strides, dilations, begin, end, out_hw)
+    res = rng.standard_normal((n, m, *out_hw)).astype(dtype)
+    winograd = kernel == (3, 3) and strides == (1, 1) and c >= 32 and kernels == "numba"
+    x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    res_nhwc = np.ascontiguousarray(res.transpose(0, 2, 3, 1))
+    for r, act in ((None, 0), (res, 1), (None, 2), (res, 2)):
+        want = _reference(x, w, bias, r, act, *geometry).transpose(0, 2, 3, 1)
+        bound = _bound(x, w, bias, r, dtype, geometry, winograd)
+        got = conv_nhwc_fused(x_nhwc, prep, None if r is None else res_nhwc, act, *geometry)
+        assert got.shape == (n, *out_hw, m) and got.dtype == dtype
+        assert (np.abs(got - want) <= bound).all()
+        big = np.full((n, *out_hw, m + 5), 7.0, dtype)  # into a concatenation's channel slice
+        into = conv_nhwc_fused(x_nhwc, prep, None if r is None else res_nhwc, act, *geometry, out=big[..., 2 : 2 + m])
+        assert np.shares_memory(into, big) and (big[..., :2] == 7).all() and (big[..., 2 + m :] == 7).all()
+        assert (np.abs(big[..., 2 : 2 + m] - want) <= bound).all()
+    donated = res_nhwc.copy()
+    got = conv_nhwc_fused(x_nhwc, prep, donated, 1, *geometry, out=donated)
+    assert (np.abs(got - _reference(x, w, bias, res, 1, *geometry).transpose(0, 2, 3, 1)) <= bound).all()
+    in_tile = threads == 1 and dtype == np.float32 and kernels == "numba" and _packed_gemm.available()
+    # the tile adds its product to the residual in place; elsewhere the result is a new array
+    assert np.shares_memory(got, donated) == (in_tile and not winograd)
+
+
+def test_a_residual_that_is_also_the_input_is_not_overwritten(threads):
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((8, 8, 1, 1)).astype(np.float32)
+    prep = PreparedConv(w, None)
+    x = rng.standard_normal((1, 5, 5, 8)).astype(np.float32)
+    geometry = ((1, 1), (1, 1), [0, 0], [0, 0], [5, 5])
+    want = np.maximum(x @ w[:, :, 0, 0].T.astype(np.float64) + x, 0)
+    got = conv_nhwc_fused(x, prep, x, 1, *geometry, out=x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert not np.shares_memory(got, x)
+
+
+def test_gather_chunks_cover_every_row(monkeypatch, threads):
+    monkeypatch.setattr(conv_nhwc, "CHUNK_BYTES", 200)  # chunks of a few pixels, across image boundaries
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    prep = PreparedConv(w, np.zeros(6, np.float32))
+    x = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    out_hw, begin, end = window_geometry((5, 6), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), "NOTSET")
+    want = _reference(x, w, np.zeros(6), None, 0, (1, 1), (1, 1), begin, end, out_hw).transpose(0, 2, 3, 1)
+    got = conv_nhwc_fused(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), prep, None, 0, (1, 1), (1, 1), begin, end, out_hw)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_bad_arguments_are_refused():
+    prep = PreparedConv(np.ones((4, 3, 3, 3), np.float32), None)
+    x = np.ones((1, 5, 5, 3), np.float32)
+    geometry = ((1, 1), (1, 1), [1, 1], [1, 1], [5, 5])
+    with pytest.raises(OpError, match="filters expect 3"):
+        conv_nhwc_fused(np.ones((1, 5, 5, 2), np.float32), prep, None, 0, *geometry)
+    with pytest.raises(OpError, match="4-D input"):
+        conv_nhwc_fused(np.ones((5, 5, 3), np.float32), prep, None, 0, *geometry)
+    with pytest.raises(OpError, match="residual of shape"):
+        conv_nhwc_fused(x, prep, np.ones((1, 5, 5, 3), np.float32), 0, *geometry)
+    with pytest.raises(OpError, match="out of shape"):
+        conv_nhwc_fused(x, prep, None, 0, *geometry, out=np.ones((1, 5, 5, 8), np.float32)[..., ::2])
+    with pytest.raises(OpError, match="geometry out of range"):
+        conv_nhwc_fused(x, prep, None, 0, (0, 1), (1, 1), [1, 1], [1, 1], [5, 5])

@@ -1,0 +1,83 @@
+"""Channels-last pools (hubkit/ops/pool_nhwc.py) against the channels-first kernels of pool_nchw.py.
+
+Max and average pools must equal the NCHW kernels exactly (the same taps, the same float additions in
+the same order, the same counts) on transposed inputs, with padding, dilations, ceil mode and
+``count_include_pad``; the spatial mean agrees with NumPy's within summation-order rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hubkit.errors import OpError
+from hubkit.ops import _numba, pool_nchw
+from hubkit.ops.onnx_conv import window_geometry
+from hubkit.ops.pool_nhwc import avg_pool2d_nhwc, global_avg_pool_nhwc, max_pool2d_nhwc
+
+# (size, kernel, strides, dilations, pads: top, left, bottom, right, ceil mode)
+CASES = [
+    ((7, 7), (3, 3), (2, 2), (1, 1), (0, 0, 0, 0), True),  # SqueezeNet's ceil-mode pools
+    ((8, 9), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1), False),  # ResNet's stem pool
+    ((6, 6), (2, 2), (2, 2), (1, 1), (0, 0, 0, 0), False),  # DenseNet's transitions
+    ((5, 5), (5, 5), (1, 1), (1, 1), (0, 0, 0, 0), False),  # a global pool
+    ((9, 7), (3, 2), (1, 2), (2, 1), (2, 1, 0, 1), True),
+    ((4, 5), (3, 3), (1, 1), (1, 1), (2, 2, 2, 2), False),  # corner windows mostly of padding
+]
+
+
+def _nhwc(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize(("size", "kernel", "strides", "dilations", "pads", "ceil"), CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pools_equal_the_nchw_kernels(size, kernel, strides, dilations, pads, ceil, dtype):
+    rng = np.random.default_rng(size[0] * kernel[0])
+    x = rng.standard_normal((2, 19, *size)).astype(dtype)
+    x[0, 3, 1, 1] = np.nan  # NaN wins a max, as np.maximum has it
+    hw, begin, end = window_geometry(size, kernel, strides, dilations, pads, "NOTSET", ceil)
+    want = pool_nchw.max_pool2d(x, kernel, strides, dilations, begin, hw)
+    got = max_pool2d_nhwc(_nhwc(x), kernel, strides, dilations, begin, hw)
+    assert want is not None and got is not None
+    np.testing.assert_array_equal(got, _nhwc(want))
+    hw, begin, end = window_geometry(size, kernel, strides, (1, 1), pads, "NOTSET", ceil)
+    for include_pad in (False, True):
+        want = pool_nchw.avg_pool2d(x, kernel, strides, begin, end, include_pad, hw)
+        got = avg_pool2d_nhwc(_nhwc(x), kernel, strides, begin, end, include_pad, hw)
+        assert want is not None and got is not None
+        np.testing.assert_array_equal(got, _nhwc(want))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_mean_matches_numpy(dtype):
+    x = np.random.default_rng(1).standard_normal((3, 13, 11, 40)).astype(dtype) + 5
+    got = global_avg_pool_nhwc(x)
+    assert got.shape == (3, 40) and got.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, x.astype(np.float64).mean(axis=(1, 2)), rtol=tol)
+
+
+def test_without_numba_the_pools_decline_and_the_mean_uses_numpy():
+    x = np.ones((1, 4, 4, 3), np.float32)
+    _numba.set_numba_enabled(False)
+    try:
+        assert max_pool2d_nhwc(x, (2, 2), (2, 2), (1, 1), (0, 0), (2, 2)) is None
+        assert avg_pool2d_nhwc(x, (2, 2), (2, 2), (0, 0), (0, 0), False, (2, 2)) is None
+        np.testing.assert_array_equal(global_avg_pool_nhwc(x), np.ones((1, 3), np.float32))
+    finally:
+        _numba.set_numba_enabled(None)
+
+
+def test_bad_windows_are_refused():
+    x = np.ones((1, 4, 4, 3), np.float32)
+    with pytest.raises(OpError, match="pool window"):
+        max_pool2d_nhwc(x, (0, 2), (1, 1), (1, 1), (0, 0), (4, 4))
+    with pytest.raises(OpError, match="pool window"):
+        avg_pool2d_nhwc(x, (2, 2), (1, 1), (-1, 0), (0, 0), False, (3, 3))
+    with pytest.raises(OpError, match="end pads"):
+        avg_pool2d_nhwc(x, (2, 2), (1, 1), (0, 0), (-1, 0), False, (3, 3))
+    with pytest.raises(OpError, match="4-D input"):
+        max_pool2d_nhwc(np.ones((4, 4, 3), np.float32), (2, 2), (1, 1), (1, 1), (0, 0), (3, 3))
+    with pytest.raises(OpError, match="4-D input"):
+        global_avg_pool_nhwc(np.ones((4, 3), np.float32))
