@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import conv_nhwc, pool_nhwc
-from hubkit.ops._epilogue import bias_act_
 from hubkit.ops._helpers import normalize_axes
 from hubkit.ops.conv_nchw import PreparedConv, outputs
 from hubkit.ops.onnx_conv import check_window_sizes, window_geometry
@@ -57,11 +56,7 @@ class ToNhwc:
     label = "ToNHWC"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        x = _four_d(x, "ToNHWC")
-        n, c, h, w = x.shape
-        out = outputs.empty((n, h, w, c), x.dtype)
-        np.copyto(out, x.transpose(0, 2, 3, 1))
-        return out
+        return conv_nhwc.to_nhwc(_four_d(x, "ToNHWC"))
 
     def __repr__(self) -> str:
         return "ToNhwc()"
@@ -229,12 +224,7 @@ class NhwcAffine:
         self.label = affine.label + " (NHWC)"
 
     def __call__(self, x: np.ndarray, params: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        x = _four_d(x, "a per-channel affine")
-        scale, shift = params
-        out = outputs.empty(x.shape, x.dtype)
-        np.multiply(x, scale, out=out)
-        bias_act_(out.reshape(-1, x.shape[3]), shift, self.act)
-        return out
+        return conv_nhwc.channel_affine_nhwc(_four_d(x, "a per-channel affine"), params[0], params[1], self.act)
 
     def __repr__(self) -> str:
         return f"NhwcAffine({self.label})"

@@ -121,3 +121,24 @@ def test_bad_arguments_are_refused():
         conv_nhwc_fused(x, prep, None, 0, *geometry, out=np.ones((1, 5, 5, 8), np.float32)[..., ::2])
     with pytest.raises(OpError, match="geometry out of range"):
         conv_nhwc_fused(x, prep, None, 0, (0, 1), (1, 1), [1, 1], [1, 1], [5, 5])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 7, 9), (2, 16, 5, 4), (2, 17, 3, 3), (1, 64, 4, 6)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+def test_to_nhwc_is_an_exact_transposed_copy(kernels, shape, dtype):
+    x = (np.random.default_rng(0).standard_normal(shape) * 100).astype(dtype)
+    got = conv_nhwc.to_nhwc(x)
+    assert got.flags.c_contiguous and got.dtype == dtype
+    np.testing.assert_array_equal(got, x.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("act", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_affine_matches_numpy(kernels, act, dtype):
+    rng = np.random.default_rng(act)
+    big = (rng.standard_normal((2, 3, 4, 9)) * 4).astype(dtype)
+    scale, shift = rng.standard_normal(6).astype(dtype), rng.standard_normal(6).astype(dtype)
+    for x in (np.ascontiguousarray(big[..., :6]), big[..., :6]):  # whole, and a channel slice
+        want = x * scale + shift
+        want = np.maximum(want, 0) if act == 1 else np.clip(want, 0, 6) if act == 2 else want
+        np.testing.assert_array_equal(conv_nhwc.channel_affine_nhwc(x, scale, shift, act), want)
