@@ -137,7 +137,7 @@ class NhwcConv:
 class NhwcConcat:
     """A :class:`~hubkit.runtime.optimize_conv.ConcatConvs` on NHWC values: each part fills its channel slice."""
 
-    __slots__ = ("concat_fn", "concat_kwargs", "label", "nodes", "parts")
+    __slots__ = ("concat_fn", "concat_kwargs", "extends", "label", "nodes", "parts", "reserve")
 
     def __init__(self, concat: ConcatConvs) -> None:
         self.parts = tuple((None if fn is None else NhwcConv(fn), count) for fn, count in concat.parts)
@@ -145,6 +145,11 @@ class NhwcConcat:
         self.concat_fn = concat.concat_fn
         self.concat_kwargs = {**concat.concat_kwargs, "axis": 3}
         self.label = concat.label + " (NHWC)"
+        # A chain of concatenations each growing the last (DenseNet's blocks, see rewrite_layout_plan): the
+        # first allocates rows of `reserve` channels; the others (`extends`) write their new channels into
+        # the room after their first part's, which then needs no copy.
+        self.reserve = 0
+        self.extends = False
 
     def __call__(self, *args: Any) -> np.ndarray:
         groups = []
@@ -167,9 +172,14 @@ class NhwcConcat:
         ):
             values = [g[0] if fn is None else fn(*g) for (fn, _), g in zip(self.parts, groups)]
             return self.concat_fn(*values, **self.concat_kwargs)
-        out: Any = outputs.empty((*first[:3], sum(sh[3] for sh in shapes)), dtypes[0])
-        c0 = 0
-        for (fn, _), g, sh in zip(self.parts, groups, shapes):
+        channels = sum(sh[3] for sh in shapes)
+        out: Any = _grown(groups[0][0], channels) if self.extends and self.parts[0][0] is None else None
+        skip = 1 if out is not None else 0  # the first part is in place already
+        if out is None:
+            rows = self.reserve if self.reserve >= channels else channels
+            out = outputs.empty((*first[:3], rows), dtypes[0])[..., :channels]
+        c0 = sum(sh[3] for sh in shapes[:skip])
+        for (fn, _), g, sh in zip(self.parts[skip:], groups[skip:], shapes[skip:]):
             dst = out[..., c0 : c0 + sh[3]]
             if fn is None:
                 dst[...] = g[0]
@@ -180,6 +190,30 @@ class NhwcConcat:
 
     def __repr__(self) -> str:
         return f"NhwcConcat({self.label})"
+
+
+_byte_bounds: Any = getattr(getattr(np.lib, "array_utils", None), "byte_bounds", None) or getattr(np, "byte_bounds", None)
+
+
+def _grown(prev: Any, channels: int) -> np.ndarray | None:
+    """``prev`` (a concatenation's value, ``(N, H, W, C)`` rows of a wider buffer) widened in place to
+    ``channels``, or None when its rows have no room (or it is no such view): the memory after its
+    channels must be inside the array it views."""
+    if not isinstance(prev, np.ndarray) or prev.ndim != 4 or not prev.flags.writeable or prev.size == 0:
+        return None
+    n, h, w, c = prev.shape
+    item = prev.itemsize
+    s0, s1, s2, s3 = prev.strides
+    if s3 != item or s2 < channels * item or s1 != w * s2 or s0 != h * s1:
+        return None
+    base = prev
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    lo, hi = _byte_bounds(base)
+    start = prev.ctypes.data
+    if start < lo or start + (n * h * w - 1) * s2 + channels * item > hi:
+        return None
+    return np.lib.stride_tricks.as_strided(prev, (n, h, w, channels), prev.strides)
 
 
 class NhwcPool:
@@ -353,4 +387,27 @@ def rewrite_layout_plan(steps: list, keep: set[int], num_slots: int) -> tuple[li
     for k, (fn, _, ins, _, _) in enumerate(new):
         if isinstance(fn, NhwcConv) and len(ins) == 3 and ins[2] in region_values and last_reader[ins[2]] == k:
             fn.donate = ins[0] != ins[2]
+    _chain_concats(new, last_reader)
     return new, num_slots, len(chosen)
+
+
+def _chain_concats(steps: list, last_reader: dict[int, int]) -> None:
+    """Marks chains of concatenations whose first part is the previous one's value, read last by them
+    (DenseNet's blocks: each layer concatenates its 32 new channels to all before): the chain's first
+    reserves rows wide enough for its last (the channel count the graph states), the others grow in place."""
+    producer = {out: k for k, step in enumerate(steps) for out in step[3]}
+    grows: dict[int, int] = {}  # concatenation step -> the concatenation step it grows
+    for k, (fn, _, ins, _, _) in enumerate(steps):
+        if isinstance(fn, NhwcConcat) and fn.parts[0][0] is None and ins:
+            j = producer.get(ins[0])
+            if j is not None and isinstance(steps[j][0], NhwcConcat) and last_reader.get(ins[0]) == k:
+                grows[k] = j
+    grown = {j: k for k, j in grows.items()}
+    for head in sorted(set(grown) - set(grows)):
+        last = head
+        while last in grown:
+            last = grown[last]
+            steps[last][0].extends = True
+        shape = steps[last][0].nodes[-1].outputs[0].shape
+        if shape is not None and len(shape) == 4 and shape[1] is not None:
+            steps[head][0].reserve = int(shape[1])

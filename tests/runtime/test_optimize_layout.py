@@ -191,3 +191,40 @@ def test_the_switch_turns_the_rewrite_off(monkeypatch):
 def test_layout_steps_refuse_values_that_are_not_4d(kernel, value):
     with pytest.raises(ValueError, match="needs a 4-D array"):
         kernel(value)
+
+
+def test_a_dense_block_grows_one_buffer_in_place(kernels, monkeypatch):
+    rng = np.random.default_rng(8)
+    g = hk.Graph()
+    with g.as_default():
+        net = _Net(rng, np.float32)
+        x = hk.placeholder(hk.float32, [None, 8, 9, 9], name="x")
+        h = net.conv(x, 16, 3)
+        layers = []
+        for _ in range(3):
+            h = net.dense(h, 8)
+            layers.append(h)
+        y = net.conv(net.bn(h), 12, 1, pads=[0, 0, 0, 0])
+    nchw, nhwc = _plans(g, [y, layers[1]], [x], monkeypatch)
+    concats = [step.fn for step in nhwc.steps if isinstance(step.fn, NhwcConcat)]
+    assert [(c.reserve, c.extends) for c in concats] == [(40, False), (0, True), (0, True)], describe_plan(nhwc)
+    xv = rng.standard_normal((2, 8, 9, 9)).astype(np.float32)
+    for _ in range(2):
+        for got, want in zip(nhwc.run([xv]), nchw.run([xv])):
+            _close(got, want, np.float32)
+
+
+def test_a_value_without_room_is_not_grown():
+    from hubkit.runtime.optimize_layout import _grown
+
+    wide = np.arange(2 * 3 * 3 * 10, dtype=np.float32).reshape(2, 3, 3, 10)
+    grown = _grown(wide[..., :4], 7)
+    assert grown is not None and grown.shape == (2, 3, 3, 7) and np.shares_memory(grown, wide)
+    np.testing.assert_array_equal(grown, wide[..., :7])
+    assert _grown(wide[..., :4], 11) is None  # past the rows' end
+    assert _grown(np.ascontiguousarray(wide[..., :4]), 5) is None  # a whole array: no room
+    assert _grown(wide[:1, :, :, :4], 10) is not None and _grown(wide[1:, :2, :, :4], 10) is None  # not whole rows
+    read_only = wide[..., :4]
+    read_only.flags.writeable = False
+    assert _grown(read_only, 5) is None
+    assert _grown(np.float32(1.0), 2) is None
