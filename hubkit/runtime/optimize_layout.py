@@ -201,7 +201,7 @@ def _grown(prev: Any, channels: int) -> np.ndarray | None:
     channels must be inside the array it views."""
     if not isinstance(prev, np.ndarray) or prev.ndim != 4 or not prev.flags.writeable or prev.size == 0:
         return None
-    n, h, w, c = prev.shape
+    n, h, w = prev.shape[:3]
     item = prev.itemsize
     s0, s1, s2, s3 = prev.strides
     if s3 != item or s2 < channels * item or s1 != w * s2 or s0 != h * s1:
