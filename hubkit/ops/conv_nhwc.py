@@ -167,6 +167,25 @@ def _residual_act(y2: np.ndarray, res: np.ndarray, act: int) -> None:
         np.clip(y2, 0, 6, out=y2)
 
 
+F43_MIN_TILES = 48
+F43_MIN_TILES_WIDE = 16
+F43_MIN_WIDTH = 48
+"""Channels-last 3x3 stride-1 convolutions run Winograd F(4x4, 3x3) (besides :mod:`hubkit.ops.conv_nchw`'s
+conditions on channels, pads and dtype) with at least ``F43_MIN_TILES`` 4x4 output tiles in all images,
+or ``F43_MIN_TILES_WIDE`` when ``C * M / (C + M)`` (what a tile's products save over what its transforms
+cost) is at least ``F43_MIN_WIDTH``; otherwise gathered columns on the GEMM, which here costs no
+transposes. Winograd / GEMM time, one thread, one image: 4 tiles (7x7 maps) 1.11-1.64 (128 -> 32,
+160 -> 320, 192 -> 384, 512 -> 512 channels); 16 tiles: 128 -> 32 1.11, 48 -> 192 1.06, 64 -> 256 0.81,
+96 -> 208 0.64, 256 -> 256 0.56; 49 tiles: 32 -> 128 0.68, 128 -> 32 0.84; 16 images: 128 -> 32 on 7x7
+(64 tiles) 0.90, 48 -> 192 on 13x13 0.86, 160 -> 320 on 7x7 0.51."""
+
+
+def _winograd_wins(n: int, c: int, m: int, oh: int, ow: int, begin, dtype) -> bool:
+    tiles = n * -(-oh // 4) * -(-ow // 4)
+    enough = tiles >= F43_MIN_TILES or (tiles >= F43_MIN_TILES_WIDE and c * m >= F43_MIN_WIDTH * (c + m))
+    return enough and _use_f43(n, c, m, oh, ow, begin, dtype)
+
+
 def _tile_runs(dtype) -> bool:
     return (
         dtype == _F32 and _packed_gemm._wide_host() and _packed_gemm.blas_threads() == 1 and _packed_gemm.available()
@@ -249,7 +268,7 @@ def conv_nhwc_fused(
     if res is not None and res.shape != shape:
         raise OpError(f"residual of shape {list(res.shape)} does not match the output {list(shape)}.")
     tile = _tile_runs(dtype)
-    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _use_f43(n, c, m, oh, ow, begin, dtype)
+    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(n, c, m, oh, ow, begin, dtype)
     in_place = res is not None and out is res
     if res is not None and in_place and (
         not tile or f43 or not res.flags.c_contiguous or not res.flags.writeable or np.may_share_memory(x, res)

@@ -26,7 +26,8 @@ CASES = [
     (4, (7, 7), (1, 1), (2, 1), (1, 1), (0, 0, 1, 1)),  # end pads: a 1x1 kernel that still gathers
     (3, (11, 10), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # an RGB stem
     (16, (9, 9), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
-    (32, (12, 12), (3, 3), (1, 1), (1, 1), (1, 0, 1, 2)),  # Winograd (enough tiles for few filters)
+    (32, (15, 14), (3, 3), (1, 1), (1, 1), (1, 0, 1, 2)),  # 4 x 4 tiles per image: too few for Winograd
+    (32, (28, 27), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Winograd (enough tiles)
     (4, (10, 9), (5, 3), (1, 2), (2, 1), (2, 0, 1, 1)),
     (3, (15, 14), (7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),
 ]
@@ -62,7 +63,9 @@ def test_conv_nhwc_matches_a_direct_convolution(kernels, threads, c, hw, kernel,
     out_hw, begin, end = window_geometry(hw, kernel, strides, dilations, pads, "NOTSET")
     geometry = (strides, dilations, begin, end, out_hw)
     res = rng.standard_normal((n, m, *out_hw)).astype(dtype)
-    winograd = kernel == (3, 3) and strides == (1, 1) and c >= 32 and kernels == "numba"
+    winograd = kernel == (3, 3) and strides == (1, 1) and kernels == "numba" and conv_nhwc._winograd_wins(
+        n, c, m, *out_hw, begin, np.dtype(dtype))
+    assert winograd == (kernels == "numba" and hw == (28, 27))
     x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     res_nhwc = np.ascontiguousarray(res.transpose(0, 2, 3, 1))
     for r, act in ((None, 0), (res, 1), (None, 2), (res, 2)):
