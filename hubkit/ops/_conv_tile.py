@@ -3,7 +3,7 @@
 For a map of a few dozen to a few hundred output pixels, ``W[M, K] @ cols[K, P]`` is a GEMM of few
 columns, which OpenBLAS runs at 55-75 GFLOP/s (ResNet-50's 3x3 layers on 7x7 maps, its stride-2
 layers). Here the same product runs the other way round: ``cols^T[P, K] @ W^T[K, M]`` on the tile
-kernel of :mod:`hubkit.ops._packed_gemm` (14-row tiles of pixels, 32-column panels of output
+kernel of :mod:`hubkit.ops._packed_gemm` (13-row tiles of pixels, 32-column panels of output
 channels, the filters packed once per :class:`~hubkit.ops.conv_nchw.PreparedConv`, so a changed
 weight gets a new packing with its new ``PreparedConv``). ``cols^T`` is gathered pixel-major from an
 NHWC copy of the (padded) images, its depth ordered ``(kh, kw, C)`` so that every tap is one slice
@@ -13,7 +13,7 @@ in the tile's registers, and a transposed copy (``np.copyto`` of a transposed vi
 ``(P, M)`` product into the NCHW output, which may be a channel slice of a ``Concat``'s. A residual is
 added afterwards by the caller (:func:`hubkit.ops.conv_nchw.conv_nchw_fused`), then the activation.
 
-It runs only for float32, with AVX-512's 14-row tiles and one BLAS thread (as the fused dense step,
+It runs only for float32, with AVX-512's 13-row tiles and one BLAS thread (as the fused dense step,
 :func:`hubkit.ops._packed_gemm.dense`), and only where :func:`wanted` says it measured faster;
 otherwise the NCHW path runs unchanged. Results differ from ``np.matmul``'s by summation order only.
 Measured and not kept: the transposed copies in a Numba kernel with bias, residual and activation

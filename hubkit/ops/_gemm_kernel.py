@@ -90,13 +90,17 @@ def _host_features() -> tuple[str, str]:
 def max_mr(features: str | None = None) -> int:
     """Rows of the widest tile for the host (or for the feature string ``features``).
 
-    With AVX-512 (32 vector registers) 14 rows: 28 accumulators, two vectors of ``B`` and two for
-    the broadcasts. Otherwise (16 registers of 8 floats) a 16-wide vector is two halves: 3 rows take
-    12 registers for accumulators and leave 4 for ``B`` and a broadcast.
+    With AVX-512 (32 vector registers) 13 rows: 26 accumulators, a broadcast, and the two vectors of
+    ``B`` of two steps (LLVM loads the next step's ``B`` ahead of time). 14 rows (28 accumulators) left
+    one register short: one accumulator spilled to the stack and came back at every step, and the
+    14-row tiles ran 0.84-0.91x the 13-row tiles' GFLOP/s on ResNet-50's 1x1 layers and the MLP's
+    4096-row layers (``hubkit/ops/_packed_gemm.py``; same process, one thread). Otherwise (16 registers
+    of 8 floats) a 16-wide vector is two halves: 3 rows take 12 registers for accumulators and leave 4
+    for ``B`` and a broadcast.
     """
     if features is None:
         features = _host_features()[1]
-    return 14 if "+avx512f" in features.split(",") else 3
+    return 13 if "+avx512f" in features.split(",") else 3
 
 
 def _splat(name: str, scalar: str) -> list[str]:

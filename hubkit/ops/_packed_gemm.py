@@ -285,8 +285,8 @@ by the minimum against 513-528 but 768-835 us by the median against 590-605 (the
 64 rows stay on np.matmul, like 17 rows of a 300x70 layer (2x its time split)."""
 
 
-WIDE_MR = 14
-""":func:`dense` runs only with AVX-512's 14-row tiles: the 3-row tiles of 8-wide machines were not measured
+WIDE_MR = 13
+""":func:`dense` runs only with AVX-512's 13-row tiles: the 3-row tiles of 8-wide machines were not measured
 against OpenBLAS's kernels (tests still run them)."""
 
 
