@@ -10,8 +10,8 @@ channels (vectorised), once per tap. Equalities against the NCHW kernels of
 - average pool: exact (each output is the same float additions in the same tap order, row by row and
   column by column, the first tap copied and padding adding +0.0, divided by the same count);
 - :func:`global_avg_pool_nhwc` (the spatial mean of ``GlobalAveragePool`` / ``Mean`` over H and W):
-  a float sum in pixel order, then one division; NumPy's mean sums pairwise, so results differ by
-  summation order.
+  a float64 sum in pixel order, then one division and a rounding to the input's dtype; NumPy's float32
+  mean sums pairwise in float32, so results differ by its rounding (within a few ulps).
 """
 
 from __future__ import annotations
@@ -100,20 +100,19 @@ def avg_pool_nhwc_kernel(x, kh, kw, sh, sw, top, left, bottom, right, include_pa
 
 
 def global_avg_kernel(x, out):  # pragma: no cover - compiled by Numba
-    """``out[i, k]`` = the mean of ``x[i, :, :, k]``: a sum in pixel order, then one division."""
+    """``out[i, k]`` = the mean of ``x[i, :, :, k]``: a float64 sum in pixel order, then one division."""
     n, h, w, c = x.shape
-    count = x.dtype.type(h * w)
+    acc = np.empty(c, np.float64)
     for i in range(n):
-        dst = out[i]
-        for k in range(c):
-            dst[k] = 0
+        acc[:] = 0.0
         for y in range(h):
             for j in range(w):
                 src = x[i, y, j]
                 for k in range(c):
-                    dst[k] += src[k]
+                    acc[k] += src[k]
+        dst = out[i]
         for k in range(c):
-            dst[k] = dst[k] / count
+            dst[k] = acc[k] / (h * w)
 
 
 def _nchw_geometry_check(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> None:

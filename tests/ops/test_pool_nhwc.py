@@ -54,7 +54,7 @@ def test_global_mean_matches_numpy(dtype):
     x = np.random.default_rng(1).standard_normal((3, 13, 11, 40)).astype(dtype) + 5
     got = global_avg_pool_nhwc(x)
     assert got.shape == (3, 40) and got.dtype == dtype
-    tol = 1e-5 if dtype == np.float32 else 1e-13
+    tol = 2e-7 if dtype == np.float32 else 1e-13  # a float64 sum, rounded once
     np.testing.assert_allclose(got, x.astype(np.float64).mean(axis=(1, 2)), rtol=tol)
 
 
