@@ -18,6 +18,9 @@ returns an equivalent, shorter one (the original stays in ``plan.unfused``, whic
   constant folding into one cached step, batch norms and biases folded into the preceding ONNX
   (NCHW) or TF1 (NHWC) convolution's filter, which runs fused with its residual add, activation
   and (TF1) max pool; within a stated tolerance, not bit for bit.
+- **Channels-last regions** (:mod:`hubkit.runtime.optimize_layout`): the ONNX convolutions, pools,
+  channel concatenations and batch norms above run NHWC between one conversion in and one out;
+  within the convolutions' tolerance (summation order).
 
 A chain is fused only when its intermediates have no other reader, are not fetched and no
 stateful step runs between its members. Graphs are unchanged: gradients, serialization and
