@@ -20,7 +20,10 @@ import numpy as np
 from hubkit.errors import GraphError
 from hubkit.graph import Node, Tensor, format_shape
 from hubkit.graph.shapes import merge_shapes
+from hubkit.ops import _numba
 from hubkit.ops.registry import infer_error, register_op
+
+_NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 __all__: list[str] = []  # used through hubkit.train optimizers, not as public functions
 
@@ -188,6 +191,18 @@ class SparseApplyMomentum(_Update):
 
 
 # -- Adam ------------------------------------------------------------------------------------------
+def adam_kernel(w, m, v, g, c1, c2, eps, lr):  # pragma: no cover - compiled by Numba
+    """:class:`ApplyAdam`'s NumPy passes in one: the same operations in the same order, in the arrays' dtype
+    (the Python-float factors rounded to it, as NumPy does), so the same bits; 1-D contiguous arrays."""
+    for i in range(w.shape[0]):
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * c1
+        vi = v[i] + (gi * gi - v[i]) * c2
+        m[i] = mi
+        v[i] = vi
+        w[i] = w[i] - mi / (np.sqrt(vi) + eps) * lr
+
+
 def _adam_lr(lr, beta1_power, beta2_power) -> float:
     return float(lr) * float(np.sqrt(1.0 - beta2_power)) / (1.0 - float(beta1_power))
 
@@ -209,6 +224,16 @@ class ApplyAdam(_Update):
     def forward(var, m, v, beta1_power, beta2_power, lr, grad, *, beta1, beta2, epsilon, targets, scratch):
         w, mm, vv = (x._writable() for x in targets)
         lr_t = _adam_lr(lr, beta1_power, beta2_power)
+        fast = _numba.kernel(adam_kernel, numpy_errors=True) if w.dtype in _NUMBA_DTYPES else None
+        g = np.asarray(grad)
+        if (
+            fast is not None and g.shape == w.shape and g.dtype == w.dtype
+            and all(a.flags.c_contiguous for a in (w, mm, vv))
+        ):
+            t = w.dtype.type
+            fast(w.reshape(-1), mm.reshape(-1), vv.reshape(-1), np.ascontiguousarray(g).reshape(-1),
+                 t(1.0 - beta1), t(1.0 - beta2), t(epsilon), t(lr_t))
+            return
         t = _buffer(scratch, "t", w)
         np.subtract(grad, mm, out=t)
         t *= 1.0 - beta1

@@ -101,6 +101,34 @@ def test_float32_adam_step_stays_float32():
     np.testing.assert_allclose(w.value, 0.9, rtol=1e-6)  # the first Adam step moves by lr
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_numba_pass_equals_the_numpy_passes_bit_for_bit(dtype):
+    """ApplyAdam's one Numba pass (hubkit/ops/optimizer_ops.adam_kernel) makes NumPy's operations in order."""
+    from hubkit.ops import _numba
+
+    rng = np.random.default_rng(3)
+    start = (rng.standard_normal((37, 5)) * 3).astype(dtype)
+    results = []
+    for numba_on in (True, False):
+        _numba.set_numba_enabled(numba_on)
+        try:
+            g = hk.Graph()
+            with g.as_default():
+                w = hk.Variable(start.copy(), name="w", dtype=dtype)
+                x = hk.placeholder(dtype, [None, 37])
+                train_op = hk.train.Adam(0.01).minimize(hk.reduce_mean(hk.square(hk.matmul(x, w) - 1.0)))
+            sess = hk.Session(g)
+            for k in range(4):
+                sess.run(train_op, {x: rng.standard_normal((8, 37)).astype(dtype) * (k + 1)})
+            results.append(w.value.copy())
+        finally:
+            _numba.set_numba_enabled(None)
+        rng = np.random.default_rng(3)
+        rng.standard_normal((37, 5))
+    assert not np.array_equal(results[0], start)
+    np.testing.assert_array_equal(results[0], results[1])
+
+
 def test_slot_variable_names_and_lookup():
     g = hk.Graph()
     with g.as_default():
