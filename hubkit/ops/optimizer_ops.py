@@ -227,8 +227,8 @@ class ApplyAdam(_Update):
         fast = _numba.kernel(adam_kernel, numpy_errors=True) if w.dtype in _NUMBA_DTYPES else None
         g = np.asarray(grad)
         if (
-            fast is not None and g.shape == w.shape and g.dtype == w.dtype
-            and all(a.flags.c_contiguous for a in (w, mm, vv))
+            fast is not None and g.shape == w.shape == mm.shape == vv.shape  # Numba checks no index
+            and g.dtype == w.dtype == mm.dtype == vv.dtype and all(a.flags.c_contiguous for a in (w, mm, vv))
         ):
             t = w.dtype.type
             fast(w.reshape(-1), mm.reshape(-1), vv.reshape(-1), np.ascontiguousarray(g).reshape(-1),
