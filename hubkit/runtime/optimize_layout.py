@@ -89,18 +89,28 @@ def _act_(y: np.ndarray, act: int) -> np.ndarray:
 class NhwcConv:
     """A fused ONNX convolution (:class:`~hubkit.runtime.optimize_conv.FusedOnnxConv`) on NHWC values."""
 
-    __slots__ = ("act", "attrs", "donate", "label", "nodes")
+    __slots__ = ("_last", "act", "attrs", "donate", "label", "nodes")
 
     def __init__(self, conv: FusedOnnxConv) -> None:
         self.nodes = conv.nodes
         self.attrs = conv.attrs
         self.act = conv.act
         self.donate = False  # the residual's array is read by nothing else: the output may take its memory
+        self._last: tuple = ((), None)  # (input shape, filter shape), geometry of the last call: checked once
         self.label = conv.label + " (NHWC)"
 
     def _geometry(self, x: np.ndarray, prep: PreparedConv) -> tuple[Any, Any, Any, Any, Any]:
+        key = (_four_d(x, "a 2-D convolution").shape, prep.w2.shape, prep.kernel)
+        last = self._last  # one read: another thread may replace it meanwhile
+        if last[0] == key:
+            return last[1]
+        geometry = self._check_geometry(x, prep)
+        self._last = (key, geometry)
+        return geometry
+
+    def _check_geometry(self, x: np.ndarray, prep: PreparedConv) -> tuple[Any, Any, Any, Any, Any]:
         a = self.attrs
-        n, h, w, c = _four_d(x, "a 2-D convolution").shape
+        n, h, w, c = x.shape
         out_hw, begin, end = window_geometry(
             (h, w), prep.kernel, a["strides"], a["dilations"], a["pads"], a.get("auto_pad", "NOTSET")
         )
