@@ -8,6 +8,9 @@ two halves of the rows at once: the second half on the worker thread of
 in the same order as the one-thread tile GEMM, so the result is bit for bit
 :func:`hubkit.ops._packed_gemm.packed_matmul`'s.
 
+The channels-last convolutions of :mod:`hubkit.ops.conv_nhwc` split their GEMMs the same way (into a
+concatenation's channel slice, or adding to a residual in place).
+
 The worker is only an accelerator: when the pool is busy (another caller has it), missing or late,
 the caller runs the second half itself.
 """
@@ -58,20 +61,39 @@ def job_address() -> int:
     return _JOB.address
 
 
-def split_rows(x: np.ndarray, packed: np.ndarray, n: int, bias: np.ndarray | None, act: int) -> np.ndarray | None:
+def split_rows(
+    x: np.ndarray,
+    packed: np.ndarray,
+    n: int,
+    bias: np.ndarray | None,
+    act: int,
+    out: np.ndarray | None = None,
+    accumulate: bool = False,
+) -> np.ndarray | None:
     """``act(x @ w + bias)`` for ``packed = pack_weights(w)``, half of the rows on the pool's worker; None
     when it cannot run here (the caller then computes it another way).
 
     ``x`` is a C-contiguous float32 ``(M, K)`` with at least :data:`MIN_ROWS` rows; ``bias`` a float32
-    ``(n,)`` array or None.
+    ``(n,)`` array or None; ``out`` (fresh when None) a float32 ``(M, n)`` array with unit column stride
+    (rows may be further apart, e.g. a channel slice). ``accumulate`` adds the product to what ``out``
+    holds (``act(out + x @ w + bias)``, as :func:`hubkit.ops._packed_gemm.packed_matmul`).
     """
     from hubkit.ops import _gemm_kernel as g
     from hubkit.ops import _worker_pool
 
+    if x.dtype != np.float32 or x.ndim != 2:
+        return None
     rows, depth = x.shape
     if rows < MIN_ROWS or depth == 0 or n == 0 or not x.flags.c_contiguous or not _worker_pool.available():
         return None
     if not _packed_gemm.available():
+        return None
+    if out is not None and (
+        out.dtype != np.float32 or out.shape != (rows, n) or out.strides[1] != 4 or out.strides[0] % 4
+        or out.strides[0] < 4 * n or not out.flags.writeable
+    ):
+        return None
+    if accumulate and out is None:
         return None
     fn = job_address()
     if not fn:
@@ -80,21 +102,23 @@ def split_rows(x: np.ndarray, packed: np.ndarray, n: int, bias: np.ndarray | Non
     if not pool.acquire():
         return None
     try:
-        out = np.empty((rows, n), np.float32)
-        flags = _packed_gemm._act_flags(act)
+        if out is None:
+            out = np.empty((rows, n), np.float32)
+        ldc = out.strides[0] // 4
+        flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0)
         bias_addr = 0
         if bias is not None:
             bias = np.ascontiguousarray(bias, np.float32)
             bias_addr = bias.ctypes.data
             flags |= g.BIAS_COLS
         mr = _packed_gemm._STATE.mr
-        half = (rows + 1) // 2
         mc = _packed_gemm._mc(mr, depth, n)
         blocks = np.empty((2, 14), np.int64)  # alive until run() returns: both halves are done by then
+        half = (rows + 1) // 2
         for b, (r0, r1) in enumerate(((0, half), (half, rows))):
             blocks[b] = (
                 _packed_gemm._STATE.addr, mr, _packed_gemm.KC, mc, x.ctypes.data + r0 * depth * 4, depth, r1 - r0,
-                depth, packed.ctypes.data, out.ctypes.data + r0 * n * 4, n, n, bias_addr, flags,
+                depth, packed.ctypes.data, out.ctypes.data + r0 * ldc * 4, ldc, n, bias_addr, flags,
             )
         pool.run(fn, blocks[1].ctypes.data, blocks[0].ctypes.data)
         return out

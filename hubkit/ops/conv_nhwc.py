@@ -12,9 +12,10 @@ concatenation's channel slice is the same product written with a longer row stri
 - 3x3 stride-1 layers with enough tiles per filter run Winograd F(4x4, 3x3)
   (:func:`hubkit.ops._winograd43.conv3x3_bias_act`, whose input and output are NHWC already), on the
   criteria of :mod:`hubkit.ops.conv_nchw`.
-- The GEMM is hubkit's tile kernel (:func:`hubkit.ops._packed_gemm.packed_matmul`: float32, AVX-512,
-  one BLAS thread; the filters packed once per :class:`~hubkit.ops.conv_nchw.PreparedConv`) with bias and
-  activation in its registers, or else ``np.matmul`` with the ``[kh*kw*C, M]`` filter matrix and a
+- The GEMM is hubkit's tile kernel (:func:`hubkit.ops._packed_gemm.packed_matmul`: float32, AVX-512;
+  the filters packed once per :class:`~hubkit.ops.conv_nchw.PreparedConv`; with two or more BLAS threads
+  half of the rows on the worker thread, :mod:`hubkit.ops._split_rows`) with bias and activation in its
+  registers, or else ``np.matmul`` with the ``[kh*kw*C, M]`` filter matrix and a
   Numba (or NumPy) epilogue. A residual is added after the GEMM, then the activation, in the order the
   separate ops use.
 
@@ -186,10 +187,12 @@ def _winograd_wins(n: int, c: int, m: int, oh: int, ow: int, begin, dtype) -> bo
     return enough and _use_f43(n, c, m, oh, ow, begin, dtype)
 
 
-def _tile_runs(dtype) -> bool:
-    return (
-        dtype == _F32 and _packed_gemm._wide_host() and _packed_gemm.blas_threads() == 1 and _packed_gemm.available()
-    )
+def _tile_runs(dtype) -> int:
+    """0: np.matmul; 1: the tile GEMM on this thread; 2 (two or more BLAS threads): the tile GEMM with half
+    of the rows on the worker thread (:mod:`hubkit.ops._split_rows`)."""
+    if dtype != _F32 or not _packed_gemm._wide_host() or not _packed_gemm.available():
+        return 0
+    return 1 if _packed_gemm.blas_threads() == 1 else 2
 
 
 def _filter_matrix(prep: PreparedConv, c: int) -> np.ndarray:
@@ -203,10 +206,16 @@ def _filter_matrix(prep: PreparedConv, c: int) -> np.ndarray:
     return cached
 
 
-def _gemm(a: np.ndarray, prep: PreparedConv, c: int, act: int, tile: bool, y2: np.ndarray, accumulate=False) -> None:
+def _gemm(a: np.ndarray, prep: PreparedConv, c: int, act: int, tile: int, y2: np.ndarray, accumulate=False) -> None:
     """``y2 = act(a @ W + bias)`` (rows of ``a``: pixels; ``y2`` may have a longer row stride); with
-    ``accumulate`` (the tile GEMM only), ``y2 = act(y2 + a @ W + bias)``."""
+    ``accumulate`` (the tile GEMM only), ``y2 = act(y2 + a @ W + bias)``. ``tile``: :func:`_tile_runs`."""
     m = prep.w2.shape[0]
+    if tile == 2:
+        from hubkit.ops._split_rows import split_rows
+
+        a = np.ascontiguousarray(a)
+        if split_rows(a, prep.tile_packed(c), m, prep.bias, act, y2, accumulate) is not None:
+            return
     if tile and _packed_gemm.packed_matmul(a, prep.tile_packed(c), m, prep.bias, act, y2, accumulate) is not None:
         return
     assert not accumulate, "accumulating GEMMs run on the tile kernel only"

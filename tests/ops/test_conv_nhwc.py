@@ -40,9 +40,10 @@ def _bound(x, w, bias, res, dtype, geometry, winograd):
     return ((256 if winograd else 16) * np.finfo(dtype).eps * (scale + 1)).transpose(0, 2, 3, 1)
 
 
-@pytest.fixture(params=[1, 2], ids=["tile", "blas"])
+@pytest.fixture(params=[1, 2], ids=["tile", "split"])
 def threads(request, monkeypatch):
-    """1: the tile GEMM (skipped where it does not compile); 2: np.matmul."""
+    """1: the tile GEMM (skipped where it does not compile); 2: its rows split over the worker thread
+    (float32), np.matmul (float64)."""
     if request.param == 1 and not _packed_gemm.available():
         pytest.skip("the LLVM tile kernel does not compile here")
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: request.param)
@@ -81,7 +82,7 @@ def test_conv_nhwc_matches_a_direct_convolution(kernels, threads, c, hw, kernel,
     donated = res_nhwc.copy()
     got = conv_nhwc_fused(x_nhwc, prep, donated, 1, *geometry, out=donated)
     assert (np.abs(got - _reference(x, w, bias, res, 1, *geometry).transpose(0, 2, 3, 1)) <= bound).all()
-    in_tile = threads == 1 and dtype == np.float32 and kernels == "numba" and _packed_gemm.available()
+    in_tile = dtype == np.float32 and kernels == "numba" and _packed_gemm.available()  # on 1 thread or split
     # the tile adds its product to the residual in place; elsewhere the result is a new array
     assert np.shares_memory(got, donated) == (in_tile and not winograd)
 

@@ -36,6 +36,24 @@ def test_same_bits_as_the_one_thread_tile_gemm(rows, depth, cols, act):
         assert got is not None and got.tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("act", [NONE, RELU])
+def test_into_a_channel_slice_and_accumulating(act):
+    """``out`` with rows further apart (a concatenation's channels), and ``accumulate`` (a residual in place)."""
+    rng = np.random.default_rng(2)
+    x, w, b = _layer(rng, 45, 96, 40)
+    packed = _packed_gemm.pack_weights(w)
+    big = np.full((45, 50), 7.0, np.float32)
+    got = _split_rows.split_rows(x, packed, 40, b, act, out=big[:, 3:43])
+    assert got is not None and np.shares_memory(got, big)
+    assert got.tobytes() == _packed_gemm.packed_matmul(x, packed, 40, b, act).tobytes()
+    assert (big[:, :3] == 7).all() and (big[:, 43:] == 7).all()
+    res = rng.standard_normal((45, 40)).astype(np.float32)
+    want = _packed_gemm.packed_matmul(x, packed, 40, b, act, res.copy(), accumulate=True)
+    into = res.copy()
+    assert _split_rows.split_rows(x, packed, 40, b, act, out=into, accumulate=True) is into
+    assert into.tobytes() == want.tobytes()
+
+
 def test_nan_and_negative_zero_go_through():
     rng = np.random.default_rng(1)
     x, w, b = _layer(rng, 64, 96, 64)
@@ -59,6 +77,17 @@ def test_what_it_refuses():
         assert _split_rows.split_rows(x, packed, 64, b, RELU) is None
     finally:
         pool.release()
+
+
+def test_outputs_it_cannot_write_are_refused():
+    x, w, _ = _layer(np.random.default_rng(4), 32, 64, 40)
+    packed = _packed_gemm.pack_weights(w)
+    for out in (np.empty((32, 40), np.float64), np.empty((32, 41), np.float32), np.empty((40, 32), np.float32).T,
+                np.empty((32, 80), np.float32)[:, ::2]):
+        assert _split_rows.split_rows(x, packed, 40, None, NONE, out=out) is None
+    assert _split_rows.split_rows(x, packed, 40, None, NONE, accumulate=True) is None  # nothing to add to
+    assert _split_rows.split_rows(x.astype(np.float64), packed, 40, None, NONE) is None
+    assert _split_rows.split_rows(x, packed, 40, None, NONE) is not None  # and the pool was released each time
 
 
 def test_four_threads_at_once():
