@@ -286,21 +286,7 @@ class ConcatConvs:
         self.label = f"Concat({inner})"
 
     def __call__(self, *args: Any) -> np.ndarray:
-        groups = []
-        k = 0
-        for _, count in self.parts:
-            groups.append(args[k : k + count])
-            k += count
-        shapes: list[Any] = []
-        dtypes: list[Any] = []
-        for (fn, _), g in zip(self.parts, groups):
-            if fn is None:
-                v = g[0]
-                shapes.append(v.shape if isinstance(v, np.ndarray) else None)
-                dtypes.append(v.dtype if isinstance(v, np.ndarray) else None)
-            else:
-                shapes.append(fn.result_shape(g[0], g[1]) if isinstance(g[0], np.ndarray) else None)
-                dtypes.append(g[1].w2.dtype)
+        groups, shapes, dtypes = concat_parts(self.parts, args)
         first = shapes[0]
         if first is None or any(
             sh is None or len(sh) != 4 or sh[0] != first[0] or sh[2:] != first[2:] or dt != dtypes[0]
@@ -321,6 +307,27 @@ class ConcatConvs:
 
     def __repr__(self) -> str:
         return f"ConcatConvs({self.label})"
+
+
+def concat_parts(parts: Sequence[tuple[Any, int]], args: Sequence[Any]) -> tuple[list, list, list]:
+    """A concatenation step's arguments grouped by part, with each part's result shape and dtype (None when
+    not an array): a convolution's from its ``result_shape``, a copied value's its own."""
+    groups = []
+    k = 0
+    for _, count in parts:
+        groups.append(tuple(args[k : k + count]))
+        k += count
+    shapes: list[Any] = []
+    dtypes: list[Any] = []
+    for (fn, _), g in zip(parts, groups):
+        if fn is None:
+            v = g[0]
+            shapes.append(v.shape if isinstance(v, np.ndarray) else None)
+            dtypes.append(v.dtype if isinstance(v, np.ndarray) else None)
+        else:
+            shapes.append(fn.result_shape(g[0], g[1]) if isinstance(g[0], np.ndarray) else None)
+            dtypes.append(g[1].w2.dtype)
+    return groups, shapes, dtypes
 
 
 def rewrite_concat(steps: list, keep: set[int]):

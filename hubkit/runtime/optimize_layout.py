@@ -30,7 +30,7 @@ from hubkit.ops import conv_nhwc, pool_nhwc
 from hubkit.ops._helpers import normalize_axes
 from hubkit.ops.conv_nchw import PreparedConv, outputs
 from hubkit.ops.onnx_conv import check_window_sizes, window_geometry
-from hubkit.runtime.optimize_conv import ChannelAffine, ConcatConvs, FusedOnnxConv
+from hubkit.runtime.optimize_conv import ChannelAffine, ConcatConvs, FusedOnnxConv, concat_parts
 from hubkit.runtime.optimize_pool import PoolStep
 
 __all__ = ["REGION_MIN_CONVS", "rewrite_layout_plan"]
@@ -162,20 +162,7 @@ class NhwcConcat:
         self.extends = False
 
     def __call__(self, *args: Any) -> np.ndarray:
-        groups = []
-        k = 0
-        for _, count in self.parts:
-            groups.append(args[k : k + count])
-            k += count
-        shapes: list[Any] = []
-        dtypes: list[Any] = []
-        for (fn, _), g in zip(self.parts, groups):
-            if fn is None:
-                shapes.append(g[0].shape if isinstance(g[0], np.ndarray) else None)
-                dtypes.append(getattr(g[0], "dtype", None))
-            else:
-                shapes.append(fn.result_shape(g[0], g[1]))
-                dtypes.append(g[1].w2.dtype)
+        groups, shapes, dtypes = concat_parts(self.parts, args)
         first = shapes[0]
         if first is None or any(
             sh is None or len(sh) != 4 or sh[:3] != first[:3] or dt != dtypes[0] for sh, dt in zip(shapes, dtypes)
