@@ -8,7 +8,9 @@ concatenation's channel slice is the same product written with a longer row stri
 - A 1x1 stride-1 unpadded convolution multiplies the input in place (no copy); a strided one its
   subsampled copy.
 - Other kernels gather their columns (taps in ``(kh, kw, C)`` order, zeros for padding) with a Numba
-  kernel, in chunks of about :data:`CHUNK_BYTES` so that each chunk's columns stay in L2 for its GEMM.
+  kernel (:mod:`hubkit.ops._nhwc_gather`), in chunks of about :data:`CHUNK_BYTES` so that each chunk's
+  columns stay in L2 for its GEMM; on one thread the gathers and the tile GEMMs of all chunks run in one
+  compiled call (:mod:`hubkit.ops._nhwc_gather_gemm`).
 - 3x3 stride-1 layers with enough tiles per filter run Winograd F(4x4, 3x3)
   (:func:`hubkit.ops._winograd43.conv3x3_bias_act`, whose input and output are NHWC already), on the
   criteria of :mod:`hubkit.ops.conv_nchw`.
@@ -29,6 +31,8 @@ import numpy as np
 from hubkit.errors import OpError
 from hubkit.ops import _numba, _packed_gemm, _winograd43
 from hubkit.ops._epilogue import activate, bias_act_
+from hubkit.ops._nhwc_gather import gather_kernel
+from hubkit.ops._nhwc_gather_gemm import gathered_tile_conv
 from hubkit.ops.conv_nchw import _NUMBA_DTYPES, PreparedConv, _scratch, _use_f43, outputs
 
 __all__ = ["CHUNK_BYTES", "channel_affine_nhwc", "conv_nhwc_fused", "to_nhwc"]
@@ -37,49 +41,6 @@ _F32 = np.dtype(np.float32)
 
 CHUNK_BYTES = 1 << 20
 """Bytes of gathered columns per GEMM: a chunk's columns stay in L2 while its GEMM reads them."""
-
-
-def gather_kernel(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols):  # pragma: no cover - compiled by Numba
-    """Rows ``r0 .. r0 + len(cols)`` of the ``(N*OH*OW, kh*kw*C)`` columns of NHWC ``x`` (zeros for padding).
-
-    An undilated kernel row inside the image is one run of ``kw * C`` contiguous values (the RGB stems'
-    3-value taps copied one by one took 2.5x the time).
-    """
-    n, h, w, c = x.shape
-    flat = x.reshape(n, h, w * c)
-    p = oh * ow
-    run = kw * c
-    zero = cols.dtype.type(0)
-    for q in range(cols.shape[0]):
-        r = r0 + q
-        i = r // p
-        oy = (r % p) // ow
-        ox = r % ow
-        row = cols[q]
-        ix0 = ox * sw - left
-        whole = dw == 1 and ix0 >= 0 and ix0 + kw <= w
-        for a in range(kh):
-            iy = oy * sh - top + a * dh
-            if iy < 0 or iy >= h:
-                for k in range(a * run, (a + 1) * run):
-                    row[k] = zero
-                continue
-            if whole:
-                src = flat[i, iy, ix0 * c : ix0 * c + run]
-                dst = row[a * run : (a + 1) * run]
-                for k in range(run):
-                    dst[k] = src[k]
-                continue
-            for b in range(kw):
-                ix = ix0 + b * dw
-                dst = row[(a * kw + b) * c : (a * kw + b + 1) * c]
-                if 0 <= ix < w:
-                    src = x[i, iy, ix]
-                    for k in range(c):
-                        dst[k] = src[k]
-                else:
-                    for k in range(c):
-                        dst[k] = zero
 
 
 def to_nhwc_kernel(x, out):  # pragma: no cover - compiled by Numba
@@ -312,7 +273,11 @@ def conv_nhwc_fused(
         rows = n * oh * ow
         chunk = max(1, min(rows, CHUNK_BYTES // (dtype.itemsize * ck))) if gather is not None else rows
         cols_buf = _scratch.get("nhwc_cols", chunk * ck, dtype)
-        for r0 in range(0, rows, chunk):
+        one_call = tile == 1 and gather is not None and gathered_tile_conv(
+            x, prep.tile_packed(c), prep.bias, gemm_act, prep.kernel, (sh, sw), (dh, dw), (top, left), (oh, ow), y2,
+            cols_buf, chunk, in_place,
+        )
+        for r0 in range(0, 0 if one_call else rows, chunk):
             r1 = min(rows, r0 + chunk)
             cols = cols_buf[: (r1 - r0) * ck].reshape(r1 - r0, ck)
             if gather is not None:
