@@ -206,11 +206,15 @@ def _grown(prev: Any, channels: int) -> np.ndarray | None:
     base = prev
     while isinstance(base.base, np.ndarray):
         base = base.base
+    if not base.flags.c_contiguous or not base.flags.writeable:
+        return None
     lo, hi = _byte_bounds(base)
     start = prev.ctypes.data
     if start < lo or start + (n * h * w - 1) * s2 + channels * item > hi:
         return None
-    return np.lib.stride_tricks.as_strided(prev, (n, h, w, channels), prev.strides)
+    # a view of the owning array itself (not of `prev`), so that the next member of the chain finds the
+    # same owner and its bounds: NumPy checks the view against the owner's buffer too
+    return np.ndarray((n, h, w, channels), prev.dtype, buffer=base, offset=start - lo, strides=prev.strides)
 
 
 class NhwcPool:

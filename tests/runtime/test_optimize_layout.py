@@ -214,6 +214,20 @@ def test_a_dense_block_grows_one_buffer_in_place(kernels, monkeypatch):
             _close(got, want, np.float32)
 
 
+def test_every_member_of_a_chain_grows_the_first_buffer():
+    from hubkit.runtime.optimize_layout import _grown
+
+    first = np.zeros((2, 3, 3, 40), np.float32)[..., :8]
+    views = [first]
+    for channels in range(16, 41, 8):
+        grown = _grown(views[-1], channels)
+        assert grown is not None and grown.shape[3] == channels, channels
+        views.append(grown)
+    assert all(np.shares_memory(v, views[0].base) for v in views)
+    views[-1][..., 32:] = 5
+    assert (views[0].base[..., 32:] == 5).all() and (views[0].base[..., :32] == 0).all()
+
+
 def test_a_value_without_room_is_not_grown():
     from hubkit.runtime.optimize_layout import _grown
 
