@@ -123,10 +123,7 @@ def _residual_act(y2: np.ndarray, res: np.ndarray, act: int) -> None:
         fast(y2, r2, act)
         return
     np.add(y2, r2, out=y2)
-    if act == 1:
-        np.maximum(y2, 0, out=y2)
-    elif act == 2:
-        np.clip(y2, 0, 6, out=y2)
+    bias_act_(y2, None, act)
 
 
 F43_MIN_TILES = 48
@@ -179,18 +176,10 @@ def _gemm(a: np.ndarray, prep: PreparedConv, c: int, act: int, tile: int, y2: np
             return
     if tile and _packed_gemm.packed_matmul(a, prep.tile_packed(c), m, prep.bias, act, y2, accumulate) is not None:
         return
-    assert not accumulate, "accumulating GEMMs run on the tile kernel only"
+    if accumulate:  # conv_nhwc_fused adds a residual in place only where the tile GEMM runs
+        raise OpError("a convolution cannot add its residual in place here (the tile GEMM did not run).")
     np.matmul(a, _filter_matrix(prep, c), out=y2)
-    if prep.bias is not None or act:
-        if y2.flags.c_contiguous:
-            bias_act_(y2, prep.bias, act)
-        else:
-            if prep.bias is not None:
-                np.add(y2, prep.bias, out=y2)
-            if act == 1:
-                np.maximum(y2, 0, out=y2)
-            elif act == 2:
-                np.clip(y2, 0, 6, out=y2)
+    bias_act_(y2, prep.bias, act)  # a channel slice (strided rows) takes NumPy's passes
 
 
 def conv_nhwc_fused(

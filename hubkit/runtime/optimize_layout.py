@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import conv_nhwc, pool_nhwc
+from hubkit.ops._epilogue import bias_act_
 from hubkit.ops._helpers import normalize_axes
 from hubkit.ops.conv_nchw import PreparedConv, outputs
 from hubkit.ops.onnx_conv import check_window_sizes, window_geometry
@@ -78,14 +79,6 @@ class ToNchw:
         return "ToNchw()"
 
 
-def _act_(y: np.ndarray, act: int) -> np.ndarray:
-    if act == 1:
-        np.maximum(y, 0, out=y)
-    elif act == 2:
-        np.clip(y, 0, 6, out=y)
-    return y
-
-
 class NhwcConv:
     """A fused ONNX convolution (:class:`~hubkit.runtime.optimize_conv.FusedOnnxConv`) on NHWC values."""
 
@@ -131,7 +124,7 @@ class NhwcConv:
         geometry = self._geometry(x, prep)
         shape = (x.shape[0], *geometry[4], prep.w2.shape[0])
         if res is not None and res.shape != shape:  # a broadcasting residual: as the ops do it
-            y = _act_(conv_nhwc.conv_nhwc_fused(x, prep, None, 0, *geometry) + res, self.act)
+            y = bias_act_(conv_nhwc.conv_nhwc_fused(x, prep, None, 0, *geometry) + res, None, self.act)
             if out is None:
                 return y
             out[...] = y
