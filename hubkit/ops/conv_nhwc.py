@@ -230,7 +230,8 @@ def conv_nhwc_fused(
     f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(n, c, m, oh, ow, begin, dtype)
     in_place = res is not None and out is res
     if res is not None and in_place and (
-        not tile or f43 or not res.flags.c_contiguous or not res.flags.writeable or np.may_share_memory(x, res)
+        not tile or f43 or ck == 0 or res.dtype != dtype or not res.flags.c_contiguous or res.strides[3] != dtype.itemsize
+        or not res.flags.writeable or np.may_share_memory(x, res)
     ):
         out = None  # the residual is added after the GEMM, into a new array
         in_place = False
@@ -242,6 +243,11 @@ def conv_nhwc_fused(
         y = out
     if y.size == 0:
         return y
+    if ck == 0:  # no input channels: every output is its bias (and residual)
+        y[...] = 0 if prep.bias is None else prep.bias
+        if res is not None:
+            np.add(y, res, out=y)
+        return bias_act_(y, None, act)
     gemm_act = 0 if res is not None and not in_place else act
     if f43:
         dst = y if y.flags.c_contiguous else _scratch.get("nhwc_f43", y.size, dtype)[: y.size].reshape(shape)

@@ -111,6 +111,19 @@ def test_gather_chunks_cover_every_row(monkeypatch, threads):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernel", [(1, 1), (3, 3)])
+def test_no_input_channels_gives_bias_plus_residual(threads, kernel):
+    prep = PreparedConv(np.ones((4, 0, *kernel), np.float32), np.arange(4, dtype=np.float32) - 1)
+    x = np.ones((2, 5, 5, 0), np.float32)
+    pad = kernel[0] // 2
+    geometry = ((1, 1), (1, 1), [pad, pad], [pad, pad], [5, 5])
+    res = np.full((2, 5, 5, 4), 0.5, np.float32)
+    want = np.maximum(np.arange(4, dtype=np.float32) - 1 + 0.5, 0) * np.ones((2, 5, 5, 1), np.float32)
+    donated = res.copy()
+    np.testing.assert_array_equal(conv_nhwc_fused(x, prep, donated, 1, *geometry, out=donated), want)
+    np.testing.assert_array_equal(conv_nhwc_fused(x, prep, res, 1, *geometry), want)
+
+
 def test_bad_arguments_are_refused():
     prep = PreparedConv(np.ones((4, 3, 3, 3), np.float32), None)
     x = np.ones((1, 5, 5, 3), np.float32)
