@@ -65,7 +65,7 @@ def gather_range(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols):  # pra
         base = i * h * w * c
         d = q * depth
         ix0 = ox * sw - left
-        inside = dw == 1 and ix0 >= 0 and ix0 + kw <= w
+        inside = dw == 1 and ix0 >= 0 and ix0 <= w - kw  # not ix0 + kw: no int64 wrap-around
         for a in range(kh):
             iy = oy * sh - top + a * dh
             o = d + a * span

@@ -219,8 +219,17 @@ def conv_nhwc_fused(
     sh, sw = (int(v) for v in strides)
     dh, dw = (int(v) for v in dilations)
     top, left = (int(v) for v in begin)
-    if min(oh, ow, top, left) < 0 or min(sh, sw, dh, dw) < 1:
-        raise OpError(f"convolution geometry out of range: outputs {out_hw}, strides {strides}, pads {begin}.")
+    bottom, right = (int(v) for v in end)
+    if (
+        min(oh, ow, top, left, bottom, right) < 0 or min(sh, sw, dh, dw) < 1
+        # every window inside the padded input (Python integers: no wrap-around), so the kernels' indices are too
+        or (oh > 0 and (oh - 1) * sh + (kh - 1) * dh + 1 > h + top + bottom)
+        or (ow > 0 and (ow - 1) * sw + (kw - 1) * dw + 1 > w + left + right)
+    ):
+        raise OpError(
+            f"convolution geometry out of range for a {h}x{w} input: outputs {list(out_hw)}, strides {list(strides)}, "
+            f"dilations {list(dilations)}, pads {list(begin)} / {list(end)}."
+        )
     dtype = prep.w2.dtype
     x = np.ascontiguousarray(x, dtype=dtype)
     shape = (n, oh, ow, m)

@@ -138,6 +138,9 @@ def test_bad_arguments_are_refused():
         conv_nhwc_fused(x, prep, None, 0, *geometry, out=np.ones((1, 5, 5, 8), np.float32)[..., ::2])
     with pytest.raises(OpError, match="geometry out of range"):
         conv_nhwc_fused(x, prep, None, 0, (0, 1), (1, 1), [1, 1], [1, 1], [5, 5])
+    for strides, out_hw in (((1, 2**63 - 2), [1, 2]), ((1, 1), [5, 6]), ((2, 2), [4, 3])):  # windows past the input
+        with pytest.raises(OpError, match="geometry out of range"):
+            conv_nhwc_fused(x, prep, None, 0, strides, (1, 1), [1, 1], [1, 1], out_hw)
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 7, 9), (2, 16, 5, 4), (2, 17, 3, 3), (1, 64, 4, 6)])
