@@ -23,7 +23,7 @@ NONE, RELU, RELU6 = 0, 1, 2
 ACTIVATIONS = {None: NONE, "Relu": RELU, "Relu6": RELU6}
 """Activation op name (None: no activation) -> epilogue code."""
 
-_NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_NUMBA_DTYPES = _numba.FLOAT_DTYPES
 _NO_BIAS = {dt: np.empty(0, dt) for dt in _NUMBA_DTYPES}  # read-only use: the kernel never writes its bias
 
 

@@ -66,7 +66,7 @@ def gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c_
     for i0 in range(0, rows, mc_max):
         mc = min(mc_max, rows - i0)
         npanels = (mc + mr_max - 1) // mr_max
-        # panels of balanced heights (64 rows: 13, 13, 13, 13, 12 rather than 14 x 4 + 8)
+        # panels of balanced heights (70 rows: 12, 12, 12, 12, 11, 11 rather than 13 x 5 + 5)
         base_r = mc // npanels
         extra = mc - base_r * npanels
         for k0 in range(0, depth, kstep):

@@ -1,16 +1,13 @@
-"""A faster drop-in for main's :func:`hubkit.ops.conv_nhwc.gather_kernel` (channels-last im2col, row ranges).
+"""The channels-last im2col gather of :mod:`hubkit.ops.conv_nhwc`: rows of columns, a Numba kernel.
 
-Same signature and result: rows ``r0 .. r0 + len(cols)`` of the ``(N*OH*OW, kh*kw*C)`` columns of NHWC
-``x``, taps in ``(kh, kw, C)`` order, zeros for padding, an undilated kernel row inside the image copied as
-one run of ``kw * C`` values. It differs in how the copies are written: flat arrays and unsigned offsets
-(:func:`_copy`) instead of a slice per run. Numba's slices cost their construction (and wrap-around
-checks) on every run, which is most of the work when runs are short (the RGB stems' 9- and 21-value runs,
-16-channel 3x3 taps); signed offsets kept LLVM from vectorising the copies.
-
-Measured against main's ``gather_kernel`` in the same process (one thread, CPU time; main's GEMM kernel
-under both; whole fused convolutions, gather + GEMM): SqueezeNet's 3x3 RGB stem 0.81x the time, ResNet-50's
-and DenseNet-121's 7x7 stems 0.82-0.84x, 16 -> 64 3x3 on 55x55 0.92x, ResNet-50's 3x3 stride-2 layers
-0.90-0.94x; layers of 32+ channels on 7x7 to 28x28 maps within noise (0.97-1.04).
+Rows ``r0 .. r0 + len(cols)`` of the ``(N*OH*OW, kh*kw*C)`` columns of NHWC ``x``, taps in ``(kh, kw, C)``
+order, zeros for padding, an undilated kernel row inside the image copied as one run of ``kw * C`` values.
+The copies go through flat arrays with unsigned offsets (:func:`_copy`), not a slice per run: Numba's slices
+cost their construction (and wrap-around checks) on every run, which is most of the work when runs are
+short (the RGB stems' 9- and 21-value runs, 16-channel 3x3 taps), and signed offsets kept LLVM from
+vectorising the copies. Against a slice per run (same process, one thread, whole convolutions): the 3x3 RGB
+stem 0.81x the time, the 7x7 stems 0.82-0.84x, 16 -> 64 3x3 on 55x55 0.92x, 3x3 stride-2 layers
+0.90-0.94x; layers of 32+ channels within noise.
 """
 
 from __future__ import annotations

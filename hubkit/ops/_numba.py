@@ -38,9 +38,14 @@ import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
+
 from hubkit.ops._forksafe import ForkSafeLock
 
-__all__ = ["cache_dir", "helper", "kernel", "numba_enabled", "set_numba_enabled"]
+__all__ = ["FLOAT_DTYPES", "cache_dir", "helper", "kernel", "numba_enabled", "set_numba_enabled"]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+"""The dtypes the float kernels are compiled for (other dtypes take the NumPy code)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 

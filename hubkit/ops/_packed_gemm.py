@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 KC = 256
-"""Most depth of a block: a row panel's ``mr x KC`` values of ``A`` (14 KB) stay in L1 along the column panels."""
+"""Most depth of a block: a row panel's ``mr x KC`` values of ``A`` (13 KB) stay in L1 along the column panels."""
 
 MIN_ROWS = 9
 """Fewest rows :func:`dense` takes: 3-8 rows go to ``hubkit/ops/_small_linear.py``, 1-2 to BLAS's GEMV."""

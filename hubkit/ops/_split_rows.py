@@ -112,9 +112,9 @@ def split_rows(
             bias_addr = bias.ctypes.data
             flags |= g.BIAS_COLS
         mr = _packed_gemm._STATE.mr
+        half = (rows + 1) // 2
         mc = _packed_gemm._mc(mr, depth, n)
         blocks = np.empty((2, 14), np.int64)  # alive until run() returns: both halves are done by then
-        half = (rows + 1) // 2
         for b, (r0, r1) in enumerate(((0, half), (half, rows))):
             blocks[b] = (
                 _packed_gemm._STATE.addr, mr, _packed_gemm.KC, mc, x.ctypes.data + r0 * depth * 4, depth, r1 - r0,

@@ -44,7 +44,7 @@ images: 3x faster). ``python scripts/bench_onnx.py --layers`` prints the per-lay
 _scratch = ScratchBuffers(keep_bytes=64 << 20)
 outputs = RecycledOutputs(min_bytes=1 << 20, max_bytes=512 << 20)
 """Where the fused steps' outputs of 1 MB or more come from (memory reused across calls, no page faults)."""
-_NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_NUMBA_DTYPES = _numba.FLOAT_DTYPES
 
 
 class PreparedConv:

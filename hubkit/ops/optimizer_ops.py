@@ -23,8 +23,6 @@ from hubkit.graph.shapes import merge_shapes
 from hubkit.ops import _numba
 from hubkit.ops.registry import infer_error, register_op
 
-_NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 __all__: list[str] = []  # used through hubkit.train optimizers, not as public functions
 
 
@@ -224,7 +222,7 @@ class ApplyAdam(_Update):
     def forward(var, m, v, beta1_power, beta2_power, lr, grad, *, beta1, beta2, epsilon, targets, scratch):
         w, mm, vv = (x._writable() for x in targets)
         lr_t = _adam_lr(lr, beta1_power, beta2_power)
-        fast = _numba.kernel(adam_kernel, numpy_errors=True) if w.dtype in _NUMBA_DTYPES else None
+        fast = _numba.kernel(adam_kernel, numpy_errors=True) if w.dtype in _numba.FLOAT_DTYPES else None
         g = np.asarray(grad)
         if (
             fast is not None and g.shape == w.shape == mm.shape == vv.shape  # Numba checks no index

@@ -26,7 +26,7 @@ from hubkit.ops.conv_nchw import outputs as _outputs
 
 __all__ = ["NUMBA_DTYPES", "avg_pool2d", "lrn", "max_pool2d"]
 
-NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+NUMBA_DTYPES = _numba.FLOAT_DTYPES
 
 
 def max_pool2d_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragma: no cover - compiled by Numba
