@@ -246,7 +246,7 @@ def conv_nhwc_fused(
         in_place = False
     if out is None:
         y = outputs.empty(shape, dtype)
-    elif out.shape != shape or out.dtype != dtype or out.strides[3] != dtype.itemsize:
+    elif out.shape != shape or out.dtype != dtype or out.strides[3] != dtype.itemsize or not out.flags.writeable:
         raise OpError(f"out of shape {list(out.shape)} and dtype {out.dtype} for a {list(shape)} {dtype} result.")
     else:
         y = out

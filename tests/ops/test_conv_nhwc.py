@@ -136,6 +136,10 @@ def test_bad_arguments_are_refused():
         conv_nhwc_fused(x, prep, np.ones((1, 5, 5, 3), np.float32), 0, *geometry)
     with pytest.raises(OpError, match="out of shape"):
         conv_nhwc_fused(x, prep, None, 0, *geometry, out=np.ones((1, 5, 5, 8), np.float32)[..., ::2])
+    read_only = np.ones((1, 5, 5, 4), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(OpError, match="out of shape"):
+        conv_nhwc_fused(x, prep, None, 0, *geometry, out=read_only)
     with pytest.raises(OpError, match="geometry out of range"):
         conv_nhwc_fused(x, prep, None, 0, (0, 1), (1, 1), [1, 1], [1, 1], [5, 5])
     for strides, out_hw in (((1, 2**63 - 2), [1, 2]), ((1, 1), [5, 6]), ((2, 2), [4, 3])):  # windows past the input
