@@ -247,7 +247,10 @@ def conv_nhwc_fused(
     if out is None:
         y = outputs.empty(shape, dtype)
     elif out.shape != shape or out.dtype != dtype or out.strides[3] != dtype.itemsize or not out.flags.writeable:
-        raise OpError(f"out of shape {list(out.shape)} and dtype {out.dtype} for a {list(shape)} {dtype} result.")
+        raise OpError(
+            f"out of shape {list(out.shape)}, dtype {out.dtype}, strides {list(out.strides)}"
+            f"{'' if out.flags.writeable else ', read-only,'} for a writable {list(shape)} {dtype} result."
+        )
     else:
         y = out
     if y.size == 0:
