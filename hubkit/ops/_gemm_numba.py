@@ -14,7 +14,7 @@ from numba.extending import intrinsic
 from hubkit.ops import _numba
 from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, RELU, RELU6
 
-__all__ = ["ROWS_JOB_ARGS", "call_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_job"]
+__all__ = ["ROWS_JOB_ARGS", "call_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
 
 
 @intrinsic
@@ -33,14 +33,16 @@ def call_tile(typingctx, addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias):  
     return sig, codegen
 
 
-@_numba.helper  # gemm_batched calls it (inlined there); compiled on its own by _numba.kernel too
-def gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c, bias_addr, flags):  # pragma: no cover - compiled by Numba
-    """``c (=|+=) A @ B`` then the epilogue ``flags`` ask for: :func:`gemm_rows` on the array ``c``.
+def gemm_kernel(addr, mr_max, kc_max, mc_max, x, rows, depth, packed, c, bias, flags):  # pragma: no cover - compiled by Numba
+    """``c (=|+=) x @ B`` then the epilogue ``flags`` ask for: :func:`gemm_rows` on arrays.
 
-    ``c`` is ``(rows, N)`` float32 with unit column stride; the other arguments are :func:`gemm_rows`'.
+    ``x`` is ``(rows, depth)`` and ``c`` ``(rows, N)``, float32 with unit column stride; ``packed`` is
+    ``pack_weights(B)``; ``bias`` holds ``N`` floats (read with ``BIAS_COLS``; empty without). Arrays, not
+    addresses, cross from Python: ``ndarray.ctypes.data`` costs 1.5-2.5 us a call, as much as a small GEMM.
     """
-    gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c.ctypes.data, c.strides[0] // 4,
-              c.shape[1], bias_addr, flags)
+    bias_addr = bias.ctypes.data if bias.shape[0] > 0 else 0
+    gemm_rows(addr, mr_max, kc_max, mc_max, x.ctypes.data, x.strides[0] // 4, rows, depth, packed.ctypes.data,
+              c.ctypes.data, c.strides[0] // 4, c.shape[1], bias_addr, flags)
 
 
 @_numba.helper  # inlined into gemm_kernel and the split-rows job (hubkit/ops/_split_rows.py)
@@ -89,21 +91,52 @@ def gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c_
                 i += r
 
 
-def gemm_batched(addr, mr_max, kc_max, mc_max, a, b_addr, b_stride, c, flags):  # pragma: no cover - compiled by Numba
-    """``c[p] = A[p] @ B[p]`` for each ``p``: :func:`gemm_kernel` on each slice, in one compiled loop.
+def gemm_batched(addr, mr_max, kc_max, mc_max, a, packed, c, flags):  # pragma: no cover - compiled by Numba
+    """``c[p] = A[p] @ B[p]`` for each ``p``: :func:`gemm_rows` on each slice, in one compiled loop.
 
-    ``a`` is ``(P, rows, depth)`` and ``c`` ``(P, rows, N)``, float32 and C-contiguous; ``B[p]`` is
-    ``pack_weights`` of a ``depth x N`` matrix at ``b_addr + p * b_stride`` (bytes).
+    ``a`` is ``(P, rows, depth)`` and ``c`` ``(P, rows, N)``, float32 and C-contiguous; ``packed[p]`` is
+    ``pack_weights`` of a ``depth x N`` matrix. False (nothing written) when ``packed`` is not 64-byte
+    aligned: the tile loads its panels with aligned vector loads.
     """
     n_slices, rows, depth = a.shape
-    a_addr = a.ctypes.data
+    n = c.shape[2]
+    if packed.ctypes.data % 64 != 0 or packed.strides[0] % 64 != 0:
+        return False
     for p in range(n_slices):
-        gemm_kernel(addr, mr_max, kc_max, mc_max, a_addr + p * rows * depth * 4, depth, rows, depth,
-                    b_addr + p * b_stride, c[p], 0, flags)
+        gemm_rows(addr, mr_max, kc_max, mc_max, a.ctypes.data + p * a.strides[0], depth, rows, depth,
+                  packed.ctypes.data + p * packed.strides[0], c.ctypes.data + p * c.strides[0], n, n, 0, flags)
+    return True
 
 
 ROWS_JOB_ARGS = 14
 """int64 words of :func:`rows_job`'s argument block: :func:`gemm_rows`' arguments, in order."""
+
+
+def rows_blocks(blocks, addr, mr_max, kc_max, mc_max, x, half, packed, c, bias, flags):  # pragma: no cover - compiled by Numba
+    """Fills ``blocks[0]`` and ``blocks[1]`` with :func:`rows_job`'s arguments for rows ``[0, half)`` and
+    ``[half, rows)`` of ``c (=|+=) x @ B`` (the arguments of :func:`gemm_kernel`); returns ``blocks``' address."""
+    rows, depth = x.shape
+    ldc = c.strides[0] // 4
+    bias_addr = bias.ctypes.data if bias.shape[0] > 0 else 0
+    for b in range(2):
+        r0 = 0 if b == 0 else half
+        r1 = half if b == 0 else rows
+        blk = blocks[b]
+        blk[0] = addr
+        blk[1] = mr_max
+        blk[2] = kc_max
+        blk[3] = mc_max
+        blk[4] = x.ctypes.data + r0 * x.strides[0]
+        blk[5] = x.strides[0] // 4
+        blk[6] = r1 - r0
+        blk[7] = depth
+        blk[8] = packed.ctypes.data
+        blk[9] = c.ctypes.data + r0 * c.strides[0]
+        blk[10] = ldc
+        blk[11] = c.shape[1]
+        blk[12] = bias_addr
+        blk[13] = flags
+    return blocks.ctypes.data
 
 
 def rows_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/_split_rows.py)

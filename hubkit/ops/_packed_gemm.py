@@ -183,10 +183,8 @@ def packed_matmul(
     if rows == 0 or n == 0:
         return out
     flags = _act_flags(act) | (g.ACCUMULATE if accumulate else 0)
-    bias_addr = 0
     if bias is not None:
         bias = np.ascontiguousarray(bias, _F32)
-        bias_addr = bias.ctypes.data
         flags |= g.BIAS_COLS
     if depth == 0 and accumulate:
         return None
@@ -201,10 +199,11 @@ def packed_matmul(
     mc = _mc(mr, depth, n)
     if x.strides[1] != 4 or x.strides[0] % 4 or x.strides[0] < 0:
         x = np.ascontiguousarray(x)
-    _STATE.kernel(
-        _STATE.addr, mr, KC, mc, x.ctypes.data, x.strides[0] // 4, rows, depth, packed.ctypes.data, out, bias_addr, flags
-    )
+    _STATE.kernel(_STATE.addr, mr, KC, mc, x, rows, depth, packed, out, _EMPTY if bias is None else bias, flags)
     return out
+
+
+_EMPTY = np.empty(0, _F32)
 
 
 def batched_matmul(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
@@ -221,7 +220,6 @@ def batched_matmul(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
         or packed.ndim != 4
         or packed.shape[3] != 32
         or not packed.flags.c_contiguous
-        or packed.ctypes.data % 64  # the kernel loads its panels with 64-byte aligned vector loads
         or packed.shape[0] != count
         or packed.shape[2] != depth
         or packed.shape[1] * 32 < n
@@ -236,8 +234,7 @@ def batched_matmul(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
     if kernel is None:
         return False
     mr = _STATE.mr
-    kernel(_STATE.addr, mr, KC, _mc(mr, depth, n), a, packed.ctypes.data, packed[0].nbytes, out, 0)
-    return True
+    return bool(kernel(_STATE.addr, mr, KC, _mc(mr, depth, n), a, packed, out, 0))
 
 
 def dense(

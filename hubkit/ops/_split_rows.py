@@ -35,6 +35,8 @@ _lock = threading.Lock()
 class _Job:
     address: int = 0
     cfunc: Any = None
+    blocks: Any = None  # the compiled _gemm_numba.rows_blocks
+    words: int = 0
 
 
 _JOB = _Job()
@@ -53,9 +55,11 @@ def job_address() -> int:
                     from hubkit.ops import _gemm_numba
 
                     _numba.kernel(_gemm_numba.gemm_kernel)  # registers the helpers the job inlines
+                    _JOB.blocks = _numba.kernel(_gemm_numba.rows_blocks)
+                    _JOB.words = _gemm_numba.ROWS_JOB_ARGS
                     sig = types.void(types.CPointer(types.int64))
                     _JOB.cfunc = numba.cfunc(sig, cache=True)(_numba._cache_safe(_gemm_numba.rows_job))
-                    _JOB.address = _JOB.cfunc.address
+                    _JOB.address = _JOB.cfunc.address if _JOB.blocks is not None else 0
                 except Exception:  # numba or llvmlite unusable: no split
                     _JOB.address = 0
     return _JOB.address
@@ -104,23 +108,15 @@ def split_rows(
     try:
         if out is None:
             out = np.empty((rows, n), np.float32)
-        ldc = out.strides[0] // 4
         flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0)
-        bias_addr = 0
         if bias is not None:
             bias = np.ascontiguousarray(bias, np.float32)
-            bias_addr = bias.ctypes.data
             flags |= g.BIAS_COLS
         mr = _packed_gemm._STATE.mr
-        half = (rows + 1) // 2
-        mc = _packed_gemm._mc(mr, depth, n)
-        blocks = np.empty((2, 14), np.int64)  # alive until run() returns: both halves are done by then
-        for b, (r0, r1) in enumerate(((0, half), (half, rows))):
-            blocks[b] = (
-                _packed_gemm._STATE.addr, mr, _packed_gemm.KC, mc, x.ctypes.data + r0 * depth * 4, depth, r1 - r0,
-                depth, packed.ctypes.data, out.ctypes.data + r0 * ldc * 4, ldc, n, bias_addr, flags,
-            )
-        pool.run(fn, blocks[1].ctypes.data, blocks[0].ctypes.data)
+        blocks = np.empty((2, _JOB.words), np.int64)  # alive until run() returns: both halves are done by then
+        addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.KC, _packed_gemm._mc(mr, depth, n), x,
+                           (rows + 1) // 2, packed, out, _packed_gemm._EMPTY if bias is None else bias, flags)
+        pool.run(fn, addr + blocks.strides[0], addr)
         return out
     finally:
         pool.release()
