@@ -73,6 +73,7 @@ _lock = ForkSafeLock()  # fresh in a forked child: a parent thread may hold it w
 class _State:
     engine: Any = None
     address: int = 0
+    conv_address: int = 0
     mr: int = 0
 
 
@@ -138,8 +139,8 @@ def _tile_function(mr: int) -> str:
     lines: list[str] = []
     emit = lines.append
     emit(
-        f"define internal void @hk_tile_{mr}(i64 %k, i64 %ai, i64 %lda, i64 %bi, i64 %ldb, i64 %ci, i64 %ldc, "
-        "i64 %n, i64 %flags, i64 %biasi) #0 {"
+        f"define internal void @hk_tile_{mr}(i64 %taps, i64 %tstride, i64 %k, i64 %ai, i64 %lda, i64 %bi, i64 %ldb, "
+        "i64 %ci, i64 %ldc, i64 %n, i64 %flags, i64 %biasi) #0 {"
     )
     emit("entry:")
     emit("  %a = inttoptr i64 %ai to ptr")
@@ -161,15 +162,28 @@ def _tile_function(mr: int) -> str:
     # does the remaining k % UNROLL steps
     emit(f"  %kmain = and i64 %k, -{UNROLL}")
     emit("  %hasmain = icmp ne i64 %kmain, 0")
-    emit("  br i1 %hasmain, label %loop, label %mid")
-    emit("loop:")
-    emit("  %p = phi i64 [0, %entry], [%pn, %loop]")
+    emit(f"  %tbstep = mul i64 %k, {NR}")
+    emit("  br label %tap")
+    # the outer loop over taps: tap t reads A at a + t * tstride (its k values of each row in place) and
+    # rows t * k .. t * k + k - 1 of B; the accumulators carry over from tap to tap
+    emit("tap:")
+    emit("  %t = phi i64 [0, %entry], [%tn, %tapend]")
     for i in range(mr):
         for h in range(2):
-            emit(f"  %acc{i}_{h} = phi <16 x float> [zeroinitializer, %entry], [%u{UNROLL - 1}acc{i}_{h}, %loop]")
+            emit(f"  %tacc{i}_{h} = phi <16 x float> [zeroinitializer, %entry], [%nacc{i}_{h}, %tapend]")
+    emit("  %taoff = mul i64 %t, %tstride")
+    emit("  %at = getelementptr float, ptr %a, i64 %taoff")
+    emit("  %tboff = mul i64 %t, %tbstep")
+    emit("  %bt = getelementptr float, ptr %b, i64 %tboff")
+    emit("  br i1 %hasmain, label %loop, label %mid")
+    emit("loop:")
+    emit("  %p = phi i64 [0, %tap], [%pn, %loop]")
+    for i in range(mr):
+        for h in range(2):
+            emit(f"  %acc{i}_{h} = phi <16 x float> [%tacc{i}_{h}, %tap], [%u{UNROLL - 1}acc{i}_{h}, %loop]")
     emit(f"  %boff = mul i64 %p, {NR}")
-    emit("  %bpl = getelementptr float, ptr %b, i64 %boff")
-    emit("  %apl = getelementptr float, ptr %a, i64 %p")
+    emit("  %bpl = getelementptr float, ptr %bt, i64 %boff")
+    emit("  %apl = getelementptr float, ptr %at, i64 %p")
     for u in range(UNROLL):
         src = {i: {h: (f"%acc{i}_{h}" if u == 0 else f"%u{u - 1}acc{i}_{h}") for h in range(2)} for i in range(mr)}
         _step(emit, mr, f"u{u}", "%bpl", "%apl", u, src)
@@ -179,27 +193,29 @@ def _tile_function(mr: int) -> str:
     emit("mid:")
     for i in range(mr):
         for h in range(2):
-            emit(
-                f"  %macc{i}_{h} = phi <16 x float> [zeroinitializer, %entry], [%u{UNROLL - 1}acc{i}_{h}, %loop]"
-            )
+            emit(f"  %macc{i}_{h} = phi <16 x float> [%tacc{i}_{h}, %tap], [%u{UNROLL - 1}acc{i}_{h}, %loop]")
     emit("  %hasrest = icmp ult i64 %kmain, %k")
-    emit("  br i1 %hasrest, label %rest, label %epi")
+    emit("  br i1 %hasrest, label %rest, label %tapend")
     emit("rest:")
     emit("  %q = phi i64 [%kmain, %mid], [%qn, %rest]")
     for i in range(mr):
         for h in range(2):
             emit(f"  %racc{i}_{h} = phi <16 x float> [%macc{i}_{h}, %mid], [%r0acc{i}_{h}, %rest]")
     emit(f"  %rboff = mul i64 %q, {NR}")
-    emit("  %rbpl = getelementptr float, ptr %b, i64 %rboff")
-    emit("  %rapl = getelementptr float, ptr %a, i64 %q")
+    emit("  %rbpl = getelementptr float, ptr %bt, i64 %rboff")
+    emit("  %rapl = getelementptr float, ptr %at, i64 %q")
     _step(emit, mr, "r0", "%rbpl", "%rapl", 0, {i: {h: f"%racc{i}_{h}" for h in range(2)} for i in range(mr)})
     emit("  %qn = add nuw nsw i64 %q, 1")
     emit("  %rdone = icmp eq i64 %qn, %k")
-    emit("  br i1 %rdone, label %epi, label %rest")
-    emit("epi:")
+    emit("  br i1 %rdone, label %tapend, label %rest")
+    emit("tapend:")
     for i in range(mr):
         for h in range(2):
             emit(f"  %nacc{i}_{h} = phi <16 x float> [%macc{i}_{h}, %mid], [%r0acc{i}_{h}, %rest]")
+    emit("  %tn = add nuw nsw i64 %t, 1")
+    emit("  %tdone = icmp uge i64 %tn, %taps")
+    emit("  br i1 %tdone, label %epi, label %tap")
+    emit("epi:")
     emit("  %full = icmp eq i64 %n, 32")
     # the epilogue, one step at a time (each step a branch on a flag; the tile stays in registers)
     state = {i: {h: f"%nacc{i}_{h}" for h in range(2)} for i in range(mr)}
@@ -340,14 +356,31 @@ def kernel_ir(mr_max: int) -> str:
     for mr in range(1, mr_max + 1):
         entry.append(f"t{mr}:")
         entry.append(
-            f"  call void @hk_tile_{mr}(i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, i64 %c, i64 %ldc, i64 %n, "
-            "i64 %flags, i64 %bias)"
+            f"  call void @hk_tile_{mr}(i64 1, i64 0, i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, i64 %c, i64 %ldc, "
+            "i64 %n, i64 %flags, i64 %bias)"
         )
         entry.append("  ret void")
     entry.append("done:")
     entry.append("  ret void")
     entry.append("}")
     parts.append("\n".join(entry))
+    conv = [
+        "define void @hk_sconv_tile(i64 %mr, i64 %taps, i64 %tstride, i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, "
+        "i64 %c, i64 %ldc, i64 %n, i64 %flags, i64 %bias) #0 {",
+        "entry:",
+        f"  switch i64 %mr, label %done [{' '.join(f'i64 {mr}, label %t{mr}' for mr in range(1, mr_max + 1))}]",
+    ]
+    for mr in range(1, mr_max + 1):
+        conv.append(f"t{mr}:")
+        conv.append(
+            f"  call void @hk_tile_{mr}(i64 %taps, i64 %tstride, i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, i64 %c, "
+            "i64 %ldc, i64 %n, i64 %flags, i64 %bias)"
+        )
+        conv.append("  ret void")
+    conv.append("done:")
+    conv.append("  ret void")
+    conv.append("}")
+    parts.append("\n".join(conv))
     parts.append('attributes #0 = { nounwind "min-legal-vector-width"="512" "prefer-vector-width"="512" }')
     return "\n\n".join(parts) + "\n"
 
@@ -432,6 +465,7 @@ def _build() -> None:
         engine.finalize_object()
     _STATE.engine = engine  # keeps the machine code alive for the process
     _STATE.mr = mr
+    _STATE.conv_address = engine.get_function_address("hk_sconv_tile")
     _STATE.address = engine.get_function_address("hk_sgemm_tile")  # last: callers test it
 
 
@@ -442,6 +476,12 @@ def kernel_address() -> tuple[int, int]:
             if not _STATE.address:
                 _build()
     return _STATE.address, _STATE.mr
+
+
+def conv_kernel_address() -> int:
+    """The address of ``hk_sconv_tile`` (the tile over taps, see the module docstring), compiling on the first call."""
+    kernel_address()
+    return _STATE.conv_address
 
 
 def assembly() -> str:

@@ -14,23 +14,30 @@ from numba.extending import intrinsic
 from hubkit.ops import _numba
 from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, RELU, RELU6
 
-__all__ = ["ROWS_JOB_ARGS", "call_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
+__all__ = ["ROWS_JOB_ARGS", "call_conv_tile", "call_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
+
+
+def _call_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    """A call of the function at ``args[0]`` with the other arguments as ``i64``, returning nothing."""
+    i64 = ir.IntType(64)
+    fnty = ir.FunctionType(ir.VoidType(), [i64] * (len(args) - 1))
+    vals = [context.cast(builder, v, t, types.int64) for v, t in zip(args, signature.args, strict=True)]
+    fn = builder.inttoptr(vals[0], fnty.as_pointer())
+    builder.call(fn, vals[1:])
+    return context.get_dummy_value()
 
 
 @intrinsic
 def call_tile(typingctx, addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias):  # type: ignore[no-untyped-def]
-    """Calls the tile kernel at the address ``addr`` (every argument an integer; pointers as addresses)."""
-    sig = types.void(addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias)
+    """Calls ``hk_sgemm_tile`` at the address ``addr`` (every argument an integer; pointers as addresses)."""
+    return types.void(addr, mr, k, a, lda, b, ldb, c, ldc, n, flags, bias), _call_codegen
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        i64 = ir.IntType(64)
-        fnty = ir.FunctionType(ir.VoidType(), [i64] * 11)
-        vals = [context.cast(builder, v, t, types.int64) for v, t in zip(args, signature.args, strict=True)]
-        fn = builder.inttoptr(vals[0], fnty.as_pointer())
-        builder.call(fn, vals[1:])
-        return context.get_dummy_value()
 
-    return sig, codegen
+@intrinsic
+def call_conv_tile(typingctx, addr, mr, taps, tstride, k, a, lda, b, ldb, c, ldc, n, flags, bias):  # type: ignore[no-untyped-def]
+    """Calls ``hk_sconv_tile`` at the address ``addr`` (the tile over ``taps`` runs of ``k`` steps of ``A``,
+    ``tstride`` floats apart; see :mod:`hubkit.ops._gemm_kernel`)."""
+    return types.void(addr, mr, taps, tstride, k, a, lda, b, ldb, c, ldc, n, flags, bias), _call_codegen
 
 
 def gemm_kernel(addr, mr_max, kc_max, mc_max, x, rows, depth, packed, c, bias, flags):  # pragma: no cover - compiled by Numba

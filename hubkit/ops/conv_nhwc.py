@@ -7,7 +7,9 @@ concatenation's channel slice is the same product written with a longer row stri
 
 - A 1x1 stride-1 unpadded convolution multiplies the input in place (no copy); a strided one its
   subsampled copy.
-- Other kernels gather their columns (taps in ``(kh, kw, C)`` order, zeros for padding) with a Numba
+- Other kernels, on one thread and with no width dilation, are an implicit GEMM: the tile kernel reads
+  each window's kernel rows from the (zero-bordered) input in place (:mod:`hubkit.ops._conv_taps`).
+- Otherwise they gather their columns (taps in ``(kh, kw, C)`` order, zeros for padding) with a Numba
   kernel (:mod:`hubkit.ops._nhwc_gather`), in chunks of about :data:`CHUNK_BYTES` so that each chunk's
   columns stay in L2 for its GEMM; on one thread the gathers and the tile GEMMs of all chunks run in one
   compiled call (:mod:`hubkit.ops._nhwc_gather_gemm`).
@@ -30,6 +32,7 @@ import numpy as np
 
 from hubkit.errors import OpError
 from hubkit.ops import _numba, _packed_gemm, _winograd43
+from hubkit.ops._conv_taps import tap_conv
 from hubkit.ops._epilogue import activate, bias_act_
 from hubkit.ops._nhwc_gather import gather_kernel
 from hubkit.ops._nhwc_gather_gemm import gathered_tile_conv
@@ -275,7 +278,10 @@ def conv_nhwc_fused(
     if pointwise:
         xs = x if sh == sw == 1 and (oh, ow) == (h, w) else np.ascontiguousarray(x[:, : oh * sh : sh, : ow * sw : sw])
         _gemm(xs.reshape(n * oh * ow, c), prep, c, gemm_act, tile, y2, in_place)
-    else:
+    elif not (tile == 1 and dw == 1 and tap_conv(
+        x, prep.tile_packed(c), prep.bias, gemm_act, prep.kernel, (sh, sw), dh, (top, left), (oh, ow), y2,
+        lambda size: _scratch.get("nhwc_pad", size, dtype), in_place,
+    )):
         gather = _numba.kernel(gather_kernel) if dtype in _NUMBA_DTYPES else None
         rows = n * oh * ow
         chunk = max(1, min(rows, CHUNK_BYTES // (dtype.itemsize * ck))) if gather is not None else rows

@@ -2,7 +2,8 @@
 
 Every path runs: the tile GEMM (one BLAS thread, float32, where the kernel compiles) and np.matmul (two
 BLAS threads, float64), gathered columns from the Numba kernel and from NumPy (Numba off), 1x1 convolutions
-with no copy and subsampled, Winograd for 3x3 stride-1 layers with enough tiles, outputs into a channel
+with no copy and subsampled, windows read in place (hubkit/ops/_conv_taps.py, one thread), Winograd for 3x3
+stride-1 layers with enough tiles, outputs into a channel
 slice, and a residual added in the tile's registers when the output takes the residual's memory.
 Tolerance: the sums run in another order, so ``|got - exact| <= 16 * eps * (|x| * |w| + |bias| + |res|)``.
 """
@@ -30,6 +31,8 @@ CASES = [
     (32, (28, 27), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Winograd (enough tiles)
     (4, (10, 9), (5, 3), (1, 2), (2, 1), (2, 0, 1, 1)),
     (3, (15, 14), (7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),
+    (5, (12, 11), (3, 3), (1, 1), (1, 2), (1, 2, 1, 2)),  # a dilated width: gathered, not read in place
+    (144, (5, 5), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # a tile's input past _conv_taps.MAX_TILE_BYTES: gathered
 ]
 
 

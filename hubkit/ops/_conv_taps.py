@@ -1,0 +1,95 @@
+"""Channels-last convolutions as an implicit GEMM: the tile kernel reads the (padded) input in place.
+
+A gathered convolution (:mod:`hubkit.ops._nhwc_gather_gemm`) first copies each output pixel's window into a
+row of columns, ``kh * kw * C`` values, then multiplies the rows. With ``dw == 1`` each kernel row of a window
+is already one run of ``kw * C`` values of the NHWC input, and the runs of consecutive pixels of an output row
+are ``sw * C`` values apart: a tile of pixels of one output row is ``kh`` such runs per pixel, a fixed
+``dh * WP * C`` apart. ``hk_sconv_tile`` (:mod:`hubkit.ops._gemm_kernel`) multiplies exactly that, its
+accumulators in registers across the ``kh`` runs, so no column is ever written. What it costs instead: the
+input copied once into a zero-bordered buffer (only when the layer pads), and tiles no longer than an output
+row (a 7-pixel row is a 7-row tile).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hubkit.ops import _numba, _packed_gemm
+
+__all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "tap_conv"]
+
+_F32 = np.dtype(np.float32)
+
+GROUP_BYTES = 512 * 1024
+"""Bytes of packed filters whose column panels run together over every output row (they stay in L2)."""
+
+
+MAX_TILE_BYTES = 32 * 1024
+"""Most bytes of input one tile reads (its ``kh`` kernel rows over its pixels' windows); wider layers gather.
+
+A tile takes its whole depth in one pass, so its input has to stay in L1 while the tile runs. Against the
+gathered convolution (same process, one thread): the 3x3 and 7x7 RGB stems 0.52x / 0.64x the time (batch 1),
+0.75x for the 7x7 at 16 images, 16 -> 64 3x3 on 55x55 0.77-0.79x, 48 -> 192 on 13x13 0.91x (8.6 KB a tile);
+128 -> 128 3x3 stride 2 at 16 images 1.07x (41 KB), 256 -> 256 stride 2 1.22x (83 KB), 512 -> 512 on 7x7
+1.01-1.03x (55 KB)."""
+
+
+def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kernel, strides, dh: int,
+             begin, out_hw, y2: np.ndarray, pad_buf, accumulate: bool = False) -> bool:
+    """``y2 = act(conv(x) + bias)`` (``act(y2 + conv(x) + bias)`` with ``accumulate``) of an undilated-width
+    convolution on ``hk_sconv_tile``; False (nothing written) when it cannot run here.
+
+    Args:
+        x: C-contiguous ``(N, H, W, C)`` float32 input.
+        packed: the filters packed with their depth in ``(kh, kw, C)`` order
+            (:meth:`hubkit.ops.conv_nchw.PreparedConv.tile_packed`).
+        bias: ``[M]`` float32 or None. act: 0 none, 1 ReLU, 2 ReLU6.
+        kernel, strides, dh, begin, out_hw: the window geometry (``begin``: pads at the top and left; the
+            width dilation is 1).
+        y2: the ``(N*OH*OW, M)`` float32 output, unit column stride (a channel slice's rows may be longer).
+        pad_buf: ``pad_buf(size)`` gives a flat float32 buffer of at least ``size`` values for the padded input.
+    """
+    if x.ndim != 4 or y2.ndim != 2:
+        return False
+    n, h, w, c = x.shape
+    kh, kw = (int(v) for v in kernel)
+    sh, sw = (int(v) for v in strides)
+    top, left = (int(v) for v in begin)
+    oh, ow = (int(v) for v in out_hw)
+    m = y2.shape[1]
+    depth = kh * kw * c
+    if (
+        x.dtype != _F32 or y2.dtype != _F32 or not x.flags.c_contiguous or y2.shape[0] != n * oh * ow
+        or (y2.strides[1] != 4 and m > 1) or y2.strides[0] % 4 or y2.strides[0] < 4 * m or not y2.flags.writeable
+        or packed.dtype != _F32 or packed.ndim != 3 or packed.shape[1] != depth or packed.shape[2] != 32
+        or packed.shape[0] * 32 < m or not packed.flags.c_contiguous
+        or (bias is not None and (bias.dtype != _F32 or bias.shape != (m,)))
+        or min(kh, kw, sh, sw, dh) < 1 or min(top, left, oh, ow) < 0 or depth == 0
+    ):
+        return False
+    if not _packed_gemm.available() or kh * ((_packed_gemm._STATE.mr - 1) * sw + kw) * c * 4 > MAX_TILE_BYTES:
+        return False
+    if y2.shape[0] == 0 or m == 0:
+        return True
+    from hubkit.ops import _conv_taps_kernel, _gemm_kernel
+
+    run = _numba.kernel(_conv_taps_kernel.taps_kernel)
+    pad = _numba.kernel(_conv_taps_kernel.pad_kernel)
+    if run is None or pad is None:
+        return False
+    hp = (oh - 1) * sh + (kh - 1) * dh + 1  # rows and columns the windows reach
+    wp = (ow - 1) * sw + kw
+    if top == left == 0 and hp <= h and wp <= w:
+        xp = x  # no pad: the windows read the input itself
+    else:
+        xp = pad_buf(n * hp * wp * c)[: n * hp * wp * c].reshape(n, hp, wp, c)
+        pad(x, top, left, xp)
+    flags = _packed_gemm._act_flags(act) | (_gemm_kernel.ACCUMULATE if accumulate else 0)
+    b = _packed_gemm._EMPTY
+    if bias is not None:
+        b = np.ascontiguousarray(bias)
+        flags |= _gemm_kernel.BIAS_COLS
+    group = max(1, GROUP_BYTES // (depth * 128))
+    run(_gemm_kernel.conv_kernel_address(), _packed_gemm._STATE.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
+        flags, group)
+    return True

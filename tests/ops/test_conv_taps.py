@@ -1,0 +1,113 @@
+"""The implicit-GEMM channels-last convolution (hubkit/ops/_conv_taps.py) against a float64 direct convolution.
+
+``tap_conv`` runs the tile kernel over each window's kernel rows read in place from the zero-bordered input:
+every geometry it takes (kernels up to 7x7, strides, height dilation, uneven pads, windows that leave the
+input's last rows and columns unread) must give the direct convolution's sums within
+``16 * eps * (|x| * |w| + |bias| + |res| + 1)``, into a channel slice, with a residual accumulated in place,
+and with the column panels in several groups. What it cannot take it refuses, writing nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hubkit.ops import _conv_taps, _numba, _packed_gemm
+from hubkit.ops.conv_nchw import PreparedConv
+from hubkit.ops.onnx_conv import window_geometry
+from tests.ops.test_conv_nchw_blocks import _reference
+
+pytestmark = pytest.mark.skipif(not _packed_gemm.available(), reason="the LLVM tile kernel does not compile here")
+
+# (batch, channels, size, kernel, strides, height dilation, pads: top, left, bottom, right, filters)
+CASES = [
+    (1, 3, (23, 29), (3, 3), (2, 2), 1, (0, 0, 0, 0), 64),  # an RGB stem without pads
+    (2, 3, (17, 16), (7, 7), (2, 2), 1, (3, 3, 3, 3), 40),  # a 7x7 stem: 2 column panels, the last one partial
+    (1, 16, (13, 31), (3, 3), (1, 1), 1, (1, 1, 1, 1), 70),  # 31 pixels a row: three tiles of 11, 10, 10
+    (2, 5, (9, 8), (5, 3), (1, 2), 2, (2, 0, 1, 1), 7),  # dilated rows, uneven pads
+    (1, 8, (6, 6), (1, 3), (1, 1), 1, (0, 1, 0, 1), 33),  # one kernel row
+    (1, 4, (12, 10), (3, 2), (3, 2), 1, (0, 0, 0, 0), 5),  # windows leave the last rows and columns unread
+    (1, 1, (5, 40), (2, 2), (1, 1), 1, (1, 1, 0, 0), 1),  # one channel in, one out
+]
+
+
+def _pad_buf(size: int) -> np.ndarray:
+    return np.full(size + 7, np.nan, np.float32)  # NaN: a value the pad kernel does not write shows in the output
+
+
+@pytest.mark.parametrize(("n", "c", "hw", "kernel", "strides", "dh", "pads", "m"), CASES)
+@pytest.mark.parametrize(("act", "with_bias", "accumulate"), [(0, True, False), (1, False, True), (2, True, True)])
+def test_tap_conv_matches_a_direct_convolution(monkeypatch, n, c, hw, kernel, strides, dh, pads, m, act, with_bias,
+                                               accumulate):
+    _numba.set_numba_enabled(None)
+    monkeypatch.setattr(_conv_taps, "GROUP_BYTES", 1)  # every column panel its own group
+    rng = np.random.default_rng(c * hw[1] + m)
+    w = rng.standard_normal((m, c, *kernel)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    prep = PreparedConv(w, bias)
+    x = rng.standard_normal((n, c, *hw)).astype(np.float32)
+    out_hw, begin, end = window_geometry(hw, kernel, strides, (dh, 1), pads, "NOTSET")
+    res = rng.standard_normal((n, m, *out_hw)).astype(np.float32)
+    # the output: channels 3 .. 3 + m of a wider buffer, holding the residual when accumulating
+    wide = np.full((n, *out_hw, m + 5), 7.0, np.float32)
+    dst = wide[..., 3 : 3 + m]
+    if accumulate:
+        dst[...] = res.transpose(0, 2, 3, 1)
+    y2 = dst.reshape(-1, m)
+    assert _conv_taps.tap_conv(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), prep.tile_packed(c),
+                               bias if with_bias else None, act, kernel, strides, dh, begin, out_hw, y2, _pad_buf,
+                               accumulate)
+    b = bias if with_bias else np.zeros(m, np.float32)
+    r = res if accumulate else None
+    geometry = (strides, (dh, 1), begin, end, out_hw)
+    want = _reference(x, w, b.astype(np.float64), r, act, *geometry).transpose(0, 2, 3, 1)
+    scale = _reference(np.abs(x.astype(np.float64)), np.abs(w.astype(np.float64)), np.abs(b.astype(np.float64)),
+                       None if r is None else np.abs(r), 0, *geometry).transpose(0, 2, 3, 1)
+    np.testing.assert_array_less(np.abs(dst - want), 16 * np.finfo(np.float32).eps * (scale + 1))
+    assert (wide[..., :3] == 7).all() and (wide[..., 3 + m :] == 7).all()  # nothing outside the slice
+
+
+def test_pad_kernel_borders_with_zeros_and_crops():
+    from hubkit.ops import _conv_taps_kernel
+
+    pad = _numba.kernel(_conv_taps_kernel.pad_kernel)
+    if pad is None:
+        pytest.skip("numba is off")
+    x = np.arange(2 * 4 * 5 * 3, dtype=np.float32).reshape(2, 4, 5, 3) + 1
+    for top, left, hp, wp in ((1, 2, 6, 9), (0, 0, 3, 4), (2, 1, 4, 4), (0, 6, 4, 5)):
+        xp = np.full((2, hp, wp, 3), np.nan, np.float32)
+        pad(x, top, left, xp)
+        want = np.zeros((2, top + 4 + hp, left + 5 + wp, 3), np.float32)
+        want[:, top : top + 4, left : left + 5] = x
+        np.testing.assert_array_equal(xp, want[:, :hp, :wp])
+
+
+def test_what_it_cannot_take_is_refused_unwritten():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
+    prep = PreparedConv(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), None)
+    packed = prep.tile_packed(4)
+    y2 = np.full((36, 6), 5.0, np.float32)
+    geometry = ((3, 3), (1, 1), 1, (0, 0), (6, 6))
+
+    def refused(x=x, packed=packed, y2=y2, bias=None, geometry=geometry):
+        before = y2.copy()
+        ok = _conv_taps.tap_conv(x, packed, bias, 0, *geometry, y2, _pad_buf)
+        np.testing.assert_array_equal(y2, before)
+        return not ok
+
+    assert refused(x=x.astype(np.float64))
+    assert refused(x=np.asfortranarray(x))
+    assert refused(packed=packed[:, :-1])  # depth not kh * kw * C
+    assert refused(y2=y2[:-1])  # rows not N * OH * OW
+    assert refused(y2=np.full((36, 6), 5.0, np.float32)[:, ::-1])
+    assert refused(bias=np.zeros(5, np.float32))
+    ro = y2.copy()
+    ro.flags.writeable = False
+    assert refused(y2=ro)
+    assert refused(geometry=((3, 3), (0, 1), 1, (0, 0), (6, 6)))  # a zero stride
+    # a tile's input past MAX_TILE_BYTES: 512 channels of 3x3 windows
+    wide = rng.standard_normal((1, 5, 5, 512)).astype(np.float32)
+    wprep = PreparedConv(rng.standard_normal((2, 512, 3, 3)).astype(np.float32), None)
+    assert refused(x=wide, packed=wprep.tile_packed(512), y2=np.zeros((9, 2), np.float32),
+                   geometry=((3, 3), (1, 1), 1, (0, 0), (3, 3)))
