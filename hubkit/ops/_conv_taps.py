@@ -90,6 +90,6 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
         b = np.ascontiguousarray(bias)
         flags |= _gemm_kernel.BIAS_COLS
     group = max(1, GROUP_BYTES // (depth * 128))
-    run(_gemm_kernel.conv_kernel_address(), _packed_gemm._STATE.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
+    run(_packed_gemm._STATE.addr, _packed_gemm._STATE.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
         flags, group)
     return True

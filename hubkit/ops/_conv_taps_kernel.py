@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hubkit.ops._gemm_kernel import NR
-from hubkit.ops._gemm_numba import call_conv_tile
+from hubkit.ops._gemm_numba import call_tile
 from hubkit.ops._nhwc_gather import _copy, _fill
 
 __all__ = ["pad_kernel", "taps_kernel"]
@@ -72,6 +72,7 @@ def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, 
                     for j in range(g0, g1):
                         j0 = j * NR
                         bb = bias_addr + j0 * 4 if bias_addr != 0 else 0
-                        call_conv_tile(addr, r, kh, tstride, k, a, lda, b_addr + j * depth * NR * 4, NR, cp + j0 * 4,
-                                       ldc, min(NR, m - j0), flags, bb)
+                        bp = b_addr + j * depth * NR * 4
+                        call_tile(addr, r, kh, tstride, k, a, lda, bp, NR, cp + j0 * 4, ldc, min(NR, m - j0),
+                                  flags, bb, bp)
                     ox += r

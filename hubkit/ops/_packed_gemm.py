@@ -78,7 +78,8 @@ def available() -> bool:
                 try:
                     from hubkit.ops import _gemm_kernel, _gemm_numba
 
-                    _STATE.addr, _STATE.mr = _gemm_kernel.kernel_address()
+                    _STATE.mr = _gemm_kernel.kernel_address()[1]
+                    _STATE.addr = _gemm_kernel.conv_kernel_address()  # the tile entry every Numba loop calls
                     _STATE.kernel = _numba.kernel(_gemm_numba.gemm_kernel)
                     _STATE.ok = _STATE.kernel is not None
                 except Exception:  # llvmlite or numba unusable here: the NumPy code runs
