@@ -16,7 +16,7 @@ import numpy as np
 
 from hubkit.ops import _numba, _packed_gemm
 
-__all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "tap_conv"]
+__all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "fits", "tap_conv"]
 
 _F32 = np.dtype(np.float32)
 
@@ -32,6 +32,14 @@ gathered convolution (same process, one thread): the 3x3 and 7x7 RGB stems 0.52x
 0.75x for the 7x7 at 16 images, 16 -> 64 3x3 on 55x55 0.77-0.79x, 48 -> 192 on 13x13 0.91x (8.6 KB a tile);
 128 -> 128 3x3 stride 2 at 16 images 1.07x (41 KB), 256 -> 256 stride 2 1.22x (83 KB), 512 -> 512 on 7x7
 1.01-1.03x (55 KB)."""
+
+
+def fits(c: int, kernel, sw: int) -> bool:
+    """Whether a tile's input (its ``kh`` kernel rows over a whole tile of pixels) is within :data:`MAX_TILE_BYTES`
+    (and the tile kernel runs here)."""
+    return _packed_gemm.available() and kernel[0] * ((_packed_gemm._STATE.mr - 1) * sw + kernel[1]) * c * 4 <= (
+        MAX_TILE_BYTES
+    )
 
 
 def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kernel, strides, dh: int,
@@ -67,7 +75,7 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
         or min(kh, kw, sh, sw, dh) < 1 or min(top, left, oh, ow) < 0 or depth == 0
     ):
         return False
-    if not _packed_gemm.available() or kh * ((_packed_gemm._STATE.mr - 1) * sw + kw) * c * 4 > MAX_TILE_BYTES:
+    if not fits(c, (kh, kw), sw):
         return False
     if y2.shape[0] == 0 or m == 0:
         return True

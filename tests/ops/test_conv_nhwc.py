@@ -28,7 +28,7 @@ CASES = [
     (3, (11, 10), (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),  # an RGB stem
     (16, (9, 9), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
     (32, (15, 14), (3, 3), (1, 1), (1, 1), (1, 0, 1, 2)),  # 4 x 4 tiles per image: too few for Winograd
-    (32, (28, 27), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Winograd (enough tiles)
+    (48, (28, 27), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),  # Winograd (enough tiles, more than F43_TAPS_MAX_C)
     (4, (10, 9), (5, 3), (1, 2), (2, 1), (2, 0, 1, 1)),
     (3, (15, 14), (7, 7), (2, 2), (1, 1), (3, 3, 3, 3)),
     (5, (12, 11), (3, 3), (1, 1), (1, 2), (1, 2, 1, 2)),  # a dilated width: gathered, not read in place
@@ -169,3 +169,11 @@ def test_channel_affine_matches_numpy(kernels, act, dtype):
         want = x * scale + shift
         want = np.maximum(want, 0) if act == 1 else np.clip(want, 0, 6) if act == 2 else want
         np.testing.assert_array_equal(conv_nhwc.channel_affine_nhwc(x, scale, shift, act), want)
+
+
+def test_winograd_leaves_narrow_or_small_layers_to_the_in_place_form():
+    f32 = np.dtype(np.float32)
+    assert conv_nhwc._winograd_wins(1, 48, 128, 27, 27, (1, 1), f32, taps=True)  # 49 tiles, 48 channels
+    assert not conv_nhwc._winograd_wins(1, 32, 128, 27, 27, (1, 1), f32, taps=True)  # 32 channels
+    assert not conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32, taps=True)  # 16 tiles
+    assert conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32)  # wide enough where windows are gathered
