@@ -261,15 +261,12 @@ def conv_nhwc_fused(
     ):
         out = None  # the residual is added after the GEMM, into a new array
         in_place = False
-    if out is None:
-        y = outputs.empty(shape, dtype)
-    elif out.shape != shape or out.dtype != dtype or out.strides[3] != dtype.itemsize or not out.flags.writeable:
-        raise OpError(
-            f"out of shape {list(out.shape)}, dtype {out.dtype}, strides {list(out.strides)}"
-            f"{'' if out.flags.writeable else ', read-only,'} for a writable {list(shape)} {dtype} result."
-        )
-    else:
-        y = out
+    if out is not None:
+        _check_out(out, shape, dtype)
+        if not in_place and np.may_share_memory(x, out):  # the kernels read x while they write: a new array first
+            out[...] = conv_nhwc_fused(x, prep, res, act, strides, dilations, begin, end, out_hw)
+            return out
+    y = outputs.empty(shape, dtype) if out is None else out
     if y.size == 0:
         return y
     if ck == 0:  # no input channels: every output is its bias (and residual)
@@ -315,6 +312,14 @@ def conv_nhwc_fused(
     if res is not None and not in_place:
         _residual_act(y2, res, act)
     return y
+
+
+def _check_out(out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if out.shape != shape or out.dtype != dtype or out.strides[3] != dtype.itemsize or not out.flags.writeable:
+        raise OpError(
+            f"out of shape {list(out.shape)}, dtype {out.dtype}, strides {list(out.strides)}"
+            f"{'' if out.flags.writeable else ', read-only,'} for a writable {list(shape)} {dtype} result."
+        )
 
 
 def _gather_numpy(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols) -> None:

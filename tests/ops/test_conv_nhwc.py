@@ -102,6 +102,22 @@ def test_a_residual_that_is_also_the_input_is_not_overwritten(threads):
     assert not np.shares_memory(got, x)
 
 
+@pytest.mark.parametrize(("kernel", "pads", "out_hw"), [((1, 1), 0, (6, 7)), ((3, 3), 0, (4, 5))])
+def test_an_out_that_overlaps_the_input_gets_the_convolution_of_the_input(threads, kernel, pads, out_hw):
+    rng = np.random.default_rng(4)
+    c = 40  # two column panels: the second tile of a row reads its input rows after the first wrote them
+    w = rng.standard_normal((c, c, *kernel)).astype(np.float32)
+    prep = PreparedConv(w, None)
+    buf = rng.standard_normal((1, 6, 7, c)).astype(np.float32)
+    x = buf.copy()
+    geometry = ((1, 1), (1, 1), [pads, pads], [pads, pads], list(out_hw))
+    want = conv_nhwc_fused(x.copy(), prep, None, 1, *geometry)
+    out = x[:, : out_hw[0], : out_hw[1]]  # the input's own memory
+    got = conv_nhwc_fused(x, prep, None, 1, *geometry, out=out)
+    assert got is out
+    np.testing.assert_array_equal(got, want)
+
+
 def test_gather_chunks_cover_every_row(monkeypatch, threads):
     monkeypatch.setattr(conv_nhwc, "CHUNK_BYTES", 200)  # chunks of a few pixels, across image boundaries
     rng = np.random.default_rng(4)
