@@ -151,6 +151,20 @@ def _step(emit: Any, mr: int, tag: str, bp: str, ap: str, u: int, src: dict[int,
             )
 
 
+def _phis(emit: Any, mr: int, name: str, first: tuple[str, str], second: tuple[str, str]) -> None:
+    """``%<name><i>_<h> = phi`` of the tile's accumulators: from ``(value prefix, block)`` ``first`` and ``second``
+    (a prefix ``zeroinitializer`` is the constant)."""
+    def value(prefix: str, i: int, h: int) -> str:
+        return prefix if prefix == "zeroinitializer" else f"%{prefix}{i}_{h}"
+
+    for i in range(mr):
+        for h in range(2):
+            emit(
+                f"  %{name}{i}_{h} = phi <16 x float> [{value(first[0], i, h)}, %{first[1]}], "
+                f"[{value(second[0], i, h)}, %{second[1]}]"
+            )
+
+
 def _tile_function(mr: int) -> str:
     """IR of ``hk_tile_<mr>``: the tile for ``mr`` rows (see the module docstring)."""
     lines: list[str] = []
@@ -186,9 +200,7 @@ def _tile_function(mr: int) -> str:
     # rows t * k .. t * k + k - 1 of B; the accumulators carry over from tap to tap
     emit("tap:")
     emit("  %t = phi i64 [0, %entry], [%tn, %tapend]")
-    for i in range(mr):
-        for h in range(2):
-            emit(f"  %tacc{i}_{h} = phi <16 x float> [zeroinitializer, %entry], [%nacc{i}_{h}, %tapend]")
+    _phis(emit, mr, "tacc", ("zeroinitializer", "entry"), ("nacc", "tapend"))
     emit("  %taoff = mul i64 %t, %tstride")
     emit("  %at = getelementptr float, ptr %a, i64 %taoff")
     emit("  %tboff = mul i64 %t, %tbstep")
@@ -199,9 +211,7 @@ def _tile_function(mr: int) -> str:
     emit("  br i1 %hasmain, label %loop, label %mid")
     emit("loop:")
     emit("  %p = phi i64 [0, %tap], [%pn, %loop]")
-    for i in range(mr):
-        for h in range(2):
-            emit(f"  %acc{i}_{h} = phi <16 x float> [%tacc{i}_{h}, %tap], [%u{UNROLL - 1}acc{i}_{h}, %loop]")
+    _phis(emit, mr, "acc", ("tacc", "tap"), (f"u{UNROLL - 1}acc", "loop"))
     emit(f"  %boff = mul i64 %p, {NR}")
     emit("  %bpl = getelementptr float, ptr %bt, i64 %boff")
     emit("  %apl = getelementptr float, ptr %at, i64 %p")
@@ -218,16 +228,12 @@ def _tile_function(mr: int) -> str:
     emit("  %done = icmp eq i64 %pn, %kmain")
     emit("  br i1 %done, label %mid, label %loop")
     emit("mid:")
-    for i in range(mr):
-        for h in range(2):
-            emit(f"  %macc{i}_{h} = phi <16 x float> [%tacc{i}_{h}, %tap], [%u{UNROLL - 1}acc{i}_{h}, %loop]")
+    _phis(emit, mr, "macc", ("tacc", "tap"), (f"u{UNROLL - 1}acc", "loop"))
     emit("  %hasrest = icmp ult i64 %kmain, %k")
     emit("  br i1 %hasrest, label %rest, label %tapend")
     emit("rest:")
     emit("  %q = phi i64 [%kmain, %mid], [%qn, %rest]")
-    for i in range(mr):
-        for h in range(2):
-            emit(f"  %racc{i}_{h} = phi <16 x float> [%macc{i}_{h}, %mid], [%r0acc{i}_{h}, %rest]")
+    _phis(emit, mr, "racc", ("macc", "mid"), ("r0acc", "rest"))
     emit(f"  %rboff = mul i64 %q, {NR}")
     emit("  %rbpl = getelementptr float, ptr %bt, i64 %rboff")
     emit("  %rapl = getelementptr float, ptr %at, i64 %q")
@@ -236,9 +242,7 @@ def _tile_function(mr: int) -> str:
     emit("  %rdone = icmp eq i64 %qn, %k")
     emit("  br i1 %rdone, label %tapend, label %rest")
     emit("tapend:")
-    for i in range(mr):
-        for h in range(2):
-            emit(f"  %nacc{i}_{h} = phi <16 x float> [%macc{i}_{h}, %mid], [%r0acc{i}_{h}, %rest]")
+    _phis(emit, mr, "nacc", ("macc", "mid"), ("r0acc", "rest"))
     emit("  %tn = add nuw nsw i64 %t, 1")
     emit("  %tdone = icmp uge i64 %tn, %taps")
     emit("  br i1 %tdone, label %epi, label %tap")
@@ -365,8 +369,26 @@ def _tile_function(mr: int) -> str:
     return "\n".join(lines)
 
 
+def _entry(mr_max: int, name: str, params: str, args: str) -> str:
+    """IR of the entry ``name(mr, *params)``: calls ``hk_tile_<mr>`` with ``args`` (names of params, or numbers)."""
+
+    def value(a: str) -> str:
+        return f"i64 {a}" if a.isdigit() else f"i64 %{a}"
+
+    lines = [
+        f"define void @{name}(i64 %mr, {', '.join(f'i64 %{p}' for p in params.split())}) #0 {{",
+        "entry:",
+        f"  switch i64 %mr, label %done [{' '.join(f'i64 {mr}, label %t{mr}' for mr in range(1, mr_max + 1))}]",
+    ]
+    for mr in range(1, mr_max + 1):
+        lines += [f"t{mr}:", f"  call void @hk_tile_{mr}({', '.join(value(a) for a in args.split())})", "  ret void"]
+    lines += ["done:", "  ret void", "}"]
+    return "\n".join(lines)
+
+
 def kernel_ir(mr_max: int) -> str:
-    """The module's IR text: ``hk_tile_1`` .. ``hk_tile_<mr_max>`` and the entry ``hk_sgemm_tile``."""
+    """The module's IR text: ``hk_tile_1`` .. ``hk_tile_<mr_max>`` and the entries ``hk_sgemm_tile`` and
+    ``hk_sconv_tile``."""
     parts = [
         "declare <16 x float> @llvm.fma.v16f32(<16 x float>, <16 x float>, <16 x float>)",
         "declare <16 x float> @llvm.masked.load.v16f32.p0(ptr, i32 immarg, <16 x i1>, <16 x float>)",
@@ -375,40 +397,10 @@ def kernel_ir(mr_max: int) -> str:
     ]
     for mr in range(1, mr_max + 1):
         parts.append(_tile_function(mr))
-    entry = [
-        "define void @hk_sgemm_tile(i64 %mr, i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, i64 %c, i64 %ldc, "
-        "i64 %n, i64 %flags, i64 %bias) #0 {",
-        "entry:",
-        f"  switch i64 %mr, label %done [{' '.join(f'i64 {mr}, label %t{mr}' for mr in range(1, mr_max + 1))}]",
-    ]
-    for mr in range(1, mr_max + 1):
-        entry.append(f"t{mr}:")
-        entry.append(
-            f"  call void @hk_tile_{mr}(i64 1, i64 0, i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, i64 %c, i64 %ldc, "
-            "i64 %n, i64 %flags, i64 %bias, i64 %b)"
-        )
-        entry.append("  ret void")
-    entry.append("done:")
-    entry.append("  ret void")
-    entry.append("}")
-    parts.append("\n".join(entry))
-    conv = [
-        "define void @hk_sconv_tile(i64 %mr, i64 %taps, i64 %tstride, i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, "
-        "i64 %c, i64 %ldc, i64 %n, i64 %flags, i64 %bias, i64 %pf) #0 {",
-        "entry:",
-        f"  switch i64 %mr, label %done [{' '.join(f'i64 {mr}, label %t{mr}' for mr in range(1, mr_max + 1))}]",
-    ]
-    for mr in range(1, mr_max + 1):
-        conv.append(f"t{mr}:")
-        conv.append(
-            f"  call void @hk_tile_{mr}(i64 %taps, i64 %tstride, i64 %k, i64 %a, i64 %lda, i64 %b, i64 %ldb, i64 %c, "
-            "i64 %ldc, i64 %n, i64 %flags, i64 %bias, i64 %pf)"
-        )
-        conv.append("  ret void")
-    conv.append("done:")
-    conv.append("  ret void")
-    conv.append("}")
-    parts.append("\n".join(conv))
+    # the entries: hk_sgemm_tile (one run of A, no prefetch: its own B) and hk_sconv_tile (every argument)
+    parts.append(_entry(mr_max, "hk_sgemm_tile", "k a lda b ldb c ldc n flags bias", "1 0 k a lda b ldb c ldc n flags bias b"))
+    parts.append(_entry(mr_max, "hk_sconv_tile", "taps tstride k a lda b ldb c ldc n flags bias pf",
+                        "taps tstride k a lda b ldb c ldc n flags bias pf"))
     parts.append('attributes #0 = { nounwind "min-legal-vector-width"="512" "prefer-vector-width"="512" }')
     return "\n\n".join(parts) + "\n"
 
