@@ -69,10 +69,8 @@ def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, 
                     r = base_r + (1 if t < extra else 0)
                     a = arow + ox * lda * 4
                     cp = crow + ox * ldc * 4
-                    for j in range(g0, g1):
-                        j0 = j * NR
-                        bb = bias_addr + j0 * 4 if bias_addr != 0 else 0
-                        bp = b_addr + j * depth * NR * 4
-                        call_tile(addr, r, kh, tstride, k, a, lda, bp, NR, cp + j0 * 4, ldc, min(NR, m - j0),
-                                  flags, bb, bp)
+                    j0 = g0 * NR
+                    bp = b_addr + g0 * depth * NR * 4
+                    call_tile(addr, r, kh, tstride, k, a, lda, bp, depth * NR, cp + j0 * 4, ldc, min(g1 * NR, m) - j0,
+                              flags, bias_addr + j0 * 4 if bias_addr != 0 else 0, bp)
                     ox += r

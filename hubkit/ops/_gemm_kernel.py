@@ -5,12 +5,13 @@ the whole depth ``k``, with the ``2 * mr`` accumulators as SSA vector values: LL
 registers by construction (a plain Numba loop over a 4x32 block did not, see
 docs/performance_notes.md). ``A`` is read in place (element ``(i, p)`` at ``a[i * lda + p]``): each
 step broadcasts one value of each of the ``mr`` rows; ``B``'s row ``p`` is read as two 16-wide
-vectors at ``b + p * ldb``. The loop takes :data:`UNROLL` steps per iteration (one pointer per
+vectors at ``b + p * 32``. The loop takes :data:`UNROLL` steps per iteration (one pointer per
 stream, the steps at constant offsets) and is compiled with LLVM's machine scheduler off, which
 keeps the IR's order: with it on, the broadcasts were hoisted ahead of their FMAs and spilled. The
 4-step loop measured 1.12-1.19x the one-step loop by min on the MLP's batch-64 layers; 2 or 8 steps,
 a software prefetch of ``B`` 4-16 steps ahead and depth blocks of 400 or 800 instead of 256 measured
-within the noise or slower. ``ldb`` must be ``NR`` (32): the packed panels' row stride.
+within the noise or slower. ``hk_sgemm_tile``'s ``ldb`` is the column panels' stride (``n`` being at most 32
+there, only one panel is read).
 (Packing ``A`` into ``k``-major panels made the loop a few instructions
 shorter but the packing cost more than that: 42 us of a 456 us 64x784x512 call.)
 
@@ -29,18 +30,22 @@ Signature of the entry point (all ``i64``; pointers as addresses)::
 
 The entry the Numba loops call generalises it::
 
-    hk_sconv_tile(mr, taps, tstride, k, a, lda, b, ldb, c, ldc, n, flags, bias, pf)
+    hk_sconv_tile(mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf)
 
 ``A`` is then ``taps`` runs of ``k`` steps, run ``t`` at ``a + t * tstride`` (a convolution's kernel rows
 read in place, :mod:`hubkit.ops._conv_taps`; ``taps = 1`` is ``hk_sgemm_tile``), ``B`` their ``taps * k``
-rows, the accumulators in registers across the runs. Each iteration also prefetches two lines of the
+rows, the accumulators in registers across the runs. ``n`` may pass 32: the tile then runs along the
+``ceil(n / 32)`` column panels of ``B`` (``bstride`` floats apart; ``C``, the bias and the prefetch stream
+advance with them), so a row panel is one call. Against a call per column panel (``packed_matmul``, 3120
+rows, 256 columns, same minutes): per tile 66 instead of 89 ns besides 5.8 ns per step of depth; depth 32
+0.79x the time, 64 0.90x, 256 0.96x; 32 columns (one panel) unchanged. Each iteration also prefetches two lines of the
 stream at ``pf`` into L2 (:data:`PF_FLOATS` floats per step): ``gemm_rows`` points it at a column panel it
 will read next when few rows read each panel, so the weights of a 7x7 map's layer stream from memory while
 the tiles compute (``pf = b``, already in cache, otherwise). 49x512x2048, caches flushed before each call:
 1.17-1.18 ms without, 0.96 prefetching two panels ahead (0.73 warm); ResNet-50 at batch 1 1.21-1.26x
 onnxruntime without, 1.15-1.16x with (alternating processes, each against onnxruntime in the same process).
 
-``n`` (1..32) is the number of valid columns: when ``n < 32`` the loads of the bias and of ``C``
+``n`` (1..32 for ``hk_sgemm_tile``) is the number of valid columns: in a panel of fewer than 32 the loads of the bias and of ``C``
 (to accumulate) and the stores of ``C`` are masked; ``B`` is read whole, so it is padded to 32
 columns (``hubkit.ops._packed_gemm.pack_weights``). ``flags`` selects ``ACCUMULATE``
 (``C += A @ B``), ``BIAS_COLS`` (``bias[j]`` added to column ``j``), ``RELU`` and ``RELU6``, applied
@@ -170,23 +175,11 @@ def _tile_function(mr: int) -> str:
     lines: list[str] = []
     emit = lines.append
     emit(
-        f"define internal void @hk_tile_{mr}(i64 %taps, i64 %tstride, i64 %k, i64 %ai, i64 %lda, i64 %bi, i64 %ldb, "
-        "i64 %ci, i64 %ldc, i64 %n, i64 %flags, i64 %biasi, i64 %pfi) #0 {"
+        f"define internal void @hk_tile_{mr}(i64 %taps, i64 %tstride, i64 %k, i64 %ai, i64 %lda, i64 %b0i, "
+        "i64 %bstride, i64 %c0i, i64 %ldc, i64 %ntot, i64 %flags, i64 %bias0i, i64 %pf0i) #0 {"
     )
     emit("entry:")
     emit("  %a = inttoptr i64 %ai to ptr")
-    emit("  %b = inttoptr i64 %bi to ptr")
-    emit("  %c = inttoptr i64 %ci to ptr")
-    emit("  %bias = inttoptr i64 %biasi to ptr")
-    emit("  %pf = inttoptr i64 %pfi to ptr")
-    # column masks for n < 32
-    emit("  %n32 = trunc i64 %n to i32")
-    emit("  %nins = insertelement <16 x i32> poison, i32 %n32, i64 0")
-    emit("  %nsplat = shufflevector <16 x i32> %nins, <16 x i32> poison, <16 x i32> zeroinitializer")
-    lo = ", ".join(f"i32 {j}" for j in range(16))
-    hi = ", ".join(f"i32 {j}" for j in range(16, 32))
-    emit(f"  %m0 = icmp ult <16 x i32> <{lo}>, %nsplat")
-    emit(f"  %m1 = icmp ult <16 x i32> <{hi}>, %nsplat")
     for i in range(mr):
         emit(f"  %arow{i} = mul i64 %lda, {i}")
     # the main loop takes UNROLL steps per iteration (row p + u of B and column p + u of A at
@@ -195,12 +188,40 @@ def _tile_function(mr: int) -> str:
     emit(f"  %kmain = and i64 %k, -{UNROLL}")
     emit("  %hasmain = icmp ne i64 %kmain, 0")
     emit(f"  %tbstep = mul i64 %k, {NR}")
+    emit("  %bstep = mul i64 %bstride, 4")
+    emit("  br label %panel")
+    # the outermost loop, over the column panels of ntot columns: panel j's B (and prefetch stream) at
+    # bstride floats past panel j - 1's, its 32 columns of C and of the bias at 32 floats past
+    emit("panel:")
+    emit("  %j = phi i64 [0, %entry], [%jn, %panelend]")
+    emit("  %jb = mul i64 %j, %bstep")
+    emit("  %bi = add i64 %b0i, %jb")
+    emit("  %b = inttoptr i64 %bi to ptr")
+    emit("  %pfi = add i64 %pf0i, %jb")
+    emit("  %pf = inttoptr i64 %pfi to ptr")
+    emit(f"  %jc = mul i64 %j, {NR * 4}")
+    emit("  %ci = add i64 %c0i, %jc")
+    emit("  %c = inttoptr i64 %ci to ptr")
+    emit("  %biasi = add i64 %bias0i, %jc")
+    emit("  %bias = inttoptr i64 %biasi to ptr")
+    emit(f"  %j0 = mul i64 %j, {NR}")
+    emit("  %left = sub i64 %ntot, %j0")
+    emit(f"  %wide = icmp ugt i64 %left, {NR}")
+    emit(f"  %n = select i1 %wide, i64 {NR}, i64 %left")
+    # column masks for n < 32
+    emit("  %n32 = trunc i64 %n to i32")
+    emit("  %nins = insertelement <16 x i32> poison, i32 %n32, i64 0")
+    emit("  %nsplat = shufflevector <16 x i32> %nins, <16 x i32> poison, <16 x i32> zeroinitializer")
+    lo = ", ".join(f"i32 {j}" for j in range(16))
+    hi = ", ".join(f"i32 {j}" for j in range(16, 32))
+    emit(f"  %m0 = icmp ult <16 x i32> <{lo}>, %nsplat")
+    emit(f"  %m1 = icmp ult <16 x i32> <{hi}>, %nsplat")
     emit("  br label %tap")
     # the outer loop over taps: tap t reads A at a + t * tstride (its k values of each row in place) and
     # rows t * k .. t * k + k - 1 of B; the accumulators carry over from tap to tap
     emit("tap:")
-    emit("  %t = phi i64 [0, %entry], [%tn, %tapend]")
-    _phis(emit, mr, "tacc", ("zeroinitializer", "entry"), ("nacc", "tapend"))
+    emit("  %t = phi i64 [0, %panel], [%tn, %tapend]")
+    _phis(emit, mr, "tacc", ("zeroinitializer", "panel"), ("nacc", "tapend"))
     emit("  %taoff = mul i64 %t, %tstride")
     emit("  %at = getelementptr float, ptr %a, i64 %taoff")
     emit("  %tboff = mul i64 %t, %tbstep")
@@ -350,7 +371,7 @@ def _tile_function(mr: int) -> str:
         emit(f"  %srowh{i} = getelementptr float, ptr %srow{i}, i64 16")
         emit(f"  store <16 x float> {state[i][0]}, ptr %srow{i}, align 4")
         emit(f"  store <16 x float> {state[i][1]}, ptr %srowh{i}, align 4")
-    emit("  ret void")
+    emit("  br label %panelend")
     emit("storem:")
     for i in range(mr):
         emit(f"  %smrow{i}.o = mul i64 %ldc, {i}")
@@ -364,6 +385,13 @@ def _tile_function(mr: int) -> str:
             f"  call void @llvm.masked.store.v16f32.p0(<16 x float> {state[i][1]}, ptr %smrowh{i}, i32 4, "
             "<16 x i1> %m1)"
         )
+    emit("  br label %panelend")
+    emit("panelend:")
+    emit("  %jn = add nuw nsw i64 %j, 1")
+    emit(f"  %jnext = mul i64 %jn, {NR}")
+    emit("  %more = icmp ult i64 %jnext, %ntot")
+    emit("  br i1 %more, label %panel, label %out")
+    emit("out:")
     emit("  ret void")
     emit("}")
     return "\n".join(lines)
@@ -399,8 +427,8 @@ def kernel_ir(mr_max: int) -> str:
         parts.append(_tile_function(mr))
     # the entries: hk_sgemm_tile (one run of A, no prefetch: its own B) and hk_sconv_tile (every argument)
     parts.append(_entry(mr_max, "hk_sgemm_tile", "k a lda b ldb c ldc n flags bias", "1 0 k a lda b ldb c ldc n flags bias b"))
-    parts.append(_entry(mr_max, "hk_sconv_tile", "taps tstride k a lda b ldb c ldc n flags bias pf",
-                        "taps tstride k a lda b ldb c ldc n flags bias pf"))
+    parts.append(_entry(mr_max, "hk_sconv_tile", "taps tstride k a lda b bstride c ldc n flags bias pf",
+                        "taps tstride k a lda b bstride c ldc n flags bias pf"))
     parts.append('attributes #0 = { nounwind "min-legal-vector-width"="512" "prefer-vector-width"="512" }')
     return "\n\n".join(parts) + "\n"
 

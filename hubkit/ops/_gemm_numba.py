@@ -33,11 +33,12 @@ def _call_codegen(context, builder, signature, args):  # type: ignore[no-untyped
 
 
 @intrinsic
-def call_tile(typingctx, addr, mr, taps, tstride, k, a, lda, b, ldb, c, ldc, n, flags, bias, pf):  # type: ignore[no-untyped-def]
+def call_tile(typingctx, addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf):  # type: ignore[no-untyped-def]
     """Calls ``hk_sconv_tile`` at the address ``addr`` (every argument an integer, pointers as addresses): the
     tile over ``taps`` runs of ``k`` steps of ``A``, ``tstride`` floats apart (one run: a plain GEMM tile),
-    prefetching the stream at ``pf`` into L2 as it goes (see :mod:`hubkit.ops._gemm_kernel`)."""
-    return types.void(addr, mr, taps, tstride, k, a, lda, b, ldb, c, ldc, n, flags, bias, pf), _call_codegen
+    along the ``ceil(n / 32)`` column panels of ``B`` (``bstride`` floats apart), prefetching the stream at
+    ``pf`` into L2 as it goes (see :mod:`hubkit.ops._gemm_kernel`)."""
+    return types.void(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf), _call_codegen
 
 
 def gemm_kernel(addr, mr_max, kc_max, mc_max, x, rows, depth, packed, c, bias, flags):  # pragma: no cover - compiled by Numba
@@ -104,20 +105,18 @@ def gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c_
                     i = i0
                     for t in range(npanels):
                         r = base_r + (1 if t < extra else 0)
-                        call_tile(addr, r, 1, 0, kc, a_addr + (i * lda + k0) * 4, lda, bptr, NR,
+                        call_tile(addr, r, 1, 0, kc, a_addr + (i * lda + k0) * 4, lda, bptr, depth * NR,
                                   c_addr + i * ldc * 4 + j0 * 4, ldc, n, fl, bias, nxt + t * kc * PF_FLOATS * 4)
                         i += r
                 continue
             i = i0
+            bias = bias_addr if (fl & BIAS_COLS) != 0 else 0
+            bptr = b_addr + k0 * NR * 4
             for t in range(npanels):
                 r = base_r + (1 if t < extra else 0)
-                a_ptr = a_addr + (i * lda + k0) * 4
-                c_row = c_addr + i * ldc * 4
-                for j0 in range(0, n_total, NR):
-                    n = min(NR, n_total - j0)
-                    bias = bias_addr + j0 * 4 if (fl & BIAS_COLS) != 0 else 0
-                    bptr = b_addr + ((j0 // NR) * depth + k0) * NR * 4
-                    call_tile(addr, r, 1, 0, kc, a_ptr, lda, bptr, NR, c_row + j0 * 4, ldc, n, fl, bias, bptr)
+                # one call: the tile runs along every column panel (the panel's rows of A stay in L1)
+                call_tile(addr, r, 1, 0, kc, a_addr + (i * lda + k0) * 4, lda, bptr, depth * NR, c_addr + i * ldc * 4,
+                          ldc, n_total, fl, bias, bptr)
                 i += r
 
 
