@@ -12,13 +12,17 @@ row (a 7-pixel row is a 7-row tile).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hubkit.ops import _numba, _packed_gemm
+from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, RELU, RELU6
 
-__all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "fits", "tap_conv"]
+__all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "fits", "run", "tap_conv"]
 
 _F32 = np.dtype(np.float32)
+_FLAGS = (0, RELU, RELU6)  # by activation: none, ReLU, ReLU6
 
 GROUP_BYTES = 512 * 1024
 """Bytes of packed filters whose column panels run together over every output row (they stay in L2)."""
@@ -59,7 +63,7 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
     """
     if x.ndim != 4 or y2.ndim != 2:
         return False
-    n, h, w, c = x.shape
+    n, _, _, c = x.shape
     kh, kw = (int(v) for v in kernel)
     sh, sw = (int(v) for v in strides)
     top, left = (int(v) for v in begin)
@@ -71,33 +75,59 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
         or (y2.strides[1] != 4 and m > 1) or y2.strides[0] % 4 or y2.strides[0] < 4 * m or not y2.flags.writeable
         or packed.dtype != _F32 or packed.ndim != 3 or packed.shape[1] != depth or packed.shape[2] != 32
         or packed.shape[0] * 32 < m or not packed.flags.c_contiguous
-        or (bias is not None and (bias.dtype != _F32 or bias.shape != (m,)))
+        or (bias is not None and (bias.dtype != _F32 or bias.shape != (m,) or not bias.flags.c_contiguous))
+        or act not in (0, 1, 2)
         or min(kh, kw, sh, sw, dh) < 1 or min(top, left, oh, ow) < 0 or depth == 0
     ):
         return False
     if not fits(c, (kh, kw), sw):
         return False
+    return run(x, packed, bias, act, kh, kw, sh, sw, dh, top, left, oh, ow, y2, pad_buf, accumulate)
+
+
+class _Kernels:
+    taps: Any = None
+    pad: Any = None
+
+
+_KERNELS = _Kernels()
+
+
+def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh: int, kw: int, sh: int, sw: int,
+        dh: int, top: int, left: int, oh: int, ow: int, y2: np.ndarray, pad_buf, accumulate: bool) -> bool:
+    """:func:`tap_conv` for a caller that has checked its arguments as :func:`tap_conv` does (and :func:`fits`):
+    :func:`hubkit.ops.conv_nhwc.conv_nhwc_fused`, which validates the same things for every path, calls this
+    directly (the checks cost 8-9 us a call, as much as a small layer's kernels)."""
+    n, h, w, c = x.shape
+    m = y2.shape[1]
     if y2.shape[0] == 0 or m == 0:
         return True
-    from hubkit.ops import _conv_taps_kernel, _gemm_kernel
+    if _KERNELS.taps is None:
+        from hubkit.ops import _conv_taps_kernel
 
-    run = _numba.kernel(_conv_taps_kernel.taps_kernel)
-    pad = _numba.kernel(_conv_taps_kernel.pad_kernel)
-    if run is None or pad is None:
-        return False
+        pad = _numba.kernel(_conv_taps_kernel.pad_kernel)
+        taps = _numba.kernel(_conv_taps_kernel.taps_kernel)
+        if pad is None or taps is None:
+            return False
+        _KERNELS.pad = pad
+        _KERNELS.taps = taps  # last: the test above reads it
     hp = (oh - 1) * sh + (kh - 1) * dh + 1  # rows and columns the windows reach
     wp = (ow - 1) * sw + kw
     if top == left == 0 and hp <= h and wp <= w:
         xp = x  # no pad: the windows read the input itself
     else:
-        xp = pad_buf(n * hp * wp * c)[: n * hp * wp * c].reshape(n, hp, wp, c)
-        pad(x, top, left, xp)
-    flags = _packed_gemm._act_flags(act) | (_gemm_kernel.ACCUMULATE if accumulate else 0)
+        size = n * hp * wp * c
+        flat = pad_buf(size)
+        if flat.dtype != _F32 or flat.ndim != 1 or flat.size < size:
+            return False
+        xp = flat[:size].reshape(n, hp, wp, c)
+        _KERNELS.pad(x, top, left, xp)
+    flags = _FLAGS[act] | (ACCUMULATE if accumulate else 0)
     b = _packed_gemm._EMPTY
     if bias is not None:
-        b = np.ascontiguousarray(bias)
-        flags |= _gemm_kernel.BIAS_COLS
-    group = max(1, GROUP_BYTES // (depth * 128))
-    run(_packed_gemm._STATE.addr, _packed_gemm._STATE.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
-        flags, group)
+        b = bias
+        flags |= BIAS_COLS
+    state = _packed_gemm._STATE
+    _KERNELS.taps(state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags,
+                  max(1, GROUP_BYTES // (kh * kw * c * 128)))
     return True

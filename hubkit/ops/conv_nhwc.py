@@ -31,8 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from hubkit.errors import OpError
-from hubkit.ops import _numba, _packed_gemm, _winograd43
-from hubkit.ops._conv_taps import fits, tap_conv
+from hubkit.ops import _conv_taps, _numba, _packed_gemm, _winograd43
 from hubkit.ops._epilogue import activate, bias_act_
 from hubkit.ops._nhwc_gather import gather_kernel
 from hubkit.ops._nhwc_gather_gemm import gathered_tile_conv
@@ -251,9 +250,8 @@ def conv_nhwc_fused(
     if res is not None and res.shape != shape:
         raise OpError(f"residual of shape {list(res.shape)} does not match the output {list(shape)}.")
     tile = _tile_runs(dtype)
-    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(
-        n, c, m, oh, ow, begin, dtype, tile == 1 and fits(c, (kh, kw), sw)
-    )
+    taps = tile == 1 and dw == 1 and _conv_taps.fits(c, (kh, kw), sw)
+    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(n, c, m, oh, ow, begin, dtype, taps)
     in_place = res is not None and out is res
     if res is not None and in_place and (
         not tile or f43 or ck == 0 or res.dtype != dtype or not res.flags.c_contiguous or res.strides[3] != dtype.itemsize
@@ -289,8 +287,8 @@ def conv_nhwc_fused(
     if pointwise:
         xs = x if sh == sw == 1 and (oh, ow) == (h, w) else np.ascontiguousarray(x[:, : oh * sh : sh, : ow * sw : sw])
         _gemm(xs.reshape(n * oh * ow, c), prep, c, gemm_act, tile, y2, in_place)
-    elif not (tile == 1 and dw == 1 and tap_conv(
-        x, prep.tile_packed(c), prep.bias, gemm_act, prep.kernel, (sh, sw), dh, (top, left), (oh, ow), y2,
+    elif not (taps and _conv_taps.run(  # the arguments are checked above, as tap_conv would
+        x, prep.tile_packed(c), prep.bias, gemm_act, kh, kw, sh, sw, dh, top, left, oh, ow, y2,
         lambda size: _scratch.get("nhwc_pad", size, dtype), in_place,
     )):
         gather = _numba.kernel(gather_kernel) if dtype in _NUMBA_DTYPES else None
