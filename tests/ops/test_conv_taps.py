@@ -90,9 +90,9 @@ def test_what_it_cannot_take_is_refused_unwritten():
     y2 = np.full((36, 6), 5.0, np.float32)
     geometry = ((3, 3), (1, 1), 1, (0, 0), (6, 6))
 
-    def refused(x=x, packed=packed, y2=y2, bias=None, geometry=geometry):
+    def refused(x=x, packed=packed, y2=y2, bias=None, geometry=geometry, act=0, pad_buf=_pad_buf):
         before = y2.copy()
-        ok = _conv_taps.tap_conv(x, packed, bias, 0, *geometry, y2, _pad_buf)
+        ok = _conv_taps.tap_conv(x, packed, bias, act, *geometry, y2, pad_buf)
         np.testing.assert_array_equal(y2, before)
         return not ok
 
@@ -106,6 +106,13 @@ def test_what_it_cannot_take_is_refused_unwritten():
     ro.flags.writeable = False
     assert refused(y2=ro)
     assert refused(geometry=((3, 3), (0, 1), 1, (0, 0), (6, 6)))  # a zero stride
+    assert refused(bias=np.zeros(12, np.float32)[::2])  # a strided bias
+    assert refused(act=3)
+    padded = ((3, 3), (1, 1), 1, (1, 1), (8, 8))  # pads: the input is copied into pad_buf's buffer
+    y2p = np.full((64, 6), 5.0, np.float32)
+    assert refused(y2=y2p, geometry=padded, pad_buf=lambda size: np.zeros(size, np.float64))
+    assert refused(y2=y2p, geometry=padded, pad_buf=lambda size: np.zeros(size - 1, np.float32))
+    assert _conv_taps.tap_conv(x, packed, None, 0, *padded, y2p, _pad_buf)  # the same call with a good buffer runs
     # a tile's input past MAX_TILE_BYTES: 512 channels of 3x3 windows
     wide = rng.standard_normal((1, 5, 5, 512)).astype(np.float32)
     wprep = PreparedConv(rng.standard_normal((2, 512, 3, 3)).astype(np.float32), None)
