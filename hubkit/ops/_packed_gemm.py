@@ -146,13 +146,20 @@ def _act_flags(act: int) -> int:
     return 0
 
 
+NC_BYTES = 512 * 1024
+"""As :data:`hubkit.ops._gemm_numba.NC_BYTES` (read here without importing numba)."""
+
 L2_BLOCK = 256 * 1024
 """Bytes of a row block's rows of ``A`` (one depth block) and of ``C`` (when the depth takes several)."""
 
 
 def _mc(mr: int, k: int, n: int) -> int:
-    """Rows of a block: its rows of ``A`` (and of the output, when the depth takes several blocks) fit in L2."""
-    per_row = 4 * min(k, KC) + (4 * n if k > KC else 0)
+    """Rows of a block: its rows of ``A`` (and of the output, when the depth takes several blocks) fit in L2.
+
+    ``gemm_rows`` runs the columns in blocks of ``NC_BYTES`` of ``B`` (one depth block) each: a row's output
+    in a block is at most that many columns."""
+    kc = min(k, KC)
+    per_row = 4 * kc + (4 * min(n, max(32, NC_BYTES // (4 * kc))) if k > KC else 0)
     return max(1, L2_BLOCK // (per_row * mr)) * mr
 
 
