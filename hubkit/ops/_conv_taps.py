@@ -78,6 +78,7 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
         or (bias is not None and (bias.dtype != _F32 or bias.shape != (m,) or not bias.flags.c_contiguous))
         or act not in (0, 1, 2)
         or min(kh, kw, sh, sw, dh) < 1 or min(top, left, oh, ow) < 0 or depth == 0
+        or np.may_share_memory(x, y2)  # the tiles read x while they write y2
     ):
         return False
     if not fits(c, (kh, kw), sw):

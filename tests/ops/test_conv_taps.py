@@ -108,6 +108,9 @@ def test_what_it_cannot_take_is_refused_unwritten():
     assert refused(geometry=((3, 3), (0, 1), 1, (0, 0), (6, 6)))  # a zero stride
     assert refused(bias=np.zeros(12, np.float32)[::2])  # a strided bias
     assert refused(act=3)
+    shared = np.zeros(1 * 8 * 8 * 4, np.float32)  # y2 over the input's own memory
+    assert refused(x=shared.reshape(1, 8, 8, 4), y2=shared[: 36 * 4].reshape(36, 4),
+                   packed=PreparedConv(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), None).tile_packed(4))
     padded = ((3, 3), (1, 1), 1, (1, 1), (8, 8))  # pads: the input is copied into pad_buf's buffer
     y2p = np.full((64, 6), 5.0, np.float32)
     assert refused(y2=y2p, geometry=padded, pad_buf=lambda size: np.zeros(size, np.float64))
