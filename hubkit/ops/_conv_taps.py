@@ -129,6 +129,5 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
         b = bias
         flags |= BIAS_COLS
     state = _packed_gemm._STATE
-    _KERNELS.taps(state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags,
-                  max(1, GROUP_BYTES // (kh * kw * c * 128)))
-    return True
+    return bool(_KERNELS.taps(state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags,
+                              max(1, GROUP_BYTES // (kh * kw * c * 128))))

@@ -41,8 +41,11 @@ def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, 
     (unit column stride); ``bias`` ``M`` floats (read with ``BIAS_COLS``). Each tile is up to ``mr_max``
     pixels of one output row: its ``A`` is ``kh`` runs of ``kw * C`` values (one per kernel row, ``dh`` input
     rows apart), each read in place with a row stride of ``sw * C``. Column panels go ``group`` at a time
-    (their filters stay in L2 while every row passes).
+    (their filters stay in L2 while every row passes). False (nothing written) when ``packed`` is not 64-byte
+    aligned.
     """
+    if packed.ctypes.data % 64 != 0:
+        return False  # the tile's aligned vector loads would fault
     n, hp, wp, c = xp.shape
     k = kw * c
     depth = kh * k
@@ -74,3 +77,4 @@ def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, 
                     call_tile(addr, r, kh, tstride, k, a, lda, bp, depth * NR, cp + j0 * 4, ldc, min(g1 * NR, m) - j0,
                               flags, bias_addr + j0 * 4 if bias_addr != 0 else 0, bp)
                     ox += r
+    return True

@@ -6,6 +6,7 @@ the tile kernel and :mod:`hubkit.ops._packed_gemm` for the entry points.
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import carray
 from numba.core import types
@@ -49,10 +50,14 @@ def gemm_kernel(addr, mr_max, kc_max, mc_max, x, rows, depth, packed, c, bias, f
     ``x`` is ``(rows, depth)`` and ``c`` ``(rows, N)``, float32 with unit column stride; ``packed`` is
     ``pack_weights(B)``; ``bias`` holds ``N`` floats (read with ``BIAS_COLS``; empty without). Arrays, not
     addresses, cross from Python: ``ndarray.ctypes.data`` costs 1.5-2.5 us a call, as much as a small GEMM.
+    False (nothing written) when ``packed`` is not 64-byte aligned (the tile's aligned vector loads would fault).
     """
+    if packed.ctypes.data % 64 != 0:
+        return False
     bias_addr = bias.ctypes.data if bias.shape[0] > 0 else 0
     gemm_rows(addr, mr_max, kc_max, mc_max, x.ctypes.data, x.strides[0] // 4, rows, depth, packed.ctypes.data,
               c.ctypes.data, c.strides[0] // 4, c.shape[1], bias_addr, flags)
+    return True
 
 
 @_numba.helper  # inlined into gemm_kernel and the split-rows job (hubkit/ops/_split_rows.py)
@@ -158,7 +163,10 @@ ROWS_JOB_ARGS = 14
 
 def rows_blocks(blocks, addr, mr_max, kc_max, mc_max, x, half, packed, c, bias, flags):  # pragma: no cover - compiled by Numba
     """Fills ``blocks[0]`` and ``blocks[1]`` with :func:`rows_job`'s arguments for rows ``[0, half)`` and
-    ``[half, rows)`` of ``c (=|+=) x @ B`` (the arguments of :func:`gemm_kernel`); returns ``blocks``' address."""
+    ``[half, rows)`` of ``c (=|+=) x @ B`` (the arguments of :func:`gemm_kernel`); returns ``blocks``' address
+    (0, nothing filled, when ``packed`` is not 64-byte aligned)."""
+    if packed.ctypes.data % 64 != 0:
+        return np.int64(0)  # the tile's aligned vector loads would fault (int64 both ways: Numba would unify to float)
     rows, depth = x.shape
     ldc = c.strides[0] // 4
     bias_addr = bias.ctypes.data if bias.shape[0] > 0 else 0
@@ -180,7 +188,7 @@ def rows_blocks(blocks, addr, mr_max, kc_max, mc_max, x, half, packed, c, bias, 
         blk[11] = c.shape[1]
         blk[12] = bias_addr
         blk[13] = flags
-    return blocks.ctypes.data
+    return np.int64(blocks.ctypes.data)
 
 
 def rows_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/_split_rows.py)

@@ -11,7 +11,10 @@ __all__ = ["gather_gemm_kernel"]
 def gather_gemm_kernel(addr, mr, kc, mc, x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, chunk, cols, packed, y2, bias,
                        flags):  # pragma: no cover - compiled by Numba
     """Chunk by chunk of ``chunk`` output rows: gather the chunk's columns into ``cols``, then ``gemm_rows`` them
-    by ``packed`` into the chunk's rows of ``y2`` with the epilogue ``flags`` (bias at ``bias`` when set)."""
+    by ``packed`` into the chunk's rows of ``y2`` with the epilogue ``flags`` (bias at ``bias`` when set); False
+    (nothing written) when ``packed`` is not 64-byte aligned."""
+    if packed.ctypes.data % 64 != 0:
+        return False  # the tile's aligned vector loads would fault
     n, _, _, c = x.shape
     rows = n * oh * ow
     k = kh * kw * c
@@ -24,3 +27,4 @@ def gather_gemm_kernel(addr, mr, kc, mc, x, kh, kw, sh, sw, dh, dw, top, left, o
         gather_range(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, block)
         gemm_rows(addr, mr, kc, mc, cols.ctypes.data, k, count, k, packed.ctypes.data, y2.ctypes.data + r0 * ldc * 4,
                   ldc, m, bias_addr, flags)
+    return True

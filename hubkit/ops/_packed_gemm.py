@@ -207,7 +207,8 @@ def packed_matmul(
     mc = _mc(mr, depth, n)
     if x.strides[1] != 4 or x.strides[0] % 4 or x.strides[0] < 0:
         x = np.ascontiguousarray(x)
-    _STATE.kernel(_STATE.addr, mr, KC, mc, x, rows, depth, packed, out, _EMPTY if bias is None else bias, flags)
+    if not _STATE.kernel(_STATE.addr, mr, KC, mc, x, rows, depth, packed, out, _EMPTY if bias is None else bias, flags):
+        return None  # packed not 64-byte aligned (pack_weights' always is)
     return out
 
 

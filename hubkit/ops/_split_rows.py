@@ -116,6 +116,8 @@ def split_rows(
         blocks = np.empty((2, _JOB.words), np.int64)  # alive until run() returns: both halves are done by then
         addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.KC, _packed_gemm._mc(mr, depth, n), x,
                            (rows + 1) // 2, packed, out, _packed_gemm._EMPTY if bias is None else bias, flags)
+        if not addr:
+            return None  # packed not 64-byte aligned (pack_weights' always is)
         pool.run(fn, addr + blocks.strides[0], addr)
         return out
     finally:

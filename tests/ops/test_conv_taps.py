@@ -121,3 +121,24 @@ def test_what_it_cannot_take_is_refused_unwritten():
     wprep = PreparedConv(rng.standard_normal((2, 512, 3, 3)).astype(np.float32), None)
     assert refused(x=wide, packed=wprep.tile_packed(512), y2=np.zeros((9, 2), np.float32),
                    geometry=((3, 3), (1, 1), 1, (0, 0), (3, 3)))
+
+
+def test_packed_filters_off_64_byte_alignment_are_refused_not_loaded():
+    """The tile loads its panels with aligned vector loads: every entry that takes packed filters refuses others."""
+    from hubkit.ops._nhwc_gather_gemm import gathered_tile_conv
+    from hubkit.ops._split_rows import split_rows
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 8, 8, 4)).astype(np.float32)
+    good = PreparedConv(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), None).tile_packed(4)
+    bad = np.empty(good.size + 1, np.float32)[1:].reshape(good.shape)  # 4 bytes past an aligned start
+    bad[...] = good
+    y2 = np.full((36, 6), 5.0, np.float32)
+    geometry = ((3, 3), (1, 1), 1, (0, 0), (6, 6))
+    assert not _conv_taps.tap_conv(x, bad, None, 0, *geometry, y2, _pad_buf)
+    cols = np.empty(36 * 36, np.float32)
+    assert not gathered_tile_conv(x, bad, None, 0, (3, 3), (1, 1), (1, 1), (0, 0), (6, 6), y2, cols, 36)
+    a = rng.standard_normal((36, 36)).astype(np.float32)
+    assert _packed_gemm.packed_matmul(a, bad, 6, None, 0, y2) is None
+    assert split_rows(a, bad, 6, None, 0, y2) is None
+    assert (y2 == 5).all()
