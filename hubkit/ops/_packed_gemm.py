@@ -177,7 +177,7 @@ def packed_matmul(
     ``x`` is ``(M, K)`` float32 with any strides; ``out`` (fresh when None) is ``(M, n)`` float32
     with unit column stride. With ``accumulate``, ``out`` holds a value the product is added to (in the
     tile's registers, before the bias and activation): ``act(out + x @ w + bias)``. None when the kernel
-    is not available (the caller computes it itself).
+    is not available or ``packed`` is not 64-byte aligned (the caller computes it itself).
     """
     if not available() or x.dtype != _F32 or x.ndim != 2:
         return None
