@@ -261,7 +261,8 @@ def conv_nhwc_fused(
         in_place = False
     if out is not None:
         _check_out(out, shape, dtype)
-        if not in_place and np.may_share_memory(x, out):  # the kernels read x while they write: a new array first
+        if not in_place and (np.may_share_memory(x, out) or (res is not None and np.may_share_memory(res, out))):
+            # the kernels read x (and the residual after the GEMM) while they write out: a new array first
             out[...] = conv_nhwc_fused(x, prep, res, act, strides, dilations, begin, end, out_hw)
             return out
     y = outputs.empty(shape, dtype) if out is None else out

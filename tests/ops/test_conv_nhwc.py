@@ -118,6 +118,20 @@ def test_an_out_that_overlaps_the_input_gets_the_convolution_of_the_input(thread
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("kernel", [(1, 1), (3, 3)])
+def test_an_out_over_the_residual_but_not_the_residual_itself_still_adds_it(threads, kernel):
+    rng = np.random.default_rng(5)
+    c = 40
+    prep = PreparedConv(rng.standard_normal((c, c, *kernel)).astype(np.float32), None)
+    x = rng.standard_normal((1, 6, 6, c)).astype(np.float32)
+    p = kernel[0] // 2
+    geometry = ((1, 1), (1, 1), [p, p], [p, p], [6, 6])
+    res = rng.standard_normal((1, 6, 6, c)).astype(np.float32)
+    want = conv_nhwc_fused(x, prep, res.copy(), 1, *geometry)
+    got = conv_nhwc_fused(x, prep, res, 1, *geometry, out=res[...])  # a view of the residual: added, not lost
+    np.testing.assert_array_equal(got, want)
+
+
 def test_gather_chunks_cover_every_row(monkeypatch, threads):
     monkeypatch.setattr(conv_nhwc, "CHUNK_BYTES", 200)  # chunks of a few pixels, across image boundaries
     rng = np.random.default_rng(4)
