@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hubkit.ops._gemm_kernel import NR
-from hubkit.ops._gemm_numba import call_tile
+from hubkit.ops._gemm_numba import conv_tile
 from hubkit.ops._nhwc_gather import _copy, _fill
 
 __all__ = ["pad_kernel", "taps_kernel"]
@@ -74,7 +74,7 @@ def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, 
                     cp = crow + ox * ldc * 4
                     j0 = g0 * NR
                     bp = b_addr + g0 * depth * NR * 4
-                    call_tile(addr, r, kh, tstride, k, a, lda, bp, depth * NR, cp + j0 * 4, ldc, min(g1 * NR, m) - j0,
+                    conv_tile(addr, r, kh, tstride, k, a, lda, bp, depth * NR, cp + j0 * 4, ldc, min(g1 * NR, m) - j0,
                               flags, bias_addr + j0 * 4 if bias_addr != 0 else 0, bp)
                     ox += r
     return True

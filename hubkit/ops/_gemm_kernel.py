@@ -1,6 +1,6 @@
 """A float32 GEMM micro-kernel written as LLVM IR with explicit ``<16 x float>`` vectors.
 
-The kernel computes one tile of ``C`` (``mr`` rows by up to 32 columns) as ``A_panel @ B`` over
+The kernel computes ``mr`` rows of ``C``, 32 columns (one column panel) at a time, as ``A_panel @ B`` over
 the whole depth ``k``, with the ``2 * mr`` accumulators as SSA vector values: LLVM keeps them in
 registers by construction (a plain Numba loop over a 4x32 block did not, see
 docs/performance_notes.md). ``A`` is read in place (element ``(i, p)`` at ``a[i * lda + p]``): each

@@ -22,7 +22,7 @@ PF_AHEAD = 2
 NC_BYTES = 512 * 1024
 """Bytes of B (one depth block) per block of columns :func:`gemm_rows` runs every row block over."""
 
-__all__ = ["ROWS_JOB_ARGS", "call_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
+__all__ = ["ROWS_JOB_ARGS", "call_tile", "conv_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
 
 
 def _call_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -42,6 +42,13 @@ def call_tile(typingctx, addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc,
     along the ``ceil(n / 32)`` column panels of ``B`` (``bstride`` floats apart), prefetching the stream at
     ``pf`` into L2 as it goes (see :mod:`hubkit.ops._gemm_kernel`)."""
     return types.void(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf), _call_codegen
+
+
+@_numba.helper
+def conv_tile(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf):  # pragma: no cover
+    """:func:`call_tile` for kernels of other modules: a helper, so their disk cache is keyed by this file's source
+    (the tile's arguments live here) and is compiled again when they change."""
+    call_tile(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf)
 
 
 def gemm_kernel(addr, mr_max, kc_max, mc_max, x, rows, depth, packed, c, bias, flags):  # pragma: no cover - compiled by Numba
@@ -71,7 +78,7 @@ def gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c_
     * 128`` (bytes). ``flags``: :mod:`hubkit.ops._gemm_kernel` flags (``ACCUMULATE`` and the
     epilogue); ``bias_addr`` points at ``n_total`` floats (``BIAS_COLS``).
 
-    Order: row blocks of ``mc_max`` (their output rows stay in L2 across the depth blocks), depth
+    Order: blocks of columns of :data:`NC_BYTES` of ``B`` (one depth block), then row blocks of ``mc_max`` (their output rows stay in L2 across the depth blocks), depth
     blocks (balanced, at most ``kc_max``), then each row panel (at most ``mr_max`` rows, balanced
     heights) along all column panels: the panel's rows of ``A`` stay in L1, and its output rows are
     written left to right (a few sequential streams, which the prefetchers follow; a

@@ -193,6 +193,8 @@ def packed_matmul(
     flags = _act_flags(act) | (g.ACCUMULATE if accumulate else 0)
     if bias is not None:
         bias = np.ascontiguousarray(bias, _F32)
+        if bias.shape != (n,):  # the tile reads n floats of it (an empty one: none, at address 0)
+            return None
         flags |= g.BIAS_COLS
     if depth == 0 and accumulate:
         return None

@@ -87,6 +87,7 @@ loop:
   %w = select i1 %small, i64 %left, i64 32
   %joff = mul i64 %j, 4
   %cp = add i64 %c, %joff
+  ; hk_sgemm_tile: its 6th argument is the column panels' stride, read only for n > 32 (here w <= 32)
   call void %tile(i64 %rows, i64 %k, i64 %a, i64 %lda, i64 %bp, i64 32, i64 %cp, i64 %ldc, i64 %w, i64 0, i64 0)
   %j1 = add i64 %j, 32
   %bp1 = add i64 %bp, %panel

@@ -111,6 +111,8 @@ def split_rows(
         flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0)
         if bias is not None:
             bias = np.ascontiguousarray(bias, np.float32)
+            if bias.shape != (n,):  # the tile reads n floats of it (an empty one: none, at address 0)
+                return None
             flags |= g.BIAS_COLS
         mr = _packed_gemm._STATE.mr
         blocks = np.empty((2, _JOB.words), np.int64)  # alive until run() returns: both halves are done by then

@@ -37,10 +37,11 @@ def _pad_buf(size: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("n", "c", "hw", "kernel", "strides", "dh", "pads", "m"), CASES)
 @pytest.mark.parametrize(("act", "with_bias", "accumulate"), [(0, True, False), (1, False, True), (2, True, True)])
+@pytest.mark.parametrize("group_bytes", [1, _conv_taps.GROUP_BYTES], ids=["panel-groups", "one-group"])
 def test_tap_conv_matches_a_direct_convolution(monkeypatch, n, c, hw, kernel, strides, dh, pads, m, act, with_bias,
-                                               accumulate):
+                                               accumulate, group_bytes):
     _numba.set_numba_enabled(None)
-    monkeypatch.setattr(_conv_taps, "GROUP_BYTES", 1)  # every column panel its own group
+    monkeypatch.setattr(_conv_taps, "GROUP_BYTES", group_bytes)  # 1: every column panel its own group
     rng = np.random.default_rng(c * hw[1] + m)
     w = rng.standard_normal((m, c, *kernel)).astype(np.float32)
     bias = rng.standard_normal(m).astype(np.float32)
@@ -142,3 +143,16 @@ def test_packed_filters_off_64_byte_alignment_are_refused_not_loaded():
     assert _packed_gemm.packed_matmul(a, bad, 6, None, 0, y2) is None
     assert split_rows(a, bad, 6, None, 0, y2) is None
     assert (y2 == 5).all()
+
+
+def test_an_empty_or_short_bias_is_refused_not_read():
+    from hubkit.ops._split_rows import split_rows
+
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((40, 24)).astype(np.float32)
+    packed = _packed_gemm.pack_weights(rng.standard_normal((24, 32)).astype(np.float32))
+    out = np.full((40, 32), 5.0, np.float32)
+    for bias in (np.zeros(0, np.float32), np.zeros(3, np.float32)):
+        assert _packed_gemm.packed_matmul(a, packed, 32, bias, 0, out) is None
+        assert split_rows(a, packed, 32, bias, 0, out) is None
+    assert (out == 5).all()
