@@ -261,8 +261,11 @@ def conv_nhwc_fused(
         in_place = False
     if out is not None:
         _check_out(out, shape, dtype)
-        if not in_place and (np.may_share_memory(x, out) or (res is not None and np.may_share_memory(res, out))):
-            # the kernels read x (and the residual after the GEMM) while they write out: a new array first
+        if not in_place and (
+            np.may_share_memory(x, out) or (res is not None and np.may_share_memory(res, out))
+            or not _rows_of_one_stride(out)
+        ):  # the kernels read x (and the residual after the GEMM) while they write out, or cannot write it
+            # as rows: a new array first
             out[...] = conv_nhwc_fused(x, prep, res, act, strides, dilations, begin, end, out_hw)
             return out
     y = outputs.empty(shape, dtype) if out is None else out
@@ -319,6 +322,19 @@ def _check_out(out: np.ndarray, shape: tuple[int, ...], dtype: np.dtype) -> None
             f"out of shape {list(out.shape)}, dtype {out.dtype}, strides {list(out.strides)}"
             f"{'' if out.flags.writeable else ', read-only,'} for a writable {list(shape)} {dtype} result."
         )
+
+
+def _rows_of_one_stride(out: np.ndarray) -> bool:
+    """Whether the kernels can write ``out`` as ``(N*OH*OW, M)`` rows: aligned, its pixels one run of rows of a
+    positive stride of at least ``M`` values (a channel slice of a C-contiguous array is)."""
+    if out.size == 0:
+        return True
+    try:
+        rows = _rows_view(out)
+    except (AttributeError, ValueError):  # no single run of rows
+        return False
+    size = out.dtype.itemsize
+    return bool(out.flags.aligned) and rows.strides[0] % size == 0 and rows.strides[0] >= size * out.shape[3]
 
 
 def _gather_numpy(x, kh, kw, sh, sw, dh, dw, top, left, oh, ow, r0, cols) -> None:

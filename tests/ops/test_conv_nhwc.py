@@ -207,3 +207,21 @@ def test_winograd_leaves_narrow_or_small_layers_to_the_in_place_form():
     assert not conv_nhwc._winograd_wins(1, 32, 128, 27, 27, (1, 1), f32, taps=True)  # 32 channels
     assert not conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32, taps=True)  # 16 tiles
     assert conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32)  # wide enough where windows are gathered
+
+
+def test_an_out_whose_pixels_are_not_rows_of_one_stride_gets_the_result_through_a_new_array():
+    rng = np.random.default_rng(6)
+    prep = PreparedConv(rng.standard_normal((1, 4, 1, 1)).astype(np.float32), None)
+    x = rng.standard_normal((1, 3, 5, 4)).astype(np.float32)
+    want = conv_nhwc_fused(x, prep, None, 0, (1, 1), (1, 1), (0, 0), (0, 0), (3, 5))
+    guard = np.full(40, 7.0, np.float32)
+    outs = {
+        "reversed": guard[20:35].reshape(1, 3, 5, 1)[:, :, ::-1],  # its rows would run below its start
+        "transposed": np.zeros((1, 5, 3, 1), np.float32).transpose(0, 2, 1, 3),
+        "unaligned": np.frombuffer(bytearray(64), np.float32, 15, 2).reshape(1, 3, 5, 1),
+    }
+    for out in outs.values():
+        got = conv_nhwc_fused(x, prep, None, 0, (1, 1), (1, 1), (0, 0), (0, 0), (3, 5), out=out)
+        assert got is out
+        np.testing.assert_array_equal(got, want)
+    assert (guard[:20] == 7).all() and (guard[35:] == 7).all()  # nothing written outside the reversed view
