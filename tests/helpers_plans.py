@@ -29,3 +29,18 @@ def dense_reference(x, w, bias, act):
     elif act == RELU6:
         z = np.clip(z, 0, 6)
     return z, np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64))
+
+
+def blas_sums_by_row() -> bool:
+    """Whether NumPy's BLAS gives each float32 GEMM row the same bits whatever the number of rows in the call.
+
+    OpenBLAS's AVX-512 kernels do (the plans' GEMMs then match bit for bit however the rows are chunked);
+    its AVX2 (Haswell, Zen) kernels sum a row's depth in an order that depends on the call's shape."""
+    rng = np.random.default_rng(0)
+    for depth in (32, 288):
+        a = rng.standard_normal((98, depth)).astype(np.float32)
+        b = rng.standard_normal((depth, 32)).astype(np.float32)
+        full = a @ b
+        if not all(np.array_equal(a[:m] @ b, full[:m]) for m in (1, 7, 49)):
+            return False
+    return True

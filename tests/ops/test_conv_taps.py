@@ -117,10 +117,12 @@ def test_what_it_cannot_take_is_refused_unwritten():
     assert refused(y2=y2p, geometry=padded, pad_buf=lambda size: np.zeros(size, np.float64))
     assert refused(y2=y2p, geometry=padded, pad_buf=lambda size: np.zeros(size - 1, np.float32))
     assert _conv_taps.tap_conv(x, packed, None, 0, *padded, y2p, _pad_buf)  # the same call with a good buffer runs
-    # a tile's input past MAX_TILE_BYTES: 512 channels of 3x3 windows
-    wide = rng.standard_normal((1, 5, 5, 512)).astype(np.float32)
-    wprep = PreparedConv(rng.standard_normal((2, 512, 3, 3)).astype(np.float32), None)
-    assert refused(x=wide, packed=wprep.tile_packed(512), y2=np.zeros((9, 2), np.float32),
+    # a tile's input past MAX_TILE_BYTES: enough channels of 3x3 windows for this host's tile rows
+    wc = _conv_taps.MAX_TILE_BYTES // (3 * (_packed_gemm._STATE.mr + 2) * 4) + 1
+    assert not _conv_taps.fits(wc, (3, 3), 1) and _conv_taps.fits(wc - 1, (3, 3), 1)
+    wide = rng.standard_normal((1, 5, 5, wc)).astype(np.float32)
+    wprep = PreparedConv(rng.standard_normal((2, wc, 3, 3)).astype(np.float32), None)
+    assert refused(x=wide, packed=wprep.tile_packed(wc), y2=np.zeros((9, 2), np.float32),
                    geometry=((3, 3), (1, 1), 1, (0, 0), (3, 3)))
 
 

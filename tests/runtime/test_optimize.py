@@ -15,7 +15,7 @@ from hubkit.runtime.optimize import (
     optimize_enabled,
     set_optimize_enabled,
 )
-from tests.helpers_plans import plain_and_optimised
+from tests.helpers_plans import blas_sums_by_row, plain_and_optimised
 
 _plans = plain_and_optimised  # the `kernels` fixture (NumPy and Numba runs) is the suite-wide one
 
@@ -97,7 +97,9 @@ def test_random_dense_graphs_equal_unoptimised(seed, dtype, kernels):
 @pytest.mark.parametrize("seed", range(8))
 def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
     """Bit for bit, except with Winograd F(4x4, 3x3) and the direct few-channel kernel (Numba only, each
-    summing in its own order): then within a tolerance."""
+    summing in its own order), and where the BLAS sums a row in an order that depends on how many rows a
+    call has (the fused step multiplies its pixels in other chunks than the plain convolution): then
+    within a tolerance."""
     if seed % 2:  # pool one image at a time: every chunk boundary is crossed
         monkeypatch.setattr(conv_fused, "_POOL_CHUNK_BYTES", 1)
     if not f43:
@@ -129,6 +131,7 @@ def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
         y = hk.reduce_sum(h, axis=[1, 2])
     plain, optimised = _plans(g, [h, y][int(rng.integers(2)) :], [x])
     assert any(isinstance(s[0], FusedLinear) for s in optimised.steps)
+    exact = blas_sums_by_row()
     for n, size in ((1, 13), (2, 16), (12, 20)):  # 12 x 20 x 20 reaches both Winograds' tile counts
         for nans in (False, True):
             value = _special(rng, (n, size, size, x.shape[3]), np.float32, nans)
@@ -137,10 +140,13 @@ def test_random_conv_graphs_equal_unoptimised(seed, f43, kernels, monkeypatch):
                     assert np.isnan(b)[np.isnan(a)].all()
                     a, b = np.where(np.isnan(b), 0, a), np.where(np.isnan(b), 0, b)
                     np.testing.assert_allclose(
-                        b, a, rtol=1e-4, atol=1e-5 * float(np.nanmax(np.abs(a), initial=1.0))
+                        b, a, rtol=1e-4, atol=5e-5 * float(np.nanmax(np.abs(a), initial=1.0))  # F(4x4): ~1e-4 at 6
                     )
-                else:
+                elif exact:
                     _same(a, b)
+                else:  # every output a float32 sum over at most 3 * 3 * 32 products, in another order
+                    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+                    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(np.nanmax(np.abs(a), initial=1.0)))
     if not (f43 and kernels == "numba"):
         assert not used
     elif first_layer_f43:  # 12 images of 20x20: 300 tiles
