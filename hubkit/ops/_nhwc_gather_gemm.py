@@ -47,10 +47,9 @@ def gathered_tile_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | Non
     k = kh * kw * c
     rows = n * oh * ow
     if (
-        x.dtype != _F32 or y2.dtype != _F32 or cols_buf.dtype != _F32 or not x.flags.c_contiguous
-        or y2.shape != (rows, m) or (y2.strides[1] != 4 and m > 1) or y2.strides[0] % 4 or y2.strides[0] < 4 * m
+        x.dtype != _F32 or cols_buf.dtype != _F32 or not x.flags.c_contiguous or y2.ndim != 2
+        or not _packed_gemm.fits(packed, k, m, y2, rows)
         or chunk < 1 or cols_buf.ndim != 1 or cols_buf.size < min(chunk, rows) * k
-        or packed.ndim != 3 or packed.shape[1] != k or packed.shape[0] * 32 < m
         or (bias is not None and (bias.dtype != _F32 or bias.shape != (m,)))
         or min(*strides, *dilations) < 1 or min(*begin, oh, ow) < 0
     ):

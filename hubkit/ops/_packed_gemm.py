@@ -32,8 +32,8 @@ from hubkit.ops._forksafe import ForkSafeLock
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
-    "KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "batched_matmul", "dense", "pack_batch", "pack_weights",
-    "packed_matmul",
+    "KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "batched_matmul", "dense", "fits", "pack_batch",
+    "pack_weights", "packed_matmul",
 ]
 
 KC = 256
@@ -163,6 +163,27 @@ def _mc(mr: int, k: int, n: int) -> int:
     return max(1, L2_BLOCK // (per_row * mr)) * mr
 
 
+def fits(packed: np.ndarray, depth: int, n: int, out: np.ndarray | None = None, rows: int = 0) -> bool:
+    """Whether ``packed`` is ``pack_weights`` of a ``depth x n`` float32 matrix (its shape, dtype and layout; the
+    64-byte alignment is checked by the compiled entries) and ``out``, when given, a writable float32
+    ``(rows, n)`` array the tile can store rows of ``n`` values into (unit column stride, rows 4-byte
+    multiples apart and not overlapping).
+
+    Every private entry that hands these arrays' addresses to the tile kernel asks it first: the kernel
+    reads ``ceil(n / 32)`` panels of ``depth x 32`` values and writes ``rows x n`` values, trusting both."""
+    if (
+        not isinstance(packed, np.ndarray) or packed.dtype != _F32 or packed.ndim != 3 or packed.shape[2] != 32
+        or packed.shape[1] != depth or packed.shape[0] * 32 < n or not packed.flags.c_contiguous
+    ):
+        return False
+    if out is None:
+        return True
+    return (
+        isinstance(out, np.ndarray) and out.dtype == _F32 and out.shape == (rows, n) and out.flags.writeable
+        and (out.strides[1] == 4 or n <= 1) and out.strides[0] % 4 == 0 and (out.strides[0] >= 4 * n or rows <= 1)
+    )
+
+
 def packed_matmul(
     x: np.ndarray,
     packed: np.ndarray,
@@ -186,6 +207,8 @@ def packed_matmul(
     rows, depth = x.shape
     if accumulate and out is None:
         raise ValueError("accumulate needs an out array holding the value to add to.")
+    if not fits(packed, depth, n, out, rows):
+        return None
     if out is None:
         out = np.empty((rows, n), _F32)
     if rows == 0 or n == 0:

@@ -92,10 +92,7 @@ def split_rows(
         return None
     if not _packed_gemm.available():
         return None
-    if out is not None and (
-        out.dtype != np.float32 or out.shape != (rows, n) or out.strides[1] != 4 or out.strides[0] % 4
-        or out.strides[0] < 4 * n or not out.flags.writeable
-    ):
+    if not _packed_gemm.fits(packed, depth, n, out, rows):
         return None
     if accumulate and out is None:
         return None

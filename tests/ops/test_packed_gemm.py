@@ -259,3 +259,45 @@ def test_dense_takes_only_what_it_measured_well_on(kernel, monkeypatch):
 
 def test_blas_threads_is_an_integer():
     assert _packed_gemm.blas_threads() >= 0
+
+
+def _mismatched_packed(depth: int, n: int) -> list[np.ndarray]:
+    good = pack_weights(np.ones((depth, n), np.float32))
+    return [
+        pack_weights(np.ones((depth - 1, n), np.float32)),  # too shallow: the tile would read past its end
+        pack_weights(np.ones((depth, n - 32), np.float32)),  # a panel short
+        good.astype(np.float64),
+        good[:, :, :16],
+        good.reshape(good.shape[0], -1),
+        good[:, ::-1],  # not C-contiguous
+    ]
+
+
+@needs_kernel
+def test_packed_weights_and_outputs_that_do_not_fit_are_refused(kernel):
+    """The private tile entries hand addresses to the kernel: a caller's wrong packed or out gets None, no read
+    or write outside the arrays."""
+    from hubkit.ops import _nhwc_gather_gemm
+
+    rows, depth, n = 20, 40, 70
+    x = np.ones((rows, depth), np.float32)
+    for packed in _mismatched_packed(depth, n):
+        assert packed_matmul(x, packed, n) is None
+    packed = pack_weights(np.ones((depth, n), np.float32))
+    read_only = np.empty((rows, n), np.float32)
+    read_only.flags.writeable = False
+    for out in (np.empty((rows + 1, n), np.float32)[1:-1], np.empty((rows, n + 1), np.float32), read_only,
+                np.empty((rows, 2 * n), np.float32)[:, ::2], np.empty((n, rows), np.float32).T,
+                np.empty((2 * rows, n), np.float32)[::-2]):
+        assert packed_matmul(x, packed, n, out=out) is None, out.strides
+    assert np.array_equal(packed_matmul(x, packed, n), np.full((rows, n), depth, np.float32))
+
+    img = np.ones((1, 4, 5, 8), np.float32)  # a 1x1 convolution: k = 8, 20 pixels
+    cols = np.empty(20 * 8, np.float32)
+    for bad in _mismatched_packed(8, n):
+        assert not _nhwc_gather_gemm.gathered_tile_conv(img, bad, None, 0, (1, 1), (1, 1), (1, 1), (0, 0), (4, 5),
+                                                         np.empty((20, n), np.float32), cols, 20)
+    y2 = np.empty((20, n), np.float32)
+    assert _nhwc_gather_gemm.gathered_tile_conv(img, pack_weights(np.ones((8, n), np.float32)), None, 0, (1, 1),
+                                                (1, 1), (1, 1), (0, 0), (4, 5), y2, cols, 20)
+    assert np.array_equal(y2, np.full((20, n), 8, np.float32))

@@ -131,3 +131,12 @@ def test_dense_splits_with_two_blas_threads(monkeypatch):
     assert _packed_gemm.dense(shallow, w[:32], b, RELU, _packed_gemm.PackedWeights()) is None  # depth < MIN_DEPTH
     narrow = _packed_gemm.dense(x, w[:, :10], b[:10], 0, _packed_gemm.PackedWeights())  # any width is split
     np.testing.assert_array_equal(narrow, _packed_gemm.packed_matmul(x, _packed_gemm.pack_weights(w[:, :10]), 10, b[:10], 0))
+
+
+def test_packed_weights_that_do_not_fit_are_refused():
+    x, w, _ = _layer(np.random.default_rng(5), 32, 64, 40)
+    packed = _packed_gemm.pack_weights(w)
+    for bad in (_packed_gemm.pack_weights(w[:-1]), packed[:, :, :8], packed.astype(np.float64), packed[:, ::-1],
+                _packed_gemm.pack_weights(w[:, :8])):
+        assert _split_rows.split_rows(x, bad, 40, None, NONE) is None
+    assert _split_rows.split_rows(x, packed, 40, None, NONE) is not None
