@@ -5,7 +5,10 @@ F(4x4, 3x3) in :mod:`hubkit.ops._winograd43`, the direct RGB convolution of :mod
 give the second half of their chunks to a thread started for the call when the BLAS runs two or more
 threads and the process has two CPUs. Their compiled kernels release the GIL, a chunk takes milliseconds
 (so starting a thread does not matter), and nothing outlives the call (a forked child has nothing to
-inherit). With one BLAS thread everything runs on the caller, as before.
+inherit). With one BLAS thread everything runs on the caller, as before. While the two halves run, NumPy's
+BLAS is held at one thread (:func:`hubkit.ops._packed_gemm.blas_one_thread`): the kernels' own GEMMs
+(Winograd's products on np.matmul) would otherwise wake its threads, whose spinning took the second core
+from the helper (the image CNN at 2 threads on an AVX2 host: 29.4-29.7 against 51.7-54.8 ms).
 """
 
 from __future__ import annotations
@@ -41,11 +44,14 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
         except BaseException as e:  # raised again in the caller
             failed.append(e)
 
-    helper = threading.Thread(target=second, name="hubkit-chunks", daemon=True)
-    helper.start()
-    try:
-        run(starts[: len(starts) // 2])
-    finally:
-        helper.join()
+    from hubkit.ops._packed_gemm import blas_one_thread
+
+    with blas_one_thread():  # both cores are taken: BLAS threads woken here would spin on the helper's core
+        helper = threading.Thread(target=second, name="hubkit-chunks", daemon=True)
+        helper.start()
+        try:
+            run(starts[: len(starts) // 2])
+        finally:
+            helper.join()
     if failed:
         raise failed[0]

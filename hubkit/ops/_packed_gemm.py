@@ -21,7 +21,9 @@ entry points return None when it cannot and the caller keeps its NumPy code.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -335,8 +337,9 @@ def _wide_host() -> bool:
     return wide
 
 
-def _find_blas_threads() -> Any:
-    """OpenBLAS's ``get_num_threads`` of the library NumPy loaded (its wheels bundle one), or None."""
+def _find_blas(verb: str) -> Any:
+    """OpenBLAS's ``get_num_threads`` (``verb="get"``) or ``set_num_threads`` (``"set"``) of the library NumPy
+    loaded (its wheels bundle one), or None."""
     import ctypes
     import glob
 
@@ -346,12 +349,16 @@ def _find_blas_threads() -> Any:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
-                     "openblas_get_num_threads"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.restype = ctypes.c_int
-                return fn
+        for prefix in ("scipy_openblas_", "openblas_"):
+            for tail in ("64_", ""):
+                fn = getattr(lib, f"{prefix}{verb}_num_threads{tail}", None)
+                if fn is not None:
+                    if verb == "get":
+                        fn.restype = ctypes.c_int
+                    else:
+                        fn.argtypes = [ctypes.c_int]
+                        fn.restype = None
+                    return fn
     return None
 
 
@@ -363,5 +370,43 @@ def blas_threads() -> int:
     """
     fn = _STATE.blas_fn
     if fn is None:
-        fn = _STATE.blas_fn = _find_blas_threads() or (lambda: 0)
+        fn = _STATE.blas_fn = _find_blas("get") or (lambda: 0)
     return int(fn())
+
+
+class _OneThread:
+    lock = ForkSafeLock()
+    depth = 0
+    saved = 0
+    setter: Any = None
+    getter: Any = None
+
+
+@contextlib.contextmanager
+def blas_one_thread() -> Iterator[None]:
+    """NumPy's OpenBLAS at one thread inside the block, as many threads as before after it.
+
+    For code that already runs on both cores with threads of its own (:mod:`hubkit.ops._chunks`): BLAS
+    calls made there would wake OpenBLAS's threads, whose spinning then takes a core from the other
+    chunk. The image CNN at 2 threads on an AVX2 host (its Winograd products on np.matmul): 51.7-54.8 ms
+    as before, 29.4-29.7 ms with this (``scripts/bench_vs_ort.py --threads 2`` measures it against
+    onnxruntime). Nested and concurrent blocks share one saved count: the last to leave restores it. The
+    setting is the process's: another thread's BLAS calls inside the block run on one thread too.
+    """
+    state = _OneThread
+    with state.lock:
+        if state.setter is None:
+            state.getter = _find_blas("get")
+            state.setter = (state.getter is not None and _find_blas("set")) or False
+        if state.setter and state.depth == 0:
+            state.saved = int(state.getter())  # the library's own count (blas_threads may be stubbed in tests)
+            if state.saved > 1:
+                state.setter(1)
+        state.depth += 1
+    try:
+        yield
+    finally:
+        with state.lock:
+            state.depth -= 1
+            if state.setter and state.depth == 0 and state.saved > 1:
+                state.setter(state.saved)

@@ -1,0 +1,89 @@
+"""Image chunks on two threads (ops/_chunks.py): NumPy's BLAS held at one thread while both halves run."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from hubkit.ops import _chunks, _packed_gemm
+
+needs_openblas = pytest.mark.skipif(
+    _packed_gemm._find_blas("set") is None or _packed_gemm._find_blas("get") is None,
+    reason="NumPy's BLAS is not an OpenBLAS whose thread count can be set",
+)
+
+
+def _blas_threads() -> int:
+    return int(_packed_gemm._find_blas("get")())
+
+
+@pytest.fixture
+def two_blas_threads():
+    get, set_ = _packed_gemm._find_blas("get"), _packed_gemm._find_blas("set")
+    before = int(get())
+    set_(2)
+    yield
+    set_(before)
+
+
+@needs_openblas
+def test_both_halves_run_with_one_blas_thread_and_the_count_comes_back(two_blas_threads):
+    seen: list[tuple[str, int]] = []
+
+    def run(starts):
+        np.ones((64, 64), np.float32) @ np.ones((64, 64), np.float32)  # a BLAS call inside a half
+        seen.append((threading.current_thread().name, _blas_threads()))
+
+    _chunks.run_chunks([0, 1, 2, 3], run, True)
+    assert sorted(n for _, n in seen) == [1, 1] and {name for name, _ in seen} >= {"hubkit-chunks"}
+    assert _blas_threads() == 2
+    _chunks.run_chunks([0, 1], lambda starts: seen.append(("one", _blas_threads())), False)
+    assert seen[-1] == ("one", 2)  # not split: the BLAS keeps its threads
+
+
+@needs_openblas
+def test_nested_and_concurrent_holds_restore_once_and_errors_too(two_blas_threads):
+    with _packed_gemm.blas_one_thread():
+        with _packed_gemm.blas_one_thread():
+            assert _blas_threads() == 1
+        assert _blas_threads() == 1  # the outer block still holds it
+
+        barrier = threading.Barrier(2, timeout=10)
+        counts = []
+
+        def other():
+            with _packed_gemm.blas_one_thread():
+                barrier.wait()
+                counts.append(_blas_threads())
+            barrier.wait()
+
+        t = threading.Thread(target=other)
+        t.start()
+        barrier.wait()
+        barrier.wait()  # the other thread has left its block; this one has not
+        t.join(10)
+        assert counts == [1] and _blas_threads() == 1
+    assert _blas_threads() == 2
+
+    def fails(starts):
+        raise ValueError("a chunk failed")
+
+    with pytest.raises(ValueError, match="a chunk failed"):
+        _chunks.run_chunks([0, 1], fails, True)
+    assert _blas_threads() == 2
+
+
+@needs_openblas
+def test_one_blas_thread_stays_one(monkeypatch):
+    set_ = _packed_gemm._find_blas("set")
+    before = _blas_threads()
+    set_(1)
+    try:
+        monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)  # a test's stub does not leak into the library
+        with _packed_gemm.blas_one_thread():
+            assert _blas_threads() == 1
+        assert _blas_threads() == 1
+    finally:
+        set_(before)
