@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hubkit.errors import OpError
 from hubkit.ops import _packed_gemm
 
 __all__ = ["CHUNK_BYTES", "MAX_PIXELS", "MAX_PIXELS_POINTWISE", "MAX_PIXELS_STRIDED", "conv_tile", "pack_filters", "wanted"]
@@ -133,6 +134,7 @@ def conv_tile(x, packed, bias, act: int, kernel, strides, dilations, begin, end,
                     ra, cb = ta * dh, tb * dw
                     c6[:, :, :, ta, tb] = xp[:, ra : ra + (oh - 1) * sh + 1 : sh, cb : cb + (ow - 1) * sw + 1 : sw]
         prod = prod_buf[: q * p * m].reshape(q * p, m)
-        _packed_gemm.packed_matmul(cols.reshape(q * p, k), packed, m, bias, act, prod)
+        if _packed_gemm.packed_matmul(cols.reshape(q * p, k), packed, m, bias, act, prod) is None:
+            raise OpError("the tile GEMM refused a convolution's packed filters (not pack_filters' own).")
         np.copyto(y3[i0:i1], prod.reshape(q, p, m).transpose(0, 2, 1))
     return y

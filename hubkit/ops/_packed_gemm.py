@@ -182,6 +182,7 @@ def fits(packed: np.ndarray, depth: int, n: int, out: np.ndarray | None = None, 
         return True
     return (
         isinstance(out, np.ndarray) and out.dtype == _F32 and out.shape == (rows, n) and out.flags.writeable
+        and out.flags.aligned
         and (out.strides[1] == 4 or n <= 1) and out.strides[0] % 4 == 0 and (out.strides[0] >= 4 * n or rows <= 1)
     )
 
@@ -368,6 +369,9 @@ def blas_threads() -> int:
     :func:`dense` runs the one-threaded tile kernel only when the BLAS has one thread too: with two,
     np.matmul took 25.6 ms against the kernel's 43.9 ms for the MLP at batch 4096 (by min).
     """
+    held = _OneThread
+    if held.depth > 0 and held.setter and held.saved > 1:  # inside blas_one_thread: decide by the count it restores
+        return held.saved
     fn = _STATE.blas_fn
     if fn is None:
         fn = _STATE.blas_fn = _find_blas("get") or (lambda: 0)
@@ -378,8 +382,21 @@ class _OneThread:
     lock = ForkSafeLock()
     depth = 0
     saved = 0
+    pid = 0
     setter: Any = None
     getter: Any = None
+
+
+def _one_thread_after_fork() -> None:
+    """A child forked inside a hold: give its BLAS the count back, no block of the parent's is left to."""
+    state = _OneThread
+    if state.depth > 0 and state.setter and state.saved > 1:
+        state.setter(state.saved)
+    state.depth = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 @contextlib.contextmanager
@@ -391,7 +408,9 @@ def blas_one_thread() -> Iterator[None]:
     chunk. The image CNN at 2 threads on an AVX2 host (its Winograd products on np.matmul): 51.7-54.8 ms
     as before, 29.4-29.7 ms with this (``scripts/bench_vs_ort.py --threads 2`` measures it against
     onnxruntime). Nested and concurrent blocks share one saved count: the last to leave restores it. The
-    setting is the process's: another thread's BLAS calls inside the block run on one thread too.
+    setting is the process's: another thread's BLAS calls inside the block run on one thread too, though
+    :func:`blas_threads` (what the kernels decide by) still says the saved count. A child forked inside a
+    block gets the count back at the fork.
     """
     state = _OneThread
     with state.lock:
@@ -403,10 +422,12 @@ def blas_one_thread() -> Iterator[None]:
             if state.saved > 1:
                 state.setter(1)
         state.depth += 1
+        pid = state.pid = os.getpid()
     try:
         yield
     finally:
         with state.lock:
-            state.depth -= 1
-            if state.setter and state.depth == 0 and state.saved > 1:
-                state.setter(state.saved)
+            if os.getpid() == pid:  # not a child forked inside the block: its count was given back at the fork
+                state.depth -= 1
+                if state.setter and state.depth == 0 and state.saved > 1:
+                    state.setter(state.saved)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -87,3 +88,30 @@ def test_one_blas_thread_stays_one(monkeypatch):
         assert _blas_threads() == 1
     finally:
         set_(before)
+
+
+@needs_openblas
+def test_kernels_still_decide_by_the_count_held_back(two_blas_threads):
+    with _packed_gemm.blas_one_thread():
+        assert _blas_threads() == 1 and _packed_gemm.blas_threads() == 2  # another caller still splits
+    assert _packed_gemm.blas_threads() == 2
+
+
+@needs_openblas
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_child_forked_inside_a_hold_gets_its_threads_back(two_blas_threads):
+    with _packed_gemm.blas_one_thread():
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit code, never return into pytest
+            code = 1
+            try:
+                ok = _blas_threads() == 2 and _packed_gemm._OneThread.depth == 0
+                with _packed_gemm.blas_one_thread():
+                    ok = ok and _blas_threads() == 1
+                code = 0 if ok and _blas_threads() == 2 else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert _blas_threads() == 1  # the parent's hold is its own
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert _blas_threads() == 2

@@ -288,7 +288,8 @@ def test_packed_weights_and_outputs_that_do_not_fit_are_refused(kernel):
     read_only.flags.writeable = False
     for out in (np.empty((rows + 1, n), np.float32)[1:-1], np.empty((rows, n + 1), np.float32), read_only,
                 np.empty((rows, 2 * n), np.float32)[:, ::2], np.empty((n, rows), np.float32).T,
-                np.empty((2 * rows, n), np.float32)[::-2]):
+                np.empty((2 * rows, n), np.float32)[::-2],
+                np.frombuffer(bytearray(4 * rows * n + 1), np.float32, rows * n, offset=1).reshape(rows, n)):
         assert packed_matmul(x, packed, n, out=out) is None, out.strides
     assert np.array_equal(packed_matmul(x, packed, n), np.full((rows, n), depth, np.float32))
 
