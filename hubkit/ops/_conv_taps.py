@@ -71,11 +71,7 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
     m = y2.shape[1]
     depth = kh * kw * c
     if (
-        x.dtype != _F32 or y2.dtype != _F32 or not x.flags.c_contiguous or y2.shape[0] != n * oh * ow
-        or (y2.strides[1] != 4 and m > 1) or y2.strides[0] % 4 or y2.strides[0] < 4 * m or not y2.flags.writeable
-        or packed.dtype != _F32 or packed.ndim != 3 or packed.shape[1] != depth or packed.shape[2] != 32
-        or packed.shape[0] * 32 < m or not packed.flags.c_contiguous
-        or (bias is not None and (bias.dtype != _F32 or bias.shape != (m,) or not bias.flags.c_contiguous))
+        x.dtype != _F32 or not x.flags.c_contiguous or not _packed_gemm.fits(packed, depth, m, y2, n * oh * ow, bias)
         or act not in (0, 1, 2)
         or min(kh, kw, sh, sw, dh) < 1 or min(top, left, oh, ow) < 0 or depth == 0
         or np.may_share_memory(x, y2)  # the tiles read x while they write y2

@@ -46,11 +46,12 @@ def gathered_tile_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | Non
     m = y2.shape[1] if y2.ndim == 2 else -1
     k = kh * kw * c
     rows = n * oh * ow
+    if bias is not None:
+        bias = np.ascontiguousarray(bias)
     if (
         x.dtype != _F32 or cols_buf.dtype != _F32 or not x.flags.c_contiguous or y2.ndim != 2
-        or not _packed_gemm.fits(packed, k, m, y2, rows)
+        or not _packed_gemm.fits(packed, k, m, y2, rows, bias)
         or chunk < 1 or cols_buf.ndim != 1 or cols_buf.size < min(chunk, rows) * k
-        or (bias is not None and (bias.dtype != _F32 or bias.shape != (m,)))
         or min(*strides, *dilations) < 1 or min(*begin, oh, ow) < 0
     ):
         return False
@@ -67,7 +68,7 @@ def gathered_tile_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | Non
     flags = _packed_gemm._act_flags(act) | (_gemm_kernel.ACCUMULATE if accumulate else 0)
     b = _EMPTY
     if bias is not None:
-        b = np.ascontiguousarray(bias)
+        b = bias
         flags |= _gemm_kernel.BIAS_COLS
     return bool(fast(state.addr, state.mr, _packed_gemm.KC, _packed_gemm._mc(state.mr, k, m), x, kh, kw, int(strides[0]),
          int(strides[1]), int(dilations[0]), int(dilations[1]), int(begin[0]), int(begin[1]), oh, ow, min(chunk, rows),

@@ -165,18 +165,25 @@ def _mc(mr: int, k: int, n: int) -> int:
     return max(1, L2_BLOCK // (per_row * mr)) * mr
 
 
-def fits(packed: np.ndarray, depth: int, n: int, out: np.ndarray | None = None, rows: int = 0) -> bool:
+def fits(
+    packed: np.ndarray, depth: int, n: int, out: np.ndarray | None = None, rows: int = 0, bias: np.ndarray | None = None
+) -> bool:
     """Whether ``packed`` is ``pack_weights`` of a ``depth x n`` float32 matrix (its shape, dtype and layout; the
-    64-byte alignment is checked by the compiled entries) and ``out``, when given, a writable float32
+    64-byte alignment is checked by the compiled entries); ``out``, when given, a writable, aligned float32
     ``(rows, n)`` array the tile can store rows of ``n`` values into (unit column stride, rows 4-byte
-    multiples apart and not overlapping).
+    multiples apart and not overlapping); and ``bias``, when given, ``n`` contiguous float32 values.
 
     Every private entry that hands these arrays' addresses to the tile kernel asks it first: the kernel
-    reads ``ceil(n / 32)`` panels of ``depth x 32`` values and writes ``rows x n`` values, trusting both."""
+    reads ``ceil(n / 32)`` panels of ``depth x 32`` values and ``n`` bias values, and writes ``rows x n``
+    values, trusting all three."""
     if (
         not isinstance(packed, np.ndarray) or packed.dtype != _F32 or packed.ndim != 3 or packed.shape[2] != 32
         or packed.shape[1] != depth or packed.shape[0] * 32 < n or not packed.flags.c_contiguous
     ):
+        return False
+    if bias is not None and (
+        not isinstance(bias, np.ndarray) or bias.dtype != _F32 or bias.shape != (n,) or not bias.flags.c_contiguous
+    ):  # an empty one would be read as none, at address 0
         return False
     if out is None:
         return True
@@ -210,18 +217,15 @@ def packed_matmul(
     rows, depth = x.shape
     if accumulate and out is None:
         raise ValueError("accumulate needs an out array holding the value to add to.")
-    if not fits(packed, depth, n, out, rows):
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, _F32)
+    if not fits(packed, depth, n, out, rows, bias):
         return None
     if out is None:
         out = np.empty((rows, n), _F32)
     if rows == 0 or n == 0:
         return out
-    flags = _act_flags(act) | (g.ACCUMULATE if accumulate else 0)
-    if bias is not None:
-        bias = np.ascontiguousarray(bias, _F32)
-        if bias.shape != (n,):  # the tile reads n floats of it (an empty one: none, at address 0)
-            return None
-        flags |= g.BIAS_COLS
+    flags = _act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
     if depth == 0 and accumulate:
         return None
     if depth == 0:

@@ -92,7 +92,9 @@ def split_rows(
         return None
     if not _packed_gemm.available():
         return None
-    if not _packed_gemm.fits(packed, depth, n, out, rows):
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, np.float32)
+    if not _packed_gemm.fits(packed, depth, n, out, rows, bias):
         return None
     if accumulate and out is None:
         return None
@@ -105,12 +107,7 @@ def split_rows(
     try:
         if out is None:
             out = np.empty((rows, n), np.float32)
-        flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0)
-        if bias is not None:
-            bias = np.ascontiguousarray(bias, np.float32)
-            if bias.shape != (n,):  # the tile reads n floats of it (an empty one: none, at address 0)
-                return None
-            flags |= g.BIAS_COLS
+        flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
         mr = _packed_gemm._STATE.mr
         blocks = np.empty((2, _JOB.words), np.int64)  # alive until run() returns: both halves are done by then
         addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.KC, _packed_gemm._mc(mr, depth, n), x,
