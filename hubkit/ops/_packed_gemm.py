@@ -374,8 +374,13 @@ def blas_threads() -> int:
     np.matmul took 25.6 ms against the kernel's 43.9 ms for the MLP at batch 4096 (by min).
     """
     held = _OneThread
-    if held.depth > 0 and held.setter and held.saved > 1:  # inside blas_one_thread: decide by the count it restores
+    if held.depth > 0 and held.saved > 1:  # inside blas_one_thread: decide by the count it restores
         return held.saved
+    return _library_threads()
+
+
+def _library_threads() -> int:
+    """OpenBLAS's own thread count now (0: not known)."""
     fn = _STATE.blas_fn
     if fn is None:
         fn = _STATE.blas_fn = _find_blas("get") or (lambda: 0)
@@ -385,16 +390,14 @@ def blas_threads() -> int:
 class _OneThread:
     lock = ForkSafeLock()
     depth = 0
-    saved = 0
-    pid = 0
+    saved = 0  # the count a hold set down to 1 and gives back (0 or 1: nothing was changed)
     setter: Any = None
-    getter: Any = None
 
 
 def _one_thread_after_fork() -> None:
     """A child forked inside a hold: give its BLAS the count back, no block of the parent's is left to."""
     state = _OneThread
-    if state.depth > 0 and state.setter and state.saved > 1:
+    if state.depth > 0 and state.saved > 1:
         state.setter(state.saved)
     state.depth = 0
 
@@ -419,19 +422,19 @@ def blas_one_thread() -> Iterator[None]:
     state = _OneThread
     with state.lock:
         if state.setter is None:
-            state.getter = _find_blas("get")
-            state.setter = (state.getter is not None and _find_blas("set")) or False
-        if state.setter and state.depth == 0:
-            state.saved = int(state.getter())  # the library's own count (blas_threads may be stubbed in tests)
+            state.setter = _find_blas("set") or False
+        if state.depth == 0:
+            # the library's own count (blas_threads may be stubbed in tests); 0 when it cannot be set
+            state.saved = _library_threads() if state.setter else 0
             if state.saved > 1:
                 state.setter(1)
         state.depth += 1
-        pid = state.pid = os.getpid()
+        pid = os.getpid()
     try:
         yield
     finally:
         with state.lock:
             if os.getpid() == pid:  # not a child forked inside the block: its count was given back at the fork
                 state.depth -= 1
-                if state.setter and state.depth == 0 and state.saved > 1:
+                if state.depth == 0 and state.saved > 1:
                     state.setter(state.saved)
