@@ -1,13 +1,15 @@
-"""A float32 GEMM micro-kernel written as LLVM IR with explicit ``<16 x float>`` vectors.
+"""A float32 GEMM micro-kernel written as LLVM IR with explicit ``<16 x float>`` (or ``<8 x float>``) vectors.
 
-The kernel computes ``mr`` rows of ``C``, 32 columns (one column panel) at a time, as ``A_panel @ B`` over
-the whole depth ``k``, with the ``2 * mr`` accumulators as SSA vector values: LLVM keeps them in
+The kernel computes ``mr`` rows of ``C``, two vectors of columns at a time (32 columns, one column panel,
+with AVX-512's 16 lanes; 16 columns, half a panel, with AVX2's 8: :func:`lanes`), as ``A_panel @ B``
+over the whole depth ``k``, with the ``2 * mr`` accumulators as SSA vector values: LLVM keeps them in
 registers by construction (a plain Numba loop over a 4x32 block did not, see
 docs/performance_notes.md). ``A`` is read in place (element ``(i, p)`` at ``a[i * lda + p]``): each
-step broadcasts one value of each of the ``mr`` rows; ``B``'s row ``p`` is read as two 16-wide
-vectors at ``b + p * 32``. The loop takes :data:`UNROLL` steps per iteration (one pointer per
-stream, the steps at constant offsets) and is compiled with LLVM's machine scheduler off, which
-keeps the IR's order: with it on, the broadcasts were hoisted ahead of their FMAs and spilled. The
+step broadcasts one value of each of the ``mr`` rows; ``B``'s row ``p`` is read as two vectors at
+``b + p * 32`` (plus 16 for a panel's second half with 8 lanes). The loop takes :data:`UNROLL` steps
+per iteration (one pointer per stream, the steps at constant offsets). 16-lane tiles are compiled with
+LLVM's machine scheduler off, which keeps the IR's order: with it on, the broadcasts were hoisted ahead
+of their FMAs and spilled (8-lane tiles need it on, :func:`_scheduling`). The
 4-step loop measured 1.12-1.19x the one-step loop by min on the MLP's batch-64 layers; 2 or 8 steps,
 a software prefetch of ``B`` 4-16 steps ahead and depth blocks of 400 or 800 instead of 256 measured
 within the noise or slower. ``hk_sgemm_tile``'s ``ldb`` is the column panels' stride (``n`` being at most 32
@@ -74,6 +76,7 @@ __all__ = [
     "RELU6",
     "kernel_address",
     "kernel_ir",
+    "lanes",
     "max_mr",
 ]
 
@@ -109,23 +112,40 @@ def _host_features() -> tuple[str, str]:
 def max_mr(features: str | None = None) -> int:
     """Rows of the widest tile for the host (or for the feature string ``features``).
 
-    With AVX-512 (32 vector registers) 13 rows: 26 accumulators, a broadcast, and the two vectors of
-    ``B`` of two steps (LLVM loads the next step's ``B`` ahead of time). 14 rows (28 accumulators) left
-    one register short: one accumulator spilled to the stack and came back at every step, and the
-    14-row tiles ran 0.84-0.91x the 13-row tiles' GFLOP/s on ResNet-50's 1x1 layers and the MLP's
-    4096-row layers (``hubkit/ops/_packed_gemm.py``; same process, one thread). Otherwise (16 registers
-    of 8 floats) a 16-wide vector is two halves: 3 rows take 12 registers for accumulators and leave 4
-    for ``B`` and a broadcast.
+    With AVX-512 (32 vector registers) 13 rows of 32 columns: 26 accumulators, a broadcast, and the two
+    vectors of ``B`` of two steps (LLVM loads the next step's ``B`` ahead of time). 14 rows (28
+    accumulators) left one register short: one accumulator spilled to the stack and came back at every
+    step, and the 14-row tiles ran 0.84-0.91x the 13-row tiles' GFLOP/s on ResNet-50's 1x1 layers and the
+    MLP's 4096-row layers (``hubkit/ops/_packed_gemm.py``; same process, one thread). With AVX2 (16
+    registers of 8 floats, :func:`lanes` 8) 6 rows of 16 columns: 12 accumulators, two vectors of ``B``
+    and a broadcast. Otherwise 3 rows of 16-wide vectors that LLVM splits in halves.
     """
     if features is None:
         features = _host_features()[1]
-    return 13 if "+avx512f" in features.split(",") else 3
+    flags = features.split(",")
+    if "+avx512f" in flags:
+        return 13
+    return AVX2_MR if lanes(features) == 8 else 3
 
 
-def _splat(name: str, scalar: str) -> list[str]:
+AVX2_MR = 6
+"""Rows of the AVX2 tile (see :func:`max_mr`)."""
+
+
+def lanes(features: str | None = None) -> int:
+    """Floats per vector of the tile for the host (or ``features``): 8 with AVX2 and FMA but no AVX-512, else 16.
+
+    A tile is two vectors wide: 32 columns (a whole panel of ``B``) with 16 lanes, half a panel with 8."""
+    if features is None:
+        features = _host_features()[1]
+    flags = features.split(",")
+    return 8 if "+avx2" in flags and "+fma" in flags and "+avx512f" not in flags else 16
+
+
+def _splat(name: str, scalar: str, lanes: int) -> list[str]:
     return [
-        f"  {name}.i = insertelement <16 x float> poison, float {scalar}, i64 0",
-        f"  {name} = shufflevector <16 x float> {name}.i, <16 x float> poison, <16 x i32> zeroinitializer",
+        f"  {name}.i = insertelement <{lanes} x float> poison, float {scalar}, i64 0",
+        f"  {name} = shufflevector <{lanes} x float> {name}.i, <{lanes} x float> poison, <{lanes} x i32> zeroinitializer",
     ]
 
 
@@ -134,29 +154,30 @@ UNROLL = 4
 
 PF_FLOATS = 8
 """Floats of the prefetch stream per step of depth: two 64-byte lines per iteration of :data:`UNROLL` steps, a
-quarter of what the tile reads of ``B`` (so four tiles fetch the next column panel of ``B`` whole)."""
+quarter of what the tile reads of ``B`` (so four tiles fetch the next column panel of ``B`` whole). With 8-wide
+vectors each half of a panel prefetches half of them, one line per iteration."""
 
 
-def _step(emit: Any, mr: int, tag: str, bp: str, ap: str, u: int, src: dict[int, dict[int, str]]) -> None:
+def _step(emit: Any, mr: int, lanes: int, tag: str, bp: str, ap: str, u: int, src: dict[int, dict[int, str]]) -> None:
     """One step of depth: row ``u`` of B at ``bp`` (rows ``NR`` floats apart), column ``u`` of A at ``ap``."""
-    emit(f"  %{tag}bp0 = getelementptr float, ptr {bp}, i64 {u * NR}")
-    emit(f"  %{tag}bp1 = getelementptr float, ptr {bp}, i64 {u * NR + 16}")
-    emit(f"  %{tag}b0 = load <16 x float>, ptr %{tag}bp0, align 64")
-    emit(f"  %{tag}b1 = load <16 x float>, ptr %{tag}bp1, align 64")
+    vt = f"<{lanes} x float>"
+    for h in range(2):
+        emit(f"  %{tag}bp{h} = getelementptr float, ptr {bp}, i64 {u * NR + h * lanes}")
+        emit(f"  %{tag}b{h} = load {vt}, ptr %{tag}bp{h}, align {lanes * 4}")
     for i in range(mr):
         emit(f"  %{tag}ap{i} = getelementptr float, ptr {ap}, i64 %arow{i}")
         emit(f"  %{tag}apu{i} = getelementptr float, ptr %{tag}ap{i}, i64 {u}")
         emit(f"  %{tag}as{i} = load float, ptr %{tag}apu{i}, align 4")
-        for line in _splat(f"%{tag}av{i}", f"%{tag}as{i}"):
+        for line in _splat(f"%{tag}av{i}", f"%{tag}as{i}", lanes):
             emit(line)
         for h in range(2):
             emit(
-                f"  %{tag}acc{i}_{h} = call <16 x float> @llvm.fma.v16f32(<16 x float> %{tag}av{i}, "
-                f"<16 x float> %{tag}b{h}, <16 x float> {src[i][h]})"
+                f"  %{tag}acc{i}_{h} = call {vt} @llvm.fma.v{lanes}f32({vt} %{tag}av{i}, "
+                f"{vt} %{tag}b{h}, {vt} {src[i][h]})"
             )
 
 
-def _phis(emit: Any, mr: int, name: str, first: tuple[str, str], second: tuple[str, str]) -> None:
+def _phis(emit: Any, mr: int, lanes: int, name: str, first: tuple[str, str], second: tuple[str, str]) -> None:
     """``%<name><i>_<h> = phi`` of the tile's accumulators: from ``(value prefix, block)`` ``first`` and ``second``
     (a prefix ``zeroinitializer`` is the constant)."""
     def value(prefix: str, i: int, h: int) -> str:
@@ -165,13 +186,17 @@ def _phis(emit: Any, mr: int, name: str, first: tuple[str, str], second: tuple[s
     for i in range(mr):
         for h in range(2):
             emit(
-                f"  %{name}{i}_{h} = phi <16 x float> [{value(first[0], i, h)}, %{first[1]}], "
+                f"  %{name}{i}_{h} = phi <{lanes} x float> [{value(first[0], i, h)}, %{first[1]}], "
                 f"[{value(second[0], i, h)}, %{second[1]}]"
             )
 
 
-def _tile_function(mr: int) -> str:
-    """IR of ``hk_tile_<mr>``: the tile for ``mr`` rows (see the module docstring)."""
+def _tile_function(mr: int, lanes: int) -> str:
+    """IR of ``hk_tile_<mr>``: the tile for ``mr`` rows and ``2 * lanes`` columns (see the module docstring)."""
+    vt = f"<{lanes} x float>"
+    mt = f"<{lanes} x i1>"
+    cols = 2 * lanes  # columns of the tile: a whole panel of B (16 lanes) or half of one (8)
+    halves = NR // cols
     lines: list[str] = []
     emit = lines.append
     emit(
@@ -189,86 +214,96 @@ def _tile_function(mr: int) -> str:
     emit("  %hasmain = icmp ne i64 %kmain, 0")
     emit(f"  %tbstep = mul i64 %k, {NR}")
     emit("  %bstep = mul i64 %bstride, 4")
+    emit(f"  %pfhalf = mul i64 %k, {PF_FLOATS * 4 // halves}")
+    emit("  %pfhalft = mul i64 %pfhalf, %taps")
     emit("  br label %panel")
-    # the outermost loop, over the column panels of ntot columns: panel j's B (and prefetch stream) at
-    # bstride floats past panel j - 1's, its 32 columns of C and of the bias at 32 floats past
+    # the outermost loop, over the tile's column blocks of ntot columns: block j in column panel j / halves
+    # (its B and prefetch stream bstride floats past the previous panel's; the second half of a panel 8 lanes
+    # into its rows, and its prefetch stream past the first half's), its columns of C and of the bias at
+    # cols floats past the previous block's
     emit("panel:")
     emit("  %j = phi i64 [0, %entry], [%jn, %panelend]")
-    emit("  %jb = mul i64 %j, %bstep")
-    emit("  %bi = add i64 %b0i, %jb")
+    emit(f"  %jp = udiv i64 %j, {halves}")
+    emit(f"  %jh = urem i64 %j, {halves}")
+    emit("  %jb = mul i64 %jp, %bstep")
+    emit(f"  %jhb = mul i64 %jh, {cols * 4}")
+    emit("  %jbh = add i64 %jb, %jhb")
+    emit("  %bi = add i64 %b0i, %jbh")
     emit("  %b = inttoptr i64 %bi to ptr")
-    emit("  %pfi = add i64 %pf0i, %jb")
+    emit("  %jpf = mul i64 %jh, %pfhalft")
+    emit("  %pfj = add i64 %pf0i, %jb")
+    emit("  %pfi = add i64 %pfj, %jpf")
     emit("  %pf = inttoptr i64 %pfi to ptr")
-    emit(f"  %jc = mul i64 %j, {NR * 4}")
+    emit(f"  %jc = mul i64 %j, {cols * 4}")
     emit("  %ci = add i64 %c0i, %jc")
     emit("  %c = inttoptr i64 %ci to ptr")
     emit("  %biasi = add i64 %bias0i, %jc")
     emit("  %bias = inttoptr i64 %biasi to ptr")
-    emit(f"  %j0 = mul i64 %j, {NR}")
+    emit(f"  %j0 = mul i64 %j, {cols}")
     emit("  %left = sub i64 %ntot, %j0")
-    emit(f"  %wide = icmp ugt i64 %left, {NR}")
-    emit(f"  %n = select i1 %wide, i64 {NR}, i64 %left")
-    # column masks for n < 32
+    emit(f"  %wide = icmp ugt i64 %left, {cols}")
+    emit(f"  %n = select i1 %wide, i64 {cols}, i64 %left")
+    # column masks for n < cols
     emit("  %n32 = trunc i64 %n to i32")
-    emit("  %nins = insertelement <16 x i32> poison, i32 %n32, i64 0")
-    emit("  %nsplat = shufflevector <16 x i32> %nins, <16 x i32> poison, <16 x i32> zeroinitializer")
-    lo = ", ".join(f"i32 {j}" for j in range(16))
-    hi = ", ".join(f"i32 {j}" for j in range(16, 32))
-    emit(f"  %m0 = icmp ult <16 x i32> <{lo}>, %nsplat")
-    emit(f"  %m1 = icmp ult <16 x i32> <{hi}>, %nsplat")
+    emit(f"  %nins = insertelement <{lanes} x i32> poison, i32 %n32, i64 0")
+    emit(f"  %nsplat = shufflevector <{lanes} x i32> %nins, <{lanes} x i32> poison, <{lanes} x i32> zeroinitializer")
+    for h in range(2):
+        idx = ", ".join(f"i32 {j}" for j in range(h * lanes, (h + 1) * lanes))
+        emit(f"  %m{h} = icmp ult <{lanes} x i32> <{idx}>, %nsplat")
     emit("  br label %tap")
     # the outer loop over taps: tap t reads A at a + t * tstride (its k values of each row in place) and
     # rows t * k .. t * k + k - 1 of B; the accumulators carry over from tap to tap
     emit("tap:")
     emit("  %t = phi i64 [0, %panel], [%tn, %tapend]")
-    _phis(emit, mr, "tacc", ("zeroinitializer", "panel"), ("nacc", "tapend"))
+    _phis(emit, mr, lanes, "tacc", ("zeroinitializer", "panel"), ("nacc", "tapend"))
     emit("  %taoff = mul i64 %t, %tstride")
     emit("  %at = getelementptr float, ptr %a, i64 %taoff")
     emit("  %tboff = mul i64 %t, %tbstep")
     emit("  %bt = getelementptr float, ptr %b, i64 %tboff")
     emit("  %tpoff = mul i64 %t, %k")
-    emit(f"  %tpoff{PF_FLOATS} = mul i64 %tpoff, {PF_FLOATS}")
-    emit(f"  %pft = getelementptr float, ptr %pf, i64 %tpoff{PF_FLOATS}")
+    pf_step = PF_FLOATS // halves
+    emit(f"  %tpoffs = mul i64 %tpoff, {pf_step}")
+    emit("  %pft = getelementptr float, ptr %pf, i64 %tpoffs")
     emit("  br i1 %hasmain, label %loop, label %mid")
     emit("loop:")
     emit("  %p = phi i64 [0, %tap], [%pn, %loop]")
-    _phis(emit, mr, "acc", ("tacc", "tap"), (f"u{UNROLL - 1}acc", "loop"))
+    _phis(emit, mr, lanes, "acc", ("tacc", "tap"), (f"u{UNROLL - 1}acc", "loop"))
     emit(f"  %boff = mul i64 %p, {NR}")
     emit("  %bpl = getelementptr float, ptr %bt, i64 %boff")
     emit("  %apl = getelementptr float, ptr %at, i64 %p")
-    # two cache lines of the prefetch stream per iteration (into L2): PF_FLOATS floats per step of depth
-    emit(f"  %pfoff = mul i64 %p, {PF_FLOATS}")
+    # cache lines of the prefetch stream per iteration (into L2): pf_step floats per step of depth
+    emit(f"  %pfoff = mul i64 %p, {pf_step}")
     emit("  %pfp0 = getelementptr float, ptr %pft, i64 %pfoff")
-    emit("  %pfp1 = getelementptr float, ptr %pfp0, i64 16")
-    emit("  call void @llvm.prefetch.p0(ptr %pfp0, i32 0, i32 2, i32 1)")
-    emit("  call void @llvm.prefetch.p0(ptr %pfp1, i32 0, i32 2, i32 1)")
+    for line in range(pf_step * UNROLL * 4 // 64):
+        emit(f"  %pfl{line} = getelementptr float, ptr %pfp0, i64 {line * 16}")
+        emit(f"  call void @llvm.prefetch.p0(ptr %pfl{line}, i32 0, i32 2, i32 1)")
     for u in range(UNROLL):
         src = {i: {h: (f"%acc{i}_{h}" if u == 0 else f"%u{u - 1}acc{i}_{h}") for h in range(2)} for i in range(mr)}
-        _step(emit, mr, f"u{u}", "%bpl", "%apl", u, src)
+        _step(emit, mr, lanes, f"u{u}", "%bpl", "%apl", u, src)
     emit(f"  %pn = add nuw nsw i64 %p, {UNROLL}")
     emit("  %done = icmp eq i64 %pn, %kmain")
     emit("  br i1 %done, label %mid, label %loop")
     emit("mid:")
-    _phis(emit, mr, "macc", ("tacc", "tap"), (f"u{UNROLL - 1}acc", "loop"))
+    _phis(emit, mr, lanes, "macc", ("tacc", "tap"), (f"u{UNROLL - 1}acc", "loop"))
     emit("  %hasrest = icmp ult i64 %kmain, %k")
     emit("  br i1 %hasrest, label %rest, label %tapend")
     emit("rest:")
     emit("  %q = phi i64 [%kmain, %mid], [%qn, %rest]")
-    _phis(emit, mr, "racc", ("macc", "mid"), ("r0acc", "rest"))
+    _phis(emit, mr, lanes, "racc", ("macc", "mid"), ("r0acc", "rest"))
     emit(f"  %rboff = mul i64 %q, {NR}")
     emit("  %rbpl = getelementptr float, ptr %bt, i64 %rboff")
     emit("  %rapl = getelementptr float, ptr %at, i64 %q")
-    _step(emit, mr, "r0", "%rbpl", "%rapl", 0, {i: {h: f"%racc{i}_{h}" for h in range(2)} for i in range(mr)})
+    _step(emit, mr, lanes, "r0", "%rbpl", "%rapl", 0, {i: {h: f"%racc{i}_{h}" for h in range(2)} for i in range(mr)})
     emit("  %qn = add nuw nsw i64 %q, 1")
     emit("  %rdone = icmp eq i64 %qn, %k")
     emit("  br i1 %rdone, label %tapend, label %rest")
     emit("tapend:")
-    _phis(emit, mr, "nacc", ("macc", "mid"), ("r0acc", "rest"))
+    _phis(emit, mr, lanes, "nacc", ("macc", "mid"), ("r0acc", "rest"))
     emit("  %tn = add nuw nsw i64 %t, 1")
     emit("  %tdone = icmp uge i64 %tn, %taps")
     emit("  br i1 %tdone, label %epi, label %tap")
     emit("epi:")
-    emit("  %full = icmp eq i64 %n, 32")
+    emit(f"  %full = icmp eq i64 %n, {cols}")
     # the epilogue, one step at a time (each step a branch on a flag; the tile stays in registers)
     state = {i: {h: f"%nacc{i}_{h}" for h in range(2)} for i in range(mr)}
 
@@ -283,7 +318,7 @@ def _tile_function(mr: int) -> str:
         for i in range(mr):
             for h in range(2):
                 emit(
-                    f"  %s.{label}.{i}_{h} = phi <16 x float> [{state[i][h]}, %{prev[0]}], "
+                    f"  %s.{label}.{i}_{h} = phi {vt} [{state[i][h]}, %{prev[0]}], "
                     f"[{new[i][h]}, %do.{label}]"
                 )
                 state[i][h] = f"%s.{label}.{i}_{h}"
@@ -291,39 +326,35 @@ def _tile_function(mr: int) -> str:
 
     prev = ["epi"]
 
+    def masked_load(name: str, ptr: str, h: int) -> None:
+        emit(
+            f"  {name} = call {vt} @llvm.masked.load.v{lanes}f32.p0(ptr {ptr}, i32 4, "
+            f"{mt} %m{h}, {vt} zeroinitializer)"
+        )
+
     def accumulate() -> dict[int, dict[int, str]]:
         # masked loads: with all lanes set they cost what plain loads do, and no extra block
         new: dict[int, dict[int, str]] = {}
         for i in range(mr):
             emit(f"  %crow{i}.o = mul i64 %ldc, {i}")
             emit(f"  %crow{i} = getelementptr float, ptr %c, i64 %crow{i}.o")
-            emit(f"  %crowh{i} = getelementptr float, ptr %crow{i}, i64 16")
+            emit(f"  %crowh{i} = getelementptr float, ptr %crow{i}, i64 {lanes}")
             new[i] = {}
             for h in range(2):
-                ptr = f"%crow{i}" if h == 0 else f"%crowh{i}"
-                emit(
-                    f"  %cv{i}_{h} = call <16 x float> @llvm.masked.load.v16f32.p0(ptr {ptr}, i32 4, "
-                    f"<16 x i1> %m{h}, <16 x float> zeroinitializer)"
-                )
-                emit(f"  %ca{i}_{h} = fadd <16 x float> {state[i][h]}, %cv{i}_{h}")
+                masked_load(f"%cv{i}_{h}", f"%crow{i}" if h == 0 else f"%crowh{i}", h)
+                emit(f"  %ca{i}_{h} = fadd {vt} {state[i][h]}, %cv{i}_{h}")
                 new[i][h] = f"%ca{i}_{h}"
         return new
 
     def bias_cols() -> dict[int, dict[int, str]]:
-        emit("  %bsp1 = getelementptr float, ptr %bias, i64 16")
-        emit(
-            "  %bs0 = call <16 x float> @llvm.masked.load.v16f32.p0(ptr %bias, i32 4, <16 x i1> %m0, "
-            "<16 x float> zeroinitializer)"
-        )
-        emit(
-            "  %bs1 = call <16 x float> @llvm.masked.load.v16f32.p0(ptr %bsp1, i32 4, <16 x i1> %m1, "
-            "<16 x float> zeroinitializer)"
-        )
+        emit(f"  %bsp1 = getelementptr float, ptr %bias, i64 {lanes}")
+        masked_load("%bs0", "%bias", 0)
+        masked_load("%bs1", "%bsp1", 1)
         new: dict[int, dict[int, str]] = {}
         for i in range(mr):
             new[i] = {}
             for h in range(2):
-                emit(f"  %bc{i}_{h} = fadd <16 x float> {state[i][h]}, %bs{h}")
+                emit(f"  %bc{i}_{h} = fadd {vt} {state[i][h]}, %bs{h}")
                 new[i][h] = f"%bc{i}_{h}"
         return new
 
@@ -331,29 +362,23 @@ def _tile_function(mr: int) -> str:
         def body() -> dict[int, dict[int, str]]:
             # as hubkit.ops._epilogue.activate: Relu: v <= 0 -> 0 (NaN kept, -0.0 -> 0.0);
             # Relu6: v < 0 -> 0, v > 6 -> 6 (NaN and -0.0 kept)
-            six = ", ".join(["float 6.0"] * 16)
+            six = f"<{', '.join(['float 6.0'] * lanes)}>"
             new: dict[int, dict[int, str]] = {}
             for i in range(mr):
                 new[i] = {}
                 for h in range(2):
                     v = state[i][h]
                     if cap:
-                        emit(f"  %{label}l{i}_{h} = fcmp olt <16 x float> {v}, zeroinitializer")
-                        emit(f"  %{label}g{i}_{h} = fcmp ogt <16 x float> {v}, <{six}>")
+                        emit(f"  %{label}l{i}_{h} = fcmp olt {vt} {v}, zeroinitializer")
+                        emit(f"  %{label}g{i}_{h} = fcmp ogt {vt} {v}, {six}")
+                        emit(f"  %{label}a{i}_{h} = select {mt} %{label}g{i}_{h}, {vt} {six}, {vt} {v}")
                         emit(
-                            f"  %{label}a{i}_{h} = select <16 x i1> %{label}g{i}_{h}, <16 x float> <{six}>, "
-                            f"<16 x float> {v}"
-                        )
-                        emit(
-                            f"  %{label}v{i}_{h} = select <16 x i1> %{label}l{i}_{h}, <16 x float> "
-                            f"zeroinitializer, <16 x float> %{label}a{i}_{h}"
+                            f"  %{label}v{i}_{h} = select {mt} %{label}l{i}_{h}, {vt} "
+                            f"zeroinitializer, {vt} %{label}a{i}_{h}"
                         )
                     else:
-                        emit(f"  %{label}l{i}_{h} = fcmp ole <16 x float> {v}, zeroinitializer")
-                        emit(
-                            f"  %{label}v{i}_{h} = select <16 x i1> %{label}l{i}_{h}, <16 x float> "
-                            f"zeroinitializer, <16 x float> {v}"
-                        )
+                        emit(f"  %{label}l{i}_{h} = fcmp ole {vt} {v}, zeroinitializer")
+                        emit(f"  %{label}v{i}_{h} = select {mt} %{label}l{i}_{h}, {vt} zeroinitializer, {vt} {v}")
                     new[i][h] = f"%{label}v{i}_{h}"
             return new
 
@@ -368,27 +393,22 @@ def _tile_function(mr: int) -> str:
     for i in range(mr):
         emit(f"  %srow{i}.o = mul i64 %ldc, {i}")
         emit(f"  %srow{i} = getelementptr float, ptr %c, i64 %srow{i}.o")
-        emit(f"  %srowh{i} = getelementptr float, ptr %srow{i}, i64 16")
-        emit(f"  store <16 x float> {state[i][0]}, ptr %srow{i}, align 4")
-        emit(f"  store <16 x float> {state[i][1]}, ptr %srowh{i}, align 4")
+        emit(f"  %srowh{i} = getelementptr float, ptr %srow{i}, i64 {lanes}")
+        emit(f"  store {vt} {state[i][0]}, ptr %srow{i}, align 4")
+        emit(f"  store {vt} {state[i][1]}, ptr %srowh{i}, align 4")
     emit("  br label %panelend")
     emit("storem:")
     for i in range(mr):
         emit(f"  %smrow{i}.o = mul i64 %ldc, {i}")
         emit(f"  %smrow{i} = getelementptr float, ptr %c, i64 %smrow{i}.o")
-        emit(f"  %smrowh{i} = getelementptr float, ptr %smrow{i}, i64 16")
-        emit(
-            f"  call void @llvm.masked.store.v16f32.p0(<16 x float> {state[i][0]}, ptr %smrow{i}, i32 4, "
-            "<16 x i1> %m0)"
-        )
-        emit(
-            f"  call void @llvm.masked.store.v16f32.p0(<16 x float> {state[i][1]}, ptr %smrowh{i}, i32 4, "
-            "<16 x i1> %m1)"
-        )
+        emit(f"  %smrowh{i} = getelementptr float, ptr %smrow{i}, i64 {lanes}")
+        for h in range(2):
+            ptr = f"%smrow{i}" if h == 0 else f"%smrowh{i}"
+            emit(f"  call void @llvm.masked.store.v{lanes}f32.p0({vt} {state[i][h]}, ptr {ptr}, i32 4, {mt} %m{h})")
     emit("  br label %panelend")
     emit("panelend:")
     emit("  %jn = add nuw nsw i64 %j, 1")
-    emit(f"  %jnext = mul i64 %jn, {NR}")
+    emit(f"  %jnext = mul i64 %jn, {cols}")
     emit("  %more = icmp ult i64 %jnext, %ntot")
     emit("  br i1 %more, label %panel, label %out")
     emit("out:")
@@ -414,22 +434,26 @@ def _entry(mr_max: int, name: str, params: str, args: str) -> str:
     return "\n".join(lines)
 
 
-def kernel_ir(mr_max: int) -> str:
-    """The module's IR text: ``hk_tile_1`` .. ``hk_tile_<mr_max>`` and the entries ``hk_sgemm_tile`` and
-    ``hk_sconv_tile``."""
+def kernel_ir(mr_max: int, lanes: int = 16) -> str:
+    """The module's IR text: ``hk_tile_1`` .. ``hk_tile_<mr_max>`` on ``lanes``-wide vectors (16 or 8) and the
+    entries ``hk_sgemm_tile`` and ``hk_sconv_tile``."""
+    if lanes not in (8, 16):
+        raise ValueError(f"lanes must be 8 or 16, not {lanes}")
+    vt = f"<{lanes} x float>"
     parts = [
-        "declare <16 x float> @llvm.fma.v16f32(<16 x float>, <16 x float>, <16 x float>)",
-        "declare <16 x float> @llvm.masked.load.v16f32.p0(ptr, i32 immarg, <16 x i1>, <16 x float>)",
-        "declare void @llvm.masked.store.v16f32.p0(<16 x float>, ptr, i32 immarg, <16 x i1>)",
+        f"declare {vt} @llvm.fma.v{lanes}f32({vt}, {vt}, {vt})",
+        f"declare {vt} @llvm.masked.load.v{lanes}f32.p0(ptr, i32 immarg, <{lanes} x i1>, {vt})",
+        f"declare void @llvm.masked.store.v{lanes}f32.p0({vt}, ptr, i32 immarg, <{lanes} x i1>)",
         "declare void @llvm.prefetch.p0(ptr, i32 immarg, i32 immarg, i32 immarg)",
     ]
     for mr in range(1, mr_max + 1):
-        parts.append(_tile_function(mr))
+        parts.append(_tile_function(mr, lanes))
     # the entries: hk_sgemm_tile (one run of A, no prefetch: its own B) and hk_sconv_tile (every argument)
     parts.append(_entry(mr_max, "hk_sgemm_tile", "k a lda b ldb c ldc n flags bias", "1 0 k a lda b ldb c ldc n flags bias b"))
     parts.append(_entry(mr_max, "hk_sconv_tile", "taps tstride k a lda b bstride c ldc n flags bias pf",
                         "taps tstride k a lda b bstride c ldc n flags bias pf"))
-    parts.append('attributes #0 = { nounwind "min-legal-vector-width"="512" "prefer-vector-width"="512" }')
+    width = lanes * 32
+    parts.append(f'attributes #0 = {{ nounwind "min-legal-vector-width"="{width}" "prefer-vector-width"="{width}" }}')
     return "\n\n".join(parts) + "\n"
 
 
@@ -441,14 +465,20 @@ def _init_llvm() -> None:
 
 
 @contextlib.contextmanager
-def _no_machine_scheduler() -> Iterator[None]:
-    """LLVM's machine scheduler off while the tiles compile (a process-wide LLVM option, restored after).
+def _scheduling(lanes: int) -> Iterator[None]:
+    """LLVM's machine scheduler off while 16-lane tiles compile (a process-wide LLVM option, restored after).
 
-    With it on, the unrolled loop's broadcasts are hoisted ahead of their FMAs and spilled (82 stack
-    accesses per iteration of the 13-row tile); with it off the IR's order is kept (4).
+    With it on, the 13-row tile's unrolled loop had its broadcasts hoisted ahead of their FMAs and spilled (82
+    stack accesses per iteration); with it off the IR's order is kept (4). The 8-lane tile is the other way
+    round: with it off, the next step's ``B`` was loaded ahead, one accumulator of the 6-row tile went to the
+    stack and back every iteration (a store-to-load chain through each step's FMA), and the tiles ran 63-66
+    GFLOP/s; with it on nothing spills and they run 82-86 (4096x784x512 and 64x512x512, one thread, AMD Zen 3).
     """
     import llvmlite.binding as llvm
 
+    if lanes != 16:
+        yield
+        return
     llvm.set_option("", "-enable-misched=false")
     try:
         yield
@@ -479,7 +509,7 @@ def _build() -> None:
     name, features = _host_features()
     mr = max_mr(features)
     _init_llvm()
-    ir = kernel_ir(mr)
+    ir = kernel_ir(mr, lanes(features))
     mod = llvm.parse_assembly(ir)
     mod.verify()
     target = llvm.Target.from_default_triple()
@@ -509,7 +539,7 @@ def _build() -> None:
             return None
 
     engine.set_object_cache(notify, load)
-    with _no_machine_scheduler():
+    with _scheduling(lanes(features)):
         engine.finalize_object()
     _STATE.engine = engine  # keeps the machine code alive for the process
     _STATE.mr = mr
@@ -538,7 +568,7 @@ def assembly() -> str:
 
     _init_llvm()
     name, features = _host_features()
-    mod = llvm.parse_assembly(kernel_ir(max_mr(features)))
+    mod = llvm.parse_assembly(kernel_ir(max_mr(features), lanes(features)))
     tm = llvm.Target.from_default_triple().create_target_machine(cpu=name, features=features, opt=3)
-    with _no_machine_scheduler():
+    with _scheduling(lanes(features)):
         return str(tm.emit_assembly(mod))

@@ -157,9 +157,17 @@ def test_packed_weights_cached_until_the_variable_changes():
 def test_ir_is_deterministic_and_sized_by_the_host_features():
     assert _gemm_kernel.kernel_ir(14) == _gemm_kernel.kernel_ir(14)
     assert _gemm_kernel.max_mr("+sse2,+avx,+avx2,+fma,+avx512f,+avx512bw") == 13
-    assert _gemm_kernel.max_mr("+sse2,+avx,+avx2,+fma,-avx512f") == 3
+    assert _gemm_kernel.max_mr("+sse2,+avx,+avx2,+fma,-avx512f") == 6
+    assert _gemm_kernel.max_mr("+sse2,+avx,-avx2,-fma,-avx512f") == 3
+    assert _gemm_kernel.lanes("+sse2,+avx,+avx2,+fma,-avx512f") == 8
+    assert _gemm_kernel.lanes("+sse2,+avx,+avx2,+fma,+avx512f") == 16
+    assert _gemm_kernel.lanes("+neon") == 16
     ir = _gemm_kernel.kernel_ir(3)
     assert "@hk_tile_3" in ir and "@hk_tile_4" not in ir and "@llvm.fma.v16f32" in ir
+    ir8 = _gemm_kernel.kernel_ir(6, 8)
+    assert "@hk_tile_6" in ir8 and "@llvm.fma.v8f32" in ir8 and "v16f32" not in ir8
+    with pytest.raises(ValueError):
+        _gemm_kernel.kernel_ir(3, 4)
 
 
 @needs_kernel
@@ -169,11 +177,13 @@ def test_ir_compiles_without_avx512():
     import llvmlite.binding as llvm
 
     _gemm_kernel._init_llvm()
-    mod = llvm.parse_assembly(_gemm_kernel.kernel_ir(3))
-    mod.verify()
-    tm = llvm.Target.from_default_triple().create_target_machine(cpu="haswell", features="", opt=2)
-    asm = tm.emit_assembly(mod)
-    assert "zmm" not in asm and "vfmadd" in asm
+    for mr, lanes in ((3, 16), (6, 8)):
+        mod = llvm.parse_assembly(_gemm_kernel.kernel_ir(mr, lanes))
+        mod.verify()
+        tm = llvm.Target.from_default_triple().create_target_machine(cpu="haswell", features="", opt=2)
+        with _gemm_kernel._scheduling(lanes):
+            asm = tm.emit_assembly(mod)
+        assert "zmm" not in asm and "vfmadd" in asm
 
 
 @pytest.mark.parametrize("transpose_b", [False, True])
