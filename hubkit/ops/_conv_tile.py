@@ -13,7 +13,7 @@ in the tile's registers, and a transposed copy (``np.copyto`` of a transposed vi
 ``(P, M)`` product into the NCHW output, which may be a channel slice of a ``Concat``'s. A residual is
 added afterwards by the caller (:func:`hubkit.ops.conv_nchw.conv_nchw_fused`), then the activation.
 
-It runs only for float32, with AVX-512's 13-row tiles and one BLAS thread (as the fused dense step,
+It runs only for float32, on hosts with the tile kernel (``_packed_gemm.TILE_MIN_MR``) and one BLAS thread (as the fused dense step,
 :func:`hubkit.ops._packed_gemm.dense`), and only where :func:`wanted` says it measured faster;
 otherwise the NCHW path runs unchanged. Results differ from ``np.matmul``'s by summation order only.
 Measured and not kept: the transposed copies in a Numba kernel with bias, residual and activation
@@ -76,7 +76,7 @@ def wanted(c: int, m: int, kh: int, kw: int, strides, pointwise: bool, p: int, d
         and MIN_PIXELS <= p <= limit
         and m >= (MIN_OUTPUTS_POINTWISE if pointwise else MIN_OUTPUTS)
         and c * kh * kw >= MIN_DEPTH
-        and _packed_gemm._wide_host()
+        and _packed_gemm._tile_host()
         and _packed_gemm.blas_threads() == 1
         and _packed_gemm.available()
     )

@@ -13,13 +13,16 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from hubkit.ops import _numba
-from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, PF_FLOATS, RELU, RELU6
+from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, PF_FLOATS, RELU, RELU6, nc_bytes
 
-PF_PANELS = 4
-"""Row panels (of a row block) up to which :func:`gemm_rows` goes column panel by column panel, prefetching."""
+PF_ROWS = 52
+"""Rows (of a row block) up to which :func:`gemm_rows` goes column panel by column panel, prefetching (four
+13-row panels of AVX-512, nine 6-row panels of AVX2)."""
+PF_TILES = 4
+"""Tiles of such a column panel that prefetch, each a quarter of the panel :data:`PF_AHEAD` ahead."""
 PF_AHEAD = 2
 """Column panels ahead that those tiles prefetch (two: 0.96 ms for 49x512x2048 cold, against 1.18 for one)."""
-NC_BYTES = 512 * 1024
+NC_BYTES = nc_bytes()
 """Bytes of B (one depth block) per block of columns :func:`gemm_rows` runs every row block over."""
 
 __all__ = ["ROWS_JOB_ARGS", "call_tile", "conv_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
@@ -83,7 +86,7 @@ def gemm_rows(addr, mr_max, kc_max, mc_max, a_addr, lda, rows, depth, b_addr, c_
     heights) along all column panels: the panel's rows of ``A`` stay in L1, and its output rows are
     written left to right (a few sequential streams, which the prefetchers follow; a
     column-panel-major order over hundreds of rows measured 2-3x slower once ``C`` left L2). A block of at most
-    :data:`PF_PANELS` row panels goes column panel by column panel instead, each panel's tiles prefetching the
+    :data:`PF_ROWS` rows goes column panel by column panel instead, each panel's first :data:`PF_TILES` tiles prefetching the
     panel :data:`PF_AHEAD` ahead (the next depth block's first panels after the last): the block of ``B`` is
     read from memory once, while the tiles compute.
     """
@@ -116,7 +119,7 @@ def gemm_cols(addr, mr_max, mc_max, a_addr, lda, rows, depth, kstep, b_addr, c_a
                 fl |= ACCUMULATE
             if k0 + kc == depth:
                 fl |= epilogue
-            if npanels <= PF_PANELS:
+            if mc <= PF_ROWS:
                 # few rows (a 7x7 map at batch 1): column panel by column panel, each panel's block of B read
                 # from memory once, its tiles fetching the next block into L2 meanwhile
                 for j0 in range(0, n_total, NR):
@@ -133,7 +136,8 @@ def gemm_cols(addr, mr_max, mc_max, a_addr, lda, rows, depth, kstep, b_addr, c_a
                     for t in range(npanels):
                         r = base_r + (1 if t < extra else 0)
                         call_tile(addr, r, 1, 0, kc, a_addr + (i * lda + k0) * 4, lda, bptr, depth * NR,
-                                  c_addr + i * ldc * 4 + j0 * 4, ldc, n, fl, bias, nxt + t * kc * PF_FLOATS * 4)
+                                  c_addr + i * ldc * 4 + j0 * 4, ldc, n, fl, bias,
+                                  nxt + t * kc * PF_FLOATS * 4 if t < PF_TILES else bptr)
                         i += r
                 continue
             i = i0

@@ -31,6 +31,7 @@ import numpy as np
 from hubkit.ops import _numba
 from hubkit.ops._epilogue import RELU, RELU6
 from hubkit.ops._forksafe import ForkSafeLock
+from hubkit.ops._gemm_kernel import nc_bytes
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
@@ -65,6 +66,7 @@ class _State:
     kernel: Any = None
     blas_fn: Any = None
     wide: bool | None = None
+    narrow: bool | None = None
 
 
 _STATE = _State()
@@ -148,7 +150,7 @@ def _act_flags(act: int) -> int:
     return 0
 
 
-NC_BYTES = 512 * 1024
+NC_BYTES = nc_bytes()
 """As :data:`hubkit.ops._gemm_numba.NC_BYTES` (read here without importing numba)."""
 
 L2_BLOCK = 256 * 1024
@@ -297,9 +299,11 @@ def dense(
         return None
     if bias is not None and (bias.dtype != _F32 or bias.shape != (cols,)):
         return None
-    if not _wide_host() or not available():
+    if not _tile_host() or not available():
         return None
     threads = blas_threads()
+    if _narrow_host() and (threads != 1 or rows >= NARROW_DENSE_MAX_ROWS):
+        return None
     if threads >= 2:  # every layer of enough rows, small ones too: a threaded BLAS call between them left
         # OpenBLAS's idle threads spinning on the worker's core (the MLP at batch 4096: 44 ms against 22)
         if rows < SPLIT_MIN_ROWS or depth < MIN_DEPTH or cols == 0 or not a.flags.c_contiguous:
@@ -323,23 +327,48 @@ by the minimum against 513-528 but 768-835 us by the median against 590-605 (the
 64 rows stay on np.matmul, like 17 rows of a 300x70 layer (2x its time split)."""
 
 
-WIDE_MR = 13
-""":func:`dense` runs only with AVX-512's 13-row tiles: the 3-row tiles of 8-wide machines were not measured
-against OpenBLAS's kernels (tests still run them)."""
+TILE_MIN_MR = 6
+"""The tile paths (:func:`dense`, the NHWC convolutions, Winograd's products, the split layers) run only on hosts
+whose tiles have at least this many rows: AVX-512's 13 and AVX2's 6 (``_gemm_kernel.max_mr``). The 3-row
+tiles of other machines run in tests only. On the AMD Zen 3 of the tenth session (AVX2, one thread) turning
+them on took ``scripts/bench_onnx.py --repeats 3 --layers 0`` from 1.62x / 1.39x onnxruntime to 1.35x / 1.10x
+on SqueezeNet (batch 1 / 16), 1.02x / 0.92x to 0.99x / 0.87x on ResNet-50, 0.99x / 0.84x to 0.95x / 0.81x
+on DenseNet-121 and 0.77x / 0.64x to 0.71x / 0.57x on Inception v1 (same minutes)."""
+
+NARROW_DENSE_MAX_ROWS = 1024
+"""On hosts with 8-lane tiles :func:`dense` takes the tile below this many rows, on one BLAS thread only. The MLP
+784-512-512-10 on the Zen 3 (``scripts/bench_vs_ort.py --quick``, tile on / off, same minutes): batch 64
+0.98-1.01 ms against 1.05, batch 4096 63.2-63.6 ms against 60.2-60.7 (the 6-row tile runs 0.98-1.02x
+np.matmul's time from 256 rows up, 0.72-0.92x below 128, bias and ReLU fused, warm); with two threads both
+batches were within the noise of np.matmul's."""
 
 
-def _wide_host() -> bool:
-    """Whether the host gets :data:`WIDE_MR`-row tiles (AVX-512), read from its features without compiling."""
+def _tile_host() -> bool:
+    """Whether the host gets tiles of :data:`TILE_MIN_MR` rows or more, read from its features without compiling."""
     wide = _STATE.wide
     if wide is None:
         try:
             from hubkit.ops import _gemm_kernel
 
-            wide = _gemm_kernel.max_mr() >= WIDE_MR
+            wide = _gemm_kernel.max_mr() >= TILE_MIN_MR
         except Exception:  # llvmlite missing or broken: no kernel
             wide = False
         _STATE.wide = wide
     return wide
+
+
+def _narrow_host() -> bool:
+    """Whether the host's tiles are 8 lanes wide (AVX2), read from its features without compiling."""
+    narrow = _STATE.narrow
+    if narrow is None:
+        try:
+            from hubkit.ops import _gemm_kernel
+
+            narrow = _gemm_kernel.lanes() == 8
+        except Exception:  # llvmlite missing or broken: no kernel
+            narrow = False
+        _STATE.narrow = narrow
+    return narrow
 
 
 def _find_blas(verb: str) -> Any:

@@ -165,8 +165,8 @@ def available() -> bool:
                 try:
                     from hubkit.ops import _gemm_kernel, _packed_gemm, _split_dense_numba, _worker_pool
 
-                    # AVX-512 hosts only, as the dense step (_packed_gemm.WIDE_MR): elsewhere not measured
-                    if _packed_gemm._wide_host() and _packed_gemm.available() and _worker_pool.available():
+                    # hosts with the tile kernel (_packed_gemm.TILE_MIN_MR)
+                    if _packed_gemm._tile_host() and _packed_gemm.available() and _worker_pool.available():
                         _STATE.tile = _gemm_kernel.kernel_address()[0]
                         _STATE.run = _worker_pool.compile_code().run
                         _STATE.split = _worker_pool.compile_ir(_IR).get_function_address("hk_split_gemv")
@@ -183,24 +183,15 @@ def split_depth(depth: int) -> int:
     return max(4, (depth // 2 + 3) // 4 * 4)
 
 
-def _l2_bytes() -> int:
-    """The L2 cache of CPU 0 (from Linux's sysfs), or 1 MiB when it cannot be read."""
-    try:
-        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
-            text = f.read().strip().upper()
-        scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:], 1)
-        return int(text.rstrip("KM")) * scale
-    except (OSError, ValueError):
-        return 1024 * 1024
-
-
 _MAX_WORK: list[int] = []
 
 
 def max_work() -> int:
     """Largest ``K * N`` split: :data:`L2_SHARE` of the L2's bytes."""
     if not _MAX_WORK:
-        _MAX_WORK.append(int(L2_SHARE * _l2_bytes()))
+        from hubkit.ops._gemm_kernel import l2_bytes
+
+        _MAX_WORK.append(int(L2_SHARE * (l2_bytes() or 1024 * 1024)))
     return _MAX_WORK[0]
 
 

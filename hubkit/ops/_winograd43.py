@@ -57,7 +57,7 @@ TILE_MIN_CHANNELS = 64
 """Least input channels for the tile GEMM (see :data:`TILE_MIN_FILTERS`)."""
 TILE_MIN_FILTERS = 96
 """Least input channels and filters for which the 36 products run on hubkit's tile GEMM
-(:mod:`hubkit.ops._packed_gemm`) instead of one batched ``np.matmul``, on its hosts (float32, AVX-512,
+(:mod:`hubkit.ops._packed_gemm`) instead of one batched ``np.matmul``, on its hosts (float32, AVX-512 or AVX2,
 one BLAS thread). Measured by the products alone (36 x tiles x C times C x K, one thread, by the
 minimum): C = 32 or 64 with K = 64, 1.2-1.3x slower than OpenBLAS (whose small-matrix kernels do well
 there); C = 64, K = 96 0.83x; C = 96-512, K = 128-512 0.56-0.80x the time."""
@@ -124,7 +124,7 @@ def _multiply(v: np.ndarray, u: np.ndarray | Filters, m: np.ndarray, split: bool
 def _tile_gemm_applies(split: bool = False) -> bool:
     from hubkit.ops import _packed_gemm
 
-    return _packed_gemm._wide_host() and (split or _packed_gemm.blas_threads() == 1) and _packed_gemm.available()
+    return _packed_gemm._tile_host() and (split or _packed_gemm.blas_threads() == 1) and _packed_gemm.available()
 
 
 def filter_transform(w: np.ndarray, dtype: np.dtype) -> np.ndarray:

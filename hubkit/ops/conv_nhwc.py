@@ -16,7 +16,7 @@ concatenation's channel slice is the same product written with a longer row stri
 - 3x3 stride-1 layers with enough tiles per filter run Winograd F(4x4, 3x3)
   (:func:`hubkit.ops._winograd43.conv3x3_bias_act`, whose input and output are NHWC already), on the
   criteria of :mod:`hubkit.ops.conv_nchw`.
-- The GEMM is hubkit's tile kernel (:func:`hubkit.ops._packed_gemm.packed_matmul`: float32, AVX-512;
+- The GEMM is hubkit's tile kernel (:func:`hubkit.ops._packed_gemm.packed_matmul`: float32, AVX-512 or AVX2;
   the filters packed once per :class:`~hubkit.ops.conv_nchw.PreparedConv`; with two or more BLAS threads
   half of the rows on the worker thread, :mod:`hubkit.ops._split_rows`) with bias and activation in its
   registers, or else ``np.matmul`` with the ``[kh*kw*C, M]`` filter matrix and a
@@ -162,7 +162,7 @@ against onnxruntime, same process: batch 1 1.53x -> 1.35x, batch 16 1.20x -> 1.1
 def _tile_runs(dtype) -> int:
     """0: np.matmul; 1: the tile GEMM on this thread; 2 (two or more BLAS threads): the tile GEMM with half
     of the rows on the worker thread (:mod:`hubkit.ops._split_rows`)."""
-    if dtype != _F32 or not _packed_gemm._wide_host() or not _packed_gemm.available():
+    if dtype != _F32 or not _packed_gemm._tile_host() or not _packed_gemm.available():
         return 0
     return 1 if _packed_gemm.blas_threads() == 1 else 2
 

@@ -86,7 +86,7 @@ def test_conv_nhwc_matches_a_direct_convolution(kernels, threads, c, hw, kernel,
     got = conv_nhwc_fused(x_nhwc, prep, donated, 1, *geometry, out=donated)
     assert (np.abs(got - _reference(x, w, bias, res, 1, *geometry).transpose(0, 2, 3, 1)) <= bound).all()
     in_tile = dtype == np.float32 and kernels == "numba" and _packed_gemm.available() and (
-        threads == 1 or _packed_gemm._wide_host())  # on 1 thread (the fixture marks the host wide) or split
+        threads == 1 or _packed_gemm._tile_host())  # on 1 thread (the fixture marks the host wide) or split
     # the tile adds its product to the residual in place; elsewhere the result is a new array
     assert np.shares_memory(got, donated) == (in_tile and not winograd)
 

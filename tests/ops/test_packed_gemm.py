@@ -224,7 +224,7 @@ def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kerne
         np.testing.assert_allclose(got, want, rtol=3000 * eps, atol=3000 * eps * max(1.0, np.abs(want).max()))
         if kernels == "numpy":
             np.testing.assert_array_equal(got, want)  # NumPy's GEMM: bit for bit
-    if kernels == "numba" and _packed_gemm._wide_host() and _packed_gemm.available():
+    if kernels == "numba" and _packed_gemm._tile_host() and _packed_gemm.available():
         held = [f.packed._cache or f.packed.variable.__dict__.get("_derived_forms") for f in fused]
         assert any(held)  # the tile kernel ran
 
@@ -243,11 +243,17 @@ def test_packed_weights_follow_variable_writes():
 
 @needs_kernel
 def test_dense_takes_only_what_it_measured_well_on(kernel, monkeypatch):
-    if not _packed_gemm._wide_host():
-        pytest.skip("dense() runs the kernel with AVX-512 tiles only")
+    if not _packed_gemm._tile_host():
+        pytest.skip("dense() runs the kernel with AVX-512 or AVX2 tiles only")
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
     packed = PackedWeights(None)
     w = np.ones((784, 512), np.float32)
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: True)  # 8-lane tiles: fewer rows than the limit only
+    tall = np.ones((_packed_gemm.NARROW_DENSE_MAX_ROWS, 784), np.float32)
+    assert dense(tall, w, None, NONE, packed) is None
+    np.testing.assert_array_equal(dense(tall[:-1], w, None, NONE, packed), np.full((len(tall) - 1, 512), 784, np.float32))
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: False)
+    np.testing.assert_array_equal(dense(tall, w, None, NONE, packed), np.full((len(tall), 512), 784, np.float32))
     assert dense(np.ones((8, 784), np.float32), w, None, NONE, packed) is None  # the small-batch kernel's rows
     assert dense(np.ones((64, 784), np.float32), w[:, :10], None, NONE, packed) is None  # 10 columns
     assert dense(np.ones((64, 32), np.float32), w[:32], None, NONE, packed) is None  # depth 32

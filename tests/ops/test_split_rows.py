@@ -121,8 +121,11 @@ def test_dense_splits_with_two_blas_threads(monkeypatch):
     real = _split_rows.split_rows
     monkeypatch.setattr(_split_rows, "split_rows", lambda *a: calls.append(1) or real(*a))
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)
-    if not _packed_gemm._wide_host():
-        pytest.skip("dense() takes the tile GEMM with AVX-512 only")
+    if not _packed_gemm._tile_host():
+        pytest.skip("dense() takes the tile GEMM with AVX-512 or AVX2 tiles only")
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: True)  # 8-lane tiles: two threads stay on np.matmul
+    assert _packed_gemm.dense(x, w, b, RELU, _packed_gemm.PackedWeights()) is None and calls == []
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: False)
     got = _packed_gemm.dense(x, w, b, RELU, _packed_gemm.PackedWeights())
     assert calls == [1] and got is not None
     np.testing.assert_array_equal(got, _packed_gemm.packed_matmul(x, _packed_gemm.pack_weights(w), 512, b, RELU))

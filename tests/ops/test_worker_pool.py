@@ -273,8 +273,25 @@ def test_thresholds(monkeypatch):
     assert _split_dense.split_dense(np.ones((3, w.shape[0]), f32), w, b, RELU) is None  # 3 rows: other kernels
 
 
-def test_l2_bytes_read_or_assumed():
-    assert _split_dense._l2_bytes() >= 64 * 1024
+def test_l2_bytes_read_or_assumed(tmp_path, monkeypatch):
+    from hubkit.ops import _gemm_kernel
+
+    l2 = _gemm_kernel.l2_bytes()
+    assert l2 is None or l2 >= 64 * 1024
+    assert 64 * 1024 <= _gemm_kernel.nc_bytes() <= 512 * 1024
+    for name, level, size in (("index0", "1", "48K"), ("index1", "1", "32K"), ("index2", "2", "1280K")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "level").write_text(level + "\n")
+        (tmp_path / name / "size").write_text(size + "\n")
+    assert _gemm_kernel.l2_bytes(str(tmp_path)) == 1280 * 1024
+    (tmp_path / "index2" / "size").write_text("2m\n")
+    assert _gemm_kernel.l2_bytes(str(tmp_path)) == 2 * 1024 * 1024
+    (tmp_path / "index2" / "size").write_text("lots\n")  # unreadable: not guessed
+    assert _gemm_kernel.l2_bytes(str(tmp_path)) is None
+    assert _gemm_kernel.l2_bytes(str(tmp_path / "missing")) is None
+    for l2, nc in ((None, 512), (512 * 1024, 256), (1280 * 1024, 512), (96 * 1024, 64)):
+        monkeypatch.setattr(_gemm_kernel, "l2_bytes", lambda l2=l2: l2)
+        assert _gemm_kernel.nc_bytes() == nc * 1024
 
 
 def test_one_cpu_means_no_worker():

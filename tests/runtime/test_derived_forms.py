@@ -78,7 +78,7 @@ def test_plans_share_a_variables_forms(monkeypatch):
     a, b = opt1.run([xv])[0], opt2.run([xv])[0]
     np.testing.assert_allclose(b, 2 * a, rtol=1e-6)
     forms = w.__dict__.get("_derived_forms", {})
-    if _packed_gemm._wide_host() and _packed_gemm.available() and _numba.numba_enabled():
+    if _packed_gemm._tile_host() and _packed_gemm.available() and _numba.numba_enabled():
         assert len(forms) == 1  # one packed form for both plans
 
 
