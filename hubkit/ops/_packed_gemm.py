@@ -132,9 +132,10 @@ class PackedWeights(DerivedWeights):
 
     __slots__ = ()
 
-    def get(self, w: np.ndarray, transpose: bool = False) -> np.ndarray:
-        """``pack_weights(w)``, or ``pack_weights(w.T)`` when ``transpose``."""
-        return super().get(w, transpose)
+    def get(self, w: np.ndarray, transpose: bool = False, settled: bool = False) -> Any:
+        """``pack_weights(w)``, or ``pack_weights(w.T)`` when ``transpose``; with ``settled``, None while the
+        weights change between calls (:meth:`DerivedWeights.get`)."""
+        return super().get(w, transpose, settled)
 
     def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
         return pack_weights(np.asarray(w.T if key else w, _F32))
@@ -310,12 +311,14 @@ def dense(
             return None
         from hubkit.ops._split_rows import split_rows
 
-        return split_rows(a, packed.get(w, transpose_b), cols, bias, act)
+        form = packed.get(w, transpose_b, settled=True)
+        return None if form is None else split_rows(a, form, cols, bias, act)
     if threads != 1:
         return None
     if rows < MIN_ROWS or depth < MIN_DEPTH or cols < MIN_COLS or (rows < 32 and depth * cols < MIN_SMALL_WORK):
         return None
-    return packed_matmul(a, packed.get(w, transpose_b), cols, bias, act)
+    form = packed.get(w, transpose_b, settled=True)  # weights written between calls (training): np.matmul
+    return None if form is None else packed_matmul(a, form, cols, bias, act)
 
 
 SPLIT_MIN_ROWS = 256

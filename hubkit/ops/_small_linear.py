@@ -101,8 +101,13 @@ class DerivedWeights:
         """The form of ``w`` to keep (a subclass's)."""
         raise NotImplementedError
 
-    def get(self, w: np.ndarray, key: Any = None) -> Any:
-        """``derive(w, key)``, made again only when ``w``, its variable's version or ``key`` changed."""
+    def get(self, w: np.ndarray, key: Any = None, settled: bool = False) -> Any:
+        """``derive(w, key)``, made again only when ``w``, its variable's version or ``key`` changed.
+
+        With ``settled``, a form that a write made stale is not remade at once: this call returns None and
+        notes the weights, and the form is remade by the first call that finds them as the one before did.
+        Training writes the weights between every two runs; packing them for each run cost more than the
+        packed form saved (``scripts/bench_fit.py``)."""
         var = self.variable
         if var is None:
             version = 0
@@ -113,9 +118,10 @@ class DerivedWeights:
             if forms is None:
                 forms = var.__dict__.setdefault("_derived_forms", {})
             cache = forms.get((type(self), key))
-        if cache is not None and cache[0] is w and cache[1] == version and cache[2] == key:
+        same = cache is not None and cache[0] is w and cache[1] == version and cache[2] == key
+        if same and cache[3] is not None:
             return cache[3]
-        value = self.derive(w, key)
+        value = None if settled and cache is not None and not same else self.derive(w, key)
         entry = (w, version, key, value)  # ``w`` kept: an identity check needs the object alive
         if var is None:
             self._cache = entry

@@ -186,6 +186,45 @@ def test_ir_compiles_without_avx512():
         assert "zmm" not in asm and "vfmadd" in asm
 
 
+@needs_kernel
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86-64 CPU names")
+@pytest.mark.parametrize("lanes, mr_max", [(16, 3), (8, 6)])
+def test_both_vector_widths_compute_the_same_tiles(lanes, mr_max):
+    """Each form of the IR, compiled for this host and called directly, against float64: the 16-lane form (AVX-512
+    hosts' tile, split in halves without AVX-512) and the 8-lane one, every row count, partial panels, every flag."""
+    import ctypes
+
+    import llvmlite.binding as llvm
+
+    _gemm_kernel._init_llvm()
+    name, features = _gemm_kernel._host_features()
+    if "+avx2" not in features.split(","):
+        pytest.skip("the 8-lane form needs AVX2")
+    mod = llvm.parse_assembly(_gemm_kernel.kernel_ir(mr_max, lanes))
+    tm = llvm.Target.from_default_triple().create_target_machine(cpu=name, features=features, opt=2)
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    with _gemm_kernel._scheduling(lanes):
+        engine.finalize_object()
+    tile = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 11)(engine.get_function_address("hk_sgemm_tile"))
+    rng = np.random.default_rng(lanes)
+    g = _gemm_kernel
+    for mr in range(1, mr_max + 1):
+        for k, n in ((1, 32), (7, 17), (9, 5), (64, 32)):
+            a = rng.standard_normal((mr, k)).astype(np.float32)
+            w = rng.standard_normal((k, n)).astype(np.float32)
+            bias = rng.standard_normal(n).astype(np.float32)
+            packed = pack_weights(w)
+            for flags in (0, g.BIAS_COLS | g.RELU, g.ACCUMULATE | g.BIAS_COLS | g.RELU6):
+                c = np.full((mr, 40), 3.0, np.float32)  # wider than n: columns past n stay untouched
+                tile(mr, k, a.ctypes.data, k, packed.ctypes.data, k * 32, c.ctypes.data, 40, n, flags, bias.ctypes.data)
+                want = a.astype(np.float64) @ w + (3.0 if flags & g.ACCUMULATE else 0.0)
+                want = want + bias if flags & g.BIAS_COLS else want
+                want = np.maximum(want, 0) if flags & (g.RELU | g.RELU6) else want
+                want = np.minimum(want, 6) if flags & g.RELU6 else want
+                np.testing.assert_allclose(c[:, :n], want, rtol=1e-5, atol=1e-5 * k)
+                assert (c[:, n:] == 3.0).all()
+
+
 @pytest.mark.parametrize("transpose_b", [False, True])
 @pytest.mark.parametrize("seed", range(4))
 def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kernels, monkeypatch):
@@ -227,6 +266,24 @@ def test_optimised_plan_within_tolerance_of_unoptimised(seed, transpose_b, kerne
     if kernels == "numba" and _packed_gemm._tile_host() and _packed_gemm.available():
         held = [f.packed._cache or f.packed.variable.__dict__.get("_derived_forms") for f in fused]
         assert any(held)  # the tile kernel ran
+
+
+def test_settled_weights_are_packed_only_once_they_stop_changing():
+    class Var:
+        _version = 0
+
+    var = Var()
+    cache = PackedWeights(var)
+    w = np.ones((5, 3), np.float32)
+    first = cache.get(w, settled=True)  # first use: packed
+    assert first is not None and cache.get(w, settled=True) is first
+    for _ in range(3):  # written between every two calls (training): not packed again
+        var._version += 1
+        assert cache.get(w, settled=True) is None
+    second = cache.get(w, settled=True)  # unchanged since the call before: packed again
+    assert second is not None and second is not first and cache.get(w, settled=True) is second
+    var._version += 1
+    assert cache.get(w) is not None  # without settled: packed at once, as before
 
 
 def test_packed_weights_follow_variable_writes():
