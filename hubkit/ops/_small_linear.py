@@ -118,10 +118,12 @@ class DerivedWeights:
             if forms is None:
                 forms = var.__dict__.setdefault("_derived_forms", {})
             cache = forms.get((type(self), key))
-        same = cache is not None and cache[0] is w and cache[1] == version and cache[2] == key
-        if same and cache[3] is not None:
-            return cache[3]
-        value = None if settled and cache is not None and not same else self.derive(w, key)
+        if cache is not None and cache[0] is w and cache[1] == version and cache[2] == key:
+            if cache[3] is not None:
+                return cache[3]
+            value = self.derive(w, key)  # unchanged since the call before: settled
+        else:
+            value = None if settled and cache is not None else self.derive(w, key)
         entry = (w, version, key, value)  # ``w`` kept: an identity check needs the object alive
         if var is None:
             self._cache = entry
