@@ -97,6 +97,7 @@ class _State:
     engine: Any = None
     address: int = 0
     conv_address: int = 0
+    pool_address: int = 0
     mr: int = 0
 
 
@@ -490,6 +491,9 @@ def kernel_ir(mr_max: int, lanes: int = 16) -> str:
     parts.append(_entry(mr_max, "hk_sgemm_tile", "k a lda b ldb c ldc n flags bias", "1 0 k a lda b ldb c ldc n flags bias b"))
     parts.append(_entry(mr_max, "hk_sconv_tile", "taps tstride k a lda b bstride c ldc n flags bias pf",
                         "taps tstride k a lda b bstride c ldc n flags bias pf"))
+    from hubkit.ops._pool_kernel import pool_ir
+
+    parts.append(pool_ir(lanes))  # the NHWC max pool: compiled and cached with the tiles
     width = lanes * 32
     parts.append(f'attributes #0 = {{ nounwind "min-legal-vector-width"="{width}" "prefer-vector-width"="{width}" }}')
     return "\n\n".join(parts) + "\n"
@@ -583,6 +587,7 @@ def _build() -> None:
     _STATE.engine = engine  # keeps the machine code alive for the process
     _STATE.mr = mr
     _STATE.conv_address = engine.get_function_address("hk_sconv_tile")
+    _STATE.pool_address = engine.get_function_address("hk_maxpool_f32")
     _STATE.address = engine.get_function_address("hk_sgemm_tile")  # last: callers test it
 
 
@@ -599,6 +604,12 @@ def conv_kernel_address() -> int:
     """The address of ``hk_sconv_tile`` (the tile over taps, see the module docstring), compiling on the first call."""
     kernel_address()
     return _STATE.conv_address
+
+
+def pool_kernel_address() -> int:
+    """The address of ``hk_maxpool_f32`` (:mod:`hubkit.ops._pool_kernel`), compiling on the first call."""
+    kernel_address()
+    return _STATE.pool_address
 
 
 def assembly() -> str:

@@ -16,6 +16,8 @@ channels (vectorised), once per tap. Equalities against the NCHW kernels of
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hubkit.errors import OpError
@@ -123,15 +125,47 @@ def _nchw_geometry_check(x: np.ndarray, kernel, strides, dilations, begin, out_h
 
 
 def max_pool2d_nhwc(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> np.ndarray | None:
-    """Max pool of a 4-D NHWC ``x`` into a new ``(N, *out_hw, C)`` array, or None when Numba is off."""
+    """Max pool of a 4-D NHWC ``x`` into a new ``(N, *out_hw, C)`` array, or None when Numba is off.
+
+    float32 runs on the vectorised LLVM kernel of :mod:`hubkit.ops._pool_kernel` where the tile kernels compiled
+    (the same maxima as :func:`max_pool_nhwc_kernel`'s, value for value), other dtypes on the Numba kernel."""
     _nchw_geometry_check(x, kernel, strides, dilations, begin, out_hw)
     fast = _numba.kernel(max_pool_nhwc_kernel) if x.dtype in NUMBA_DTYPES else None
     if fast is None:
         return None
     out = _outputs.empty((x.shape[0], *out_hw, x.shape[3]), x.dtype)
     if out.size:
-        fast(np.ascontiguousarray(x), *kernel, *strides, *dilations, *begin, out)
+        x = np.ascontiguousarray(x)
+        if not (x.dtype == np.float32 and _max_pool_llvm(x, kernel, strides, dilations, begin, out)):
+            fast(x, *kernel, *strides, *dilations, *begin, out)
     return out
+
+
+def _max_pool_llvm(x: np.ndarray, kernel, strides, dilations, begin, out: np.ndarray) -> bool:
+    """``hk_maxpool_f32`` over C-contiguous float32 ``x`` into ``out`` (checked geometry); False when it is not here."""
+    from hubkit.ops import _packed_gemm
+
+    if not _packed_gemm.available():
+        return False
+    fn = _LLVM.fn
+    if fn is None:
+        import ctypes
+
+        from hubkit.ops import _gemm_kernel
+
+        fn = _LLVM.fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 17)(_gemm_kernel.pool_kernel_address())
+    n, h, w, c = x.shape
+    oh, ow = out.shape[1], out.shape[2]
+    args = (int(v) for v in (*kernel, *strides, *dilations, *begin))
+    fn(x.ctypes.data, h, w, c, *args, oh, ow, out.ctypes.data, 0, n * oh)
+    return True
+
+
+class _Llvm:
+    fn: Any = None
+
+
+_LLVM = _Llvm()
 
 
 def avg_pool2d_nhwc(x: np.ndarray, kernel, strides, begin, end, include_pad: bool, out_hw) -> np.ndarray | None:

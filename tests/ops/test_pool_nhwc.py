@@ -81,3 +81,34 @@ def test_bad_windows_are_refused():
         max_pool2d_nhwc(np.ones((4, 4, 3), np.float32), (2, 2), (1, 1), (1, 1), (0, 0), (3, 3))
     with pytest.raises(OpError, match="4-D input"):
         global_avg_pool_nhwc(np.ones((4, 3), np.float32))
+
+
+@pytest.mark.parametrize("channels", [1, 8, 19, 64])
+def test_llvm_max_pool_equals_the_numba_kernel_value_for_value(channels):
+    """float32 runs on hk_maxpool_f32 (hubkit/ops/_pool_kernel.py): every geometry of CASES, NaN and -0.0 taps,
+    the same bits as the Numba kernel; a call for some output rows writes only those."""
+    from hubkit.ops import _gemm_kernel, _packed_gemm, pool_nhwc
+
+    if not _packed_gemm.available():
+        pytest.skip("the LLVM kernels do not run here")
+    fast = _numba.kernel(pool_nhwc.max_pool_nhwc_kernel)
+    rng = np.random.default_rng(channels)
+    for size, kernel, strides, dilations, pads, ceil in CASES:
+        x = rng.standard_normal((2, *size, channels)).astype(np.float32)
+        x[0, 1, 1, 0] = np.nan
+        x[1, 0, :, :] = -0.0
+        x[1, 1, :, :] = 0.0
+        hw, begin, _ = window_geometry(size, kernel, strides, dilations, pads, "NOTSET", ceil)
+        want = np.empty((2, *hw, channels), np.float32)
+        fast(x, *kernel, *strides, *dilations, *begin, want)
+        got = np.full_like(want, 7.0)
+        assert pool_nhwc._max_pool_llvm(x, kernel, strides, dilations, begin, got)
+        assert got.tobytes() == want.tobytes()
+        part = np.full_like(want, 7.0)
+        import ctypes
+
+        fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 17)(_gemm_kernel.pool_kernel_address())
+        fn(x.ctypes.data, *size, channels, *kernel, *strides, *dilations, *begin, *hw, part.ctypes.data, 1, hw[0] + 1)
+        rows = part.reshape(2 * hw[0], -1)
+        assert (rows[:1] == 7.0).all() and (rows[hw[0] + 1 :] == 7.0).all()
+        assert rows[1 : hw[0] + 1].tobytes() == want.reshape(2 * hw[0], -1)[1 : hw[0] + 1].tobytes()
