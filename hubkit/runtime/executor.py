@@ -34,8 +34,8 @@ class Plan:
     """
 
     __slots__ = (
-        "copy_slots", "dense", "feed_slots", "fetch_slots", "leaf_names", "num_slots", "steps", "template",
-        "unfused", "var_reads",
+        "copy_slots", "dense", "feed_slots", "fetch_slots", "hold_blas", "leaf_names", "num_slots", "steps",
+        "template", "unfused", "var_reads",
     )
 
     def __init__(self, steps, num_slots, feed_slots, fetch_slots, copy_slots) -> None:
@@ -49,6 +49,9 @@ class Plan:
         self.var_reads: tuple[tuple[int, Any], ...] = ()
         self.leaf_names: tuple[tuple[str, int], ...] = ()  # (tensor name, slot) of preloaded leaves
         self.dense: DenseChain | None = None  # set by compile_plan for a chain of fused dense layers
+        # set by optimize_plan for channels-last regions: with 2+ BLAS threads on a host whose convolutions
+        # split over hubkit's worker, OpenBLAS stays at one thread while the plan runs (see run_steps)
+        self.hold_blas = False
 
     def preload_leaves(self) -> Plan:
         """Moves ``Const`` and ``Variable`` steps out of the step list (they cost a step each per run)."""
@@ -79,7 +82,22 @@ class Plan:
         return self.run_steps(feed_values, intermediates)
 
     def run_steps(self, feed_values: list[Any], intermediates: dict[str, Any] | None = None) -> list[Any]:
-        """:meth:`run` by the step interpreter (never the dense chain)."""
+        """:meth:`run` by the step interpreter (never the dense chain).
+
+        A plan with ``hold_blas`` runs with NumPy's OpenBLAS held at one thread when it has two or more and the
+        host runs the tile kernels (:func:`hubkit.ops._packed_gemm.blas_one_thread`): its convolutions already
+        use both cores, half of each on hubkit's worker thread, and one np.matmul of the plan (the classifier's)
+        woke OpenBLAS's second thread, which then spun on the worker's core into the next layers. ResNet-50 at
+        one image, two threads, on the Zen 3 (8 runs, alternating, twice): 87.4-88.1 ms, 57.4-58.7 held."""
+        if self.hold_blas:
+            from hubkit.ops import _packed_gemm
+
+            if _packed_gemm.blas_threads() >= 2 and _packed_gemm._tile_host():
+                with _packed_gemm.blas_one_thread():
+                    return self._run_steps(feed_values, intermediates)
+        return self._run_steps(feed_values, intermediates)
+
+    def _run_steps(self, feed_values: list[Any], intermediates: dict[str, Any] | None) -> list[Any]:
         values: list[Any] = self.template.copy()
         for slot, var in self.var_reads:
             values[slot] = var.value

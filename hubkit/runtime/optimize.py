@@ -211,6 +211,7 @@ def optimize_plan(plan: Any) -> Any:
         set(plan.copy_slots),
     )
     new.unfused = plan
+    new.hold_blas = layout > 0  # its convolutions split over hubkit's own threads (executor.Plan.run_steps)
     return new
 
 

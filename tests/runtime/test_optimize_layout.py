@@ -140,6 +140,30 @@ def test_random_cnns_match_the_channels_first_plan(kernels, monkeypatch, seed, d
             _close(got, want, dtype)
 
 
+@pytest.mark.parametrize(("threads", "tile_host", "held"), [(2, True, True), (1, True, False), (2, False, False)])
+def test_a_channels_last_plan_holds_the_blas_at_one_thread(monkeypatch, threads, tile_host, held):
+    """Its convolutions split over hubkit's worker: OpenBLAS stays at one thread while it runs, with 2+ threads
+    on a tile host only; a channels-first plan never holds it."""
+    import contextlib
+
+    g, x, y, _ = _random_cnn(1, np.float32)
+    nchw, nhwc = _plans(g, [y], [x], monkeypatch)
+    assert nhwc.hold_blas and not nchw.hold_blas
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
+    monkeypatch.setattr(_packed_gemm, "_tile_host", lambda: tile_host)
+    seen = []
+
+    @contextlib.contextmanager
+    def hold():
+        seen.append("in")
+        yield
+
+    monkeypatch.setattr(_packed_gemm, "blas_one_thread", hold)
+    xv = np.random.default_rng(1).standard_normal((1, 3, 19, 19)).astype(np.float32)
+    _close(nhwc.run([xv])[0], nchw.run([xv])[0], np.float32)
+    assert seen == (["in"] if held else [])
+
+
 def test_a_fetched_value_inside_a_region_leaves_it_channels_first(kernels, monkeypatch):
     g, x, y, middle = _random_cnn(3, np.float32)
     nchw, nhwc = _plans(g, [y, middle], [x], monkeypatch)
