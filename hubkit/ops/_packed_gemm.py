@@ -303,11 +303,13 @@ def dense(
     if not _tile_host() or not available():
         return None
     threads = blas_threads()
-    if _narrow_host() and (threads != 1 or rows >= NARROW_DENSE_MAX_ROWS):
+    narrow = _narrow_host()
+    if narrow and rows >= NARROW_DENSE_MAX_ROWS:
         return None
     if threads >= 2:  # every layer of enough rows, small ones too: a threaded BLAS call between them left
         # OpenBLAS's idle threads spinning on the worker's core (the MLP at batch 4096: 44 ms against 22)
-        if rows < SPLIT_MIN_ROWS or depth < MIN_DEPTH or cols == 0 or not a.flags.c_contiguous:
+        least = NARROW_SPLIT_MIN_ROWS if narrow else SPLIT_MIN_ROWS
+        if rows < least or depth < MIN_DEPTH or cols == 0 or not a.flags.c_contiguous:
             return None
         from hubkit.ops._split_rows import split_rows
 
@@ -339,11 +341,17 @@ on SqueezeNet (batch 1 / 16), 1.02x / 0.92x to 0.99x / 0.87x on ResNet-50, 0.99x
 on DenseNet-121 and 0.77x / 0.64x to 0.71x / 0.57x on Inception v1 (same minutes)."""
 
 NARROW_DENSE_MAX_ROWS = 1024
-"""On hosts with 8-lane tiles :func:`dense` takes the tile below this many rows, on one BLAS thread only. The MLP
-784-512-512-10 on the Zen 3 (``scripts/bench_vs_ort.py --quick``, tile on / off, same minutes): batch 64
-0.98-1.01 ms against 1.05, batch 4096 63.2-63.6 ms against 60.2-60.7 (the 6-row tile runs 0.98-1.02x
-np.matmul's time from 256 rows up, 0.72-0.92x below 128, bias and ReLU fused, warm); with two threads both
-batches were within the noise of np.matmul's."""
+"""On hosts with 8-lane tiles :func:`dense` takes the tile only below this many rows. The MLP 784-512-512-10 on the
+Zen 3 (``scripts/bench_vs_ort.py --quick``, tile on / off, same minutes): batch 64 0.98-1.01 ms against 1.05,
+batch 4096 63.2-63.6 ms against 60.2-60.7 (the 6-row tile runs 0.98-1.02x np.matmul's time from 256 rows up,
+0.72-0.92x below 128, bias and ReLU fused, warm)."""
+
+NARROW_SPLIT_MIN_ROWS = 16
+"""With two or more BLAS threads on hosts with 8-lane tiles, :func:`dense` splits layers of this many rows and more
+(up to :data:`NARROW_DENSE_MAX_ROWS`) over hubkit's worker. The MLP at batch 64, two threads, on the Zen 3
+(``scripts/bench_vs_ort.py --threads 2 --quick``, alternating, twice): 561-563 us (median 578-618) split, against
+608-625 us (672-681) on OpenBLAS's two threads; 1.11-1.12x onnxruntime against 1.19-1.20x. Between 16 and 64 rows
+and from 65 to 1023 not measured."""
 
 
 def _tile_host() -> bool:

@@ -123,8 +123,15 @@ def test_dense_splits_with_two_blas_threads(monkeypatch):
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)
     if not _packed_gemm._tile_host():
         pytest.skip("dense() takes the tile GEMM with AVX-512 or AVX2 tiles only")
-    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: True)  # 8-lane tiles: two threads stay on np.matmul
-    assert _packed_gemm.dense(x, w, b, RELU, _packed_gemm.PackedWeights()) is None and calls == []
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: True)  # 8-lane tiles: 16 to 1023 rows split
+    few = np.ascontiguousarray(x[: _packed_gemm.NARROW_SPLIT_MIN_ROWS])
+    got = _packed_gemm.dense(few, w, b, RELU, _packed_gemm.PackedWeights())
+    assert calls == [1] and got is not None
+    np.testing.assert_array_equal(got, _packed_gemm.packed_matmul(few, _packed_gemm.pack_weights(w), 512, b, RELU))
+    assert _packed_gemm.dense(few[:-1], w, b, RELU, _packed_gemm.PackedWeights()) is None
+    tall = np.repeat(x, -(-_packed_gemm.NARROW_DENSE_MAX_ROWS // len(x)), axis=0)
+    assert _packed_gemm.dense(tall, w, b, RELU, _packed_gemm.PackedWeights()) is None and calls == [1]
+    calls.clear()
     monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: False)
     got = _packed_gemm.dense(x, w, b, RELU, _packed_gemm.PackedWeights())
     assert calls == [1] and got is not None
