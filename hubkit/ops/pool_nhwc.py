@@ -145,7 +145,7 @@ def _max_pool_llvm(x: np.ndarray, kernel, strides, dilations, begin, out: np.nda
     """``hk_maxpool_f32`` over C-contiguous float32 ``x`` into ``out`` (checked geometry); False when it is not here."""
     from hubkit.ops import _packed_gemm
 
-    if not _packed_gemm.available():
+    if not _packed_gemm.available() or max(*kernel, *strides, *dilations, *begin) >= _LLVM_MAX_GEOMETRY:
         return False
     fn = _LLVM.fn
     if fn is None:
@@ -159,6 +159,12 @@ def _max_pool_llvm(x: np.ndarray, kernel, strides, dilations, begin, out: np.nda
     args = (int(v) for v in (*kernel, *strides, *dilations, *begin))
     fn(x.ctypes.data, h, w, c, *args, oh, ow, out.ctypes.data, 0, n * oh)
     return True
+
+
+_LLVM_MAX_GEOMETRY = 1 << 24
+"""Kernel sizes, strides, dilations and pads from here up go to the Numba kernel, which checks each tap's index: the
+LLVM kernel computes each window's valid taps in 64-bit arithmetic, exact only while the products stay far from
+overflowing."""
 
 
 class _Llvm:

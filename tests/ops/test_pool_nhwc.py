@@ -112,3 +112,18 @@ def test_llvm_max_pool_equals_the_numba_kernel_value_for_value(channels):
         rows = part.reshape(2 * hw[0], -1)
         assert (rows[:1] == 7.0).all() and (rows[hw[0] + 1 :] == 7.0).all()
         assert rows[1 : hw[0] + 1].tobytes() == want.reshape(2 * hw[0], -1)[1 : hw[0] + 1].tobytes()
+
+
+def test_huge_geometry_goes_to_the_checked_kernel():
+    """Strides or pads near 2**63 would overflow the LLVM kernel's window arithmetic: the Numba kernel runs them."""
+    from hubkit.ops import _packed_gemm, pool_nhwc
+
+    x = np.arange(2 * 5 * 5 * 3, dtype=np.float32).reshape(2, 5, 5, 3)
+    out = np.empty((2, 2, 2, 3), np.float32)
+    assert not pool_nhwc._max_pool_llvm(x, (2, 2), (1 << 62, 1), (1, 1), (0, 0), out)
+    got = max_pool2d_nhwc(x, (2, 2), (1 << 62, 1), (1, 1), (0, 0), (2, 2))
+    assert got is not None and (got[:, 0] == np.maximum(np.maximum(x[:, 0, :2], x[:, 0, 1:3]),
+                                                        np.maximum(x[:, 1, :2], x[:, 1, 1:3]))).all()
+    assert (got[:, 1] == -np.inf).all()  # the second window row starts far past the input
+    if _packed_gemm.available():
+        assert pool_nhwc._max_pool_llvm(x, (2, 2), (1, 1), (1, 1), (0, 0), out)
