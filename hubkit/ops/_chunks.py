@@ -45,8 +45,10 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
             failed.append(e)
 
     from hubkit.ops._packed_gemm import blas_one_thread
+    from hubkit.ops._worker_pool import spin_for
 
-    with blas_one_thread():  # both cores are taken: BLAS threads woken here would spin on the helper's core
+    # both cores are taken: BLAS threads woken here, or hubkit's worker spinning, would take the helper's core
+    with blas_one_thread(), spin_for(0):
         helper = threading.Thread(target=second, name="hubkit-chunks", daemon=True)
         helper.start()
         try:

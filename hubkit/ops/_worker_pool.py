@@ -49,11 +49,13 @@ The cost of the longer spin: a batch-64 call (2 BLAS threads) right after a batc
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from hubkit.ops._forksafe import ForkSafeLock
@@ -167,7 +169,12 @@ spin.quit:
 spin.next:
   %now = call i64 @llvm.readcyclecounter()
   %more = icmp slt i64 %now, %end
-  br i1 %more, label %spin, label %sleep
+  ; a spin shortened meanwhile (set_spin) ends now: the job spin is read again each round
+  %lim.now = load atomic i64, ptr %spinp monotonic, align 8
+  %end.now = add i64 %t0, %lim.now
+  %more.now = icmp slt i64 %now, %end.now
+  %more2 = and i1 %more, %more.now
+  br i1 %more2, label %spin, label %sleep
 sleep:
   call void @st(ptr %sleeping, i32 1)
   %s2 = call i32 @ld(ptr %state)
@@ -435,7 +442,9 @@ class Pool:
         return ctypes.c_int64.from_address(self.ctl + _OFF_CALLER_WAITS).value
 
     def set_spin(self, us: float, wake_us: float | None = None) -> None:
-        """Microseconds the worker spins after a job (and after a wake-up, when given) before it sleeps."""
+        """Microseconds the worker spins after a job (and after a wake-up, when given) before it sleeps; a spin
+        under way ends when it has lasted the new job spin."""
+        self.spin_us = us
         ctypes.c_int64.from_address(self.ctl + _OFF_SPIN).value = max(0, int(us * self.ticks_per_us))
         if wake_us is not None:
             ctypes.c_int64.from_address(self.ctl + _OFF_WAKE_SPIN).value = max(0, int(wake_us * self.ticks_per_us))
@@ -536,6 +545,24 @@ def get_pool() -> Pool:
                 pool = Pool()
                 _HOLDER.pool, _HOLDER.pid = pool, os.getpid()
     return pool
+
+
+@contextlib.contextmanager
+def spin_for(us: float) -> Iterator[None]:
+    """The worker's job spin at ``us`` microseconds inside the block, as before after it (nothing when no pool was
+    made). A channels-last plan's split layers come every few hundred microseconds: a worker that slept between
+    them was woken late for each (``hubkit.runtime.executor.Plan.run_steps``); code running a thread of its own
+    on the worker's core asks for 0 (:mod:`hubkit.ops._chunks`)."""
+    pool = _HOLDER.pool
+    if pool is None or _HOLDER.pid != os.getpid():
+        yield
+        return
+    before = pool.spin_us
+    pool.set_spin(us)
+    try:
+        yield
+    finally:
+        pool.set_spin(before)
 
 
 def _after_fork_in_child() -> None:

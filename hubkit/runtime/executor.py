@@ -26,6 +26,10 @@ from hubkit.runtime.steps import PlanStep
 __all__ = ["Plan", "PlanStep", "Session", "compile_plan", "convert_feed"]
 
 
+PLAN_SPIN_US = 1000.0
+"""Microseconds hubkit's worker spins after a job while a plan with ``hold_blas`` runs (50 otherwise)."""
+
+
 class Plan:
     """A compiled program: which nodes run, in what order, reading and writing which slots.
 
@@ -93,7 +97,9 @@ class Plan:
             from hubkit.ops import _packed_gemm
 
             if _packed_gemm.blas_threads() >= 2 and _packed_gemm._tile_host():
-                with _packed_gemm.blas_one_thread():
+                from hubkit.ops._worker_pool import spin_for
+
+                with _packed_gemm.blas_one_thread(), spin_for(PLAN_SPIN_US):
                     return self._run_steps(feed_values, intermediates)
         return self._run_steps(feed_values, intermediates)
 

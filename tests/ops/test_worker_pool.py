@@ -128,6 +128,27 @@ def test_worker_is_started_once_and_reused():
     assert _worker_pool.get_pool() is pool and pool.alive
 
 
+def test_spin_for_sets_and_restores_and_a_shortened_spin_ends():
+    import time
+
+    pool = _worker_pool.get_pool()
+    _worker_pool.handoff_us(0.0, calls=40)  # the worker started
+    before = pool.spin_us
+    with _worker_pool.spin_for(500_000.0):  # half a second after each job
+        assert pool.spin_us == 500_000.0
+        with _worker_pool.spin_for(0.0):
+            assert pool.spin_us == 0.0
+        assert pool.spin_us == 500_000.0
+        _worker_pool.handoff_us(5.0, calls=20)  # jobs: the worker now spins half a second
+        sleeps = pool.sleeps
+        pool.set_spin(0.0)  # the spin under way ends at once, not in half a second
+        deadline = time.monotonic() + 0.2
+        while pool.sleeps == sleeps and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert pool.sleeps > sleeps
+    assert pool.spin_us == before
+
+
 def test_empty_job_handoff():
     paired, alone, share = _worker_pool.handoff_us(0.0, calls=200)
     assert paired > 0 and alone > 0 and 0 <= share <= 1
@@ -331,8 +352,8 @@ def test_worker_kept_off_the_starting_callers_cpu():
         assert pool.stop(timeout=5.0)
 
 
-def test_no_split_without_avx512_tiles(monkeypatch):
-    """Like the dense step, the split runs only where the tile kernel has its measured 14-row tiles."""
+def test_no_split_without_tile_hosts(monkeypatch):
+    """Like the dense step, the split runs only where the tile kernel has its measured tiles (6 rows or more)."""
     from hubkit.ops import _packed_gemm
 
     monkeypatch.setattr(_packed_gemm._STATE, "wide", False)
