@@ -547,22 +547,35 @@ def get_pool() -> Pool:
     return pool
 
 
+class _Spins:
+    lock = ForkSafeLock()  # fresh in a forked child
+    active: list[list[float]] = []  # one entry per block inside spin_for, innermost or latest last
+    base = SPIN_US  # the pool's spin before the first of them
+
+
 @contextlib.contextmanager
 def spin_for(us: float) -> Iterator[None]:
-    """The worker's job spin at ``us`` microseconds inside the block, as before after it (nothing when no pool was
-    made). A channels-last plan's split layers come every few hundred microseconds: a worker that slept between
-    them was woken late for each (``hubkit.runtime.executor.Plan.run_steps``); code running a thread of its own
-    on the worker's core asks for 0 (:mod:`hubkit.ops._chunks`)."""
+    """The worker's job spin at ``us`` microseconds inside the block (nothing when no pool was made). A channels-last
+    plan's split layers come every few hundred microseconds: a worker that slept between them was woken late for
+    each (``hubkit.runtime.executor.Plan.run_steps``); code running a thread of its own on the worker's core asks
+    for 0 (:mod:`hubkit.ops._chunks`). Blocks may nest or overlap from several threads: the latest block still open
+    decides, and when the last one closes the spin before the first comes back."""
     pool = _HOLDER.pool
     if pool is None or _HOLDER.pid != os.getpid():
         yield
         return
-    before = pool.spin_us
-    pool.set_spin(us)
+    entry = [us]
+    with _Spins.lock:
+        if not _Spins.active:
+            _Spins.base = pool.spin_us
+        _Spins.active.append(entry)
+        pool.set_spin(us)
     try:
         yield
     finally:
-        pool.set_spin(before)
+        with _Spins.lock:
+            _Spins.active = [e for e in _Spins.active if e is not entry]
+            pool.set_spin(_Spins.active[-1][0] if _Spins.active else _Spins.base)
 
 
 def _after_fork_in_child() -> None:
@@ -570,6 +583,7 @@ def _after_fork_in_child() -> None:
     global _holder_lock
     _holder_lock = threading.Lock()
     _HOLDER.pool = None
+    _Spins.active = []  # blocks of parent threads that do not exist here
     _HOLDER.pid = 0
 
 

@@ -147,6 +147,13 @@ def test_spin_for_sets_and_restores_and_a_shortened_spin_ends():
             time.sleep(0.002)
         assert pool.sleeps > sleeps
     assert pool.spin_us == before
+    first, second = _worker_pool.spin_for(1000.0), _worker_pool.spin_for(2000.0)  # two threads' plans, overlapping
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to open closes first: the other's spin stays
+    assert pool.spin_us == 2000.0
+    second.__exit__(None, None, None)
+    assert pool.spin_us == before
 
 
 def test_empty_job_handoff():
