@@ -155,6 +155,7 @@ outer.wake:
   br label %spin.start
 spin.start:
   %limit = phi i64 [%limit.job, %outer], [%limit.wake, %outer.wake]
+  %limitp = phi ptr [%spinp, %outer], [%wakespinp, %outer.wake]
   %t0 = call i64 @llvm.readcyclecounter()
   %end = add i64 %t0, %limit
   br label %spin
@@ -169,8 +170,8 @@ spin.quit:
 spin.next:
   %now = call i64 @llvm.readcyclecounter()
   %more = icmp slt i64 %now, %end
-  ; a spin shortened meanwhile (set_spin) ends now: the job spin is read again each round
-  %lim.now = load atomic i64, ptr %spinp monotonic, align 8
+  ; a spin shortened meanwhile (set_spin) ends now: its limit (the job's or the wake-up's) is read again each round
+  %lim.now = load atomic i64, ptr %limitp monotonic, align 8
   %end.now = add i64 %t0, %lim.now
   %more.now = icmp slt i64 %now, %end.now
   %more2 = and i1 %more, %more.now
