@@ -6,7 +6,7 @@ over the whole depth ``k``, with the ``2 * mr`` accumulators as SSA vector value
 registers by construction (a plain Numba loop over a 4x32 block did not, see
 docs/performance_notes.md). ``A`` is read in place (element ``(i, p)`` at ``a[i * lda + p]``): each
 step broadcasts one value of each of the ``mr`` rows; ``B``'s row ``p`` is read as two vectors at
-``b + p * 32`` (plus 16 for a panel's second half with 8 lanes). The loop takes :data:`UNROLL` steps
+``b + p * 32`` (plus 16 for a panel's second half with 8 lanes). The loop takes :data:`UNROLL` (8 lanes: :data:`UNROLL_8`) steps
 per iteration (one pointer per stream, the steps at constant offsets). 16-lane tiles are compiled with
 LLVM's machine scheduler off, which keeps the IR's order: with it on, the broadcasts were hoisted ahead
 of their FMAs and spilled (8-lane tiles need it on, :func:`_scheduling`). The
@@ -40,7 +40,7 @@ rows, the accumulators in registers across the runs. ``n`` may pass 32: the tile
 ``ceil(n / 32)`` column panels of ``B`` (``bstride`` floats apart; ``C``, the bias and the prefetch stream
 advance with them), so a row panel is one call. Against a call per column panel (``packed_matmul``, 3120
 rows, 256 columns, same minutes): per tile 66 instead of 89 ns besides 5.8 ns per step of depth; depth 32
-0.79x the time, 64 0.90x, 256 0.96x; 32 columns (one panel) unchanged. Each iteration also prefetches two lines of the
+0.79x the time, 64 0.90x, 256 0.96x; 32 columns (one panel) unchanged. Each iteration also prefetches two lines (8 lanes: one per half-panel tile) of the
 stream at ``pf`` into L2 (:data:`PF_FLOATS` floats per step): ``gemm_rows`` points it at a column panel it
 will read next when few rows read each panel, so the weights of a 7x7 map's layer stream from memory while
 the tiles compute (``pf = b``, already in cache, otherwise). 49x512x2048, caches flushed before each call:
@@ -157,11 +157,11 @@ def l2_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
                 level = f.read(16).strip()
             with open(os.path.join(root, entry, "size")) as f:
                 size = f.read(32).strip().upper()
-        except OSError:
+        except (OSError, ValueError):  # unreadable, or not text (UnicodeDecodeError)
             continue
         scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1:], 1)
         digits = size[:-1] if scale != 1 else size
-        if level == "2" and digits.isdigit():
+        if level == "2" and digits.isascii() and digits.isdigit():
             return int(digits) * scale
     return None
 
@@ -257,7 +257,7 @@ def _tile_function(mr: int, lanes: int) -> str:
     emit("  %pfhalft = mul i64 %pfhalf, %taps")
     emit("  br label %panel")
     # the outermost loop, over the tile's column blocks of ntot columns: block j in column panel j / halves
-    # (its B and prefetch stream bstride floats past the previous panel's; the second half of a panel 8 lanes
+    # (its B and prefetch stream bstride floats past the previous panel's; the second half of a panel 16 floats
     # into its rows, and its prefetch stream past the first half's), its columns of C and of the bias at
     # cols floats past the previous block's
     emit("panel:")

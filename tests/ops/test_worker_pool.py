@@ -316,6 +316,10 @@ def test_l2_bytes_read_or_assumed(tmp_path, monkeypatch):
     assert _gemm_kernel.l2_bytes(str(tmp_path)) == 2 * 1024 * 1024
     (tmp_path / "index2" / "size").write_text("lots\n")  # unreadable: not guessed
     assert _gemm_kernel.l2_bytes(str(tmp_path)) is None
+    (tmp_path / "index2" / "size").write_text("\u00b2K\n")  # a digit to isdigit() that int() refuses
+    assert _gemm_kernel.l2_bytes(str(tmp_path)) is None
+    (tmp_path / "index2" / "size").write_bytes(b"\xff\xfeK\n")  # not text
+    assert _gemm_kernel.l2_bytes(str(tmp_path)) is None
     assert _gemm_kernel.l2_bytes(str(tmp_path / "missing")) is None
     for l2, nc in ((None, 512), (512 * 1024, 256), (1280 * 1024, 512), (96 * 1024, 64)):
         monkeypatch.setattr(_gemm_kernel, "l2_bytes", lambda l2=l2: l2)
