@@ -42,7 +42,7 @@ import numpy as np
 
 from hubkit.ops._forksafe import ForkSafeLock
 
-__all__ = ["FLOAT_DTYPES", "cache_dir", "helper", "kernel", "numba_enabled", "set_numba_enabled"]
+__all__ = ["FLOAT_DTYPES", "cache_dir", "helper", "job", "kernel", "numba_enabled", "set_numba_enabled"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes the float kernels are compiled for (other dtypes take the NumPy code)."""
@@ -59,6 +59,7 @@ class _State:
     compiled: dict[Callable[..., Any], Callable[..., Any]] = {}
     helpers: dict[Callable[..., Any], bool] = {}  # marked helper -> registered with Numba yet
     numba: Any = None  # the numba module, once a kernel has imported it
+    jobs: dict[Callable[..., Any], tuple[int, Any]] = {}  # job -> (address or 0, its cfunc kept alive)
 
 
 _STATE = _State()
@@ -184,25 +185,62 @@ def _compile(
         done = _STATE.compiled.get(fn)
         if done is not None:
             return done
-        try:
-            import numba
-        except Exception:  # numba present but broken (e.g. incompatible NumPy): use NumPy kernels
-            _STATE.enabled = False
+        numba = _import_numba()
+        if numba is None:
             return None
-        # numba.config sets its attributes from the environment at run time: mypy cannot see them.
-        if not numba.config.CACHE_DIR:  # type: ignore[attr-defined]
-            # Read by numba's cache locator each time a function is compiled, so setting it here
-            # (rather than in os.environ before import) is enough and leaves the environment alone.
-            numba.config.CACHE_DIR = cache_dir()  # type: ignore[attr-defined]
-        if _STATE.numba is None:
-            _STATE.numba = numba
-            _register_helpers()
         opts = dict(options or {})
         if numpy_errors:
             opts["error_model"] = "numpy"
         jitted = numba.njit(cache=True, nogil=True, **opts)(_cache_safe(fn))
         _STATE.compiled[fn] = jitted
         return jitted
+
+
+def _import_numba() -> Any:
+    """numba, set up for compiling (its cache directory, the helpers registered); None when it cannot be
+    imported (then the NumPy kernels run). Call with ``_lock`` held."""
+    try:
+        import numba
+    except Exception:  # numba present but broken (e.g. incompatible NumPy): use NumPy kernels
+        _STATE.enabled = False
+        return None
+    # numba.config sets its attributes from the environment at run time: mypy cannot see them.
+    if not numba.config.CACHE_DIR:  # type: ignore[attr-defined]
+        # Read by numba's cache locator each time a function is compiled, so setting it here
+        # (rather than in os.environ before import) is enough and leaves the environment alone.
+        numba.config.CACHE_DIR = cache_dir()  # type: ignore[attr-defined]
+    if _STATE.numba is None:
+        _STATE.numba = numba
+        _register_helpers()
+    return numba
+
+
+def job(fn: Callable[..., Any]) -> int:
+    """The address of the numba-compatible ``fn(args)`` compiled as a native ``void fn(int64 *args)``: a job
+    for :mod:`hubkit.ops._worker_pool`, which reads its arguments as int64 words (``numba.carray``).
+
+    Compiled on the first request and cached on disk like a kernel; 0 when Numba is off or cannot compile
+    it (the caller then runs without the worker).
+    """
+    if not numba_enabled():
+        return 0
+    done = _STATE.jobs.get(fn)
+    if done is None:
+        with _lock:
+            done = _STATE.jobs.get(fn)
+            if done is None:
+                numba = _import_numba()
+                if numba is None:
+                    return 0
+                try:
+                    from numba import types as nt
+
+                    compiled = numba.cfunc(nt.void(nt.CPointer(nt.int64)), cache=True)(_cache_safe(fn))
+                    done = (int(compiled.address), compiled)
+                except Exception:  # an llvmlite or Numba that cannot build C callbacks: no job, asked once
+                    done = (0, None)
+                _STATE.jobs[fn] = done
+    return done[0]
 
 
 def kernel(fn: Callable[..., Any], numpy_errors: bool = False, **options: Any) -> Callable[..., Any] | None:

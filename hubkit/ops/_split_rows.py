@@ -17,7 +17,6 @@ the caller runs the second half itself.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -29,12 +28,7 @@ __all__ = ["MIN_ROWS", "job_address", "split_rows"]
 MIN_ROWS = 16
 """Fewest rows split (two tile panels of 8 or more rows each); fewer go to np.matmul."""
 
-_lock = threading.Lock()
-
-
 class _Job:
-    address: int = 0
-    cfunc: Any = None
     blocks: Any = None  # the compiled _gemm_numba.rows_blocks
     words: int = 0
 
@@ -45,24 +39,19 @@ _JOB = _Job()
 def job_address() -> int:
     """The address of the compiled ``void rows_job(int64 *args)`` of :mod:`hubkit.ops._gemm_numba` (compiled
     and cached on the first call; 0 when it cannot be)."""
-    if not _JOB.address:
-        with _lock:
-            if not _JOB.address:
-                try:
-                    import numba
-                    from numba import types
-
-                    from hubkit.ops import _gemm_numba
-
-                    _numba.kernel(_gemm_numba.gemm_kernel)  # registers the helpers the job inlines
-                    _JOB.blocks = _numba.kernel(_gemm_numba.rows_blocks)
-                    _JOB.words = _gemm_numba.ROWS_JOB_ARGS
-                    sig = types.void(types.CPointer(types.int64))
-                    _JOB.cfunc = numba.cfunc(sig, cache=True)(_numba._cache_safe(_gemm_numba.rows_job))
-                    _JOB.address = _JOB.cfunc.address if _JOB.blocks is not None else 0
-                except Exception:  # numba or llvmlite unusable: no split
-                    _JOB.address = 0
-    return _JOB.address
+    if not _numba.numba_enabled():
+        return 0
+    try:
+        from hubkit.ops import _gemm_numba
+    except Exception:  # numba or llvmlite unusable: no split
+        return 0
+    if _JOB.blocks is None:
+        blocks = _numba.kernel(_gemm_numba.rows_blocks)
+        if blocks is None:
+            return 0
+        _JOB.words = _gemm_numba.ROWS_JOB_ARGS
+        _JOB.blocks = blocks
+    return _numba.job(_gemm_numba.rows_job)
 
 
 def split_rows(
