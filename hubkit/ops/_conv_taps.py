@@ -47,7 +47,7 @@ def fits(c: int, kernel, sw: int) -> bool:
 
 
 def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kernel, strides, dh: int,
-             begin, out_hw, y2: np.ndarray, pad_buf, accumulate: bool = False) -> bool:
+             begin, out_hw, y2: np.ndarray, pad_buf, accumulate: bool = False, split: bool = False) -> bool:
     """``y2 = act(conv(x) + bias)`` (``act(y2 + conv(x) + bias)`` with ``accumulate``) of an undilated-width
     convolution on ``hk_sconv_tile``; False (nothing written) when it cannot run here.
 
@@ -60,6 +60,7 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
             width dilation is 1).
         y2: the ``(N*OH*OW, M)`` float32 output, unit column stride (a channel slice's rows may be longer).
         pad_buf: ``pad_buf(size)`` gives a flat float32 buffer of at least ``size`` values for the padded input.
+        split: the second half of the tiles on the worker thread (the same bits, see :func:`run`).
     """
     if x.ndim != 4 or y2.ndim != 2:
         return False
@@ -79,22 +80,29 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
         return False
     if not fits(c, (kh, kw), sw):
         return False
-    return run(x, packed, bias, act, kh, kw, sh, sw, dh, top, left, oh, ow, y2, pad_buf, accumulate)
+    return run(x, packed, bias, act, kh, kw, sh, sw, dh, top, left, oh, ow, y2, pad_buf, accumulate, split)
 
 
 class _Kernels:
     taps: Any = None
     pad: Any = None
+    blocks: Any = None  # taps_blocks, compiled for the first split
+    job: int = -1  # taps_job's address (0: none; -1: not compiled yet)
+    words: int = 0  # int64 words of its argument block
 
 
 _KERNELS = _Kernels()
 
 
 def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh: int, kw: int, sh: int, sw: int,
-        dh: int, top: int, left: int, oh: int, ow: int, y2: np.ndarray, pad_buf, accumulate: bool) -> bool:
+        dh: int, top: int, left: int, oh: int, ow: int, y2: np.ndarray, pad_buf, accumulate: bool,
+        split: bool = False) -> bool:
     """:func:`tap_conv` for a caller that has checked its arguments as :func:`tap_conv` does (and :func:`fits`):
     :func:`hubkit.ops.conv_nhwc.conv_nhwc_fused`, which validates the same things for every path, calls this
-    directly (the checks cost 8-9 us a call, as much as a small layer's kernels)."""
+    directly (the checks cost 8-9 us a call, as much as a small layer's kernels).
+
+    ``split``: the second half of the tiles runs on the pool's worker thread (:mod:`hubkit.ops._worker_pool`)
+    when it is free; each output is computed by the same tile either way, so the bits are the same."""
     n, h, w, c = x.shape
     m = y2.shape[1]
     if y2.shape[0] == 0 or m == 0:
@@ -125,5 +133,37 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
         b = bias
         flags |= BIAS_COLS
     state = _packed_gemm._STATE
-    return bool(_KERNELS.taps(state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags,
-                              max(1, GROUP_BYTES // (kh * kw * c * 128))))
+    group = max(1, GROUP_BYTES // (kh * kw * c * 128))
+    if split and n * oh * -(-ow // state.mr) >= 2 and _split(state, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
+                                                              flags, group):
+        return True
+    return bool(_KERNELS.taps(state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group))
+
+
+def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int,
+           packed: np.ndarray, y2: np.ndarray, b: np.ndarray, flags: int, group: int) -> bool:
+    """The tiles in two halves, the second on the pool's worker; False (nothing written) when the worker or
+    the job cannot run."""
+    from hubkit.ops import _worker_pool
+
+    if _KERNELS.job < 0:
+        from hubkit.ops import _conv_taps_kernel
+
+        _KERNELS.words = _conv_taps_kernel.TAPS_JOB_ARGS
+        _KERNELS.blocks = _numba.kernel(_conv_taps_kernel.taps_blocks)
+        _KERNELS.job = _numba.job(_conv_taps_kernel.taps_job) if _KERNELS.blocks is not None else 0
+    if not _KERNELS.job or not _worker_pool.available():
+        return False
+    pool = _worker_pool.get_pool()
+    if not pool.acquire():
+        return False
+    try:
+        blocks = np.empty((2, _KERNELS.words), np.int64)  # alive until run() returns: both halves are done then
+        addr = _KERNELS.blocks(blocks, state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags,
+                               group)
+        if not addr:
+            return False
+        pool.run(_KERNELS.job, addr + blocks.strides[0], addr)
+        return True
+    finally:
+        pool.release()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+from numba import carray
+
+from hubkit.ops import _numba
 from hubkit.ops._gemm_kernel import NR
 from hubkit.ops._gemm_numba import conv_tile
 from hubkit.ops._nhwc_gather import _copy, _fill
 
-__all__ = ["pad_kernel", "taps_kernel"]
+__all__ = ["TAPS_JOB_ARGS", "pad_kernel", "taps_blocks", "taps_job", "taps_kernel", "tiles"]
 
 
 def pad_kernel(x, top, left, xp):  # pragma: no cover - compiled by Numba
@@ -46,35 +50,98 @@ def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, 
     """
     if packed.ctypes.data % 64 != 0:
         return False  # the tile's aligned vector loads would fault
-    n, hp, wp, c = xp.shape
+    blk = np.empty(TAPS_JOB_ARGS, np.int64)
+    _fill_block(blk, addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group)
+    blk[21] = tiles(mr_max, xp.shape[0], oh, ow)
+    _run_block(blk)
+    return True
+
+
+TAPS_JOB_ARGS = 22
+"""int64 words of :func:`taps_job`'s argument block (see :func:`_fill_block`)."""
+
+
+@_numba.helper
+def tiles(mr_max, n, oh, ow):  # pragma: no cover - compiled by Numba
+    """How many tiles cover the output: ``n * oh`` output rows of ``ceil(ow / mr_max)`` tiles each."""
+    return n * oh * ((ow + mr_max - 1) // mr_max)
+
+
+@_numba.helper
+def _fill_block(blk, addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group):  # pragma: no cover
+    """:func:`taps_kernel`'s arguments as the words of a job block, every array as its address; words 20 and 21
+    (the first tile and the end) are left to the caller."""
+    _, hp, wp, c = xp.shape
+    blk[0] = addr
+    blk[1] = mr_max
+    blk[2] = xp.ctypes.data
+    blk[3] = hp
+    blk[4] = wp
+    blk[5] = c
+    blk[6] = kh
+    blk[7] = kw
+    blk[8] = sh
+    blk[9] = sw
+    blk[10] = dh
+    blk[11] = oh
+    blk[12] = ow
+    blk[13] = packed.ctypes.data
+    blk[14] = y2.ctypes.data
+    blk[15] = y2.strides[0] // 4
+    blk[16] = y2.shape[1]
+    blk[17] = bias.ctypes.data if bias.shape[0] > 0 else 0
+    blk[18] = flags
+    blk[19] = group
+    blk[20] = 0
+
+
+def taps_blocks(blocks, addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group):  # pragma: no cover
+    """Fills ``blocks[0]`` and ``blocks[1]`` with :func:`taps_job`'s arguments for the first and second half of
+    :func:`taps_kernel`'s tiles (the same tiles, so each output is the same bits); returns ``blocks``'
+    address (0, nothing filled, when ``packed`` is not 64-byte aligned)."""
+    if packed.ctypes.data % 64 != 0:
+        return np.int64(0)
+    total = tiles(mr_max, xp.shape[0], oh, ow)
+    half = (total + 1) // 2
+    for b in range(2):
+        _fill_block(blocks[b], addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group)
+        blocks[b, 20] = 0 if b == 0 else half
+        blocks[b, 21] = half if b == 0 else total
+    return np.int64(blocks.ctypes.data)
+
+
+def taps_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/_conv_taps.py)
+    """The tiles ``[args[20], args[21])`` of the convolution whose :data:`TAPS_JOB_ARGS` words are at ``args``."""
+    _run_block(carray(args, (TAPS_JOB_ARGS,)))
+
+
+@_numba.helper
+def _run_block(a):  # pragma: no cover - compiled by Numba
+    """The tiles ``[a[20], a[21])`` in order (output row by output row, left to right), for each group of
+    ``a[19]`` column panels."""
+    addr, mr_max, x_addr, hp, wp, c, kh, kw = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    sh, sw, dh, oh, ow, b_addr, y_addr, ldc = a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]
+    m, bias_addr, flags, group, u0, u1 = a[16], a[17], a[18], a[19], a[20], a[21]
     k = kw * c
     depth = kh * k
-    m = y2.shape[1]
-    ldc = y2.strides[0] // 4
     tstride = dh * wp * c
     lda = sw * c
     panels = (m + NR - 1) // NR
-    bias_addr = bias.ctypes.data if bias.shape[0] > 0 else 0
     ntiles = (ow + mr_max - 1) // mr_max
     base_r = ow // ntiles  # balanced heights: 55 pixels as 11 x 5, not 13 x 4 + 3
     extra = ow - base_r * ntiles
-    x_addr = xp.ctypes.data
-    y_addr = y2.ctypes.data
-    b_addr = packed.ctypes.data
     for g0 in range(0, panels, group):
-        g1 = min(panels, g0 + group)
-        for i in range(n):
-            for oy in range(oh):
-                arow = x_addr + (i * hp + oy * sh) * wp * c * 4
-                crow = y_addr + (i * oh + oy) * ow * ldc * 4
-                ox = 0
-                for t in range(ntiles):
-                    r = base_r + (1 if t < extra else 0)
-                    a = arow + ox * lda * 4
-                    cp = crow + ox * ldc * 4
-                    j0 = g0 * NR
-                    bp = b_addr + g0 * depth * NR * 4
-                    conv_tile(addr, r, kh, tstride, k, a, lda, bp, depth * NR, cp + j0 * 4, ldc, min(g1 * NR, m) - j0,
-                              flags, bias_addr + j0 * 4 if bias_addr != 0 else 0, bp)
-                    ox += r
-    return True
+        j0 = g0 * NR
+        ncols = min((g0 + group) * NR, m) - j0
+        bp = b_addr + g0 * depth * NR * 4
+        bias = bias_addr + j0 * 4 if bias_addr != 0 else 0
+        for u in range(u0, u1):
+            row = u // ntiles  # image i, output row oy: row = i * oh + oy
+            t = u - row * ntiles
+            i = row // oh
+            oy = row - i * oh
+            ox = t * base_r + min(t, extra)
+            a_tile = x_addr + ((i * hp + oy * sh) * wp * c + ox * lda) * 4
+            c_tile = y_addr + ((row * ow + ox) * ldc + j0) * 4
+            conv_tile(addr, base_r + (1 if t < extra else 0), kh, tstride, k, a_tile, lda, bp, depth * NR, c_tile, ldc,
+                      ncols, flags, bias, bp)

@@ -7,8 +7,9 @@ concatenation's channel slice is the same product written with a longer row stri
 
 - A 1x1 stride-1 unpadded convolution multiplies the input in place (no copy); a strided one its
   subsampled copy.
-- Other kernels, on one thread and with no width dilation, are an implicit GEMM: the tile kernel reads
-  each window's kernel rows from the (zero-bordered) input in place (:mod:`hubkit.ops._conv_taps`).
+- Other kernels with no width dilation are an implicit GEMM: the tile kernel reads each window's kernel
+  rows from the (zero-bordered) input in place (:mod:`hubkit.ops._conv_taps`); with two or more BLAS
+  threads, half of its tiles on the worker thread.
 - Otherwise they gather their columns (taps in ``(kh, kw, C)`` order, zeros for padding) with a Numba
   kernel (:mod:`hubkit.ops._nhwc_gather`), in chunks of about :data:`CHUNK_BYTES` so that each chunk's
   columns stay in L2 for its GEMM; on one thread the gathers and the tile GEMMs of all chunks run in one
@@ -250,7 +251,7 @@ def conv_nhwc_fused(
     if res is not None and res.shape != shape:
         raise OpError(f"residual of shape {list(res.shape)} does not match the output {list(shape)}.")
     tile = _tile_runs(dtype)
-    taps = tile == 1 and dw == 1 and _conv_taps.fits(c, (kh, kw), sw)
+    taps = tile > 0 and dw == 1 and _conv_taps.fits(c, (kh, kw), sw)
     f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(n, c, m, oh, ow, begin, dtype, taps)
     in_place = res is not None and out is res
     if res is not None and in_place and (
@@ -293,7 +294,7 @@ def conv_nhwc_fused(
         _gemm(xs.reshape(n * oh * ow, c), prep, c, gemm_act, tile, y2, in_place)
     elif not (taps and _conv_taps.run(  # the arguments are checked above, as tap_conv would
         x, prep.tile_packed(c), prep.bias, gemm_act, kh, kw, sh, sw, dh, top, left, oh, ow, y2,
-        lambda size: _scratch.get("nhwc_pad", size, dtype), in_place,
+        lambda size: _scratch.get("nhwc_pad", size, dtype), in_place, tile == 2,
     )):
         gather = _numba.kernel(gather_kernel) if dtype in _NUMBA_DTYPES else None
         rows = n * oh * ow

@@ -9,6 +9,8 @@ and with the column panels in several groups. What it cannot take it refuses, wr
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -66,6 +68,68 @@ def test_tap_conv_matches_a_direct_convolution(monkeypatch, n, c, hw, kernel, st
                        None if r is None else np.abs(r), 0, *geometry).transpose(0, 2, 3, 1)
     np.testing.assert_array_less(np.abs(dst - want), 16 * np.finfo(np.float32).eps * (scale + 1))
     assert (wide[..., :3] == 7).all() and (wide[..., 3 + m :] == 7).all()  # nothing outside the slice
+
+
+@pytest.mark.parametrize(("n", "c", "hw", "kernel", "strides", "dh", "pads", "m"), CASES)
+@pytest.mark.parametrize(("with_bias", "accumulate", "group_bytes"), [(True, False, 1), (False, True, _conv_taps.GROUP_BYTES)])
+def test_split_over_the_worker_gives_the_same_bits(monkeypatch, n, c, hw, kernel, strides, dh, pads, m, with_bias,
+                                                  accumulate, group_bytes):
+    """Half of the tiles on the worker thread: each output by the same tile as on one thread, so the same bits; the
+    worker takes its half at least once in a few calls, and a busy pool leaves it all to the caller."""
+    from hubkit.ops import _worker_pool
+
+    if not _worker_pool.available() or not _numba.job(_conv_taps_kernel().taps_job):
+        pytest.skip("needs the worker pool and Numba's C callbacks")
+    _numba.set_numba_enabled(None)
+    monkeypatch.setattr(_conv_taps, "GROUP_BYTES", group_bytes)
+    rng = np.random.default_rng(c * hw[0] + m)
+    prep = PreparedConv(rng.standard_normal((m, c, *kernel)).astype(np.float32), rng.standard_normal(m).astype(np.float32))
+    x = np.ascontiguousarray(rng.standard_normal((n, *hw, c)).astype(np.float32))
+    out_hw, begin, _ = window_geometry(hw, kernel, strides, (dh, 1), pads, "NOTSET")
+    start = rng.standard_normal((n * out_hw[0] * out_hw[1], m)).astype(np.float32)
+    bias = prep.bias if with_bias else None
+
+    def conv(split: bool) -> np.ndarray:
+        y2 = start.copy()
+        assert _conv_taps.tap_conv(x, prep.tile_packed(c), bias, 1, kernel, strides, dh, begin, out_hw, y2, _pad_buf,
+                                   accumulate, split)
+        return y2
+
+    want = conv(False)
+    for _ in range(3):  # the worker's half, or the caller's when the worker was late and it stole the job
+        assert conv(True).tobytes() == want.tobytes()
+    pool = _worker_pool.get_pool()
+    assert pool.acquire()  # another caller holds the pool: this one runs every tile itself
+    try:
+        assert conv(True).tobytes() == want.tobytes()
+    finally:
+        pool.release()
+
+
+def test_the_worker_takes_its_half_of_the_tiles():
+    from hubkit.ops import _worker_pool
+
+    if not _worker_pool.available() or not _numba.job(_conv_taps_kernel().taps_job):
+        pytest.skip("needs the worker pool and Numba's C callbacks")
+    rng = np.random.default_rng(3)
+    prep = PreparedConv(rng.standard_normal((64, 16, 3, 3)).astype(np.float32), None)
+    x = rng.standard_normal((1, 40, 40, 16)).astype(np.float32)
+    y2 = np.empty((38 * 38, 64), np.float32)
+    pool = _worker_pool.get_pool()
+    jobs = pool.jobs
+    deadline = time.monotonic() + 5
+    for _ in range(200):  # bounded in count and time: a call whose worker was late is done by the caller alone
+        assert _conv_taps.tap_conv(x, prep.tile_packed(16), None, 0, (3, 3), (1, 1), 1, (0, 0), (38, 38), y2, _pad_buf,
+                                   False, True)
+        if pool.jobs > jobs or time.monotonic() > deadline:
+            break
+    assert pool.jobs > jobs
+
+
+def _conv_taps_kernel():
+    from hubkit.ops import _conv_taps_kernel
+
+    return _conv_taps_kernel
 
 
 def test_pad_kernel_borders_with_zeros_and_crops():
