@@ -22,10 +22,10 @@ __all__ = ["run_chunks", "two_threads"]
 
 def two_threads() -> bool:
     """Whether the BLAS has two or more threads and this process two CPUs."""
-    from hubkit.ops import _packed_gemm
+    from hubkit.ops import _packed_gemm, _worker_pool
 
     try:
-        cpus = len(os.sched_getaffinity(0))
+        cpus = len(_worker_pool.own_cpus())
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     return cpus >= 2 and _packed_gemm.blas_threads() >= 2
@@ -36,6 +36,9 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
     if not split or len(starts) < 2:
         run(starts)
         return
+    from hubkit.ops._packed_gemm import blas_one_thread
+    from hubkit.ops._worker_pool import caller_anywhere, spin_for
+
     failed: list[BaseException] = []
 
     def second() -> None:
@@ -44,11 +47,9 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
         except BaseException as e:  # raised again in the caller
             failed.append(e)
 
-    from hubkit.ops._packed_gemm import blas_one_thread
-    from hubkit.ops._worker_pool import spin_for
-
     # both cores are taken: BLAS threads woken here, or hubkit's worker spinning, would take the helper's core
-    with blas_one_thread(), spin_for(0):
+    # (and the caller, kept off the worker's CPUs in a channels-last plan, may use them: the worker does not run)
+    with blas_one_thread(), spin_for(0), caller_anywhere():
         helper = threading.Thread(target=second, name="hubkit-chunks", daemon=True)
         helper.start()
         try:
@@ -57,3 +58,4 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
             helper.join()
     if failed:
         raise failed[0]
+

@@ -418,6 +418,7 @@ class Pool:
         self.started = False
         self.enabled = True  # tests turn the worker off to run the stolen path
         self.caller_spin = int(_CALLER_SPIN_US * self.ticks_per_us)
+        self.worker_cpus: frozenset[int] = frozenset()  # where the worker may run (empty: anywhere)
 
     def _word(self, off: int) -> int:
         return ctypes.c_int32.from_address(self.ctl + off).value
@@ -465,7 +466,7 @@ class Pool:
         if rc != 0:
             self.enabled = False  # no thread: every job runs on the caller
             return False
-        _keep_off(libc, tid.value, cpus, libc.sched_getcpu())
+        self.worker_cpus = _keep_off(libc, tid.value, cpus, libc.sched_getcpu())
         libc.pthread_detach(tid.value)
         self.started = True
         return True
@@ -504,22 +505,25 @@ class Pool:
         return not self.alive
 
 
-def _keep_off(libc: Any, tid: int, cpus: set[int], here: int) -> None:
-    """Restricts the worker ``tid`` to ``cpus`` but the CPU ``here`` (the starting caller's).
+def _keep_off(libc: Any, tid: int, cpus: set[int], here: int) -> frozenset[int]:
+    """Restricts the worker ``tid`` to ``cpus`` but the CPU ``here`` (the starting caller's); returns the CPUs
+    it is kept on (empty when it was not restricted).
 
     Unrestricted, the scheduler's wake-affine placement put the worker woken by a futex wake on the
     waker's CPU: both threads then shared one core (the other idle) for whole runs of calls
     (measured: 150 us per MLP call instead of 45, the worker sleeping after every job). The caller
-    is not pinned: when it lands on the worker's CPU, the load balancer moves it to an idle one.
+    is not pinned: when it lands on the worker's CPU, the load balancer moves it to an idle one
+    (inside a channels-last plan it is kept off, :func:`caller_off_worker`).
     """
-    others = sorted(cpus - {here})
+    others = sorted(c for c in cpus - {here} if c < 1024)
     if here < 0 or not others:
-        return
+        return frozenset()
     mask = (ctypes.c_uint64 * 16)()  # a cpu_set_t of 1024 CPUs
     for cpu in others:
-        if cpu < 1024:
-            mask[cpu // 64] |= 1 << (cpu % 64)
-    libc.pthread_setaffinity_np(tid, ctypes.sizeof(mask), ctypes.byref(mask))  # a failure only costs time
+        mask[cpu // 64] |= 1 << (cpu % 64)
+    if libc.pthread_setaffinity_np(tid, ctypes.sizeof(mask), ctypes.byref(mask)) != 0:
+        return frozenset()  # a failure only costs time
+    return frozenset(others)
 
 
 class _Holder:
@@ -579,12 +583,84 @@ def spin_for(us: float) -> Iterator[None]:
             pool.set_spin(_Spins.active[-1][0] if _Spins.active else _Spins.base)
 
 
+class _Off:
+    lock = ForkSafeLock()  # fresh in a forked child
+    holder = 0  # the thread kept off the worker's CPUs (its ident), 0 when none
+    saved: set[int] = set()  # its own CPU set, given back after the block
+    kept: set[int] = set()  # the set it runs on inside the block
+
+
+def _set_cpus(cpus: set[int]) -> bool:
+    """Lets the calling thread run on ``cpus`` only; False when the system refuses (that only costs time)."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def caller_off_worker() -> Iterator[None]:
+    """Keeps the calling thread off the worker's CPUs inside the block (and gives it its own CPU set back after).
+
+    Inside a channels-last plan each split layer hands half of its work to the worker. When the caller waited
+    for the worker in a futex (the worker had been woken late), the worker's wake-up put the caller on the
+    worker's CPU, and the two then shared one core for the rest of the call: SqueezeNet at one image, two
+    threads, ran 7 ms a call on two cores and 12-24 ms when the caller had moved. Only one thread at a time is
+    kept off (a second one running a plan meanwhile may use every CPU); nothing changes when the pool has no
+    worker, or the thread could run nowhere else.
+    """
+    pool = _HOLDER.pool
+    keep = pool.worker_cpus if pool is not None and _HOLDER.pid == os.getpid() else frozenset()
+    held = False
+    if keep:
+        with _Off.lock:
+            if not _Off.holder:
+                try:
+                    mine = os.sched_getaffinity(0)
+                except OSError:
+                    mine = set()
+                if mine - keep and _set_cpus(mine - keep):
+                    held = True
+                    _Off.holder, _Off.saved, _Off.kept = threading.get_ident(), mine, mine - keep
+    try:
+        yield
+    finally:
+        if held:
+            with _Off.lock:
+                _Off.holder = 0
+                _set_cpus(_Off.saved)
+
+
+def _holds() -> bool:
+    return bool(_Off.holder) and _Off.holder == threading.get_ident()
+
+
+@contextlib.contextmanager
+def caller_anywhere() -> Iterator[None]:
+    """Inside :func:`caller_off_worker`, lets the calling thread run on its own CPU set again for the block (a
+    thread started meanwhile inherits it): :mod:`hubkit.ops._chunks` runs its halves on two threads of its own."""
+    lifted = _holds() and _set_cpus(_Off.saved)
+    try:
+        yield
+    finally:
+        if lifted:
+            _set_cpus(_Off.kept)
+
+
+def own_cpus() -> set[int]:
+    """The CPUs the calling thread may run on, as outside :func:`caller_off_worker` (a thread it starts may use
+    them all: :mod:`hubkit.ops._chunks`)."""
+    return set(_Off.saved) if _holds() else os.sched_getaffinity(0)
+
+
 def _after_fork_in_child() -> None:
     # the parent's worker does not exist here, and the holder's lock may be held by a parent thread
     global _holder_lock
     _holder_lock = threading.Lock()
     _HOLDER.pool = None
     _Spins.active = []  # blocks of parent threads that do not exist here
+    _Off.holder = 0
     _HOLDER.pid = 0
 
 

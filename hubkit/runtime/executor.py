@@ -97,9 +97,9 @@ class Plan:
             from hubkit.ops import _packed_gemm
 
             if _packed_gemm.blas_threads() >= 2 and _packed_gemm._tile_host():
-                from hubkit.ops._worker_pool import spin_for
+                from hubkit.ops._worker_pool import caller_off_worker, spin_for
 
-                with _packed_gemm.blas_one_thread(), spin_for(PLAN_SPIN_US):
+                with _packed_gemm.blas_one_thread(), spin_for(PLAN_SPIN_US), caller_off_worker():
                     return self._run_steps(feed_values, intermediates)
         return self._run_steps(feed_values, intermediates)
 

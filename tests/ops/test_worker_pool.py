@@ -374,3 +374,60 @@ def test_no_split_without_tile_hosts(monkeypatch):
     rng = np.random.default_rng(9)
     x, w, b = _layer(rng, 784, 512)
     assert _split_dense.split_dense(x, w, b) is None
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker")
+def test_a_plan_caller_is_kept_off_the_workers_cpus_and_gets_its_own_back():
+    """Inside ``caller_off_worker`` the calling thread runs only where the worker does not; a second thread is left
+    alone meanwhile; ``caller_anywhere`` (a chunked kernel starting a thread) lifts it for its block; and the thread's
+    own CPU set comes back at the end, after an error too."""
+    from hubkit.ops import _chunks
+
+    pool = _worker_pool.get_pool()
+    assert pool.acquire()
+    pool.release()
+    if not pool.worker_cpus:
+        pytest.skip("the worker could not be kept off a CPU here")
+    mine = os.sched_getaffinity(0)
+    seen: dict[str, set[int]] = {}
+
+    def other():
+        os.sched_setaffinity(0, mine)  # it inherited the kept-off set of the thread that started it
+        with _worker_pool.caller_off_worker():
+            seen["other"] = os.sched_getaffinity(0)
+
+    with pytest.raises(KeyError), _worker_pool.caller_off_worker():
+        inside = os.sched_getaffinity(0)
+        assert inside == mine - pool.worker_cpus and inside
+        assert _worker_pool.own_cpus() == mine
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(10)
+        with _worker_pool.caller_anywhere():
+            seen["anywhere"] = os.sched_getaffinity(0)
+            _chunks.run_chunks([0, 1], lambda starts: seen.setdefault(threading.current_thread().name,
+                                                                     os.sched_getaffinity(0)), True)
+        seen["after"] = os.sched_getaffinity(0)
+        raise KeyError("an error inside the plan")
+    assert os.sched_getaffinity(0) == mine
+    assert seen["other"] == mine  # one thread at a time is kept off
+    assert seen["anywhere"] == mine and seen["hubkit-chunks"] == mine
+    assert seen["after"] == mine - pool.worker_cpus
+
+
+def test_a_job_compiles_once_and_a_failure_is_remembered(monkeypatch):
+    from hubkit.ops import _numba
+
+    calls = []
+
+    def job(args):  # pragma: no cover - compiled
+        pass
+
+    def broken(args):  # pragma: no cover - does not compile: a Python object in nopython mode
+        calls.append(args)
+
+    addr = _numba.job(job)
+    assert addr and _numba.job(job) == addr
+    assert _numba.job(broken) == 0 and _numba.job(broken) == 0 and _numba._STATE.jobs[broken] == (0, None)
+    monkeypatch.setattr(_numba._STATE, "enabled", False)
+    assert _numba.job(job) == 0  # Numba off: no job
