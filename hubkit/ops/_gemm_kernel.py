@@ -98,6 +98,7 @@ class _State:
     address: int = 0
     conv_address: int = 0
     pool_address: int = 0
+    pool_job: int = 0
     mr: int = 0
 
 
@@ -588,6 +589,7 @@ def _build() -> None:
     _STATE.mr = mr
     _STATE.conv_address = engine.get_function_address("hk_sconv_tile")
     _STATE.pool_address = engine.get_function_address("hk_maxpool_f32")
+    _STATE.pool_job = engine.get_function_address("hk_maxpool_job")
     _STATE.address = engine.get_function_address("hk_sgemm_tile")  # last: callers test it
 
 
@@ -606,10 +608,11 @@ def conv_kernel_address() -> int:
     return _STATE.conv_address
 
 
-def pool_kernel_address() -> int:
-    """The address of ``hk_maxpool_f32`` (:mod:`hubkit.ops._pool_kernel`), compiling on the first call."""
+def pool_kernel_address(job: bool = False) -> int:
+    """The address of ``hk_maxpool_f32`` (``hk_maxpool_job`` with ``job``; :mod:`hubkit.ops._pool_kernel`), compiling
+    on the first call."""
     kernel_address()
-    return _STATE.pool_address
+    return _STATE.pool_job if job else _STATE.pool_address
 
 
 def assembly() -> str:

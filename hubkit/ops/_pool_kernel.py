@@ -13,13 +13,17 @@ The maximum is the Numba kernel's, value for value: starting from ``-inf``, a ta
     hk_maxpool_f32(x, h, w, c, kh, kw, sh, sw, dh, dw, top, left, oh, ow, out, row0, row1)
 
 computes output rows ``row0 .. row1 - 1`` of the ``(N * OH)`` rows of ``out`` (``(N, OH, OW, C)``) from ``x``
-(``(N, H, W, C)``); the caller checks the geometry. It is compiled with the tile kernels (one module, one
-cache: :mod:`hubkit.ops._gemm_kernel`).
+(``(N, H, W, C)``); the caller checks the geometry. ``hk_maxpool_job(args)`` is the same call on a block of
+those :data:`JOB_ARGS` words (a job for :mod:`hubkit.ops._worker_pool`). Both are compiled with the tile kernels
+(one module, one cache: :mod:`hubkit.ops._gemm_kernel`).
 """
 
 from __future__ import annotations
 
-__all__ = ["pool_ir"]
+__all__ = ["JOB_ARGS", "pool_ir"]
+
+JOB_ARGS = 17
+"""int64 words of ``hk_maxpool_job``'s argument block: ``hk_maxpool_f32``'s arguments, in order."""
 
 
 def _clip(emit, name: str, start: str, size: str, step: str, taps: str) -> None:
@@ -164,6 +168,17 @@ def pool_ir(lanes: int) -> str:
     emit("  %rrdone = icmp sge i64 %rrn, %row1")
     emit("  br i1 %rrdone, label %done, label %row")
     emit("done:")
+    emit("  ret void")
+    emit("}")
+    # the same on a block of its 17 arguments: a job for the worker thread (hubkit/ops/_worker_pool.py)
+    emit("define void @hk_maxpool_job(ptr %args) {")
+    emit("entry:")
+    names = []
+    for i in range(JOB_ARGS):
+        emit(f"  %p{i} = getelementptr inbounds i64, ptr %args, i64 {i}")
+        emit(f"  %a{i} = load i64, ptr %p{i}, align 8")
+        names.append(f"i64 %a{i}")
+    emit(f"  call void @hk_maxpool_f32({', '.join(names)})")
     emit("  ret void")
     emit("}")
     return "\n".join(lines)

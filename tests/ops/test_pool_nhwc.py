@@ -127,3 +127,37 @@ def test_huge_geometry_goes_to_the_checked_kernel():
     assert (got[:, 1] == -np.inf).all()  # the second window row starts far past the input
     if _packed_gemm.available():
         assert pool_nhwc._max_pool_llvm(x, (2, 2), (1, 1), (1, 1), (0, 0), out)
+
+
+def test_a_split_max_pool_gives_the_same_bits_and_the_worker_takes_its_half(monkeypatch):
+    """With two BLAS threads, half of a float32 pool's output rows run on the worker (hk_maxpool_job): the Numba
+    kernel's values on every geometry of CASES; the worker runs its half within a bounded number of calls."""
+    import time
+
+    from hubkit.ops import _packed_gemm, _worker_pool, pool_nhwc
+
+    if not _packed_gemm.available() or not _worker_pool.available():
+        pytest.skip("the LLVM kernels or the worker do not run here")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)
+    monkeypatch.setattr(pool_nhwc, "SPLIT_MIN_OUTPUTS", 0)
+    fast = _numba.kernel(pool_nhwc.max_pool_nhwc_kernel)
+    rng = np.random.default_rng(5)
+    for size, kernel, strides, dilations, pads, ceil in CASES:
+        x = rng.standard_normal((3, *size, 19)).astype(np.float32)
+        x[0, 1, 1, 0] = np.nan
+        hw, begin, _ = window_geometry(size, kernel, strides, dilations, pads, "NOTSET", ceil)
+        want = np.empty((3, *hw, 19), np.float32)
+        fast(x, *kernel, *strides, *dilations, *begin, want)
+        got = max_pool2d_nhwc(x, kernel, strides, dilations, begin, hw)
+        assert got is not None and got.tobytes() == want.tobytes()
+    x = rng.standard_normal((1, 111, 111, 64)).astype(np.float32)
+    pool = _worker_pool.get_pool()
+    jobs = pool.jobs
+    deadline = time.monotonic() + 5
+    for _ in range(200):  # bounded in count and time: a late worker's half is done by the caller
+        got = max_pool2d_nhwc(x, (3, 3), (2, 2), (1, 1), (0, 0), (55, 55))
+        if pool.jobs > jobs or time.monotonic() > deadline:
+            break
+    assert pool.jobs > jobs
+    assert got.tobytes() == np.max([x[:, i : i + 109 : 2, j : j + 109 : 2] for i in range(3) for j in range(3)],
+                                   axis=0).tobytes()
