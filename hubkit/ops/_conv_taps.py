@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _numba, _packed_gemm
+from hubkit.ops import _numba, _packed_gemm, _worker_pool
 from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, RELU, RELU6
 
 __all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "fits", "run", "tap_conv"]
@@ -144,8 +144,6 @@ def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: i
            packed: np.ndarray, y2: np.ndarray, b: np.ndarray, flags: int, group: int) -> bool:
     """The tiles in two halves, the second on the pool's worker; False (nothing written) when the worker or
     the job cannot run."""
-    from hubkit.ops import _worker_pool
-
     if _KERNELS.job < 0:
         from hubkit.ops import _conv_taps_kernel
 

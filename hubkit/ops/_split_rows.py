@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _numba, _packed_gemm
+from hubkit.ops import _gemm_kernel as g
+from hubkit.ops import _numba, _packed_gemm, _worker_pool
 
 __all__ = ["MIN_ROWS", "job_address", "split_rows"]
 
@@ -71,9 +72,6 @@ def split_rows(
     (rows may be further apart, e.g. a channel slice). ``accumulate`` adds the product to what ``out``
     holds (``act(out + x @ w + bias)``, as :func:`hubkit.ops._packed_gemm.packed_matmul`).
     """
-    from hubkit.ops import _gemm_kernel as g
-    from hubkit.ops import _worker_pool
-
     if x.dtype != np.float32 or x.ndim != 2:
         return None
     rows, depth = x.shape

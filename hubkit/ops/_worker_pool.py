@@ -308,14 +308,20 @@ out:
 
 
 def available() -> bool:
-    """Whether the pool can run here: x86-64 Linux with llvmlite and libc's ``pthread_create``."""
-    if sys.platform != "linux" or os.uname().machine.lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        import llvmlite.binding  # noqa: F401
-    except Exception:  # no llvmlite: no pool
-        return False
-    return True
+    """Whether the pool can run here: x86-64 Linux with llvmlite and libc's ``pthread_create`` (decided once)."""
+    if _AVAILABLE:
+        return _AVAILABLE[0]
+    ok = sys.platform == "linux" and os.uname().machine.lower() in ("x86_64", "amd64")
+    if ok:
+        try:
+            import llvmlite.binding  # noqa: F401
+        except Exception:  # no llvmlite: no pool
+            ok = False
+    _AVAILABLE.append(ok)
+    return ok
+
+
+_AVAILABLE: list[bool] = []  # available()'s answer, once asked (it is asked on every split call)
 
 
 class _Code:
@@ -327,6 +333,7 @@ class _Code:
     empty: int = 0
     busy: int = 0
     ticks_per_us: float = 0.0
+    runner: Any = None  # hk_pool_run as a ctypes function
 
 
 _CODE = _Code()
@@ -671,8 +678,12 @@ def _at_exit() -> None:
 
 
 def _runner() -> Any:
-    return ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                            ctypes.c_int64)(compile_code().run)
+    """``hk_pool_run`` as a ctypes function (made once: a prototype per call cost ~2 us of a small layer's 30)."""
+    code = compile_code()
+    if code.runner is None:
+        code.runner = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                                       ctypes.c_int64)(code.run)
+    return code.runner
 
 
 def handoff_us(job_us: float = 0.0, calls: int = 2000) -> tuple[float, float, float]:

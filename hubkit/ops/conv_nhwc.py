@@ -36,6 +36,7 @@ from hubkit.ops import _conv_taps, _numba, _packed_gemm, _winograd43
 from hubkit.ops._epilogue import activate, bias_act_
 from hubkit.ops._nhwc_gather import gather_kernel
 from hubkit.ops._nhwc_gather_gemm import gathered_tile_conv
+from hubkit.ops._split_rows import split_rows
 from hubkit.ops.conv_nchw import _NUMBA_DTYPES, PreparedConv, _scratch, _use_f43, outputs
 
 __all__ = ["CHUNK_BYTES", "channel_affine_nhwc", "conv_nhwc_fused", "to_nhwc"]
@@ -184,8 +185,6 @@ def _gemm(a: np.ndarray, prep: PreparedConv, c: int, act: int, tile: int, y2: np
     ``accumulate`` (the tile GEMM only), ``y2 = act(y2 + a @ W + bias)``. ``tile``: :func:`_tile_runs`."""
     m = prep.w2.shape[0]
     if tile == 2:
-        from hubkit.ops._split_rows import split_rows
-
         a = np.ascontiguousarray(a)
         if split_rows(a, prep.tile_packed(c), m, prep.bias, act, y2, accumulate) is not None:
             return
