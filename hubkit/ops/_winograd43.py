@@ -391,28 +391,41 @@ def _tiles_in_blocks(x: np.ndarray, u: np.ndarray | Filters, pt: int, pl: int, t
     y0, y1 = pt, min(rows, pt + h)  # where the input lands in the padded block
     x0, x1 = pl, min(cols, pl + w)
     starts = list(range(0, n, nb))
-    split = len(starts) >= 2 and two_threads()
+    two = two_threads()
+
+    def padded(b0: int, b1: int) -> np.ndarray:  # images b0 .. b1 - 1 in this thread's zero-bordered block
+        xp = _scratch.get("xp", nb * rows * cols * c, dt)[: (b1 - b0) * rows * cols * c].reshape(b1 - b0, rows, cols, c)
+        xp[:, :y0] = 0
+        xp[:, y1:] = 0
+        xp[:, y0:y1, :x0] = 0
+        xp[:, y0:y1, x1:] = 0
+        xp[:, y0:y1, x0:x1] = x[b0:b1, : y1 - y0, : x1 - x0]
+        return xp
+
+    def tile_rows(xp: np.ndarray, b0: int, b1: int, row_starts: list[int], rb: int, split: bool) -> None:
+        v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)  # per thread: each thread its own buffers
+        m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
+        for r0 in row_starts:
+            r1 = min(th, r0 + rb)
+            tiles = (b1 - b0) * (r1 - r0) * tw
+            v = v_buf[: 36 * tiles * c].reshape(36, tiles, c)
+            tf_in(xp, r0, r1, v)
+            m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
+            _multiply(v, u, m, split)
+            finish(m, r0, r1, out[b0:b1])
+
+    if len(starts) == 1 and th >= 2 and two:
+        # one block of images (one image, say): the two threads take halves of its tile rows instead
+        half = min(rb, -(-th // 2))
+        xp = padded(0, n)
+        run_chunks(list(range(0, th, half)), lambda row_starts: tile_rows(xp, 0, n, row_starts, half, True), True)
+        return
+    split = len(starts) >= 2 and two
 
     def run(chunk_starts: list[int]) -> None:
-        xp_buf = _scratch.get("xp", nb * rows * cols * c, dt)  # per thread: each thread its own buffers
-        v_buf = _scratch.get("v", 36 * nb * rb * tw * c, dt)
-        m_buf = _scratch.get("m", 36 * nb * rb * tw * k, dt)
         for b0 in chunk_starts:
             b1 = min(n, b0 + nb)
-            xp = xp_buf[: (b1 - b0) * rows * cols * c].reshape(b1 - b0, rows, cols, c)
-            xp[:, :y0] = 0
-            xp[:, y1:] = 0
-            xp[:, y0:y1, :x0] = 0
-            xp[:, y0:y1, x1:] = 0
-            xp[:, y0:y1, x0:x1] = x[b0:b1, : y1 - y0, : x1 - x0]
-            for r0 in range(0, th, rb):
-                r1 = min(th, r0 + rb)
-                tiles = (b1 - b0) * (r1 - r0) * tw
-                v = v_buf[: 36 * tiles * c].reshape(36, tiles, c)
-                tf_in(xp, r0, r1, v)
-                m = m_buf[: 36 * tiles * k].reshape(36, tiles, k)
-                _multiply(v, u, m, split)
-                finish(m, r0, r1, out[b0:b1])
+            tile_rows(padded(b0, b1), b0, b1, list(range(0, th, rb)), rb, split)
 
     run_chunks(starts, run, split)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -210,20 +212,24 @@ def test_filters_on_the_tile_gemm_match_the_reference_and_numpy(n, h, w, c, k, p
     assert prepared.packed() is prepared.packed()  # packed once
 
 
-def test_filters_below_the_thresholds_or_with_two_blas_threads_use_numpy(monkeypatch):
+def test_filters_below_the_thresholds_or_with_two_blas_threads_unsplit_use_numpy(monkeypatch):
+    """The tile GEMM takes the 36 products where it pays (enough channels and filters) and runs on one thread of
+    ours: one BLAS thread, or two with the layer split over two threads of ours (its tile rows at one image)."""
     from hubkit.ops import _packed_gemm
 
     calls = []
     monkeypatch.setattr(_packed_gemm, "batched_matmul", lambda *a: calls.append(1) or False)
-    x = np.ones((1, 8, 8, 32), np.float32)
-    for c, k, threads in ((32, 128, 1), (64, 64, 1), (64, 128, 2)):
+    cases = ((32, 128, 1, True, False), (64, 64, 1, True, False), (64, 128, 2, False, False), (64, 128, 2, True, True))
+    for c, k, threads, two, tile in cases:
         monkeypatch.setattr(_packed_gemm, "blas_threads", lambda t=threads: t)
+        monkeypatch.setattr(_winograd43, "two_threads", lambda two=two: two)
         x = np.ones((1, 8, 8, c), np.float32)
         u = _winograd43.Filters(_winograd43.filter_transform(np.ones((3, 3, c, k), np.float32), np.dtype(np.float32)))
         out = np.empty((1, 8, 8, k), np.float32)
+        del calls[:]
         assert _winograd43.conv3x3_bias_act(x, u, None, NONE, ((1, 1), (1, 1)), out)
         np.testing.assert_allclose(out[0, 3, 3], 9 * c, rtol=1e-5)
-    assert calls == []
+        assert bool(calls) == (tile and _packed_gemm._tile_host() and _packed_gemm.available()), (c, k, threads, two)
 
 
 def test_batched_matmul_refuses_what_it_cannot_take():
@@ -290,3 +296,31 @@ def test_blocks_on_two_threads_match_the_reference(pool, monkeypatch):
     assert run(x, u, bias, RELU, pads, out)
     assert np.all(np.abs(out - ref) <= 64 * np.finfo(np.float32).eps * bound)
     assert "hubkit-chunks" in threads and len(threads) == 2
+
+
+@pytest.mark.parametrize(("n", "size", "c", "k"), [(1, 20, 64, 64), (1, 9, 16, 40), (2, 6, 8, 33)])
+def test_one_block_of_images_splits_its_tile_rows_over_two_threads(monkeypatch, n, size, c, k):
+    """With two threads and one block of images (one image, say), the halves of its tile rows run on the caller and
+    the helper thread: the same values as on one thread, within the summation-order tolerance of the products."""
+    from hubkit.ops import _chunks
+
+    rng = np.random.default_rng(size + c)
+    x = rng.standard_normal((n, size, size, c)).astype(np.float32)
+    u = _winograd43.Filters(_winograd43.filter_transform(rng.standard_normal((3, 3, c, k)).astype(np.float32),
+                                                         np.dtype(np.float32)))
+    bias = rng.standard_normal(k).astype(np.float32)
+    outs = {}
+    threads: list[str] = []
+    real = _chunks.run_chunks
+
+    def spy(starts, run, split):
+        real(starts, lambda s: threads.append(threading.current_thread().name) or run(s), split)
+
+    monkeypatch.setattr(_winograd43, "run_chunks", spy)
+    for two in (False, True):
+        monkeypatch.setattr(_winograd43, "two_threads", lambda two=two: two)
+        out = np.full((n, size, size, k), np.nan, np.float32)
+        assert _winograd43.conv3x3_bias_act(x, u, bias, RELU, ((1, 1), (1, 1)), out)
+        outs[two] = out
+    assert "hubkit-chunks" in threads
+    np.testing.assert_allclose(outs[True], outs[False], rtol=1e-5, atol=1e-5 * float(np.abs(outs[False]).max()))
