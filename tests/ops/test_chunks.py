@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -115,3 +116,43 @@ def test_a_child_forked_inside_a_hold_gets_its_threads_back(two_blas_threads):
         assert _blas_threads() == 1  # the parent's hold is its own
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert _blas_threads() == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_one_helper_thread_serves_every_call_a_busy_one_leaves_the_chunks_to_the_caller_and_a_child_has_its_own():
+    def names(starts_seen):
+        return lambda starts: starts_seen.append((threading.current_thread().ident, tuple(starts)))
+
+    first: list = []
+    second: list = []
+    _chunks.run_chunks([0, 1, 2, 3], names(first), True)
+    _chunks.run_chunks([0, 1], names(second), True)
+    helpers = {i for i, _ in first + second} - {threading.get_ident()}
+    assert len(helpers) == 1 and sorted(s for _, s in first) == [(0, 1), (2, 3)]
+    helper = _chunks._helper()
+    assert helper.lock.acquire(blocking=False)  # another caller has the helper
+    try:
+        busy: list = []
+        _chunks.run_chunks([0, 1, 2], names(busy), True)
+        assert busy == [(threading.get_ident(), (0, 1, 2))]
+    finally:
+        helper.lock.release()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's helper thread does not exist here; report through the exit code
+        code = 1
+        try:
+            seen: list = []
+            _chunks.run_chunks([0, 1], names(seen), True)
+            code = 0 if len({i for i, _ in seen}) == 2 and _chunks._helper() is not helper else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while True:  # bounded: a child still running is killed
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if not done:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0

@@ -147,7 +147,7 @@ def test_plan_description_names_the_kernel(channels, direct):
 
 
 def test_image_chunks_on_two_threads_match_one(monkeypatch):
-    """With two BLAS threads the second half of the image chunks runs on a second thread (ops/_chunks.py)."""
+    """With two BLAS threads the second half of the image chunks runs on the helper thread (ops/_chunks.py)."""
     import threading
 
     rng = np.random.default_rng(21)
@@ -160,14 +160,13 @@ def test_image_chunks_on_two_threads_match_one(monkeypatch):
     monkeypatch.setattr(_conv_small, "two_threads", lambda: False)
     assert _conv_small.conv_small_bias_act_max_pool(x, filters, bias, RELU, (1, 1), (1, 1), pads, one)
     names = set()
-    real = threading.Thread
+    real = _conv_small.run_chunks
 
-    def spying_thread(*args, **kwargs):
-        names.add(kwargs.get("name"))
-        return real(*args, **kwargs)
+    def spying(starts, run, split):  # records the threads that run chunks
+        real(starts, lambda s: names.add(threading.current_thread().name) or run(s), split)
 
     monkeypatch.setattr(_conv_small, "two_threads", lambda: True)
-    monkeypatch.setattr(threading, "Thread", spying_thread)
+    monkeypatch.setattr(_conv_small, "run_chunks", spying)
     two = np.empty_like(one)
     assert _conv_small.conv_small_bias_act_max_pool(x, filters, bias, RELU, (1, 1), (1, 1), pads, two)
     np.testing.assert_array_equal(two, one)  # the same kernel on the same images: the same bits
