@@ -20,7 +20,10 @@ those :data:`JOB_ARGS` words (a job for :mod:`hubkit.ops._worker_pool`). Both ar
 
 from __future__ import annotations
 
-__all__ = ["JOB_ARGS", "pool_ir"]
+__all__ = ["GROUP", "JOB_ARGS", "pool_ir"]
+
+GROUP = 4
+"""Channel vectors whose maxima run side by side (the rest go one at a time, the last partial one masked)."""
 
 JOB_ARGS = 17
 """int64 words of ``hk_maxpool_job``'s argument block: ``hk_maxpool_f32``'s arguments, in order."""
@@ -44,50 +47,61 @@ def _clip(emit, name: str, start: str, size: str, step: str, taps: str) -> None:
     emit(f"  %{name}1 = select i1 %{name}roomp, i64 %{name}min, i64 0")
 
 
-def _vector(emit, lanes: int, tag: str, masked: bool, after: str) -> None:
-    """The maximum over the window of the channel vector at ``%k0`` (``masked``: the last, partial one), stored;
-    then a branch to ``after``."""
+def _vector(emit, lanes: int, tag: str, masked: bool, after: str, count: int = 1) -> None:
+    """The maximum over the window of ``count`` channel vectors from ``%k0`` (``masked``: the last, partial one,
+    alone), stored; then a branch to ``after``. Each vector has its own running maximum: the taps' compare and
+    select form a chain of ~5 cycles, and ``count`` chains run side by side."""
     vt = f"<{lanes} x float>"
     ninf = f"<{', '.join(['float 0xFFF0000000000000'] * lanes)}>"
+    vs = range(count)
     emit(f"  br i1 %rany, label %{tag}r, label %{tag}store")
     emit(f"{tag}r:")
     emit(f"  %{tag}ri = phi i64 [%r0, %{tag}], [%{tag}rn, %{tag}tend]")
-    emit(f"  %{tag}racc = phi {vt} [{ninf}, %{tag}], [%{tag}tout, %{tag}tend]")
+    for v in vs:
+        emit(f"  %{tag}racc{v} = phi {vt} [{ninf}, %{tag}], [%{tag}tout{v}, %{tag}tend]")
     emit(f"  %{tag}roff = mul i64 %{tag}ri, %rstep")
     emit(f"  %{tag}rbase = add i64 %pxbase, %{tag}roff")
     emit(f"  br label %{tag}t")
     emit(f"{tag}t:")
     emit(f"  %{tag}ti = phi i64 [%t0, %{tag}r], [%{tag}tn, %{tag}t]")
-    emit(f"  %{tag}acc = phi {vt} [%{tag}racc, %{tag}r], [%{tag}new, %{tag}t]")
+    for v in vs:
+        emit(f"  %{tag}acc{v} = phi {vt} [%{tag}racc{v}, %{tag}r], [%{tag}new{v}, %{tag}t]")
     emit(f"  %{tag}toff = mul i64 %{tag}ti, %tstep")
     emit(f"  %{tag}off0 = add i64 %{tag}rbase, %{tag}toff")
     emit(f"  %{tag}off = add i64 %{tag}off0, %k0")
     emit(f"  %{tag}p = getelementptr float, ptr %x, i64 %{tag}off")
-    if masked:
-        emit(f"  %{tag}v = call {vt} @llvm.masked.load.v{lanes}f32.p0(ptr %{tag}p, i32 4, <{lanes} x i1> %tmask, "
-             f"{vt} zeroinitializer)")
-    else:
-        emit(f"  %{tag}v = load {vt}, ptr %{tag}p, align 4")
-    emit(f"  %{tag}ge = fcmp oge {vt} %{tag}acc, %{tag}v")
-    emit(f"  %{tag}nan = fcmp uno {vt} %{tag}acc, %{tag}acc")
-    emit(f"  %{tag}keep = or <{lanes} x i1> %{tag}ge, %{tag}nan")
-    emit(f"  %{tag}new = select <{lanes} x i1> %{tag}keep, {vt} %{tag}acc, {vt} %{tag}v")
+    for v in vs:
+        emit(f"  %{tag}p{v} = getelementptr float, ptr %{tag}p, i64 {v * lanes}")
+        if masked:
+            emit(f"  %{tag}v{v} = call {vt} @llvm.masked.load.v{lanes}f32.p0(ptr %{tag}p{v}, i32 4, <{lanes} x i1> "
+                 f"%tmask, {vt} zeroinitializer)")
+        else:
+            emit(f"  %{tag}v{v} = load {vt}, ptr %{tag}p{v}, align 4")
+        emit(f"  %{tag}ge{v} = fcmp oge {vt} %{tag}acc{v}, %{tag}v{v}")
+        emit(f"  %{tag}nan{v} = fcmp uno {vt} %{tag}acc{v}, %{tag}acc{v}")
+        emit(f"  %{tag}keep{v} = or <{lanes} x i1> %{tag}ge{v}, %{tag}nan{v}")
+        emit(f"  %{tag}new{v} = select <{lanes} x i1> %{tag}keep{v}, {vt} %{tag}acc{v}, {vt} %{tag}v{v}")
     emit(f"  %{tag}tn = add nuw nsw i64 %{tag}ti, 1")
     emit(f"  %{tag}tdone = icmp sge i64 %{tag}tn, %t1")
     emit(f"  br i1 %{tag}tdone, label %{tag}tend, label %{tag}t")
     emit(f"{tag}tend:")
-    emit(f"  %{tag}tout = phi {vt} [%{tag}new, %{tag}t]")
+    for v in vs:
+        emit(f"  %{tag}tout{v} = phi {vt} [%{tag}new{v}, %{tag}t]")
     emit(f"  %{tag}rn = add nuw nsw i64 %{tag}ri, 1")
     emit(f"  %{tag}rdone = icmp sge i64 %{tag}rn, %r1")
     emit(f"  br i1 %{tag}rdone, label %{tag}store, label %{tag}r")
     emit(f"{tag}store:")
-    emit(f"  %{tag}res = phi {vt} [{ninf}, %{tag}], [%{tag}tout, %{tag}tend]")
+    for v in vs:
+        emit(f"  %{tag}res{v} = phi {vt} [{ninf}, %{tag}], [%{tag}tout{v}, %{tag}tend]")
     emit(f"  %{tag}oo = add i64 %pxout, %k0")
     emit(f"  %{tag}op = getelementptr float, ptr %o, i64 %{tag}oo")
-    if masked:
-        emit(f"  call void @llvm.masked.store.v{lanes}f32.p0({vt} %{tag}res, ptr %{tag}op, i32 4, <{lanes} x i1> %tmask)")
-    else:
-        emit(f"  store {vt} %{tag}res, ptr %{tag}op, align 4")
+    for v in vs:
+        emit(f"  %{tag}op{v} = getelementptr float, ptr %{tag}op, i64 {v * lanes}")
+        if masked:
+            emit(f"  call void @llvm.masked.store.v{lanes}f32.p0({vt} %{tag}res{v}, ptr %{tag}op{v}, i32 4, "
+                 f"<{lanes} x i1> %tmask)")
+        else:
+            emit(f"  store {vt} %{tag}res{v}, ptr %{tag}op{v}, align 4")
     emit(f"  br label %{after}")
 
 
@@ -111,7 +125,8 @@ def pool_ir(lanes: int) -> str:
     emit(f"  %cfull = and i64 %c, -{lanes}")
     emit("  %rem = sub i64 %c, %cfull")
     emit("  %hastail = icmp ne i64 %rem, 0")
-    emit("  %hasfull = icmp ne i64 %cfull, 0")
+    emit(f"  %cquad = and i64 %c, -{GROUP * lanes}")
+    emit("  %hasquad = icmp ne i64 %cquad, 0")
     emit("  %rem32 = trunc i64 %rem to i32")
     emit(f"  %remi = insertelement <{lanes} x i32> poison, i32 %rem32, i64 0")
     emit(f"  %rems = shufflevector <{lanes} x i32> %remi, <{lanes} x i32> poison, <{lanes} x i32> zeroinitializer")
@@ -144,9 +159,20 @@ def pool_ir(lanes: int) -> str:
     emit("  %pxbase = add i64 %rowbase, %ix0off")
     emit("  %oxoff = mul i64 %ox, %c")
     emit("  %pxout = add i64 %rrout, %oxoff")
-    emit("  br i1 %hasfull, label %kv, label %ktail")
+    emit("  br i1 %hasquad, label %kq, label %kvcheck")
+    emit("kq:")  # GROUP vectors of channels at a time, each its own chain (the remainder one at a time)
+    group: list[str] = ["  %q0 = phi i64 [0, %px], [%q0n, %kqnext]"]
+    _vector(group.append, lanes, "kq", False, "kqnext", GROUP)
+    lines.extend(line.replace("%k0", "%q0") for line in group)
+    emit("kqnext:")
+    emit(f"  %q0n = add nuw nsw i64 %q0, {GROUP * lanes}")
+    emit("  %kqdone = icmp uge i64 %q0n, %cquad")
+    emit("  br i1 %kqdone, label %kvcheck, label %kq")
+    emit("kvcheck:")
+    emit("  %hasone = icmp ult i64 %cquad, %cfull")
+    emit("  br i1 %hasone, label %kv, label %ktail")
     emit("kv:")
-    emit("  %k0 = phi i64 [0, %px], [%k0n, %kvnext]")
+    emit("  %k0 = phi i64 [%cquad, %kvcheck], [%k0n, %kvnext]")
     _vector(emit, lanes, "kv", False, "kvnext")
     emit("kvnext:")
     emit(f"  %k0n = add nuw nsw i64 %k0, {lanes}")

@@ -83,7 +83,7 @@ def test_bad_windows_are_refused():
         global_avg_pool_nhwc(np.ones((4, 3), np.float32))
 
 
-@pytest.mark.parametrize("channels", [1, 8, 19, 64])
+@pytest.mark.parametrize("channels", [1, 8, 19, 43, 64, 77])  # groups of 4 vectors, single ones, a tail
 def test_llvm_max_pool_equals_the_numba_kernel_value_for_value(channels):
     """float32 runs on hk_maxpool_f32 (hubkit/ops/_pool_kernel.py): every geometry of CASES, NaN and -0.0 taps,
     the same bits as the Numba kernel; a call for some output rows writes only those."""
