@@ -143,10 +143,14 @@ transposes. Winograd / GEMM time, one thread, one image: 4 tiles (7x7 maps) 1.11
 (64 tiles) 0.90, 48 -> 192 on 13x13 0.86, 160 -> 320 on 7x7 0.51."""
 
 
-def _winograd_wins(n: int, c: int, m: int, oh: int, ow: int, begin, dtype, taps: bool = False) -> bool:
-    """Whether Winograd F(4x4, 3x3) runs; ``taps``: the windows could be read in place (:mod:`hubkit.ops._conv_taps`)."""
+def _winograd_wins(n: int, c: int, m: int, oh: int, ow: int, begin, dtype, taps: bool = False,
+                   split: bool = False) -> bool:
+    """Whether Winograd F(4x4, 3x3) runs; ``taps``: the windows could be read in place (:mod:`hubkit.ops._conv_taps`),
+    ``split``: over two threads."""
     tiles = n * -(-oh // 4) * -(-ow // 4)
-    if taps and (c <= F43_TAPS_MAX_C or tiles < F43_TAPS_MIN_TILES):
+    if taps and (split or _packed_gemm._STATE.mr >= F43_TAPS_MIN_MR) and (
+        c <= F43_TAPS_MAX_C or tiles < F43_TAPS_MIN_TILES
+    ):
         return False
     enough = tiles >= F43_MIN_TILES or (tiles >= F43_MIN_TILES_WIDE and c * m >= F43_MIN_WIDTH * (c + m))
     return enough and _use_f43(n, c, m, oh, ow, begin, dtype)
@@ -158,7 +162,15 @@ F43_TAPS_MIN_TILES = 32
 and at least :data:`F43_TAPS_MIN_TILES` tiles. Its transformed filters are four times the filters' size, and in a
 model they come from memory: SqueezeNet's 32 -> 128 on 27x27 (49 tiles) and 64 -> 256 on 13x13 (16) took 1.9x /
 1.5x onnxruntime's time in the model at batch 1, against 0.96-1.06x of its own in-place form warm. SqueezeNet
-against onnxruntime, same process: batch 1 1.53x -> 1.35x, batch 16 1.20x -> 1.18x; ResNet-50 has no such layer."""
+against onnxruntime, same process: batch 1 1.53x -> 1.35x, batch 16 1.20x -> 1.18x; ResNet-50 has no such layer.
+
+That was with 13-row tiles, which cover a 13- or 27-pixel row in one or two tiles. With 6-row tiles (AVX2) the
+rows split into short tiles (13 pixels: 5, 4, 4), and on one thread Winograd is faster there: SqueezeNet at one
+image, Zen 3, same process, 9.43 -> 9.02 ms without the rule. Split over two threads the rule still pays (the tap
+form splits on hubkit's worker, Winograd on a Python thread): 5.77 ms with it, 7.06 without."""
+
+F43_TAPS_MIN_MR = 13
+"""Tile rows from which the rule above applies on one thread."""
 
 
 def _tile_runs(dtype) -> int:
@@ -251,7 +263,8 @@ def conv_nhwc_fused(
         raise OpError(f"residual of shape {list(res.shape)} does not match the output {list(shape)}.")
     tile = _tile_runs(dtype)
     taps = tile > 0 and dw == 1 and _conv_taps.fits(c, (kh, kw), sw)
-    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(n, c, m, oh, ow, begin, dtype, taps)
+    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(n, c, m, oh, ow, begin, dtype, taps,
+                                                                             tile == 2)
     in_place = res is not None and out is res
     if res is not None and in_place and (
         not tile or f43 or ck == 0 or res.dtype != dtype or not res.flags.c_contiguous or res.strides[3] != dtype.itemsize

@@ -202,12 +202,19 @@ def test_channel_affine_matches_numpy(kernels, act, dtype):
         np.testing.assert_array_equal(conv_nhwc.channel_affine_nhwc(x, scale, shift, act), want)
 
 
-def test_winograd_leaves_narrow_or_small_layers_to_the_in_place_form():
+@pytest.mark.parametrize("mr", [6, 13])
+def test_winograd_leaves_narrow_or_small_layers_to_the_in_place_form(monkeypatch, mr):
+    """With 13-row tiles, or split over two threads; with 6-row tiles on one thread Winograd keeps them."""
+    from hubkit.ops import _packed_gemm
+
+    monkeypatch.setattr(_packed_gemm._STATE, "mr", mr)
     f32 = np.dtype(np.float32)
-    assert conv_nhwc._winograd_wins(1, 48, 128, 27, 27, (1, 1), f32, taps=True)  # 49 tiles, 48 channels
-    assert not conv_nhwc._winograd_wins(1, 32, 128, 27, 27, (1, 1), f32, taps=True)  # 32 channels
-    assert not conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32, taps=True)  # 16 tiles
-    assert conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32)  # wide enough where windows are gathered
+    for split in (False, True):
+        rule = split or mr == 13
+        assert conv_nhwc._winograd_wins(1, 48, 128, 27, 27, (1, 1), f32, True, split)  # 49 tiles, 48 channels
+        assert conv_nhwc._winograd_wins(1, 32, 128, 27, 27, (1, 1), f32, True, split) != rule  # 32 channels
+        assert conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32, True, split) != rule  # 16 tiles
+        assert conv_nhwc._winograd_wins(1, 64, 256, 13, 13, (1, 1), f32, False, split)  # windows gathered
 
 
 def test_an_out_whose_pixels_are_not_rows_of_one_stride_gets_the_result_through_a_new_array():
