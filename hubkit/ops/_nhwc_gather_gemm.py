@@ -70,8 +70,8 @@ def gathered_tile_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | Non
     if bias is not None:
         b = bias
         flags |= _gemm_kernel.BIAS_COLS
-    return bool(fast(state.addr, state.mr, _packed_gemm.KC, _packed_gemm._mc(state.mr, k, m), x, kh, kw, int(strides[0]),
-         int(strides[1]), int(dilations[0]), int(dilations[1]), int(begin[0]), int(begin[1]), oh, ow, min(chunk, rows),
+    return bool(fast(state.addr, state.mr, _packed_gemm.kc_for(k), _packed_gemm._mc(state.mr, k, m), x, kh, kw,
+         int(strides[0]), int(strides[1]), int(dilations[0]), int(dilations[1]), int(begin[0]), int(begin[1]), oh, ow, min(chunk, rows),
          cols_buf, packed, y2, b, flags))
 
 

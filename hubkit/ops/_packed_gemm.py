@@ -35,12 +35,23 @@ from hubkit.ops._gemm_kernel import nc_bytes
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
-    "KC", "MIN_COLS", "MIN_DEPTH", "PackedWeights", "available", "batched_matmul", "dense", "fits", "pack_batch",
-    "pack_weights", "packed_matmul",
+    "KC", "MIN_COLS", "MIN_DEPTH", "ONE_BLOCK_DEPTH", "PackedWeights", "available", "batched_matmul", "dense", "fits",
+    "kc_for", "pack_batch", "pack_weights", "packed_matmul",
 ]
 
 KC = 256
 """Most depth of a block: a row panel's ``mr x KC`` values of ``A`` (13 KB) stay in L1 along the column panels."""
+
+ONE_BLOCK_DEPTH = 800
+"""With tiles of fewer than 13 rows (AVX2's 6), depths up to this run as one block (:func:`kc_for`): a 6-row panel
+of 800 is 19 KB. One thread, Zen 3, against blocks of :data:`KC`: 64x784x512 552 -> 535 us, 1024x784x512 8.64 ->
+8.33 ms, 64x512x512 362 -> 353 us; deeper products keep :data:`KC` (49x2048x512 1117 us against 1149 in blocks
+of 800, 196x1024x256 1111 against 1143 in blocks of 512)."""
+
+
+def kc_for(depth: int) -> int:
+    """The most depth of a block for a product of ``depth`` (:data:`KC`, or see :data:`ONE_BLOCK_DEPTH`)."""
+    return depth if _STATE.mr < 13 and KC < depth <= ONE_BLOCK_DEPTH else KC
 
 MIN_ROWS = 9
 """Fewest rows :func:`dense` takes: 3-8 rows go to ``hubkit/ops/_small_linear.py``, 1-2 to BLAS's GEMV."""
@@ -163,8 +174,8 @@ def _mc(mr: int, k: int, n: int) -> int:
 
     ``gemm_rows`` runs the columns in blocks of ``NC_BYTES`` of ``B`` (one depth block) each: a row's output
     in a block is at most that many columns."""
-    kc = min(k, KC)
-    per_row = 4 * kc + (4 * min(n, max(32, NC_BYTES // (4 * kc))) if k > KC else 0)
+    kc = min(k, kc_for(k))
+    per_row = 4 * kc + (4 * min(n, max(32, NC_BYTES // (4 * kc))) if k > kc else 0)
     return max(1, L2_BLOCK // (per_row * mr)) * mr
 
 
@@ -242,7 +253,8 @@ def packed_matmul(
     mc = _mc(mr, depth, n)
     if x.strides[1] != 4 or x.strides[0] % 4 or x.strides[0] < 0:
         x = np.ascontiguousarray(x)
-    if not _STATE.kernel(_STATE.addr, mr, KC, mc, x, rows, depth, packed, out, _EMPTY if bias is None else bias, flags):
+    if not _STATE.kernel(_STATE.addr, mr, kc_for(depth), mc, x, rows, depth, packed, out, _EMPTY if bias is None else bias,
+                         flags):
         return None  # packed not 64-byte aligned (pack_weights' always is)
     return out
 
@@ -278,7 +290,7 @@ def batched_matmul(a: np.ndarray, packed: np.ndarray, out: np.ndarray) -> bool:
     if kernel is None:
         return False
     mr = _STATE.mr
-    return bool(kernel(_STATE.addr, mr, KC, _mc(mr, depth, n), a, packed, out, 0))
+    return bool(kernel(_STATE.addr, mr, kc_for(depth), _mc(mr, depth, n), a, packed, out, 0))
 
 
 def dense(

@@ -97,7 +97,7 @@ def split_rows(
         flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
         mr = _packed_gemm._STATE.mr
         blocks = np.empty((2, _JOB.words), np.int64)  # alive until run() returns: both halves are done by then
-        addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.KC, _packed_gemm._mc(mr, depth, n), x,
+        addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.kc_for(depth), _packed_gemm._mc(mr, depth, n), x,
                            (rows + 1) // 2, packed, out, _packed_gemm._EMPTY if bias is None else bias, flags)
         if not addr:
             return None  # packed not 64-byte aligned (pack_weights' always is)
