@@ -32,6 +32,7 @@ MIN_ROWS = 16
 class _Job:
     blocks: Any = None  # the compiled _gemm_numba.rows_blocks
     words: int = 0
+    address: int = 0  # rows_job's, once compiled
 
 
 _JOB = _Job()
@@ -40,6 +41,8 @@ _JOB = _Job()
 def job_address() -> int:
     """The address of the compiled ``void rows_job(int64 *args)`` of :mod:`hubkit.ops._gemm_numba` (compiled
     and cached on the first call; 0 when it cannot be)."""
+    if _JOB.address and _numba.numba_enabled():
+        return _JOB.address
     if not _numba.numba_enabled():
         return 0
     try:
@@ -52,7 +55,8 @@ def job_address() -> int:
             return 0
         _JOB.words = _gemm_numba.ROWS_JOB_ARGS
         _JOB.blocks = blocks
-    return _numba.job(_gemm_numba.rows_job)
+    _JOB.address = _numba.job(_gemm_numba.rows_job)
+    return _JOB.address
 
 
 def split_rows(
