@@ -13,7 +13,8 @@ The hand-off, through a control block of 32-bit words on separate cache lines (`
 - the caller runs its own half, then tries to claim the posted job itself (compare-and-swap
   ``POSTED -> STOLEN``): if it wins, it runs the job (slower, but correct); if it loses, the worker
   claimed it (``POSTED -> TAKEN``) and the caller waits for ``done`` (a bounded spin, then futex
-  waits of 1 ms each). The worker only ever claims a job it then runs to its end, so a missing,
+  waits of 1 ms each; ``hk_pool_run`` then returns 3, not 1, and a caller the wake-up put on the
+  worker's CPU is moved off it, :func:`_move_off`). The worker only ever claims a job it then runs to its end, so a missing,
   slow, late-woken or never-started worker (a forked child has none) only costs time: nothing can
   wait for a job nobody runs;
 - the worker spins up to :data:`SPIN_US` after each job or wake-up (bounded by the time-stamp
@@ -282,8 +283,9 @@ woken:
   %d3set = icmp ne i32 %d3, 0
   br i1 %d3set, label %finish, label %sleep
 finish:
+  %ran = phi i64 [1, %spin], [3, %woken]
   call void @st(ptr %state, i32 0)
-  ret i64 1
+  ret i64 %ran
 }
 
 define void @hk_pool_empty(ptr %arg) {
@@ -493,10 +495,14 @@ class Pool:
     def run(self, fn: int, arg_worker: int, arg_caller: int) -> bool:
         """``fn(arg_worker)`` on the worker (or here) and ``fn(arg_caller)`` here; True if the worker ran it.
 
-        Call with the pool acquired; ``fn`` is the address of a native ``void fn(void *)``.
+        Call with the pool acquired; ``fn`` is the address of a native ``void fn(void *)``. A caller that slept
+        waiting for the worker is moved off the worker's CPUs if it woke up on one (:func:`_move_off`).
         """
         spin = self.caller_spin if self.enabled and self.started else 0
-        return bool(_runner()(self.ctl, fn, arg_worker, arg_caller, spin))
+        ran = _runner()(self.ctl, fn, arg_worker, arg_caller, spin)
+        if ran == 3 and self.worker_cpus:  # the caller slept in a futex wait: the worker's wake-up may have moved it
+            _move_off(self.worker_cpus)
+        return bool(ran)
 
     def stop(self, timeout: float = 0.5) -> bool:
         """Tells the worker to quit and waits for it (bounded); True when it has quit or never started."""
@@ -510,6 +516,23 @@ class Pool:
         while self.alive and time.monotonic() < end:
             time.sleep(0.0005)
         return not self.alive
+
+
+def _move_off(cpus: frozenset[int]) -> None:
+    """Moves the calling thread off ``cpus`` when it runs on one of them (and leaves its CPU set as it was).
+
+    A caller that slept in a futex wait for the worker was woken by the worker, and the scheduler's wake-affine
+    placement could put it on the worker's CPU; both then shared one core until the load balancer moved one,
+    often for the rest of the call (SqueezeNet at one image, two threads: 12-24 ms calls against 7)."""
+    if _libc().sched_getcpu() not in cpus:
+        return
+    try:
+        mine = os.sched_getaffinity(0)
+        if mine - cpus:
+            os.sched_setaffinity(0, mine - cpus)  # the scheduler moves it at once
+            os.sched_setaffinity(0, mine)  # and leaves it there
+    except OSError:  # refused: only costs time
+        pass
 
 
 def _keep_off(libc: Any, tid: int, cpus: set[int], here: int) -> frozenset[int]:
@@ -709,7 +732,7 @@ def handoff_us(job_us: float = 0.0, calls: int = 2000) -> tuple[float, float, fl
         for _ in range(20):
             t0 = time.perf_counter()
             for _ in range(per):
-                worker += run(ctl, busy, argp, argp, spin)
+                worker += 1 if run(ctl, busy, argp, argp, spin) else 0
             t1 = time.perf_counter()
             for _ in range(per):
                 one(argp)

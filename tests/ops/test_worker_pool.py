@@ -431,3 +431,47 @@ def test_a_job_compiles_once_and_a_failure_is_remembered(monkeypatch):
     assert _numba.job(broken) == 0 and _numba.job(broken) == 0 and _numba._STATE.jobs[broken] == (0, None)
     monkeypatch.setattr(_numba._STATE, "enabled", False)
     assert _numba.job(job) == 0  # Numba off: no job
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker")
+def test_a_caller_that_slept_says_so_and_is_moved_off_the_workers_cpus(monkeypatch):
+    """``hk_pool_run`` returns 3 when the caller slept in a futex wait for the worker (1 when it only spun); the pool
+    then moves a caller found on the worker's CPUs off them, and leaves its CPU set as it was."""
+    import ctypes
+
+    pool = _worker_pool.get_pool()
+    assert pool.acquire()
+    try:
+        code = _worker_pool.compile_code()
+        ticks = code.ticks_per_us
+        slow = (ctypes.c_int64 * 1)(int(30_000 * ticks))  # the worker's half: 30 ms
+        short = (ctypes.c_int64 * 1)(int(3_000 * ticks))  # the caller's: 3 ms, time for the worker to claim its half
+        run = _worker_pool._runner()
+        seen = set()
+        deadline = time.monotonic() + 10
+        for _ in range(20):  # bounded: a worker that missed its half lets the caller steal it (0)
+            seen.add(run(pool.ctl, code.busy, ctypes.addressof(slow), ctypes.addressof(short), 0))
+            if 3 in seen or time.monotonic() > deadline:
+                break
+        assert 3 in seen
+        assert run(pool.ctl, code.busy, ctypes.addressof(short), ctypes.addressof(slow), pool.caller_spin) in (0, 1)
+    finally:
+        pool.release()
+    calls = []
+    mine = os.sched_getaffinity(0)
+    worker = frozenset({min(mine)})
+
+    class Libc:
+        cpu = min(mine)
+
+        def sched_getcpu(self):
+            return self.cpu
+
+    libc = Libc()
+    monkeypatch.setattr(_worker_pool, "_libc", lambda: libc)
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: calls.append(set(cpus)))
+    _worker_pool._move_off(worker)
+    assert calls == [mine - worker, mine]
+    libc.cpu = max(mine)  # not on the worker's CPUs: nothing to do
+    _worker_pool._move_off(worker)
+    assert len(calls) == 2
