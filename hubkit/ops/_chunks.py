@@ -20,6 +20,8 @@ import queue
 import threading
 from collections.abc import Callable
 
+from hubkit.ops._forksafe import ForkSafeLock
+
 __all__ = ["run_chunks", "two_threads"]
 
 
@@ -51,45 +53,54 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
         # both cores are taken: BLAS threads woken here, or hubkit's worker spinning, would take the helper's core
         # (and the caller, kept off the worker's CPUs in a channels-last plan, may use them: the worker does not run)
         with blas_one_thread(), spin_for(0), caller_anywhere():
-            helper.jobs.put((run, second, own_cpus()))
+            reply: queue.SimpleQueue = queue.SimpleQueue()  # this call's own answer: an interrupted wait (Ctrl-C)
+            # leaves it unread, and no later call can take it for its own
+            helper.jobs.put((run, second, _cpus(own_cpus), reply))
             try:
                 run(starts[: len(starts) // 2])
             finally:
-                failed = helper.done.get()  # the helper always answers: its loop catches everything
+                failed = reply.get()  # the helper always answers: its loop catches everything
         if failed is not None:
             raise failed
     finally:
         helper.lock.release()
 
 
+def _cpus(own_cpus: Callable[[], set[int]]) -> set[int] | None:
+    try:
+        return own_cpus()
+    except (AttributeError, OSError):  # no CPU sets here: the helper keeps its own
+        return None
+
+
 class _Helper:
-    """A daemon thread that runs ``run(starts)`` jobs from :attr:`jobs` and answers each on :attr:`done` (None or
-    the error); :attr:`lock` gives it to one caller at a time."""
+    """A daemon thread that runs ``run(starts)`` jobs from :attr:`jobs` and answers each on the job's own reply queue
+    (None or the error); :attr:`lock` gives it to one caller at a time."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        self.cpus: set[int] = set()
+        self.cpus: set[int] | None = None
         self.pid = os.getpid()
         threading.Thread(target=self._loop, name="hubkit-chunks", daemon=True).start()
 
     def _loop(self) -> None:
         while True:
-            run, starts, cpus = self.jobs.get()
+            run, starts, cpus, reply = self.jobs.get()
             try:
-                if cpus != self.cpus:  # the caller's own CPU set (a thread inherits its starter's)
+                if cpus is not None and cpus != self.cpus:  # the caller's own CPU set (a thread inherits its starter's)
                     with contextlib.suppress(OSError):
                         os.sched_setaffinity(0, cpus)
                     self.cpus = cpus
                 run(starts)
-                self.done.put(None)
+                reply.put(None)
             except BaseException as e:  # raised again in the caller
-                self.done.put(e)
+                reply.put(e)
+            run = starts = reply = None  # nothing of the call (its arrays) kept until the next one
 
 
 _HELPER: list[_Helper] = []
-_helper_lock = threading.Lock()
+_helper_lock = ForkSafeLock()  # fresh in a forked child: a parent thread may hold it while starting the helper
 
 
 def _helper() -> _Helper:

@@ -156,3 +156,34 @@ def test_one_helper_thread_serves_every_call_a_busy_one_leaves_the_chunks_to_the
         os.kill(pid, 9)
         os.waitpid(pid, 0)
     assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_an_interrupted_wait_leaves_no_answer_for_the_next_call(monkeypatch):
+    """A caller interrupted (Ctrl-C) while it waits for the helper's half: the next call still waits for its own
+    half, not the interrupted call's answer (each call has its own reply queue)."""
+    import queue
+
+    _chunks._helper()  # started before the patch: its job queue stays a plain one
+
+    class Interrupted(queue.SimpleQueue):
+        armed = [True]
+
+        def get(self, *args, **kwargs):
+            if Interrupted.armed[0]:
+                Interrupted.armed[0] = False
+                raise KeyboardInterrupt
+            return super().get(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "SimpleQueue", Interrupted)
+    done: list = []
+
+    def slow(starts):
+        if threading.current_thread().name == "hubkit-chunks":
+            time.sleep(0.2)
+        done.append(tuple(starts))
+
+    with pytest.raises(KeyboardInterrupt):
+        _chunks.run_chunks([0, 1], slow, True)
+    done.clear()
+    _chunks.run_chunks([2, 3], slow, True)
+    assert sorted(done) == [(2,), (3,)] or sorted(done) == [(1,), (2,), (3,)]  # this call's halves are both done
