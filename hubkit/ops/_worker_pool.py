@@ -637,8 +637,11 @@ def caller_off_worker() -> Iterator[None]:
     for the worker in a futex (the worker had been woken late), the worker's wake-up put the caller on the
     worker's CPU, and the two then shared one core for the rest of the call: SqueezeNet at one image, two
     threads, ran 7 ms a call on two cores and 12-24 ms when the caller had moved. Only one thread at a time is
-    kept off (a second one running a plan meanwhile may use every CPU); nothing changes when the pool has no
-    worker, or the thread could run nowhere else.
+    kept off (a second one running a plan meanwhile may use every CPU), and only where the thread has two CPUs,
+    the worker's and one other: with more, keeping it off the worker's (all but one) would tie it to one CPU,
+    and a caller moved there is moved off by :meth:`Pool.run` instead. Nothing changes when the pool has no
+    worker. A thread started inside the block inherits the kept-off set (:func:`caller_anywhere` lifts it);
+    a CPU set the thread is given meanwhile is replaced by its own at the end.
     """
     pool = _HOLDER.pool
     keep = pool.worker_cpus if pool is not None and _HOLDER.pid == os.getpid() else frozenset()
@@ -650,16 +653,17 @@ def caller_off_worker() -> Iterator[None]:
                     mine = os.sched_getaffinity(0)
                 except OSError:
                     mine = set()
-                if mine - keep and _set_cpus(mine - keep):
-                    held = True
+                if len(mine) == 2 and mine - keep:
                     _Off.holder, _Off.saved, _Off.kept = threading.get_ident(), mine, mine - keep
+                    held = True  # before the call: whatever happens next, the finally below gives the set back
+                    _set_cpus(mine - keep)
     try:
         yield
     finally:
         if held:
-            with _Off.lock:
-                _Off.holder = 0
-                _set_cpus(_Off.saved)
+            if not _set_cpus(_Off.saved):  # the process's CPUs changed meanwhile: every CPU it may use
+                _set_cpus(set(range(os.cpu_count() or 1)))
+            _Off.holder = 0
 
 
 def _holds() -> bool:

@@ -475,3 +475,22 @@ def test_a_caller_that_slept_says_so_and_is_moved_off_the_workers_cpus(monkeypat
     libc.cpu = max(mine)  # not on the worker's CPUs: nothing to do
     _worker_pool._move_off(worker)
     assert len(calls) == 2
+
+
+def test_a_caller_with_more_than_two_cpus_is_not_tied_to_one(monkeypatch):
+    """Kept off the worker's CPUs (all but one), a thread with three or more would have one left: it is not pinned
+    (a caller moved onto the worker's CPU is moved off by Pool.run instead)."""
+    pool = _worker_pool.get_pool()
+    monkeypatch.setattr(pool, "worker_cpus", frozenset({1, 2}))
+    monkeypatch.setattr(_worker_pool._HOLDER, "pid", os.getpid())
+    monkeypatch.setattr(_worker_pool._HOLDER, "pool", pool)
+    calls = []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: calls.append(set(cpus)))
+    with _worker_pool.caller_off_worker():
+        pass
+    assert calls == []
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    with _worker_pool.caller_off_worker():
+        assert calls == [{0}]
+    assert calls == [{0}, {0, 1}]
