@@ -426,9 +426,10 @@ def blas_threads() -> int:
     np.matmul took 25.6 ms against the kernel's 43.9 ms for the MLP at batch 4096 (by min).
     """
     held = _OneThread
-    if held.depth > 0 and held.saved > 1:  # inside blas_one_thread: decide by the count it restores
-        return held.saved
-    return _library_threads()
+    with held.lock:  # a hold entered or left by another thread meanwhile changes both (blas_one_thread)
+        if held.depth > 0 and held.saved > 1:  # inside blas_one_thread: decide by the count it restores
+            return held.saved
+        return _library_threads()
 
 
 def _library_threads() -> int:
@@ -478,15 +479,15 @@ def blas_one_thread() -> Iterator[None]:
         if state.depth == 0:
             # the library's own count (blas_threads may be stubbed in tests); 0 when it cannot be set
             state.saved = _library_threads() if state.setter else 0
-            if state.saved > 1:
-                state.setter(1)
-        state.depth += 1
+        state.depth += 1  # before the count drops: blas_threads (under the lock) reads the saved count meanwhile
+        if state.depth == 1 and state.saved > 1:
+            state.setter(1)
         pid = os.getpid()
     try:
         yield
     finally:
         with state.lock:
             if os.getpid() == pid:  # not a child forked inside the block: its count was given back at the fork
+                if state.depth == 1 and state.saved > 1:
+                    state.setter(state.saved)  # the count back before the depth says so
                 state.depth -= 1
-                if state.depth == 0 and state.saved > 1:
-                    state.setter(state.saved)
