@@ -152,16 +152,6 @@ def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: i
         _KERNELS.job = _numba.job(_conv_taps_kernel.taps_job) if _KERNELS.blocks is not None else 0
     if not _KERNELS.job or not _worker_pool.available():
         return False
-    pool = _worker_pool.get_pool()
-    if not pool.acquire():
-        return False
-    try:
-        blocks = np.empty((2, _KERNELS.words), np.int64)  # alive until run() returns: both halves are done then
-        addr = _KERNELS.blocks(blocks, state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags,
-                               group)
-        if not addr:
-            return False
-        pool.run(_KERNELS.job, addr + blocks.strides[0], addr)
-        return True
-    finally:
-        pool.release()
+    blocks = np.empty((2, _KERNELS.words), np.int64)  # alive until run_halves returns: both halves are done then
+    addr = _KERNELS.blocks(blocks, state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group)
+    return bool(addr) and _worker_pool.run_halves(_KERNELS.job, addr, blocks.strides[0])

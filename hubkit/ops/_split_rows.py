@@ -92,20 +92,13 @@ def split_rows(
     fn = job_address()
     if not fn:
         return None
-    pool = _worker_pool.get_pool()
-    if not pool.acquire():
-        return None
-    try:
-        if out is None:
-            out = np.empty((rows, n), np.float32)
-        flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
-        mr = _packed_gemm._STATE.mr
-        blocks = np.empty((2, _JOB.words), np.int64)  # alive until run() returns: both halves are done by then
-        addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.kc_for(depth), _packed_gemm._mc(mr, depth, n), x,
-                           (rows + 1) // 2, packed, out, _packed_gemm._EMPTY if bias is None else bias, flags)
-        if not addr:
-            return None  # packed not 64-byte aligned (pack_weights' always is)
-        pool.run(fn, addr + blocks.strides[0], addr)
-        return out
-    finally:
-        pool.release()
+    if out is None:
+        out = np.empty((rows, n), np.float32)
+    flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
+    mr = _packed_gemm._STATE.mr
+    blocks = np.empty((2, _JOB.words), np.int64)  # alive until run_halves returns: both halves are done by then
+    addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.kc_for(depth), _packed_gemm._mc(mr, depth, n), x,
+                       (rows + 1) // 2, packed, out, _packed_gemm._EMPTY if bias is None else bias, flags)
+    if not addr:
+        return None  # packed not 64-byte aligned (pack_weights' always is)
+    return out if _worker_pool.run_halves(fn, addr, blocks.strides[0]) else None

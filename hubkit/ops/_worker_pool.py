@@ -52,6 +52,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -309,21 +310,17 @@ out:
 """
 
 
+@functools.cache
 def available() -> bool:
-    """Whether the pool can run here: x86-64 Linux with llvmlite and libc's ``pthread_create`` (decided once)."""
-    if _AVAILABLE:
-        return _AVAILABLE[0]
-    ok = sys.platform == "linux" and os.uname().machine.lower() in ("x86_64", "amd64")
-    if ok:
-        try:
-            import llvmlite.binding  # noqa: F401
-        except Exception:  # no llvmlite: no pool
-            ok = False
-    _AVAILABLE.append(ok)
-    return ok
-
-
-_AVAILABLE: list[bool] = []  # available()'s answer, once asked (it is asked on every split call)
+    """Whether the pool can run here: x86-64 Linux with llvmlite and libc's ``pthread_create`` (decided once: it is
+    asked on every split call)."""
+    if sys.platform != "linux" or os.uname().machine.lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        import llvmlite.binding  # noqa: F401
+    except Exception:  # no llvmlite: no pool
+        return False
+    return True
 
 
 class _Code:
@@ -516,6 +513,20 @@ class Pool:
         while self.alive and time.monotonic() < end:
             time.sleep(0.0005)
         return not self.alive
+
+
+def run_halves(fn: int, addr: int, stride: int) -> bool:
+    """``fn(addr + stride)`` on the worker (or here) and ``fn(addr)`` here: the two halves of a job whose argument
+    blocks lie ``stride`` bytes apart (the caller keeps them alive; both halves are done when this returns). False,
+    nothing run, when another caller holds the pool."""
+    pool = get_pool()
+    if not pool.acquire():
+        return False
+    try:
+        pool.run(fn, addr + stride, addr)
+        return True
+    finally:
+        pool.release()
 
 
 def _move_off(cpus: frozenset[int]) -> None:

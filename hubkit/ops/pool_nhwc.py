@@ -178,17 +178,9 @@ def _split_pool(args: list[int], rows: int) -> bool:
     if _packed_gemm.blas_threads() < 2 or not _worker_pool.available():
         return False
     job = _gemm_kernel.pool_kernel_address(job=True)
-    pool = _worker_pool.get_pool()
-    if not job or not pool.acquire():
-        return False
-    try:
-        half = (rows + 1) // 2
-        blocks = np.array([[*args, 0, half], [*args, half, rows]], np.int64)  # alive until both halves are done
-        addr = blocks.ctypes.data
-        pool.run(job, addr + blocks.strides[0], addr)
-        return True
-    finally:
-        pool.release()
+    half = (rows + 1) // 2
+    blocks = np.array([[*args, 0, half], [*args, half, rows]], np.int64)  # alive until both halves are done
+    return bool(job) and _worker_pool.run_halves(job, blocks.ctypes.data, blocks.strides[0])
 
 
 _LLVM_MAX_GEOMETRY = 1 << 24
