@@ -128,9 +128,12 @@ def max_mr(features: str | None = None) -> int:
         features = _host_features()[1]
     flags = features.split(",")
     if "+avx512f" in flags:
-        return 13
+        return AVX512_MR
     return AVX2_MR if lanes(features) == 8 else 3
 
+
+AVX512_MR = 13
+"""Rows of the AVX-512 tile (see :func:`max_mr`)."""
 
 AVX2_MR = 6
 """Rows of the AVX2 tile (see :func:`max_mr`)."""

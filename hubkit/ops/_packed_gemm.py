@@ -31,7 +31,7 @@ import numpy as np
 from hubkit.ops import _numba
 from hubkit.ops._epilogue import RELU, RELU6
 from hubkit.ops._forksafe import ForkSafeLock
-from hubkit.ops._gemm_kernel import nc_bytes
+from hubkit.ops._gemm_kernel import AVX512_MR, nc_bytes
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
@@ -51,7 +51,7 @@ of 800, 196x1024x256 1111 against 1143 in blocks of 512)."""
 
 def kc_for(depth: int) -> int:
     """The most depth of a block for a product of ``depth`` (:data:`KC`, or see :data:`ONE_BLOCK_DEPTH`)."""
-    return depth if _STATE.mr < 13 and KC < depth <= ONE_BLOCK_DEPTH else KC
+    return depth if _STATE.mr < AVX512_MR and KC < depth <= ONE_BLOCK_DEPTH else KC
 
 MIN_ROWS = 9
 """Fewest rows :func:`dense` takes: 3-8 rows go to ``hubkit/ops/_small_linear.py``, 1-2 to BLAS's GEMV."""

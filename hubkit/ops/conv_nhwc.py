@@ -34,6 +34,7 @@ import numpy as np
 from hubkit.errors import OpError
 from hubkit.ops import _conv_taps, _numba, _packed_gemm, _winograd43
 from hubkit.ops._epilogue import activate, bias_act_
+from hubkit.ops._gemm_kernel import AVX512_MR
 from hubkit.ops._nhwc_gather import gather_kernel
 from hubkit.ops._nhwc_gather_gemm import gathered_tile_conv
 from hubkit.ops._split_rows import split_rows
@@ -169,7 +170,7 @@ rows split into short tiles (13 pixels: 5, 4, 4), and on one thread Winograd is 
 image, Zen 3, same process, 9.43 -> 9.02 ms without the rule. Split over two threads the rule still pays (the tap
 form splits on hubkit's worker, Winograd on a Python thread): 5.77 ms with it, 7.06 without."""
 
-F43_TAPS_MIN_MR = 13
+F43_TAPS_MIN_MR = AVX512_MR
 """Tile rows from which the rule above applies on one thread."""
 
 
