@@ -42,7 +42,7 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
         run(starts)
         return
     from hubkit.ops._packed_gemm import blas_one_thread
-    from hubkit.ops._worker_pool import caller_anywhere, own_cpus, spin_for
+    from hubkit.ops._worker_pool import caller_anywhere, spin_for
 
     second = starts[len(starts) // 2 :]
     helper = _helper()
@@ -55,7 +55,7 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
         with blas_one_thread(), spin_for(0), caller_anywhere():
             reply: queue.SimpleQueue = queue.SimpleQueue()  # this call's own answer: an interrupted wait (Ctrl-C)
             # leaves it unread, and no later call can take it for its own
-            helper.jobs.put((run, second, _cpus(own_cpus), reply))
+            helper.jobs.put((run, second, _caller_cpus(), reply))
             try:
                 run(starts[: len(starts) // 2])
             finally:
@@ -66,7 +66,10 @@ def run_chunks(starts: list[int], run: Callable[[list[int]], None], split: bool)
         helper.lock.release()
 
 
-def _cpus(own_cpus: Callable[[], set[int]]) -> set[int] | None:
+def _caller_cpus() -> set[int] | None:
+    """The caller's own CPU set, which the helper takes for its half (None: no CPU sets here)."""
+    from hubkit.ops._worker_pool import own_cpus
+
     try:
         return own_cpus()
     except (AttributeError, OSError):  # no CPU sets here: the helper keeps its own
