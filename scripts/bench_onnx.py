@@ -151,7 +151,7 @@ def bench_models(
     peak = sgemm_peak() if layers else 0.0
     if layers:
         print(f"BLAS sgemm peak (1024^3 float32, fastest of 10, this run): {peak:.1f} GFLOP/s")
-    print(f"{'model':<14} {'batch':>5} {'hubkit min/med (s)':>20} {'ORT min/med (s)':>18} {'ratio min/med':>14}")
+    print(f"{'model':<14} {'batch':>5} {'hubkit min/med (ms)':>20} {'ORT min/med (ms)':>18} {'ratio min/med':>14}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
             base = light_model(name)
@@ -187,7 +187,7 @@ def bench_models(
                                 clock=clock or time.perf_counter, rewarm=0 if threads == 1 else 1)
                 h, o = t["hubkit"], t["ort"]
                 ab = f"   tile/no tile {h.best / t['no tile'].best:.3f} / {h.median / t['no tile'].median:.3f}" if tile_ab else ""
-                print(f"{name:<14} {batch:>5} {h.best:>9.3f} / {h.median:<8.3f} {o.best:>8.3f} / {o.median:<7.3f} "
+                print(f"{name:<14} {batch:>5} {h.best * 1e3:>9.2f} / {h.median * 1e3:<8.2f} {o.best * 1e3:>8.2f} / {o.median * 1e3:<7.2f} "
                       f"{h.best / o.best:>6.2f}x / {h.median / o.median:.2f}x{ab}", flush=True)
                 if layers:
                     rows = plan_layers(module, {key: x}, repeats, clock)

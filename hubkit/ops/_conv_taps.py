@@ -4,10 +4,15 @@ A gathered convolution (:mod:`hubkit.ops._nhwc_gather_gemm`) first copies each o
 row of columns, ``kh * kw * C`` values, then multiplies the rows. With ``dw == 1`` each kernel row of a window
 is already one run of ``kw * C`` values of the NHWC input, and the runs of consecutive pixels of an output row
 are ``sw * C`` values apart: a tile of pixels of one output row is ``kh`` such runs per pixel, a fixed
-``dh * WP * C`` apart. ``hk_sconv_tile`` (:mod:`hubkit.ops._gemm_kernel`) multiplies exactly that, its
+``dh * WP * C`` apart. ``hk_swrap_tile`` (:mod:`hubkit.ops._gemm_kernel`) multiplies exactly that, its
 accumulators in registers across the ``kh`` runs, so no column is ever written. What it costs instead: the
-input copied once into a zero-bordered buffer (only when the layer pads), and tiles no longer than an output
-row (a 7-pixel row is a 7-row tile).
+input copied once into a zero-bordered buffer (only when the layer pads).
+
+A tile's pixels may pass the end of an output row into the next: the kernel adds a fixed jump to the rows of
+``A`` from there on (its ``wrap``). Tiles cut at row ends had been 5, 4 and 4 rows on a 13-pixel row with
+6-row tiles (AVX2), 7 rows on a 7-pixel row with 13-row tiles (AVX-512). Against those, one thread, Zen 3, same
+minutes: 13x13 64 -> 256 3x3 571 -> 528 us, 7x7 128 -> 128 from 216 to 157 us; split over two threads 345 -> 292
+and 135 -> 102 us; 27x27 and 55x55 layers (tiles of 5-6 rows before) within 3%.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _numba, _packed_gemm, _worker_pool
+from hubkit.ops import _gemm_kernel, _numba, _packed_gemm, _worker_pool
 from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, RELU, RELU6
 
 __all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "fits", "run", "tap_conv"]
@@ -24,8 +29,11 @@ __all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "fits", "run", "tap_conv"]
 _F32 = np.dtype(np.float32)
 _FLAGS = (0, RELU, RELU6)  # by activation: none, ReLU, ReLU6
 
-GROUP_BYTES = 512 * 1024
-"""Bytes of packed filters whose column panels run together over every output row (they stay in L2)."""
+GROUP_BYTES = _packed_gemm.NC_BYTES
+"""Bytes of packed filters whose column panels run together over every tile (they stay in L2): half the L2, as
+the packed GEMM's blocks of ``B``. On the Zen 3 (512 KB of L2) 256 KB instead of 512 ran 13x13 64 -> 256 in
+528 instead of 559 us on one thread (292 / 307 split), 7x7 128 -> 128 157 / 165; 27x27, 55x55 and 14x14 layers
+within 1% (same process)."""
 
 
 MAX_TILE_BYTES = 32 * 1024
@@ -84,6 +92,7 @@ def tap_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: in
 
 
 class _Kernels:
+    tile: int = 0  # hk_swrap_tile's address
     taps: Any = None
     pad: Any = None
     blocks: Any = None  # taps_blocks, compiled for the first split
@@ -115,6 +124,7 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
         if pad is None or taps is None:
             return False
         _KERNELS.pad = pad
+        _KERNELS.tile = _gemm_kernel.wrap_kernel_address()
         _KERNELS.taps = taps  # last: the test above reads it
     hp = (oh - 1) * sh + (kh - 1) * dh + 1  # rows and columns the windows reach
     wp = (ow - 1) * sw + kw
@@ -134,10 +144,10 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
         flags |= BIAS_COLS
     state = _packed_gemm._STATE
     group = max(1, GROUP_BYTES // (kh * kw * c * 128))
-    if split and n * oh * -(-ow // state.mr) >= 2 and _split(state, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
+    if split and n * -(-(oh * ow) // state.mr) >= 2 and _split(state, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
                                                               flags, group):
         return True
-    return bool(_KERNELS.taps(state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group))
+    return bool(_KERNELS.taps(_KERNELS.tile, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group))
 
 
 def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int,
@@ -153,5 +163,5 @@ def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: i
     if not _KERNELS.job or not _worker_pool.available():
         return False
     blocks = np.empty((2, _KERNELS.words), np.int64)  # alive until run_halves returns: both halves are done then
-    addr = _KERNELS.blocks(blocks, state.addr, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group)
+    addr = _KERNELS.blocks(blocks, _KERNELS.tile, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group)
     return bool(addr) and _worker_pool.run_halves(_KERNELS.job, addr, blocks.strides[0])

@@ -38,13 +38,14 @@ def pad_kernel(x, top, left, xp):  # pragma: no cover - compiled by Numba
 
 
 def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group):  # pragma: no cover
-    """``y2 (=|+=) conv(xp) @ W`` then the epilogue ``flags``, tile by tile on ``hk_sconv_tile``.
+    """``y2 (=|+=) conv(xp) @ W`` then the epilogue ``flags``, tile by tile on ``hk_swrap_tile`` (at ``addr``).
 
     ``xp`` is the padded ``(N, HP, WP, C)`` input (window ``(oy, ox)`` starts at ``xp[:, oy * sh, ox * sw]``);
     ``packed`` the filters packed with their depth in ``(kh, kw, C)`` order; ``y2`` the ``(N*OH*OW, M)`` output
     (unit column stride); ``bias`` ``M`` floats (read with ``BIAS_COLS``). Each tile is up to ``mr_max``
-    pixels of one output row: its ``A`` is ``kh`` runs of ``kw * C`` values (one per kernel row, ``dh`` input
-    rows apart), each read in place with a row stride of ``sw * C``. Column panels go ``group`` at a time
+    consecutive pixels of one image: its ``A`` is ``kh`` runs of ``kw * C`` values (one per kernel row, ``dh``
+    input rows apart), each read in place with a row stride of ``sw * C`` (and a jump to the next output row's
+    windows where the tile passes the end of one). Column panels go ``group`` at a time
     (their filters stay in L2 while every row passes). False (nothing written) when ``packed`` is not 64-byte
     aligned.
     """
@@ -63,8 +64,9 @@ TAPS_JOB_ARGS = 22
 
 @_numba.helper
 def tiles(mr_max, n, oh, ow):  # pragma: no cover - compiled by Numba
-    """How many tiles cover the output: ``n * oh`` output rows of ``ceil(ow / mr_max)`` tiles each."""
-    return n * oh * ((ow + mr_max - 1) // mr_max)
+    """How many tiles cover the output: ``ceil(oh * ow / mr_max)`` per image (a tile may pass the end of an
+    output row into the next, never into the next image)."""
+    return n * ((oh * ow + mr_max - 1) // mr_max)
 
 
 @_numba.helper
@@ -117,8 +119,10 @@ def taps_job(args):  # pragma: no cover - compiled by Numba as a C callback (hub
 
 @_numba.helper
 def _run_block(a):  # pragma: no cover - compiled by Numba
-    """The tiles ``[a[20], a[21])`` in order (output row by output row, left to right), for each group of
-    ``a[19]`` column panels."""
+    """The tiles ``[a[20], a[21])`` in order (image by image, its pixels row by row), for each group of ``a[19]``
+    column panels. An image's ``OH * OW`` pixels are cut into tiles of balanced heights (169 pixels as 24 x 6 +
+    5 x 5); a tile that passes the end of an output row goes on in the next (the kernel's ``wrap``), so the
+    tiles of a 13-pixel row are not 5, 4 and 4 rows."""
     addr, mr_max, x_addr, hp, wp, c, kh, kw = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
     sh, sw, dh, oh, ow, b_addr, y_addr, ldc = a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]
     m, bias_addr, flags, group, u0, u1 = a[16], a[17], a[18], a[19], a[20], a[21]
@@ -126,22 +130,24 @@ def _run_block(a):  # pragma: no cover - compiled by Numba
     depth = kh * k
     tstride = dh * wp * c
     lda = sw * c
+    wrap = sh * wp * c - ow * lda  # from past the end of output row oy to the start of row oy + 1
     panels = (m + NR - 1) // NR
-    ntiles = (ow + mr_max - 1) // mr_max
-    base_r = ow // ntiles  # balanced heights: 55 pixels as 11 x 5, not 13 x 4 + 3
-    extra = ow - base_r * ntiles
+    pixels = oh * ow
+    ntiles = (pixels + mr_max - 1) // mr_max
+    base_r = pixels // ntiles
+    extra = pixels - base_r * ntiles
     for g0 in range(0, panels, group):
         j0 = g0 * NR
         ncols = min((g0 + group) * NR, m) - j0
         bp = b_addr + g0 * depth * NR * 4
         bias = bias_addr + j0 * 4 if bias_addr != 0 else 0
         for u in range(u0, u1):
-            row = u // ntiles  # image i, output row oy: row = i * oh + oy
-            t = u - row * ntiles
-            i = row // oh
-            oy = row - i * oh
-            ox = t * base_r + min(t, extra)
+            i = u // ntiles  # image i, its tile t: pixels q .. q + rows - 1
+            t = u - i * ntiles
+            q = t * base_r + min(t, extra)
+            oy = q // ow
+            ox = q - oy * ow
             a_tile = x_addr + ((i * hp + oy * sh) * wp * c + ox * lda) * 4
-            c_tile = y_addr + ((row * ow + ox) * ldc + j0) * 4
+            c_tile = y_addr + ((i * pixels + q) * ldc + j0) * 4
             conv_tile(addr, base_r + (1 if t < extra else 0), kh, tstride, k, a_tile, lda, bp, depth * NR, c_tile, ldc,
-                      ncols, flags, bias, bp)
+                      ncols, flags, bias, bp, ox, ow, wrap)

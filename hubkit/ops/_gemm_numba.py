@@ -25,7 +25,7 @@ PF_AHEAD = 2
 NC_BYTES = nc_bytes()
 """Bytes of B (one depth block) per block of columns :func:`gemm_rows` runs every row block over."""
 
-__all__ = ["ROWS_JOB_ARGS", "call_tile", "conv_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
+__all__ = ["ROWS_JOB_ARGS", "call_tile", "call_wrap_tile", "conv_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
 
 
 def _call_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -47,11 +47,21 @@ def call_tile(typingctx, addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc,
     return types.void(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf), _call_codegen
 
 
+@intrinsic
+def call_wrap_tile(typingctx, addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf, col0,  # type: ignore[no-untyped-def]
+                   width, wrap):
+    """Calls ``hk_swrap_tile`` at the address ``addr``: :func:`call_tile` whose rows are pixels of output rows
+    ``width`` wide, the first at column ``col0``, so that a row starting the next output row is ``wrap`` floats
+    further on (see :mod:`hubkit.ops._gemm_kernel`)."""
+    sig = types.void(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf, col0, width, wrap)
+    return sig, _call_codegen
+
+
 @_numba.helper
-def conv_tile(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf):  # pragma: no cover
-    """:func:`call_tile` for kernels of other modules: a helper, so their disk cache is keyed by this file's source
-    (the tile's arguments live here) and is compiled again when they change."""
-    call_tile(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf)
+def conv_tile(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf, col0, width, wrap):  # pragma: no cover
+    """:func:`call_wrap_tile` for kernels of other modules: a helper, so their disk cache is keyed by this file's
+    source (the tile's arguments live here) and is compiled again when they change."""
+    call_wrap_tile(addr, mr, taps, tstride, k, a, lda, b, bstride, c, ldc, n, flags, bias, pf, col0, width, wrap)
 
 
 def gemm_kernel(addr, mr_max, kc_max, mc_max, x, rows, depth, packed, c, bias, flags):  # pragma: no cover - compiled by Numba

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from hubkit.ops import _conv_taps, _numba, _packed_gemm
+from hubkit.ops import _conv_taps, _gemm_kernel, _numba, _packed_gemm
 from hubkit.ops.conv_nchw import PreparedConv
 from hubkit.ops.onnx_conv import window_geometry
 from tests.ops.test_conv_nchw_blocks import _reference
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not _packed_gemm.available(), reason="the LLVM t
 CASES = [
     (1, 3, (23, 29), (3, 3), (2, 2), 1, (0, 0, 0, 0), 64),  # an RGB stem without pads
     (2, 3, (17, 16), (7, 7), (2, 2), 1, (3, 3, 3, 3), 40),  # a 7x7 stem: 2 column panels, the last one partial
-    (1, 16, (13, 31), (3, 3), (1, 1), 1, (1, 1, 1, 1), 70),  # 31 pixels a row: three tiles of 11, 10, 10
+    (1, 16, (13, 31), (3, 3), (1, 1), 1, (1, 1, 1, 1), 70),  # 31 pixels a row: tiles pass from row to row
     (2, 5, (9, 8), (5, 3), (1, 2), 2, (2, 0, 1, 1), 7),  # dilated rows, uneven pads
     (1, 8, (6, 6), (1, 3), (1, 1), 1, (0, 1, 0, 1), 33),  # one kernel row
     (1, 4, (12, 10), (3, 2), (3, 2), 1, (0, 0, 0, 0), 5),  # windows leave the last rows and columns unread
@@ -130,6 +130,36 @@ def _conv_taps_kernel():
     from hubkit.ops import _conv_taps_kernel
 
     return _conv_taps_kernel
+
+
+@pytest.mark.parametrize(("hw", "strides", "kernel"), [((5, 7), (1, 1), (3, 3)), ((9, 5), (2, 2), (3, 3)),
+                                                       ((4, 9), (1, 3), (1, 1))])
+def test_tiles_passing_row_ends_give_each_pixel_the_same_bits(hw, strides, kernel):
+    """Tiles cut an image's pixels as one sequence, so a tile passes from the end of an output row into the next
+    (twice or more where a row is shorter than the tile; with 1x1 stride 3 the jump is back, not forward): at
+    every tile height each output has the bits of 1-row tiles, which never pass a row end."""
+    kernels = _conv_taps_kernel()
+    taps = _numba.kernel(kernels.taps_kernel)
+    if taps is None:
+        pytest.skip("needs Numba")
+    rng = np.random.default_rng(hw[0] * 10 + hw[1])
+    c, m = 5, 40
+    prep = PreparedConv(rng.standard_normal((m, c, *kernel)).astype(np.float32), rng.standard_normal(m).astype(np.float32))
+    xp = np.ascontiguousarray(rng.standard_normal((2, *hw, c)).astype(np.float32))
+    oh = (hw[0] - kernel[0]) // strides[0] + 1
+    ow = (hw[1] - kernel[1]) // strides[1] + 1
+    state = _packed_gemm._STATE
+
+    def conv(mr: int) -> np.ndarray:
+        y2 = np.full((2 * oh * ow, m + 3), np.nan, np.float32)[:, :m]
+        assert taps(_gemm_kernel.wrap_kernel_address(), mr, xp, *kernel, *strides, 1, oh, ow, prep.tile_packed(c), y2, prep.bias,
+                    2 | 8, 1)  # bias and ReLU; every column panel its own group
+        return y2
+
+    want = conv(1)
+    assert np.isfinite(want).all()
+    for mr in range(2, state.mr + 1):
+        assert conv(mr).tobytes() == want.tobytes(), mr
 
 
 def test_pad_kernel_borders_with_zeros_and_crops():
