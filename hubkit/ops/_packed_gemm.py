@@ -36,7 +36,7 @@ from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
     "KC", "MIN_COLS", "MIN_DEPTH", "ONE_BLOCK_DEPTH", "PackedWeights", "available", "batched_matmul", "dense", "fits",
-    "kc_for", "pack_batch", "pack_weights", "packed_matmul",
+    "kc_for", "pack_batch", "pack_weights", "packed_matmul", "run_tiles",
 ]
 
 KC = 256
@@ -249,14 +249,19 @@ def packed_matmul(
         from hubkit.ops._epilogue import bias_act_
 
         return bias_act_(out, None, act)
-    mr = _STATE.mr
-    mc = _mc(mr, depth, n)
     if x.strides[1] != 4 or x.strides[0] % 4 or x.strides[0] < 0:
         x = np.ascontiguousarray(x)
-    if not _STATE.kernel(_STATE.addr, mr, kc_for(depth), mc, x, rows, depth, packed, out, _EMPTY if bias is None else bias,
-                         flags):
+    if not run_tiles(x, packed, _EMPTY if bias is None else bias, flags, out, kc_for(depth), _mc(_STATE.mr, depth, n)):
         return None  # packed not 64-byte aligned (pack_weights' always is)
     return out
+
+
+def run_tiles(x: np.ndarray, packed: np.ndarray, bias: np.ndarray, flags: int, out: np.ndarray, kc: int, mc: int) -> bool:
+    """:func:`packed_matmul` on this thread for a caller that has checked its arrays as it does (``x`` with unit
+    column stride, ``bias`` empty for none, ``flags`` the kernel's, ``kc`` and ``mc`` :func:`kc_for` and ``_mc`` of
+    the shape); False (nothing written) when ``packed`` is not 64-byte aligned."""
+    rows, depth = x.shape
+    return bool(_STATE.kernel(_STATE.addr, _STATE.mr, kc, mc, x, rows, depth, packed, out, bias, flags))
 
 
 _EMPTY = np.empty(0, _F32)

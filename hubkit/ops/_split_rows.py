@@ -24,7 +24,7 @@ import numpy as np
 from hubkit.ops import _gemm_kernel as g
 from hubkit.ops import _numba, _packed_gemm, _worker_pool
 
-__all__ = ["MIN_ROWS", "job_address", "split_rows"]
+__all__ = ["MIN_ROWS", "job_address", "run_split", "split_rows"]
 
 MIN_ROWS = 16
 """Fewest rows split (two tile panels of 8 or more rows each); fewer go to np.matmul."""
@@ -89,16 +89,25 @@ def split_rows(
         return None
     if accumulate and out is None:
         return None
-    fn = job_address()
-    if not fn:
+    if not job_address():
         return None
     if out is None:
         out = np.empty((rows, n), np.float32)
     flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
     mr = _packed_gemm._STATE.mr
+    ok = run_split(x, packed, _packed_gemm._EMPTY if bias is None else bias, flags, out, _packed_gemm.kc_for(depth),
+                   _packed_gemm._mc(mr, depth, n))
+    return out if ok else None
+
+
+def run_split(x: np.ndarray, packed: np.ndarray, bias: np.ndarray, flags: int, out: np.ndarray, kc: int, mc: int) -> bool:
+    """:func:`split_rows` for a caller that has checked its arrays as it does (``bias`` empty for none, ``flags`` the
+    kernel's, ``kc`` and ``mc`` :func:`hubkit.ops._packed_gemm.kc_for` and ``_mc`` of the shape); False (nothing
+    written) when the worker or the job cannot run, or ``packed`` is not 64-byte aligned."""
+    fn = job_address()
+    if not fn:
+        return False
     blocks = np.empty((2, _JOB.words), np.int64)  # alive until run_halves returns: both halves are done by then
-    addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, mr, _packed_gemm.kc_for(depth), _packed_gemm._mc(mr, depth, n), x,
-                       (rows + 1) // 2, packed, out, _packed_gemm._EMPTY if bias is None else bias, flags)
-    if not addr:
-        return None  # packed not 64-byte aligned (pack_weights' always is)
-    return out if _worker_pool.run_halves(fn, addr, blocks.strides[0]) else None
+    addr = _JOB.blocks(blocks, _packed_gemm._STATE.addr, _packed_gemm._STATE.mr, kc, mc, x, (x.shape[0] + 1) // 2,
+                       packed, out, bias, flags)
+    return bool(addr) and _worker_pool.run_halves(fn, addr, blocks.strides[0])

@@ -40,7 +40,7 @@ from hubkit.ops._nhwc_gather_gemm import gathered_tile_conv
 from hubkit.ops._split_rows import split_rows
 from hubkit.ops.conv_nchw import _NUMBA_DTYPES, PreparedConv, _scratch, _use_f43, outputs
 
-__all__ = ["CHUNK_BYTES", "channel_affine_nhwc", "conv_nhwc_fused", "to_nhwc"]
+__all__ = ["CHUNK_BYTES", "channel_affine_nhwc", "checked_geometry", "conv_nhwc_fused", "form", "to_nhwc"]
 
 _F32 = np.dtype(np.float32)
 
@@ -209,6 +209,47 @@ def _gemm(a: np.ndarray, prep: PreparedConv, c: int, act: int, tile: int, y2: np
     bias_act_(y2, prep.bias, act)  # a channel slice (strided rows) takes NumPy's passes
 
 
+def checked_geometry(x_shape: tuple[int, ...], prep: PreparedConv, strides, dilations, begin, end,
+                     out_hw) -> tuple[int, int, int, int, int, int, int, int]:
+    """``(oh, ow, sh, sw, dh, dw, top, left)`` as Python integers, once they are checked against the 4-D NHWC
+    input shape ``x_shape`` and the filters (:class:`~hubkit.errors.OpError` names what does not fit): every
+    window inside the padded input, so the kernels' indices are too."""
+    _, h, w, c = x_shape
+    kh, kw = prep.kernel
+    ck = prep.w2.shape[1]
+    if ck != c * kh * kw:
+        raise OpError(f"input has {c} channels but the filters expect {ck // (kh * kw)}.")
+    oh, ow = map(int, out_hw)
+    sh, sw = map(int, strides)
+    dh, dw = map(int, dilations)
+    top, left = map(int, begin)
+    bottom, right = map(int, end)
+    if (
+        min(oh, ow, top, left, bottom, right) < 0 or min(sh, sw, dh, dw) < 1
+        # Python integers: no wrap-around
+        or (oh > 0 and (oh - 1) * sh + (kh - 1) * dh + 1 > h + top + bottom)
+        or (ow > 0 and (ow - 1) * sw + (kw - 1) * dw + 1 > w + left + right)
+    ):
+        raise OpError(
+            f"convolution geometry out of range for a {h}x{w} input: outputs {list(out_hw)}, strides {list(strides)}, "
+            f"dilations {list(dilations)}, pads {list(begin)} / {list(end)}."
+        )
+    return oh, ow, sh, sw, dh, dw, top, left
+
+
+def form(x_shape: tuple[int, ...], prep: PreparedConv, geometry: tuple[int, ...], begin, tile: int) -> tuple[bool, bool, bool]:
+    """``(taps, f43, pointwise)``: whether the tap form can run, whether Winograd runs, whether it is a 1x1
+    unpadded convolution, for :func:`checked_geometry`'s ``geometry`` and ``tile`` (:func:`_tile_runs`)."""
+    n, h, w, c = x_shape
+    kh, kw = prep.kernel
+    oh, ow, sh, sw, dh, dw, top, left = geometry
+    taps = tile > 0 and dw == 1 and _conv_taps.fits(c, (kh, kw), sw)
+    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(
+        n, c, prep.w2.shape[0], oh, ow, begin, prep.w2.dtype, taps, tile == 2)
+    pointwise = kh == kw == 1 and top == left == 0 and (oh - 1) * sh < h and (ow - 1) * sw < w
+    return taps, f43, pointwise
+
+
 def conv_nhwc_fused(
     x: np.ndarray,
     prep: PreparedConv,
@@ -240,32 +281,14 @@ def conv_nhwc_fused(
     n, h, w, c = x.shape
     kh, kw = prep.kernel
     m, ck = prep.w2.shape
-    if ck != c * kh * kw:
-        raise OpError(f"input has {c} channels but the filters expect {ck // (kh * kw)}.")
-    oh, ow = (int(v) for v in out_hw)
-    sh, sw = (int(v) for v in strides)
-    dh, dw = (int(v) for v in dilations)
-    top, left = (int(v) for v in begin)
-    bottom, right = (int(v) for v in end)
-    if (
-        min(oh, ow, top, left, bottom, right) < 0 or min(sh, sw, dh, dw) < 1
-        # every window inside the padded input (Python integers: no wrap-around), so the kernels' indices are too
-        or (oh > 0 and (oh - 1) * sh + (kh - 1) * dh + 1 > h + top + bottom)
-        or (ow > 0 and (ow - 1) * sw + (kw - 1) * dw + 1 > w + left + right)
-    ):
-        raise OpError(
-            f"convolution geometry out of range for a {h}x{w} input: outputs {list(out_hw)}, strides {list(strides)}, "
-            f"dilations {list(dilations)}, pads {list(begin)} / {list(end)}."
-        )
+    oh, ow, sh, sw, dh, dw, top, left = checked_geometry(x.shape, prep, strides, dilations, begin, end, out_hw)
     dtype = prep.w2.dtype
     x = np.ascontiguousarray(x, dtype=dtype)
     shape = (n, oh, ow, m)
     if res is not None and res.shape != shape:
         raise OpError(f"residual of shape {list(res.shape)} does not match the output {list(shape)}.")
     tile = _tile_runs(dtype)
-    taps = tile > 0 and dw == 1 and _conv_taps.fits(c, (kh, kw), sw)
-    f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(n, c, m, oh, ow, begin, dtype, taps,
-                                                                             tile == 2)
+    taps, f43, pointwise = form(x.shape, prep, (oh, ow, sh, sw, dh, dw, top, left), begin, tile)
     in_place = res is not None and out is res
     if res is not None and in_place and (
         not tile or f43 or ck == 0 or res.dtype != dtype or not res.flags.c_contiguous or res.strides[3] != dtype.itemsize
@@ -301,7 +324,6 @@ def conv_nhwc_fused(
                 _residual_act(_rows_view(y), res, act)
             return y
     y2 = _rows_view(y)
-    pointwise = kh == kw == 1 and top == left == 0 and (oh - 1) * sh < h and (ow - 1) * sw < w
     if pointwise:
         xs = x if sh == sw == 1 and (oh, ow) == (h, w) else np.ascontiguousarray(x[:, : oh * sh : sh, : ow * sw : sw])
         _gemm(xs.reshape(n * oh * ow, c), prep, c, gemm_act, tile, y2, in_place)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import conv_nhwc, pool_nhwc
+from hubkit.ops import conv_nhwc, conv_nhwc_call, pool_nhwc
 from hubkit.ops._epilogue import bias_act_
 from hubkit.ops._helpers import normalize_axes
 from hubkit.ops.conv_nchw import PreparedConv, outputs
@@ -82,7 +82,7 @@ class ToNchw:
 class NhwcConv:
     """A fused ONNX convolution (:class:`~hubkit.runtime.optimize_conv.FusedOnnxConv`) on NHWC values."""
 
-    __slots__ = ("_last", "act", "attrs", "donate", "label", "nodes")
+    __slots__ = ("_fast", "_last", "act", "attrs", "donate", "label", "nodes")
 
     def __init__(self, conv: FusedOnnxConv) -> None:
         self.nodes = conv.nodes
@@ -90,6 +90,8 @@ class NhwcConv:
         self.act = conv.act
         self.donate = False  # the residual's array is read by nothing else: the output may take its memory
         self._last: tuple = ((), None)  # (input shape, filter shape), geometry of the last call: checked once
+        # ((input shape, filters, thread mode), the call prepared for them or None): calls without a residual
+        self._fast: tuple = ((), None)
         self.label = conv.label + " (NHWC)"
 
     def _geometry(self, x: np.ndarray, prep: PreparedConv) -> tuple[Any, Any, Any, Any, Any]:
@@ -121,7 +123,17 @@ class NhwcConv:
         self, x: np.ndarray, prep: PreparedConv, res: np.ndarray | None = None, out: np.ndarray | None = None
     ) -> np.ndarray:
         """The fused chain's NHWC value; written into ``out`` (a channel slice of a concatenation) when given."""
+        if res is None:
+            fast = self._fast[1]
+            if fast is not None and fast.prep is prep:
+                y = fast(x, out)
+                if y is not None:
+                    return y
         geometry = self._geometry(x, prep)
+        if res is None:
+            key = (x.shape, prep, conv_nhwc_call.mode())
+            if self._fast[0] != key:  # another shape or thread count than the prepared call's: prepare it anew
+                self._fast = (key, conv_nhwc_call.prepare(x.shape, prep, self.act, *geometry))
         shape = (x.shape[0], *geometry[4], prep.w2.shape[0])
         if res is not None and res.shape != shape:  # a broadcasting residual: as the ops do it
             y = bias_act_(conv_nhwc.conv_nhwc_fused(x, prep, None, 0, *geometry) + res, None, self.act)
