@@ -58,7 +58,7 @@ def taps_kernel(addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, 
     return True
 
 
-TAPS_JOB_ARGS = 22
+TAPS_JOB_ARGS = 24
 """int64 words of :func:`taps_job`'s argument block (see :func:`_fill_block`)."""
 
 
@@ -72,7 +72,8 @@ def tiles(mr_max, n, oh, ow):  # pragma: no cover - compiled by Numba
 @_numba.helper
 def _fill_block(blk, addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group):  # pragma: no cover
     """:func:`taps_kernel`'s arguments as the words of a job block, every array as its address; words 20 and 21
-    (the first tile and the end) are left to the caller."""
+    (the first tile and the end) are left to the caller, words 22 and 23 (the first column panel and the end)
+    set to every panel."""
     _, hp, wp, c = xp.shape
     blk[0] = addr
     blk[1] = mr_max
@@ -95,50 +96,61 @@ def _fill_block(blk, addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b
     blk[18] = flags
     blk[19] = group
     blk[20] = 0
+    blk[22] = 0
+    blk[23] = (y2.shape[1] + NR - 1) // NR
 
 
-def taps_blocks(blocks, addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group):  # pragma: no cover
-    """Fills ``blocks[0]`` and ``blocks[1]`` with :func:`taps_job`'s arguments for the first and second half of
-    :func:`taps_kernel`'s tiles (the same tiles, so each output is the same bits); returns ``blocks``'
-    address (0, nothing filled, when ``packed`` is not 64-byte aligned)."""
+def taps_blocks(blocks, addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group,
+                columns):  # pragma: no cover
+    """Fills ``blocks[0]`` and ``blocks[1]`` with :func:`taps_job`'s arguments for two halves of
+    :func:`taps_kernel`'s work: the first and second half of its tiles, or with ``columns`` every tile over the
+    first and second half of the column panels (each output computed by the same tile either way, so the
+    same bits); returns ``blocks``' address (0, nothing filled, when ``packed`` is not 64-byte aligned)."""
     if packed.ctypes.data % 64 != 0:
         return np.int64(0)
     total = tiles(mr_max, xp.shape[0], oh, ow)
-    half = (total + 1) // 2
+    panels = (y2.shape[1] + NR - 1) // NR
     for b in range(2):
         _fill_block(blocks[b], addr, mr_max, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, bias, flags, group)
-        blocks[b, 20] = 0 if b == 0 else half
-        blocks[b, 21] = half if b == 0 else total
+        if columns:
+            half = (panels + 1) // 2
+            blocks[b, 21] = total
+            blocks[b, 22] = 0 if b == 0 else half
+            blocks[b, 23] = half if b == 0 else panels
+        else:
+            half = (total + 1) // 2
+            blocks[b, 20] = 0 if b == 0 else half
+            blocks[b, 21] = half if b == 0 else total
     return np.int64(blocks.ctypes.data)
 
 
 def taps_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/_conv_taps.py)
-    """The tiles ``[args[20], args[21])`` of the convolution whose :data:`TAPS_JOB_ARGS` words are at ``args``."""
+    """The tiles ``[args[20], args[21])`` over the column panels ``[args[22], args[23])`` of the convolution whose
+    :data:`TAPS_JOB_ARGS` words are at ``args``."""
     _run_block(carray(args, (TAPS_JOB_ARGS,)))
 
 
 @_numba.helper
 def _run_block(a):  # pragma: no cover - compiled by Numba
     """The tiles ``[a[20], a[21])`` in order (image by image, its pixels row by row), for each group of ``a[19]``
-    column panels. An image's ``OH * OW`` pixels are cut into tiles of balanced heights (169 pixels as 24 x 6 +
-    5 x 5); a tile that passes the end of an output row goes on in the next (the kernel's ``wrap``), so the
-    tiles of a 13-pixel row are not 5, 4 and 4 rows."""
+    column panels of ``[a[22], a[23])``. An image's ``OH * OW`` pixels are cut into tiles of balanced heights
+    (169 pixels as 24 x 6 + 5 x 5); a tile that passes the end of an output row goes on in the next (the
+    kernel's ``wrap``), so the tiles of a 13-pixel row are not 5, 4 and 4 rows."""
     addr, mr_max, x_addr, hp, wp, c, kh, kw = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
     sh, sw, dh, oh, ow, b_addr, y_addr, ldc = a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]
-    m, bias_addr, flags, group, u0, u1 = a[16], a[17], a[18], a[19], a[20], a[21]
+    m, bias_addr, flags, group, u0, u1, p0, p1 = a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23]
     k = kw * c
     depth = kh * k
     tstride = dh * wp * c
     lda = sw * c
     wrap = sh * wp * c - ow * lda  # from past the end of output row oy to the start of row oy + 1
-    panels = (m + NR - 1) // NR
     pixels = oh * ow
     ntiles = (pixels + mr_max - 1) // mr_max
     base_r = pixels // ntiles
     extra = pixels - base_r * ntiles
-    for g0 in range(0, panels, group):
+    for g0 in range(p0, p1, group):
         j0 = g0 * NR
-        ncols = min((g0 + group) * NR, m) - j0
+        ncols = min(min(g0 + group, p1) * NR, m) - j0
         bp = b_addr + g0 * depth * NR * 4
         bias = bias_addr + j0 * 4 if bias_addr != 0 else 0
         for u in range(u0, u1):

@@ -72,16 +72,20 @@ def test_tap_conv_matches_a_direct_convolution(monkeypatch, n, c, hw, kernel, st
 
 @pytest.mark.parametrize(("n", "c", "hw", "kernel", "strides", "dh", "pads", "m"), CASES)
 @pytest.mark.parametrize(("with_bias", "accumulate", "group_bytes"), [(True, False, 1), (False, True, _conv_taps.GROUP_BYTES)])
+@pytest.mark.parametrize("halves", ["tiles", "columns"])
 def test_split_over_the_worker_gives_the_same_bits(monkeypatch, n, c, hw, kernel, strides, dh, pads, m, with_bias,
-                                                  accumulate, group_bytes):
-    """Half of the tiles on the worker thread: each output by the same tile as on one thread, so the same bits; the
-    worker takes its half at least once in a few calls, and a busy pool leaves it all to the caller."""
+                                                  accumulate, group_bytes, halves):
+    """Half of the tiles (or of the column panels) on the worker thread: each output by the same tile as on one
+    thread, so the same bits; the worker takes its half at least once in a few calls, and a busy pool leaves it
+    all to the caller."""
     from hubkit.ops import _worker_pool
 
     if not _worker_pool.available() or not _numba.job(_conv_taps_kernel().taps_job):
         pytest.skip("needs the worker pool and Numba's C callbacks")
     _numba.set_numba_enabled(None)
     monkeypatch.setattr(_conv_taps, "GROUP_BYTES", group_bytes)
+    monkeypatch.setattr(_conv_taps, "COLUMNS_MIN_PANELS", 1 if halves == "columns" else 10**6)
+    monkeypatch.setattr(_conv_taps, "COLUMNS_MIN_RATIO", 0)
     rng = np.random.default_rng(c * hw[0] + m)
     prep = PreparedConv(rng.standard_normal((m, c, *kernel)).astype(np.float32), rng.standard_normal(m).astype(np.float32))
     x = np.ascontiguousarray(rng.standard_normal((n, *hw, c)).astype(np.float32))
@@ -124,6 +128,29 @@ def test_the_worker_takes_its_half_of_the_tiles():
         if pool.jobs > jobs or time.monotonic() > deadline:
             break
     assert pool.jobs > jobs
+
+
+@pytest.mark.parametrize(("hw", "c", "m", "columns"), [((13, 13), 64, 256, True), ((55, 55), 16, 64, False),
+                                                      ((7, 7), 128, 32, False)])
+def test_filters_much_larger_than_the_input_are_split_by_columns(monkeypatch, hw, c, m, columns):
+    """SqueezeNet's 13x13 64 -> 256 (filters 10x its input) by column panels; 55x55 16 -> 64 and one panel by tiles."""
+    from hubkit.ops import _worker_pool
+
+    if not _worker_pool.available() or not _numba.job(_conv_taps_kernel().taps_job):
+        pytest.skip("needs the worker pool and Numba's C callbacks")
+    _numba.set_numba_enabled(None)
+    seen = []
+    _conv_taps.tap_conv(np.zeros((1, 4, 4, 4), np.float32), PreparedConv(np.zeros((32, 4, 3, 3), np.float32),
+                        None).tile_packed(4), None, 0, (3, 3), (1, 1), 1, (0, 0), (2, 2), np.empty((4, 32), np.float32),
+                        _pad_buf, False, True)  # compiles the blocks' kernel
+    blocks = _conv_taps._KERNELS.blocks
+    monkeypatch.setattr(_conv_taps._KERNELS, "blocks", lambda *a: seen.append(a[-1]) or blocks(*a))
+    rng = np.random.default_rng(5)
+    prep = PreparedConv(rng.standard_normal((m, c, 3, 3)).astype(np.float32), None)
+    x = rng.standard_normal((1, *hw, c)).astype(np.float32)
+    y2 = np.empty((hw[0] * hw[1], m), np.float32)
+    assert _conv_taps.tap_conv(x, prep.tile_packed(c), None, 0, (3, 3), (1, 1), 1, (1, 1), hw, y2, _pad_buf, False, True)
+    assert seen == [columns]
 
 
 def _conv_taps_kernel():
