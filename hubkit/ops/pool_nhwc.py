@@ -25,7 +25,7 @@ from hubkit.ops import _numba
 from hubkit.ops.conv_nchw import outputs as _outputs
 from hubkit.ops.pool_nchw import NUMBA_DTYPES, _check_geometry
 
-__all__ = ["avg_pool2d_nhwc", "global_avg_pool_nhwc", "max_pool2d_nhwc"]
+__all__ = ["MaxPoolCall", "avg_pool2d_nhwc", "global_avg_pool_nhwc", "max_pool2d_nhwc", "prepare_max_pool"]
 
 
 def max_pool_nhwc_kernel(x, kh, kw, sh, sw, dh, dw, top, left, out):  # pragma: no cover - compiled by Numba
@@ -183,6 +183,76 @@ def _split_pool(args: list[int], rows: int) -> bool:
     return bool(job) and _worker_pool.run_halves(job, blocks.ctypes.data, blocks.strides[0])
 
 
+class MaxPoolCall:
+    """:func:`max_pool2d_nhwc` of C-contiguous float32 inputs of one shape on the LLVM kernel, its checks made once
+    (:func:`prepare_max_pool`): a call checks the input and the thread count, fills two argument blocks and runs
+    them (split over the worker as :func:`max_pool2d_nhwc` would). 5x5x8 3x3 stride 2: 22 us a call through the
+    plan step before, most of it checks; SqueezeNet's three pools at one image are 50-170 us in all. Calling it
+    gives the pooled array, or None (nothing written) for an input it was not prepared for."""
+
+    __slots__ = ("_blocks", "_split", "out_shape", "shape")
+
+    def __init__(self, shape: tuple[int, ...], args: list[int], out_shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.out_shape = out_shape
+        rows = out_shape[0] * out_shape[1]
+        half = (rows + 1) // 2
+        self._blocks = np.array([[*args, 0, half], [*args, half, rows]], np.int64)
+        self._split = rows >= 2 and int(np.prod(out_shape)) >= SPLIT_MIN_OUTPUTS
+
+    def __call__(self, x: np.ndarray) -> np.ndarray | None:
+        from hubkit.ops import _gemm_kernel, _packed_gemm, _worker_pool
+
+        if (
+            type(x) is not np.ndarray or x.shape != self.shape or x.dtype != _F32 or not x.flags.c_contiguous
+            or not _packed_gemm.available()
+        ):
+            return None
+        out = _outputs.empty(self.out_shape, _F32)
+        blocks = self._blocks.copy()  # alive until both halves are done
+        blocks[:, 0] = x.ctypes.data
+        blocks[:, 14] = out.ctypes.data
+        job = _gemm_kernel.pool_kernel_address(job=True)
+        addr = blocks.ctypes.data
+        if (
+            self._split and _packed_gemm.blas_threads() >= 2 and _worker_pool.available()
+            and _worker_pool.run_halves(job, addr, blocks.strides[0])
+        ):
+            return out
+        blocks[0, 16] = blocks[1, 16]  # one block over every row
+        fn = _LLVM.job
+        if fn is None:
+            import ctypes
+
+            fn = _LLVM.job = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(job)
+        fn(addr)
+        return out
+
+
+def prepare_max_pool(shape: tuple[int, ...], dtype: Any, kernel, strides, dilations, begin,
+                     out_hw) -> MaxPoolCall | None:
+    """The :class:`MaxPoolCall` for NHWC inputs of ``shape`` and ``dtype``, or None where :func:`max_pool2d_nhwc`
+    would not run the LLVM kernel (another dtype, no kernel here, an empty output, a huge geometry). The
+    geometry is checked as :func:`max_pool2d_nhwc` checks it (:class:`~hubkit.errors.OpError`)."""
+    from hubkit.ops import _packed_gemm
+
+    if len(shape) != 4:
+        return None
+    stand_in = np.lib.stride_tricks.as_strided(np.empty(1, np.float32), shape, (0,) * 4)  # the shape, no memory
+    _nchw_geometry_check(stand_in, kernel, strides, dilations, begin, out_hw)
+    n, h, w, c = shape
+    out_shape = (n, *(int(v) for v in out_hw), c)
+    if (
+        np.dtype(dtype) != _F32 or not _packed_gemm.available() or 0 in out_shape or 0 in shape
+        or max(*kernel, *strides, *dilations, *begin) >= _LLVM_MAX_GEOMETRY
+    ):
+        return None
+    args = [0, h, w, c, *(int(v) for v in (*kernel, *strides, *dilations, *begin)), out_shape[1], out_shape[2], 0]
+    return MaxPoolCall(shape, args, out_shape)
+
+
+_F32 = np.dtype(np.float32)
+
 _LLVM_MAX_GEOMETRY = 1 << 24
 """Kernel sizes, strides, dilations and pads from here up go to the Numba kernel, which checks each tap's index: the
 LLVM kernel computes each window's valid taps in 64-bit arithmetic, exact only while the products stay far from
@@ -191,6 +261,7 @@ overflowing."""
 
 class _Llvm:
     fn: Any = None
+    job: Any = None  # hk_maxpool_job through ctypes
 
 
 _LLVM = _Llvm()

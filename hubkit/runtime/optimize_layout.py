@@ -225,13 +225,19 @@ def _grown(prev: Any, channels: int) -> np.ndarray | None:
 class NhwcPool:
     """A 2-D max or average pool (:class:`~hubkit.runtime.optimize_pool.PoolStep`) on NHWC values."""
 
-    __slots__ = ("label", "pool")
+    __slots__ = ("_fast", "label", "pool")
 
     def __init__(self, pool: PoolStep) -> None:
         self.pool = pool
         self.label = pool.label + " (NHWC)"
+        self._fast: tuple = ((), None)  # (input shape and dtype, the max pool's prepared call or None)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        fast = self._fast[1]
+        if fast is not None:
+            y = fast(x)
+            if y is not None:
+                return y
         a = self.pool.attrs
         n, h, w, c = _four_d(x, self.pool.kind).shape
         kernel, strides = a["kernel_shape"], a["strides"]
@@ -244,6 +250,9 @@ class NhwcPool:
         if avg:
             out = pool_nhwc.avg_pool2d_nhwc(x, kernel, strides, begin, end, a.get("count_include_pad", False), hw)
         else:
+            if self._fast[0] != (x.shape, x.dtype):  # another input than the prepared call's: prepare it anew
+                self._fast = ((x.shape, x.dtype), pool_nhwc.prepare_max_pool(x.shape, x.dtype, kernel, strides,
+                                                                             dilations, begin, hw))
             out = pool_nhwc.max_pool2d_nhwc(x, kernel, strides, dilations, begin, hw)
         if out is None:  # Numba off: the NCHW step between two conversions
             out = ToNhwc()(self.pool(ToNchw()(x)))

@@ -161,3 +161,59 @@ def test_a_split_max_pool_gives_the_same_bits_and_the_worker_takes_its_half(monk
     assert pool.jobs > jobs
     assert got.tobytes() == np.max([x[:, i : i + 109 : 2, j : j + 109 : 2] for i in range(3) for j in range(3)],
                                    axis=0).tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_prepared_max_pool_gives_the_kernels_bits_and_refuses_other_inputs(monkeypatch, threads):
+    """The plan step's prepared call (pool_nhwc.prepare_max_pool): max_pool2d_nhwc's bits on every geometry of
+    CASES, one thread and split; None, nothing written, for an input of another shape, dtype or layout, or
+    without the kernel; nothing prepared for float64, an empty output or a huge geometry."""
+    from hubkit.ops import _packed_gemm, pool_nhwc
+
+    if not _packed_gemm.available():
+        pytest.skip("the LLVM kernels do not run here")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
+    monkeypatch.setattr(pool_nhwc, "SPLIT_MIN_OUTPUTS", 0)
+    rng = np.random.default_rng(7)
+    for size, kernel, strides, dilations, pads, ceil in CASES:
+        x = rng.standard_normal((3, *size, 19)).astype(np.float32)
+        x[1, 2, 1, 3] = np.nan
+        hw, begin, _ = window_geometry(size, kernel, strides, dilations, pads, "NOTSET", ceil)
+        call = pool_nhwc.prepare_max_pool(x.shape, x.dtype, kernel, strides, dilations, begin, hw)
+        assert call is not None
+        want = max_pool2d_nhwc(x, kernel, strides, dilations, begin, hw)
+        for _ in range(2):
+            got = call(x)
+            assert got is not None and got.tobytes() == want.tobytes()
+        for other in (x[:2], x.astype(np.float64), np.asfortranarray(x), x.tolist()):
+            assert call(other) is None
+    monkeypatch.setattr(_packed_gemm, "available", lambda: False)
+    assert call(x) is None
+    monkeypatch.undo()
+    assert pool_nhwc.prepare_max_pool((1, 5, 5, 3), np.float64, (2, 2), (1, 1), (1, 1), (0, 0), (4, 4)) is None
+    assert pool_nhwc.prepare_max_pool((1, 5, 5, 0), np.float32, (2, 2), (1, 1), (1, 1), (0, 0), (4, 4)) is None
+    assert pool_nhwc.prepare_max_pool((1, 5, 5, 3), np.float32, (2, 2), (1 << 62, 1), (1, 1), (0, 0), (2, 2)) is None
+    with pytest.raises(OpError):
+        pool_nhwc.prepare_max_pool((1, 5, 5, 3), np.float32, (0, 2), (1, 1), (1, 1), (0, 0), (4, 4))
+
+
+def test_the_plan_step_runs_a_max_pool_prepared_once_per_input_shape(monkeypatch):
+    from types import SimpleNamespace
+
+    from hubkit.ops import _packed_gemm, pool_nhwc
+    from hubkit.runtime.optimize_layout import NhwcPool
+
+    if not _packed_gemm.available():
+        pytest.skip("the LLVM kernels do not run here")
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 0, 0, 0], "ceil_mode": 1}
+    step = NhwcPool(SimpleNamespace(attrs=attrs, kind="OnnxMaxPool", label="MaxPool"))
+    general = []
+    run = pool_nhwc.max_pool2d_nhwc
+    monkeypatch.setattr(pool_nhwc, "max_pool2d_nhwc", lambda *a: general.append(1) or run(*a))
+    rng = np.random.default_rng(3)
+    for shape, calls in (((1, 9, 9, 8), 1), ((2, 7, 7, 8), 2)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        want = run(x, (3, 3), (2, 2), (1, 1), (0, 0), ((shape[1] - 2) // 2 + 1,) * 2)
+        for _ in range(3):
+            assert step(x).tobytes() == want.tobytes()
+        assert len(general) == calls  # the first call of a shape takes the general path and prepares
