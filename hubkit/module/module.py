@@ -76,13 +76,16 @@ def _with_declared_shape(sig: SignatureSpec, key: str, t: Tensor, created: set[i
 
 
 class _FastCall:
-    """A one-input signature's plan, and the input shapes already checked against it (``Module.__call__``)."""
+    """A one-input signature's plan, and the input shapes already checked against it (``Module.__call__``): for a
+    bare array, or for a dict of the one input under ``name``, whose results go out under ``out_keys``."""
 
-    __slots__ = ("dtype", "plan", "shapes")
+    __slots__ = ("dtype", "name", "out_keys", "plan", "shapes")
 
-    def __init__(self, plan: Plan, dtype: np.dtype) -> None:
+    def __init__(self, plan: Plan, dtype: np.dtype, name: str | None = None, out_keys: tuple[str, ...] = ()) -> None:
         self.plan = plan
         self.dtype = dtype
+        self.name = name
+        self.out_keys = out_keys
         self.shapes: set[tuple[int, ...]] = set()
 
 
@@ -170,7 +173,7 @@ class Module:
         except GraphError as e:
             raise self._format_error(e) from None
         self._plans: dict[tuple[str, bool], tuple[Plan, tuple[str, ...], tuple[str, ...]]] = {}
-        self._fast_calls: dict[str | None, _FastCall] = {}
+        self._fast_calls: dict[Any, _FastCall] = {}  # by signature (a bare array), or (signature, as_dict)
 
     def _check_declared_signatures(self) -> None:
         """Every signature tensor's declared dtype and shape must agree with what the graph computes."""
@@ -268,6 +271,15 @@ class Module:
             fast = self._fast_calls.get(signature)
             if fast is not None and inputs.shape in fast.shapes and inputs.dtype == fast.dtype:
                 return fast.plan.run([inputs])[0]  # at 1-2 rows through dense layers: runtime/dense_chain.py
+        elif type(inputs) is dict and len(inputs) == 1:  # {name: array}, as onnxruntime's callers pass it
+            fast = self._fast_calls.get((signature, bool(as_dict)))
+            if fast is not None:
+                ((name, value),) = inputs.items()
+                if name == fast.name and type(value) is np.ndarray and value.shape in fast.shapes and (
+                    value.dtype == fast.dtype
+                ):
+                    by_key = dict(zip(fast.out_keys, fast.plan.run([value])))
+                    return by_key if as_dict else by_key["default"]
         sig = self._variant.signature(signature)
         packed = pack_inputs(sig, inputs)
         as_dict = bool(as_dict)
@@ -288,19 +300,24 @@ class Module:
         results = plan.run(arrays)
         if len(arrays) == 1 and arrays[0] is inputs and not as_dict:
             self._remember_fast_call(signature, sig, plan, inputs.shape)
+        elif len(arrays) == 1 and type(inputs) is dict and len(inputs) == 1 and arrays[0] is next(iter(inputs.values())):
+            self._remember_fast_call((signature, as_dict), sig, plan, arrays[0].shape, next(iter(inputs)), out_keys,
+                                     as_dict)
         grouped = group_composite_outputs(sig, dict(zip(out_keys, results)))
         return grouped if as_dict else grouped["default"]
 
-    def _remember_fast_call(self, signature: str | None, sig: SignatureSpec, plan: Plan, shape: tuple) -> None:
-        """Lets later calls with one array of this dtype and shape skip packing and checking (it passed both)."""
-        fast = self._fast_calls.get(signature)
-        if fast is None or fast.plan is not plan:
-            if len(sig.inputs) != 1 or "default" not in sig.outputs or composites(sig.outputs):
+    def _remember_fast_call(self, key: Any, sig: SignatureSpec, plan: Plan, shape: tuple, name: str | None = None,
+                            out_keys: tuple[str, ...] = (), as_dict: bool = False) -> None:
+        """Lets later calls with one array of this dtype and shape (bare, or in a dict under ``name``) skip packing
+        and checking (it passed both)."""
+        fast = self._fast_calls.get(key)
+        if fast is None or fast.plan is not plan or fast.name != name:
+            if len(sig.inputs) != 1 or ("default" not in sig.outputs and not as_dict) or composites(sig.outputs):
                 return
             dtype = next(iter(sig.inputs.values())).dtype
             if dtype.name == "string":  # a string array of the right dtype may still hold non-strings
                 return
-            fast = self._fast_calls[signature] = _FastCall(plan, dtype.np_dtype)
+            fast = self._fast_calls[key] = _FastCall(plan, dtype.np_dtype, name, tuple(out_keys))
         if len(fast.shapes) >= 64:
             fast.shapes.clear()
         fast.shapes.add(shape)
