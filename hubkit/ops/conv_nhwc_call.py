@@ -7,8 +7,8 @@ checks each array, and the GEMM below it checks them again: 15-20 us a call beyo
 time. :func:`prepare` makes those checks and decisions once for the shape and the BLAS thread count; the
 :class:`NhwcCall` it returns checks on each call only what can change: the input's shape, dtype and layout,
 the output's, their overlap, and the thread count. It covers the forms small layers take at batch 1, the
-1x1 stride-1 convolution (the input multiplied in place) and the tap form, without a residual; for anything
-else :func:`prepare` gives None and the caller keeps ``conv_nhwc_fused``. The kernels and their arguments are
+1x1 stride-1 convolution (the input multiplied in place) and the tap form, without a residual or adding it in
+place; for anything else :func:`prepare` gives None and the caller keeps ``conv_nhwc_fused``. The kernels and their arguments are
 ``conv_nhwc_fused``'s, so the results are the same bits.
 """
 
@@ -55,10 +55,12 @@ class NhwcCall:
         self._args = (kh, kw, sh, sw, dh, top, left, oh, ow)
         self._pad = lambda size: _scratch.get("nhwc_pad", size, _F32)
 
-    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray | None:
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None, accumulate: bool = False) -> np.ndarray | None:
+        """The result (in ``out`` when given); with ``accumulate``, ``out`` holds a residual the convolution adds
+        to in place (``act(out + conv(x) + bias)``, as ``conv_nhwc_fused(x, prep, out, act, ..., out=out)``)."""
         if (
             type(x) is not np.ndarray or x.shape != self.shape or x.dtype != _F32 or not x.flags.c_contiguous
-            or _tile_runs(_F32) != self.tile
+            or _tile_runs(_F32) != self.tile or (accumulate and out is None)
         ):
             return None
         if out is None:
@@ -66,6 +68,7 @@ class NhwcCall:
         elif (
             type(out) is not np.ndarray or out.shape != self.out_shape or out.dtype != _F32 or not out.flags.writeable
             or not out.flags.aligned or not _rows_of(out) or np.may_share_memory(x, out)
+            or (accumulate and not out.flags.c_contiguous)  # as conv_nhwc_fused adds a residual in place
         ):
             return None
         else:
@@ -74,10 +77,12 @@ class NhwcCall:
         if self.pointwise:
             a = x.reshape(-1, self.shape[3])
             kc, mc = self.kc_mc
-            if self._split and _split_rows.run_split(a, self.packed, self._bias, self._flags, y2, kc, mc):
+            flags = self._flags | (_gemm_kernel.ACCUMULATE if accumulate else 0)
+            if self._split and _split_rows.run_split(a, self.packed, self._bias, flags, y2, kc, mc):
                 return y
-            return y if _packed_gemm.run_tiles(a, self.packed, self._bias, self._flags, y2, kc, mc) else None
-        ok = _conv_taps.run(x, self.packed, self.prep.bias, self.act, *self._args, y2, self._pad, False, self._split)
+            return y if _packed_gemm.run_tiles(a, self.packed, self._bias, flags, y2, kc, mc) else None
+        ok = _conv_taps.run(x, self.packed, self.prep.bias, self.act, *self._args, y2, self._pad, accumulate,
+                            self._split)
         return y if ok else None
 
 

@@ -123,14 +123,16 @@ class NhwcConv:
         self, x: np.ndarray, prep: PreparedConv, res: np.ndarray | None = None, out: np.ndarray | None = None
     ) -> np.ndarray:
         """The fused chain's NHWC value; written into ``out`` (a channel slice of a concatenation) when given."""
-        if res is None:
+        # the prepared call: without a residual, or adding it in place when the output may take its memory
+        prepared = res is None or (self.donate and out is None)
+        if prepared:
             fast = self._fast[1]
             if fast is not None and fast.prep is prep:
-                y = fast(x, out)
+                y = fast(x, out, False) if res is None else fast(x, res, True)
                 if y is not None:
                     return y
         geometry = self._geometry(x, prep)
-        if res is None:
+        if prepared:
             key = (x.shape, prep, conv_nhwc_call.mode())
             if self._fast[0] != key:  # another shape or thread count than the prepared call's: prepare it anew
                 self._fast = (key, conv_nhwc_call.prepare(x.shape, prep, self.act, *geometry))

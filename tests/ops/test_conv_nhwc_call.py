@@ -146,3 +146,19 @@ def test_the_plan_step_calls_the_prepared_form_and_prepares_anew_for_another_sha
     for _ in range(3):
         assert step(x2, prep).tobytes() == want[:, :7].tobytes()
     assert len(slow) == 3
+
+
+@pytest.mark.parametrize(("n", "c", "hw", "kernel", "strides", "pads", "m"), CASES)
+def test_a_residual_added_in_place_gives_conv_nhwc_fused_bits(mode, n, c, hw, kernel, strides, pads, m):
+    prep, x = _case(n, c, hw, kernel, m, seed=1)
+    geometry = _geometry(hw, kernel, strides, pads)
+    call = conv_nhwc_call.prepare(x.shape, prep, 1, *geometry)
+    res = np.random.default_rng(2).standard_normal((n, *geometry[4], m)).astype(np.float32)
+    want = res.copy()
+    assert conv_nhwc.conv_nhwc_fused(x, prep, want, 1, *geometry, out=want) is want  # in place
+    got = res.copy()
+    assert call(x, got, True) is got and got.tobytes() == want.tobytes()
+    strided = np.zeros((n, *geometry[4], m + 3), np.float32)[..., :m]  # conv_nhwc_fused adds it after: declined
+    strided[...] = res
+    assert call(x, strided, True) is None and np.array_equal(strided, res)
+    assert call(x, None, True) is None
