@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops._epilogue import ACTIVATIONS, bias_act_
-from hubkit.ops._packed_gemm import PackedWeights, dense
+from hubkit.ops._packed_gemm import DenseCall, PackedWeights, dense, prepare_dense
 from hubkit.ops._small_linear import TransposedWeights, small_linear
 from hubkit.ops.conv_fused import WinogradFilters, conv2d_bias_act, conv2d_bias_act_max_pool
 from hubkit.ops.registry import get_op
@@ -102,7 +102,8 @@ class FusedLinear:
         label: ``"MatMul+BiasAdd+Relu"``-style name of the fused chain.
     """
 
-    __slots__ = ("act", "attrs", "filters", "has_bias", "kind", "label", "nodes", "packed", "pool", "small", "transposes")
+    __slots__ = ("_dense", "act", "attrs", "filters", "has_bias", "kind", "label", "nodes", "packed", "pool", "small",
+                 "transposes")
 
     def __init__(
         self,
@@ -125,6 +126,7 @@ class FusedLinear:
         # variable or a constant (``weights``: the Variable, None for a constant, False otherwise).
         self.small: tuple[TransposedWeights | None] | None = None
         self.packed: PackedWeights | None = None  # more rows: the LLVM tile GEMM on weights packed once
+        self._dense: DenseCall | None = None  # its call prepared for the last input shape that ran it
         if self.kind == "MatMul" and weights is not False and not attrs.get("transpose_a"):
             self.small = (None,) if attrs.get("transpose_b") else (TransposedWeights(weights),)
             self.packed = PackedWeights(weights)
@@ -132,6 +134,11 @@ class FusedLinear:
         self.filters = WinogradFilters(weights) if self.kind == "Conv2D" and weights is not False else None
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+        prepared = self._dense
+        if prepared is not None:  # checked when prepared: it runs only on the same shape, bias and thread count
+            out = prepared(a, w, bias)
+            if out is not None:
+                return out
         if bias is not None and (
             bias.ndim != 1 or ((bias.dtype != a.dtype or a.dtype != w.dtype) and bias.dtype != np.result_type(a, w))
         ):
@@ -164,8 +171,10 @@ class FusedLinear:
             if out is not None:
                 return out
         if self.packed is not None and a.ndim == 2 and a.shape[0] > 8:
-            out = dense(a, w, bias, self.act, self.packed, bool(self.attrs.get("transpose_b")))
+            transpose_b = bool(self.attrs.get("transpose_b"))
+            out = dense(a, w, bias, self.act, self.packed, transpose_b)
             if out is not None:
+                self._dense = prepare_dense(a, w, bias, self.act, self.packed, transpose_b)
                 return out
         if self.transposes:
             if self.attrs.get("transpose_a"):

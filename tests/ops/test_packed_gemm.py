@@ -375,3 +375,41 @@ def test_packed_weights_and_outputs_that_do_not_fit_are_refused(kernel):
     assert _nhwc_gather_gemm.gathered_tile_conv(img, pack_weights(np.ones((8, n), np.float32)), None, 0, (1, 1),
                                                 (1, 1), (1, 1), (0, 0), (4, 5), y2, cols, 20)
     assert np.array_equal(y2, np.full((20, n), 8, np.float32))
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_a_prepared_dense_call_gives_dense_bits_and_refuses_what_changed(kernel, monkeypatch, threads, transpose_b):
+    """prepare_dense after a dense() that ran: the same bits for the same input shape, bias array and thread count;
+    None (nothing computed) for another shape, dtype, layout, bias array or thread count; weights written between
+    calls (training) give None until they settle, then the new weights' product."""
+    if not _packed_gemm._tile_host():
+        pytest.skip("dense() runs the kernel with AVX-512 or AVX2 tiles only")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: True)  # 8-lane tiles' limits on either host
+    import hubkit as hk
+
+    rng = np.random.default_rng(11)
+    w0 = rng.standard_normal((96, 70)).astype(np.float32)
+    var = hk.Variable(np.ascontiguousarray(w0.T) if transpose_b else w0, name="w")
+    packed = PackedWeights(var)
+    bias = rng.standard_normal(70).astype(np.float32)
+    a = rng.standard_normal((40, 96)).astype(np.float32)
+    want = dense(a, var.value, bias, RELU, packed, transpose_b)
+    assert want is not None
+    call = _packed_gemm.prepare_dense(a, var.value, bias, RELU, packed, transpose_b)
+    assert call is not None
+    got = call(a, var.value, bias)
+    assert got is not None and got.tobytes() == want.tobytes()
+    for other in (a[:39].copy(), a.astype(np.float64), np.asfortranarray(a), a.tolist()):
+        assert call(other, var.value, bias) is None
+    assert call(a, var.value, bias.copy()) is None  # another bias array: checked again by the caller
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 3 - threads)
+    assert call(a, var.value, bias) is None
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
+    var.assign(np.zeros_like(var.value))  # written: not settled yet
+    assert call(a, var.value, bias) is None
+    settled = call(a, var.value, bias)
+    assert settled is not None and settled.tobytes() == np.maximum(np.broadcast_to(bias, (40, 70)), 0).tobytes()
+    assert _packed_gemm.prepare_dense(np.asfortranarray(a), var.value, bias, RELU, packed, transpose_b) is None

@@ -213,3 +213,35 @@ def test_switch_and_description():
         describe_signature_plan(m, "nope")
     plan = hk.Session(m._graph).plan([m._graph.get_tensor("a/Relu6:0")], [m._graph.get_tensor("x:0")])
     assert "feed:0" in describe_plan(plan)
+
+
+def test_a_fused_dense_step_runs_its_prepared_call_from_the_second_call(monkeypatch):
+    """FusedLinear prepares its tile-GEMM call after dense() ran it, and later calls of the same shape take it (dense's
+    bits); another shape goes through dense() again and is prepared anew."""
+    from hubkit.ops import _packed_gemm
+
+    if not (_packed_gemm.available() and _packed_gemm._tile_host()):
+        pytest.skip("the tile GEMM does not run here")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
+    rng = np.random.default_rng(4)
+    g = hk.Graph()
+    with g.as_default():
+        x = hk.placeholder(hk.float32, [None, 96], name="x")
+        w = hk.constant(rng.standard_normal((96, 80)).astype(np.float32))
+        b = hk.constant(rng.standard_normal(80).astype(np.float32))
+        y = hk.nn.relu(hk.nn.bias_add(hk.matmul(x, w), b))
+    plain, optimised = _plans(g, [y], [x])
+    (step,) = [s[0] for s in optimised.steps if isinstance(s[0], FusedLinear)]
+    calls = []
+    run = _packed_gemm.dense
+    monkeypatch.setattr(_packed_gemm, "dense", lambda *a: calls.append(1) or run(*a))
+    import hubkit.runtime.optimize as optimize_mod
+
+    monkeypatch.setattr(optimize_mod, "dense", _packed_gemm.dense)
+    for rows, dense_calls in ((64, 1), (40, 2)):
+        value = rng.standard_normal((rows, 96)).astype(np.float32)
+        first = optimised.run([value])[0]  # dense() (the tile GEMM: another summation order than np.matmul)
+        np.testing.assert_allclose(first, plain.run([value])[0], rtol=1e-4, atol=1e-4)
+        for _ in range(2):
+            assert optimised.run([value])[0].tobytes() == first.tobytes()
+        assert len(calls) == dense_calls and step._dense is not None and step._dense.shape == (rows, 96)
