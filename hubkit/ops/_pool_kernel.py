@@ -8,7 +8,10 @@ the last vector masked), each vector's maximum over the window's taps kept in a 
 
 The maximum is the Numba kernel's, value for value: starting from ``-inf``, a tap ``v`` replaces the running
 ``a`` unless ``a >= v`` or ``a`` is NaN (so the first NaN wins and stays; a window all in padding gives
-``-inf``). Entry (all ``i64``; ``x`` and ``out`` addresses of C-contiguous float32 arrays)::
+``-inf``). That rule costs a compare, a NaN test, an ``or`` and a select per tap; the kernel runs each window
+with one ``maxps`` per tap instead (``v > a``: the same result without NaNs) beside a running sum of the taps,
+and takes a window again by the rule when its sum is NaN (:func:`_vector`). SqueezeNet's three pools at one
+image, one thread, same process: 41.6 / 71.6 / 136 -> 36.8 / 63.0 / 124 us. Entry (all ``i64``; ``x`` and ``out`` addresses of C-contiguous float32 arrays)::
 
     hk_maxpool_f32(x, h, w, c, kh, kw, sh, sw, dh, dw, top, left, oh, ow, out, row0, row1)
 
@@ -47,10 +50,15 @@ def _clip(emit, name: str, start: str, size: str, step: str, taps: str) -> None:
     emit(f"  %{name}1 = select i1 %{name}roomp, i64 %{name}min, i64 0")
 
 
-def _vector(emit, lanes: int, tag: str, masked: bool, after: str, count: int = 1) -> None:
+def _vector(emit, lanes: int, tag: str, masked: bool, after: str, count: int = 1, exact: bool = True) -> None:
     """The maximum over the window of ``count`` channel vectors from ``%k0`` (``masked``: the last, partial one,
-    alone), stored; then a branch to ``after``. Each vector has its own running maximum: the taps' compare and
-    select form a chain of ~5 cycles, and ``count`` chains run side by side."""
+    alone), stored; then a branch to ``after``. Each vector has its own running maximum, and ``count`` chains
+    run side by side.
+
+    ``exact``: each tap's compare and select keep the rule of the module docstring (~5 cycles a tap).
+    Otherwise a tap replaces the running maximum when it is greater (one ``maxps``), the same result when the
+    window holds no NaN, and a running sum of the taps finds one: a window whose sum is NaN (a NaN tap, or
+    infinities of both signs) is taken again the exact way before anything is stored."""
     vt = f"<{lanes} x float>"
     ninf = f"<{', '.join(['float 0xFFF0000000000000'] * lanes)}>"
     vs = range(count)
@@ -59,6 +67,8 @@ def _vector(emit, lanes: int, tag: str, masked: bool, after: str, count: int = 1
     emit(f"  %{tag}ri = phi i64 [%r0, %{tag}], [%{tag}rn, %{tag}tend]")
     for v in vs:
         emit(f"  %{tag}racc{v} = phi {vt} [{ninf}, %{tag}], [%{tag}tout{v}, %{tag}tend]")
+        if not exact:
+            emit(f"  %{tag}rsum{v} = phi {vt} [zeroinitializer, %{tag}], [%{tag}sout{v}, %{tag}tend]")
     emit(f"  %{tag}roff = mul i64 %{tag}ri, %rstep")
     emit(f"  %{tag}rbase = add i64 %pxbase, %{tag}roff")
     emit(f"  br label %{tag}t")
@@ -66,6 +76,8 @@ def _vector(emit, lanes: int, tag: str, masked: bool, after: str, count: int = 1
     emit(f"  %{tag}ti = phi i64 [%t0, %{tag}r], [%{tag}tn, %{tag}t]")
     for v in vs:
         emit(f"  %{tag}acc{v} = phi {vt} [%{tag}racc{v}, %{tag}r], [%{tag}new{v}, %{tag}t]")
+        if not exact:
+            emit(f"  %{tag}sum{v} = phi {vt} [%{tag}rsum{v}, %{tag}r], [%{tag}snew{v}, %{tag}t]")
     emit(f"  %{tag}toff = mul i64 %{tag}ti, %tstep")
     emit(f"  %{tag}off0 = add i64 %{tag}rbase, %{tag}toff")
     emit(f"  %{tag}off = add i64 %{tag}off0, %k0")
@@ -77,22 +89,43 @@ def _vector(emit, lanes: int, tag: str, masked: bool, after: str, count: int = 1
                  f"%tmask, {vt} zeroinitializer)")
         else:
             emit(f"  %{tag}v{v} = load {vt}, ptr %{tag}p{v}, align 4")
-        emit(f"  %{tag}ge{v} = fcmp oge {vt} %{tag}acc{v}, %{tag}v{v}")
-        emit(f"  %{tag}nan{v} = fcmp uno {vt} %{tag}acc{v}, %{tag}acc{v}")
-        emit(f"  %{tag}keep{v} = or <{lanes} x i1> %{tag}ge{v}, %{tag}nan{v}")
-        emit(f"  %{tag}new{v} = select <{lanes} x i1> %{tag}keep{v}, {vt} %{tag}acc{v}, {vt} %{tag}v{v}")
+        if exact:
+            emit(f"  %{tag}ge{v} = fcmp oge {vt} %{tag}acc{v}, %{tag}v{v}")
+            emit(f"  %{tag}nan{v} = fcmp uno {vt} %{tag}acc{v}, %{tag}acc{v}")
+            emit(f"  %{tag}keep{v} = or <{lanes} x i1> %{tag}ge{v}, %{tag}nan{v}")
+            emit(f"  %{tag}new{v} = select <{lanes} x i1> %{tag}keep{v}, {vt} %{tag}acc{v}, {vt} %{tag}v{v}")
+        else:
+            emit(f"  %{tag}gt{v} = fcmp ogt {vt} %{tag}v{v}, %{tag}acc{v}")
+            emit(f"  %{tag}new{v} = select <{lanes} x i1> %{tag}gt{v}, {vt} %{tag}v{v}, {vt} %{tag}acc{v}")
+            emit(f"  %{tag}snew{v} = fadd {vt} %{tag}sum{v}, %{tag}v{v}")
     emit(f"  %{tag}tn = add nuw nsw i64 %{tag}ti, 1")
     emit(f"  %{tag}tdone = icmp sge i64 %{tag}tn, %t1")
     emit(f"  br i1 %{tag}tdone, label %{tag}tend, label %{tag}t")
     emit(f"{tag}tend:")
     for v in vs:
         emit(f"  %{tag}tout{v} = phi {vt} [%{tag}new{v}, %{tag}t]")
+        if not exact:
+            emit(f"  %{tag}sout{v} = phi {vt} [%{tag}snew{v}, %{tag}t]")
     emit(f"  %{tag}rn = add nuw nsw i64 %{tag}ri, 1")
     emit(f"  %{tag}rdone = icmp sge i64 %{tag}rn, %r1")
     emit(f"  br i1 %{tag}rdone, label %{tag}store, label %{tag}r")
     emit(f"{tag}store:")
     for v in vs:
         emit(f"  %{tag}res{v} = phi {vt} [{ninf}, %{tag}], [%{tag}tout{v}, %{tag}tend]")
+    if not exact:  # a NaN sum: the window again, the exact way
+        for v in vs:
+            emit(f"  %{tag}sres{v} = phi {vt} [zeroinitializer, %{tag}], [%{tag}sout{v}, %{tag}tend]")
+        for v in vs:
+            emit(f"  %{tag}suno{v} = fcmp uno {vt} %{tag}sres{v}, %{tag}sres{v}")
+        emit(f"  %{tag}sany0 = bitcast <{lanes} x i1> %{tag}suno0 to i{lanes}")
+        for v in range(1, count):
+            emit(f"  %{tag}sbits{v} = bitcast <{lanes} x i1> %{tag}suno{v} to i{lanes}")
+            emit(f"  %{tag}sany{v} = or i{lanes} %{tag}sany{v - 1}, %{tag}sbits{v}")
+        emit(f"  %{tag}hasnan = icmp ne i{lanes} %{tag}sany{count - 1}, 0")
+        emit(f"  br i1 %{tag}hasnan, label %{tag}x, label %{tag}put")
+        emit(f"{tag}x:")
+        _vector(emit, lanes, f"{tag}x", masked, after, count)
+        emit(f"{tag}put:")
     emit(f"  %{tag}oo = add i64 %pxout, %k0")
     emit(f"  %{tag}op = getelementptr float, ptr %o, i64 %{tag}oo")
     for v in vs:
@@ -162,7 +195,7 @@ def pool_ir(lanes: int) -> str:
     emit("  br i1 %hasquad, label %kq, label %kvcheck")
     emit("kq:")  # GROUP vectors of channels at a time, each its own chain (the remainder one at a time)
     group: list[str] = ["  %q0 = phi i64 [0, %px], [%q0n, %kqnext]"]
-    _vector(group.append, lanes, "kq", False, "kqnext", GROUP)
+    _vector(group.append, lanes, "kq", False, "kqnext", GROUP, exact=False)
     lines.extend(line.replace("%k0", "%q0") for line in group)
     emit("kqnext:")
     emit(f"  %q0n = add nuw nsw i64 %q0, {GROUP * lanes}")
@@ -173,7 +206,7 @@ def pool_ir(lanes: int) -> str:
     emit("  br i1 %hasone, label %kv, label %ktail")
     emit("kv:")
     emit("  %k0 = phi i64 [%cquad, %kvcheck], [%k0n, %kvnext]")
-    _vector(emit, lanes, "kv", False, "kvnext")
+    _vector(emit, lanes, "kv", False, "kvnext", exact=False)
     emit("kvnext:")
     emit(f"  %k0n = add nuw nsw i64 %k0, {lanes}")
     emit("  %kvdone = icmp uge i64 %k0n, %cfull")
@@ -183,7 +216,7 @@ def pool_ir(lanes: int) -> str:
     emit("kt:")
     # the last, partial vector: %k0 is redefined in its own block for the shared body
     body: list[str] = []
-    _vector(body.append, lanes, "kt", True, "pxend")
+    _vector(body.append, lanes, "kt", True, "pxend", exact=False)
     lines.extend(line.replace("%k0", "%cfull") for line in body)
     emit("pxend:")
     emit("  %oxn = add nuw nsw i64 %ox, 1")

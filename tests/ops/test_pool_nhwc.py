@@ -217,3 +217,29 @@ def test_the_plan_step_runs_a_max_pool_prepared_once_per_input_shape(monkeypatch
         for _ in range(3):
             assert step(x).tobytes() == want.tobytes()
         assert len(general) == calls  # the first call of a shape takes the general path and prepares
+
+
+@pytest.mark.parametrize("channels", [8, 43, 64])
+def test_windows_with_nans_or_infinities_keep_the_first_nan_bit_for_bit(channels):
+    """hk_maxpool_f32 takes the taps' maximum with one maxps each and a running sum; a window whose sum is NaN (a
+    NaN tap, or +inf with -inf) is taken again by the exact rule: NaNs of distinct payloads, +-inf and -0.0 at
+    random taps give the Numba kernel's bits (the first NaN of the window, payload and sign included)."""
+    from hubkit.ops import _packed_gemm, pool_nhwc
+
+    if not _packed_gemm.available():
+        pytest.skip("the LLVM kernels do not run here")
+    fast = _numba.kernel(pool_nhwc.max_pool_nhwc_kernel)
+    rng = np.random.default_rng(channels + 1)
+    specials = np.array([0x7FC00001, 0x7FC00002, 0xFFC00003, 0x7F800000, 0xFF800000, 0x80000000],
+                        np.uint32).view(np.float32)  # two NaNs, a negative NaN, +inf, -inf, -0.0
+    for size, kernel, strides, dilations, pads, ceil in CASES:
+        x = rng.standard_normal((2, *size, channels)).astype(np.float32)
+        flat = x.reshape(-1)
+        where = rng.choice(flat.size, size=max(6, flat.size // 15), replace=False)
+        flat[where] = specials[rng.integers(0, len(specials), len(where))]
+        hw, begin, _ = window_geometry(size, kernel, strides, dilations, pads, "NOTSET", ceil)
+        want = np.empty((2, *hw, channels), np.float32)
+        fast(x, *kernel, *strides, *dilations, *begin, want)
+        got = np.empty_like(want)
+        assert pool_nhwc._max_pool_llvm(x, kernel, strides, dilations, begin, got)
+        assert got.view(np.uint32).tobytes() == want.view(np.uint32).tobytes()
