@@ -343,18 +343,20 @@ def dense(
 class DenseCall:
     """:func:`dense` for C-contiguous inputs of one shape, one bias array and one BLAS thread count, its checks and
     decisions made once (:func:`prepare_dense`, after a :func:`dense` call that ran): a call checks the input, the
-    bias's identity and the thread count, asks ``packed`` for the weights' form (remade or None when they
+    weights' shape and dtype, the bias's identity and the thread count, asks ``packed`` for the weights' form (remade or None when they
     change) and runs the tile kernel. ``dense``'s checks cost 5-7 us a layer, a tenth of a 64x64x64 layer's time.
     Calling it gives the result, or None (nothing computed) when the call is not the one it was prepared for or
     the split could not run: the caller then calls :func:`dense`."""
 
-    __slots__ = ("_bias", "_bias_arg", "_flags", "_kc_mc", "_split", "n", "packed", "shape", "threads", "transpose_b")
+    __slots__ = ("_bias", "_bias_arg", "_flags", "_kc_mc", "_split", "n", "packed", "shape", "threads", "transpose_b",
+                 "w_shape")
 
-    def __init__(self, shape: tuple[int, ...], n: int, bias: np.ndarray | None, act: int, packed: PackedWeights,
-                 transpose_b: bool, threads: int) -> None:
+    def __init__(self, shape: tuple[int, ...], w_shape: tuple[int, ...], n: int, bias: np.ndarray | None, act: int,
+                 packed: PackedWeights, transpose_b: bool, threads: int) -> None:
         from hubkit.ops import _gemm_kernel as g
 
         self.shape = shape
+        self.w_shape = w_shape
         self.n = n
         self._bias = bias
         self._bias_arg = _EMPTY if bias is None else bias
@@ -368,11 +370,12 @@ class DenseCall:
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray | None:
         if (
             type(a) is not np.ndarray or a.shape != self.shape or a.dtype != _F32 or not a.flags.c_contiguous
+            or type(w) is not np.ndarray or w.shape != self.w_shape or w.dtype != _F32
             or bias is not self._bias or blas_threads() != self.threads or not available()
         ):
             return None
         form = self.packed.get(w, self.transpose_b, settled=True)
-        if form is None:
+        if form is None or form.shape[1] != self.shape[1] or form.shape[0] * 32 < self.n:  # (the kernel reads it whole)
             return None
         out = np.empty((self.shape[0], self.n), _F32)
         kc, mc = self._kc_mc
@@ -387,12 +390,12 @@ class DenseCall:
 
 def prepare_dense(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None, act: int, packed: PackedWeights,
                   transpose_b: bool = False) -> DenseCall | None:
-    """The :class:`DenseCall` for inputs like ``a``, given that ``dense(a, w, bias, act, packed, transpose_b)`` has
-    just run the tile kernel (so every check passed); None for a non-contiguous ``a``."""
-    if not a.flags.c_contiguous or a.dtype != _F32 or a.ndim != 2:
+    """The :class:`DenseCall` for inputs like ``a`` and weights of ``w``'s shape, given that ``dense(a, w, bias, act,
+    packed, transpose_b)`` has just run the tile kernel (so every check passed); None for a non-contiguous ``a``."""
+    if not a.flags.c_contiguous or a.dtype != _F32 or a.ndim != 2 or w.dtype != _F32 or w.ndim != 2:
         return None
     n = w.shape[0] if transpose_b else w.shape[1]
-    return DenseCall(a.shape, n, bias, act, packed, transpose_b, blas_threads())
+    return DenseCall(a.shape, w.shape, n, bias, act, packed, transpose_b, blas_threads())
 
 
 SPLIT_MIN_ROWS = 256

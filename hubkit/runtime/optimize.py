@@ -135,10 +135,11 @@ class FusedLinear:
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
         prepared = self._dense
-        if prepared is not None:  # checked when prepared: it runs only on the same shape, bias and thread count
+        if prepared is not None:  # checked when prepared: it runs only on the same shapes, bias and thread count
             out = prepared(a, w, bias)
             if out is not None:
                 return out
+            self._dense = None  # prepared again when dense() next runs the tile GEMM
         if bias is not None and (
             bias.ndim != 1 or ((bias.dtype != a.dtype or a.dtype != w.dtype) and bias.dtype != np.result_type(a, w))
         ):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import conv_nhwc, conv_nhwc_call, pool_nhwc
+from hubkit.ops import _packed_gemm, conv_nhwc, conv_nhwc_call, pool_nhwc
 from hubkit.ops._epilogue import bias_act_
 from hubkit.ops._helpers import normalize_axes
 from hubkit.ops.conv_nchw import PreparedConv, outputs
@@ -252,9 +252,9 @@ class NhwcPool:
         if avg:
             out = pool_nhwc.avg_pool2d_nhwc(x, kernel, strides, begin, end, a.get("count_include_pad", False), hw)
         else:
-            if self._fast[0] != (x.shape, x.dtype):  # another input than the prepared call's: prepare it anew
-                self._fast = ((x.shape, x.dtype), pool_nhwc.prepare_max_pool(x.shape, x.dtype, kernel, strides,
-                                                                             dilations, begin, hw))
+            key = (x.shape, x.dtype, _packed_gemm.available())  # (Numba may be switched on or off between calls)
+            if self._fast[0] != key:  # another input than the prepared call's: prepare it anew
+                self._fast = (key, pool_nhwc.prepare_max_pool(x.shape, x.dtype, kernel, strides, dilations, begin, hw))
             out = pool_nhwc.max_pool2d_nhwc(x, kernel, strides, dilations, begin, hw)
         if out is None:  # Numba off: the NCHW step between two conversions
             out = ToNhwc()(self.pool(ToNchw()(x)))

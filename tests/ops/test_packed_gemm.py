@@ -413,3 +413,31 @@ def test_a_prepared_dense_call_gives_dense_bits_and_refuses_what_changed(kernel,
     settled = call(a, var.value, bias)
     assert settled is not None and settled.tobytes() == np.maximum(np.broadcast_to(bias, (40, 70)), 0).tobytes()
     assert _packed_gemm.prepare_dense(np.asfortranarray(a), var.value, bias, RELU, packed, transpose_b) is None
+
+
+@needs_kernel
+def test_a_prepared_dense_call_refuses_weights_of_another_shape_or_dtype(kernel, monkeypatch):
+    """The weights' packed form is the kernel's whole read: weights of another shape or dtype than the prepared
+    call's (a step handed other weights) give None, never a read past the smaller packing; a fused step then
+    computes the new product the general way."""
+    if not _packed_gemm._tile_host():
+        pytest.skip("dense() runs the kernel with AVX-512 or AVX2 tiles only")
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
+    from hubkit.runtime.optimize import FusedLinear
+
+    class Node:
+        op = "MatMul"
+
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((512, 512)).astype(np.float32)
+    step = FusedLinear([Node()], {}, False, None, weights=None)
+    w1 = rng.standard_normal((512, 256)).astype(np.float32)
+    step(a, w1)
+    call = step._dense
+    assert call is not None
+    for w2 in (rng.standard_normal((512, 4)).astype(np.float32), w1.astype(np.float64), w1[:, :128].copy()):
+        assert call(a, w2, None) is None and call(a, w2, None) is None  # (the second call finds them settled)
+        for _ in range(2):
+            got = step(a, w2)
+            assert got.shape == (512, w2.shape[1]) and got.dtype == np.result_type(a, w2)
+            np.testing.assert_allclose(got, a.astype(np.float64) @ w2, rtol=1e-3, atol=1e-2)

@@ -243,3 +243,25 @@ def test_windows_with_nans_or_infinities_keep_the_first_nan_bit_for_bit(channels
         got = np.empty_like(want)
         assert pool_nhwc._max_pool_llvm(x, kernel, strides, dilations, begin, got)
         assert got.view(np.uint32).tobytes() == want.view(np.uint32).tobytes()
+
+
+def test_a_max_pool_first_run_with_numba_off_is_prepared_once_it_is_on():
+    from types import SimpleNamespace
+
+    from hubkit.ops import _packed_gemm, pool_nhwc
+    from hubkit.runtime.optimize_layout import NhwcPool
+
+    if not _packed_gemm.available():
+        pytest.skip("the LLVM kernels do not run here")
+    attrs = {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0]}
+    step = NhwcPool(SimpleNamespace(attrs=attrs, kind="OnnxMaxPool", label="MaxPool", __call__=None))
+    x = np.random.default_rng(0).standard_normal((1, 6, 6, 8)).astype(np.float32)
+    _numba.set_numba_enabled(False)
+    try:
+        assert pool_nhwc.prepare_max_pool(x.shape, x.dtype, (2, 2), (2, 2), (1, 1), (0, 0), (3, 3)) is None
+        step._fast = ((x.shape, x.dtype, False), None)  # as the first run, Numba off, left it
+    finally:
+        _numba.set_numba_enabled(None)
+    want = max_pool2d_nhwc(x, (2, 2), (2, 2), (1, 1), (0, 0), (3, 3))
+    assert step(x).tobytes() == want.tobytes()
+    assert isinstance(step._fast[1], pool_nhwc.MaxPoolCall)
