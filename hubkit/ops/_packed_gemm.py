@@ -148,6 +148,10 @@ class PackedWeights(DerivedWeights):
         weights change between calls (:meth:`DerivedWeights.get`)."""
         return super().get(w, transpose, settled)
 
+    def ready(self, w: np.ndarray, transpose: bool = False) -> Any:
+        """The packed form kept for these very weights, or None (:meth:`DerivedWeights.ready`)."""
+        return super().ready(w, transpose)
+
     def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
         return pack_weights(np.asarray(w.T if key else w, _F32))
 
@@ -343,9 +347,9 @@ def dense(
 class DenseCall:
     """:func:`dense` for C-contiguous inputs of one shape, one bias array and one BLAS thread count, its checks and
     decisions made once (:func:`prepare_dense`, after a :func:`dense` call that ran): a call checks the input, the
-    weights' shape and dtype, the bias's identity and the thread count, asks ``packed`` for the weights' form (remade or None when they
-    change) and runs the tile kernel. ``dense``'s checks cost 5-7 us a layer, a tenth of a 64x64x64 layer's time.
-    Calling it gives the result, or None (nothing computed) when the call is not the one it was prepared for or
+    weights' shape and dtype, the bias's identity and the thread count, takes the form ``packed`` holds for these
+    very weights (None when they were written since) and runs the tile kernel. ``dense``'s checks cost 5-7 us a
+    layer, a tenth of a 64x64x64 layer's time. Calling it gives the result, or None (nothing computed) when the call is not the one it was prepared for or
     the split could not run: the caller then calls :func:`dense`."""
 
     __slots__ = ("_bias", "_bias_arg", "_flags", "_kc_mc", "_split", "n", "packed", "shape", "threads", "transpose_b",
@@ -374,7 +378,9 @@ class DenseCall:
             or bias is not self._bias or blas_threads() != self.threads or not available()
         ):
             return None
-        form = self.packed.get(w, self.transpose_b, settled=True)
+        # the form packed for these very weights, or None: written weights (training) go the general way, which
+        # decides whether to pack them again (``get(settled=True)`` notes them; asking here would count twice)
+        form = self.packed.ready(w, self.transpose_b)
         if form is None or form.shape[1] != self.shape[1] or form.shape[0] * 32 < self.n:  # (the kernel reads it whole)
             return None
         out = np.empty((self.shape[0], self.n), _F32)

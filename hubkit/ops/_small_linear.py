@@ -101,6 +101,21 @@ class DerivedWeights:
         """The form of ``w`` to keep (a subclass's)."""
         raise NotImplementedError
 
+    def ready(self, w: np.ndarray, key: Any = None) -> Any:
+        """The form kept for ``w`` (the same array, its variable at the same version) and ``key``, or None; unlike
+        :meth:`get` it makes nothing and notes nothing (a caller that finds None then asks :meth:`get`)."""
+        var = self.variable
+        if var is None:
+            version = 0
+            cache = self._cache
+        else:
+            version = var._version
+            forms = var.__dict__.get("_derived_forms")
+            cache = None if forms is None else forms.get((type(self), key))
+        if cache is not None and cache[0] is w and cache[1] == version and cache[2] == key:
+            return cache[3]
+        return None
+
     def get(self, w: np.ndarray, key: Any = None, settled: bool = False) -> Any:
         """``derive(w, key)``, made again only when ``w``, its variable's version or ``key`` changed.
 

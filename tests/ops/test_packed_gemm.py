@@ -383,7 +383,7 @@ def test_packed_weights_and_outputs_that_do_not_fit_are_refused(kernel):
 def test_a_prepared_dense_call_gives_dense_bits_and_refuses_what_changed(kernel, monkeypatch, threads, transpose_b):
     """prepare_dense after a dense() that ran: the same bits for the same input shape, bias array and thread count;
     None (nothing computed) for another shape, dtype, layout, bias array or thread count; weights written between
-    calls (training) give None until they settle, then the new weights' product."""
+    calls (training) give None, and dense() alone decides when they have settled and packs them again."""
     if not _packed_gemm._tile_host():
         pytest.skip("dense() runs the kernel with AVX-512 or AVX2 tiles only")
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
@@ -408,8 +408,10 @@ def test_a_prepared_dense_call_gives_dense_bits_and_refuses_what_changed(kernel,
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 3 - threads)
     assert call(a, var.value, bias) is None
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
-    var.assign(np.zeros_like(var.value))  # written: not settled yet
-    assert call(a, var.value, bias) is None
+    var.assign(np.zeros_like(var.value))  # written: the prepared call packs nothing and leaves it to dense()
+    assert call(a, var.value, bias) is None and call(a, var.value, bias) is None
+    assert dense(a, var.value, bias, RELU, packed, transpose_b) is None  # not settled yet: np.matmul's
+    assert dense(a, var.value, bias, RELU, packed, transpose_b) is not None  # settled: packed again
     settled = call(a, var.value, bias)
     assert settled is not None and settled.tobytes() == np.maximum(np.broadcast_to(bias, (40, 70)), 0).tobytes()
     assert _packed_gemm.prepare_dense(np.asfortranarray(a), var.value, bias, RELU, packed, transpose_b) is None
@@ -436,8 +438,26 @@ def test_a_prepared_dense_call_refuses_weights_of_another_shape_or_dtype(kernel,
     call = step._dense
     assert call is not None
     for w2 in (rng.standard_normal((512, 4)).astype(np.float32), w1.astype(np.float64), w1[:, :128].copy()):
-        assert call(a, w2, None) is None and call(a, w2, None) is None  # (the second call finds them settled)
+        assert call(a, w2, None) is None and call(a, w2, None) is None
         for _ in range(2):
             got = step(a, w2)
             assert got.shape == (512, w2.shape[1]) and got.dtype == np.result_type(a, w2)
             np.testing.assert_allclose(got, a.astype(np.float64) @ w2, rtol=1e-3, atol=1e-2)
+
+
+def test_ready_gives_the_kept_form_and_notes_nothing():
+    """DerivedWeights.ready: the form kept for the same array at the same version, else None, without packing or
+    noting: get(settled=True)'s count of unchanged calls is not moved by it (training packs nothing per step)."""
+    import hubkit as hk
+
+    v = hk.Variable(np.ones((4, 3), np.float32), name="w")
+    cache = PackedWeights(v)
+    assert cache.ready(v.value) is None
+    form = cache.get(v.value)
+    assert cache.ready(v.value) is form and cache.ready(v.value.copy()) is None
+    v.assign(np.zeros((4, 3), np.float32))
+    assert cache.ready(v.value) is None
+    assert cache.get(v.value, settled=True) is None  # written since: noted, not packed
+    assert cache.ready(v.value) is None  # asking ready() in between does not settle them
+    v.assign(np.ones((4, 3), np.float32))
+    assert cache.get(v.value, settled=True) is None  # written again: still not packed
