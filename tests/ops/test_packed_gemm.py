@@ -461,3 +461,47 @@ def test_ready_gives_the_kept_form_and_notes_nothing():
     assert cache.ready(v.value) is None  # asking ready() in between does not settle them
     v.assign(np.ones((4, 3), np.float32))
     assert cache.get(v.value, settled=True) is None  # written again: still not packed
+
+
+@needs_kernel
+@pytest.mark.parametrize(("mr_max", "lanes"), [(13, 16), (6, 8)], ids=["avx512-form", "avx2-form"])
+def test_wrapping_tiles_of_either_form_read_the_rows_they_are_given(kernel, mr_max, lanes):
+    """``hk_swrap_tile`` of both IR forms, compiled for this host (the 16-lane form runs on AVX2 as vector pairs,
+    so the AVX-512 host's 13-row tiles are checked here too): at every tile height, row i of A lies ``lda``
+    floats after row i - 1, plus ``wrap`` where it starts an output row (``width`` pixels, the first at column
+    ``col0``), over two runs of A ``tstride`` apart; against NumPy in float64."""
+    import ctypes
+
+    import llvmlite.binding as llvm
+
+    _gemm_kernel._init_llvm()
+    name, features = _gemm_kernel._host_features()
+    module = llvm.parse_assembly(_gemm_kernel.kernel_ir(mr_max, lanes))
+    module.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=name, features=features, opt=2)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    tile = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 17)(engine.get_function_address("hk_swrap_tile"))
+    rng = np.random.default_rng(mr_max)
+    k, n, lda, tstride = 7, 45, 9, 300  # two runs of 7 steps; 45 columns: a full panel and a masked one
+    w = rng.standard_normal((2 * k, n)).astype(np.float32)
+    packed = pack_weights(w)
+    bias = rng.standard_normal(n).astype(np.float32)
+    a = rng.standard_normal(2000).astype(np.float32)
+    for mr in range(1, mr_max + 1):
+        for width, col0, wrap in ((-1, 0, 0), (5, 3, 11), (2, 1, -4), (1, 0, 6)):
+            offsets, col, off = [], col0, 0
+            for _ in range(mr):
+                offsets.append(off)
+                col += 1
+                off += lda + (wrap if col == width else 0)
+                col = 0 if col == width else col
+            rows = np.stack([np.concatenate([a[50 + o : 50 + o + k], a[50 + o + tstride : 50 + o + tstride + k]])
+                             for o in offsets]).astype(np.float64)
+            want = np.maximum(rows @ w.astype(np.float64) + bias, 0)
+            c = np.full((mr, n + 3), np.nan, np.float32)
+            tile(mr, 2, tstride, k, a.ctypes.data + 200, lda, packed.ctypes.data, 2 * k * 32, c.ctypes.data, n + 3, n,
+                 _gemm_kernel.BIAS_COLS | _gemm_kernel.RELU, bias.ctypes.data, packed.ctypes.data, col0, width, wrap)
+            np.testing.assert_allclose(c[:, :n], want, rtol=1e-5, atol=1e-5)
+            assert np.isnan(c[:, n:]).all()  # nothing past the columns
+    del engine
