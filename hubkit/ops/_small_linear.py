@@ -101,17 +101,19 @@ class DerivedWeights:
         """The form of ``w`` to keep (a subclass's)."""
         raise NotImplementedError
 
+    def _kept(self, key: Any) -> tuple[int, Any, dict | None]:
+        """``(version, entry, forms)``: the variable's version (0 for a constant), the entry kept for ``key`` (or
+        None) and the variable's dict of forms (None for a constant, or before the variable's first form)."""
+        var = self.variable
+        if var is None:
+            return 0, self._cache, None
+        forms = var.__dict__.get("_derived_forms")
+        return var._version, None if forms is None else forms.get((type(self), key)), forms
+
     def ready(self, w: np.ndarray, key: Any = None) -> Any:
         """The form kept for ``w`` (the same array, its variable at the same version) and ``key``, or None; unlike
         :meth:`get` it makes nothing and notes nothing (a caller that finds None then asks :meth:`get`)."""
-        var = self.variable
-        if var is None:
-            version = 0
-            cache = self._cache
-        else:
-            version = var._version
-            forms = var.__dict__.get("_derived_forms")
-            cache = None if forms is None else forms.get((type(self), key))
+        version, cache, _ = self._kept(key)
         if cache is not None and cache[0] is w and cache[1] == version and cache[2] == key:
             return cache[3]
         return None
@@ -123,16 +125,7 @@ class DerivedWeights:
         notes the weights, and the form is remade by the first call that finds them as the one before did.
         Training writes the weights between every two runs; packing them for each run cost more than the
         packed form saved (``scripts/bench_fit.py``)."""
-        var = self.variable
-        if var is None:
-            version = 0
-            cache = self._cache
-        else:
-            version = var._version
-            forms = var.__dict__.get("_derived_forms")
-            if forms is None:
-                forms = var.__dict__.setdefault("_derived_forms", {})
-            cache = forms.get((type(self), key))
+        version, cache, forms = self._kept(key)
         if cache is not None and cache[0] is w and cache[1] == version and cache[2] == key:
             if cache[3] is not None:
                 return cache[3]
@@ -140,9 +133,11 @@ class DerivedWeights:
         else:
             value = None if settled and cache is not None else self.derive(w, key)
         entry = (w, version, key, value)  # ``w`` kept: an identity check needs the object alive
-        if var is None:
+        if self.variable is None:
             self._cache = entry
         else:
+            if forms is None:
+                forms = self.variable.__dict__.setdefault("_derived_forms", {})
             forms[(type(self), key)] = entry
         return value
 
