@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import _gemm_kernel, _numba, _packed_gemm, _worker_pool
-from hubkit.ops._gemm_kernel import ACCUMULATE, BIAS_COLS, NR, RELU, RELU6
+from hubkit.ops._gemm_kernel import NR
 
 __all__ = ["GROUP_BYTES", "MAX_TILE_BYTES", "fits", "run", "tap_conv"]
 
 _F32 = np.dtype(np.float32)
-_FLAGS = (0, RELU, RELU6)  # by activation: none, ReLU, ReLU6
 
 GROUP_BYTES = _packed_gemm.NC_BYTES
 """Bytes of packed filters whose column panels run together over every tile (they stay in L2): half the L2, as
@@ -148,11 +147,8 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
             return False
         xp = flat[:size].reshape(n, hp, wp, c)
         _KERNELS.pad(x, top, left, xp)
-    flags = _FLAGS[act] | (ACCUMULATE if accumulate else 0)
-    b = _packed_gemm._EMPTY
-    if bias is not None:
-        b = bias
-        flags |= BIAS_COLS
+    flags = _packed_gemm.tile_flags(act, bias is not None, accumulate)
+    b = _packed_gemm._EMPTY if bias is None else bias
     state = _packed_gemm._STATE
     group = max(1, GROUP_BYTES // (kh * kw * c * 128))
     if split and n * -(-(oh * ow) // state.mr) >= 2 and _split(state, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,

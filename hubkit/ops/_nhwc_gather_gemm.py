@@ -59,17 +59,14 @@ def gathered_tile_conv(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | Non
         return True
     if not _packed_gemm.available():
         return False
-    from hubkit.ops import _gemm_kernel, _nhwc_gather_gemm_kernel
+    from hubkit.ops import _nhwc_gather_gemm_kernel
 
     fast = _numba.kernel(_nhwc_gather_gemm_kernel.gather_gemm_kernel)
     if fast is None:
         return False
     state = _packed_gemm._STATE
-    flags = _packed_gemm._act_flags(act) | (_gemm_kernel.ACCUMULATE if accumulate else 0)
-    b = _EMPTY
-    if bias is not None:
-        b = bias
-        flags |= _gemm_kernel.BIAS_COLS
+    flags = _packed_gemm.tile_flags(act, bias is not None, accumulate)
+    b = _EMPTY if bias is None else bias
     return bool(fast(state.addr, state.mr, _packed_gemm.kc_for(k), _packed_gemm._mc(state.mr, k, m), x, kh, kw,
          int(strides[0]), int(strides[1]), int(dilations[0]), int(dilations[1]), int(begin[0]), int(begin[1]), oh, ow, min(chunk, rows),
          cols_buf, packed, y2, b, flags))

@@ -156,14 +156,13 @@ class PackedWeights(DerivedWeights):
         return pack_weights(np.asarray(w.T if key else w, _F32))
 
 
-def _act_flags(act: int) -> int:
+def tile_flags(act: int, bias: bool, accumulate: bool = False) -> int:
+    """The tile kernel's ``flags`` for the epilogue activation ``act`` (0 none, 1 ReLU, 2 ReLU6), a bias or none,
+    and whether the product is added to what the output holds."""
     from hubkit.ops import _gemm_kernel as g
 
-    if act == RELU:
-        return g.RELU
-    if act == RELU6:
-        return g.RELU6
-    return 0
+    flags = g.RELU if act == RELU else g.RELU6 if act == RELU6 else 0
+    return flags | (g.BIAS_COLS if bias else 0) | (g.ACCUMULATE if accumulate else 0)
 
 
 NC_BYTES = nc_bytes()
@@ -230,7 +229,6 @@ def packed_matmul(
     """
     if not available() or x.dtype != _F32 or x.ndim != 2:
         return None
-    from hubkit.ops import _gemm_kernel as g
 
     rows, depth = x.shape
     if accumulate and out is None:
@@ -243,7 +241,7 @@ def packed_matmul(
         out = np.empty((rows, n), _F32)
     if rows == 0 or n == 0:
         return out
-    flags = _act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
+    flags = tile_flags(act, bias is not None, accumulate)
     if depth == 0 and accumulate:
         return None
     if depth == 0:
@@ -357,14 +355,13 @@ class DenseCall:
 
     def __init__(self, shape: tuple[int, ...], w_shape: tuple[int, ...], n: int, bias: np.ndarray | None, act: int,
                  packed: PackedWeights, transpose_b: bool, threads: int) -> None:
-        from hubkit.ops import _gemm_kernel as g
 
         self.shape = shape
         self.w_shape = w_shape
         self.n = n
         self._bias = bias
         self._bias_arg = _EMPTY if bias is None else bias
-        self._flags = _act_flags(act) | (0 if bias is None else g.BIAS_COLS)
+        self._flags = tile_flags(act, bias is not None)
         self._kc_mc = (kc_for(shape[1]), _mc(_STATE.mr, shape[1], n))
         self.packed = packed
         self.transpose_b = transpose_b

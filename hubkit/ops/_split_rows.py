@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _gemm_kernel as g
 from hubkit.ops import _numba, _packed_gemm, _worker_pool
 
 __all__ = ["MIN_ROWS", "job_address", "run_split", "split_rows"]
@@ -93,7 +92,7 @@ def split_rows(
         return None
     if out is None:
         out = np.empty((rows, n), np.float32)
-    flags = _packed_gemm._act_flags(act) | (g.ACCUMULATE if accumulate else 0) | (0 if bias is None else g.BIAS_COLS)
+    flags = _packed_gemm.tile_flags(act, bias is not None, accumulate)
     mr = _packed_gemm._STATE.mr
     ok = run_split(x, packed, _packed_gemm._EMPTY if bias is None else bias, flags, out, _packed_gemm.kc_for(depth),
                    _packed_gemm._mc(mr, depth, n))

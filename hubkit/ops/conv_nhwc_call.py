@@ -23,7 +23,6 @@ from hubkit.ops.conv_nhwc import _rows_view, _tile_runs, checked_geometry, form
 __all__ = ["NhwcCall", "mode", "prepare"]
 
 _F32 = np.dtype(np.float32)
-_ACT_FLAGS = (0, _gemm_kernel.RELU, _gemm_kernel.RELU6)
 
 
 class NhwcCall:
@@ -48,7 +47,7 @@ class NhwcCall:
         self.out_shape = (n, oh, ow, m)
         self.packed = prep.tile_packed(c)
         self._bias = _packed_gemm._EMPTY if prep.bias is None else prep.bias
-        self._flags = _ACT_FLAGS[act] | (0 if prep.bias is None else _gemm_kernel.BIAS_COLS)
+        self._flags = _packed_gemm.tile_flags(act, prep.bias is not None)
         depth = kh * kw * c
         self.kc_mc = (_packed_gemm.kc_for(depth), _packed_gemm._mc(_packed_gemm._STATE.mr, depth, m))
         self._split = tile == 2 and (not pointwise or (n * h * w >= _split_rows.MIN_ROWS and _worker_pool.available()))
