@@ -18,7 +18,7 @@ import numpy as np
 
 from hubkit.ops import _conv_taps, _gemm_kernel, _packed_gemm, _split_rows, _worker_pool
 from hubkit.ops.conv_nchw import PreparedConv, _scratch, outputs
-from hubkit.ops.conv_nhwc import _rows_view, _tile_runs, checked_geometry, form
+from hubkit.ops.conv_nhwc import _rows_of_one_stride, _rows_view, _tile_runs, checked_geometry, form
 
 __all__ = ["NhwcCall", "mode", "prepare"]
 
@@ -66,7 +66,7 @@ class NhwcCall:
             y = outputs.empty(self.out_shape, _F32)
         elif (
             type(out) is not np.ndarray or out.shape != self.out_shape or out.dtype != _F32 or not out.flags.writeable
-            or not out.flags.aligned or not _rows_of(out) or np.may_share_memory(x, out)
+            or out.strides[3] != 4 or not _rows_of_one_stride(out) or np.may_share_memory(x, out)
             or (accumulate and not out.flags.c_contiguous)  # as conv_nhwc_fused adds a residual in place
         ):
             return None
@@ -83,14 +83,6 @@ class NhwcCall:
         ok = _conv_taps.run(x, self.packed, self.prep.bias, self.act, *self._args, y2, self._pad, accumulate,
                             self._split)
         return y if ok else None
-
-
-def _rows_of(out: np.ndarray) -> bool:
-    """Whether ``out`` (N, OH, OW, M) is rows of unit column stride, its pixels one run of rows 4-byte multiples
-    apart and at least M values long (a channel slice of a C-contiguous array is)."""
-    s0, s1, s2, s3 = out.strides
-    _, oh, ow, m = out.shape
-    return s3 == 4 and s2 % 4 == 0 and s2 >= 4 * m and s1 == ow * s2 and s0 == oh * s1
 
 
 def mode() -> int:
