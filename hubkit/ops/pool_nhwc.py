@@ -147,20 +147,7 @@ def _max_pool_llvm(x: np.ndarray, kernel, strides, dilations, begin, out: np.nda
 
     if not _packed_gemm.available() or max(*kernel, *strides, *dilations, *begin) >= _LLVM_MAX_GEOMETRY:
         return False
-    fn = _LLVM.fn
-    if fn is None:
-        import ctypes
-
-        from hubkit.ops import _gemm_kernel
-
-        fn = _LLVM.fn = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 17)(_gemm_kernel.pool_kernel_address())
-    n, h, w, c = x.shape
-    oh, ow = out.shape[1], out.shape[2]
-    args = [x.ctypes.data, h, w, c, *(int(v) for v in (*kernel, *strides, *dilations, *begin)), oh, ow, out.ctypes.data]
-    rows = n * oh
-    if rows >= 2 and out.size >= SPLIT_MIN_OUTPUTS and _split_pool(args, rows):
-        return True
-    fn(*args, 0, rows)
+    _run_pool(_pool_blocks(x.shape, out.shape, kernel, strides, dilations, begin), x, out)
     return True
 
 
@@ -170,38 +157,58 @@ as the convolutions split). SqueezeNet's three pools at one image (3x3, stride 2
 thread / split: 111x111x64 212 / 127 us, 55x55x128 109 / 77 us, 27x27x256 (43,264 outputs) 62 / 51 us."""
 
 
-def _split_pool(args: list[int], rows: int) -> bool:
-    """Output rows ``[0, rows / 2)`` here and the rest on the pool's worker; False (nothing written) when that cannot
-    run (one BLAS thread, no worker, or the pool is busy)."""
+def _pool_blocks(shape: tuple[int, ...], out_shape: tuple[int, ...], kernel, strides, dilations, begin) -> np.ndarray:
+    """``hk_maxpool_job``'s two argument blocks (``hk_maxpool_f32``'s arguments) for output rows ``[0, rows / 2)``
+    and the rest, the input's and output's addresses left 0 (:func:`_run_pool` fills them)."""
+    n, h, w, c = shape
+    oh, ow = out_shape[1], out_shape[2]
+    rows = n * oh
+    half = (rows + 1) // 2
+    args = [0, h, w, c, *(int(v) for v in (*kernel, *strides, *dilations, *begin)), oh, ow, 0]
+    return np.array([[*args, 0, half], [*args, half, rows]], np.int64)
+
+
+def _run_pool(template: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """``hk_maxpool_job`` on :func:`_pool_blocks`' ``template`` for ``x`` and ``out``: half of the rows on the pool's
+    worker from :data:`SPLIT_MIN_OUTPUTS` outputs with two or more BLAS threads (when the worker is free), else
+    every row here."""
     from hubkit.ops import _gemm_kernel, _packed_gemm, _worker_pool
 
-    if _packed_gemm.blas_threads() < 2 or not _worker_pool.available():
-        return False
+    blocks = template.copy()  # alive until both halves are done
+    blocks[:, 0] = x.ctypes.data
+    blocks[:, 14] = out.ctypes.data
     job = _gemm_kernel.pool_kernel_address(job=True)
-    half = (rows + 1) // 2
-    blocks = np.array([[*args, 0, half], [*args, half, rows]], np.int64)  # alive until both halves are done
-    return bool(job) and _worker_pool.run_halves(job, blocks.ctypes.data, blocks.strides[0])
+    addr = blocks.ctypes.data
+    if (
+        blocks[1, 16] >= 2 and out.size >= SPLIT_MIN_OUTPUTS and _packed_gemm.blas_threads() >= 2
+        and _worker_pool.available() and _worker_pool.run_halves(job, addr, blocks.strides[0])
+    ):
+        return
+    blocks[0, 16] = blocks[1, 16]  # one block over every row
+    fn = _LLVM.job
+    if fn is None:
+        import ctypes
+
+        fn = _LLVM.job = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(job)
+    fn(addr)
 
 
 class MaxPoolCall:
     """:func:`max_pool2d_nhwc` of C-contiguous float32 inputs of one shape on the LLVM kernel, its checks made once
-    (:func:`prepare_max_pool`): a call checks the input and the thread count, fills two argument blocks and runs
-    them (split over the worker as :func:`max_pool2d_nhwc` would). 5x5x8 3x3 stride 2: 22 us a call through the
-    plan step before, most of it checks; SqueezeNet's three pools at one image are 50-170 us in all. Calling it
-    gives the pooled array, or None (nothing written) for an input it was not prepared for."""
+    (:func:`prepare_max_pool`): a call checks the input and runs the kernel's blocks (split over the worker as
+    :func:`max_pool2d_nhwc` would, :func:`_run_pool`). 5x5x8 3x3 stride 2: 22 us a call through the plan step
+    before, most of it checks; SqueezeNet's three pools at one image are 50-170 us in all. Calling it gives the
+    pooled array, or None (nothing written) for an input it was not prepared for."""
 
-    __slots__ = ("_blocks", "_split", "out_shape", "shape")
+    __slots__ = ("_blocks", "out_shape", "shape")
 
-    def __init__(self, shape: tuple[int, ...], args: list[int], out_shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], blocks: np.ndarray, out_shape: tuple[int, ...]) -> None:
         self.shape = shape
         self.out_shape = out_shape
-        rows = out_shape[0] * out_shape[1]
-        half = (rows + 1) // 2
-        self._blocks = np.array([[*args, 0, half], [*args, half, rows]], np.int64)
-        self._split = rows >= 2 and int(np.prod(out_shape)) >= SPLIT_MIN_OUTPUTS
+        self._blocks = blocks
 
     def __call__(self, x: np.ndarray) -> np.ndarray | None:
-        from hubkit.ops import _gemm_kernel, _packed_gemm, _worker_pool
+        from hubkit.ops import _packed_gemm
 
         if (
             type(x) is not np.ndarray or x.shape != self.shape or x.dtype != _F32 or not x.flags.c_contiguous
@@ -209,46 +216,24 @@ class MaxPoolCall:
         ):
             return None
         out = _outputs.empty(self.out_shape, _F32)
-        blocks = self._blocks.copy()  # alive until both halves are done
-        blocks[:, 0] = x.ctypes.data
-        blocks[:, 14] = out.ctypes.data
-        job = _gemm_kernel.pool_kernel_address(job=True)
-        addr = blocks.ctypes.data
-        if (
-            self._split and _packed_gemm.blas_threads() >= 2 and _worker_pool.available()
-            and _worker_pool.run_halves(job, addr, blocks.strides[0])
-        ):
-            return out
-        blocks[0, 16] = blocks[1, 16]  # one block over every row
-        fn = _LLVM.job
-        if fn is None:
-            import ctypes
-
-            fn = _LLVM.job = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(job)
-        fn(addr)
+        _run_pool(self._blocks, x, out)
         return out
 
 
-def prepare_max_pool(shape: tuple[int, ...], dtype: Any, kernel, strides, dilations, begin,
-                     out_hw) -> MaxPoolCall | None:
-    """The :class:`MaxPoolCall` for NHWC inputs of ``shape`` and ``dtype``, or None where :func:`max_pool2d_nhwc`
+def prepare_max_pool(x: np.ndarray, kernel, strides, dilations, begin, out_hw) -> MaxPoolCall | None:
+    """The :class:`MaxPoolCall` for NHWC inputs of ``x``'s shape and dtype, or None where :func:`max_pool2d_nhwc`
     would not run the LLVM kernel (another dtype, no kernel here, an empty output, a huge geometry). The
     geometry is checked as :func:`max_pool2d_nhwc` checks it (:class:`~hubkit.errors.OpError`)."""
     from hubkit.ops import _packed_gemm
 
-    if len(shape) != 4:
-        return None
-    stand_in = np.lib.stride_tricks.as_strided(np.empty(1, np.float32), shape, (0,) * 4)  # the shape, no memory
-    _nchw_geometry_check(stand_in, kernel, strides, dilations, begin, out_hw)
-    n, h, w, c = shape
-    out_shape = (n, *(int(v) for v in out_hw), c)
+    _nchw_geometry_check(x, kernel, strides, dilations, begin, out_hw)
+    out_shape = (x.shape[0], *(int(v) for v in out_hw), x.shape[3])
     if (
-        np.dtype(dtype) != _F32 or not _packed_gemm.available() or 0 in out_shape or 0 in shape
+        x.dtype != _F32 or not _packed_gemm.available() or 0 in out_shape or x.size == 0
         or max(*kernel, *strides, *dilations, *begin) >= _LLVM_MAX_GEOMETRY
     ):
         return None
-    args = [0, h, w, c, *(int(v) for v in (*kernel, *strides, *dilations, *begin)), out_shape[1], out_shape[2], 0]
-    return MaxPoolCall(shape, args, out_shape)
+    return MaxPoolCall(x.shape, _pool_blocks(x.shape, out_shape, kernel, strides, dilations, begin), out_shape)
 
 
 _F32 = np.dtype(np.float32)
@@ -260,7 +245,6 @@ overflowing."""
 
 
 class _Llvm:
-    fn: Any = None
     job: Any = None  # hk_maxpool_job through ctypes
 
 

@@ -254,7 +254,7 @@ class NhwcPool:
         else:
             key = (x.shape, x.dtype, _packed_gemm.available())  # (Numba may be switched on or off between calls)
             if self._fast[0] != key:  # another input than the prepared call's: prepare it anew
-                self._fast = (key, pool_nhwc.prepare_max_pool(x.shape, x.dtype, kernel, strides, dilations, begin, hw))
+                self._fast = (key, pool_nhwc.prepare_max_pool(x, kernel, strides, dilations, begin, hw))
             out = pool_nhwc.max_pool2d_nhwc(x, kernel, strides, dilations, begin, hw)
         if out is None:  # Numba off: the NCHW step between two conversions
             out = ToNhwc()(self.pool(ToNchw()(x)))

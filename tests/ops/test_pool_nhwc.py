@@ -179,7 +179,7 @@ def test_a_prepared_max_pool_gives_the_kernels_bits_and_refuses_other_inputs(mon
         x = rng.standard_normal((3, *size, 19)).astype(np.float32)
         x[1, 2, 1, 3] = np.nan
         hw, begin, _ = window_geometry(size, kernel, strides, dilations, pads, "NOTSET", ceil)
-        call = pool_nhwc.prepare_max_pool(x.shape, x.dtype, kernel, strides, dilations, begin, hw)
+        call = pool_nhwc.prepare_max_pool(x, kernel, strides, dilations, begin, hw)
         assert call is not None
         want = max_pool2d_nhwc(x, kernel, strides, dilations, begin, hw)
         for _ in range(2):
@@ -190,11 +190,11 @@ def test_a_prepared_max_pool_gives_the_kernels_bits_and_refuses_other_inputs(mon
     monkeypatch.setattr(_packed_gemm, "available", lambda: False)
     assert call(x) is None
     monkeypatch.undo()
-    assert pool_nhwc.prepare_max_pool((1, 5, 5, 3), np.float64, (2, 2), (1, 1), (1, 1), (0, 0), (4, 4)) is None
-    assert pool_nhwc.prepare_max_pool((1, 5, 5, 0), np.float32, (2, 2), (1, 1), (1, 1), (0, 0), (4, 4)) is None
-    assert pool_nhwc.prepare_max_pool((1, 5, 5, 3), np.float32, (2, 2), (1 << 62, 1), (1, 1), (0, 0), (2, 2)) is None
+    assert pool_nhwc.prepare_max_pool(np.zeros((1, 5, 5, 3)), (2, 2), (1, 1), (1, 1), (0, 0), (4, 4)) is None
+    assert pool_nhwc.prepare_max_pool(np.zeros((1, 5, 5, 0), np.float32), (2, 2), (1, 1), (1, 1), (0, 0), (4, 4)) is None
+    assert pool_nhwc.prepare_max_pool(np.zeros((1, 5, 5, 3), np.float32), (2, 2), (1 << 62, 1), (1, 1), (0, 0), (2, 2)) is None
     with pytest.raises(OpError):
-        pool_nhwc.prepare_max_pool((1, 5, 5, 3), np.float32, (0, 2), (1, 1), (1, 1), (0, 0), (4, 4))
+        pool_nhwc.prepare_max_pool(np.zeros((1, 5, 5, 3), np.float32), (0, 2), (1, 1), (1, 1), (0, 0), (4, 4))
 
 
 def test_the_plan_step_runs_a_max_pool_prepared_once_per_input_shape(monkeypatch):
@@ -258,7 +258,7 @@ def test_a_max_pool_first_run_with_numba_off_is_prepared_once_it_is_on():
     x = np.random.default_rng(0).standard_normal((1, 6, 6, 8)).astype(np.float32)
     _numba.set_numba_enabled(False)
     try:
-        assert pool_nhwc.prepare_max_pool(x.shape, x.dtype, (2, 2), (2, 2), (1, 1), (0, 0), (3, 3)) is None
+        assert pool_nhwc.prepare_max_pool(x, (2, 2), (2, 2), (1, 1), (0, 0), (3, 3)) is None
         step._fast = ((x.shape, x.dtype, False), None)  # as the first run, Numba off, left it
     finally:
         _numba.set_numba_enabled(None)
