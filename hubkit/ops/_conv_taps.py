@@ -10,9 +10,10 @@ input copied once into a zero-bordered buffer (only when the layer pads).
 
 A tile's pixels may pass the end of an output row into the next: the kernel adds a fixed jump to the rows of
 ``A`` from there on (its ``wrap``). Tiles cut at row ends had been 5, 4 and 4 rows on a 13-pixel row with
-6-row tiles (AVX2), 7 rows on a 7-pixel row with 13-row tiles (AVX-512). Against those, one thread, Zen 3, same
-minutes: 13x13 64 -> 256 3x3 571 -> 528 us, 7x7 128 -> 128 from 216 to 157 us; split over two threads 345 -> 292
-and 135 -> 102 us; 27x27 and 55x55 layers (tiles of 5-6 rows before) within 3%.
+6-row tiles (AVX2), 7 rows on a 7-pixel row with 13-row tiles (AVX-512). Against those (with the filter groups
+of :data:`GROUP_BYTES`), one thread / split over two, Zen 3, alternating processes: 13x13 64 -> 256 3x3 613-617 /
+325-329 -> 524-531 / 293-296 us, 7x7 128 -> 128 203-207 / 117-118 -> 157-159 / 101-104 us; 27x27 and 55x55
+layers (tiles of 5-6 rows before) within 3%.
 """
 
 from __future__ import annotations

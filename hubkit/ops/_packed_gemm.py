@@ -229,7 +229,6 @@ def packed_matmul(
     """
     if not available() or x.dtype != _F32 or x.ndim != 2:
         return None
-
     rows, depth = x.shape
     if accumulate and out is None:
         raise ValueError("accumulate needs an out array holding the value to add to.")
@@ -347,15 +346,13 @@ class DenseCall:
     decisions made once (:func:`prepare_dense`, after a :func:`dense` call that ran): a call checks the input, the
     weights' shape and dtype, the bias's identity and the thread count, takes the form ``packed`` holds for these
     very weights (None when they were written since) and runs the tile kernel. ``dense``'s checks cost 5-7 us a
-    layer, a tenth of a 64x64x64 layer's time. Calling it gives the result, or None (nothing computed) when the call is not the one it was prepared for or
-    the split could not run: the caller then calls :func:`dense`."""
+    layer, a tenth of a 64x64x64 layer's time. Calling it gives the result, or None (nothing computed) when the
+    call is not the one it was prepared for or the split could not run: the caller then calls :func:`dense`."""
 
-    __slots__ = ("_bias", "_bias_arg", "_flags", "_kc_mc", "_split", "n", "packed", "shape", "threads", "transpose_b",
-                 "w_shape")
+    __slots__ = ("_bias", "_bias_arg", "_flags", "_kc_mc", "n", "packed", "shape", "threads", "transpose_b", "w_shape")
 
     def __init__(self, shape: tuple[int, ...], w_shape: tuple[int, ...], n: int, bias: np.ndarray | None, act: int,
                  packed: PackedWeights, transpose_b: bool, threads: int) -> None:
-
         self.shape = shape
         self.w_shape = w_shape
         self.n = n
@@ -366,7 +363,6 @@ class DenseCall:
         self.packed = packed
         self.transpose_b = transpose_b
         self.threads = threads
-        self._split = threads >= 2
 
     def __call__(self, a: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray | None:
         if (
@@ -382,7 +378,7 @@ class DenseCall:
             return None
         out = np.empty((self.shape[0], self.n), _F32)
         kc, mc = self._kc_mc
-        if self._split:
+        if self.threads >= 2:  # dense() split these rows over the worker
             from hubkit.ops._split_rows import run_split
 
             ok = run_split(a, form, self._bias_arg, self._flags, out, kc, mc)
