@@ -237,7 +237,7 @@ def checked_geometry(x_shape: tuple[int, ...], prep: PreparedConv, strides, dila
     return oh, ow, sh, sw, dh, dw, top, left
 
 
-def form(x_shape: tuple[int, ...], prep: PreparedConv, geometry: tuple[int, ...], begin, tile: int) -> tuple[bool, bool, bool]:
+def form(x_shape: tuple[int, ...], prep: PreparedConv, geometry: tuple[int, ...], tile: int) -> tuple[bool, bool, bool]:
     """``(taps, f43, pointwise)``: whether the tap form can run, whether Winograd runs, whether it is a 1x1
     unpadded convolution, for :func:`checked_geometry`'s ``geometry`` and ``tile`` (:func:`_tile_runs`)."""
     n, h, w, c = x_shape
@@ -245,7 +245,7 @@ def form(x_shape: tuple[int, ...], prep: PreparedConv, geometry: tuple[int, ...]
     oh, ow, sh, sw, dh, dw, top, left = geometry
     taps = tile > 0 and dw == 1 and _conv_taps.fits(c, (kh, kw), sw)
     f43 = (kh, kw, sh, sw, dh, dw) == (3, 3, 1, 1, 1, 1) and _winograd_wins(
-        n, c, prep.w2.shape[0], oh, ow, begin, prep.w2.dtype, taps, tile == 2)
+        n, c, prep.w2.shape[0], oh, ow, (top, left), prep.w2.dtype, taps, tile == 2)
     pointwise = kh == kw == 1 and top == left == 0 and (oh - 1) * sh < h and (ow - 1) * sw < w
     return taps, f43, pointwise
 
@@ -288,7 +288,7 @@ def conv_nhwc_fused(
     if res is not None and res.shape != shape:
         raise OpError(f"residual of shape {list(res.shape)} does not match the output {list(shape)}.")
     tile = _tile_runs(dtype)
-    taps, f43, pointwise = form(x.shape, prep, (oh, ow, sh, sw, dh, dw, top, left), begin, tile)
+    taps, f43, pointwise = form(x.shape, prep, (oh, ow, sh, sw, dh, dw, top, left), tile)
     in_place = res is not None and out is res
     if res is not None and in_place and (
         not tile or f43 or ck == 0 or res.dtype != dtype or not res.flags.c_contiguous or res.strides[3] != dtype.itemsize

@@ -103,7 +103,7 @@ def prepare(shape: tuple[int, ...], prep: PreparedConv, act: int, strides, dilat
     oh, ow, sh, sw = geometry[:4]
     if not tile or min(n, c, oh, ow, prep.w2.shape[0]) == 0:
         return None
-    taps, f43, pointwise = form(shape, prep, geometry, begin, tile)
+    taps, f43, pointwise = form(shape, prep, geometry, tile)
     if f43:
         return None
     if pointwise:
