@@ -162,4 +162,4 @@ def _run_block(a):  # pragma: no cover - compiled by Numba
             a_tile = x_addr + ((i * hp + oy * sh) * wp * c + ox * lda) * 4
             c_tile = y_addr + ((i * pixels + q) * ldc + j0) * 4
             conv_tile(addr, base_r + (1 if t < extra else 0), kh, tstride, k, a_tile, lda, bp, depth * NR, c_tile, ldc,
-                      ncols, flags, bias, bp, ox, ow, wrap)
+                      ncols, flags, bias, 0, ox, ow, wrap)

@@ -51,9 +51,13 @@ rows, 256 columns, same minutes): per tile 66 instead of 89 ns besides 5.8 ns pe
 0.79x the time, 64 0.90x, 256 0.96x; 32 columns (one panel) unchanged. Each iteration also prefetches two lines (8 lanes: one per half-panel tile) of the
 stream at ``pf`` into L2 (:data:`PF_FLOATS` floats per step): ``gemm_rows`` points it at a column panel it
 will read next when few rows read each panel, so the weights of a 7x7 map's layer stream from memory while
-the tiles compute (``pf = b``, already in cache, otherwise). 49x512x2048, caches flushed before each call:
+the tiles compute. 49x512x2048, caches flushed before each call:
 1.17-1.18 ms without, 0.96 prefetching two panels ahead (0.73 warm); ResNet-50 at batch 1 1.21-1.26x
 onnxruntime without, 1.15-1.16x with (alternating processes, each against onnxruntime in the same process).
+``pf = 0`` means no stream: the main loop then runs in a copy without the prefetch instruction (chosen once per
+run of ``A``). Every other caller passes 0; they used to pass ``b``, whose lines were in cache already, and that
+instruction cost the 6-row AVX2 tile 1-2% (one thread, Zen 3, alternating processes: 64x784x512 525-529 ->
+517-518 us, 64x512x512 350-356 -> 342-345, 256x512x512 1374-1415 -> 1362-1369).
 
 ``n`` (1..32 for ``hk_sgemm_tile``) is the number of valid columns: in a panel of fewer than 32 the loads of the bias and of ``C``
 (to accumulate) and the stores of ``C`` are masked; ``B`` is read whole, so it is padded to 32
@@ -228,18 +232,16 @@ def _step(emit: Any, mr: int, lanes: int, tag: str, bp: str, ap: str, u: int, sr
             )
 
 
-def _phis(emit: Any, mr: int, lanes: int, name: str, first: tuple[str, str], second: tuple[str, str]) -> None:
-    """``%<name><i>_<h> = phi`` of the tile's accumulators: from ``(value prefix, block)`` ``first`` and ``second``
-    (a prefix ``zeroinitializer`` is the constant)."""
+def _phis(emit: Any, mr: int, lanes: int, name: str, *incoming: tuple[str, str]) -> None:
+    """``%<name><i>_<h> = phi`` of the tile's accumulators: from each ``(value prefix, block)`` of ``incoming`` (a
+    prefix ``zeroinitializer`` is the constant)."""
     def value(prefix: str, i: int, h: int) -> str:
         return prefix if prefix == "zeroinitializer" else f"%{prefix}{i}_{h}"
 
     for i in range(mr):
         for h in range(2):
-            emit(
-                f"  %{name}{i}_{h} = phi <{lanes} x float> [{value(first[0], i, h)}, %{first[1]}], "
-                f"[{value(second[0], i, h)}, %{second[1]}]"
-            )
+            sources = ", ".join(f"[{value(v, i, h)}, %{block}]" for v, block in incoming)
+            emit(f"  %{name}{i}_{h} = phi <{lanes} x float> {sources}")
 
 
 def _tile_function(mr: int, lanes: int, wrap: bool = False) -> str:
@@ -301,6 +303,7 @@ def _tile_function(mr: int, lanes: int, wrap: bool = False) -> str:
     emit("  %pfj = add i64 %pf0i, %jb")
     emit("  %pfi = add i64 %pfj, %jpf")
     emit("  %pf = inttoptr i64 %pfi to ptr")
+    emit("  %haspf = icmp ne i64 %pf0i, 0")
     emit(f"  %jc = mul i64 %j, {cols * 4}")
     emit("  %ci = add i64 %c0i, %jc")
     emit("  %c = inttoptr i64 %ci to ptr")
@@ -331,27 +334,35 @@ def _tile_function(mr: int, lanes: int, wrap: bool = False) -> str:
     pf_step = PF_FLOATS // halves
     emit(f"  %tpoffs = mul i64 %tpoff, {pf_step}")
     emit("  %pft = getelementptr float, ptr %pf, i64 %tpoffs")
-    emit("  br i1 %hasmain, label %loop, label %mid")
-    emit("loop:")
-    emit("  %p = phi i64 [0, %tap], [%pn, %loop]")
-    _phis(emit, mr, lanes, "acc", ("tacc", "tap"), (f"u{unroll - 1}acc", "loop"))
-    emit(f"  %boff = mul i64 %p, {NR}")
-    emit("  %bpl = getelementptr float, ptr %bt, i64 %boff")
-    emit("  %apl = getelementptr float, ptr %at, i64 %p")
-    # cache lines of the prefetch stream per iteration (into L2): pf_step floats per step of depth
-    emit(f"  %pfoff = mul i64 %p, {pf_step}")
-    emit("  %pfp0 = getelementptr float, ptr %pft, i64 %pfoff")
-    for line in range(max(1, pf_step * unroll * 4 // 64)):  # at least one line per iteration
-        emit(f"  %pfl{line} = getelementptr float, ptr %pfp0, i64 {line * 16}")
-        emit(f"  call void @llvm.prefetch.p0(ptr %pfl{line}, i32 0, i32 2, i32 1)")
-    for u in range(unroll):
-        src = {i: {h: (f"%acc{i}_{h}" if u == 0 else f"%u{u - 1}acc{i}_{h}") for h in range(2)} for i in range(mr)}
-        _step(emit, mr, lanes, f"u{u}", "%bpl", "%apl", u, src)
-    emit(f"  %pn = add nuw nsw i64 %p, {unroll}")
-    emit("  %done = icmp eq i64 %pn, %kmain")
-    emit("  br i1 %done, label %mid, label %loop")
+    emit("  br i1 %hasmain, label %main, label %mid")
+    # the main loop in two copies, chosen once per tap: with a prefetch stream (pf != 0) and without (the
+    # prefetch instruction, though its line is in cache already, cost the 6-row AVX2 tile 1-1.5%)
+    emit("main:")
+    emit("  br i1 %haspf, label %loop, label %xloop")
+    for tag, prefetch in (("", True), ("x", False)):
+        emit(f"{tag}loop:")
+        emit(f"  %{tag}p = phi i64 [0, %main], [%{tag}pn, %{tag}loop]")
+        _phis(emit, mr, lanes, f"{tag}acc", ("tacc", "main"), (f"{tag}u{unroll - 1}acc", f"{tag}loop"))
+        emit(f"  %{tag}boff = mul i64 %{tag}p, {NR}")
+        emit(f"  %{tag}bpl = getelementptr float, ptr %bt, i64 %{tag}boff")
+        emit(f"  %{tag}apl = getelementptr float, ptr %at, i64 %{tag}p")
+        if prefetch:  # cache lines of the prefetch stream per iteration (into L2): pf_step floats per step of depth
+            emit(f"  %pfoff = mul i64 %p, {pf_step}")
+            emit("  %pfp0 = getelementptr float, ptr %pft, i64 %pfoff")
+            for line in range(max(1, pf_step * unroll * 4 // 64)):  # at least one line per iteration
+                emit(f"  %pfl{line} = getelementptr float, ptr %pfp0, i64 {line * 16}")
+                emit(f"  call void @llvm.prefetch.p0(ptr %pfl{line}, i32 0, i32 2, i32 1)")
+        for u in range(unroll):
+            src = {
+                i: {h: (f"%{tag}acc{i}_{h}" if u == 0 else f"%{tag}u{u - 1}acc{i}_{h}") for h in range(2)}
+                for i in range(mr)
+            }
+            _step(emit, mr, lanes, f"{tag}u{u}", f"%{tag}bpl", f"%{tag}apl", u, src)
+        emit(f"  %{tag}pn = add nuw nsw i64 %{tag}p, {unroll}")
+        emit(f"  %{tag}done = icmp eq i64 %{tag}pn, %kmain")
+        emit(f"  br i1 %{tag}done, label %mid, label %{tag}loop")
     emit("mid:")
-    _phis(emit, mr, lanes, "macc", ("tacc", "tap"), (f"u{unroll - 1}acc", "loop"))
+    _phis(emit, mr, lanes, "macc", ("tacc", "tap"), (f"u{unroll - 1}acc", "loop"), (f"xu{unroll - 1}acc", "xloop"))
     emit("  %hasrest = icmp ult i64 %kmain, %k")
     emit("  br i1 %hasrest, label %rest, label %tapend")
     emit("rest:")
@@ -516,8 +527,8 @@ def kernel_ir(mr_max: int, lanes: int = 16) -> str:
     for mr in range(1, mr_max + 1):
         parts.append(_tile_function(mr, lanes))
         parts.append(_tile_function(mr, lanes, wrap=True))
-    # the entries: hk_sgemm_tile (one run of A, no prefetch: its own B) and hk_sconv_tile (every argument)
-    parts.append(_entry(mr_max, "hk_sgemm_tile", "k a lda b ldb c ldc n flags bias", "1 0 k a lda b ldb c ldc n flags bias b"))
+    # the entries: hk_sgemm_tile (one run of A, no prefetch stream) and hk_sconv_tile (every argument)
+    parts.append(_entry(mr_max, "hk_sgemm_tile", "k a lda b ldb c ldc n flags bias", "1 0 k a lda b ldb c ldc n flags bias 0"))
     parts.append(_entry(mr_max, "hk_sconv_tile", "taps tstride k a lda b bstride c ldc n flags bias pf",
                         "taps tstride k a lda b bstride c ldc n flags bias pf"))
     wrap = "taps tstride k a lda b bstride c ldc n flags bias pf col0 width wrap"

@@ -141,13 +141,13 @@ def gemm_cols(addr, mr_max, mc_max, a_addr, lda, rows, depth, kstep, b_addr, c_a
                     elif k0 + kc < depth:
                         nxt = b_addr + (k0 + kc) * NR * 4
                     else:
-                        nxt = bptr
+                        nxt = 0  # nothing left to fetch
                     i = i0
                     for t in range(npanels):
                         r = base_r + (1 if t < extra else 0)
                         call_tile(addr, r, 1, 0, kc, a_addr + (i * lda + k0) * 4, lda, bptr, depth * NR,
                                   c_addr + i * ldc * 4 + j0 * 4, ldc, n, fl, bias,
-                                  nxt + t * kc * PF_FLOATS * 4 if t < PF_TILES else bptr)
+                                  nxt + t * kc * PF_FLOATS * 4 if t < PF_TILES and nxt != 0 else 0)
                         i += r
                 continue
             i = i0
@@ -157,7 +157,7 @@ def gemm_cols(addr, mr_max, mc_max, a_addr, lda, rows, depth, kstep, b_addr, c_a
                 r = base_r + (1 if t < extra else 0)
                 # one call: the tile runs along every column panel (the panel's rows of A stay in L1)
                 call_tile(addr, r, 1, 0, kc, a_addr + (i * lda + k0) * 4, lda, bptr, depth * NR, c_addr + i * ldc * 4,
-                          ldc, n_total, fl, bias, bptr)
+                          ldc, n_total, fl, bias, 0)
                 i += r
 
 

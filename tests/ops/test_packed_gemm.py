@@ -469,7 +469,7 @@ def test_wrapping_tiles_of_either_form_read_the_rows_they_are_given(kernel, mr_m
     """``hk_swrap_tile`` of both IR forms, compiled for this host (the 16-lane form runs on AVX2 as vector pairs,
     so the AVX-512 host's 13-row tiles are checked here too): at every tile height, row i of A lies ``lda``
     floats after row i - 1, plus ``wrap`` where it starts an output row (``width`` pixels, the first at column
-    ``col0``), over two runs of A ``tstride`` apart; against NumPy in float64."""
+    ``col0``), over two runs of A ``tstride`` apart, with a prefetch stream and without; against NumPy in float64."""
     import ctypes
 
     import llvmlite.binding as llvm
@@ -499,9 +499,13 @@ def test_wrapping_tiles_of_either_form_read_the_rows_they_are_given(kernel, mr_m
             rows = np.stack([np.concatenate([a[50 + o : 50 + o + k], a[50 + o + tstride : 50 + o + tstride + k]])
                              for o in offsets]).astype(np.float64)
             want = np.maximum(rows @ w.astype(np.float64) + bias, 0)
-            c = np.full((mr, n + 3), np.nan, np.float32)
-            tile(mr, 2, tstride, k, a.ctypes.data + 200, lda, packed.ctypes.data, 2 * k * 32, c.ctypes.data, n + 3, n,
-                 _gemm_kernel.BIAS_COLS | _gemm_kernel.RELU, bias.ctypes.data, packed.ctypes.data, col0, width, wrap)
-            np.testing.assert_allclose(c[:, :n], want, rtol=1e-5, atol=1e-5)
-            assert np.isnan(c[:, n:]).all()  # nothing past the columns
+            got = []
+            for pf in (packed.ctypes.data, 0):  # the main loop with a prefetch stream and the one without
+                c = np.full((mr, n + 3), np.nan, np.float32)
+                tile(mr, 2, tstride, k, a.ctypes.data + 200, lda, packed.ctypes.data, 2 * k * 32, c.ctypes.data, n + 3,
+                     n, _gemm_kernel.BIAS_COLS | _gemm_kernel.RELU, bias.ctypes.data, pf, col0, width, wrap)
+                np.testing.assert_allclose(c[:, :n], want, rtol=1e-5, atol=1e-5)
+                assert np.isnan(c[:, n:]).all()  # nothing past the columns
+                got.append(c)
+            np.testing.assert_array_equal(got[0], got[1])  # the same FMAs in the same order
     del engine
