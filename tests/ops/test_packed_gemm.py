@@ -313,6 +313,13 @@ def test_dense_takes_only_what_it_measured_well_on(kernel, monkeypatch):
     np.testing.assert_array_equal(dense(tall, w, None, NONE, packed), np.full((len(tall), 512), 784, np.float32))
     assert dense(np.ones((8, 784), np.float32), w, None, NONE, packed) is None  # the small-batch kernel's rows
     assert dense(np.ones((64, 784), np.float32), w[:, :10], None, NONE, packed) is None  # 10 columns
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: True)  # 8-lane tiles also take fewer columns, at any
+    for cols, taken in ((10, True), (16, True), (25, True), (48, True), (8, False), (24, False), (63, True)):  # work,
+        narrow = dense(np.ones((9, 512), np.float32), w[:512, :cols].copy(), None, NONE, PackedWeights(None))
+        assert (narrow is not None) == taken, cols  # when they fill more than half of their last 16-column tile
+        if taken:
+            np.testing.assert_array_equal(narrow, np.full((9, cols), 512, np.float32))
+    monkeypatch.setattr(_packed_gemm, "_narrow_host", lambda: False)
     assert dense(np.ones((64, 32), np.float32), w[:32], None, NONE, packed) is None  # depth 32
     assert dense(np.ones((9, 200), np.float32), w[:200, :100], None, NONE, packed) is None  # little work, few rows
     assert dense(np.ones((64, 784), np.float64), w.astype(np.float64), None, NONE, packed) is None
