@@ -48,9 +48,29 @@ CHUNK_BYTES = 1 << 20
 """Bytes of gathered columns per GEMM: a chunk's columns stay in L2 while its GEMM reads them."""
 
 
+@_numba.helper
+def _interleave(x, out, c):  # pragma: no cover - compiled by Numba
+    """:func:`to_nhwc_kernel` pixel by pixel, for a constant ``c``: LLVM then vectorises the interleaved stores."""
+    n, _, h, w = x.shape
+    for i in range(n):
+        for y in range(h):
+            dst = out[i, y].reshape(w * c)
+            for j in range(w):
+                for k in range(c):
+                    dst[j * c + k] = x[i, k, y, j]
+
+
 def to_nhwc_kernel(x, out):  # pragma: no cover - compiled by Numba
-    """``out[i, y, x, c] = x[i, c, y, x]``: each image row read channel by channel along contiguous pixels."""
+    """``out[i, y, x, c] = x[i, c, y, x]``: each image row read channel by channel along contiguous pixels, or pixel
+    by pixel for 3 and 4 channels (images: 1x3x224x224 51.6 -> 24.1 us, 2x4x224x224 134 -> 61 us, one thread, Zen 3;
+    with any other count the pixel loop is 2-6x slower, its inner loop not being vectorised)."""
     n, c, h, w = x.shape
+    if c == 3:
+        _interleave(x, out, 3)
+        return
+    if c == 4:
+        _interleave(x, out, 4)
+        return
     for i in range(n):
         for y in range(h):
             dst = out[i, y].reshape(w * c)

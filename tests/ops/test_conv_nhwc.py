@@ -181,7 +181,7 @@ def test_bad_arguments_are_refused():
             conv_nhwc_fused(x, prep, None, 0, strides, (1, 1), [1, 1], [1, 1], out_hw)
 
 
-@pytest.mark.parametrize("shape", [(1, 3, 7, 9), (2, 16, 5, 4), (2, 17, 3, 3), (1, 64, 4, 6)])
+@pytest.mark.parametrize("shape", [(1, 3, 7, 9), (2, 3, 33, 35), (2, 4, 5, 19), (1, 1, 4, 4), (2, 16, 5, 4), (2, 17, 3, 3), (1, 64, 4, 6)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
 def test_to_nhwc_is_an_exact_transposed_copy(kernels, shape, dtype):
     x = (np.random.default_rng(0).standard_normal(shape) * 100).astype(dtype)
