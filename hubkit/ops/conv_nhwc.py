@@ -97,11 +97,15 @@ TO_NHWC_MAX_CHANNELS = 16
 """Inputs of at most this many channels are converted by :func:`to_nhwc_kernel` (more: NumPy's copy)."""
 
 
-def channel_affine_kernel(x, scale, shift, act, out):  # pragma: no cover - compiled by Numba
-    """``out[r, k] = act(x[r, k] * scale[k] + shift[k])`` over the rows of 2-D ``x`` and ``out``."""
-    rows, c = x.shape
+def channel_affine_kernel(x, ld, scale, shift, act, out):  # pragma: no cover - compiled by Numba
+    """``out[r, k] = act(x[r * ld + k] * scale[k] + shift[k])`` over the rows of 2-D ``out``, ``x`` flat.
+
+    ``x`` is 1-D and C-contiguous, its rows ``ld`` apart (a channel slice's, see :func:`channel_affine_nhwc`): each
+    row is a contiguous slice of it, which vectorises; rows of a 2-D strided view did not (a 64-channel slice of a
+    56x56x256 map: 139 us, against 50 us now and 30 us for a contiguous input)."""
+    rows, c = out.shape
     for r in range(rows):
-        src = x[r]
+        src = x[r * ld : r * ld + c]
         dst = out[r]
         for k in range(c):
             dst[k] = activate(src[k] * scale[k] + shift[k], act)
@@ -117,8 +121,9 @@ def channel_affine_nhwc(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, act
     s = np.ascontiguousarray(scale, x.dtype).reshape(c)
     t = np.ascontiguousarray(shift, x.dtype).reshape(c)
     fast = _numba.kernel(channel_affine_kernel) if x.dtype in _NUMBA_DTYPES and out.size else None
-    if fast is not None and x.strides[3] == x.dtype.itemsize:
-        fast(_rows_view(x), s, t, act, out.reshape(-1, c))
+    flat = _flat_rows(x) if fast is not None else None
+    if flat is not None:
+        fast(flat[0], flat[1], s, t, act, out.reshape(-1, c))
         return out
     np.multiply(x, s, out=out)
     return bias_act_(out.reshape(-1, c), t, act).reshape(x.shape)
@@ -132,6 +137,27 @@ def residual_act_kernel(y, res, act):  # pragma: no cover - compiled by Numba
         s = res[i]
         for j in range(cols):
             d[j] = activate(d[j] + s[j], act)
+
+
+def _flat_rows(x: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """``(flat, ld)``: 4-D ``x``'s values from its first row's start to its last row's end as one flat C-contiguous
+    read-only view, its ``(N*H*W, C)`` rows ``ld`` values apart; None when its rows are not evenly spaced.
+
+    For a channel slice of a C-contiguous array the view also holds the other channels between its rows: all of
+    them inside the same buffer."""
+    size = x.dtype.itemsize
+    c = x.shape[3]
+    if x.size == 0 or x.strides[3] != size:
+        return None
+    try:
+        rows = _rows_view(x)
+    except AttributeError:  # rows not evenly spaced (e.g. a slice along H): no 2-D view
+        return None
+    ld, rem = divmod(rows.strides[0], size)
+    if rem or (ld < c and rows.shape[0] > 1):
+        return None
+    span = (rows.shape[0] - 1) * ld + c
+    return np.lib.stride_tricks.as_strided(rows, shape=(span,), strides=(size,), writeable=False), ld
 
 
 def _rows_view(a: np.ndarray) -> np.ndarray:

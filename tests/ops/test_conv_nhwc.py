@@ -196,7 +196,9 @@ def test_channel_affine_matches_numpy(kernels, act, dtype):
     rng = np.random.default_rng(act)
     big = (rng.standard_normal((2, 3, 4, 9)) * 4).astype(dtype)
     scale, shift = rng.standard_normal(6).astype(dtype), rng.standard_normal(6).astype(dtype)
-    for x in (np.ascontiguousarray(big[..., :6]), big[..., :6]):  # whole, and a channel slice
+    # whole, channel slices (first, middle and last channels), one pixel, a slice along H (rows not evenly spaced)
+    for x in (np.ascontiguousarray(big[..., :6]), big[..., :6], big[..., 2:8], big[..., 3:], big[:1, :1, 2:3, 3:],
+              big[:, 1:3, :, :6], big[:, :, ::2, :6]):
         want = x * scale + shift
         want = np.maximum(want, 0) if act == 1 else np.clip(want, 0, 6) if act == 2 else want
         np.testing.assert_array_equal(conv_nhwc.channel_affine_nhwc(x, scale, shift, act), want)
