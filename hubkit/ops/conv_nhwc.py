@@ -122,7 +122,7 @@ def channel_affine_nhwc(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, act
     t = np.ascontiguousarray(shift, x.dtype).reshape(c)
     fast = _numba.kernel(channel_affine_kernel) if x.dtype in _NUMBA_DTYPES and out.size else None
     flat = _flat_rows(x) if fast is not None else None
-    if flat is not None:
+    if fast is not None and flat is not None:
         fast(flat[0], flat[1], s, t, act, out.reshape(-1, c))
         return out
     np.multiply(x, s, out=out)
