@@ -25,7 +25,10 @@ PF_AHEAD = 2
 NC_BYTES = nc_bytes()
 """Bytes of B (one depth block) per block of columns :func:`gemm_rows` runs every row block over."""
 
-__all__ = ["ROWS_JOB_ARGS", "call_tile", "call_wrap_tile", "conv_tile", "gemm_batched", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job"]
+__all__ = [
+    "CHAIN_WORDS", "ROWS_JOB_ARGS", "call_tile", "call_wrap_tile", "conv_tile", "gemm_batched", "gemm_chain", "gemm_kernel", "gemm_rows",
+    "rows_blocks", "rows_job",
+]
 
 
 def _call_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -176,6 +179,31 @@ def gemm_batched(addr, mr_max, kc_max, mc_max, a, packed, c, flags):  # pragma: 
         gemm_rows(addr, mr_max, kc_max, mc_max, a.ctypes.data + p * a.strides[0], depth, rows, depth,
                   packed.ctypes.data + p * packed.strides[0], c.ctypes.data + p * c.strides[0], n, n, 0, flags)
     return True
+
+
+CHAIN_WORDS = 7
+"""int64 words per layer of :func:`gemm_chain`'s table: the packed weights' and the bias's addresses (0: none), the
+flags, ``n``, ``kc_max``, ``mc_max`` and the depth."""
+
+
+def gemm_chain(addr, mr_max, x, table):  # pragma: no cover - compiled by Numba
+    """Layers one after the other, each ``h = act(h @ B + bias)`` by :func:`gemm_rows` into a new array: a chain of
+    dense layers in one call. ``x`` is C-contiguous float32 ``(rows, depth)``; row ``l`` of the int64 ``table``
+    describes layer ``l`` (:data:`CHAIN_WORDS`: its ``pack_weights`` of a ``depth x n`` matrix, 64-byte aligned, and
+    ``n`` bias values, both checked by the caller and alive through the call). Returns the last ``h``, or an empty
+    ``(0, 0)`` array (nothing computed) when a layer's depth is not the previous width."""
+    h = x
+    for layer in range(table.shape[0]):
+        bias, flags, n, kc, mc, depth = table[layer, 1], table[layer, 2], table[layer, 3], table[layer, 4], \
+            table[layer, 5], table[layer, 6]
+        rows = h.shape[0]
+        if h.shape[1] != depth:
+            return np.empty((0, 0), np.float32)
+        out = np.empty((rows, n), np.float32)
+        gemm_rows(addr, mr_max, kc, mc, h.ctypes.data, depth, rows, depth, table[layer, 0], out.ctypes.data, n, n, bias,
+                  flags)
+        h = out
+    return h
 
 
 ROWS_JOB_ARGS = 14

@@ -35,8 +35,8 @@ from hubkit.ops._gemm_kernel import AVX512_MR, nc_bytes
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = [
-    "KC", "MIN_COLS", "MIN_DEPTH", "ONE_BLOCK_DEPTH", "DenseCall", "PackedWeights", "available", "batched_matmul", "dense", "fits",
-    "kc_for", "pack_batch", "pack_weights", "packed_matmul", "prepare_dense", "run_tiles",
+    "KC", "MIN_COLS", "MIN_DEPTH", "ONE_BLOCK_DEPTH", "ChainTable", "DenseCall", "PackedWeights", "available", "batched_matmul", "chain_table",
+    "dense", "fits", "kc_for", "pack_batch", "pack_weights", "packed_matmul", "prepare_dense", "run_chain", "run_tiles", "takes",
 ]
 
 KC = 256
@@ -83,6 +83,7 @@ class _State:
     addr: int = 0
     mr: int = 0
     kernel: Any = None
+    chain: Any = None  # run_chain's compiled kernel, once asked for
     blas_fn: Any = None
     wide: bool | None = None
     narrow: bool | None = None
@@ -329,26 +330,81 @@ def dense(
     if not _tile_host() or not available():
         return None
     threads = blas_threads()
-    narrow = _narrow_host()
-    if narrow and rows >= NARROW_DENSE_MAX_ROWS:
-        return None
-    if threads >= 2:  # every layer of enough rows, small ones too: a threaded BLAS call between them left
-        # OpenBLAS's idle threads spinning on the worker's core (the MLP at batch 4096: 44 ms against 22)
-        least = NARROW_SPLIT_MIN_ROWS if narrow else SPLIT_MIN_ROWS
-        if rows < least or depth < MIN_DEPTH or cols == 0 or not a.flags.c_contiguous:
-            return None
-        from hubkit.ops._split_rows import split_rows
-
-        form = packed.get(w, transpose_b, settled=True)
-        return None if form is None else split_rows(a, form, cols, bias, act)
-    if threads != 1:
-        return None
-    if rows < MIN_ROWS or depth < MIN_DEPTH or not (
-        (cols >= MIN_COLS and (rows >= 32 or depth * cols >= MIN_SMALL_WORK)) or (narrow and _narrow_fit(cols))
-    ):
+    if not takes(rows, depth, cols, threads) or (threads >= 2 and not a.flags.c_contiguous):
         return None
     form = packed.get(w, transpose_b, settled=True)  # weights written between calls (training): np.matmul
-    return None if form is None else packed_matmul(a, form, cols, bias, act)
+    if form is None:
+        return None
+    if threads >= 2:
+        from hubkit.ops._split_rows import split_rows
+
+        return split_rows(a, form, cols, bias, act)
+    return packed_matmul(a, form, cols, bias, act)
+
+
+def takes(rows: int, depth: int, cols: int, threads: int) -> bool:
+    """Whether :func:`dense` runs a ``rows x depth`` by ``depth x cols`` product on the tile kernel with ``threads``
+    BLAS threads (:func:`blas_threads`), given float32 operands that fit, on a host whose tiles it runs."""
+    narrow = _narrow_host()
+    if narrow and rows >= NARROW_DENSE_MAX_ROWS:
+        return False
+    if threads >= 2:  # every layer of enough rows, small ones too: a threaded BLAS call between them left
+        # OpenBLAS's idle threads spinning on the worker's core (the MLP at batch 4096: 44 ms against 22)
+        return rows >= (NARROW_SPLIT_MIN_ROWS if narrow else SPLIT_MIN_ROWS) and depth >= MIN_DEPTH and cols > 0
+    return threads == 1 and rows >= MIN_ROWS and depth >= MIN_DEPTH and (
+        (cols >= MIN_COLS and (rows >= 32 or depth * cols >= MIN_SMALL_WORK)) or (narrow and _narrow_fit(cols))
+    )
+
+
+class ChainTable:
+    """:func:`run_chain`'s layers: ``table``, the kernel's int64 rows (addresses included), and the arrays they point
+    at, kept alive with it."""
+
+    __slots__ = ("_arrays", "table")
+
+    def __init__(self, table: np.ndarray, arrays: tuple[Any, ...]) -> None:
+        self.table = table
+        self._arrays = arrays
+
+
+def chain_table(layers: list[tuple[np.ndarray, int, np.ndarray | None, int]]) -> ChainTable | None:
+    """:func:`run_chain`'s layers ``(packed, n, bias, act)``: ``pack_weights`` of a layer's ``depth x n`` weights,
+    its ``n`` float32 bias values or None, and its activation, each run as :func:`dense` runs it on one thread.
+    None when a packed form or a bias does not fit (:func:`fits`) or a form is not 64-byte aligned."""
+    from hubkit.ops._gemm_numba import CHAIN_WORDS
+
+    table = np.zeros((len(layers), CHAIN_WORDS), np.int64)
+    for row, (packed, n, bias, act) in zip(table, layers, strict=True):
+        if not isinstance(packed, np.ndarray) or packed.ndim != 3:
+            return None
+        depth = packed.shape[1]
+        if not fits(packed, depth, n, None, 0, bias) or packed.ctypes.data % 64 or depth == 0 or n == 0:
+            return None
+        row[:] = (packed.ctypes.data, 0 if bias is None else bias.ctypes.data, tile_flags(act, bias is not None), n,
+                  kc_for(depth), _mc(_STATE.mr, depth, n), depth)
+    return ChainTable(table, tuple(layers))
+
+
+def run_chain(x: np.ndarray, chain: ChainTable) -> np.ndarray | None:
+    """Dense layers one after the other on this thread, each as :func:`dense` runs it on one thread (the same
+    bits), in one compiled call: ``x`` C-contiguous float32, ``chain`` :func:`chain_table`'s. The last layer's
+    output, or None (nothing computed) when the kernel cannot run or ``x``'s width is not the first layer's depth.
+    Three calls of :func:`dense`'s prepared form cost the MLP 784-512-512-10 at 64 rows 30 us more (900 against
+    868 us, one thread, Zen 3): their checks, their dispatches and the plan's loop."""
+    kernel = _STATE.chain
+    if kernel is None:
+        from hubkit.ops import _gemm_numba
+
+        kernel = _STATE.chain = _numba.kernel(_gemm_numba.gemm_chain) if available() else None
+        if kernel is None:
+            return None
+    table = chain.table
+    if type(x) is not np.ndarray or x.dtype != _F32 or x.ndim != 2 or not x.flags.c_contiguous or not x.shape[0] or (
+        not len(table) or not available()
+    ):
+        return None
+    out = kernel(_STATE.addr, _STATE.mr, x, table)
+    return out if out.shape[0] == x.shape[0] else None
 
 
 def _narrow_fit(cols: int) -> bool:
@@ -503,6 +559,11 @@ def blas_threads() -> int:
     np.matmul took 25.6 ms against the kernel's 43.9 ms for the MLP at batch 4096 (by min).
     """
     held = _OneThread
+    changes = held.changes
+    if held.depth == 0:  # no hold: the library's count, unless a hold came or went while it was read
+        threads = _library_threads()
+        if held.changes == changes:  # (a hold notes itself before it sets the count down, and after it restores it)
+            return threads
     with held.lock:  # a hold entered or left by another thread meanwhile changes both (blas_one_thread)
         if held.depth > 0 and held.saved > 1:  # inside blas_one_thread: decide by the count it restores
             return held.saved
@@ -522,6 +583,7 @@ class _OneThread:
     depth = 0
     saved = 0  # the count a hold set down to 1 and gives back (0 or 1: nothing was changed)
     setter: Any = None
+    changes = 0  # holds entered and left: blas_threads reads the library's count unlocked between two equal values
 
 
 def _one_thread_after_fork() -> None:
@@ -557,6 +619,7 @@ def blas_one_thread() -> Iterator[None]:
             # the library's own count (blas_threads may be stubbed in tests); 0 when it cannot be set
             state.saved = _library_threads() if state.setter else 0
         state.depth += 1  # before the count drops: blas_threads (under the lock) reads the saved count meanwhile
+        state.changes += 1  # before it too: an unlocked blas_threads that read the dropped count sees this
         if state.depth == 1 and state.saved > 1:
             state.setter(1)
         pid = os.getpid()
@@ -568,3 +631,4 @@ def blas_one_thread() -> Iterator[None]:
                 if state.depth == 1 and state.saved > 1:
                     state.setter(state.saved)  # the count back before the depth says so
                 state.depth -= 1
+                state.changes += 1

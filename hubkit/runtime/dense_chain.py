@@ -46,12 +46,15 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _numba, _split_dense, _worker_pool
+from hubkit.ops import _numba, _packed_gemm, _split_dense, _worker_pool
 from hubkit.ops._epilogue import NONE, bias_act_, bias_act_kernel
-from hubkit.ops._packed_gemm import blas_threads
+from hubkit.ops._packed_gemm import PackedWeights, blas_threads
 from hubkit.ops._small_linear import MIN_ROWS_ONE_THREAD
 
 __all__ = ["DenseChain", "dense_chain"]
+
+MIN_TILE_ROWS = _packed_gemm.MIN_ROWS
+"""Fewest rows of a float32 input the chain runs with one BLAS thread (3-8 rows: the plan's small-batch kernel)."""
 
 _F32 = np.dtype(np.float32)
 _DTYPES = (_F32, np.dtype(np.float64))  # the epilogue kernel's
@@ -62,6 +65,7 @@ class _Const:
     """A constant weight or bias, read like a variable (``_value``)."""
 
     __slots__ = ("_value",)
+    _version = 0  # never written
 
     def __init__(self, value: Any) -> None:
         self._value = value
@@ -69,6 +73,7 @@ class _Const:
 
 _NO_BIAS_SOURCE = _Const(np.empty(0, np.float64))  # a layer without bias (the epilogue gets an empty bias)
 _VALUE = operator.attrgetter("_value")  # a Variable's current array (None until it is initialised)
+_VERSION = operator.attrgetter("_version")  # its writes so far (a constant's holder: always 0)
 _IS = operator.is_
 
 
@@ -101,6 +106,37 @@ class _Checked:
         )
 
 
+class _TileRun:
+    """Layers ``start .. end - 1`` of a chain, run on the tile kernel in one call, and the table of the packed forms
+    it last ran them with (made again when the weights change)."""
+
+    __slots__ = ("_kept", "end", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+        self._kept: tuple[Any, ...] = (None, (), None)  # (checked, versions, table)
+
+    def table(self, checked: _Checked, packed: tuple[Any, ...], sources: tuple[Any, ...]) -> _packed_gemm.ChainTable | None:
+        """The table for the current weights' packed forms (:meth:`PackedWeights.ready`: None for weights written
+        since they were packed, which the fused steps pack again or not). Kept while the weights are the arrays
+        ``checked`` holds, at the same versions: their forms are then the same."""
+        versions = tuple(map(_VERSION, sources[2 * self.start : 2 * self.end : 2]))
+        kept = self._kept
+        if kept[0] is checked and kept[1] == versions:
+            return kept[2]  # type: ignore[no-any-return]
+        layers = checked.layers[self.start : self.end]
+        forms = tuple(packed[i].ready(w) for i, (w, _, _) in enumerate(layers, self.start))
+        if any(f is None for f in forms):
+            return None
+        table = _packed_gemm.chain_table([
+            (form, w.shape[1], b if b.shape[0] else None, NONE if act is None else act)
+            for form, (w, b, act) in zip(forms, layers, strict=True)
+        ])
+        self._kept = (checked, versions, table) if table is not None else (None, (), None)
+        return table
+
+
 class DenseChain:
     """Runs a plan made only of fused dense layers on 1 or 2 rows (see the module docstring).
 
@@ -110,11 +146,16 @@ class DenseChain:
         acts: each layer's epilogue activation code, or None for a bare ``MatMul`` (no epilogue).
     """
 
-    __slots__ = ("_acts", "_checked", "_sources", "_split_weights")
+    __slots__ = ("_acts", "_checked", "_packed", "_rows_groups", "_sources", "_split_weights")
 
-    def __init__(self, sources: list[Any], acts: list[int | None]) -> None:
+    def __init__(self, sources: list[Any], acts: list[int | None], packed: list[PackedWeights | None] | None = None) -> None:
         self._sources = tuple(sources)
         self._acts = tuple(acts)
+        # the fused steps' packed weights (None for a bare MatMul), shared with them: from MIN_TILE_ROWS rows on
+        self._packed: tuple[PackedWeights | None, ...] | None = (
+            None if packed is None or all(p is None for p in packed) else tuple(packed)
+        )
+        self._rows_groups: tuple[int, _Checked, tuple[Any, ...] | None] | None = None
         self._checked: _Checked | None = None
         # each layer's packed depth halves (made on the first split call, remade when its weights change)
         self._split_weights = tuple(
@@ -157,10 +198,11 @@ class DenseChain:
 
     def __call__(self, x: Any) -> np.ndarray | None:
         """The chain's output for the rows ``x``, or None when the plan must run instead."""
-        if type(x) is not np.ndarray or x.ndim != 2 or not 0 < x.shape[0] < MIN_ROWS_ONE_THREAD:
-            return None
-        if not x.flags.c_contiguous:
+        if type(x) is not np.ndarray or x.ndim != 2 or not x.flags.c_contiguous:
             return None  # np.matmul's loop for strided operands is not BLAS: its sums differ from np.dot's
+        rows = x.shape[0]
+        if not 0 < rows < MIN_ROWS_ONE_THREAD and (rows < MIN_TILE_ROWS or x.dtype != _F32 or self._packed is None):
+            return None
         checked = self._checked
         if (
             checked is None
@@ -171,6 +213,8 @@ class DenseChain:
             checked = self._recheck(x)
             if checked is None:
                 return None
+        if rows >= MIN_TILE_ROWS:
+            return self._run_tiles(x, checked)
         if checked.split is not None and x.shape[0] <= 2 and blas_threads() >= 2 and _split_dense.available():
             pool = _worker_pool.get_pool()
             if pool.acquire():  # else another thread's call has the worker: this one runs on one thread
@@ -185,6 +229,70 @@ class DenseChain:
             h = np.dot(h, w)
             if act is not None:
                 epilogue(h, b, act)
+        return h
+
+    def _groups(self, rows: int, checked: _Checked) -> tuple[Any, ...] | None:
+        """For ``rows`` rows on one BLAS thread: the layers in runs, a :class:`_TileRun` for layers the fused steps
+        run on the tile kernel (:func:`hubkit.ops._packed_gemm.takes`), the index of each layer they leave to
+        NumPy; None when no layer takes the tile. Remembered for the last row count."""
+        known = self._rows_groups
+        if known is not None and known[0] == rows and known[1] is checked:
+            return known[2]
+        takes = _packed_gemm.takes
+        tiled = [
+            packed is not None and takes(rows, w.shape[0], w.shape[1], 1)
+            for (w, _, _), packed in zip(checked.layers, self._packed or (), strict=True)
+        ]
+        groups: list[Any] = []
+        start = 0
+        while start < len(tiled):
+            end = start + 1
+            if tiled[start]:
+                while end < len(tiled) and tiled[end]:
+                    end += 1
+                groups.append(_TileRun(start, end))
+            else:
+                groups.append(start)
+            start = end
+        result = tuple(groups) if any(tiled) else None
+        self._rows_groups = (rows, checked, result)
+        return result
+
+    def _run_tiles(self, x: np.ndarray, checked: _Checked) -> np.ndarray | None:
+        """The chain at :data:`MIN_TILE_ROWS` rows or more on one BLAS thread: each run of layers the fused steps
+        would give the tile kernel in one compiled call (:func:`hubkit.ops._packed_gemm.run_chain`, the same
+        calls, so the same bits), the others as ``np.dot`` and the epilogue."""
+        if blas_threads() != 1 or not _packed_gemm._tile_host() or not _packed_gemm.available():
+            return None
+        groups = self._groups(x.shape[0], checked)
+        if groups is None:
+            return None
+        packed: tuple[Any, ...] = self._packed or ()  # (groups is None without it)
+        if len(groups) == 1:  # every layer on the tile kernel
+            table = groups[0].table(checked, packed, self._sources)
+            return None if table is None else _packed_gemm.run_chain(x, table)
+        tables = []
+        for run in groups:  # every run's table first: a missing packed form leaves it all to the plan
+            if type(run) is _TileRun:
+                table = run.table(checked, packed, self._sources)
+                if table is None:
+                    return None  # written weights: the fused steps decide whether to pack them again
+                tables.append(table)
+        kernel = _numba.kernel(bias_act_kernel)
+        epilogue = _numpy_epilogue if kernel is None else kernel
+        next_table = iter(tables)
+        h = x
+        for run in groups:
+            if type(run) is _TileRun:
+                out = _packed_gemm.run_chain(h, next(next_table))
+                if out is None:
+                    return None
+                h = out
+            else:
+                w, b, act = checked.layers[run]
+                h = np.dot(h, w)
+                if act is not None:
+                    epilogue(h, b, act)
         return h
 
     @staticmethod
@@ -231,6 +339,7 @@ def dense_chain(plan: Any) -> DenseChain | None:
     current = plan.feed_slots[0]
     sources: list[Any] = []
     acts: list[int | None] = []
+    packed: list[PackedWeights | None] = []
     matmul = get_op("MatMul").forward
     for step in plan.steps:
         fn, kwargs, ins, outs = step[0], step[1], step[2], step[3]
@@ -255,7 +364,8 @@ def dense_chain(plan: Any) -> DenseChain | None:
             return None
         sources += (w, b)
         acts.append(act)
+        packed.append(fn.packed if type(fn) is FusedLinear and not fn.transposes else None)
         current = outs[0]
     if current != fetch:
         return None
-    return DenseChain(sources, acts)
+    return DenseChain(sources, acts, packed)

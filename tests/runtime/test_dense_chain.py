@@ -335,3 +335,165 @@ def test_split_chain_propagates_nan(monkeypatch):
     got = m(x)
     assert np.isnan(got[1]).all() and not np.isnan(got[0]).any()
     _close(got, plain(x), 784)
+
+
+# From 9 rows on, with one BLAS thread, the layers the fused steps run on the tile kernel run in one compiled call
+# (hubkit/ops/_packed_gemm.run_chain): the same kernel calls, so the optimised plan's bits.
+
+def _tile_kernel_here():
+    from hubkit.ops import _numba, _packed_gemm
+
+    _numba.set_numba_enabled(True)
+    try:
+        return _packed_gemm._tile_host() and _packed_gemm.available()
+    finally:
+        _numba.set_numba_enabled(None)
+
+
+_tiles = pytest.mark.skipif(not _tile_kernel_here(), reason="no tile kernel here")
+
+
+def _one_blas_thread(monkeypatch):
+    from hubkit.ops import _packed_gemm
+    from hubkit.runtime import dense_chain as dc
+
+    monkeypatch.setattr(dc, "blas_threads", lambda: 1)
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
+
+
+def _plan_of(m):
+    return m._plans[("default", False)][0]
+
+
+@_tiles
+@pytest.mark.parametrize(
+    "acts, bias, const_first",
+    [(("relu", "relu6", None), (True, True, True), False), ((None, "relu", "relu"), (False, True, False), True)],
+)
+def test_tile_chain_gives_the_plans_bits(acts, bias, const_first, monkeypatch):
+    from hubkit.ops import _packed_gemm
+
+    spec = _mlp_spec(sizes=(96, 128, 80, 16), acts=acts, bias=bias, const_first=const_first)
+    m = hk.Module(spec)
+    _one_blas_thread(monkeypatch)
+    ran = _counting(monkeypatch)
+    rng = np.random.default_rng(16)
+    for rows in (64, 200, 9, 32, 31):
+        x = _special(rng, (rows, 96), np.float32)
+        for _ in range(2):  # (the first call of all runs the plan, whose fused steps pack the weights)
+            got = m(x)
+            _same(got, _plan_of(m).run_steps([x])[0])  # the interpreter: each fused step on its own
+        assert ran[-1] is (rows >= 32 or _packed_gemm._narrow_host())  # (9-31 rows: wide tiles take fewer layers)
+    assert not np.isnan(got).all()
+
+
+@_tiles
+def test_tile_chain_runs_the_layers_the_tile_leaves_on_numpy(monkeypatch):
+    from hubkit.ops import _packed_gemm
+
+    spec = _mlp_spec(sizes=(96, 128, 80, 96, 70), acts=("relu", "relu", None, "relu6"), bias=(True, False, True, True))
+    m = hk.Module(spec)
+    _one_blas_thread(monkeypatch)
+    takes = _packed_gemm.takes
+    monkeypatch.setattr(_packed_gemm, "takes", lambda rows, depth, cols, threads: cols != 80 and takes(
+        rows, depth, cols, threads))  # the second layer on np.matmul, in the plan and in the chain
+    ran = _counting(monkeypatch)
+    x = _special(np.random.default_rng(17), (40, 96), np.float32)
+    for _ in range(2):
+        _same(m(x), _plan_of(m).run_steps([x])[0])
+    assert ran == [False, True]  # (the first call packs the weights through the plan)
+    groups = _plan_of(m).dense._rows_groups[2]
+    assert [type(g).__name__ for g in groups] == ["_TileRun", "int", "_TileRun"]
+
+
+@_tiles
+def test_tile_chain_leaves_written_weights_to_the_plan(monkeypatch):
+    spec = _mlp_spec(sizes=(96, 128, 80, 16))
+    m = hk.Module(spec)
+    _one_blas_thread(monkeypatch)
+    x = np.random.default_rng(18).standard_normal((32, 96)).astype(np.float32)
+    m(x)
+    ran = _counting(monkeypatch, only=_plan_of(m).dense)
+
+    def reference():  # float64, from the variables' current values
+        h = x.astype(np.float64)
+        for i, act in enumerate(("relu", "relu6", None)):
+            h = h @ m.variable_map[f"w{i}"].value + m.variable_map[f"b{i}"].value
+            h = np.maximum(h, 0) if act else h
+            h = np.minimum(h, 6) if act == "relu6" else h
+        return h
+
+    w1 = m.variable_map["w1"]
+    for _ in range(4):  # written in place between calls (training): no stale packed form is used
+        w1.assign(w1.value * -0.5)
+        np.testing.assert_allclose(m(x), reference(), rtol=1e-4, atol=1e-4)
+    assert ran == [False] * 4  # the chain left them to the fused steps (which decide when to pack again)
+    m(x)  # the same weights twice: packed again
+    _same(m(x), _plan_of(m).run_steps([x])[0])
+    assert ran[-1] is True
+    np.testing.assert_allclose(m(x), reference(), rtol=1e-4, atol=1e-4)
+
+
+@_tiles
+def test_tile_chain_only_with_one_blas_thread(monkeypatch):
+    m = hk.Module(_mlp_spec(sizes=(96, 128, 80, 16)))
+    _two_blas_threads(monkeypatch)
+    ran = _counting(monkeypatch)
+    x = np.ones((64, 96), np.float32)
+    m(x)
+    assert ran == [False]  # two threads: the fused steps split their rows over the worker
+
+
+@_tiles
+def test_tile_chain_from_four_threads(monkeypatch):
+    spec = _mlp_spec(sizes=(96, 128, 80, 16))
+    m = hk.Module(spec)
+    _one_blas_thread(monkeypatch)
+    rng = np.random.default_rng(19)
+    inputs = [rng.standard_normal((9 + 7 * i, 96)).astype(np.float32) for i in range(6)]
+    m(inputs[0])
+    expected = [_plan_of(m).run_steps([x])[0] for x in inputs]
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(100):
+                for i in range(k, k + 6):
+                    out = m(inputs[i % 6])
+                    _same(out, expected[i % 6])
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and not errors
+
+
+@_tiles
+def test_run_chain_refuses_what_does_not_fit():
+    from hubkit.ops import _numba, _packed_gemm
+
+    _numba.set_numba_enabled(True)
+    try:
+        w = np.ones((64, 40), np.float32)
+        packed = _packed_gemm.pack_weights(w)
+        bias = np.ones(40, np.float32)
+        assert _packed_gemm.chain_table([(packed, 40, np.ones(39, np.float32), 0)]) is None  # bias of another width
+        assert _packed_gemm.chain_table([(packed, 70, None, 0)]) is None  # more columns than the panels hold
+        assert _packed_gemm.chain_table([(packed.astype(np.float64), 40, None, 0)]) is None
+        unaligned = np.empty(packed.size + 1, np.float32)[1:].reshape(packed.shape)
+        unaligned[...] = packed
+        assert _packed_gemm.chain_table([(unaligned, 40, bias, 0)]) is None
+        table = _packed_gemm.chain_table([(packed, 40, bias, 1), (_packed_gemm.pack_weights(np.ones((40, 8), np.float32)), 8,
+                                                                   None, 0)])
+        x = np.ones((10, 64), np.float32)
+        np.testing.assert_array_equal(_packed_gemm.run_chain(x, table), np.full((10, 8), 40 * 65, np.float32))
+        assert _packed_gemm.run_chain(np.ones((10, 63), np.float32), table) is None  # another width
+        assert _packed_gemm.run_chain(np.ones((10, 64), np.float64), table) is None
+        assert _packed_gemm.run_chain(np.ones((0, 64), np.float32), table) is None
+        assert _packed_gemm.run_chain(np.asfortranarray(np.ones((10, 64), np.float32)), table) is None
+    finally:
+        _numba.set_numba_enabled(None)
