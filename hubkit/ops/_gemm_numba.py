@@ -26,8 +26,8 @@ NC_BYTES = nc_bytes()
 """Bytes of B (one depth block) per block of columns :func:`gemm_rows` runs every row block over."""
 
 __all__ = [
-    "CHAIN_WORDS", "ROWS_JOB_ARGS", "call_tile", "call_wrap_tile", "conv_tile", "gemm_batched", "gemm_chain", "gemm_kernel", "gemm_rows",
-    "rows_blocks", "rows_job",
+    "CHAIN_HEAD", "CHAIN_WORDS", "ROWS_JOB_ARGS", "call_tile", "call_wrap_tile", "chain_blocks", "chain_job", "conv_tile",
+    "gemm_batched", "gemm_chain", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job",
 ]
 
 
@@ -204,6 +204,53 @@ def gemm_chain(addr, mr_max, x, table):  # pragma: no cover - compiled by Numba
                   flags)
         h = out
     return h
+
+
+CHAIN_HEAD = 9
+"""int64 words before the layers in :func:`chain_job`'s argument block: the tile entry's address, ``mr_max``, the
+input's address, its rows, the first and the end row of the half to compute, the number of layers, a scratch
+buffer's address (every layer's output but the last, one after the other, all rows) and the output's."""
+
+
+def chain_blocks(blocks, addr, mr_max, x, table, scratch, out, half):  # pragma: no cover - compiled by Numba
+    """Fills ``blocks[0]`` and ``blocks[1]`` with :func:`chain_job`'s arguments for rows ``[0, half)`` and ``[half,
+    rows)`` of the chain of :func:`gemm_chain`'s ``table`` on ``x`` (into ``scratch`` and ``out``); returns
+    ``blocks``' address."""
+    rows = x.shape[0]
+    layers = table.shape[0]
+    for b in range(2):
+        blk = blocks[b]
+        blk[0] = addr
+        blk[1] = mr_max
+        blk[2] = x.ctypes.data
+        blk[3] = rows
+        blk[4] = 0 if b == 0 else half
+        blk[5] = half if b == 0 else rows
+        blk[6] = layers
+        blk[7] = scratch.ctypes.data
+        blk[8] = out.ctypes.data
+        for layer in range(layers):
+            for w in range(CHAIN_WORDS):
+                blk[CHAIN_HEAD + layer * CHAIN_WORDS + w] = table[layer, w]
+    return np.int64(blocks.ctypes.data)
+
+
+def chain_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/_packed_gemm.py)
+    """:func:`gemm_chain` on rows ``r0 .. r1 - 1`` of its input, from :func:`chain_blocks`' argument block: each
+    layer's rows from the same rows of the layer before, so the two halves of the rows need nothing of each other
+    until the end."""
+    head = carray(args, (CHAIN_HEAD,))
+    a = carray(args, (CHAIN_HEAD + head[6] * CHAIN_WORDS,))
+    addr, mr_max, src, rows, r0, r1, layers, scratch, out = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+    offset = 0
+    for layer in range(layers):
+        w = a[CHAIN_HEAD + layer * CHAIN_WORDS : CHAIN_HEAD + (layer + 1) * CHAIN_WORDS]
+        n, depth = w[3], w[6]
+        dst = out if layer == layers - 1 else scratch + offset * 4
+        gemm_rows(addr, mr_max, w[4], w[5], src + r0 * depth * 4, depth, r1 - r0, depth, w[0], dst + r0 * n * 4, n, n,
+                  w[1], w[2])
+        offset += rows * n
+        src = dst
 
 
 ROWS_JOB_ARGS = 14

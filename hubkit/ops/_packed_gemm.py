@@ -84,6 +84,7 @@ class _State:
     mr: int = 0
     kernel: Any = None
     chain: Any = None  # run_chain's compiled kernel, once asked for
+    chain_job: Any = None  # and its two-thread job: (chain_blocks compiled, chain_job's address)
     blas_fn: Any = None
     wide: bool | None = None
     narrow: bool | None = None
@@ -358,13 +359,17 @@ def takes(rows: int, depth: int, cols: int, threads: int) -> bool:
 
 class ChainTable:
     """:func:`run_chain`'s layers: ``table``, the kernel's int64 rows (addresses included), and the arrays they point
-    at, kept alive with it."""
+    at, kept alive with it; ``width`` (the first layer's depth), ``n`` (the last one's columns) and ``between`` (the
+    other layers' columns, summed)."""
 
-    __slots__ = ("_arrays", "table")
+    __slots__ = ("_arrays", "between", "n", "table", "width")
 
     def __init__(self, table: np.ndarray, arrays: tuple[Any, ...]) -> None:
         self.table = table
         self._arrays = arrays
+        self.width = int(table[0, 6])
+        self.n = int(table[-1, 3])
+        self.between = int(table[:-1, 3].sum())
 
 
 def chain_table(layers: list[tuple[np.ndarray, int, np.ndarray | None, int]]) -> ChainTable | None:
@@ -373,24 +378,32 @@ def chain_table(layers: list[tuple[np.ndarray, int, np.ndarray | None, int]]) ->
     None when a packed form or a bias does not fit (:func:`fits`) or a form is not 64-byte aligned."""
     from hubkit.ops._gemm_numba import CHAIN_WORDS
 
+    if not layers:
+        return None
     table = np.zeros((len(layers), CHAIN_WORDS), np.int64)
+    width = -1
     for row, (packed, n, bias, act) in zip(table, layers, strict=True):
         if not isinstance(packed, np.ndarray) or packed.ndim != 3:
             return None
         depth = packed.shape[1]
-        if not fits(packed, depth, n, None, 0, bias) or packed.ctypes.data % 64 or depth == 0 or n == 0:
+        if not fits(packed, depth, n, None, 0, bias) or packed.ctypes.data % 64 or depth == 0 or n == 0 or (
+            width >= 0 and depth != width
+        ):
             return None
+        width = n
         row[:] = (packed.ctypes.data, 0 if bias is None else bias.ctypes.data, tile_flags(act, bias is not None), n,
                   kc_for(depth), _mc(_STATE.mr, depth, n), depth)
     return ChainTable(table, tuple(layers))
 
 
-def run_chain(x: np.ndarray, chain: ChainTable) -> np.ndarray | None:
-    """Dense layers one after the other on this thread, each as :func:`dense` runs it on one thread (the same
-    bits), in one compiled call: ``x`` C-contiguous float32, ``chain`` :func:`chain_table`'s. The last layer's
-    output, or None (nothing computed) when the kernel cannot run or ``x``'s width is not the first layer's depth.
-    Three calls of :func:`dense`'s prepared form cost the MLP 784-512-512-10 at 64 rows 30 us more (900 against
-    868 us, one thread, Zen 3): their checks, their dispatches and the plan's loop."""
+def run_chain(x: np.ndarray, chain: ChainTable, threads: int = 1) -> np.ndarray | None:
+    """Dense layers one after the other, each as :func:`dense` runs it with ``threads`` BLAS threads (the same
+    bits), in one compiled call: ``x`` C-contiguous float32, ``chain`` :func:`chain_table`'s. With two or more
+    threads the second half of the rows runs on the worker (:mod:`hubkit.ops._worker_pool`), through every layer:
+    each half of a layer's rows needs only the same rows of the layer before. The last layer's output, or None
+    (nothing computed) when the kernel (or the worker's job) cannot run or ``x``'s width is not the first layer's
+    depth. Three calls of :func:`dense`'s prepared form cost the MLP 784-512-512-10 at 64 rows 30 us more (900
+    against 868 us, one thread, Zen 3): their checks, their dispatches and the plan's loop."""
     kernel = _STATE.chain
     if kernel is None:
         from hubkit.ops import _gemm_numba
@@ -398,13 +411,38 @@ def run_chain(x: np.ndarray, chain: ChainTable) -> np.ndarray | None:
         kernel = _STATE.chain = _numba.kernel(_gemm_numba.gemm_chain) if available() else None
         if kernel is None:
             return None
-    table = chain.table
-    if type(x) is not np.ndarray or x.dtype != _F32 or x.ndim != 2 or not x.flags.c_contiguous or not x.shape[0] or (
-        not len(table) or not available()
-    ):
+    rows = x.shape[0] if type(x) is np.ndarray and x.ndim == 2 else 0
+    if not rows or x.dtype != _F32 or not x.flags.c_contiguous or x.shape[1] != chain.width or not available():
         return None
-    out = kernel(_STATE.addr, _STATE.mr, x, table)
-    return out if out.shape[0] == x.shape[0] else None
+    if threads < 2:
+        out = kernel(_STATE.addr, _STATE.mr, x, chain.table)
+        return out if out.shape[0] == rows else None
+    job = _chain_job()
+    if job is None:
+        return None
+    from hubkit.ops import _worker_pool
+    from hubkit.ops._gemm_numba import CHAIN_HEAD
+
+    table = chain.table
+    scratch = np.empty(rows * chain.between, _F32)  # the layers before the last, alive until both halves are done
+    out = np.empty((rows, chain.n), _F32)
+    blocks = np.empty((2, CHAIN_HEAD + table.size), np.int64)
+    addr = job[0](blocks, _STATE.addr, _STATE.mr, x, table, scratch, out, (rows + 1) // 2)
+    return out if _worker_pool.run_halves(job[1], addr, blocks.strides[0]) else None
+
+
+def _chain_job() -> tuple[Any, int] | None:
+    """``(chain_blocks compiled, chain_job's address)``, or None when either cannot be had here."""
+    job = _STATE.chain_job
+    if job is None:
+        from hubkit.ops import _gemm_numba, _worker_pool
+
+        blocks = _numba.kernel(_gemm_numba.chain_blocks)
+        address = _numba.job(_gemm_numba.chain_job) if blocks is not None and _worker_pool.available() else 0
+        if not address:
+            return None
+        job = _STATE.chain_job = (blocks, address)
+    return job if _numba.numba_enabled() else None
 
 
 def _narrow_fit(cols: int) -> bool:

@@ -155,7 +155,7 @@ class DenseChain:
         self._packed: tuple[PackedWeights | None, ...] | None = (
             None if packed is None or all(p is None for p in packed) else tuple(packed)
         )
-        self._rows_groups: tuple[int, _Checked, tuple[Any, ...] | None] | None = None
+        self._rows_groups: tuple[tuple[int, int], _Checked, tuple[Any, ...] | None] | None = None
         self._checked: _Checked | None = None
         # each layer's packed depth halves (made on the first split call, remade when its weights change)
         self._split_weights = tuple(
@@ -231,16 +231,16 @@ class DenseChain:
                 epilogue(h, b, act)
         return h
 
-    def _groups(self, rows: int, checked: _Checked) -> tuple[Any, ...] | None:
-        """For ``rows`` rows on one BLAS thread: the layers in runs, a :class:`_TileRun` for layers the fused steps
-        run on the tile kernel (:func:`hubkit.ops._packed_gemm.takes`), the index of each layer they leave to
-        NumPy; None when no layer takes the tile. Remembered for the last row count."""
+    def _groups(self, rows: int, checked: _Checked, threads: int) -> tuple[Any, ...] | None:
+        """For ``rows`` rows and ``threads`` BLAS threads: the layers in runs, a :class:`_TileRun` for layers the
+        fused steps run on the tile kernel (:func:`hubkit.ops._packed_gemm.takes`), the index of each layer they
+        leave to NumPy; None when no layer takes the tile. Remembered for the last row and thread count."""
         known = self._rows_groups
-        if known is not None and known[0] == rows and known[1] is checked:
+        if known is not None and known[0] == (rows, threads) and known[1] is checked:
             return known[2]
         takes = _packed_gemm.takes
         tiled = [
-            packed is not None and takes(rows, w.shape[0], w.shape[1], 1)
+            packed is not None and takes(rows, w.shape[0], w.shape[1], threads)
             for (w, _, _), packed in zip(checked.layers, self._packed or (), strict=True)
         ]
         groups: list[Any] = []
@@ -255,22 +255,23 @@ class DenseChain:
                 groups.append(start)
             start = end
         result = tuple(groups) if any(tiled) else None
-        self._rows_groups = (rows, checked, result)
+        self._rows_groups = ((rows, threads), checked, result)
         return result
 
     def _run_tiles(self, x: np.ndarray, checked: _Checked) -> np.ndarray | None:
         """The chain at :data:`MIN_TILE_ROWS` rows or more on one BLAS thread: each run of layers the fused steps
         would give the tile kernel in one compiled call (:func:`hubkit.ops._packed_gemm.run_chain`, the same
         calls, so the same bits), the others as ``np.dot`` and the epilogue."""
-        if blas_threads() != 1 or not _packed_gemm._tile_host() or not _packed_gemm.available():
+        threads = blas_threads()
+        if threads < 1 or not _packed_gemm._tile_host() or not _packed_gemm.available():
             return None
-        groups = self._groups(x.shape[0], checked)
+        groups = self._groups(x.shape[0], checked, min(threads, 2))
         if groups is None:
             return None
         packed: tuple[Any, ...] = self._packed or ()  # (groups is None without it)
         if len(groups) == 1:  # every layer on the tile kernel
             table = groups[0].table(checked, packed, self._sources)
-            return None if table is None else _packed_gemm.run_chain(x, table)
+            return None if table is None else _packed_gemm.run_chain(x, table, threads)
         tables = []
         for run in groups:  # every run's table first: a missing packed form leaves it all to the plan
             if type(run) is _TileRun:
@@ -284,7 +285,7 @@ class DenseChain:
         h = x
         for run in groups:
             if type(run) is _TileRun:
-                out = _packed_gemm.run_chain(h, next(next_table))
+                out = _packed_gemm.run_chain(h, next(next_table), threads)
                 if out is None:
                     return None
                 h = out

@@ -435,13 +435,38 @@ def test_tile_chain_leaves_written_weights_to_the_plan(monkeypatch):
 
 
 @_tiles
-def test_tile_chain_only_with_one_blas_thread(monkeypatch):
-    m = hk.Module(_mlp_spec(sizes=(96, 128, 80, 16)))
+@_split_available
+def test_tile_chain_on_two_threads_runs_half_of_the_rows_on_the_worker(monkeypatch):
+    from hubkit.ops import _packed_gemm, _worker_pool
+
+    spec = _mlp_spec(sizes=(96, 128, 80, 16))
+    m = hk.Module(spec)
     _two_blas_threads(monkeypatch)
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 2)  # the fused steps split their rows too
     ran = _counting(monkeypatch)
-    x = np.ones((64, 96), np.float32)
+    rng = np.random.default_rng(20)
+    pool = _worker_pool.get_pool()
+    for rows in (64, 17, 301):
+        x = _special(rng, (rows, 96), np.float32)
+        m(x)
+        jobs = pool.jobs
+        got = m(x)
+        _same(got, _plan_of(m).run_steps([x])[0])  # each row by one thread, as the steps' halves: the same bits
+        split = any(_packed_gemm.takes(rows, d, c, 2) for d, c in ((96, 128), (128, 80), (80, 16)))
+        assert ran[-1] is split and pool.jobs >= jobs  # (wide tiles split 256 rows and more; the caller steals a
+        # job the worker has not claimed)
+    assert _plan_of(m).dense._rows_groups[0] == (301, 2)
+    held = pool.acquire()  # another caller has the worker: the plan runs, as it would
+    try:
+        assert held
+        x = _special(rng, (64, 96), np.float32)
+        _same(m(x), _plan_of(m).run_steps([x])[0])
+        assert ran[-1] is False
+    finally:
+        pool.release()
+    x = np.ones((15, 96), np.float32)  # fewer rows than two threads split: the plan
     m(x)
-    assert ran == [False]  # two threads: the fused steps split their rows over the worker
+    assert ran[-1] is False
 
 
 @_tiles
@@ -489,8 +514,14 @@ def test_run_chain_refuses_what_does_not_fit():
         assert _packed_gemm.chain_table([(unaligned, 40, bias, 0)]) is None
         table = _packed_gemm.chain_table([(packed, 40, bias, 1), (_packed_gemm.pack_weights(np.ones((40, 8), np.float32)), 8,
                                                                    None, 0)])
+        assert _packed_gemm.chain_table([(packed, 40, None, 0), (_packed_gemm.pack_weights(np.ones((39, 8), np.float32)),
+                                                                 8, None, 0)]) is None  # depths that do not chain
+        assert _packed_gemm.chain_table([]) is None
         x = np.ones((10, 64), np.float32)
         np.testing.assert_array_equal(_packed_gemm.run_chain(x, table), np.full((10, 8), 40 * 65, np.float32))
+        if _packed_gemm._chain_job() is not None:  # half of the rows on the worker, through both layers
+            x = np.random.default_rng(21).standard_normal((37, 64)).astype(np.float32)
+            _same(_packed_gemm.run_chain(x, table, threads=2), _packed_gemm.run_chain(x, table))
         assert _packed_gemm.run_chain(np.ones((10, 63), np.float32), table) is None  # another width
         assert _packed_gemm.run_chain(np.ones((10, 64), np.float64), table) is None
         assert _packed_gemm.run_chain(np.ones((0, 64), np.float32), table) is None
