@@ -238,10 +238,10 @@ def test_a_fused_dense_step_runs_its_prepared_call_from_the_second_call(monkeypa
     import hubkit.runtime.optimize as optimize_mod
 
     monkeypatch.setattr(optimize_mod, "dense", _packed_gemm.dense)
-    for rows, dense_calls in ((64, 1), (40, 2)):
+    for rows, dense_calls in ((64, 1), (40, 2)):  # the steps themselves (Plan.run would take the dense chain)
         value = rng.standard_normal((rows, 96)).astype(np.float32)
-        first = optimised.run([value])[0]  # dense() (the tile GEMM: another summation order than np.matmul)
+        first = optimised.run_steps([value])[0]  # dense() (the tile GEMM: another summation order than np.matmul)
         np.testing.assert_allclose(first, plain.run([value])[0], rtol=1e-4, atol=1e-4)
         for _ in range(2):
-            assert optimised.run([value])[0].tobytes() == first.tobytes()
+            assert optimised.run_steps([value])[0].tobytes() == first.tobytes()
         assert len(calls) == dense_calls and step._dense is not None and step._dense.shape == (rows, 96)
