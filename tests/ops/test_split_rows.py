@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 from hubkit.ops import _packed_gemm, _split_rows, _worker_pool
 from hubkit.ops._epilogue import NONE, RELU, RELU6
+from tests.helpers_threads import from_threads
 
 pytestmark = pytest.mark.skipif(
     not (_worker_pool.available() and _packed_gemm.available() and _split_rows.job_address()),
@@ -106,12 +105,8 @@ def test_four_threads_at_once():
             if got.tobytes() != wants[i].tobytes():
                 bad.append(i)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads) and bad == []
+    from_threads(run, timeout=60)
+    assert bad == []
 
 
 def test_dense_splits_with_two_blas_threads(monkeypatch):

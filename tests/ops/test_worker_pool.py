@@ -22,6 +22,7 @@ import pytest
 from hubkit.ops import _split_dense, _worker_pool
 from hubkit.ops._epilogue import NONE, RELU, RELU6
 from tests.helpers_plans import dense_reference
+from tests.helpers_threads import from_threads
 
 pytestmark = pytest.mark.skipif(not _split_dense.available(), reason="no worker pool here (needs x86-64 Linux, Numba)")
 
@@ -204,27 +205,18 @@ def test_many_calls_from_four_threads():
     stolen = _stolen_pool()
     expected = [_split_dense.split_layer(stolen, x, w, b, RELU, _split_dense.SplitWeights()) for x, w, b in layers]
     stolen.release()
-    errors: list[BaseException] = []
     split = [0]
 
     def work(k):
-        try:
-            for i in range(200):
-                x, w, b = layers[(k + i) % 4]
-                got = _split_dense.split_dense(x, w, b, RELU, weights[(k + i) % 4])
-                if got is not None:  # None: another thread had the pool
-                    split[0] += 1
-                    assert got.tobytes() == expected[(k + i) % 4].tobytes()
-        except BaseException as e:  # reported by the main thread
-            errors.append(e)
+        for i in range(200):
+            x, w, b = layers[(k + i) % 4]
+            got = _split_dense.split_dense(x, w, b, RELU, weights[(k + i) % 4])
+            if got is not None:  # None: another thread had the pool
+                split[0] += 1
+                assert got.tobytes() == expected[(k + i) % 4].tobytes()
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads)
-    assert not errors and split[0] > 0
+    from_threads(work)
+    assert split[0] > 0
 
 
 @pytest.mark.parametrize("worker_first", [True, False])

@@ -3,8 +3,6 @@ unoptimised plan's values bit for bit, and falls back to the plan whenever it ca
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -12,6 +10,7 @@ import hubkit as hk
 from hubkit.runtime.dense_chain import DenseChain
 from hubkit.runtime.optimize import describe_plan, set_optimize_enabled
 from tests.helpers_plans import plain_and_optimised
+from tests.helpers_threads import from_threads
 
 
 def _same(a, b):
@@ -61,6 +60,18 @@ def _unoptimised(spec):
     finally:
         set_optimize_enabled(None)
     return m
+
+
+def _from_four_threads(rounds, inputs, check):
+    """``check(i)`` for each of ``inputs``' indices, ``rounds`` times over, from 4 threads at once (each starting
+    at another index)."""
+
+    def work(k):
+        for _ in range(rounds):
+            for i in range(k, k + len(inputs)):
+                check(i % len(inputs))
+
+    from_threads(work)
 
 
 def _counting(monkeypatch, only=None):
@@ -185,22 +196,7 @@ def test_concurrent_calls_get_their_own_results():
     rng = np.random.default_rng(5)
     inputs = [rng.standard_normal((1 + i % 2, 64)).astype(np.float32) for i in range(8)]
     expected = [plain(x) for x in inputs]
-    errors = []
-
-    def work(k):
-        try:
-            for _ in range(300):
-                for i in range(k, k + 8):
-                    np.testing.assert_array_equal(m(inputs[i % 8]), expected[i % 8])
-        except Exception as e:  # reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    _from_four_threads(300, inputs, lambda i: np.testing.assert_array_equal(m(inputs[i]), expected[i]))
 
 
 def test_outputs_are_fresh_arrays():
@@ -307,22 +303,7 @@ def test_split_chain_from_four_threads(monkeypatch):
     rng = np.random.default_rng(14)
     inputs = [(rng.standard_normal((1 + i % 2, 784)) * 0.1).astype(np.float32) for i in range(8)]
     expected = [plain(x) for x in inputs]
-    errors = []
-
-    def work(k):
-        try:
-            for _ in range(50):
-                for i in range(k, k + 8):
-                    _close(m(inputs[i % 8]), expected[i % 8], 784)
-        except Exception as e:  # reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads) and not errors
+    _from_four_threads(50, inputs, lambda i: _close(m(inputs[i]), expected[i], 784))
 
 
 @_split_available
@@ -478,23 +459,7 @@ def test_tile_chain_from_four_threads(monkeypatch):
     inputs = [rng.standard_normal((9 + 7 * i, 96)).astype(np.float32) for i in range(6)]
     m(inputs[0])
     expected = [_plan_of(m).run_steps([x])[0] for x in inputs]
-    errors = []
-
-    def work(k):
-        try:
-            for _ in range(100):
-                for i in range(k, k + 6):
-                    out = m(inputs[i % 6])
-                    _same(out, expected[i % 6])
-        except Exception as e:  # reported by the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads) and not errors
+    _from_four_threads(100, inputs, lambda i: _same(m(inputs[i]), expected[i]))
 
 
 @_tiles
