@@ -376,10 +376,10 @@ def chain_table(layers: list[tuple[np.ndarray, int, np.ndarray | None, int]]) ->
     """:func:`run_chain`'s layers ``(packed, n, bias, act)``: ``pack_weights`` of a layer's ``depth x n`` weights,
     its ``n`` float32 bias values or None, and its activation, each run as :func:`dense` runs it on one thread.
     None when a packed form or a bias does not fit (:func:`fits`) or a form is not 64-byte aligned."""
+    if not layers or not available():
+        return None
     from hubkit.ops._gemm_numba import CHAIN_WORDS
 
-    if not layers:
-        return None
     table = np.zeros((len(layers), CHAIN_WORDS), np.int64)
     width = -1
     for row, (packed, n, bias, act) in zip(table, layers, strict=True):

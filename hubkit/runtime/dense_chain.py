@@ -1,4 +1,4 @@
-"""A plan that is a chain of fused dense layers, run at batch 1 or 2 without the interpreter.
+"""A plan that is a chain of fused dense layers, run without the interpreter at 1-2 rows and from 9 rows.
 
 A module such as an MLP compiles (after :mod:`hubkit.runtime.optimize`) to a plan whose every step
 is a fused ``MatMul`` + bias + activation (:class:`~hubkit.runtime.optimize.FusedLinear`), each
@@ -34,9 +34,21 @@ gets its core late, and the split chain measured 1.12-1.16x the unsplit chain's 
 the unsplit chain after calls whose halves the worker ran none of was measured and removed: no gain
 beyond the noise).
 
-Anything else (3 or more rows, which other kernels take, a non-contiguous input, a variable not
-initialised yet, weights that do not fit) makes :meth:`DenseChain.__call__` return None, and the
-caller runs the plan, which computes the same values or raises its usual error.
+From 9 rows (:data:`MIN_TILE_ROWS`) of a float32 input, on a host whose tile GEMM the fused steps run
+(:mod:`hubkit.ops._packed_gemm`), the layers the steps would give the tile kernel with the BLAS's thread count
+(:func:`hubkit.ops._packed_gemm.takes`) run in one compiled call per run of such layers
+(:func:`hubkit.ops._packed_gemm.run_chain`), the others as ``np.dot`` and the epilogue, as above. The same kernel
+calls as the steps, so the same bits; with two or more threads the worker runs the second half of the rows
+through every layer of a run, each row computed as by the steps' own halves. Three prepared steps of the MLP
+784-512-512-10 at 64 rows cost 25-30 us more than the one call (their checks, their dispatches, the
+interpreter). Each run keeps its table of the packed forms (whatever the row count) while the weights are the
+arrays checked, at the same versions; weights written since they were packed (training) leave the call to the
+plan, whose fused steps decide when to pack them again.
+
+Anything else (3-8 rows, which the small-batch kernel takes, a non-contiguous input, a variable not
+initialised yet, weights that do not fit or not packed yet, the worker busy with another thread's call on two
+threads) makes :meth:`DenseChain.__call__` return None, and the caller runs the plan, which computes the same
+values or raises its usual error.
 """
 
 from __future__ import annotations
@@ -54,7 +66,8 @@ from hubkit.ops._small_linear import MIN_ROWS_ONE_THREAD
 __all__ = ["DenseChain", "dense_chain"]
 
 MIN_TILE_ROWS = _packed_gemm.MIN_ROWS
-"""Fewest rows of a float32 input the chain runs with one BLAS thread (3-8 rows: the plan's small-batch kernel)."""
+"""Fewest rows of a float32 input whose tile-GEMM layers the chain runs in one call (3-8 rows: the plan's small-batch
+kernel)."""
 
 _F32 = np.dtype(np.float32)
 _DTYPES = (_F32, np.dtype(np.float64))  # the epilogue kernel's
@@ -128,6 +141,7 @@ class _TileRun:
         layers = checked.layers[self.start : self.end]
         forms = tuple(packed[i].ready(w) for i, (w, _, _) in enumerate(layers, self.start))
         if any(f is None for f in forms):
+            self._kept = (None, (), None)  # (the old forms are not kept alive for nothing)
             return None
         table = _packed_gemm.chain_table([
             (form, w.shape[1], b if b.shape[0] else None, NONE if act is None else act)
@@ -138,7 +152,8 @@ class _TileRun:
 
 
 class DenseChain:
-    """Runs a plan made only of fused dense layers on 1 or 2 rows (see the module docstring).
+    """Runs a plan made only of fused dense layers on 1-2 rows, and its tile-GEMM layers from 9 rows (see the module
+    docstring).
 
     Args:
         sources: where each layer's weights and bias are read: two per layer, a ``Variable`` or a
@@ -146,7 +161,7 @@ class DenseChain:
         acts: each layer's epilogue activation code, or None for a bare ``MatMul`` (no epilogue).
     """
 
-    __slots__ = ("_acts", "_checked", "_packed", "_rows_groups", "_sources", "_split_weights")
+    __slots__ = ("_acts", "_checked", "_packed", "_rows_groups", "_runs", "_sources", "_split_weights")
 
     def __init__(self, sources: list[Any], acts: list[int | None], packed: list[PackedWeights | None] | None = None) -> None:
         self._sources = tuple(sources)
@@ -156,6 +171,7 @@ class DenseChain:
             None if packed is None or all(p is None for p in packed) else tuple(packed)
         )
         self._rows_groups: tuple[tuple[int, int], _Checked, tuple[Any, ...] | None] | None = None
+        self._runs: dict[tuple[int, int], _TileRun] = {}  # by layer range: their tables do not depend on the rows
         self._checked: _Checked | None = None
         # each layer's packed depth halves (made on the first split call, remade when its weights change)
         self._split_weights = tuple(
@@ -250,7 +266,10 @@ class DenseChain:
             if tiled[start]:
                 while end < len(tiled) and tiled[end]:
                     end += 1
-                groups.append(_TileRun(start, end))
+                run = self._runs.get((start, end))
+                if run is None:  # (a race makes two: the one kept is as good as the other)
+                    run = self._runs[start, end] = _TileRun(start, end)
+                groups.append(run)
             else:
                 groups.append(start)
             start = end
@@ -259,9 +278,9 @@ class DenseChain:
         return result
 
     def _run_tiles(self, x: np.ndarray, checked: _Checked) -> np.ndarray | None:
-        """The chain at :data:`MIN_TILE_ROWS` rows or more on one BLAS thread: each run of layers the fused steps
-        would give the tile kernel in one compiled call (:func:`hubkit.ops._packed_gemm.run_chain`, the same
-        calls, so the same bits), the others as ``np.dot`` and the epilogue."""
+        """The chain at :data:`MIN_TILE_ROWS` rows or more: each run of layers the fused steps would give the tile
+        kernel with this many BLAS threads in one compiled call (:func:`hubkit.ops._packed_gemm.run_chain`, the
+        same calls, so the same bits), the others as ``np.dot`` and the epilogue."""
         threads = blas_threads()
         if threads < 1 or not _packed_gemm._tile_host() or not _packed_gemm.available():
             return None

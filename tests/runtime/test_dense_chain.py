@@ -388,6 +388,24 @@ def test_tile_chain_runs_the_layers_the_tile_leaves_on_numpy(monkeypatch):
 
 
 @_tiles
+def test_tile_chain_keeps_its_tables_whatever_the_row_count(monkeypatch):
+    from hubkit.ops import _packed_gemm
+
+    m = hk.Module(_mlp_spec(sizes=(96, 128, 80, 16)))
+    _one_blas_thread(monkeypatch)
+    made = []
+    real = _packed_gemm.chain_table
+    monkeypatch.setattr(_packed_gemm, "chain_table", lambda layers: made.append(len(layers)) or real(layers))
+    ran = _counting(monkeypatch)
+    rng = np.random.default_rng(22)
+    m(np.ones((64, 96), np.float32))  # (packs the weights through the plan)
+    for rows in (64, 65, 64, 200, 65, 33) * 3:
+        x = rng.standard_normal((rows, 96)).astype(np.float32)
+        _same(m(x), _plan_of(m).run_steps([x])[0])
+    assert all(ran[1:]) and len(made) == 1  # one table for the run of layers, made once
+
+
+@_tiles
 def test_tile_chain_leaves_written_weights_to_the_plan(monkeypatch):
     spec = _mlp_spec(sizes=(96, 128, 80, 16))
     m = hk.Module(spec)
@@ -409,6 +427,8 @@ def test_tile_chain_leaves_written_weights_to_the_plan(monkeypatch):
         w1.assign(w1.value * -0.5)
         np.testing.assert_allclose(m(x), reference(), rtol=1e-4, atol=1e-4)
     assert ran == [False] * 4  # the chain left them to the fused steps (which decide when to pack again)
+    (run,) = _plan_of(m).dense._rows_groups[2]
+    assert run._kept[2] is None  # and dropped its table: the stale packed forms are not kept alive
     m(x)  # the same weights twice: packed again
     _same(m(x), _plan_of(m).run_steps([x])[0])
     assert ran[-1] is True
@@ -482,6 +502,12 @@ def test_run_chain_refuses_what_does_not_fit():
         assert _packed_gemm.chain_table([(packed, 40, None, 0), (_packed_gemm.pack_weights(np.ones((39, 8), np.float32)),
                                                                  8, None, 0)]) is None  # depths that do not chain
         assert _packed_gemm.chain_table([]) is None
+        real = _packed_gemm.available
+        _packed_gemm.available = lambda: False  # Numba off (or no kernel yet): nothing is made
+        try:
+            assert _packed_gemm.chain_table([(packed, 40, bias, 0)]) is None
+        finally:
+            _packed_gemm.available = real
         x = np.ones((10, 64), np.float32)
         np.testing.assert_array_equal(_packed_gemm.run_chain(x, table), np.full((10, 8), 40 * 65, np.float32))
         if _packed_gemm._chain_job() is not None:  # half of the rows on the worker, through both layers
