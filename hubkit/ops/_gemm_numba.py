@@ -26,7 +26,7 @@ NC_BYTES = nc_bytes()
 """Bytes of B (one depth block) per block of columns :func:`gemm_rows` runs every row block over."""
 
 __all__ = [
-    "CHAIN_HEAD", "CHAIN_WORDS", "ROWS_JOB_ARGS", "call_tile", "call_wrap_tile", "chain_blocks", "chain_job", "conv_tile",
+    "CHAIN_HEAD", "CHAIN_WORDS", "ROWS_JOB_ARGS", "call_tile", "call_wrap_tile", "chain_blocks", "chain_job", "chain_rows", "conv_tile",
     "gemm_batched", "gemm_chain", "gemm_kernel", "gemm_rows", "rows_blocks", "rows_job",
 ]
 
@@ -186,24 +186,31 @@ CHAIN_WORDS = 7
 flags, ``n``, ``kc_max``, ``mc_max`` and the depth."""
 
 
-def gemm_chain(addr, mr_max, x, table):  # pragma: no cover - compiled by Numba
-    """Layers one after the other, each ``h = act(h @ B + bias)`` by :func:`gemm_rows` into a new array: a chain of
-    dense layers in one call. ``x`` is C-contiguous float32 ``(rows, depth)``; row ``l`` of the int64 ``table``
-    describes layer ``l`` (:data:`CHAIN_WORDS`: its ``pack_weights`` of a ``depth x n`` matrix, 64-byte aligned, and
-    ``n`` bias values, both checked by the caller and alive through the call). Returns the last ``h``, or an empty
-    ``(0, 0)`` array (nothing computed) when a layer's depth is not the previous width."""
-    h = x
-    for layer in range(table.shape[0]):
-        bias, flags, n, kc, mc, depth = table[layer, 1], table[layer, 2], table[layer, 3], table[layer, 4], \
-            table[layer, 5], table[layer, 6]
-        rows = h.shape[0]
-        if h.shape[1] != depth:
-            return np.empty((0, 0), np.float32)
-        out = np.empty((rows, n), np.float32)
-        gemm_rows(addr, mr_max, kc, mc, h.ctypes.data, depth, rows, depth, table[layer, 0], out.ctypes.data, n, n, bias,
-                  flags)
-        h = out
-    return h
+@_numba.helper  # inlined into gemm_chain and chain_job
+def chain_rows(addr, mr_max, src, rows, r0, r1, words, scratch, out):  # pragma: no cover - compiled by Numba
+    """Rows ``r0 .. r1 - 1`` of a chain of dense layers, each ``act(h @ B + bias)`` by :func:`gemm_rows` from the
+    same rows of the layer before (the first from the ``rows x depth`` float32 input at ``src``): layer ``l`` is
+    ``words[l * CHAIN_WORDS : (l + 1) * CHAIN_WORDS]`` (see :data:`CHAIN_WORDS`). Every layer's output but the
+    last goes to the float32 buffer at ``scratch`` (all rows of each, one after the other), the last to ``out``
+    (``rows x n``, C-contiguous)."""
+    layers = words.shape[0] // CHAIN_WORDS
+    offset = 0
+    for layer in range(layers):
+        w = words[layer * CHAIN_WORDS : (layer + 1) * CHAIN_WORDS]
+        n, depth = w[3], w[6]
+        dst = out if layer == layers - 1 else scratch + offset * 4
+        gemm_rows(addr, mr_max, w[4], w[5], src + r0 * depth * 4, depth, r1 - r0, depth, w[0], dst + r0 * n * 4, n, n,
+                  w[1], w[2])
+        offset += rows * n
+        src = dst
+
+
+def gemm_chain(addr, mr_max, x, table, scratch, out):  # pragma: no cover - compiled by Numba
+    """:func:`chain_rows` on all the rows of ``x`` (C-contiguous float32): row ``l`` of the int64 ``table`` describes
+    layer ``l`` (:data:`CHAIN_WORDS`: its ``pack_weights`` of a ``depth x n`` matrix, 64-byte aligned, and ``n``
+    bias values, the layers' depths chained; all checked by the caller and alive through the call)."""
+    rows = x.shape[0]
+    chain_rows(addr, mr_max, x.ctypes.data, rows, 0, rows, table.reshape(-1), scratch.ctypes.data, out.ctypes.data)
 
 
 CHAIN_HEAD = 9
@@ -236,21 +243,12 @@ def chain_blocks(blocks, addr, mr_max, x, table, scratch, out, half):  # pragma:
 
 
 def chain_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/_packed_gemm.py)
-    """:func:`gemm_chain` on rows ``r0 .. r1 - 1`` of its input, from :func:`chain_blocks`' argument block: each
+    """:func:`chain_rows` on the half of the rows :func:`chain_blocks`' argument block at ``args`` gives: each
     layer's rows from the same rows of the layer before, so the two halves of the rows need nothing of each other
     until the end."""
     head = carray(args, (CHAIN_HEAD,))
     a = carray(args, (CHAIN_HEAD + head[6] * CHAIN_WORDS,))
-    addr, mr_max, src, rows, r0, r1, layers, scratch, out = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
-    offset = 0
-    for layer in range(layers):
-        w = a[CHAIN_HEAD + layer * CHAIN_WORDS : CHAIN_HEAD + (layer + 1) * CHAIN_WORDS]
-        n, depth = w[3], w[6]
-        dst = out if layer == layers - 1 else scratch + offset * 4
-        gemm_rows(addr, mr_max, w[4], w[5], src + r0 * depth * 4, depth, r1 - r0, depth, w[0], dst + r0 * n * 4, n, n,
-                  w[1], w[2])
-        offset += rows * n
-        src = dst
+    chain_rows(a[0], a[1], a[2], a[3], a[4], a[5], a[CHAIN_HEAD:], a[7], a[8])
 
 
 ROWS_JOB_ARGS = 14

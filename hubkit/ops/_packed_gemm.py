@@ -414,18 +414,18 @@ def run_chain(x: np.ndarray, chain: ChainTable, threads: int = 1) -> np.ndarray 
     rows = x.shape[0] if type(x) is np.ndarray and x.ndim == 2 else 0
     if not rows or x.dtype != _F32 or not x.flags.c_contiguous or x.shape[1] != chain.width or not available():
         return None
+    table = chain.table
+    scratch = np.empty(rows * chain.between, _F32)  # the layers before the last (alive until the call is done)
+    out = np.empty((rows, chain.n), _F32)
     if threads < 2:
-        out = kernel(_STATE.addr, _STATE.mr, x, chain.table)
-        return out if out.shape[0] == rows else None
+        kernel(_STATE.addr, _STATE.mr, x, table, scratch, out)
+        return out
     job = _chain_job()
     if job is None:
         return None
     from hubkit.ops import _worker_pool
     from hubkit.ops._gemm_numba import CHAIN_HEAD
 
-    table = chain.table
-    scratch = np.empty(rows * chain.between, _F32)  # the layers before the last, alive until both halves are done
-    out = np.empty((rows, chain.n), _F32)
     blocks = np.empty((2, CHAIN_HEAD + table.size), np.int64)
     addr = job[0](blocks, _STATE.addr, _STATE.mr, x, table, scratch, out, (rows + 1) // 2)
     return out if _worker_pool.run_halves(job[1], addr, blocks.strides[0]) else None
