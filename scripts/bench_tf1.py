@@ -1,6 +1,6 @@
 """Benchmark of TF1 Hub modules on hubkit, against TensorFlow when it is available.
 
-    .venv/bin/python scripts/bench_tf1.py [--tf-python /work/tfvenv/bin/python] [--rows 6000000]
+    .venv/bin/python scripts/bench_tf1.py [--tf-python /work/tfvenv/bin/python] [--rows 6000000] [--threads 1]
 
 1. Load time of a TF1 text-embedding module whose embedding is ~120 MB (made at run time from the committed
    ``tests/data/tf1/text_embedding`` fixture: its graph with a taller table, and a bundle written by
@@ -11,7 +11,9 @@
 
 TensorFlow is never imported by hubkit: when this interpreter has no TensorFlow, ``--tf-python`` names one that
 has (with tensorflow_hub 0.15), and this script runs itself there as a worker printing TF's figures as JSON.
-Without either, only hubkit's figures are printed. Figures are the min and median of N calls; ratios compare the
+Without either, only hubkit's figures are printed. ``--threads N`` gives both engines N threads: this script runs
+again with ``OPENBLAS_NUM_THREADS`` (and the like) set to N, and TensorFlow's session gets N intra-op threads and one
+inter-op thread; without it each engine takes its defaults (every core). Figures are the min and median of N calls; ratios compare the
 minimums of runs made in the same invocation. ``load_120MB`` is a load of the stamped (already verified) module.
 """
 
@@ -102,7 +104,7 @@ def hubkit_figures(big: str, repeats: int) -> dict[str, list[float]]:
     return out
 
 
-def tf_figures(big: str, repeats: int) -> dict[str, list[float]]:
+def tf_figures(big: str, repeats: int, threads: int | None) -> dict[str, list[float]]:
     import types
 
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -116,11 +118,14 @@ def tf_figures(big: str, repeats: int) -> dict[str, list[float]]:
 
     tf1 = tf.compat.v1
     tf1.disable_v2_behavior()
+    config = None
+    if threads:
+        config = tf1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
 
     def load():
         with tf.Graph().as_default():
             m = hub.Module(big)
-            with tf1.Session() as sess:
+            with tf1.Session(config=config) as sess:
                 sess.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
                 del m
 
@@ -132,7 +137,7 @@ def tf_figures(big: str, repeats: int) -> dict[str, list[float]]:
         s_in = tf1.placeholder(tf.string, [None])
         i_in = tf1.placeholder(tf.float32, [None, 10, 10, 3])
         s_out, i_out = text(s_in), cnn(i_in)
-        sess = tf1.Session()
+        sess = tf1.Session(config=config)
         sess.run([tf1.global_variables_initializer(), tf1.tables_initializer()])
     for batch in (1, 1024):
         sentences, _ = _inputs(batch)
@@ -150,15 +155,23 @@ def main() -> int:
     parser.add_argument("--tf-python", help="a Python with tensorflow and tensorflow_hub, for TF's figures")
     parser.add_argument("--rows", type=int, default=6_000_000, help="embedding rows (x 5 float32; 6M = 120 MB)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="threads for each engine (default: their own)")
     parser.add_argument("--tf-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
     if args.tf_worker:
-        print(json.dumps(tf_figures(args.tf_worker, args.repeats)))
+        print(json.dumps(tf_figures(args.tf_worker, args.repeats, args.threads)))
         return 0
+    if args.threads and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
+        env = dict(os.environ)  # OpenBLAS reads its thread count once, when NumPy loads it: run again with it set
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env[var] = str(args.threads)
+        return subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env).returncode
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     from _timing import load_header
 
-    print(load_header())
+    print(load_header() + (f"; {args.threads} thread(s) each" if args.threads else "; each engine's default threads"))
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["HUBKIT_CACHE_DIR"] = os.path.join(tmp, "cache")  # no verified stamp yet: the first load checks
         big = make_big_text_module(os.path.join(tmp, "big_text"), args.rows)
@@ -169,11 +182,12 @@ def main() -> int:
         try:
             import tensorflow  # noqa: F401
 
-            tf = tf_figures(big, args.repeats)
+            tf = tf_figures(big, args.repeats, args.threads)
         except ImportError:
             if args.tf_python:
-                result = subprocess.run([args.tf_python, __file__, "--tf-worker", big, "--repeats", str(args.repeats)],
-                                        capture_output=True, text=True)
+                worker = [args.tf_python, __file__, "--tf-worker", big, "--repeats", str(args.repeats)]
+                worker += ["--threads", str(args.threads)] if args.threads else []
+                result = subprocess.run(worker, capture_output=True, text=True)
                 if result.returncode:
                     sys.exit(f"the TensorFlow worker failed:\n{result.stderr[-3000:]}")
                 tf = json.loads(result.stdout.strip().splitlines()[-1])
