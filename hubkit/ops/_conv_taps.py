@@ -127,19 +127,10 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
     m = y2.shape[1]
     if y2.shape[0] == 0 or m == 0:
         return True
-    if _KERNELS.taps is None:
-        from hubkit.ops import _conv_taps_kernel
-
-        pad = _numba.kernel(_conv_taps_kernel.pad_kernel)
-        taps = _numba.kernel(_conv_taps_kernel.taps_kernel)
-        if pad is None or taps is None:
-            return False
-        _KERNELS.pad = pad
-        _KERNELS.tile = _gemm_kernel.wrap_kernel_address()
-        _KERNELS.taps = taps  # last: the test above reads it
-    hp = (oh - 1) * sh + (kh - 1) * dh + 1  # rows and columns the windows reach
-    wp = (ow - 1) * sw + kw
-    if top == left == 0 and hp <= h and wp <= w:
+    if _KERNELS.taps is None and not compiled():
+        return False
+    hp, wp = reach(kh, kw, sh, sw, dh, oh, ow)
+    if not pads(h, w, top, left, hp, wp):
         xp = x  # no pad: the windows read the input itself
     else:
         size = n * hp * wp * c
@@ -151,28 +142,68 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
     flags = _packed_gemm.tile_flags(act, bias is not None, accumulate)
     b = _packed_gemm._EMPTY if bias is None else bias
     state = _packed_gemm._STATE
-    group = max(1, GROUP_BYTES // (kh * kw * c * 128))
+    group = group_of(kh, kw, c)
     if split and n * -(-(oh * ow) // state.mr) >= 2 and _split(state, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
                                                               flags, group):
         return True
     return bool(_KERNELS.taps(_KERNELS.tile, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group))
 
 
-def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int,
-           packed: np.ndarray, y2: np.ndarray, b: np.ndarray, flags: int, group: int) -> bool:
-    """The work in two halves (of the tiles, or of the column panels: :data:`COLUMNS_MIN_RATIO`), the second on
-    the pool's worker; False (nothing written) when the worker or the job cannot run."""
+def reach(kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int) -> tuple[int, int]:
+    """The rows and columns of the (padded) input the windows reach: the padded input's ``(HP, WP)``."""
+    return (oh - 1) * sh + (kh - 1) * dh + 1, (ow - 1) * sw + kw
+
+
+def pads(h: int, w: int, top: int, left: int, hp: int, wp: int) -> bool:
+    """Whether the windows need a zero-bordered copy of the ``h x w`` input (else they read it in place)."""
+    return not (top == left == 0 and hp <= h and wp <= w)
+
+
+def group_of(kh: int, kw: int, c: int) -> int:
+    """Column panels that run together over every tile (:data:`GROUP_BYTES` of their filters)."""
+    return max(1, GROUP_BYTES // (kh * kw * c * 128))
+
+
+def compiled() -> bool:
+    """Whether the tap kernels are compiled here (compiling them on the first call): the pad, the tile loop and
+    the tile's address in :data:`_KERNELS`."""
+    if _KERNELS.taps is None:
+        from hubkit.ops import _conv_taps_kernel
+
+        pad = _numba.kernel(_conv_taps_kernel.pad_kernel)
+        taps = _numba.kernel(_conv_taps_kernel.taps_kernel)
+        if pad is None or taps is None:
+            return False
+        _KERNELS.pad = pad
+        _KERNELS.tile = _gemm_kernel.wrap_kernel_address()
+        _KERNELS.taps = taps  # last: the test above reads it
+    return True
+
+
+def split_compiled() -> bool:
+    """Whether the split's job and block filler are compiled here (compiling them on the first call)."""
     if _KERNELS.job < 0:
         from hubkit.ops import _conv_taps_kernel
 
         _KERNELS.words = _conv_taps_kernel.TAPS_JOB_ARGS
         _KERNELS.blocks = _numba.kernel(_conv_taps_kernel.taps_blocks)
         _KERNELS.job = _numba.job(_conv_taps_kernel.taps_job) if _KERNELS.blocks is not None else 0
-    if not _KERNELS.job or not _worker_pool.available():
+    return bool(_KERNELS.job)
+
+
+def columns_split(kh: int, kw: int, c: int, m: int, input_size: int) -> bool:
+    """Whether a split runs every tile over half of the column panels (see :data:`COLUMNS_MIN_RATIO`)."""
+    return -(-m // NR) >= COLUMNS_MIN_PANELS and kh * kw * c * m >= COLUMNS_MIN_RATIO * input_size
+
+
+def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int,
+           packed: np.ndarray, y2: np.ndarray, b: np.ndarray, flags: int, group: int) -> bool:
+    """The work in two halves (of the tiles, or of the column panels: :data:`COLUMNS_MIN_RATIO`), the second on
+    the pool's worker; False (nothing written) when the worker or the job cannot run."""
+    if not split_compiled() or not _worker_pool.available():
         return False
     blocks = np.empty((2, _KERNELS.words), np.int64)  # alive until run_halves returns: both halves are done then
-    m = y2.shape[1]
-    columns = -(-m // NR) >= COLUMNS_MIN_PANELS and kh * kw * xp.shape[3] * m >= COLUMNS_MIN_RATIO * xp.size
+    columns = columns_split(kh, kw, xp.shape[3], y2.shape[1], xp.size)
     addr = _KERNELS.blocks(blocks, _KERNELS.tile, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group,
                            columns)
     return bool(addr) and _worker_pool.run_halves(_KERNELS.job, addr, blocks.strides[0])

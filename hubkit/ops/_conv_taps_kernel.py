@@ -10,7 +10,7 @@ from hubkit.ops._gemm_kernel import NR
 from hubkit.ops._gemm_numba import conv_tile
 from hubkit.ops._nhwc_gather import _copy, _fill
 
-__all__ = ["TAPS_JOB_ARGS", "pad_kernel", "taps_blocks", "taps_job", "taps_kernel", "tiles"]
+__all__ = ["TAPS_JOB_ARGS", "pad_kernel", "parts_job", "parts_patch", "taps_blocks", "taps_job", "taps_kernel", "tiles"]
 
 
 def pad_kernel(x, top, left, xp):  # pragma: no cover - compiled by Numba
@@ -128,6 +128,27 @@ def taps_job(args):  # pragma: no cover - compiled by Numba as a C callback (hub
     """The tiles ``[args[20], args[21])`` over the column panels ``[args[22], args[23])`` of the convolution whose
     :data:`TAPS_JOB_ARGS` words are at ``args``."""
     _run_block(carray(args, (TAPS_JOB_ARGS,)))
+
+
+def parts_job(args):  # pragma: no cover - compiled by Numba as a C callback (hubkit/ops/conv_nhwc_concat.py)
+    """Several convolutions' halves one after the other: the word at ``args`` counts them, and each one's
+    :data:`TAPS_JOB_ARGS` words follow (:func:`_run_block`'s)."""
+    head = carray(args, (1,))
+    a = carray(args, (1 + head[0] * TAPS_JOB_ARGS,))
+    for p in range(head[0]):
+        _run_block(a[1 + p * TAPS_JOB_ARGS : 1 + (p + 1) * TAPS_JOB_ARGS])
+
+
+def parts_patch(blocks, kinds, x, xp, out):  # pragma: no cover - compiled by Numba
+    """Writes this call's addresses into :func:`parts_job`'s two argument blocks (``blocks[0]`` and ``blocks[1]``,
+    every other word filled once): part ``p`` reads ``xp`` (``kinds[p, 0]`` set: its padded input) or ``x``, and
+    writes from byte ``kinds[p, 1]`` of ``out``. Returns ``blocks``' address."""
+    for h in range(2):
+        for p in range(kinds.shape[0]):
+            base = 1 + p * TAPS_JOB_ARGS
+            blocks[h, base + 2] = xp.ctypes.data if kinds[p, 0] else x.ctypes.data
+            blocks[h, base + 14] = out.ctypes.data + kinds[p, 1]
+    return np.int64(blocks.ctypes.data)
 
 
 @_numba.helper

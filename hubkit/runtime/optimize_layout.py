@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _packed_gemm, conv_nhwc, conv_nhwc_call, pool_nhwc
+from hubkit.ops import _packed_gemm, conv_nhwc, conv_nhwc_call, conv_nhwc_concat, pool_nhwc
 from hubkit.ops._epilogue import bias_act_
 from hubkit.ops._helpers import normalize_axes
 from hubkit.ops.conv_nchw import PreparedConv, outputs
@@ -154,7 +154,7 @@ class NhwcConv:
 class NhwcConcat:
     """A :class:`~hubkit.runtime.optimize_conv.ConcatConvs` on NHWC values: each part fills its channel slice."""
 
-    __slots__ = ("concat_fn", "concat_kwargs", "extends", "label", "nodes", "parts", "reserve")
+    __slots__ = ("_fast", "concat_fn", "concat_kwargs", "extends", "label", "nodes", "parts", "reserve")
 
     def __init__(self, concat: ConcatConvs) -> None:
         self.parts = tuple((None if fn is None else NhwcConv(fn), count) for fn, count in concat.parts)
@@ -167,8 +167,42 @@ class NhwcConcat:
         # the room after their first part's, which then needs no copy.
         self.reserve = 0
         self.extends = False
+        # ((input shape, filters, thread mode), the parts as one prepared job or None): convolutions of one input
+        self._fast: tuple = ((), None)
 
     def __call__(self, *args: Any) -> np.ndarray:
+        fast = self._fast[1]
+        if fast is not None:
+            y = fast(args)
+            if y is not None:
+                return y
+        out = self._concat(args)
+        if (
+            not self.extends and all(fn is not None for fn, _ in self.parts) and isinstance(out, np.ndarray)
+            and out.ndim == 4 and self.reserve <= out.shape[3]
+        ):
+            x = args[0]
+            key = (getattr(x, "shape", None), args[1::2], conv_nhwc_call.mode())
+            if self._fast[0] != key:  # another input, filters or thread count: prepare the job anew
+                self._fast = (key, self._prepare(args))
+        return out
+
+    def _prepare(self, args: tuple[Any, ...]) -> conv_nhwc_concat.ConcatCall | None:
+        """The parts as one job (:mod:`hubkit.ops.conv_nhwc_concat`) when they are convolutions of one input, each
+        with its prepared call."""
+        x = args[0]
+        if (
+            len(args) != 2 * len(self.parts) or not isinstance(x, np.ndarray)
+            or any(args[i] is not x for i in range(0, len(args), 2))
+        ):
+            return None
+        calls = []
+        for (fn, _), prep in zip(self.parts, args[1::2], strict=True):
+            call = fn._fast[1] if fn is not None else None
+            calls.append(call if call is not None and call.prep is prep and call.shape == x.shape else None)
+        return conv_nhwc_concat.prepare(x.shape, calls)
+
+    def _concat(self, args: tuple[Any, ...]) -> np.ndarray:
         groups, shapes, dtypes = concat_parts(self.parts, args)
         first = shapes[0]
         if first is None or any(

@@ -217,6 +217,31 @@ def test_layout_steps_refuse_values_that_are_not_4d(kernel, value):
         kernel(value)
 
 
+@pytest.mark.skipif(not _packed_gemm.available(), reason="the LLVM tile kernel does not compile here")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_fire_module_runs_as_one_job_on_two_threads_with_the_same_bits(monkeypatch, threads):
+    """On two threads a concatenation of convolutions of one input runs its parts as one prepared job
+    (hubkit/ops/conv_nhwc_concat.py) from its second call: the bits of the parts run one by one."""
+    from hubkit.ops import _worker_pool, conv_nhwc_concat
+
+    monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
+    rng = np.random.default_rng(4)
+    g = hk.Graph()
+    with g.as_default():
+        net = _Net(rng, np.float32)
+        x = hk.placeholder(hk.float32, [1, 16, 13, 13], name="x")
+        y = net.conv(net.fire(x, 16, 64), 8, 1, pads=[0, 0, 0, 0])
+    plans = [_plans(g, [y], [x], monkeypatch)[1] for _ in range(2)]
+    (concat,) = [step.fn for step in plans[0].steps if isinstance(step.fn, NhwcConcat)]
+    xv = rng.standard_normal((1, 16, 13, 13)).astype(np.float32)
+    got = [plans[0].run([xv])[0] for _ in range(3)]
+    job = isinstance(concat._fast[1], conv_nhwc_concat.ConcatCall)
+    assert job == (threads == 2 and _worker_pool.available())
+    monkeypatch.setattr(conv_nhwc_concat, "prepare", lambda *args: None)
+    want = plans[1].run([xv])[0]
+    assert all(v.tobytes() == want.tobytes() for v in got)
+
+
 def test_a_dense_block_grows_one_buffer_in_place(kernels, monkeypatch):
     rng = np.random.default_rng(8)
     g = hk.Graph()
