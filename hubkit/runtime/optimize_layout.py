@@ -155,6 +155,10 @@ class NhwcConcat:
     """A :class:`~hubkit.runtime.optimize_conv.ConcatConvs` on NHWC values: each part fills its channel slice."""
 
     __slots__ = ("_fast", "concat_fn", "concat_kwargs", "extends", "label", "nodes", "parts", "reserve")
+    note = (
+        "each part writes its channel slice of one output; with 2+ BLAS threads, convolutions of one input run as "
+        "one job, both halves of every part on the worker at once (ops/conv_nhwc_concat.py)"
+    )
 
     def __init__(self, concat: ConcatConvs) -> None:
         self.parts = tuple((None if fn is None else NhwcConv(fn), count) for fn, count in concat.parts)
