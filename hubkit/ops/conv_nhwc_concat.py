@@ -46,16 +46,18 @@ class ConcatCall:
     ``(N, OH, OW, sum of M)`` array, or None (nothing written) when this call is not the one it was prepared for:
     another input, filters or thread count, or the worker busy with another thread's call."""
 
-    __slots__ = ("_blocks", "_kinds", "_pad", "out_shape", "preps", "shape")
+    __slots__ = ("_blocks", "_keep", "_kinds", "_pad", "out_shape", "preps", "shape")
 
     def __init__(self, shape: tuple[int, ...], preps: tuple[Any, ...], out_shape: tuple[int, ...],
-                 blocks: np.ndarray, kinds: np.ndarray, pad: tuple[int, int, int, int] | None) -> None:
+                 blocks: np.ndarray, kinds: np.ndarray, pad: tuple[int, int, int, int] | None,
+                 keep: tuple[np.ndarray, ...]) -> None:
         self.shape = shape
-        self.preps = preps  # the parts' PreparedConv: they keep the packed filters and biases the blocks point at
+        self.preps = preps  # the parts' PreparedConv, which the step's arguments must be
         self.out_shape = out_shape
         self._blocks = blocks
         self._kinds = kinds
         self._pad = pad
+        self._keep = keep  # the packed filters and biases whose addresses the blocks hold: alive while they are
 
     def __call__(self, args: Sequence[Any]) -> np.ndarray | None:
         x = args[0]
@@ -84,7 +86,8 @@ class ConcatCall:
 def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatCall | None:
     """The concatenation of ``calls``' results (each prepared for inputs of ``shape``) as one job, or None when it
     does not apply: fewer than two parts, a part not prepared or not split over the worker, parts whose outputs
-    differ in size or that pad differently, too few tiles, or no worker or compiled job here."""
+    differ in size or that pad differently, a 1x1 part whose own call sums its depth in blocks (the tap form sums
+    it in one pass: other bits), too few tiles, or no worker or compiled job here."""
     if len(calls) < 2 or any(call is None for call in calls) or not _worker_pool.available():
         return None
     if not _conv_taps.compiled() or not _conv_taps.split_compiled() or not _jobs_compiled():
@@ -105,6 +108,7 @@ def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatC
         if (
             call.shape != shape or call.tile != 2 or call.out_shape[:3] != calls[0].out_shape[:3]  # type: ignore[union-attr]
             or not _conv_taps.fits(c, (kh, kw), sw) or n * -(-(oh * ow) // mr) < 2
+            or (call.pointwise and call.kc_mc[0] < c)
         ):
             return None
         hp, wp = _conv_taps.reach(kh, kw, sh, sw, dh, oh, ow)
@@ -125,7 +129,8 @@ def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatC
         kinds[p] = (1 if padded else 0, c0 * 4)
         c0 += m
     out_shape = (*calls[0].out_shape[:3], total)  # type: ignore[union-attr]
-    return ConcatCall(shape, tuple(call.prep for call in calls), out_shape, blocks, kinds, pad)  # type: ignore[union-attr]
+    keep = tuple(a for call in calls for a in (call.packed, call._bias))  # type: ignore[union-attr]
+    return ConcatCall(shape, tuple(call.prep for call in calls), out_shape, blocks, kinds, pad, keep)  # type: ignore[union-attr]
 
 
 def _jobs_compiled() -> bool:

@@ -156,8 +156,9 @@ class NhwcConcat:
 
     __slots__ = ("_fast", "concat_fn", "concat_kwargs", "extends", "label", "nodes", "parts", "reserve")
     note = (
-        "each part writes its channel slice of one output; with 2+ BLAS threads, convolutions of one input run as "
-        "one job, both halves of every part on the worker at once (ops/conv_nhwc_concat.py)"
+        "each part writes its channel slice of one output; where every part is a convolution of one input with a "
+        "prepared call, on 2+ BLAS threads, the parts run as one job, both halves of each on the worker at once "
+        "(ops/conv_nhwc_concat.py)"
     )
 
     def __init__(self, concat: ConcatConvs) -> None:

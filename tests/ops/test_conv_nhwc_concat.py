@@ -136,6 +136,40 @@ def test_what_it_cannot_run_is_declined(split):
     assert conv_nhwc_concat.prepare(x.shape, [calls[1], shifted]) is None
 
 
+@pytest.mark.parametrize(("c", "kc"), [(1024, None), (512, 256)])
+def test_a_1x1_part_whose_call_sums_its_depth_in_blocks_is_declined(split, monkeypatch, c, kc):
+    """A 1x1 part's own call is the packed GEMM, which sums a deep input in blocks of ``kc_for``'s depth (on AVX2
+    above 800 channels, on AVX-512 above 256); the tap form sums it in one pass, other bits: not taken."""
+    if kc is not None:
+        monkeypatch.setattr(_packed_gemm, "kc_for", lambda depth: kc)
+    x, calls = _parts("1x1s", 1, (13, 13), c, 0)
+    assert calls[0].kc_mc[0] < c
+    assert conv_nhwc_concat.prepare(x.shape, calls) is None
+
+
+def test_the_job_keeps_what_its_blocks_point_at(split):
+    """The blocks hold the packed filters' and biases' addresses: the call keeps those arrays, whatever becomes of
+    the parts' prepared calls and filters."""
+    import gc
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 13, 13, 16)).astype(np.float32)
+    calls = []
+    for m in (4096, 8):
+        prep = PreparedConv(rng.standard_normal((m, 16, 1, 1)).astype(np.float32), rng.standard_normal(m).astype(np.float32))
+        calls.append(conv_nhwc_call.prepare(x.shape, prep, 0, (1, 1), (1, 1), (0, 0), (0, 0), (13, 13)))
+    want = np.concatenate([call(x) for call in calls], axis=3)
+    concat = conv_nhwc_concat.prepare(x.shape, calls)
+    preps = [call.prep for call in calls]
+    del calls
+    for prep in preps:
+        prep.bias = np.zeros_like(prep.bias)  # the old bias has no other owner now
+    gc.collect()
+    junk = [np.full(4096, 1e30, np.float32) for _ in range(64)]  # noqa: F841 - takes the freed memory, if any
+    got = concat((x, preps[0], x, preps[1]))
+    assert got is not None and got.tobytes() == want.tobytes()
+
+
 def test_one_thread_prepares_nothing(monkeypatch):
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
     x, calls = _parts("fire", 1, (13, 13), 16, 1)
