@@ -182,12 +182,12 @@ class NhwcConcat:
             if y is not None:
                 return y
         out = self._concat(args)
+        mode = conv_nhwc_call.mode()  # the job runs on two threads only: one thread keeps nothing to prepare
         if (
-            not self.extends and all(fn is not None for fn, _ in self.parts) and isinstance(out, np.ndarray)
-            and out.ndim == 4 and self.reserve <= out.shape[3]
+            (mode == 2 or fast is not None) and not self.extends and all(fn is not None for fn, _ in self.parts)
+            and isinstance(out, np.ndarray) and out.ndim == 4 and self.reserve <= out.shape[3]
         ):
-            x = args[0]
-            key = (getattr(x, "shape", None), args[1::2], conv_nhwc_call.mode())
+            key = (getattr(args[0], "shape", None), args[1::2], mode)
             if self._fast[0] != key:  # another input, filters or thread count: prepare the job anew
                 self._fast = (key, self._prepare(args))
         return out
