@@ -85,10 +85,10 @@ class ConcatCall:
 
 def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatCall | None:
     """The concatenation of ``calls``' results (each prepared for inputs of ``shape``) as one job, or None when it
-    does not apply: fewer than two parts, a part not prepared or not split over the worker, parts whose outputs
+    does not apply: no part, a part not prepared or not split over the worker, parts whose outputs
     differ in size or that pad differently, a 1x1 part whose own call sums its depth in blocks (the tap form sums
     it in one pass: other bits), too few tiles, or no worker or compiled job here."""
-    if len(calls) < 2 or any(call is None for call in calls) or not _worker_pool.available():
+    if not calls or any(call is None for call in calls) or not _worker_pool.available():
         return None
     if not _conv_taps.compiled() or not _conv_taps.split_compiled() or not _jobs_compiled():
         return None

@@ -90,8 +90,9 @@ class NhwcConv:
         self.act = conv.act
         self.donate = False  # the residual's array is read by nothing else: the output may take its memory
         self._last: tuple = ((), None)  # (input shape, filter shape), geometry of the last call: checked once
-        # ((input shape, filters, thread mode), the call prepared for them or None): calls without a residual
-        self._fast: tuple = ((), None)
+        # ((input shape, filters, thread mode), the call prepared for them or None, and on two threads its one-part
+        # job (hubkit/ops/conv_nhwc_concat.py) or None): calls without a residual
+        self._fast: tuple = ((), None, None)
         self.label = conv.label + " (NHWC)"
 
     def _geometry(self, x: np.ndarray, prep: PreparedConv) -> tuple[Any, Any, Any, Any, Any]:
@@ -126,7 +127,11 @@ class NhwcConv:
         # the prepared call: without a residual, or adding it in place when the output may take its memory
         prepared = res is None or (self.donate and out is None)
         if prepared:
-            fast = self._fast[1]
+            _, fast, job = self._fast
+            if job is not None and res is None and out is None:  # alone on two threads: one prepared job
+                y = job((x, prep))
+                if y is not None:
+                    return y
             if fast is not None and fast.prep is prep:
                 y = fast(x, out, False) if res is None else fast(x, res, True)
                 if y is not None:
@@ -135,7 +140,9 @@ class NhwcConv:
         if prepared:
             key = (x.shape, prep, conv_nhwc_call.mode())
             if self._fast[0] != key:  # another shape or thread count than the prepared call's: prepare it anew
-                self._fast = (key, conv_nhwc_call.prepare(x.shape, prep, self.act, *geometry))
+                call = conv_nhwc_call.prepare(x.shape, prep, self.act, *geometry)
+                job = conv_nhwc_concat.prepare(x.shape, [call]) if call is not None and call.tile == 2 else None
+                self._fast = (key, call, job)
         shape = (x.shape[0], *geometry[4], prep.w2.shape[0])
         if res is not None and res.shape != shape:  # a broadcasting residual: as the ops do it
             y = bias_act_(conv_nhwc.conv_nhwc_fused(x, prep, None, 0, *geometry) + res, None, self.act)

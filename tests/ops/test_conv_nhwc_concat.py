@@ -53,6 +53,19 @@ def _args(x, calls):
     return tuple(v for call in calls for v in (x, call.prep))
 
 
+@pytest.mark.parametrize(("kernel", "pads"), [((1, 1), (0, 0, 0, 0)), ((3, 3), (1, 1, 1, 1)), ((3, 3), (0, 0, 0, 0))])
+def test_one_part_is_a_lone_convolution_with_its_own_bits(split, kernel, pads):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 27, 27, 32)).astype(np.float32)
+    prep = PreparedConv(rng.standard_normal((48, 32, *kernel)).astype(np.float32), rng.standard_normal(48).astype(np.float32))
+    out_hw, begin, end = window_geometry((27, 27), kernel, (1, 1), (1, 1), pads, "NOTSET")
+    call = conv_nhwc_call.prepare(x.shape, prep, 1, (1, 1), (1, 1), begin, end, out_hw)
+    job = conv_nhwc_concat.prepare(x.shape, [call])
+    assert job is not None
+    got = job((x, prep))
+    assert got is not None and got.tobytes() == call(x).tobytes()
+
+
 @pytest.mark.parametrize("name", sorted(PARTS))
 @pytest.mark.parametrize(("n", "hw", "c"), [(1, (13, 13), 64), (1, (27, 25), 16), (2, (7, 9), 5)])
 @pytest.mark.parametrize("act", [0, 1, 2])
@@ -122,7 +135,7 @@ def test_a_busy_worker_gives_none_and_the_step_runs_the_parts(split):
 
 def test_what_it_cannot_run_is_declined(split):
     x, calls = _parts("fire", 1, (13, 13), 16, 1)
-    assert conv_nhwc_concat.prepare(x.shape, calls[:1]) is None  # one part
+    assert conv_nhwc_concat.prepare(x.shape, []) is None  # no part
     assert conv_nhwc_concat.prepare(x.shape, [calls[0], None]) is None  # a part without a prepared call
     assert conv_nhwc_concat.prepare((1, 13, 12, 16), calls) is None  # prepared for another input
     rng = np.random.default_rng(3)

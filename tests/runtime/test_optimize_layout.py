@@ -221,7 +221,8 @@ def test_layout_steps_refuse_values_that_are_not_4d(kernel, value):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_fire_module_runs_as_one_job_on_two_threads_with_the_same_bits(monkeypatch, threads):
     """On two threads a concatenation of convolutions of one input runs its parts as one prepared job
-    (hubkit/ops/conv_nhwc_concat.py) from its second call: the bits of the parts run one by one."""
+    (hubkit/ops/conv_nhwc_concat.py) from its second call, and a lone convolution as a job of one part: the bits of
+    the parts run one by one by their own prepared calls."""
     from hubkit.ops import _worker_pool, conv_nhwc_concat
 
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: threads)
@@ -237,6 +238,8 @@ def test_a_fire_module_runs_as_one_job_on_two_threads_with_the_same_bits(monkeyp
     got = [plans[0].run([xv])[0] for _ in range(3)]
     job = isinstance(concat._fast[1], conv_nhwc_concat.ConcatCall)
     assert job == (threads == 2 and _worker_pool.available())
+    lone = [step.fn._fast[2] for step in plans[0].steps if isinstance(step.fn, NhwcConv)]
+    assert len(lone) == 2 and all(isinstance(j, conv_nhwc_concat.ConcatCall) == job for j in lone)
     monkeypatch.setattr(conv_nhwc_concat, "prepare", lambda *args: None)
     want = plans[1].run([xv])[0]
     assert all(v.tobytes() == want.tobytes() for v in got)
