@@ -10,6 +10,9 @@ convolution of one tap); a call then checks its arguments, pads the input once f
 call's three addresses into a copy of the blocks (one dispatch, :func:`~hubkit.ops._conv_taps_kernel.parts_patch`)
 and hands both halves of every part to the worker at once (:func:`~hubkit.ops._conv_taps_kernel.parts_job`).
 
+A lone convolution (no residual, no output slice) is such a job of one part: the plan's NHWC convolution step
+(:class:`~hubkit.runtime.optimize_layout.NhwcConv`) prepares one beside its prepared call on two threads.
+
 Each part is split as the tap form splits it alone (its tiles, or its column panels), and each output is computed by
 the same tile kernel over the same depth in the same order as by the part's own prepared call, so the result is the
 same bits (tested).
