@@ -90,7 +90,8 @@ def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatC
     """The concatenation of ``calls``' results (each prepared for inputs of ``shape``) as one job, or None when it
     does not apply: no part, a part not prepared or not split over the worker, parts whose outputs
     differ in size or that pad differently, a 1x1 part whose own call sums its depth in blocks (the tap form sums
-    it in one pass: other bits), too few tiles, or no worker or compiled job here."""
+    it in one pass: other bits) or keeps it on one thread (too few rows to pay for the worker), too few tiles, or no
+    worker or compiled job here."""
     if not calls or any(call is None for call in calls) or not _worker_pool.available():
         return None
     if not _conv_taps.compiled() or not _conv_taps.split_compiled() or not _jobs_compiled():
@@ -111,7 +112,7 @@ def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatC
         if (
             call.shape != shape or call.tile != 2 or call.out_shape[:3] != calls[0].out_shape[:3]  # type: ignore[union-attr]
             or not _conv_taps.fits(c, (kh, kw), sw) or n * -(-(oh * ow) // mr) < 2
-            or (call.pointwise and call.kc_mc[0] < c)
+            or (call.pointwise and (call.kc_mc[0] < c or not call._split))
         ):
             return None
         hp, wp = _conv_taps.reach(kh, kw, sh, sw, dh, oh, ow)

@@ -91,7 +91,7 @@ class NhwcConv:
         self.donate = False  # the residual's array is read by nothing else: the output may take its memory
         self._last: tuple = ((), None)  # (input shape, filter shape), geometry of the last call: checked once
         # ((input shape, filters, thread mode), the call prepared for them or None, and on two threads its one-part
-        # job (hubkit/ops/conv_nhwc_concat.py) or None): calls without a residual
+        # job (hubkit/ops/conv_nhwc_concat.py), False until first needed, or None): calls without a residual
         self._fast: tuple = ((), None, None)
         self.label = conv.label + " (NHWC)"
 
@@ -129,9 +129,12 @@ class NhwcConv:
         if prepared:
             _, fast, job = self._fast
             if job is not None and res is None and out is None:  # alone on two threads: one prepared job
-                y = job((x, prep))
-                if y is not None:
-                    return y
+                if job is False:
+                    job = self._prepare_job(fast)
+                if job is not None:
+                    y = job((x, prep))
+                    if y is not None:
+                        return y
             if fast is not None and fast.prep is prep:
                 y = fast(x, out, False) if res is None else fast(x, res, True)
                 if y is not None:
@@ -141,8 +144,7 @@ class NhwcConv:
             key = (x.shape, prep, conv_nhwc_call.mode())
             if self._fast[0] != key:  # another shape or thread count than the prepared call's: prepare it anew
                 call = conv_nhwc_call.prepare(x.shape, prep, self.act, *geometry)
-                job = conv_nhwc_concat.prepare(x.shape, [call]) if call is not None and call.tile == 2 else None
-                self._fast = (key, call, job)
+                self._fast = (key, call, False if call is not None and call.tile == 2 else None)
         shape = (x.shape[0], *geometry[4], prep.w2.shape[0])
         if res is not None and res.shape != shape:  # a broadcasting residual: as the ops do it
             y = bias_act_(conv_nhwc.conv_nhwc_fused(x, prep, None, 0, *geometry) + res, None, self.act)
@@ -153,6 +155,15 @@ class NhwcConv:
         if out is None and self.donate:
             out = res  # the GEMM adds its product to the residual in place (when it can)
         return conv_nhwc.conv_nhwc_fused(x, prep, res, self.act, *geometry, out=out)
+
+    def _prepare_job(self, call: conv_nhwc_call.NhwcCall | None) -> conv_nhwc_concat.ConcatCall | None:
+        """``call`` as a job of one part (None where that does not apply), kept beside it: on the first call
+        without a residual or an output slice, the only calls that use it."""
+        job = conv_nhwc_concat.prepare(call.shape, [call]) if call is not None else None
+        key, current, _ = self._fast
+        if current is call:  # (another thread may have prepared another call meanwhile)
+            self._fast = (key, call, job)
+        return job
 
     def __repr__(self) -> str:
         return f"NhwcConv({self.label})"

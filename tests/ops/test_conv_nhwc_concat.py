@@ -183,6 +183,14 @@ def test_the_job_keeps_what_its_blocks_point_at(split):
     assert got is not None and got.tobytes() == want.tobytes()
 
 
+def test_a_1x1_part_its_call_keeps_on_one_thread_is_declined(split):
+    """Below ``_split_rows.MIN_ROWS`` rows a 1x1 call runs on this thread alone: the worker would cost more."""
+    x, calls = _parts("1x1s", 2, (1, 1), 64, 1)
+    assert not calls[0]._split
+    assert conv_nhwc_concat.prepare(x.shape, calls) is None
+    assert conv_nhwc_concat.prepare(x.shape, calls[:1]) is None
+
+
 def test_one_thread_prepares_nothing(monkeypatch):
     monkeypatch.setattr(_packed_gemm, "blas_threads", lambda: 1)
     x, calls = _parts("fire", 1, (13, 13), 16, 1)

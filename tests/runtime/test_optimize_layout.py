@@ -240,6 +240,8 @@ def test_a_fire_module_runs_as_one_job_on_two_threads_with_the_same_bits(monkeyp
     assert job == (threads == 2 and _worker_pool.available())
     lone = [step.fn._fast[2] for step in plans[0].steps if isinstance(step.fn, NhwcConv)]
     assert len(lone) == 2 and all(isinstance(j, conv_nhwc_concat.ConcatCall) == job for j in lone)
+    parts = [fn._fast[2] for fn, _ in concat.parts]  # called into a slice only: no job prepared for them
+    assert parts == [False, False] if threads == 2 else parts == [None, None]
     monkeypatch.setattr(conv_nhwc_concat, "prepare", lambda *args: None)
     want = plans[1].run([xv])[0]
     assert all(v.tobytes() == want.tobytes() for v in got)
