@@ -142,11 +142,12 @@ def run(x: np.ndarray, packed: np.ndarray, bias: np.ndarray | None, act: int, kh
     flags = _packed_gemm.tile_flags(act, bias is not None, accumulate)
     b = _packed_gemm._EMPTY if bias is None else bias
     state = _packed_gemm._STATE
-    group = group_of(kh, kw, c)
-    if split and n * -(-(oh * ow) // state.mr) >= 2 and _split(state, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
-                                                              flags, group):
-        return True
-    return bool(_KERNELS.taps(_KERNELS.tile, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group))
+    if split and n * -(-(oh * ow) // state.mr) >= 2:
+        made = split_blocks(xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags)
+        if made is not None and _worker_pool.run_halves(_KERNELS.job, made[1], made[0].strides[0]):
+            return True
+    return bool(_KERNELS.taps(_KERNELS.tile, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags,
+                              _group(kh, kw, c)))
 
 
 def reach(kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int) -> tuple[int, int]:
@@ -159,7 +160,7 @@ def pads(h: int, w: int, top: int, left: int, hp: int, wp: int) -> bool:
     return not (top == left == 0 and hp <= h and wp <= w)
 
 
-def group_of(kh: int, kw: int, c: int) -> int:
+def _group(kh: int, kw: int, c: int) -> int:
     """Column panels that run together over every tile (:data:`GROUP_BYTES` of their filters)."""
     return max(1, GROUP_BYTES // (kh * kw * c * 128))
 
@@ -180,30 +181,29 @@ def compiled() -> bool:
     return True
 
 
-def split_compiled() -> bool:
-    """Whether the split's job and block filler are compiled here (compiling them on the first call)."""
+def pad_kernel() -> Any:
+    """The compiled pad (``pad_kernel(x, top, left, xp)`` of :mod:`hubkit.ops._conv_taps_kernel`), or None."""
+    return _KERNELS.pad if compiled() else None
+
+
+def split_blocks(xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int, packed: np.ndarray,
+                 y2: np.ndarray, b: np.ndarray, flags: int) -> tuple[np.ndarray, int] | None:
+    """The two halves' argument blocks of :func:`run`'s work (of its tiles, or of its column panels:
+    :data:`COLUMNS_MIN_RATIO`) for the pool's worker, and their address; None when the job or the worker cannot run
+    here or ``packed`` is not 64-byte aligned. The caller keeps the blocks alive until both halves are done."""
+    if not compiled() or not _worker_pool.available():
+        return None
     if _KERNELS.job < 0:
         from hubkit.ops import _conv_taps_kernel
 
         _KERNELS.words = _conv_taps_kernel.TAPS_JOB_ARGS
         _KERNELS.blocks = _numba.kernel(_conv_taps_kernel.taps_blocks)
         _KERNELS.job = _numba.job(_conv_taps_kernel.taps_job) if _KERNELS.blocks is not None else 0
-    return bool(_KERNELS.job)
-
-
-def columns_split(kh: int, kw: int, c: int, m: int, input_size: int) -> bool:
-    """Whether a split runs every tile over half of the column panels (see :data:`COLUMNS_MIN_RATIO`)."""
-    return -(-m // NR) >= COLUMNS_MIN_PANELS and kh * kw * c * m >= COLUMNS_MIN_RATIO * input_size
-
-
-def _split(state: Any, xp: np.ndarray, kh: int, kw: int, sh: int, sw: int, dh: int, oh: int, ow: int,
-           packed: np.ndarray, y2: np.ndarray, b: np.ndarray, flags: int, group: int) -> bool:
-    """The work in two halves (of the tiles, or of the column panels: :data:`COLUMNS_MIN_RATIO`), the second on
-    the pool's worker; False (nothing written) when the worker or the job cannot run."""
-    if not split_compiled() or not _worker_pool.available():
-        return False
-    blocks = np.empty((2, _KERNELS.words), np.int64)  # alive until run_halves returns: both halves are done then
-    columns = columns_split(kh, kw, xp.shape[3], y2.shape[1], xp.size)
-    addr = _KERNELS.blocks(blocks, _KERNELS.tile, state.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b, flags, group,
-                           columns)
-    return bool(addr) and _worker_pool.run_halves(_KERNELS.job, addr, blocks.strides[0])
+    if not _KERNELS.job:
+        return None
+    c, m = xp.shape[3], y2.shape[1]
+    columns = -(-m // NR) >= COLUMNS_MIN_PANELS and kh * kw * c * m >= COLUMNS_MIN_RATIO * xp.size
+    blocks = np.empty((2, _KERNELS.words), np.int64)
+    addr = _KERNELS.blocks(blocks, _KERNELS.tile, _packed_gemm._STATE.mr, xp, kh, kw, sh, sw, dh, oh, ow, packed, y2, b,
+                           flags, _group(kh, kw, c), columns)
+    return (blocks, int(addr)) if addr else None

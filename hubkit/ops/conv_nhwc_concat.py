@@ -25,22 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _conv_taps, _numba, _packed_gemm, _worker_pool
+from hubkit.ops import _conv_taps, _numba, _packed_gemm, _worker_pool, conv_nhwc_call
 from hubkit.ops.conv_nchw import _scratch, outputs
-from hubkit.ops.conv_nhwc import _tile_runs
 from hubkit.ops.conv_nhwc_call import NhwcCall
 
 __all__ = ["ConcatCall", "prepare"]
 
 _F32 = np.dtype(np.float32)
-
-
-class _Jobs:
-    job: int = -1  # parts_job's address (0: none; -1: not compiled yet)
-    patch: Any = None  # parts_patch, compiled
-
-
-_JOBS = _Jobs()
 
 
 class ConcatCall:
@@ -49,11 +40,11 @@ class ConcatCall:
     ``(N, OH, OW, sum of M)`` array, or None (nothing written) when this call is not the one it was prepared for:
     another input, filters or thread count, or the worker busy with another thread's call."""
 
-    __slots__ = ("_blocks", "_keep", "_kinds", "_pad", "out_shape", "preps", "shape")
+    __slots__ = ("_blocks", "_job", "_keep", "_kernels", "_kinds", "_pad", "out_shape", "preps", "shape")
 
     def __init__(self, shape: tuple[int, ...], preps: tuple[Any, ...], out_shape: tuple[int, ...],
                  blocks: np.ndarray, kinds: np.ndarray, pad: tuple[int, int, int, int] | None,
-                 keep: tuple[np.ndarray, ...]) -> None:
+                 keep: tuple[np.ndarray, ...], kernels: tuple[Any, Any], job: int) -> None:
         self.shape = shape
         self.preps = preps  # the parts' PreparedConv, which the step's arguments must be
         self.out_shape = out_shape
@@ -61,29 +52,32 @@ class ConcatCall:
         self._kinds = kinds
         self._pad = pad
         self._keep = keep  # the packed filters and biases whose addresses the blocks hold: alive while they are
+        self._kernels = kernels  # (the compiled pad, parts_patch)
+        self._job = job  # parts_job's address
 
     def __call__(self, args: Sequence[Any]) -> np.ndarray | None:
         x = args[0]
         preps = self.preps
         if (
             len(args) != 2 * len(preps) or type(x) is not np.ndarray or x.shape != self.shape or x.dtype != _F32
-            or not x.flags.c_contiguous or _tile_runs(_F32) != 2
+            or not x.flags.c_contiguous or conv_nhwc_call.mode() != 2
         ):
             return None
         for i, prep in enumerate(preps):
             if args[2 * i] is not x or args[2 * i + 1] is not prep:
                 return None
+        pad, patch = self._kernels
         xp = x
         if self._pad is not None:
             top, left, hp, wp = self._pad
             n, _, _, c = self.shape
             size = n * hp * wp * c
             xp = _scratch.get("nhwc_pad", size, _F32)[:size].reshape(n, hp, wp, c)
-            _conv_taps._KERNELS.pad(x, top, left, xp)
+            pad(x, top, left, xp)
         out = outputs.empty(self.out_shape, _F32)
         blocks = self._blocks.copy()  # this call's own: another thread may run the same step meanwhile
-        addr = _JOBS.patch(blocks, self._kinds, x, xp, out)
-        return out if _worker_pool.run_halves(_JOBS.job, addr, blocks.strides[0]) else None
+        addr = patch(blocks, self._kinds, x, xp, out)
+        return out if _worker_pool.run_halves(self._job, addr, blocks.strides[0]) else None
 
 
 def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatCall | None:
@@ -92,16 +86,21 @@ def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatC
     differ in size or that pad differently, a 1x1 part whose own call sums its depth in blocks (the tap form sums
     it in one pass: other bits) or keeps it on one thread (too few rows to pay for the worker), too few tiles, or no
     worker or compiled job here."""
-    if not calls or any(call is None for call in calls) or not _worker_pool.available():
+    if not calls or any(call is None for call in calls):
         return None
-    if not _conv_taps.compiled() or not _conv_taps.split_compiled() or not _jobs_compiled():
+    pad_kernel = _conv_taps.pad_kernel()
+    if pad_kernel is None:
+        return None
+    from hubkit.ops import _conv_taps_kernel
+
+    patch = _numba.kernel(_conv_taps_kernel.parts_patch)
+    job = _numba.job(_conv_taps_kernel.parts_job) if patch is not None else 0
+    if not job:
         return None
     n, h, w, c = shape
     mr = _packed_gemm._STATE.mr
-    words = _conv_taps._KERNELS.words
     total = sum(call.out_shape[3] for call in calls)  # type: ignore[union-attr]
-    blocks = np.zeros((2, 1 + len(calls) * words), np.int64)
-    blocks[:, 0] = len(calls)
+    parts = []
     kinds = np.zeros((len(calls), 2), np.int64)
     pad: tuple[int, int, int, int] | None = None
     c0 = 0
@@ -123,24 +122,14 @@ def prepare(shape: tuple[int, ...], calls: Sequence[NhwcCall | None]) -> ConcatC
             pad = (top, left, hp, wp)
         src = np.empty((n, hp, wp, c) if padded else shape, _F32)  # its shape only: the address is each call's
         rows = np.empty((n * oh * ow, total), _F32)[:, c0 : c0 + m]  # the output's rows, its address each call's too
-        part = np.empty((2, words), np.int64)
-        if not _conv_taps._KERNELS.blocks(
-            part, _conv_taps._KERNELS.tile, mr, src, kh, kw, sh, sw, dh, oh, ow, call.packed, rows, call._bias,
-            call._flags, _conv_taps.group_of(kh, kw, c), _conv_taps.columns_split(kh, kw, c, m, src.size),
-        ):
-            return None  # filters not 64-byte aligned
-        blocks[:, 1 + p * words : 1 + (p + 1) * words] = part
+        made = _conv_taps.split_blocks(src, kh, kw, sh, sw, dh, oh, ow, call.packed, rows, call._bias, call._flags)
+        if made is None:
+            return None  # no worker or job here, or filters not 64-byte aligned
+        parts.append(made[0])
         kinds[p] = (1 if padded else 0, c0 * 4)
         c0 += m
+    blocks = np.concatenate([np.full((2, 1), len(calls), np.int64), *parts], axis=1)  # parts_job's count, then each part's
     out_shape = (*calls[0].out_shape[:3], total)  # type: ignore[union-attr]
     keep = tuple(a for call in calls for a in (call.packed, call._bias))  # type: ignore[union-attr]
-    return ConcatCall(shape, tuple(call.prep for call in calls), out_shape, blocks, kinds, pad, keep)  # type: ignore[union-attr]
-
-
-def _jobs_compiled() -> bool:
-    if _JOBS.job < 0:
-        from hubkit.ops import _conv_taps_kernel
-
-        _JOBS.patch = _numba.kernel(_conv_taps_kernel.parts_patch)
-        _JOBS.job = _numba.job(_conv_taps_kernel.parts_job) if _JOBS.patch is not None else 0
-    return bool(_JOBS.job)
+    return ConcatCall(shape, tuple(call.prep for call in calls), out_shape, blocks, kinds, pad, keep,  # type: ignore[union-attr]
+                      (pad_kernel, patch), job)
