@@ -31,6 +31,26 @@ def dense_reference(x, w, bias, act):
     return z, np.abs(x.astype(np.float64)) @ np.abs(w.astype(np.float64))
 
 
+def depth_loop_reference(x, layers):
+    """Dense layers ``(w, bias or None, act)`` computed by a loop over the depth in float32: each output the sum of
+    its products in the order of the depth, each product rounded and then added (what the column-split chain
+    computes, hubkit/ops/_chain_cols.py), then ``act(sum + bias)`` as the fused epilogue's ``activate`` does (ReLU
+    turns -0.0 into 0.0, ReLU6 keeps it; both keep NaN)."""
+    h = np.asarray(x, np.float32)
+    for w, bias, act in layers:
+        acc = np.zeros((h.shape[0], w.shape[1]), np.float32)
+        for k in range(w.shape[0]):
+            acc = acc + h[:, k : k + 1] * w[k]
+        if bias is not None:
+            acc = acc + bias
+        if act == RELU:
+            acc = np.where(acc <= 0, np.float32(0), acc)
+        elif act == RELU6:
+            acc = np.where(acc < 0, np.float32(0), np.where(acc > 6, np.float32(6), acc))
+        h = acc.astype(np.float32)
+    return h
+
+
 def blas_sums_by_row() -> bool:
     """Whether NumPy's BLAS gives each float32 GEMM row the same bits whatever the number of rows in the call.
 

@@ -21,18 +21,16 @@ allocations are cached; the lock is not free). Every call allocates its own arra
 calls from several threads need no lock.
 
 With two or more BLAS threads (:func:`hubkit.ops._packed_gemm.blas_threads`: hubkit takes the BLAS's
-thread count as its own) the chain's large float32 layers (:func:`hubkit.ops._split_dense.applies`:
-the MLP's 784x512 and 512x512, not its 512x10) are split in depth between the calling thread and a
-native worker (:mod:`hubkit.ops._split_dense`, :mod:`hubkit.ops._worker_pool`): OpenBLAS runs a GEMV
-on one thread whatever its thread count, and each half of these weights stays in its own core's L2.
-MLP 784-512-512-10 at batch 1, 2 threads: 0.48-0.52x the unsplit chain's time (by minimum and by median,
-in a quiet moment of the shared machine). Those layers are then within the split layer's stated
-tolerance of the plan's values (another summation order), not bit for bit; with one BLAS thread
-nothing changes. A call that finds the worker busy with another thread's call runs unsplit. The
-split pays on a machine with a core to spare: with another process keeping one core busy the worker
-gets its core late, and the split chain measured 1.12-1.16x the unsplit chain's time (a back-off to
-the unsplit chain after calls whose halves the worker ran none of was measured and removed: no gain
-beyond the noise).
+thread count as its own), a float32 chain of at least :data:`MIN_COLS_WORK` weights runs at 1-2 rows split by
+columns between the calling thread and a native worker (:mod:`hubkit.ops._chain_cols`,
+:mod:`hubkit.ops._worker_pool`): OpenBLAS runs a GEMV of the MLP's size on one thread whatever its thread count,
+and two cores stream the weights from L3 faster than one. MLP 784-512-512-10 at batch 1, 2 threads: 37.6 against
+49.0 us for ``np.dot`` (0.77x), 14.3-15.1 against 14.9-15.8 us (0.95-0.96x) for 131,072 weights; smaller chains
+were slower split (64-64-64: 1.52x, 256-256-10: 1.30x). Each output is then the float32 sum of its products in
+the order of the depth (exactly what a loop over the depth in NumPy gives, tested), not ``np.dot``'s order; with
+one BLAS thread nothing changes. The weights are kept in the split's own blocks (:class:`~hubkit.ops._chain_cols.
+ColumnBlocks`, made on the first such call, again after a write, and not while they are written between every two
+calls). A call that finds the worker busy with another thread's call runs unsplit.
 
 From 9 rows (:data:`MIN_TILE_ROWS`) of a float32 input, on a host whose tile GEMM the fused steps run
 (:mod:`hubkit.ops._packed_gemm`), the layers the steps would give the tile kernel with the BLAS's thread count
@@ -58,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from hubkit.ops import _numba, _packed_gemm, _split_dense, _worker_pool
+from hubkit.ops import _chain_cols, _numba, _packed_gemm, _worker_pool
 from hubkit.ops._epilogue import NONE, bias_act_, bias_act_kernel
 from hubkit.ops._packed_gemm import PackedWeights, blas_threads
 from hubkit.ops._small_linear import MIN_ROWS_ONE_THREAD
@@ -69,6 +67,12 @@ MIN_TILE_ROWS = _packed_gemm.MIN_ROWS
 """Fewest rows of a float32 input whose tile-GEMM layers the chain runs in one call (3-8 rows: the plan's small-batch
 kernel)."""
 
+MIN_COLS_WORK = 192 * 1024
+"""Fewest weights (all layers') of a chain split by columns at 1-2 rows. One row, 2 threads, Zen 3, split against
+``np.dot`` (minimum of three rounds): 384x512 0.95x, 512x512 0.96x, 256x1024 0.95x, 1024x256 0.85x, 784x512 0.81x;
+at 131,072 weights 0.95-1.10x, below it 1.30-1.52x."""
+
+_COLS_ROWS = 2
 _F32 = np.dtype(np.float32)
 _DTYPES = (_F32, np.dtype(np.float64))  # the epilogue kernel's
 _NO_BIAS = {dt: np.empty(0, dt) for dt in _DTYPES}
@@ -98,25 +102,14 @@ def _numpy_epilogue(out: np.ndarray, bias: np.ndarray, act: int) -> None:
 class _Checked:
     """What the last check proved: these arrays fit an input of this dtype and width; the layers to run."""
 
-    __slots__ = ("arrays", "dtype", "layers", "split", "width")
+    __slots__ = ("arrays", "dtype", "layers", "width", "work")
 
-    def __init__(
-        self,
-        dtype: np.dtype,
-        arrays: tuple[Any, ...],
-        layers: list[tuple[Any, Any, int | None]],
-        split: list[_split_dense.SplitWeights | None],
-    ) -> None:
+    def __init__(self, dtype: np.dtype, arrays: tuple[Any, ...], layers: list[tuple[Any, Any, int | None]]) -> None:
         self.dtype = dtype
         self.arrays = arrays  # the sources' arrays when checked: the same objects unchanged since
         self.width = layers[0][0].shape[0]
         self.layers = tuple(layers)  # (w, bias, act) of each layer
-        # with 2+ BLAS threads: (w, bias, act, packed halves or None) of each layer, when one splits
-        self.split = (
-            tuple((w, b, act, sw) for (w, b, act), sw in zip(layers, split, strict=True))
-            if any(sw is not None for sw in split)
-            else None
-        )
+        self.work = sum(w.size for w, _, _ in layers)  # multiply-adds a row
 
 
 class _TileRun:
@@ -161,7 +154,7 @@ class DenseChain:
         acts: each layer's epilogue activation code, or None for a bare ``MatMul`` (no epilogue).
     """
 
-    __slots__ = ("_acts", "_checked", "_packed", "_rows_groups", "_runs", "_sources", "_split_weights")
+    __slots__ = ("_acts", "_blocks", "_checked", "_cols", "_packed", "_rows_groups", "_runs", "_sources")
 
     def __init__(self, sources: list[Any], acts: list[int | None], packed: list[PackedWeights | None] | None = None) -> None:
         self._sources = tuple(sources)
@@ -173,10 +166,10 @@ class DenseChain:
         self._rows_groups: tuple[tuple[int, int], _Checked, tuple[Any, ...] | None] | None = None
         self._runs: dict[tuple[int, int], _TileRun] = {}  # by layer range: their tables do not depend on the rows
         self._checked: _Checked | None = None
-        # each layer's packed depth halves (made on the first split call, remade when its weights change)
-        self._split_weights = tuple(
-            _split_dense.SplitWeights(w if type(w) is not _Const else None) for w in self._sources[::2]
-        )
+        # at 1-2 rows on two threads: each layer's column blocks (made on the first such call, remade when its
+        # weights change), and the prepared call for them: (checked, the weights' versions, ColsCall)
+        self._blocks = tuple(_chain_cols.ColumnBlocks(w if type(w) is not _Const else None) for w in self._sources[::2])
+        self._cols: tuple[Any, tuple[int, ...], Any] = (None, (), None)
 
     def _check(self, dtype: np.dtype, arrays: tuple[Any, ...], width: int) -> _Checked | None:
         """The layers to run, if they fit: 2-D C-contiguous weights and 1-D biases of ``dtype``, chained shapes."""
@@ -199,11 +192,7 @@ class DenseChain:
             elif type(b) is not np.ndarray or b.dtype != dtype or b.shape != (width,) or not b.flags.c_contiguous:
                 return None
             layers.append((w, b, act))
-        split = [
-            sw if dtype == _F32 and _split_dense.applies(w) else None
-            for (w, _, _), sw in zip(layers, self._split_weights, strict=True)
-        ]
-        return _Checked(dtype, arrays, layers, split)
+        return _Checked(dtype, arrays, layers)
 
     def _recheck(self, x: np.ndarray) -> _Checked | None:
         """Checks the sources' current arrays against ``x`` (remembered when they fit)."""
@@ -231,13 +220,16 @@ class DenseChain:
                 return None
         if rows >= MIN_TILE_ROWS:
             return self._run_tiles(x, checked)
-        if checked.split is not None and x.shape[0] <= 2 and blas_threads() >= 2 and _split_dense.available():
-            pool = _worker_pool.get_pool()
-            if pool.acquire():  # else another thread's call has the worker: this one runs on one thread
-                try:
-                    return self._run_split(x, checked.split, pool)
-                finally:
-                    pool.release()
+        if (
+            rows <= _COLS_ROWS
+            and checked.work >= MIN_COLS_WORK
+            and x.dtype == _F32
+            and blas_threads() >= 2
+            and _chain_cols.available()
+        ):
+            out = self._run_cols(x, checked)
+            if out is not None:
+                return out
         kernel = _numba.kernel(bias_act_kernel)
         epilogue = _numpy_epilogue if kernel is None else kernel
         h = x
@@ -315,21 +307,31 @@ class DenseChain:
                     epilogue(h, b, act)
         return h
 
-    @staticmethod
-    def _run_split(x: np.ndarray, layers: tuple[Any, ...], pool: Any) -> np.ndarray:
-        """The chain with its large float32 layers split in depth between this thread and the pool's worker."""
-        kernel = _numba.kernel(bias_act_kernel)
-        epilogue = _numpy_epilogue if kernel is None else kernel
-        split_layer = _split_dense.split_layer
-        h = x
-        for w, b, act, sw in layers:
-            if sw is not None:
-                h = split_layer(pool, h, w, b, NONE if act is None else act, sw)
-            else:
-                h = np.dot(h, w)
-                if act is not None:
-                    epilogue(h, b, act)
-        return h
+    def _run_cols(self, x: np.ndarray, checked: _Checked) -> np.ndarray | None:
+        """The chain split by columns between this thread and the pool's worker (:mod:`hubkit.ops._chain_cols`);
+        None when weights were written since the call before (training: their blocks are not made for each call)
+        or another thread's call has the worker."""
+        versions = tuple(map(_VERSION, self._sources[::2]))
+        kept = self._cols
+        call = kept[2]
+        if kept[0] is not checked or kept[1] != versions:
+            forms = [blocks.get(w, settled=True) for blocks, (w, _, _) in zip(self._blocks, checked.layers, strict=True)]
+            call = None
+            if all(f is not None for f in forms):
+                call = _chain_cols.prepare([
+                    (f, w.shape[0], b if b.shape[0] else None, NONE if act is None else act)
+                    for f, (w, b, act) in zip(forms, checked.layers, strict=True)
+                ])
+            self._cols = (checked, versions, call) if call is not None else (None, (), None)
+            if call is None:
+                return None
+        pool = _worker_pool.get_pool()
+        if not pool.acquire():  # another thread's call has the worker: this one runs on one thread
+            return None
+        try:
+            return _chain_cols.run(x, call, pool)
+        finally:
+            pool.release()
 
 
 def dense_chain(plan: Any) -> DenseChain | None:

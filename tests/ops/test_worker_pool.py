@@ -1,10 +1,5 @@
-"""The native worker pool (hubkit/ops/_worker_pool.py) and the depth-split dense layer over it
-(hubkit/ops/_split_dense.py).
-
-Stated tolerance of a split layer: each output is the float32 sum of two partial sums over halves of
-K, each accumulated in FMA order (another order than NumPy's), so it may differ from the exact value by
-``2 * K * eps * sum_k |x_k w_k|`` plus ``2 * eps * |value|`` (the bias addition and the final rounding).
-The stolen path (the caller runs both halves) computes the same bits as the worker path.
+"""The native worker pool (hubkit/ops/_worker_pool.py), run with the column-split dense chain as its job
+(hubkit/ops/_chain_cols.py, whose outputs are checked bit for bit against a loop over the depth in NumPy).
 
 Nothing here waits without a bound: pool calls return by construction (the caller steals a job the
 worker has not claimed), and the forked child is polled with a deadline.
@@ -19,30 +14,33 @@ import time
 import numpy as np
 import pytest
 
-from hubkit.ops import _split_dense, _worker_pool
-from hubkit.ops._epilogue import NONE, RELU, RELU6
-from tests.helpers_plans import dense_reference
+from hubkit.ops import _chain_cols, _worker_pool
+from hubkit.ops._epilogue import RELU, RELU6
+from tests.helpers_plans import depth_loop_reference
 from tests.helpers_threads import from_threads
 
-pytestmark = pytest.mark.skipif(not _split_dense.available(), reason="no worker pool here (needs x86-64 Linux, Numba)")
-
-_EPS = np.finfo(np.float32).eps
+pytestmark = pytest.mark.skipif(not _chain_cols.available(), reason="no worker pool here (needs x86-64 Linux, Numba)")
 
 
-@pytest.fixture(autouse=True)
-def _any_l2(monkeypatch):
-    """Correctness does not depend on the host's L2: every shape here is split wherever the tests run."""
-    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
+def _chain(rng, depth=784, cols=512, rows=1, act=RELU):
+    """An input, a one-layer chain prepared for the column split, and its expected output."""
+    x = rng.standard_normal((rows, depth)).astype(np.float32)
+    w = rng.standard_normal((depth, cols)).astype(np.float32)
+    b = rng.standard_normal(cols).astype(np.float32)
+    call = _chain_cols.prepare([(_chain_cols.pack_cols(w), depth, b, act)])
+    assert call is not None
+    return x, call, depth_loop_reference(x, [(w, b, act)])
 
 
-def _check(got, x, w, bias, act):
-    want, scale = dense_reference(x, w, bias, act)
-    bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
-    assert got.dtype == np.float32 and got.shape == want.shape
-    nan = np.isnan(want)
-    assert np.array_equal(np.isnan(got), nan)
-    assert np.all(np.abs(got[~nan] - want[~nan]) <= bound[~nan])
-
+def _split(x, call, pool=None):
+    """The chain on ``pool`` (the process's by default), or None when another caller holds it."""
+    pool = pool or _worker_pool.get_pool()
+    if not pool.acquire():
+        return None
+    try:
+        return _chain_cols.run(x, call, pool)
+    finally:
+        pool.release()
 
 
 def _wait_child(pid: int, seconds: float = 60.0) -> None:
@@ -59,70 +57,36 @@ def _wait_child(pid: int, seconds: float = 60.0) -> None:
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(code) == 0
 
-def _layer(rng, depth, cols, rows=1):
-    x = rng.standard_normal((rows, depth)).astype(np.float32)
-    w = rng.standard_normal((depth, cols)).astype(np.float32)
-    b = rng.standard_normal(cols).astype(np.float32)
-    return x, w, b
-
-
 def _stolen_pool():
     """A pool whose worker never starts: every job is stolen by the caller."""
     pool = _worker_pool.Pool()
     pool.enabled = False
-    assert pool.acquire()
     return pool
-
-
-@pytest.mark.parametrize("rows", [1, 2])
-@pytest.mark.parametrize("act", [NONE, RELU, RELU6])
-@pytest.mark.parametrize(
-    "depth, cols",
-    [(784, 512), (512, 512), (128, 1024), (1024, 128), (130, 1011), (257, 515), (2048, 64)],
-)
-def test_split_layer_within_tolerance(rows, act, depth, cols):
-    rng = np.random.default_rng(depth * 7 + cols + rows)
-    x, w, b = _layer(rng, depth, cols, rows)
-    assert _split_dense.applies(w)
-    for bias in (b, None):
-        got = _split_dense.split_dense(x, w, bias, act)
-        assert got is not None
-        _check(got, x, w, bias, act)
 
 
 def test_stolen_path_gives_the_same_bits_as_the_worker():
     rng = np.random.default_rng(1)
-    x, w, b = _layer(rng, 784, 512)
-    weights = _split_dense.SplitWeights()
+    x, call, want = _chain(rng)
     stolen = _stolen_pool()
-    try:
-        a = _split_dense.split_layer(stolen, x, w, b, RELU, weights)
-        assert stolen.jobs == 0 and not stolen.started
-    finally:
-        stolen.release()
-    pool = _worker_pool.get_pool()
-    assert pool.acquire()
-    try:
-        for _ in range(50):
-            assert _split_dense.split_layer(pool, x, w, b, RELU, weights).tobytes() == a.tobytes()
-    finally:
-        pool.release()
-    _check(a, x, w, b, RELU)
+    a = _split(x, call, stolen)
+    assert stolen.jobs == 0 and not stolen.started
+    assert a.tobytes() == want.tobytes()
+    for _ in range(50):
+        assert _split(x, call).tobytes() == want.tobytes()
 
 
 def test_worker_is_started_once_and_reused():
     pool = _worker_pool.get_pool()
     rng = np.random.default_rng(2)
-    x, w, b = _layer(rng, 784, 512)
-    weights = _split_dense.SplitWeights()
-    _split_dense.split_dense(x, w, b, RELU, weights)
+    x, call, _ = _chain(rng)
+    _split(x, call)
     assert pool.started
     tasks = len(os.listdir("/proc/self/task"))
     jobs = pool.jobs
     deadline = time.monotonic() + 20
     calls = 0
     while (pool.jobs < jobs + 5 or calls < 200) and time.monotonic() < deadline:
-        _split_dense.split_dense(x, w, b, RELU, weights)
+        _split(x, call)
         calls += 1
     assert pool.jobs >= jobs + 5  # the worker took jobs (even on a loaded machine, within 20 s)
     assert len(os.listdir("/proc/self/task")) <= tasks  # no thread per call
@@ -178,42 +142,32 @@ def test_a_pool_stops_within_its_bound():
     assert not pool.alive
     # a stopped pool still computes (the caller steals every job)
     rng = np.random.default_rng(3)
-    x, w, b = _layer(rng, 512, 512)
-    assert pool.acquire()
-    try:
-        got = _split_dense.split_layer(pool, x, w, b, RELU6, _split_dense.SplitWeights())
-    finally:
-        pool.release()
-    _check(got, x, w, b, RELU6)
+    x, call, want = _chain(rng, 512, 512, act=RELU6)
+    assert _split(x, call, pool).tobytes() == want.tobytes()
 
 
 def test_a_busy_pool_refuses_a_second_caller():
     pool = _worker_pool.get_pool()
     assert pool.acquire()
     try:
-        rng = np.random.default_rng(4)
-        x, w, b = _layer(rng, 512, 512)
-        assert _split_dense.split_dense(x, w, b) is None  # the chain then runs np.dot on its own thread
+        x, call, _ = _chain(np.random.default_rng(4), 512, 512)
+        assert _split(x, call) is None  # the chain then runs np.dot on its own thread
     finally:
         pool.release()
 
 
 def test_many_calls_from_four_threads():
     rng = np.random.default_rng(5)
-    layers = [_layer(rng, 784, 512, rows=1 + i % 2) for i in range(4)]
-    weights = [_split_dense.SplitWeights() for _ in layers]
-    stolen = _stolen_pool()
-    expected = [_split_dense.split_layer(stolen, x, w, b, RELU, _split_dense.SplitWeights()) for x, w, b in layers]
-    stolen.release()
+    chains = [_chain(rng, rows=1 + i % 2) for i in range(4)]
     split = [0]
 
     def work(k):
         for i in range(200):
-            x, w, b = layers[(k + i) % 4]
-            got = _split_dense.split_dense(x, w, b, RELU, weights[(k + i) % 4])
+            x, call, want = chains[(k + i) % 4]
+            got = _split(x, call)
             if got is not None:  # None: another thread had the pool
                 split[0] += 1
-                assert got.tobytes() == expected[(k + i) % 4].tobytes()
+                assert got.tobytes() == want.tobytes()
 
     from_threads(work)
     assert split[0] > 0
@@ -222,75 +176,23 @@ def test_many_calls_from_four_threads():
 @pytest.mark.parametrize("worker_first", [True, False])
 def test_forked_child_computes(worker_first):
     rng = np.random.default_rng(6)
-    x, w, b = _layer(rng, 784, 512)
-    weights = _split_dense.SplitWeights()
+    x, call, want = _chain(rng)
     if worker_first:
-        assert _split_dense.split_dense(x, w, b, RELU, weights) is not None  # the parent's worker runs
-    want, scale = dense_reference(x, w, b, RELU)
-    bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
+        assert _split(x, call) is not None  # the parent's worker runs
     pid = os.fork()
     if pid == 0:  # the child: no worker thread until it starts its own; exits with a status, never returns
         status = 1
         try:
             ok = True
             for _ in range(20):
-                got = _split_dense.split_dense(x, w, b, RELU, weights)
-                ok = ok and got is not None and bool(np.all(np.abs(got - want) <= bound))
+                got = _split(x, call)
+                ok = ok and got is not None and got.tobytes() == want.tobytes()
             pool = _worker_pool.get_pool()
             ok = ok and pool.started and pool.stop(timeout=5.0)
             status = 0 if ok else 2
         finally:
             os._exit(status)
     _wait_child(pid)
-
-
-def test_nan_propagates():
-    rng = np.random.default_rng(7)
-    x, w, b = _layer(rng, 512, 256)
-    x[0, 3] = np.nan  # in the caller's half: every output NaN
-    got = _split_dense.split_dense(x, w, b, RELU)
-    assert np.isnan(got).all()
-    x[0, 3] = 1.0
-    w[400, 5] = np.nan  # in the worker's half: column 5 only
-    x2 = x.copy()
-    got = _split_dense.split_dense(x2, w, b, NONE)
-    assert np.isnan(got[0, 5]) and not np.isnan(np.delete(got[0], 5)).any()
-    _check(got, x2, w, b, NONE)
-
-
-def test_weights_written_in_place_are_packed_again():
-    class Holder:
-        _version = 0
-
-    rng = np.random.default_rng(8)
-    x, w, b = _layer(rng, 784, 512)
-    holder = Holder()
-    weights = _split_dense.SplitWeights(holder)
-    first = _split_dense.split_dense(x, w, b, NONE, weights)
-    w[600:] *= 2  # the worker's half changes: the variable's version says so
-    holder._version += 1
-    got = _split_dense.split_dense(x, w, b, NONE, weights)
-    _check(got, x, w, b, NONE)
-    assert not np.array_equal(got, first)
-
-
-def test_thresholds(monkeypatch):
-    f32 = np.float32
-    assert _split_dense.applies(np.zeros((_split_dense.MIN_DEPTH, _split_dense.MIN_WORK // _split_dense.MIN_DEPTH), f32))
-    assert not _split_dense.applies(np.zeros((_split_dense.MIN_DEPTH - 1, 4096), f32))
-    assert not _split_dense.applies(np.zeros((4096, _split_dense.MIN_COLS - 1), f32))
-    assert not _split_dense.applies(np.zeros((512, 10), f32))  # the MLP's last layer stays on np.dot
-    assert not _split_dense.applies(np.zeros((784, 512), np.float64))
-    assert not _split_dense.applies(np.zeros((512, 784), f32).T)  # not C-contiguous
-    monkeypatch.setattr(_split_dense, "max_work", lambda: 512 * 1024)
-    assert _split_dense.applies(np.zeros((1024, 512), f32))
-    assert not _split_dense.applies(np.zeros((1024, 513), f32))  # halves too large for one core's L2
-    rng = np.random.default_rng(9)
-    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
-    x, w, b = _layer(rng, _split_dense.MIN_DEPTH, _split_dense.MIN_WORK // _split_dense.MIN_DEPTH)
-    _check(_split_dense.split_dense(x, w, b, RELU), x, w, b, RELU)
-    assert _split_dense.split_dense(x[:, :-1], w[:-1], b, RELU) is None
-    assert _split_dense.split_dense(np.ones((3, w.shape[0]), f32), w, b, RELU) is None  # 3 rows: other kernels
 
 
 def test_l2_bytes_read_or_assumed(tmp_path, monkeypatch):
@@ -320,17 +222,15 @@ def test_l2_bytes_read_or_assumed(tmp_path, monkeypatch):
 
 def test_one_cpu_means_no_worker():
     rng = np.random.default_rng(10)
-    x, w, b = _layer(rng, 784, 512)
-    want, scale = dense_reference(x, w, b, RELU)
-    bound = 2 * w.shape[0] * _EPS * scale + 2 * _EPS * np.abs(want) + 1e-30
+    x, call, want = _chain(rng)
     pid = os.fork()
-    if pid == 0:  # the child, on one CPU: the pool never starts a worker; the caller runs both halves
+    if pid == 0:  # the child, on one CPU: the pool never starts a worker; the caller runs every chunk
         status = 1
         try:
             os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-            got = _split_dense.split_dense(x, w, b, RELU)
+            got = _split(x, call)
             pool = _worker_pool.get_pool()
-            ok = got is not None and bool(np.all(np.abs(got - want) <= bound)) and not pool.started
+            ok = got is not None and got.tobytes() == want.tobytes() and not pool.started
             status = 0 if ok else 2
         finally:
             os._exit(status)
@@ -353,19 +253,6 @@ def test_worker_kept_off_the_starting_callers_cpu():
     finally:
         pool.release()
         assert pool.stop(timeout=5.0)
-
-
-def test_no_split_without_tile_hosts(monkeypatch):
-    """Like the dense step, the split runs only where the tile kernel has its measured tiles (6 rows or more)."""
-    from hubkit.ops import _packed_gemm
-
-    monkeypatch.setattr(_packed_gemm._STATE, "wide", False)
-    monkeypatch.setattr(_split_dense._STATE, "checked", False)
-    monkeypatch.setattr(_split_dense._STATE, "ok", False)
-    assert not _split_dense.available()
-    rng = np.random.default_rng(9)
-    x, w, b = _layer(rng, 784, 512)
-    assert _split_dense.split_dense(x, w, b) is None
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker")

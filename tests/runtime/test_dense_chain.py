@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import hubkit as hk
+from hubkit.ops._epilogue import NONE, RELU, RELU6
 from hubkit.runtime.dense_chain import DenseChain
 from hubkit.runtime.optimize import describe_plan, set_optimize_enabled
-from tests.helpers_plans import plain_and_optimised
+from tests.helpers_plans import depth_loop_reference, plain_and_optimised
 from tests.helpers_threads import from_threads
 
 
@@ -209,36 +210,42 @@ def test_outputs_are_fresh_arrays():
     assert not np.array_equal(m(x), a)
 
 
-# The split path (hubkit/ops/_split_dense.py): with 2+ BLAS threads the chain's large float32 layers
-# at 1-2 rows are split in depth between the caller and a native worker. It cannot be bit for bit with
-# np.dot (another summation order): within the split layer's stated tolerance (tests/ops/test_worker_pool.py).
+# The column split (hubkit/ops/_chain_cols.py): with 2+ BLAS threads a float32 chain of at least MIN_COLS_WORK
+# weights runs at 1-2 rows split by columns between the caller and a native worker. Its outputs are a loop over
+# the depth in float32 (tests/helpers_plans.py), bit for bit: another summation order than np.dot's.
 
 _split_available = pytest.mark.skipif(
-    not __import__("hubkit.ops._split_dense", fromlist=["available"]).available(), reason="no worker pool here"
+    not __import__("hubkit.ops._chain_cols", fromlist=["available"]).available(), reason="no worker pool here"
 )
 
 
 def _two_blas_threads(monkeypatch, n=2):
-    """``n`` BLAS threads as the chain sees them; the MLP's layers split whatever the host's L2."""
-    from hubkit.ops import _split_dense
+    """``n`` BLAS threads as the chain sees them."""
     from hubkit.runtime import dense_chain as dc
 
     monkeypatch.setattr(dc, "blas_threads", lambda: n)
-    monkeypatch.setattr(_split_dense, "max_work", lambda: 1 << 40)
 
 
 def _split_counting(monkeypatch):
-    from hubkit.ops import _split_dense
+    from hubkit.ops import _chain_cols
 
     calls = []
-    original = _split_dense.split_layer
+    original = _chain_cols.run
 
-    def counted(*args):
-        calls.append(args[2].shape)
-        return original(*args)
+    def counted(x, call, pool):
+        calls.append(x.shape)
+        return original(x, call, pool)
 
-    monkeypatch.setattr(_split_dense, "split_layer", counted)
+    monkeypatch.setattr(_chain_cols, "run", counted)
     return calls
+
+
+def _module_layers(m, acts, bias):
+    codes = {"relu": RELU, "relu6": RELU6, None: NONE}
+    return [
+        (m.variable_map[f"w{i}"].value, m.variable_map[f"b{i}"].value if bias[i] else None, codes[act])
+        for i, act in enumerate(acts)
+    ]
 
 
 def _close(got, want, depth):
@@ -251,17 +258,21 @@ def _close(got, want, depth):
 
 @_split_available
 @pytest.mark.parametrize("acts, bias", [(("relu", "relu6", None), (True, True, True)), ((None, "relu", None), (False, True, False))])
-def test_split_chain_within_tolerance_of_unoptimised_plan(acts, bias, monkeypatch):
+def test_split_chain_gives_the_depth_loop_bits(acts, bias, monkeypatch):
     spec = _mlp_spec(sizes=(784, 512, 512, 10), acts=acts, bias=bias)
     m, plain = hk.Module(spec), _unoptimised(spec)
+    layers = _module_layers(m, acts, bias)
     _two_blas_threads(monkeypatch)
     calls = _split_counting(monkeypatch)
     rng = np.random.default_rng(11)
     for rows in (1, 2, 1, 5, 2):
         x = (rng.standard_normal((rows, 784)) * 0.1).astype(np.float32)
         for _ in range(3):
-            _close(m(x), plain(x), 784)
-    assert calls.count((784, 512)) == 12 and calls.count((512, 512)) == 12 and (512, 10) not in calls
+            got = m(x)
+            if rows <= 2:
+                _same(got, depth_loop_reference(x, layers))
+            _close(got, plain(x), 784)
+    assert calls == [(1, 784)] * 3 + [(2, 784)] * 3 + [(1, 784)] * 3 + [(2, 784)] * 3  # 5 rows: the small kernel
 
 
 @_split_available
@@ -276,22 +287,49 @@ def test_one_blas_thread_keeps_the_bits(monkeypatch):
 
 
 @_split_available
-def test_split_chain_repacks_after_assignment(monkeypatch):
-    spec = _mlp_spec(sizes=(784, 512, 512, 10))
-    m = hk.Module(spec)
+def test_small_chains_and_a_busy_worker_run_unsplit(monkeypatch):
+    from hubkit.ops import _worker_pool
+    from hubkit.runtime import dense_chain as dc
+
+    small = (64, 256, 256, 10)  # 82,432 weights
+    assert dc.MIN_COLS_WORK > 64 * 256 + 256 * 256 + 256 * 10
+    m, plain = hk.Module(_mlp_spec(sizes=small)), _unoptimised(_mlp_spec(sizes=small))
     _two_blas_threads(monkeypatch)
+    calls = _split_counting(monkeypatch)
+    x = np.random.default_rng(16).standard_normal((1, 64)).astype(np.float32)
+    _same(m(x), plain(x))
+    assert calls == []
+    spec = _mlp_spec(sizes=(784, 512, 512, 10))
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    x = np.random.default_rng(17).standard_normal((1, 784)).astype(np.float32)
+    pool = _worker_pool.get_pool()
+    assert pool.acquire()  # another caller holds the worker
+    try:
+        _same(m(x), plain(x))
+    finally:
+        pool.release()
+    assert calls == []
+    m(x)
+    assert calls == [(1, 784)]
+
+
+@_split_available
+def test_split_chain_packs_again_after_assignment(monkeypatch):
+    spec = _mlp_spec(sizes=(784, 512, 512, 10))
+    m, plain = hk.Module(spec), _unoptimised(spec)
+    _two_blas_threads(monkeypatch)
+    calls = _split_counting(monkeypatch)
     x = (np.random.default_rng(13).standard_normal((1, 784)) * 0.1).astype(np.float32)
     first = m(x)
     for name in ("w0", "w1"):
         v = m.variable_map[name]
         v.assign(v.value * -1.5)  # in place: the same array, new values, a new version
-        expected = hk.Module(spec)
-        for n in ("w0", "w1"):
-            expected.variable_map[n].assign(m.variable_map[n].value)
-        _two_blas_threads(monkeypatch, 1)
-        want = expected(x)
-        _two_blas_threads(monkeypatch)
-        _close(m(x), want, 784)
+        plain.variable_map[name].assign(v.value)
+        count = len(calls)
+        _same(m(x), plain(x))  # the first call after a write runs unsplit (the blocks are not made for each write)
+        assert len(calls) == count
+        _same(m(x), depth_loop_reference(x, _module_layers(m, ("relu", "relu6", None), (True,) * 3)))
+        assert len(calls) == count + 1
     assert not np.allclose(m(x), first)
 
 
@@ -299,23 +337,29 @@ def test_split_chain_repacks_after_assignment(monkeypatch):
 def test_split_chain_from_four_threads(monkeypatch):
     spec = _mlp_spec(sizes=(784, 512, 512, 10))
     m, plain = hk.Module(spec), _unoptimised(spec)
+    layers = _module_layers(m, ("relu", "relu6", None), (True,) * 3)
     _two_blas_threads(monkeypatch)
     rng = np.random.default_rng(14)
     inputs = [(rng.standard_normal((1 + i % 2, 784)) * 0.1).astype(np.float32) for i in range(8)]
-    expected = [plain(x) for x in inputs]
-    _from_four_threads(50, inputs, lambda i: _close(m(inputs[i]), expected[i], 784))
+    split = [depth_loop_reference(x, layers).tobytes() for x in inputs]
+    unsplit = [plain(x).tobytes() for x in inputs]  # a caller that finds the worker busy
+
+    def check(i):
+        assert m(inputs[i]).tobytes() in (split[i], unsplit[i])
+
+    _from_four_threads(50, inputs, check)
 
 
 @_split_available
 def test_split_chain_propagates_nan(monkeypatch):
     spec = _mlp_spec(sizes=(784, 512, 512, 10), acts=(None, None, None))
-    m, plain = hk.Module(spec), _unoptimised(spec)
+    m = hk.Module(spec)
     _two_blas_threads(monkeypatch)
     x = np.random.default_rng(15).standard_normal((2, 784)).astype(np.float32) * 0.1
-    x[1, 700] = np.nan  # in the worker's half of the first layer: the second row all NaN
+    x[1, 700] = np.nan  # the second row all NaN
     got = m(x)
     assert np.isnan(got[1]).all() and not np.isnan(got[0]).any()
-    _close(got, plain(x), 784)
+    _same(got, depth_loop_reference(x, _module_layers(m, (None, None, None), (True,) * 3)))
 
 
 # From 9 rows on, with one BLAS thread, the layers the fused steps run on the tile kernel run in one compiled call

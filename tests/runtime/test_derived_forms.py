@@ -85,9 +85,9 @@ def test_plans_share_a_variables_forms(monkeypatch):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_lock_held_at_fork_is_fresh_in_the_child():
     """A thread compiling (holding a kernel lock) when another forks must not leave the child's lock held."""
-    from hubkit.ops import _gemm_kernel, _split_dense
+    from hubkit.ops import _gemm_kernel
 
-    for module in (_packed_gemm, _gemm_kernel, _numba, _split_dense):
+    for module in (_packed_gemm, _gemm_kernel, _numba):
         module._lock.acquire()
         try:
             pid = os.fork()

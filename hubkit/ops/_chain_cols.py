@@ -1,0 +1,163 @@
+"""A chain of float32 dense layers at one or two rows, split by columns over two threads: the caller and the pool's
+worker (:mod:`hubkit.ops._worker_pool`).
+
+At one row each layer is a matrix-vector product whose time is the time to stream its weights: the MLP
+784-512-512-10's 2.6 MB come from L3 on a host with 512 KB of L2 a core, at about 60 GB/s for one core. Two cores
+streaming part of the columns each reach more (OpenBLAS's GEMV on each half of 784x1024 weights, both cores at
+once: 104 GB/s against 62 for the whole on one), and unlike a split in depth no partial sums need adding.
+
+The weights are kept as :func:`pack_cols` blocks (:class:`ColumnBlocks`, made once per weights like the fused
+steps' packed forms). :func:`prepare` fills both threads' argument blocks once per chain; a call (:func:`run`)
+writes its input and output addresses into them (one compiled call) and hands the worker its block; the chunks
+are shared out as :mod:`hubkit.ops._chain_cols_kernel` describes. Every output is computed the same way whichever
+thread runs its chunk: the products in the order of the depth, each rounded to float32 and added (tested against
+that loop in NumPy), so the values differ from the one-thread chain's ``np.dot`` by summation order only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+import numpy as np
+
+from hubkit.ops import _numba, _worker_pool
+from hubkit.ops._small_linear import DerivedWeights
+
+__all__ = ["CHUNK_COLS", "MAX_ROWS", "ColsCall", "ColumnBlocks", "available", "pack_cols", "prepare", "run"]
+
+CHUNK_COLS = 64
+"""Columns of a chunk: its weights are one contiguous block (784x64: 200 KB). One thread, Zen 3, a layer at one row
+against OpenBLAS's GEMV (``np.dot``) and the tile kernel on 32-column panels (GB/s of weights read): 784x512 55 /
+59 / 45, 512x512 60 / 64 / 44, 2048x1024 62 / 61 / 45; blocks of 32 columns 46-51, of 128 49-56."""
+
+MAX_ROWS = 2
+"""Most rows a call takes (the scratch buffer holds this many of each layer)."""
+
+_F32 = np.dtype(np.float32)
+
+
+def pack_cols(w: np.ndarray) -> np.ndarray:
+    """``w`` (``K x N`` float32) as its chunks' blocks one after the other, 64-byte aligned: the block of columns
+    ``[c0, c0 + width)`` (``width`` :data:`CHUNK_COLS`, fewer in the last) is ``w[:, c0:c0 + width]`` C-ordered,
+    from float ``c0 * K``."""
+    k, n = w.shape
+    buf = np.empty(k * n + 16, _F32)
+    out = buf[(-buf.ctypes.data % 64) // 4 :][: k * n]
+    full = n // CHUNK_COLS
+    if full:
+        out[: full * CHUNK_COLS * k].reshape(full, k, CHUNK_COLS)[...] = w[:, : full * CHUNK_COLS].reshape(
+            k, full, CHUNK_COLS).transpose(1, 0, 2)
+    if n % CHUNK_COLS:
+        out[full * CHUNK_COLS * k :].reshape(k, n % CHUNK_COLS)[...] = w[:, full * CHUNK_COLS :]
+    return out
+
+
+class ColumnBlocks(DerivedWeights):
+    """:func:`pack_cols` of a layer's weights, kept per variable (:class:`~hubkit.ops._small_linear.DerivedWeights`:
+    remade when the weights change; with ``settled``, not while they change between calls)."""
+
+    __slots__ = ()
+
+    def derive(self, w: np.ndarray, key: Any) -> np.ndarray:
+        return pack_cols(np.asarray(w, _F32))
+
+
+class _State:
+    code: tuple[Any, int, int] | None = None  # (cols_patch compiled, cols_job's address, sched_yield's address)
+    failed = False
+
+
+_STATE = _State()
+
+
+def _code() -> tuple[Any, int, int] | None:
+    """The compiled patch, the job's address and ``sched_yield``'s, or None when they cannot be had here."""
+    code = _STATE.code
+    if code is None and not _STATE.failed:
+        if not (_numba.numba_enabled() and _worker_pool.available()):
+            return None
+        from hubkit.ops import _chain_cols_kernel
+
+        patch = _numba.kernel(_chain_cols_kernel.cols_patch)
+        job = _numba.job(_chain_cols_kernel.cols_job) if patch is not None else 0
+        yield_fn = ctypes.cast(_worker_pool._libc().sched_yield, ctypes.c_void_p).value or 0
+        if not job or not yield_fn:
+            _STATE.failed = True
+            return None
+        code = _STATE.code = (patch, job, yield_fn)
+    return code if _numba.numba_enabled() else None
+
+
+def available() -> bool:
+    """Whether a column-split chain can run here (Numba, the worker pool and the compiled job)."""
+    return _code() is not None
+
+
+class ColsCall:
+    """A chain's two argument blocks, its claim words and its scratch buffer, filled once; one call at a time (the
+    caller holds the pool, :meth:`~hubkit.ops._worker_pool.Pool.acquire`). Keeps every array the blocks point at
+    alive."""
+
+    __slots__ = ("_arrays", "blocks", "n", "scratch", "sync", "width")
+
+    def __init__(self, blocks: np.ndarray, sync: np.ndarray, scratch: np.ndarray, arrays: tuple[Any, ...],
+                 width: int, n: int) -> None:
+        self.blocks = blocks
+        self.sync = sync
+        self.scratch = scratch
+        self._arrays = arrays
+        self.width = width
+        self.n = n
+
+
+def prepare(layers: list[tuple[np.ndarray, int, np.ndarray | None, int]]) -> ColsCall | None:
+    """The argument blocks of the chain ``layers``, each ``(pack_cols(w), depth, bias or None, act)`` for a
+    ``depth x n`` float32 ``w`` (``n`` float32 bias values), every depth the columns of the layer before; None when
+    the job cannot run here or a layer does not fit."""
+    code = _code()
+    if code is None or not layers:
+        return None
+    from hubkit.ops._chain_cols_kernel import COLS_HEAD, LAYER_WORDS, SYNC_WORDS
+
+    table = np.zeros((len(layers), LAYER_WORDS), np.int64)
+    width = layers[0][1]
+    depth = width
+    words = between = 0
+    kept: list[Any] = []
+    for row, (blocks, k, bias, act) in zip(table, layers, strict=True):
+        n = blocks.size // k if k > 0 else 0
+        if (k != depth or n == 0 or blocks.dtype != _F32 or blocks.ndim != 1 or blocks.size != k * n
+                or not blocks.flags.c_contiguous
+                or (bias is not None and (bias.dtype != _F32 or bias.shape != (n,) or not bias.flags.c_contiguous))):
+            return None
+        row[:] = (blocks.ctypes.data, 0 if bias is None else bias.ctypes.data, act, n, k)
+        kept += (blocks, bias)
+        words += -(-n // CHUNK_COLS)
+        between += n
+        depth = n
+    between -= depth  # the last layer writes the output
+    sync = np.zeros(words * SYNC_WORDS + 8, np.int64)
+    sync = sync[(-sync.ctypes.data % 64) // 8 :][: words * SYNC_WORDS]  # each claim word on a line of its own
+    scratch = np.empty(max(1, MAX_ROWS * between), _F32)
+    blocks_arr = np.zeros((2, COLS_HEAD + table.size), np.int64)
+    for side in range(2):
+        blocks_arr[side, :COLS_HEAD] = (0, 0, len(layers), scratch.ctypes.data, 0, sync.ctypes.data, side, code[2],
+                                        width, words)
+        blocks_arr[side, COLS_HEAD:] = table.reshape(-1)
+    return ColsCall(blocks_arr, sync, scratch, tuple(kept), width, depth)
+
+
+def run(x: np.ndarray, call: ColsCall, pool: _worker_pool.Pool) -> np.ndarray | None:
+    """The chain's output for ``x`` (1-2 rows of its width, float32, C-contiguous), computed by this thread and
+    ``pool``'s worker (the caller holds ``pool``); None, nothing run, when ``x`` does not fit or the job cannot
+    run here."""
+    code = _code()
+    if code is None or type(x) is not np.ndarray or x.dtype != _F32 or x.ndim != 2 or not x.flags.c_contiguous:
+        return None
+    out = np.empty((x.shape[0], call.n), _F32)
+    addr = code[0](call.blocks, call.sync, x, out)
+    if not addr:
+        return None
+    pool.run(code[1], addr + call.blocks.strides[0], addr)
+    return out
