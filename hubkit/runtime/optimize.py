@@ -38,7 +38,7 @@ a module runs for one of its signatures::
     >>> print(describe_signature_plan(hk.Module(hk.create_module_spec(module_fn))))
     signature 'default': inputs ['x:0'] -> outputs ['dense/Relu:0']
     1 step (3 before the optimiser), 2 preloaded constants and variables
-    the steps also run as a chain: np.dot at 1-2 rows, the tile layers in one call from 9 rows (runtime/dense_chain.py)
+    the steps also run as a chain: np.dot at 1-2 rows (a float32 chain of 196,608+ weights with 2+ BLAS threads: split by columns over the worker), the tile layers in one call from 9 rows (runtime/dense_chain.py)
        0  MatMul+BiasAdd+Relu  (x:0, dense/kernel:0, dense/bias:0) -> dense/Relu:0
 """
 
@@ -386,7 +386,13 @@ def describe_plan(plan: Any, feed_names: Sequence[str] = ()) -> str:
         count += f" ({len(before.steps)} before the optimiser)"
     lines = [f"{count}, {len(plan.leaf_names)} preloaded constants and variables"]
     if getattr(plan, "dense", None) is not None:
-        lines.append("the steps also run as a chain: np.dot at 1-2 rows, the tile layers in one call from 9 rows (runtime/dense_chain.py)")
+        from hubkit.runtime.dense_chain import MIN_COLS_WORK
+
+        lines.append(
+            f"the steps also run as a chain: np.dot at 1-2 rows (a float32 chain of {MIN_COLS_WORK:,}+ weights with"
+            " 2+ BLAS threads: split by columns over the worker), the tile layers in one call from 9 rows"
+            " (runtime/dense_chain.py)"
+        )
     for i, (fn, _, ins, outs, _, node) in enumerate(plan.steps):
         reads = ", ".join(names.get(s, f"slot:{s}") for s in ins) if len(ins) <= 8 else f"{len(ins)} values"
         writes = ", ".join(names.get(s, f"slot:{s}") for s in outs) if len(outs) <= 8 else f"{len(outs)} values"
