@@ -10,8 +10,10 @@ The weights are kept as :func:`pack_cols` blocks (:class:`ColumnBlocks`, made on
 steps' packed forms). :func:`prepare` fills both threads' argument blocks once per chain; a call (:func:`run`)
 writes its input and output addresses into them (one compiled call) and hands the worker its block; the chunks
 are shared out as :mod:`hubkit.ops._chain_cols_kernel` describes. Every output is computed the same way whichever
-thread runs its chunk: the products in the order of the depth, each rounded to float32 and added (tested against
-that loop in NumPy), so the values differ from the one-thread chain's ``np.dot`` by summation order only.
+thread runs its chunk (the worker runs its jobs with the caller's floating-point control word,
+:mod:`hubkit.ops._worker_pool`): the products in the order of the depth, each rounded to float32 and added, bit for
+bit that loop in NumPy but for which NaN a sum of two NaNs keeps (tested), so the values differ from the one-thread
+chain's ``np.dot`` by summation order only.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ against OpenBLAS's GEMV (``np.dot``) and the tile kernel on 32-column panels (GB
 
 MAX_ROWS = 2
 """Most rows a call takes (the scratch buffer holds this many of each layer)."""
+
+WAIT_SPIN_US = 20.0
+"""Microseconds a thread spins waiting for a chunk the other thread runs before it yields its CPU on each further
+check (the other may share it). A chunk takes 1-4 us, a layer of the MLP 8-20 us."""
 
 _F32 = np.dtype(np.float32)
 
@@ -64,15 +70,16 @@ class ColumnBlocks(DerivedWeights):
 
 
 class _State:
-    code: tuple[Any, int, int] | None = None  # (cols_patch compiled, cols_job's address, sched_yield's address)
+    code: tuple[Any, int, int, int] | None = None  # (cols_patch compiled, cols_job's address, sched_yield's, spin ticks)
     failed = False
 
 
 _STATE = _State()
 
 
-def _code() -> tuple[Any, int, int] | None:
-    """The compiled patch, the job's address and ``sched_yield``'s, or None when they cannot be had here."""
+def _code() -> tuple[Any, int, int, int] | None:
+    """The compiled patch, the job's address, ``sched_yield``'s and the wait's spin in time-stamp ticks, or None when
+    they cannot be had here."""
     code = _STATE.code
     if code is None and not _STATE.failed:
         if not (_numba.numba_enabled() and _worker_pool.available()):
@@ -85,7 +92,8 @@ def _code() -> tuple[Any, int, int] | None:
         if not job or not yield_fn:
             _STATE.failed = True
             return None
-        code = _STATE.code = (patch, job, yield_fn)
+        ticks = int(WAIT_SPIN_US * _worker_pool.compile_code().ticks_per_us)
+        code = _STATE.code = (patch, job, yield_fn, ticks)
     return code if _numba.numba_enabled() else None
 
 
@@ -143,7 +151,7 @@ def prepare(layers: list[tuple[np.ndarray, int, np.ndarray | None, int]]) -> Col
     blocks_arr = np.zeros((2, COLS_HEAD + table.size), np.int64)
     for side in range(2):
         blocks_arr[side, :COLS_HEAD] = (0, 0, len(layers), scratch.ctypes.data, 0, sync.ctypes.data, side, code[2],
-                                        width, words)
+                                        width, words, code[3])
         blocks_arr[side, COLS_HEAD:] = table.reshape(-1)
     return ColsCall(blocks_arr, sync, scratch, tuple(kept), width, depth)
 
@@ -153,7 +161,8 @@ def run(x: np.ndarray, call: ColsCall, pool: _worker_pool.Pool) -> np.ndarray | 
     ``pool``'s worker (the caller holds ``pool``); None, nothing run, when ``x`` does not fit or the job cannot
     run here."""
     code = _code()
-    if code is None or type(x) is not np.ndarray or x.dtype != _F32 or x.ndim != 2 or not x.flags.c_contiguous:
+    if (code is None or type(x) is not np.ndarray or x.dtype != _F32 or x.ndim != 2 or not x.flags.c_contiguous
+            or not 0 < x.shape[0] <= MAX_ROWS):
         return None
     out = np.empty((x.shape[0], call.n), _F32)
     addr = code[0](call.blocks, call.sync, x, out)

@@ -8,10 +8,15 @@ from the first, the worker from the last, each until it meets one the other has 
 more of a layer, a late or absent worker leaves every chunk to the caller, and no thread ever waits for a chunk
 nobody runs; with both on time each takes the same chunks call after call (which then stay in its core's cache).
 
-A chunk reads its weights as one contiguous ``depth x width`` block (:func:`pack_cols`) four rows at a time into a
-buffer of its own (which the compiler then knows no weight aliases, and vectorises): every output is the sum of
-its products in the order of the depth (each product rounded to float32, then added: no fused multiply-add), then
-``act(sum + bias)`` as :func:`hubkit.ops._epilogue.activate` computes it. Which thread runs a chunk does not change its bits.
+A chunk reads its weights as one contiguous ``depth x width`` block (:func:`~hubkit.ops._chain_cols.pack_cols`) four
+rows at a time into a buffer of its own (which the compiler then knows no weight aliases, and vectorises): every
+output is the sum of its products in the order of the depth (each product rounded to float32, then added: no fused
+multiply-add), then ``act(sum + bias)`` as :func:`hubkit.ops._epilogue.activate` computes it. Which thread runs a
+chunk does not change its bits (the worker runs with the caller's floating-point control word); which NaN a sum of
+two NaNs keeps may differ from a plain loop's (the compiler may swap an addition's operands).
+
+A thread waiting for the other's chunk spins (``pause``) for a bounded number of time-stamp-counter ticks
+(:data:`hubkit.ops._chain_cols.WAIT_SPIN_US`), then yields its CPU at each further check.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ from hubkit.ops import _numba
 from hubkit.ops._chain_cols import CHUNK_COLS, MAX_ROWS
 from hubkit.ops._epilogue import activate
 
-__all__ = ["COLS_HEAD", "FREE", "LAYER_WORDS", "SPINS", "SYNC_WORDS", "chunks", "cols_job", "cols_patch"]
+__all__ = ["COLS_HEAD", "FREE", "LAYER_WORDS", "SYNC_WORDS", "chunks", "cols_job", "cols_patch"]
 
-COLS_HEAD = 10
+COLS_HEAD = 11
 """int64 words before the layers in a :func:`cols_job` argument block: the input's address, its rows, the number of
 layers, the scratch buffer's address (each layer's output but the last, one after the other), the output's, the
 claim words' address, this thread's side (0: the caller, from the first chunk; 1: the worker, from the last),
-``sched_yield``'s address, the input's width and the number of claim words (every layer's chunks)."""
+``sched_yield``'s address, the input's width, the number of claim words (every layer's chunks) and the
+time-stamp-counter ticks a thread spins waiting for the other's chunk before it yields its CPU."""
 
 LAYER_WORDS = 5
 """int64 words of a layer in a :func:`cols_job` argument block: its weights' :func:`pack_cols` address, its bias's
@@ -42,9 +48,6 @@ SYNC_WORDS = 8
 """int64 words between two claim words: each on a 64-byte line of its own (the two threads write them)."""
 
 FREE, CLAIMED, DONE = 0, 1, 2
-
-SPINS = 4096
-"""``pause`` iterations a thread waits for the other's chunk before it yields its CPU on each further one."""
 
 
 def _address(context, builder, sig, args, i):  # type: ignore[no-untyped-def]
@@ -96,6 +99,18 @@ def _pause(typingctx):  # type: ignore[no-untyped-def]
         return context.get_dummy_value()
 
     return types.void(), codegen
+
+
+@intrinsic
+def _ticks(typingctx):  # type: ignore[no-untyped-def]
+    """The time-stamp counter (``rdtsc``)."""
+
+    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        i64 = ir.IntType(64)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, []), "llvm.readcyclecounter")
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
 
 
 @intrinsic
@@ -193,26 +208,28 @@ def cols_job(args):  # pragma: no cover - compiled by Numba as a C callback (hub
             _release(word)
         for c in range(count):
             word = word0 + c * SYNC_WORDS * 8
-            spins = 0
-            while _load(word) != DONE:
-                if spins < SPINS:
-                    _pause()
-                    spins += 1
-                else:
-                    _call0(a[7])
+            if _load(word) != DONE:
+                end = _ticks() + a[10]
+                while _load(word) != DONE:
+                    if _ticks() < end:
+                        _pause()
+                    else:
+                        _call0(a[7])
         word0 += count * SYNC_WORDS * 8
 
 
 def cols_patch(blocks, sync, x, out):  # pragma: no cover - compiled by Numba
     """Writes this call's input, its row count and the output into both argument blocks (every other word filled
     once) and sets every claim word FREE; returns the blocks' address, or 0 (nothing written) when ``x`` is not
-    ``1 .. MAX_ROWS`` rows of the chain's width or ``out`` not its rows of the last layer's columns."""
-    rows = x.shape[0]
+    ``1 .. MAX_ROWS`` C-contiguous rows of the chain's width or ``out`` not as many C-contiguous rows of the last
+    layer's columns."""
+    rows, width = x.shape
     layers = blocks[0, 2]
-    if rows < 1 or rows > MAX_ROWS or x.shape[1] != blocks[0, 8] or out.shape[0] != rows or (
-        out.shape[1] != blocks[0, COLS_HEAD + (layers - 1) * LAYER_WORDS + 3]
+    n = blocks[0, COLS_HEAD + (layers - 1) * LAYER_WORDS + 3]
+    if rows < 1 or rows > MAX_ROWS or width != blocks[0, 8] or out.shape[0] != rows or out.shape[1] != n or (
+        x.strides[1] != 4 or x.strides[0] != width * 4 or out.strides[1] != 4 or out.strides[0] != n * 4
     ):
-        return np.int64(0)
+        return np.int64(0)  # (the dtype, float32, is the caller's check: run())
     for h in range(2):
         blocks[h, 0] = x.ctypes.data
         blocks[h, 1] = rows

@@ -8,8 +8,10 @@ libc's ``pthread_create`` with the compiled loop's address, and it never touches
 
 The hand-off, through a control block of 32-bit words on separate cache lines (``_OFF_*``):
 
-- the caller stores the job (a function address and its argument block's address), clears ``done``
-  and stores ``state = POSTED``; when the worker says it sleeps, a ``futex`` wake follows;
+- the caller stores the job (a function address and its argument block's address) and its own MXCSR (the
+  SSE rounding mode and the flush-to-zero and denormals-are-zero bits: the worker runs the job with them and
+  restores its own after, so a half computes the same bits on either thread), clears ``done`` and stores
+  ``state = POSTED``; when the worker says it sleeps, a ``futex`` wake follows;
 - the caller runs its own half, then tries to claim the posted job itself (compare-and-swap
   ``POSTED -> STOLEN``): if it wins, it runs the job (slower, but correct); if it loses, the worker
   claimed it (``POSTED -> TAKEN``) and the caller waits for ``done`` (a bounded spin, then futex
@@ -87,7 +89,8 @@ _OFF_JOBS = 288  # i64 jobs the worker ran (a statistic)
 _OFF_SLEEPS = 296  # i64 futex waits of the worker (a statistic)
 _OFF_CALLER_WAITS = 304  # i64 futex waits of callers for done (a statistic)
 _OFF_WAKE_SPIN = 312  # i64 time-stamp-counter ticks the worker spins after a wake-up
-_CTL_BYTES = 320
+_OFF_MXCSR = 320  # i32 the posting caller's MXCSR (rounding, flush-to-zero, denormals-are-zero), for the job
+_CTL_BYTES = 384
 
 SPIN_US = 50.0
 """Microseconds the worker spins after a job before it sleeps (see the module docstring)."""
@@ -106,6 +109,8 @@ _FUTEX_WAKE_PRIVATE = 129
 
 _IR = r"""
 declare i64 @llvm.readcyclecounter()
+declare void @llvm.x86.sse.stmxcsr(ptr)
+declare void @llvm.x86.sse.ldmxcsr(ptr)
 
 define i64 @hk_pool_tsc() {
   %t = call i64 @llvm.readcyclecounter()
@@ -146,6 +151,8 @@ entry:
   %argp = getelementptr i8, ptr %ctl, i64 264
   %spinp = getelementptr i8, ptr %ctl, i64 280
   %jobsp = getelementptr i8, ptr %ctl, i64 288
+  %mxp = getelementptr i8, ptr %ctl, i64 320
+  %mxown = alloca i32, align 4  ; in the entry block: one slot for the thread's life, not one per job
   call void @st(ptr %alive, i32 1)
   br label %outer.wake
 outer:
@@ -206,7 +213,12 @@ run:
   %argi = load i64, ptr %argp, align 8
   %fn = inttoptr i64 %fni to ptr
   %arg = inttoptr i64 %argi to ptr
+  ; the job runs with the caller's floating-point control (a caller that set flush-to-zero gets its bits
+  ; whichever thread runs a half), and the worker's own is restored after
+  call void @llvm.x86.sse.stmxcsr(ptr %mxown)
+  call void @llvm.x86.sse.ldmxcsr(ptr %mxp)
   call void %fn(ptr %arg)
+  call void @llvm.x86.sse.ldmxcsr(ptr %mxown)
   %jobs = load i64, ptr %jobsp, align 8
   %jobs1 = add i64 %jobs, 1
   store i64 %jobs1, ptr %jobsp, align 8
@@ -234,6 +246,8 @@ entry:
   %argp = getelementptr i8, ptr %ctl, i64 264
   store i64 %fni, ptr %fnp, align 8
   store i64 %argw, ptr %argp, align 8
+  %mxp = getelementptr i8, ptr %ctl, i64 320
+  call void @llvm.x86.sse.stmxcsr(ptr %mxp)
   call void @st(ptr %done, i32 0)
   call void @st(ptr %state, i32 1)
   %sl = call i32 @ld(ptr %sleeping)

@@ -25,12 +25,11 @@ thread count as its own), a float32 chain of at least :data:`MIN_COLS_WORK` weig
 columns between the calling thread and a native worker (:mod:`hubkit.ops._chain_cols`,
 :mod:`hubkit.ops._worker_pool`): OpenBLAS runs a GEMV of the MLP's size on one thread whatever its thread count,
 and two cores stream the weights from L3 faster than one. MLP 784-512-512-10 at batch 1, 2 threads: 37.6 against
-49.0 us for ``np.dot`` (0.77x), 14.3-15.1 against 14.9-15.8 us (0.95-0.96x) for 131,072 weights; smaller chains
-were slower split (64-64-64: 1.52x, 256-256-10: 1.30x). Each output is then the float32 sum of its products in
-the order of the depth (exactly what a loop over the depth in NumPy gives, tested), not ``np.dot``'s order; with
-one BLAS thread nothing changes. The weights are kept in the split's own blocks (:class:`~hubkit.ops._chain_cols.
-ColumnBlocks`, made on the first such call, again after a write, and not while they are written between every two
-calls). A call that finds the worker busy with another thread's call runs unsplit.
+49.0 us for ``np.dot`` (0.77x). Each output is then the float32 sum of its products in the order of the depth
+(what a loop over the depth in NumPy gives, tested), not ``np.dot``'s order; with one BLAS thread nothing
+changes. The weights are kept in the split's own blocks (:class:`~hubkit.ops._chain_cols.ColumnBlocks`, made on
+the first such call, again after a write, and not while they are written between every two calls). A call that
+finds the worker busy with another thread's call runs unsplit.
 
 From 9 rows (:data:`MIN_TILE_ROWS`) of a float32 input, on a host whose tile GEMM the fused steps run
 (:mod:`hubkit.ops._packed_gemm`), the layers the steps would give the tile kernel with the BLAS's thread count
@@ -70,7 +69,8 @@ kernel)."""
 MIN_COLS_WORK = 192 * 1024
 """Fewest weights (all layers') of a chain split by columns at 1-2 rows. One row, 2 threads, Zen 3, split against
 ``np.dot`` (minimum of three rounds): 384x512 0.95x, 512x512 0.96x, 256x1024 0.95x, 1024x256 0.85x, 784x512 0.81x;
-at 131,072 weights 0.95-1.10x, below it 1.30-1.52x."""
+at 131,072 weights 0.95-1.10x (256x512, 512-256-10, 128x1024, 1024x128), below it 1.30-1.52x (256-256-10,
+128-128-128, 64-64-64)."""
 
 _COLS_ROWS = 2
 _F32 = np.dtype(np.float32)

@@ -1,6 +1,7 @@
 """The column-split dense chain at 1-2 rows (hubkit/ops/_chain_cols.py and its kernel).
 
-Every output is checked bit for bit against a loop over the depth in float32 NumPy (tests/helpers_plans.py),
+Every output is checked bit for bit (NaN where it has NaN) against a loop over the depth in float32 NumPy
+(tests/helpers_plans.py),
 whichever thread runs which chunk: the worker, the caller alone (a pool whose worker never starts), or the worker
 alone (its job run before the caller's). Nothing here waits without a bound: a pool call returns by construction.
 """
@@ -14,7 +15,7 @@ import pytest
 
 from hubkit.ops import _chain_cols, _numba, _worker_pool
 from hubkit.ops._epilogue import NONE, RELU, RELU6
-from tests.helpers_plans import depth_loop_reference
+from tests.helpers_plans import assert_loop_bits, depth_loop_reference
 from tests.helpers_threads import from_threads
 
 pytestmark = pytest.mark.skipif(not _chain_cols.available(), reason="no worker pool here (needs x86-64 Linux, Numba)")
@@ -44,11 +45,6 @@ def _run(x, call, pool=None):
         pool.release()
 
 
-def _same(got, want):
-    assert got is not None and got.dtype == np.float32 and got.shape == want.shape
-    assert got.tobytes() == want.tobytes()
-
-
 @pytest.mark.parametrize("rows", [1, 2])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("acts", [(RELU, RELU6, NONE), (NONE,), (RELU6, RELU)])
@@ -61,7 +57,7 @@ def test_bits_of_the_depth_loop(dims, acts, bias, rows):
     call = _prepare(layers)
     want = depth_loop_reference(x, layers)
     for _ in range(3):
-        _same(_run(x, call), want)
+        assert_loop_bits(_run(x, call), want)
     assert all(call.sync[::8] == 2)  # every chunk's claim word ends DONE
 
 
@@ -79,10 +75,10 @@ def test_caller_alone_and_worker_alone_give_the_same_bits():
     call = _prepare(layers)
     want = depth_loop_reference(x, layers)
     stolen = _stolen_pool()
-    _same(_run(x, call, stolen), want)
+    assert_loop_bits(_run(x, call, stolen), want)
     assert stolen.jobs == 0 and not stolen.started
     # the worker's side alone: its job runs to the end before the caller's starts, which then finds nothing free
-    patch, job, _ = _chain_cols._code()
+    patch, job, _, _ = _chain_cols._code()
     fn = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(job)
     for first in (1, 0):
         out = np.full((1, 10), np.nan, np.float32)
@@ -91,20 +87,24 @@ def test_caller_alone_and_worker_alone_give_the_same_bits():
         fn(addr + first * call.blocks.strides[0])
         assert all(call.sync[::8] == 2)
         fn(addr + (1 - first) * call.blocks.strides[0])
-        _same(out, want)
+        assert_loop_bits(out, want)
 
 
 def test_nan_and_inf_propagate_as_in_the_loop():
+    """Two NaNs meeting in a sum (a NaN input and an infinity times zero) give NaN, whichever of them is kept."""
     rng = np.random.default_rng(2)
-    layers = _layers(rng, (300, 200, 70), (NONE, RELU))
+    layers = _layers(rng, (300, 200), (NONE,))
     x = rng.standard_normal((2, 300)).astype(np.float32)
-    x[1, 5] = np.nan
-    layers[0][0][7, 150] = np.inf  # column 150 of the first layer: inf, or NaN where the sum meets -inf
+    x[1, 5] = np.nan  # row 1: every column NaN
+    layers[0][0][7, 150] = np.inf  # column 150: +-inf in row 0, and NaN + (0 * inf) in row 1
+    x[1, 7] = 0.0
     call = _prepare(layers)
     got = _run(x, call)
-    want = depth_loop_reference(x, layers)
-    _same(got, want)
-    assert np.isnan(got[1]).all() and not np.isnan(got[0]).all()
+    assert_loop_bits(got, depth_loop_reference(x, layers))
+    assert np.isnan(got[1]).all() and np.isinf(got[0, 150]) and np.isfinite(np.delete(got[0], 150)).all()
+    two = _layers(rng, (300, 200, 70), (RELU, NONE))
+    two[0][0][7, 150] = np.inf
+    assert_loop_bits(_run(x, _prepare(two)), depth_loop_reference(x, two))
 
 
 def test_calls_that_do_not_fit_run_nothing():
@@ -118,6 +118,11 @@ def test_calls_that_do_not_fit_run_nothing():
     patch = _chain_cols._code()[0]
     assert patch(call.blocks, call.sync, np.ones((1, 64), np.float32), np.empty((1, 11), np.float32)) == 0
     assert patch(call.blocks, call.sync, np.ones((1, 64), np.float32), np.empty((2, 10), np.float32)) == 0
+    two = np.ones((2, 64), np.float32)
+    assert patch(call.blocks, call.sync, two[::-1], np.empty((2, 10), np.float32)) == 0  # rows read backwards
+    assert patch(call.blocks, call.sync, two, np.empty((2, 10), np.float32)[::-1]) == 0  # rows written backwards
+    assert patch(call.blocks, call.sync, two, np.empty((2, 20), np.float32)[:, ::2]) == 0
+    assert patch(call.blocks, call.sync, np.ones((2, 64)), np.empty((2, 10), np.float32)) == 0  # 8-byte elements
 
 
 def test_prepare_refuses_layers_that_do_not_fit():
@@ -179,7 +184,7 @@ def test_calls_from_four_threads():
                     got = _chain_cols.run(x, call, pool)
                 finally:
                     pool.release()
-                assert got is not None and got.tobytes() == want.tobytes()
+                assert_loop_bits(got, want)
                 ran[0] += 1
 
     from_threads(work)

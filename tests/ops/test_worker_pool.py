@@ -373,3 +373,70 @@ def test_a_caller_with_more_than_two_cpus_is_not_tied_to_one(monkeypatch):
     with _worker_pool.caller_off_worker():
         assert calls == [{0}]
     assert calls == [{0}, {0, 1}]
+
+
+_MXCSR_IR = r"""
+declare void @llvm.x86.sse.ldmxcsr(ptr)
+declare void @llvm.x86.sse.stmxcsr(ptr)
+declare i64 @llvm.readcyclecounter()
+; stores the control word at arg[0], then spins arg[1] time-stamp ticks (time for the worker to claim its half)
+define void @hk_test_store_mxcsr(ptr %arg) {
+entry:
+  call void @llvm.x86.sse.stmxcsr(ptr %arg)
+  %np = getelementptr i64, ptr %arg, i64 1
+  %n = load i64, ptr %np, align 8
+  %t0 = call i64 @llvm.readcyclecounter()
+  br label %spin
+spin:
+  %t = call i64 @llvm.readcyclecounter()
+  %d = sub i64 %t, %t0
+  %more = icmp slt i64 %d, %n
+  br i1 %more, label %spin, label %out
+out:
+  ret void
+}
+define i32 @hk_test_set_mxcsr(i32 %v) {
+  %p = alloca i32, align 4
+  call void @llvm.x86.sse.stmxcsr(ptr %p)
+  %old = load i32, ptr %p, align 4
+  store i32 %v, ptr %p, align 4
+  call void @llvm.x86.sse.ldmxcsr(ptr %p)
+  ret i32 %old
+}
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker")
+def test_a_job_runs_with_the_callers_floating_point_control():
+    """A caller that set flush-to-zero and denormals-are-zero (after the worker started) gets them in the worker's
+    half too, and the worker's own control word is back after the job."""
+    import ctypes
+
+    engine = _worker_pool.compile_ir(_MXCSR_IR)
+    store = engine.get_function_address("hk_test_store_mxcsr")
+    set_mxcsr = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int32)(engine.get_function_address("hk_test_set_mxcsr"))
+    pool = _worker_pool.get_pool()
+    ticks = int(20 * _worker_pool.compile_code().ticks_per_us)
+    worker_seen, caller_seen = (ctypes.c_int64 * 2)(0, ticks), (ctypes.c_int64 * 2)(0, ticks)
+
+    def run_until_the_worker_runs() -> None:
+        assert pool.acquire()
+        try:
+            for _ in range(200):  # bounded: a job the worker missed is run here (then try again)
+                if pool.run(store, ctypes.addressof(worker_seen), ctypes.addressof(caller_seen)):
+                    return
+            pytest.skip("the worker never claimed a job in 200 tries")
+        finally:
+            pool.release()
+
+    run_until_the_worker_runs()  # the worker started, with this thread's control word
+    default = (caller_seen[0] & 0xFFFFFFFF)
+    ftz_daz = default | 0x8040
+    old = set_mxcsr(ftz_daz)
+    try:
+        run_until_the_worker_runs()
+        assert (caller_seen[0] & 0xFFFFFFFF) == ftz_daz and (worker_seen[0] & 0xFFFFFFFF) == ftz_daz
+    finally:
+        set_mxcsr(old)
+    run_until_the_worker_runs()
+    assert (worker_seen[0] & 0xFFFFFFFF) == default  # the worker's own came back after the job

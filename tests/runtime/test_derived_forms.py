@@ -101,6 +101,36 @@ def test_a_lock_held_at_fork_is_fresh_in_the_child():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_waits_for_the_compilers_locks():
+    """Numba's compiler lock and llvmlite's LLVM lock, held by another thread (compiling) when this one forks: the
+    fork waits until they are given back, so the child finds them free (hubkit/ops/_forksafe.py)."""
+    import threading
+    import time
+
+    import llvmlite.binding.ffi as ffi
+    from numba.core import compiler_lock
+
+    for lock in (compiler_lock.global_compiler_lock._lock, ffi.lib._lock._lock):
+        held = threading.Event()
+
+        def hold(lock=lock, held=held):
+            with lock:
+                held.set()
+                time.sleep(0.2)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        assert held.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: the lock is free (it would stay held for good had the fork not waited)
+            ok = lock.acquire(timeout=5)
+            os._exit(0 if ok else 1)
+        thread.join(5)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_the_pool_compile_lock_is_fresh_in_a_forked_child():
     from hubkit.ops import _worker_pool
 
