@@ -25,3 +25,13 @@ def from_threads(work: Callable[[int], None], count: int = 4, timeout: float = 1
     assert not any(t.is_alive() for t in threads), "a thread did not finish"
     if errors:
         raise errors[0]
+
+
+def stolen_pool():
+    """A worker pool (hubkit/ops/_worker_pool.py) whose worker never starts: the caller runs every job, its own and
+    the one it posted for the worker (which it steals back)."""
+    from hubkit.ops import _worker_pool
+
+    pool = _worker_pool.Pool()
+    pool.enabled = False
+    return pool

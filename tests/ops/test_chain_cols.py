@@ -16,7 +16,7 @@ import pytest
 from hubkit.ops import _chain_cols, _numba, _worker_pool
 from hubkit.ops._epilogue import NONE, RELU, RELU6
 from tests.helpers_plans import assert_loop_bits, depth_loop_reference
-from tests.helpers_threads import from_threads
+from tests.helpers_threads import from_threads, stolen_pool
 
 pytestmark = pytest.mark.skipif(not _chain_cols.available(), reason="no worker pool here (needs x86-64 Linux, Numba)")
 
@@ -61,20 +61,13 @@ def test_bits_of_the_depth_loop(dims, acts, bias, rows):
     assert all(call.sync[::8] == 2)  # every chunk's claim word ends DONE
 
 
-def _stolen_pool():
-    """A pool whose worker never starts: the caller steals the worker's job and finds every chunk done."""
-    pool = _worker_pool.Pool()
-    pool.enabled = False
-    return pool
-
-
 def test_caller_alone_and_worker_alone_give_the_same_bits():
     rng = np.random.default_rng(1)
     layers = _layers(rng, (784, 512, 512, 10), (RELU, RELU, NONE))
     x = rng.standard_normal((1, 784)).astype(np.float32)
     call = _prepare(layers)
     want = depth_loop_reference(x, layers)
-    stolen = _stolen_pool()
+    stolen = stolen_pool()
     assert_loop_bits(_run(x, call, stolen), want)
     assert stolen.jobs == 0 and not stolen.started
     # the worker's side alone: its job runs to the end before the caller's starts, which then finds nothing free

@@ -17,7 +17,7 @@ import pytest
 from hubkit.ops import _chain_cols, _worker_pool
 from hubkit.ops._epilogue import RELU, RELU6
 from tests.helpers_plans import depth_loop_reference
-from tests.helpers_threads import from_threads
+from tests.helpers_threads import from_threads, stolen_pool
 
 pytestmark = pytest.mark.skipif(not _chain_cols.available(), reason="no worker pool here (needs x86-64 Linux, Numba)")
 
@@ -57,17 +57,10 @@ def _wait_child(pid: int, seconds: float = 60.0) -> None:
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(code) == 0
 
-def _stolen_pool():
-    """A pool whose worker never starts: every job is stolen by the caller."""
-    pool = _worker_pool.Pool()
-    pool.enabled = False
-    return pool
-
-
 def test_stolen_path_gives_the_same_bits_as_the_worker():
     rng = np.random.default_rng(1)
     x, call, want = _chain(rng)
-    stolen = _stolen_pool()
+    stolen = stolen_pool()
     a = _split(x, call, stolen)
     assert stolen.jobs == 0 and not stolen.started
     assert a.tobytes() == want.tobytes()
