@@ -57,6 +57,7 @@ def _wait_child(pid: int, seconds: float = 60.0) -> None:
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(code) == 0
 
+
 def test_stolen_path_gives_the_same_bits_as_the_worker():
     rng = np.random.default_rng(1)
     x, call, want = _chain(rng)
