@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from hubkit.ops import _numba, _worker_pool
+from hubkit.ops._packed_gemm import _aligned_empty
 from hubkit.ops._small_linear import DerivedWeights
 
 __all__ = ["CHUNK_COLS", "MAX_ROWS", "ColsCall", "ColumnBlocks", "available", "pack_cols", "prepare", "run"]
@@ -48,8 +49,7 @@ def pack_cols(w: np.ndarray) -> np.ndarray:
     ``[c0, c0 + width)`` (``width`` :data:`CHUNK_COLS`, fewer in the last) is ``w[:, c0:c0 + width]`` C-ordered,
     from float ``c0 * K``."""
     k, n = w.shape
-    buf = np.empty(k * n + 16, _F32)
-    out = buf[(-buf.ctypes.data % 64) // 4 :][: k * n]
+    out = _aligned_empty(k * n)
     full = n // CHUNK_COLS
     if full:
         out[: full * CHUNK_COLS * k].reshape(full, k, CHUNK_COLS)[...] = w[:, : full * CHUNK_COLS].reshape(
@@ -107,53 +107,50 @@ class ColsCall:
     caller holds the pool, :meth:`~hubkit.ops._worker_pool.Pool.acquire`). Keeps every array the blocks point at
     alive."""
 
-    __slots__ = ("_arrays", "blocks", "n", "scratch", "sync", "width")
+    __slots__ = ("_arrays", "blocks", "n", "scratch", "sync")
 
     def __init__(self, blocks: np.ndarray, sync: np.ndarray, scratch: np.ndarray, arrays: tuple[Any, ...],
-                 width: int, n: int) -> None:
+                 n: int) -> None:
         self.blocks = blocks
         self.sync = sync
         self.scratch = scratch
         self._arrays = arrays
-        self.width = width
-        self.n = n
+        self.n = n  # the last layer's columns
 
 
 def prepare(layers: list[tuple[np.ndarray, int, np.ndarray | None, int]]) -> ColsCall | None:
-    """The argument blocks of the chain ``layers``, each ``(pack_cols(w), depth, bias or None, act)`` for a
-    ``depth x n`` float32 ``w`` (``n`` float32 bias values), every depth the columns of the layer before; None when
-    the job cannot run here or a layer does not fit."""
+    """The argument blocks of the chain ``layers``, each ``(pack_cols(w), n, bias or None, act)`` for a ``depth x n``
+    float32 ``w`` (``n`` float32 bias values; the layers as :func:`hubkit.ops._packed_gemm.chain_table` takes
+    them), every depth the columns of the layer before; None when the job cannot run here or a layer does not fit."""
     code = _code()
     if code is None or not layers:
         return None
     from hubkit.ops._chain_cols_kernel import COLS_HEAD, LAYER_WORDS, SYNC_WORDS
 
     table = np.zeros((len(layers), LAYER_WORDS), np.int64)
-    width = layers[0][1]
-    depth = width
+    depth = width = layers[0][0].size // layers[0][1] if layers[0][1] > 0 else 0
     words = between = 0
     kept: list[Any] = []
-    for row, (blocks, k, bias, act) in zip(table, layers, strict=True):
-        n = blocks.size // k if k > 0 else 0
-        if (k != depth or n == 0 or blocks.dtype != _F32 or blocks.ndim != 1 or blocks.size != k * n
+    for row, (blocks, n, bias, act) in zip(table, layers, strict=True):
+        if (n <= 0 or depth == 0 or blocks.dtype != _F32 or blocks.ndim != 1 or blocks.size != depth * n
                 or not blocks.flags.c_contiguous
                 or (bias is not None and (bias.dtype != _F32 or bias.shape != (n,) or not bias.flags.c_contiguous))):
             return None
-        row[:] = (blocks.ctypes.data, 0 if bias is None else bias.ctypes.data, act, n, k)
+        row[:] = (blocks.ctypes.data, 0 if bias is None else bias.ctypes.data, act, n, depth)
         kept += (blocks, bias)
         words += -(-n // CHUNK_COLS)
         between += n
         depth = n
     between -= depth  # the last layer writes the output
-    sync = np.zeros(words * SYNC_WORDS + 8, np.int64)
-    sync = sync[(-sync.ctypes.data % 64) // 8 :][: words * SYNC_WORDS]  # each claim word on a line of its own
+    sync = _aligned_empty(2 * words * SYNC_WORDS).view(np.int64)  # each claim word on a line of its own
+    sync[:] = 0
     scratch = np.empty(max(1, MAX_ROWS * between), _F32)
     blocks_arr = np.zeros((2, COLS_HEAD + table.size), np.int64)
     for side in range(2):
         blocks_arr[side, :COLS_HEAD] = (0, 0, len(layers), scratch.ctypes.data, 0, sync.ctypes.data, side, code[2],
                                         width, words, code[3])
         blocks_arr[side, COLS_HEAD:] = table.reshape(-1)
-    return ColsCall(blocks_arr, sync, scratch, tuple(kept), width, depth)
+    return ColsCall(blocks_arr, sync, scratch, tuple(kept), depth)
 
 
 def run(x: np.ndarray, call: ColsCall, pool: _worker_pool.Pool) -> np.ndarray | None:

@@ -30,6 +30,7 @@ from numba.extending import intrinsic
 from hubkit.ops import _numba
 from hubkit.ops._chain_cols import CHUNK_COLS, MAX_ROWS
 from hubkit.ops._epilogue import activate
+from hubkit.ops._gemm_numba import _call_codegen
 
 __all__ = ["COLS_HEAD", "FREE", "LAYER_WORDS", "SYNC_WORDS", "chunks", "cols_job", "cols_patch"]
 
@@ -41,7 +42,7 @@ claim words' address, this thread's side (0: the caller, from the first chunk; 1
 time-stamp-counter ticks a thread spins waiting for the other's chunk before it yields its CPU."""
 
 LAYER_WORDS = 5
-"""int64 words of a layer in a :func:`cols_job` argument block: its weights' :func:`pack_cols` address, its bias's
+"""int64 words of a layer in a :func:`cols_job` argument block: its weights' ``pack_cols`` address, its bias's
 (0: none), its activation (:mod:`hubkit.ops._epilogue` code), its columns and its depth."""
 
 SYNC_WORDS = 8
@@ -50,9 +51,12 @@ SYNC_WORDS = 8
 FREE, CLAIMED, DONE = 0, 1, 2
 
 
-def _address(context, builder, sig, args, i):  # type: ignore[no-untyped-def]
-    i64 = ir.IntType(64)
-    return builder.inttoptr(context.cast(builder, args[i], sig.args[i], types.int64), i64.as_pointer())
+_I64 = ir.IntType(64)
+
+
+def _address(context, builder, sig, args, i, pointee=_I64):  # type: ignore[no-untyped-def]
+    """Argument ``i`` (an integer address) as a pointer to ``pointee``."""
+    return builder.inttoptr(context.cast(builder, args[i], sig.args[i], types.int64), pointee.as_pointer())
 
 
 @intrinsic
@@ -116,13 +120,7 @@ def _ticks(typingctx):  # type: ignore[no-untyped-def]
 @intrinsic
 def _call0(typingctx, addr):  # type: ignore[no-untyped-def]
     """Calls the function at ``addr`` without arguments (its result ignored)."""
-
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        fnty = ir.FunctionType(ir.VoidType(), [])
-        builder.call(builder.inttoptr(context.cast(builder, args[0], sig.args[0], types.int64), fnty.as_pointer()), [])
-        return context.get_dummy_value()
-
-    return types.void(addr), codegen
+    return types.void(addr), _call_codegen
 
 
 @intrinsic
@@ -130,8 +128,7 @@ def _floats(typingctx, addr):  # type: ignore[no-untyped-def]
     """The address ``addr`` as a pointer to float32 (for ``numba.carray``)."""
 
     def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        ptr = ir.FloatType().as_pointer()
-        return builder.inttoptr(context.cast(builder, args[0], sig.args[0], types.int64), ptr)
+        return _address(context, builder, sig, args, 0, ir.FloatType())
 
     return types.CPointer(types.float32)(addr), codegen
 

@@ -51,6 +51,7 @@ values or raises its usual error.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,6 @@ MIN_COLS_WORK = 192 * 1024
 at 131,072 weights 0.95-1.10x (256x512, 512-256-10, 128x1024, 1024x128), below it 1.30-1.52x (256-256-10,
 128-128-128, 64-64-64)."""
 
-_COLS_ROWS = 2
 _F32 = np.dtype(np.float32)
 _DTYPES = (_F32, np.dtype(np.float64))  # the epilogue kernel's
 _NO_BIAS = {dt: np.empty(0, dt) for dt in _DTYPES}
@@ -112,36 +112,46 @@ class _Checked:
         self.work = sum(w.size for w, _, _ in layers)  # multiply-adds a row
 
 
-class _TileRun:
-    """Layers ``start .. end - 1`` of a chain, run on the tile kernel in one call, and the table of the packed forms
-    it last ran them with (made again when the weights change)."""
+class _Prepared:
+    """What layers ``start .. end - 1`` of a chain are prepared as from their weights' derived forms, kept while the
+    weights are the arrays a check proved at the same versions (their forms are then the same), made again when
+    they change."""
 
     __slots__ = ("_kept", "end", "start")
 
     def __init__(self, start: int, end: int) -> None:
         self.start = start
         self.end = end
-        self._kept: tuple[Any, ...] = (None, (), None)  # (checked, versions, table)
+        self._kept: tuple[Any, ...] = (None, (), None)  # (checked, versions, what was built)
 
-    def table(self, checked: _Checked, packed: tuple[Any, ...], sources: tuple[Any, ...]) -> _packed_gemm.ChainTable | None:
-        """The table for the current weights' packed forms (:meth:`PackedWeights.ready`: None for weights written
-        since they were packed, which the fused steps pack again or not). Kept while the weights are the arrays
-        ``checked`` holds, at the same versions: their forms are then the same."""
+    def get(self, checked: _Checked, sources: tuple[Any, ...], form: Callable[[int, np.ndarray], Any],
+            build: Callable[[list[tuple[Any, int, np.ndarray | None, int]]], Any]) -> Any:
+        """``build`` of the layers ``(form(i, w), n, bias or None, act)``; None, and nothing kept, when a form or
+        ``build`` gives None."""
         versions = tuple(map(_VERSION, sources[2 * self.start : 2 * self.end : 2]))
         kept = self._kept
         if kept[0] is checked and kept[1] == versions:
-            return kept[2]  # type: ignore[no-any-return]
+            return kept[2]
         layers = checked.layers[self.start : self.end]
-        forms = tuple(packed[i].ready(w) for i, (w, _, _) in enumerate(layers, self.start))
-        if any(f is None for f in forms):
-            self._kept = (None, (), None)  # (the old forms are not kept alive for nothing)
-            return None
-        table = _packed_gemm.chain_table([
-            (form, w.shape[1], b if b.shape[0] else None, NONE if act is None else act)
-            for form, (w, b, act) in zip(forms, layers, strict=True)
+        forms = [form(i, w) for i, (w, _, _) in enumerate(layers, self.start)]
+        built = None if any(f is None for f in forms) else build([
+            (f, w.shape[1], b if b.shape[0] else None, NONE if act is None else act)
+            for f, (w, b, act) in zip(forms, layers, strict=True)
         ])
-        self._kept = (checked, versions, table) if table is not None else (None, (), None)
-        return table
+        self._kept = (checked, versions, built) if built is not None else (None, (), None)  # (old forms not kept)
+        return built
+
+
+class _TileRun(_Prepared):
+    """Layers ``start .. end - 1`` of a chain, run on the tile kernel in one call, and the table of the packed forms
+    it last ran them with (made again when the weights change)."""
+
+    __slots__ = ()
+
+    def table(self, checked: _Checked, packed: tuple[Any, ...], sources: tuple[Any, ...]) -> _packed_gemm.ChainTable | None:
+        """The table for the current weights' packed forms (:meth:`PackedWeights.ready`: None for weights written
+        since they were packed, which the fused steps pack again or not)."""
+        return self.get(checked, sources, lambda i, w: packed[i].ready(w), _packed_gemm.chain_table)  # type: ignore[no-any-return]
 
 
 class DenseChain:
@@ -167,9 +177,9 @@ class DenseChain:
         self._runs: dict[tuple[int, int], _TileRun] = {}  # by layer range: their tables do not depend on the rows
         self._checked: _Checked | None = None
         # at 1-2 rows on two threads: each layer's column blocks (made on the first such call, remade when its
-        # weights change), and the prepared call for them: (checked, the weights' versions, ColsCall)
+        # weights change), and the column split's call prepared for them
         self._blocks = tuple(_chain_cols.ColumnBlocks(w if type(w) is not _Const else None) for w in self._sources[::2])
-        self._cols: tuple[Any, tuple[int, ...], Any] = (None, (), None)
+        self._cols = _Prepared(0, len(self._acts))
 
     def _check(self, dtype: np.dtype, arrays: tuple[Any, ...], width: int) -> _Checked | None:
         """The layers to run, if they fit: 2-D C-contiguous weights and 1-D biases of ``dtype``, chained shapes."""
@@ -221,7 +231,7 @@ class DenseChain:
         if rows >= MIN_TILE_ROWS:
             return self._run_tiles(x, checked)
         if (
-            rows <= _COLS_ROWS
+            rows <= _chain_cols.MAX_ROWS
             and checked.work >= MIN_COLS_WORK
             and x.dtype == _F32
             and blas_threads() >= 2
@@ -311,20 +321,10 @@ class DenseChain:
         """The chain split by columns between this thread and the pool's worker (:mod:`hubkit.ops._chain_cols`);
         None when weights were written since the call before (training: their blocks are not made for each call)
         or another thread's call has the worker."""
-        versions = tuple(map(_VERSION, self._sources[::2]))
-        kept = self._cols
-        call = kept[2]
-        if kept[0] is not checked or kept[1] != versions:
-            forms = [blocks.get(w, settled=True) for blocks, (w, _, _) in zip(self._blocks, checked.layers, strict=True)]
-            call = None
-            if all(f is not None for f in forms):
-                call = _chain_cols.prepare([
-                    (f, w.shape[0], b if b.shape[0] else None, NONE if act is None else act)
-                    for f, (w, b, act) in zip(forms, checked.layers, strict=True)
-                ])
-            self._cols = (checked, versions, call) if call is not None else (None, (), None)
-            if call is None:
-                return None
+        blocks = self._blocks
+        call = self._cols.get(checked, self._sources, lambda i, w: blocks[i].get(w, settled=True), _chain_cols.prepare)
+        if call is None:
+            return None
         pool = _worker_pool.get_pool()
         if not pool.acquire():  # another thread's call has the worker: this one runs on one thread
             return None

@@ -31,7 +31,7 @@ def _layers(rng, dims, acts, bias=True):
 
 
 def _prepare(layers):
-    call = _chain_cols.prepare([(_chain_cols.pack_cols(w), w.shape[0], b, act) for w, b, act in layers])
+    call = _chain_cols.prepare([(_chain_cols.pack_cols(w), w.shape[1], b, act) for w, b, act in layers])
     assert call is not None
     return call
 
@@ -122,13 +122,14 @@ def test_prepare_refuses_layers_that_do_not_fit():
     w1 = np.ones((8, 16), np.float32)
     w2 = np.ones((16, 4), np.float32)
     p1, p2 = _chain_cols.pack_cols(w1), _chain_cols.pack_cols(w2)
-    assert _chain_cols.prepare([(p1, 8, None, RELU), (p2, 16, None, NONE)]) is not None
+    assert _chain_cols.prepare([(p1, 16, None, RELU), (p2, 4, None, NONE)]) is not None
     assert _chain_cols.prepare([]) is None
-    assert _chain_cols.prepare([(p1, 8, None, RELU), (p2, 15, None, NONE)]) is None  # depths not chained
-    assert _chain_cols.prepare([(p1[:-1], 8, None, RELU)]) is None  # not a whole number of columns
-    assert _chain_cols.prepare([(p1.astype(np.float64), 8, None, RELU)]) is None
-    assert _chain_cols.prepare([(p1, 8, np.ones(15, np.float32), RELU)]) is None  # bias of another width
-    assert _chain_cols.prepare([(p1, 8, np.ones(16), RELU)]) is None  # float64 bias
+    p15 = _chain_cols.pack_cols(np.ones((15, 4), np.float32))
+    assert _chain_cols.prepare([(p1, 16, None, RELU), (p15, 4, None, NONE)]) is None  # depths not chained
+    assert _chain_cols.prepare([(p1[:-1], 16, None, RELU)]) is None  # not a whole number of rows
+    assert _chain_cols.prepare([(p1.astype(np.float64), 16, None, RELU)]) is None
+    assert _chain_cols.prepare([(p1, 16, np.ones(15, np.float32), RELU)]) is None  # bias of another width
+    assert _chain_cols.prepare([(p1, 16, np.ones(16), RELU)]) is None  # float64 bias
     assert _chain_cols.prepare([(p1, 0, None, RELU)]) is None
 
 

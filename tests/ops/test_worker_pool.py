@@ -27,7 +27,7 @@ def _chain(rng, depth=784, cols=512, rows=1, act=RELU):
     x = rng.standard_normal((rows, depth)).astype(np.float32)
     w = rng.standard_normal((depth, cols)).astype(np.float32)
     b = rng.standard_normal(cols).astype(np.float32)
-    call = _chain_cols.prepare([(_chain_cols.pack_cols(w), depth, b, act)])
+    call = _chain_cols.prepare([(_chain_cols.pack_cols(w), cols, b, act)])
     assert call is not None
     return x, call, depth_loop_reference(x, [(w, b, act)])
 
